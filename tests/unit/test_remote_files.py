@@ -1,0 +1,254 @@
+"""Runs the rendered file/block scripts for real (POSIX sh, as root) in a temporary tree."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.remote_files import (
+    FileSpec,
+    encode_bundle,
+    render_block_apply,
+    render_block_restore,
+    render_files_apply,
+    render_files_restore,
+)
+
+SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
+
+
+def run(script: str, stdin: str = "", shell: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([shell, "-c", script], input=stdin, capture_output=True, text=True, timeout=30)
+
+
+def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[str(p)] = ("link:" + os.readlink(p), 0)
+        elif p.is_file():
+            out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+        else:
+            out[str(p)] = ("dir", p.stat().st_mode)
+    return out
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, Path]:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "app.conf").write_text("original = 1\n")
+    (etc / "app.conf").chmod(0o644)
+    return {"root": tmp_path, "etc": etc, "state": tmp_path / "state", "log": tmp_path / "activations"}
+
+
+def specs(env: dict[str, Path]) -> list[FileSpec]:
+    return [
+        FileSpec(str(env["etc"] / "app.conf"), "0640", "root", "root"),
+        FileSpec(str(env["etc"] / "new" / "deep" / "key.pem"), "0600"),
+    ]
+
+
+def activate(env: dict[str, Path]) -> str:
+    return f"echo activated >> {env['log']}"
+
+
+def activations(env: dict[str, Path]) -> int:
+    return len(env["log"].read_text().splitlines()) if env["log"].exists() else 0
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_apply_is_idempotent_and_restore_is_byte_identical(env: dict[str, Path], shell: str) -> None:
+    before = tree_digest(env["etc"])
+    s = specs(env)
+    apply = render_files_apply("owner-a", s, activate=activate(env), state_dir=str(env["state"]))
+    bundle = encode_bundle(["new = 2\n", "SECRET KEY\n"])
+    r = run(apply, bundle, shell)
+    assert r.returncode == 0, r.stderr
+    assert "owner-a: changed" in r.stdout
+    assert (env["etc"] / "app.conf").read_text() == "new = 2\n"
+    assert oct((env["etc"] / "app.conf").stat().st_mode & 0o777) == "0o640"
+    assert oct((env["etc"] / "new/deep/key.pem").stat().st_mode & 0o777) == "0o600"
+    assert activations(env) == 1
+    assert "SECRET" not in r.stdout + r.stderr
+
+    r = run(apply, bundle, shell)
+    assert r.returncode == 0, r.stderr
+    assert "owner-a: unchanged" in r.stdout
+    assert activations(env) == 1, "unchanged content must not activate again"
+
+    restore = render_files_restore("owner-a", s, restore_activate=activate(env), state_dir=str(env["state"]))
+    r = run(restore, "", shell)
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(env["etc"]) == before, "originals back, created dirs gone"
+    assert not env["state"].exists(), "no state left behind"
+    assert activations(env) == 2
+
+
+def test_failed_validation_keeps_previous_files(env: dict[str, Path]) -> None:
+    s = specs(env)
+    before = tree_digest(env["etc"])
+    apply = render_files_apply(
+        "owner-a", s, validate="echo 'config test failed: bad line 3' >&2; false",
+        activate=activate(env), state_dir=str(env["state"]),
+    )
+    r = run(apply, encode_bundle(["bad\n", "k\n"]))
+    assert r.returncode != 0
+    assert "bad line 3" in r.stderr and "validation failed" in r.stderr
+    assert tree_digest(env["etc"]) == before
+    assert activations(env) == 0
+    assert not env["state"].exists(), "a failed first apply leaves no backup or state behind"
+
+
+def test_multi_step_activation_failure_rolls_back_and_reactivates(env: dict[str, Path]) -> None:
+    s = specs(env)
+    good = render_files_apply("o", s, activate=activate(env), state_dir=str(env["state"]))
+    assert run(good, encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    # first step fails, second succeeds: the failure must still count
+    bad = render_files_apply(
+        "o", s, activate=f"false\n{activate(env)}", state_dir=str(env["state"])
+    )
+    r = run(bad, encode_bundle(["v2\n", "k2\n"]))
+    assert r.returncode != 0 and "activation failed" in r.stderr
+    assert (env["etc"] / "app.conf").read_text() == "v1\n"
+    assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
+    # restore still brings back the true original, not v1
+    r = run(render_files_restore("o", s, state_dir=str(env["state"])))
+    assert r.returncode == 0, r.stderr
+    assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
+    assert not (env["etc"] / "new").exists()
+
+
+def test_create_before_delete_old_delete_leaves_new_files(env: dict[str, Path]) -> None:
+    """Replacement: the new owner's create runs first, then the old owner's delete."""
+    s = specs(env)
+    st = str(env["state"])
+    assert run(render_files_apply("old", s, state_dir=st), encode_bundle(["old\n", "k\n"])).returncode == 0
+    assert run(render_files_apply("new", s, state_dir=st), encode_bundle(["new\n", "k2\n"])).returncode == 0
+    r = run(render_files_restore("old", s, state_dir=st))
+    assert r.returncode == 0 and "belongs to another resource" in r.stdout
+    assert (env["etc"] / "app.conf").read_text() == "new\n"
+    r = run(render_files_restore("new", s, state_dir=st))
+    assert r.returncode == 0
+    assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
+
+
+def test_truncated_input_fails_without_touching_files(env: dict[str, Path]) -> None:
+    before = tree_digest(env["etc"])
+    r = run(render_files_apply("o", specs(env), state_dir=str(env["state"])), encode_bundle(["only one\n"]))
+    assert r.returncode != 0 and "input ended after 1 of 2" in r.stderr
+    assert tree_digest(env["etc"]) == before
+
+
+def test_restore_activate_failure_fails_delete_but_files_are_back(env: dict[str, Path]) -> None:
+    s = specs(env)
+    st = str(env["state"])
+    assert run(render_files_apply("o", s, state_dir=st), encode_bundle(["x\n", "y\n"])).returncode == 0
+    r = run(render_files_restore("o", s, restore_activate="echo reload failed >&2; exit 3", state_dir=st))
+    assert r.returncode != 0 and "reload failed" in r.stderr
+    assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
+    # a retry converges
+    assert run(render_files_restore("o", s, state_dir=st)).returncode == 0
+
+
+def test_symlinked_path_is_replaced_and_link_restored(env: dict[str, Path]) -> None:
+    target = env["etc"] / "sites-available"
+    target.write_text("site\n")
+    link = env["etc"] / "site-link"
+    link.symlink_to(target)
+    s = [FileSpec(str(link))]
+    st = str(env["state"])
+    before = tree_digest(env["etc"])
+    assert run(render_files_apply("o", s, state_dir=st), encode_bundle(["mine\n"])).returncode == 0
+    assert not link.is_symlink() and link.read_text() == "mine\n"
+    assert target.read_text() == "site\n"
+    assert run(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert tree_digest(env["etc"]) == before
+
+
+@pytest.mark.parametrize("original", ["a\nb\n", "a\nb", "", "only\n"])
+@pytest.mark.parametrize("position", ["top", "bottom"])
+def test_block_roundtrip_is_byte_identical(env: dict[str, Path], original: str, position: str) -> None:
+    f = env["etc"] / "pg_hba.conf"
+    f.write_text(original)
+    f.chmod(0o640)
+    st = str(env["state"])
+    before = tree_digest(env["etc"])
+    apply = render_block_apply("blk", str(f), position=position, activate=activate(env), state_dir=st)
+    r = run(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"]))
+    assert r.returncode == 0, r.stderr
+    text = f.read_text()
+    assert "hostssl all mm" in text
+    lines = text.splitlines()
+    begin = lines.index("# BEGIN mattermost-transport-encryption blk")
+    assert (begin == 0) if position == "top" else (lines[-1] == "# END mattermost-transport-encryption blk")
+    assert oct(f.stat().st_mode & 0o777) == "0o640"
+    assert run(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"])).returncode == 0
+    assert f.read_text() == text and activations(env) == 1
+    # a changed block replaces ours instead of adding a second one
+    assert run(apply, encode_bundle(["new line\n"])).returncode == 0
+    assert f.read_text().count("BEGIN mattermost-transport-encryption blk") == 1
+    r = run(render_block_restore("blk", str(f), state_dir=st))
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(env["etc"]) == before
+    assert not env["state"].exists()
+
+
+def test_block_keeps_other_edits_and_rolls_back_on_failed_validation(env: dict[str, Path]) -> None:
+    f = env["etc"] / "after.rules"
+    f.write_text("*filter\nCOMMIT\n")
+    st = str(env["state"])
+    assert run(render_block_apply("b", str(f), state_dir=st), encode_bundle(["*nat\nCOMMIT\n"])).returncode == 0
+    bad = render_block_apply("b", str(f), validate="exit 1", state_dir=st)
+    snapshot = f.read_text()
+    assert run(bad, encode_bundle(["broken\n"])).returncode != 0
+    assert f.read_text() == snapshot
+    # someone else edits the file meanwhile: delete removes only our block
+    f.write_text("# admin note\n" + f.read_text())
+    assert run(render_block_restore("b", str(f), state_dir=st)).returncode == 0
+    assert f.read_text() == "# admin note\n*filter\nCOMMIT\n"
+
+
+def test_block_on_missing_file_fails_clearly(env: dict[str, Path]) -> None:
+    r = run(render_block_apply("b", str(env["etc"] / "nope"), state_dir=str(env["state"])), encode_bundle(["x"]))
+    assert r.returncode != 0 and "does not exist" in r.stderr
+
+
+def test_hostile_paths_are_quoted(env: dict[str, Path]) -> None:
+    weird = env["etc"] / "we'ird $(touch pwned) dir" / "f;rm -rf x.conf"
+    s = [FileSpec(str(weird))]
+    st = str(env["state"])
+    r = run(render_files_apply("o; touch owned", s, state_dir=st), encode_bundle(["ok\n"]))
+    assert r.returncode == 0, r.stderr
+    assert weird.read_text() == "ok\n"
+    assert not Path("pwned").exists() and not Path("owned").exists()
+    assert run(render_files_restore("o; touch owned", s, state_dir=st)).returncode == 0
+    assert not weird.exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"path": "relative/x"}, {"path": "/a/../b"}, {"path": "/x", "mode": "777x"}, {"path": "/x", "owner": "a b"}],
+)
+def test_filespec_rejects_bad_values(kwargs: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        FileSpec(**kwargs)
+
+
+def test_scripts_parse_in_every_shell(env: dict[str, Path]) -> None:
+    for sh in SHELLS:
+        for script in (
+            render_files_apply("o", specs(env), validate="true", activate="true"),
+            render_files_restore("o", specs(env), restore_activate="true"),
+            render_block_apply("o", "/etc/x"),
+            render_block_restore("o", "/etc/x"),
+        ):
+            assert subprocess.run([sh, "-n", "-c", script], capture_output=True).returncode == 0
+
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("install"), reason="needs root")
