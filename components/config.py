@@ -1,0 +1,648 @@
+"""The stack configuration: one schema, read once, validated once, before any resource exists.
+
+Owns every decision about what a valid configuration is and every default. A bad value raises
+`ConfigError` naming the full key (e.g. `mattermost-transport-encryption:nodes[1].address`) and
+the fix; pulumi then stops the preview with that message and registers nothing.
+
+Values that reach a shell script or a configuration file (names, paths, users, addresses) are
+restricted to characters that cannot break out of either, on top of the quoting every renderer
+does. Secrets (SSH private key, database passwords, tokens) are separate secret config keys and
+come back as `SecretStr`; components wrap them in `pulumi.Output.secret` at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import ipaddress
+import json
+import re
+import struct
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "mattermost-transport-encryption"
+
+SECRET_KEYS = ("sshPrivateKey", "dbPassword", "dbAdminPassword", "proxyTlsKey", "teleportToken", "gitlabTlsKey")
+
+
+class ConfigError(pulumi.RunError):
+    """A configuration value is wrong; the message names the key and the fix."""
+
+
+# ---------------------------------------------------------------- restricted value types
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_UNIT_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
+_DNS_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_SQL_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_VERSION_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})(?:\.(\d{1,4}))?$")
+_HOSTKEY_TYPES = (
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "ssh-rsa",
+)
+
+
+def _name(v: str) -> str:
+    if not _NAME_RE.match(v):
+        raise ValueError(
+            f"{v!r} is not a valid name: use 1-32 lowercase letters, digits and '-', starting with a "
+            "letter (it becomes part of unit names, file names and resource names)"
+        )
+    return v
+
+
+def _abs_path(v: str) -> str:
+    if not _PATH_RE.match(v) or "/../" in v + "/" or "//" in v or v.endswith("/.."):
+        raise ValueError(
+            f"{v!r} is not an absolute, plain path: start with '/', use letters, digits and . _ / + - only, no '..'"
+        )
+    return v.rstrip("/") or "/"
+
+
+def _account(v: str) -> str:
+    if not _ACCOUNT_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid user or group name (lowercase letters, digits, '_' and '-')")
+    return v
+
+
+def _unit(v: str) -> str:
+    v = v.removesuffix(".service")
+    if not _UNIT_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid systemd unit name (letters, digits and _ . @ - only)")
+    return v
+
+
+def _address(v: str) -> str:
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        pass
+    if _DNS_RE.match(v) and not v.replace(".", "").isdigit():
+        return v.lower()
+    raise ValueError(f"{v!r} is neither an IP address nor a DNS name")
+
+
+def _ip(v: str) -> str:
+    try:
+        return str(ipaddress.ip_address(v))
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IP address (Mattermost nodes need one: it goes into certificates and firewall rules)") from None
+
+
+def _dns(v: str) -> str:
+    if not _DNS_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid DNS name")
+    return v.lower()
+
+
+def _sql_ident(v: str) -> str:
+    if not _SQL_IDENT_RE.match(v):
+        raise ValueError(f"{v!r} is not a plain SQL identifier (letters, digits, '_', not starting with a digit)")
+    return v
+
+
+def _version(v: str) -> str:
+    if not _VERSION_RE.match(str(v)):
+        raise ValueError(f"{v!r} is not a Mattermost version like '10.11.3'")
+    return str(v)
+
+
+def _host_key(v: str) -> str:
+    parts = v.strip().split()
+    if len(parts) < 2 or parts[0] not in _HOSTKEY_TYPES:
+        raise ValueError(
+            "expected an SSH host public key in authorized_keys format, e.g. 'ssh-ed25519 AAAA...' "
+            "(read it on the host from /etc/ssh/ssh_host_ed25519_key.pub)"
+        )
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+        (n,) = struct.unpack(">I", blob[:4])
+        embedded = blob[4 : 4 + n].decode()
+    except Exception:
+        raise ValueError("the host key's base64 part does not decode") from None
+    if embedded != parts[0]:
+        raise ValueError(f"the host key says {parts[0]} but its data is a {embedded} key")
+    return f"{parts[0]} {parts[1]}"
+
+
+def _pem(v: str) -> str:
+    if "-----BEGIN CERTIFICATE-----" not in v:
+        raise ValueError("expected a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(v.encode())
+    except ValueError as e:
+        raise ValueError(f"the PEM certificate does not parse: {e}") from None
+    return v
+
+
+Name = Annotated[str, AfterValidator(_name)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]
+Account = Annotated[str, AfterValidator(_account)]
+Unit = Annotated[str, AfterValidator(_unit)]
+Address = Annotated[str, AfterValidator(_address)]
+Ip = Annotated[str, AfterValidator(_ip)]
+DnsName = Annotated[str, AfterValidator(_dns)]
+SqlIdent = Annotated[str, AfterValidator(_sql_ident)]
+Version = Annotated[str, AfterValidator(_version)]
+HostKey = Annotated[str, AfterValidator(_host_key)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+PemCert = Annotated[str, AfterValidator(_pem)]
+
+
+def version_tuple(v: str) -> tuple[int, int, int]:
+    m = _VERSION_RE.match(v)
+    assert m, v
+    return int(m[1]), int(m[2]), int(m[3] or 0)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True, str_strip_whitespace=True
+    )
+
+
+# ---------------------------------------------------------------- sections
+
+
+class SshDefaults(Model):
+    """SSH settings shared by every host unless the host overrides them."""
+
+    user: Account = "root"
+    """Login user; root, or a user with passwordless sudo (no PTY is ever requested)."""
+    port: Port = 22
+
+
+class HostSsh(Model):
+    """How to reach one host over SSH."""
+
+    host_key: HostKey | None = None
+    """The host's SSH public host key, pinned for every connection (required)."""
+    user: Account | None = None
+    port: Port | None = None
+    address: Address | None = None
+    """Address to SSH to when it differs from the service address (e.g. a management network)."""
+
+
+class Ca(Model):
+    """The stack's private CA and the lifetime of the certificates it issues."""
+
+    common_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9 ._-]{1,64}$")] = "Mattermost transport CA"
+    organization: Annotated[str, Field(pattern=r"^[A-Za-z0-9 ._-]{1,64}$")] = "Mattermost"
+    validity_hours: Annotated[int, Field(ge=24)] = 5 * 8760
+    early_renewal_hours: Annotated[int, Field(ge=0)] = 90 * 24
+    cert_validity_hours: Annotated[int, Field(ge=24)] = 8760
+    cert_early_renewal_hours: Annotated[int, Field(ge=0)] = 30 * 24
+    key_algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
+
+    @model_validator(mode="after")
+    def _renewal_window(self) -> Ca:
+        if self.early_renewal_hours >= self.validity_hours:
+            raise _at(
+                "ca.earlyRenewalHours", "must be shorter than ca.validityHours, or every `pulumi up` would renew the CA"
+            )
+        if self.cert_early_renewal_hours >= self.cert_validity_hours:
+            raise _at(
+                "ca.certEarlyRenewalHours",
+                "must be shorter than ca.certValidityHours, or every `pulumi up` would renew the certificates",
+            )
+        if self.cert_validity_hours > self.validity_hours:
+            raise _at("ca.certValidityHours", "must not exceed ca.validityHours (a certificate cannot outlive its CA)")
+        return self
+
+
+class MattermostDefaults(Model):
+    """Settings shared by every Mattermost node unless the node overrides them."""
+
+    version: Version = "10.11.0"
+    install_dir: AbsPath = "/opt/mattermost"
+    service_user: Account = "mattermost"
+    service_group: Account = "mattermost"
+    unit: Unit = "mattermost"
+    port: Port = 8065
+    tls_dir: AbsPath = "/etc/mattermost-tls"
+    """Where each node's certificate, key and the CA are installed."""
+    upstream_name: DnsName = "mattermost-app.internal"
+    """A DNS name every node certificate carries; NGINX verifies the nodes against it."""
+    start_timeout_seconds: Annotated[int, Field(ge=5, le=900)] = 120
+
+
+class Node(Model):
+    """One Mattermost application server."""
+
+    name: Name
+    address: Ip | None = None
+    ssh: HostSsh = HostSsh()
+    version: Version | None = None
+    install_dir: AbsPath | None = None
+    service_user: Account | None = None
+    service_group: Account | None = None
+    unit: Unit | None = None
+    tunnel_slot: Annotated[int, Field(ge=0, le=999)] | None = None
+    """Cluster tunnels: fixed slot for this node's local tunnel ports (default derived from the name)."""
+
+
+class ProxyTls(Model):
+    """The public certificate NGINX presents to browsers."""
+
+    source: Literal["ca", "provided"] = "ca"
+    """'ca': issued by the stack CA (lab, internal); 'provided': certificate in `cert` and key in secret `proxyTlsKey`."""
+    cert: PemCert | None = None
+
+
+class Proxy(Model):
+    """The NGINX reverse proxy in front of the nodes."""
+
+    address: Address | None = None
+    host: Name = "proxy"
+    """Inventory host name (lab)."""
+    ssh: HostSsh = HostSsh()
+    server_name: DnsName = "mattermost.example.com"
+    site_file: AbsPath = "/etc/nginx/conf.d/mattermost.conf"
+    tls_dir: AbsPath = "/etc/nginx/mattermost-tls"
+    service: Unit = "nginx"
+    tls: ProxyTls = ProxyTls()
+    upstream_keepalive: Annotated[int, Field(ge=0, le=1024)] = 32
+
+
+MYSQL_TLS_MODES = ("true", "skip-verify")
+POSTGRES_SSLMODES = ("verify-full", "verify-ca", "require")
+
+
+class Database(Model):
+    """The database the nodes use, and how TLS to it is verified."""
+
+    engine: Literal["mysql", "postgres"] = "postgres"
+    address: Address | None = None
+    host: Name | None = None
+    """Inventory host name (lab); default 'mariadb' for mysql, 'postgres' for postgres."""
+    ssh: HostSsh = HostSsh()
+    port: Port | None = None
+    name: SqlIdent = "mattermost"
+    user: SqlIdent = "mmuser"
+    tls_mode: str | None = None
+    """mysql: 'true' (verify, default) or 'skip-verify'; postgres: 'verify-full' (default), 'verify-ca' or 'require'."""
+    allow_unverified_tls: bool = False
+    """Set true to accept a tlsMode that encrypts without verifying the server (the manual guide's skip-verify)."""
+    server_name: DnsName | None = None
+    """Name the DSN uses for the server; default its address (an IP gets an IP SAN)."""
+    admin_user: SqlIdent | None = None
+    """Admin over TCP with secret `dbAdminPassword`; default: local admin over the socket on the DB host."""
+    service: Unit | None = None
+    """Server unit: default 'mariadb' for mysql, 'postgresql' for postgres."""
+    config_dir: AbsPath | None = None
+    """mysql: the server's conf.d (default /etc/mysql/mariadb.conf.d); postgres: the cluster's config dir (default /etc/postgresql/15/main)."""
+    tls_dir: AbsPath | None = None
+    """Where the server's certificate and key go (default <configDir>/mattermost-tls)."""
+
+    @field_validator("tls_mode")
+    @classmethod
+    def _known_mode(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v == "required":
+            raise ValueError(
+                "'required' is not a PostgreSQL sslmode (lib/pq rejects it with 'unsupported sslmode'): "
+                "use 'verify-full' (recommended) or 'require'"
+            )
+        if v not in MYSQL_TLS_MODES + POSTGRES_SSLMODES:
+            raise ValueError(
+                f"{v!r} is not a TLS mode: mysql takes {', '.join(MYSQL_TLS_MODES)}; postgres takes {', '.join(POSTGRES_SSLMODES)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _mode_fits_engine(self) -> Database:
+        mode = self.effective_tls_mode
+        allowed = MYSQL_TLS_MODES if self.engine == "mysql" else POSTGRES_SSLMODES
+        if mode not in allowed:
+            raise _at("database.tlsMode", f"{mode!r} does not apply to {self.engine}: use one of {', '.join(allowed)}")
+        if mode in ("skip-verify", "require") and not self.allow_unverified_tls:
+            raise _at(
+                "database.tlsMode",
+                f"{mode!r} encrypts without verifying the server; set database.allowUnverifiedTls: true to choose "
+                "it knowingly, or use the default (verified) mode",
+            )
+        return self
+
+    @property
+    def effective_tls_mode(self) -> str:
+        return self.tls_mode or ("true" if self.engine == "mysql" else "verify-full")
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (3306 if self.engine == "mysql" else 5432)
+
+    @property
+    def effective_service(self) -> str:
+        return self.service or ("mariadb" if self.engine == "mysql" else "postgresql")
+
+    @property
+    def effective_config_dir(self) -> str:
+        return self.config_dir or ("/etc/mysql/mariadb.conf.d" if self.engine == "mysql" else "/etc/postgresql/15/main")
+
+    @property
+    def effective_tls_dir(self) -> str:
+        return self.tls_dir or f"{self.effective_config_dir}/mattermost-tls"
+
+    @property
+    def inventory_host(self) -> str:
+        return self.host or ("mariadb" if self.engine == "mysql" else "postgres")
+
+
+class Cluster(Model):
+    """App <-> app cluster encryption (SSH tunnel mesh + gossip encryption)."""
+
+    enabled: bool = False
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "mattermost"
+    gossip_port: Port = 8074
+    streaming_port: Port | None = None
+    """Also tunnel this port (8075 on Mattermost < 6; unused since v6)."""
+    tunnel_port_base: Port = 28000
+    tunnel_user: Account = "mmtunnel"
+    gossip_encryption: bool = True
+
+
+class Gitlab(Model):
+    """GitLab Omnibus with its bundled Mattermost (GitLab 18.x and older)."""
+
+    enabled: bool = False
+    host: Name = "gitlab"
+    address: Address | None = None
+    ssh: HostSsh = HostSsh()
+    version: Version = "18.5.0"
+    mattermost_external_url: str = "https://mattermost.example.com"
+    tls_source: Literal["ca", "provided"] = "ca"
+    tls_cert: PemCert | None = None
+    external_postgres: bool = True
+    gitlab_rb: AbsPath = "/etc/gitlab/gitlab.rb"
+    ssl_dir: AbsPath = "/etc/gitlab/ssl"
+
+
+class Teleport(Model):
+    """The Teleport Mattermost access-request plugin."""
+
+    enabled: bool = False
+    host: Name = "plugin"
+    address: Address | None = None
+    ssh: HostSsh = HostSsh()
+    auth_addr: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] = "teleport.example.com:443"
+    identity_file: AbsPath = "/var/lib/teleport/plugins/mattermost/auth_id"
+    recipients: list[str] = Field(default_factory=lambda: ["town-square/access-requests"])
+    config_file: AbsPath = "/etc/teleport-mattermost.toml"
+    binary: AbsPath = "/usr/local/bin/teleport-mattermost"
+    rbac: bool = False
+
+
+class StackConfig(Model):
+    """Everything the program needs, validated and with inventory merged in."""
+
+    ssh: SshDefaults = SshDefaults()
+    ssh_private_key: SecretStr
+    ca: Ca = Ca()
+    mattermost: MattermostDefaults = MattermostDefaults()
+    nodes: Annotated[list[Node], Field(min_length=1, max_length=200)]
+    proxy: Proxy = Proxy()
+    database: Database = Database()
+    db_password: SecretStr | None = None
+    db_admin_password: SecretStr | None = None
+    proxy_tls_key: SecretStr | None = None
+    cluster: Cluster = Cluster()
+    gitlab: Gitlab = Gitlab()
+    teleport: Teleport = Teleport()
+    teleport_token: SecretStr | None = None
+    gitlab_tls_key: SecretStr | None = None
+
+    @field_validator("ssh_private_key")
+    @classmethod
+    def _key_parses(cls, v: SecretStr) -> SecretStr:
+        _check_private_key(v.get_secret_value())
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StackConfig:
+        _unique("nodes", [n.name for n in self.nodes], "name")
+        for i, n in enumerate(self.nodes):
+            if n.address is None:
+                raise _at(f"nodes[{i}].address", "missing: every node needs its IP address")
+            if n.ssh.host_key is None:
+                raise _at(f"nodes[{i}].ssh.hostKey", _HOSTKEY_MISSING)
+            if self.version_of(n) >= (11, 0, 0) and self.database.engine == "mysql":
+                raise _at(
+                    "database.engine",
+                    f"node {n.name} runs Mattermost {self.version_of(n)[0]}.x, which no longer supports MySQL "
+                    "(support ended with v11; v10.11 ESR was the last): use engine 'postgres'",
+                )
+        _unique("nodes", [n.address for n in self.nodes], "address")
+        for key, section in (("proxy", self.proxy), ("database", self.database)):
+            if section.address is None:
+                raise _at(f"{key}.address", "missing: the host's address is required")
+            if section.ssh.host_key is None:
+                raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+        if self.proxy.address in {n.address for n in self.nodes}:
+            raise _at("proxy.address", "the proxy must not be one of the nodes (they would share port 443/8065 roles)")
+        if self.proxy.tls.source == "provided" and (self.proxy.tls.cert is None or self.proxy_tls_key is None):
+            raise _at("proxy.tls", "source 'provided' needs proxy.tls.cert and the secret key proxyTlsKey")
+        if self.database.admin_user and self.db_admin_password is None:
+            raise _at("dbAdminPassword", "database.adminUser is set: set its password with `pulumi config set --secret dbAdminPassword`")
+        for key, section in (("gitlab", self.gitlab), ("teleport", self.teleport)):
+            if section.enabled:
+                if section.address is None:
+                    raise _at(f"{key}.address", "missing: the host's address is required")
+                if section.ssh.host_key is None:
+                    raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+        if self.teleport.enabled and self.teleport_token is None:
+            raise _at("teleportToken", "set the Mattermost bot token with `pulumi config set --secret teleportToken`")
+        return self
+
+    def node_setting(self, node: Node, field: str) -> Any:
+        """A node's own value, else the `mattermost` default."""
+        own = getattr(node, field)
+        return own if own is not None else getattr(self.mattermost, field)
+
+    def version_of(self, node: Node) -> tuple[int, int, int]:
+        return version_tuple(self.node_setting(node, "version"))
+
+
+_HOSTKEY_MISSING = (
+    "missing: pin the host's SSH host key (e.g. the content of /etc/ssh/ssh_host_ed25519_key.pub); "
+    "without it the provider would accept any host"
+)
+
+
+class _KeyedError(ValueError):
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def _at(key: str, message: str) -> _KeyedError:
+    return _KeyedError(key, message)
+
+
+def _unique(section: str, values: list[Any], field: str) -> None:
+    seen: dict[Any, int] = {}
+    for i, v in enumerate(values):
+        if v in seen:
+            raise _at(f"{section}[{i}].{field}", f"{v!r} is used twice (also {section}[{seen[v]}].{field})")
+        seen[v] = i
+
+
+def _check_private_key(pem: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    data = pem.strip().encode()
+    try:
+        if b"OPENSSH PRIVATE KEY" in data:
+            serialization.load_ssh_private_key(data, password=None)
+        else:
+            serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, Exception) as e:  # noqa: BLE001 - cryptography raises several types
+        # never echo the value itself
+        raise ValueError(f"the private key does not parse ({type(e).__name__}); expected an unencrypted PEM or OpenSSH key") from None
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _merge_inventory(raw: dict[str, Any], inventory: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill addresses, host keys and the SSH key from a lab inventory; explicit config wins."""
+    hosts = inventory.get("hosts", {})
+
+    def fill(section: dict[str, Any], host: str) -> None:
+        inv = hosts.get(host)
+        if not inv:
+            return
+        section.setdefault("address", inv["address"])
+        ssh = section.setdefault("ssh", {})
+        ssh.setdefault("hostKey", inv.get("hostKey"))
+        if inv.get("port", 22) != 22:
+            ssh.setdefault("port", inv["port"])
+
+    for node in raw.get("nodes", []) or []:
+        if isinstance(node, dict) and "name" in node:
+            fill(node, node["name"])
+    proxy = raw.setdefault("proxy", {})
+    if isinstance(proxy, dict):
+        fill(proxy, proxy.get("host", "proxy"))
+    db = raw.setdefault("database", {})
+    if isinstance(db, dict):
+        fill(db, db.get("host") or ("mariadb" if db.get("engine") == "mysql" else "postgres"))
+    for key, default in (("gitlab", "gitlab"), ("teleport", "plugin")):
+        sec = raw.get(key)
+        if isinstance(sec, dict) and sec.get("enabled"):
+            fill(sec, sec.get("host", default))
+    if "sshPrivateKey" not in raw and inventory.get("sshPrivateKeyFile"):
+        raw["sshPrivateKey"] = Path(inventory["sshPrivateKeyFile"]).read_text()
+    if inventory.get("sshUser"):
+        raw.setdefault("ssh", {}).setdefault("user", inventory["sshUser"])
+    return raw
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors(include_url=False, include_input=False):
+        loc = e.get("loc", ())
+        ctx_err = (e.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _KeyedError):
+            key, msg = ctx_err.key, str(ctx_err)
+        else:
+            key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+            msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{PROJECT}:{key}: {msg}" if key else f"{PROJECT}: {msg}")
+    return "invalid stack configuration:\n  " + "\n  ".join(lines)
+
+
+def parse(raw: Mapping[str, Any], base_dir: Path | None = None) -> StackConfig:
+    """Validate a raw config mapping (keys without namespace, objects already decoded)."""
+    data: dict[str, Any] = json.loads(json.dumps(dict(raw)))  # deep copy, plain types
+    inv_file = data.pop("inventoryFile", None)
+    if inv_file is not None:
+        path = Path(inv_file)
+        if not path.is_absolute():
+            path = (base_dir or Path.cwd()) / path
+        if not path.exists():
+            raise ConfigError(
+                f"{PROJECT}:inventoryFile: {path} does not exist; start the lab first (`make lab` or `python -m lab.hosts up`)"
+            )
+        try:
+            inventory = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{PROJECT}:inventoryFile: {path} is not valid JSON ({e})") from None
+        data = _merge_inventory(data, inventory)
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e)) from None
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def known_keys() -> list[str]:
+    return ["inventoryFile", *[f.alias or to_camel(n) for n, f in StackConfig.model_fields.items()]]
+
+
+def _set_keys() -> set[str]:
+    from pulumi.runtime import config as runtime_config
+
+    names = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env() or {})
+    return {k.split(":", 1)[1] for k in names if k.startswith(PROJECT + ":")}
+
+
+def load(
+    get_config: Callable[[str], str | None] | None = None,
+    set_keys: set[str] | None = None,
+    is_secret: Callable[[str], bool] | None = None,
+) -> StackConfig:
+    """Read every key of this project's config once (secrets included, as plain values for
+    validation only) and validate it. Raises ConfigError before any resource is registered."""
+    from pulumi.runtime import config as runtime_config
+
+    getter = get_config or runtime_config.get_config
+    secret = is_secret or runtime_config.is_config_secret
+    keys = known_keys()
+    unknown = sorted((set_keys if set_keys is not None else _set_keys()) - set(keys))
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, keys, n=1)
+            hints.append(f"{PROJECT}:{k}: unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(hints))
+    raw: dict[str, Any] = {}
+    for key in keys:
+        value = getter(f"{PROJECT}:{key}")
+        if value is None:
+            continue
+        if key in SECRET_KEYS and not secret(f"{PROJECT}:{key}"):
+            raise ConfigError(
+                f"{PROJECT}:{key}: this value is a secret but is stored in plain text; "
+                f"set it with `pulumi config set --secret {key}`"
+            )
+        raw[key] = value if key in SECRET_KEYS or key == "inventoryFile" else _decode(value)
+    return parse(raw, base_dir=Path.cwd())
