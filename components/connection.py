@@ -17,7 +17,8 @@ def connection_for(cfg: StackConfig, address: str, ssh: HostSsh) -> remote.Conne
         host=ssh.address or address,
         port=ssh.port or cfg.ssh.port,
         user=ssh.user or cfg.ssh.user,
-        private_key=pulumi.Output.secret(cfg.ssh_private_key.get_secret_value()),
+        # keys end with a newline; config values arrive stripped
+        private_key=pulumi.Output.secret(cfg.ssh_private_key.get_secret_value().strip() + "\n"),
         host_key=ssh.host_key,
         dial_error_limit=5,
         per_dial_timeout=15,
