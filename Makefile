@@ -1,0 +1,49 @@
+# The two commands a new user needs (see README):
+#   make lab    build/boot the local lab and apply the `lab` stack to it, then audit every hop
+#   make test   run the whole test suite (unit, mocks, lab)
+# Everything is installed from scratch (apt + a venv), so a fresh machine works.
+SHELL := /bin/bash
+VENV  := venv
+PY    := $(VENV)/bin/python
+STACK ?= lab
+APT_PACKAGES := debootstrap systemd-container iproute2 iptables openssh-client curl openssl tcpdump ruby nginx-light systemd
+
+.PHONY: lab test setup deps lab-up lab-down destroy preview audit bench lint
+
+setup: deps $(VENV)/.installed
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+lab: setup
+	$(PY) -m lab.hosts up
+	$(PY) -m lab.replay up --stack $(STACK)
+	$(PY) -m lab.audit --stack $(STACK)
+
+preview: setup
+	$(PY) -m lab.replay preview --stack $(STACK)
+
+audit: setup
+	$(PY) -m lab.audit --stack $(STACK)
+
+destroy: setup
+	$(PY) -m lab.replay destroy --stack $(STACK)
+
+lab-down: setup
+	$(PY) -m lab.hosts down
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/run.py
