@@ -27,13 +27,13 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 lab: setup
 	$(PY) -m lab.hosts up
 	$(PY) -m lab.replay up --stack $(STACK)
-	$(PY) -m lab.audit --stack $(STACK)
+	$(PY) -m tools.audit --stack $(STACK)
 
 preview: setup
 	$(PY) -m lab.replay preview --stack $(STACK)
 
 audit: setup
-	$(PY) -m lab.audit --stack $(STACK)
+	$(PY) -m tools.audit --stack $(STACK)
 
 destroy: setup
 	$(PY) -m lab.replay destroy --stack $(STACK)

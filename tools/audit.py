@@ -1,0 +1,237 @@
+"""Audit a live stack hop by hop, from the hosts themselves (the lab by default).
+
+    python -m tools.audit [--stack lab] [--json]
+
+For every hop it checks that the peer presents a certificate chained to the stack CA with the
+expected name, that plaintext is refused, that cluster tunnels and DNAT rules are in place, and
+how many days each certificate has left. It prints a table and exits non-zero on any failure.
+
+Config comes from stacks/Pulumi.<stack>.yaml (plus the lab inventory or, for secrets, the
+environment variable MMTLS_SSH_PRIVATE_KEY_FILE); the CA comes from the stack's outputs (the replay
+engine's state, or `pulumi stack output` where the CLI is installed). SSH pins each host's key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+
+from components.config import PROJECT, StackConfig, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+WARN_DAYS = 14
+
+
+@dataclass
+class Check:
+    hop: str
+    check: str
+    ok: bool
+    detail: str
+
+
+def load_stack(stack: str) -> StackConfig:
+    data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+    raw = {k.split(":", 1)[1]: v for k, v in (data.get("config") or {}).items() if k.startswith(PROJECT + ":")}
+    key_file = os.environ.get("MMTLS_SSH_PRIVATE_KEY_FILE")
+    if key_file:
+        raw["sshPrivateKey"] = Path(key_file).read_text()
+    return parse(raw, base_dir=ROOT)
+
+
+def stack_outputs(stack: str) -> dict[str, object]:
+    """The stack's outputs with secrets, from the replay engine or the Pulumi CLI."""
+    cmds = [[sys.executable, "-m", "lab.replay", "outputs", "--stack", stack, "--json", "--show-secrets"]]
+    if shutil.which("pulumi"):
+        cmds.insert(0, ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack])
+    errors = []
+    for cmd in cmds:
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip():
+            return json.loads(r.stdout)
+        errors.append(f"{cmd[0]} {' '.join(cmd[1:3])}: {r.stderr.strip()[-300:]}")
+    raise SystemExit("cannot read the stack's outputs (was it applied?):\n  " + "\n  ".join(errors))
+
+
+class Hosts:
+    """Runs commands on the stack's hosts over SSH with pinned host keys."""
+
+    def __init__(self, cfg: StackConfig, workdir: Path):
+        self.cfg = cfg
+        self.key = workdir / "id"
+        self.key.write_text(cfg.ssh_private_key.get_secret_value().strip() + "\n")
+        self.key.chmod(0o600)
+        self.known = workdir / "known_hosts"
+        lines = []
+        for addr, ssh in self.targets():
+            lines.append(f"{ssh.address or addr} {ssh.host_key}")
+        self.known.write_text("\n".join(lines) + "\n")
+
+    def targets(self):
+        c = self.cfg
+        yield from ((n.address, n.ssh) for n in c.nodes)
+        yield c.proxy.address, c.proxy.ssh
+        yield c.database.address, c.database.ssh
+
+    def run(self, address: str, ssh, script: str, timeout: int = 30) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            "ssh", "-i", str(self.key), "-o", f"UserKnownHostsFile={self.known}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(ssh.port or self.cfg.ssh.port),
+            f"{ssh.user or self.cfg.ssh.user}@{ssh.address or address}", "sh -c " + shlex.quote(script),
+        ]
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(cmd, 124, "", "timed out")
+
+
+def _tls_probe(target: str, name: str, ca_path: str, starttls: str | None = None) -> str:
+    """Shell that connects with openssl, verifies chain + name, prints the peer's notAfter."""
+    st = f"-starttls {shlex.quote(starttls)} " if starttls else ""
+    flag = "-verify_ip" if name.replace(".", "").isdigit() or ":" in name else "-verify_hostname"
+    return (
+        f"out=$(echo | timeout 10 openssl s_client {st}-connect {shlex.quote(target)} -servername {shlex.quote(name)} "
+        f"-CAfile {shlex.quote(ca_path)} {flag} {shlex.quote(name)} -verify_return_error 2>&1) || "
+        "{ echo \"$out\" | grep -E 'verify|error|refused' | head -3; exit 1; }\n"
+        "echo \"$out\" | grep -q 'Verify return code: 0 (ok)' || { echo 'not verified'; exit 1; }\n"
+        "echo \"$out\" | openssl x509 -noout -enddate"
+    )
+
+
+def _days_left(enddate_line: str) -> int | None:
+    try:
+        when = dt.datetime.strptime(enddate_line.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+    except (IndexError, ValueError):
+        return None
+    return (when - dt.datetime.utcnow()).days
+
+
+def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Check]:
+    checks: list[Check] = []
+    ca_pem = str(outputs["caCertPem"])
+    ca = x509.load_pem_x509_certificate(ca_pem.encode())
+    ca_days = (ca.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
+    checks.append(Check("pki", "CA days to expiry", ca_days > WARN_DAYS, f"{ca_days} days"))
+    ca_tmp = "/tmp/.mmtls-audit-ca.pem"
+    put_ca = f"umask 022; printf '%s' {shlex.quote(ca_pem)} > {ca_tmp}\n"
+    port = cfg.mattermost.port
+    upstream = cfg.mattermost.upstream_name
+    proxy = cfg.proxy
+
+    # proxy -> node, probed from the proxy itself
+    for n in cfg.nodes:
+        hop = f"proxy -> {n.name}"
+        r = hosts.run(proxy.address, proxy.ssh, put_ca + _tls_probe(f"{n.address}:{port}", upstream, ca_tmp))
+        days = _days_left(r.stdout.splitlines()[-1]) if r.returncode == 0 and r.stdout else None
+        checks.append(Check(hop, f"TLS verified as {upstream}", r.returncode == 0, (r.stdout + r.stderr).strip()[-160:]))
+        if days is not None:
+            checks.append(Check(hop, "node cert days to expiry", days > WARN_DAYS, f"{days} days"))
+        r = hosts.run(
+            proxy.address, proxy.ssh,
+            f"code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 http://{n.address}:{port}/api/v4/system/ping || true); "
+            "echo \"$code\"; [ \"$code\" != 200 ]",
+        )
+        checks.append(Check(hop, "plain HTTP refused", r.returncode == 0, f"http status {r.stdout.strip() or 'none'}"))
+
+    site = proxy.site_file
+    r = hosts.run(proxy.address, proxy.ssh, f"nginx -T 2>/dev/null | grep -c 'proxy_ssl_verify *on' ; grep -q 'proxy_pass https://' {shlex.quote(site)}")
+    checks.append(Check("browser -> proxy", "NGINX verifies upstream certs", r.returncode == 0 and r.stdout.strip() not in ("", "0"), f"{r.stdout.strip()} proxy_ssl_verify on"))
+    r = hosts.run(
+        proxy.address, proxy.ssh,
+        put_ca + f"curl -sS --max-time 10 --cacert {ca_tmp} --resolve {shlex.quote(proxy.server_name)}:443:127.0.0.1 "
+        f"https://{shlex.quote(proxy.server_name)}/api/v4/system/ping",
+    )
+    checks.append(Check("browser -> proxy", "ping through NGINX over HTTPS", r.returncode == 0 and '"OK"' in r.stdout.replace(" ", ""), (r.stdout + r.stderr).strip()[-120:]))
+
+    # node -> database, probed from each node
+    db = cfg.database
+    name = db.server_name or db.address
+    starttls = "mysql" if db.engine == "mysql" else "postgres"
+    for n in cfg.nodes:
+        hop = f"{n.name} -> database"
+        r = hosts.run(n.address, n.ssh, put_ca + _tls_probe(f"{db.address}:{db.effective_port}", name, ca_tmp, starttls))
+        checks.append(Check(hop, f"TLS verified as {name}", r.returncode == 0, (r.stdout + r.stderr).strip()[-160:]))
+        days = _days_left(r.stdout.splitlines()[-1]) if r.returncode == 0 and r.stdout else None
+        if days is not None and n is cfg.nodes[0]:
+            checks.append(Check("database", "server cert days to expiry", days > WARN_DAYS, f"{days} days"))
+    if db.engine == "mysql":
+        probe = (
+            f"out=$(mysql --skip-ssl -h {shlex.quote(db.address)} -P {db.effective_port} -u {shlex.quote(db.user)} "
+            "-pwrong-password -e 'select 1' 2>&1 || true); echo \"$out\"; echo \"$out\" | grep -q 'insecure transport'"
+        )
+    else:
+        probe = (
+            f"out=$(PGPASSWORD=wrong-password PGCONNECT_TIMEOUT=5 psql 'host={db.address} port={db.effective_port} "
+            f"dbname={db.name} user={db.user} sslmode=disable' -c 'select 1' 2>&1 || true); echo \"$out\"; "
+            "echo \"$out\" | grep -Eq 'no encryption|rejects connection'"
+        )
+    r = hosts.run(db.address, db.ssh, probe)
+    checks.append(Check("nodes -> database", f"plaintext login of {db.user} refused", r.returncode == 0, r.stdout.strip()[-160:]))
+
+    if cfg.cluster.enabled:
+        ports = [cfg.cluster.gossip_port] + ([cfg.cluster.streaming_port] if cfg.cluster.streaming_port else [])
+        for n in cfg.nodes:
+            peers = [p for p in cfg.nodes if p.name != n.name]
+            script = "rules=$(iptables -t nat -S OUTPUT)\n" + "".join(
+                f"echo \"$rules\" | grep -q -- '-d {p.address}/32 .*--dport {port} .*DNAT' || {{ echo 'no DNAT for {p.name}:{port}'; exit 1; }}\n"
+                for p in peers for port in ports
+            )
+            r = hosts.run(n.address, n.ssh, script)
+            checks.append(Check(f"{n.name} -> peers", "DNAT rules to tunnels", r.returncode == 0, r.stdout.strip()[-120:] or f"{len(peers) * len(ports)} rules"))
+            r = hosts.run(n.address, n.ssh, "systemctl list-units --state=active --no-legend 'mm-tunnel-*' | wc -l")
+            active = int(r.stdout.strip() or 0) if r.returncode == 0 else 0
+            checks.append(Check(f"{n.name} -> peers", "tunnels active", active >= len(peers), f"{active}/{len(peers)}"))
+    return checks
+
+
+def render(checks: list[Check]) -> str:
+    w1 = max(len(c.hop) for c in checks)
+    w2 = max(len(c.check) for c in checks)
+    lines = [f"{'HOP':<{w1}}  {'CHECK':<{w2}}  RESULT  DETAIL"]
+    for c in checks:
+        detail = " ".join(c.detail.split())[:100]
+        lines.append(f"{c.hop:<{w1}}  {c.check:<{w2}}  {'ok' if c.ok else 'FAIL':<6}  {detail}")
+    failed = sum(not c.ok for c in checks)
+    lines.append(f"{len(checks) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+@contextmanager
+def _private_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="mmtls-audit-") as d:
+        os.chmod(d, 0o700)
+        yield Path(d)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stack", default="lab")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    cfg = load_stack(args.stack)
+    outputs = stack_outputs(args.stack)
+    with _private_dir() as d:
+        checks = audit(cfg, outputs, Hosts(cfg, d))
+    if args.json:
+        print(json.dumps([c.__dict__ for c in checks], indent=2))
+    else:
+        print(render(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
