@@ -1,0 +1,223 @@
+"""What a fresh lab host starts with: the "before" state, staged pre-boot.
+
+Owns: rendering the per-host seed inputs (config.json, the nginx reference
+site, host.env, /etc/hosts) as pure functions, and staging them plus
+``lab/seed/*`` and the stand-in into a host's EMPTY overlay upper dir before
+its first boot. Inside the host, ``mmtls-lab-seed*.service`` run
+``lab/seed/seed.sh`` once, so every fresh ``up`` yields the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import string
+from pathlib import Path
+
+from ._names import GATEWAY, SUBNET, HostSpec, address_of
+
+SEED_DIR = Path(__file__).with_name("seed")
+STANDIN_DIR = Path(__file__).with_name("standin")
+STAGE = "usr/local/lib/mmtls-lab"  # inside the host
+WANTS = "etc/systemd/system/multi-user.target.wants"
+
+# The units each role enables (the base has them all disabled).
+ROLE_UNITS: dict[str, tuple[str, ...]] = {
+    "node": ("/etc/systemd/system/mattermost.service",),
+    "proxy": ("/lib/systemd/system/nginx.service",),
+    "mariadb": ("/lib/systemd/system/mariadb.service",),
+    "postgres": ("/lib/systemd/system/postgresql.service",),
+    "plain": (),
+}
+
+
+def new_password(length: int = 24) -> str:
+    """A DSN-, SQL- and shell-safe random password."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def postgres_datasource(password: str) -> str:
+    """The node's plain "before" DataSource (design doc)."""
+    return (
+        f"postgres://mmuser:{password}@{address_of('postgres')}:5432/mattermost"
+        "?sslmode=disable&connect_timeout=10"
+    )
+
+
+def render_config_json(pg_password: str, site_url: str = "") -> str:
+    """A node's /opt/mattermost/config/config.json before encryption."""
+    cfg = {
+        "ServiceSettings": {
+            "SiteURL": site_url,
+            "ListenAddress": ":8065",
+            "ConnectionSecurity": "",
+            "TLSCertFile": "",
+            "TLSKeyFile": "",
+            "TLSMinVer": "1.2",
+            "TLSStrictTransport": False,
+            "TLSStrictTransportMaxAge": 63072000,
+            "TLSOverwriteCiphers": [],
+            "UseLetsEncrypt": False,
+            "Forward80To443": False,
+            "ReadTimeout": 300,
+            "WriteTimeout": 300,
+            "IdleTimeout": 60,
+        },
+        "SqlSettings": {
+            "DriverName": "postgres",
+            "DataSource": postgres_datasource(pg_password),
+            "DataSourceReplicas": [],
+            "DataSourceSearchReplicas": [],
+            "MaxIdleConns": 20,
+            "ConnMaxLifetimeMilliseconds": 3600000,
+            "ConnMaxIdleTimeMilliseconds": 300000,
+            "MaxOpenConns": 300,
+            "Trace": False,
+            "AtRestEncryptKey": "",
+            "QueryTimeout": 30,
+        },
+        "ClusterSettings": {
+            "Enable": False,
+            "ClusterName": "",
+            "OverrideHostname": "",
+            "NetworkInterface": "",
+            "BindAddress": "",
+            "AdvertiseAddress": "",
+            "UseIPAddress": True,
+            "EnableGossipCompression": True,
+            "EnableExperimentalGossipEncryption": False,
+            "ReadOnlyConfig": True,
+            "GossipPort": 8074,
+            "StreamingPort": 8075,
+        },
+        "LogSettings": {
+            "EnableConsole": True,
+            "ConsoleLevel": "INFO",
+            "ConsoleJson": True,
+            "EnableFile": False,
+            "FileLocation": "",
+        },
+    }
+    return json.dumps(cfg, indent=4) + "\n"
+
+
+def render_nginx_site(node_addresses: list[str]) -> str:
+    """The proxy's plain reference site with one upstream server per node."""
+    template = (SEED_DIR / "nginx-mattermost.conf").read_text()
+    servers = "\n".join(f"    server {addr}:8065;" for addr in node_addresses)
+    return template.replace("@UPSTREAM_SERVERS@", servers)
+
+
+def render_host_env(host: HostSpec, passwords: dict[str, str]) -> str:
+    """/etc/mmtls-lab/host.env: sourced by seed.sh and ready.sh."""
+    values = {"NAME": host.name, "ROLE": host.role, "ADDRESS": host.address, "SUBNET": SUBNET, "GATEWAY": GATEWAY}
+    if host.role == "mariadb":
+        values["MYSQL_PASSWORD"] = passwords["mysql"]
+    if host.role == "postgres":
+        values["PG_PASSWORD"] = passwords["postgres"]
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def render_hosts_file(hosts: list[HostSpec], own: str) -> str:
+    """/etc/hosts: the lab hosts by name (the lab has no DNS)."""
+    lines = ["127.0.0.1\tlocalhost", f"127.0.1.1\t{own}", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{h.address}\t{h.name}" for h in hosts]
+    return "\n".join(lines) + "\n"
+
+
+def _mkdirs_like(upper: Path, base: Path, rel: str) -> Path:
+    """Create upper/rel, giving each new directory the mode and owner it has in the base.
+
+    In an overlay a directory present in the upper dir takes ITS attributes,
+    so a careless mkdir would change e.g. /root to 0755.
+    """
+    target = upper
+    for part in Path(rel).parts:
+        target = target / part
+        if target.is_dir():
+            continue
+        lower = base / target.relative_to(upper)
+        target.mkdir()
+        if lower.is_dir():
+            st = lower.stat()
+            os.chown(target, st.st_uid, st.st_gid)
+            os.chmod(target, st.st_mode & 0o7777)
+    return target
+
+
+def _write(upper: Path, base: Path, path: str, content: str | bytes, mode: int = 0o644) -> None:
+    rel = path.lstrip("/")
+    _mkdirs_like(upper, base, str(Path(rel).parent))
+    target = upper / rel
+    data = content.encode() if isinstance(content, str) else content
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(target, mode)
+
+
+def _symlink(upper: Path, base: Path, path: str, points_to: str) -> None:
+    rel = path.lstrip("/")
+    _mkdirs_like(upper, base, str(Path(rel).parent))
+    link = upper / rel
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(points_to)
+
+
+def _copy_tree(upper: Path, base: Path, src: Path, dest: str) -> None:
+    for path in sorted(src.rglob("*")):
+        if "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        rel = f"{dest}/{path.relative_to(src)}"
+        if path.is_dir():
+            _mkdirs_like(upper, base, rel.lstrip("/"))
+        else:
+            _write(upper, base, rel, path.read_bytes(), 0o755 if os.access(path, os.X_OK) else 0o644)
+
+
+def stage_host(
+    upper: Path,
+    base: Path,
+    host: HostSpec,
+    hosts: list[HostSpec],
+    passwords: dict[str, str],
+    authorized_key: str,
+) -> None:
+    """Fill a fresh upper dir so the host seeds its "before" state at first boot."""
+    _write(upper, base, "/etc/hostname", host.name + "\n")
+    _write(upper, base, "/etc/hosts", render_hosts_file(hosts, host.name))
+    # A stable per-host identity (journal, dbus) across reboots of this host.
+    _write(upper, base, "/etc/machine-id", secrets.token_hex(16) + "\n", 0o444)
+    _mkdirs_like(upper, base, "root")
+    os.chmod(upper / "root", 0o700)
+    _write(upper, base, "/root/.ssh/authorized_keys", authorized_key.strip() + "\n", 0o600)
+    os.chmod(upper / "root/.ssh", 0o700)
+    _write(upper, base, "/etc/mmtls-lab/host.env", render_host_env(host, passwords), 0o600)
+
+    for name in ("seed.sh", "ready.sh"):
+        _write(upper, base, f"/{STAGE}/{name}", (SEED_DIR / name).read_text(), 0o755)
+    for unit in ("mmtls-lab-seed.service", "mmtls-lab-seed-sql.service"):
+        _write(upper, base, f"/etc/systemd/system/{unit}", (SEED_DIR / unit).read_text())
+        _symlink(upper, base, f"/{WANTS}/{unit}", f"/etc/systemd/system/{unit}")
+
+    if host.role == "node":
+        _copy_tree(upper, base, STANDIN_DIR, f"/{STAGE}/standin")
+        _write(upper, base, f"/{STAGE}/config.json", render_config_json(passwords["postgres"]), 0o600)
+        _write(upper, base, "/etc/systemd/system/mattermost.service", (SEED_DIR / "mattermost.service").read_text())
+    if host.role == "proxy":
+        nodes = [h.address for h in hosts if h.role == "node"]
+        _write(upper, base, f"/{STAGE}/nginx-mattermost.conf", render_nginx_site(nodes))
+    for unit_path in ROLE_UNITS[host.role]:
+        _symlink(upper, base, f"/{WANTS}/{Path(unit_path).name}", unit_path)
+
+
+def reset_upper(upper: Path) -> None:
+    """Remove a host's upper dir (and nspawn's overlay work dir beside it)."""
+    parent = upper.parent
+    if parent.is_dir():
+        shutil.rmtree(parent)

@@ -1,0 +1,16 @@
+#!/usr/bin/python3
+"""Mattermost server STAND-IN for the mattermost-transport-encryption lab (not Mattermost).
+
+Installed on lab nodes as /opt/mattermost/bin/mattermost, with the ``mmstandin``
+package beside it. See ``mmstandin/server.py`` for what it does.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+
+from mmstandin.server import main  # noqa: E402 - the path must be set first
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The stand-in's HTTP(S) listener.
+
+Owns: serving on ``ServiceSettings.ListenAddress``, over TLS with
+``TLSCertFile``/``TLSKeyFile``/``TLSMinVer`` when ``ConnectionSecurity`` is
+``"TLS"`` (certificate loaded once at start, as Mattermost does), and the
+handful of routes the program and tests touch: ``/api/v4/system/ping``
+(Mattermost's JSON, ``?get_server_status=true`` adds database health), ``/``,
+the websocket paths (400 without an upgrade, like Mattermost) and the stand-in's
+own ``/standin/status``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from . import VERSION
+from .runtime import Context, StartupError
+
+TLS_VERSIONS = {
+    "1.0": ssl.TLSVersion.TLSv1,
+    "1.1": ssl.TLSVersion.TLSv1_1,
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """``":8065"`` -> ("0.0.0.0", 8065); ``"10.0.0.1:8065"`` -> ("10.0.0.1", 8065)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise StartupError(f"invalid ServiceSettings.ListenAddress {value!r}")
+    host = host.strip("[]")
+    return (host or "0.0.0.0", int(port))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    tls_context: ssl.SSLContext | None = None
+    ctx: Context
+
+    def finish_request(self, request, client_address) -> None:  # type: ignore[override]
+        # The TLS handshake runs in the connection's own thread, so a slow or
+        # plain-text client cannot stall the accept loop.
+        if self.tls_context is not None:
+            request.settimeout(30)
+            try:
+                request = self.tls_context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                self.ctx.log.debug("http: TLS handshake error", remote=str(client_address), error=str(exc))
+                return
+        super().finish_request(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "mattermost-standin"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        self.server.ctx.log.debug("http: " + format % args)
+
+    def _send(self, code: int, body: bytes, ctype: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Version-Id", VERSION)
+        svc = self.server.ctx.config.section("ServiceSettings")
+        if svc["ConnectionSecurity"] == "TLS" and svc["TLSStrictTransport"]:
+            self.send_header("Strict-Transport-Security", f"max-age={svc['TLSStrictTransportMaxAge']}")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code: int, obj: Any) -> None:
+        self._send(code, json.dumps(obj).encode(), "application/json")
+
+    def do_HEAD(self) -> None:  # noqa: N802 - stdlib naming
+        self.do_GET()
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        url = urlsplit(self.path)
+        path = url.path
+        ctx = self.server.ctx
+        if path == "/api/v4/system/ping":
+            self._json(*ping_response(ctx, parse_qs(url.query)))
+        elif path in ("/api/v4/websocket", "/api/v4/users/websocket"):
+            self._json(
+                400,
+                {
+                    "id": "api.web_socket.connect.upgrade.app_error",
+                    "message": "Failed to upgrade websocket connection.",
+                    "status_code": 400,
+                },
+            )
+        elif path == "/standin/status":
+            self._json(200, standin_status(ctx))
+        elif path == "/" or path.startswith("/login"):
+            body = (
+                "<!doctype html><html><head><title>Mattermost</title></head>"
+                f"<body><h1>Mattermost</h1><p>lab stand-in {VERSION} on {socket.gethostname()}</p></body></html>"
+            ).encode()
+            self._send(200, body, "text/html; charset=utf-8")
+        else:
+            self._json(
+                404,
+                {"id": "api.context.404.app_error", "message": "Sorry, we could not find the page.", "status_code": 404},
+            )
+
+
+def ping_response(ctx: Context, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+    """Mattermost's GET /api/v4/system/ping body (and status code)."""
+    body: dict[str, Any] = {
+        "ActiveSearchBackend": "database",
+        "AndroidLatestVersion": "",
+        "AndroidMinVersion": "",
+        "IosLatestVersion": "",
+        "IosMinVersion": "",
+        "status": "OK",
+    }
+    if query.get("get_server_status", [""])[0].lower() == "true":
+        db = ctx.subsystems.get("database")
+        healthy = bool(db and db.status().get("healthy"))
+        body["database_status"] = "OK" if healthy else "UNHEALTHY"
+        body["filestore_status"] = "OK"
+        if not healthy:
+            body["status"] = "UNHEALTHY"
+            return 500, body
+    return 200, body
+
+
+def standin_status(ctx: Context) -> dict[str, Any]:
+    """The stand-in's own view, for tests: version, hostname, env overrides, subsystems."""
+    return {
+        "standin": True,
+        "version": VERSION,
+        "hostname": socket.gethostname(),
+        "config": ctx.config.path,
+        "fromEnv": ctx.config.from_env,
+        "subsystems": ctx.status(),
+    }
+
+
+class Web:
+    """The web subsystem."""
+
+    name = "web"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.svc = ctx.config.section("ServiceSettings")
+        self.address = parse_listen_address(self.svc["ListenAddress"])
+        self.tls = self.svc["ConnectionSecurity"] == "TLS"
+        # Loaded once, before anything starts: an unusable certificate stops
+        # the server before it touches the database.
+        self.tls_context = self._tls_context() if self.tls else None
+        self.httpd: _Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = TLS_VERSIONS.get(self.svc["TLSMinVer"], ssl.TLSVersion.TLSv1_2)
+        try:
+            ctx.load_cert_chain(self.svc["TLSCertFile"], self.svc["TLSKeyFile"])
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(
+                f"Error starting server: cannot load TLS certificate {self.svc['TLSCertFile']!r} / "
+                f"key {self.svc['TLSKeyFile']!r}: {exc}"
+            ) from exc
+        return ctx
+
+    def start(self) -> None:
+        try:
+            httpd = _Server(self.address, _Handler, bind_and_activate=False)
+            httpd.ctx = self.ctx
+            httpd.tls_context = self.tls_context
+            httpd.server_bind()
+            httpd.server_activate()
+        except OSError as exc:
+            raise StartupError(f"Error starting server: listen {self.address[0]}:{self.address[1]}: {exc}") from exc
+        self.httpd = httpd
+        self.thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
+        self.thread.start()
+        self.ctx.log.info(
+            "Server is listening on " + f"{self.address[0]}:{self.address[1]}",
+            address=f"{self.address[0]}:{self.address[1]}",
+            tls=self.tls,
+            tls_min_version=self.svc["TLSMinVer"] if self.tls else None,
+        )
+
+    def stop(self) -> None:
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "listen": f"{self.address[0]}:{self.address[1]}",
+            "tls": self.tls,
+            "tlsMinVer": self.svc["TLSMinVer"] if self.tls else None,
+            "certFile": self.svc["TLSCertFile"] if self.tls else None,
+        }
+
+
+def create(ctx: Context) -> Web:
+    """Subsystem factory used by server.SUBSYSTEMS."""
+    return Web(ctx)
