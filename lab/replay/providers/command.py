@@ -1,0 +1,90 @@
+"""pulumi-command `remote.Command` emulation.
+
+Owns the provider's semantics: outputs are the inputs plus `stdout`/`stderr` (one trailing
+newline trimmed); create runs `create`; an update runs `update` if set, else `create` (so a
+change of only `delete` re-runs `create`); only `triggers` forces a replacement (the SDK adds
+`replaceOnChanges: triggers[*]`, other replaceOnChanges are applied by the engine); delete runs
+the OLD `delete` with the OLD connection, stdin and environment. A non-zero exit fails the
+step with the provider's error text (exit status, the quoted command, the output), except that
+a secret command text or secret stdout/stderr is never shown.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from lab.replay import props
+from lab.replay.model import Resource
+from lab.replay.providers import Context, Provider, StepFailed
+from lab.replay.runners import RunnerError
+
+WITHHELD = "[output withheld: stdout/stderr are secret outputs of this resource; --show-secrets shows it]"
+
+
+def _trim(text: str) -> str:
+    return text[:-1] if text.endswith("\n") else text
+
+
+class Command(Provider):
+    type = "command:remote:Command"
+
+    def replace_keys(self, changed: set[str]) -> set[str]:
+        return changed & {"triggers"}
+
+    def create(self, ctx: Context, res: Resource, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        resource_id = f"{res.name}{secrets.token_hex(4)}"
+        if ctx.preview:
+            return resource_id, {**inputs, "stdout": props.UNKNOWN, "stderr": props.UNKNOWN}
+        if not inputs.get("create"):
+            return resource_id, {**inputs, "stdout": "", "stderr": ""}
+        stdout, stderr = self._run(ctx, res, inputs, "create", previous=None)
+        return resource_id, {**inputs, "stdout": stdout, "stderr": stderr}
+
+    def update(self, ctx: Context, old: Resource, res: Resource, inputs: dict[str, Any]) -> dict[str, Any]:
+        previous = (str(old.outputs.get("stdout") or ""), str(old.outputs.get("stderr") or ""))
+        outputs = {**inputs, "stdout": previous[0], "stderr": previous[1]}
+        field = "update" if inputs.get("update") else "create" if inputs.get("create") else None
+        if ctx.preview or field is None:
+            return outputs
+        stdout, stderr = self._run(ctx, res, inputs, field, previous=previous)
+        return {**inputs, "stdout": stdout, "stderr": stderr}
+
+    def delete(self, ctx: Context, old: Resource) -> None:
+        state = {**old.inputs, **old.outputs}
+        if not state.get("delete") or ctx.preview:
+            return
+        previous = (str(state.get("stdout") or ""), str(state.get("stderr") or ""))
+        self._run(ctx, old, state, "delete", previous=previous)
+
+    def _run(
+        self, ctx: Context, res: Resource, values: dict[str, Any], field: str, previous: tuple[str, str] | None
+    ) -> tuple[str, str]:
+        if ctx.runner is None:
+            raise StepFailed("no command runner configured")
+        command = str(values[field])
+        if values.get("addPreviousOutputInEnv") is False:
+            previous = None
+        environment = {str(k): str(v) for k, v in (values.get("environment") or {}).items()}
+        stdin = values.get("stdin")
+        try:
+            result = ctx.runner.run(
+                dict(values.get("connection") or {}),
+                command,
+                stdin=str(stdin) if stdin is not None else None,
+                environment=environment or None,
+                previous=previous,
+            )
+        except RunnerError as exc:
+            raise StepFailed(str(exc)) from None
+        if not result.ok:
+            shown = "[secret]" if res.is_secret_input(field) else json.dumps(command)
+            output = result.combined
+            if not ctx.show_secrets and (res.is_secret_output("stdout") or res.is_secret_output("stderr")):
+                output = WITHHELD
+            raise StepFailed(f"{result.describe_exit()}: running {shown}:\n{output}")
+        return _trim(result.stdout), _trim(result.stderr)
+
+
+PROVIDERS: list[Provider] = [Command()]

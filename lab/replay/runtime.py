@@ -1,0 +1,182 @@
+"""Running the real program under Pulumi's mock runtime.
+
+Owns `ReplayMonitor` (a `MockMonitor` that builds URNs like the engine, turns every
+RegisterResource request into a `Resource` with its dependencies, options and secret input
+paths, and hands it to the `Engine`) and `run_program`, which runs `__main__.py` the way the
+Python language host does (`run_in_stack`, cwd = project dir, config set) on a fresh thread
+with its own event loop, so evaluations in one process do not share SDK state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import runpy
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.stack import run_in_stack
+
+from lab.replay import props
+from lab.replay.engine import Engine
+from lab.replay.model import STACK_TYPE, Options, ReplayError, Resource
+from lab.replay.project import Project
+
+# One program at a time per process: cwd, sys.path and sys.modules are process-wide.
+_PROGRAM_LOCK = threading.Lock()
+
+
+class _NoMocks(mocks.Mocks):
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str | None, dict[Any, Any]]:
+        raise ReplayError("ReplayMonitor handles resources itself")
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
+        raise ReplayError(f"the replay engine does not emulate provider functions (invoke {args.token})")
+
+
+def stack_urn(project: str, stack: str) -> str:
+    return f"urn:pulumi:{stack}::{project}::{STACK_TYPE}::{project}-{stack}"
+
+
+class ReplayMonitor(mocks.MockMonitor):
+    """The resource monitor the SDK talks to; every decision is the engine's."""
+
+    def __init__(self, engine: Engine, project: str, stack: str) -> None:
+        super().__init__(_NoMocks())
+        self.engine = engine
+        self.project = project
+        self.stack = stack
+        self.stack_urn = stack_urn(project, stack)
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The engine's URN: parent type chain, without the root Stack's type."""
+        if type_ == STACK_TYPE:
+            return self.stack_urn
+        chain = type_
+        if parent and parent != self.stack_urn:
+            chain = parent.split("::")[2] + "$" + type_
+        return f"urn:pulumi:{self.stack}::{self.project}::{chain}::{name}"
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == STACK_TYPE:
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        if request.remote:
+            raise ReplayError(f"{request.type} {request.name}: remote (multi-language) components are not supported")
+        inputs, secret_paths = props.decode_struct(request.object)
+        res = Resource(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent_urn=request.parent or None,
+            custom=bool(request.custom),
+            dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            options=Options(
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                replace_on_changes=list(request.replaceOnChanges),
+                ignore_changes=list(request.ignoreChanges),
+                retain_on_delete=bool(request.retainOnDelete),
+                protect=bool(request.protect),
+            ),
+            inputs=inputs,
+            secret_inputs=secret_paths,
+        )
+        self.engine.register(res)
+        if res.status in ("failed", "skipped"):
+            return resource_pb2.RegisterResourceResponse(
+                urn=urn, id="", object=struct_pb2.Struct(), result=resource_pb2.Result.FAIL
+            )
+        outputs = {k: v for k, v in res.outputs.items() if k != "id"}
+        return resource_pb2.RegisterResourceResponse(
+            urn=urn, id=res.id or "", object=props.encode_struct(outputs, res.secret_outputs)
+        )
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        outputs, secret_paths = props.decode_struct(request.outputs)
+        self.engine.set_outputs(request.urn, outputs, secret_paths, self.stack_urn)
+        return empty_pb2.Empty()
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        raise ReplayError(f"{request.type} {request.name}: reading existing resources (.get) is not supported")
+
+
+class _Placeholder:
+    """Stands in as root resource while set_mocks runs, so it does not register a Stack of its own."""
+
+
+def run_program(project: Project, stack: str, config: dict[str, str], engine: Engine, preview: bool) -> str:
+    """Run the program to completion; '' on success, else the error as the CLI would print it."""
+    outcome: dict[str, str] = {}
+
+    def target() -> None:
+        try:
+            _run(project, stack, config, engine, preview)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller as the program's error
+            outcome["error"] = _describe(exc)
+
+    with _PROGRAM_LOCK:
+        thread = threading.Thread(target=target, name=f"replay-{stack}")
+        thread.start()
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            engine.cancel()
+            thread.join()
+            raise
+    return outcome.get("error", "")
+
+
+def _run(project: Project, stack: str, config: dict[str, str], engine: Engine, preview: bool) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    # Spare threads beyond `parallel` so components and waiting steps never starve running ones.
+    executor = ThreadPoolExecutor(max_workers=engine.parallel + 8, thread_name_prefix="replay-sdk")
+    loop.set_default_executor(executor)
+    monitor = ReplayMonitor(engine, project.name, stack)
+    settings.ROOT.set(_Placeholder())  # type: ignore[arg-type]
+    mocks.set_mocks(_NoMocks(), project=project.name, stack=stack, preview=preview, monitor=monitor)
+    settings.ROOT.set(None)
+    settings.SETTINGS.root_directory = str(project.root)
+    set_all_config(config, [])
+    cwd, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
+    os.chdir(project.root)
+    sys.path.insert(0, str(project.root))
+    try:
+        loop.run_until_complete(run_in_stack(lambda: runpy.run_path(str(project.main), run_name="__main__")))
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = path
+        _forget_program_modules(project.root, modules)
+        loop.close()
+        executor.shutdown(wait=True)
+
+
+def _forget_program_modules(root: Path, before: set[str]) -> None:
+    """Drop modules the program imported from its own tree: the next run imports them afresh."""
+    prefix = str(root) + os.sep
+    for name in set(sys.modules) - before:
+        module = sys.modules.get(name)
+        if (getattr(module, "__file__", None) or "").startswith(prefix):
+            del sys.modules[name]
+
+
+def _describe(exc: BaseException) -> str:
+    """Engine-detected problems (duplicate URN, ...) and RunError as a message, others with a traceback."""
+    from pulumi.errors import RunError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ReplayError, RunError)):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return "".join(traceback.format_exception(exc)).rstrip()
