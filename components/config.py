@@ -385,19 +385,128 @@ class Cluster(Model):
 
 
 class Gitlab(Model):
-    """GitLab Omnibus with its bundled Mattermost (GitLab 18.x and older)."""
+    """GitLab Omnibus with its bundled Mattermost (GitLab 18.x and older; removed in GitLab 19.0)."""
 
     enabled: bool = False
     host: Name = "gitlab"
+    """Inventory host name (lab); part of resource names."""
     address: Address | None = None
     ssh: HostSsh = HostSsh()
     version: Version = "18.5.0"
+    """GitLab's version on the host: 19.0 removed the bundled Mattermost."""
     mattermost_external_url: str = "https://mattermost.example.com"
+    """https://<host>[:port] of the bundled Mattermost; the host name goes into the certificate."""
     tls_source: Literal["ca", "provided"] = "ca"
+    """'ca': certificate from the stack CA; 'provided': certificate in `tlsCert`, key in secret `gitlabTlsKey`."""
     tls_cert: PemCert | None = None
     external_postgres: bool = True
+    """Point the bundled Mattermost at the stack's PostgreSQL over verified TLS; false keeps
+    Omnibus' own PostgreSQL (local socket, no network hop)."""
+    sslmode: str | None = None
+    """sslmode of that DSN: default the database's tlsMode; 'verify-full', 'verify-ca' or 'require'."""
+    allow_unverified_tls: bool = False
+    """Set true to accept sslmode 'require' (encrypts without verifying the server)."""
     gitlab_rb: AbsPath = "/etc/gitlab/gitlab.rb"
     ssl_dir: AbsPath = "/etc/gitlab/ssl"
+    ca_file: AbsPath = "/etc/gitlab/trusted-certs/mattermost-transport-ca.crt"
+    """The stack CA on the GitLab host: the DSN's sslrootcert; in trusted-certs, reconfigure also
+    adds it to Omnibus' trust store (the bundled Mattermost's SSL_CERT_DIR, GitLab's own calls)."""
+
+    @field_validator("mattermost_external_url")
+    @classmethod
+    def _https_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
+        if v.lower().startswith("http://"):
+            raise ValueError(
+                f"{v!r} is plain HTTP: this program serves the bundled Mattermost over HTTPS, so use "
+                f"{'https://' + v[7:]!r}"
+            )
+        try:
+            u = urlsplit(v)
+            port = u.port
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not a URL ({e})") from None
+        if u.scheme != "https" or not u.hostname or u.username or u.password or u.query or u.fragment or u.path not in ("", "/"):
+            raise ValueError(f"{v!r} is not of the form https://<host>[:<port>] (no path, user, query or fragment)")
+        host = _address(u.hostname)
+        return f"https://{f'[{host}]' if ':' in host else host}" + (f":{port}" if port else "")
+
+    @field_validator("sslmode")
+    @classmethod
+    def _known_sslmode(cls, v: str | None) -> str | None:
+        if v == "required":
+            raise ValueError(
+                "'required' is not a PostgreSQL sslmode (lib/pq rejects it with 'unsupported sslmode'): "
+                "use 'verify-full' (recommended) or 'require'"
+            )
+        if v is not None and v not in POSTGRES_SSLMODES:
+            raise ValueError(f"{v!r} is not an sslmode this program accepts: use one of {', '.join(POSTGRES_SSLMODES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _gitlab_checks(self) -> Gitlab:
+        if self.enabled and version_tuple(self.version) >= (19, 0, 0):
+            raise _at(
+                "gitlab.version",
+                f"GitLab {self.version} has no bundled Mattermost (removed in 19.0): run Mattermost standalone with "
+                "this program's nodes, proxy and database sections and set gitlab.enabled to false",
+            )
+        if self.sslmode == "require" and not self.allow_unverified_tls:
+            raise _at(
+                "gitlab.sslmode",
+                "'require' encrypts without verifying the server; set gitlab.allowUnverifiedTls: true to choose it "
+                "knowingly, or use 'verify-full'",
+            )
+        if self.tls_cert is not None and not self._cert_covers_host():
+            raise _at(
+                "gitlab.tlsCert",
+                f"the certificate does not name {self.mattermost_host} (the host of gitlab.mattermostExternalUrl) "
+                "in its subjectAltName; browsers would refuse it",
+            )
+        return self
+
+    @property
+    def mattermost_host(self) -> str:
+        """Host name (or address) of mattermost_external_url."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.mattermost_external_url).hostname or ""
+
+    def _cert_covers_host(self) -> bool:
+        from cryptography import x509
+
+        assert self.tls_cert is not None
+        leaf = x509.load_pem_x509_certificates(self.tls_cert.encode())[0]
+        try:
+            san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return False
+        host = self.mattermost_host
+        try:
+            ip = ipaddress.ip_address(host)
+            return ip in san.get_values_for_type(x509.IPAddress)
+        except ValueError:
+            pass
+        for name in san.get_values_for_type(x509.DNSName):
+            name = name.lower()
+            if name == host or (name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]):
+                return True
+        return False
+
+    def key_matches_cert(self, key_pem: str) -> bool:
+        """True if the private key `key_pem` belongs to tls_cert (never echoes the key)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        assert self.tls_cert is not None
+        try:
+            key = serialization.load_pem_private_key(key_pem.strip().encode(), password=None)
+        except Exception:  # noqa: BLE001 - cryptography raises several types; the caller reports it
+            return False
+        leaf = x509.load_pem_x509_certificates(self.tls_cert.encode())[0]
+        spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        return bool(key.public_key().public_bytes(*spki) == leaf.public_key().public_bytes(*spki))
 
 
 class Teleport(Model):
@@ -405,14 +514,76 @@ class Teleport(Model):
 
     enabled: bool = False
     host: Name = "plugin"
+    """Inventory host name (lab); part of resource names."""
     address: Address | None = None
     ssh: HostSsh = HostSsh()
     auth_addr: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] = "teleport.example.com:443"
+    """[teleport] addr: the Auth Service (:3025) or Proxy Service (:443/:3080) address."""
     identity_file: AbsPath = "/var/lib/teleport/plugins/mattermost/auth_id"
-    recipients: list[str] = Field(default_factory=lambda: ["town-square/access-requests"])
+    """[teleport] identity: the plugin's identity file (refreshed by the plugin)."""
+    mattermost_url: str | None = None
+    """[mattermost] url the plugin posts to; default https://<proxy.serverName>."""
+    recipients: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["town-square/access-requests"]
+    )
+    """Where requests go: 'team/channel' (URL names) or a user's email."""
+    log_output: str = "stderr"
+    """[log] output: 'stdout', 'stderr' or an absolute file path."""
+    log_severity: Literal["DEBUG", "INFO", "WARN", "ERROR"] = "INFO"
     config_file: AbsPath = "/etc/teleport-mattermost.toml"
     binary: AbsPath = "/usr/local/bin/teleport-mattermost"
+    ca_dir: AbsPath = "/etc/teleport-mattermost/ca"
+    """Holds only the stack CA; the unit's SSL_CERT_DIR adds it to the plugin's roots."""
     rbac: bool = False
+    """Also install the Teleport RBAC resources (roles and user) as YAML for `tctl create -f`."""
+    rbac_dir: AbsPath = "/etc/teleport-mattermost/rbac"
+
+    @field_validator("auth_addr")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        if not 1 <= int(v.rsplit(":", 1)[1]) <= 65535:
+            raise ValueError(f"{v!r}: the port must be 1-65535")
+        return v
+
+    @field_validator("mattermost_url")
+    @classmethod
+    def _https_url(cls, v: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if v is None:
+            return v
+        try:
+            u = urlsplit(v)
+            u.port  # noqa: B018 - raises on a bad port
+        except ValueError as e:
+            raise ValueError(f"{v!r} is not a URL ({e})") from None
+        if u.scheme != "https":
+            raise ValueError(f"{v!r} must start with https:// (the bot token must not cross the network in clear text)")
+        if not u.hostname or u.username or u.password or u.query or u.fragment or not re.fullmatch(r"[A-Za-z0-9._~/-]*", u.path):
+            raise ValueError(f"{v!r} is not of the form https://<host>[:<port>][/<path>]")
+        _address(u.hostname)
+        return v.rstrip("/")
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, v: list[str]) -> list[str]:
+        team_channel = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63}$")
+        email = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+        for i, r in enumerate(v):
+            if not (team_channel.match(r) or email.match(r)):
+                raise _at(
+                    f"teleport.recipients[{i}]",
+                    f"{r!r} is neither 'team/channel' (the team's and channel's URL names, lowercase) nor an email address",
+                )
+        return v
+
+    @field_validator("log_output")
+    @classmethod
+    def _log_output(cls, v: str) -> str:
+        return v if v in ("stdout", "stderr") else _abs_path(v)
+
+    def effective_mattermost_url(self, proxy_server_name: str) -> str:
+        return self.mattermost_url or f"https://{proxy_server_name}"
 
 
 class StackConfig(Model):
@@ -474,6 +645,22 @@ class StackConfig(Model):
                     raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
         if self.teleport.enabled and self.teleport_token is None:
             raise _at("teleportToken", "set the Mattermost bot token with `pulumi config set --secret teleportToken`")
+        if self.teleport.enabled:
+            token = self.teleport_token.get_secret_value() if self.teleport_token else ""
+            # the plugin reads a token starting with "/" as a file path; never echo the value
+            if token.startswith("/") or not token or any(c.isspace() or not c.isprintable() for c in token):
+                raise _at("teleportToken", "not a Mattermost bot token (one word, no spaces; a leading '/' would be read as a file path)")
+        if self.gitlab.enabled and self.gitlab.external_postgres and self.database.engine != "postgres":
+            raise _at(
+                "gitlab.externalPostgres",
+                "the bundled Mattermost can use the stack's database only with database.engine postgres; "
+                "set gitlab.externalPostgres: false to keep Omnibus' own PostgreSQL",
+            )
+        if self.gitlab.enabled and self.gitlab.tls_source == "provided":
+            if self.gitlab.tls_cert is None or self.gitlab_tls_key is None:
+                raise _at("gitlab.tlsSource", "'provided' needs gitlab.tlsCert and the secret key gitlabTlsKey")
+            if not self.gitlab.key_matches_cert(self.gitlab_tls_key.get_secret_value()):
+                raise _at("gitlabTlsKey", "is not an unencrypted PEM private key belonging to gitlab.tlsCert")
         return self
 
     def node_setting(self, node: Node, field: str) -> Any:
