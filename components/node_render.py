@@ -1,0 +1,316 @@
+"""Pure renderers for one Mattermost node: where its TLS files go, the systemd EnvironmentFile and
+drop-in that switch it to TLS, and the shell that restarts it and waits until it answers over
+verified TLS (or puts it back without waiting, on delete).
+
+Plain values in, text out: no Pulumi, no I/O. The scripts are POSIX sh, every interpolated value
+goes through `shlex.quote`, and they run inside `remote_files`' activate/restore hooks, which
+capture their output and roll the files back when they fail.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+DROPIN_NAME = "50-transport-encryption.conf"
+SYSTEM_CA_NAME = "mattermost-transport-ca.crt"
+SYSTEMD_DIR = "/etc/systemd/system"
+SYSTEM_CA_DIR = "/usr/local/share/ca-certificates"
+PING_PATH = "/api/v4/system/ping"
+POLL_SECONDS = 2
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNIT_PATH = re.compile(r"^/[A-Za-z0-9._/+@-]+$")
+# The characters systemd's EnvironmentFile parser treats specially inside double quotes.
+_DQ_ESCAPE = re.compile(r'(["\\`$])')
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Every path a node's TLS setup installs (absolute)."""
+
+    cert: str
+    """The node's certificate (PEM, 0644)."""
+    key: str
+    """The node's private key (PEM, 0640 root:<service group>)."""
+    ca: str
+    """The stack CA; the PostgreSQL DSN's sslrootcert points here."""
+    system_ca: str
+    """The stack CA in the system trust store source dir (MySQL `tls=true` verifies with system roots)."""
+    env: str
+    """The 0600 EnvironmentFile with the MM_* settings (the DSN is a secret)."""
+    dropin: str
+    """The systemd drop-in that loads `env`."""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "cert": self.cert,
+            "key": self.key,
+            "ca": self.ca,
+            "systemCa": self.system_ca,
+            "env": self.env,
+            "dropin": self.dropin,
+        }
+
+
+def node_paths(
+    tls_dir: str, unit: str, *, systemd_dir: str = SYSTEMD_DIR, system_ca_dir: str = SYSTEM_CA_DIR
+) -> NodePaths:
+    """Where a node's files go. The env file is named after the unit so two Mattermost units on
+    one host (unusual, but config allows it) never share one."""
+    tls_dir = tls_dir.rstrip("/")
+    return NodePaths(
+        cert=f"{tls_dir}/node.crt",
+        key=f"{tls_dir}/node.key",
+        ca=f"{tls_dir}/ca.crt",
+        system_ca=f"{system_ca_dir.rstrip('/')}/{SYSTEM_CA_NAME}",
+        env=f"{tls_dir}/{unit}.env",
+        dropin=f"{systemd_dir.rstrip('/')}/{unit}.service.d/{DROPIN_NAME}",
+    )
+
+
+def tls_env(
+    *, cert_file: str, key_file: str, driver_name: str, data_source: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The MM_* settings that switch a node to TLS and to the TLS database DSN.
+
+    `extra` (e.g. cluster settings) may add keys but not override these: two components
+    disagreeing about the node's TLS would be a wiring bug, not a choice.
+    """
+    env = {
+        "MM_SERVICESETTINGS_CONNECTIONSECURITY": "TLS",
+        # absolute paths: relative ones resolve against Mattermost's working directory
+        "MM_SERVICESETTINGS_TLSCERTFILE": cert_file,
+        "MM_SERVICESETTINGS_TLSKEYFILE": key_file,
+        "MM_SERVICESETTINGS_TLSMINVER": "1.2",
+        "MM_SQLSETTINGS_DRIVERNAME": driver_name,
+        "MM_SQLSETTINGS_DATASOURCE": data_source,
+    }
+    for path in (cert_file, key_file):
+        if not path.startswith("/"):
+            raise ValueError(f"TLS file paths must be absolute: {path!r}")
+    clash = sorted(set(extra or {}) & set(env))
+    if clash:
+        raise ValueError(f"extra environment must not override the TLS settings: {', '.join(clash)}")
+    env.update(extra or {})
+    return env
+
+
+def _check_env_value(name: str, value: str) -> None:
+    # Never echo the value: it may be the DSN with the database password.
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"environment value of {name} contains a line break, which an EnvironmentFile cannot carry safely")
+    for ch in value:
+        cp = ord(ch)
+        # systemd.exec(5): values are UTF-8 scalar values except NUL, U+FEFF and noncharacters
+        if cp == 0 or cp == 0xFEFF or 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE or 0xD800 <= cp <= 0xDFFF:
+            raise ValueError(f"environment value of {name} contains a character systemd refuses (U+{cp:04X})")
+
+
+def render_env_file(env: Mapping[str, str]) -> str:
+    """A systemd EnvironmentFile assigning exactly `env` (keys sorted, so output is stable).
+
+    Every value is double-quoted with `"`, `\\`, `` ` `` and `$` backslash-escaped: inside double
+    quotes systemd keeps everything else verbatim (spaces, `#`, `;`, `&`, `?`, `=`, `%`, single
+    quotes) and recognises exactly those four escapes (systemd.exec(5), EnvironmentFile=).
+    Line breaks are refused rather than encoded: a quoted value may span lines, but a DSN or path
+    never legitimately contains one.
+    """
+    lines = ["# Managed by mattermost-transport-encryption; `pulumi destroy` removes this file."]
+    for name in sorted(env):
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"not a valid environment variable name: {name!r}")
+        value = env[name]
+        if not isinstance(value, str):
+            raise TypeError(f"environment value of {name} must be a string, not {type(value).__name__}")
+        _check_env_value(name, value)
+        escaped = _DQ_ESCAPE.sub(r"\\\1", value)
+        lines.append(f'{name}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def render_dropin(env_file: str) -> str:
+    """A drop-in that loads `env_file` into the unit's environment.
+
+    EnvironmentFile= rather than Environment=: values in unit files are readable by every user
+    through `systemctl show`, and the DSN carries the database password. No leading '-': a missing
+    file must stop the unit, not start it silently without TLS.
+    """
+    if not _UNIT_PATH.match(env_file):
+        raise ValueError(f"the environment file path must be absolute and plain: {env_file!r}")
+    # '%' starts a specifier in unit files; the pattern above already refuses it
+    return (
+        "# Managed by mattermost-transport-encryption: Mattermost's TLS and database settings.\n"
+        "# The values live in the 0600 file below, not here (unit files are world-readable).\n"
+        "[Service]\n"
+        f"EnvironmentFile={env_file}\n"
+    )
+
+
+def _q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def _require_positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer: {value!r}")
+
+
+def _wait_prelude(*, unit: str, port: int, upstream_name: str, ca_file: str, timeout_seconds: int, journal_lines: int) -> str:
+    _require_positive("port", port)
+    _require_positive("timeout_seconds", timeout_seconds)
+    _require_positive("journal_lines", journal_lines)
+    url = f"https://{upstream_name}:{port}{PING_PATH}"
+    return f"""set -eu
+unit={_q(unit + ".service")}
+url={_q(url)}
+resolve={_q(f"{upstream_name}:{port}:127.0.0.1")}
+ca={_q(ca_file)}
+limit={_q(timeout_seconds)}
+lines={_q(journal_lines)}
+mtm_node_fail() {{
+  # the node's own words: what systemd and Mattermost said
+  printf '%s\\n' "$1" >&2
+  printf '%s\\n' "--- systemctl status $unit ---" >&2
+  systemctl status "$unit" --no-pager --lines=0 >&2 2>&1 || true
+  printf '%s\\n' "--- journalctl -u $unit -n $lines ---" >&2
+  journalctl -u "$unit" -n "$lines" --no-pager >&2 2>&1 || true
+  exit 1
+}}
+"""
+
+
+_WAIT_BODY = f"""command -v curl >/dev/null 2>&1 || mtm_node_fail "curl is not installed on this node; it is needed to check that $unit answers over TLS"
+start=$(date +%s)
+if ! out=$(timeout "$limit" systemctl restart "$unit" 2>&1); then
+  mtm_node_fail "$unit did not restart: $out"
+fi
+while :; do
+  if last=$(curl --silent --show-error --fail --noproxy '*' --proto '=https' --tlsv1.2 --max-time 5 \\
+      --cacert "$ca" --resolve "$resolve" --output /dev/null "$url" 2>&1); then
+    printf '%s\\n' "$unit answers over TLS on $url (certificate verified with $ca)"
+    exit 0
+  fi
+  if systemctl is-failed --quiet "$unit"; then
+    mtm_node_fail "$unit failed after the restart; last TLS check: $last"
+  fi
+  now=$(date +%s)
+  if [ $((now - start)) -ge "$limit" ]; then
+    mtm_node_fail "$unit did not answer over TLS on $url within $limit s; last TLS check: $last"
+  fi
+  sleep {POLL_SECONDS}
+done
+"""
+
+
+def render_wait_script(
+    *,
+    unit: str,
+    port: int,
+    upstream_name: str,
+    ca_file: str,
+    timeout_seconds: int,
+    journal_lines: int = 30,
+) -> str:
+    """Restart `unit`, then wait until it answers GET /api/v4/system/ping over TLS, verified with
+    `ca_file` for `upstream_name` (curl connects to 127.0.0.1 but checks the name NGINX will check).
+
+    Exits 0 once it answers; otherwise exits 1 with the unit's own story on stderr (systemctl
+    status and the last journal lines). The restart itself is bounded by the same deadline: a
+    Type=notify unit that never reports ready would otherwise block `systemctl restart` for its
+    whole TimeoutStartSec (Mattermost's sample unit sets an hour).
+    """
+    prelude = _wait_prelude(
+        unit=unit,
+        port=port,
+        upstream_name=upstream_name,
+        ca_file=ca_file,
+        timeout_seconds=timeout_seconds,
+        journal_lines=journal_lines,
+    )
+    return prelude + _WAIT_BODY
+
+
+def _system_trust(require: bool) -> str:
+    missing = (
+        'mtm_node_fail "update-ca-certificates is not installed; the database driver verifies the '
+        'server with the system trust store, so the CA must be added there (install ca-certificates)"'
+        if require
+        else "printf '%s\\n' 'update-ca-certificates is not installed; system trust left as it is'"
+    )
+    return (
+        "if command -v update-ca-certificates >/dev/null 2>&1; then\n"
+        "  update-ca-certificates\n"
+        "else\n"
+        f"  {missing}\n"
+        "fi\n"
+    )
+
+
+def render_activate_script(
+    *,
+    unit: str,
+    port: int,
+    upstream_name: str,
+    paths: NodePaths,
+    timeout_seconds: int,
+    require_system_trust: bool,
+    journal_lines: int = 30,
+) -> str:
+    """What runs after the node's files changed: refresh the system trust store, reload systemd,
+    restart and wait (render_wait_script).
+
+    The same script re-activates the previous files when a change is rolled back. If that
+    rollback removed the drop-in (a first install that failed), the node is back on its original
+    plain configuration, which cannot be checked over TLS and which the database may already
+    refuse; it is restarted without waiting so the rollback does not wait out a second timeout.
+    """
+    prelude = _wait_prelude(
+        unit=unit,
+        port=port,
+        upstream_name=upstream_name,
+        ca_file=paths.ca,
+        timeout_seconds=timeout_seconds,
+        journal_lines=journal_lines,
+    )
+    return (
+        prelude
+        + _system_trust(require_system_trust)
+        + "systemctl daemon-reload\n"
+        + f"if [ ! -e {_q(paths.dropin)} ]; then\n"
+        + "  systemctl restart --no-block \"$unit\"\n"
+        + "  printf '%s\\n' \"$unit: TLS drop-in absent (original configuration); restart queued, not waited for\"\n"
+        + "  exit 0\n"
+        + "fi\n"
+        + _WAIT_BODY
+    )
+
+
+def render_restore_activate_script(*, unit: str) -> str:
+    """What runs on delete after the original files are back: refresh trust, reload systemd and
+    queue a restart WITHOUT waiting. During a destroy the database is restored after the nodes,
+    so it may still require TLS from a node now back on its plain DSN; a hard wait (or a failure
+    here) would fail the destroy for a state that fixes itself once the database is restored."""
+    return f"""unit={_q(unit + ".service")}
+if command -v update-ca-certificates >/dev/null 2>&1; then
+  update-ca-certificates || printf '%s\\n' "warning: update-ca-certificates failed" >&2
+fi
+systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
+if systemctl restart --no-block "$unit"; then
+  printf '%s\\n' "$unit: restart queued with the restored configuration (not waited for)"
+else
+  printf '%s\\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
+fi
+"""
+
+
+def cert_fingerprint_sha256(cert_pem: str) -> str:
+    """SHA-256 fingerprint of the first certificate in `cert_pem`, as `openssl x509 -fingerprint
+    -sha256` prints it (AB:CD:...), so operators can compare it with what a node serves."""
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
