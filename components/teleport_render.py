@@ -1,0 +1,157 @@
+"""Pure renderers for the Teleport Mattermost access-request plugin host.
+
+Owns the plugin's TOML (built from a dict by a TOML serializer, never by string pasting), the
+systemd unit (template beside this module), the optional RBAC resource files for `tctl create
+-f`, and the shell that enables the unit and puts its enablement back on destroy. Plain values
+in, text out; `components/teleport.py` wires them to hosts.
+"""
+
+from __future__ import annotations
+
+import shlex
+from importlib import resources
+from string import Template
+from typing import Any
+
+import tomli_w
+
+from components.remote_files import STATE_DIR
+
+TEMPLATES = resources.files("components") / "templates"
+
+PID_FILE = "/var/run/teleport-mattermost.pid"
+"""The pid file of the documented ExecStart."""
+
+RBAC_FILES = {
+    "access-plugin.yaml": "teleport-rbac-access-plugin.yaml",
+    "access-plugin-impersonator.yaml": "teleport-rbac-access-plugin-impersonator.yaml",
+    "editor-request-rbac.yaml": "teleport-rbac-editor-request.yaml",
+}
+"""Installed file name -> template, the resources Teleport's plugin guide has `tctl create -f`."""
+
+
+def plugin_config(
+    *,
+    addr: str,
+    identity: str,
+    url: str,
+    token: str,
+    recipients: list[str],
+    log_output: str,
+    log_severity: str,
+) -> dict[str, Any]:
+    """The plugin's configuration as data (what the TOML must parse back to)."""
+    return {
+        "teleport": {"addr": addr, "identity": identity, "refresh_identity": True},
+        "mattermost": {"url": url, "token": token, "recipients": list(recipients)},
+        "log": {"output": log_output, "severity": log_severity},
+    }
+
+
+def render_plugin_toml(config: dict[str, Any]) -> str:
+    """/etc/teleport-mattermost.toml. The token is in it: the caller keeps the result secret."""
+    return (
+        "# Teleport Mattermost plugin, managed by mattermost-transport-encryption:\n"
+        "# change the stack config and run `pulumi up` instead of editing this file.\n"
+        + tomli_w.dumps(config)
+    )
+
+
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text()
+
+
+def ssl_cert_dir(ca_dir: str) -> str:
+    """SSL_CERT_DIR for the plugin: its own CA directory first, then Debian's usual one.
+
+    Go reads the system bundle FILE (/etc/ssl/certs/ca-certificates.crt) whether or not
+    SSL_CERT_DIR is set, and SSL_CERT_DIR only replaces the directories it scans, so this adds the
+    stack CA for this one process and keeps every public root. SSL_CERT_FILE would instead
+    replace the bundle and leave the plugin trusting the stack CA alone.
+    """
+    return f"{ca_dir}:/etc/ssl/certs"
+
+
+def render_unit(*, binary: str, config_file: str, ca_dir: str, pid_file: str = PID_FILE) -> str:
+    """The documented systemd unit for the plugin (paths are config-validated, plain)."""
+    for value in (binary, config_file, ca_dir, pid_file):
+        # systemd expands $ and % and splits on whitespace; config already forbids these
+        if not value.startswith("/") or any(c in value for c in " \t\n\"'\\$%;"):
+            raise ValueError(f"not a plain absolute path for a unit file: {value!r}")
+    return Template(_template("teleport-mattermost.service")).substitute(
+        binary=binary,
+        config_file=config_file,
+        pid_file=pid_file,
+        # same file through Debian's /var/run -> /run link; systemd warns about the legacy path
+        pid_file_run=pid_file.replace("/var/run/", "/run/", 1),
+        ssl_cert_dir=ssl_cert_dir(ca_dir),
+    )
+
+
+def rbac_files() -> dict[str, str]:
+    """File name -> YAML content of the optional RBAC resources."""
+    return {name: _template(tpl) for name, tpl in RBAC_FILES.items()}
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def render_reload(unit: str, unit_file: str) -> str:
+    """`activate`/`restore_activate` for the plugin's files: systemd re-reads the unit, and a
+    running plugin restarts onto its new config, token or CA (try-restart leaves a stopped one
+    stopped)."""
+    u = _q(f"{unit}.service")
+    return f"systemctl daemon-reload\nif [ -e {_q(unit_file)} ]; then systemctl try-restart {u}; fi\n"
+
+
+def _marker(unit: str, state_dir: str) -> str:
+    return f"{state_dir}/{unit}.before"
+
+
+def render_enable(unit: str, binary: str, state_dir: str = STATE_DIR) -> str:
+    """Enable (not start) the unit. The first run records whether it was enabled and active
+    before, so `render_disable` can put that back. Never fails for a missing binary: says so."""
+    u, m, b = _q(f"{unit}.service"), _q(_marker(unit, state_dir)), _q(binary)
+    start = _q(f"systemctl start {unit}.service")
+    return (
+        f"mkdir -p {_q(state_dir)}\n"
+        f"chmod 0700 {_q(state_dir)}\n"
+        f"if [ ! -e {m} ]; then\n"
+        f"  e=$(systemctl is-enabled {u} 2>/dev/null || true)\n"
+        f"  a=$(systemctl is-active {u} 2>/dev/null || true)\n"
+        f"  printf '%s %s\\n' \"${{e:-unknown}}\" \"${{a:-unknown}}\" > {m}.new\n"
+        f"  mv -f {m}.new {m}\n"
+        "fi\n"
+        "systemctl daemon-reload\n"
+        f"if [ \"$(systemctl is-enabled {u} 2>/dev/null || true)\" != enabled ]; then systemctl enable {u}; fi\n"
+        f"if [ -x {b} ]; then\n"
+        f"  echo {_q(f'{unit}.service enabled; plugin binary {binary} present')}\n"
+        "else\n"
+        f"  echo {_q(f'{unit}.service enabled but not started: the plugin binary {binary} is absent; install it, then run: ')}{start}\n"
+        "fi\n"
+    )
+
+
+def render_disable(unit: str, state_dir: str = STATE_DIR) -> str:
+    """Undo `render_enable`: disable (and stop) the unit only if it was not enabled (and not
+    running) before this program enabled it."""
+    u, m = _q(f"{unit}.service"), _q(_marker(unit, state_dir))
+    return (
+        f"before=$(cat {m} 2>/dev/null || echo 'disabled inactive')\n"
+        'case "$before" in\n'
+        "  enabled*) ;;\n"
+        "  *)\n"
+        f"    if [ \"$(systemctl is-enabled {u} 2>/dev/null || true)\" = enabled ]; then systemctl disable {u}; fi\n"
+        "    ;;\n"
+        "esac\n"
+        'case "$before" in\n'
+        "  *' active') ;;\n"
+        "  *)\n"
+        f"    if systemctl is-active --quiet {u}; then systemctl stop {u}; fi\n"
+        "    ;;\n"
+        "esac\n"
+        f"rm -f {m}\n"
+        # remote_files removes its state dir once empty; this marker must not keep it alive
+        f"rmdir {_q(state_dir)} 2>/dev/null || true\n"
+    )
