@@ -48,6 +48,12 @@ class HostSpec:
         return VETH_PREFIX + self.name
 
     @property
+    def mac(self) -> str:
+        """A fixed MAC from the address: a recreated host keeps it, so no neighbour
+        cache (the VM's or another host's) points at a vanished interface."""
+        return f"02:6d:6d:74:00:{int(self.address.rsplit('.', 1)[1]):02x}"
+
+    @property
     def machine(self) -> str:
         return MACHINE_PREFIX + self.name
 

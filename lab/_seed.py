@@ -42,10 +42,7 @@ def new_password(length: int = 24) -> str:
 
 def postgres_datasource(password: str) -> str:
     """The node's plain "before" DataSource (design doc)."""
-    return (
-        f"postgres://mmuser:{password}@{address_of('postgres')}:5432/mattermost"
-        "?sslmode=disable&connect_timeout=10"
-    )
+    return f"postgres://mmuser:{password}@{address_of('postgres')}:5432/mattermost?sslmode=disable&connect_timeout=10"
 
 
 def render_config_json(pg_password: str, site_url: str = "") -> str:

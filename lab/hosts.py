@@ -295,13 +295,17 @@ class Lab:
             stdin=None if data is not None else subprocess.DEVNULL,
         )  # fmt: skip
         if check and proc.returncode != 0:
-            raise LabError(
-                f"ssh {host} {command!r} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip()
-            )
+            raise LabError(f"ssh {host} {command!r} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}".rstrip())
         return proc
 
     def netns_exec(
-        self, host: str, argv: Sequence[str], *, check: bool = True, timeout: float = 60, input: str | None = None  # noqa: A002
+        self,
+        host: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float = 60,
+        input: str | None = None,  # noqa: A002
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` (a VM program) inside ``host``'s network namespace, for probing."""
         cmd = ["ip", "netns", "exec", _names.NETNS_PREFIX + host, *argv]
@@ -337,6 +341,9 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
         keep = {n for n in self.running_hosts() if n in wanted and self._healthy(n)}
+        if previous.get("nodes") not in (None, nodes):
+            # The proxy's "before" site lists every node: a new node set needs a new proxy.
+            keep.discard("proxy")
         self._clear(keep=keep)
         self._ensure_bridge(fresh=not keep)
         self._write_plan(nodes, extra_list)
@@ -349,6 +356,10 @@ class Lab:
         if new:
             self.log(f"lab: booting {', '.join(h.name for h in new)}")
         self._wait_ready(hosts, [h.name for h in new], timeout)
+        if new and keep:
+            # Kept hosts learn the names of the new ones (the lab has no DNS).
+            for name in sorted(keep):
+                self.ssh(name, "cat > /etc/hosts", input=_seed.render_hosts_file(hosts, name))
         inv = self._write_inventory(hosts, passwords)
         self.log(f"lab: up in {time.monotonic() - started:.1f}s ({len(hosts)} hosts, inventory {self.inventory_file})")
         return inv
@@ -393,7 +404,7 @@ class Lab:
 
         # Network: a namespace per host, a veth into the bridge, the address from the name.
         _run(["ip", "netns", "add", h.netns])
-        _run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "netns", h.netns])
+        _run(["ip", "link", "add", h.veth, "type", "veth", "peer", "name", "eth0", "address", h.mac, "netns", h.netns])
         _run(["ip", "link", "set", h.veth, "master", BRIDGE, "up"])
         ns = ["ip", "-n", h.netns]
         _run([*ns, "link", "set", "lo", "up"])
@@ -677,7 +688,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lab.hosts", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     up_p = sub.add_parser("up", help="build/reuse the base, boot the hosts, write .lab/inventory.json")
-    up_p.add_argument("--nodes", type=int, default=None, help="Mattermost nodes mm1..mmN (default: running lab's, else 3)")
+    up_p.add_argument(
+        "--nodes", type=int, default=None, help="Mattermost nodes mm1..mmN (default: running lab's, else 3)"
+    )
     up_p.add_argument("--extra", default=None, help="extra named hosts, comma separated (e.g. plugin,gitlab)")
     sub.add_parser("down", help="stop all hosts and remove every trace")
     sub.add_parser("status", help="print hosts, memory, leftovers as JSON")

@@ -6,4 +6,3 @@ module; the server wires "subsystems" (database, web, later cluster gossip) in
 """
 
 VERSION = "10.11.0-standin"
-

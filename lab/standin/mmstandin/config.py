@@ -153,7 +153,9 @@ def load(path: str | None = None, environ: dict[str, str] | None = None) -> Conf
         with open(source, encoding="utf-8") as fh:
             data = json.load(fh)
     except OSError as exc:
-        raise ConfigError("config.load_config.opening.panic", f"failed to load configuration from {source}: {exc}") from exc
+        raise ConfigError(
+            "config.load_config.opening.panic", f"failed to load configuration from {source}: {exc}"
+        ) from exc
     except json.JSONDecodeError as exc:
         raise ConfigError("utils.config.load_config.decoding.panic", f"failed to decode {source}: {exc}") from exc
     if not isinstance(data, dict):
@@ -186,6 +188,10 @@ def validate(cfg: Config) -> None:
                 )
     driver = cfg.get("SqlSettings", "DriverName")
     if driver not in SQL_DRIVERS:
-        raise ConfigError("model.config.is_valid.sql_driver.app_error", f"Invalid driver name {driver!r} for SQL settings")
+        raise ConfigError(
+            "model.config.is_valid.sql_driver.app_error", f"Invalid driver name {driver!r} for SQL settings"
+        )
     if not cfg.get("SqlSettings", "DataSource"):
-        raise ConfigError("model.config.is_valid.sql_data_src.app_error", "Invalid data source for SQL settings. Must be set.")
+        raise ConfigError(
+            "model.config.is_valid.sql_data_src.app_error", "Invalid data source for SQL settings. Must be set."
+        )

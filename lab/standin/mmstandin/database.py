@@ -183,9 +183,7 @@ class Database:
             except Exception as exc:  # noqa: BLE001 - every driver error means "not connected"
                 self.last_error = f"{type(exc).__name__}: {exc}".strip()
                 if attempt == PING_ATTEMPTS:
-                    raise StartupError(
-                        f"Failed to ping DB after {PING_ATTEMPTS} attempts: {self.last_error}"
-                    ) from exc
+                    raise StartupError(f"Failed to ping DB after {PING_ATTEMPTS} attempts: {self.last_error}") from exc
                 self.log.error(
                     "Failed to ping DB", error=self.last_error, retrying_in_seconds=PING_INTERVAL, attempt=attempt
                 )

@@ -21,6 +21,11 @@ from .config import Config
 _LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40, "fatal": 50}
 
 
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d} Z"
+
+
 class Logger:
     """Mattermost console-style structured logging: one JSON object per line."""
 
@@ -40,7 +45,7 @@ class Logger:
         if _LEVELS[level] < self.min:
             return
         record = {
-            "timestamp": time.strftime("%Y-%m-%d %H:%M:%S.000 Z", time.gmtime()),
+            "timestamp": _timestamp(),
             "level": level,
             "msg": msg,
             "caller": "standin",

@@ -36,7 +36,9 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="mattermost", description="Mattermost server STAND-IN (mattermost-transport-encryption lab)."
     )
-    p.add_argument("--config", "-c", help="config.json path (default: $MM_CONFIG or /opt/mattermost/config/config.json)")
+    p.add_argument(
+        "--config", "-c", help="config.json path (default: $MM_CONFIG or /opt/mattermost/config/config.json)"
+    )
     p.add_argument("--version", action="store_true", help="print the stand-in version and exit")
     p.add_argument("command", nargs="?", default="server", choices=("server", "version"))
     return p.parse_args(argv)
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = configmod.load(args.config)
     except configmod.ConfigError as exc:
-        boot_log.error("Mattermost stand-in refuses to start: invalid configuration", error=exc.message, error_id=exc.id)
+        boot_log.error(
+            "Mattermost stand-in refuses to start: invalid configuration", error=exc.message, error_id=exc.id
+        )
         return 1
     logs = cfg.section("LogSettings")
     log = Logger(logs["ConsoleLevel"] if logs["EnableConsole"] else "fatal")

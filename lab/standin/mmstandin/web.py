@@ -111,7 +111,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(
                 404,
-                {"id": "api.context.404.app_error", "message": "Sorry, we could not find the page.", "status_code": 404},
+                {
+                    "id": "api.context.404.app_error",
+                    "message": "Sorry, we could not find the page.",
+                    "status_code": 404,
+                },
             )
 
 
