@@ -1,0 +1,175 @@
+"""Pure renderers for the NGINX proxy: the Mattermost site (from templates/nginx-site.conf), where
+the proxy's TLS files go, and the shell that validates, reloads and checks the site end to end.
+
+Plain values in, text out. Values reaching the site file are checked against a plain-token
+pattern (config.py already restricts them; a stray `;` or `{` would change NGINX's grammar), and
+values reaching shell go through `shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMPLATE = Path(__file__).parent / "templates" / "nginx-site.conf"
+UPSTREAM = "backend"
+PING_PATH = "/api/v4/system/ping"
+ERROR_LOG = "/var/log/nginx/error.log"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9._/+-]+$")
+_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+@dataclass(frozen=True)
+class ProxyPaths:
+    """The proxy's TLS files (absolute)."""
+
+    cert: str
+    """The public certificate (chain) NGINX presents to browsers."""
+    key: str
+    """Its private key (0600 root)."""
+    ca: str
+    """The stack CA, used to verify the nodes (proxy_ssl_trusted_certificate)."""
+
+
+def proxy_paths(tls_dir: str) -> ProxyPaths:
+    tls_dir = tls_dir.rstrip("/")
+    return ProxyPaths(cert=f"{tls_dir}/server.crt", key=f"{tls_dir}/server.key", ca=f"{tls_dir}/ca.crt")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One upstream server: a node's address and Mattermost port."""
+
+    address: str
+    port: int
+
+
+def _token(what: str, value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} cannot go into the NGINX site: use letters, digits and . _ / + - only")
+    return value
+
+
+def _server_line(b: Backend) -> str:
+    if not isinstance(b.port, int) or not 1 <= b.port <= 65535:
+        raise ValueError(f"backend port out of range: {b.port!r}")
+    try:
+        ip = ipaddress.ip_address(b.address)
+        host = f"[{ip}]" if ip.version == 6 else str(ip)
+    except ValueError:
+        host = _token("backend address", b.address)
+    return f"    server {host}:{b.port};"
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Replace every {{name}}; a placeholder without a value or a value without a placeholder is a
+    bug (NGINX's own `$variables` and braces are left alone)."""
+    used = set(_PLACEHOLDER.findall(template))
+    missing, unused = used - set(values), set(values) - used
+    if missing or unused:
+        raise ValueError(f"template placeholders do not match: missing {sorted(missing)}, unused {sorted(unused)}")
+    return _PLACEHOLDER.sub(lambda m: values[m[1]], template)
+
+
+def render_nginx_site(
+    *,
+    server_name: str,
+    backends: Sequence[Backend],
+    upstream_name: str,
+    keepalive: int,
+    paths: ProxyPaths,
+    template: str | None = None,
+) -> str:
+    """The Mattermost site: port 80 redirects, port 443 terminates TLS and proxies to every node
+    over TLS, verifying each node's certificate against the stack CA for `upstream_name`."""
+    if not backends:
+        raise ValueError("the upstream needs at least one node")
+    if not isinstance(keepalive, int) or keepalive < 0:
+        raise ValueError(f"keepalive must be a non-negative integer: {keepalive!r}")
+    servers = [_server_line(b) for b in backends]
+    if len(set(servers)) != len(servers):
+        raise ValueError(f"a backend appears twice: {[b.address for b in backends]}")
+    values = {
+        # `keepalive 0` is invalid; no line keeps NGINX's default (no idle upstream connections)
+        "upstream_body": "\n".join(servers + ([f"    keepalive {keepalive};"] if keepalive else [])),
+        "server_name": _token("server name", server_name),
+        "cert_file": _token("certificate path", paths.cert),
+        "key_file": _token("key path", paths.key),
+        "trusted_ca_file": _token("CA path", paths.ca),
+        "upstream_name": _token("upstream name", upstream_name),
+    }
+    text = template if template is not None else TEMPLATE.read_text()
+    return fill_template(text, values)
+
+
+def render_validate_script() -> str:
+    """`nginx -t` checks the whole configuration, certificates and keys included."""
+    return "nginx -t\n"
+
+
+def _q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def render_reload_script(
+    *,
+    service: str,
+    server_name: str,
+    ca_file: str | None,
+    timeout_seconds: int = 30,
+    https_port: int = 443,
+    error_log: str = ERROR_LOG,
+) -> str:
+    """Reload NGINX (after `nginx -t` passed), then check the site end to end: a request to
+    /api/v4/system/ping through NGINX only succeeds if NGINX reached a node over verified TLS
+    (a failed upstream verification is a 502). `nginx -t` cannot see that.
+
+    `ca_file` verifies the public certificate when the stack CA issued it; with a provided
+    certificate the check does not verify the browser-facing hop (its issuer may not be in this
+    host's trust store) - what it proves is the upstream hop. Reload is asynchronous (old
+    workers keep the old configuration for a moment), hence the retry until the deadline.
+    """
+    if not isinstance(timeout_seconds, int) or timeout_seconds < 1:
+        raise ValueError(f"timeout_seconds must be a positive integer: {timeout_seconds!r}")
+    trust = f"--cacert {_q(ca_file)}" if ca_file else "--insecure"
+    url = f"https://{server_name}{'' if https_port == 443 else f':{https_port}'}{PING_PATH}"
+    return f"""set -eu
+service={_q(service)}
+url={_q(url)}
+resolve={_q(f"{server_name}:{https_port}:127.0.0.1")}
+limit={_q(timeout_seconds)}
+errlog={_q(error_log)}
+systemctl reload "$service"
+if ! command -v curl >/dev/null 2>&1; then
+  printf '%s\\n' "$service reloaded; curl is not installed, so the site was not checked end to end"
+  exit 0
+fi
+start=$(date +%s)
+while :; do
+  if last=$(curl --silent --show-error --fail --noproxy '*' --proto '=https' --max-time 10 {trust} \\
+      --resolve "$resolve" --output /dev/null "$url" 2>&1); then
+    printf '%s\\n' "$service reloaded; $url answers through verified TLS to the nodes"
+    exit 0
+  fi
+  now=$(date +%s)
+  if [ $((now - start)) -ge "$limit" ]; then
+    printf '%s\\n' "$url does not answer through the new configuration within $limit s: $last" >&2
+    if [ -r "$errlog" ]; then
+      printf '%s\\n' "--- tail -n 20 $errlog ---" >&2
+      tail -n 20 "$errlog" >&2 || true
+    fi
+    exit 1
+  fi
+  sleep 1
+done
+"""
+
+
+def render_restore_activate_script(*, service: str) -> str:
+    """On delete, after the original site is back: validate, then reload."""
+    return f"nginx -t && systemctl reload {_q(service)}\n"

@@ -1,0 +1,546 @@
+"""The NGINX renderers, tested by reading the site the way NGINX does (a small tokenizer for the
+structure, the real `nginx -t` for validity), by running the real NGINX in a private network
+namespace against TLS upstreams with good and bad certificates, and by running the reload and
+validate scripts against stubs and inside the real remote_files apply script."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from components.nginx_render import (
+    TEMPLATE,
+    Backend,
+    ProxyPaths,
+    fill_template,
+    proxy_paths,
+    render_nginx_site,
+    render_reload_script,
+    render_restore_activate_script,
+    render_validate_script,
+)
+from components.remote_files import FileSpec, encode_bundle, render_files_apply
+
+SERVER = "mattermost.example.com"
+UPSTREAM = "mattermost-app.internal"
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
+IS_ROOT = os.geteuid() == 0
+needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx not installed (apt-get install nginx-light)")
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
+
+PROXY_SSL = {
+    "proxy_pass": "https://backend",
+    "proxy_ssl_verify": "on",
+    "proxy_ssl_verify_depth": "2",
+    "proxy_ssl_name": UPSTREAM,
+    "proxy_ssl_server_name": "on",
+    "proxy_ssl_session_reuse": "on",
+    "proxy_ssl_protocols": "TLSv1.2 TLSv1.3",
+}
+
+
+def site(paths: ProxyPaths | None = None, backends: list[Backend] | None = None, keepalive: int = 32) -> str:
+    return render_nginx_site(
+        server_name=SERVER,
+        backends=backends or [Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065)],
+        upstream_name=UPSTREAM,
+        keepalive=keepalive,
+        paths=paths or proxy_paths("/etc/nginx/mattermost-tls"),
+    )
+
+
+# ---------------------------------------------------------------- structure, as NGINX tokenizes it
+
+
+class Block:
+    def __init__(self, name: str, args: list[str]):
+        self.name, self.args = name, args
+        self.directives: list[tuple[str, list[str]]] = []
+        self.children: list[Block] = []
+
+    def get(self, name: str) -> list[list[str]]:
+        return [a for n, a in self.directives if n == name]
+
+    def one(self, name: str) -> str:
+        vals = self.get(name)
+        assert len(vals) == 1, f"{self.name} {self.args}: {name} appears {len(vals)} times"
+        return " ".join(vals[0])
+
+    def walk(self):  # type: ignore[no-untyped-def]
+        yield self
+        for c in self.children:
+            yield from c.walk()
+
+
+def tokenize(text: str) -> list[str]:
+    tokens, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c.isspace():
+            i += 1
+        elif c == "#":
+            i = text.index("\n", i) if "\n" in text[i:] else len(text)
+        elif c in "{};":
+            tokens.append(c)
+            i += 1
+        elif c in "\"'":
+            j = text.index(c, i + 1)
+            tokens.append(text[i + 1 : j])
+            i = j + 1
+        else:
+            j = i
+            while j < len(text) and not text[j].isspace() and text[j] not in "{};":
+                j += 1
+            tokens.append(text[i:j])
+            i = j
+    return tokens
+
+
+def parse(text: str) -> Block:
+    root = Block("main", [])
+    stack, words = [root], []  # type: ignore[var-annotated]
+    for t in tokenize(text):
+        if t == ";":
+            stack[-1].directives.append((words[0], words[1:]))
+            words = []
+        elif t == "{":
+            b = Block(words[0], words[1:])
+            stack[-1].children.append(b)
+            stack.append(b)
+            words = []
+        elif t == "}":
+            assert not words, f"dangling words {words}"
+            stack.pop()
+        else:
+            words.append(t)
+    assert len(stack) == 1 and not words, "unbalanced braces"
+    return root
+
+
+def test_upstream_lists_every_node_with_keepalive() -> None:
+    root = parse(site(backends=[Backend("10.251.0.101", 8065), Backend("fd00::5", 9000)]))
+    (up,) = [b for b in root.children if b.name == "upstream"]
+    assert up.args == ["backend"]
+    assert up.get("server") == [["10.251.0.101:8065"], ["[fd00::5]:9000"]]
+    assert up.one("keepalive") == "32"
+
+
+def test_keepalive_zero_leaves_the_line_out() -> None:
+    (up,) = [b for b in parse(site(keepalive=0)).children if b.name == "upstream"]
+    assert up.get("keepalive") == []
+
+
+def test_port_80_only_redirects_to_https() -> None:
+    servers = [b for b in parse(site()).children if b.name == "server"]
+    (plain,) = [s for s in servers if s.get("listen") == [["80"]]]
+    assert plain.one("server_name") == SERVER
+    (loc,) = plain.children
+    assert loc.one("return") == "301 https://$server_name$request_uri"
+    assert not any(n.startswith("proxy_") for b in plain.walk() for n, _ in b.directives)
+
+
+def test_every_proxied_location_verifies_the_node() -> None:
+    paths = proxy_paths("/etc/nginx/mattermost-tls")
+    servers = [b for b in parse(site(paths)).children if b.name == "server"]
+    (tls,) = [s for s in servers if s.get("listen") == [["443", "ssl"]]]
+    proxied = [b for b in tls.walk() if b.get("proxy_pass")]
+    assert {tuple(b.args) for b in proxied} == {("~", "/api/v[0-9]+/(users/)?websocket$"), ("/",)}
+    for loc in proxied:
+        for name, value in PROXY_SSL.items():
+            assert loc.one(name) == value, (loc.args, name)
+        assert loc.one("proxy_ssl_trusted_certificate") == paths.ca
+        assert loc.one("proxy_http_version") == "1.1"
+        assert loc.one("client_max_body_size") == "50M"
+        headers = {a[0]: " ".join(a[1:]) for a in loc.get("proxy_set_header")}
+        for h in ("Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto"):
+            assert h in headers
+    (ws,) = [b for b in proxied if b.args[0] == "~"]
+    ws_headers = {a[0]: a[1] for a in ws.get("proxy_set_header")}
+    assert ws_headers["Upgrade"] == "$http_upgrade" and ws_headers["Connection"] == "upgrade"
+    (root_loc,) = [b for b in proxied if b.args == ["/"]]
+    assert {a[0]: a[1] for a in root_loc.get("proxy_set_header")}["Connection"] == ""
+    assert root_loc.one("proxy_read_timeout") == "600s"
+    assert not any("http://" in " ".join(a) for b in tls.walk() for _, a in b.directives)
+
+
+def test_browser_tls_settings() -> None:
+    paths = proxy_paths("/etc/nginx/mattermost-tls")
+    (tls,) = [b for b in parse(site(paths)).children if b.name == "server" and b.get("listen") == [["443", "ssl"]]]
+    assert tls.one("ssl_protocols") == "TLSv1.2 TLSv1.3"
+    assert tls.one("ssl_certificate") == paths.cert and tls.one("ssl_certificate_key") == paths.key
+    assert tls.one("add_header").startswith("Strict-Transport-Security max-age=")
+    assert tls.one("add_header").endswith("always")
+    assert tls.one("ssl_session_timeout") == "1d"
+
+
+def test_template_placeholders_are_exactly_filled() -> None:
+    assert "{{" not in site() and "}}" not in site()
+    with pytest.raises(ValueError, match="missing"):
+        fill_template("a {{x}} {{y}}", {"x": "1"})
+    with pytest.raises(ValueError, match="unused"):
+        fill_template("a {{x}}", {"x": "1", "z": "2"})
+    assert "$http_upgrade" in TEMPLATE.read_text(), "NGINX variables are not placeholders"
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"server_name": "a.com; include /etc/passwd"},
+        {"server_name": "a{b}"},
+        {"upstream_name": "x y"},
+        {"backends": []},
+        {"backends": [Backend("10.0.0.1", 8065), Backend("10.0.0.1", 8065)]},
+        {"backends": [Backend("10.0.0.1", 0)]},
+        {"backends": [Backend("evil;host", 1)]},
+        {"keepalive": -1},
+        {"paths": ProxyPaths("/a b", "/k", "/c")},
+    ],
+)
+def test_values_that_would_change_nginx_grammar_are_refused(kw: dict[str, object]) -> None:
+    args: dict[str, object] = {
+        "server_name": SERVER,
+        "backends": [Backend("10.0.0.1", 8065)],
+        "upstream_name": UPSTREAM,
+        "keepalive": 32,
+        "paths": proxy_paths("/etc/nginx/t"),
+        **kw,
+    }
+    with pytest.raises(ValueError):
+        render_nginx_site(**args)  # type: ignore[arg-type]
+
+
+def test_adding_a_node_only_adds_its_server_line() -> None:
+    two = site(backends=[Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065)]).splitlines()
+    three = site(
+        backends=[Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065), Backend("10.251.0.103", 8065)]
+    ).splitlines()
+    added = [line for line in three if line not in two]
+    assert added == ["    server 10.251.0.103:8065;"] and len(three) == len(two) + 1
+
+
+# ---------------------------------------------------------------- real nginx
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_ca(cn: str = "test CA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def make_leaf(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], names: list[str]) -> tuple[str, str]:
+    ca_key, ca_cert = ca
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(names[0])).issuer_name(ca_cert.subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def nginx_tree(d: Path, backends: list[Backend] | None = None) -> tuple[ProxyPaths, Path, tuple]:  # type: ignore[type-arg]
+    """A throwaway NGINX prefix: main conf including the rendered site, public cert + key, CA."""
+    ca = make_ca()
+    paths = proxy_paths(str(d / "tls"))
+    (d / "tls").mkdir(parents=True)
+    cert, key = make_leaf(ca, [SERVER, "127.0.0.1"])
+    Path(paths.cert).write_text(cert)
+    Path(paths.key).write_text(key)
+    Path(paths.ca).write_text(pem(ca[1]))
+    for t in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (d / t).mkdir()
+    (d / "site.conf").write_text(site(paths, backends=backends))
+    main = d / "nginx.conf"
+    main.write_text(
+        f"pid {d}/nginx.pid;\nerror_log {d}/error.log;\n"
+        "events { worker_connections 64; }\n"
+        "http {\n  access_log off;\n"
+        f"  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n"
+        f"  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n"
+        f"  include {d}/site.conf;\n}}\n"
+    )
+    return paths, main, ca
+
+
+def nginx_t(d: Path, main: Path) -> subprocess.CompletedProcess[str]:
+    assert NGINX
+    return subprocess.run(
+        [NGINX, "-t", "-p", str(d), "-c", str(main), "-e", str(d / "error.log")], capture_output=True, text=True
+    )
+
+
+@needs_nginx
+@needs_root
+@pytest.mark.parametrize("keepalive", [32, 0])
+def test_nginx_accepts_the_rendered_site(tmp_path: Path, keepalive: int) -> None:
+    paths, main, _ = nginx_tree(tmp_path)
+    (tmp_path / "site.conf").write_text(site(paths, keepalive=keepalive))
+    r = nginx_t(tmp_path, main)
+    assert r.returncode == 0, r.stderr
+    assert "syntax is ok" in r.stderr and "test is successful" in r.stderr
+
+
+@needs_nginx
+@needs_root
+def test_nginx_t_catches_a_missing_trusted_ca(tmp_path: Path) -> None:
+    paths, main, _ = nginx_tree(tmp_path)
+    Path(paths.ca).unlink()
+    r = nginx_t(tmp_path, main)
+    assert r.returncode != 0 and "ca.crt" in r.stderr
+
+
+UPSTREAM_SERVER = r'''
+import http.server, json, ssl, sys
+cert, key, port, log, ready = sys.argv[1:6]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        with open(log, "a") as f:
+            f.write(json.dumps({"path": self.path, "upgrade": self.headers.get("Upgrade"),
+                                "connection": self.headers.get("Connection"), "host": self.headers.get("Host"),
+                                "proto": self.headers.get("X-Forwarded-Proto")}) + "\n")
+        body = b'{"status":"OK"}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+open(ready, "w").close()
+s.serve_forever()
+'''
+
+# Runs inside `unshare --net`: a private network namespace with only loopback, so ports 80/443/8065
+# are ours and nothing leaves the machine. Prints KEY=VALUE lines for the test to check.
+E2E_DRIVER = r"""set -eu
+d=$1
+ip link set lo up
+python3 "$d/upstream.py" "$d/node.crt" "$d/node.key" 8065 "$d/upstream.log" "$d/ready" 2> "$d/upstream.err" &
+up=$!
+trap 'kill "$up" 2>/dev/null || true; [ -e "$d/nginx.pid" ] && kill "$(cat "$d/nginx.pid")" 2>/dev/null || true' EXIT
+i=0
+while [ ! -e "$d/ready" ]; do i=$((i + 1)); [ "$i" -lt 200 ] || { cat "$d/upstream.err" >&2; exit 9; }; sleep 0.05; done
+nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log"
+c() { curl --silent --noproxy '*' --max-time 10 "$@"; }
+echo "PING=$(c -o /dev/null -w '%{http_code}' --cacert "$d/tls/ca.crt" --resolve mattermost.example.com:443:127.0.0.1 https://mattermost.example.com/api/v4/system/ping)"
+echo "WS=$(c -o /dev/null -w '%{http_code}' --cacert "$d/tls/ca.crt" --resolve mattermost.example.com:443:127.0.0.1 -H 'Upgrade: websocket' -H 'Connection: Upgrade' https://mattermost.example.com/api/v4/websocket)"
+echo "REDIRECT=$(c -o /dev/null -w '%{http_code} %{redirect_url}' --resolve mattermost.example.com:80:127.0.0.1 http://mattermost.example.com/login)"
+echo "HSTS=$(c -o /dev/null -D - --cacert "$d/tls/ca.crt" --resolve mattermost.example.com:443:127.0.0.1 https://mattermost.example.com/api/v4/system/ping | grep -ci strict-transport-security || true)"
+"""
+
+
+@needs_nginx
+@needs_root
+@pytest.mark.skipif(not shutil.which("unshare") or not shutil.which("curl") or not shutil.which("ip"), reason="needs unshare, ip, curl")
+@pytest.mark.parametrize(
+    ("node_cert", "ping", "log_says"),
+    [
+        ("good", "200", None),
+        ("other-ca", "502", "upstream SSL certificate verify error"),
+        ("wrong-name", "502", "upstream SSL certificate does not match"),
+    ],
+)
+def test_real_nginx_only_proxies_to_verified_nodes(tmp_path: Path, node_cert: str, ping: str, log_says: str | None) -> None:
+    paths, main, ca = nginx_tree(tmp_path, backends=[Backend("127.0.0.1", 8065)])
+    signer = make_ca("rogue CA") if node_cert == "other-ca" else ca
+    names = ["mm1", "127.0.0.1"] + ([] if node_cert == "wrong-name" else [UPSTREAM])
+    cert, key = make_leaf(signer, names)
+    (tmp_path / "node.crt").write_text(cert)
+    (tmp_path / "node.key").write_text(key)
+    (tmp_path / "upstream.py").write_text(UPSTREAM_SERVER.replace("python3", sys.executable))
+    r = subprocess.run(
+        ["unshare", "--net", "/bin/sh", "-c", E2E_DRIVER, "driver", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}:/usr/sbin"},
+    )
+    assert r.returncode == 0, r.stderr
+    out = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    assert out["PING"] == ping
+    assert out["REDIRECT"] == f"301 https://{SERVER}/login"
+    assert out["HSTS"] == "1"
+    requests = (tmp_path / "upstream.log").read_text().splitlines() if (tmp_path / "upstream.log").exists() else []
+    if log_says is None:
+        assert out["WS"] == "200"
+        import json
+
+        seen = [json.loads(x) for x in requests]
+        ws = [x for x in seen if x["path"] == "/api/v4/websocket"]
+        assert ws and ws[0]["upgrade"] == "websocket" and ws[0]["connection"] == "upgrade"
+        pings = [x for x in seen if x["path"] == "/api/v4/system/ping"]
+        assert pings and all(x["connection"] in (None, "") and x["proto"] == "https" for x in pings)
+    else:
+        assert requests == [], "an unverified node must never receive a request"
+        assert log_says in (tmp_path / "error.log").read_text()
+
+
+# ---------------------------------------------------------------- reload script
+
+RELOAD_STUBS = {
+    "systemctl": '#!/bin/sh\nprintf "systemctl %s\\n" "$*" >> "$STUB_DIR/calls"\n[ -e "$STUB_DIR/reload_fails" ] && { echo "nginx.service is not active, cannot reload." >&2; exit 1; }\nexit 0\n',
+    "curl": r"""#!/bin/sh
+printf 'curl %s\n' "$*" >> "$STUB_DIR/calls"
+n=$(cat "$STUB_DIR/curl_count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$STUB_DIR/curl_count"
+if [ -e "$STUB_DIR/curl_ok_after" ] && [ "$n" -gt "$(cat "$STUB_DIR/curl_ok_after")" ]; then exit 0; fi
+if [ -e "$STUB_DIR/curl_ok_if_good" ] && grep -q GOOD "$(cat "$STUB_DIR/curl_ok_if_good")"; then exit 0; fi
+echo "curl: (22) The requested URL returned error: 502" >&2
+exit 22
+""",
+    "date": '#!/bin/sh\nif [ "$1" = "+%s" ]; then cat "$STUB_DIR/clock"; else exec /bin/date "$@"; fi\n',
+    "sleep": '#!/bin/sh\nc=$(cat "$STUB_DIR/clock"); echo $((c + $1)) > "$STUB_DIR/clock"\n',
+}
+
+
+def make_stubs(root: Path, names: list[str] | None = None) -> Path:
+    d = root / "stubs"
+    d.mkdir()
+    for name in names or list(RELOAD_STUBS):
+        (d / name).write_text(RELOAD_STUBS[name])
+        (d / name).chmod(0o755)
+    (d / "clock").write_text("1000\n")
+    return d
+
+
+def stub_env(d: Path, path: str | None = None) -> dict[str, str]:
+    return {"PATH": path or f"{d}:/usr/sbin:/usr/bin:/sbin:/bin", "STUB_DIR": str(d), "LC_ALL": "C"}
+
+
+def calls(d: Path) -> list[str]:
+    return (d / "calls").read_text().splitlines() if (d / "calls").exists() else []
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_proxy_scripts_parse(shell: str) -> None:
+    for s in (
+        render_validate_script(),
+        render_reload_script(service="nginx", server_name=SERVER, ca_file="/etc/nginx/t/ca.crt"),
+        render_reload_script(service="nginx", server_name=SERVER, ca_file=None, https_port=8443),
+        render_restore_activate_script(service="nginx"),
+    ):
+        assert subprocess.run([shell, "-n", "-c", s], capture_output=True).returncode == 0
+
+
+def test_reload_then_check_through_the_proxy(tmp_path: Path) -> None:
+    d = make_stubs(tmp_path)
+    (d / "curl_ok_after").write_text("2")
+    script = render_reload_script(service="nginx", server_name=SERVER, ca_file="/etc/nginx/t/ca.crt")
+    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d))
+    assert r.returncode == 0, r.stderr
+    c = calls(d)
+    assert c[0] == "systemctl reload nginx"
+    curls = [x for x in c if x.startswith("curl")]
+    assert len(curls) == 3
+    assert all(
+        "--cacert /etc/nginx/t/ca.crt" in x and f"--resolve {SERVER}:443:127.0.0.1" in x
+        and x.endswith(f"https://{SERVER}/api/v4/system/ping") for x in curls
+    )
+
+
+def test_reload_check_failure_shows_nginx_error_log(tmp_path: Path) -> None:
+    d = make_stubs(tmp_path)
+    log = tmp_path / "error.log"
+    log.write_text("2025/01/01 [error] upstream SSL certificate verify error: (19:self-signed certificate in certificate chain)\n")
+    script = render_reload_script(service="nginx", server_name=SERVER, ca_file=None, timeout_seconds=5, error_log=str(log))
+    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d))
+    assert r.returncode == 1
+    assert "does not answer through the new configuration within 5 s" in r.stderr and "502" in r.stderr
+    assert "upstream SSL certificate verify error" in r.stderr
+    assert all("--insecure" in x for x in calls(d) if x.startswith("curl")), "provided certs: front hop not verified"
+
+
+def test_reload_failure_fails(tmp_path: Path) -> None:
+    d = make_stubs(tmp_path)
+    (d / "reload_fails").write_text("")
+    script = render_reload_script(service="nginx", server_name=SERVER, ca_file=None)
+    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d))
+    assert r.returncode != 0 and "cannot reload" in r.stderr
+
+
+def test_reload_without_curl_skips_the_check(tmp_path: Path) -> None:
+    d = make_stubs(tmp_path, ["systemctl", "date", "sleep"])
+    for tool in ("cat",):
+        (d / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    script = render_reload_script(service="nginx", server_name=SERVER, ca_file=None)
+    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d, str(d)))
+    assert r.returncode == 0 and "not checked end to end" in r.stdout
+
+
+# ---------------------------------------------------------------- inside remote_files: validate and roll back
+
+
+@needs_nginx
+@needs_root
+def test_broken_site_is_refused_by_nginx_t_and_the_previous_one_stays(tmp_path: Path) -> None:
+    prefix = tmp_path / "nginx"
+    prefix.mkdir()
+    paths, main, ca = nginx_tree(prefix)
+    d = make_stubs(tmp_path)
+    # `nginx` on PATH runs the real nginx against the throwaway prefix instead of /etc/nginx
+    (d / "nginx").write_text(f'#!/bin/sh\nexec {NGINX} -p {prefix} -c {main} -e {prefix}/error.log "$@"\n')
+    (d / "nginx").chmod(0o755)
+    (d / "curl_ok_after").write_text("0")
+    site_file = prefix / "site.conf"
+    good_site = site_file.read_text()
+    site_file.unlink()
+    pre = f"PATH={d}:$PATH\nexport PATH\n"
+    specs = [FileSpec(str(site_file))]
+    apply = render_files_apply(
+        "proxy-site", specs, validate=pre + render_validate_script(),
+        activate=pre + render_reload_script(service="nginx", server_name=SERVER, ca_file=paths.ca),
+        state_dir=str(tmp_path / "state"),
+    )
+    r = subprocess.run(["/bin/sh", "-c", apply], input=encode_bundle([good_site]), capture_output=True, text=True, env=stub_env(d))
+    assert r.returncode == 0, r.stderr
+    assert "systemctl reload nginx" in calls(d)
+
+    broken = good_site.replace(paths.ca, str(prefix / "tls/missing-ca.crt"))
+    n_before = len(calls(d))
+    r = subprocess.run(["/bin/sh", "-c", apply], input=encode_bundle([broken]), capture_output=True, text=True, env=stub_env(d))
+    assert r.returncode != 0
+    assert "missing-ca.crt" in r.stderr and "validation failed" in r.stderr
+    assert site_file.read_text() == good_site
+    assert calls(d)[n_before:] == [], "no reload of a configuration nginx -t refused"
