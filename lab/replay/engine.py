@@ -149,7 +149,6 @@ class Engine:
             return res
         provider = self._provider(res.type)
         if provider is None:
-            res.status = "failed"
             self._fail(
                 res,
                 Step("create", res.urn, res.type, res.name),
@@ -210,30 +209,27 @@ class Engine:
             self._record(step)
             return
         blocked = sorted(res.all_dependencies() & self._failed)
-        with self._lock:
-            stop = self._cancelled or (self._any_failure and not self.continue_on_error)
-        if blocked or stop or (props.contains_unknown(res.inputs) and not self.preview):
-            res.status = "skipped"
-            step.result = "skipped"
-            step.error = f"dependency failed: {blocked[0]}" if blocked else "an earlier step failed"
+        if blocked or (props.contains_unknown(res.inputs) and not self.preview):
+            self._skip(res, step, f"dependency failed: {blocked[0]}" if blocked else "an input is unknown")
+            return
+        with self._slots:
+            # Checked once a slot is ours: a step that failed while we waited stops this one too.
             with self._lock:
-                self._failed.add(res.urn)
-            self._record(step)
-            return
-        started = time.monotonic()
-        try:
-            with self._slots:
+                stop = self._cancelled or (self._any_failure and not self.continue_on_error)
+            if stop:
+                self._skip(res, step, "not started: an earlier step failed" if self._any_failure else "cancelled")
+                return
+            started = time.monotonic()
+            try:
                 resource_id, outputs = self._execute(provider, res, old, op)
-        except StepFailed as exc:
-            step.duration = time.monotonic() - started
-            res.status = "failed"
-            self._fail(res, step, str(exc))
-            return
-        except Exception as exc:  # noqa: BLE001 - a provider bug must fail the step, not hang the program
-            step.duration = time.monotonic() - started
-            res.status = "failed"
-            self._fail(res, step, f"internal error in the replay engine: {exc!r}")
-            return
+            except StepFailed as exc:
+                step.duration = time.monotonic() - started
+                self._fail(res, step, str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - a provider bug must fail the step, not hang the program
+                step.duration = time.monotonic() - started
+                self._fail(res, step, f"internal error in the replay engine: {exc!r}")
+                return
         res.id, res.outputs, res.status = resource_id, outputs, op
         res.secret_outputs = {p for p in res.secret_outputs if props.top_key(p) in outputs}
         self._learn_secrets(res)
@@ -272,7 +268,15 @@ class Engine:
             return
         provider.delete(self.ctx, old)
 
+    def _skip(self, res: Resource, step: Step, reason: str) -> None:
+        res.status = step.result = "skipped"
+        step.error = reason
+        with self._lock:
+            self._failed.add(res.urn)
+        self._record(step)
+
     def _fail(self, res: Resource, step: Step, message: str) -> None:
+        res.status = "failed"
         step.result = "failed"
         step.error = self.ctx.redact(message)
         with self._lock:

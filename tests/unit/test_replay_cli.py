@@ -1,0 +1,149 @@
+"""Project/stack config as the CLI reads it, the masking helper, and the replay CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab.replay import ReplayError, evaluate
+from lab.replay.project import load_config, load_project
+from lab.replay.props import Redactor, decode_struct, encode_struct
+from lab.replay.testing import write_project
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_config_keys_namespaces_and_structured_values(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path,
+        "",
+        name="proj",
+        config={
+            "plain": "x",
+            "number": 3,
+            "flag": True,
+            "nodes": [{"name": "mm1", "address": "10.0.0.1"}],
+            "other:key": "o",
+        },
+    )
+    (tmp_path / "Pulumi.yaml").write_text("name: proj\nruntime: python\nconfig:\n  fromProject:\n    default: d\n")
+    config = load_config(load_project(project), "dev", {"plain": "override"})
+    assert json.loads(config.pop("proj:nodes")) == [{"name": "mm1", "address": "10.0.0.1"}]
+    assert config == {
+        "proj:fromProject": "d",
+        "proj:plain": "override",
+        "proj:number": "3",
+        "proj:flag": "true",
+        "other:key": "o",
+    }
+
+
+def test_stack_config_dir_is_honoured(tmp_path: Path) -> None:
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "Pulumi.yaml").write_text("name: proj\nruntime: python\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks" / "Pulumi.lab.yaml").write_text("config:\n  proj:key: v\n")
+    assert load_config(load_project(tmp_path), "lab") == {"proj:key": "v"}
+
+
+def test_secure_values_are_refused_with_a_pointer_to_the_cli(tmp_path: Path) -> None:
+    write_project(tmp_path, "", name="proj", config={"password": {"secure": "v1:abc"}})
+    with pytest.raises(ReplayError, match=r"`proj:password`.*does not decrypt secrets.*pulumi up"):
+        load_config(load_project(tmp_path), "dev")
+
+
+def test_program_reads_its_config(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path,
+        """
+        import pulumi
+        cfg = pulumi.Config()
+        pulumi.export("nodes", cfg.require_object("nodes"))
+        pulumi.export("name", pulumi.get_project() + "/" + pulumi.get_stack())
+        """,
+        config={"nodes": [{"name": "mm1"}]},
+    )
+    ev = evaluate(project, "dev")
+    assert ev.outputs == {"nodes": [{"name": "mm1"}], "name": "demo/dev"}
+
+
+def test_wire_round_trip_keeps_secret_paths() -> None:
+    values = {"a": {"b": "s", "c": [1.0, "t"]}, "d": "plain"}
+    struct = encode_struct(values, {"a.b", "a.c[1]"})
+    plain, secrets = decode_struct(struct)
+    assert plain == values
+    assert secrets == {"a.b", "a.c[1]"}
+
+
+def test_redactor_masks_whole_values_and_lines() -> None:
+    redact = Redactor()
+    redact.add("-----BEGIN KEY-----\nQUJDREVGR0hJSktMTU5PUA==\n-----END KEY-----\n")
+    redact.add("abc")  # too short to mask safely
+    text = redact("line: QUJDREVGR0hJSktMTU5PUA== and abc")
+    assert "QUJDREVGR0hJSktMTU5PUA" not in text and "[secret]" in text and "abc" in text
+
+
+TLS_ONLY = """
+import pulumi, pulumi_tls as tls, pulumi_random as random
+cfg = pulumi.Config()
+key = tls.PrivateKey("key", algorithm="ED25519")
+pw = random.RandomPassword("pw", length=cfg.get_int("len") or 16)
+pulumi.export("public", key.public_key_openssh)
+pulumi.export("password", pw.result)
+"""
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "lab.replay", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def test_cli_up_outputs_preview_destroy(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", TLS_ONLY)
+    state = tmp_path / "state.json"
+    common = ["--project-dir", str(project), "--stack", "dev", "--state", str(state)]
+
+    first = cli("up", *common, cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Resources: 2 created, 0 updated, 0 replaced, 0 deleted, 0 unchanged" in first.stdout
+    assert "password: [secret]" in first.stdout
+    password = json.loads(state.read_text())["outputs"]["password"]
+    assert password not in first.stdout
+
+    again = cli("up", *common, cwd=tmp_path)
+    assert "2 unchanged" in again.stdout and "0 created" in again.stdout
+
+    shown = cli("outputs", *common, "--json", cwd=tmp_path)
+    assert json.loads(shown.stdout)["password"] == "[secret]"
+    revealed = cli("outputs", *common, "--json", "--show-secrets", cwd=tmp_path)
+    assert json.loads(revealed.stdout)["password"] == password
+
+    (project / "Pulumi.dev.yaml").write_text("config:\n  len: 20\n")
+    plan = cli("preview", *common, cwd=tmp_path)
+    assert "+- random:index/randomPassword:RandomPassword" in plan.stdout
+    assert "1 to replace" in plan.stdout
+    assert json.loads(state.read_text())["outputs"]["password"] == password
+
+    gone = cli("destroy", *common, cwd=tmp_path)
+    assert gone.returncode == 0 and "2 deleted" in gone.stdout
+    assert json.loads(state.read_text())["resources"] == []
+
+
+def test_cli_refuses_secure_config(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", TLS_ONLY, config={"len": {"secure": "AAAA"}})
+    done = cli("preview", "--project-dir", str(project), "--stack", "dev", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "does not decrypt secrets" in done.stderr
+
+
+def test_cli_reports_a_program_error(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", "raise RuntimeError('bad config value for nodes')\n")
+    done = cli("up", "--project-dir", str(project), "--stack", "dev", "--state", str(tmp_path / "s.json"), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "bad config value for nodes" in done.stdout
