@@ -1,0 +1,156 @@
+"""MattermostNode: one Mattermost application server switched to TLS.
+
+Owns the node's certificate (issued by the stack CA for the node name, its IP and the shared
+upstream name NGINX verifies), the CA on the node (a file for the PostgreSQL DSN's sslrootcert,
+and the system trust store for MySQL's `tls=true`), the 0600 EnvironmentFile with the MM_*
+settings (TLS listener + TLS database DSN + whatever other components add, e.g. cluster), the
+systemd drop-in that loads it, and the restart that makes it live: `ready` completes only once
+the node answers over verified TLS. A node that does not come back gets its previous files back
+and the change fails with the node's own journal. Delete restores the originals and queues a
+restart without waiting (the database may still require TLS at that point of a destroy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pulumi
+
+from components import node_render
+from components.config import Node, StackConfig
+from components.connection import connection_for
+from components.pki import Pki, split_sans
+from components.remote_files import FileSpec, ManagedFile, managed_files
+
+
+class DatabaseLike(Protocol):
+    """What a node needs from components.database.Database."""
+
+    driver_name: str
+    ready: list[pulumi.Resource]
+
+    def dsn(self, ca_file: str) -> pulumi.Output[str]: ...
+
+
+@dataclass(frozen=True)
+class MattermostNodeArgs:
+    """Inputs of one node."""
+
+    cfg: StackConfig
+    """Validated stack config (defaults under `mattermost`)."""
+    node: Node
+    """This node's entry in `nodes` (its own values override the defaults)."""
+    pki: Pki
+    """Issues the node certificate; its CA goes onto the node."""
+    database: DatabaseLike
+    """Supplies the driver name, the secret TLS DSN and what must be live before the restart."""
+    extra_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """More MM_* settings for the same EnvironmentFile (e.g. cluster), applied by the same restart."""
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    """Resources that must be live before the node restarts (e.g. its cluster tunnels)."""
+
+
+class MattermostNode(pulumi.ComponentResource):
+    """A node serving Mattermost over TLS (see the module docstring)."""
+
+    cert_fingerprint_sha256: pulumi.Output[str]
+    """SHA-256 fingerprint of the node certificate (AB:CD:..., as openssl prints it)."""
+    cert_expiry: pulumi.Output[str]
+    """RFC 3339 end of the node certificate's validity."""
+    installed: dict[str, str]
+    """Paths installed on the node: cert, key, ca, systemCa, env, dropin."""
+    ready: pulumi.Resource
+    """Completes once the node answers over verified TLS; everything that needs it depends on this."""
+    node_name: str
+    address: str
+    port: int
+    ca_file: str
+    """The CA file on the node (the DSN's sslrootcert)."""
+
+    def __init__(self, name: str, args: MattermostNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mattermost-tls:node:MattermostNode", name, None, opts)
+        cfg, node, mm = args.cfg, args.node, args.cfg.mattermost
+        if node.address is None:  # the schema refuses this; keep the promise if misused
+            raise ValueError(f"node {node.name} has no address")
+        unit: str = cfg.node_setting(node, "unit")
+        group: str = cfg.node_setting(node, "service_group")
+        paths = node_render.node_paths(mm.tls_dir, unit)
+
+        self.node_name = node.name
+        self.address = node.address
+        self.port = mm.port
+        self.ca_file = paths.ca
+        self.installed = paths.as_dict()
+
+        issued = args.pki.issue_server_cert(
+            f"{node.name}-server", split_sans([node.name, node.address, mm.upstream_name]), parent=self
+        )
+
+        env_keys = sorted(args.extra_env)
+        # bad names or a clash with the TLS settings fail the preview, not the apply
+        node_render.render_env_file(
+            node_render.tls_env(
+                cert_file=paths.cert,
+                key_file=paths.key,
+                driver_name=args.database.driver_name,
+                data_source="",
+                extra=dict.fromkeys(env_keys, ""),
+            )
+        )
+        env_text = pulumi.Output.all(
+            args.database.dsn(paths.ca), *[args.extra_env[k] for k in env_keys]
+        ).apply(
+            lambda vals: node_render.render_env_file(
+                node_render.tls_env(
+                    cert_file=paths.cert,
+                    key_file=paths.key,
+                    driver_name=args.database.driver_name,
+                    data_source=vals[0],
+                    extra=dict(zip(env_keys, vals[1:], strict=True)),
+                )
+            )
+        )
+
+        files = [
+            ManagedFile(FileSpec(paths.cert, "0644"), issued.cert_pem),
+            # the service reads its key as the service user; nobody else may
+            ManagedFile(FileSpec(paths.key, "0640", "root", group), issued.key_pem),
+            ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
+            ManagedFile(FileSpec(paths.system_ca, "0644"), args.pki.ca_cert_pem),
+            # read by systemd (root) only: it carries the database password
+            ManagedFile(FileSpec(paths.env, "0600"), env_text),
+            ManagedFile(FileSpec(paths.dropin, "0644"), node_render.render_dropin(paths.env)),
+        ]
+        # One command for everything the restart applies: one restart per change, and a failed
+        # restart rolls back cert, key, env and drop-in together.
+        self.ready = managed_files(
+            f"{node.name}-tls-files",
+            connection=connection_for(cfg, node.address, node.ssh),
+            files=files,
+            activate=node_render.render_activate_script(
+                unit=unit,
+                port=mm.port,
+                upstream_name=mm.upstream_name,
+                paths=paths,
+                timeout_seconds=mm.start_timeout_seconds,
+                # go-sql-driver's tls=true verifies against the system roots only
+                require_system_trust=args.database.driver_name == "mysql",
+            ),
+            restore_activate=node_render.render_restore_activate_script(unit=unit),
+            secret=True,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*args.database.ready, *args.depends_on]
+            ),
+        )
+
+        self.cert_fingerprint_sha256 = issued.cert_pem.apply(node_render.cert_fingerprint_sha256)
+        self.cert_expiry = issued.cert.validity_end_time
+        self.register_outputs(
+            {
+                "cert_fingerprint_sha256": self.cert_fingerprint_sha256,
+                "cert_expiry": self.cert_expiry,
+                "installed": self.installed,
+            }
+        )

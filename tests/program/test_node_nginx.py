@@ -1,0 +1,395 @@
+"""MattermostNode and NginxProxy under Pulumi's mock runtime: what they register, what depends on
+what, what is secret, and that adding a node renames nothing.
+
+A MockMonitor subclass keeps every RegisterResource request (parent, dependencies, options and
+the raw inputs with their secret markers), which the stock mock throws away. TLS resources get
+real keys and certificates so the components' own applies (fingerprint) run on real data.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
+
+from components import config as config_mod
+from components.node_render import cert_fingerprint_sha256
+
+PROJECT = "mattermost-transport-encryption"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+DB_PASSWORD = "s3cr3t&p@ss?=%"
+PROVIDED_KEY_MARKER = "PROVIDED-KEY-MATERIAL"
+
+
+# ---------------------------------------------------------------- config
+
+
+def _host_key() -> str:
+    pub = ed25519.Ed25519PrivateKey.generate().public_key()
+    return pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+SSH_KEY = (
+    ed25519.Ed25519PrivateKey.generate()
+    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    .decode()
+)
+HOST_KEYS = {n: _host_key() for n in ("mm1", "mm2", "mm3", "proxy", "postgres")}
+
+
+def make_cfg(node_names: list[str], **overrides: Any) -> config_mod.StackConfig:
+    raw: dict[str, Any] = {
+        "sshPrivateKey": SSH_KEY,
+        "nodes": [
+            {"name": n, "address": f"10.251.0.{100 + int(n[2:])}", "ssh": {"hostKey": HOST_KEYS[n]}} for n in node_names
+        ],
+        "proxy": {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "serverName": "chat.example.com"},
+        "database": {"address": "10.251.0.21", "ssh": {"hostKey": HOST_KEYS["postgres"]}},
+    }
+    for key, value in overrides.items():
+        raw[key] = value
+    return config_mod.parse(raw)
+
+
+# ---------------------------------------------------------------- mocks
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _key_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+
+
+def _cert_pem(cn: str) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.certs: dict[str, str] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            state["privateKeyPem"] = _key_pem()
+        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            state["certPem"] = self.certs.setdefault(args.name, _cert_pem(args.name))
+            state["validityEndTime"] = "2030-01-01T00:00:00Z"
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            state["certRequestPem"] = "CSR " + args.name
+        elif args.typ == "command:remote:Command":
+            state.update({"stdout": "", "stderr": ""})
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+    inputs: dict[str, Any]
+    """Raw wire inputs: secrets still wrapped in {SECRET_SIG: ..., "value": ...}."""
+
+
+class RecordingMonitor(MockMonitor):
+    """Keeps what the stock mock drops: parent, dependencies, options, secret markers."""
+
+    def __init__(self, mocks: Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        reg = Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+            inputs=json_format.MessageToDict(request.object),
+        )
+        with self._lock:
+            self.registrations.append(reg)
+        return response
+
+
+class FakeDatabase:
+    """What a node needs from components.database.Database (written by another engineer)."""
+
+    driver_name = "postgres"
+
+    def __init__(self) -> None:
+        self.ready = [pulumi.CustomResource("test:index:DatabaseReady", "database-ready", {})]
+
+    def dsn(self, ca_file: str) -> pulumi.Output[str]:
+        pw = urllib.parse.quote(DB_PASSWORD, safe="")
+        return pulumi.Output.secret(
+            f"postgres://mmuser:{pw}@10.251.0.21:5432/mattermost?sslmode=verify-full&sslrootcert={ca_file}&connect_timeout=10"
+        )
+
+
+@dataclass
+class Run:
+    monitor: RecordingMonitor
+    mocks: Mocks
+    outputs: dict[str, Any]
+
+    def by_name(self, name: str) -> Registration:
+        (r,) = [r for r in self.monitor.registrations if r.name == name]
+        return r
+
+    def urns(self) -> set[str]:
+        # the root Stack is registered once per process, not once per run
+        return {r.urn for r in self.monitor.registrations if r.type != "pulumi:pulumi:Stack"}
+
+
+def run_program(cfg: config_mod.StackConfig, extra_env: dict[str, dict[str, Any]] | None = None) -> Run:
+    from components.nginx import NginxProxy, NginxProxyArgs
+    from components.node import MattermostNode, MattermostNodeArgs
+    from components.pki import Pki, PkiArgs
+
+    mocks = Mocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    outputs: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        db = FakeDatabase()
+        nodes = [
+            MattermostNode(
+                n.name,
+                MattermostNodeArgs(cfg=cfg, node=n, pki=pki, database=db, extra_env=(extra_env or {}).get(n.name, {})),
+            )
+            for n in cfg.nodes
+        ]
+        proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki, nodes=nodes))
+        outputs["nodes"] = nodes
+        outputs["proxy"] = proxy
+        return pulumi.Output.all(
+            *[n.cert_fingerprint_sha256 for n in nodes], *[n.cert_expiry for n in nodes]
+        ).apply(lambda vals: outputs.__setitem__("node_values", vals))
+
+    program()
+    return Run(monitor, mocks, outputs)
+
+
+def unwrap(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, dict) and value.get(SECRET_SIG):
+        return value["value"], True
+    return value, False
+
+
+def files_in(stdin: str) -> list[str]:
+    return [base64.b64decode(line).decode() for line in stdin.splitlines()]
+
+
+# ---------------------------------------------------------------- node
+
+
+@pytest.fixture(scope="module")
+def two() -> Run:
+    return run_program(make_cfg(["mm1", "mm2"]))
+
+
+def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run) -> None:
+    cmd = two.by_name("mm1-tls-files")
+    assert cmd.type == "command:remote:Command"
+    assert cmd.parent.endswith("mattermost-tls:node:MattermostNode::mm1")
+    stdin, secret = unwrap(cmd.inputs["stdin"])
+    assert secret, "stdin carries the key and the DSN"
+    assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"}
+    assert cmd.inputs["logging"] == "none"
+    files = files_in(stdin)
+    assert len(files) == 6
+    cert, key, ca, system_ca, env, dropin = files
+    assert "PRIVATE KEY" in key and "CERTIFICATE" in cert and ca == system_ca
+    assert "MM_SERVICESETTINGS_CONNECTIONSECURITY=\"TLS\"" in env
+    assert 'MM_SERVICESETTINGS_TLSCERTFILE="/etc/mattermost-tls/node.crt"' in env
+    assert 'MM_SERVICESETTINGS_TLSKEYFILE="/etc/mattermost-tls/node.key"' in env
+    assert 'MM_SERVICESETTINGS_TLSMINVER="1.2"' in env
+    assert 'MM_SQLSETTINGS_DRIVERNAME="postgres"' in env
+    assert "sslrootcert=/etc/mattermost-tls/ca.crt" in env and "%26" in env
+    assert dropin.endswith("EnvironmentFile=/etc/mattermost-tls/mattermost.env\n")
+    for field in ("create", "update", "delete"):
+        text = cmd.inputs[field]
+        assert isinstance(text, str), f"{field} must be plain text"
+        assert "PRIVATE KEY" not in text and "sslrootcert" not in text and "mmuser:" not in text
+        assert base64.b64encode(key.encode()).decode()[:40] not in text
+    create, delete = cmd.inputs["create"], cmd.inputs["delete"]
+    assert "install -m 0640 -o root -g mattermost" in create
+    assert "install -m 0600 -o root -g root" in create
+    assert "/etc/systemd/system/mattermost.service.d/50-transport-encryption.conf" in create
+    assert "--resolve mattermost-app.internal:8065:127.0.0.1" in create or "mattermost-app.internal:8065:127.0.0.1" in create
+    assert "systemctl restart --no-block" in delete and "curl" not in delete
+
+
+def test_node_waits_for_the_database_and_owns_its_certificate(two: Run) -> None:
+    cmd = two.by_name("mm1-tls-files")
+    db_ready = two.by_name("database-ready").urn
+    assert db_ready in cmd.dependencies
+    csr = two.by_name("mm1-server-csr")
+    assert csr.inputs["dnsNames"] == ["mm1", "mattermost-app.internal"]
+    assert csr.inputs["ipAddresses"] == ["10.251.0.101"]
+    for suffix in ("key", "csr", "cert"):
+        assert two.by_name(f"mm1-server-{suffix}").parent.endswith("mattermost-tls:node:MattermostNode::mm1")
+
+
+def test_node_outputs(two: Run) -> None:
+    nodes = two.outputs["nodes"]
+    fps = two.outputs["node_values"][: len(nodes)]
+    expiries = two.outputs["node_values"][len(nodes) :]
+    for node, fp in zip(nodes, fps, strict=True):
+        assert fp == cert_fingerprint_sha256(two.mocks.certs[f"{node.node_name}-server-cert"])
+    assert expiries == ["2030-01-01T00:00:00Z"] * len(nodes)
+    mm1 = nodes[0]
+    assert mm1.installed == {
+        "cert": "/etc/mattermost-tls/node.crt",
+        "key": "/etc/mattermost-tls/node.key",
+        "ca": "/etc/mattermost-tls/ca.crt",
+        "systemCa": "/usr/local/share/ca-certificates/mattermost-transport-ca.crt",
+        "env": "/etc/mattermost-tls/mattermost.env",
+        "dropin": "/etc/systemd/system/mattermost.service.d/50-transport-encryption.conf",
+    }
+    assert (mm1.node_name, mm1.address, mm1.port, mm1.ca_file) == ("mm1", "10.251.0.101", 8065, "/etc/mattermost-tls/ca.crt")
+    assert isinstance(mm1.ready, pulumi.Resource)
+
+
+# ---------------------------------------------------------------- proxy
+
+
+def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
+    site = two.by_name("proxy-site")
+    assert site.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
+    for n in ("mm1", "mm2"):
+        assert two.by_name(f"{n}-tls-files").urn in site.dependencies
+
+
+def test_proxy_site_verifies_the_nodes(two: Run) -> None:
+    cmd = two.by_name("proxy-site")
+    stdin, secret = unwrap(cmd.inputs["stdin"])
+    assert secret, "stdin carries the public key"
+    cert, key, ca, site = files_in(stdin)
+    assert "PRIVATE KEY" in key and "PRIVATE KEY" not in cmd.inputs["create"]
+    assert site.count("proxy_ssl_verify on;") == 2
+    assert site.count("proxy_pass https://backend;") == 2 and "http://backend" not in site
+    assert "proxy_ssl_name mattermost-app.internal;" in site
+    assert "proxy_ssl_trusted_certificate /etc/nginx/mattermost-tls/ca.crt;" in site
+    assert "server 10.251.0.101:8065;" in site and "server 10.251.0.102:8065;" in site
+    assert "server_name chat.example.com;" in site
+    assert "nginx -t" in cmd.inputs["create"]
+    assert "nginx -t && systemctl reload nginx" in cmd.inputs["delete"]
+    csr = two.by_name("proxy-public-csr")
+    assert csr.inputs["dnsNames"] == ["chat.example.com"] and csr.inputs["ipAddresses"] == ["10.251.0.10"]
+    proxy = two.outputs["proxy"]
+    assert (proxy.url, proxy.site_file, proxy.upstream_name) == (
+        "https://chat.example.com/", "/etc/nginx/conf.d/mattermost.conf", "mattermost-app.internal",
+    )
+
+
+def test_provided_public_certificate(tmp_path: Any) -> None:
+    cert = _cert_pem("chat.example.com")
+    cfg = make_cfg(
+        ["mm1"], proxy={"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]},
+                        "serverName": "chat.example.com", "tls": {"source": "provided", "cert": cert}},
+        proxyTlsKey=PROVIDED_KEY_MARKER,
+    )
+    run = run_program(cfg)
+    assert not [r for r in run.monitor.registrations if r.name.startswith("proxy-public")]
+    cmd = run.by_name("proxy-site")
+    stdin, secret = unwrap(cmd.inputs["stdin"])
+    assert secret
+    got_cert, got_key, _, _ = files_in(stdin)
+    assert got_cert == cert.strip() + "\n" and got_key == PROVIDED_KEY_MARKER + "\n"
+    assert PROVIDED_KEY_MARKER not in str(cmd.inputs["create"]) + str(cmd.inputs["delete"])
+    assert "--insecure" in cmd.inputs["create"], "the provided cert's issuer may be unknown to the proxy host"
+
+
+# ---------------------------------------------------------------- stability and overrides
+
+
+def _stable_view(run: Run, prefix: str) -> dict[str, Any]:
+    return {
+        r.urn: {k: v for k, v in r.inputs.items() if k in ("create", "update", "delete", "dnsNames", "ipAddresses")}
+        for r in run.monitor.registrations
+        if r.name.startswith(prefix)
+    }
+
+
+def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> None:
+    three = run_program(make_cfg(["mm1", "mm2", "mm3"]))
+    assert two.urns() <= three.urns()
+    assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name}
+    for n in ("mm1", "mm2"):
+        assert _stable_view(two, n) == _stable_view(three, n)
+    # the proxy's scripts are the same; only its site content (stdin) gains mm3
+    assert _stable_view(two, "proxy-site") == _stable_view(three, "proxy-site")
+    site = files_in(unwrap(three.by_name("proxy-site").inputs["stdin"])[0])[3]
+    assert "server 10.251.0.103:8065;" in site
+
+
+def test_no_duplicate_urns(two: Run) -> None:
+    urns = [r.urn for r in two.monitor.registrations]
+    assert len(urns) == len(set(urns))
+
+
+def test_per_node_overrides() -> None:
+    cfg = make_cfg(["mm1"])
+    node = cfg.nodes[0].model_copy(update={"unit": "mm-chat", "service_group": "chat"})
+    cfg = cfg.model_copy(update={"nodes": [node]})
+    run = run_program(cfg)
+    cmd = run.by_name("mm1-tls-files")
+    create = cmd.inputs["create"]
+    assert "install -m 0640 -o root -g chat" in create
+    assert "/etc/systemd/system/mm-chat.service.d/50-transport-encryption.conf" in create
+    assert "unit=mm-chat.service" in create
+    env = files_in(unwrap(cmd.inputs["stdin"])[0])[4]
+    assert files_in(unwrap(cmd.inputs["stdin"])[0])[5].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
+    assert "MM_SERVICESETTINGS_CONNECTIONSECURITY" in env
+
+
+def test_extra_env_goes_into_the_same_secret_file() -> None:
+    run = run_program(
+        make_cfg(["mm1"]),
+        extra_env={"mm1": {"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")}},
+    )
+    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[4]
+    assert 'MM_CLUSTERSETTINGS_ENABLE="true"' in env and 'MM_CLUSTERSETTINGS_GOSSIPPORT="8074"' in env
+
+
+def test_extra_env_may_not_override_tls_settings() -> None:
+    with pytest.raises(Exception, match="must not override"):
+        run_program(make_cfg(["mm1"]), extra_env={"mm1": {"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""}})
