@@ -116,12 +116,12 @@ def render_check_keypair(cert: str, key: str) -> str:
     that does not match would take the Mattermost vhost down at the next nginx reload)."""
     return (
         f"o=$(command -v openssl 2>/dev/null || true)\n"
-        f"[ -n \"$o\" ] || o={_q(EMBEDDED_BIN + '/openssl')}\n"
+        f'[ -n "$o" ] || o={_q(EMBEDDED_BIN + "/openssl")}\n'
         "if [ ! -x \"$o\" ]; then echo 'no openssl on this host: certificate/key pair not checked'; exit 0; fi\n"
         # each in its own substitution: a failing pipeline's first step would go unnoticed
-        f"c=$(\"$o\" x509 -noout -pubkey -in {_q(cert)})\n"
-        f"k=$(\"$o\" pkey -pubout -in {_q(key)})\n"
-        f"[ \"$c\" = \"$k\" ] || {{ echo {_q(f'{key} is not the key of {cert}')} >&2; exit 1; }}\n"
+        f'c=$("$o" x509 -noout -pubkey -in {_q(cert)})\n'
+        f'k=$("$o" pkey -pubout -in {_q(key)})\n'
+        f'[ "$c" = "$k" ] || {{ echo {_q(f"{key} is not the key of {cert}")} >&2; exit 1; }}\n'
     )
 
 
@@ -136,8 +136,8 @@ def render_ruby_check(gitlab_rb: str) -> str:
     when present. Without any Ruby, `gitlab-ctl reconfigure` (activate) still refuses bad syntax
     and remote_files then rolls the file back."""
     return (
-        f"for r in {_q(EMBEDDED_BIN + '/ruby')} \"$(command -v ruby 2>/dev/null || true)\"; do\n"
-        f"  if [ -n \"$r\" ] && [ -x \"$r\" ]; then exec \"$r\" -c {_q(gitlab_rb)}; fi\n"
+        f'for r in {_q(EMBEDDED_BIN + "/ruby")} "$(command -v ruby 2>/dev/null || true)"; do\n'
+        f'  if [ -n "$r" ] && [ -x "$r" ]; then exec "$r" -c {_q(gitlab_rb)}; fi\n'
         "done\n"
         "echo 'no ruby on this host to check gitlab.rb; gitlab-ctl reconfigure will'\n"
     )

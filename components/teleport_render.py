@@ -52,8 +52,7 @@ def render_plugin_toml(config: dict[str, Any]) -> str:
     """/etc/teleport-mattermost.toml. The token is in it: the caller keeps the result secret."""
     return (
         "# Teleport Mattermost plugin, managed by mattermost-transport-encryption:\n"
-        "# change the stack config and run `pulumi up` instead of editing this file.\n"
-        + tomli_w.dumps(config)
+        "# change the stack config and run `pulumi up` instead of editing this file.\n" + tomli_w.dumps(config)
     )
 
 
@@ -120,11 +119,11 @@ def render_enable(unit: str, binary: str, state_dir: str = STATE_DIR) -> str:
         f"if [ ! -e {m} ]; then\n"
         f"  e=$(systemctl is-enabled {u} 2>/dev/null || true)\n"
         f"  a=$(systemctl is-active {u} 2>/dev/null || true)\n"
-        f"  printf '%s %s\\n' \"${{e:-unknown}}\" \"${{a:-unknown}}\" > {m}.new\n"
+        f'  printf \'%s %s\\n\' "${{e:-unknown}}" "${{a:-unknown}}" > {m}.new\n'
         f"  mv -f {m}.new {m}\n"
         "fi\n"
         "systemctl daemon-reload\n"
-        f"if [ \"$(systemctl is-enabled {u} 2>/dev/null || true)\" != enabled ]; then systemctl enable {u}; fi\n"
+        f'if [ "$(systemctl is-enabled {u} 2>/dev/null || true)" != enabled ]; then systemctl enable {u}; fi\n'
         f"if [ -x {b} ]; then\n"
         f"  echo {_q(f'{unit}.service enabled; plugin binary {binary} present')}\n"
         "else\n"
@@ -142,7 +141,7 @@ def render_disable(unit: str, state_dir: str = STATE_DIR) -> str:
         'case "$before" in\n'
         "  enabled*) ;;\n"
         "  *)\n"
-        f"    if [ \"$(systemctl is-enabled {u} 2>/dev/null || true)\" = enabled ]; then systemctl disable {u}; fi\n"
+        f'    if [ "$(systemctl is-enabled {u} 2>/dev/null || true)" = enabled ]; then systemctl disable {u}; fi\n'
         "    ;;\n"
         "esac\n"
         'case "$before" in\n'

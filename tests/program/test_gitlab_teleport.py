@@ -131,7 +131,9 @@ def run(build: Any) -> tuple[RecordingMonitor, Any, dict[str, Any]]:
     def program() -> Any:
         c = built["component"] = build()
         names = [a for a in ("url", "cert_expiry", "status", "mattermost_url") if hasattr(c, a)]
-        return pulumi.Output.all(*[getattr(c, a) for a in names]).apply(lambda vs: resolved.update(zip(names, vs, strict=True)))
+        return pulumi.Output.all(*[getattr(c, a) for a in names]).apply(
+            lambda vs: resolved.update(zip(names, vs, strict=True))
+        )
 
     program()
     return monitor, built["component"], resolved
@@ -289,8 +291,16 @@ def test_teleport_files_content() -> None:
     files = monitor.registrations["plugin-teleport-mattermost-files"]
     toml, unit, ca = decode_stdin(files)
     assert tomllib.loads(toml) == {
-        "teleport": {"addr": "teleport.example.com:443", "identity": "/var/lib/teleport/plugins/mattermost/auth_id", "refresh_identity": True},
-        "mattermost": {"url": "https://chat.example.com", "token": TOKEN, "recipients": ["ops/requests", "a@example.com"]},
+        "teleport": {
+            "addr": "teleport.example.com:443",
+            "identity": "/var/lib/teleport/plugins/mattermost/auth_id",
+            "refresh_identity": True,
+        },
+        "mattermost": {
+            "url": "https://chat.example.com",
+            "token": TOKEN,
+            "recipients": ["ops/requests", "a@example.com"],
+        },
         "log": {"output": "stderr", "severity": "INFO"},
     }
     assert "Environment=SSL_CERT_DIR=/etc/teleport-mattermost/ca:/etc/ssl/certs" in unit
@@ -319,7 +329,10 @@ def test_teleport_rbac_files_only_when_asked() -> None:
 
 def test_teleport_status_output_reports_the_enable_run() -> None:
     _, _, outputs = run(lambda: build_teleport(config()))
-    assert outputs == {"status": "plugin-teleport-mattermost-enable: done\n", "mattermost_url": "https://chat.example.com"}
+    assert outputs == {
+        "status": "plugin-teleport-mattermost-enable: done\n",
+        "mattermost_url": "https://chat.example.com",
+    }
 
 
 def test_gitlab_outputs() -> None:

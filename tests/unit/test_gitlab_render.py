@@ -164,7 +164,7 @@ def test_realistic_gitlab_rb_with_block_passes_ruby_c_overrides_and_restores_byt
     bin_dir.mkdir()
     # a clearly named stand-in for Omnibus' gitlab-ctl: records its arguments, changes nothing
     standin = bin_dir / "gitlab-ctl"
-    standin.write_text(f"#!/bin/sh\n# STAND-IN for gitlab-ctl (test only)\necho \"$*\" >> {log}\n")
+    standin.write_text(f'#!/bin/sh\n# STAND-IN for gitlab-ctl (test only)\necho "$*" >> {log}\n')
     standin.chmod(0o755)
     use_standin = f"PATH={bin_dir}:$PATH\n"
 
@@ -214,9 +214,18 @@ def test_ruby_syntax_error_rolls_gitlab_rb_back_without_reconfigure(tmp_path: Pa
     rb.write_text(REALISTIC_GITLAB_RB)
     log = tmp_path / "calls"
     apply = render_block_apply(
-        "b", str(rb), validate=gr.render_ruby_check(str(rb)), activate=f"echo reconfigure >> {log}", state_dir=str(tmp_path / "s")
+        "b",
+        str(rb),
+        validate=gr.render_ruby_check(str(rb)),
+        activate=f"echo reconfigure >> {log}",
+        state_dir=str(tmp_path / "s"),
     )
-    r = subprocess.run(["/bin/sh", "-c", apply], input=encode_bundle(["mattermost['x'] = 'unterminated\n"]), capture_output=True, text=True)
+    r = subprocess.run(
+        ["/bin/sh", "-c", apply],
+        input=encode_bundle(["mattermost['x'] = 'unterminated\n"]),
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode != 0 and "validation failed" in r.stderr
     assert rb.read_text() == REALISTIC_GITLAB_RB
     assert not log.exists()
@@ -232,7 +241,11 @@ def test_reconfigure_restarts_mattermost_only_with_a_dsn() -> None:
     [
         (DSN, None, DSN),
         (DSN, "verify-ca", DSN.replace("sslmode=verify-full", "sslmode=verify-ca")),
-        ("postgres://u:p%2B+@h:5432/db?connect_timeout=10&x=a+b", "verify-full", "postgres://u:p%2B+@h:5432/db?sslmode=verify-full&connect_timeout=10&x=a+b"),
+        (
+            "postgres://u:p%2B+@h:5432/db?connect_timeout=10&x=a+b",
+            "verify-full",
+            "postgres://u:p%2B+@h:5432/db?sslmode=verify-full&connect_timeout=10&x=a+b",
+        ),
         ("postgres://u@h/db", "require", "postgres://u@h/db?sslmode=require"),
     ],
 )
@@ -252,13 +265,20 @@ def _pair(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subj).issuer_name(subj).public_key(key.public_key())
-        .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(subj)
+        .issuer_name(subj)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
     c, k = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
     c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    k.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return c, k
 
 
@@ -283,9 +303,13 @@ def test_nginx_reload_only_when_nginx_runs(tmp_path: Path) -> None:
         b = tmp_path / "bin"
         b.mkdir(exist_ok=True)
         s = b / "gitlab-ctl"
-        s.write_text(f"#!/bin/sh\n# STAND-IN for gitlab-ctl\necho \"$*\" >> {log}\n[ \"$1\" != status ] || exit {0 if running else 6}\n")
+        s.write_text(
+            f'#!/bin/sh\n# STAND-IN for gitlab-ctl\necho "$*" >> {log}\n[ "$1" != status ] || exit {0 if running else 6}\n'
+        )
         s.chmod(0o755)
-        r = subprocess.run(["sh", "-euc", f"PATH={b}:$PATH\n" + gr.render_nginx_reload()], capture_output=True, text=True)
+        r = subprocess.run(
+            ["sh", "-euc", f"PATH={b}:$PATH\n" + gr.render_nginx_reload()], capture_output=True, text=True
+        )
         assert r.returncode == 0, r.stderr
         assert log.read_text().splitlines() == want
 
@@ -294,7 +318,9 @@ def test_scripts_quote_hostile_paths(tmp_path: Path) -> None:
     weird = tmp_path / "we'ird $(touch pwned) dir"
     weird.mkdir()
     c, k = _pair(weird, "x")
-    r = subprocess.run(["sh", "-euc", gr.render_check_keypair(str(c), str(k))], capture_output=True, text=True, cwd=tmp_path)
+    r = subprocess.run(
+        ["sh", "-euc", gr.render_check_keypair(str(c), str(k))], capture_output=True, text=True, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "pwned").exists()
     for script in (gr.render_ruby_check(str(weird / "g;rm -rf x.rb")), gr.render_check_keypair("/a b", "/c'd")):
@@ -334,7 +360,11 @@ def test_defaults_and_normalised_url() -> None:
         ({"sslmode": "required"}, "gitlab.sslmode", "use 'verify-full' (recommended) or 'require'"),
         ({"sslmode": "disable"}, "gitlab.sslmode", "verify-full"),
         ({"sslmode": "require"}, "gitlab.sslmode", "allowUnverifiedTls"),
-        ({"mattermostExternalUrl": "http://mm.example.com"}, "gitlab.mattermostExternalUrl", "'https://mm.example.com'"),
+        (
+            {"mattermostExternalUrl": "http://mm.example.com"},
+            "gitlab.mattermostExternalUrl",
+            "'https://mm.example.com'",
+        ),
         ({"mattermostExternalUrl": "https://mm.example.com/sub"}, "gitlab.mattermostExternalUrl", "no path"),
         ({"mattermostExternalUrl": "https://u:p@mm.example.com"}, "gitlab.mattermostExternalUrl", "https://<host>"),
         ({"mattermostExternalUrl": "https://bad host"}, "gitlab.mattermostExternalUrl", ""),
@@ -374,14 +404,21 @@ def _pem_pair(names: list[str]) -> tuple[str, str]:
     subj = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subj).issuer_name(subj).public_key(key.public_key())
-        .serial_number(7).not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
+        x509.CertificateBuilder()
+        .subject_name(subj)
+        .issuer_name(subj)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
         .sign(key, hashes.SHA256())
     )
     return (
         cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
     )
 
 

@@ -17,7 +17,7 @@ import yaml
 from components import teleport_render as tr
 from components.config import ConfigError, parse
 
-HOSTILE_TOKEN = 'tok"en\\with\'quotes#[x]\n\t= ünï\x00'
+HOSTILE_TOKEN = "tok\"en\\with'quotes#[x]\n\t= ünï\x00"
 
 
 def _config(**over: object) -> dict:
@@ -50,8 +50,16 @@ def test_toml_parses_back_to_the_same_values(over: dict) -> None:
 def test_toml_has_the_documented_shape() -> None:
     parsed = tomllib.loads(tr.render_plugin_toml(_config()))
     assert parsed == {
-        "teleport": {"addr": "teleport.example.com:443", "identity": "/var/lib/teleport/plugins/mattermost/auth_id", "refresh_identity": True},
-        "mattermost": {"url": "https://mattermost.example.com", "token": "xq7nd3kgm8r1bz4yyu5cw9ptoa", "recipients": ["team-a/access-requests", "alice@example.com"]},
+        "teleport": {
+            "addr": "teleport.example.com:443",
+            "identity": "/var/lib/teleport/plugins/mattermost/auth_id",
+            "refresh_identity": True,
+        },
+        "mattermost": {
+            "url": "https://mattermost.example.com",
+            "token": "xq7nd3kgm8r1bz4yyu5cw9ptoa",
+            "recipients": ["team-a/access-requests", "alice@example.com"],
+        },
         "log": {"output": "stderr", "severity": "INFO"},
     }
 
@@ -61,7 +69,11 @@ def _unit_lines(text: str) -> list[str]:
 
 
 def test_unit_is_the_documented_one_plus_the_ca_dir() -> None:
-    text = tr.render_unit(binary="/usr/local/bin/teleport-mattermost", config_file="/etc/teleport-mattermost.toml", ca_dir="/etc/teleport-mattermost/ca")
+    text = tr.render_unit(
+        binary="/usr/local/bin/teleport-mattermost",
+        config_file="/etc/teleport-mattermost.toml",
+        ca_dir="/etc/teleport-mattermost/ca",
+    )
     assert _unit_lines(text) == [
         "[Unit]",
         "Description=Teleport Mattermost Plugin",
@@ -83,7 +95,11 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     binary = tmp_path / "teleport-mattermost"
     shutil.copy("/bin/true", binary)
     unit = tmp_path / "teleport-mattermost.service"
-    unit.write_text(tr.render_unit(binary=str(binary), config_file="/etc/teleport-mattermost.toml", ca_dir="/etc/teleport-mattermost/ca"))
+    unit.write_text(
+        tr.render_unit(
+            binary=str(binary), config_file="/etc/teleport-mattermost.toml", ca_dir="/etc/teleport-mattermost/ca"
+        )
+    )
     r = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "teleport-mattermost.service" not in r.stderr, r.stderr
@@ -222,7 +238,11 @@ def test_reload_restarts_only_a_running_plugin_with_a_unit_file(sysd: dict[str, 
 
 def test_scripts_parse_and_quote(tmp_path: Path) -> None:
     weird = str(tmp_path / "st'ate $(touch pwned)")
-    for script in (tr.render_enable(U, "/usr/local/bin/x", weird), tr.render_disable(U, weird), tr.render_reload(U, "/etc/x y")):
+    for script in (
+        tr.render_enable(U, "/usr/local/bin/x", weird),
+        tr.render_disable(U, weird),
+        tr.render_reload(U, "/etc/x y"),
+    ):
         assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
     assert "$(touch pwned)'" in tr.render_enable(U, "/x", weird), "quoted, not expanded"
 
@@ -250,8 +270,14 @@ def test_defaults() -> None:
     t = cfg.teleport
     assert t.effective_mattermost_url(cfg.proxy.server_name) == "https://chat.example.com"
     assert t.identity_file.startswith("/") and t.log_severity == "INFO" and t.log_output == "stderr"
-    assert parse(_cfg(mattermostUrl="https://mm.example.com:8443/")).teleport.mattermost_url == "https://mm.example.com:8443"
-    assert parse(_cfg(recipients=["devops/requests", "bob.smith+tp@example.co.uk"])).teleport.recipients[1] == "bob.smith+tp@example.co.uk"
+    assert (
+        parse(_cfg(mattermostUrl="https://mm.example.com:8443/")).teleport.mattermost_url
+        == "https://mm.example.com:8443"
+    )
+    assert (
+        parse(_cfg(recipients=["devops/requests", "bob.smith+tp@example.co.uk"])).teleport.recipients[1]
+        == "bob.smith+tp@example.co.uk"
+    )
 
 
 @pytest.mark.parametrize(
