@@ -413,6 +413,7 @@ def test_real_nginx_only_proxies_to_verified_nodes(tmp_path: Path, node_cert: st
         assert ws and ws[0]["upgrade"] == "websocket" and ws[0]["connection"] == "upgrade"
         pings = [x for x in seen if x["path"] == "/api/v4/system/ping"]
         assert pings and all(x["connection"] in (None, "") and x["proto"] == "https" for x in pings)
+        assert all(x["host"] == SERVER for x in seen), "the node sees the public host name"
     else:
         assert requests == [], "an unverified node must never receive a request"
         assert log_says in (tmp_path / "error.log").read_text()
