@@ -122,7 +122,7 @@ def run_program(project: Project, stack: str, config: dict[str, str], engine: En
         try:
             _run(project, stack, config, engine, preview)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller as the program's error
-            outcome["error"] = _describe(exc)
+            outcome["error"] = _describe(exc, project.root)
 
     with _PROGRAM_LOCK:
         thread = threading.Thread(target=target, name=f"replay-{stack}")
@@ -170,8 +170,9 @@ def _forget_program_modules(root: Path, before: set[str]) -> None:
             del sys.modules[name]
 
 
-def _describe(exc: BaseException) -> str:
-    """Engine-detected problems (duplicate URN, ...) and RunError as a message, others with a traceback."""
+def _describe(exc: BaseException, root: Path) -> str:
+    """Engine-detected problems (duplicate URN, ...) and RunError as a message; other exceptions
+    with the traceback from the program's first frame on (the runtime's frames say nothing)."""
     from pulumi.errors import RunError
 
     seen: BaseException | None = exc
@@ -179,4 +180,12 @@ def _describe(exc: BaseException) -> str:
         if isinstance(seen, (ReplayError, RunError)):
             return str(seen)
         seen = seen.__cause__ or seen.__context__
-    return "".join(traceback.format_exception(exc)).rstrip()
+    own = str(Path(__file__).parent) + os.sep
+
+    def in_program(filename: str) -> bool:
+        return filename.startswith(str(root) + os.sep) and not filename.startswith(own)
+
+    tb = exc.__traceback__
+    while tb is not None and not in_program(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__)).rstrip()
