@@ -57,6 +57,8 @@ VM_PACKAGES: dict[str, str] = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
     "curl": "curl",
+    # Evidence of encryption is a capture on the bridge or in a host's namespace.
+    "tcpdump": "tcpdump",
 }
 
 
@@ -168,7 +170,34 @@ def ensure_base(log=print) -> Path:
         (tmp / ".mmtls-base-ok").write_text(f"built in {time.monotonic() - start:.0f}s\n")
         tmp.rename(final)
         log(f"lab: base built in {time.monotonic() - start:.0f}s")
+        _prune_old_bases(keep=final, log=log)
         return final
+
+
+def _bases_in_use() -> set[str]:
+    """Base directories some running systemd-nspawn boots from (``-D BASE``)."""
+    used: set[str] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"systemd-nspawn") and b"-D" in argv:
+            i = argv.index(b"-D")
+            if i + 1 < len(argv):
+                used.add(argv[i + 1].decode(errors="replace"))
+    return used
+
+
+def _prune_old_bases(keep: Path, log=print) -> None:
+    """Remove bases of earlier build scripts/package lists that no running host uses."""
+    used = _bases_in_use()
+    for old in CACHE_DIR.glob("base-*"):
+        if old != keep and old.is_dir() and str(old) not in used:
+            log(f"lab: removing old base {old}")
+            _remove_tree(old)
 
 
 def _remove_tree(path: Path) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -32,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
 NSPAWN_MARKER = f"--network-namespace-path={NETNS_DIR}/{_names.NETNS_PREFIX}"
 BOOT_TIMEOUT = float(os.environ.get("MMTLS_LAB_BOOT_TIMEOUT", "180"))
 STOP_GRACE = 10.0
+LOCK_FILE = Path("/run/mmtls-lab.lock")
 
 
 class LabError(RuntimeError):
@@ -150,6 +152,18 @@ def _tcp_open(address: str, port: int, timeout: float = 1.0) -> bool:
             return True
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def _exclusive() -> Iterator[None]:
+    """One lab-changing operation at a time on this VM (the kernel names are global).
+
+    The kernel drops the lock when its holder dies, so a killed run never
+    blocks the next one; nspawn does not inherit it (close_fds).
+    """
+    with open(LOCK_FILE, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 # --------------------------------------------------------------------------- the lab
@@ -327,6 +341,10 @@ class Lab:
         what a killed earlier run left, is cleared and started fresh. Returns
         the inventory. ``None`` keeps the running lab's value (default 3 / none).
         """
+        with _exclusive():
+            return self._up(nodes, extra, timeout)
+
+    def _up(self, nodes: int | None, extra: Iterable[str] | None, timeout: float) -> dict[str, Any]:
         started = time.monotonic()
         previous = self._plan_record()
         if nodes is None:
@@ -600,14 +618,19 @@ class Lab:
     def down(self) -> None:
         """Stop every lab host and remove all traces (netns, veths, bridge, cgroups, overlays)."""
         started = time.monotonic()
-        self._clear(keep=set())
-        for path in (self.inventory_file, self.known_hosts_file, self.run_dir / "lab.json"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        with _exclusive():
+            self._clear(keep=set())
+            for path in (self.inventory_file, self.known_hosts_file, self.run_dir / "lab.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
         self.log(f"lab: down in {time.monotonic() - started:.1f}s")
 
     def reset_host(self, name: str, timeout: float = BOOT_TIMEOUT) -> dict[str, Any]:
         """Recreate one host from a fresh overlay (its "before" state; NEW host key)."""
+        with _exclusive():
+            return self._reset_host(name, timeout)
+
+    def _reset_host(self, name: str, timeout: float) -> dict[str, Any]:
         hosts = _names.plan(self._plan_record().get("nodes", 3), self._plan_record().get("extra", []))
         spec = next((h for h in hosts if h.name == name), None)
         if spec is None:
@@ -620,17 +643,23 @@ class Lab:
 
     # ---- status
     def memory(self, name: str) -> dict[str, float]:
-        """Memory of one host in MiB: resident (rss) and page cache, from its memory cgroup."""
-        stat_file = Path("/sys/fs/cgroup/memory") / CGROUP_NAME / name / "memory.stat"
-        try:
-            stat = dict(line.split() for line in stat_file.read_text().splitlines())
-        except OSError:
-            return {}
+        """Memory of one host in MiB: proportional set size of its processes (shared
+        pages split fairly), and anonymous memory and page cache of its memory cgroup."""
         mib = 1024 * 1024
-        return {
-            "rssMiB": round(int(stat.get("total_rss", 0)) / mib, 1),
-            "cacheMiB": round(int(stat.get("total_cache", 0)) / mib, 1),
-        }
+        out: dict[str, float] = {}
+        pss_kib = 0
+        for pid in _cgroup_pids(Path("/sys/fs/cgroup/systemd") / CGROUP_NAME / name):
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        pss_kib += int(line.split()[1])
+        out["pssMiB"] = round(pss_kib / 1024, 1)
+        stat_file = Path("/sys/fs/cgroup/memory") / CGROUP_NAME / name / "memory.stat"
+        with contextlib.suppress(OSError):
+            stat = dict(line.split() for line in stat_file.read_text().splitlines())
+            out["rssMiB"] = round(int(stat.get("total_rss", 0)) / mib, 1)
+            out["cacheMiB"] = round(int(stat.get("total_cache", 0)) / mib, 1)
+        return out
 
     def status(self) -> dict[str, Any]:
         """Per host: pid, address, whether SSH answers, memory, overlay size."""
