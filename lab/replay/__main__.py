@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--continue-on-error", action="store_true", help="only skip dependents of a failed step")
     parser.add_argument("-v", "--verbose", action="store_true", help="also list unchanged resources")
     args = parser.parse_args(argv)
+    # paramiko logs every refused dial (a host still booting) at ERROR; the step error says it all.
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
     project_dir = Path(args.project_dir).resolve()
     state_path = Path(args.state).resolve() if args.state else api.default_state_path(project_dir, args.stack)

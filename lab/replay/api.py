@@ -110,7 +110,7 @@ def run(
     if target:
         state_file.save(target, new_state)
     evaluation = _evaluation(project, stack, preview, engine, runner)
-    evaluation.program_error = error
+    evaluation.program_error = engine.ctx.redact(error)
     evaluation.state = new_state
     evaluation.duration = time.monotonic() - started
     return evaluation

@@ -470,3 +470,41 @@ def test_commands_containing(lab: Lab) -> None:
     assert ev.any_command_contains("needle") and ev.any_command_contains("other")
     assert not ev.any_command_contains("absent")
     assert [r.name for r in ev.commands_containing("needle")] == ["a"]
+
+
+def test_a_failed_old_delete_is_retried_on_the_next_run(lab: Lab, tmp_path: Path) -> None:
+    flag = tmp_path / "may-delete"
+
+    def spec(version: str) -> list[dict[str, Any]]:
+        delete = f"[ -e {shlex.quote(str(flag))} ] && " + log_cmd(lab.log, f"delete {version}")
+        return [{"name": "a", "create": log_cmd(lab.log, f"create {version}"), "delete": delete, "triggers": [version]}]
+
+    lab.run(spec("v1"))
+    failed = lab.run(spec("v2"))
+    assert not failed.ok
+    assert [r.name for r in failed.state.pending_deletes] == ["a"]
+    assert failed.state.by_urn()[failed.get("a").urn].outputs["create"].startswith("echo 'create v2'")
+    flag.touch()
+    retried = lab.run(spec("v2"))
+    assert retried.ok
+    assert [(s.op, s.result) for s in retried.steps] == [("same", "ok"), ("delete-replaced", "ok")]
+    assert retried.state.pending_deletes == []
+    assert lab.lines() == ["create v1", "create v2", "delete v1"]
+
+
+def test_delete_before_replace_with_a_failing_create_leaves_nothing(lab: Lab) -> None:
+    lab.run([{"name": "a", "create": "true", "triggers": ["1"], "dbr": True}])
+    ev = lab.run([{"name": "a", "create": "exit 1", "triggers": ["2"], "dbr": True}])
+    assert not ev.ok
+    assert ev.state.resources == []
+
+
+def test_a_failed_delete_keeps_it_and_what_it_depends_on(lab: Lab) -> None:
+    def res(name: str, delete: str, **kw: Any) -> dict[str, Any]:
+        return {"name": name, "create": "true", "delete": delete, **kw}
+
+    lab.run([res("base", log_cmd(lab.log, "delete base")), res("top", "exit 9", deps=["base"])])
+    ev = lab.run([])
+    assert {s.name: s.result for s in ev.steps} == {"top": "failed", "base": "skipped"}
+    assert lab.lines() == []
+    assert sorted(r.name for r in ev.state.resources) == ["base", "top"]
