@@ -103,7 +103,7 @@ def run(conn: dict[str, Any], command: str, stdin: str | None = None, env: dict[
 
 
 def test_stdin_is_sent_and_closed_without_a_pty(sshd: dict[str, Any]) -> None:
-    result = run(sshd, 'cat; if [ -t 0 ]; then echo pty; else echo no-pty; fi; echo to-err >&2; exit 4', "a\nb\n")
+    result = run(sshd, "cat; if [ -t 0 ]; then echo pty; else echo no-pty; fi; echo to-err >&2; exit 4", "a\nb\n")
     assert result.exit_status == 4
     assert result.stdout == "a\nb\nno-pty\n"
     assert result.stderr == "to-err\n"
