@@ -427,7 +427,17 @@ class Engine:
                 r for r in self.old.pending_deletes + self.pending_deletes if id(r) not in self._deleted
             ]
             if program_ok:
-                state.outputs, state.secret_outputs = self.stack_outputs, set(self.stack_secret_outputs)
+                # An export that depends on a failed step is unknown: keep its last known value.
+                state.outputs, state.secret_outputs = {}, set()
+                for name, value in self.stack_outputs.items():
+                    if not props.contains_unknown(value):
+                        state.outputs[name] = value
+                        if name in self.stack_secret_outputs:
+                            state.secret_outputs.add(name)
+                    elif name in self.old.outputs:
+                        state.outputs[name] = self.old.outputs[name]
+                        if name in self.old.secret_outputs:
+                            state.secret_outputs.add(name)
             else:
                 state.outputs, state.secret_outputs = self.old.outputs, set(self.old.secret_outputs)
             return state

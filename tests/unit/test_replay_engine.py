@@ -508,3 +508,10 @@ def test_a_failed_delete_keeps_it_and_what_it_depends_on(lab: Lab) -> None:
     assert {s.name: s.result for s in ev.steps} == {"top": "failed", "base": "skipped"}
     assert lab.lines() == []
     assert sorted(r.name for r in ev.state.resources) == ["base", "top"]
+
+
+def test_exports_of_failed_steps_keep_their_last_value(lab: Lab) -> None:
+    lab.run([{"name": "a", "create": "echo one"}])
+    ev = lab.run([{"name": "a", "create": "exit 1"}])
+    assert not ev.ok
+    assert ev.state.outputs == {"a": "one"}
