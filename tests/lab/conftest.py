@@ -7,6 +7,10 @@ keeps an already-running lab instead), and takes it down at the end unless
 ``LAB_KEEP=1``. Tests are skipped, with the reason, on
 a machine that cannot run the lab (not root, no systemd-nspawn, no network
 namespaces).
+
+``test_hosts.py`` checks the freshly seeded "before" state, so it runs first
+among the lab tests; its last tests leave a freshly brought-up lab behind for
+the modules after it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -36,6 +41,16 @@ def _cannot_run_lab() -> str | None:
     if probe.returncode != 0:
         return f"network namespaces are not available: {probe.stderr.strip()}"
     return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run tests/lab/test_hosts.py before the other lab modules (stable otherwise)."""
+    here = Path(__file__).parent
+    first = here / "test_hosts.py"
+    slots = [i for i, item in enumerate(items) if here in Path(str(item.fspath)).parents]
+    ordered = sorted((items[i] for i in slots), key=lambda item: 0 if Path(str(item.fspath)) == first else 1)
+    for i, item in zip(slots, ordered, strict=True):
+        items[i] = item
 
 
 @pytest.fixture(scope="session")
