@@ -15,7 +15,6 @@ and independent resources run concurrently (bounded by `parallel`).
 
 from __future__ import annotations
 
-import secrets as _secrets
 import threading
 import time
 from collections.abc import Callable
@@ -25,50 +24,11 @@ from typing import Any
 
 from lab.replay import props
 from lab.replay.model import ReplayError, Resource, Step
-from lab.replay.providers import Context, Provider, StepFailed, registry
+from lab.replay.providers import Context, Provider, StepFailed, lookup
 from lab.replay.runners import CommandRunner
 from lab.replay.state import State
 
 StepCallback = Callable[[Step], None]
-
-
-class _ExplicitProvider(Provider):
-    """`pulumi:providers:*` resources: recorded, nothing to do."""
-
-    def create(self, ctx: Context, res: Resource, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return _secrets.token_hex(8), dict(inputs)
-
-
-# Outputs a provider computes; unknown in a preview when an input is unknown.
-COMPUTED = {
-    "tls:index/privateKey:PrivateKey": [
-        "privateKeyPem",
-        "privateKeyPemPkcs8",
-        "privateKeyOpenssh",
-        "publicKeyPem",
-        "publicKeyOpenssh",
-        "publicKeyFingerprintMd5",
-        "publicKeyFingerprintSha256",
-    ],
-    "tls:index/selfSignedCert:SelfSignedCert": [
-        "certPem",
-        "validityStartTime",
-        "validityEndTime",
-        "readyForRenewal",
-        "keyAlgorithm",
-    ],
-    "tls:index/locallySignedCert:LocallySignedCert": [
-        "certPem",
-        "validityStartTime",
-        "validityEndTime",
-        "readyForRenewal",
-        "caKeyAlgorithm",
-    ],
-    "tls:index/certRequest:CertRequest": ["certRequestPem", "keyAlgorithm"],
-    "random:index/randomPassword:RandomPassword": ["result", "bcryptHash"],
-    "random:index/randomString:RandomString": ["result"],
-    "command:remote:Command": ["stdout", "stderr"],
-}
 
 
 def apply_ignore_changes(ignore: list[str], old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -107,7 +67,6 @@ class Engine:
         self.old_by_urn = old.by_urn()
         self.preview = preview
         self.continue_on_error = continue_on_error
-        self.providers: dict[str, Provider] = registry()
         self.ctx = Context(
             preview=preview, now=now or (lambda: datetime.now(UTC)), runner=runner, show_secrets=show_secrets
         )
@@ -174,9 +133,7 @@ class Engine:
             self._cancelled = True
 
     def _provider(self, type_: str) -> Provider | None:
-        if type_.startswith("pulumi:providers:"):
-            return _ExplicitProvider()
-        return self.providers.get(type_)
+        return lookup(type_)
 
     def _plan(self, provider: Provider, res: Resource, old: Resource | None) -> tuple[str, list[str]]:
         inputs = provider.check(res.inputs)
@@ -240,7 +197,7 @@ class Engine:
     def _execute(self, provider: Provider, res: Resource, old: Resource | None, op: str) -> tuple[str, dict[str, Any]]:
         if props.contains_unknown(res.inputs):
             # Preview only: values that depend on a step not run yet are unknown.
-            computed = {k: props.UNKNOWN for k in COMPUTED.get(res.type, [])}
+            computed = {k: props.UNKNOWN for k in provider.computed}
             if op == "update" and old is not None:
                 return old.id or "", {**old.outputs, **res.inputs}
             return "", {**res.inputs, **computed}

@@ -515,3 +515,21 @@ def test_exports_of_failed_steps_keep_their_last_value(lab: Lab) -> None:
     ev = lab.run([{"name": "a", "create": "exit 1"}])
     assert not ev.ok
     assert ev.state.outputs == {"a": "one"}
+
+
+def test_preview_leaves_values_unknown_that_wait_on_a_command(tmp_path: Path) -> None:
+    project = write_project(
+        tmp_path,
+        """
+        import pulumi, pulumi_tls as tls
+        from pulumi_command import remote
+        made = remote.Command("make-key", connection=remote.ConnectionArgs(host="h"), create="openssl genpkey")
+        csr = tls.CertRequest("csr", private_key_pem=made.stdout, subject={"common_name": "x"},
+                              opts=pulumi.ResourceOptions(provider=tls.Provider("explicit")))
+        pulumi.export("csr", csr.cert_request_pem)
+        """,
+    )
+    ev = evaluate(project, "dev")
+    assert not ev.output_is_known("csr")
+    assert {s.name: s.op for s in ev.steps} == {"explicit": "create", "make-key": "create", "csr": "create"}
+    assert ev.get("explicit").type == "pulumi:providers:tls"

@@ -7,6 +7,8 @@ SSH through a runner (see `lab.replay.runners`).
 
 from __future__ import annotations
 
+import functools
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,6 +42,8 @@ class Provider:
     type: str = ""
     secret_outputs: frozenset[str] = frozenset()
     """Outputs the provider itself marks secret (independent of the SDK's additionalSecretOutputs)."""
+    computed: tuple[str, ...] = ()
+    """Outputs the provider computes (unknown in a preview when an input is still unknown)."""
 
     def check(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Inputs with the provider's defaults filled in (so absent == default in a diff)."""
@@ -64,6 +68,14 @@ class Provider:
         return None
 
 
+class ExplicitProvider(Provider):
+    """`pulumi:providers:*` resources (explicit provider instances): recorded, nothing to do."""
+
+    def create(self, ctx: Context, res: Resource, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return secrets.token_hex(8), dict(inputs)
+
+
+@functools.cache
 def registry() -> dict[str, Provider]:
     from lab.replay.providers import command, random, tls
 
@@ -72,3 +84,10 @@ def registry() -> dict[str, Provider]:
         for provider in module.PROVIDERS:
             out[provider.type] = provider
     return out
+
+
+def lookup(type_: str) -> Provider | None:
+    """The emulation for a resource type token, or None if the replay engine has none."""
+    if type_.startswith("pulumi:providers:"):
+        return ExplicitProvider()
+    return registry().get(type_)

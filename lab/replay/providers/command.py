@@ -29,6 +29,7 @@ def _trim(text: str) -> str:
 
 class Command(Provider):
     type = "command:remote:Command"
+    computed = ("stdout", "stderr")
 
     def replace_keys(self, changed: set[str]) -> set[str]:
         return changed & {"triggers"}

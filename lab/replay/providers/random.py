@@ -46,6 +46,7 @@ def generate(inputs: dict[str, Any]) -> str:
 
 class RandomString(Provider):
     type = "random:index/randomString:RandomString"
+    computed: tuple[str, ...] = ("result",)
 
     def check(self, inputs: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -71,6 +72,7 @@ class RandomString(Provider):
 class RandomPassword(RandomString):
     type = "random:index/randomPassword:RandomPassword"
     secret_outputs = frozenset({"result", "bcryptHash"})
+    computed = ("result", "bcryptHash")
 
     def create(self, ctx: Context, res: Resource, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         result = generate(inputs)

@@ -195,6 +195,15 @@ def _public_key_outputs(key: PrivateKeyTypes, curve: str) -> dict[str, Any]:
 class PrivateKey(Provider):
     type = "tls:index/privateKey:PrivateKey"
     secret_outputs = frozenset({"privateKeyPem", "privateKeyPemPkcs8", "privateKeyOpenssh"})
+    computed = (
+        "privateKeyPem",
+        "privateKeyPemPkcs8",
+        "privateKeyOpenssh",
+        "publicKeyPem",
+        "publicKeyOpenssh",
+        "publicKeyFingerprintMd5",
+        "publicKeyFingerprintSha256",
+    )
 
     def check(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"rsaBits": 2048.0, "ecdsaCurve": "P224", **inputs}
@@ -219,6 +228,7 @@ class PrivateKey(Provider):
 
 class _Cert(Provider):
     secret_outputs = frozenset({"privateKeyPem", "caPrivateKeyPem"})
+    computed: tuple[str, ...] = ("certPem", "validityStartTime", "validityEndTime", "readyForRenewal")
 
     def check(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"isCaCertificate": False, "earlyRenewalHours": 0.0, "setSubjectKeyId": False, **inputs}
@@ -311,6 +321,7 @@ class _Cert(Provider):
 
 class SelfSignedCert(_Cert):
     type = "tls:index/selfSignedCert:SelfSignedCert"
+    computed = (*_Cert.computed, "keyAlgorithm")
 
     def check(self, inputs: dict[str, Any]) -> dict[str, Any]:
         return {"setAuthorityKeyId": False, **super().check(inputs)}
@@ -328,6 +339,7 @@ class SelfSignedCert(_Cert):
 class CertRequest(Provider):
     type = "tls:index/certRequest:CertRequest"
     secret_outputs = frozenset({"privateKeyPem"})
+    computed = ("certRequestPem", "keyAlgorithm")
 
     def create(self, ctx: Context, res: Resource, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         key = load_private_key(str(inputs.get("privateKeyPem", "")), "private key PEM")
@@ -344,6 +356,7 @@ class CertRequest(Provider):
 
 class LocallySignedCert(_Cert):
     type = "tls:index/locallySignedCert:LocallySignedCert"
+    computed = (*_Cert.computed, "caKeyAlgorithm")
 
     def create(self, ctx: Context, res: Resource, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
