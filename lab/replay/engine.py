@@ -167,7 +167,8 @@ class Engine:
             return
         blocked = sorted(res.all_dependencies() & self._failed)
         if blocked or (props.contains_unknown(res.inputs) and not self.preview):
-            self._skip(res, step, f"dependency failed: {blocked[0]}" if blocked else "an input is unknown")
+            reason = f"dependency failed: {blocked[0].rsplit('::', 1)[-1]}" if blocked else "an input is unknown"
+            self._skip(res, step, reason)
             return
         with self._slots:
             # Checked once a slot is ours: a step that failed while we waited stops this one too.

@@ -109,10 +109,20 @@ def _split(path: str) -> Iterator[str | int]:
             rest = rest.lstrip("[")
 
 
+# remote.Command's SDK marks the whole `connection` secret; its address, user and the (public)
+# host key are not, and masking them would hide which host an error is about.
+NOT_SENSITIVE = frozenset({"connection.host", "connection.port", "connection.user", "connection.hostKey"})
+
+
 def secret_strings(values: dict[str, Any], secrets: Iterable[str]) -> Iterator[str]:
-    """Every string leaf under a secret path."""
+    """Every string leaf under a secret path (except the non-credential parts of a connection)."""
     for path in secrets:
-        yield from _strings(get_path(values, path))
+        value = get_path(values, path)
+        if path == "connection" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if f"connection.{k}" not in NOT_SENSITIVE}
+        elif path in NOT_SENSITIVE:
+            continue
+        yield from _strings(value)
 
 
 def _strings(value: Any) -> Iterator[str]:

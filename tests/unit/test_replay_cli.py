@@ -147,3 +147,10 @@ def test_cli_reports_a_program_error(tmp_path: Path) -> None:
     done = cli("up", "--project-dir", str(project), "--stack", "dev", "--state", str(tmp_path / "s.json"), cwd=tmp_path)
     assert done.returncode == 1
     assert "bad config value for nodes" in done.stdout
+
+
+def test_connection_address_stays_readable_but_credentials_do_not() -> None:
+    from lab.replay.props import secret_strings
+
+    values = {"connection": {"host": "10.251.0.101", "user": "root", "privateKey": "-----BEGIN KEY-----\nABCDEFGH\n"}}
+    assert list(secret_strings(values, {"connection"})) == ["-----BEGIN KEY-----\nABCDEFGH\n"]
