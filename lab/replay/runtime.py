@@ -97,6 +97,8 @@ class ReplayMonitor(mocks.MockMonitor):
                 urn=urn, id="", object=struct_pb2.Struct(), result=resource_pb2.Result.FAIL
             )
         outputs = {k: v for k, v in res.outputs.items() if k != "id"}
+        # What MockMonitor's getResource invoke reads when the SDK rehydrates a resource reference.
+        self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, res.id or "", outputs)
         return resource_pb2.RegisterResourceResponse(
             urn=urn, id=res.id or "", object=props.encode_struct(outputs, res.secret_outputs)
         )
