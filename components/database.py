@@ -1,0 +1,223 @@
+"""The Database component: TLS between the Mattermost nodes and MySQL/MariaDB or PostgreSQL.
+
+Owns, on the database host: the server certificate (issued by the stack CA for the server's
+name and address) and its installation with the CA, the conf.d file that turns TLS on
+(MariaDB also refuses plain TCP), PostgreSQL's pg_hba.conf block (hostssl for each client,
+hostnossl reject), the restart that proves the server came back serving that certificate (or
+rolls back), and the Mattermost user: created or altered to need TLS, with its previous state
+saved on the host and restored by `pulumi destroy`. Hands the nodes a secret DSN.
+
+Text (configs, scripts, SQL, DSN) comes from database_render; this module only wires resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+from pulumi_command import remote
+
+from components import database_render as r
+from components.config import PROJECT, ConfigError, StackConfig
+from components.connection import connection_for
+from components.pki import Pki, split_sans
+from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files, run_script
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    """Inputs of the Database component."""
+
+    cfg: StackConfig
+    """The validated stack config (database section, dbPassword, dbAdminPassword, SSH)."""
+    pki: Pki
+    """The stack CA that issues the server certificate."""
+    client_addresses: list[str]
+    """IP addresses that connect as the Mattermost user (the nodes); each gets a hostssl line."""
+
+
+class Database(pulumi.ComponentResource):
+    """The database server with TLS on and the Mattermost user needing it."""
+
+    driver_name: str
+    """Mattermost's SqlSettings.DriverName: "mysql" or "postgres"."""
+    password: pulumi.Output[str]
+    """The Mattermost user's password (secret): config dbPassword, else generated."""
+    ready: list[pulumi.Resource]
+    """What the nodes wait for: TLS live on the server (and pg_hba), the user needing TLS."""
+    server_name: str
+    """The name the DSN uses for the server; the certificate is valid for it and the address."""
+    server_cert_expiry: pulumi.Output[str]
+    """When the server certificate expires (RFC 3339); `pulumi up` renews it before that."""
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mattermost-tls:database:Database", name, None, opts)
+        cfg = args.cfg
+        db = cfg.database
+        if db.address is None:  # the schema refuses this; keep the promise even if misused
+            raise ConfigError(f"{PROJECT}:database.address: missing")
+        engine = db.engine
+        self._engine = engine
+        self._db = db
+        self.driver_name = engine
+        self.server_name = db.server_name or db.address
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.password = self._password(name, cfg, child)
+
+        connection = connection_for(cfg, db.address, db.ssh)
+        port = db.effective_port
+        config_dir = db.effective_config_dir
+        tls_dir = db.effective_tls_dir
+        paths = r.tls_paths(tls_dir)
+        config_file = r.server_config_path(engine, config_dir)
+        control = r.debian_control(engine, service=db.effective_service, port=port, config_dir=config_dir)
+        svc_user = r.SERVICE_USER[engine]
+
+        issued = args.pki.issue_server_cert(f"{name}-server", split_sans([self.server_name, db.address]), parent=self)
+        self.server_cert_expiry = issued.cert.validity_end_time
+
+        conf = r.render_mysql_cnf(tls_dir) if engine == "mysql" else r.render_pg_conf(tls_dir)
+        activate = r.render_activate(
+            control,
+            config_file=config_file,
+            tls_probe=r.render_tls_probe(
+                engine, address=db.address, port=port, ca_file=paths.ca, server_name=self.server_name
+            ),
+        )
+        server_tls = managed_files(
+            f"{name}-server-tls",
+            connection=connection,
+            files=[
+                ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
+                ManagedFile(FileSpec(paths.cert, "0644"), issued.cert_pem),
+                ManagedFile(FileSpec(paths.key, "0600", svc_user, svc_user), issued.key_pem),
+                ManagedFile(FileSpec(config_file, "0644"), conf),
+            ],
+            validate=r.render_validate(engine, control, config_file=config_file, tls_dir=tls_dir),
+            activate=activate,
+            # after delete our config file is gone, so the same script restarts without probing TLS
+            restore_activate=activate,
+            secret=True,
+            opts=child,
+        )
+        self.ready = [server_tls]
+
+        if engine == "postgres":
+            hba_file = f"{config_dir}/pg_hba.conf"
+            hba = managed_block(
+                f"{name}-pg-hba",
+                connection=connection,
+                path=hba_file,
+                content=r.render_pg_hba_block(db.name, db.user, list(args.client_addresses)),
+                position="top",
+                validate=r.render_hba_validate(control, hba_file=hba_file),
+                activate=control.reload,
+                restore_activate=control.reload,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[server_tls]),
+            )
+            self.ready.append(hba)
+
+        self.ready.append(self._user(name, cfg, connection, control, paths.ca, child))
+        self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
+
+    def _password(self, name: str, cfg: StackConfig, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        if cfg.db_password is not None:
+            try:
+                value = r.check_password(cfg.db_password.get_secret_value())
+            except ValueError as e:
+                raise ConfigError(f"{PROJECT}:{e}") from None
+            return pulumi.Output.secret(value)
+        generated = random.RandomPassword(
+            f"{name}-password",
+            length=r.RANDOM_PASSWORD_LENGTH,
+            special=True,
+            override_special=r.RANDOM_PASSWORD_SPECIALS,
+            min_lower=1,
+            min_upper=1,
+            min_numeric=1,
+            min_special=1,
+            opts=child,
+        )
+        return pulumi.Output.secret(generated.result)
+
+    def _user(
+        self,
+        name: str,
+        cfg: StackConfig,
+        connection: remote.ConnectionArgs,
+        control: r.ServerControl,
+        ca_file: str,
+        child: pulumi.ResourceOptions,
+    ) -> pulumi.Resource:
+        """The Mattermost user needing TLS. Named after the user, so configuring another user
+        creates that one and restores the old one. The owner token changes with the host:
+        moving the database replaces this command, which then restores the old host too."""
+        db = self._db
+        assert db.address is not None
+        engine = self._engine
+        ssh_host = db.ssh.address or db.address
+        token = random.RandomString(
+            f"{name}-db-user-{db.user}-owner",
+            length=16,
+            special=False,
+            upper=False,
+            keepers={"host": ssh_host},
+            opts=child,
+        )
+        admin_user = db.admin_user
+        if admin_user is not None:
+            assert cfg.db_admin_password is not None  # the schema requires it with adminUser
+            try:
+                secret_file = r.render_admin_secret(
+                    engine,
+                    admin_user=admin_user,
+                    admin_password=cfg.db_admin_password.get_secret_value(),
+                    address=db.address,
+                    port=db.effective_port,
+                    ca_file=ca_file,
+                )
+            except ValueError as e:
+                raise ConfigError(f"{PROJECT}:{e}") from None
+            admin_secret: pulumi.Output[str] = pulumi.Output.secret(secret_file)
+        else:
+            admin_secret = pulumi.Output.from_input("")
+        client = r.admin_client(
+            engine, control, admin_user=admin_user, address=db.address, port=db.effective_port, ca_file=ca_file
+        )
+        sql = self.password.apply(lambda pw: r.render_user_sql(engine, user=db.user, database=db.name, password=pw))
+        stdin = pulumi.Output.all(token.result, admin_secret, sql).apply(lambda v: r.user_stdin(v[0], v[1], v[2]))
+        apply_script = r.render_user_apply(engine, user=db.user, database=db.name, client=client)
+        return run_script(
+            f"{name}-db-user-{db.user}",
+            connection=connection,
+            create=apply_script,
+            update=apply_script,
+            delete=r.render_user_restore(engine, user=db.user, client=client),
+            stdin=stdin,
+            secret=True,
+            # a new token (new host) replaces the command: create on the new host, then the old
+            # delete restores the old host; same host: the old delete sees the new token and stays out
+            triggers=[token.result],
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(self.ready))),
+        )
+
+    def dsn(self, ca_file: str) -> pulumi.Output[str]:
+        """Mattermost's DataSource for this database (secret). `ca_file` is where the NODE keeps
+        the stack CA (PostgreSQL's sslrootcert); MySQL's tls=true uses the node's system roots."""
+        db = self._db
+        return pulumi.Output.secret(
+            self.password.apply(
+                lambda pw: r.render_dsn(
+                    self._engine,
+                    db.user,
+                    pw,
+                    self.server_name,
+                    db.effective_port,
+                    db.name,
+                    db.effective_tls_mode,
+                    ca_file,
+                )
+            )
+        )

@@ -1,0 +1,692 @@
+"""Pure renderers for app -> database TLS (MySQL/MariaDB and PostgreSQL).
+
+Owns every text the Database component sends to the database host or hands to Mattermost: the
+server's TLS configuration, the pg_hba.conf block, the shell that restarts the server and
+proves it serves the stack CA's certificate, the Mattermost user's SQL with its backup and
+restore scripts, the admin credentials file and the Mattermost DSN. Plain values in, text out;
+no Pulumi here, so everything is tested by running it (sh, real throwaway servers).
+
+Quoting rules, in one place:
+- SQL string literals: PostgreSQL with `standard_conforming_strings = on` (set by the script)
+  and MySQL with `sql_mode = 'NO_BACKSLASH_ESCAPES'` (set by the script), so in both only the
+  quote character is doubled and a backslash is an ordinary character.
+- Identifiers: always quoted ("x" / `x`); config already restricts them to [A-Za-z0-9_].
+- Shell: every value through shlex.quote; secrets never reach a command line (stdin only).
+- DSN: PostgreSQL is a URL (user and password percent-encoded); go-sql-driver takes the MySQL
+  password raw (it splits at the LAST '@' before the LAST '/' and the first ':'), so any
+  printable character works there and nothing is escaped. Control characters are refused for
+  configured passwords; generated passwords use only [A-Za-z0-9] and RANDOM_PASSWORD_SPECIALS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import quote
+
+from components.remote_files import encode_bundle
+
+Engine = Literal["mysql", "postgres"]
+ENGINES: tuple[Engine, ...] = ("mysql", "postgres")
+
+STATE_DIR = "/var/lib/mattermost-transport-encryption"
+MYSQL_CNF = "90-mattermost-tls.cnf"
+PG_CONF = "conf.d/90-mattermost-tls.conf"
+TLS_VERSIONS = "TLSv1.2,TLSv1.3"
+PG_MIN_TLS = "TLSv1.2"
+WAIT_SECONDS = 60
+LOG_LINES = 30
+
+RANDOM_PASSWORD_LENGTH = 32
+RANDOM_PASSWORD_SPECIALS = "-_.~"
+"""URL-unreserved, so a generated password needs no escaping in a URL, a go-sql-driver DSN, SQL,
+a systemd EnvironmentFile or shell; one of them is always present for password policies
+(MariaDB simple_password_check, MySQL validate_password) that demand a special character."""
+
+SERVICE_USER: dict[str, str] = {"mysql": "mysql", "postgres": "postgres"}
+"""Who the server runs as on Debian: owner of the private key (0600)."""
+
+_PLAIN_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_UNIT = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
+_DEBIAN_PG_DIR = re.compile(r"^/etc/postgresql/([0-9.]+)/([A-Za-z0-9_.-]+)$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def _engine(engine: str) -> Engine:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be mysql or postgres: {engine!r}")
+    return engine  # type: ignore[return-value]
+
+
+def _path(value: str) -> str:
+    if not _PLAIN_PATH.match(value) or "/../" in value + "/":
+        raise ValueError(f"not a plain absolute path: {value!r}")
+    return value
+
+
+def _ident(value: str) -> str:
+    if not _IDENT.match(value):
+        raise ValueError(f"not a plain SQL identifier: {value!r}")
+    return value
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _hostport(host: str, port: int) -> str:
+    """host:port, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# ---------------------------------------------------------------- values and quoting
+
+
+def check_password(value: str, key: str = "dbPassword") -> str:
+    """A configured password, or ValueError naming the key. Any printable character is fine
+    (quotes, backslashes, '@', ':', '/', spaces, non-ASCII): every consumer here escapes or
+    takes it raw. Control characters would break the one-line stdin framing of the admin file,
+    Mattermost's environment file and log lines, so they are refused."""
+    if not value:
+        raise ValueError(f"{key}: the password is empty")
+    if len(value) > 1024:
+        raise ValueError(f"{key}: the password is longer than 1024 characters")
+    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 32 or 127 <= ord(c) < 160})
+    if bad:
+        raise ValueError(
+            f"{key}: the password contains control characters ({', '.join(bad)}); use printable characters only"
+        )
+    return value
+
+
+def mysql_string(value: str) -> str:
+    """A MySQL string literal for a session with sql_mode NO_BACKSLASH_ESCAPES."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def mysql_ident(name: str) -> str:
+    return "`" + _ident(name) + "`"
+
+
+def mysql_grant_db(name: str) -> str:
+    """A database name in GRANT ... ON `db`.*: '_' and '%' are wildcards there, so escape them."""
+    return "`" + _ident(name).replace("_", "\\_") + "`"
+
+
+def pg_string(value: str) -> str:
+    """A PostgreSQL string literal for standard_conforming_strings = on."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def pg_ident(name: str) -> str:
+    return '"' + _ident(name).replace('"', '""') + '"'
+
+
+def hba_word(name: str) -> str:
+    """A pg_hba.conf database/user field, quoted so 'all', 'sameuser' or 'replication' stay names."""
+    return '"' + _ident(name) + '"'
+
+
+def _pg_conf_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _option_file_value(value: str) -> str:
+    """A value in a MySQL/MariaDB option file: double-quoted, with \\ " ' escaped (my_default.c)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'") + '"'
+
+
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _conninfo_value(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# ---------------------------------------------------------------- server configuration
+
+
+@dataclass(frozen=True)
+class TlsPaths:
+    """Where the server's CA, certificate and key live on the database host."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+def tls_paths(tls_dir: str) -> TlsPaths:
+    d = _path(tls_dir).rstrip("/")
+    return TlsPaths(ca=f"{d}/ca.crt", cert=f"{d}/server.crt", key=f"{d}/server.key")
+
+
+def server_config_path(engine: str, config_dir: str) -> str:
+    """The file that turns TLS on: a conf.d snippet both servers read after their main config."""
+    return f"{_path(config_dir).rstrip('/')}/{MYSQL_CNF if _engine(engine) == 'mysql' else PG_CONF}"
+
+
+def render_mysql_cnf(tls_dir: str) -> str:
+    """[mysqld] TLS settings; `require_secure_transport` refuses every plain TCP login (the
+    unix socket stays usable for local administration)."""
+    p = tls_paths(tls_dir)
+    return (
+        "# Managed by mattermost-transport-encryption: TLS for every TCP client, with the stack CA.\n"
+        "[mysqld]\n"
+        f"ssl_ca = {p.ca}\n"
+        f"ssl_cert = {p.cert}\n"
+        f"ssl_key = {p.key}\n"
+        "require_secure_transport = ON\n"
+        f"tls_version = {TLS_VERSIONS}\n"
+    )
+
+
+PG_SETTINGS = ("ssl", "ssl_ca_file", "ssl_cert_file", "ssl_key_file", "ssl_min_protocol_version")
+
+
+def render_pg_conf(tls_dir: str) -> str:
+    """postgresql.conf snippet for conf.d (Debian's postgresql.conf ends with include_dir = 'conf.d',
+    so it wins over the ssl lines above it)."""
+    p = tls_paths(tls_dir)
+    return (
+        "# Managed by mattermost-transport-encryption: TLS with the stack CA.\n"
+        "ssl = on\n"
+        f"ssl_cert_file = {_pg_conf_string(p.cert)}\n"
+        f"ssl_key_file = {_pg_conf_string(p.key)}\n"
+        f"ssl_ca_file = {_pg_conf_string(p.ca)}\n"
+        f"ssl_min_protocol_version = {_pg_conf_string(PG_MIN_TLS)}\n"
+    )
+
+
+def render_pg_hba_block(database: str, user: str, client_addresses: list[str]) -> str:
+    """The block at the top of pg_hba.conf: each client may log in as the Mattermost user over TLS
+    with SCRAM; any non-TLS TCP login of that user, to any database, is refused before the
+    file's older lines (e.g. a plain `host ... mmuser ...`) are reached."""
+    if not client_addresses:
+        raise ValueError("pg_hba block: no client addresses (the Mattermost nodes)")
+    lines = [
+        "# Mattermost logs in over TLS only (managed by mattermost-transport-encryption).",
+    ]
+    seen: list[str] = []
+    for a in client_addresses:
+        ip = ipaddress.ip_address(a)
+        cidr = f"{ip}/{32 if ip.version == 4 else 128}"
+        if cidr not in seen:
+            seen.append(cidr)
+            lines.append(f"hostssl {hba_word(database)} {hba_word(user)} {cidr} scram-sha-256")
+    lines.append(f"hostnossl all {hba_word(user)} all reject")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- server control
+
+
+@dataclass(frozen=True)
+class ServerControl:
+    """Shell fragments that operate the database server on its host (trusted text: built from
+    validated config by `debian_control`, or by tests for a throwaway server)."""
+
+    name: str
+    """What to call the server in messages, e.g. the unit name."""
+    restart: str
+    """Restart and return when the restart is done (or failed)."""
+    reload: str
+    """Re-read configuration (pg_hba.conf) without a restart."""
+    probe: str
+    """Exit 0 once the server answers locally."""
+    logs: str
+    """Print the server's last log lines."""
+    local_sql: str
+    """The local admin client (unix socket): `mysql ...` / `psql ...`, SQL from stdin or -e/-c."""
+    config_check: str | None = None
+    """MySQL/MariaDB: print the options the server would start with (`mariadbd --help --verbose`)."""
+
+
+def debian_control(engine: str, *, service: str, port: int, config_dir: str) -> ServerControl:
+    """How the Debian packages run the server. For PostgreSQL, Debian's `postgresql` unit is an
+    umbrella whose restart returns before (and regardless of whether) the cluster is back, so
+    the cluster's own unit (postgresql@15-main) is used when the config dir names it."""
+    if not _UNIT.match(service):
+        raise ValueError(f"not a unit name: {service!r}")
+    if _engine(engine) == "mysql":
+        unit = service
+        return ServerControl(
+            name=unit,
+            restart=f"systemctl restart {_q(unit)}",
+            reload=f"systemctl restart {_q(unit)}",
+            probe="mysqladmin --connect-timeout=2 ping",
+            logs=f"journalctl -u {_q(unit)} -n {LOG_LINES} --no-pager",
+            local_sql="mysql --protocol=socket",
+            config_check='srv=$(command -v mariadbd || command -v mysqld) && "$srv" --help --verbose',
+        )
+    m = _DEBIAN_PG_DIR.match(config_dir.rstrip("/"))
+    unit = f"postgresql@{m[1]}-{m[2]}" if m and service == "postgresql" else service
+    logfile = f"/var/log/postgresql/postgresql-{m[1]}-{m[2]}.log" if m else None
+    logs = f"journalctl -u {_q(unit)} -n {LOG_LINES} --no-pager"
+    if logfile:
+        logs += f"; if [ -r {_q(logfile)} ]; then echo '--- '{_q(logfile)}; tail -n {LOG_LINES} {_q(logfile)}; fi"
+    sock = "/var/run/postgresql"
+    return ServerControl(
+        name=unit,
+        restart=f"systemctl restart {_q(unit)}",
+        reload=f"systemctl reload {_q(unit)}",
+        probe=f"pg_isready -q -h {sock} -p {int(port)} -t 2",
+        logs=logs,
+        local_sql=f"runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h {sock} -p {int(port)} -d postgres",
+    )
+
+
+def render_tls_probe(engine: str, *, address: str, port: int, ca_file: str, server_name: str) -> str:
+    """Exit 0 only if the server, asked the way Mattermost asks (STARTTLS of its protocol), serves
+    a certificate from the stack CA that is valid for `server_name` (verify-full)."""
+    verify = f"-verify_ip {_q(server_name)}" if _is_ip(server_name) else f"-verify_hostname {_q(server_name)}"
+    return (
+        f"timeout 20 openssl s_client -starttls {_engine(engine)} -connect {_q(_hostport(address, port))} "
+        f"-CAfile {_q(_path(ca_file))} -verify_return_error {verify} -brief </dev/null"
+    )
+
+
+def render_activate(
+    control: ServerControl, *, config_file: str, tls_probe: str, wait_seconds: int = WAIT_SECONDS
+) -> str:
+    """Restart, wait (bounded) until the server answers, then, if our TLS config is in place,
+    prove it serves our certificate. Any failure prints the server's own log lines and exits
+    non-zero, so remote_files puts the previous files back and runs this again. After a
+    rollback of the first apply our config file is gone and the probe is skipped."""
+    n = _q(control.name)
+    return (
+        "cd /\n"
+        f'mtm_db_logs() {{ echo "--- last log lines of "{n}; {{ {control.logs}; }} 2>&1 || true; }}\n'
+        f"if ! {{ {control.restart}; }} 2>&1; then\n"
+        f'  echo {n}": restart failed"; mtm_db_logs; exit 1\n'
+        "fi\n"
+        "mtm_n=0\n"
+        f"until {{ {control.probe}; }} >/dev/null 2>&1; do\n"
+        "  mtm_n=$((mtm_n + 1))\n"
+        f'  if [ "$mtm_n" -ge {int(wait_seconds)} ]; then\n'
+        f'    echo {n}": does not answer {int(wait_seconds)} s after the restart"; mtm_db_logs; exit 1\n'
+        "  fi\n"
+        "  sleep 1\n"
+        "done\n"
+        f"if [ -e {_q(config_file)} ]; then\n"
+        "  if command -v openssl >/dev/null 2>&1; then\n"
+        f"    if ! mtm_out=$({{ {tls_probe}; }} 2>&1); then\n"
+        f'      echo {n}": answers, but does not serve the stack CA\'s certificate over TLS:"\n'
+        "      printf '%s\\n' \"$mtm_out\" | tail -n 8; mtm_db_logs; exit 1\n"
+        "    fi\n"
+        f'    echo {n}": restarted; TLS verified with the stack CA"\n'
+        "  else\n"
+        f'    echo {n}": restarted; openssl is not installed, TLS not probed"\n'
+        "  fi\n"
+        "else\n"
+        f'  echo {n}": restarted"\n'
+        "fi\n"
+    )
+
+
+def render_validate(engine: str, control: ServerControl, *, config_file: str, tls_dir: str) -> str:
+    """Before the restart: the key is readable by the server's user, and the server would really
+    use our settings (not shadowed by a later file or ALTER SYSTEM). MariaDB answers from its
+    option parser; PostgreSQL from pg_file_settings (needs the running server; skipped if it is
+    down, the post-restart TLS probe still decides)."""
+    p = tls_paths(tls_dir)
+    svc_user = SERVICE_USER[_engine(engine)]
+    out = [
+        "cd /\n",
+        f"if ! runuser -u {svc_user} -- test -r {_q(p.key)}; then\n"
+        f'  echo "the server user {svc_user} cannot read "{_q(p.key)}; exit 1\nfi\n',
+    ]
+    if engine == "mysql":
+        if control.config_check is None:
+            return "".join(out)
+        want = "\n".join(
+            sorted([f"ssl-ca={p.ca}", f"ssl-cert={p.cert}", f"ssl-key={p.key}", "require-secure-transport=TRUE"])
+        )
+        out.append(
+            f"if ! mtm_out=$({{ {control.config_check}; }} 2>&1); then\n"
+            "  echo 'the server rejects its configuration:'; printf '%s\\n' \"$mtm_out\" | grep -v '^ ' | tail -n 20; exit 1\n"
+            "fi\n"
+            'mtm_got=$(printf \'%s\\n\' "$mtm_out" | awk \'$1 == "ssl-ca" || $1 == "ssl-cert" || $1 == "ssl-key" '
+            '|| $1 == "require-secure-transport" { print $1 "=" $2 }\' | sort)\n'
+            f'if [ "$mtm_got" != {_q(want)} ]; then\n'
+            f'  echo "the server would not use "{_q(config_file)}" as written (a later option file overrides it?); it would start with:"\n'
+            "  printf '%s\\n' \"$mtm_got\"; exit 1\n"
+            "fi\n"
+        )
+        return "".join(out)
+    names = ", ".join(pg_string(s) for s in PG_SETTINGS)
+    want = "\n".join(f"{s}=t" for s in PG_SETTINGS)
+    check = (
+        f"SELECT name || '=' || CASE WHEN applied AND error IS NULL THEN 't' ELSE 'f' END "
+        f"FROM pg_catalog.pg_file_settings WHERE sourcefile = {pg_string(config_file)} ORDER BY name"
+    )
+    explain = (
+        "SELECT sourcefile || ':' || sourceline || ' ' || name || ' = ' || coalesce(setting, '') || "
+        "CASE WHEN applied THEN ' (applied)' ELSE ' (not applied)' END || coalesce(' ' || error, '') "
+        f"FROM pg_catalog.pg_file_settings WHERE name IN ({names}) OR error IS NOT NULL ORDER BY seqno"
+    )
+    out.append(
+        f"if mtm_out=$({control.local_sql} -At -c {_q(check)} 2>&1 </dev/null); then\n"
+        f'  if [ "$mtm_out" != {_q(want)} ]; then\n'
+        f'    echo "PostgreSQL would not apply "{_q(config_file)}" as written (is include_dir = \'conf.d\' in postgresql.conf? '
+        'is a setting overridden later, e.g. by ALTER SYSTEM?):"\n'
+        f"    {control.local_sql} -At -c {_q(explain)} </dev/null || true\n"
+        "    exit 1\n"
+        "  fi\n"
+        "else\n"
+        '  echo "note: could not ask the running server about its settings; the TLS probe after the restart decides"\n'
+        "fi\n"
+    )
+    return "".join(out)
+
+
+def render_hba_validate(control: ServerControl, *, hba_file: str) -> str:
+    """Before the reload: the server reads this pg_hba.conf and finds no error in it (PostgreSQL
+    would otherwise keep its old rules and only log the error)."""
+    setting = "SELECT setting FROM pg_catalog.pg_settings WHERE name = 'hba_file'"
+    errors = (
+        "SELECT line_number || ': ' || error FROM pg_catalog.pg_hba_file_rules "
+        "WHERE error IS NOT NULL ORDER BY line_number"
+    )
+    return (
+        "cd /\n"
+        f"if mtm_out=$({control.local_sql} -At -c {_q(setting)} 2>&1 </dev/null); then\n"
+        f'  if [ "$mtm_out" != {_q(hba_file)} ]; then\n'
+        f'    echo "the server reads $mtm_out, not "{_q(hba_file)}": set database.configDir to the cluster\'s directory"; exit 1\n'
+        "  fi\n"
+        f"  mtm_out=$({control.local_sql} -At -c {_q(errors)} </dev/null)\n"
+        '  if [ -n "$mtm_out" ]; then echo "pg_hba.conf has errors:"; printf \'%s\\n\' "$mtm_out"; exit 1; fi\n'
+        "else\n"
+        '  echo "note: could not ask the running server to check pg_hba.conf"\n'
+        "fi\n"
+    )
+
+
+# ---------------------------------------------------------------- the Mattermost user
+
+
+def render_user_sql(engine: str, *, user: str, database: str, password: str, host: str = "%") -> str:
+    """SQL that makes the Mattermost user exist, log in with `password` and need TLS (secret:
+    travels in stdin). Safe to run any number of times.
+
+    MySQL/MariaDB: the user at `host` gets REQUIRE SSL and all privileges on the database.
+    PostgreSQL: TLS is enforced by pg_hba (hostssl/hostnossl reject); the role gets LOGIN and a
+    SCRAM password; a role this creates also becomes the database's owner, which is what
+    Mattermost needs (PostgreSQL 15 gives CREATE on schema public only to the owner). An
+    existing role keeps the privileges it had: it was working before."""
+    check_password(password, "password")
+    if _engine(engine) == "mysql":
+        u = f"{mysql_string(_ident(user))}@{mysql_string(host)}"
+        pw = mysql_string(password)
+        return (
+            "SET NAMES utf8mb4;\n"
+            "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\n"
+            f"CREATE USER IF NOT EXISTS {u} IDENTIFIED BY {pw} REQUIRE SSL;\n"
+            f"ALTER USER {u} IDENTIFIED BY {pw} REQUIRE SSL;\n"
+            f"GRANT ALL PRIVILEGES ON {mysql_grant_db(database)}.* TO {u};\n"
+        )
+    missing = pg_string(f'database "{_ident(database)}" does not exist on the server: create it first')
+    return (
+        "SET client_encoding = 'UTF8';\n"
+        "SET standard_conforming_strings = on;\n"
+        "BEGIN;\n"
+        "SET LOCAL password_encryption = 'scram-sha-256';\n"
+        "DO $mtm$\n"
+        "BEGIN\n"
+        f"  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = {pg_string(database)}) THEN\n"
+        f"    RAISE EXCEPTION {missing};\n"
+        "  END IF;\n"
+        f"  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {pg_string(_ident(user))}) THEN\n"
+        f"    CREATE ROLE {pg_ident(user)} LOGIN;\n"
+        f"    ALTER DATABASE {pg_ident(database)} OWNER TO {pg_ident(user)};\n"
+        "  END IF;\n"
+        "END\n"
+        "$mtm$;\n"
+        f"ALTER ROLE {pg_ident(user)} WITH LOGIN PASSWORD {pg_string(password)};\n"
+        "COMMIT;\n"
+    )
+
+
+def admin_client(
+    engine: str, control: ServerControl, *, admin_user: str | None, address: str, port: int, ca_file: str
+) -> str:
+    """The admin client command the user scripts run. Without `admin_user`: the local socket
+    (root via unix_socket / the postgres superuser by peer). With it: TCP over TLS to the
+    server's own address (verified: the certificate carries the address), password from the
+    0600 file the script writes from stdin at "$tmp/admin"."""
+    if admin_user is None:
+        return control.local_sql
+    _ident(admin_user)
+    if _engine(engine) == "mysql":
+        return 'mysql --defaults-file="$tmp/admin"'
+    conninfo = " ".join(
+        f"{k}={_conninfo_value(v)}"
+        for k, v in (
+            ("host", address),
+            ("port", str(int(port))),
+            ("user", admin_user),
+            ("dbname", "postgres"),
+            ("sslmode", "verify-full"),
+            ("sslrootcert", _path(ca_file)),
+        )
+    )
+    return f'PGPASSFILE="$tmp/admin" psql -X -q -v ON_ERROR_STOP=1 {_q(conninfo)}'
+
+
+def render_admin_secret(
+    engine: str, *, admin_user: str, admin_password: str, address: str, port: int, ca_file: str
+) -> str:
+    """The admin's credentials file (secret: travels in stdin, written 0600 under a private
+    temp dir, removed on exit). MySQL/MariaDB: an option file; PostgreSQL: a passfile."""
+    check_password(admin_password, "dbAdminPassword")
+    if _engine(engine) == "mysql":
+        return (
+            "[client]\n"
+            f"user = {_ident(admin_user)}\n"
+            f"password = {_option_file_value(admin_password)}\n"
+            f"host = {address}\n"
+            f"port = {int(port)}\n"
+            f"ssl-ca = {_path(ca_file)}\n"
+            # MariaDB's client spelling; MySQL 8 clients do not read this group
+            "[client-mariadb]\n"
+            "ssl-verify-server-cert\n"
+        )
+    return f"*:*:*:{_pgpass_field(_ident(admin_user))}:{_pgpass_field(admin_password)}\n"
+
+
+def user_state_files(user: str, state_dir: str = STATE_DIR) -> tuple[str, str]:
+    """(backup, owner) files of the user's previous state on the database host."""
+    return f"{state_dir}/db-user-{_ident(user)}.sql", f"{state_dir}/db-user-{_ident(user)}.owner"
+
+
+def user_stdin(token: str, admin_secret: str, sql: str) -> str:
+    """stdin of the user command: owner token, admin credentials file ("" = local socket), SQL;
+    one base64 line each. The token travels here, not in the script, because delete runs with
+    the OLD stdin: a replaced resource's delete then compares its own token with the ledger."""
+    if not _TOKEN.match(token):
+        raise ValueError(f"owner token must be 1-64 of [A-Za-z0-9_-]: {token!r}")
+    return encode_bundle([token, admin_secret, sql])
+
+
+def _user_prelude(user: str, state_dir: str, client: str) -> str:
+    backup, owner = user_state_files(user, state_dir)
+    return (
+        "umask 077\n"
+        "cd /\n"
+        f"state={_q(state_dir)}\nbackup={_q(backup)}\nowner={_q(owner)}\n"
+        f"who={_q('database user ' + user)}\n"
+        "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
+        f'sql() {{ {client} "$@"; }}\n'
+        "IFS= read -r mtm_token || mtm_fail 'stdin ended before the owner token'\n"
+        "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
+        "IFS= read -r mtm_sql || mtm_fail 'stdin ended before the SQL'\n"
+        "token=$(printf '%s' \"$mtm_token\" | base64 -d) || mtm_fail 'the owner token is not valid base64'\n"
+        "case \"$token\" in ''|*[!A-Za-z0-9_-]*) mtm_fail 'the owner token must be [A-Za-z0-9_-]' ;; esac\n"
+    )
+
+
+_UNPACK = (
+    'mkdir -p "$state"\nchmod 0700 "$state"\n'
+    'tmp=$(mktemp -d "$state/tmp.XXXXXX")\ntrap \'rm -rf "$tmp"\' EXIT\n'
+    "printf '%s' \"$mtm_admin\" | base64 -d > \"$tmp/admin\" || mtm_fail 'the admin credentials are not valid base64'\n"
+    "printf '%s' \"$mtm_sql\" | base64 -d > \"$tmp/change.sql\" || mtm_fail 'the SQL is not valid base64'\n"
+    "unset mtm_admin mtm_sql\n"
+)
+
+
+def _mysql_backup(user: str, database: str, host: str) -> str:
+    u_lit, h_lit = mysql_string(_ident(user)), mysql_string(host)
+    u = f"{u_lit}@{h_lit}"
+    exists_db = f"SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {mysql_string(_ident(database))}"
+    exists = f"SELECT COUNT(*) FROM mysql.user WHERE User = {u_lit} AND Host = {h_lit}"
+    others = f"SELECT COALESCE(GROUP_CONCAT(Host), '') FROM mysql.user WHERE User = {u_lit} AND Host <> {h_lit}"
+    show_hex = f"SET SESSION print_identified_with_as_hex = ON; SHOW CREATE USER {u}"
+    show = f"SHOW CREATE USER {u}"
+    return (
+        f"mtm_db=$(sql -N -B -r -e {_q(exists_db)} </dev/null)\n"
+        f'[ "$mtm_db" = 1 ] || mtm_fail {_q(f"database {database} does not exist on the server: create it first")}\n'
+        f"mtm_others=$(sql -N -B -r -e {_q(others)} </dev/null)\n"
+        'if [ -n "$mtm_others" ]; then\n'
+        f'  echo "$who: note: the same user also exists for hosts $mtm_others; require_secure_transport keeps those on TLS too"\n'
+        "fi\n"
+        'if [ ! -e "$backup" ]; then\n'
+        f"  printf '%s\\n' {_q(f'DROP USER IF EXISTS {u};')} > \"$tmp/backup.sql\"\n"
+        f'  if [ "$(sql -N -B -r -e {_q(exists)} </dev/null)" != 0 ]; then\n'
+        # MySQL 8 prints caching_sha2 hashes as binary unless asked for hex; MariaDB has no such switch
+        f'    sql -N -B -r -e {_q(show_hex)} > "$tmp/create" 2>/dev/null </dev/null || sql -N -B -r -e {_q(show)} > "$tmp/create" </dev/null\n'
+        f'    sql -N -B -r -e {_q(f"SHOW GRANTS FOR {u}")} > "$tmp/grants" </dev/null\n'
+        '    sed \'s/$/;/\' "$tmp/create" "$tmp/grants" >> "$tmp/backup.sql"\n'
+        "  fi\n"
+        '  mv -f "$tmp/backup.sql" "$backup"\n'
+        '  echo "$who: previous state saved in $backup"\n'
+        "fi\n"
+        'sql < "$tmp/change.sql"\n'
+    )
+
+
+def _pg_drop_created_role(user: str) -> str:
+    warning = pg_string(
+        f'role "{user}" was created by mattermost-transport-encryption but now owns objects '
+        "(Mattermost's tables): it is kept without login and password, so no data is lost"
+    )
+    return (
+        f"DO $mtm$ BEGIN DROP ROLE IF EXISTS {pg_ident(user)}; "
+        f"EXCEPTION WHEN dependent_objects_still_exist THEN ALTER ROLE {pg_ident(user)} WITH NOLOGIN PASSWORD NULL; "
+        f"RAISE WARNING {warning}; END $mtm$;"
+    )
+
+
+def _pg_backup(user: str, database: str) -> str:
+    exists_db = f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}"
+    exists = f"SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = {pg_string(_ident(user))}"
+    # pg_authid holds the password hash; only a superuser may read it
+    role = (
+        "SELECT format('ALTER ROLE %I WITH %s PASSWORD %s;', rolname, "
+        "CASE WHEN rolcanlogin THEN 'LOGIN' ELSE 'NOLOGIN' END, coalesce(quote_literal(rolpassword), 'NULL')) "
+        f"FROM pg_catalog.pg_authid WHERE rolname = {pg_string(user)}"
+    )
+    owner = (
+        "SELECT format('DO $mtm$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = %L) "
+        "THEN ALTER DATABASE %I OWNER TO %I; END IF; END $mtm$;', datname, datname, pg_catalog.pg_get_userbyid(datdba)) "
+        f"FROM pg_catalog.pg_database WHERE datname = {pg_string(database)}"
+    )
+    return (
+        f"mtm_db=$(sql -At -c {_q(exists_db)} </dev/null)\n"
+        f'[ "$mtm_db" = 1 ] || mtm_fail {_q(f"database {database} does not exist on the server: create it first")}\n'
+        'if [ ! -e "$backup" ]; then\n'
+        f'  if [ "$(sql -At -c {_q(exists)} </dev/null)" = 1 ]; then\n'
+        f'    sql -At -c {_q(role)} > "$tmp/backup.sql" </dev/null\n'
+        "    grep -q . \"$tmp/backup.sql\" || mtm_fail 'could not read the role from pg_authid (the admin must be a superuser)'\n"
+        "  else\n"
+        # a role we create owns the database; give it back, then drop the role if nothing else holds it
+        f'    sql -At -c {_q(owner)} > "$tmp/backup.sql" </dev/null\n'
+        f"    printf '%s\\n' {_q(_pg_drop_created_role(user))} >> \"$tmp/backup.sql\"\n"
+        "  fi\n"
+        '  mv -f "$tmp/backup.sql" "$backup"\n'
+        '  echo "$who: previous state saved in $backup"\n'
+        "fi\n"
+        'sql < "$tmp/change.sql"\n'
+    )
+
+
+def render_user_apply(
+    engine: str,
+    *,
+    user: str,
+    database: str,
+    client: str,
+    host: str = "%",
+    state_dir: str = STATE_DIR,
+) -> str:
+    """Create/update script of the user command (stdin: admin file line, SQL line).
+
+    Before the first change it saves what restores the user's previous state (MySQL: DROP +
+    SHOW CREATE USER + SHOW GRANTS, auth plugin, hash and REQUIRE flags included; PostgreSQL:
+    the role's hash and LOGIN flag from pg_authid, or, for a role that did not exist, giving
+    the database back and dropping the role) to `backup` (0600), once: a later run never
+    overwrites the true original. Then it applies the SQL and records the stdin's owner token,
+    so the delete of a replaced resource (another token) leaves the new state alone."""
+    body = _mysql_backup(user, database, host) if _engine(engine) == "mysql" else _pg_backup(user, database)
+    return (
+        _user_prelude(user, state_dir, client)
+        + _UNPACK
+        + body
+        + 'printf \'%s\\n\' "$token" > "$owner.new"\nmv -f "$owner.new" "$owner"\n'
+        + 'echo "$who: logs in with TLS only"\n'
+    )
+
+
+def render_user_restore(engine: str, *, user: str, client: str, state_dir: str = STATE_DIR) -> str:
+    """Delete script: if this resource (token) still owns the user, run the saved backup, which
+    puts the user back as it was (or removes it, if it did not exist), and forget it. The root
+    shell opens the 0600 backup and hands it over stdin (psql may run as postgres)."""
+    run = 'sql < "$backup"\n' if _engine(engine) == "mysql" else 'sql -1 -f - < "$backup"\n'
+    return (
+        _user_prelude(user, state_dir, client) + 'if [ "$(cat "$owner" 2>/dev/null || true)" != "$token" ]; then\n'
+        '  echo "$who: owned by another resource now (or already restored); left as it is"\n'
+        "  exit 0\n"
+        "fi\n"
+        '[ -e "$backup" ] || mtm_fail "the backup $backup is missing; the user is left as it is (remove $owner to let this delete pass)"\n'
+        + _UNPACK
+        + run
+        + 'rm -f "$backup" "$owner"\n'
+        'rm -rf "$tmp"\ntrap - EXIT\n'
+        'rmdir "$state" 2>/dev/null || true\n'
+        'echo "$who: previous state restored"\n'
+    )
+
+
+# ---------------------------------------------------------------- DSN
+
+
+def render_dsn(
+    engine: str, user: str, password: str, host: str, port: int, db: str, tls_mode: str, ca_file: str
+) -> str:
+    """Mattermost's SqlSettings.DataSource (secret).
+
+    mysql (go-sql-driver): `user:pass@tcp(host:port)/db?charset=utf8mb4,utf8&writeTimeout=30s&tls=<mode>`;
+    the password is taken raw (see module docstring); `tls=true` verifies against the system
+    roots, where the nodes install the stack CA, so `ca_file` is not part of it.
+    postgres (lib/pq URL): `postgres://user:pass@host:port/db?sslmode=<mode>&sslrootcert=<ca_file>&connect_timeout=10`
+    with user and password percent-encoded."""
+    _ident(user)
+    _ident(db)
+    check_password(password, "password")
+    if _engine(engine) == "mysql":
+        return f"{user}:{password}@tcp({_hostport(host, port)})/{db}?charset=utf8mb4,utf8&writeTimeout=30s&tls={quote(tls_mode, safe='-')}"
+    return (
+        f"postgres://{quote(user, safe='')}:{quote(password, safe='')}@{_hostport(host, port)}/{db}"
+        f"?sslmode={quote(tls_mode, safe='-')}&sslrootcert={quote(_path(ca_file), safe='/')}&connect_timeout=10"
+    )

@@ -1,0 +1,1083 @@
+"""database_render: pure renderers, the scripts run in sh with stand-in commands, and the real
+scripts run against throwaway MariaDB and PostgreSQL servers on this machine.
+
+The real-server tests start private instances (temp datadir, 127.0.0.1, a free port, own
+socket dir), never the system services, and skip when the servers are not installed or we are
+not root. They prove: TLS config applied through remote_files (rollback on a broken key,
+restore to byte-identical), a plain login of the Mattermost user refused and a verified TLS
+login accepted, the user's backup/restore round trip, running twice, create-before-delete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from components import database_render as r
+from components.remote_files import (
+    FileSpec,
+    encode_bundle,
+    render_block_apply,
+    render_block_restore,
+    render_files_apply,
+    render_files_restore,
+    strict,
+)
+
+SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]
+
+HOSTILE = [
+    "a'b",
+    'a"b',
+    "back\\slash",
+    "trailing\\",
+    "\\'",
+    "''",
+    "'; DROP USER root; --",
+    "$(touch /tmp/mmtls-pwned)`id`",
+    "p@ss:w/rd?x=1&y=2#frag%20",
+    " spaces  inside ",
+    "ünïcødé-пароль-密码",
+    "#not a comment",
+    "a;b c",
+    "-_.~",
+]
+
+
+def sh(script: str, stdin: str = "", shell: str = "/bin/sh", timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([shell, "-c", script], input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- server configuration
+
+
+def test_mysql_cnf_turns_on_tls_for_every_tcp_client() -> None:
+    text = r.render_mysql_cnf("/etc/mysql/mariadb.conf.d/mattermost-tls")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "[mysqld]"
+    settings = dict(line.split(" = ", 1) for line in lines[1:])
+    assert settings == {
+        "ssl_ca": "/etc/mysql/mariadb.conf.d/mattermost-tls/ca.crt",
+        "ssl_cert": "/etc/mysql/mariadb.conf.d/mattermost-tls/server.crt",
+        "ssl_key": "/etc/mysql/mariadb.conf.d/mattermost-tls/server.key",
+        "require_secure_transport": "ON",
+        "tls_version": "TLSv1.2,TLSv1.3",
+    }
+
+
+def test_pg_conf_sets_each_tls_setting_once() -> None:
+    text = r.render_pg_conf("/etc/postgresql/15/main/mattermost-tls")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    settings = dict(line.split(" = ", 1) for line in lines)
+    assert len(settings) == len(lines) == 5
+    assert settings == {
+        "ssl": "on",
+        "ssl_cert_file": "'/etc/postgresql/15/main/mattermost-tls/server.crt'",
+        "ssl_key_file": "'/etc/postgresql/15/main/mattermost-tls/server.key'",
+        "ssl_ca_file": "'/etc/postgresql/15/main/mattermost-tls/ca.crt'",
+        "ssl_min_protocol_version": "'TLSv1.2'",
+    }
+    assert set(settings) == set(r.PG_SETTINGS)
+
+
+@pytest.mark.parametrize("bad", ["relative/dir", "/etc/x y", "/etc/x'y", "/etc/../root", "/etc/x\ny"])
+def test_config_renderers_refuse_paths_that_could_break_out(bad: str) -> None:
+    with pytest.raises(ValueError):
+        r.render_mysql_cnf(bad)
+    with pytest.raises(ValueError):
+        r.render_pg_conf(bad)
+
+
+def test_server_config_paths_are_conf_d_files() -> None:
+    assert (
+        r.server_config_path("mysql", "/etc/mysql/mariadb.conf.d") == "/etc/mysql/mariadb.conf.d/90-mattermost-tls.cnf"
+    )
+    assert r.server_config_path("postgres", "/etc/postgresql/15/main/") == (
+        "/etc/postgresql/15/main/conf.d/90-mattermost-tls.conf"
+    )
+    with pytest.raises(ValueError):
+        r.server_config_path("oracle", "/etc")
+
+
+def test_hba_block_allows_each_client_over_tls_and_rejects_plain_first() -> None:
+    text = r.render_pg_hba_block("mattermost", "mmuser", ["10.251.0.101", "10.251.0.102", "10.251.0.101", "fd00::5"])
+    rules = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        ["hostssl", '"mattermost"', '"mmuser"', "10.251.0.101/32", "scram-sha-256"],
+        ["hostssl", '"mattermost"', '"mmuser"', "10.251.0.102/32", "scram-sha-256"],
+        ["hostssl", '"mattermost"', '"mmuser"', "fd00::5/128", "scram-sha-256"],
+        ["hostnossl", "all", '"mmuser"', "all", "reject"],
+    ]
+    # nothing in the block lets the user in without TLS
+    assert not [x for x in rules if x[0] in ("host", "hostnossl", "local") and x[-1] != "reject"]
+
+
+def test_hba_block_quotes_names_that_are_keywords() -> None:
+    text = r.render_pg_hba_block("all", "all", ["10.0.0.1"])
+    assert 'hostnossl all "all" all reject' in text
+    assert 'hostssl "all" "all" 10.0.0.1/32 scram-sha-256' in text
+
+
+@pytest.mark.parametrize("bad", [[], ["10.0.0.0/24"], ["db.example.com"], ["10.0.0.1 trust"]])
+def test_hba_block_refuses_anything_but_addresses(bad: list[str]) -> None:
+    with pytest.raises(ValueError):
+        r.render_pg_hba_block("mattermost", "mmuser", bad)
+
+
+# ---------------------------------------------------------------- passwords, SQL, DSN
+
+
+@pytest.mark.parametrize("pw", HOSTILE)
+def test_printable_passwords_are_accepted(pw: str) -> None:
+    assert r.check_password(pw) == pw
+
+
+@pytest.mark.parametrize("pw", ["", "new\nline", "tab\tin", "nul\x00", "del\x7f", "c1\x85", "x" * 1025])
+def test_passwords_that_would_break_framing_are_refused_naming_the_key(pw: str) -> None:
+    with pytest.raises(ValueError, match="^dbPassword: "):
+        r.check_password(pw)
+
+
+def test_random_password_alphabet_needs_no_escaping_anywhere() -> None:
+    import string
+    from urllib.parse import quote
+
+    for c in string.ascii_letters + string.digits + r.RANDOM_PASSWORD_SPECIALS:
+        assert quote(c, safe="") == c  # URL
+        assert r.mysql_string(c) == f"'{c}'" and r.pg_string(c) == f"'{c}'"  # SQL
+        assert c not in "\"'\\$`%@:/?#&; "  # shell, systemd EnvironmentFile, DSN syntax
+    assert r.RANDOM_PASSWORD_LENGTH >= 32
+
+
+def test_mysql_user_sql_requires_tls_and_keeps_the_password_inside_one_literal() -> None:
+    pw = "it's a \\ test"
+    sql = r.render_user_sql("mysql", user="mmuser", database="matter_most", password=pw)
+    assert "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';" in sql
+    assert "CREATE USER IF NOT EXISTS 'mmuser'@'%' IDENTIFIED BY 'it''s a \\ test' REQUIRE SSL;" in sql
+    assert "ALTER USER 'mmuser'@'%' IDENTIFIED BY 'it''s a \\ test' REQUIRE SSL;" in sql
+    # '_' is a wildcard in GRANT ... ON db.*: escaped, so no other database matches
+    assert "GRANT ALL PRIVILEGES ON `matter\\_most`.* TO 'mmuser'@'%';" in sql
+
+
+def test_postgres_user_sql_sets_scram_password_in_one_transaction() -> None:
+    sql = r.render_user_sql("postgres", user="mmUser", database="mattermost", password="it's")
+    assert "SET standard_conforming_strings = on;" in sql
+    assert sql.index("BEGIN;") < sql.index("password_encryption = 'scram-sha-256'") < sql.index("COMMIT;")
+    assert "ALTER ROLE \"mmUser\" WITH LOGIN PASSWORD 'it''s';" in sql
+    assert 'ALTER DATABASE "mattermost" OWNER TO "mmUser";' in sql
+    assert "rolname = 'mmUser'" in sql
+
+
+@pytest.mark.parametrize("bad", ["mm user", "mm'user", "1mm", 'mm"u', "mm`u", ""])
+def test_sql_renderers_refuse_identifiers_that_need_quoting(bad: str) -> None:
+    for engine in r.ENGINES:
+        with pytest.raises(ValueError):
+            r.render_user_sql(engine, user=bad, database="mattermost", password="x")
+        with pytest.raises(ValueError):
+            r.render_user_sql(engine, user="mmuser", database=bad, password="x")
+
+
+def go_sql_driver_parse(dsn: str) -> dict[str, object]:
+    """go-sql-driver/mysql ParseDSN, transcribed: last '/', then the last '@' before it, then
+    the first ':' before that; the password is never unescaped."""
+    i = dsn.rindex("/")
+    j = dsn[: i + 1].rindex("@")
+    cred = dsn[:j]
+    k = cred.find(":")
+    user, password = (cred[:k], cred[k + 1 :]) if k >= 0 else (cred, "")
+    proto = dsn[j + 1 : i]
+    assert proto.endswith(")")
+    net, addr = proto[: proto.index("(")], proto[proto.index("(") + 1 : -1]
+    dbname, _, query = dsn[i + 1 :].partition("?")
+    params = dict(p.split("=", 1) for p in query.split("&"))
+    return {"user": user, "password": password, "net": net, "addr": addr, "db": unquote(dbname), "params": params}
+
+
+@pytest.mark.parametrize("pw", HOSTILE)
+def test_mysql_dsn_round_trips_through_the_drivers_parser(pw: str) -> None:
+    dsn = r.render_dsn("mysql", "mmuser", pw, "10.251.0.20", 3306, "mattermost", "true", "/unused")
+    assert go_sql_driver_parse(dsn) == {
+        "user": "mmuser",
+        "password": pw,
+        "net": "tcp",
+        "addr": "10.251.0.20:3306",
+        "db": "mattermost",
+        "params": {"charset": "utf8mb4,utf8", "writeTimeout": "30s", "tls": "true"},
+    }
+
+
+@pytest.mark.parametrize("pw", HOSTILE)
+def test_postgres_dsn_round_trips_as_a_url(pw: str) -> None:
+    dsn = r.render_dsn("postgres", "mmuser", pw, "db.internal", 5432, "mattermost", "verify-full", "/etc/mm-tls/ca.crt")
+    u = urlsplit(dsn)
+    assert (u.scheme, unquote(u.username or ""), unquote(u.password or "")) == ("postgres", "mmuser", pw)
+    assert (u.hostname, u.port, u.path) == ("db.internal", 5432, "/mattermost")
+    params = dict(p.split("=", 1) for p in u.query.split("&"))
+    assert params == {"sslmode": "verify-full", "sslrootcert": "/etc/mm-tls/ca.crt", "connect_timeout": "10"}
+
+
+def test_postgres_dsn_refuses_ca_paths_that_need_escaping() -> None:
+    with pytest.raises(ValueError):
+        r.render_dsn("postgres", "mmuser", "pw", "h", 5432, "mattermost", "verify-full", "/etc/mm tls/ca.crt")
+
+
+def test_dsns_match_the_design_contract() -> None:
+    assert r.render_dsn("mysql", "mmuser", "pw", "10.251.0.20", 3306, "mattermost", "true", "/x") == (
+        "mmuser:pw@tcp(10.251.0.20:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s&tls=true"
+    )
+    assert r.render_dsn(
+        "postgres", "mmuser", "p w", "10.251.0.21", 5432, "mattermost", "verify-full", "/etc/t/ca.crt"
+    ) == (
+        "postgres://mmuser:p%20w@10.251.0.21:5432/mattermost?sslmode=verify-full&sslrootcert=/etc/t/ca.crt&connect_timeout=10"
+    )
+    assert "tcp([fd00::20]:3306)" in r.render_dsn("mysql", "u", "p", "fd00::20", 3306, "d", "true", "/x")
+    assert "@[fd00::21]:5432/" in r.render_dsn("postgres", "u", "p", "fd00::21", 5432, "d", "verify-full", "/x")
+
+
+def test_option_file_and_passfile_escaping() -> None:
+    cnf = r.render_admin_secret(
+        "mysql", admin_user="admin", admin_password="a\"b\\c'd", address="10.0.0.20", port=3306, ca_file="/t/ca.crt"
+    )
+    assert 'password = "a\\"b\\\\c\\\'d"' in cnf
+    assert "ssl-ca = /t/ca.crt" in cnf and "ssl-verify-server-cert" in cnf
+    pgpass = r.render_admin_secret(
+        "postgres", admin_user="admin", admin_password="a:b\\c", address="10.0.0.21", port=5432, ca_file="/t/ca.crt"
+    )
+    assert pgpass == "*:*:*:admin:a\\:b\\\\c\n"
+
+
+def test_debian_control_restarts_the_postgres_cluster_unit_not_the_umbrella() -> None:
+    c = r.debian_control("postgres", service="postgresql", port=5433, config_dir="/etc/postgresql/15/main")
+    assert c.restart == "systemctl restart postgresql@15-main"
+    assert c.reload == "systemctl reload postgresql@15-main"
+    assert "-p 5433" in c.probe and "-p 5433" in c.local_sql
+    assert "/var/log/postgresql/postgresql-15-main.log" in c.logs
+    own = r.debian_control("postgres", service="pg-custom", port=5432, config_dir="/srv/pg")
+    assert own.restart == "systemctl restart pg-custom"
+    m = r.debian_control("mysql", service="mariadb", port=3306, config_dir="/etc/mysql/mariadb.conf.d")
+    assert m.restart == "systemctl restart mariadb" and "journalctl -u mariadb -n 30" in m.logs
+    with pytest.raises(ValueError):
+        r.debian_control("mysql", service="mariadb; reboot", port=3306, config_dir="/etc/mysql")
+
+
+def test_tls_probe_verifies_the_name_the_dsn_uses() -> None:
+    ip = r.render_tls_probe("postgres", address="10.0.0.21", port=5432, ca_file="/t/ca.crt", server_name="10.0.0.21")
+    assert "-starttls postgres" in ip and "-verify_ip 10.0.0.21" in ip and "-verify_return_error" in ip
+    dns = r.render_tls_probe("mysql", address="fd00::20", port=3306, ca_file="/t/ca.crt", server_name="db.internal")
+    assert "-connect '[fd00::20]:3306'" in dns and "-verify_hostname db.internal" in dns
+
+
+def test_user_stdin_frames_token_admin_and_sql() -> None:
+    assert r.user_stdin("tok-1", "", "SELECT 1;").splitlines() == encode_bundle(["tok-1", "", "SELECT 1;"]).splitlines()
+    for bad in ["", "a b", "x;y", "a" * 65]:
+        with pytest.raises(ValueError):
+            r.user_stdin(bad, "", "")
+
+
+# ---------------------------------------------------------------- scripts: parse, and run with stand-ins
+
+
+def _all_scripts() -> list[str]:
+    out = []
+    for engine in r.ENGINES:
+        control = r.debian_control(engine, service="x", port=5432, config_dir="/etc/postgresql/15/main")
+        client = r.admin_client(engine, control, admin_user="admin", address="10.0.0.1", port=1, ca_file="/t/ca.crt")
+        for c in (control.local_sql, client):
+            out.append(strict(r.render_user_apply(engine, user="mmuser", database="mattermost", client=c)))
+            out.append(strict(r.render_user_restore(engine, user="mmuser", client=c)))
+        probe = r.render_tls_probe(engine, address="10.0.0.1", port=1, ca_file="/t/ca.crt", server_name="db")
+        out.append(r.render_activate(control, config_file="/etc/x.conf", tls_probe=probe))
+        out.append(r.render_validate(engine, control, config_file="/etc/x.conf", tls_dir="/etc/t"))
+        out.append(r.render_hba_validate(control, hba_file="/etc/pg_hba.conf"))
+        out.append(control.restart + "\n" + control.logs + "\n" + control.probe)
+    return out
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_every_rendered_script_parses(shell: str) -> None:
+    for script in _all_scripts():
+        res = subprocess.run([shell, "-n", "-c", script], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr + script
+
+
+def fake_control(*, restart: str = "true", probe: str = "true") -> r.ServerControl:
+    return r.ServerControl(
+        name="fakedb",
+        restart=restart,
+        reload="true",
+        probe=probe,
+        logs="echo 'FATAL: the server said why'",
+        local_sql="false",
+    )
+
+
+def test_activate_prints_the_servers_log_when_the_restart_fails(tmp_path: Path) -> None:
+    script = r.render_activate(
+        fake_control(restart="echo 'Job failed' >&2; false"), config_file="/nonexistent", tls_probe="true"
+    )
+    res = sh(script)
+    assert res.returncode == 1
+    assert "fakedb: restart failed" in res.stdout and "Job failed" in res.stdout
+    assert "FATAL: the server said why" in res.stdout
+
+
+def test_activate_gives_up_after_a_bounded_wait(tmp_path: Path) -> None:
+    res = sh(r.render_activate(fake_control(probe="false"), config_file="/x", tls_probe="true", wait_seconds=2))
+    assert res.returncode == 1
+    assert "does not answer 2 s after the restart" in res.stdout and "FATAL: the server said why" in res.stdout
+
+
+def test_activate_fails_if_tls_is_not_served_and_skips_the_probe_without_our_config(tmp_path: Path) -> None:
+    conf = tmp_path / "90-mattermost-tls.conf"
+    conf.write_text("ssl = on\n")
+    bad_probe = "echo 'verify error:num=19:self-signed certificate' >&2; false"
+    res = sh(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
+    assert res.returncode == 1 and "does not serve the stack CA's certificate" in res.stdout
+    assert "self-signed certificate" in res.stdout and "FATAL: the server said why" in res.stdout
+    # after a rollback of the first apply our file is gone: restart only, no probe
+    conf.unlink()
+    res = sh(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
+    assert res.returncode == 0 and "fakedb: restarted" in res.stdout
+
+
+def _recording_client(tmp: Path) -> str:
+    """A stand-in admin client that records every call and fails the test if the script expects answers."""
+    log = tmp / "client.log"
+    return f"echo called >> {log}; false"
+
+
+def test_user_restore_of_a_replaced_resource_leaves_the_new_state(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    backup, owner = r.user_state_files("mmuser", str(state))
+    Path(backup).write_text("DROP USER IF EXISTS 'mmuser'@'%';\n")
+    Path(owner).write_text("new-token\n")
+    for engine in r.ENGINES:
+        script = strict(
+            r.render_user_restore(engine, user="mmuser", client=_recording_client(tmp_path), state_dir=str(state))
+        )
+        res = sh(script, r.user_stdin("old-token", "", "x"))
+        assert res.returncode == 0, res.stderr
+        assert "owned by another resource now" in res.stdout
+    assert not (tmp_path / "client.log").exists(), "the old owner's delete must not touch the database"
+    assert Path(backup).exists() and Path(owner).read_text() == "new-token\n"
+
+
+def test_user_restore_without_its_backup_fails_and_says_how_to_proceed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    _, owner = r.user_state_files("mmuser", str(state))
+    Path(owner).write_text("tok\n")
+    script = strict(
+        r.render_user_restore("mysql", user="mmuser", client=_recording_client(tmp_path), state_dir=str(state))
+    )
+    res = sh(script, r.user_stdin("tok", "", "x"))
+    assert res.returncode == 1 and "backup" in res.stderr and "missing" in res.stderr
+
+
+def test_user_scripts_refuse_truncated_or_forged_stdin(tmp_path: Path) -> None:
+    script = strict(
+        r.render_user_apply("postgres", user="mmuser", database="mattermost", client="false", state_dir=str(tmp_path))
+    )
+    res = sh(script, encode_bundle(["tok"]))
+    assert res.returncode == 1 and "stdin ended" in res.stderr
+    res = sh(script, encode_bundle(["tok; rm -rf /", "", ""]))
+    assert res.returncode == 1 and "owner token must be" in res.stderr
+
+
+# ---------------------------------------------------------------- real servers
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _have_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class DbPki:
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+    other_ca_pem: str
+
+
+def make_pki(name: str = "127.0.0.1") -> DbPki:
+    now = datetime.datetime.now(datetime.UTC)
+
+    def ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        return key, cert
+
+    ca_key, ca_cert = ca()
+    _, other = ca()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(name))]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return DbPki(
+        ca_pem=ca_cert.public_bytes(pem).decode(),
+        cert_pem=cert.public_bytes(pem).decode(),
+        key_pem=key.private_bytes(
+            pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        ).decode(),
+        other_ca_pem=other.public_bytes(pem).decode(),
+    )
+
+
+@dataclass
+class Server:
+    """A throwaway database server and how the program's scripts operate it."""
+
+    engine: str
+    root: Path
+    port: int
+    control: r.ServerControl
+    config_dir: str
+    pki: DbPki
+
+    @property
+    def tls_dir(self) -> str:
+        return f"{self.config_dir}/mattermost-tls"
+
+    @property
+    def config_file(self) -> str:
+        return r.server_config_path(self.engine, self.config_dir)
+
+    @property
+    def state(self) -> str:
+        return str(self.root / "state")
+
+    def specs(self) -> list[FileSpec]:
+        p = r.tls_paths(self.tls_dir)
+        svc = r.SERVICE_USER[self.engine]
+        return [
+            FileSpec(p.ca, "0644"),
+            FileSpec(p.cert, "0644"),
+            FileSpec(p.key, "0600", svc, svc),
+            FileSpec(self.config_file, "0644"),
+        ]
+
+    def activate(self) -> str:
+        probe = r.render_tls_probe(
+            self.engine,
+            address="127.0.0.1",
+            port=self.port,
+            ca_file=r.tls_paths(self.tls_dir).ca,
+            server_name="127.0.0.1",
+        )
+        return r.render_activate(self.control, config_file=self.config_file, tls_probe=probe)
+
+    def tls_apply(self, key_pem: str | None = None) -> subprocess.CompletedProcess[str]:
+        conf = r.render_mysql_cnf(self.tls_dir) if self.engine == "mysql" else r.render_pg_conf(self.tls_dir)
+        script = render_files_apply(
+            "db-server-tls",
+            self.specs(),
+            validate=r.render_validate(self.engine, self.control, config_file=self.config_file, tls_dir=self.tls_dir),
+            activate=self.activate(),
+            state_dir=self.state,
+        )
+        return sh(script, encode_bundle([self.pki.ca_pem, self.pki.cert_pem, key_pem or self.pki.key_pem, conf]))
+
+    def tls_restore(self) -> subprocess.CompletedProcess[str]:
+        return sh(
+            render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
+        )
+
+    def admin(self, sql: str) -> str:
+        """Run SQL as the local superuser; return its output."""
+        flags = "-N -B -r -e" if self.engine == "mysql" else "-At -c"
+        res = sh(f"cd / && {self.control.local_sql} {flags} {_shq(sql)}")
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    def user_apply(
+        self,
+        user: str,
+        password: str,
+        token: str,
+        *,
+        database: str = "mattermost",
+        client: str | None = None,
+        admin_secret: str = "",
+    ) -> subprocess.CompletedProcess[str]:
+        script = strict(
+            r.render_user_apply(
+                self.engine, user=user, database=database, client=client or self.control.local_sql, state_dir=self.state
+            )
+        )
+        sql = r.render_user_sql(self.engine, user=user, database=database, password=password)
+        return sh(script, r.user_stdin(token, admin_secret, sql))
+
+    def user_restore(
+        self, user: str, token: str, *, client: str | None = None, admin_secret: str = ""
+    ) -> subprocess.CompletedProcess[str]:
+        script = strict(
+            r.render_user_restore(self.engine, user=user, client=client or self.control.local_sql, state_dir=self.state)
+        )
+        return sh(script, r.user_stdin(token, admin_secret, "-- unused by delete"))
+
+    def login(
+        self,
+        user: str,
+        password: str,
+        *,
+        tls: bool,
+        database: str = "mattermost",
+        sql: str | None = None,
+        ca_pem: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """A client login over TCP: verified TLS (CA + server name) or plain text."""
+        ca = str(self.root / "client-ca.crt")
+        Path(ca).write_text(ca_pem or self.pki.ca_pem)
+        env = {"PATH": os.environ["PATH"], "LC_ALL": "C.UTF-8"}
+        if self.engine == "mysql":
+            env["MYSQL_PWD"] = password
+            mode = ["--ssl-ca", ca, "--ssl-verify-server-cert"] if tls else ["--skip-ssl"]
+            argv = [
+                "mariadb",
+                "--no-defaults",
+                "-h",
+                "127.0.0.1",
+                "-P",
+                str(self.port),
+                "-u",
+                user,
+                *mode,
+                "-D",
+                database,
+                "-N",
+                "-B",
+                "-e",
+                sql or "SHOW STATUS LIKE 'Ssl_version'",
+            ]
+        else:
+            env["PGPASSWORD"] = password
+            env["PGCONNECT_TIMEOUT"] = "10"
+            mode = f"sslmode=verify-full sslrootcert={ca}" if tls else "sslmode=disable"
+            conninfo = f"host=127.0.0.1 port={self.port} user={user} dbname={database} {mode}"
+            argv = [
+                "psql",
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql or "SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                conninfo,
+            ]
+        return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30, cwd="/")
+
+    def assert_tls_only(self, user: str, password: str, database: str = "mattermost") -> None:
+        ok = self.login(user, password, tls=True, database=database)
+        assert ok.returncode == 0, ok.stderr
+        assert "TLSv1.3" in ok.stdout or "TLSv1.2" in ok.stdout
+        plain = self.login(user, password, tls=False, database=database)
+        assert plain.returncode != 0, f"a plain login of {user} must fail: {plain.stdout}"
+
+
+def _shq(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+def _needs(*tools: str, users: tuple[str, ...] = ()) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (private servers run as their service users)")
+    missing = [t for t in tools if not (shutil.which(t) or Path(t).exists())]
+    missing += [u for u in users if not _have_user(u)]
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (apt-get install mariadb-server postgresql)")
+
+
+MY_CTL = """#!/bin/sh
+# Stand-in for `systemctl restart mariadb` (Type=notify): returns once the server answers, fails if it dies.
+set -u
+root={root}
+pidf=$root/run/mysqld.pid
+stop() {{
+  [ -s "$pidf" ] || return 0
+  pid=$(cat "$pidf")
+  kill "$pid" 2>/dev/null || return 0
+  i=0
+  while kill -0 "$pid" 2>/dev/null; do i=$((i + 1)); [ "$i" -lt 600 ] || {{ echo "mariadbd does not stop"; exit 1; }}; sleep 0.1; done
+}}
+start() {{
+  setsid mariadbd --defaults-file=$root/my.cnf --user=mysql </dev/null >>$root/run/out.log 2>&1 &
+  pid=$!
+  i=0
+  until mariadb-admin --no-defaults --socket=$root/run/mysqld.sock ping >/dev/null 2>&1; do
+    kill -0 "$pid" 2>/dev/null || {{ echo "mariadbd exited while starting"; exit 1; }}
+    i=$((i + 1)); [ "$i" -lt 600 ] || {{ echo "mariadbd does not answer"; exit 1; }}
+    sleep 0.1
+  done
+}}
+case "$1" in
+  stop) stop ;;
+  *) stop; start ;;
+esac
+"""
+
+
+@pytest.fixture(scope="module")
+def mysql_server() -> Iterator[Server]:
+    _needs(
+        "mariadbd", "mariadb-install-db", "mariadb", "mysql", "mariadb-admin", "openssl", "runuser", users=("mysql",)
+    )
+    root = Path(tempfile.mkdtemp(prefix="mmtls-mysql-"))
+    root.chmod(0o755)
+    try:
+        (root / "data").mkdir()
+        (root / "run").mkdir()
+        conf = root / "conf"
+        conf.mkdir()
+        shutil.chown(root / "data", "mysql", "mysql")
+        shutil.chown(root / "run", "mysql", "mysql")
+        port = _free_port()
+        (root / "my.cnf").write_text(
+            "[mysqld]\n"
+            f"datadir={root}/data\nsocket={root}/run/mysqld.sock\nport={port}\nbind-address=127.0.0.1\n"
+            f"pid-file={root}/run/mysqld.pid\nlog-error={root}/run/err.log\nskip-log-bin\nskip-name-resolve\n"
+            "innodb_buffer_pool_size=16M\n"
+            f"!includedir {conf}\n"
+        )
+        res = subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={root}/data",
+                "--user=mysql",
+                "--auth-root-authentication-method=socket",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if res.returncode != 0:
+            pytest.skip(f"mariadb-install-db failed: {res.stderr[-500:]}")
+        (root / "ctl.sh").write_text(MY_CTL.format(root=root))
+        sock = f"{root}/run/mysqld.sock"
+        control = r.ServerControl(
+            name="test-mariadb",
+            restart=f"sh {root}/ctl.sh restart",
+            reload=f"sh {root}/ctl.sh restart",
+            probe=f"mariadb-admin --no-defaults --socket={sock} --connect-timeout=2 ping",
+            logs=f"tail -n 30 {root}/run/err.log",
+            local_sql=f"mariadb --no-defaults --socket={sock} -uroot",
+            config_check=f"mariadbd --defaults-file={root}/my.cnf --help --verbose",
+        )
+        srv = Server("mysql", root, port, control, str(conf), make_pki())
+        res = sh(control.restart)
+        assert res.returncode == 0, res.stdout + (root / "run/err.log").read_text()
+        # the "before" state of a manual install: no TLS, the user without REQUIRE SSL
+        srv.admin("DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES")
+        srv.admin(
+            "CREATE DATABASE mattermost; CREATE DATABASE matter_most; CREATE DATABASE matterxmost; "
+            "CREATE USER 'mmuser'@'%' IDENTIFIED BY 'before-pw'; GRANT SELECT ON mattermost.* TO 'mmuser'@'%'"
+        )
+        yield srv
+    finally:
+        sh(f"sh {root}/ctl.sh stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_server() -> Iterator[Server]:
+    _needs(
+        str(PG_BIN / "initdb"), str(PG_BIN / "pg_ctl"), "psql", "pg_isready", "openssl", "runuser", users=("postgres",)
+    )
+    root = Path(tempfile.mkdtemp(prefix="mmtls-pg-"))
+    root.chmod(0o755)
+    pg_ctl = PG_BIN / "pg_ctl"
+    etc = root / "etc"
+    try:
+        for d in ("data", "run", "etc", "etc/conf.d"):
+            (root / d).mkdir()
+            shutil.chown(root / d, "postgres", "postgres")
+        (root / "data").chmod(0o700)
+        res = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(PG_BIN / "initdb"),
+                "-D",
+                f"{root}/data",
+                "-U",
+                "postgres",
+                "--auth-local=peer",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+        )
+        if res.returncode != 0:
+            pytest.skip(f"initdb failed: {res.stderr[-500:]}")
+        for f in ("postgresql.conf", "pg_hba.conf", "pg_ident.conf"):
+            shutil.move(root / "data" / f, etc / f)
+        port = _free_port()
+        # Debian's layout: config beside, data elsewhere, conf.d included last
+        with open(etc / "postgresql.conf", "a") as fh:
+            fh.write(
+                f"data_directory = '{root}/data'\nhba_file = '{etc}/pg_hba.conf'\nident_file = '{etc}/pg_ident.conf'\n"
+                f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}/run'\n"
+                "shared_buffers = 16MB\nssl = off\ninclude_dir = 'conf.d'\n"
+            )
+        log = f"{root}/run/postgres.log"
+        as_pg = "runuser -u postgres --"
+        control = r.ServerControl(
+            name="test-postgres",
+            restart=f"{as_pg} {pg_ctl} -D {etc} -l {log} -w -t 60 restart",
+            reload=f"{as_pg} {pg_ctl} -D {etc} reload",
+            probe=f"pg_isready -q -h {root}/run -p {port} -t 2",
+            logs=f"tail -n 30 {log}",
+            local_sql=f"{as_pg} psql -X -q -v ON_ERROR_STOP=1 -h {root}/run -p {port} -d postgres",
+        )
+        srv = Server("postgres", root, port, control, str(etc), make_pki())
+        res = sh(f"cd / && {as_pg} {pg_ctl} -D {etc} -l {log} -w -t 60 start")
+        assert res.returncode == 0, res.stdout + res.stderr
+        srv.admin("CREATE ROLE mmuser LOGIN PASSWORD 'before-pw'")
+        srv.admin("CREATE DATABASE mattermost OWNER mmuser")
+        srv.admin("CREATE DATABASE mmnewdb")
+        yield srv
+    finally:
+        sh(f"cd / && runuser -u postgres -- {pg_ctl} -D {etc} -m immediate -w stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _tree(path: str) -> dict[str, tuple[bytes, int]]:
+    out = {}
+    for p in sorted(Path(path).rglob("*")):
+        out[str(p)] = (p.read_bytes() if p.is_file() else b"dir", p.stat().st_mode)
+    return out
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgres"])
+def test_tls_config_rolls_back_a_broken_key_then_applies_and_restores(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    srv: Server = request.getfixturevalue("mysql_server" if engine == "mysql" else "pg_server")
+    before = _tree(srv.config_dir)
+    # another CA's key does not match the certificate: the server does not come back with it
+    broken = make_pki().key_pem
+    res = srv.tls_apply(key_pem=broken)
+    assert res.returncode != 0
+    assert "activation failed; the previous configuration is back in place" in res.stderr
+    server_words = "Failed to setup SSL" if engine == "mysql" else "private key"
+    assert server_words in res.stderr, res.stderr
+    assert _tree(srv.config_dir) == before, "the broken files are gone"
+    assert sh(srv.control.probe).returncode == 0, "the server is back, on the previous configuration"
+    assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "and still the old (plain) way"
+
+    res = srv.tls_apply()
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "TLS verified with the stack CA" in res.stdout
+    ok = srv.login("mmuser", "before-pw", tls=True)
+    assert ok.returncode == 0 and "TLSv1." in ok.stdout, ok.stderr
+    # a client that trusts another CA refuses the server
+    wrong = srv.login("mmuser", "before-pw", tls=True, ca_pem=srv.pki.other_ca_pem)
+    assert wrong.returncode != 0
+    if engine == "mysql":
+        assert srv.login("mmuser", "before-pw", tls=False).returncode != 0, "require_secure_transport refuses plain TCP"
+
+    again = srv.tls_apply()
+    assert again.returncode == 0 and "db-server-tls: unchanged" in again.stdout and "restarted" not in again.stdout
+
+    res = srv.tls_restore()
+    assert res.returncode == 0, res.stderr
+    assert _tree(srv.config_dir) == before, "restore leaves the config dir byte-identical"
+    assert srv.login("mmuser", "before-pw", tls=False).returncode == 0
+
+
+def test_validate_catches_a_setting_that_would_be_shadowed(pg_server: Server) -> None:
+    srv = pg_server
+    srv.admin("ALTER SYSTEM SET ssl_key_file = '/elsewhere/server.key'")
+    try:
+        res = srv.tls_apply()
+        assert res.returncode != 0 and "validation failed" in res.stderr
+        assert "would not apply" in res.stderr and "postgresql.auto.conf" in res.stderr, res.stderr
+    finally:
+        srv.admin("ALTER SYSTEM RESET ssl_key_file")
+    assert not Path(srv.config_file).exists()
+
+
+@pytest.fixture
+def tls_on(request: pytest.FixtureRequest) -> Iterator[Server]:
+    srv: Server = request.getfixturevalue(request.param)
+    res = srv.tls_apply()
+    assert res.returncode == 0, res.stdout + res.stderr
+    try:
+        yield srv
+    finally:
+        res = srv.tls_restore()
+        assert res.returncode == 0, res.stderr
+
+
+def _mysql_user_state(srv: Server, user: str) -> str:
+    if srv.admin(f"SELECT COUNT(*) FROM mysql.user WHERE User = '{user}' AND Host = '%'") == "0":
+        return "absent"
+    return srv.admin(f"SHOW CREATE USER '{user}'@'%'") + "\n" + srv.admin(f"SHOW GRANTS FOR '{user}'@'%'")
+
+
+def _pg_user_state(srv: Server, user: str) -> str:
+    role = srv.admin(
+        f"SELECT rolcanlogin::text || ' ' || coalesce(rolpassword, 'NULL') FROM pg_authid WHERE rolname = '{user}'"
+    )
+    owners = srv.admin(
+        "SELECT string_agg(datname || '=' || pg_get_userbyid(datdba), ',' ORDER BY datname) FROM pg_database"
+    )
+    return f"{role or 'absent'} {owners}"
+
+
+def _user_state(srv: Server, user: str) -> str:
+    return _mysql_user_state(srv, user) if srv.engine == "mysql" else _pg_user_state(srv, user)
+
+
+@pytest.mark.parametrize("tls_on", ["mysql_server", "pg_server"], indirect=True)
+def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Server) -> None:
+    srv = tls_on
+    before = _user_state(srv, "mmuser")
+    assert srv.login("mmuser", "before-pw", tls=False).returncode == 0 or srv.engine == "mysql"
+    if srv.engine == "postgres":
+        hba = f"{srv.config_dir}/pg_hba.conf"
+        block = r.render_pg_hba_block("mattermost", "mmuser", ["127.0.0.1"])
+        res = sh(
+            render_block_apply(
+                "db-pg-hba",
+                hba,
+                position="top",
+                validate=r.render_hba_validate(srv.control, hba_file=hba),
+                activate=srv.control.reload,
+                state_dir=srv.state,
+            ),
+            encode_bundle([block]),
+        )
+        assert res.returncode == 0, res.stderr
+
+    res = srv.user_apply("mmuser", "new pw with 'quotes'", "tok-a")
+    assert res.returncode == 0, res.stderr
+    backup, owner = r.user_state_files("mmuser", srv.state)
+    assert oct(Path(backup).stat().st_mode & 0o777) == "0o600"
+    saved = Path(backup).read_text()
+    if srv.engine == "mysql":
+        assert "IDENTIFIED BY PASSWORD '*" in saved and "REQUIRE SSL" not in saved
+    else:
+        assert "SCRAM-SHA-256$" in saved and "LOGIN" in saved
+    srv.assert_tls_only("mmuser", "new pw with 'quotes'")
+    assert srv.login("mmuser", "before-pw", tls=True).returncode != 0, "the old password is gone"
+    if srv.engine == "mysql":
+        # each layer holds on its own: the user's REQUIRE SSL without require_secure_transport
+        srv.admin("SET GLOBAL require_secure_transport = OFF")
+        try:
+            plain = srv.login("mmuser", "new pw with 'quotes'", tls=False)
+            assert plain.returncode != 0, "REQUIRE SSL must refuse a plain login by itself"
+        finally:
+            srv.admin("SET GLOBAL require_secure_transport = ON")
+
+    # running twice changes nothing that matters and keeps the true original
+    res = srv.user_apply("mmuser", "new pw with 'quotes'", "tok-a")
+    assert res.returncode == 0, res.stderr
+    assert Path(backup).read_text() == saved
+    srv.assert_tls_only("mmuser", "new pw with 'quotes'")
+
+    # create-before-delete: the replacement (token b) runs first, then the old delete (token a)
+    assert srv.user_apply("mmuser", "replaced-pw", "tok-b").returncode == 0
+    res = srv.user_restore("mmuser", "tok-a")
+    assert res.returncode == 0 and "owned by another resource" in res.stdout
+    srv.assert_tls_only("mmuser", "replaced-pw")
+
+    res = srv.user_restore("mmuser", "tok-b")
+    assert res.returncode == 0, res.stderr
+    assert "previous state restored" in res.stdout
+    assert _user_state(srv, "mmuser") == before, "hash, plugin, flags and grants as before"
+    assert not Path(backup).exists() and not Path(owner).exists()
+    if srv.engine == "postgres":
+        res = sh(render_block_restore("db-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
+        assert res.returncode == 0, res.stderr
+        assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "plain login back as it was"
+    assert srv.login("mmuser", "before-pw", tls=True).returncode == 0
+    # a second delete is harmless
+    assert srv.user_restore("mmuser", "tok-b").returncode == 0
+
+
+@pytest.mark.parametrize("tls_on", ["mysql_server", "pg_server"], indirect=True)
+def test_new_user_with_hostile_passwords_then_removed(tls_on: Server) -> None:
+    srv = tls_on
+    database = "mattermost" if srv.engine == "mysql" else "mmnewdb"
+    before = _user_state(srv, "mmnew")
+    assert "absent" in before
+    if srv.engine == "postgres":
+        hba = f"{srv.config_dir}/pg_hba.conf"
+        res = sh(
+            render_block_apply("db-pg-hba-new", hba, position="top", activate=srv.control.reload, state_dir=srv.state),
+            encode_bundle([r.render_pg_hba_block(database, "mmnew", ["127.0.0.1"])]),
+        )
+        assert res.returncode == 0, res.stderr
+    for i, pw in enumerate(HOSTILE):
+        res = srv.user_apply("mmnew", pw, "tok", database=database)
+        assert res.returncode == 0, f"{pw!r}: {res.stderr}"
+        ok = srv.login("mmnew", pw, tls=True, database=database)
+        assert ok.returncode == 0, f"{pw!r}: {ok.stderr}"
+        if i == 0:
+            assert srv.login("mmnew", pw, tls=False, database=database).returncode != 0
+    assert not Path("/tmp/mmtls-pwned").exists()
+    # Mattermost can create its tables (PostgreSQL 15: only the database owner may create in public)
+    create = srv.login("mmnew", HOSTILE[-1], tls=True, database=database, sql="CREATE TABLE mm_probe (id int)")
+    assert create.returncode == 0, create.stderr
+    srv.login("mmnew", HOSTILE[-1], tls=True, database=database, sql="DROP TABLE mm_probe")
+
+    res = srv.user_restore("mmnew", "tok")
+    assert res.returncode == 0, res.stderr
+    assert _user_state(srv, "mmnew") == before, "a user that did not exist is gone again"
+    if srv.engine == "postgres":
+        assert (
+            sh(
+                render_block_restore("db-pg-hba-new", hba, restore_activate=srv.control.reload, state_dir=srv.state)
+            ).returncode
+            == 0
+        )
+
+
+@pytest.mark.parametrize("tls_on", ["mysql_server"], indirect=True)
+def test_mysql_grant_does_not_leak_to_similarly_named_databases(tls_on: Server) -> None:
+    srv = tls_on
+    res = srv.user_apply("mmgrant", "pw", "tok", database="matter_most")
+    assert res.returncode == 0, res.stderr
+    try:
+        assert srv.login("mmgrant", "pw", tls=True, database="matter_most").returncode == 0
+        # unescaped, '_' would match any character and grant matterxmost too
+        denied = srv.login("mmgrant", "pw", tls=True, database="matterxmost")
+        assert denied.returncode != 0 and "denied" in denied.stderr
+    finally:
+        assert srv.user_restore("mmgrant", "tok").returncode == 0
+    assert _mysql_user_state(srv, "mmgrant") == "absent"
+
+
+def test_pg_role_that_came_to_own_tables_is_kept_without_login(pg_server: Server) -> None:
+    srv = pg_server
+    res = srv.user_apply("mmkeep", "pw", "tok", database="mmnewdb")
+    assert res.returncode == 0, res.stderr
+    assert srv.admin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mmnewdb'") == "mmkeep"
+    # Mattermost's tables belong to its role
+    res = sh(
+        f"cd / && {srv.control.local_sql} -d mmnewdb -c 'SET ROLE mmkeep; CREATE TABLE posts (id int); INSERT INTO posts VALUES (1)'"
+    )
+    assert res.returncode == 0, res.stderr
+    try:
+        res = srv.user_restore("mmkeep", "tok")
+        assert res.returncode == 0, res.stderr
+        assert "no data is lost" in res.stderr
+        assert (
+            srv.admin(
+                "SELECT rolcanlogin::text || ' ' || coalesce(rolpassword, 'NULL') FROM pg_authid WHERE rolname = 'mmkeep'"
+            )
+            == "false NULL"
+        )
+        assert srv.admin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mmnewdb'") == "postgres"
+        rows = sh(f"cd / && {srv.control.local_sql} -d mmnewdb -At -c 'SELECT count(*) FROM posts'")
+        assert rows.stdout.strip() == "1"
+    finally:
+        sh(f"cd / && {srv.control.local_sql} -d mmnewdb -c 'DROP TABLE IF EXISTS posts'")
+        srv.admin("DROP ROLE IF EXISTS mmkeep")
+
+
+def test_missing_database_fails_before_anything_changes(pg_server: Server, mysql_server: Server) -> None:
+    for srv in (pg_server, mysql_server):
+        res = srv.user_apply("mmuser", "pw", "tok", database="nosuchdb")
+        assert res.returncode != 0 and "database nosuchdb does not exist" in res.stderr, res.stderr
+        assert not Path(r.user_state_files("mmuser", srv.state)[0]).exists(), "no backup taken"
+        assert srv.login("mmuser", "before-pw", tls=False).returncode == 0 or srv.engine == "mysql"
+
+
+ADMIN_PW = "adm'in\"pw\\ #;$x ü:"
+
+
+@pytest.mark.parametrize("tls_on", ["mysql_server", "pg_server"], indirect=True)
+def test_admin_over_verified_tls_with_a_hostile_password(tls_on: Server) -> None:
+    srv = tls_on
+    if srv.engine == "mysql":
+        srv.admin(
+            "SET NAMES utf8mb4; SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'; "
+            f"CREATE USER 'mtmadmin'@'%' IDENTIFIED BY {r.mysql_string(ADMIN_PW)}; "
+            "GRANT ALL ON *.* TO 'mtmadmin'@'%' WITH GRANT OPTION"
+        )
+    else:
+        srv.admin(f"CREATE ROLE mtmadmin SUPERUSER LOGIN PASSWORD {r.pg_string(ADMIN_PW)}")
+    try:
+        ca = r.tls_paths(srv.tls_dir).ca
+        client = r.admin_client(
+            srv.engine, srv.control, admin_user="mtmadmin", address="127.0.0.1", port=srv.port, ca_file=ca
+        )
+        secret = r.render_admin_secret(
+            srv.engine, admin_user="mtmadmin", admin_password=ADMIN_PW, address="127.0.0.1", port=srv.port, ca_file=ca
+        )
+        database = "mattermost" if srv.engine == "mysql" else "mmnewdb"
+        res = srv.user_apply("mmadm", "pw-adm", "tok", database=database, client=client, admin_secret=secret)
+        assert res.returncode == 0, res.stderr
+        assert ADMIN_PW not in res.stdout + res.stderr
+        assert srv.login("mmadm", "pw-adm", tls=True, database=database).returncode == 0
+        res = srv.user_restore("mmadm", "tok", client=client, admin_secret=secret)
+        assert res.returncode == 0, res.stderr
+        assert "absent" in _user_state(srv, "mmadm")
+        assert not list(Path(srv.state).glob("tmp.*")), "the credentials file is gone"
+    finally:
+        if srv.engine == "mysql":
+            srv.admin("DROP USER IF EXISTS 'mtmadmin'@'%'")
+        else:
+            srv.admin("DROP ROLE IF EXISTS mtmadmin")
