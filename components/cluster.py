@@ -1,0 +1,226 @@
+"""Cluster: encrypts Mattermost's app <-> app gossip with a pinned, supervised SSH tunnel mesh
+plus gossip encryption.
+
+Owns, on every node: a dedicated tunnel account that can do nothing but forward to the peers'
+gossip port; one ED25519 key per node (pulumi_tls, secret); the sshd Match block and
+authorized_keys that admit exactly the peers' keys; per peer a known_hosts pin of the peer's real
+host key and a systemd tunnel unit (Restart=always); the DNAT that sends TCP gossip to a peer
+into its tunnel and the filter that keeps the gossip ports closed to non-peers; a drop-in that
+makes Mattermost start only with its DNAT in place and after its tunnels; the Mattermost
+ClusterSettings environment (gossip encryption for the UDP half that cannot ride SSH); and the
+full-cluster stop that a gossip-encryption switch needs.
+
+Built BEFORE the nodes: `env_for(node)` goes into MattermostNode(extra_env=...), `ready_for(node)`
+into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode switch) the
+stop of every node are done. Resource names are `<node>-cluster-<role>` and
+`<node>-cluster-tunnel-<peer>`: adding a node adds its own resources and its pairs, and changes
+existing resources only by adding the new pairs' lines (authorized_keys, firewall rules).
+
+Decisions and their reasons are in components/cluster_render.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_tls as tls
+
+from components import cluster_render as r
+from components.config import Node, StackConfig
+from components.connection import connection_for
+from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    """Inputs of the cluster mesh."""
+
+    cfg: StackConfig
+    """Validated stack config (section `cluster`, SSH defaults, node defaults)."""
+    nodes: Sequence[Node]
+    """The cluster members, in config order (normally `cfg.nodes`)."""
+
+
+class Cluster(pulumi.ComponentResource):
+    """The tunnel mesh and gossip settings of all nodes (see the module docstring)."""
+
+    plan: r.ClusterPlan
+    """Every decision (members, slots, local ports), from config only."""
+    public_keys: dict[str, pulumi.Output[str]]
+    """Per node, its tunnel public key (OpenSSH format, not secret)."""
+    summary: pulumi.Output[dict[str, object]]
+    """Exported: cluster name, tunnelled ports, gossip encryption, per node its key fingerprint
+    and per peer the local ports of its tunnel."""
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        # every config error surfaces before anything is registered
+        plan = r.plan_cluster(args.cfg, args.nodes)
+        super().__init__("mattermost-tls:cluster:Cluster", name, None, opts)
+        self.plan = plan
+        cfg = args.cfg
+        user = plan.tunnel_user
+        conn = {n.name: connection_for(cfg, n.address, n.ssh) for n in args.nodes if n.address}
+
+        def child(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, depends_on=list(deps))
+
+        keys: dict[str, tls.PrivateKey] = {}
+        preflight: dict[str, pulumi.Resource] = {}
+        account: dict[str, pulumi.Resource] = {}
+        sshd: dict[str, pulumi.Resource] = {}
+        client_key: dict[str, pulumi.Resource] = {}
+        firewall: dict[str, pulumi.Resource] = {}
+        units: dict[str, pulumi.Resource] = {}
+        for m in plan.members:
+            keys[m.name] = tls.PrivateKey(
+                f"{m.name}-cluster-ssh-key",
+                algorithm="ED25519",
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    additional_secret_outputs=["private_key_openssh", "private_key_pem", "private_key_pem_pkcs8"],
+                ),
+            )
+        self.public_keys = {n: k.public_key_openssh for n, k in keys.items()}
+
+        for m in plan.members:
+            c = conn[m.name]
+            preflight[m.name] = run_script(
+                f"{m.name}-cluster-preflight",
+                connection=c,
+                create=r.render_preflight(plan, m.name),
+                # re-checked when what it looks for changes; it changes nothing itself
+                triggers=[m.unit, *map(str, plan.ports)],
+                opts=child(),
+            )
+            account[m.name] = run_script(
+                f"{m.name}-cluster-account",
+                connection=c,
+                create=r.render_account_create(plan),
+                delete=r.render_account_delete(plan),
+                opts=child(preflight[m.name]),
+            )
+            client_key[m.name] = managed_files(
+                f"{m.name}-cluster-client-key",
+                connection=c,
+                files=[ManagedFile(FileSpec(r.CLIENT_KEY, "0600", user, user), keys[m.name].private_key_openssh)],
+                secret=True,
+                opts=child(account[m.name]),
+            )
+            authorized = pulumi.Output.all(
+                **{p.name: keys[p.name].public_key_openssh for p in plan.peers(m.name)}
+            ).apply(lambda pub, node=m.name: r.render_authorized_keys(plan, node, pub))
+            sshd[m.name] = managed_files(
+                f"{m.name}-cluster-sshd",
+                connection=c,
+                files=[
+                    ManagedFile(FileSpec(r.AUTHORIZED_KEYS, "0644"), authorized),
+                    ManagedFile(FileSpec(r.SSHD_DROPIN, "0644"), r.render_sshd_dropin(plan, m.name)),
+                ],
+                validate=r.render_sshd_validate(plan, m.name),
+                activate=r.SSHD_RELOAD,
+                restore_activate=r.SSHD_RELOAD,
+                opts=child(account[m.name]),
+            )
+            firewall[m.name] = managed_files(
+                f"{m.name}-cluster-firewall",
+                connection=c,
+                files=[
+                    ManagedFile(FileSpec(r.HELPER, "0755"), r.render_helper()),
+                    ManagedFile(FileSpec(r.FIREWALL_RULES, "0644"), r.render_firewall_rules(plan, m.name)),
+                    ManagedFile(
+                        FileSpec(f"{r.SYSTEMD_DIR}/{r.FIREWALL_UNIT}", "0644"), r.render_firewall_unit(plan, m.name)
+                    ),
+                ],
+                validate=f"{r.HELPER} check",
+                activate=r.render_firewall_activate(),
+                restore_activate=r.render_firewall_activate(),
+                opts=child(preflight[m.name]),
+            )
+            units[m.name] = managed_files(
+                f"{m.name}-cluster-units",
+                connection=c,
+                files=[
+                    ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNELS_TARGET}", "0644"), r.render_tunnels_target()),
+                    ManagedFile(
+                        FileSpec(r.mattermost_dropin_path(m.unit), "0644"), r.render_mattermost_dropin(plan, m.name)
+                    ),
+                ],
+                activate="systemctl daemon-reload\n",
+                restore_activate="systemctl daemon-reload\n",
+                opts=child(firewall[m.name]),
+            )
+
+        tunnels: dict[str, list[pulumi.Resource]] = {m.name: [] for m in plan.members}
+        for m in plan.members:
+            for p in plan.peers(m.name):
+                tunnels[m.name].append(
+                    managed_files(
+                        f"{m.name}-cluster-tunnel-{p.name}",
+                        connection=conn[m.name],
+                        files=[
+                            ManagedFile(FileSpec(r.tunnel_known_hosts_path(p.name), "0644"), r.render_known_hosts(p)),
+                            ManagedFile(
+                                FileSpec(f"{r.SYSTEMD_DIR}/{r.tunnel_unit_name(p.name)}", "0644"),
+                                r.render_tunnel_unit(plan, m.name, p.name),
+                            ),
+                            ManagedFile(
+                                FileSpec(r.tunnel_target_dropin_path(p.name), "0644"), r.render_target_dropin(p.name)
+                            ),
+                        ],
+                        activate=r.render_tunnel_activate(p.name),
+                        restore_activate=r.render_tunnel_activate(p.name),
+                        # the peer must admit our key before the tunnel can come up
+                        opts=child(client_key[m.name], units[m.name], firewall[m.name], sshd[p.name]),
+                    )
+                )
+
+        # The stop runs last (shortest downtime): once every node's tunnels and DNAT are live.
+        everything = [*firewall.values(), *units.values(), *(t for ts in tunnels.values() for t in ts)]
+        mode = "true" if plan.gossip_encryption else "false"
+        stops = {
+            m.name: run_script(
+                f"{m.name}-cluster-gossip-mode",
+                connection=conn[m.name],
+                create=r.render_gossip_stop(plan, m.name),
+                # a new mode replaces every node's stop, so every node runs it again
+                triggers=[mode],
+                opts=child(*everything),
+            )
+            for m in plan.members
+        }
+
+        self._env = {m.name: r.gossip_env(plan, m.name) for m in plan.members}
+        self._ready = {
+            m.name: [firewall[m.name], units[m.name], *tunnels[m.name], *stops.values()] for m in plan.members
+        }
+        fingerprints = pulumi.Output.all(**{n: k.public_key_fingerprint_sha256 for n, k in keys.items()})
+        self.summary = fingerprints.apply(
+            lambda fps: {
+                "name": plan.name,
+                "ports": list(plan.ports),
+                "gossipEncryption": plan.gossip_encryption,
+                "tunnelUser": plan.tunnel_user,
+                "nodes": {
+                    m.name: {
+                        "address": m.address,
+                        "slot": m.slot,
+                        "keyFingerprint": fps[m.name],
+                        "tunnels": {p.name: list(plan.local_ports(p.name)) for p in plan.peers(m.name)},
+                    }
+                    for m in plan.members
+                },
+            }
+        )
+        self.register_outputs({"summary": self.summary, "public_keys": self.public_keys})
+
+    def env_for(self, node_name: str) -> dict[str, pulumi.Input[str]]:
+        """The MM_CLUSTERSETTINGS_* environment for MattermostNode(extra_env=...)."""
+        self.plan.member(node_name)
+        return dict(self._env[node_name])
+
+    def ready_for(self, node_name: str) -> list[pulumi.Resource]:
+        """What MattermostNode(depends_on=...) must wait for before it restarts this node."""
+        self.plan.member(node_name)
+        return list(self._ready[node_name])

@@ -1,0 +1,724 @@
+"""Pure decisions and renderers of the cluster transport: plain values in, text out.
+
+Owns the cluster plan (who peers with whom, which local port carries which pair, every config
+error about it), and the text of everything the Cluster component installs: the tunnel
+account's authorized_keys and sshd Match block, per-pair known_hosts and systemd tunnel units,
+the firewall rules and their helper, the Mattermost drop-in, the preflight that refuses hosts
+still carrying the manual procedure, the account script and the gossip-mode stop script.
+
+Why the design is what it is (each point is tested):
+- Memberlist gossips over TCP and UDP on the gossip port. TCP goes through a per-pair SSH tunnel
+  (`ssh -N -L 127.0.0.1:<local>:<peer ip>:<port>`), selected by a DNAT in `nat OUTPUT`; UDP
+  cannot ride an SSH tunnel, so gossip encryption (AES-GCM, key in the database) covers it.
+- DNAT to 127.0.0.1 in OUTPUT works with route_localnet=0 and ip_forward=0 (FACTS-lab), so
+  neither is touched.
+- The rules are NOT in /etc/ufw/after.rules: ufw re-runs that file with `iptables-restore -n` on
+  every reload and, with the default MANAGE_BUILTINS=no, never flushes `nat OUTPUT`, so the
+  manual procedure's DNAT lines stack up one more copy per reload; and on a host where ufw is
+  inactive (Debian's default) the file is never loaded at all and gossip would silently go out in
+  the clear. Instead our own chains (MMTLS-CLUSTER-NAT, MMTLS-CLUSTER-IN) are declared in one
+  rules file: `iptables-restore -n` flushes a declared chain before filling it, so every load
+  replaces the whole content atomically, and one jump per chain is added only if absent. A
+  oneshot unit loads them; the Mattermost unit Requires= it (no DNAT, no Mattermost).
+- Local ports: port(pair X->Y, i) = tunnelPortBase + slot(Y) * len(ports) + i. slot(Y) is
+  nodes[].tunnelSlot if set, else the low bits of Y's IPv4 address. Only X's own peers share
+  X's loopback, and addresses are unique, so derived slots never collide while all nodes sit in
+  one block of 2**bits addresses (bits = 14 with the defaults: any /18). A hash of the name would
+  collide by the birthday bound (two of 200 names share a slot with probability ~2/3). The slot
+  depends on nothing but Y itself, so adding or removing nodes moves no existing pair.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.config import PROJECT, ConfigError, Node, StackConfig, version_tuple
+from components.remote_files import STATE_DIR
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+CONF_DIR = "/etc/mattermost-cluster"
+CLIENT_KEY = f"{CONF_DIR}/id_ed25519"
+AUTHORIZED_KEYS = f"{CONF_DIR}/authorized_keys"
+KNOWN_HOSTS_DIR = f"{CONF_DIR}/known_hosts.d"
+FIREWALL_RULES = f"{CONF_DIR}/firewall.rules"
+HELPER = "/usr/local/sbin/mm-cluster"
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf"
+SYSTEMD_DIR = "/etc/systemd/system"
+FIREWALL_UNIT = "mm-cluster-firewall.service"
+TUNNELS_TARGET = "mm-cluster-tunnels.target"
+MATTERMOST_DROPIN_NAME = "40-mattermost-cluster.conf"
+NAT_CHAIN = "MMTLS-CLUSTER-NAT"
+IN_CHAIN = "MMTLS-CLUSTER-IN"
+SSH_BIN = "/usr/bin/ssh"
+NOLOGIN = "/usr/sbin/nologin"
+# A tunnel counts as up once ssh listens on its local ports (it binds them only after the
+# pinned host key and the key login succeeded); how long the unit may take to get there.
+TUNNEL_READY_SECONDS = 15
+# Names of the gossip encryption setting: renamed in v10.11 (FACTS: ClusterSettings).
+GOSSIP_ENCRYPTION_VAR = "MM_CLUSTERSETTINGS_ENABLEGOSSIPENCRYPTION"
+GOSSIP_ENCRYPTION_VAR_OLD = "MM_CLUSTERSETTINGS_ENABLEEXPERIMENTALGOSSIPENCRYPTION"
+HEADER = "# Managed by mattermost-transport-encryption (cluster tunnels); `pulumi destroy` removes it."
+
+# What may appear in a unit file or rules file value: no whitespace, quotes, '%' (a systemd
+# specifier), '\\' or ';'. Every value rendered below is also restricted by the config schema.
+_PLAIN = re.compile(r"^[A-Za-z0-9_.:@/+=,-]+$")
+_HOSTKEY_ALGORITHMS = {
+    "ssh-ed25519": "ssh-ed25519",
+    "ecdsa-sha2-nistp256": "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384": "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521": "ecdsa-sha2-nistp521",
+    # an ssh-rsa host key is used with SHA-2 signatures; plain ssh-rsa (SHA-1) is not offered
+    "ssh-rsa": "rsa-sha2-512,rsa-sha2-256",
+}
+
+
+def _plain(what: str, value: object) -> str:
+    text = str(value)
+    if not _PLAIN.match(text):
+        raise ValueError(f"{what} {text!r} cannot go into a unit or rules file (whitespace, quotes or '%')")
+    return text
+
+
+def _q(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def _config_error(key: str, message: str) -> ConfigError:
+    return ConfigError(f"invalid stack configuration:\n  {PROJECT}:{key}: {message}")
+
+
+# ---------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class Member:
+    """One cluster node as the plan sees it."""
+
+    name: str
+    index: int
+    """Position in the stack's `nodes` list (for error messages only, never for names or ports)."""
+    address: str
+    """IPv4 address: gossip binds and advertises it, peers tunnel to it."""
+    ssh_port: int
+    """The port of this node's sshd, which its peers' tunnels connect to."""
+    host_key: str
+    """This node's SSH host key (`type base64`), pinned in its peers' known_hosts."""
+    unit: str
+    """Its Mattermost systemd unit, without `.service`."""
+    version: tuple[int, int, int]
+    slot: int
+    slot_source: str
+    """'tunnelSlot' (explicit) or 'address' (derived)."""
+
+    @property
+    def key_alias(self) -> str:
+        """The name its peers' ssh knows its host key under (HostKeyAlias)."""
+        return f"mm-cluster-{self.name}"
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Everything the cluster component decides, from validated config only."""
+
+    name: str
+    members: tuple[Member, ...]
+    ports: tuple[int, ...]
+    """Tunnelled TCP ports: the gossip port, then the streaming port if configured."""
+    gossip_port: int
+    streaming_port: int | None
+    port_base: int
+    tunnel_user: str
+    gossip_encryption: bool
+
+    def member(self, name: str) -> Member:
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise KeyError(f"{name!r} is not a cluster node (nodes: {', '.join(m.name for m in self.members)})")
+
+    def peers(self, name: str) -> tuple[Member, ...]:
+        """Every other member, in config order."""
+        self.member(name)
+        return tuple(m for m in self.members if m.name != name)
+
+    def local_ports(self, peer: str) -> tuple[int, ...]:
+        """The loopback ports that carry traffic to `peer` (the same on every node)."""
+        return tuple(
+            local_port(self.port_base, self.member(peer).slot, len(self.ports), i) for i in range(len(self.ports))
+        )
+
+    @property
+    def tunnel_home(self) -> str:
+        return f"/var/lib/{self.tunnel_user}"
+
+
+def slot_capacity(base: int, width: int) -> int:
+    """How many slots fit between `base` and 65535 with `width` ports each."""
+    return max(0, (65535 - base + 1) // width)
+
+
+def derived_slot_bits(base: int, width: int) -> int:
+    """Address bits a derived slot uses: the largest power of two of slots that fits."""
+    cap = slot_capacity(base, width)
+    return cap.bit_length() - 1 if cap else 0
+
+
+def derived_slot(address: str, base: int, width: int) -> int:
+    """The slot of a node without tunnelSlot: the low bits of its address."""
+    bits = derived_slot_bits(base, width)
+    return int(ipaddress.ip_address(address)) & ((1 << bits) - 1)
+
+
+def local_port(base: int, slot: int, width: int, index: int) -> int:
+    """Loopback port on every node for the tunnel to the node in `slot`, port `index`."""
+    return base + slot * width + index
+
+
+def plan_cluster(cfg: StackConfig, nodes: Sequence[Node]) -> ClusterPlan:
+    """Validate the cluster part of the config and decide slots; raises ConfigError naming the key."""
+    cl = cfg.cluster
+    positions = {n.name: i for i, n in enumerate(cfg.nodes)}
+    if not nodes:
+        raise _config_error("nodes", "the cluster needs at least one node")
+    if cl.streaming_port is not None and cl.streaming_port == cl.gossip_port:
+        raise _config_error("cluster.streamingPort", f"must differ from cluster.gossipPort ({cl.gossip_port})")
+    ports = (cl.gossip_port,) if cl.streaming_port is None else (cl.gossip_port, cl.streaming_port)
+    width = len(ports)
+    capacity = slot_capacity(cl.tunnel_port_base, width)
+    if capacity < 1:
+        raise _config_error(
+            "cluster.tunnelPortBase",
+            f"{cl.tunnel_port_base} leaves no room for {width} tunnel port(s) below 65536; use e.g. 28000",
+        )
+
+    members: list[Member] = []
+    seen_names: dict[str, str] = {}
+    seen_addr: dict[str, str] = {}
+    for pos, n in enumerate(nodes):
+        i = positions.get(n.name, pos)
+        key = f"nodes[{i}]"
+        if n.name in seen_names:
+            raise _config_error(f"{key}.name", f"{n.name!r} is used twice (also {seen_names[n.name]}.name)")
+        seen_names[n.name] = key
+        if n.address is None:
+            raise _config_error(f"{key}.address", f"missing: cluster node {n.name!r} needs its IPv4 address")
+        if ipaddress.ip_address(n.address).version != 4:
+            raise _config_error(
+                f"{key}.address",
+                f"{n.address} is IPv6; the cluster tunnels' DNAT to 127.0.0.1 is IPv4-only: give node {n.name!r} an IPv4 address",
+            )
+        if n.address in seen_addr:
+            raise _config_error(f"{key}.address", f"{n.address} is used twice (also {seen_addr[n.address]}.address)")
+        seen_addr[n.address] = key
+        if n.ssh.host_key is None:
+            raise _config_error(f"{key}.ssh.hostKey", "missing: peers pin this host key for their tunnels")
+        if n.tunnel_slot is not None:
+            slot, source = n.tunnel_slot, "tunnelSlot"
+            top = local_port(cl.tunnel_port_base, slot, width, width - 1)
+            if top > 65535:
+                raise _config_error(
+                    "cluster.tunnelPortBase",
+                    f"{key}.tunnelSlot {slot} needs local port {top} > 65535 with cluster.tunnelPortBase "
+                    f"{cl.tunnel_port_base}: lower cluster.tunnelPortBase to at most {65535 - slot * width - width + 1} "
+                    f"or choose {key}.tunnelSlot below {capacity}",
+                )
+        else:
+            slot, source = derived_slot(n.address, cl.tunnel_port_base, width), "address"
+        members.append(
+            Member(
+                name=n.name,
+                index=i,
+                address=n.address,
+                ssh_port=n.ssh.port or cfg.ssh.port,
+                host_key=n.ssh.host_key,
+                unit=cfg.node_setting(n, "unit"),
+                version=version_tuple(cfg.node_setting(n, "version")),
+                slot=slot,
+                slot_source=source,
+            )
+        )
+
+    by_slot: dict[int, Member] = {}
+    for m in members:
+        other = by_slot.get(m.slot)
+        if other is not None:
+            # name the node whose own setting fixes it without moving anything else
+            culprit, kept = (
+                (other, m) if (other.slot_source == "tunnelSlot" and m.slot_source == "address") else (m, other)
+            )
+            used = {x.slot for x in members}
+            free = next(s for s in range(min(capacity, 1000) + 1) if s not in used)
+            why = "explicit" if culprit.slot_source == "tunnelSlot" else f"derived from its address {culprit.address}"
+            raise _config_error(
+                f"nodes[{culprit.index}].tunnelSlot",
+                f"node {culprit.name!r} gets tunnel slot {culprit.slot} ({why}), which node {kept.name!r} "
+                f"(nodes[{kept.index}]) already has; set nodes[{culprit.index}].tunnelSlot to a free slot, e.g. {free}",
+            )
+        by_slot[m.slot] = m
+
+    return ClusterPlan(
+        name=cl.name,
+        members=tuple(members),
+        ports=ports,
+        gossip_port=cl.gossip_port,
+        streaming_port=cl.streaming_port,
+        port_base=cl.tunnel_port_base,
+        tunnel_user=cl.tunnel_user,
+        gossip_encryption=cl.gossip_encryption,
+    )
+
+
+# ---------------------------------------------------------------- Mattermost settings
+
+
+def gossip_encryption_var(version: tuple[int, int, int]) -> str:
+    """The env name of the gossip encryption switch for a Mattermost version."""
+    return GOSSIP_ENCRYPTION_VAR if version >= (10, 11, 0) else GOSSIP_ENCRYPTION_VAR_OLD
+
+
+def gossip_env(plan: ClusterPlan, node: str) -> dict[str, str]:
+    """The MM_CLUSTERSETTINGS_* environment of one node (no secret among them)."""
+    m = plan.member(node)
+    env = {
+        "MM_CLUSTERSETTINGS_ENABLE": "true",
+        "MM_CLUSTERSETTINGS_CLUSTERNAME": plan.name,
+        "MM_CLUSTERSETTINGS_ADVERTISEADDRESS": m.address,
+        "MM_CLUSTERSETTINGS_BINDADDRESS": m.address,
+        "MM_CLUSTERSETTINGS_USEIPADDRESS": "true",
+        "MM_CLUSTERSETTINGS_GOSSIPPORT": str(plan.gossip_port),
+        gossip_encryption_var(m.version): "true" if plan.gossip_encryption else "false",
+    }
+    if plan.streaming_port is not None:
+        env["MM_CLUSTERSETTINGS_STREAMINGPORT"] = str(plan.streaming_port)
+    return env
+
+
+# ---------------------------------------------------------------- sshd side (the node tunnels arrive at)
+
+
+def render_authorized_keys(plan: ClusterPlan, node: str, public_keys: Mapping[str, str]) -> str:
+    """The tunnel account's authorized_keys on `node`: one line per peer, in config order.
+
+    Each key may only forward to this node's own tunnelled ports (permitopen), only from the
+    peer's address (from=), and never gets a shell, a pty, agent or X11 forwarding (restrict);
+    `port-forwarding` re-enables forwarding, which sshd's Match block narrows to local (-L) only.
+    """
+    me = plan.member(node)
+    lines = [
+        HEADER,
+        f"# Peers of {node} that may open tunnels to {me.address} ports {', '.join(map(str, plan.ports))}.",
+    ]
+    opens = ",".join(f'permitopen="{me.address}:{p}"' for p in plan.ports)
+    for peer in plan.peers(node):
+        key = public_keys[peer.name].strip().split()
+        if len(key) < 2 or key[0] != "ssh-ed25519":
+            raise ValueError(f"public key of {peer.name} is not an OpenSSH ed25519 key")
+        lines.append(
+            f'restrict,port-forwarding,from="{peer.address}",{opens},command="/bin/false" '
+            f"{key[0]} {key[1]} mm-cluster-{peer.name}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_sshd_dropin(plan: ClusterPlan, node: str) -> str:
+    """sshd Match block for the tunnel account: keys from our file only, local forwards to our ports only."""
+    me = plan.member(node)
+    user = _plain("tunnel user", plan.tunnel_user)
+    opens = " ".join(f"{_plain('address', me.address)}:{p}" for p in plan.ports)
+    return (
+        f"{HEADER}\n"
+        f"# The account {user} exists only to carry Mattermost cluster gossip between nodes.\n"
+        f"Match User {user}\n"
+        f"    AuthorizedKeysFile {AUTHORIZED_KEYS}\n"
+        "    AuthenticationMethods publickey\n"
+        "    PubkeyAuthentication yes\n"
+        "    PasswordAuthentication no\n"
+        "    KbdInteractiveAuthentication no\n"
+        "    AllowTcpForwarding local\n"
+        f"    PermitOpen {opens}\n"
+        "    PermitListen none\n"
+        "    AllowAgentForwarding no\n"
+        "    AllowStreamLocalForwarding no\n"
+        "    X11Forwarding no\n"
+        "    PermitTTY no\n"
+        "    PermitTunnel no\n"
+        "    PermitUserRC no\n"
+        "    GatewayPorts no\n"
+        "    ForceCommand /bin/false\n"
+    )
+
+
+def render_sshd_validate(plan: ClusterPlan, node: str) -> str:
+    """`sshd -t`, then prove sshd really applies our Match block (an sshd_config without the
+    `Include /etc/ssh/sshd_config.d/*.conf` line would ignore it and the tunnels would fail)."""
+    me = plan.member(node)
+    expect = [
+        f"authorizedkeysfile {AUTHORIZED_KEYS}",
+        "allowtcpforwarding local",
+        "permitopen " + " ".join(f"{me.address}:{p}" for p in plan.ports),
+    ]
+    lines = [
+        "sshd -t",
+        f"eff=$(sshd -T -C user={_q(plan.tunnel_user)},host=mm-cluster-check,addr={_q(me.address)})",
+    ]
+    for e in expect:
+        lines.append(
+            f"printf '%s\\n' \"$eff\" | grep -qxF {_q(e)} || {{ echo {_q(f'sshd does not apply {SSHD_DROPIN} (expected: {e}); make sure sshd_config has: Include /etc/ssh/sshd_config.d/*.conf')} >&2; exit 1; }}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# Debian names the unit ssh.service; others sshd.service; with socket activation nothing runs
+# that could be reloaded and every new connection reads the configuration anyway.
+SSHD_RELOAD = (
+    "for u in ssh.service sshd.service; do\n"
+    '  if systemctl is-active --quiet "$u"; then systemctl reload "$u"; exit 0; fi\n'
+    "done\n"
+)
+
+
+# ---------------------------------------------------------------- client side (the node tunnels start from)
+
+
+def tunnel_unit_name(peer: str) -> str:
+    return f"mm-tunnel-{_plain('node name', peer)}.service"
+
+
+def tunnel_known_hosts_path(peer: str) -> str:
+    return f"{KNOWN_HOSTS_DIR}/{_plain('node name', peer)}"
+
+
+def tunnel_target_dropin_path(peer: str) -> str:
+    return f"{SYSTEMD_DIR}/{TUNNELS_TARGET}.d/{tunnel_unit_name(peer).removesuffix('.service')}.conf"
+
+
+def mattermost_dropin_path(unit: str) -> str:
+    return f"{SYSTEMD_DIR}/{_plain('unit', unit)}.service.d/{MATTERMOST_DROPIN_NAME}"
+
+
+def render_known_hosts(peer: Member) -> str:
+    """The peer's pinned host key under its alias: no trust on first use, ever."""
+    ktype, blob = peer.host_key.split()[:2]
+    return f"{peer.key_alias} {ktype} {blob}\n"
+
+
+def tunnel_ssh_argv(plan: ClusterPlan, node: str, peer: str) -> list[str]:
+    """The ssh command line of the tunnel node -> peer."""
+    plan.member(node)
+    p = plan.member(peer)
+    ktype = p.host_key.split()[0]
+    argv = [
+        SSH_BIN,
+        "-F",
+        "none",  # no system or user ssh_config can loosen what follows
+        "-N",
+        "-T",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"IdentityFile={CLIENT_KEY}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={tunnel_known_hosts_path(peer)}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        f"HostKeyAlias={p.key_alias}",
+        "-o",
+        f"HostKeyAlgorithms={_HOSTKEY_ALGORITHMS[ktype]}",
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        "CheckHostIP=no",
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-o",
+        "ConnectTimeout=10",
+        "-p",
+        str(p.ssh_port),
+    ]
+    for port, local in zip(plan.ports, plan.local_ports(peer), strict=True):
+        argv += ["-L", f"127.0.0.1:{local}:{p.address}:{port}"]
+    argv.append(f"{plan.tunnel_user}@{p.address}")
+    return [_plain("ssh argument", a) for a in argv]
+
+
+def render_tunnel_unit(plan: ClusterPlan, node: str, peer: str) -> str:
+    """systemd unit of the tunnel node -> peer: supervised, restarted within seconds, never given up on."""
+    me, p = plan.member(node), plan.member(peer)
+    unit = _plain("unit", me.unit)
+    locals_ = " ".join(str(x) for x in plan.local_ports(peer))
+    return (
+        f"{HEADER}\n"
+        f"# Gossip from {me.name} to {p.name}: 127.0.0.1:{{{locals_}}} -> {p.address}:{{{' '.join(map(str, plan.ports))}}} over SSH.\n"
+        "[Unit]\n"
+        f"Description=Mattermost cluster tunnel {me.name} -> {p.name} ({p.address})\n"
+        "Wants=network-online.target\n"
+        f"After=network-online.target {FIREWALL_UNIT}\n"
+        f"Before={unit}.service {TUNNELS_TARGET}\n"
+        f"PartOf={TUNNELS_TARGET}\n"
+        # never stop restarting: a peer that is down for an hour must be picked up when it returns
+        "StartLimitIntervalSec=0\n"
+        "\n"
+        "[Service]\n"
+        "Type=simple\n"
+        f"User={_plain('tunnel user', plan.tunnel_user)}\n"
+        f"Group={plan.tunnel_user}\n"
+        f"ExecStart={' '.join(tunnel_ssh_argv(plan, node, peer))}\n"
+        f"ExecStartPost={HELPER} wait-listen {TUNNEL_READY_SECONDS} {locals_}\n"
+        "Restart=always\n"
+        "RestartSec=2\n"
+        "NoNewPrivileges=yes\n"
+        "PrivateTmp=yes\n"
+        "ProtectSystem=full\n"
+    )
+
+
+def render_target_dropin(peer: str) -> str:
+    """Pulls one tunnel into the tunnels target (a file per pair: no `systemctl enable` symlinks
+    that would outlive their unit file on delete)."""
+    return f"{HEADER}\n[Unit]\nWants={tunnel_unit_name(peer)}\n"
+
+
+def render_tunnels_target() -> str:
+    return (
+        f"{HEADER}\n"
+        "[Unit]\n"
+        "Description=Mattermost cluster SSH tunnels (one mm-tunnel-<peer>.service per peer)\n"
+        f"After={FIREWALL_UNIT}\n"
+    )
+
+
+def render_mattermost_dropin(plan: ClusterPlan, node: str) -> str:
+    """Mattermost starts only with its DNAT in place (Requires) and after its tunnels (Wants:
+    a peer that is down must not keep this node down)."""
+    return (
+        f"{HEADER}\n"
+        "[Unit]\n"
+        f"Requires={FIREWALL_UNIT}\n"
+        f"After={FIREWALL_UNIT}\n"
+        f"Wants={TUNNELS_TARGET}\n"
+        f"After={TUNNELS_TARGET}\n"
+    )
+
+
+def render_tunnel_activate(peer: str) -> str:
+    """(Re)start one tunnel and fail with its journal if it does not come up; with the unit
+    file gone (rollback of a first install, or delete) stop what is left of it."""
+    u = _q(tunnel_unit_name(peer))
+    f = _q(f"{SYSTEMD_DIR}/{tunnel_unit_name(peer)}")
+    return (
+        "systemctl daemon-reload\n"
+        f"if [ -e {f} ]; then\n"
+        f"  if ! systemctl restart {u}; then\n"
+        f"    journalctl -u {u} -n 20 --no-pager >&2 || true\n"
+        f"    systemctl stop {u} || true\n"
+        f"    echo {_q(f'tunnel to {peer} did not come up (journal above)')} >&2\n"
+        "    exit 1\n"
+        "  fi\n"
+        "else\n"
+        f"  systemctl stop {u} 2>/dev/null || true\n"
+        f"  systemctl reset-failed {u} 2>/dev/null || true\n"
+        "fi\n"
+    )
+
+
+# ---------------------------------------------------------------- firewall
+
+
+def render_firewall_rules(plan: ClusterPlan, node: str) -> str:
+    """iptables-restore input for `node`: DNAT per peer and port, gossip ports for peers only.
+
+    Loaded with `iptables-restore -n`: declaring our chains flushes them, so this file is the
+    whole content of both chains after every load.
+    """
+    me = plan.member(node)
+    out = [HEADER, f"# Loaded by {HELPER} ({FIREWALL_UNIT}) on {me.name}.", "*nat", f":{NAT_CHAIN} - [0:0]"]
+    for p in plan.peers(node):
+        out.append(f"# {p.name}: TCP gossip into the SSH tunnel")
+        for port, local in zip(plan.ports, plan.local_ports(p.name), strict=True):
+            out.append(
+                f"-A {NAT_CHAIN} -d {p.address}/32 -p tcp -m tcp --dport {port} -j DNAT --to-destination 127.0.0.1:{local}"
+            )
+    out += ["COMMIT", "*filter", f":{IN_CHAIN} - [0:0]"]
+    # tunnelled TCP arrives from the local sshd over lo
+    out.append(f"-A {IN_CHAIN} -i lo -j RETURN")
+    for p in plan.peers(node):
+        out.append(f"# {p.name}: its tunnels (SSH) and its encrypted UDP gossip")
+        out.append(f"-A {IN_CHAIN} -s {p.address}/32 -p tcp -m tcp --dport {me.ssh_port} -j ACCEPT")
+        out.append(f"-A {IN_CHAIN} -s {p.address}/32 -p udp -m udp --dport {plan.gossip_port} -j ACCEPT")
+    out.append("# gossip over TCP only through the tunnels; UDP gossip only from peers")
+    for port in plan.ports:
+        out.append(f"-A {IN_CHAIN} -p tcp -m tcp --dport {port} -j DROP")
+    out.append(f"-A {IN_CHAIN} -p udp -m udp --dport {plan.gossip_port} -j DROP")
+    out.append("COMMIT")
+    return "\n".join(out) + "\n"
+
+
+# Removes both jumps and both chains; shared by the helper's `stop` and the delete path, which
+# runs after the helper itself is gone.
+FIREWALL_STOP = (
+    f"while iptables -w -t nat -D OUTPUT -j {NAT_CHAIN} 2>/dev/null; do :; done\n"
+    f"while iptables -w -t filter -D INPUT -j {IN_CHAIN} 2>/dev/null; do :; done\n"
+    f"if iptables -w -t nat -n -L {NAT_CHAIN} >/dev/null 2>&1; then iptables -w -t nat -F {NAT_CHAIN}; iptables -w -t nat -X {NAT_CHAIN}; fi\n"
+    f"if iptables -w -t filter -n -L {IN_CHAIN} >/dev/null 2>&1; then iptables -w -t filter -F {IN_CHAIN}; iptables -w -t filter -X {IN_CHAIN}; fi\n"
+)
+
+
+def render_helper() -> str:
+    """/usr/local/sbin/mm-cluster: loads and removes the rules, waits for a tunnel's ports."""
+    text = (TEMPLATES / "cluster-helper.sh").read_text()
+    for k, v in {
+        "@RULES@": FIREWALL_RULES,
+        "@NAT_CHAIN@": NAT_CHAIN,
+        "@IN_CHAIN@": IN_CHAIN,
+        "@HEADER@": HEADER,
+    }.items():
+        text = text.replace(k, v)
+    return text.replace("@FIREWALL_STOP@\n", FIREWALL_STOP)
+
+
+def render_firewall_unit(plan: ClusterPlan, node: str) -> str:
+    return (
+        f"{HEADER}\n"
+        "[Unit]\n"
+        "Description=Mattermost cluster firewall: TCP gossip into the SSH tunnels, gossip ports for peers only\n"
+        "After=ufw.service netfilter-persistent.service\n"
+        f"Before={_plain('unit', plan.member(node).unit)}.service {TUNNELS_TARGET}\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        f"ExecStart={HELPER} start\n"
+        f"ExecReload={HELPER} reload\n"
+        # '-': on delete the helper is already gone; the delete script cleans up itself
+        f"ExecStop=-{HELPER} stop\n"
+    )
+
+
+def render_firewall_activate() -> str:
+    """Load the rules: reload when running (a restart would take Mattermost down with it through
+    Requires=), start otherwise; then prove both jumps are there. Without the unit file (rollback
+    of a first install, or delete) remove everything instead."""
+    u = _q(FIREWALL_UNIT)
+    return (
+        "systemctl daemon-reload\n"
+        f"if [ -e {_q(f'{SYSTEMD_DIR}/{FIREWALL_UNIT}')} ]; then\n"
+        f"  if systemctl is-active --quiet {u}; then systemctl reload {u}; else systemctl start {u}; fi\n"
+        f"  iptables -w -t nat -C OUTPUT -j {NAT_CHAIN}\n"
+        f"  iptables -w -t filter -C INPUT -j {IN_CHAIN}\n"
+        "else\n"
+        f"  systemctl stop {u} 2>/dev/null || true\n"
+        f"  systemctl reset-failed {u} 2>/dev/null || true\n"
+        + "".join(f"  {line}\n" for line in FIREWALL_STOP.splitlines())
+        + "fi\n"
+    )
+
+
+# ---------------------------------------------------------------- one-off scripts
+
+
+def _params(**values: object) -> str:
+    return "".join(f"{k}={_q(v)}\n" for k, v in values.items())
+
+
+def render_preflight(plan: ClusterPlan, node: str) -> str:
+    """Read-only check before anything changes on `node`: refuses a host that still carries the
+    manual tunnel procedure and says exactly what to remove."""
+    me = plan.member(node)
+    body = (TEMPLATES / "cluster-preflight.sh").read_text()
+    return (
+        _params(
+            node=me.name,
+            unit=me.unit,
+            ports=" ".join(map(str, plan.ports)),
+            ours=CLIENT_KEY,
+            nat_chain=NAT_CHAIN,
+        )
+        + body
+    )
+
+
+def account_marker(plan: ClusterPlan) -> str:
+    return f"{STATE_DIR}/cluster-account-{plan.tunnel_user}"
+
+
+def render_account_create(plan: ClusterPlan) -> str:
+    """Create the tunnel account (system user, no login shell, no password) unless it exists;
+    an existing account is used only if it cannot log in either."""
+    return _params(
+        user=plan.tunnel_user, home=plan.tunnel_home, marker=account_marker(plan), state=STATE_DIR, nologin=NOLOGIN
+    ) + (
+        'if getent passwd "$user" >/dev/null; then\n'
+        '  if [ ! -e "$marker" ]; then\n'
+        '    shell=$(getent passwd "$user" | cut -d: -f7)\n'
+        '    case "$shell" in\n'
+        '      */nologin|*/false) echo "$user: existing account without a login shell, used as it is" ;;\n'
+        '      *) echo "account $user already exists with the login shell $shell; it must not be the tunnel account: '
+        'set cluster.tunnelUser to an unused name (the default is mmtunnel)" >&2; exit 1 ;;\n'
+        "    esac\n"
+        "  fi\n"
+        "else\n"
+        '  useradd --system --user-group --home-dir "$home" --create-home --shell "$nologin" '
+        '--comment "Mattermost cluster SSH tunnels" "$user"\n'
+        # '*' instead of useradd's '!': no password either way, but sshd without PAM treats
+        # '!' as a locked account and would refuse the key
+        "  usermod -p '*' \"$user\"\n"
+        '  mkdir -p "$state"\n  chmod 0700 "$state"\n  : > "$marker"\n'
+        '  echo "$user: created"\n'
+        "fi\n"
+    )
+
+
+def render_account_delete(plan: ClusterPlan) -> str:
+    """Remove the account only if create made it."""
+    return _params(user=plan.tunnel_user, marker=account_marker(plan), state=STATE_DIR) + (
+        'if [ -e "$marker" ]; then\n'
+        '  if getent passwd "$user" >/dev/null; then\n'
+        '    pkill -u "$user" 2>/dev/null || true\n'
+        '    userdel --remove "$user" 2>/dev/null || userdel "$user"\n'
+        "  fi\n"
+        '  rm -f "$marker"\n'
+        '  rmdir "$state" 2>/dev/null || true\n'
+        '  echo "$user: removed"\n'
+        "fi\n"
+    )
+
+
+def render_gossip_stop(plan: ClusterPlan, node: str) -> str:
+    """Stop `node` unless it already runs with the wanted gossip encryption mode.
+
+    Nodes cannot mix encrypted and plain gossip, so a mode change is a full-cluster stop: every
+    node runs this (the nodes' restarts depend on all of them), and each node's own restart with
+    the new environment brings it back. A node that already runs in the wanted mode, or is not
+    running, is left alone, so converging twice stops nothing.
+    """
+    m = plan.member(node)
+    want = "true" if plan.gossip_encryption else "false"
+    return _params(unit=f"{m.unit}.service", want=want, new=GOSSIP_ENCRYPTION_VAR, old=GOSSIP_ENCRYPTION_VAR_OLD) + (
+        'pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)\n'
+        'if [ -z "$pid" ] || [ "$pid" = 0 ] || [ ! -r "/proc/$pid/environ" ]; then\n'
+        '  echo "$unit: not running; its restart will use gossip encryption=$want"\n'
+        "  exit 0\n"
+        "fi\n"
+        "if tr '\\000' '\\n' < \"/proc/$pid/environ\" | grep -qxE \"($new|$old)=$want\"; then\n"
+        '  echo "$unit: already running with gossip encryption=$want"\n'
+        "  exit 0\n"
+        "fi\n"
+        'echo "$unit: stopping for the switch to gossip encryption=$want (nodes cannot mix modes; '
+        'every node stops, each comes back with its own restart)"\n'
+        'systemctl stop "$unit"\n'
+    )
