@@ -1,0 +1,73 @@
+"""mattermost-transport-encryption: read and validate the stack config, build the components in
+the order the rollout needs (CA -> database TLS -> cluster tunnels -> nodes -> NGINX last), and
+export what other stacks consume."""
+
+import pulumi
+
+from components import config
+from components.cluster import Cluster, ClusterArgs
+from components.database import Database, DatabaseArgs
+from components.gitlab import GitlabMattermost, GitlabMattermostArgs
+from components.nginx import NginxProxy, NginxProxyArgs
+from components.node import MattermostNode, MattermostNodeArgs
+from components.pki import Pki, PkiArgs
+from components.teleport import TeleportPlugin, TeleportPluginArgs
+
+cfg = config.load()
+
+pki = Pki("pki", PkiArgs(ca=cfg.ca))
+db_clients = [n.address for n in cfg.nodes if n.address]
+if cfg.gitlab.enabled and cfg.gitlab.external_postgres and cfg.gitlab.address:
+    db_clients.append(cfg.gitlab.address)
+database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients))
+cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes)) if cfg.cluster.enabled else None
+nodes = [
+    MattermostNode(
+        n.name,
+        MattermostNodeArgs(
+            cfg=cfg,
+            node=n,
+            pki=pki,
+            database=database,
+            extra_env=cluster.env_for(n.name) if cluster else {},
+            depends_on=cluster.ready_for(n.name) if cluster else [],
+        ),
+    )
+    for n in cfg.nodes
+]
+proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki, nodes=nodes))
+
+pulumi.export("caCertPem", pki.ca_cert_pem)
+pulumi.export("caExpiry", pki.ca_expiry)
+pulumi.export("proxyUrl", proxy.url)
+pulumi.export("databaseDriver", database.driver_name)
+pulumi.export("mattermostDsn", pulumi.Output.secret(database.dsn(nodes[0].ca_file)))
+pulumi.export(
+    "nodes",
+    {
+        n.node_name: {
+            "address": n.address,
+            "certFingerprintSha256": n.cert_fingerprint_sha256,
+            "certExpiry": n.cert_expiry,
+            "installed": n.installed,
+        }
+        for n in nodes
+    },
+)
+if cluster:
+    pulumi.export("cluster", cluster.summary)
+
+if cfg.gitlab.enabled:
+    gitlab = GitlabMattermost(
+        "gitlab",
+        GitlabMattermostArgs(
+            cfg=cfg,
+            pki=pki,
+            dsn=database.dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
+            depends_on=database.ready,
+        ),
+    )
+    pulumi.export("gitlabMattermostUrl", gitlab.url)
+if cfg.teleport.enabled:
+    teleport = TeleportPlugin("teleport", TeleportPluginArgs(cfg=cfg, pki=pki, depends_on=[proxy]))
+    pulumi.export("teleportPlugin", {"mattermostUrl": teleport.mattermost_url, "installed": teleport.installed})
