@@ -1,0 +1,416 @@
+"""The Database component under Pulumi's mock runtime: what it registers for MySQL and PostgreSQL,
+what depends on what, what is secret, and that no secret reaches any command text.
+
+A MockMonitor subclass keeps every RegisterResource request (parent, dependencies, options,
+raw inputs with their secret markers) and every RegisterResourceOutputs, which the stock mock
+throws away. Self-contained on purpose: no dependency on lab.replay.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from google.protobuf import json_format
+from pulumi.runtime.mocks import MockMonitor
+
+from components import config as config_mod
+from components import database_render as r
+
+PROJECT = "mattermost-transport-encryption"
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+KEY_PEM = "-----BEGIN EC PRIVATE KEY-----\nMOCK-SERVER-KEY-MATERIAL-0123456789\n-----END EC PRIVATE KEY-----\n"
+GENERATED_PW = "Gen3rated-Password_with.tilde~AB"
+CONFIGURED_PW = 'it\'s "c0nfigured" \\ p@ss:w/rd?&%'
+ADMIN_PW = "admin'pw\"#x"
+CA_FILE = "/etc/mattermost-tls/ca.crt"
+
+
+def _host_key() -> str:
+    pub = ed25519.Ed25519PrivateKey.generate().public_key()
+    return pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+SSH_KEY = (
+    ed25519.Ed25519PrivateKey.generate()
+    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+    .decode()
+)
+HOST_KEYS = {n: _host_key() for n in ("mm1", "mm2", "mm3", "proxy", "db")}
+
+
+def make_cfg(engine: str = "postgres", nodes: tuple[str, ...] = ("mm1", "mm2"), **extra: Any) -> config_mod.StackConfig:
+    database: dict[str, Any] = {
+        "engine": engine,
+        "address": "10.251.0.20" if engine == "mysql" else "10.251.0.21",
+        "ssh": {"hostKey": HOST_KEYS["db"]},
+    }
+    database.update(extra.pop("database", {}))
+    raw: dict[str, Any] = {
+        "sshPrivateKey": SSH_KEY,
+        "nodes": [
+            {"name": n, "address": f"10.251.0.{100 + int(n[2:])}", "ssh": {"hostKey": HOST_KEYS[n]}} for n in nodes
+        ],
+        "proxy": {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}},
+        "database": database,
+        **extra,
+    }
+    return config_mod.parse(raw)
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            state["privateKeyPem"] = KEY_PEM
+        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
+            state["certPem"] = f"-----BEGIN CERTIFICATE-----\n{args.name}\n-----END CERTIFICATE-----\n"
+            state["validityEndTime"] = "2031-02-03T04:05:06Z"
+        elif args.typ == "tls:index/certRequest:CertRequest":
+            state["certRequestPem"] = "CSR " + args.name
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = GENERATED_PW
+        elif args.typ == "random:index/randomString:RandomString":
+            # the provider draws anew whenever keepers change: mimic that with the host
+            host = (args.inputs.get("keepers") or {}).get("host", "")
+            state["result"] = "tok" + "".join(c for c in host if c.isalnum())
+        elif args.typ == "command:remote:Command":
+            state.update({"stdout": "", "stderr": ""})
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        return {}, None
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+    inputs: dict[str, Any]
+    """Raw wire inputs: secrets still wrapped in {SECRET_SIG: ..., "value": ...}."""
+
+
+class RecordingMonitor(MockMonitor):
+    """Keeps what the stock mock drops: parent, dependencies, options, secret markers, outputs."""
+
+    def __init__(self, mocks: Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        reg = Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+            inputs=json_format.MessageToDict(request.object),
+        )
+        with self._lock:
+            self.registrations.append(reg)
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        with self._lock:
+            self.outputs[request.urn] = json_format.MessageToDict(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+@dataclass
+class Run:
+    monitor: RecordingMonitor
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def by_name(self, name: str) -> Registration:
+        (reg,) = [x for x in self.monitor.registrations if x.name == name]
+        return reg
+
+    def names(self) -> set[str]:
+        return {x.name for x in self.monitor.registrations}
+
+    def commands(self) -> list[Registration]:
+        return [x for x in self.monitor.registrations if x.type == "command:remote:Command"]
+
+    def component(self) -> Registration:
+        (reg,) = [x for x in self.monitor.registrations if x.type == "mattermost-tls:database:Database"]
+        return reg
+
+
+def run_program(cfg: config_mod.StackConfig) -> Run:
+    from components.database import Database, DatabaseArgs
+    from components.pki import Pki, PkiArgs
+
+    mocks = Mocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    run = Run(monitor)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        db = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes]))
+        run.values["db"] = db
+        dsn = db.dsn(CA_FILE)
+        return pulumi.Output.all(
+            [x.urn for x in db.ready],
+            db.password,
+            pulumi.Output.from_input(db.password.is_secret()),
+            dsn,
+            pulumi.Output.from_input(dsn.is_secret()),
+            db.server_cert_expiry,
+        ).apply(
+            lambda v: run.values.update(
+                ready=v[0], password=v[1], password_secret=v[2], dsn=v[3], dsn_secret=v[4], expiry=v[5]
+            )
+        )
+
+    program()
+    return run
+
+
+def unwrap(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, dict) and value.get(SECRET_SIG):
+        return value["value"], True
+    return value, False
+
+
+def lines_of(stdin: str) -> list[str]:
+    return [base64.b64decode(line).decode() for line in stdin.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def pg() -> Run:
+    return run_program(make_cfg("postgres"))
+
+
+@pytest.fixture(scope="module")
+def my() -> Run:
+    return run_program(make_cfg("mysql"))
+
+
+# ---------------------------------------------------------------- graph
+
+
+def test_postgres_graph_and_ready(pg: Run) -> None:
+    comp = pg.component()
+    assert comp.name == "database"
+    children = {x.name: x for x in pg.monitor.registrations if x.parent == comp.urn}
+    assert set(children) == {
+        "database-password",
+        "database-server-key",
+        "database-server-csr",
+        "database-server-cert",
+        "database-server-tls",
+        "database-pg-hba",
+        "database-db-user-mmuser-owner",
+        "database-db-user-mmuser",
+    }
+    tls, hba, user = (children[n] for n in ("database-server-tls", "database-pg-hba", "database-db-user-mmuser"))
+    assert pg.values["ready"] == [tls.urn, hba.urn, user.urn]
+    assert tls.urn in hba.dependencies, "pg_hba changes once TLS is live"
+    assert {tls.urn, hba.urn} <= set(user.dependencies), "the user needs TLS only after the server offers it"
+    db = pg.values["db"]
+    assert db.driver_name == "postgres" and db.server_name == "10.251.0.21"
+
+
+def test_mysql_graph_has_no_pg_hba_and_ready_is_tls_then_user(my: Run) -> None:
+    comp = my.component()
+    children = {x.name for x in my.monitor.registrations if x.parent == comp.urn}
+    assert "database-pg-hba" not in children
+    tls, user = my.by_name("database-server-tls"), my.by_name("database-db-user-mmuser")
+    assert my.values["ready"] == [tls.urn, user.urn]
+    assert tls.urn in user.dependencies
+    assert my.values["db"].driver_name == "mysql"
+
+
+def test_server_tls_files_are_the_ca_cert_key_and_conf_d_snippet(pg: Run, my: Run) -> None:
+    for run, conf_path, svc in (
+        (pg, "/etc/postgresql/15/main/conf.d/90-mattermost-tls.conf", "postgres"),
+        (my, "/etc/mysql/mariadb.conf.d/90-mattermost-tls.cnf", "mysql"),
+    ):
+        cmd = run.by_name("database-server-tls")
+        stdin, secret = unwrap(cmd.inputs["stdin"])
+        assert secret, "the bundle carries the private key"
+        ca, cert, key, conf = lines_of(stdin)
+        assert "CERTIFICATE" in ca and "database-server-cert" in cert and key == KEY_PEM
+        tls_dir = conf_path.rsplit("/", 2 if svc == "postgres" else 1)[0] + "/mattermost-tls"
+        expected = r.render_pg_conf(tls_dir) if svc == "postgres" else r.render_mysql_cnf(tls_dir)
+        assert conf == expected
+        create = cmd.inputs["create"]
+        assert f"install -m 0600 -o {svc} -g {svc}" in create and f"{tls_dir}/server.key" in create
+        assert conf_path in create
+        assert "openssl s_client -starttls" in create, "activation proves the server serves the new certificate"
+
+
+def test_postgres_restarts_the_cluster_unit_and_blocks_plain_logins(pg: Run) -> None:
+    tls = pg.by_name("database-server-tls")
+    assert "systemctl restart postgresql@15-main" in tls.inputs["create"]
+    assert "pg_isready" in tls.inputs["create"] and "journalctl -u postgresql@15-main -n 30" in tls.inputs["create"]
+    hba = pg.by_name("database-pg-hba")
+    (block,) = lines_of(unwrap(hba.inputs["stdin"])[0])
+    assert block == r.render_pg_hba_block("mattermost", "mmuser", ["10.251.0.101", "10.251.0.102"])
+    assert "/etc/postgresql/15/main/pg_hba.conf" in hba.inputs["create"]
+    assert "systemctl reload postgresql@15-main" in hba.inputs["create"]
+    assert "systemctl reload postgresql@15-main" in hba.inputs["delete"]
+
+
+def test_certificate_is_for_the_name_the_dsn_uses_and_the_address() -> None:
+    run = run_program(make_cfg("postgres", database={"serverName": "db.internal"}))
+    csr = run.by_name("database-server-csr")
+    assert csr.inputs["dnsNames"] == ["db.internal"]
+    assert csr.inputs["ipAddresses"] == ["10.251.0.21"]
+    assert csr.inputs["subject"]["commonName"] == "db.internal"
+    assert "-verify_hostname db.internal" in run.by_name("database-server-tls").inputs["create"]
+    assert run.values["dsn"].startswith("postgres://mmuser:") and "@db.internal:5432/" in run.values["dsn"]
+
+
+def test_outputs_are_exactly_the_certificate_expiry(pg: Run) -> None:
+    assert pg.monitor.outputs[pg.component().urn] == {"server_cert_expiry": "2031-02-03T04:05:06Z"}
+    assert pg.values["expiry"] == "2031-02-03T04:05:06Z"
+
+
+def test_adding_a_node_changes_only_the_hba_block() -> None:
+    two, three = run_program(make_cfg("postgres")), run_program(make_cfg("postgres", nodes=("mm1", "mm2", "mm3")))
+    assert {x.urn for x in two.monitor.registrations} == {x.urn for x in three.monitor.registrations}
+    changed = {
+        x.name
+        for x in two.commands()
+        if unwrap(x.inputs.get("stdin"))[0] != unwrap(three.by_name(x.name).inputs.get("stdin"))[0]
+    }
+    assert changed == {"database-pg-hba"}
+    assert "10.251.0.103/32" in lines_of(unwrap(three.by_name("database-pg-hba").inputs["stdin"])[0])[0]
+
+
+# ---------------------------------------------------------------- secrets
+
+
+def test_generated_password_is_secret_and_safe(pg: Run) -> None:
+    gen = pg.by_name("database-password")
+    assert gen.type == "random:index/randomPassword:RandomPassword"
+    assert gen.inputs["length"] == 32
+    assert gen.inputs["overrideSpecial"] == r.RANDOM_PASSWORD_SPECIALS and gen.inputs["special"] is True
+    assert pg.values["password"] == GENERATED_PW and pg.values["password_secret"] is True
+
+
+def test_configured_password_is_used_and_secret() -> None:
+    run = run_program(make_cfg("mysql", dbPassword=CONFIGURED_PW))
+    assert "database-password" not in run.names()
+    assert run.values["password"] == CONFIGURED_PW and run.values["password_secret"] is True
+
+
+def test_configured_password_with_a_newline_fails_naming_the_key() -> None:
+    with pytest.raises(config_mod.ConfigError, match=f"{PROJECT}:dbPassword: .*control characters"):
+        run_program(make_cfg("postgres", dbPassword="two\nlines"))
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgres"])
+def test_no_secret_in_any_command_text(engine: str) -> None:
+    run = run_program(
+        make_cfg(engine, dbPassword=CONFIGURED_PW, dbAdminPassword=ADMIN_PW, database={"adminUser": "dbadmin"})
+    )
+    secrets = [
+        CONFIGURED_PW,
+        ADMIN_PW,
+        KEY_PEM,
+        "MOCK-SERVER-KEY-MATERIAL",
+        base64.b64encode(KEY_PEM.encode()).decode()[:24],
+    ]
+    secrets += [r.mysql_string(CONFIGURED_PW), r.pg_string(CONFIGURED_PW)]
+    assert run.commands()
+    for cmd in run.commands():
+        for part in ("create", "update", "delete"):
+            text = cmd.inputs.get(part)
+            if text is None:
+                continue
+            text, secret = unwrap(text)
+            assert not secret and isinstance(text, str), f"{cmd.name}.{part} must be plain text"
+            for s in secrets:
+                assert s not in text, f"{cmd.name}.{part} leaks a secret"
+        stdin, secret = unwrap(cmd.inputs.get("stdin"))
+        if cmd.name != "database-pg-hba":
+            assert secret, f"{cmd.name}: stdin carries secrets"
+            assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"}
+            assert cmd.inputs["logging"] == "none"
+        unwrapped_conn, conn_secret = unwrap(cmd.inputs["connection"])
+        assert conn_secret and unwrapped_conn["hostKey"] == HOST_KEYS["db"]
+
+
+def test_user_command_reads_token_admin_file_and_sql_from_stdin(pg: Run) -> None:
+    cmd = pg.by_name("database-db-user-mmuser")
+    token, admin, sql = lines_of(unwrap(cmd.inputs["stdin"])[0])
+    assert token == "tok10251021"
+    assert admin == "", "local socket admin: no credentials"
+    assert sql == r.render_user_sql("postgres", user="mmuser", database="mattermost", password=GENERATED_PW)
+    assert cmd.inputs["triggers"] == [token], "a new owner token (new host) replaces the command"
+    owner = pg.by_name("database-db-user-mmuser-owner")
+    assert owner.inputs["keepers"] == {"host": "10.251.0.21"}
+    assert cmd.inputs["create"].endswith(
+        r.render_user_apply(
+            "postgres",
+            user="mmuser",
+            database="mattermost",
+            client=r.debian_control(
+                "postgres", service="postgresql", port=5432, config_dir="/etc/postgresql/15/main"
+            ).local_sql,
+        )
+    )
+    assert "runuser -u postgres -- psql" in cmd.inputs["create"]
+    assert "/var/lib/mattermost-transport-encryption/db-user-mmuser.sql" in cmd.inputs["delete"]
+
+
+def test_admin_user_goes_through_a_credentials_file_not_argv() -> None:
+    run = run_program(make_cfg("mysql", dbAdminPassword=ADMIN_PW, database={"adminUser": "dbadmin"}))
+    cmd = run.by_name("database-db-user-mmuser")
+    _, admin, _ = lines_of(unwrap(cmd.inputs["stdin"])[0])
+    assert "user = dbadmin" in admin and "ssl-ca = /etc/mysql/mariadb.conf.d/mattermost-tls/ca.crt" in admin
+    assert "host = 10.251.0.20" in admin and "ssl-verify-server-cert" in admin
+    assert 'mysql --defaults-file="$tmp/admin"' in cmd.inputs["create"]
+    assert 'mysql --defaults-file="$tmp/admin"' in cmd.inputs["delete"]
+
+
+def test_a_different_user_is_a_different_resource() -> None:
+    run = run_program(make_cfg("postgres", database={"user": "mattermost_app"}))
+    assert {"database-db-user-mattermost_app", "database-db-user-mattermost_app-owner"} <= run.names()
+    assert "/db-user-mattermost_app.sql" in run.by_name("database-db-user-mattermost_app").inputs["create"]
+
+
+def test_moving_the_database_host_changes_the_owner_token() -> None:
+    a = run_program(make_cfg("postgres"))
+    b = run_program(make_cfg("postgres", database={"ssh": {"hostKey": HOST_KEYS["db"], "address": "192.0.2.7"}}))
+    assert (
+        a.by_name("database-db-user-mmuser").inputs["triggers"]
+        != b.by_name("database-db-user-mmuser").inputs["triggers"]
+    )
+
+
+# ---------------------------------------------------------------- DSN
+
+
+def test_dsn_is_secret_and_follows_the_contract(pg: Run, my: Run) -> None:
+    assert pg.values["dsn_secret"] is True and my.values["dsn_secret"] is True
+    assert pg.values["dsn"] == (
+        f"postgres://mmuser:{GENERATED_PW}@10.251.0.21:5432/mattermost"
+        f"?sslmode=verify-full&sslrootcert={CA_FILE}&connect_timeout=10"
+    )
+    assert my.values["dsn"] == (
+        f"mmuser:{GENERATED_PW}@tcp(10.251.0.20:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s&tls=true"
+    )
+
+
+def test_configured_password_is_escaped_in_the_postgres_dsn() -> None:
+    run = run_program(make_cfg("postgres", dbPassword=CONFIGURED_PW))
+    assert "it%27s%20%22c0nfigured%22%20%5C%20p%40ss%3Aw%2Frd%3F%26%25@10.251.0.21" in run.values["dsn"]
