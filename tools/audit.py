@@ -53,10 +53,11 @@ def load_stack(stack: str) -> StackConfig:
     return parse(raw, base_dir=ROOT)
 
 
-def stack_outputs(stack: str) -> dict[str, object]:
+def stack_outputs(stack: str, state: str | None = None) -> dict[str, object]:
     """The stack's outputs with secrets, from the replay engine or the Pulumi CLI."""
-    cmds = [[sys.executable, "-m", "lab.replay", "outputs", "--stack", stack, "--json", "--show-secrets"]]
-    if shutil.which("pulumi"):
+    replay = [sys.executable, "-m", "lab.replay", "outputs", "--stack", stack, "--json", "--show-secrets"]
+    cmds = [replay + (["--state", state] if state else [])]
+    if shutil.which("pulumi") and not state:
         cmds.insert(0, ["pulumi", "stack", "output", "--json", "--show-secrets", "--stack", stack])
     errors = []
     for cmd in cmds:
@@ -223,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stack", default="lab")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--state", help="replay engine state file (default: the stack's under .lab/state)")
     args = ap.parse_args(argv)
     cfg = load_stack(args.stack)
-    outputs = stack_outputs(args.stack)
+    outputs = stack_outputs(args.stack, args.state)
     with _private_dir() as d:
         checks = audit(cfg, outputs, Hosts(cfg, d))
     if args.json:

@@ -5,7 +5,8 @@ walks it as the protocol on that port would: for TLS-only ports every byte must 
 record; for the databases only the protocol's own pre-TLS negotiation is allowed in the clear
 (PostgreSQL's 8-byte SSLRequest and its 1-byte answer; MySQL's server greeting and the client's
 32-byte SSLRequest), then TLS records only. Any other byte counts as plaintext. A stream that
-never negotiates TLS therefore counts all of its payload.
+never negotiates TLS therefore counts all of its payload; a stream already open when the
+capture began must consist of TLS records from its first captured byte.
 
 Pure (no capture here); `capture()` runs tcpdump for the lab.
 """
@@ -91,6 +92,11 @@ def read_pcap(path: Path) -> Iterator[tuple[FlowKey, int, int, bytes]]:
 
 def reassemble(path: Path) -> dict[FlowKey, bytes]:
     """Each direction's byte stream, in sequence order, retransmissions dropped."""
+    return _reassemble(path)[0]
+
+
+def _reassemble(path: Path) -> tuple[dict[FlowKey, bytes], set[FlowKey]]:
+    """Streams, and the directions whose start (SYN) is in the capture."""
     segs: dict[FlowKey, dict[int, bytes]] = defaultdict(dict)
     isn: dict[FlowKey, int] = {}
     for key, seq, flags, payload in read_pcap(path):
@@ -111,7 +117,7 @@ def reassemble(path: Path) -> dict[FlowKey, bytes]:
             out += chunk[max(0, expect - rel) :]
             expect = rel + len(chunk)
         streams[key] = bytes(out)
-    return streams
+    return streams, set(isn)
 
 
 def tls_plaintext(stream: bytes, start: int = 0) -> int:
@@ -154,7 +160,7 @@ SKIPS: dict[str, Callable[[bytes, bytes], tuple[int, int] | None]] = {
 
 def analyze(path: Path, ports: dict[int, str]) -> dict[int, PortReport]:
     """ports: {port: 'tls'|'postgres'|'mysql'} -> a report per port."""
-    streams = reassemble(path)
+    streams, started = _reassemble(path)
     reports = {p: PortReport(p) for p in ports}
     seen: set[frozenset[FlowKey]] = set()
     for key in streams:
@@ -173,7 +179,9 @@ def analyze(path: Path, ports: dict[int, str]) -> dict[int, PortReport]:
         r.streams += 1
         r.payload_bytes += len(client) + len(server)
         kind = ports[port]
-        if kind == "tls":
+        if kind == "tls" or client_key not in started:
+            # a connection already open when the capture began is past its negotiation: every
+            # byte must still be a TLS record (a plaintext one fails the walk and counts)
             starts: tuple[int, int] | None = (0, 0)
         else:
             starts = SKIPS[kind](client, server)

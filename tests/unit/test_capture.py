@@ -87,3 +87,27 @@ def test_real_capture_counts_plaintext_only_without_tls(tmp_path: Path, tcpdump:
     assert results["tls"].plaintext_bytes == 0
     assert results["plain"].streams == 1
     assert results["plain"].plaintext_bytes == results["plain"].payload_bytes > 50
+
+
+def test_stream_open_before_the_capture_is_walked_as_tls(tmp_path: Path) -> None:
+    """A DB connection opened before tcpdump started has no SSLRequest in the capture."""
+    from tools.capture import analyze
+
+    record = bytes([23, 3, 3]) + struct.pack(">H", 3) + b"xyz"
+    plain = b"Q\x00\x00\x00\x0dselect 1;\x00"
+    pcap = tmp_path / "mid.pcap"
+    pcap.write_bytes(_pcap([(("10.0.0.1", 40000, "10.0.0.2", 5432), 1000, record), (("10.0.0.1", 40001, "10.0.0.2", 5432), 5000, plain)]))
+    r = analyze(pcap, {5432: "postgres"})[5432]
+    assert r.streams == 2 and r.plaintext_bytes == len(plain) and r.tls_streams == 1
+
+
+def _pcap(packets: list[tuple[tuple[str, int, str, int], int, bytes]]) -> bytes:
+    """A minimal Ethernet/IPv4/TCP pcap with PSH|ACK data packets (no SYN captured)."""
+    out = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for (src, sport, dst, dport), seq, payload in packets:
+        tcp = struct.pack(">HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x18, 65535, 0, 0) + payload
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0,
+                         bytes(map(int, src.split("."))), bytes(map(int, dst.split(".")))) + tcp
+        frame = b"\0" * 12 + b"\x08\x00" + ip
+        out += struct.pack("<IIII", 0, 0, len(frame), len(frame)) + frame
+    return out

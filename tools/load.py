@@ -1,0 +1,116 @@
+"""A bounded load generator: GET one URL over HTTPS in a loop and count what failed.
+
+Used while a rollout runs to measure whether (and for how long) the site stopped answering.
+Bounded in requests and seconds, it stops by itself; it only talks to the address it is given
+(the lab proxy), pinned with `resolve_to` so no DNS is involved.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    failed: int = 0
+    first_failure: float | None = None
+    last_failure: float | None = None
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+
+    @property
+    def failure_window(self) -> float:
+        """Seconds from the first to the last failed request (0 if none or one)."""
+        if self.first_failure is None or self.last_failure is None:
+            return 0.0
+        return self.last_failure - self.first_failure
+
+    def __str__(self) -> str:
+        return f"{self.sent} requests, {self.failed} failed, failure window {self.failure_window:.1f}s"
+
+
+class Load:
+    """Runs in a thread between start() and stop()."""
+
+    def __init__(
+        self,
+        host: str,
+        resolve_to: str,
+        ca_pem: str,
+        path: str = "/api/v4/system/ping",
+        *,
+        port: int = 443,
+        interval: float = 0.05,
+        max_requests: int = 20000,
+        max_seconds: float = 600,
+        timeout: float = 5,
+    ):
+        self.host, self.resolve_to, self.path, self.port = host, resolve_to, path, port
+        self.ctx = ssl.create_default_context(cadata=ca_pem)
+        self.interval, self.max_requests, self.max_seconds, self.timeout = interval, max_requests, max_seconds, timeout
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+
+    def _one(self) -> str | None:
+        conn = http.client.HTTPSConnection(self.resolve_to, self.port, timeout=self.timeout, context=self.ctx)
+        # TLS server name and Host header are the public name; the TCP target is the pinned address
+        conn.sock = None
+        try:
+            conn.connect = _connect_with_sni(conn, self.host)  # type: ignore[method-assign]
+            conn.request("GET", self.path, headers={"Host": self.host})
+            resp = conn.getresponse()
+            resp.read()
+            return None if resp.status == 200 else f"HTTP {resp.status}"
+        except (OSError, http.client.HTTPException) as e:
+            return type(e).__name__
+        finally:
+            conn.close()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.is_set():
+            if self.result.sent >= self.max_requests or time.monotonic() - start > self.max_seconds:
+                break
+            t0 = time.monotonic()
+            err = self._one()
+            self.result.sent += 1
+            self.result.latencies.append(time.monotonic() - t0)
+            if err:
+                now = time.monotonic() - start
+                self.result.failed += 1
+                self.result.errors[err] = self.result.errors.get(err, 0) + 1
+                if self.result.first_failure is None:
+                    self.result.first_failure = now
+                self.result.last_failure = now
+            self._stop.wait(self.interval)
+
+    def start(self) -> Load:
+        self._thread.start()
+        return self
+
+    def stop(self) -> LoadResult:
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+        return self.result
+
+    def __enter__(self) -> Load:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _connect_with_sni(conn: http.client.HTTPSConnection, server_name: str):
+    import socket
+
+    def connect() -> None:
+        sock = socket.create_connection((conn.host, conn.port), conn.timeout)
+        conn.sock = conn._context.wrap_socket(sock, server_hostname=server_name)  # type: ignore[attr-defined]
+
+    return connect
