@@ -138,7 +138,7 @@ class MattermostNode(pulumi.ComponentResource):
                 # go-sql-driver's tls=true verifies against the system roots only
                 require_system_trust=args.database.driver_name == "mysql",
             ),
-            restore_activate=node_render.render_restore_activate_script(unit=unit),
+            restore_activate=node_render.render_restore_activate_script(unit=unit, system_ca=paths.system_ca),
             secret=True,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[*args.database.ready, *args.depends_on]

@@ -9,6 +9,7 @@ capture their output and roll the files back when they fail.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from collections.abc import Mapping
@@ -291,15 +292,27 @@ def render_activate_script(
     )
 
 
-def render_restore_activate_script(*, unit: str) -> str:
+def render_restore_activate_script(*, unit: str, system_ca: str = "/usr/local/share/ca-certificates/mattermost-transport-ca.crt") -> str:
     """What runs on delete after the original files are back: refresh trust, reload systemd and
     queue a restart WITHOUT waiting. During a destroy the database is restored after the nodes,
     so it may still require TLS from a node now back on its plain DSN; a hard wait (or a failure
-    here) would fail the destroy for a state that fixes itself once the database is restored."""
+    here) would fail the destroy for a state that fixes itself once the database is restored.
+
+    `update-ca-certificates` leaves the links of a removed local CA behind (only `--fresh`
+    drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs by
+    hand), so exactly the dangling links that point at our CA are removed."""
+    pem = posixpath.basename(system_ca).removesuffix(".crt") + ".pem"
     return f"""unit={_q(unit + ".service")}
 if command -v update-ca-certificates >/dev/null 2>&1; then
   update-ca-certificates || printf '%s\\n' "warning: update-ca-certificates failed" >&2
 fi
+for link in /etc/ssl/certs/*; do
+  if [ -L "$link" ] && [ ! -e "$link" ]; then
+    case "$(readlink "$link")" in
+      {_q(pem)}|{_q(system_ca)}) rm -f "$link" ;;
+    esac
+  fi
+done
 systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
 if systemctl restart --no-block "$unit"; then
   printf '%s\\n' "$unit: restart queued with the restored configuration (not waited for)"
