@@ -17,6 +17,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -88,14 +89,16 @@ class Hosts:
         yield c.proxy.address, c.proxy.ssh
         yield c.database.address, c.database.ssh
 
-    def run(self, address: str, ssh, script: str, timeout: int = 30) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, address: str, ssh, script: str, timeout: int = 30, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [
             "ssh", "-i", str(self.key), "-o", f"UserKnownHostsFile={self.known}", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(ssh.port or self.cfg.ssh.port),
             f"{ssh.user or self.cfg.ssh.user}@{ssh.address or address}", "sh -c " + shlex.quote(script),
         ]
         try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input or "")
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess(cmd, 124, "", "timed out")
 
@@ -171,10 +174,22 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Ch
         days = _days_left(r.stdout.splitlines()[-1]) if r.returncode == 0 and r.stdout else None
         if days is not None and n is cfg.nodes[0]:
             checks.append(Check("database", "server cert days to expiry", days > WARN_DAYS, f"{days} days"))
+    secret_input = None
     if db.engine == "mysql":
+        # MySQL/MariaDB check the password before require_secure_transport: prove the refusal with
+        # the real one, handed over on stdin as a client option file (never in argv or the command)
+        m = re.match(r"^[^:]+:(.*)@tcp\(", str(outputs.get("mattermostDsn", "")))
+        secret_input = f"[client]\npassword={m.group(1) if m else 'unknown'}\n"
+        # with REQUIRE SSL the refusal reads "Access denied"; the same password succeeding over
+        # verified TLS shows the transport, not the password, was refused
+        target = f"-h {shlex.quote(db.address)} -P {db.effective_port} -u {shlex.quote(db.user)}"
         probe = (
-            f"out=$(mysql --skip-ssl -h {shlex.quote(db.address)} -P {db.effective_port} -u {shlex.quote(db.user)} "
-            "-pwrong-password -e 'select 1' 2>&1 || true); echo \"$out\"; echo \"$out\" | grep -q 'insecure transport'"
+            "opts=$(mktemp); trap 'rm -f \"$opts\"' EXIT; cat > \"$opts\"\n"
+            + put_ca
+            + f"out=$(mysql --defaults-extra-file=\"$opts\" --skip-ssl {target} -e 'select 1' 2>&1 || true); echo \"$out\"\n"
+            "echo \"$out\" | grep -Eq 'insecure transport|Access denied' || exit 1\n"
+            f"mysql --defaults-extra-file=\"$opts\" --ssl --ssl-ca={ca_tmp} --ssl-verify-server-cert {target} -e 'select 1' >/dev/null"
+            " || { echo 'and the same login over verified TLS failed too'; exit 1; }"
         )
     else:
         probe = (
@@ -182,7 +197,7 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Ch
             f"dbname={db.name} user={db.user} sslmode=disable' -c 'select 1' 2>&1 || true); echo \"$out\"; "
             "echo \"$out\" | grep -Eq 'no encryption|rejects connection'"
         )
-    r = hosts.run(db.address, db.ssh, probe)
+    r = hosts.run(db.address, db.ssh, probe, input=secret_input)
     checks.append(Check("nodes -> database", f"plaintext login of {db.user} refused", r.returncode == 0, r.stdout.strip()[-160:]))
 
     if cfg.cluster.enabled:
