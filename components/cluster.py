@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_tls as tls
@@ -50,7 +51,9 @@ class Cluster(pulumi.ComponentResource):
     """Every decision (members, slots, local ports), from config only."""
     public_keys: dict[str, pulumi.Output[str]]
     """Per node, its tunnel public key (OpenSSH format, not secret)."""
-    summary: pulumi.Output[dict[str, object]]
+    # Any: a typed dict makes the SDK translate the nested lists against `object` and fail when
+    # the engine hands the recorded outputs back
+    summary: pulumi.Output[Any]
     """Exported: cluster name, tunnelled ports, gossip encryption, per node its key fingerprint
     and per peer the local ports of its tunnel."""
 
