@@ -150,8 +150,8 @@ class Cluster(pulumi.ComponentResource):
                         FileSpec(r.mattermost_dropin_path(m.unit), "0644"), r.render_mattermost_dropin(plan, m.name)
                     ),
                 ],
-                activate="systemctl daemon-reload\n",
-                restore_activate="systemctl daemon-reload\n",
+                activate=r.render_units_activate(),
+                restore_activate=r.render_units_activate(),
                 opts=child(firewall[m.name]),
             )
 

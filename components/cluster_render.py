@@ -515,6 +515,16 @@ def render_mattermost_dropin(plan: ClusterPlan, node: str) -> str:
     )
 
 
+def render_units_activate() -> str:
+    """Make systemd read the target and the Mattermost drop-in (Mattermost restarts with its node,
+    not here); once the target's file is gone (delete), stop what is left of it."""
+    target = _q(f"{SYSTEMD_DIR}/{TUNNELS_TARGET}")
+    return (
+        "systemctl daemon-reload\n"
+        f"if [ ! -e {target} ]; then systemctl stop {_q(TUNNELS_TARGET)} 2>/dev/null || true; fi\n"
+    )
+
+
 def render_tunnel_activate(peer: str) -> str:
     """(Re)start one tunnel and fail with its journal if it does not come up; with the unit
     file gone (rollback of a first install, or delete) stop what is left of it."""

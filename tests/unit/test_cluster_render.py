@@ -519,6 +519,7 @@ def test_every_rendered_script_parses_in_every_shell() -> None:
         r.render_gossip_stop(plan, "mm1"),
         r.render_firewall_activate(),
         r.render_tunnel_activate("mm2"),
+        r.render_units_activate(),
         r.render_sshd_validate(plan, "mm1"),
         r.SSHD_RELOAD,
     ]
