@@ -23,7 +23,7 @@ from . import VERSION
 from . import config as configmod
 from .runtime import Context, Logger, StartupError, sd_notify
 
-SUBSYSTEMS: tuple[str, ...] = ("database", "web")
+SUBSYSTEMS: tuple[str, ...] = ("database", "gossip", "web")
 
 BANNER = (
     f"Version: {VERSION}\n"
