@@ -666,6 +666,9 @@ def account_marker(plan: ClusterPlan) -> str:
     return f"{STATE_DIR}/cluster-account-{plan.tunnel_user}"
 
 
+SHADOW_BACKUPS = ("passwd-", "group-", "shadow-", "gshadow-")
+
+
 def render_account_create(plan: ClusterPlan) -> str:
     """Create the tunnel account (system user, no login shell, no password) unless it exists;
     an existing account is used only if it cannot log in either."""
@@ -682,26 +685,36 @@ def render_account_create(plan: ClusterPlan) -> str:
         "    esac\n"
         "  fi\n"
         "else\n"
+        '  mkdir -p "$marker.orig"\n  chmod 0700 "$state" "$marker.orig"\n'
+        # useradd/usermod/userdel rewrite the tools' own backups (/etc/passwd- ...): keep them
+        # so delete leaves /etc byte-identical
+        f"  for f in {' '.join(SHADOW_BACKUPS)}; do\n"
+        '    if [ -e "/etc/$f" ]; then cp -a "/etc/$f" "$marker.orig/$f"; else : > "$marker.orig/$f.absent"; fi\n'
+        "  done\n"
         '  useradd --system --user-group --home-dir "$home" --create-home --shell "$nologin" '
         '--comment "Mattermost cluster SSH tunnels" "$user"\n'
         # '*' instead of useradd's '!': no password either way, but sshd without PAM treats
         # '!' as a locked account and would refuse the key
         "  usermod -p '*' \"$user\"\n"
-        '  mkdir -p "$state"\n  chmod 0700 "$state"\n  : > "$marker"\n'
+        '  : > "$marker"\n'
         '  echo "$user: created"\n'
         "fi\n"
     )
 
 
 def render_account_delete(plan: ClusterPlan) -> str:
-    """Remove the account only if create made it."""
+    """Remove the account only if create made it, and put the tools' backups back."""
     return _params(user=plan.tunnel_user, marker=account_marker(plan), state=STATE_DIR) + (
         'if [ -e "$marker" ]; then\n'
         '  if getent passwd "$user" >/dev/null; then\n'
         '    pkill -u "$user" 2>/dev/null || true\n'
         '    userdel --remove "$user" 2>/dev/null || userdel "$user"\n'
         "  fi\n"
-        '  rm -f "$marker"\n'
+        f"  for f in {' '.join(SHADOW_BACKUPS)}; do\n"
+        '    if [ -e "$marker.orig/$f" ]; then cp -a "$marker.orig/$f" "/etc/$f"; fi\n'
+        '    if [ -e "$marker.orig/$f.absent" ]; then rm -f "/etc/$f"; fi\n'
+        "  done\n"
+        '  rm -rf "$marker" "$marker.orig"\n'
         '  rmdir "$state" 2>/dev/null || true\n'
         '  echo "$user: removed"\n'
         "fi\n"

@@ -12,19 +12,24 @@ through the replay engine and checks it from the hosts and the bridge.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from components import cluster_render as r
+from lab import replay
+from lab.hosts import Lab
 from lab.standin.mmstandin import gossip
 from lab.standin.mmstandin.config import DEFAULTS, Config
 from lab.standin.mmstandin.runtime import Context, Logger
+from tools.capture import capture
 
 # ---------------------------------------------------------------- the stand-in's gossip, in-process
 
@@ -164,4 +169,248 @@ def test_disabled_cluster_is_inert() -> None:
 
 # ---------------------------------------------------------------- the lab (real hosts)
 
-_ = (json, re)  # used by the lab part below
+ROOT = Path(__file__).resolve().parents[2]
+BRIDGE = "mmtls-br0"
+NODES3 = ["mm1", "mm2", "mm3"]
+NODES4 = [*NODES3, "mm4"]
+ADDRESS = {n: f"10.251.0.{100 + int(n[2:])}" for n in NODES4}
+# node <-> node only: the VM (10.251.0.1) drives SSH too and must not count
+BETWEEN_NODES = "src net 10.251.0.96/28 and dst net 10.251.0.96/28"
+SNAPSHOT = r"""
+cd /
+find etc opt usr/local var/lib/mattermost-transport-encryption var/lib/mmtunnel -xdev \( -type f -o -type l \) 2>/dev/null \
+  | grep -v -e '^opt/mattermost/logs/' -e '^opt/mattermost/data/' -e '^etc/ld.so.cache$' | LC_ALL=C sort \
+  | while IFS= read -r f; do
+  if [ -L "$f" ]; then echo "L:$(readlink "$f") $f"; else echo "$(sha256sum < "$f" | cut -c1-16):$(stat -c %a.%U.%G "$f") $f"; fi
+done
+getent passwd mmtunnel || true
+iptables -S | grep -c MMTLS || true
+iptables -t nat -S | grep -c MMTLS || true
+systemctl list-units --all --no-legend 'mm-*' | wc -l
+"""
+
+
+class LabRun:
+    """What the ordered lab tests hand each other."""
+
+    def __init__(self, lab: Lab, state: Path) -> None:
+        self.lab = lab
+        self.state = state
+        self.before: dict[str, str] = {}
+        self.last: replay.Evaluation | None = None
+        self.report: dict[str, Any] = {}
+
+
+def up(run: LabRun, nodes: list[str], **cluster: Any) -> replay.Evaluation:
+    config = {"nodes": [{"name": n} for n in nodes], "cluster": {"enabled": True, **cluster}}
+    ev = replay.up(ROOT, "lab", state_path=run.state, config=config)
+    assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-2000:]}" for s in ev.failed_steps) or ev.program_error
+    run.last = ev
+    return ev
+
+
+def changed(ev: replay.Evaluation) -> dict[str, str]:
+    return {s.name: s.op for s in ev.steps if s.op != "same"}
+
+
+def gossip_status(lab: Lab, node: str) -> dict[str, Any]:
+    out = lab.ssh(
+        node,
+        "curl -sk https://127.0.0.1:8065/standin/status || curl -s http://127.0.0.1:8065/standin/status",
+        check=False,
+    ).stdout
+    try:
+        return json.loads(out)["subsystems"].get("gossip", {})
+    except (ValueError, KeyError):
+        return {}
+
+
+def wait_all_alive(lab: Lab, nodes: list[str], limit: float = 120) -> dict[str, dict[str, Any]]:
+    """Bounded wait until every node sees every other one alive (over TCP and UDP)."""
+    end = time.monotonic() + limit
+    seen: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < end:
+        seen = {n: gossip_status(lab, n) for n in nodes}
+        if all(sorted(seen[n].get("alive", [])) == sorted(p for p in nodes if p != n) for n in nodes):
+            both = all(
+                m["tcpAgeSeconds"] is not None and m["udpAgeSeconds"] is not None
+                for s in seen.values()
+                for m in s["members"].values()
+            )
+            if both:
+                return seen
+        time.sleep(1)
+    pytest.fail(f"not every node sees every other one: {json.dumps(seen, indent=1)[-3000:]}")
+
+
+def count(pcap: Path, bpf: str, grep: str | None = None) -> int:
+    """Packets in `pcap` matching `bpf` (and, with `grep`, whose ASCII dump contains it)."""
+    dump = subprocess.run(["tcpdump", "-nn", "-A", "-r", str(pcap), bpf], capture_output=True, text=True).stdout
+    if grep is None:
+        return sum(1 for line in dump.splitlines() if " IP " in line)
+    return dump.count(grep)
+
+
+@pytest.fixture(scope="module")
+def run(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> LabRun:
+    # a fresh "before" state, with a fourth node booted and waiting to be added
+    lab.down()
+    lab.up(nodes=4, extra=[])
+    r_ = LabRun(lab, tmp_path_factory.mktemp("cluster-state") / "lab.json")
+    for host in NODES4:
+        r_.before[host] = lab.ssh(host, SNAPSHOT, timeout=120).stdout
+    return r_
+
+
+@pytest.mark.lab
+def test_up_builds_the_mesh_and_every_node_sees_every_peer(run: LabRun) -> None:
+    t0 = time.monotonic()
+    ev = up(run, NODES3)
+    run.report["first up (s)"] = round(time.monotonic() - t0, 1)
+    assert {s.op for s in ev.steps if "-cluster-" in s.name} == {"create"}
+    seen = wait_all_alive(run.lab, NODES3)
+    for n in NODES3:
+        assert seen[n]["encryption"] is True and not seen[n]["rejected"], seen[n]
+        units = run.lab.ssh(n, "systemctl list-units --state=active --no-legend 'mm-tunnel-*' | wc -l").stdout
+        assert units.strip() == "2"
+        # our DNAT is the only one, first in nat OUTPUT, and nothing forwarding or localnet was switched on
+        nat = run.lab.ssh(
+            n, "iptables -t nat -S OUTPUT; sysctl -n net.ipv4.ip_forward net.ipv4.conf.all.route_localnet"
+        ).stdout
+        assert nat.splitlines()[1] == f"-A OUTPUT -j {r.NAT_CHAIN}" and nat.count("DNAT") == 0, nat
+        assert nat.splitlines()[-2:] == ["0", "0"], nat
+
+
+@pytest.mark.lab
+def test_no_plaintext_gossip_crosses_the_wire(run: LabRun, tmp_path: Path) -> None:
+    pcap = tmp_path / "gossip.pcap"
+    with capture(BRIDGE, f"({BETWEEN_NODES}) and (port 8074 or tcp port 22)", pcap, settle=2):
+        time.sleep(8)  # gossip runs every second: several rounds of TCP push/pull and UDP ping
+        # control: one plain gossip frame, as an unencrypted node would send it
+        frame = gossip.Codec(None).encode({"type": "ping", "marker": gossip.PLAIN_MARKER, "cluster": "control"})
+        run.lab.netns_exec(
+            "mm1",
+            [
+                "python3",
+                "-c",
+                "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+                ".sendto(bytes.fromhex(sys.argv[1]), ('10.251.0.102', 8074))",
+                frame.hex(),
+            ],
+        )
+    tcp_gossip = count(pcap, "tcp port 8074")
+    udp_gossip = count(pcap, "udp port 8074")
+    ssh = count(pcap, "tcp port 22")
+    plain_udp = count(pcap, "udp port 8074", gossip.PLAIN_MARKER)
+    run.report["capture"] = {"tcp 8074": tcp_gossip, "udp 8074": udp_gossip, "tcp 22": ssh, "plain udp": plain_udp}
+    print(run.report["capture"])
+    assert ssh > 20, "no SSH between the nodes: the tunnels carry nothing, the capture proves nothing"
+    assert udp_gossip > 10, "no UDP gossip seen: the capture proves nothing"
+    assert tcp_gossip == 0, "TCP gossip crossed the wire outside the tunnels"
+    assert plain_udp == 1, "the control datagram must be seen, and nothing else in plain text"
+    # the control datagram was dropped by mm2's stand-in as memberlist would
+    assert any(gossip.ERR_NOT_ENCRYPTED in e for e in gossip_status(run.lab, "mm2")["rejected"])
+
+
+@pytest.mark.lab
+def test_direct_tcp_to_the_gossip_port_is_refused_and_non_peers_are_filtered(run: LabRun) -> None:
+    # from the proxy (not a peer): the gossip ports are closed to it, TCP and UDP
+    probe = (
+        "import socket\n"
+        "s = socket.socket(); s.settimeout(3)\n"
+        "try:\n    s.connect(('10.251.0.101', 8074)); print('tcp open')\n"
+        "except OSError as e:\n    print('tcp closed', type(e).__name__)\n"
+    )
+    out = run.lab.netns_exec("proxy", ["python3", "-c", probe]).stdout
+    assert "tcp closed" in out, out
+    drops = run.lab.ssh("mm1", f"iptables -L {r.IN_CHAIN} -v -n -x").stdout
+    assert "DROP" in drops and "10.251.0.102" in drops and "10.251.0.10 " not in drops
+
+
+@pytest.mark.lab
+def test_up_again_changes_nothing(run: LabRun) -> None:
+    ev = up(run, NODES3)
+    assert changed(ev) == {}, changed(ev)
+
+
+@pytest.mark.lab
+def test_a_killed_tunnel_is_back_within_seconds(run: LabRun) -> None:
+    unit = r.tunnel_unit_name("mm2")
+    port = r.local_port(28000, 102, 1, 0)
+    lab = run.lab
+    before = int(lab.ssh("mm1", f"systemctl show -p NRestarts --value {unit}").stdout.strip())
+    t0 = time.monotonic()
+    lab.ssh("mm1", f"systemctl kill --signal=KILL {unit}")
+    back = None
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        r_ = lab.ssh("mm1", f"systemctl is-active {unit}; ss -Hltn 'sport = :{port}' | wc -l", check=False)
+        lines = r_.stdout.split()
+        after = int(lab.ssh("mm1", f"systemctl show -p NRestarts --value {unit}").stdout.strip())
+        if lines[:2] == ["active", "1"] and after > before:
+            back = time.monotonic() - t0
+            break
+        time.sleep(0.2)
+    assert back is not None, "the tunnel did not come back"
+    run.report["tunnel restored after kill (s)"] = round(back, 1)
+    print(f"tunnel mm1 -> mm2 listening again {back:.1f}s after SIGKILL")
+    wait_all_alive(lab, NODES3)
+
+
+@pytest.mark.lab
+def test_a_fourth_node_changes_only_its_resources_and_pair_entries(run: LabRun) -> None:
+    before = {
+        n: run.lab.ssh(
+            n,
+            f"systemctl show -p ActiveEnterTimestampMonotonic --value mattermost {r.tunnel_unit_name('mm1' if n != 'mm1' else 'mm2')}",
+        ).stdout
+        for n in NODES3
+    }
+    ev = up(run, NODES4)
+    ch = {k: v for k, v in changed(ev).items() if "-cluster-" in k}
+    created = {k for k, v in ch.items() if v == "create"}
+    assert created == (
+        {
+            f"mm4-cluster-{role}"
+            for role in ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "gossip-mode")
+        }
+        | {f"mm4-cluster-tunnel-{p}" for p in NODES3}
+        | {f"{n}-cluster-tunnel-mm4" for n in NODES3}
+    ), ch
+    assert {k for k, v in ch.items() if v != "create"} == {
+        f"{n}-cluster-{x}" for n in NODES3 for x in ("sshd", "firewall")
+    }, ch
+    assert {v for k, v in ch.items() if v != "create"} == {"update"}
+    # existing Mattermost processes and tunnels were not restarted
+    after = {
+        n: run.lab.ssh(
+            n,
+            f"systemctl show -p ActiveEnterTimestampMonotonic --value mattermost {r.tunnel_unit_name('mm1' if n != 'mm1' else 'mm2')}",
+        ).stdout
+        for n in NODES3
+    }
+    assert after == before
+    wait_all_alive(run.lab, NODES4)
+
+
+@pytest.mark.lab
+def test_removing_the_fourth_node_puts_it_back_as_it_was(run: LabRun) -> None:
+    ev = up(run, NODES3)
+    deleted = {k for k, v in changed(ev).items() if v == "delete" and "-cluster-" in k}
+    assert {f"{n}-cluster-tunnel-mm4" for n in NODES3} <= deleted
+    for n in NODES3:
+        assert (
+            run.lab.ssh(n, f"systemctl list-units --all --no-legend {r.tunnel_unit_name('mm4')} | wc -l").stdout.strip()
+            == "0"
+        )
+    wait_all_alive(run.lab, NODES3)
+
+
+@pytest.mark.lab
+def test_destroy_puts_every_node_back(run: LabRun) -> None:
+    ev = replay.destroy(ROOT, "lab", state_path=run.state)
+    assert ev.ok, [s.error[-1500:] for s in ev.failed_steps]
+    for n in NODES4:
+        now = run.lab.ssh(n, SNAPSHOT, timeout=120).stdout
+        assert now == run.before[n], f"{n} differs after destroy"
+    print("cluster lab report:", json.dumps(run.report))

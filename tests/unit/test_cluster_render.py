@@ -824,11 +824,15 @@ def test_account_create_is_idempotent_delete_removes_only_what_create_made() -> 
         "/delete-x.sh": (r.render_account_delete(other), 0o644),
     }
     script = r"""
+sums() { sha256sum /etc/passwd /etc/passwd- /etc/group /etc/group- /etc/shadow /etc/shadow- /etc/gshadow /etc/gshadow- 2>&1 || true; }
+rm -f /etc/gshadow-  # one backup that did not exist before: delete must not leave it behind
+sums > /etc-before
 sh -eu /create.sh; sh -eu /create.sh
 echo "passwd: $(getent passwd mmtunnel | cut -d: -f6,7)"
 echo "shadow: $(getent shadow mmtunnel | cut -d: -f2)"
 sh -eu /delete.sh
 getent passwd mmtunnel >/dev/null && echo "still there" || echo "gone"
+sums | cmp -s - /etc-before && echo "etc identical" || { sums | diff /etc-before -; }
 [ -e /var/lib/mattermost-transport-encryption ] && echo "state left" || echo "no state"
 # an account that exists already and can log in is refused, and never deleted
 useradd --create-home --shell /bin/bash tunnelx
