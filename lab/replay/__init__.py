@@ -20,6 +20,7 @@ CLI: `python -m lab.replay up|preview|destroy|outputs`. Library: `evaluate`, `up
 
 from lab.replay.api import default_state_path, destroy, evaluate, outputs, preview, run, up
 from lab.replay.model import Evaluation, Options, ReplayError, Resource, Step
+from lab.replay.project import Secret
 from lab.replay.props import UNKNOWN
 from lab.replay.state import State
 
@@ -28,6 +29,7 @@ __all__ = [
     "Evaluation",
     "Options",
     "ReplayError",
+    "Secret",
     "Resource",
     "State",
     "Step",

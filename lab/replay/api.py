@@ -16,7 +16,7 @@ from typing import Any
 from lab.replay import state as state_file
 from lab.replay.engine import Engine, StepCallback
 from lab.replay.model import Evaluation, ReplayError
-from lab.replay.project import Project, load_config, load_project
+from lab.replay.project import Project, load_config, load_project, secret_keys
 from lab.replay.runners import CommandRunner, SshRunner
 from lab.replay.runtime import run_program
 from lab.replay.state import State
@@ -101,7 +101,7 @@ def run(
         checkpoint=(lambda s: state_file.save(target, s)) if target else None,
     )
     try:
-        error = run_program(project, stack, values, engine, preview)
+        error = run_program(project, stack, values, engine, preview, secret_keys(project, config))
     except KeyboardInterrupt:
         if target:
             state_file.save(target, engine.snapshot(program_ok=False))

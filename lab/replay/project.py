@@ -59,6 +59,16 @@ def load_project(project_dir: str | Path) -> Project:
     )
 
 
+class Secret(str):
+    """A config override the program sees as secret, as `pulumi config set --secret` would set it
+    (the replay engine decrypts no `secure:` values, so tests hand secrets in this way)."""
+
+
+def secret_keys(project: Project, overrides: dict[str, Any] | None) -> list[str]:
+    """The fully qualified keys of the overrides that are `Secret`."""
+    return [qualify(project.name, str(k)) for k, v in (overrides or {}).items() if isinstance(v, Secret)]
+
+
 def stack_file(project: Project, stack: str) -> Path:
     return project.stack_config_dir / f"Pulumi.{stack}.yaml"
 

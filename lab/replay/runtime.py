@@ -116,13 +116,15 @@ class _Placeholder:
     """Stands in as root resource while set_mocks runs, so it does not register a Stack of its own."""
 
 
-def run_program(project: Project, stack: str, config: dict[str, str], engine: Engine, preview: bool) -> str:
+def run_program(
+    project: Project, stack: str, config: dict[str, str], engine: Engine, preview: bool, secrets: list[str] | None = None
+) -> str:
     """Run the program to completion; '' on success, else the error as the CLI would print it."""
     outcome: dict[str, str] = {}
 
     def target() -> None:
         try:
-            _run(project, stack, config, engine, preview)
+            _run(project, stack, config, engine, preview, secrets or [])
         except BaseException as exc:  # noqa: BLE001 - reported to the caller as the program's error
             outcome["error"] = _describe(exc, project.root)
 
@@ -138,7 +140,9 @@ def run_program(project: Project, stack: str, config: dict[str, str], engine: En
     return outcome.get("error", "")
 
 
-def _run(project: Project, stack: str, config: dict[str, str], engine: Engine, preview: bool) -> None:
+def _run(
+    project: Project, stack: str, config: dict[str, str], engine: Engine, preview: bool, secrets: list[str]
+) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # Spare threads beyond `parallel` so components and waiting steps never starve running ones.
@@ -149,7 +153,7 @@ def _run(project: Project, stack: str, config: dict[str, str], engine: Engine, p
     mocks.set_mocks(_NoMocks(), project=project.name, stack=stack, preview=preview, monitor=monitor)
     settings.ROOT.set(None)
     settings.SETTINGS.root_directory = str(project.root)
-    set_all_config(config, [])
+    set_all_config(config, secrets)
     cwd, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
     os.chdir(project.root)
     sys.path.insert(0, str(project.root))

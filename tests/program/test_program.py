@@ -1,0 +1,171 @@
+"""The whole program under Pulumi's mock runtime (replay engine, no SSH): the full graph of the
+lab and prod stacks, rollout order, secrets, outputs, stable names, and bad input that stops
+the program before any resource exists."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from lab.replay import Evaluation, ReplayError, Secret, evaluate
+from tests.program.conftest import PROJECT_DIR
+from tests.unit.test_config import BAD, good
+
+COMMAND = "command:remote:Command"
+
+
+def _key() -> str:
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+        .decode()
+    )
+
+
+KEY = _key()
+
+
+@pytest.fixture(scope="module")
+def prod() -> Evaluation:
+    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)})
+
+
+@pytest.fixture(scope="module")
+def lab(replay_lab_config: dict[str, Any]) -> Evaluation:
+    return evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
+
+
+def _deps(ev: Evaluation, name: str) -> set[str]:
+    """Names of everything `name` waits for (transitively)."""
+    seen: set[str] = set()
+    todo = [ev.get(name)]
+    while todo:
+        r = todo.pop()
+        for urn in r.all_dependencies():
+            if "::pulumi:pulumi:Stack::" in urn:
+                continue
+            d = ev.by_urn(urn)
+            if d.name not in seen:
+                seen.add(d.name)
+                todo.append(d)
+    return seen
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_full_graph(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+    ev = prod if stack == "prod" else lab
+    names = {r.name for r in ev.resources}
+    for node in ("mm1", "mm2", "mm3"):
+        assert {f"{node}", f"{node}-server-key", f"{node}-server-cert", f"{node}-tls-files"} <= names
+    assert {"pki", "pki-ca-key", "pki-ca-cert", "database", "database-server-tls", "proxy", "proxy-site"} <= names
+    assert len(ev.by_type(COMMAND)) >= 6
+    for r in ev.resources:
+        assert r.parent_urn, f"{r.name} has no parent"
+    components = {r.type for r in ev.resources if not r.custom}
+    assert {"mattermost-tls:pki:Pki", "mattermost-tls:node:MattermostNode", "mattermost-tls:nginx:NginxProxy",
+            "mattermost-tls:database:Database"} <= components
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_rollout_order_db_then_nodes_then_proxy(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+    ev = prod if stack == "prod" else lab
+    db_cmds = {r.name for r in ev.by_type(COMMAND) if r.name.startswith("database-")}
+    assert db_cmds, "the database component registers commands"
+    for node in ("mm1", "mm2", "mm3"):
+        assert db_cmds <= _deps(ev, f"{node}-tls-files"), f"{node} must restart only after database TLS is live"
+    assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} <= _deps(ev, "proxy-site"), "NGINX reloads last"
+    order = [r.name for r in ev.resources]
+    assert max(order.index(f"{n}-tls-files") for n in ("mm1", "mm2", "mm3")) < order.index("proxy-site")
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_no_secret_value_reaches_command_text_or_plain_outputs(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+    ev = prod if stack == "prod" else lab
+    secrets: set[str] = set()
+    for r in ev.resources:
+        for path in r.secret_outputs:
+            value = r.outputs.get(path.split(".")[0])
+            if isinstance(value, str) and len(value) >= 8:
+                secrets.add(value)
+    secrets.add(KEY.strip())
+    assert any("PRIVATE KEY" in s for s in secrets), "the check must see the private keys"
+    assert len(secrets) >= 8
+    for r in ev.by_type(COMMAND):
+        text = "\n".join(r.command_texts())
+        for s in secrets:
+            assert s not in text, f"a secret value is in the command text of {r.name}"
+            for line in s.splitlines():
+                if len(line) > 20 and "-----" not in line:
+                    assert line not in text, f"a line of a secret is in the command text of {r.name}"
+        if r.inputs.get("stdin") is not None and any(
+            s in str(r.inputs.get("stdin")) for s in secrets
+        ):
+            assert r.is_secret_input("stdin"), f"{r.name} carries a secret on stdin without marking it secret"
+            assert {"stdout", "stderr"} <= set(r.options.additional_secret_outputs), r.name
+    plain_outputs = {k: v for k, v in ev.outputs.items() if k not in ev.secret_outputs}
+    for s in secrets:
+        assert s not in repr(plain_outputs)
+
+
+def test_outputs_other_stacks_consume(prod: Evaluation) -> None:
+    out = prod.outputs
+    assert out["caCertPem"].startswith("-----BEGIN CERTIFICATE-----")
+    assert out["proxyUrl"] == "https://mattermost.example.com/"
+    assert "mattermostDsn" in prod.secret_outputs and "tls=true" in out["mattermostDsn"]
+    assert prod.outputs["databaseDriver"] == "mysql"
+    assert set(out["nodes"]) == {"mm1", "mm2", "mm3"}
+    for node in out["nodes"].values():
+        assert len(node["certFingerprintSha256"].split(":")) == 32
+        assert node["certExpiry"] and node["installed"]["key"].startswith("/")
+    for k in ("caCertPem", "proxyUrl", "nodes", "caExpiry"):
+        assert k not in prod.secret_outputs
+
+
+def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: Evaluation) -> None:
+    base = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)}, preview=True)
+    nodes = copy.deepcopy(base_nodes())
+    nodes.append({"name": "mm4", "address": "10.10.250.170", "ssh": {"hostKey": nodes[0]["ssh"]["hostKey"]}})
+    more = evaluate(
+        PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, state=base.state
+    )
+    assert {r.urn for r in base.resources} < {r.urn for r in more.resources}
+    changed = {s.name: s.op for s in more.steps if s.op != "same"}
+    created = {n for n, op in changed.items() if op == "create"}
+    assert created == {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"}, changed
+    assert {n for n, op in changed.items() if op != "create"} <= {"proxy-site", "database-db-user-mmuser"}, changed
+
+
+def base_nodes() -> list[dict[str, Any]]:
+    import yaml
+
+    data = yaml.safe_load((PROJECT_DIR / "stacks" / "Pulumi.prod.yaml").read_text())
+    return data["config"]["mattermost-transport-encryption:nodes"]
+
+
+def _override(raw: dict[str, Any]) -> dict[str, Any]:
+    out = dict(raw)
+    if "sshPrivateKey" in out:
+        out["sshPrivateKey"] = Secret(out["sshPrivateKey"])
+    return out
+
+
+@pytest.mark.parametrize("mutate,key,fix", [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+def test_bad_config_stops_the_program_before_any_resource(mutate: Any, key: str, fix: str) -> None:
+    raw = copy.deepcopy(good())
+    mutate(raw)
+    ev = evaluate(PROJECT_DIR, "prod", config=_override(raw), raise_on_error=False)
+    assert ev.program_error, "the program must fail"
+    assert f"mattermost-transport-encryption:{key}" in ev.program_error and fix in ev.program_error
+    assert [r for r in ev.resources if r.custom] == [], "no resource may be registered"
+    assert not ev.steps or all(s.type != COMMAND for s in ev.steps)
+
+
+def test_unknown_key_and_plain_secret_stop_the_program() -> None:
+    with pytest.raises(ReplayError, match="nodez: unknown key"):
+        evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodez": []})
+    with pytest.raises(ReplayError, match="sshPrivateKey: this value is a secret but is stored in plain text"):
+        evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": KEY})
