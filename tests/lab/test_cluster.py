@@ -407,6 +407,34 @@ def test_removing_the_fourth_node_puts_it_back_as_it_was(run: LabRun) -> None:
 
 
 @pytest.mark.lab
+def test_switching_gossip_encryption_stops_all_then_all_return_in_the_new_mode(run: LabRun, tmp_path: Path) -> None:
+    """Off: every node stops before any restarts, all come back plain (and the capture now sees
+    plaintext UDP gossip: the control that the encrypted capture's zero means something). On again."""
+    t0 = time.monotonic()
+    ev = up(run, NODES3, gossipEncryption=False)
+    run.report["switch to plain gossip (s)"] = round(time.monotonic() - t0, 1)
+    ops = {(st.name, st.op) for st in ev.steps if st.op != "same" and "-cluster-" in st.name}
+    expected = {(f"{n}-cluster-gossip-mode", op) for n in NODES3 for op in ("replace", "delete-replaced")}
+    assert ops == expected, ops
+    # every stop ran before any node restarted
+    order = [s.name for s in ev.steps if s.op != "same"]
+    last_stop = max(order.index(f"{n}-cluster-gossip-mode") for n in NODES3)
+    first_restart = min(order.index(f"{n}-tls-files") for n in NODES3)
+    assert last_stop < first_restart, order
+    seen = wait_all_alive(run.lab, NODES3)
+    assert all(s["encryption"] is False for s in seen.values())
+    pcap = tmp_path / "plain.pcap"
+    with capture(BRIDGE, f"({BETWEEN_NODES}) and port 8074", pcap, settle=2):
+        time.sleep(5)
+    assert count(pcap, "udp port 8074", gossip.PLAIN_MARKER) > 5, "plain gossip must be visible now"
+    assert count(pcap, "tcp port 8074") == 0, "TCP gossip still only inside the tunnels"
+    ev = up(run, NODES3)
+    assert {(st.name, st.op) for st in ev.steps if st.op != "same" and "-cluster-" in st.name} == expected
+    seen = wait_all_alive(run.lab, NODES3)
+    assert all(s["encryption"] is True for s in seen.values())
+
+
+@pytest.mark.lab
 def test_destroy_puts_every_node_back(run: LabRun) -> None:
     ev = replay.destroy(ROOT, "lab", state_path=run.state)
     assert ev.ok, [s.error[-1500:] for s in ev.failed_steps]
