@@ -23,9 +23,12 @@ Why the design is what it is (each point is tested):
 - Local ports: port(pair X->Y, i) = tunnelPortBase + slot(Y) * len(ports) + i. slot(Y) is
   nodes[].tunnelSlot if set, else the low bits of Y's IPv4 address. Only X's own peers share
   X's loopback, and addresses are unique, so derived slots never collide while all nodes sit in
-  one block of 2**bits addresses (bits = 14 with the defaults: any /18). A hash of the name would
-  collide by the birthday bound (two of 200 names share a slot with probability ~2/3). The slot
-  depends on nothing but Y itself, so adding or removing nodes moves no existing pair.
+  one block of 2**bits addresses (15 bits with the defaults, 14 with a streaming port: any /17
+  or /18); elsewhere a collision is a config error naming nodes[i].tunnelSlot and a free slot.
+  A hash of the name would collide by the birthday bound (about one 200-node cluster in two).
+  The slot depends on nothing but Y itself, so adding or removing nodes moves no existing pair.
+- Switching gossip encryption needs a full-cluster stop (nodes cannot mix modes): every node
+  has a stop command keyed on the mode; every node's restart waits for all of them.
 """
 
 from __future__ import annotations
