@@ -4,7 +4,7 @@ export what other stacks consume."""
 
 import pulumi
 
-from components import config
+from components import cluster_render, config
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
@@ -14,6 +14,9 @@ from components.pki import Pki, PkiArgs
 from components.teleport import TeleportPlugin, TeleportPluginArgs
 
 cfg = config.load()
+if cfg.cluster.enabled:
+    # port plan errors (slot collisions, overflow) stop the preview before any resource exists
+    cluster_render.plan_cluster(cfg, cfg.nodes)
 
 pki = Pki("pki", PkiArgs(ca=cfg.ca))
 db_clients = [n.address for n in cfg.nodes if n.address]

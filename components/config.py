@@ -643,6 +643,14 @@ class StackConfig(Model):
                     raise _at(f"{key}.address", "missing: the host's address is required")
                 if section.ssh.host_key is None:
                     raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+        from components.database_render import check_password  # pure; imported late to keep config first
+
+        for key, secret in (("dbPassword", self.db_password), ("dbAdminPassword", self.db_admin_password)):
+            if secret is not None:
+                try:
+                    check_password(secret.get_secret_value(), key)
+                except ValueError as e:
+                    raise _at(key, str(e).split(": ", 1)[-1]) from None
         if self.teleport.enabled and self.teleport_token is None:
             raise _at("teleportToken", "set the Mattermost bot token with `pulumi config set --secret teleportToken`")
         if self.teleport.enabled:

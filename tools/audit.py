@@ -204,14 +204,19 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Ch
         ports = [cfg.cluster.gossip_port] + ([cfg.cluster.streaming_port] if cfg.cluster.streaming_port else [])
         for n in cfg.nodes:
             peers = [p for p in cfg.nodes if p.name != n.name]
-            script = "rules=$(iptables -t nat -S OUTPUT)\n" + "".join(
-                f"echo \"$rules\" | grep -q -- '-d {p.address}/32 .*--dport {port} .*DNAT' || {{ echo 'no DNAT for {p.name}:{port}'; exit 1; }}\n"
+            # the cluster's DNAT lives in its own chain, jumped to from nat OUTPUT
+            script = (
+                "rules=$(iptables -t nat -S)\n"
+                "echo \"$rules\" | grep -q -- '-A OUTPUT -j MMTLS-CLUSTER-NAT' || { echo 'no jump to MMTLS-CLUSTER-NAT'; exit 1; }\n"
+            ) + "".join(
+                f"echo \"$rules\" | grep -q -- '-A MMTLS-CLUSTER-NAT -d {p.address}/32 .*--dport {port} .*DNAT' || {{ echo 'no DNAT for {p.name}:{port}'; exit 1; }}\n"
                 for p in peers for port in ports
             )
             r = hosts.run(n.address, n.ssh, script)
             checks.append(Check(f"{n.name} -> peers", "DNAT rules to tunnels", r.returncode == 0, r.stdout.strip()[-120:] or f"{len(peers) * len(ports)} rules"))
-            r = hosts.run(n.address, n.ssh, "systemctl list-units --state=active --no-legend 'mm-tunnel-*' | wc -l")
-            active = int(r.stdout.strip() or 0) if r.returncode == 0 else 0
+            units = " ".join(f"mm-tunnel-{p.name}.service" for p in peers)
+            r = hosts.run(n.address, n.ssh, f"systemctl is-active {units} | grep -cx active")
+            active = int(r.stdout.strip() or 0)
             checks.append(Check(f"{n.name} -> peers", "tunnels active", active >= len(peers), f"{active}/{len(peers)}"))
     return checks
 

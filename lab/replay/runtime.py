@@ -182,7 +182,9 @@ def _describe(exc: BaseException, root: Path) -> str:
     from pulumi.errors import RunError
 
     seen: BaseException | None = exc
-    while seen is not None:
+    visited: set[int] = set()
+    while seen is not None and id(seen) not in visited:  # cause/context chains can loop
+        visited.add(id(seen))
         if isinstance(seen, (ReplayError, RunError)):
             return str(seen)
         seen = seen.__cause__ or seen.__context__

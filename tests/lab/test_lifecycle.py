@@ -134,7 +134,7 @@ def test_up_creates_everything(ctx: Ctx) -> None:
 def test_every_hop_is_encrypted_on_the_wire(ctx: Ctx, tmp_path: Path) -> None:
     ca = ctx.outputs["caCertPem"]
     pcap = tmp_path / "up.pcap"
-    with capture(BRIDGE, "tcp port 8065 or tcp port 5432 or tcp port 443", pcap):
+    with capture(BRIDGE, "tcp port 8065 or tcp port 5432 or tcp port 443 or tcp port 8074", pcap):
         assert ping_through_proxy(ca, 20) == 20
         ctx.lab.ssh("mm2", "systemctl restart mattermost")  # a fresh DB login over the wire
         ctx.lab.ssh(
@@ -143,7 +143,8 @@ def test_every_hop_is_encrypted_on_the_wire(ctx: Ctx, tmp_path: Path) -> None:
             "mattermost-app.internal:8065:127.0.0.1 https://mattermost-app.internal:8065/api/v4/system/ping "
             ">/dev/null && exit 0; sleep 0.5; done; exit 1",
         )
-    reports = analyze(pcap, {8065: "tls", 5432: "postgres", 443: "tls"})
+    reports = analyze(pcap, {8065: "tls", 5432: "postgres", 443: "tls", 8074: "tls"})
+    assert reports[8074].streams == 0, f"cluster gossip over TCP must go through the SSH tunnels: {reports[8074]}"
     for port in (8065, 5432, 443):
         r = reports[port]
         print(r)
@@ -204,10 +205,13 @@ def test_adding_a_node_changes_only_what_mentions_it(ctx: Ctx) -> None:
         ev = run_up(ctx, nodes=NODES4)
     result = load.result
     ch = changed(ev)
-    new = {n for n, op in ch.items() if op == "create"}
-    assert new == {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"}, ch
+    created = {n for n, op in ch.items() if op == "create"}
+    assert {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"} <= created, ch
+    assert all("mm4" in n for n in created), f"only what belongs to or mentions mm4 is created: {ch}"
     updated = {n for n, op in ch.items() if op != "create"}
-    assert updated <= {"proxy-site", "database-pg-hba"}, ch
+    # the proxy's upstream list, the DB's client list and the peers' sshd/firewall name the new node
+    allowed = {"proxy-site", "database-pg-hba"} | {f"mm{i}-cluster-{x}" for i in (1, 2, 3) for x in ("sshd", "firewall")}
+    assert updated <= allowed, ch
     assert "proxy-site" in updated
     assert result.failed == 0, f"the site stopped answering while a node was added: {result}"
     assert ping_through_proxy(ctx.outputs["caCertPem"]) == 5
@@ -251,9 +255,9 @@ def test_rotating_the_ca_replaces_every_cert_and_nodes_serve_the_new_ones(ctx: C
 def test_removing_the_node_puts_it_back_as_it_was(ctx: Ctx) -> None:
     ev = run_up(ctx, nodes=NODES3)
     ch = changed(ev)
-    assert {n for n, op in ch.items() if op == "delete"} == {
-        "mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files",
-    }, ch
+    deleted = {n for n, op in ch.items() if op == "delete"}
+    assert {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"} <= deleted, ch
+    assert all("mm4" in n for n in deleted), ch
     assert diff(ctx.before["mm4"], snapshot(ctx.lab, "mm4")) == []
     assert ping_through_proxy(ctx.outputs["caCertPem"]) == 5
 

@@ -140,6 +140,7 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("cert outlives CA", _set("ca", {"validityHours": 1000, "earlyRenewalHours": 10, "certValidityHours": 2000}), "ca.certValidityHours", "outlive"),
     ("unknown field", _set("nodes.0.adress", "10.0.0.1"), "nodes[0].adress", "Extra inputs"),
     ("admin user without password", _set("database.adminUser", "root"), "dbAdminPassword", "--secret"),
+    ("db password with newline", _set("dbPassword", "pass\nword"), "dbPassword", "control characters"),
     ("cluster name injection", _set("cluster", {"enabled": True, "name": "a b;c"}), "cluster.name", "pattern"),
 ]
 
