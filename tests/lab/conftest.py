@@ -15,6 +15,7 @@ the modules after it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -53,8 +54,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[i] = item
 
 
+SESSION_LOCK = Path(os.environ.get("MMTLS_LAB_SESSION_LOCK", "/run/mmtls-lab-session.lock"))
+
+
 @pytest.fixture(scope="session")
-def lab() -> Iterator[Lab]:
+def lab_session_lock() -> Iterator[None]:
+    """One lab test session at a time on this machine: there is one lab per VM, and a second
+    session's down/up would pull the hosts out from under the first. Others wait here."""
+    with open(SESSION_LOCK, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
+def lab(lab_session_lock: None) -> Iterator[Lab]:
     """The running lab (3 nodes, proxy, mariadb, postgres) in its seeded "before" state."""
     reason = _cannot_run_lab()
     if reason:
