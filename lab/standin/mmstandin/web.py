@@ -7,6 +7,11 @@ handful of routes the program and tests touch: ``/api/v4/system/ping``
 (Mattermost's JSON, ``?get_server_status=true`` adds database health), ``/``,
 the websocket paths (400 without an upgrade, like Mattermost) and the stand-in's
 own ``/standin/status``.
+
+On a TLS listener, a client speaking plain HTTP gets what Go's net/http sends (a bare
+``HTTP/1.0 400`` and a close), not a failed handshake: NGINX treats the first as an answer
+and the second as an upstream error it retries elsewhere, so a rollout tested against a
+stand-in that only fails the handshake would pass for the wrong reason.
 """
 
 from __future__ import annotations
@@ -15,12 +20,20 @@ import json
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import VERSION
 from .runtime import Context, StartupError
+
+# net/http (server.go, conn.serve) writes exactly this on the raw connection, then closes it,
+# when the TLS handshake fails on a first record that looks like a plaintext HTTP request.
+GO_HTTP_TO_HTTPS_RESPONSE = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+# net/http tlsRecordHeaderLooksLikeHTTP: the 5 bytes of a would-be TLS record header
+_HTTP_RECORD_HEADERS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
+_RECORD_ALERT, _RECORD_HANDSHAKE = 0x15, 0x16
 
 TLS_VERSIONS = {
     "1.0": ssl.TLSVersion.TLSv1,
@@ -51,11 +64,42 @@ class _Server(ThreadingHTTPServer):
         if self.tls_context is not None:
             request.settimeout(30)
             try:
+                verdict = first_record_verdict(peek_record_header(request, 30))
+                if verdict == "http":
+                    request.sendall(GO_HTTP_TO_HTTPS_RESPONSE)
+                    return  # socketserver closes the connection, as Go does
+                if verdict != "tls":
+                    raise ssl.SSLError(verdict)
                 request = self.tls_context.wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError) as exc:
                 self.ctx.log.debug("http: TLS handshake error", remote=str(client_address), error=str(exc))
                 return
         super().finish_request(request, client_address)
+
+
+def peek_record_header(sock: socket.socket, timeout: float) -> bytes:
+    """The first 5 bytes the client sent (fewer if it closed first), left in the socket for the
+    TLS handshake. Linux ignores MSG_WAITALL together with MSG_PEEK, hence the poll."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = sock.recv(5, socket.MSG_PEEK)
+        if len(data) >= 5 or not data or time.monotonic() > deadline:
+            return data
+        time.sleep(0.005)
+
+
+def first_record_verdict(header: bytes) -> str:
+    """What Go's crypto/tls + net/http make of a connection's first 5 bytes: "tls" (go on with
+    the handshake), "http" (answer GO_HTTP_TO_HTTPS_RESPONSE and close), or the handshake error
+    after which Go closes without a word."""
+    if len(header) < 5:
+        return "unexpected EOF"
+    version = header[1] << 8 | header[2]
+    if header[0] not in (_RECORD_ALERT, _RECORD_HANDSHAKE) or version >= 0x1000:
+        if header in _HTTP_RECORD_HEADERS:
+            return "http"
+        return "first record does not look like a TLS handshake"
+    return "tls"
 
 
 class _Handler(BaseHTTPRequestHandler):
