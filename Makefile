@@ -27,7 +27,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 lab: setup
 	$(PY) -m lab.hosts up
 	$(PY) -m lab.replay up --stack $(STACK)
-	$(PY) -m tools.audit --stack $(STACK)
+	$(PY) -m tools.audit --stack $(STACK) --capture mmtls-br0
 
 preview: setup
 	$(PY) -m lab.replay preview --stack $(STACK)
