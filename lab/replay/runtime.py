@@ -30,6 +30,14 @@ from lab.replay.engine import Engine
 from lab.replay.model import STACK_TYPE, Options, ReplayError, Resource
 from lab.replay.project import Project
 
+# CPython 3.11's traceback module calls ast.parse to place error carets, and 3.11's AST
+# recursion-depth bookkeeping is shared between threads: the SDK and this runtime format
+# tracebacks on worker threads while pytest parses source on the main thread, and one of them
+# fails with "SystemError: AST constructor recursion depth mismatch" (seen as a pytest
+# INTERNALERROR). Carets are cosmetic; without them tracebacks never touch the AST.
+if sys.version_info < (3, 12) and hasattr(traceback, "_extract_caret_anchors_from_line_segment"):
+    traceback._extract_caret_anchors_from_line_segment = lambda *args, **kwargs: None  # type: ignore[attr-defined]
+
 # One program at a time per process: cwd, sys.path and sys.modules are process-wide.
 _PROGRAM_LOCK = threading.Lock()
 
