@@ -1,6 +1,6 @@
 """mattermost-transport-encryption: read and validate the stack config, build the components in
-the order the rollout needs (CA -> database TLS -> cluster tunnels -> nodes -> NGINX last), and
-export what other stacks consume."""
+the order the rollout needs (CA -> database TLS -> cluster tunnels, and NGINX's transitional site
+-> nodes one at a time -> NGINX's https-only site last), and export what other stacks consume."""
 
 import pulumi
 
@@ -24,21 +24,28 @@ if cfg.gitlab.enabled and cfg.gitlab.external_postgres and cfg.gitlab.address:
     db_clients.append(cfg.gitlab.address)
 database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients))
 cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes)) if cfg.cluster.enabled else None
-nodes = [
-    MattermostNode(
-        n.name,
-        MattermostNodeArgs(
-            cfg=cfg,
-            node=n,
-            pki=pki,
-            database=database,
-            extra_env=cluster.env_for(n.name) if cluster else {},
-            depends_on=cluster.ready_for(n.name) if cluster else [],
-        ),
+proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki))
+# One node at a time, in config order: the others keep serving while one restarts. The first waits
+# for NGINX's transitional site, which reaches each node over TLS or, not switched yet, plain HTTP.
+nodes: list[MattermostNode] = []
+for n in cfg.nodes:
+    nodes.append(
+        MattermostNode(
+            n.name,
+            MattermostNodeArgs(
+                cfg=cfg,
+                node=n,
+                pki=pki,
+                database=database,
+                extra_env=cluster.env_for(n.name) if cluster else {},
+                depends_on=[
+                    *(cluster.ready_for(n.name) if cluster else []),
+                    nodes[-1].ready if nodes else proxy.transition,
+                ],
+            ),
+        )
     )
-    for n in cfg.nodes
-]
-proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki, nodes=nodes))
+proxy.finish_rollout(nodes)
 
 pulumi.export("caCertPem", pki.ca_cert_pem)
 pulumi.export("caExpiry", pki.ca_expiry)

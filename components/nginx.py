@@ -1,12 +1,27 @@
-"""NginxProxy: the NGINX reverse proxy in front of the nodes, switched to verified TLS upstream.
+"""NginxProxy: the NGINX reverse proxy in front of the nodes, switched to verified TLS upstream
+without a moment in which the site stops answering.
 
 Owns the Mattermost site file (upstream of every node, browser TLS on 443, `proxy_pass
 https://backend` with `proxy_ssl_verify on` against the stack CA for the upstream name), the
 public certificate and key (issued by the stack CA, or the provided ones), and the CA file NGINX
 verifies the nodes with. Changes are validated with `nginx -t` before the reload and checked end
 to end after it; a failure puts the previous site and certificates back, so the site keeps
-answering. The reload waits for every node's `ready`: before that a node may not serve TLS yet.
-Delete restores the original site and files, then `nginx -t && systemctl reload`.
+answering. Delete restores the original site and files, then `nginx -t && systemctl reload`.
+
+The rollout has two steps, because the nodes switch to TLS one at a time in between:
+1. Built BEFORE the nodes: `<name>-transition` installs the transitional site (verified TLS to
+   every node, plain HTTP only when no node answers over TLS; nginx_render says why) - but only
+   while the live site still proxies over plain HTTP. `transition` is what the first node's
+   restart waits for.
+2. `finish_rollout(nodes)`, after the nodes: `<name>-site` installs the https-only site once every
+   node's `ready` completed; no plain fallback remains.
+
+Both own the same four files. remote_files keeps the ORIGINAL of each path once, whoever changes
+it first, and the ledger names the last installer: `<name>-site` depends on `<name>-transition`,
+so a destroy deletes it first, it finds itself in the ledger and restores the originals; the
+transition's delete then finds the ledger gone and leaves everything alone. A rollout that stopped
+before step 2 leaves the transition in the ledger, and its delete restores the originals. Neither
+is ever replaced (no triggers), so create-before-delete never runs one's delete after the other.
 """
 
 from __future__ import annotations
@@ -21,7 +36,14 @@ from components.config import StackConfig
 from components.connection import connection_for
 from components.node import MattermostNode
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, managed_files
+from components.remote_files import (
+    FileSpec,
+    ManagedFile,
+    encode_bundle,
+    managed_files,
+    render_files_restore,
+    run_script,
+)
 
 
 @dataclass(frozen=True)
@@ -32,12 +54,11 @@ class NginxProxyArgs:
     """Validated stack config (section `proxy`, `mattermost.upstreamName`, `proxyTlsKey`)."""
     pki: Pki
     """The stack CA: verifies the nodes, and issues the public certificate when proxy.tls.source is 'ca'."""
-    nodes: Sequence[MattermostNode]
-    """Every node, in config order; each becomes an upstream server and a reload dependency."""
 
 
 class NginxProxy(pulumi.ComponentResource):
-    """The proxy (see the module docstring)."""
+    """The proxy (see the module docstring). Build it before the nodes, then call
+    `finish_rollout(nodes)` once they exist."""
 
     url: str
     """The site's public URL, https://<server name>/."""
@@ -45,15 +66,22 @@ class NginxProxy(pulumi.ComponentResource):
     """Path of the site file on the proxy."""
     upstream_name: str
     """The name NGINX verifies in every node certificate."""
+    transition: pulumi.Resource
+    """Completes once NGINX can serve every node whether it speaks TLS or not yet (or found the
+    live site already proxying over TLS): no node may restart into TLS before."""
 
     def __init__(self, name: str, args: NginxProxyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:nginx:NginxProxy", name, None, opts)
         cfg, proxy = args.cfg, args.cfg.proxy
         if proxy.address is None:  # the schema refuses this; keep the promise if misused
             raise ValueError("proxy.address is not set")
-        if not args.nodes:
+        if not cfg.nodes:
             raise ValueError("NginxProxy needs at least one node")
-        paths = nginx_render.proxy_paths(proxy.tls_dir)
+        self._name = name
+        self._cfg = cfg
+        self._paths = paths = nginx_render.proxy_paths(proxy.tls_dir)
+        self._connection = connection_for(cfg, proxy.address, proxy.ssh)
+        self._site: pulumi.Resource | None = None
         self.url = f"https://{proxy.server_name}/"
         self.site_file = proxy.site_file
         self.upstream_name = cfg.mattermost.upstream_name
@@ -70,36 +98,86 @@ class NginxProxy(pulumi.ComponentResource):
             # config strips surrounding whitespace; a PEM file ends with a newline
             public_cert = _pem_file(proxy.tls.cert)
             public_key = pulumi.Output.secret(_pem_file(cfg.proxy_tls_key.get_secret_value()))
-
-        site = nginx_render.render_nginx_site(
-            server_name=proxy.server_name,
-            backends=[nginx_render.Backend(n.address, n.port) for n in args.nodes],
-            upstream_name=cfg.mattermost.upstream_name,
-            keepalive=proxy.upstream_keepalive,
-            paths=paths,
-        )
-        files = [
+        self._tls_files = [
             ManagedFile(FileSpec(paths.cert, "0644"), public_cert),
             # the master process reads it as root before dropping privileges
             ManagedFile(FileSpec(paths.key, "0600"), public_key),
             ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
-            ManagedFile(FileSpec(proxy.site_file, "0644"), site),
         ]
-        # One command: site and certificates are validated, reloaded and rolled back together.
-        self._files = managed_files(
-            f"{name}-site",
-            connection=connection_for(cfg, proxy.address, proxy.ssh),
-            files=files,
-            validate=nginx_render.render_validate_script(),
-            activate=nginx_render.render_reload_script(
-                service=proxy.service,
-                server_name=proxy.server_name,
-                ca_file=paths.ca if proxy.tls.source == "ca" else None,
+        self._validate = nginx_render.render_validate_script()
+        self._restore_activate = nginx_render.render_restore_activate_script(service=proxy.service)
+
+        files = [
+            *self._tls_files,
+            ManagedFile(
+                FileSpec(proxy.site_file, "0644"),
+                nginx_render.render_transition_site(
+                    server_name=proxy.server_name,
+                    backends=[nginx_render.Backend(n.address, cfg.mattermost.port) for n in cfg.nodes if n.address],
+                    upstream_name=cfg.mattermost.upstream_name,
+                    keepalive=proxy.upstream_keepalive,
+                    paths=paths,
+                ),
             ),
-            restore_activate=nginx_render.render_restore_activate_script(service=proxy.service),
+        ]
+        owner = f"{name}-transition"
+        specs = [f.spec for f in files]
+        apply = nginx_render.render_transition_apply(
+            owner=owner,
+            specs=specs,
+            site_file=proxy.site_file,
+            validate=self._validate,
+            activate=self._reload(answers="answers through the transitional site"),
+        )
+        # managed_files' scripts behind a guard (nginx_render.render_transition_guard); same
+        # stdin framing, same secrecy (the public key is in it)
+        self.transition = run_script(
+            owner,
+            connection=self._connection,
+            create=apply,
+            update=apply,
+            delete=render_files_restore(owner, specs, restore_activate=self._restore_activate),
+            stdin=pulumi.Output.all(*[f.content for f in files]).apply(encode_bundle),
             secret=True,
-            # https upstreams only work once every node serves TLS
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[n.ready for n in args.nodes]),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _reload(self, **kw: str) -> str:
+        proxy = self._cfg.proxy
+        return nginx_render.render_reload_script(
+            service=proxy.service,
+            server_name=proxy.server_name,
+            ca_file=self._paths.ca if proxy.tls.source == "ca" else None,
+            **kw,
+        )
+
+    def finish_rollout(self, nodes: Sequence[MattermostNode]) -> None:
+        """Install the https-only site (every node in `nodes` an upstream server) once each of
+        them is `ready`; call exactly once, after the nodes are built."""
+        if self._site is not None:
+            raise RuntimeError(f"{self._name}: finish_rollout() was already called")
+        if not nodes:
+            raise ValueError("NginxProxy needs at least one node")
+        proxy = self._cfg.proxy
+        site = nginx_render.render_nginx_site(
+            server_name=proxy.server_name,
+            backends=[nginx_render.Backend(n.address, n.port) for n in nodes],
+            upstream_name=self._cfg.mattermost.upstream_name,
+            keepalive=proxy.upstream_keepalive,
+            paths=self._paths,
+        )
+        # One command: site and certificates are validated, reloaded and rolled back together.
+        self._site = managed_files(
+            f"{self._name}-site",
+            connection=self._connection,
+            files=[*self._tls_files, ManagedFile(FileSpec(proxy.site_file, "0644"), site)],
+            validate=self._validate,
+            activate=self._reload(),
+            restore_activate=self._restore_activate,
+            secret=True,
+            # https upstreams only work once every node serves TLS; after the transition, so a
+            # destroy deletes this one first (see the module docstring)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
         )
         self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
 

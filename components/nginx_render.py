@@ -1,5 +1,13 @@
-"""Pure renderers for the NGINX proxy: the Mattermost site (from templates/nginx-site.conf), where
-the proxy's TLS files go, and the shell that validates, reloads and checks the site end to end.
+"""Pure renderers for the NGINX proxy: the Mattermost site (from templates/nginx-site.conf), the
+transitional site that carries the rollout (templates/nginx-site-transition.conf), where the
+proxy's TLS files go, and the shell that validates, reloads and checks the site end to end.
+
+Why a transitional site: the nodes switch to TLS one at a time, so for a while some speak TLS and
+some plain HTTP. The original site (plain `proxy_pass http://`) would send requests to a switched
+node over HTTP, which Mattermost answers with 400; the final site would refuse every node not
+switched yet. The transitional site tries verified TLS first and falls back to plain HTTP only
+when no node answers over TLS. It is installed only when the live site still proxies over plain
+HTTP (a migration from plain), and replaced by the final https-only site once every node is ready.
 
 Plain values in, text out. Values reaching the site file are checked against a plain-token
 pattern (config.py already restricts them; a stray `;` or `{` would change NGINX's grammar), and
@@ -15,13 +23,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.remote_files import STATE_DIR, FileSpec, render_files_apply
+
 TEMPLATE = Path(__file__).parent / "templates" / "nginx-site.conf"
+TRANSITION_TEMPLATE = Path(__file__).parent / "templates" / "nginx-site-transition.conf"
 UPSTREAM = "backend"
 PING_PATH = "/api/v4/system/ping"
 ERROR_LOG = "/var/log/nginx/error.log"
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._/+-]+$")
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+_PROSE = re.compile(r"^[A-Za-z0-9 ,.;:()/-]+$")
 
 
 @dataclass(frozen=True)
@@ -55,7 +67,7 @@ def _token(what: str, value: str) -> str:
     return value
 
 
-def _server_line(b: Backend) -> str:
+def _server_line(b: Backend, params: str = "") -> str:
     if not isinstance(b.port, int) or not 1 <= b.port <= 65535:
         raise ValueError(f"backend port out of range: {b.port!r}")
     try:
@@ -63,7 +75,7 @@ def _server_line(b: Backend) -> str:
         host = f"[{ip}]" if ip.version == 6 else str(ip)
     except ValueError:
         host = _token("backend address", b.address)
-    return f"    server {host}:{b.port};"
+    return f"    server {host}:{b.port}{params};"
 
 
 def fill_template(template: str, values: dict[str, str]) -> str:
@@ -87,24 +99,94 @@ def render_nginx_site(
 ) -> str:
     """The Mattermost site: port 80 redirects, port 443 terminates TLS and proxies to every node
     over TLS, verifying each node's certificate against the stack CA for `upstream_name`."""
+    values = _site_values(
+        server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
+    )
+    text = template if template is not None else TEMPLATE.read_text()
+    return fill_template(text, values)
+
+
+def _upstream_body(backends: Sequence[Backend], keepalive: int, params: str = "") -> str:
+    servers = [_server_line(b, params) for b in backends]
+    if len(set(servers)) != len(servers):
+        raise ValueError(f"a backend appears twice: {[b.address for b in backends]}")
+    # `keepalive 0` is invalid; no line keeps NGINX's default (no idle upstream connections)
+    return "\n".join(servers + ([f"    keepalive {keepalive};"] if keepalive else []))
+
+
+def _site_values(
+    *, server_name: str, backends: Sequence[Backend], upstream_name: str, keepalive: int, paths: ProxyPaths
+) -> dict[str, str]:
     if not backends:
         raise ValueError("the upstream needs at least one node")
     if not isinstance(keepalive, int) or keepalive < 0:
         raise ValueError(f"keepalive must be a non-negative integer: {keepalive!r}")
-    servers = [_server_line(b) for b in backends]
-    if len(set(servers)) != len(servers):
-        raise ValueError(f"a backend appears twice: {[b.address for b in backends]}")
-    values = {
-        # `keepalive 0` is invalid; no line keeps NGINX's default (no idle upstream connections)
-        "upstream_body": "\n".join(servers + ([f"    keepalive {keepalive};"] if keepalive else [])),
+    return {
+        "upstream_body": _upstream_body(backends, keepalive),
         "server_name": _token("server name", server_name),
         "cert_file": _token("certificate path", paths.cert),
         "key_file": _token("key path", paths.key),
         "trusted_ca_file": _token("CA path", paths.ca),
         "upstream_name": _token("upstream name", upstream_name),
     }
-    text = template if template is not None else TEMPLATE.read_text()
+
+
+def render_transition_site(
+    *,
+    server_name: str,
+    backends: Sequence[Backend],
+    upstream_name: str,
+    keepalive: int,
+    paths: ProxyPaths,
+    template: str | None = None,
+) -> str:
+    """The transitional site (templates/nginx-site-transition.conf): browsers as in the final site;
+    towards the nodes verified TLS first, plain HTTP only when no node answers over TLS.
+
+    The TLS upstream's servers get `max_fails=0`: NGINX must retry a node over TLS on the very next
+    request once it is back, not skip it for `fail_timeout` after a refused connection during its
+    restart (then no node would answer over TLS and the request would fall back to plain HTTP,
+    which a switched node answers with 400)."""
+    values = _site_values(
+        server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
+    )
+    values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
+    values["plain_upstream_body"] = _upstream_body(backends, keepalive)
+    text = template if template is not None else TRANSITION_TEMPLATE.read_text()
     return fill_template(text, values)
+
+
+def render_transition_guard(*, owner: str, site_file: str) -> str:
+    """Shell that ends the script (exit 0, nothing touched) unless the live site still proxies to
+    the nodes over plain HTTP: only a migration from plain needs the fallback. A site that already
+    proxies over TLS (ours, verified; or an original `https://` without verification, which keeps
+    working while node certificates change) is left alone, so adding a node or renewing a
+    certificate later never brings the plain fallback back. No site file: nobody to keep serving."""
+    FileSpec(site_file)  # validates the path
+    return f"""site={_q(site_file)}
+if ! [ -f "$site" ] || ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site"; then
+  printf '%s\\n' {_q(owner)}": $site does not proxy over plain HTTP; no transitional site needed"
+  exit 0
+fi
+"""
+
+
+def render_transition_apply(
+    *,
+    owner: str,
+    specs: Sequence[FileSpec],
+    site_file: str,
+    validate: str,
+    activate: str,
+    state_dir: str = STATE_DIR,
+) -> str:
+    """remote_files' apply script (backup of the originals, owner ledger, validate, activate,
+    rollback) behind render_transition_guard."""
+    if site_file not in [s.path for s in specs]:
+        raise ValueError(f"{owner}: the guarded site file {site_file} is not among the installed files")
+    return render_transition_guard(owner=owner, site_file=site_file) + render_files_apply(
+        owner, specs, validate=validate, activate=activate, state_dir=state_dir
+    )
 
 
 def render_validate_script() -> str:
@@ -124,6 +206,7 @@ def render_reload_script(
     timeout_seconds: int = 30,
     https_port: int = 443,
     error_log: str = ERROR_LOG,
+    answers: str = "answers through verified TLS to the nodes",
 ) -> str:
     """Reload NGINX (after `nginx -t` passed), then check the site end to end: a request to
     /api/v4/system/ping through NGINX only succeeds if NGINX reached a node over verified TLS
@@ -133,9 +216,12 @@ def render_reload_script(
     certificate the check does not verify the browser-facing hop (its issuer may not be in this
     host's trust store) - what it proves is the upstream hop. Reload is asynchronous (old
     workers keep the old configuration for a moment), hence the retry until the deadline.
+    `answers` completes the success message (the transitional site may answer over plain HTTP).
     """
     if not isinstance(timeout_seconds, int) or timeout_seconds < 1:
         raise ValueError(f"timeout_seconds must be a positive integer: {timeout_seconds!r}")
+    if not _PROSE.match(answers):  # it goes inside double quotes
+        raise ValueError(f"answers must be plain words: {answers!r}")
     trust = f"--cacert {_q(ca_file)}" if ca_file else "--insecure"
     url = f"https://{server_name}{'' if https_port == 443 else f':{https_port}'}{PING_PATH}"
     return f"""set -eu
@@ -153,7 +239,7 @@ start=$(date +%s)
 while :; do
   if last=$(curl --silent --show-error --fail --noproxy '*' --proto '=https' --max-time 10 {trust} \\
       --resolve "$resolve" --output /dev/null "$url" 2>&1); then
-    printf '%s\\n' "$service reloaded; $url answers through verified TLS to the nodes"
+    printf '%s\\n' "$service reloaded; $url {answers}"
     exit 0
   fi
   now=$(date +%s)

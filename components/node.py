@@ -49,7 +49,9 @@ class MattermostNodeArgs:
     extra_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """More MM_* settings for the same EnvironmentFile (e.g. cluster), applied by the same restart."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
-    """Resources that must be live before the node restarts (e.g. its cluster tunnels)."""
+    """Resources that must be live before the node restarts: e.g. its cluster tunnels and, for a
+    rollout without downtime, the previous node's `ready` (the first node: NGINX's transitional
+    site), so nodes restart one at a time while the others serve."""
 
 
 class MattermostNode(pulumi.ComponentResource):

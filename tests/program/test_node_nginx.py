@@ -189,14 +189,20 @@ def run_program(cfg: config_mod.StackConfig, extra_env: dict[str, dict[str, Any]
     def program() -> pulumi.Output[Any]:
         pki = Pki("pki", PkiArgs(ca=cfg.ca))
         db = FakeDatabase()
-        nodes = [
-            MattermostNode(
-                n.name,
-                MattermostNodeArgs(cfg=cfg, node=n, pki=pki, database=db, extra_env=(extra_env or {}).get(n.name, {})),
+        proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki))
+        # wired as __main__.py does: one node at a time, the first after the transitional site
+        nodes: list[MattermostNode] = []
+        for n in cfg.nodes:
+            nodes.append(
+                MattermostNode(
+                    n.name,
+                    MattermostNodeArgs(
+                        cfg=cfg, node=n, pki=pki, database=db, extra_env=(extra_env or {}).get(n.name, {}),
+                        depends_on=[nodes[-1].ready if nodes else proxy.transition],
+                    ),
+                )
             )
-            for n in cfg.nodes
-        ]
-        proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki, nodes=nodes))
+        proxy.finish_rollout(nodes)
         outputs["nodes"] = nodes
         outputs["proxy"] = proxy
         return pulumi.Output.all(
@@ -296,6 +302,37 @@ def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
     assert site.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
     for n in ("mm1", "mm2"):
         assert two.by_name(f"{n}-tls-files").urn in site.dependencies
+    # deleted before the transition on destroy: it is the one that restores the original site
+    assert two.by_name("proxy-transition").urn in site.dependencies
+
+
+def test_transitional_site_comes_first_and_nodes_switch_one_at_a_time(two: Run) -> None:
+    transition = two.by_name("proxy-transition")
+    assert transition.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
+    assert not [d for d in transition.dependencies if "command:remote:Command" in d], "it waits for no host"
+    assert transition.urn in two.by_name("mm1-tls-files").dependencies
+    assert two.by_name("mm1-tls-files").urn in two.by_name("mm2-tls-files").dependencies
+
+
+def test_transitional_site_is_guarded_secret_and_restores_like_the_final_one(two: Run) -> None:
+    cmd = two.by_name("proxy-transition")
+    stdin, secret = unwrap(cmd.inputs["stdin"])
+    assert secret, "stdin carries the public key"
+    assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"} and cmd.inputs["logging"] == "none"
+    cert, key, ca, site = files_in(stdin)
+    final_cert, final_key, final_ca, _ = files_in(unwrap(two.by_name("proxy-site").inputs["stdin"])[0])
+    assert (cert, key, ca) == (final_cert, final_key, final_ca), "the same browser certificate and CA as the final site"
+    assert "proxy_pass http://backend_plain;" in site and site.count("proxy_ssl_verify on;") == 4
+    assert "server 10.251.0.101:8065 max_fails=0;" in site and "server 10.251.0.102:8065;" in site
+    create = cmd.inputs["create"]
+    assert cmd.inputs["update"] == create
+    assert "PRIVATE KEY" not in create and base64.b64encode(key.encode()).decode()[:40] not in create
+    # the guard comes before anything is installed
+    assert create.index("proxy_pass[[:space:]]+http://") < create.index("mtm_keep_original")
+    assert "who=proxy-transition" in create and "nginx -t" in create
+    assert "answers through the transitional site" in create
+    assert "nginx -t && systemctl reload nginx" in cmd.inputs["delete"]
+    assert "who=proxy-transition" in cmd.inputs["delete"]
 
 
 def test_proxy_site_verifies_the_nodes(two: Run) -> None:
@@ -355,10 +392,21 @@ def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> No
     assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name}
     for n in ("mm1", "mm2"):
         assert _stable_view(two, n) == _stable_view(three, n)
-    # the proxy's scripts are the same; only its site content (stdin) gains mm3
+    # the proxy's scripts are the same; only its site contents (stdin) gain mm3
     assert _stable_view(two, "proxy-site") == _stable_view(three, "proxy-site")
+    assert _stable_view(two, "proxy-transition") == _stable_view(three, "proxy-transition")
     site = files_in(unwrap(three.by_name("proxy-site").inputs["stdin"])[0])[3]
     assert "server 10.251.0.103:8065;" in site
+    transitional = files_in(unwrap(three.by_name("proxy-transition").inputs["stdin"])[0])[3]
+    assert "server 10.251.0.103:8065 max_fails=0;" in transitional and "server 10.251.0.103:8065;" in transitional
+    # the new node restarts after the last of the others
+    assert three.by_name("mm2-tls-files").urn in three.by_name("mm3-tls-files").dependencies
+
+
+def test_finish_rollout_once() -> None:
+    run = run_program(make_cfg(["mm1"]))
+    with pytest.raises(RuntimeError, match="already called"):
+        run.outputs["proxy"].finish_rollout(run.outputs["nodes"])
 
 
 def test_no_duplicate_urns(two: Run) -> None:

@@ -81,6 +81,11 @@ def test_rollout_order_db_then_nodes_then_proxy(stack: str, prod: Evaluation, la
     assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} <= _deps(ev, "proxy-site"), "NGINX reloads last"
     order = [r.name for r in ev.resources]
     assert max(order.index(f"{n}-tls-files") for n in ("mm1", "mm2", "mm3")) < order.index("proxy-site")
+    # zero downtime: the transitional site first, then one node at a time, in config order
+    assert "proxy-transition" in _deps(ev, "mm1-tls-files")
+    assert "mm1-tls-files" in _deps(ev, "mm2-tls-files") and "mm2-tls-files" in _deps(ev, "mm3-tls-files")
+    assert "mm3-tls-files" not in _deps(ev, "mm2-tls-files")
+    assert not {n for n in _deps(ev, "proxy-transition") if n.endswith("-tls-files")}
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
@@ -137,7 +142,8 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: E
     changed = {s.name: s.op for s in more.steps if s.op != "same"}
     created = {n for n, op in changed.items() if op == "create"}
     assert created == {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"}, changed
-    assert {n for n, op in changed.items() if op != "create"} == {"proxy-site"}, changed
+    # both proxy sites list the nodes; on the host the transition finds the site on TLS and skips
+    assert {n for n, op in changed.items() if op != "create"} == {"proxy-site", "proxy-transition"}, changed
 
 
 def base_nodes() -> list[dict[str, Any]]:
