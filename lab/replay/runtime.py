@@ -176,12 +176,21 @@ def _run(
 
 
 def _forget_program_modules(root: Path, before: set[str]) -> None:
-    """Drop modules the program imported from its own tree: the next run imports them afresh."""
+    """Drop modules the program imported from its own tree: the next run imports them afresh.
+
+    Installed packages stay, even when the virtualenv lives inside the project (Pulumi.yaml's
+    `virtualenv: venv`): provider SDKs register themselves once per process and refuse a second
+    registration ("Cannot re-register package tls")."""
     prefix = str(root) + os.sep
+    installed = {str(Path(p).resolve()) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     for name in set(sys.modules) - before:
         module = sys.modules.get(name)
-        if (getattr(module, "__file__", None) or "").startswith(prefix):
-            del sys.modules[name]
+        origin = getattr(module, "__file__", None) or ""
+        if not origin.startswith(prefix) or "site-packages" in origin:
+            continue
+        if any(str(Path(origin).resolve()).startswith(p) for p in installed):
+            continue
+        del sys.modules[name]
 
 
 def _describe(exc: BaseException, root: Path) -> str:

@@ -454,6 +454,8 @@ class Gossip:
                 data, addr = self.udp.recvfrom(MAX_FRAME)
             except OSError:
                 return
+            if addr is None:  # the socket was shut down (stop): no datagram, no sender
+                return
             try:
                 message = self.codec.decode(data)
             except InvalidFrame as exc:
