@@ -87,8 +87,8 @@ class GitlabMattermost(pulumi.ComponentResource):
                 ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
             ],
             validate=gitlab_render.render_check_keypair(paths.cert, paths.key),
-            activate=gitlab_render.render_nginx_reload(),
-            restore_activate=gitlab_render.render_nginx_reload(),
+            activate=gitlab_render.render_files_activate(paths.ca),
+            restore_activate=gitlab_render.render_files_restore_activate(),
             secret=True,
             opts=pulumi.ResourceOptions(parent=self),
         )

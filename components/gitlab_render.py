@@ -115,9 +115,8 @@ def render_check_keypair(cert: str, key: str) -> str:
     """`validate` for the TLS files: the key must belong to the certificate (a provided pair
     that does not match would take the Mattermost vhost down at the next nginx reload)."""
     return (
-        f"o=$(command -v openssl 2>/dev/null || true)\n"
-        f'[ -n "$o" ] || o={_q(EMBEDDED_BIN + "/openssl")}\n'
-        "if [ ! -x \"$o\" ]; then echo 'no openssl on this host: certificate/key pair not checked'; exit 0; fi\n"
+        _openssl()
+        + "if [ ! -x \"$o\" ]; then echo 'no openssl on this host: certificate/key pair not checked'; exit 0; fi\n"
         # each in its own substitution: a failing pipeline's first step would go unnoticed
         f'c=$("$o" x509 -noout -pubkey -in {_q(cert)})\n'
         f'k=$("$o" pkey -pubout -in {_q(key)})\n'
@@ -126,9 +125,47 @@ def render_check_keypair(cert: str, key: str) -> str:
 
 
 def render_nginx_reload() -> str:
-    """`activate` for the TLS files: a renewed certificate takes effect when Omnibus' nginx
-    re-reads it (HUP); nothing to do while nginx is not running."""
+    """A renewed certificate takes effect when Omnibus' nginx re-reads it (HUP); nothing to do
+    while nginx is not running."""
     return "if gitlab-ctl status nginx >/dev/null 2>&1; then gitlab-ctl hup nginx; fi\n"
+
+
+def _openssl() -> str:
+    return f'o=$(command -v openssl 2>/dev/null || true)\n[ -n "$o" ] || o={_q(EMBEDDED_BIN + "/openssl")}\n'
+
+
+def render_files_activate(ca_file: str) -> str:
+    """`activate` for the TLS files: nginx re-reads the certificate; and when the stack CA was
+    replaced by one with another subject, `gitlab-ctl reconfigure` so that Omnibus finds it.
+
+    Omnibus' reconfigure runs c_rehash on trusted-certs and links the result into its embedded
+    trust store; OpenSSL (GitLab's Rails, calling the bundled Mattermost over HTTPS) looks CAs up
+    by those subject-hash names, so after a CA rotation the old name points at the new CA and the
+    new one is missing until the next reconfigure. Only once a reconfigure has linked our CA: on
+    the first run the gitlab.rb block's own reconfigure, which comes next, links it, and a
+    renewed certificate under the same CA needs no reconfigure at all."""
+    d, f = ca_file.rsplit("/", 1)
+    return (
+        render_nginx_reload()
+        + _openssl()
+        + 'if [ ! -x "$o" ]; then exit 0; fi\n'
+        + f'linked=0 current=0\nh=$("$o" x509 -hash -noout -in {_q(ca_file)})\n'
+        + f"for l in {_q(d)}/*.[0-9]*; do\n"
+        + f'  if [ -L "$l" ] && [ "$(readlink "$l")" = {_q(f)} ]; then\n'
+        + "    linked=1\n"
+        + '    case "${l##*/}" in "$h".[0-9]*) current=1 ;; esac\n'
+        + "  fi\n"
+        + "done\n"
+        + 'if [ "$linked" = 1 ] && [ "$current" = 0 ]; then gitlab-ctl reconfigure; fi\n'
+    )
+
+
+def render_files_restore_activate() -> str:
+    """`restore_activate` for the TLS files: the stack CA left trusted-certs, so Omnibus drops
+    what its last reconfigure derived from it (c_rehash's hash links there, the link in its
+    embedded trust store), which leaves /etc/gitlab as it was; then nginx re-reads the original
+    certificate. Runs after the gitlab.rb block is gone (the block depends on these files)."""
+    return "gitlab-ctl reconfigure\n" + render_nginx_reload()
 
 
 def render_ruby_check(gitlab_rb: str) -> str:
