@@ -208,6 +208,6 @@ def test_a_slot_collision_stops_the_program_naming_the_key(replay: Any, replay_l
 
 
 def test_cluster_disabled_registers_nothing_of_it(replay: Any, replay_lab_config: dict[str, Any]) -> None:
-    ev = replay(replay_lab_config)
+    ev = replay({**replay_lab_config, "cluster": {"enabled": False}})
     assert not ev.by_type(CLUSTER_TYPE)
     assert not ev.any_command_contains(r.HELPER)
