@@ -15,7 +15,12 @@ so the guarantees below hold everywhere:
 - Unchanged content (bytes, mode, owner, group) changes nothing and activates nothing: running
   a script twice is safe and cheap.
 - A failed `validate` (e.g. `nginx -t`) or `activate` (e.g. restart and wait) puts the previous
-  files back, re-activates them, and fails with the tool's own error text.
+  files back, re-activates them, and fails with the tool's own error text. A file that cannot be
+  backed up or installed (a full or read-only disk, a file where a directory must be) fails the
+  change naming the path, with the files this run already replaced put back: never half a set.
+- A path the owner installed before but no longer lists (a moved TLS directory, a renamed site)
+  gets its original back in the same change, so nothing it installed outlives it on the host
+  (an old private key or an env file with the database password, say); delete sweeps the same way.
 
 The renderers are pure (plain values in, script text out) and tested by running the scripts.
 """
@@ -107,9 +112,9 @@ mtm_keep_original() {
   # $1 path, $2 key: the first change of a path keeps the original, once
   b="$state/backup/$2"
   if [ ! -e "$b.path" ]; then
-    if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$b.orig"; else : > "$b.absent"; fi
-    printf '%s\n' "$1" > "$b.path"
-    printf '%s\n' "$2" >> "$tmp/fresh"
+    printf '%s\n' "$2" >> "$tmp/fresh" || return 1
+    if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$b.orig" || return 1; else : > "$b.absent" || return 1; fi
+    printf '%s\n' "$1" > "$b.path" || return 1
   fi
 }
 mtm_keep_previous() {
@@ -117,9 +122,59 @@ mtm_keep_previous() {
   if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$tmp/prev.$2"; else : > "$tmp/prevabsent.$2"; fi
 }
 mtm_put_back() {
-  # $1 path, $2 index: restore the rollback copy
+  # $1 path, $2 index: restore the rollback copy (none: this run never got to that file)
+  rm -f "$1.mtm-new"
   if [ -e "$tmp/prevabsent.$2" ]; then rm -f "$1"
-  else cp -a "$tmp/prev.$2" "$1.mtm-restore" && mv -f "$1.mtm-restore" "$1"; fi
+  elif [ -e "$tmp/prev.$2" ] || [ -L "$tmp/prev.$2" ]; then
+    cp -a "$tmp/prev.$2" "$1.mtm-restore" && mv -f "$1.mtm-restore" "$1"
+  fi
+}
+installing=0
+mtm_abort() {
+  # backing up or installing failed: undo what this run replaced, name the path, fail
+  printf '%s\n' "$who: $1" >&2
+  if [ "$installing" = 1 ]; then mtm_rollback; else mtm_forget_fresh; mtm_cleanup_dirs; fi
+  mtm_fail "$who: nothing was activated; the previous files are back in place"
+}
+mtm_orphans_restore() {
+  # paths this owner installed earlier that it no longer lists ($tmp/keys) get their originals
+  # back; what is there now is kept in $tmp for a rollback. Called in an || list: explicit returns.
+  : > "$tmp/orphans"
+  for o in "$state/owners/"*; do
+    [ -f "$o" ] || continue
+    k=${o##*/}
+    case "$k" in *.*) continue ;; esac  # <key>.<owner> entries belong to blocks
+    [ "$(cat "$o")" = "$who" ] || continue
+    if [ -e "$tmp/keys" ] && grep -qxF "$k" "$tmp/keys"; then continue; fi
+    [ -e "$state/backup/$k.path" ] || continue
+    p=$(cat "$state/backup/$k.path") || return 1
+    b="$state/backup/$k"
+    if [ -e "$p" ] || [ -L "$p" ]; then cp -a "$p" "$tmp/orphan.$k" || return 1; else : > "$tmp/orphanabsent.$k"; fi
+    printf '%s\n' "$k" >> "$tmp/orphans"
+    if [ -e "$b.absent" ]; then rm -f "$p" || return 1
+    elif [ -e "$b.orig" ] || [ -L "$b.orig" ]; then
+      cp -a "$b.orig" "$p.mtm-restore" && mv -f "$p.mtm-restore" "$p" || return 1
+    fi
+    echo "$who: $p is no longer managed; its original is back"
+  done
+}
+mtm_orphans_put_back() {
+  # rollback of mtm_orphans_restore
+  [ -s "$tmp/orphans" ] || return 0
+  while IFS= read -r k; do
+    p=$(cat "$state/backup/$k.path")
+    if [ -e "$tmp/orphanabsent.$k" ]; then rm -f "$p"
+    elif [ -e "$tmp/orphan.$k" ] || [ -L "$tmp/orphan.$k" ]; then
+      cp -a "$tmp/orphan.$k" "$p.mtm-restore" && mv -f "$p.mtm-restore" "$p"
+    fi
+  done < "$tmp/orphans"
+}
+mtm_orphans_forget() {
+  # after success: the restored paths leave the ledger and their backups go
+  [ -s "$tmp/orphans" ] || return 0
+  while IFS= read -r k; do
+    rm -f "$state/backup/$k.orig" "$state/backup/$k.absent" "$state/backup/$k.path" "$state/owners/$k"
+  done < "$tmp/orphans"
 }
 mtm_mkdirs() {
   # create the parent directories of $1, remembering the ones we made so delete removes them
@@ -143,11 +198,16 @@ mtm_cleanup_dirs() {
   # remove directories we created once they are empty, deepest first; then our own state dir
   if [ -e "$state/dirs" ]; then
     sort -r "$state/dirs" > "$tmp/dirs"
+    while IFS= read -r d; do
+      if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || :; fi
+    done < "$tmp/dirs"
+    # the ones still there, in their recorded order: a rollback leaves this file as it found it
     : > "$tmp/dirs.keep"
     while IFS= read -r d; do
-      if [ -d "$d" ] && ! rmdir "$d" 2>/dev/null; then printf '%s\n' "$d" >> "$tmp/dirs.keep"; fi
-    done < "$tmp/dirs"
-    if [ -s "$tmp/dirs.keep" ]; then cp "$tmp/dirs.keep" "$state/dirs"; else rm -f "$state/dirs"; fi
+      if [ -d "$d" ]; then printf '%s\n' "$d" >> "$tmp/dirs.keep"; fi
+    done < "$state/dirs"
+    if [ ! -s "$tmp/dirs.keep" ]; then rm -f "$state/dirs"
+    elif ! cmp -s "$tmp/dirs.keep" "$state/dirs"; then cp "$tmp/dirs.keep" "$state/dirs"; fi
   fi
   if [ -z "$(ls -A "$state/backup")" ] && [ -z "$(ls -A "$state/owners")" ] && [ ! -e "$state/dirs" ]; then
     rm -rf "$tmp"; trap - EXIT
@@ -204,26 +264,36 @@ def render_files_apply(
     out.append("mtm_rollback() {\n")
     for i, s in enumerate(specs):
         out.append(f"  mtm_put_back {_q(s.path)} {i}\n")
-    out.append("  mtm_forget_fresh\n  mtm_cleanup_dirs\n}\n")
-    out.append(f"mtm_readn {len(specs)}\nchanged=0\n")
+    out.append("  mtm_orphans_put_back\n  mtm_forget_fresh\n  mtm_cleanup_dirs\n}\n")
+    out.append(f"mtm_readn {len(specs)}\n")
+    out.append("printf '%s\\n' " + " ".join(_q(_key(s.path)) for s in specs) + ' > "$tmp/keys"\nchanged=0\n')
+    # every backup first: if one fails, nothing on the host has changed yet
     for i, s in enumerate(specs):
         p, k = _q(s.path), _q(_key(s.path))
+        fail = _q(f"could not back up {s.path}")
+        out.append(f"mtm_keep_original {p} {k} || mtm_abort {fail}\nmtm_keep_previous {p} {i} || mtm_abort {fail}\n")
+    out.append("installing=1\n")
+    for i, s in enumerate(specs):
+        p = _q(s.path)
         want = _q(f"{_mode_digits(s.mode)} {s.owner} {s.group}")
         out.append(
-            f"mtm_keep_original {p} {k}\n"
-            f"mtm_keep_previous {p} {i}\n"
             f"if [ -f {p} ] && [ ! -L {p} ] && cmp -s \"$tmp/new.{i}\" {p} "
             f"&& [ \"$(stat -c '%a %U %G' {p})\" = {want} ]; then :\n"
             f"else\n"
             f"  changed=1\n"
-            f"  mtm_mkdirs {p}\n"
-            f"  install -m {_q(s.mode)} -o {_q(s.owner)} -g {_q(s.group)} \"$tmp/new.{i}\" {_q(s.path + '.mtm-new')}\n"
-            f"  mv -f {_q(s.path + '.mtm-new')} {p}\n"
+            f"  {{ mtm_mkdirs {p} &&\n"
+            f"    install -m {_q(s.mode)} -o {_q(s.owner)} -g {_q(s.group)} \"$tmp/new.{i}\" {_q(s.path + '.mtm-new')} &&\n"
+            f"    mv -f {_q(s.path + '.mtm-new')} {p}; }} || mtm_abort {_q(f'could not install {s.path}')}\n"
             f"fi\n"
         )
-    out.append('if [ "$changed" = 1 ]; then\n  mtm_apply_or_rollback\nfi\n')
+    out.append(
+        "mtm_orphans_restore || mtm_abort 'could not put back the original of a path it no longer manages'\n"
+        'if [ -s "$tmp/orphans" ]; then changed=1; fi\n'
+        'if [ "$changed" = 1 ]; then\n  mtm_apply_or_rollback\nfi\n'
+    )
     for s in specs:
         out.append(f"printf '%s\\n' \"$who\" > \"$state/owners/\"{_q(_key(s.path))}\n")
+    out.append('if [ -s "$tmp/orphans" ]; then\n  mtm_orphans_forget\n  mtm_cleanup_dirs\nfi\n')
     out.append('if [ "$changed" = 1 ]; then echo "$who: changed"; else echo "$who: unchanged"; fi\n')
     return "".join(out)
 
@@ -252,11 +322,18 @@ def render_files_restore(
             f"  restored=1\n"
             f"fi\n"
         )
+    # anything else still in this owner's name (a path an older version of it installed)
+    out.append(
+        "printf '%s\\n' " + " ".join(_q(_key(s.path)) for s in specs) + ' > "$tmp/keys"\n'
+        "mtm_orphans_restore || mtm_fail \"$who: could not put back the original of a path it no longer manages\"\n"
+        'if [ -s "$tmp/orphans" ]; then restored=1; fi\n'
+    )
     out.append(
         'if [ "$restored" = 1 ]; then\n'
         "  mtm_restore_activate\n"
         '  echo "$who: restored"\n'
         "fi\n"
+        "mtm_orphans_forget\n"
         "mtm_cleanup_dirs\n"
     )
     return "".join(out)
@@ -293,8 +370,8 @@ def render_block_apply(
             f"[ -f {p} ] || mtm_fail \"$who: \"{p}\" does not exist; it must exist before a block can be added\"\n",
             "mtm_readn 1\n",
             f"begin={_q(begin)}\nend={_q(end)}\n",
-            f"mtm_keep_original {p} {k}\n",
-            f"mtm_keep_previous {p} 0\n",
+            f"mtm_keep_original {p} {k} || mtm_abort {_q(f'could not back up {path}')}\n",
+            f"mtm_keep_previous {p} 0 || mtm_abort {_q(f'could not back up {path}')}\n",
             # the file without our block; remember if its last line had no newline
             f"awk -v b=\"$begin\" -v e=\"$end\" '$0==b{{s=1;next}} s&&$0==e{{s=0;next}} !s' {p} > \"$tmp/rest\"\n",
             # awk ends every line with a newline; give back the file's own last byte
@@ -316,10 +393,11 @@ def render_block_apply(
             "changed=0\n",
             f"if ! cmp -s \"$tmp/next\" {p}; then\n",
             "  changed=1\n",
+            "  installing=1\n",
             # cp onto the existing inode's copy keeps the file's mode and owner
-            f"  cp -a {p} {_q(path + '.mtm-new')}\n",
-            f"  cat \"$tmp/next\" > {_q(path + '.mtm-new')}\n",
-            f"  mv -f {_q(path + '.mtm-new')} {p}\n",
+            f"  {{ cp -a {p} {_q(path + '.mtm-new')} &&\n",
+            f"    cat \"$tmp/next\" > {_q(path + '.mtm-new')} &&\n",
+            f"    mv -f {_q(path + '.mtm-new')} {p}; }} || mtm_abort {_q(f'could not write {path}')}\n",
             "  mtm_apply_or_rollback\n",
             "fi\n",
             f"printf '%s\\n' \"$who\" > \"$state/owners/\"{k}.{_q(_key(owner))}\n",

@@ -171,6 +171,114 @@ def test_symlinked_path_is_replaced_and_link_restored(env: dict[str, Path]) -> N
     assert tree_digest(env["etc"]) == before
 
 
+def test_a_file_that_cannot_be_installed_puts_back_what_was_replaced(env: dict[str, Path]) -> None:
+    """Disk full, read-only, a file where a directory must be: never half a set, and say which path."""
+    (env["etc"] / "blocker").write_text("a file, not a directory\n")
+    st = str(env["state"])
+    s = [FileSpec(str(env["etc"] / "app.conf")), FileSpec(str(env["etc"] / "blocker" / "key.pem"), "0600")]
+    before = tree_digest(env["etc"])
+    r = run(render_files_apply("o", s, activate=activate(env), state_dir=st), encode_bundle(["new\n", "k\n"]))
+    assert r.returncode != 0
+    assert f"could not install {env['etc']}/blocker/key.pem" in r.stderr, r.stderr
+    assert "the previous files are back in place" in r.stderr
+    assert tree_digest(env["etc"]) == before and activations(env) == 0
+    assert not env["state"].exists(), "a failed first apply leaves no backup or state behind"
+
+
+def test_a_failed_install_on_update_keeps_the_previous_version(env: dict[str, Path]) -> None:
+    st = str(env["state"])
+    s = specs(env)
+    assert run(render_files_apply("o", s, state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    (env["etc"] / "blocker").write_text("x\n")
+    grown = [*s, FileSpec(str(env["etc"] / "blocker" / "more.pem"))]
+    r = run(render_files_apply("o", grown, activate=activate(env), state_dir=st), encode_bundle(["v2\n", "k2\n", "m\n"]))
+    assert r.returncode != 0 and "could not install" in r.stderr
+    assert (env["etc"] / "app.conf").read_text() == "v1\n"
+    assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
+    assert activations(env) == 0
+    (env["etc"] / "blocker").unlink()
+    assert run(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
+    assert not env["state"].exists()
+
+
+def moved(env: dict[str, Path]) -> list[FileSpec]:
+    """specs(env) after a config change moved both files elsewhere."""
+    return [
+        FileSpec(str(env["etc"] / "app-v2.conf"), "0640", "root", "root"),
+        FileSpec(str(env["etc"] / "other" / "key.pem"), "0600"),
+    ]
+
+
+def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -> None:
+    """A moved TLS dir must not leave the old key behind (destroy only knows the new paths)."""
+    st = str(env["state"])
+    before = tree_digest(env["etc"])
+    assert run(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "SECRET\n"])).returncode == 0
+    r = run(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
+    assert r.returncode == 0, r.stderr
+    assert "is no longer managed; its original is back" in r.stdout
+    assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
+    assert not (env["etc"] / "new").exists(), "the old key and the directories made for it are gone"
+    assert (env["etc"] / "app-v2.conf").read_text() == "v2\n"
+    assert activations(env) == 1
+    # applying the same again changes nothing
+    r = run(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
+    assert "o: unchanged" in r.stdout and activations(env) == 1
+    assert run(render_files_restore("o", moved(env), state_dir=st)).returncode == 0
+    assert tree_digest(env["etc"]) == before
+    assert not env["state"].exists()
+
+
+def test_a_failed_move_keeps_the_old_paths(env: dict[str, Path]) -> None:
+    st = str(env["state"])
+    before = tree_digest(env["etc"])
+    assert run(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    bad = render_files_apply("o", moved(env), activate="echo 'service did not start' >&2; exit 1", state_dir=st)
+    r = run(bad, encode_bundle(["v2\n", "k2\n"]))
+    assert r.returncode != 0 and "service did not start" in r.stderr
+    assert (env["etc"] / "app.conf").read_text() == "v1\n"
+    assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
+    assert not (env["etc"] / "app-v2.conf").exists() and not (env["etc"] / "other").exists()
+    # the state still holds the old inputs: their delete restores everything
+    assert run(render_files_restore("o", specs(env), state_dir=st)).returncode == 0
+    assert tree_digest(env["etc"]) == before
+    assert not env["state"].exists()
+
+
+def test_delete_also_restores_paths_it_no_longer_lists(env: dict[str, Path]) -> None:
+    """What an older version of the same owner installed (before moved paths were restored)."""
+    st = str(env["state"])
+    before = tree_digest(env["etc"])
+    assert run(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    r = run(render_files_restore("o", specs(env)[:1], restore_activate=activate(env), state_dir=st))
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(env["etc"]) == before and activations(env) == 1
+    assert not env["state"].exists()
+
+
+def test_a_rollback_leaves_the_state_dir_as_it_found_it(env: dict[str, Path]) -> None:
+    """A failed change must not leave a trace, not even in our own bookkeeping."""
+    st = env["state"]
+    # recorded in creation order (a, b); the cleanup walks them deepest/last first
+    s = [FileSpec(str(env["etc"] / "a" / "one.pem")), FileSpec(str(env["etc"] / "b" / "two.pem"))]
+    assert run(render_files_apply("o", s, state_dir=str(st)), encode_bundle(["1\n", "2\n"])).returncode == 0
+    before = tree_digest(st)
+    bad = render_files_apply("o", s, activate="exit 1", state_dir=str(st))
+    assert run(bad, encode_bundle(["1b\n", "2b\n"])).returncode != 0
+    assert tree_digest(st) == before
+
+
+def test_another_owners_paths_are_never_swept(env: dict[str, Path]) -> None:
+    st = str(env["state"])
+    assert run(render_files_apply("a", specs(env)[:1], state_dir=st), encode_bundle(["a\n"])).returncode == 0
+    assert run(render_files_apply("b", specs(env)[1:], state_dir=st), encode_bundle(["b\n"])).returncode == 0
+    assert run(render_files_apply("a", moved(env)[:1], state_dir=st), encode_bundle(["a2\n"])).returncode == 0
+    assert (env["etc"] / "new/deep/key.pem").read_text() == "b\n"
+    assert run(render_files_restore("a", moved(env)[:1], state_dir=st)).returncode == 0
+    assert (env["etc"] / "new/deep/key.pem").read_text() == "b\n"
+
+
 @pytest.mark.parametrize("original", ["a\nb\n", "a\nb", "", "only\n"])
 @pytest.mark.parametrize("position", ["top", "bottom"])
 def test_block_roundtrip_is_byte_identical(env: dict[str, Path], original: str, position: str) -> None:
