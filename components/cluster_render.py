@@ -731,6 +731,13 @@ def render_gossip_stop(plan: ClusterPlan, node: str) -> str:
     node runs this (the nodes' restarts depend on all of them), and each node's own restart with
     the new environment brings it back. A node that already runs in the wanted mode, or is not
     running, is left alone, so converging twice stops nothing.
+
+    A node that does not gossip at all is left alone too: clustering is off in the running server
+    (the manual install before the first `up`, or a Team Edition), so there is no mode to mix, and
+    its own restart brings it into the cluster. Stopping it would only turn any failure between
+    this stop and its restart (the database, another node) into an outage of every node. It does
+    not gossip if its main process has no UDP socket of its own: memberlist always binds one on
+    the gossip port, and Mattermost binds UDP for nothing else. Without `ss` it is stopped, as before.
     """
     m = plan.member(node)
     want = "true" if plan.gossip_encryption else "false"
@@ -742,6 +749,11 @@ def render_gossip_stop(plan: ClusterPlan, node: str) -> str:
         "fi\n"
         "if tr '\\000' '\\n' < \"/proc/$pid/environ\" | grep -qxE \"($new|$old)=$want\"; then\n"
         '  echo "$unit: already running with gossip encryption=$want"\n'
+        "  exit 0\n"
+        "fi\n"
+        'if command -v ss >/dev/null 2>&1 && ! ss -Hlunp 2>/dev/null | grep -q "pid=$pid,"; then\n'
+        '  echo "$unit: not gossiping (clustering is off in the running server): no mode to mix, left running; '
+        'its restart brings it into the cluster with gossip encryption=$want"\n'
         "  exit 0\n"
         "fi\n"
         'echo "$unit: stopping for the switch to gossip encryption=$want (nodes cannot mix modes; '

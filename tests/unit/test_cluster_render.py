@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -546,25 +547,44 @@ def _run_with_path(script: str, bindir: Path, shell: str = "/bin/sh") -> subproc
     return subprocess.run([shell, "-c", "set -eu\n" + script], capture_output=True, text=True, env=env, timeout=60)
 
 
+# a running server; with a UDP socket of its own it gossips (memberlist binds one), without none
+_SERVER = (
+    "import socket, sys, time\n"
+    "if sys.argv[1] == 'gossips':\n"
+    "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.1', 0))\n"
+    "print('up', flush=True); time.sleep(60)\n"
+)
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 @pytest.mark.parametrize(
-    ("running_env", "want", "stops"),
+    ("running_env", "gossips", "want", "stops"),
     [
-        (None, True, False),  # not running: nothing to stop
-        ({r.GOSSIP_ENCRYPTION_VAR: "true"}, True, False),  # already in the wanted mode
-        ({r.GOSSIP_ENCRYPTION_VAR_OLD: "true"}, True, False),  # the pre-10.11 name counts too
-        ({}, True, True),  # running without the setting: may be plain gossip
-        ({r.GOSSIP_ENCRYPTION_VAR: "true"}, False, True),  # switching off
-        ({r.GOSSIP_ENCRYPTION_VAR: "truex"}, True, True),
+        (None, False, True, False),  # not running: nothing to stop
+        ({r.GOSSIP_ENCRYPTION_VAR: "true"}, True, True, False),  # already in the wanted mode
+        ({r.GOSSIP_ENCRYPTION_VAR_OLD: "true"}, True, True, False),  # the pre-10.11 name counts too
+        ({}, True, True, True),  # gossiping without the setting: may be plain gossip
+        ({r.GOSSIP_ENCRYPTION_VAR: "true"}, True, False, True),  # switching off
+        ({r.GOSSIP_ENCRYPTION_VAR: "truex"}, True, True, True),
+        # clustering off in the running server (the first `up`): no mode to mix; stopping it
+        # would leave it down if anything fails before its own restart
+        ({}, False, True, False),
+        ({r.GOSSIP_ENCRYPTION_VAR: "true"}, False, False, False),
     ],
 )
-def test_gossip_stop_stops_only_a_node_in_the_other_mode(
-    tmp_path: Path, shell: str, running_env: dict[str, str] | None, want: bool, stops: bool
+def test_gossip_stop_stops_only_a_gossiping_node_in_the_other_mode(
+    tmp_path: Path, shell: str, running_env: dict[str, str] | None, gossips: bool, want: bool, stops: bool
 ) -> None:
     proc = None
     if running_env is not None:
         clean = {k: v for k, v in os.environ.items() if not k.startswith("MM_")}
-        proc = subprocess.Popen(["sleep", "60"], env={**clean, **running_env})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SERVER, "gossips" if gossips else "quiet"],
+            env={**clean, **running_env},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
     try:
         log = tmp_path / "calls"
         pid = proc.pid if proc else 0
