@@ -245,7 +245,12 @@ class Database(pulumi.ComponentResource):
                     position="top",
                     validate=r.render_hba_validate(control, hba_file=hba_file),
                     activate=r.render_pg_enforce_activate(
-                        control, address=db.address, port=db.effective_port, user=db.user, database=db.name
+                        control,
+                        hba_file=hba_file,
+                        address=db.address,
+                        port=db.effective_port,
+                        user=db.user,
+                        database=db.name,
                     ),
                     restore_activate=control.reload,
                     opts=opts,

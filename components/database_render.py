@@ -508,9 +508,11 @@ def render_user_sql(engine: str, *, user: str, database: str, password: str, hos
     )
 
 
-def render_pg_enforce_activate(control: ServerControl, *, address: str, port: int, user: str, database: str) -> str:
-    """Reload, then prove the reject is live: a plain TCP login of the user is refused by
-    pg_hba before any password is asked (psql -w never prompts)."""
+def render_pg_enforce_activate(
+    control: ServerControl, *, hba_file: str, address: str, port: int, user: str, database: str
+) -> str:
+    """Reload, then, while the reject line is in `hba_file`, prove it is live: a plain TCP login
+    of the user is refused by pg_hba before any password is asked (psql -w never prompts)."""
     conninfo = " ".join(
         f"{k}={_conninfo_value(v)}"
         for k, v in (
@@ -522,9 +524,12 @@ def render_pg_enforce_activate(control: ServerControl, *, address: str, port: in
             ("connect_timeout", "10"),
         )
     )
+    line = f"hostnossl all {hba_word(user)} all reject"
     return (
         "cd /\n"
         f"{control.reload}\n"
+        # after a rollback (or the delete) the block is gone: nothing to prove
+        f"if ! grep -qxF {_q(line)} {_q(_path(hba_file))}; then echo 'reloaded'; exit 0; fi\n"
         "mtm_n=0\n"
         "while :; do\n"
         f"  mtm_out=$(psql -X -w {_q(conninfo)} -c '' 2>&1 </dev/null || true)\n"
