@@ -1,6 +1,6 @@
 """mattermost-transport-encryption: read and validate the stack config, build the components in
 the order the rollout needs (CA -> database TLS -> cluster tunnels, and NGINX's transitional site
--> nodes one at a time -> NGINX's https-only site last), and export what other stacks consume."""
+-> nodes one at a time -> NGINX's https-only site and the database's TLS enforcement last), and export what other stacks consume."""
 
 import pulumi
 
@@ -78,6 +78,13 @@ if cfg.gitlab.enabled:
         ),
     )
     pulumi.export("gitlabMattermostUrl", gitlab.url)
+# Plain DB logins are refused only once every client uses its TLS DSN (see components/database.py).
+database.enforce_tls(
+    [
+        *(n.ready for n in nodes),
+        *([gitlab.ready] if cfg.gitlab.enabled and cfg.gitlab.external_postgres else []),
+    ]
+)
 if cfg.teleport.enabled:
     teleport = TeleportPlugin("teleport", TeleportPluginArgs(cfg=cfg, pki=pki, depends_on=[proxy]))
     pulumi.export("teleportPlugin", {"mattermostUrl": teleport.mattermost_url, "installed": teleport.installed})

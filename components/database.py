@@ -1,17 +1,26 @@
 """The Database component: TLS between the Mattermost nodes and MySQL/MariaDB or PostgreSQL.
 
 Owns, on the database host: the server certificate (issued by the stack CA for the server's
-name and address) and its installation with the CA, the conf.d file that turns TLS on
-(MariaDB also refuses plain TCP), PostgreSQL's pg_hba.conf block (hostssl for each client,
-hostnossl reject), the restart that proves the server came back serving that certificate (or
-rolls back), and the Mattermost user: created or altered to need TLS, with its previous state
-saved on the host and restored by `pulumi destroy`. Hands the nodes a secret DSN.
+name and address) and its installation with the CA, the conf.d file that turns TLS on,
+PostgreSQL's pg_hba.conf block (hostssl for each client), the restart that proves the server
+came back serving that certificate (or rolls back), and the Mattermost user: created or given
+its password, with its previous state saved on the host and restored by `pulumi destroy`.
+Hands the nodes a secret DSN.
+
+Two phases, because the nodes switch to their TLS DSN one at a time: phase 1 (`ready`, before
+any node) offers TLS but still lets plain logins in, so unswitched nodes (and a node whose
+switch failed and rolled back to plain) keep reaching the database. Phase 2 (`enforce_tls`,
+after every client is ready) refuses plain logins: PostgreSQL's own `hostnossl ... reject`
+block; MySQL/MariaDB require_secure_transport (set live, persisted in its own option file) and
+REQUIRE SSL on the user. A destroy deletes phase 2 first (it depends on phase 1), so the server
+stops enforcing before the nodes go back to plain.
 
 Text (configs, scripts, SQL, DSN) comes from database_render; this module only wires resources.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -22,7 +31,7 @@ from components import database_render as r
 from components.config import PROJECT, ConfigError, StackConfig
 from components.connection import connection_for
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files, run_script
+from components.remote_files import FileSpec, ManagedFile, encode_bundle, managed_block, managed_files, run_script
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,8 @@ class Database(pulumi.ComponentResource):
     password: pulumi.Output[str]
     """The Mattermost user's password (secret): config dbPassword, else generated."""
     ready: list[pulumi.Resource]
-    """What the nodes wait for: TLS live on the server (and pg_hba), the user needing TLS."""
+    """What the nodes wait for (phase 1): TLS live on the server, hostssl lines, the user with
+    its password. Plain logins still work until `enforce_tls`."""
     server_name: str
     """The name the DSN uses for the server; the certificate is valid for it and the address."""
     server_cert_expiry: pulumi.Output[str]
@@ -60,6 +70,8 @@ class Database(pulumi.ComponentResource):
         engine = db.engine
         self._engine = engine
         self._db = db
+        self._connection: remote.ConnectionArgs | None = None
+        self._enforced: list[pulumi.Resource] | None = None
         self.driver_name = engine
         self.server_name = db.server_name or db.address
         child = pulumi.ResourceOptions(parent=self)
@@ -67,6 +79,8 @@ class Database(pulumi.ComponentResource):
         self.password = self._password(name, cfg, child)
 
         connection = connection_for(cfg, db.address, db.ssh)
+        self._connection = connection
+        self._control = None
         port = db.effective_port
         config_dir = db.effective_config_dir
         tls_dir = db.effective_tls_dir
@@ -74,6 +88,8 @@ class Database(pulumi.ComponentResource):
         config_file = r.server_config_path(engine, config_dir)
         control = r.debian_control(engine, service=db.effective_service, port=port, config_dir=config_dir)
         svc_user = r.SERVICE_USER[engine]
+        self._control = control
+        self._config_dir = config_dir
 
         issued = args.pki.issue_server_cert(f"{name}-server", split_sans([self.server_name, db.address]), parent=self)
         self.server_cert_expiry = issued.cert.validity_end_time
@@ -119,6 +135,8 @@ class Database(pulumi.ComponentResource):
             )
             self.ready.append(hba)
 
+        self._name = name
+        self._ca_file = paths.ca
         self.ready.append(self._user(name, cfg, connection, control, paths.ca, child))
         self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
 
@@ -183,9 +201,11 @@ class Database(pulumi.ComponentResource):
             admin_secret: pulumi.Output[str] = pulumi.Output.secret(secret_file)
         else:
             admin_secret = pulumi.Output.from_input("")
+        self._admin_secret = admin_secret
         client = r.admin_client(
             engine, control, admin_user=admin_user, address=db.address, port=db.effective_port, ca_file=ca_file
         )
+        self._client = client
         sql = self.password.apply(lambda pw: r.render_user_sql(engine, user=db.user, database=db.name, password=pw))
         stdin = pulumi.Output.all(token.result, admin_secret, sql).apply(lambda v: r.user_stdin(v[0], v[1], v[2]))
         apply_script = r.render_user_apply(engine, user=db.user, database=db.name, client=client)
@@ -202,6 +222,65 @@ class Database(pulumi.ComponentResource):
             triggers=[token.result],
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(self.ready))),
         )
+
+    def enforce_tls(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Phase 2: refuse plain logins of the Mattermost user, once everything in `after` (every
+        node's `ready`, and any other client's) completed; call exactly once, after the clients."""
+        if self._enforced is not None:
+            raise RuntimeError(f"{self._name}: enforce_tls() was already called")
+        assert self._connection is not None and self._control is not None
+        db = self._db
+        assert db.address is not None
+        control = self._control
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.ready])
+        owner = f"{self._name}-enforce-tls"
+        if self._engine == "postgres":
+            hba_file = f"{self._config_dir}/pg_hba.conf"
+            enforced: list[pulumi.Resource] = [
+                managed_block(
+                    owner,
+                    connection=self._connection,
+                    path=hba_file,
+                    content=r.render_pg_hba_enforce_block(db.user),
+                    position="top",
+                    validate=r.render_hba_validate(control, hba_file=hba_file),
+                    activate=r.render_pg_enforce_activate(
+                        control,
+                        hba_file=hba_file,
+                        address=db.address,
+                        port=db.effective_port,
+                        user=db.user,
+                        database=db.name,
+                    ),
+                    restore_activate=control.reload,
+                    opts=opts,
+                )
+            ]
+        else:
+            enforce_file = r.mysql_enforce_config_path(self._config_dir)
+            activate = r.render_mysql_enforce_activate(control, config_file=enforce_file)
+            server = managed_files(
+                owner,
+                connection=self._connection,
+                files=[ManagedFile(FileSpec(enforce_file, "0644"), r.render_mysql_enforce_cnf())],
+                activate=activate,
+                # after delete our file is gone: the same script sets the value the rest says
+                restore_activate=activate,
+                opts=opts,
+            )
+            stdin = self._admin_secret.apply(lambda a: encode_bundle([a]))
+            user = run_script(
+                f"{owner}-user-{db.user}",
+                connection=self._connection,
+                create=r.render_mysql_require_ssl(user=db.user, client=self._client),
+                delete=r.render_mysql_require_ssl(user=db.user, client=self._client, restore=True),
+                stdin=stdin,
+                secret=True,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[server]),
+            )
+            enforced = [server, user]
+        self._enforced = enforced
+        return list(enforced)
 
     def dsn(self, ca_file: str) -> pulumi.Output[str]:
         """Mattermost's DataSource for this database (secret). `ca_file` is where the NODE keeps

@@ -34,6 +34,7 @@ ENGINES: tuple[Engine, ...] = ("mysql", "postgres")
 
 STATE_DIR = "/var/lib/mattermost-transport-encryption"
 MYSQL_CNF = "90-mattermost-tls.cnf"
+MYSQL_ENFORCE_CNF = "91-mattermost-tls-enforce.cnf"
 PG_CONF = "conf.d/90-mattermost-tls.conf"
 TLS_VERSIONS = "TLSv1.2,TLSv1.3"
 PG_MIN_TLS = "TLSv1.2"
@@ -179,8 +180,8 @@ def server_config_path(engine: str, config_dir: str) -> str:
 
 
 def render_mysql_cnf(tls_dir: str) -> str:
-    """[mysqld] TLS settings; `require_secure_transport` refuses every plain TCP login (the
-    unix socket stays usable for local administration)."""
+    """[mysqld] TLS settings: TLS offered with the stack CA, plain TCP still allowed. Refusing
+    plain logins is phase 2 (`render_mysql_enforce_cnf`), after every node uses its TLS DSN."""
     p = tls_paths(tls_dir)
     return (
         "# Managed by mattermost-transport-encryption: TLS for every TCP client, with the stack CA.\n"
@@ -188,8 +189,47 @@ def render_mysql_cnf(tls_dir: str) -> str:
         f"ssl_ca = {p.ca}\n"
         f"ssl_cert = {p.cert}\n"
         f"ssl_key = {p.key}\n"
-        "require_secure_transport = ON\n"
         f"tls_version = {TLS_VERSIONS}\n"
+    )
+
+
+def mysql_enforce_config_path(config_dir: str) -> str:
+    """The option file that persists require_secure_transport (read after MYSQL_CNF)."""
+    return f"{_path(config_dir).rstrip('/')}/{MYSQL_ENFORCE_CNF}"
+
+
+def render_mysql_enforce_cnf() -> str:
+    """Phase 2, persisted: `require_secure_transport` refuses every plain TCP login (the unix
+    socket stays usable for local administration). Set live by `render_mysql_enforce_activate`,
+    so no restart is needed; this file keeps it across restarts."""
+    return (
+        "# Managed by mattermost-transport-encryption: every TCP client must use TLS.\n"
+        "[mysqld]\n"
+        "require_secure_transport = ON\n"
+    )
+
+
+def render_mysql_enforce_activate(control: ServerControl, *, config_file: str) -> str:
+    """Make the running server match the option files for require_secure_transport (a dynamic
+    variable in MariaDB >= 10.5.2 and MySQL >= 5.7.8): ON while our file is in place, else
+    whatever the remaining option files say (so a destroy puts the previous value back)."""
+    if control.config_check is None:
+        raise ValueError("MySQL/MariaDB control without config_check")
+    return (
+        "cd /\n"
+        f"mtm_out=$({{ {control.config_check}; }} 2>/dev/null) || {{ echo 'the server rejects its configuration'; exit 1; }}\n"
+        'case "$(printf \'%s\\n\' "$mtm_out" | awk \'$1 == "require-secure-transport" { print $2 }\')" in\n'
+        "  TRUE|ON|1) mtm_v=ON ;;\n"
+        "  *) mtm_v=OFF ;;\n"
+        "esac\n"
+        f'if [ -e {_q(config_file)} ] && [ "$mtm_v" != ON ]; then\n'
+        f'  echo "the server would not use "{_q(config_file)}" as written (a later option file overrides it?)"; exit 1\n'
+        "fi\n"
+        f'{control.local_sql} -e "SET GLOBAL require_secure_transport = $mtm_v" </dev/null\n'
+        f'mtm_now=$({control.local_sql} -N -B -r -e "SELECT @@GLOBAL.require_secure_transport" </dev/null)\n'
+        'case "$mtm_now" in 1|ON) mtm_now=ON ;; *) mtm_now=OFF ;; esac\n'
+        '[ "$mtm_now" = "$mtm_v" ] || { echo "require_secure_transport is $mtm_now, not $mtm_v"; exit 1; }\n'
+        'echo "require_secure_transport = $mtm_v"\n'
     )
 
 
@@ -211,9 +251,9 @@ def render_pg_conf(tls_dir: str) -> str:
 
 
 def render_pg_hba_block(database: str, user: str, client_addresses: list[str]) -> str:
-    """The block at the top of pg_hba.conf: each client may log in as the Mattermost user over TLS
-    with SCRAM; any non-TLS TCP login of that user, to any database, is refused before the
-    file's older lines (e.g. a plain `host ... mmuser ...`) are reached."""
+    """Phase 1, the block at the top of pg_hba.conf: each client may log in as the Mattermost user
+    over TLS with SCRAM. Plain logins still reach the file's older lines (e.g. a plain
+    `host ... mmuser ...`) until phase 2 (`render_pg_hba_enforce_block`)."""
     if not client_addresses:
         raise ValueError("pg_hba block: no client addresses (the Mattermost nodes)")
     lines = [
@@ -226,8 +266,17 @@ def render_pg_hba_block(database: str, user: str, client_addresses: list[str]) -
         if cidr not in seen:
             seen.append(cidr)
             lines.append(f"hostssl {hba_word(database)} {hba_word(user)} {cidr} scram-sha-256")
-    lines.append(f"hostnossl all {hba_word(user)} all reject")
     return "\n".join(lines) + "\n"
+
+
+def render_pg_hba_enforce_block(user: str) -> str:
+    """Phase 2, its own block at the top of pg_hba.conf, once every client uses its TLS DSN: any
+    non-TLS TCP login of the Mattermost user, to any database, is refused before the file's
+    older lines are reached (hostssl lines are not affected: they match only TLS)."""
+    return (
+        "# Mattermost may not log in without TLS (managed by mattermost-transport-encryption).\n"
+        f"hostnossl all {hba_word(user)} all reject\n"
+    )
 
 
 # ---------------------------------------------------------------- server control
@@ -351,15 +400,13 @@ def render_validate(engine: str, control: ServerControl, *, config_file: str, tl
     if engine == "mysql":
         if control.config_check is None:
             return "".join(out)
-        want = "\n".join(
-            sorted([f"ssl-ca={p.ca}", f"ssl-cert={p.cert}", f"ssl-key={p.key}", "require-secure-transport=TRUE"])
-        )
+        want = "\n".join(sorted([f"ssl-ca={p.ca}", f"ssl-cert={p.cert}", f"ssl-key={p.key}"]))
         out.append(
             f"if ! mtm_out=$({{ {control.config_check}; }} 2>&1); then\n"
             "  echo 'the server rejects its configuration:'; printf '%s\\n' \"$mtm_out\" | grep -v '^ ' | tail -n 20; exit 1\n"
             "fi\n"
             'mtm_got=$(printf \'%s\\n\' "$mtm_out" | awk \'$1 == "ssl-ca" || $1 == "ssl-cert" || $1 == "ssl-key" '
-            '|| $1 == "require-secure-transport" { print $1 "=" $2 }\' | sort)\n'
+            '{ print $1 "=" $2 }\' | sort)\n'
             f'if [ "$mtm_got" != {_q(want)} ]; then\n'
             f'  echo "the server would not use "{_q(config_file)}" as written (a later option file overrides it?); it would start with:"\n'
             "  printf '%s\\n' \"$mtm_got\"; exit 1\n"
@@ -418,11 +465,13 @@ def render_hba_validate(control: ServerControl, *, hba_file: str) -> str:
 
 
 def render_user_sql(engine: str, *, user: str, database: str, password: str, host: str = "%") -> str:
-    """SQL that makes the Mattermost user exist, log in with `password` and need TLS (secret:
-    travels in stdin). Safe to run any number of times.
+    """SQL that makes the Mattermost user exist and log in with `password` (secret: travels in
+    stdin). Safe to run any number of times. Needing TLS is phase 2 (the enforce step), so nodes
+    still on their plain DSN keep working during the rollout.
 
-    MySQL/MariaDB: the user at `host` gets REQUIRE SSL and all privileges on the database.
-    PostgreSQL: TLS is enforced by pg_hba (hostssl/hostnossl reject); the role gets LOGIN and a
+    MySQL/MariaDB: the user at `host` gets all privileges on the database; its REQUIRE flags are
+    left as they are (REQUIRE SSL comes from `render_mysql_require_ssl`).
+    PostgreSQL: TLS is enforced by pg_hba (hostssl, then the hostnossl reject block); the role gets LOGIN and a
     SCRAM password; a role this creates also becomes the database's owner, which is what
     Mattermost needs (PostgreSQL 15 gives CREATE on schema public only to the owner). An
     existing role keeps the privileges it had: it was working before."""
@@ -433,8 +482,8 @@ def render_user_sql(engine: str, *, user: str, database: str, password: str, hos
         return (
             "SET NAMES utf8mb4;\n"
             "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\n"
-            f"CREATE USER IF NOT EXISTS {u} IDENTIFIED BY {pw} REQUIRE SSL;\n"
-            f"ALTER USER {u} IDENTIFIED BY {pw} REQUIRE SSL;\n"
+            f"CREATE USER IF NOT EXISTS {u} IDENTIFIED BY {pw};\n"
+            f"ALTER USER {u} IDENTIFIED BY {pw};\n"
             f"GRANT ALL PRIVILEGES ON {mysql_grant_db(database)}.* TO {u};\n"
         )
     missing = pg_string(f'database "{_ident(database)}" does not exist on the server: create it first')
@@ -456,6 +505,99 @@ def render_user_sql(engine: str, *, user: str, database: str, password: str, hos
         "$mtm$;\n"
         f"ALTER ROLE {pg_ident(user)} WITH LOGIN PASSWORD {pg_string(password)};\n"
         "COMMIT;\n"
+    )
+
+
+def render_pg_enforce_activate(
+    control: ServerControl, *, hba_file: str, address: str, port: int, user: str, database: str
+) -> str:
+    """Reload, then, while the reject line is in `hba_file`, prove it is live: a plain TCP login
+    of the user is refused by pg_hba before any password is asked (psql -w never prompts)."""
+    conninfo = " ".join(
+        f"{k}={_conninfo_value(v)}"
+        for k, v in (
+            ("host", address),
+            ("port", str(int(port))),
+            ("user", _ident(user)),
+            ("dbname", _ident(database)),
+            ("sslmode", "disable"),
+            ("connect_timeout", "10"),
+        )
+    )
+    line = f"hostnossl all {hba_word(user)} all reject"
+    return (
+        "cd /\n"
+        f"{control.reload}\n"
+        # after a rollback (or the delete) the block is gone: nothing to prove
+        f"if ! grep -qxF {_q(line)} {_q(_path(hba_file))}; then echo 'reloaded'; exit 0; fi\n"
+        "mtm_n=0\n"
+        "while :; do\n"
+        f"  mtm_out=$(psql -X -w {_q(conninfo)} -c '' 2>&1 </dev/null || true)\n"
+        '  case "$mtm_out" in *"no encryption"*) break ;; esac\n'
+        "  mtm_n=$((mtm_n + 1))\n"
+        f'  if [ "$mtm_n" -ge {WAIT_SECONDS} ]; then\n'
+        f'    echo "a plain login of "{_q(user)}" is not refused after the reload:"; printf \'%s\\n\' "$mtm_out"; exit 1\n'
+        "  fi\n"
+        "  sleep 1\n"
+        "done\n"
+        f'echo "plain logins of "{_q(user)}" are refused"\n'
+    )
+
+
+def render_mysql_require_ssl(
+    *, user: str, client: str, host: str = "%", state_dir: str = STATE_DIR, restore: bool = False
+) -> str:
+    """Phase 2 for the MySQL/MariaDB user (stdin: one base64 line, the admin credentials file or
+    "" for the local socket). Apply: save the user's REQUIRE flags once (an ALTER USER that puts
+    them back), then ALTER USER ... REQUIRE SSL. Restore (delete): run the saved statement and
+    forget it. The user command's own backup (taken before any change) still restores the whole
+    user afterwards, so nothing is lost."""
+    u_lit, h_lit = mysql_string(_ident(user)), mysql_string(host)
+    saved = f"{state_dir}/db-user-{_ident(user)}.require"
+    spec = (
+        "CONCAT_WS(' AND ', IF(ssl_cipher <> '', CONCAT('CIPHER ', QUOTE(ssl_cipher)), NULL), "
+        "IF(x509_issuer <> '', CONCAT('ISSUER ', QUOTE(x509_issuer)), NULL), "
+        "IF(x509_subject <> '', CONCAT('SUBJECT ', QUOTE(x509_subject)), NULL))"
+    )
+    previous = (
+        "SELECT CONCAT('ALTER USER ', QUOTE(User), '@', QUOTE(Host), ' REQUIRE ', "
+        "CASE ssl_type WHEN 'ANY' THEN 'SSL' WHEN 'X509' THEN 'X509' "
+        f"WHEN 'SPECIFIED' THEN COALESCE(NULLIF({spec}, ''), 'SSL') ELSE 'NONE' END, ';') "
+        f"FROM mysql.user WHERE User = {u_lit} AND Host = {h_lit}"
+    )
+    out = (
+        "umask 077\n"
+        "cd /\n"
+        f"state={_q(state_dir)}\nsaved={_q(saved)}\n"
+        f"who={_q('database user ' + user)}\n"
+        "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
+        f'sql() {{ {client} "$@"; }}\n'
+        "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
+    )
+    if restore:
+        out += '[ -e "$saved" ] || { echo "$who: no saved REQUIRE flags; left as it is"; exit 0; }\n'
+    out += (
+        'mkdir -p "$state"\nchmod 0700 "$state"\n'
+        'tmp=$(mktemp -d "$state/tmp.XXXXXX")\ntrap \'rm -rf "$tmp"\' EXIT\n'
+        "printf '%s' \"$mtm_admin\" | base64 -d > \"$tmp/admin\" || mtm_fail 'the admin credentials are not valid base64'\n"
+        "unset mtm_admin\n"
+    )
+    if restore:
+        return out + (
+            '{ echo "SET SESSION sql_mode = \'\';"; cat "$saved"; } | sql\n'
+            'rm -f "$saved"\n'
+            'rm -rf "$tmp"\ntrap - EXIT\n'
+            'rmdir "$state" 2>/dev/null || true\n'
+            'echo "$who: previous REQUIRE flags restored"\n'
+        )
+    return out + (
+        'if [ ! -e "$saved" ]; then\n'
+        f'  sql -N -B -r -e {_q(previous)} > "$tmp/require" </dev/null\n'
+        "  grep -q . \"$tmp/require\" || mtm_fail 'does not exist on the server'\n"
+        '  mv -f "$tmp/require" "$saved"\n'
+        "fi\n"
+        f"sql -e {_q(f'ALTER USER {u_lit}@{h_lit} REQUIRE SSL')} </dev/null\n"
+        'echo "$who: logs in with TLS only"\n'
     )
 
 
@@ -644,7 +786,7 @@ def render_user_apply(
         + _UNPACK
         + body
         + 'printf \'%s\\n\' "$token" > "$owner.new"\nmv -f "$owner.new" "$owner"\n'
-        + 'echo "$who: logs in with TLS only"\n'
+        + 'echo "$who: ready (TLS offered; required once the enforce step ran)"\n'
     )
 
 

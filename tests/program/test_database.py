@@ -150,7 +150,11 @@ class Run:
         return reg
 
 
-def run_program(cfg: config_mod.StackConfig) -> Run:
+def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()) -> Run:
+    """The component alone; with `enforce_after`, one stand-in command per name (a node's
+    `ready`) and `enforce_tls` after them, as __main__.py wires it."""
+    from pulumi_command import remote
+
     from components.database import Database, DatabaseArgs
     from components.pki import Pki, PkiArgs
 
@@ -164,6 +168,12 @@ def run_program(cfg: config_mod.StackConfig) -> Run:
         pki = Pki("pki", PkiArgs(ca=cfg.ca))
         db = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes]))
         run.values["db"] = db
+        if enforce_after:
+            after = [
+                remote.Command(n, connection=remote.ConnectionArgs(host="10.251.0.250"), create="true")
+                for n in enforce_after
+            ]
+            run.values["enforced"] = db.enforce_tls(after)
         dsn = db.dsn(CA_FILE)
         return pulumi.Output.all(
             [x.urn for x in db.ready],
@@ -293,6 +303,81 @@ def test_adding_a_node_changes_only_the_hba_block() -> None:
     }
     assert changed == {"database-pg-hba"}
     assert "10.251.0.103/32" in lines_of(unwrap(three.by_name("database-pg-hba").inputs["stdin"])[0])[0]
+
+
+# ---------------------------------------------------------------- phase 2: enforcing TLS
+
+
+def _phase1_texts(run: Run) -> str:
+    """Every command text and decoded stdin line of the phase-1 resources (`ready`)."""
+    out: list[str] = []
+    for x in run.commands():
+        if x.name.startswith("database-enforce-tls"):
+            continue
+        out += [str(x.inputs.get(k, "")) for k in ("create", "update", "delete")]
+        stdin = unwrap(x.inputs.get("stdin"))[0]
+        if stdin:
+            out += lines_of(stdin)
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def pg_enforced() -> Run:
+    return run_program(make_cfg("postgres"), enforce_after=("mm1-ready", "mm2-ready"))
+
+
+@pytest.fixture(scope="module")
+def my_enforced() -> Run:
+    return run_program(make_cfg("mysql"), enforce_after=("mm1-ready", "mm2-ready"))
+
+
+def test_phase1_offers_tls_but_never_refuses_plain_logins(pg_enforced: Run, my_enforced: Run) -> None:
+    pg_text, my_text = _phase1_texts(pg_enforced), _phase1_texts(my_enforced)
+    assert "hostssl" in pg_text and "ssl = on" in pg_text, "the check sees the phase-1 texts"
+    assert "hostnossl" not in pg_text and "reject" not in pg_text
+    assert "ssl_cert" in my_text and "IDENTIFIED BY" in my_text
+    assert "require_secure_transport = ON" not in my_text and "SET GLOBAL" not in my_text
+    assert "REQUIRE SSL" not in my_text
+
+
+def test_postgres_enforce_is_its_own_reject_block_after_every_node(pg_enforced: Run) -> None:
+    run = pg_enforced
+    enforce = run.by_name("database-enforce-tls")
+    assert [x._name for x in run.values["enforced"]] == ["database-enforce-tls"]
+    assert enforce.parent == run.component().urn
+    deps = set(enforce.dependencies)
+    assert {run.by_name(n).urn for n in ("mm1-ready", "mm2-ready")} <= deps, "after every node's switch"
+    assert {run.by_name(n).urn for n in ("database-server-tls", "database-pg-hba", "database-db-user-mmuser")} <= deps
+    (block,) = lines_of(unwrap(enforce.inputs["stdin"])[0])
+    assert block == r.render_pg_hba_enforce_block("mmuser")
+    assert 'hostnossl all "mmuser" all reject' in block
+    create = enforce.inputs["create"]
+    assert "/etc/postgresql/15/main/pg_hba.conf" in create and "systemctl reload postgresql@15-main" in create
+    assert "no encryption" in create, "the reload is followed by proof that plain logins are refused"
+    assert "systemctl reload postgresql@15-main" in enforce.inputs["delete"]
+    # no node's ready waits for it (a node that rolls back to plain must still reach the DB)
+    for n in ("mm1-ready", "mm2-ready"):
+        assert enforce.urn not in run.by_name(n).dependencies
+    with pytest.raises(RuntimeError, match="already called"):
+        run.values["db"].enforce_tls([])
+
+
+def test_mysql_enforce_sets_require_secure_transport_and_require_ssl_after_every_node(my_enforced: Run) -> None:
+    run = my_enforced
+    assert [x._name for x in run.values["enforced"]] == ["database-enforce-tls", "database-enforce-tls-user-mmuser"]
+    server, user = run.by_name("database-enforce-tls"), run.by_name("database-enforce-tls-user-mmuser")
+    nodes = {run.by_name(n).urn for n in ("mm1-ready", "mm2-ready")}
+    assert nodes <= set(server.dependencies)
+    assert server.urn in user.dependencies, "the user step runs after (and is deleted before) the server step"
+    (cnf,) = lines_of(unwrap(server.inputs["stdin"])[0])
+    assert cnf == r.render_mysql_enforce_cnf()
+    assert "/etc/mysql/mariadb.conf.d/91-mattermost-tls-enforce.cnf" in server.inputs["create"]
+    assert "SET GLOBAL require_secure_transport" in server.inputs["create"]
+    assert "systemctl restart" not in server.inputs["create"], "no second restart: the variable is dynamic"
+    assert "SET GLOBAL require_secure_transport" in server.inputs["delete"], "delete puts the previous value back"
+    assert "REQUIRE SSL" in user.inputs["create"]
+    assert "db-user-mmuser.require" in user.inputs["delete"], "delete puts the previous REQUIRE flags back"
+    assert set(user.additional_secret_outputs) >= {"stdout", "stderr"}
 
 
 # ---------------------------------------------------------------- secrets

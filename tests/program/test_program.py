@@ -67,17 +67,28 @@ def test_full_graph(stack: str, prod: Evaluation, lab: Evaluation) -> None:
     for r in ev.resources:
         assert r.parent_urn, f"{r.name} has no parent"
     components = {r.type for r in ev.resources if not r.custom}
-    assert {"mattermost-tls:pki:Pki", "mattermost-tls:node:MattermostNode", "mattermost-tls:nginx:NginxProxy",
-            "mattermost-tls:database:Database"} <= components
+    assert {
+        "mattermost-tls:pki:Pki",
+        "mattermost-tls:node:MattermostNode",
+        "mattermost-tls:nginx:NginxProxy",
+        "mattermost-tls:database:Database",
+    } <= components
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
 def test_rollout_order_db_then_nodes_then_proxy(stack: str, prod: Evaluation, lab: Evaluation) -> None:
     ev = prod if stack == "prod" else lab
-    db_cmds = {r.name for r in ev.by_type(COMMAND) if r.name.startswith("database-")}
+    all_db = {r.name for r in ev.by_type(COMMAND) if r.name.startswith("database-")}
+    enforce = {n for n in all_db if n.startswith("database-enforce-tls")}
+    db_cmds = all_db - enforce
     assert db_cmds, "the database component registers commands"
+    assert "database-enforce-tls" in enforce
     for node in ("mm1", "mm2", "mm3"):
         assert db_cmds <= _deps(ev, f"{node}-tls-files"), f"{node} must restart only after database TLS is live"
+        # phase 2 never precedes a node: a node still on plain (or rolled back) must reach the DB
+        assert not enforce & _deps(ev, f"{node}-tls-files"), f"{node} waits for the DB's TLS enforcement"
+    for step in enforce:
+        assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} | db_cmds <= _deps(ev, step), step
     assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} <= _deps(ev, "proxy-site"), "NGINX reloads last"
     order = [r.name for r in ev.resources]
     assert max(order.index(f"{n}-tls-files") for n in ("mm1", "mm2", "mm3")) < order.index("proxy-site")
@@ -107,9 +118,7 @@ def test_no_secret_value_reaches_command_text_or_plain_outputs(stack: str, prod:
             for line in s.splitlines():
                 if len(line) > 20 and "-----" not in line:
                     assert line not in text, f"a line of a secret is in the command text of {r.name}"
-        if r.inputs.get("stdin") is not None and any(
-            s in str(r.inputs.get("stdin")) for s in secrets
-        ):
+        if r.inputs.get("stdin") is not None and any(s in str(r.inputs.get("stdin")) for s in secrets):
             assert r.is_secret_input("stdin"), f"{r.name} carries a secret on stdin without marking it secret"
             assert {"stdout", "stderr"} <= set(r.options.additional_secret_outputs), r.name
     plain_outputs = {k: v for k, v in ev.outputs.items() if k not in ev.secret_outputs}
@@ -135,9 +144,7 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: E
     base = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)}, preview=True)
     nodes = copy.deepcopy(base_nodes())
     nodes.append({"name": "mm4", "address": "10.10.250.170", "ssh": {"hostKey": nodes[0]["ssh"]["hostKey"]}})
-    more = evaluate(
-        PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, state=base.state
-    )
+    more = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, state=base.state)
     assert {r.urn for r in base.resources} < {r.urn for r in more.resources}
     changed = {s.name: s.op for s in more.steps if s.op != "same"}
     created = {n for n, op in changed.items() if op == "create"}
@@ -173,3 +180,24 @@ def test_unknown_key_and_plain_secret_stop_the_program() -> None:
         evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodez": []})
     with pytest.raises(ReplayError, match="sshPrivateKey: this value is a secret but is stored in plain text"):
         evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": KEY})
+
+
+def test_database_enforces_tls_after_gitlab_when_gitlab_uses_it(replay_lab_config: dict[str, Any]) -> None:
+    """GitLab's bundled Mattermost logs in to the external PostgreSQL too: the reject block waits
+    for its switch as well; with the bundled database it does not."""
+    gitlab = {
+        "enabled": True,
+        "host": "gitlab",
+        "mattermostExternalUrl": "https://mm.gitlab.lab",
+        "externalPostgres": True,
+    }
+    ev = evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": gitlab})
+    gitlab_ready = ev.get("gitlab").name
+    deps = _deps(ev, "database-enforce-tls")
+    gitlab_cmds = {r.name for r in ev.by_type(COMMAND) if r.name.startswith("gitlab-")}
+    assert gitlab_cmds and gitlab_cmds <= deps | {gitlab_ready}, (gitlab_cmds, deps)
+    assert "database-enforce-tls" not in {n for c in gitlab_cmds for n in _deps(ev, c)}
+    bundled = evaluate(
+        PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": {**gitlab, "externalPostgres": False}}
+    )
+    assert not {n for n in _deps(bundled, "database-enforce-tls") if n.startswith("gitlab-")}

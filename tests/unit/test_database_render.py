@@ -67,7 +67,7 @@ def sh(script: str, stdin: str = "", shell: str = "/bin/sh", timeout: int = 120)
 # ---------------------------------------------------------------- server configuration
 
 
-def test_mysql_cnf_turns_on_tls_for_every_tcp_client() -> None:
+def test_mysql_cnf_offers_tls_but_does_not_yet_refuse_plain() -> None:
     text = r.render_mysql_cnf("/etc/mysql/mariadb.conf.d/mattermost-tls")
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "[mysqld]"
@@ -76,9 +76,18 @@ def test_mysql_cnf_turns_on_tls_for_every_tcp_client() -> None:
         "ssl_ca": "/etc/mysql/mariadb.conf.d/mattermost-tls/ca.crt",
         "ssl_cert": "/etc/mysql/mariadb.conf.d/mattermost-tls/server.crt",
         "ssl_key": "/etc/mysql/mariadb.conf.d/mattermost-tls/server.key",
-        "require_secure_transport": "ON",
         "tls_version": "TLSv1.2,TLSv1.3",
     }
+
+
+def test_mysql_enforce_cnf_is_its_own_file_that_refuses_plain_tcp() -> None:
+    text = r.render_mysql_enforce_cnf()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines == ["[mysqld]", "require_secure_transport = ON"]
+    path = r.mysql_enforce_config_path("/etc/mysql/mariadb.conf.d/")
+    assert path == "/etc/mysql/mariadb.conf.d/91-mattermost-tls-enforce.cnf"
+    # read after the phase-1 file, so it is never shadowed by it
+    assert path.rsplit("/", 1)[1] > r.server_config_path("mysql", "/etc/mysql/mariadb.conf.d").rsplit("/", 1)[1]
 
 
 def test_pg_conf_sets_each_tls_setting_once() -> None:
@@ -115,22 +124,29 @@ def test_server_config_paths_are_conf_d_files() -> None:
         r.server_config_path("oracle", "/etc")
 
 
-def test_hba_block_allows_each_client_over_tls_and_rejects_plain_first() -> None:
+def test_hba_block_allows_each_client_over_tls_and_rejects_nothing_yet() -> None:
     text = r.render_pg_hba_block("mattermost", "mmuser", ["10.251.0.101", "10.251.0.102", "10.251.0.101", "fd00::5"])
     rules = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
     assert rules == [
         ["hostssl", '"mattermost"', '"mmuser"', "10.251.0.101/32", "scram-sha-256"],
         ["hostssl", '"mattermost"', '"mmuser"', "10.251.0.102/32", "scram-sha-256"],
         ["hostssl", '"mattermost"', '"mmuser"', "fd00::5/128", "scram-sha-256"],
-        ["hostnossl", "all", '"mmuser"', "all", "reject"],
     ]
-    # nothing in the block lets the user in without TLS
-    assert not [x for x in rules if x[0] in ("host", "hostnossl", "local") and x[-1] != "reject"]
+    # phase 1 only adds TLS lines: plain logins go on to the file's older lines until phase 2
+    assert not [x for x in rules if x[0] != "hostssl"]
+
+
+def test_hba_enforce_block_rejects_every_plain_login_of_the_user() -> None:
+    text = r.render_pg_hba_enforce_block("mmuser")
+    rules = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    assert rules == [["hostnossl", "all", '"mmuser"', "all", "reject"]]
+    with pytest.raises(ValueError):
+        r.render_pg_hba_enforce_block("mm user")
 
 
 def test_hba_block_quotes_names_that_are_keywords() -> None:
     text = r.render_pg_hba_block("all", "all", ["10.0.0.1"])
-    assert 'hostnossl all "all" all reject' in text
+    assert 'hostnossl all "all" all reject' in r.render_pg_hba_enforce_block("all")
     assert 'hostssl "all" "all" 10.0.0.1/32 scram-sha-256' in text
 
 
@@ -165,12 +181,14 @@ def test_random_password_alphabet_needs_no_escaping_anywhere() -> None:
     assert r.RANDOM_PASSWORD_LENGTH >= 32
 
 
-def test_mysql_user_sql_requires_tls_and_keeps_the_password_inside_one_literal() -> None:
+def test_mysql_user_sql_leaves_require_flags_and_keeps_the_password_inside_one_literal() -> None:
     pw = "it's a \\ test"
     sql = r.render_user_sql("mysql", user="mmuser", database="matter_most", password=pw)
     assert "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';" in sql
-    assert "CREATE USER IF NOT EXISTS 'mmuser'@'%' IDENTIFIED BY 'it''s a \\ test' REQUIRE SSL;" in sql
-    assert "ALTER USER 'mmuser'@'%' IDENTIFIED BY 'it''s a \\ test' REQUIRE SSL;" in sql
+    assert "CREATE USER IF NOT EXISTS 'mmuser'@'%' IDENTIFIED BY 'it''s a \\ test';" in sql
+    assert "ALTER USER 'mmuser'@'%' IDENTIFIED BY 'it''s a \\ test';" in sql
+    # REQUIRE SSL is phase 2 (render_mysql_require_ssl), after every node uses its TLS DSN
+    assert "REQUIRE" not in sql
     # '_' is a wildcard in GRANT ... ON db.*: escaped, so no other database matches
     assert "GRANT ALL PRIVILEGES ON `matter\\_most`.* TO 'mmuser'@'%';" in sql
 
@@ -533,6 +551,62 @@ class Server:
             render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
         )
 
+    def enforce_apply(self, user: str = "mmuser", database: str = "mattermost") -> subprocess.CompletedProcess[str]:
+        """Phase 2 as the Database component runs it: PostgreSQL's reject block (reload, then the
+        refusal proven); MySQL's option file (require_secure_transport set live) and REQUIRE SSL."""
+        owner = f"db-enforce-tls-{user}"
+        if self.engine == "postgres":
+            hba = f"{self.config_dir}/pg_hba.conf"
+            script = render_block_apply(
+                owner,
+                hba,
+                position="top",
+                validate=r.render_hba_validate(self.control, hba_file=hba),
+                activate=r.render_pg_enforce_activate(
+                    self.control, hba_file=hba, address="127.0.0.1", port=self.port, user=user, database=database
+                ),
+                state_dir=self.state,
+            )
+            return sh(script, encode_bundle([r.render_pg_hba_enforce_block(user)]))
+        path = r.mysql_enforce_config_path(self.config_dir)
+        files = sh(
+            render_files_apply(
+                owner,
+                [FileSpec(path, "0644")],
+                activate=r.render_mysql_enforce_activate(self.control, config_file=path),
+                state_dir=self.state,
+            ),
+            encode_bundle([r.render_mysql_enforce_cnf()]),
+        )
+        if files.returncode != 0:
+            return files
+        res = sh(
+            strict(r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state)),
+            encode_bundle([""]),
+        )
+        return subprocess.CompletedProcess(
+            res.args, res.returncode, files.stdout + res.stdout, files.stderr + res.stderr
+        )
+
+    def enforce_restore(self, user: str = "mmuser") -> subprocess.CompletedProcess[str]:
+        owner = f"db-enforce-tls-{user}"
+        if self.engine == "postgres":
+            hba = f"{self.config_dir}/pg_hba.conf"
+            return sh(render_block_restore(owner, hba, restore_activate=self.control.reload, state_dir=self.state))
+        res = sh(
+            strict(
+                r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state, restore=True)
+            ),
+            encode_bundle([""]),
+        )
+        if res.returncode != 0:
+            return res
+        path = r.mysql_enforce_config_path(self.config_dir)
+        activate = r.render_mysql_enforce_activate(self.control, config_file=path)
+        return sh(
+            render_files_restore(owner, [FileSpec(path, "0644")], restore_activate=activate, state_dir=self.state)
+        )
+
     def admin(self, sql: str) -> str:
         """Run SQL as the local superuser; return its output."""
         flags = "-N -B -r -e" if self.engine == "mysql" else "-At -c"
@@ -833,8 +907,20 @@ def test_tls_config_rolls_back_a_broken_key_then_applies_and_restores(
     # a client that trusts another CA refuses the server
     wrong = srv.login("mmuser", "before-pw", tls=True, ca_pem=srv.pki.other_ca_pem)
     assert wrong.returncode != 0
+    # phase 1 offers TLS but does not refuse plain logins yet (nodes switch one at a time)
+    assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "plain still allowed in phase 1"
     if engine == "mysql":
+        # phase 2: require_secure_transport live, without a restart; its delete turns it off again
+        res = srv.enforce_apply()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "require_secure_transport = ON" in res.stdout and "restarted" not in res.stdout
+        assert srv.admin("SELECT @@GLOBAL.require_secure_transport") == "1"
         assert srv.login("mmuser", "before-pw", tls=False).returncode != 0, "require_secure_transport refuses plain TCP"
+        assert srv.login("mmuser", "before-pw", tls=True).returncode == 0
+        res = srv.enforce_restore()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert srv.admin("SELECT @@GLOBAL.require_secure_transport") == "0"
+        assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "plain logins back after the enforce delete"
 
     again = srv.tls_apply()
     assert again.returncode == 0 and "db-server-tls: unchanged" in again.stdout and "restarted" not in again.stdout
@@ -919,6 +1005,18 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
         assert "IDENTIFIED BY PASSWORD '*" in saved and "REQUIRE SSL" not in saved
     else:
         assert "SCRAM-SHA-256$" in saved and "LOGIN" in saved
+    # phase 1: the new password works over TLS and, until phase 2, still in plain text
+    assert srv.login("mmuser", "new pw with 'quotes'", tls=True).returncode == 0
+    plain = srv.login("mmuser", "new pw with 'quotes'", tls=False)
+    assert plain.returncode == 0, f"phase 1 must not refuse a plain login yet: {plain.stderr}"
+    res = srv.enforce_apply()
+    assert res.returncode == 0, res.stdout + res.stderr
+    if srv.engine == "mysql":
+        required = Path(srv.state, "db-user-mmuser.require").read_text()
+        assert required.strip() == "ALTER USER 'mmuser'@'%' REQUIRE NONE;", required
+        assert "REQUIRE SSL" in srv.admin("SHOW CREATE USER 'mmuser'@'%'")
+    else:
+        assert "plain logins of mmuser are refused" in res.stdout
     srv.assert_tls_only("mmuser", "new pw with 'quotes'")
     assert srv.login("mmuser", "before-pw", tls=True).returncode != 0, "the old password is gone"
     if srv.engine == "mysql":
@@ -941,6 +1039,26 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
     res = srv.user_restore("mmuser", "tok-a")
     assert res.returncode == 0 and "owned by another resource" in res.stdout
     srv.assert_tls_only("mmuser", "replaced-pw")
+    # enforcing again changes nothing; the saved REQUIRE flags stay the true original
+    assert srv.enforce_apply().returncode == 0
+    srv.assert_tls_only("mmuser", "replaced-pw")
+
+    # destroy order: phase 2 goes first and lets plain logins in again, then the user's own delete
+    res = srv.enforce_restore()
+    assert res.returncode == 0, res.stdout + res.stderr
+    plain = srv.login("mmuser", "replaced-pw", tls=False)
+    assert plain.returncode == 0, f"plain logins back once enforcement is deleted: {plain.stderr}"
+    if srv.engine == "mysql":
+        assert "REQUIRE" not in srv.admin("SHOW CREATE USER 'mmuser'@'%'")
+        assert not Path(srv.state, "db-user-mmuser.require").exists()
+    else:
+        # the activation re-run after a rollback (block gone) only reloads, it proves nothing
+        again = sh(
+            r.render_pg_enforce_activate(
+                srv.control, hba_file=hba, address="127.0.0.1", port=srv.port, user="mmuser", database="mattermost"
+            )
+        )
+        assert again.returncode == 0 and again.stdout.strip().endswith("reloaded"), again.stdout + again.stderr
 
     res = srv.user_restore("mmuser", "tok-b")
     assert res.returncode == 0, res.stderr
@@ -975,6 +1093,9 @@ def test_new_user_with_hostile_passwords_then_removed(tls_on: Server) -> None:
         ok = srv.login("mmnew", pw, tls=True, database=database)
         assert ok.returncode == 0, f"{pw!r}: {ok.stderr}"
         if i == 0:
+            assert srv.login("mmnew", pw, tls=False, database=database).returncode == 0, "phase 1: plain allowed"
+            res = srv.enforce_apply("mmnew", database)
+            assert res.returncode == 0, res.stdout + res.stderr
             assert srv.login("mmnew", pw, tls=False, database=database).returncode != 0
     assert not Path("/tmp/mmtls-pwned").exists()
     # Mattermost can create its tables (PostgreSQL 15: only the database owner may create in public)
@@ -982,6 +1103,9 @@ def test_new_user_with_hostile_passwords_then_removed(tls_on: Server) -> None:
     assert create.returncode == 0, create.stderr
     srv.login("mmnew", HOSTILE[-1], tls=True, database=database, sql="DROP TABLE mm_probe")
 
+    assert srv.login("mmnew", HOSTILE[-1], tls=False, database=database).returncode != 0, "still enforced"
+    res = srv.enforce_restore("mmnew")
+    assert res.returncode == 0, res.stdout + res.stderr
     res = srv.user_restore("mmnew", "tok")
     assert res.returncode == 0, res.stderr
     assert _user_state(srv, "mmnew") == before, "a user that did not exist is gone again"
