@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from lab import replay
-from lab._names import address_of
+from lab._names import GATEWAY, address_of
 from lab.hosts import Lab
 from tools import audit as audit_tool
 from tools.capture import analyze, capture
@@ -64,8 +64,9 @@ PORTS_BPF = "tcp port 8065 or tcp port 5432 or tcp port 443 or tcp port 8074"
 
 
 def stack_hosts_bpf(nodes: list[dict[str, str]], db: str = "postgres") -> str:
-    """A BPF filter for packets between two hosts of the stack (its nodes, the proxy, the database)."""
-    addresses = [address_of(h) for h in [*(n["name"] for n in nodes), "proxy", db]]
+    """A BPF filter for packets between two hosts of the stack (its nodes, the proxy, the database)
+    or between one of them and the browser (this machine, the lab's gateway)."""
+    addresses = [GATEWAY, *(address_of(h) for h in [*(n["name"] for n in nodes), "proxy", db])]
     src = " or ".join(f"src host {a}" for a in addresses)
     dst = " or ".join(f"dst host {a}" for a in addresses)
     return f"({src}) and ({dst})"
