@@ -3,18 +3,21 @@ plus gossip encryption.
 
 Owns, on every node: a dedicated tunnel account that can do nothing but forward to the peers'
 gossip port; one ED25519 key per node (pulumi_tls, secret); the sshd Match block and
-authorized_keys that admit exactly the peers' keys; per peer a known_hosts pin of the peer's real
-host key and a systemd tunnel unit (Restart=always); the DNAT that sends TCP gossip to a peer
-into its tunnel and the filter that keeps the gossip ports closed to non-peers; a drop-in that
-makes Mattermost start only with its DNAT in place and after its tunnels; the Mattermost
-ClusterSettings environment (gossip encryption for the UDP half that cannot ride SSH); and the
-full-cluster stop that a gossip-encryption switch needs.
+authorized_keys that admit exactly the peers' keys; the node's tunnel set (one known_hosts with
+every peer's real host key, one table line and one `mm-tunnel@<peer>` instance per peer,
+Restart=always); the DNAT that sends TCP gossip to a peer into its tunnel and the filter that
+keeps the gossip ports closed to non-peers; a drift check that puts a flushed chain or a stopped
+tunnel back; a drop-in that makes Mattermost start only with its DNAT in place and after its
+tunnels; the Mattermost ClusterSettings environment (gossip encryption for the UDP half that
+cannot ride SSH); and the full-cluster stop that a gossip-encryption switch needs.
 
 Built BEFORE the nodes: `env_for(node)` goes into MattermostNode(extra_env=...), `ready_for(node)`
-into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode switch) the
-stop of every node are done. Resource names are `<node>-cluster-<role>` and
-`<node>-cluster-tunnel-<peer>`: adding a node adds its own resources and its pairs, and changes
-existing resources only by adding the new pairs' lines (authorized_keys, firewall rules).
+(one barrier) into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode
+switch) the stop of every node are done. Linear in nodes: 10 resources per node (names
+`<node>-cluster-<role>`) and 4 shared ones, a bounded number of dependencies each (barriers carry
+the all-to-all ordering), and command texts that do not grow with the node count. Adding a node
+adds its own resources and updates the others' peer lists (authorized_keys, firewall rules,
+tunnel set); it renames and replaces nothing.
 
 Decisions and their reasons are in components/cluster_render.py.
 """

@@ -2,8 +2,9 @@
 
 Owns the cluster plan (who peers with whom, which local port carries which pair, every config
 error about it), and the text of everything the Cluster component installs: the tunnel
-account's authorized_keys and sshd Match block, per-pair known_hosts and systemd tunnel units,
-the firewall rules and their helper, the Mattermost drop-in, the preflight that refuses hosts
+account's authorized_keys and sshd Match block, each node's tunnel set (known_hosts, tunnel
+table, template unit, target drop-in), the firewall rules and their helper (which also starts the
+tunnels, and checks and heals drift), the Mattermost drop-in, the preflight that refuses hosts
 still carrying the manual procedure, the account script and the gossip-mode stop script.
 
 Why the design is what it is (each point is tested):
@@ -28,7 +29,14 @@ Why the design is what it is (each point is tested):
   A hash of the name would collide by the birthday bound (about one 200-node cluster in two).
   The slot depends on nothing but Y itself, so adding or removing nodes moves no existing pair.
 - Switching gossip encryption needs a full-cluster stop (nodes cannot mix modes): every node
-  has a stop command keyed on the mode; every node's restart waits for all of them.
+  has a stop command keyed on the mode; every node's restart waits for all of them (through one
+  barrier, so the graph stays linear in nodes).
+- What a second `up` cannot see (a flushed chain, a stopped tunnel: the files are unchanged)
+  a timer on each node puts back by reloading the firewall unit (a restart would stop Mattermost
+  through Requires=) and starting the tunnel instances.
+- ssh's cipher is chosen per host at tunnel start: AES-GCM first where /proc/cpuinfo shows AES
+  instructions (measured faster than chacha20-poly1305 there, bench/tunnel.py), else OpenSSH's
+  default order.
 """
 
 from __future__ import annotations
