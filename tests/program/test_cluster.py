@@ -315,3 +315,35 @@ def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(s
         node_hosts = {v for k, v in per_host.items() if k.startswith("10.20.0.") or k.startswith("10.20.1.")}
         # one SSH connection per command in a fresh up: the same few per node host at any size
         assert node_hosts == {9}, (n, sorted(set(per_host.values())))
+
+
+def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_parallelism(
+    sizes: dict[int, Evaluation],
+) -> None:
+    """The graph itself bounds the SSH connections open at once to one node host (the engine runs
+    4 x cores steps in parallel; sshd's MaxStartups starts dropping unauthenticated ones past 10):
+    the largest set of a host's commands none of which depends on another is 3, at any size."""
+    from itertools import combinations
+
+    for n in (3, 100):
+        ev = sizes[n]
+        # resources come in registration order: every dependency before its dependents
+        anc: dict[str, frozenset[str]] = {}
+        for res in ev.resources:
+            out: set[str] = set()
+            for d in res.all_dependencies() - {res.parent_urn}:
+                out |= {d} | anc.get(d, frozenset())
+            anc[res.urn] = frozenset(out)
+
+        def ancestors(urn: str, anc: dict[str, frozenset[str]] = anc) -> frozenset[str]:
+            return anc[urn]
+
+        for host in ("10.20.0.11", f"10.20.0.{n + 10}"):
+            mine = [c.urn for c in ev.commands() if any(c.command_texts()) and c.inputs["connection"]["host"] == host]
+            assert len(mine) == 9
+
+            def independent(group: tuple[str, ...]) -> bool:
+                return all(a not in ancestors(b) and b not in ancestors(a) for a, b in combinations(group, 2))
+
+            widest = max(k for k in range(1, len(mine) + 1) if any(independent(g) for g in combinations(mine, k)))
+            assert widest == 3, (n, host, widest)
