@@ -1,9 +1,11 @@
 """Zero-downtime rollout on the real hosts (issue 6): turning TLS on for a running site while a
 bounded load generator sends requests through NGINX fails no request.
 
-The load is a browser: it asks for http://<server name>/api/v4/system/ping (the only way into
-the seeded plain site) and follows a redirect to https:// the way a browser does, verifying the
-certificate. NGINX's public certificate is therefore a provided one from a CA this test makes
+The load is a browser: it asks for http://<server name>/api/v4/system/ping?get_server_status=true
+(the only way into the seeded plain site) and follows a redirect to https:// the way a browser
+does, verifying the certificate. That ping writes and deletes a row through the node's database
+pool, whose connections the lab keeps short-lived (lab/_seed.py LAB_POOL): a node that cannot log
+in to its database (old password, TLS refused) fails the request. NGINX's public certificate is therefore a provided one from a CA this test makes
 (proxy.tls.source 'provided'), so the HTTPS leg is verified from the first request on; the hop
 under test (NGINX -> nodes) is the same as with the stack CA.
 
@@ -41,13 +43,13 @@ from cryptography.x509.oid import NameOID
 from lab import replay
 from lab.hosts import Lab
 from tests.lab.test_lifecycle import PROXY_IP, SERVER_NAME, diff, snapshot
-from tools.load import Load, LoadResult
+from tools.load import DB_PING, Load, LoadResult
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE_FILE = "/etc/nginx/sites-available/mattermost"
-PING = "/api/v4/system/ping"
+PING = DB_PING
 NODES3 = [{"name": "mm1"}, {"name": "mm2"}, {"name": "mm3"}]
 HOSTS3 = ("mm1", "mm2", "mm3", "proxy", "postgres", "mariadb")
 HOSTS1 = ("mm1", "proxy", "postgres", "mariadb")
@@ -225,7 +227,7 @@ def test_three_nodes_switch_to_tls_without_a_failed_request(ctx: Ctx) -> None:
     assert "proxy_pass http://" not in site and "backend_plain" not in site and site.count("proxy_ssl_verify on;") == 2
     # the 0 means something: a switched node answers plain HTTP with Mattermost's own 400
     got = ctx.lab.ssh(
-        "proxy", f"curl -s -w ' %{{http_code}}' http://10.251.0.101:8065{PING}", check=False
+        "proxy", f"curl -s -w ' %{{http_code}}' 'http://10.251.0.101:8065{PING}'", check=False
     ).stdout
     assert got == "Client sent an HTTP request to an HTTPS server.\n 400", got
 

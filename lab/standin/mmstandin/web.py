@@ -4,7 +4,8 @@ Owns: serving on ``ServiceSettings.ListenAddress``, over TLS with
 ``TLSCertFile``/``TLSKeyFile``/``TLSMinVer`` when ``ConnectionSecurity`` is
 ``"TLS"`` (certificate loaded once at start, as Mattermost does), and the
 handful of routes the program and tests touch: ``/api/v4/system/ping``
-(Mattermost's JSON, ``?get_server_status=true`` adds database health), ``/``,
+(Mattermost's JSON from memory; ``?get_server_status=true`` writes and deletes a row through
+the database pool, as Mattermost does, and is the route a load that needs the database uses), ``/``,
 the websocket paths (400 without an upgrade, like Mattermost) and the stand-in's
 own ``/standin/status``.
 
@@ -42,6 +43,9 @@ _HTTP_RECORD_HEADERS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
 _RECORD_ALERT, _RECORD_HANDSHAKE = 0x15, 0x16
 # Mattermost's TimeToWaitForConnectionsToCloseOnServerShutdown
 SHUTDOWN_GRACE_SECONDS = 1.0
+
+# App.dbHealthCheckKey: "health_check_" + the cluster id (empty without a cluster license)
+HEALTH_CHECK_KEY = "health_check_"
 
 TLS_VERSIONS = {
     "1.0": ssl.TLSVersion.TLSv1,
@@ -240,23 +244,32 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def ping_response(ctx: Context, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-    """Mattermost's GET /api/v4/system/ping body (and status code)."""
+    """Mattermost's GET /api/v4/system/ping (server/channels/api4/system.go getSystemPing).
+
+    The bare ping touches nothing: it answers from memory. With ``get_server_status=true``
+    (exactly that: Go compares ``r.FormValue`` to "true") it writes and deletes a Systems row
+    through the database pool (DBHealthCheckWrite/DBHealthCheckDelete), so it needs a working
+    login when the pool has no idle connection; a failure makes ``database_status`` and
+    ``status`` UNHEALTHY and the answer a 500 (unless ``use_rest_semantics=true``)."""
     body: dict[str, Any] = {
-        "ActiveSearchBackend": "database",
         "AndroidLatestVersion": "",
         "AndroidMinVersion": "",
         "IosLatestVersion": "",
         "IosMinVersion": "",
         "status": "OK",
     }
-    if query.get("get_server_status", [""])[0].lower() == "true":
+    if query.get("get_server_status", [""])[0] == "true":
         db = ctx.subsystems.get("database")
-        healthy = bool(db and db.status().get("healthy"))
-        body["database_status"] = "OK" if healthy else "UNHEALTHY"
-        body["filestore_status"] = "OK"
-        if not healthy:
+        error = db.health_check_write_delete(HEALTH_CHECK_KEY) if db is not None else "no database"  # type: ignore[attr-defined]
+        body["database_status"] = "OK"
+        if error is not None:
+            ctx.log.warn("Unable to write to database.", error=error)
+            body["database_status"] = "UNHEALTHY"
             body["status"] = "UNHEALTHY"
-            return 500, body
+        body["filestore_status"] = "OK"
+    body["ActiveSearchBackend"] = "database"
+    if body["status"] != "OK" and query.get("use_rest_semantics", [""])[0] != "true":
+        return 500, body
     return 200, body
 
 
