@@ -315,6 +315,9 @@ class Database(Model):
     """mysql: the server's conf.d (default /etc/mysql/mariadb.conf.d); postgres: the cluster's config dir (default /etc/postgresql/15/main)."""
     tls_dir: AbsPath | None = None
     """Where the server's certificate and key go (default <configDir>/mattermost-tls)."""
+    rotate_password: bool = False
+    """Without `dbPassword`: false keeps the password the site already uses (read from the first
+    node's current DSN at apply time); true generates a new one."""
 
     @field_validator("tls_mode")
     @classmethod
