@@ -97,7 +97,8 @@ class Database(pulumi.ComponentResource):
         self.server_cert_expiry = issued.cert.validity_end_time
 
         conf = r.render_mysql_cnf(tls_dir) if engine == "mysql" else r.render_pg_conf(tls_dir)
-        activate = r.render_activate(
+        # PostgreSQL reloads its SSL settings (open connections stay up); MySQL/MariaDB restart
+        activate = (r.render_pg_reload_activate if engine == "postgres" else r.render_activate)(
             control,
             config_file=config_file,
             tls_probe=r.render_tls_probe(

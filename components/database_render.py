@@ -387,6 +387,65 @@ def render_activate(
     )
 
 
+PROBE_RETRY_SECONDS = 10
+"""How long the TLS probe after a PostgreSQL reload may wait for the reload to be applied."""
+
+
+def render_pg_reload_activate(
+    control: ServerControl, *, config_file: str, tls_probe: str, wait_seconds: int = WAIT_SECONDS
+) -> str:
+    """PostgreSQL's activation: its SSL settings (ssl, ssl_cert_file, ssl_key_file, ssl_ca_file,
+    ssl_min_protocol_version) take effect on a configuration RELOAD since PostgreSQL 10, so a
+    running server is reloaded, not restarted: every open connection of every node stays up.
+    A restart drops them all, and each node's next query then needs a new login while the
+    server is starting (the lab's database-touching load lost 6-7 requests to it). A server
+    that is down is started as `render_activate` does. The TLS probe is retried (a reload is
+    applied asynchronously) for up to PROBE_RETRY_SECONDS; failing it, the previous files come back and
+    this runs again."""
+    n = _q(control.name)
+    return (
+        "cd /\n"
+        f'mtm_db_logs() {{ echo "--- last log lines of "{n}; {{ {control.logs}; }} 2>&1 || true; }}\n'
+        f"if {{ {control.probe}; }} >/dev/null 2>&1; then\n"
+        f"  if ! {{ {control.reload}; }} 2>&1; then\n"
+        f'    echo {n}": reload failed"; mtm_db_logs; exit 1\n'
+        "  fi\n"
+        "  mtm_how=reloaded\n"
+        "else\n"
+        f"  if ! {{ {control.restart}; }} 2>&1; then\n"
+        f'    echo {n}": restart failed"; mtm_db_logs; exit 1\n'
+        "  fi\n"
+        "  mtm_how=restarted\n"
+        "fi\n"
+        "mtm_n=0\n"
+        f"until {{ {control.probe}; }} >/dev/null 2>&1; do\n"
+        "  mtm_n=$((mtm_n + 1))\n"
+        f'  if [ "$mtm_n" -ge {int(wait_seconds)} ]; then\n'
+        f'    echo {n}": does not answer {int(wait_seconds)} s after being $mtm_how"; mtm_db_logs; exit 1\n'
+        "  fi\n"
+        "  sleep 1\n"
+        "done\n"
+        f"if [ -e {_q(config_file)} ]; then\n"
+        "  if command -v openssl >/dev/null 2>&1; then\n"
+        "    mtm_n=0\n"
+        f"    until mtm_out=$({{ {tls_probe}; }} 2>&1); do\n"
+        "      mtm_n=$((mtm_n + 1))\n"
+        f'      if [ "$mtm_n" -ge {min(int(wait_seconds), PROBE_RETRY_SECONDS)} ]; then\n'
+        f'        echo {n}": answers, but does not serve the stack CA\'s certificate over TLS:"\n'
+        "        printf '%s\\n' \"$mtm_out\" | tail -n 8; mtm_db_logs; exit 1\n"
+        "      fi\n"
+        "      sleep 1\n"
+        "    done\n"
+        f'    echo {n}": $mtm_how; TLS verified with the stack CA"\n'
+        "  else\n"
+        f'    echo {n}": $mtm_how; openssl is not installed, TLS not probed"\n'
+        "  fi\n"
+        "else\n"
+        f'  echo {n}": $mtm_how"\n'
+        "fi\n"
+    )
+
+
 def render_validate(engine: str, control: ServerControl, *, config_file: str, tls_dir: str) -> str:
     """Before the restart: the key is readable by the server's user, and the server would really
     use our settings (not shadowed by a later file or ALTER SYSTEM). MariaDB answers from its
