@@ -270,6 +270,9 @@ class MattermostDefaults(Model):
     """Settings shared by every Mattermost node unless the node overrides them."""
 
     version: Version = "10.11.0"
+    install_dir: AbsPath = "/opt/mattermost"
+    """Where Mattermost is installed: the preflight runs `<installDir>/bin/mattermost version` and
+    reads `<installDir>/config/config.json` when neither `--config` nor `MM_CONFIG` names another."""
     service_group: Account = "mattermost"
     """Group that may read the node's TLS key (`0640 root:<group>`): the group Mattermost runs as."""
     unit: Unit = "mattermost"
@@ -288,6 +291,7 @@ class Node(Model):
     address: Ip | None = None
     ssh: HostSsh = HostSsh()
     version: Version | None = None
+    install_dir: AbsPath | None = None
     service_group: Account | None = None
     unit: Unit | None = None
     tunnel_slot: Annotated[int, Field(ge=0, le=999)] | None = None
@@ -346,6 +350,9 @@ class Database(Model):
     """mysql: the server's conf.d (default /etc/mysql/mariadb.conf.d); postgres: the cluster's config dir (default /etc/postgresql/15/main)."""
     tls_dir: AbsPath | None = None
     """Where the server's certificate and key go (default <configDir>/mattermost-tls)."""
+    rotate_password: bool = False
+    """Without `dbPassword`: false keeps the password the site already uses (read from the first
+    node's current DSN at apply time); true generates a new one."""
 
     @field_validator("tls_mode")
     @classmethod
@@ -887,8 +894,6 @@ def _merge_inventory(raw: dict[str, Any], inventory: Mapping[str, Any]) -> dict[
 
 # Keys that existed once and did nothing: a stack file still carrying one gets this instead of a guess.
 REMOVED_KEYS = {
-    ("mattermost", "installDir"): "the program never installs or reads Mattermost's own files, so it had no effect",
-    ("nodes", "installDir"): "the program never installs or reads Mattermost's own files, so it had no effect",
     ("mattermost", "serviceUser"): "the node key is readable by the service group (serviceGroup), not by a user, so it had no effect",
     ("nodes", "serviceUser"): "the node key is readable by the service group (serviceGroup), not by a user, so it had no effect",
 }

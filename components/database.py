@@ -30,6 +30,7 @@ from pulumi_command import remote
 from components import database_render as r
 from components.config import PROJECT, ConfigError, StackConfig
 from components.connection import connection_for
+from components.node_render import node_paths
 from components.pki import Pki, split_sans
 from components.remote_files import FileSpec, ManagedFile, encode_bundle, managed_block, managed_files, run_script
 
@@ -52,7 +53,8 @@ class Database(pulumi.ComponentResource):
     driver_name: str
     """Mattermost's SqlSettings.DriverName: "mysql" or "postgres"."""
     password: pulumi.Output[str]
-    """The Mattermost user's password (secret): config dbPassword, else generated."""
+    """The Mattermost user's password (secret): config dbPassword, else the site's current one
+    (read from the first node), else - with database.rotatePassword - generated."""
     ready: list[pulumi.Resource]
     """What the nodes wait for (phase 1): TLS live on the server, hostssl lines, the user with
     its password. Plain logins still work until `enforce_tls`."""
@@ -95,7 +97,8 @@ class Database(pulumi.ComponentResource):
         self.server_cert_expiry = issued.cert.validity_end_time
 
         conf = r.render_mysql_cnf(tls_dir) if engine == "mysql" else r.render_pg_conf(tls_dir)
-        activate = r.render_activate(
+        # PostgreSQL reloads its SSL settings (open connections stay up); MySQL/MariaDB restart
+        activate = (r.render_pg_reload_activate if engine == "postgres" else r.render_activate)(
             control,
             config_file=config_file,
             tls_probe=r.render_tls_probe(
@@ -141,24 +144,52 @@ class Database(pulumi.ComponentResource):
         self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
 
     def _password(self, name: str, cfg: StackConfig, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+        """The Mattermost user's password. A running site's password is never changed by
+        surprise: the nodes open new database connections all the time (database/sql), and a
+        password changed before a node switched to its new DSN fails that node's next login.
+
+        - `dbPassword` given: that one (explicit).
+        - else, `database.rotatePassword: true`: a generated one (an explicit rotation).
+        - else (default): the one the site uses now, read at apply time from the first node's
+          current DSN (its running environment, this program's EnvironmentFile, or config.json;
+          database_render.render_read_current_dsn) and carried on as a secret, never typed."""
         if cfg.db_password is not None:
             try:
                 value = r.check_password(cfg.db_password.get_secret_value())
             except ValueError as e:
                 raise ConfigError(f"{PROJECT}:{e}") from None
             return pulumi.Output.secret(value)
-        generated = random.RandomPassword(
-            f"{name}-password",
-            length=r.RANDOM_PASSWORD_LENGTH,
-            special=True,
-            override_special=r.RANDOM_PASSWORD_SPECIALS,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            min_special=1,
+        if self._db.rotate_password:
+            generated = random.RandomPassword(
+                f"{name}-password",
+                length=r.RANDOM_PASSWORD_LENGTH,
+                special=True,
+                override_special=r.RANDOM_PASSWORD_SPECIALS,
+                min_lower=1,
+                min_upper=1,
+                min_numeric=1,
+                min_special=1,
+                opts=child,
+            )
+            return pulumi.Output.secret(generated.result)
+        node = cfg.nodes[0]
+        assert node.address is not None  # the schema requires it
+        unit: str = cfg.node_setting(node, "unit")
+        read = run_script(
+            f"{name}-current-password",
+            connection=connection_for(cfg, node.address, node.ssh),
+            create=r.render_read_current_dsn(
+                unit=unit,
+                install_dir=cfg.node_setting(node, "install_dir"),
+                env_file=node_paths(cfg.mattermost.tls_dir, unit).env,
+            ),
+            secret=True,
             opts=child,
         )
-        return pulumi.Output.secret(generated.result)
+        engine, user, node_name = self._engine, self._db.user, node.name
+        return pulumi.Output.secret(
+            read.stdout.apply(lambda out: r.current_password(engine, user, out, node=node_name))
+        )
 
     def _user(
         self,

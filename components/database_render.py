@@ -20,12 +20,14 @@ Quoting rules, in one place:
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import json
 import re
 import shlex
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from components.remote_files import encode_bundle
 
@@ -381,6 +383,65 @@ def render_activate(
         "  fi\n"
         "else\n"
         f'  echo {n}": restarted"\n'
+        "fi\n"
+    )
+
+
+PROBE_RETRY_SECONDS = 10
+"""How long the TLS probe after a PostgreSQL reload may wait for the reload to be applied."""
+
+
+def render_pg_reload_activate(
+    control: ServerControl, *, config_file: str, tls_probe: str, wait_seconds: int = WAIT_SECONDS
+) -> str:
+    """PostgreSQL's activation: its SSL settings (ssl, ssl_cert_file, ssl_key_file, ssl_ca_file,
+    ssl_min_protocol_version) take effect on a configuration RELOAD since PostgreSQL 10, so a
+    running server is reloaded, not restarted: every open connection of every node stays up.
+    A restart drops them all, and each node's next query then needs a new login while the
+    server is starting (the lab's database-touching load lost 6-7 requests to it). A server
+    that is down is started as `render_activate` does. The TLS probe is retried (a reload is
+    applied asynchronously) for up to PROBE_RETRY_SECONDS; failing it, the previous files come back and
+    this runs again."""
+    n = _q(control.name)
+    return (
+        "cd /\n"
+        f'mtm_db_logs() {{ echo "--- last log lines of "{n}; {{ {control.logs}; }} 2>&1 || true; }}\n'
+        f"if {{ {control.probe}; }} >/dev/null 2>&1; then\n"
+        f"  if ! {{ {control.reload}; }} 2>&1; then\n"
+        f'    echo {n}": reload failed"; mtm_db_logs; exit 1\n'
+        "  fi\n"
+        "  mtm_how=reloaded\n"
+        "else\n"
+        f"  if ! {{ {control.restart}; }} 2>&1; then\n"
+        f'    echo {n}": restart failed"; mtm_db_logs; exit 1\n'
+        "  fi\n"
+        "  mtm_how=restarted\n"
+        "fi\n"
+        "mtm_n=0\n"
+        f"until {{ {control.probe}; }} >/dev/null 2>&1; do\n"
+        "  mtm_n=$((mtm_n + 1))\n"
+        f'  if [ "$mtm_n" -ge {int(wait_seconds)} ]; then\n'
+        f'    echo {n}": does not answer {int(wait_seconds)} s after being $mtm_how"; mtm_db_logs; exit 1\n'
+        "  fi\n"
+        "  sleep 1\n"
+        "done\n"
+        f"if [ -e {_q(config_file)} ]; then\n"
+        "  if command -v openssl >/dev/null 2>&1; then\n"
+        "    mtm_n=0\n"
+        f"    until mtm_out=$({{ {tls_probe}; }} 2>&1); do\n"
+        "      mtm_n=$((mtm_n + 1))\n"
+        f'      if [ "$mtm_n" -ge {min(int(wait_seconds), PROBE_RETRY_SECONDS)} ]; then\n'
+        f'        echo {n}": answers, but does not serve the stack CA\'s certificate over TLS:"\n'
+        "        printf '%s\\n' \"$mtm_out\" | tail -n 8; mtm_db_logs; exit 1\n"
+        "      fi\n"
+        "      sleep 1\n"
+        "    done\n"
+        f'    echo {n}": $mtm_how; TLS verified with the stack CA"\n'
+        "  else\n"
+        f'    echo {n}": $mtm_how; openssl is not installed, TLS not probed"\n'
+        "  fi\n"
+        "else\n"
+        f'  echo {n}": $mtm_how"\n'
         "fi\n"
     )
 
@@ -832,3 +893,123 @@ def render_dsn(
         f"postgres://{quote(user, safe='')}:{quote(password, safe='')}@{_hostport(host, port)}/{db}"
         f"?sslmode={quote(tls_mode, safe='-')}&sslrootcert={quote(_path(ca_file), safe='/')}&connect_timeout=10"
     )
+
+
+# ---------------------------------------------------------------- the site's current password
+
+
+def render_read_current_dsn(*, unit: str, install_dir: str, env_file: str) -> str:
+    """Read-only script for a node: what decides the DataSource the node uses NOW, as three
+    base64 lines on stdout (a secret output; the caller sets logging off):
+
+    1. the running server's own `MM_SQLSETTINGS_*` variables, from /proc/<MainPID>/environ
+       (empty when the unit is not running): what the process really uses;
+    2. the `MM_SQLSETTINGS_*` lines of this program's EnvironmentFile, if a previous `up`
+       installed it (the node's DSN when it is not running);
+    3. the config.json the server reads (`MM_CONFIG` if it names a file, else
+       `<installDir>/config/config.json`).
+
+    `current_password` picks from them. Nothing is changed on the node."""
+    return f"""umask 077
+unit={_q(unit + ".service")}
+cfg={_q(install_dir.rstrip("/") + "/config/config.json")}
+envfile={_q(env_file)}
+b64() {{ base64 | tr -d '\\n'; echo; }}
+proc=''
+pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || true)
+case "$pid" in ''|0|*[!0-9]*) pid='' ;; esac
+if [ -n "$pid" ] && [ -r "/proc/$pid/environ" ]; then
+  proc=$(tr '\\000' '\\n' < "/proc/$pid/environ" | grep -i '^mm_sqlsettings_' || true)
+  own=$(tr '\\000' '\\n' < "/proc/$pid/environ" | sed -n 's/^MM_CONFIG=//p' | head -n 1)
+  case "$own" in /*) [ -r "$own" ] && cfg=$own ;; esac
+fi
+printf '%s' "$proc" | b64
+if [ -r "$envfile" ]; then grep -i '^mm_sqlsettings_' "$envfile" | b64 || echo; else echo; fi
+if [ -r "$cfg" ]; then b64 < "$cfg"; else echo; fi
+"""
+
+
+_ENV_DQ_UNESCAPE = re.compile(r"\\([\"\\`$])")
+
+
+def _datasource_from_env(lines: list[str], *, quoted: bool) -> str | None:
+    """SqlSettings.DataSource as Mattermost's applyEnvKey would set it from these NAME=value
+    lines (a name is upper-cased; MM_SQLSETTINGS_DATASOURCE and MM_SQLSETTINGS_DATASOURCE_<x>
+    both set it). Two different values would be applied in random order: refused."""
+    values = set()
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if not sep:
+            continue
+        parts = name.strip().upper().split("_")
+        if parts[:3] != ["MM", "SQLSETTINGS", "DATASOURCE"]:
+            continue
+        if quoted and len(value) >= 2 and value[0] == value[-1] == '"':
+            value = _ENV_DQ_UNESCAPE.sub(r"\1", value[1:-1])
+        values.add(value)
+    if len(values) > 1:
+        raise ValueError("more than one MM_SQLSETTINGS_DATASOURCE value is set; Mattermost would pick one at random")
+    return values.pop() if values else None
+
+
+def dsn_credentials(engine: str, dsn: str) -> tuple[str, str]:
+    """(user, password) of a DataSource, parsed the way the node's driver parses it."""
+    if _engine(engine) == "mysql":
+        # go-sql-driver ParseDSN: the LAST '@' before the LAST '/', then the first ':'
+        slash = dsn.rfind("/")
+        at = dsn.rfind("@", 0, slash if slash >= 0 else len(dsn))
+        if slash < 0 or at < 0:
+            raise ValueError("the MySQL DataSource has no user:password@ part")
+        user, _, password = dsn[:at].partition(":")
+        return user, password
+    if dsn.startswith(("postgres://", "postgresql://")):
+        u = urlsplit(dsn)
+        params = dict(parse_qsl(u.query))
+        user = unquote(u.username or "") or params.get("user", "")
+        password = unquote(u.password) if u.password is not None else params.get("password", "")
+        return user, password
+    opts = {}
+    for m in re.finditer(r"\s*([a-zA-Z_]+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)", dsn):
+        value = m.group(2)
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        opts[m.group(1)] = value
+    return opts.get("user", ""), opts.get("password", "")
+
+
+def current_password(engine: str, user: str, stdout: str, *, node: str) -> str:
+    """The password the site uses now, from `render_read_current_dsn`'s output on `node`: the
+    running server's environment, else this program's EnvironmentFile, else config.json. Raises
+    ValueError naming what to configure when it cannot be found (never the value itself)."""
+    fix = (
+        "set the secret dbPassword to the password the site uses now, or database.rotatePassword: true "
+        "to give the user a new one (every node not yet switched then fails its next database login)"
+    )
+    lines = (stdout.split("\n") + ["", "", ""])[:3]
+    try:
+        proc, envfile, config_json = (base64.b64decode(x.strip()).decode() for x in lines)
+    except ValueError:
+        raise ValueError(f"{node}: could not read the current database settings; {fix}") from None
+    try:
+        dsn = _datasource_from_env(proc.splitlines(), quoted=False)
+        if dsn is None:
+            dsn = _datasource_from_env(envfile.splitlines(), quoted=True)
+    except ValueError as e:
+        raise ValueError(f"{node}: {e}; {fix}") from None
+    if dsn is None and config_json.strip():
+        try:
+            dsn = (json.loads(config_json).get("SqlSettings") or {}).get("DataSource")
+        except (ValueError, AttributeError):
+            raise ValueError(f"{node}: config.json is not valid JSON; {fix}") from None
+    if not dsn:
+        raise ValueError(f"{node}: no SqlSettings.DataSource found (environment, EnvironmentFile, config.json); {fix}")
+    is_pg = dsn.startswith(("postgres://", "postgresql://")) or "@tcp(" not in dsn
+    if is_pg != (_engine(engine) == "postgres"):
+        other = "postgres" if is_pg else "mysql"
+        raise ValueError(f"{node}: its DataSource is a {other} one, not for database.engine {engine!r}; {fix}")
+    dsn_user, password = dsn_credentials(engine, dsn)
+    if dsn_user != user:
+        raise ValueError(f"{node}: its DataSource logs in as {dsn_user!r}, not database.user {user!r}; {fix}")
+    if not password:
+        raise ValueError(f"{node}: its DataSource has no password; {fix}")
+    return check_password(password, "password")

@@ -34,6 +34,16 @@ ROLE_UNITS: dict[str, tuple[str, ...]] = {
 }
 
 
+# The Mattermost version each node's stand-in emulates unless stage_host is told otherwise: the
+# version stacks/Pulumi.lab.yaml declares.
+DEFAULT_NODE_VERSION = "11.1.0"
+
+# database/sql pool settings of the lab's nodes (Mattermost's defaults are 20 idle connections,
+# 1 h lifetime, 5 min idle time): short, so every node opens new database connections all the
+# time, as a busy real node does over an hour, and a rollout that breaks logins shows within it.
+LAB_POOL = {"MaxIdleConns": 2, "ConnMaxLifetimeMilliseconds": 2000, "ConnMaxIdleTimeMilliseconds": 1000}
+
+
 def new_password(length: int = 24) -> str:
     """A DSN-, SQL- and shell-safe random password."""
     alphabet = string.ascii_letters + string.digits
@@ -69,9 +79,7 @@ def render_config_json(pg_password: str, site_url: str = "") -> str:
             "DataSource": postgres_datasource(pg_password),
             "DataSourceReplicas": [],
             "DataSourceSearchReplicas": [],
-            "MaxIdleConns": 20,
-            "ConnMaxLifetimeMilliseconds": 3600000,
-            "ConnMaxIdleTimeMilliseconds": 300000,
+            **LAB_POOL,
             "MaxOpenConns": 300,
             "Trace": False,
             "AtRestEncryptKey": "",
@@ -184,8 +192,10 @@ def stage_host(
     hosts: list[HostSpec],
     passwords: dict[str, str],
     authorized_key: str,
+    version: str = DEFAULT_NODE_VERSION,
 ) -> None:
-    """Fill a fresh upper dir so the host seeds its "before" state at first boot."""
+    """Fill a fresh upper dir so the host seeds its "before" state at first boot. A node's
+    stand-in emulates Mattermost `version` (what `mattermost version` prints there)."""
     _write(upper, base, "/etc/hostname", host.name + "\n")
     _write(upper, base, "/etc/hosts", render_hosts_file(hosts, host.name))
     # A stable per-host identity (journal, dbus) across reboots of this host.
@@ -204,6 +214,7 @@ def stage_host(
 
     if host.role == "node":
         _copy_tree(upper, base, STANDIN_DIR, f"/{STAGE}/standin")
+        _write(upper, base, f"/{STAGE}/standin/mmstandin/VERSION", version + "\n")
         _write(upper, base, f"/{STAGE}/config.json", render_config_json(passwords["postgres"]), 0o600)
         _write(upper, base, "/etc/systemd/system/mattermost.service", (SEED_DIR / "mattermost.service").read_text())
     if host.role == "proxy":

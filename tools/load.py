@@ -1,6 +1,10 @@
 """A bounded load generator: GET one URL over HTTPS in a loop and count what failed.
 
-Used while a rollout runs to measure whether (and for how long) the site stopped answering.
+Used while a rollout runs to measure whether (and for how long) the site stopped answering. The
+default URL is Mattermost's ping with ``get_server_status=true``, which writes and deletes a row
+through the node's database pool (server/channels/api4/system.go getSystemPing): a request
+succeeds only if the node reaches its database, so a rollout that breaks a node's database
+logins fails requests, as it fails real users' requests. The bare ping answers from memory.
 Bounded in requests and seconds, it stops by itself; it only talks to the address it is given
 (the lab proxy), pinned with `resolve_to` so no DNS is involved.
 """
@@ -12,6 +16,9 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+
+DB_PING = "/api/v4/system/ping?get_server_status=true"
+"""The route that needs the database on every request."""
 
 
 @dataclass
@@ -42,7 +49,7 @@ class Load:
         host: str,
         resolve_to: str,
         ca_pem: str,
-        path: str = "/api/v4/system/ping",
+        path: str = DB_PING,
         *,
         port: int = 443,
         interval: float = 0.05,

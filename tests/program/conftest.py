@@ -30,7 +30,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from lab.replay import Evaluation, State, evaluate
+from lab.replay import Evaluation, Secret, State, evaluate
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -112,4 +112,7 @@ def replay_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def replay_lab_config(replay_inventory: Path) -> dict[str, Any]:
-    return {"inventoryFile": str(replay_inventory)}
+    # the site's current database password given as config (its other source, the first node's
+    # DSN read at apply time, is unknown in a preview; tests/program/test_database.py covers it)
+    password = json.loads(replay_inventory.read_text())["databases"]["postgres"]["password"]
+    return {"inventoryFile": str(replay_inventory), "dbPassword": Secret(password)}

@@ -9,9 +9,11 @@ throws away. Self-contained on purpose: no dependency on lab.replay.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pulumi
 import pytest
@@ -27,6 +29,8 @@ PROJECT = "mattermost-transport-encryption"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 KEY_PEM = "-----BEGIN EC PRIVATE KEY-----\nMOCK-SERVER-KEY-MATERIAL-0123456789\n-----END EC PRIVATE KEY-----\n"
 GENERATED_PW = "Gen3rated-Password_with.tilde~AB"
+SITE_PW = "s1te:Pass@word/in-use"
+"""The password the site's nodes use before the first up (in their config.json DSN)."""
 CONFIGURED_PW = 'it\'s "c0nfigured" \\ p@ss:w/rd?&%'
 ADMIN_PW = "admin'pw\"#x"
 CA_FILE = "/etc/mattermost-tls/ca.crt"
@@ -64,7 +68,23 @@ def make_cfg(engine: str = "postgres", nodes: tuple[str, ...] = ("mm1", "mm2"), 
     return config_mod.parse(raw)
 
 
+def node_output(engine: str, user: str) -> str:
+    """What database_render.render_read_current_dsn prints on a node of the "before" state: no
+    MM_SQLSETTINGS_* in the running server's environment, no EnvironmentFile of ours yet, and a
+    config.json whose DSN logs in as `user` with SITE_PW."""
+    from urllib.parse import quote
+
+    if engine == "mysql":
+        dsn = f"{user}:{SITE_PW}@tcp(10.251.0.20:3306)/mattermost?charset=utf8mb4,utf8"
+    else:
+        dsn = f"postgres://{user}:{quote(SITE_PW, safe='')}@10.251.0.21:5432/mattermost?sslmode=disable"
+    config = json.dumps({"SqlSettings": {"DriverName": engine, "DataSource": dsn}})
+    return "\n".join(base64.b64encode(x.encode()).decode() for x in ("", "", config))
+
+
 class Mocks(pulumi.runtime.Mocks):
+    node_stdout = ""
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         if args.typ == "tls:index/privateKey:PrivateKey":
@@ -81,7 +101,7 @@ class Mocks(pulumi.runtime.Mocks):
             host = (args.inputs.get("keepers") or {}).get("host", "")
             state["result"] = "tok" + "".join(c for c in host if c.isalnum())
         elif args.typ == "command:remote:Command":
-            state.update({"stdout": "", "stderr": ""})
+            state.update({"stdout": self.node_stdout if args.name == "database-current-password" else "", "stderr": ""})
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -159,6 +179,7 @@ def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()
     from components.pki import Pki, PkiArgs
 
     mocks = Mocks()
+    mocks.node_stdout = node_output(cfg.database.engine, cfg.database.user)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
     run = Run(monitor)
@@ -220,7 +241,7 @@ def test_postgres_graph_and_ready(pg: Run) -> None:
     assert comp.name == "database"
     children = {x.name: x for x in pg.monitor.registrations if x.parent == comp.urn}
     assert set(children) == {
-        "database-password",
+        "database-current-password",
         "database-server-key",
         "database-server-csr",
         "database-server-cert",
@@ -383,12 +404,28 @@ def test_mysql_enforce_sets_require_secure_transport_and_require_ssl_after_every
 # ---------------------------------------------------------------- secrets
 
 
-def test_generated_password_is_secret_and_safe(pg: Run) -> None:
-    gen = pg.by_name("database-password")
+def test_by_default_the_password_is_the_one_the_site_uses(pg: Run, my: Run) -> None:
+    """No dbPassword: nothing generated; the first node's current DSN is read at apply time (a
+    secret output) and its password is the user's password, unchanged."""
+    for run in (pg, my):
+        assert "database-password" not in run.names()
+        assert run.values["password"] == SITE_PW and run.values["password_secret"] is True
+        read = run.by_name("database-current-password")
+        assert set(read.additional_secret_outputs) >= {"stdout", "stderr"} and read.inputs["logging"] == "none"
+        conn, _ = unwrap(read.inputs["connection"])
+        assert conn["host"] == "10.251.0.101" and conn["hostKey"] == HOST_KEYS["mm1"], "the first node"
+        assert "delete" not in read.inputs, "a read leaves nothing to undo"
+        assert "/opt/mattermost/config/config.json" in read.inputs["create"]
+
+
+def test_rotation_is_explicit_and_generated_password_is_secret_and_safe() -> None:
+    run = run_program(make_cfg("postgres", database={"rotatePassword": True}))
+    assert "database-current-password" not in run.names()
+    gen = run.by_name("database-password")
     assert gen.type == "random:index/randomPassword:RandomPassword"
     assert gen.inputs["length"] == 32
     assert gen.inputs["overrideSpecial"] == r.RANDOM_PASSWORD_SPECIALS and gen.inputs["special"] is True
-    assert pg.values["password"] == GENERATED_PW and pg.values["password_secret"] is True
+    assert run.values["password"] == GENERATED_PW and run.values["password_secret"] is True
 
 
 def test_configured_password_is_used_and_secret() -> None:
@@ -439,7 +476,7 @@ def test_user_command_reads_token_admin_file_and_sql_from_stdin(pg: Run) -> None
     token, admin, sql = lines_of(unwrap(cmd.inputs["stdin"])[0])
     assert token == "tok10251021"
     assert admin == "", "local socket admin: no credentials"
-    assert sql == r.render_user_sql("postgres", user="mmuser", database="mattermost", password=GENERATED_PW)
+    assert sql == r.render_user_sql("postgres", user="mmuser", database="mattermost", password=SITE_PW)
     assert cmd.inputs["triggers"] == [token], "a new owner token (new host) replaces the command"
     owner = pg.by_name("database-db-user-mmuser-owner")
     assert owner.inputs["keepers"] == {"host": "10.251.0.21"}
@@ -488,11 +525,11 @@ def test_moving_the_database_host_changes_the_owner_token() -> None:
 def test_dsn_is_secret_and_follows_the_contract(pg: Run, my: Run) -> None:
     assert pg.values["dsn_secret"] is True and my.values["dsn_secret"] is True
     assert pg.values["dsn"] == (
-        f"postgres://mmuser:{GENERATED_PW}@10.251.0.21:5432/mattermost"
+        f"postgres://mmuser:{quote(SITE_PW, safe='')}@10.251.0.21:5432/mattermost"
         f"?sslmode=verify-full&sslrootcert={CA_FILE}&connect_timeout=10"
     )
     assert my.values["dsn"] == (
-        f"mmuser:{GENERATED_PW}@tcp(10.251.0.20:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s&tls=true"
+        f"mmuser:{SITE_PW}@tcp(10.251.0.20:3306)/mattermost?charset=utf8mb4,utf8&writeTimeout=30s&tls=true"
     )
 
 

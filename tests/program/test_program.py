@@ -32,7 +32,9 @@ KEY = _key()
 
 @pytest.fixture(scope="module")
 def prod() -> Evaluation:
-    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)})
+    # the site's current database password from config: without it the DSN is only known once
+    # the first node's current DSN has been read (apply time), so a first preview cannot show it
+    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "dbPassword": Secret("prod-site-Pw-1")})
 
 
 @pytest.fixture(scope="module")

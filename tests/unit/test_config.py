@@ -152,8 +152,8 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("db password with newline", _set("dbPassword", "pass\nword"), "dbPassword", "control characters"),
     ("cluster name injection", _set("cluster", {"enabled": True, "name": "a b;c"}), "cluster.name", "pattern"),
     # keys that did nothing were removed: a stack still carrying one is told so, not guessed at
-    ("removed mattermost.installDir", _set("mattermost.installDir", "/opt/mattermost"), "mattermost.installDir", "removed: the program never installs"),
-    ("removed nodes[].installDir", _set("nodes.0.installDir", "/opt/mattermost"), "nodes[0].installDir", "removed"),
+    ("relative install dir", _set("mattermost.installDir", "opt/mattermost"), "mattermost.installDir", "absolute"),
+    ("node install dir with quote", _set("nodes.0.installDir", "/opt/matter'most"), "nodes[0].installDir", "absolute"),
     ("removed mattermost.serviceUser", _set("mattermost.serviceUser", "mattermost"), "mattermost.serviceUser", "removed: the node key is readable by the service group"),
     ("removed nodes[].serviceUser", _set("nodes.1.serviceUser", "mattermost"), "nodes[1].serviceUser", "pulumi config rm --path 'nodes[1].serviceUser'"),
     ("nested typo", _set("proxy.sevrerName", "chat.example.com"), "proxy.sevrerName", "did you mean 'proxy.serverName'?"),

@@ -533,7 +533,9 @@ class Server:
             ca_file=r.tls_paths(self.tls_dir).ca,
             server_name="127.0.0.1",
         )
-        return r.render_activate(self.control, config_file=self.config_file, tls_probe=probe)
+        # as components/database.py wires it: PostgreSQL reloads, MySQL/MariaDB restarts
+        activate = r.render_pg_reload_activate if self.engine == "postgres" else r.render_activate
+        return activate(self.control, config_file=self.config_file, tls_probe=probe)
 
     def tls_apply(self, key_pem: str | None = None) -> subprocess.CompletedProcess[str]:
         conf = r.render_mysql_cnf(self.tls_dir) if self.engine == "mysql" else r.render_pg_conf(self.tls_dir)
@@ -1205,3 +1207,32 @@ def test_admin_over_verified_tls_with_a_hostile_password(tls_on: Server) -> None
             srv.admin("DROP USER IF EXISTS 'mtmadmin'@'%'")
         else:
             srv.admin("DROP ROLE IF EXISTS mtmadmin")
+
+
+def test_postgres_tls_goes_live_by_reload_keeping_open_connections(pg_server: Server) -> None:
+    """A restart would drop every node's open connections, and each node's next query would
+    need a login while the server starts; a reload keeps them (SSL settings are SIGHUP since
+    PostgreSQL 10)."""
+    import psycopg2
+
+    srv = pg_server
+    conn = psycopg2.connect(host="127.0.0.1", port=srv.port, user="mmuser", password="before-pw",
+                            dbname="mattermost", sslmode="disable", connect_timeout=5)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as c:
+            c.execute("SELECT pg_backend_pid()")
+            pid = c.fetchone()[0]
+        res = srv.tls_apply()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "reloaded; TLS verified with the stack CA" in res.stdout, res.stdout
+        with conn.cursor() as c:
+            c.execute("SELECT pg_backend_pid()")
+            assert c.fetchone()[0] == pid, "the open connection survived"
+        assert srv.login("mmuser", "before-pw", tls=True).returncode == 0
+    finally:
+        conn.close()
+        res = srv.tls_restore()
+        assert res.returncode == 0, res.stderr
+    assert "reloaded" in res.stdout
+    assert srv.admin("SHOW ssl") == "off"

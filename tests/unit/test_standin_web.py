@@ -1,7 +1,11 @@
-"""The stand-in's TLS listener answers a plain-HTTP client the way Mattermost (Go net/http) does:
-the exact bare `HTTP/1.0 400` and a close, instead of a failed handshake. NGINX retries a failed
-handshake on another node but hands a 400 to the client, so the difference decides whether a
-rollout test can see requests sent over http:// to a node that already switched to TLS.
+"""The stand-in's listener behaves like Mattermost (Go net/http) where a rollout test can tell:
+
+- A plain-HTTP client on the TLS port gets the exact bare `HTTP/1.0 400` and a close, instead of a
+  failed handshake. NGINX retries a failed handshake on another node but hands a 400 to the
+  client, so the difference decides whether a rollout test can see requests sent over http:// to
+  a node that already switched to TLS.
+- Stopping drains like Mattermost's StopHTTPServer (Shutdown with a 1 s grace): a response in
+  progress is finished, not cut; idle keep-alive connections are closed at once.
 
 The listener runs for real on loopback with a throwaway certificate."""
 
@@ -11,6 +15,7 @@ import datetime as dt
 import json
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,26 +52,22 @@ def _self_signed(d: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-@pytest.fixture(scope="module")
-def tls_listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
-    d = tmp_path_factory.mktemp("standin")
+def _listener(d: Path, tls: bool = True) -> tuple[web.Web, int, Path]:
     cert, key = _self_signed(d)
-    cfg = Config(
-        path=str(d / "config.json"),
-        data={
-            "ServiceSettings": {
-                "ListenAddress": "127.0.0.1:0",
-                "ConnectionSecurity": "TLS",
-                "TLSCertFile": str(cert),
-                "TLSKeyFile": str(key),
-            }
-        },
-    )
-    server = web.Web(Context(config=cfg, log=Logger("fatal")))
+    svc = {"ListenAddress": "127.0.0.1:0", "ConnectionSecurity": "TLS" if tls else ""}
+    if tls:
+        svc.update(TLSCertFile=str(cert), TLSKeyFile=str(key))
+    server = web.Web(Context(config=Config(path=str(d / "config.json"), data={"ServiceSettings": svc}), log=Logger("fatal")))
     server.start()
     assert server.httpd is not None
+    return server, server.httpd.server_address[1], cert
+
+
+@pytest.fixture(scope="module")
+def tls_listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    server, port, cert = _listener(tmp_path_factory.mktemp("standin"))
     try:
-        yield server.httpd.server_address[1], cert
+        yield port, cert
     finally:
         server.stop()
 
@@ -125,3 +126,92 @@ def test_tls_clients_are_still_served(tls_listener: tuple[int, Path]) -> None:
 )
 def test_first_record_verdict_follows_go(header: bytes, verdict: str) -> None:
     assert web.first_record_verdict(header) == verdict
+
+
+# ---------------------------------------------------------------- stopping
+
+
+def _connect(port: int, cert: Path, tls: bool) -> socket.socket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if not tls:
+        return raw
+    return ssl.create_default_context(cafile=str(cert)).wrap_socket(raw, server_hostname="localhost")
+
+
+def _read_all(s: socket.socket) -> bytes:
+    got = b""
+    while data := s.recv(4096):
+        got += data
+    return got
+
+
+REQUEST = b"GET /api/v4/system/ping HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_stop_finishes_the_response_in_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls: bool) -> None:
+    answering, release = threading.Event(), threading.Event()
+    real = web.ping_response
+
+    def slow(ctx: Context, query: dict[str, list[str]]) -> tuple[int, dict[str, object]]:
+        answering.set()
+        release.wait(10)
+        return real(ctx, query)
+
+    monkeypatch.setattr(web, "ping_response", slow)
+    server, port, cert = _listener(tmp_path, tls)
+    with _connect(port, cert, tls) as s:
+        s.sendall(REQUEST)
+        assert answering.wait(10)
+        stopper = threading.Thread(target=server.stop)
+        stopper.start()
+        assert server.httpd is not None
+        for _ in range(1000):  # serve_forever notices the stop within its poll interval
+            if server.httpd.draining:
+                break
+            threading.Event().wait(0.01)
+        assert server.httpd.draining
+        # the process exits when stop() returns: it must wait for the response in progress
+        assert stopper.is_alive(), "stop() returned with a response still being written"
+        release.set()  # the request finishes while the server drains
+        got = _read_all(s)
+        stopper.join(10)
+    head, _, body = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close" in head, got
+    assert json.loads(body)["status"] == "OK", "the whole body arrived"
+    assert not stopper.is_alive()
+
+
+def test_a_response_that_outlasts_the_grace_period_is_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Control for the test above: the hang-up really cuts a request that is still running."""
+    answering, release = threading.Event(), threading.Event()
+
+    def stuck(ctx: Context, query: dict[str, list[str]]) -> tuple[int, dict[str, object]]:
+        answering.set()
+        release.wait(10)
+        return 200, {}
+
+    monkeypatch.setattr(web, "ping_response", stuck)
+    monkeypatch.setattr(web, "SHUTDOWN_GRACE_SECONDS", 0.1)
+    server, port, cert = _listener(tmp_path)
+    try:
+        with _connect(port, cert, True) as s:
+            s.sendall(REQUEST)
+            assert answering.wait(10)
+            server.stop()
+            assert _read_all(s) == b""
+    finally:
+        release.set()
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_stop_closes_idle_keep_alive_connections(tmp_path: Path, tls: bool) -> None:
+    server, port, cert = _listener(tmp_path, tls)
+    with _connect(port, cert, tls) as s:
+        s.sendall(REQUEST)
+        first = b""
+        while b'"status": "OK"' not in first:
+            first += s.recv(4096)
+        assert b"Connection: close" not in first, "keep-alive while serving"
+        server.stop()
+        assert _read_all(s) == b"", "the idle connection is closed by the stop"

@@ -6,6 +6,16 @@ the stand-in uses, ``MM_<SECTION>_<KEY>`` environment overrides (which win over
 the file, as in Mattermost) and the validation that makes Mattermost refuse to
 start. Like a file store with env overrides, the stand-in never writes the file
 back.
+
+Which settings exist depends on the emulated version (the binary's own, ``mmstandin.VERSION``):
+an ``MM_*`` name applies only where that version's ``model.Config`` has the field, and any other
+name is ignored silently, exactly as Mattermost's ``applyEnvKey``
+(server/config/environment.go) walks the struct by reflection and returns on the first part that
+names no field. Its value rules are copied too: booleans through Go's ``strconv.ParseBool``,
+integers through ``strconv.ParseInt`` (a value either cannot parse leaves the setting as it
+was), lists split on single spaces, and a name with more parts than the field path still sets
+the field (``MM_SQLSETTINGS_DATASOURCE_X`` sets ``DataSource``: the reflection stops at the
+first leaf).
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +51,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "DataSource": "postgres://mmuser:mostest@localhost/mattermost_test?sslmode=disable&connect_timeout=10",
         "DataSourceReplicas": [],
         "DataSourceSearchReplicas": [],
+        # pool settings: server/public/model/config.go SqlSettings.SetDefaults
         "MaxIdleConns": 20,
+        "ConnMaxLifetimeMilliseconds": 3600000,
+        "ConnMaxIdleTimeMilliseconds": 300000,
         "MaxOpenConns": 300,
         "QueryTimeout": 30,
     },
@@ -66,6 +80,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "EnableFile": True,
         "FileLocation": "",
     },
+}
+
+# Settings that exist only from (SINCE) or before (UNTIL) a version. PR 33349 (v10.11, MM-63652)
+# made gossip encryption GA as ClusterSettings.EnableGossipEncryption and migrates the old
+# value; whether the old field stays in the struct from v10.11 on is not verified here, so the
+# stand-in is the stricter of the two: it knows only the new name from v10.11 on and only the
+# old one before.
+SINCE: dict[tuple[str, str], tuple[int, int, int]] = {
+    ("ClusterSettings", "EnableGossipEncryption"): (10, 11, 0),
+}
+UNTIL: dict[tuple[str, str], tuple[int, int, int]] = {
+    ("ClusterSettings", "EnableExperimentalGossipEncryption"): (10, 11, 0),
 }
 
 CONNECTION_SECURITY = ("", "TLS")
@@ -100,48 +126,94 @@ class Config:
         return merged
 
 
-def _coerce(raw: str, like: Any) -> Any:
-    """An env string converted to the type the setting has (Mattermost's rules)."""
+def version_tuple(version: str) -> tuple[int, int, int]:
+    """``"10.11.2"`` (or ``"10.11.2-standin"``) -> (10, 11, 2)."""
+    parts = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", version.strip())
+    if parts is None:
+        raise ValueError(f"not a Mattermost version: {version!r}")
+    return (int(parts.group(1)), int(parts.group(2)), int(parts.group(3) or 0))
+
+
+def schema(version: str) -> dict[str, dict[str, Any]]:
+    """The settings (with their defaults) the given version's ``model.Config`` has, of those the
+    stand-in models."""
+    v = version_tuple(version)
+    out: dict[str, dict[str, Any]] = {}
+    for section, keys in DEFAULTS.items():
+        out[section] = {
+            k: d
+            for k, d in keys.items()
+            if v >= SINCE.get((section, k), (0, 0, 0)) and v < UNTIL.get((section, k), (999, 0, 0))
+        }
+    return out
+
+
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+_GO_INT = re.compile(r"^[+-]?[0-9]+$")
+
+
+def go_parse_bool(raw: str) -> bool | None:
+    """strconv.ParseBool; None where Go returns an error."""
+    if raw in _GO_TRUE:
+        return True
+    if raw in _GO_FALSE:
+        return False
+    return None
+
+
+def _coerce(raw: str, like: Any) -> tuple[bool, Any]:
+    """applyEnvKey's per-kind conversion: (applies, value)."""
     if isinstance(like, bool):
-        return raw.strip().lower() == "true"
+        b = go_parse_bool(raw)
+        return (b is not None, b)
     if isinstance(like, int):
-        try:
-            return int(raw)
-        except ValueError:
-            return like
+        # strconv.ParseInt(value, 10, 0): no spaces, no underscores, 64-bit range
+        if not _GO_INT.match(raw) or not -(2**63) <= int(raw) < 2**63:
+            return (False, None)
+        return (True, int(raw))
     if isinstance(like, list):
-        # Mattermost splits list settings given in env on spaces.
-        return raw.split()
-    return raw
+        return (True, raw.split(" "))  # strings.Split(value, " "), not a whitespace split
+    return (True, raw)
 
 
-def apply_env(data: dict[str, Any], environ: dict[str, str]) -> dict[str, str]:
-    """Apply ``MM_<SECTION>_<KEY>`` overrides to ``data`` in place; return what was set."""
+def apply_env(data: dict[str, Any], environ: dict[str, str], version: str) -> dict[str, str]:
+    """Apply ``MM_*`` overrides to ``data`` in place as ``applyEnvKey`` does for ``version``;
+    return what was set ("Section.Key" -> variable name). Unknown names change nothing."""
+    known = schema(version)
+    sections = {s.upper(): s for s in known}
     applied: dict[str, str] = {}
-    sections = {s.upper(): s for s in list(DEFAULTS) + list(data)}
     for name, raw in sorted(environ.items()):
-        if not name.startswith("MM_") or name == "MM_CONFIG":
+        upper = name.upper()  # config.GetEnvironment upper-cases every name starting with MM
+        if not upper.startswith("MM"):
             continue
-        rest = name[3:]
-        section_key, _, key_part = rest.partition("_")
-        section = sections.get(section_key)
-        if section is None or not key_part:
+        rest = upper[3:] if upper.startswith("MM_") else upper  # strings.TrimPrefix(key, "MM_")
+        section_part, _, key_rest = rest.partition("_")
+        section = sections.get(section_part)
+        if section is None or not key_rest:  # no such field, or a struct with nothing left
+            continue
+        key_part = key_rest.partition("_")[0]  # a leaf takes the value whatever parts follow
+        keys = {k.upper(): k for k in known[section]}
+        key = keys.get(key_part)
+        if key is None:
             continue
         current = data.setdefault(section, {})
         if not isinstance(current, dict):
             continue
-        keys = {k.upper(): k for k in list(DEFAULTS.get(section, {})) + list(current)}
-        key = keys.get(key_part)
-        if key is None:
+        ok, value = _coerce(raw, known[section][key])
+        if not ok:
             continue
-        like = current.get(key, DEFAULTS.get(section, {}).get(key, ""))
-        current[key] = _coerce(raw, like)
+        current[key] = value
         applied[f"{section}.{key}"] = name
     return applied
 
 
-def load(path: str | None = None, environ: dict[str, str] | None = None) -> Config:
-    """Read and merge the configuration; raise ConfigError when it cannot be used."""
+def load(path: str | None = None, environ: dict[str, str] | None = None, version: str | None = None) -> Config:
+    """Read and merge the configuration for ``version`` (default: the stand-in's own); raise
+    ConfigError when it cannot be used."""
+    from . import VERSION
+
+    version = version or VERSION
     env = dict(os.environ if environ is None else environ)
     source = path or env.get("MM_CONFIG") or DEFAULT_CONFIG_PATH
     if "://" in source:
@@ -160,7 +232,14 @@ def load(path: str | None = None, environ: dict[str, str] | None = None) -> Conf
         raise ConfigError("utils.config.load_config.decoding.panic", f"failed to decode {source}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError("utils.config.load_config.decoding.panic", f"{source} is not a JSON object")
-    from_env = apply_env(data, env)
+    # json.Unmarshal into this version's model.Config keeps only the fields it has
+    known = schema(version)
+    data = {
+        section: {k: v for k, v in values.items() if k in known[section]}
+        for section, values in data.items()
+        if section in known and isinstance(values, dict)
+    }
+    from_env = apply_env(data, env, version)
     cfg = Config(path=source, data=data, from_env=from_env)
     validate(cfg)
     return cfg

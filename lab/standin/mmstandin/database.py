@@ -2,10 +2,11 @@
 
 Owns: opening a connection for a parsed ``dsn.Target`` with the driver's TLS
 semantics (pymysql for mysql, psycopg2/libpq for postgres), Mattermost's
-startup ping loop (refuse to start when it keeps failing), and a periodic
-health check whose result, including the TLS protocol and cipher actually in
-use, is exposed through ``status()``. ``query()`` is there for subsystems that
-need the database (cluster discovery, later).
+startup ping loop (refuse to start when it keeps failing), and the connection
+pool every database use goes through (``Pool``: Go's database/sql as Mattermost
+configures it, so new logins happen all the time). ``query()`` is for the
+routes and subsystems that need the database; ``status()`` shows health (the
+outcome of the last use), the TLS of the newest connection and pool counters.
 """
 
 from __future__ import annotations
@@ -147,8 +148,190 @@ class Connection:
             pass
 
 
+class Pool:
+    """Go's ``database/sql`` connection pool as Mattermost configures it.
+
+    server/public/utils/sql/sql_utils.go ``SetupConnection`` opens the pool, pings it (retrying)
+    and sets ``SetMaxIdleConns(MaxIdleConns)``, ``SetMaxOpenConns(MaxOpenConns)``,
+    ``SetConnMaxLifetime(ConnMaxLifetimeMilliseconds)`` and
+    ``SetConnMaxIdleTime(ConnMaxIdleTimeMilliseconds)``. What follows is database/sql's own
+    behaviour (Go's src/database/sql/sql.go):
+
+    - ``conn``: reuse the most recently returned idle connection; one past its lifetime is
+      closed and the next one tried; without an idle one, open a NEW connection (a login with
+      the DSN's credentials, now) - a failed login is the query's error.
+    - ``putConn``: a connection past its lifetime, or beyond ``MaxIdleConns`` idle ones (<= 0:
+      none kept), is closed instead of kept.
+    - ``connectionCleaner``: closes idle connections past their idle time or lifetime, at most
+      once a second.
+    - ``retry``: a query on a connection found broken is retried on another (twice from the
+      pool, then once on a new connection); any other error is the caller's.
+
+    So a node keeps logging in to its database all the time, with the credentials of its
+    CURRENT DSN: changing the user's password on the server breaks the next login of every node
+    not yet given the new one.
+    """
+
+    MAX_BAD_CONN_RETRIES = 2  # database/sql maxBadConnRetries
+
+    def __init__(self, target: dsnmod.Target, timeout: float, settings: dict[str, Any]) -> None:
+        self.target = target
+        self.timeout = timeout
+        max_idle = int(settings.get("MaxIdleConns") or 0)
+        self.max_idle = max_idle if max_idle > 0 else 0
+        self.max_open = max(0, int(settings.get("MaxOpenConns") or 0))
+        self.lifetime = max(0, int(settings.get("ConnMaxLifetimeMilliseconds") or 0)) / 1000.0
+        self.idle_time = max(0, int(settings.get("ConnMaxIdleTimeMilliseconds") or 0)) / 1000.0
+        self.lock = threading.Lock()
+        self.free: list[tuple[Connection, float, float]] = []  # (conn, created, returned)
+        self.open_count = 0
+        self.opened = 0
+        self.closed_lifetime = 0
+        self.closed_idle = 0
+        self.closed_max_idle = 0
+        self.last_tls: dict[str, Any] | None = None
+        self.slot = threading.Semaphore(self.max_open) if self.max_open else None
+
+    def _expired(self, created: float, now: float) -> bool:
+        return self.lifetime > 0 and now - created >= self.lifetime
+
+    def _open(self) -> tuple[Connection, float]:
+        conn = Connection(self.target, self.timeout)
+        with self.lock:
+            self.open_count += 1
+            self.opened += 1
+            self.last_tls = conn.tls
+        return conn, time.monotonic()
+
+    def _close(self, conn: Connection) -> None:
+        conn.close()
+        with self.lock:
+            self.open_count -= 1
+
+    def _get(self, new: bool) -> tuple[Connection, float]:
+        if not new:
+            while True:
+                with self.lock:
+                    if not self.free:
+                        break
+                    conn, created, _ = self.free.pop()
+                if self._expired(created, time.monotonic()):
+                    with self.lock:
+                        self.closed_lifetime += 1
+                    self._close(conn)
+                    continue
+                return conn, created
+        return self._open()
+
+    def _put(self, conn: Connection, created: float, broken: bool) -> None:
+        now = time.monotonic()
+        with self.lock:
+            keep = not broken and not self._expired(created, now) and len(self.free) < self.max_idle
+            if keep:
+                self.free.append((conn, created, now))
+            elif not broken and self._expired(created, now):
+                self.closed_lifetime += 1
+            elif not broken:
+                self.closed_max_idle += 1
+        if not keep:
+            self._close(conn)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement on a pooled connection, with database/sql's retry rules."""
+        if self.slot is not None:
+            self.slot.acquire()
+        try:
+            attempts = [False] * self.MAX_BAD_CONN_RETRIES + [True]  # cachedOrNewConn x2, alwaysNewConn
+            for i, new in enumerate(attempts):
+                conn, created = self._get(new)  # a failed login raises: the caller's error
+                try:
+                    rows = conn.query(sql, params)
+                except Exception as exc:  # noqa: BLE001 - classify like driver.ErrBadConn
+                    broken = _is_bad_conn(exc)
+                    self._put(conn, created, broken=True)
+                    if broken and i < len(attempts) - 1:
+                        continue
+                    raise
+                self._put(conn, created, broken=False)
+                return rows
+            raise AssertionError("unreachable")
+        finally:
+            if self.slot is not None:
+                self.slot.release()
+
+    def clean(self) -> None:
+        """database/sql connectionCleaner: close idle connections past idle time or lifetime."""
+        now = time.monotonic()
+        doomed = []
+        with self.lock:
+            keep = []
+            for conn, created, returned in self.free:
+                if self._expired(created, now):
+                    self.closed_lifetime += 1
+                    doomed.append(conn)
+                elif self.idle_time > 0 and now - returned >= self.idle_time:
+                    self.closed_idle += 1
+                    doomed.append(conn)
+                else:
+                    keep.append((conn, created, returned))
+            self.free = keep
+        for conn in doomed:
+            self._close(conn)
+
+    def cleaner_interval(self) -> float | None:
+        """How often the cleaner runs (Go: the shortest limit, at least one second)."""
+        limits = [d for d in (self.lifetime, self.idle_time) if d > 0]
+        return max(1.0, min(limits)) if limits else None
+
+    def close(self) -> None:
+        with self.lock:
+            free, self.free = self.free, []
+        for conn, _, _ in free:
+            self._close(conn)
+
+    def stats(self) -> dict[str, Any]:
+        """Like sql.DBStats: open and idle connections and why connections were closed."""
+        with self.lock:
+            return {
+                "open": self.open_count,
+                "idle": len(self.free),
+                "opened": self.opened,
+                "maxIdleClosed": self.closed_max_idle,
+                "maxIdleTimeClosed": self.closed_idle,
+                "maxLifetimeClosed": self.closed_lifetime,
+                "maxIdle": self.max_idle,
+                "lifetimeSeconds": self.lifetime,
+                "idleTimeSeconds": self.idle_time,
+            }
+
+
+def _is_bad_conn(exc: BaseException) -> bool:
+    """Whether a driver error means "this connection is dead, try another" (driver.ErrBadConn):
+    the server closed it or the socket broke, as opposed to an error the query itself caused."""
+    try:
+        import psycopg2
+
+        if isinstance(exc, psycopg2.InterfaceError):
+            return True
+        if isinstance(exc, psycopg2.OperationalError) and getattr(exc, "pgcode", None) is None:
+            return True
+    except ImportError:
+        pass
+    try:
+        import pymysql
+
+        if isinstance(exc, pymysql.err.InterfaceError):
+            return True
+        if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] in (2006, 2013, 2055):
+            return True
+    except ImportError:
+        pass
+    return isinstance(exc, (ConnectionError, BrokenPipeError))
+
+
 class Database:
-    """The database subsystem: startup ping loop, then a periodic health check."""
+    """The database subsystem: SetupConnection's startup ping loop, then a database/sql pool
+    (``Pool``) that every request needing the database goes through."""
 
     name = "database"
 
@@ -161,24 +344,21 @@ class Database:
         except dsnmod.DSNError as exc:
             raise StartupError(f"Failed to parse SqlSettings.DataSource: {exc}") from exc
         self.timeout = self.target.connect_timeout or DEFAULT_TIMEOUT
-        self.conn: Connection | None = None
+        self.pool = Pool(self.target, self.timeout, ctx.config.section("SqlSettings"))
         self.lock = threading.Lock()
         self.healthy = False
         self.last_error: str | None = None
         self.last_check: float | None = None
         self.checks = 0
+        self.failures = 0
         self.thread: threading.Thread | None = None
 
-    def _connect(self) -> Connection:
-        conn = Connection(self.target, self.timeout)
-        conn.query("SELECT 1")
-        return conn
-
     def start(self) -> None:
-        self.log.info("Pinging SQL", database=self.target.describe())
+        # SetupConnection: PingContext up to `attempts` times, DBConnRetrySleep apart
         for attempt in range(1, PING_ATTEMPTS + 1):
+            self.log.info("Pinging SQL", database=self.target.describe())
             try:
-                self.conn = self._connect()
+                self.pool.query("SELECT 1")
                 break
             except Exception as exc:  # noqa: BLE001 - every driver error means "not connected"
                 self.last_error = f"{type(exc).__name__}: {exc}".strip()
@@ -189,54 +369,84 @@ class Database:
                 )
                 if self.ctx.stopping.wait(PING_INTERVAL):
                     raise StartupError("stopped while waiting for the database") from exc
+        try:
+            # the part of Mattermost's migrations the stand-in's routes use (the Systems table)
+            self._migrate()
+        except Exception as exc:  # noqa: BLE001 - a failed migration stops the server
+            raise StartupError(f"Failed to apply database migrations: {type(exc).__name__}: {exc}") from exc
         self.healthy = True
         self.last_error = None
         self.last_check = time.time()
-        tls = self.conn.tls if self.conn else None
-        self.log.info("Database connection established", database=self.target.describe(), tls=tls)
-        self.thread = threading.Thread(target=self._check_loop, name="db-check", daemon=True)
+        self.log.info("Database connection established", database=self.target.describe(), tls=self.pool.last_tls)
+        self.thread = threading.Thread(target=self._clean_loop, name="db-cleaner", daemon=True)
         self.thread.start()
 
-    def _check_loop(self) -> None:
-        while not self.ctx.stopping.wait(CHECK_INTERVAL):
-            self.check()
-
-    def check(self) -> bool:
-        """Ping the database now (reconnecting if needed); record and return health."""
-        with self.lock:
+    def _migrate(self) -> None:
+        # two nodes starting together can collide on CREATE TABLE IF NOT EXISTS in PostgreSQL's
+        # catalog; the loser retries
+        for attempt in range(5):
             try:
-                if self.conn is None:
-                    self.conn = self._connect()
-                else:
-                    self.conn.query("SELECT 1")
-                ok, err = True, None
-            except Exception as exc:  # noqa: BLE001 - every driver error means "unhealthy"
-                ok, err = False, f"{type(exc).__name__}: {exc}".strip()
-                if self.conn is not None:
-                    self.conn.close()
-                self.conn = None
+                self.pool.query("CREATE TABLE IF NOT EXISTS Systems (Name VARCHAR(64) PRIMARY KEY, Value VARCHAR(1024))")
+                return
+            except Exception:  # noqa: BLE001 - retried; the last attempt's error propagates
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    def _clean_loop(self) -> None:
+        interval = self.pool.cleaner_interval()
+        while not self.ctx.stopping.wait(interval or CHECK_INTERVAL):
+            self.pool.clean()
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement through the pool; records the outcome as the database's health."""
+        try:
+            rows = self.pool.query(sql, params)
+        except Exception as exc:
+            self._record(False, f"{type(exc).__name__}: {exc}".strip())
+            raise
+        self._record(True, None)
+        return rows
+
+    def _record(self, ok: bool, err: str | None) -> None:
+        with self.lock:
             if ok != self.healthy:
                 if ok:
                     self.log.info("Database connection restored", database=self.target.describe())
                 else:
-                    self.log.error("Database health check failed", error=err)
+                    self.log.error("Database query failed", error=err)
             self.healthy, self.last_error = ok, err
             self.last_check = time.time()
             self.checks += 1
-            return ok
+            self.failures += 0 if ok else 1
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run SQL on the shared connection (for other subsystems)."""
-        with self.lock:
-            if self.conn is None:
-                self.conn = self._connect()
-            return self.conn.query(sql, params)
+    def check(self) -> bool:
+        """A query through the pool now; record and return whether it worked."""
+        try:
+            self.query("SELECT 1")
+        except Exception:  # noqa: BLE001 - recorded by query()
+            return False
+        return True
+
+    def health_check_write_delete(self, key: str) -> str | None:
+        """Mattermost's DBHealthCheckWrite + DBHealthCheckDelete (server/channels/app/app.go):
+        upsert the Systems row ``health_check_<id>`` with the current time, then delete it.
+        Returns the first error (as Mattermost logs it) or None."""
+        now = str(int(time.time()))
+        if self.target.driver == "mysql":
+            upsert = "INSERT INTO Systems (Name, Value) VALUES (%s, %s) ON DUPLICATE KEY UPDATE Value = VALUES(Value)"
+        else:
+            upsert = "INSERT INTO Systems (Name, Value) VALUES (%s, %s) ON CONFLICT (Name) DO UPDATE SET Value = EXCLUDED.Value"
+        error = None
+        for sql, params in ((upsert, (key, now)), ("DELETE FROM Systems WHERE Name = %s", (key,))):
+            try:
+                self.query(sql, params)
+            except Exception as exc:  # noqa: BLE001 - Mattermost reports any store error as unhealthy
+                error = error or f"{type(exc).__name__}: {exc}".strip()
+        return error
 
     def stop(self) -> None:
-        with self.lock:
-            if self.conn is not None:
-                self.conn.close()
-                self.conn = None
+        self.pool.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -244,10 +454,12 @@ class Database:
             "target": self.target.describe(),
             "tlsMode": self.target.tls,
             "healthy": self.healthy,
-            "tls": self.conn.tls if self.conn else None,
+            "tls": self.pool.last_tls,
             "lastCheck": self.last_check,
             "lastError": self.last_error,
             "checks": self.checks,
+            "failures": self.failures,
+            "pool": self.pool.stats(),
         }
 
 

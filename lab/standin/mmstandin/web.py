@@ -4,7 +4,8 @@ Owns: serving on ``ServiceSettings.ListenAddress``, over TLS with
 ``TLSCertFile``/``TLSKeyFile``/``TLSMinVer`` when ``ConnectionSecurity`` is
 ``"TLS"`` (certificate loaded once at start, as Mattermost does), and the
 handful of routes the program and tests touch: ``/api/v4/system/ping``
-(Mattermost's JSON, ``?get_server_status=true`` adds database health), ``/``,
+(Mattermost's JSON from memory; ``?get_server_status=true`` writes and deletes a row through
+the database pool, as Mattermost does, and is the route a load that needs the database uses), ``/``,
 the websocket paths (400 without an upgrade, like Mattermost) and the stand-in's
 own ``/standin/status``.
 
@@ -12,6 +13,12 @@ On a TLS listener, a client speaking plain HTTP gets what Go's net/http sends (a
 ``HTTP/1.0 400`` and a close), not a failed handshake: NGINX treats the first as an answer
 and the second as an upstream error it retries elsewhere, so a rollout tested against a
 stand-in that only fails the handshake would pass for the wrong reason.
+
+Stopping drains like Mattermost's StopHTTPServer (Go's ``http.Server.Shutdown`` with
+``TimeToWaitForConnectionsToCloseOnServerShutdown`` = 1 s): no new connections, idle keep-alive
+connections closed at once, a request in progress finishes (with ``Connection: close``) if it
+can within the second. Killing it mid-response instead cuts a response NGINX already started to
+forward, a failure no real restart produces.
 """
 
 from __future__ import annotations
@@ -34,6 +41,11 @@ GO_HTTP_TO_HTTPS_RESPONSE = b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTT
 # net/http tlsRecordHeaderLooksLikeHTTP: the 5 bytes of a would-be TLS record header
 _HTTP_RECORD_HEADERS = (b"GET /", b"HEAD ", b"POST ", b"PUT /", b"OPTIO")
 _RECORD_ALERT, _RECORD_HANDSHAKE = 0x15, 0x16
+# Mattermost's TimeToWaitForConnectionsToCloseOnServerShutdown
+SHUTDOWN_GRACE_SECONDS = 1.0
+
+# App.dbHealthCheckKey: "health_check_" + the cluster id (empty without a cluster license)
+HEALTH_CHECK_KEY = "health_check_"
 
 TLS_VERSIONS = {
     "1.0": ssl.TLSVersion.TLSv1,
@@ -58,6 +70,40 @@ class _Server(ThreadingHTTPServer):
     tls_context: ssl.SSLContext | None = None
     ctx: Context
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.conns: dict[socket.socket, bool] = {}
+        """Open connections, and whether each is in the middle of a request."""
+        self.conns_lock = threading.Lock()
+        self.draining = False
+
+    def set_conn(self, conn: socket.socket, busy: bool | None) -> None:
+        """Track a connection: busy, idle, or gone (None)."""
+        with self.conns_lock:
+            if busy is None:
+                self.conns.pop(conn, None)
+            else:
+                self.conns[conn] = busy
+
+    def drain(self, grace: float) -> None:
+        """Go's Shutdown after the listener is closed: hang up idle connections now, give the
+        busy ones `grace` seconds to finish their response, then hang up what is left."""
+        with self.conns_lock:
+            self.draining = True
+            idle = [c for c, busy in self.conns.items() if not busy]
+        for c in idle:
+            _hang_up(c)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            with self.conns_lock:
+                if not any(self.conns.values()):
+                    break
+            time.sleep(0.01)
+        with self.conns_lock:
+            rest = list(self.conns)
+        for c in rest:
+            _hang_up(c)
+
     def finish_request(self, request, client_address) -> None:  # type: ignore[override]
         # The TLS handshake runs in the connection's own thread, so a slow or
         # plain-text client cannot stall the accept loop.
@@ -75,6 +121,15 @@ class _Server(ThreadingHTTPServer):
                 self.ctx.log.debug("http: TLS handshake error", remote=str(client_address), error=str(exc))
                 return
         super().finish_request(request, client_address)
+
+
+def _hang_up(conn: socket.socket) -> None:
+    # the plain socket call, also for a TLS connection: SSLSocket.shutdown would drop the TLS
+    # state under the handler thread still reading it; this just wakes that read with EOF
+    try:
+        socket.socket.shutdown(conn, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed by its handler
 
 
 def peek_record_header(sock: socket.socket, timeout: float) -> bytes:
@@ -111,11 +166,36 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         self.server.ctx.log.debug("http: " + format % args)
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.set_conn(self.connection, False)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.set_conn(self.connection, None)
+
+    def parse_request(self) -> bool:
+        # the request line has arrived: from here until the response is out, a stop waits
+        self.server.set_conn(self.connection, True)
+        return super().parse_request()
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.set_conn(self.connection, False)
+            if self.server.draining:
+                self.close_connection = True
+
     def _send(self, code: int, body: bytes, ctype: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Version-Id", VERSION)
+        if self.server.draining:
+            self.send_header("Connection", "close")  # Go's server stops keep-alives in Shutdown
         svc = self.server.ctx.config.section("ServiceSettings")
         if svc["ConnectionSecurity"] == "TLS" and svc["TLSStrictTransport"]:
             self.send_header("Strict-Transport-Security", f"max-age={svc['TLSStrictTransportMaxAge']}")
@@ -164,23 +244,32 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def ping_response(ctx: Context, query: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-    """Mattermost's GET /api/v4/system/ping body (and status code)."""
+    """Mattermost's GET /api/v4/system/ping (server/channels/api4/system.go getSystemPing).
+
+    The bare ping touches nothing: it answers from memory. With ``get_server_status=true``
+    (exactly that: Go compares ``r.FormValue`` to "true") it writes and deletes a Systems row
+    through the database pool (DBHealthCheckWrite/DBHealthCheckDelete), so it needs a working
+    login when the pool has no idle connection; a failure makes ``database_status`` and
+    ``status`` UNHEALTHY and the answer a 500 (unless ``use_rest_semantics=true``)."""
     body: dict[str, Any] = {
-        "ActiveSearchBackend": "database",
         "AndroidLatestVersion": "",
         "AndroidMinVersion": "",
         "IosLatestVersion": "",
         "IosMinVersion": "",
         "status": "OK",
     }
-    if query.get("get_server_status", [""])[0].lower() == "true":
+    if query.get("get_server_status", [""])[0] == "true":
         db = ctx.subsystems.get("database")
-        healthy = bool(db and db.status().get("healthy"))
-        body["database_status"] = "OK" if healthy else "UNHEALTHY"
-        body["filestore_status"] = "OK"
-        if not healthy:
+        error = db.health_check_write_delete(HEALTH_CHECK_KEY) if db is not None else "no database"  # type: ignore[attr-defined]
+        body["database_status"] = "OK"
+        if error is not None:
+            ctx.log.warn("Unable to write to database.", error=error)
+            body["database_status"] = "UNHEALTHY"
             body["status"] = "UNHEALTHY"
-            return 500, body
+        body["filestore_status"] = "OK"
+    body["ActiveSearchBackend"] = "database"
+    if body["status"] != "OK" and query.get("use_rest_semantics", [""])[0] != "true":
+        return 500, body
     return 200, body
 
 
@@ -247,6 +336,7 @@ class Web:
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
+            self.httpd.drain(SHUTDOWN_GRACE_SECONDS)
 
     def status(self) -> dict[str, Any]:
         return {
