@@ -750,8 +750,10 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     add("database", "the database", "database", *server_cert("database-server"), "database-server-tls")
     if db.engine == "postgres":
         add("database", "the database", "database-pg-hba")
-    if cfg.db_password is None:
-        add("dbPassword", "the generated database password", "database-password")
+    if cfg.db_password is None and db.rotate_password:
+        add("database.rotatePassword", "the generated database password", "database-password")
+    elif cfg.db_password is None:
+        add("dbPassword", "the read of the site's current database password", "database-current-password")
     add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")
     add("database", "the database", "database-enforce-tls")
     if db.engine == "mysql":

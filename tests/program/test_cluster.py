@@ -306,15 +306,17 @@ def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(s
     largest = {n: max(len(t) for c in ev.commands() for t in c.command_texts()) for n, ev in sizes.items()}
     # the node name's digits are the only difference; Linux refuses one exec argument > 128 KiB
     assert max(largest.values()) - min(largest.values()) <= 8 and max(largest.values()) < 128 * 1024, largest
+    counts: dict[int, set[int]] = {}
     for n, ev in sizes.items():
         per_host: dict[str, int] = {}
         for c in ev.commands():
             if any(c.command_texts()):
                 host = c.inputs["connection"]["host"]
                 per_host[host] = per_host.get(host, 0) + 1
-        node_hosts = {v for k, v in per_host.items() if k.startswith("10.20.0.") or k.startswith("10.20.1.")}
-        # one SSH connection per command in a fresh up: the same few per node host at any size
-        assert node_hosts == {9}, (n, sorted(set(per_host.values())))
+        counts[n] = {v for k, v in per_host.items() if k.startswith("10.20.0.") or k.startswith("10.20.1.")}
+    # one SSH connection per command in a fresh up: the same few per node host at any size (the
+    # first node has one more: the database's read of the site's current password)
+    assert len({frozenset(v) for v in counts.values()}) == 1 and max(counts[100]) <= 12, counts
 
 
 def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_parallelism(
@@ -322,7 +324,8 @@ def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_para
 ) -> None:
     """The graph itself bounds the SSH connections open at once to one node host (the engine runs
     4 x cores steps in parallel; sshd's MaxStartups starts dropping unauthenticated ones past 10):
-    the largest set of a host's commands none of which depends on another is 3, at any size."""
+    the largest set of a host's commands none of which depends on another is 3 (4 on the first
+    node, which also reads the database password), at any size."""
     from itertools import combinations
 
     for n in (3, 100):
@@ -340,10 +343,12 @@ def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_para
 
         for host in ("10.20.0.11", f"10.20.0.{n + 10}"):
             mine = [c.urn for c in ev.commands() if any(c.command_texts()) and c.inputs["connection"]["host"] == host]
-            assert len(mine) == 9
+            assert 9 <= len(mine) <= 12, (n, host, len(mine))  # the first node also has the password read
 
             def independent(group: tuple[str, ...]) -> bool:
                 return all(a not in ancestors(b) and b not in ancestors(a) for a, b in combinations(group, 2))
 
             widest = max(k for k in range(1, len(mine) + 1) if any(independent(g) for g in combinations(mine, k)))
-            assert widest == 3, (n, host, widest)
+            # 3 cluster commands at once; the first node's host may also run the read of the
+            # database password alongside them: far below MaxStartups' 10 at any size
+            assert widest == (4 if host == "10.20.0.11" else 3), (n, host, widest)
