@@ -353,3 +353,39 @@ def test_renderer_quotes_and_refuses_nonsense() -> None:
             node="mm1", address="a", unit="u", install_dir="/opt", version="1.0", version_key="k",
             cluster_enabled=False, own_env=OWN_ENV, driver="sqlite", tls_mode="verify-full",
         )
+
+
+# ---------------------------------------------------------------- audit: the running gossip setting
+
+NEW, OLD = "MM_CLUSTERSETTINGS_ENABLEGOSSIPENCRYPTION", "MM_CLUSTERSETTINGS_ENABLEEXPERIMENTALGOSSIPENCRYPTION"
+
+
+@pytest.mark.parametrize(
+    ("probe", "ok", "detail"),
+    [
+        (f"version=11.1.0\npid=42\nenv:{NEW}=true\n", True, f"{NEW}=true in the process environment"),
+        (f"version=10.11.0\npid=42\nenv:{NEW}=true\n", True, f"{NEW}=true"),
+        # before v10.11 the GA name does not exist: Mattermost ignores it silently
+        (f"version=10.5.2\npid=42\nenv:{NEW}=true\n", False, f"10.5.2 needs {OLD} (ClusterSettings.EnableExperimentalGossipEncryption): not set; {NEW} is set but 10.5.2 ignores it"),
+        (f"version=10.5.2\npid=42\nenv:{OLD}=true\n", True, f"{OLD}=true"),
+        (f"version=11.1.0\npid=42\nenv:{OLD}=true\n", False, f"11.1.0 needs {NEW}"),
+        (f"version=11.1.0\npid=42\nenv:{NEW}=false\nfile:EnableGossipEncryption=true\n", False, f"{NEW}=false"),
+        ("version=11.1.0\npid=42\nfile:EnableGossipEncryption=true\n", True, "ClusterSettings.EnableGossipEncryption true in config.json"),
+        ("version=11.1.0\npid=42\nfile:EnableExperimentalGossipEncryption=true\n", False, "needs"),
+        (f"version=11.1.0\npid=0\nenv:{NEW}=true\n", False, "is not running"),
+        ("version=\npid=42\n", False, "installed version unknown"),
+    ],
+)
+def test_audit_judges_the_setting_the_running_version_reads(probe: str, ok: bool, detail: str) -> None:
+    from tools.audit import judge_gossip_setting
+
+    c = judge_gossip_setting("mm1", probe)
+    assert (c.ok, c.hop) == (ok, "mm1 <-> peers")
+    assert detail in c.detail
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_audit_probe_parses(shell: str) -> None:
+    from tools.audit import _GOSSIP_PROBE
+
+    assert subprocess.run([shell, "-n", "-c", "unit=mattermost\n" + _GOSSIP_PROBE], capture_output=True).returncode == 0
