@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from components.remote_files import strict
 from lab import replay
 from lab.hosts import Lab
 from tests.lab.test_lifecycle import diff, snapshot
+from tools import audit as audit_tool
 
 pytestmark = pytest.mark.lab
 
@@ -112,22 +114,31 @@ def test_clustering_on_in_config_json_while_the_stack_disables_the_cluster(
     assert {s.name for s in ev.failed_steps} == {"mm2-preflight"}, "only mm2 is refused"
 
 
-@pytest.fixture
-def mm3_reports_another_version(lab: Lab) -> Iterator[str]:
-    # TEST-LOCAL: a wrapper answers `version` with 9.11.0 and runs the stand-in for anything else
+@contextmanager
+def reports_version(lab: Lab, node: str, other: str) -> Iterator[str]:
+    """TEST-LOCAL: a wrapper answers `version` with `other` and runs the stand-in for anything
+    else; the stand-in is put back afterwards."""
     lab.ssh(
-        "mm3",
+        node,
         f"set -e\nmv {BIN} {BIN}.preflight-test-orig\n"
         f"cat > {BIN} <<'EOF'\n"
         "#!/bin/sh\n"
         "# TEST-LOCAL (tests/lab/test_node_preflight.py): reports another version; removed by the test\n"
-        'if [ "${1:-}" = version ]; then echo "Version: 9.11.0"; exit 0; fi\n'
+        f'if [ "${{1:-}}" = version ]; then echo "Version: {other}"; exit 0; fi\n'
         f'exec {BIN}.preflight-test-orig "$@"\n'
         "EOF\n"
         f"chmod 0755 {BIN}",
     )
-    yield "9.11.0"
-    lab.ssh("mm3", f"mv {BIN}.preflight-test-orig {BIN}")
+    try:
+        yield other
+    finally:
+        lab.ssh(node, f"mv {BIN}.preflight-test-orig {BIN}")
+
+
+@pytest.fixture
+def mm3_reports_another_version(lab: Lab) -> Iterator[str]:
+    with reports_version(lab, "mm3", "9.11.0") as other:
+        yield other
 
 
 def test_a_node_reporting_another_version_than_the_stack_is_refused(
@@ -163,3 +174,39 @@ def test_a_node_with_its_config_in_the_database_is_refused(
     assert "remove MM_CONFIG from mattermost.service" in err
     assert DB_PASSWORD not in err
     assert {s.name for s in ev.failed_steps} == {"mm1-preflight"}
+
+
+def gossip_rows() -> dict[str, audit_tool.Check]:
+    cfg = audit_tool.load_stack("lab")
+    with audit_tool._private_dir() as d:
+        rows = audit_tool.gossip_setting_checks(cfg, audit_tool.Hosts(cfg, d))
+    return {c.hop.split(" ")[0]: c for c in rows}
+
+
+def test_audit_fails_a_node_whose_running_version_lacks_the_gossip_setting(
+    lab: Lab, version: str, tmp_path: Path
+) -> None:
+    """Converged with gossip encryption, every node's running process has the setting its version
+    reads; a node whose installed version (here reported as 10.5.0) reads the experimental name
+    fails, because the GA name it was given is silently ignored. Destroy gives every byte back."""
+    state = tmp_path / "lab.json"
+    before = {h: snapshot(lab, h) for h in HOSTS}
+    ev = replay.up(ROOT, "lab", state_path=state, config={"mattermost": {"version": version}}, show_secrets=True)
+    try:
+        assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps) or ev.program_error
+        rows = gossip_rows()
+        assert set(rows) == set(NODES)
+        for node, row in rows.items():
+            assert row.ok, (node, row.detail)
+            assert "MM_CLUSTERSETTINGS_ENABLEGOSSIPENCRYPTION=true in the process environment" in row.detail
+        with reports_version(lab, "mm2", "10.5.0"):
+            rows = gossip_rows()
+        assert rows["mm1"].ok and rows["mm3"].ok
+        assert not rows["mm2"].ok
+        assert rows["mm2"].detail.startswith("10.5.0 needs MM_CLUSTERSETTINGS_ENABLEEXPERIMENTALGOSSIPENCRYPTION")
+        assert "MM_CLUSTERSETTINGS_ENABLEGOSSIPENCRYPTION is set but 10.5.0 ignores it" in rows["mm2"].detail
+    finally:
+        gone = replay.destroy(ROOT, "lab", state_path=state)
+    assert gone.ok, [s.error[-800:] for s in gone.failed_steps]
+    for host in HOSTS:
+        assert diff(before[host], snapshot(lab, host)) == [], host
