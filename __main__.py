@@ -9,7 +9,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
 from components.nginx import NginxProxy, NginxProxyArgs
-from components.node import MattermostNode, MattermostNodeArgs
+from components.node import MattermostNode, MattermostNodeArgs, node_preflight
 from components.pki import Pki, PkiArgs
 from components.teleport import TeleportPlugin, TeleportPluginArgs
 
@@ -32,12 +32,15 @@ if cfg.cluster.enabled:
     cluster_render.plan_cluster(cfg, cfg.nodes)
 
 pki = Pki("pki", PkiArgs(ca=cfg.ca))
+# Read-only checks of every node first: no host changes before each node is what the stack says.
+preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
+after_preflight = pulumi.ResourceOptions(depends_on=list(preflights.values()))
 db_clients = [n.address for n in cfg.nodes if n.address]
 if cfg.gitlab.enabled and cfg.gitlab.external_postgres and cfg.gitlab.address:
     db_clients.append(cfg.gitlab.address)
-database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients))
-cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes)) if cfg.cluster.enabled else None
-proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki))
+database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients), after_preflight)
+cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_preflight) if cfg.cluster.enabled else None
+proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki), after_preflight)
 # One node at a time, in config order: the others keep serving while one restarts. The first waits
 # for NGINX's transitional site, which reaches each node over TLS or, not switched yet, plain HTTP.
 nodes: list[MattermostNode] = []
@@ -49,6 +52,7 @@ for n in cfg.nodes:
                 cfg=cfg,
                 node=n,
                 pki=pki,
+                preflight=preflights[n.name],
                 database=database,
                 extra_env=cluster.env_for(n.name) if cluster else {},
                 depends_on=[

@@ -658,6 +658,17 @@ class StackConfig(Model):
                     "(support ended with v11; v10.11 ESR was the last): use engine 'postgres'",
                 )
         _unique("nodes", [n.address for n in self.nodes], "address")
+        if self.cluster.enabled:
+            # one cluster runs one version: nodes cannot mix gossip-encryption setting names
+            first = self.node_setting(self.nodes[0], "version")
+            for i, n in enumerate(self.nodes):
+                if self.version_of(n) != version_tuple(first):
+                    raise _at(
+                        f"nodes[{i}].version",
+                        f"node {n.name} says {self.node_setting(n, 'version')} but {self.nodes[0].name} says {first}: "
+                        "one cluster runs one Mattermost version; upgrade all nodes, then set mattermost.version "
+                        "(and remove the per-node versions)",
+                    )
         for key, section in (("proxy", self.proxy), ("database", self.database)):
             if section.address is None:
                 raise _at(f"{key}.address", "missing: the host's address is required")

@@ -22,7 +22,7 @@ from components import node_render
 from components.config import Node, StackConfig
 from components.connection import connection_for
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, managed_files
+from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
 
 
 class DatabaseLike(Protocol):
@@ -48,6 +48,8 @@ class MattermostNodeArgs:
     """Supplies the driver name, the secret TLS DSN and what must be live before the restart."""
     extra_env: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """More MM_* settings for the same EnvironmentFile (e.g. cluster), applied by the same restart."""
+    preflight: pulumi.Resource | None = None
+    """This node's read-only preflight (`node_preflight`): nothing of the node changes before it passed."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     """Resources that must be live before the node restarts: e.g. its cluster tunnels and, for a
     rollout without downtime, the previous node's `ready` (the first node: NGINX's transitional
@@ -143,7 +145,8 @@ class MattermostNode(pulumi.ComponentResource):
             restore_activate=node_render.render_restore_activate_script(unit=unit, system_ca=paths.system_ca),
             secret=True,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[*args.database.ready, *args.depends_on]
+                parent=self,
+                depends_on=[*args.database.ready, *args.depends_on, *([args.preflight] if args.preflight else [])],
             ),
         )
 
@@ -156,3 +159,35 @@ class MattermostNode(pulumi.ComponentResource):
                 "installed": self.installed,
             }
         )
+
+
+def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource:
+    """`<node>-preflight`: the read-only check of what is really installed on `node`
+    (node_render.render_preflight_script). It runs before anything is changed on any host: pass
+    it in `depends_on` of every component that changes a host, and as MattermostNodeArgs.preflight.
+
+    The installed version decides: config cannot know it, so the host is asked at apply time (a
+    preview cannot read the host). Its script text holds every value it checks against, so a
+    change of any of them (version, cluster.enabled, unit, database TLS mode) runs it again.
+    """
+    if node.address is None:  # the schema refuses this; keep the promise if misused
+        raise ValueError(f"node {node.name} has no address")
+    index = next(i for i, n in enumerate(cfg.nodes) if n.name == node.name)
+    unit: str = cfg.node_setting(node, "unit")
+    return run_script(
+        f"{node.name}-preflight",
+        connection=connection_for(cfg, node.address, node.ssh),
+        create=node_render.render_preflight_script(
+            node=node.name,
+            address=node.address,
+            unit=unit,
+            install_dir=cfg.node_setting(node, "install_dir"),
+            version=cfg.node_setting(node, "version"),
+            version_key=f"nodes[{index}].version" if node.version is not None else "mattermost.version",
+            cluster_enabled=cfg.cluster.enabled,
+            own_env=node_render.node_paths(cfg.mattermost.tls_dir, unit).env,
+            driver=cfg.database.engine,
+            tls_mode=cfg.database.effective_tls_mode,
+        ),
+        opts=opts,
+    )

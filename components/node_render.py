@@ -14,6 +14,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -327,3 +328,57 @@ def cert_fingerprint_sha256(cert_pem: str) -> str:
     -sha256` prints it (AB:CD:...), so operators can compare it with what a node serves."""
     cert = x509.load_pem_x509_certificate(cert_pem.encode())
     return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+
+
+# ---------------------------------------------------------------- preflight (read-only)
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def render_preflight_script(
+    *,
+    node: str,
+    address: str,
+    unit: str,
+    install_dir: str,
+    version: str,
+    version_key: str,
+    cluster_enabled: bool,
+    own_env: str,
+    driver: str,
+    tls_mode: str,
+    proc: str = "/proc",
+) -> str:
+    """The read-only check that runs on a node before any host is changed (templates/node-preflight.sh).
+
+    It reads the installed version (`<install_dir>/bin/mattermost version`) and the node's
+    effective config (ExecStart `--config`, else MM_CONFIG from the unit or the running process,
+    else `<install_dir>/config/config.json`; `MM_*` in the unit's environment wins over the file)
+    and refuses, naming host, setting and fix: a version other than `version` (the stack key
+    `version_key`), clustering on while `cluster_enabled` is false, a configuration stored in the
+    database, and read-replica DSNs without verified TLS. Accepted TLS for replica DSNs: what the
+    main DSN uses (`tls_mode` of the stack's `driver`), and the verifying mode of each engine.
+    `own_env` (this program's env file) is not part of "what the node has": the stack rewrites it.
+    """
+    if driver not in ("postgres", "mysql"):
+        raise ValueError(f"unknown database driver {driver!r}")
+    accept_pg = ["verify-full"] + ([tls_mode] if driver == "postgres" and tls_mode != "verify-full" else [])
+    accept_my = ["true"] + ([tls_mode] if driver == "mysql" and tls_mode != "true" else [])
+    for name, path in (("install_dir", install_dir), ("own_env", own_env), ("proc", proc)):
+        if not path.startswith("/"):
+            raise ValueError(f"{name} must be an absolute path: {path!r}")
+    params = {
+        "node": node,
+        "address": address,
+        "unit": unit,
+        "install_dir": install_dir.rstrip("/") or "/",
+        "version": version,
+        "version_key": version_key,
+        "cluster_enabled": "true" if cluster_enabled else "false",
+        "own_env": own_env,
+        "accept_pg": " ".join(accept_pg),
+        "accept_my": " ".join(accept_my),
+        "driver": driver,
+        "proc": proc,
+    }
+    return "".join(f"{k}={_q(v)}\n" for k, v in params.items()) + (TEMPLATES / "node-preflight.sh").read_text()

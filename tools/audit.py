@@ -227,6 +227,71 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Ch
                 Check(f"{n.name} -> peers", "no drift from the installed files", r.returncode == 0,
                       (r.stdout + r.stderr).strip().replace("\n", "; ")[-200:] or "DNAT, filter and tunnels as installed")
             )
+    checks += gossip_setting_checks(cfg, hosts)
+    return checks
+
+
+# ---------------------------------------------------------------- gossip-encryption setting per node
+
+_GOSSIP_PROBE = r"""
+v=$(timeout 60 "$bin" version 2>/dev/null | sed -n 's/^Version:[[:space:]]*\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -n 1) || v=""
+echo "version=$v"
+pid=$(systemctl show -p MainPID --value "$unit.service" 2>/dev/null || echo 0)
+echo "pid=$pid"
+if [ "$pid" != 0 ] && [ -r "/proc/$pid/environ" ]; then
+  tr '\0' '\n' < "/proc/$pid/environ" | grep -E '^MM_CLUSTERSETTINGS_ENABLE(EXPERIMENTAL)?GOSSIPENCRYPTION=' | sed 's/^/env:/' || true
+fi
+if [ -r "$config" ] && command -v python3 >/dev/null 2>&1; then
+  python3 -c 'import json,sys; c=(json.load(open(sys.argv[1])).get("ClusterSettings") or {}); [print("file:%s=%s" % (k, str(c[k]).lower())) for k in ("EnableGossipEncryption", "EnableExperimentalGossipEncryption") if k in c]' "$config" 2>/dev/null || true
+fi
+"""
+
+
+def judge_gossip_setting(node: str, probe_output: str) -> Check:
+    """Does the RUNNING process of `node` have gossip encryption on under the name ITS version
+    reads? Mattermost ignores an MM_* name its version lacks (server/config/environment.go
+    applyEnvKey), so the other name set to true protects nothing. Env wins over config.json."""
+    from components.cluster_render import gossip_encryption_var  # pure; the audit needs no Pulumi
+
+    lines = probe_output.splitlines()
+    version = next((ln.split("=", 1)[1] for ln in lines if ln.startswith("version=")), "")
+    pid = next((ln.split("=", 1)[1] for ln in lines if ln.startswith("pid=")), "0")
+    env = dict(ln[4:].split("=", 1) for ln in lines if ln.startswith("env:") and "=" in ln)
+    file = dict(ln[5:].split("=", 1) for ln in lines if ln.startswith("file:") and "=" in ln)
+    check = "gossip encryption setting of the running version"
+    hop = f"{node} <-> peers"
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        return Check(hop, check, False, "installed version unknown (`mattermost version` printed no Version: X.Y.Z)")
+    if pid in ("", "0"):
+        return Check(hop, check, False, f"Mattermost {version} is not running")
+    var = gossip_encryption_var(tuple(int(x) for x in version.split(".")))  # type: ignore[arg-type]
+    setting = var.removeprefix("MM_CLUSTERSETTINGS_")
+    name = {"ENABLEGOSSIPENCRYPTION": "EnableGossipEncryption"}.get(setting, "EnableExperimentalGossipEncryption")
+    if var in env:
+        on = env[var].strip() in ("1", "t", "T", "TRUE", "true", "True")  # strconv.ParseBool
+        return Check(hop, check, on, f"{version}: {var}={env[var]} in the process environment")
+    if file.get(name) == "true":
+        return Check(hop, check, True, f"{version}: ClusterSettings.{name} true in config.json")
+    others = sorted(set(env) - {var})
+    hint = f"; {', '.join(others)} is set but {version} ignores it" if others else ""
+    return Check(hop, check, False, f"{version} needs {var} (ClusterSettings.{name}): not set{hint}")
+
+
+def gossip_setting_checks(cfg: StackConfig, hosts: Hosts) -> list[Check]:
+    """One row per node when the stack encrypts gossip: the running process has the setting
+    its installed version needs (read from /proc/<MainPID>/environ, else config.json)."""
+    if not (cfg.cluster.enabled and cfg.cluster.gossip_encryption):
+        return []
+    checks = []
+    for n in cfg.nodes:
+        install_dir = cfg.node_setting(n, "install_dir").rstrip("/")
+        params = (
+            f"unit={shlex.quote(cfg.node_setting(n, 'unit'))}\n"
+            f"bin={shlex.quote(install_dir + '/bin/mattermost')}\n"
+            f"config={shlex.quote(install_dir + '/config/config.json')}\n"
+        )
+        r = hosts.run(n.address, n.ssh, params + _GOSSIP_PROBE, timeout=90)
+        checks.append(judge_gossip_setting(n.name, r.stdout))
     return checks
 
 

@@ -1,0 +1,230 @@
+# Preflight of one Mattermost node (read-only). Parameters set above: node, address, unit,
+# install_dir, version, version_key, cluster_enabled, own_env, accept_pg, accept_my, driver, proc.
+# It changes nothing. It reads what is really on the host and refuses to let the stack touch any
+# host when the config would describe this node wrongly or leave one of its connections in clear:
+#   1. the installed version (`mattermost version`) differs from the stack's version key, which
+#      decides the gossip-encryption setting name and MySQL support;
+#   2. clustering is on in the node's effective config while cluster.enabled is false (its gossip
+#      would stay in clear, untunnelled and unencrypted);
+#   3. the config lives in the database (MM_CONFIG / --config is a DSN): that connection and the
+#      settings stored there are not managed or checked by this program yet;
+#   4. SqlSettings.DataSourceReplicas / DataSourceSearchReplicas hold a DSN without verified TLS.
+# Values that may carry a password (DSNs) are never printed.
+found=$(mktemp)
+trap 'rm -f "$found"' EXIT
+say() { printf '  - %s\n' "$*" >> "$found"; }
+where="node $node ($address)"
+
+# Env booleans as Mattermost reads them: strconv.ParseBool (server/config/environment.go applyEnvKey).
+is_true() { case "$1" in 1|t|T|TRUE|true|True) return 0 ;; *) return 1 ;; esac; }
+
+# One variable from an EnvironmentFile (systemd.exec(5): NAME=value, optionally quoted). Last wins.
+env_file_get() {
+  sed -n "s/^[[:space:]]*$1=//p" "$2" 2>/dev/null | tail -n 1 | sed -e 's/^"\(.*\)"[[:space:]]*$/\1/' -e "s/^'\(.*\)'[[:space:]]*\$/\1/"
+}
+
+# The unit's environment as systemd will start it (Environment=, then EnvironmentFile= which
+# overrides it), without this program's own env file: what the node has apart from us.
+# Prints "value<TAB>source" of NAME, or nothing.
+unit_env_get() {
+  hit=""
+  # systemctl show quotes an assignment holding spaces ("NAME=a b"); xargs undoes that quoting
+  value=$(systemctl show -p Environment --value "$unit.service" 2>/dev/null | xargs -n 1 printf '%s\n' 2>/dev/null | grep "^$1=" | tail -n 1) || true
+  [ -z "$value" ] || hit="${value#*=}	Environment= of $unit.service"
+  for f in $(systemctl show -p EnvironmentFiles --value "$unit.service" 2>/dev/null | sed 's/ (ignore_errors=[a-z]*)$//'); do
+    [ "$f" != "$own_env" ] || continue
+    [ -r "$f" ] || continue
+    if grep -q "^[[:space:]]*$1=" "$f" 2>/dev/null; then
+      hit="$(env_file_get "$1" "$f")	$f"
+    fi
+  done
+  [ -z "$hit" ] || printf '%s\n' "$hit"
+}
+
+# One variable of the running server (/proc/<MainPID>/environ, NUL-separated).
+proc_env_get() {
+  pid=$(systemctl show -p MainPID --value "$unit.service" 2>/dev/null || true)
+  case "$pid" in ''|0|*[!0-9]*) return 0 ;; esac
+  [ -r "$proc/$pid/environ" ] || return 0
+  tr '\0' '\n' < "$proc/$pid/environ" | sed -n "s/^$1=//p" | tail -n 1
+}
+
+# Is a DSN's TLS verified? Prints nothing if so, else what it has instead. Never prints the DSN.
+# PostgreSQL (lib/pq): sslmode; MySQL (go-sql-driver): tls. Accepted: what the main DSN uses.
+dsn_problem() {
+  dsn=$1
+  case "$dsn" in
+    postgres://*|postgresql://*) kind=postgres ;;
+    mysql://*|*@tcp\(*|*@unix\(*) kind=mysql ;;
+    *sslmode=*|*host=*) kind=postgres ;;
+    *) kind=$driver ;;
+  esac
+  if [ "$kind" = postgres ]; then
+    mode=$(printf '%s' "$dsn" | sed -n 's/.*[?&[:space:]]sslmode=\([A-Za-z-]*\).*/\1/p; s/^sslmode=\([A-Za-z-]*\).*/\1/p' | head -n 1)
+    for ok in $accept_pg; do [ "$mode" != "$ok" ] || return 0; done
+    if [ -n "$mode" ]; then have="sslmode=$mode"; else have="no sslmode (lib/pq then does not verify the server)"; fi
+    printf 'a PostgreSQL DSN with %s; use sslmode=%s with sslrootcert=<the stack CA>' "$have" "${accept_pg%% *}"
+  else
+    mode=$(printf '%s' "$dsn" | sed -n 's/.*[?&]tls=\([A-Za-z0-9_-]*\).*/\1/p' | head -n 1)
+    for ok in $accept_my; do [ "$mode" != "$ok" ] || return 0; done
+    if [ -n "$mode" ]; then have="tls=$mode"; else have="no tls parameter (plain text)"; fi
+    printf 'a MySQL DSN with %s; use tls=%s (the stack CA is in the system trust store)' "$have" "${accept_my%% *}"
+  fi
+}
+
+# JSON of the config file: python3, else jq. Prints "enable<TAB>ok" then one line per replica
+# as "<setting><TAB><dsn>".
+read_config_json() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$1" <<'PY'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as fh:
+    cfg = json.load(fh)
+cluster = cfg.get("ClusterSettings") or {}
+sql = cfg.get("SqlSettings") or {}
+print("enable\t" + ("true" if cluster.get("Enable") is True else "false"))
+for key in ("DataSourceReplicas", "DataSourceSearchReplicas"):
+    for dsn in sql.get(key) or []:
+        if isinstance(dsn, str) and dsn.strip() and "\n" not in dsn:
+            print(key + "\t" + dsn)
+PY
+  elif command -v jq >/dev/null 2>&1; then
+    jq -r '"enable\t" + (if .ClusterSettings.Enable == true then "true" else "false" end),
+      ((.SqlSettings.DataSourceReplicas // [])[] | select(type == "string" and . != "") | "DataSourceReplicas\t" + .),
+      ((.SqlSettings.DataSourceSearchReplicas // [])[] | select(type == "string" and . != "") | "DataSourceSearchReplicas\t" + .)' "$1"
+  else
+    return 3
+  fi
+}
+
+# ---- 0. the unit
+if ! systemctl cat "$unit.service" >/dev/null 2>&1; then
+  say "systemd does not know $unit.service. Set mattermost.unit (or this node's unit) to the unit that runs Mattermost."
+fi
+
+# ---- 1. the installed version decides (server/cmd/mattermost/commands/version.go versionCmdF prints "Version: X.Y.Z")
+bin="$install_dir/bin/mattermost"
+installed=""
+if [ ! -x "$bin" ]; then
+  say "no Mattermost binary at $bin. Set mattermost.installDir (or this node's installDir) to where Mattermost is installed."
+else
+  out=$(timeout 60 "$bin" version 2>/dev/null) || out=""
+  installed=$(printf '%s\n' "$out" | sed -n 's/^Version:[[:space:]]*\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -n 1)
+  if [ -z "$installed" ]; then
+    say "'$bin version' printed no 'Version: X.Y.Z' line, so the installed version is unknown. Check that $bin is the Mattermost server."
+  else
+    # the stack's value may name X.Y (any patch release) or X.Y.Z (exactly that one)
+    case "$installed." in
+      "$version".*) ;;
+      *) say "Mattermost $installed is installed ($bin version), but the stack says $version ($version_key). The version decides the gossip-encryption setting name (EnableExperimentalGossipEncryption before v10.11) and MySQL support. Set $version_key to $installed, or upgrade the node to $version first." ;;
+    esac
+  fi
+fi
+
+# ---- 2. where the effective config comes from (server/cmd/mattermost/commands: getConfigDSN):
+# --config/-c on the command line, else MM_CONFIG, else config.json; a relative file path is
+# found under the config directory (server/config/file.go resolveConfigFilePath).
+source_desc=""
+cfg_arg=""
+argv=$(systemctl show -p ExecStart --value "$unit.service" 2>/dev/null | sed -n 's/.*argv\[\]=\([^;]*\);.*/\1/p' | head -n 1) || argv=""
+next=""
+for word in $argv; do
+  if [ -n "$next" ]; then cfg_arg=$word; next=""; continue; fi
+  case "$word" in
+    --config|-c) next=1 ;;
+    --config=*) cfg_arg=${word#--config=} ;;
+    -c=*) cfg_arg=${word#-c=} ;;
+    -c?*) cfg_arg=${word#-c} ;;
+  esac
+done
+if [ -n "$cfg_arg" ]; then
+  dsn=$cfg_arg
+  source_desc="--config in ExecStart= of $unit.service"
+else
+  dsn=""
+  line=$(unit_env_get MM_CONFIG)
+  if [ -n "$line" ]; then
+    dsn=$(printf '%s' "$line" | cut -f 1)
+    source_desc="MM_CONFIG in $(printf '%s' "$line" | cut -f 2-)"
+  fi
+  running=$(proc_env_get MM_CONFIG)
+  if [ -z "$dsn" ] && [ -n "$running" ]; then
+    dsn=$running
+    source_desc="MM_CONFIG in the environment of the running $unit.service"
+  fi
+fi
+[ -n "$dsn" ] || dsn=config.json
+
+config_file=""
+case "$dsn" in
+  postgres://*|postgresql://*|mysql://*)
+    scheme=${dsn%%://*}
+    problem=$(dsn_problem "$dsn")
+    say "Mattermost reads its configuration from the database ($scheme://..., $source_desc; ${problem:-its DSN verifies TLS}). This program does not manage that connection yet and cannot check the settings stored there (ClusterSettings, SqlSettings replicas). Move the configuration to a file (export it to $install_dir/config/config.json) and remove ${source_desc%% in *} from $unit.service, then run 'pulumi up' again."
+    ;;
+  /*) config_file=$dsn ;;
+  *) config_file="$install_dir/config/$dsn" ;;
+esac
+
+# ---- 3. clustering and read replicas of the effective config (env wins over the file)
+cluster_on=false
+cluster_src=""
+replicas=$(mktemp)
+trap 'rm -f "$found" "$replicas"' EXIT
+if [ -n "$config_file" ]; then
+  if [ -e "$config_file" ]; then
+    if read_config_json "$config_file" > "$replicas" 2>/dev/null; then
+      if grep -qx 'enable	true' "$replicas"; then
+        cluster_on=true
+        cluster_src="ClusterSettings.Enable is true in $config_file"
+      fi
+    elif command -v python3 >/dev/null 2>&1 || command -v jq >/dev/null 2>&1; then
+      say "$config_file is not readable JSON, so its ClusterSettings and SqlSettings cannot be checked. Fix the file (Mattermost refuses it too)."
+    else
+      say "cannot read $config_file: neither python3 nor jq is installed (apt-get install jq)."
+    fi
+  fi
+  # a file that does not exist yet is created with Mattermost's defaults: clustering off, no replicas
+fi
+line=$(unit_env_get MM_CLUSTERSETTINGS_ENABLE)
+if [ -n "$line" ]; then
+  if is_true "$(printf '%s' "$line" | cut -f 1)"; then
+    cluster_on=true
+    cluster_src="MM_CLUSTERSETTINGS_ENABLE is true in $(printf '%s' "$line" | cut -f 2-)"
+  else
+    cluster_on=false
+  fi
+fi
+if [ "$cluster_on" = true ] && [ "$cluster_enabled" != true ]; then
+  say "clustering is on ($cluster_src) while cluster.enabled is false: this node's gossip would stay in clear. Set cluster.enabled: true in the stack (it then tunnels and encrypts the gossip), or turn clustering off on the node (ClusterSettings.Enable: false)."
+fi
+
+for setting in DataSourceReplicas DataSourceSearchReplicas; do
+  var=MM_SQLSETTINGS_$(printf '%s' "$setting" | tr '[:lower:]' '[:upper:]')
+  line=$(unit_env_get "$var")
+  if [ -n "$line" ]; then
+    # env wins over the file; a list setting is split on spaces
+    list=$(printf '%s' "$line" | cut -f 1 | tr ' ' '\n' | sed '/^$/d')
+    src="$var in $(printf '%s' "$line" | cut -f 2-)"
+  else
+    list=$(sed -n "s/^$setting	//p" "$replicas")
+    src="SqlSettings.$setting in ${config_file:-the config}"
+  fi
+  i=0
+  printf '%s\n' "$list" | { while IFS= read -r one; do
+    [ -n "$one" ] || continue
+    problem=$(dsn_problem "$one")
+    [ -z "$problem" ] || say "$src, entry $i (counted from 0): $problem, or remove the entry. Every database connection of the node must verify TLS like the main DSN."
+    i=$((i + 1))
+  done; }
+done
+
+if [ -s "$found" ]; then
+  {
+    echo "$where: refusing to go on: what is installed on this node does not match the stack, or would stay in clear."
+    echo "Fix the following, then run 'pulumi up' again (this check changed nothing, and no host is changed before it passes):"
+    cat "$found"
+  } >&2
+  exit 1
+fi
+echo "$where: Mattermost $installed (as $version_key says), config ${config_file:-?}, clustering ${cluster_on}, replica DSNs verified"

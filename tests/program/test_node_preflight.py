@@ -1,0 +1,107 @@
+"""The per-node preflight in the program graph (replay engine, no SSH): one `<node>-preflight`
+per node, read-only (no delete), checked against the values the stack decides, and ahead of
+every command that changes any host; mixed versions in one cluster stop the preview."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from lab.replay import Evaluation, Secret, evaluate
+from tests.program.conftest import PROJECT_DIR
+from tests.program.test_program import COMMAND, KEY, _deps, base_nodes
+
+NODES = ("mm1", "mm2", "mm3")
+
+
+@pytest.fixture(scope="module")
+def prod() -> Evaluation:
+    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)})
+
+
+@pytest.fixture(scope="module")
+def lab(replay_lab_config: dict[str, Any]) -> Evaluation:
+    return evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_one_read_only_preflight_per_node_with_the_stacks_values(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+    ev = prod if stack == "prod" else lab
+    version = "10.11.3" if stack == "prod" else "11.1.0"
+    driver = "mysql" if stack == "prod" else "postgres"
+    for i, node in enumerate(NODES):
+        r = ev.get(f"{node}-preflight")
+        assert r.type == COMMAND
+        assert "::pulumi:pulumi:Stack::" in r.parent_urn
+        assert r.inputs.get("delete") is None and r.inputs.get("update") is None, "it changes nothing, so it undoes nothing"
+        create = r.inputs["create"]
+        assert create.startswith("set -eu\n")
+        for line in (
+            f"node={node}\n",
+            f"address={ev.outputs['nodes'][node]['address']}\n",
+            "unit=mattermost\n",
+            "install_dir=/opt/mattermost\n",
+            f"version={version}\n",
+            "version_key=mattermost.version\n",
+            "cluster_enabled=true\n",  # both stacks run their three nodes as a cluster
+            "own_env=/etc/mattermost-tls/mattermost.env\n",
+            f"driver={driver}\n",
+        ):
+            assert line in create, (node, line)
+        assert f"nodes[{i}]" not in create
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_no_host_changes_before_every_node_passed_its_preflight(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+    ev = prod if stack == "prod" else lab
+    preflights = {f"{n}-preflight" for n in NODES}
+    commands = {r.name for r in ev.by_type(COMMAND)} - preflights
+    assert len(commands) > 20
+    for name in commands:
+        assert preflights <= _deps(ev, name), f"{name} may run before a node's preflight"
+    for n in NODES:
+        # the node's own step waits for it directly, not only through the other components
+        assert ev.get(f"{n}-preflight").urn in ev.get(f"{n}-tls-files").dependencies
+        assert not {d for d in _deps(ev, f"{n}-preflight") if ev.get(d).custom}, "the preflight waits for nothing"
+
+
+def test_a_per_node_version_is_checked_under_its_own_key(replay_lab_config: dict[str, Any]) -> None:
+    nodes = [{"name": "mm1"}, {"name": "mm2", "version": "11.1"}, {"name": "mm3"}]
+    ev = evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "nodes": nodes, "cluster": {"enabled": False}})
+    create = ev.get("mm2-preflight").inputs["create"]
+    assert "version=11.1\n" in create and "version_key='nodes[1].version'\n" in create
+    assert "cluster_enabled=false\n" in create
+    assert "version_key=mattermost.version\n" in ev.get("mm1-preflight").inputs["create"]
+
+
+def test_mixed_versions_in_one_cluster_stop_the_preview() -> None:
+    nodes = copy.deepcopy(base_nodes())
+    nodes[2]["version"] = "10.5.1"
+    ev = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, raise_on_error=False)
+    assert ev.program_error
+    assert "mattermost-transport-encryption:nodes[2].version" in ev.program_error
+    assert "node mm3 says 10.5.1 but mm1 says 10.11.3" in ev.program_error
+    assert [r for r in ev.resources if r.custom] == []
+    # the same versions without a cluster are separate servers: allowed
+    ok = evaluate(
+        PROJECT_DIR, "prod",
+        config={"sshPrivateKey": Secret(KEY), "nodes": nodes, "cluster": {"enabled": False}},
+        raise_on_error=False,
+    )
+    assert not ok.program_error, ok.program_error
+
+
+def test_the_preflight_runs_again_when_what_it_checks_changes(replay_lab_config: dict[str, Any]) -> None:
+    base = evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
+    again = evaluate(PROJECT_DIR, "lab", config=replay_lab_config, state=base.state)
+    assert {s.name: s.op for s in again.steps if s.name.endswith("-preflight")} == {
+        "mm1-preflight": "same", "mm2-preflight": "same", "mm3-preflight": "same",
+        "mm1-cluster-preflight": "same", "mm2-cluster-preflight": "same", "mm3-cluster-preflight": "same",
+    }
+    newer = evaluate(
+        PROJECT_DIR, "lab", config={**replay_lab_config, "mattermost": {"version": "11.2.0"}}, state=base.state
+    )
+    ops = {s.name: s.op for s in newer.steps}
+    assert {ops[f"{n}-preflight"] for n in NODES} == {"update"}, ops
