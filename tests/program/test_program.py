@@ -151,14 +151,14 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: E
     changed = {s.name: s.op for s in more.steps if s.op != "same"}
     created = {n for n, op in changed.items() if op == "create"}
     own = {"mm4", "mm4-preflight", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"}
-    # prod runs a cluster: mm4 gets its own cluster resources, and each old node a tunnel to mm4
-    cluster_roles = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "gossip-mode")
-    own |= {f"mm4-cluster-{role}" for role in cluster_roles} | {f"mm4-cluster-tunnel-{n}" for n in ("mm1", "mm2", "mm3")}
-    assert created == own | {f"{n}-cluster-tunnel-mm4" for n in ("mm1", "mm2", "mm3")}, changed
+    # prod runs a cluster: mm4 gets its own cluster resources (one tunnel set for all its peers)
+    cluster_roles = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
+    own |= {f"mm4-cluster-{role}" for role in cluster_roles}
+    assert created == own, changed
     # both proxy sites list the nodes; on the host the transition finds the site on TLS and skips;
-    # the old nodes' sshd (authorized_keys) and firewall admit the new peer
-    assert {n for n, op in changed.items() if op != "create"} == {"proxy-site", "proxy-transition"} | {
-        f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall")
+    # the key list, and the old nodes' sshd (authorized_keys), firewall and tunnel set admit and reach the new peer
+    assert {n for n, op in changed.items() if op != "create"} == {"proxy-site", "proxy-transition", "cluster-public-keys"} | {
+        f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall", "tunnels")
     }, changed
 
 
