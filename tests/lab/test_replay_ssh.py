@@ -170,6 +170,45 @@ def test_an_ed25519_pin_works_and_an_rsa_pin_fails_the_handshake_against_openssh
     assert runner.connections == 2 and runner.sessions == 0
 
 
+def _second_sshd(sshd: dict[str, Any], name: str, extra: str = "") -> tuple[int, Path]:
+    """A config for another sshd like the module's, on another port (started by the caller)."""
+    tmp = Path(sshd["tmp"])
+    port = _free_port()
+    config = tmp / f"{name}_sshd_config"
+    config.write_text(
+        (tmp / "sshd_config")
+        .read_text()
+        .replace(f"Port {int(sshd['port'])}\n", f"Port {port}\n")
+        .replace(f"PidFile {tmp / 'sshd.pid'}", f"PidFile {tmp / (name + '.pid')}")
+        + extra
+    )
+    return port, config
+
+
+def test_an_sshd_still_offering_ssh_rsa_is_refused_not_trusted(sshd: dict[str, Any]) -> None:
+    """The one place the replay is stricter than the provider: x/crypto would verify an ssh-rsa
+    (SHA-1) signature from an sshd that still offers it; paramiko 5 cannot, so the replay refuses
+    with a message saying so, and never connects unverified."""
+    port, config = _second_sshd(sshd, "sha1", "HostKeyAlgorithms +ssh-rsa\n")
+    proc = subprocess.Popen([sshd["binary"], "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        runner = SshRunner(retry_delay=0.01)
+        with pytest.raises(RunnerError, match=r"cannot verify ssh-rsa \(SHA-1\) host key signatures") as err:
+            run({**sshd, "port": float(port), "hostKey": sshd["rsaHostKey"]}, "true", runner=runner)
+        assert "pin its ed25519 or ECDSA host key" in str(err.value)
+        assert runner.sessions == 0
+        assert run({**sshd, "port": float(port)}, "echo ed25519").stdout == "ed25519\n"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_a_refused_key_is_retried_and_worded_like_x_crypto(sshd: dict[str, Any]) -> None:
     stranger = ed25519.Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
@@ -186,15 +225,7 @@ def test_a_refused_key_is_retried_and_worded_like_x_crypto(sshd: dict[str, Any])
 
 def test_a_host_that_comes_up_while_dialing_is_reached(sshd: dict[str, Any]) -> None:
     """dialWithRetry keeps dialing (100 ms, x1.5, ...): an sshd that starts 1 s late is reached."""
-    tmp = Path(sshd["tmp"])
-    port = _free_port()
-    config = tmp / "late_sshd_config"
-    config.write_text(
-        (tmp / "sshd_config")
-        .read_text()
-        .replace(f"Port {int(sshd['port'])}\n", f"Port {port}\n")
-        .replace(f"PidFile {tmp / 'sshd.pid'}", f"PidFile {tmp / 'late.pid'}")
-    )
+    port, config = _second_sshd(sshd, "late")
     waits: list[float] = []
     started: list[subprocess.Popen[bytes]] = []
 
