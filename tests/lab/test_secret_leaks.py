@@ -153,6 +153,10 @@ def stored_plain_values(state_file: Path) -> Iterator[tuple[str, str]]:
 
 def assert_no_leaks(f: Fresh) -> None:
     secrets = generated_secrets(f)
+    # the values searched for are the ones the run used: the state holds them as secret values
+    raw = f.state.read_text()
+    used = [v for label, v in secrets.items() if label.startswith(("database-password", "pki-ca-key.privateKeyPem"))]
+    assert len(used) >= 2 and all(v in raw for v in used), "the secrets searched for are not the stack's"
     places: list[tuple[str, str]] = []
     for n, run in enumerate(f.runs):
         places.append((f"run {n}: printed output", run.printed))
