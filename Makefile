@@ -50,3 +50,11 @@ test: setup
 
 bench: setup
 	$(PY) bench/run.py
+
+# The replay engine's other commands (preview, destroy and audit are above).
+.PHONY: up outputs
+up: setup
+	$(PY) -m lab.replay up --stack $(STACK)
+
+outputs: setup
+	$(PY) -m lab.replay outputs --stack $(STACK)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from lab.replay import api, report
+from lab.replay.engine import default_parallel
 from lab.replay.model import ReplayError
 
 
@@ -22,8 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="lab")
     parser.add_argument("--state", help="state file (default: <project-dir>/.lab/state/<stack>.json)")
     parser.add_argument("--project-dir", default=".")
-    parser.add_argument("--show-secrets", action="store_true", help="print secret outputs and secret command output")
-    parser.add_argument("--parallel", type=int, default=8, help="steps run at once (default 8)")
+    parser.add_argument("--show-secrets", action="store_true", help="print secret stack outputs")
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=default_parallel(),
+        help=f"steps run at once (default as pulumi up: PULUMI_PARALLEL or 4 x CPUs = {default_parallel()})",
+    )
     parser.add_argument("--json", action="store_true", help="outputs: print as JSON")
     parser.add_argument("--continue-on-error", action="store_true", help="only skip dependents of a failed step")
     parser.add_argument("-v", "--verbose", action="store_true", help="also list unchanged resources")

@@ -16,7 +16,7 @@ from typing import Any
 from lab.replay import state as state_file
 from lab.replay.engine import Engine, StepCallback
 from lab.replay.model import Evaluation, ReplayError
-from lab.replay.project import Project, load_config, load_project, secret_keys
+from lab.replay.project import Project, Secret, load_config, load_project, secret_keys
 from lab.replay.runners import CommandRunner, SshRunner
 from lab.replay.runtime import run_program
 from lab.replay.state import State
@@ -70,13 +70,15 @@ def run(
     state: State | str | Path | None = None,
     save_to: str | Path | None = None,
     runner: CommandRunner | None = None,
-    parallel: int = 8,
+    parallel: int | None = None,
     now: datetime | Callable[[], datetime] | None = None,
     show_secrets: bool = False,
     continue_on_error: bool = False,
     on_step: StepCallback | None = None,
 ) -> Evaluation:
     """Run the program once against `state`; the engine executes steps unless `preview`.
+
+    `parallel` defaults to the Pulumi CLI's default (`engine.default_parallel`: 4 x CPUs).
 
     `save_to` writes the resulting state there (checkpoints during the run, final at the end).
     Returns the evaluation with `.state` set to the resulting state; a program error is in
@@ -99,6 +101,7 @@ def run(
         continue_on_error=continue_on_error,
         on_step=on_step,
         checkpoint=(lambda s: state_file.save(target, s)) if target else None,
+        config_secrets=[str(v) for v in (config or {}).values() if isinstance(v, Secret)],
     )
     try:
         error = run_program(project, stack, values, engine, preview, secret_keys(project, config))
@@ -125,7 +128,7 @@ def evaluate(
     *,
     now: datetime | Callable[[], datetime] | None = None,
     runner: CommandRunner | None = None,
-    parallel: int = 8,
+    parallel: int | None = None,
     raise_on_error: bool = True,
 ) -> Evaluation:
     """Evaluate the program and return the captured graph.
@@ -172,7 +175,7 @@ def destroy(
     state_path: str | Path | None = None,
     *,
     runner: CommandRunner | None = None,
-    parallel: int = 8,
+    parallel: int | None = None,
     show_secrets: bool = False,
     on_step: StepCallback | None = None,
     preview_only: bool = False,

@@ -6,7 +6,11 @@ keep the stored outputs; a diff is an in-place update unless the provider (or
 the end of the run, with the old inputs) unless `deleteBeforeReplace`; resources no longer
 registered, old replaced versions and `destroy` are deleted dependents-first; a failed step
 marks its resource failed, skips what depends on it and (like `pulumi up` without
---continue-on-error) every step not yet started, and keeps the state of what succeeded.
+--continue-on-error) every step not yet started, and keeps the state of what succeeded; a
+program that fails gets no deletes at all (pulumi/pulumi `pkg/resource/deploy/
+deployment_executor.go`, `Execute`: a source error bails before `performPostSteps`).
+What it prints is masked like the engine's own output: secret config values only (see
+`props.Redactor`). Default parallelism is the CLI's (`default_parallel`).
 
 `register` is called by the monitor from the SDK's threads: the SDK registers a resource only
 after its dependencies finished, so doing the step inside `register` gives dependency order,
@@ -15,6 +19,7 @@ and independent resources run concurrently (bounded by `parallel`).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +34,28 @@ from lab.replay.runners import CommandRunner
 from lab.replay.state import State
 
 StepCallback = Callable[[Step], None]
+
+
+def default_parallel() -> int:
+    """`pulumi up`'s default --parallel: PULUMI_PARALLEL if set > 0, else 4 x GOMAXPROCS.
+
+    pulumi/pulumi `pkg/cmd/pulumi/operations/up.go`, `defaultParallel`; Go's GOMAXPROCS
+    defaults to the CPUs this process may run on (its affinity mask), or the GOMAXPROCS
+    variable when set. (Go 1.25 also lowers it to a cgroup CPU quota; not modelled here.)
+    """
+    try:
+        wanted = int(os.environ.get("PULUMI_PARALLEL", "0"))
+    except ValueError:
+        wanted = 0
+    if wanted > 0:
+        return wanted
+    try:
+        procs = int(os.environ.get("GOMAXPROCS", "0"))
+    except ValueError:
+        procs = 0
+    if procs <= 0:
+        procs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return 4 * procs
 
 
 def apply_ignore_changes(ignore: list[str], old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -56,12 +83,13 @@ class Engine:
         old: State,
         preview: bool,
         runner: CommandRunner | None,
-        parallel: int = 8,
+        parallel: int | None = None,
         now: Callable[[], datetime] | None = None,
         show_secrets: bool = False,
         continue_on_error: bool = False,
         on_step: StepCallback | None = None,
         checkpoint: Callable[[State], None] | None = None,
+        config_secrets: list[str] | None = None,
     ) -> None:
         self.old = old
         self.old_by_urn = old.by_urn()
@@ -70,7 +98,7 @@ class Engine:
         self.ctx = Context(
             preview=preview, now=now or (lambda: datetime.now(UTC)), runner=runner, show_secrets=show_secrets
         )
-        self.parallel = max(1, parallel)
+        self.parallel = max(1, parallel if parallel is not None else default_parallel())
         self.on_step = on_step
         self.checkpoint = checkpoint
         self.resources: list[Resource] = []
@@ -88,8 +116,8 @@ class Engine:
         self._slots = threading.Semaphore(self.parallel)
         self._last_checkpoint = 0.0
         self._checkpoint_lock = threading.Lock()
-        for record in old.resources + old.pending_deletes:
-            self._learn_secrets(record)
+        # events.go `makeEventEmitter`: the decrypted secure config values, nothing else.
+        self.ctx.redact.add_all(config_secrets or [])
 
     # ---- registration (called from the SDK's threads) -------------------------------------
 
@@ -99,7 +127,6 @@ class Engine:
                 raise ReplayError(f"Duplicate resource URN '{res.urn}'; try giving it a unique name")
             self._by_urn[res.urn] = res
             self.resources.append(res)
-        self.ctx.redact.add_all(props.secret_strings(res.inputs, res.secret_inputs))
         if not res.custom:
             res.status = "same" if res.urn in self.old_by_urn else "create"
             if res.urn in self.old_by_urn:
@@ -119,7 +146,6 @@ class Engine:
 
     def set_outputs(self, urn: str, outputs: dict[str, Any], secret_paths: set[str], stack_urn: str) -> None:
         """RegisterResourceOutputs: stack exports, or a component's registered outputs."""
-        self.ctx.redact.add_all(props.secret_strings(outputs, secret_paths))
         with self._lock:
             if urn == stack_urn:
                 self.stack_outputs, self.stack_secret_outputs = outputs, secret_paths
@@ -190,7 +216,6 @@ class Engine:
                 return
         res.id, res.outputs, res.status = resource_id, outputs, op
         res.secret_outputs = {p for p in res.secret_outputs if props.top_key(p) in outputs}
-        self._learn_secrets(res)
         step.duration = time.monotonic() - started
         step.result = self._done_result()
         self._record(step)
@@ -245,10 +270,6 @@ class Engine:
     def _done_result(self) -> str:
         return "planned" if self.preview else "ok"
 
-    def _learn_secrets(self, res: Resource) -> None:
-        self.ctx.redact.add_all(props.secret_strings(res.inputs, res.secret_inputs))
-        self.ctx.redact.add_all(props.secret_strings(res.outputs, res.secret_outputs))
-
     def _record(self, step: Step) -> None:
         with self._lock:
             self.steps.append(step)
@@ -270,12 +291,16 @@ class Engine:
         with self._lock:
             stop = self._cancelled or (self._any_failure and not self.continue_on_error)
         targets = [(r, "delete-replaced") for r in replaced] + [(r, "delete") for r in removed]
+        # On a program error the engine bails before it generates any delete
+        # (deployment_executor.go `Execute`): no delete steps, not even skipped ones, so the
+        # program's error (a config error above all) is the first thing a user reads.
         if program_ok and not stop:
             self._delete_all(targets)
-        else:
+        elif program_ok:
             for record, op in targets:
-                reason = "the program failed" if not program_ok else "an earlier step failed"
-                self._record(Step(op, record.urn, record.type, record.name, result="skipped", error=reason))
+                self._record(
+                    Step(op, record.urn, record.type, record.name, result="skipped", error="an earlier step failed")
+                )
         return self.snapshot(program_ok)
 
     def destroy(self) -> State:

@@ -3,13 +3,15 @@
 Owns: decoding a RegisterResource `Struct` into plain values plus the exact set of secret paths
 (the SDK's own deserializer pushes secretness up to the enclosing object, we keep it where it
 is), encoding outputs back with secret markers and unknowns, path helpers, and the redactor that
-keeps secret values out of everything the engine prints.
+masks secret config values in what the engine prints (as the Pulumi engine does, and no more).
 
 Paths are strings: `connection`, `subject.commonName`, `triggers[0]`.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -137,25 +139,40 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 class Redactor:
-    """Replaces known secret values in text meant for humans.
+    """The engine's masking of what it prints: secret CONFIG values only, whole values.
 
-    Whole values and, for multi-line values (keys, stdin bundles), each long line, so a script
-    that echoes one line of its secret stdin is still masked. Very short values are skipped:
-    masking "1" everywhere would destroy the output and protects nothing.
+    Copies pulumi/pulumi `pkg/engine/events.go` (`makeEventEmitter` hands every decrypted
+    `secure:` config value to `logging.AddGlobalSecretFilter`) and
+    `sdk/go/common/util/logging/log.go` (`replacements`, `FilterString`): each value of 3 or
+    more characters other than "true"/"false", and its JSON-escaped form, becomes "[secret]" in
+    one left-to-right pass where the value registered first wins at a position. Nothing else is
+    masked: generated secrets (random passwords, private keys) and stdin contents are printed
+    as the provider returned them, so the program itself must keep them out of command text
+    and output.
     """
 
     MASK = "[secret]"
-    MIN_LEN = 6
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
+        self._values: list[str] = []
+        self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        candidates = {value, value.strip()}
-        candidates.update(line.strip() for line in value.splitlines())
+        if len(value.encode()) < 3 or value.lower() in ("true", "false"):
+            return
+        escaped = json.dumps(value, ensure_ascii=False)[1:-1]
+        # Go's json.Marshal also escapes <, > and & (HTML-safe) and U+2028/U+2029.
+        for ch in "<>&\u2028\u2029":
+            escaped = escaped.replace(ch, f"\\u{ord(ch):04x}")
         with self._lock:
-            self._values.update(c for c in candidates if len(c) >= self.MIN_LEN and c != UNKNOWN)
+            changed = False
+            for candidate in (value, escaped):
+                if candidate not in self._values:
+                    self._values.append(candidate)
+                    changed = True
+            if changed:
+                self._pattern = re.compile("|".join(re.escape(v) for v in self._values))
 
     def add_all(self, values: Iterable[str]) -> None:
         for v in values:
@@ -163,8 +180,5 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
-        for v in values:
-            if v in text:
-                text = text.replace(v, self.MASK)
-        return text
+            pattern = self._pattern
+        return pattern.sub(self.MASK, text) if pattern is not None and text else text

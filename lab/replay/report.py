@@ -1,7 +1,8 @@
 """What the replay CLI prints: one line per step, then a summary like `pulumi up`'s.
 
-Owns formatting only. Secret values never reach it unmasked: step errors are masked by the
-engine, and stack outputs marked secret print as [secret] unless asked otherwise.
+Owns formatting only. Step errors are printed as the provider returned them (the whole command
+text and all output), with only secret config values masked by the engine, as `pulumi up` prints
+them; stack outputs marked secret print as [secret] unless --show-secrets.
 """
 
 from __future__ import annotations

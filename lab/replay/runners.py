@@ -1,16 +1,31 @@
 """Where a remote.Command's text actually runs.
 
-Owns `SshRunner` (real SSH with paramiko, behaving like pulumi-command's remote provider: one
-connection and one session per command, the string run by the login shell via `exec`, no PTY,
-stdin written then closed, `environment` as env requests whose refusal fails the command,
+Owns `SshRunner` (real SSH with paramiko, behaving like pulumi-command v1.2.1's remote provider:
+one connection and one session per command, the string run by the login shell via `exec`, no
+PTY, stdin written then closed, `environment` as env requests whose refusal fails the command,
 `PULUMI_COMMAND_STDOUT/STDERR` sent optimistically, host key pinned when `hostKey` is given and
-ignored otherwise) and `LocalRunner` (the same contract with `/bin/sh -c` on this machine, for
-tests of the engine without hosts). Both count connections and sessions.
+ignored otherwise, every dial error retried like `dialWithRetry`, errors worded like Go's) and
+`LocalRunner` (the same contract with `/bin/sh -c` on this machine, for tests of the engine
+without hosts). Both count connections and sessions.
+
+Sources copied (pulumi-command v1.2.1, `provider/pkg/provider/remote/`):
+- `connection.go` `connectionBase.SSHConfig`: with `hostKey`, `ssh.FixedHostKey` and
+  `HostKeyAlgorithms = []string{publicKey.Type()}` -- the pinned key's own type and nothing else.
+  For an RSA key that is `ssh-rsa` (SHA-1 signatures), which OpenSSH >= 8.8 does not offer, so an
+  RSA pin fails the handshake against a Debian 12 sshd (golang.org/x/crypto v0.48.0 uses the
+  list as given: `ssh/handshake.go` `sendKexInit`, `ssh/common.go` `findCommon`).
+- `connection.go` `dialWithRetry` + `reachedDialingErrorLimit`: ANY error of `ssh.Dial` (TCP,
+  handshake, host key, authentication) is retried; attempt `try` (0-based) fails the dial when
+  `try + 1 > dialErrorLimit` (-1: never) with "after <try> failed attempts: <error>"; waits come
+  from pulumi `sdk/go/common/util/retry/until.go` (`Until`: 100 ms, x1.5, at most 5 s).
+- `commandOutputs.go` `CommandOutputs.run`: a refused `environment` entry fails with
+  `could not set environment variable "<name>": ssh: setenv failed`.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import os
 import socket
@@ -160,19 +175,61 @@ def parse_host_key(text: str) -> tuple[str, bytes]:
         raise RunnerError(f"ssh: cannot parse host key {text!r}: bad base64") from None
 
 
-def _algorithms_for(key_type: str) -> list[str]:
-    # Make the server present the pinned key (it may hold several host keys).
-    if key_type == "ssh-rsa":
-        return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+def host_key_algorithms(key_type: str) -> list[str]:
+    """What the client offers for a pinned key: `[publicKey.Type()]` (connection.go `SSHConfig`).
+
+    Deliberately no `rsa-sha2-*` for an `ssh-rsa` pin: the provider does not offer them either."""
     return [key_type]
+
+
+# retry.Until's defaults (sdk/go/common/util/retry/until.go): DefaultDelay, DefaultBackoff, DefaultMaxDelay.
+RETRY_DELAY = 0.1
+RETRY_BACKOFF = 1.5
+RETRY_MAX_DELAY = 5.0
+
+
+class _HandshakeError(Exception):
+    """An `ssh.Dial` error after the TCP connect, already worded like x/crypto/ssh's."""
+
+
+SHA1_RSA_UNSUPPORTED = (
+    "the replay engine cannot verify ssh-rsa (SHA-1) host key signatures (paramiko 5 dropped them); "
+    "pulumi-command would accept this server's RSA key: pin its ed25519 or ECDSA host key"
+)
+
+
+class _Transport(paramiko.Transport):
+    """paramiko offering exactly the host key algorithms x/crypto would (no `-cert-v01` variants
+    added, `ssh-rsa` allowed), and remembering what the server offered (for Go's error text)."""
+
+    offered_host_key_algorithms: tuple[str, ...] | None = None
+    peer_host_key_algorithms: list[str] | None = None
+
+    @property
+    def preferred_keys(self) -> tuple[str, ...]:
+        if self.offered_host_key_algorithms is not None:
+            return self.offered_host_key_algorithms
+        return tuple(super().preferred_keys)
+
+    def _parse_kex_init(self, m: Message) -> None:
+        if not self.server_mode:
+            peek = self._really_parse_kex_init(Message(m.asbytes()))
+            self.peer_host_key_algorithms = list(peek["server_key_algo_list"])
+            if "ssh-rsa" in (self.offered_host_key_algorithms or ()) and "ssh-rsa" in self.peer_host_key_algorithms:
+                # Only an sshd older than 8.8 (or one re-enabling ssh-rsa) gets here. The replay is
+                # stricter than the provider here, never kinder.
+                raise paramiko.SSHException(SHA1_RSA_UNSUPPORTED)
+        super()._parse_kex_init(m)
 
 
 class SshRunner:
     """pulumi-command's remote execution, over paramiko."""
 
-    def __init__(self, retry_delay: float = 0.5) -> None:
+    def __init__(self, retry_delay: float = RETRY_DELAY) -> None:
         self._counters = _Counters()
         self.retry_delay = retry_delay
+        self.sleep = time.sleep
+        """How the runner waits between dials (tests replace it to record the waits)."""
 
     @property
     def connections(self) -> int:
@@ -203,51 +260,81 @@ class SshRunner:
             transport.close()
 
     def _dial(self, conn: dict[str, Any]) -> paramiko.Transport:
+        """connection.go `Connection.Dial` -> `dialWithRetry(ctx, "Dial", tries, ssh.Dial)`."""
         if conn.get("proxy"):
             raise RunnerError("the replay engine does not support connection.proxy (a jump host)")
         host = str(conn.get("host") or "")
-        port = int(conn.get("port") or 22)
+        port = int(conn.get("port") if conn.get("port") is not None else 22)
         limit = int(conn.get("dialErrorLimit") if conn.get("dialErrorLimit") is not None else 10)
-        dials = 0
         delay = self.retry_delay
+        try_ = 0
         while True:
-            dials += 1
+            delay = min(delay, RETRY_MAX_DELAY)
             try:
                 return self._connect(host, port, conn)
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                if isinstance(exc, paramiko.AuthenticationException):
-                    raise RunnerError(f"ssh: handshake failed: ssh: unable to authenticate: {exc}") from None
-                if limit != -1 and dials > limit:
-                    raise RunnerError(
-                        f"Dial: after {dials - 1} failed attempts: dial tcp {host}:{port}: {exc}"
-                    ) from None
-                time.sleep(delay)
-                delay = min(delay * 1.5, 5.0)
+            except _HandshakeError as exc:
+                error = str(exc)
+            except RunnerError:
+                raise  # not a dial error (a key that does not parse): ssh.Dial is never reached
+            if limit > -1 and try_ + 1 > limit:
+                raise RunnerError(f"after {try_} failed attempts: {error}") from None
+            self.sleep(delay)
+            delay *= RETRY_BACKOFF
+            try_ += 1
 
     def _connect(self, host: str, port: int, conn: dict[str, Any]) -> paramiko.Transport:
+        """One `ssh.Dial`: TCP connect, handshake with the pinned host key, authentication."""
         timeout = _timeout(conn)
-        sock = socket.create_connection((host, port), timeout=timeout)
-        self._counters.count(connections=1)
-        transport = paramiko.Transport(sock)
+        pinned = parse_host_key(conn["hostKey"]) if conn.get("hostKey") else None
+        client_key = (
+            load_client_key(conn["privateKey"], conn.get("privateKeyPassword")) if conn.get("privateKey") else None
+        )
+        endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            pinned = parse_host_key(conn["hostKey"]) if conn.get("hostKey") else None
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise _HandshakeError(f"dial tcp {endpoint}: {_go_dial_error(exc)}") from None
+        self._counters.count(connections=1)
+        link = _tcp_link(sock)
+        transport = _Transport(sock)
+        try:
             if pinned:
-                transport.get_security_options().key_types = _algorithms_for(pinned[0])
-            transport.start_client(timeout=timeout)
+                transport.offered_host_key_algorithms = tuple(host_key_algorithms(pinned[0]))
+            try:
+                transport.start_client(timeout=timeout)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                if str(exc) == SHA1_RSA_UNSUPPORTED:
+                    raise RunnerError(SHA1_RSA_UNSUPPORTED) from None
+                offered = transport.peer_host_key_algorithms
+                if pinned and offered is not None and pinned[0] not in offered:
+                    raise _HandshakeError(
+                        "ssh: handshake failed: ssh: no common algorithm for host key; "
+                        f"we offered: [{' '.join(host_key_algorithms(pinned[0]))}], peer offered: [{' '.join(offered)}]"
+                    ) from None
+                raise _HandshakeError(f"ssh: handshake failed: {_describe(exc, link)}") from None
             server_key = transport.get_remote_server_key()
             if pinned and (server_key.get_name(), server_key.asbytes()) != pinned:
-                # Deterministic, so no retry: credentials are never offered to an unknown host.
-                raise RunnerError(
-                    f"ssh: handshake failed: ssh: host key mismatch for {host}:{port} "
-                    f"(pinned {pinned[0]}, server offered {server_key.get_name()} {server_key.get_base64()[:24]}...)"
-                )
+                # ssh/client.go `fixedHostKey.check`; no credentials are offered to that host.
+                raise _HandshakeError("ssh: handshake failed: ssh: host key mismatch")
             user = str(conn.get("user") or "root")
-            if conn.get("privateKey"):
-                transport.auth_publickey(user, load_client_key(conn["privateKey"], conn.get("privateKeyPassword")))
-            elif conn.get("password"):
-                transport.auth_password(user, conn["password"])
-            else:
-                raise RunnerError("ssh: no authentication method: set connection.privateKey or connection.password")
+            tried = ["none"]
+            try:
+                if client_key is not None:
+                    tried.append("publickey")
+                    transport.auth_publickey(user, client_key)
+                elif conn.get("password"):
+                    tried.append("password")
+                    transport.auth_password(user, conn["password"])
+                else:
+                    raise paramiko.AuthenticationException("no method")
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                if isinstance(exc, paramiko.AuthenticationException):
+                    # ssh/client_auth.go `clientAuthenticate`
+                    raise _HandshakeError(
+                        f"ssh: handshake failed: ssh: unable to authenticate, attempted methods [{' '.join(tried)}], "
+                        "no supported methods remain"
+                    ) from None
+                raise _HandshakeError(f"ssh: handshake failed: {_describe(exc, link)}") from None
             return transport
         except BaseException:
             transport.close()
@@ -263,10 +350,7 @@ class SshRunner:
     ) -> RunResult:
         for name, value in (environment or {}).items():
             if not _setenv(channel, name, value, want_reply=True):
-                raise RunnerError(
-                    f'could not set environment variable "{name}": ssh: setenv failed '
-                    "(sshd accepts only the names listed in AcceptEnv)"
-                )
+                raise RunnerError(f'could not set environment variable "{name}": ssh: setenv failed')
         if previous:
             # The provider sets these optimistically and only warns when sshd refuses them.
             for name, value in ((PREVIOUS_STDOUT, previous[0]), (PREVIOUS_STDERR, previous[1])):
@@ -337,6 +421,37 @@ def _setenv(channel: paramiko.Channel, name: str, value: str, want_reply: bool) 
     except paramiko.SSHException:
         return False
     return True
+
+
+def _go_dial_error(exc: OSError) -> str:
+    """A failed TCP connect as Go's net package words it (`connect: connection refused`)."""
+    if isinstance(exc, TimeoutError) or exc.errno in (errno.ETIMEDOUT, None) and "timed out" in str(exc):
+        return "i/o timeout"
+    if isinstance(exc, socket.gaierror):
+        return f"lookup: {exc.strerror or exc}"
+    if exc.errno is not None:
+        return f"connect: {os.strerror(exc.errno).lower()}"
+    return str(exc)
+
+
+def _tcp_link(sock: socket.socket) -> str:
+    """`local->remote` as Go's net.OpError prints a connection (`127.0.0.1:50522->10.0.0.1:22`)."""
+    try:
+        local, remote = sock.getsockname(), sock.getpeername()
+    except OSError:
+        return ""
+    return f"{local[0]}:{local[1]}->{remote[0]}:{remote[1]}"
+
+
+def _describe(exc: BaseException, link: str) -> str:
+    """A handshake error as x/crypto/ssh reports the same event: a peer hanging up is `EOF`, a
+    reset is the read error; paramiko's own wording otherwise (the cause is the same)."""
+    text = str(exc)
+    if isinstance(exc, ConnectionResetError) or "Connection reset by peer" in text:
+        return f"read tcp {link}: read: connection reset by peer"
+    if isinstance(exc, EOFError) or text in ("", "Error reading SSH protocol banner") or "EOF" in text:
+        return "EOF"
+    return text
 
 
 def _timeout(conn: dict[str, Any]) -> float | None:

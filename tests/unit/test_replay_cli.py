@@ -79,12 +79,19 @@ def test_wire_round_trip_keeps_secret_paths() -> None:
     assert secrets == {"a.b", "a.c[1]"}
 
 
-def test_redactor_masks_whole_values_and_lines() -> None:
+def test_redactor_masks_whole_config_values_and_their_json_form_only() -> None:
+    """logging.go `replacements`: whole values of 3+ bytes (not true/false) and the JSON-escaped
+    form; a single line of a multi-line value is NOT masked (the engine does not either)."""
     redact = Redactor()
-    redact.add("-----BEGIN KEY-----\nQUJDREVGR0hJSktMTU5PUA==\n-----END KEY-----\n")
-    redact.add("abc")  # too short to mask safely
-    text = redact("line: QUJDREVGR0hJSktMTU5PUA== and abc")
-    assert "QUJDREVGR0hJSktMTU5PUA" not in text and "[secret]" in text and "abc" in text
+    pem = "-----BEGIN KEY-----\nQUJDREVGR0hJSktMTU5PUA==\n-----END KEY-----\n"
+    redact.add(pem)
+    redact.add('pa"ss<word')
+    for short in ("ab", "true", "FALSE"):
+        redact.add(short)
+    text = redact(f"whole: {pem} json: {json.dumps(pem)} line: QUJDREVGR0hJSktMTU5PUA== ab true FALSE")
+    assert text == 'whole: [secret] json: "[secret]" line: QUJDREVGR0hJSktMTU5PUA== ab true FALSE'
+    # Go's json.Marshal escapes < as \u003c: that form is masked too
+    assert redact('pa"ss<word / pa\\"ss\\u003cword') == "[secret] / [secret]"
 
 
 TLS_ONLY = """
@@ -154,3 +161,35 @@ def test_connection_address_stays_readable_but_credentials_do_not() -> None:
 
     values = {"connection": {"host": "10.251.0.101", "user": "root", "privateKey": "-----BEGIN KEY-----\nABCDEFGH\n"}}
     assert list(secret_strings(values, {"connection"})) == ["-----BEGIN KEY-----\nABCDEFGH\n"]
+
+
+def test_cli_prints_a_config_error_before_anything_else(tmp_path: Path) -> None:
+    """With resources in the state, a program that fails on its config gets no delete steps (the
+    engine bails before it generates deletes), so its error is the first thing printed."""
+    project = write_project(tmp_path / "p", TLS_ONLY)
+    state = tmp_path / "state.json"
+    common = ["--project-dir", str(project), "--stack", "dev", "--state", str(state)]
+    assert cli("up", *common, cwd=tmp_path).returncode == 0
+    (project / "__main__.py").write_text(
+        "raise ValueError('mattermost-transport-encryption:nodes: bad value; use a list')\n"
+    )
+    for command in ("up", "preview"):
+        done = cli(command, *common, cwd=tmp_path)
+        assert done.returncode == 1
+        lines = [line for line in done.stdout.splitlines() if line.strip()]
+        assert lines[0].startswith(("Updating (dev)", "Previewing update (dev)")), lines
+        assert lines[1] == "error: the program failed:", lines
+        assert "bad value; use a list" in done.stdout
+        assert "SKIPPED" not in done.stdout and "delete" not in done.stdout.replace("0 deleted", "").replace(
+            "0 to delete", ""
+        )
+    assert len(json.loads(state.read_text())["resources"]) == 2
+
+
+def test_cli_default_parallel_is_four_per_cpu(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PULUMI_PARALLEL", "GOMAXPROCS")}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.replay", "--help"], env=env, capture_output=True, text=True, check=True
+    )
+    assert f"4 x CPUs = {4 * len(os.sched_getaffinity(0))})" in " ".join(done.stdout.split())

@@ -316,28 +316,61 @@ def test_failure_stops_steps_not_started_unless_continue_on_error() -> None:
         assert engine.register(command("later", "true")).status == expected
 
 
-def test_secret_stdin_is_never_echoed(lab: Lab) -> None:
+def test_a_failing_command_shows_what_its_secret_stdin_echoed(lab: Lab) -> None:
+    """commandOutputs.go `run` puts ALL output into the error; the engine masks config secrets
+    only, so a script that echoes its secret stdin leaks it (the program must not do that)."""
     secret = "s3cr3t-value-in-stdin"
     ev = lab.run([{"name": "a", "create": "cat; exit 1", "stdin": secret + "\n", "secretStdin": True}])
-    error = ev.failed_steps[0].error
-    assert secret not in error
-    assert "[secret]" in error
+    assert ev.failed_steps[0].error == 'Process exited with status 1: running "cat; exit 1":\n' + secret + "\n"
 
 
-def test_secret_outputs_are_withheld_from_errors(lab: Lab) -> None:
-    create = "echo plain-but-; echo secret-output >&2; exit 1"
+def test_secret_outputs_are_not_withheld_from_errors(lab: Lab) -> None:
+    create = "echo out-line; echo secret-output >&2; exit 1"
     ev = lab.run([{"name": "a", "create": create, "aso": ["stdout", "stderr"]}])
     error = ev.failed_steps[0].error
-    assert "plain-but-" in error  # the command text is not secret
-    assert "secret-output\n" not in error
-    assert "withheld" in error
+    assert error.startswith("Process exited with status 1: running ")
+    assert error.endswith(":\nout-line\nsecret-output\n"), error
 
 
-def test_secret_command_text_is_not_shown(lab: Lab) -> None:
-    ev = lab.run([{"name": "a", "create": "echo topsecret-in-command >/dev/null; exit 2", "secretCreate": True}])
+def test_a_secret_command_text_is_shown_whole_and_go_quoted(lab: Lab) -> None:
+    create = 'echo "topsecret-in-command" >/dev/null\nexit 2'
+    ev = lab.run([{"name": "a", "create": create, "secretCreate": True}])
+    assert ev.failed_steps[0].error == (
+        'Process exited with status 2: running "echo \\"topsecret-in-command\\" >/dev/null\\nexit 2":\n'
+    )
+
+
+def test_only_secret_config_values_are_masked(lab: Lab) -> None:
+    """events.go `makeEventEmitter`: the secure config values, whether the program uses them or not."""
+    from lab.replay import Secret
+
+    ev = evaluate(
+        lab.dir,
+        "dev",
+        config={
+            "spec": [{"name": "a", "create": "echo config-secret-value; echo plain-config-value; exit 1"}],
+            "token": Secret("config-secret-value"),
+            "name": "plain-config-value",
+        },
+        preview=False,
+        runner=lab.runner,
+        raise_on_error=False,
+    )
     error = ev.failed_steps[0].error
-    assert "topsecret-in-command" not in error
-    assert "running [secret]" in error
+    assert "config-secret-value" not in error
+    assert error.endswith(":\n[secret]\nplain-config-value\n"), error
+
+
+def test_go_quote_matches_strconv_quote() -> None:
+    from lab.replay.providers.command import go_quote
+
+    # strconv.Quote's rules (appendQuotedWith): \\ \" and \a..\v escaped, unicode.IsPrint kept, else \x, \u, \U
+    assert go_quote("set -eu\n") == '"set -eu\\n"'
+    assert go_quote('a"b\\c\t') == '"a\\"b\\\\c\\t"'
+    assert go_quote("\x01\x7f") == '"\\x01\\x7f"'
+    assert go_quote("é €") == '"é €"'
+    assert go_quote("\u200b\u00a0") == '"\\u200b\\u00a0"'
+    assert go_quote("\U0001f600\U000e0001") == '"\U0001f600\\U000e0001"'
 
 
 def test_environment_reaches_the_command(lab: Lab) -> None:

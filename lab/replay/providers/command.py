@@ -5,14 +5,18 @@ newline trimmed); create runs `create`; an update runs `update` if set, else `cr
 change of only `delete` re-runs `create`); only `triggers` forces a replacement (the SDK adds
 `replaceOnChanges: triggers[*]`, other replaceOnChanges are applied by the engine); delete runs
 the OLD `delete` with the OLD connection, stdin and environment. A non-zero exit fails the
-step with the provider's error text (exit status, the quoted command, the output), except that
-a secret command text or secret stdout/stderr is never shown.
+step with the provider's error text, word for word: the exit status, the WHOLE command text
+Go-quoted and ALL of stdout and stderr as received (pulumi-command v1.2.1
+`provider/pkg/provider/remote/commandOutputs.go`, `CommandOutputs.run`:
+`fmt.Errorf("%w: running %q:\n%s", err, cmd, stdouterrbuf.String())`). The provider does this
+whether the command text, its stdin or its stdout/stderr are secret, and whatever `logging`
+says; the engine then masks only secret config values (see `props.Redactor`).
 """
 
 from __future__ import annotations
 
-import json
 import secrets
+import unicodedata
 from typing import Any
 
 from lab.replay import props
@@ -20,7 +24,37 @@ from lab.replay.model import Resource
 from lab.replay.providers import Context, Provider, StepFailed
 from lab.replay.runners import RunnerError
 
-WITHHELD = "[output withheld: stdout/stderr are secret outputs of this resource; --show-secrets shows it]"
+
+def go_quote(text: str) -> str:
+    """Go's `%q` of a string (strconv.Quote): printable runes kept, the rest escaped."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif _go_printable(ch):
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif 0xD800 <= code <= 0xDFFF:
+            # invalid UTF-8 decoded with surrogateescape/replace: Go prints the U+FFFD it sees
+            out.append("\ufffd")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def _go_printable(ch: str) -> bool:
+    """unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space."""
+    return ch == " " or unicodedata.category(ch)[0] in "LMNPS"
 
 
 def _trim(text: str) -> str:
@@ -80,11 +114,8 @@ class Command(Provider):
         except RunnerError as exc:
             raise StepFailed(str(exc)) from None
         if not result.ok:
-            shown = "[secret]" if res.is_secret_input(field) else json.dumps(command)
-            output = result.combined
-            if not ctx.show_secrets and (res.is_secret_output("stdout") or res.is_secret_output("stderr")):
-                output = WITHHELD
-            raise StepFailed(f"{result.describe_exit()}: running {shown}:\n{output}")
+            # commandOutputs.go `run`: the whole command and all output, secret or not.
+            raise StepFailed(f"{result.describe_exit()}: running {go_quote(command)}:\n{result.combined}")
         return _trim(result.stdout), _trim(result.stderr)
 
 
