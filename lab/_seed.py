@@ -109,6 +109,50 @@ def render_nginx_site(node_addresses: list[str]) -> str:
     return template.replace("@UPSTREAM_SERVERS@", servers)
 
 
+# "Before" layouts of the proxy besides the default plain site staged at first boot: each is a
+# real admin's site the program must change only where the proxy hop needs it (issue 10).
+PROXY_LAYOUTS = ("guide",)
+GUIDE_SITE = "/etc/nginx/sites-available/mattermost"
+
+
+def guide_cert_paths(server_name: str) -> tuple[str, str]:
+    """Where certbot keeps the public certificate and key the guide's site names."""
+    return f"/etc/letsencrypt/live/{server_name}/fullchain.pem", f"/etc/letsencrypt/live/{server_name}/privkey.pem"
+
+
+def render_guide_site(node_addresses: list[str], server_name: str) -> str:
+    """Mattermost's Ubuntu guide site (lab/seed/nginx-guide.conf) for these nodes."""
+    cert, key = guide_cert_paths(server_name)
+    text = (SEED_DIR / "nginx-guide.conf").read_text()
+    servers = "\n".join(f"   server {addr}:8065;" for addr in node_addresses)
+    for placeholder, value in (
+        ("@UPSTREAM_SERVERS@", servers), ("@SERVER_NAME@", server_name), ("@PUBLIC_CERT@", cert), ("@PUBLIC_KEY@", key)
+    ):
+        text = text.replace(placeholder, value)
+    return text
+
+
+def proxy_layout_steps(
+    layout: str, node_addresses: list[str], server_name: str, public_cert: str, public_key: str
+) -> list[tuple[str, str]]:
+    """(command, stdin) pairs that turn a freshly booted proxy into `layout`, run as root in order
+    (the lab applies them over SSH; the last one checks and reloads NGINX)."""
+    if layout not in PROXY_LAYOUTS:
+        raise ValueError(f"unknown proxy layout {layout!r}: one of {', '.join(PROXY_LAYOUTS)}")
+    cert, key = guide_cert_paths(server_name)
+    q = shlex.quote
+    return [
+        (f"set -eu; install -d -m 0755 {q(os.path.dirname(cert))}; cat > {q(cert)}", public_cert),
+        (f"set -eu; umask 077; cat > {q(key)}", public_key),
+        (f"set -eu; cat > {q(GUIDE_SITE)}; chmod 0644 {q(GUIDE_SITE)}", render_guide_site(node_addresses, server_name)),
+        (
+            f"set -eu; ln -sfn {q(GUIDE_SITE)} /etc/nginx/sites-enabled/mattermost; "
+            "nginx -t 2>&1; systemctl reload nginx",
+            "",
+        ),
+    ]
+
+
 def render_host_env(host: HostSpec, passwords: dict[str, str]) -> str:
     """/etc/mmtls-lab/host.env: sourced by seed.sh and ready.sh."""
     values = {"NAME": host.name, "ROLE": host.role, "ADDRESS": host.address, "SUBNET": SUBNET, "GATEWAY": GATEWAY}
