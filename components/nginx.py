@@ -1,10 +1,12 @@
 """NginxProxy: the NGINX reverse proxy in front of the nodes, switched to verified TLS upstream
 without a moment in which the site stops answering.
 
-Owns the Mattermost site file (upstream of every node, browser TLS on 443, `proxy_pass
-https://backend` with `proxy_ssl_verify on` against the stack CA for the upstream name), the
-public certificate and key (issued by the stack CA, or the provided ones), and the CA file NGINX
-verifies the nodes with. Changes are validated with `nginx -t` before the reload and checked end
+Owns the Mattermost site file: the admin's live site, found by a read-only capture of what NGINX
+loads (`<name>-live-site`, `nginx -T`, once) and changed only on the hop to the nodes
+(components/nginx_live.py: upstream servers, `proxy_pass https://` with `proxy_ssl_verify on`
+against the stack CA for the upstream name); with no live site, the program's own site
+(nginx_render). Also the CA file NGINX verifies the nodes with, and, unless proxy.tls.source is
+'keep', the public certificate and key (issued by the stack CA, or the provided ones). Changes are validated with `nginx -t` before the reload and checked end
 to end after it; a failure puts the previous site and certificates back, so the site keeps
 answering. Delete restores the original site and files, then `nginx -t && systemctl reload`.
 
