@@ -343,27 +343,31 @@ def test_capture_script_fails_with_nginx_s_own_error(tmp_path: Path) -> None:
     assert r.returncode == 1 and 'unknown directive "x"' in r.stderr and "does not load" in r.stderr
 
 
-def _guide_transition(nodes: list[int], cache_root: Path):  # type: ignore[no-untyped-def]
+def _transition_of(kind: str, nodes: list[int], cache_root: Path):  # type: ignore[no-untyped-def]
     def render(paths, d: Path) -> str:  # type: ignore[no-untyped-def]
         backends = [Backend(f"127.0.0.{i + 1}", 8065) for i in nodes]
-        text = _seed.render_guide_site([b.address for b in backends], SERVER)
-        text = _runnable(text, cache_root, paths.cert, paths.key)
+        addresses = [b.address for b in backends]
+        if kind == "guide":
+            text = _runnable(_seed.render_guide_site(addresses, SERVER), cache_root, paths.cert, paths.key)
+        else:  # the lab's plain reference site: browsers move to 443 as well
+            text = _seed.render_nginx_site(addresses)
         site = live.find_site(capture({ENABLED: (AVAILABLE, text)}), backends)
         assert site is not None
-        return live.render_site(
-            site, live.Hop(backends, UPSTREAM, paths.ca, None, paths.cert, paths.key), stage="transition"
-        )
+        h = live.Hop(backends, UPSTREAM, paths.ca, None, paths.cert, paths.key)
+        return live.render_site(site, h, stage="transition")
 
     return render
 
 
 @_apply(real_nginx)
-def test_guide_site_transition_never_fails_a_request_while_nodes_switch(tmp_path: Path, world_dir: Path) -> None:
+@pytest.mark.parametrize("kind", ["guide", "plain"])
+def test_transitional_site_never_fails_a_request_while_nodes_switch(tmp_path: Path, world_dir: Path, kind: str) -> None:
+    """As test_nginx_transition's rollout, with nginx_live's transitional version of a real site."""
     steps: list[list[object]] = [["start", 1, "plain"], ["start", 2, "plain"], ["start", 3, "plain"], ["nginx"]]
     steps += [PING, PING, PING]
     for i in (1, 2, 3):
         steps += [["stop", i], PING, PING, ["start", i, "tls"], PING, PING]
-    out = run_nodes(tmp_path, [1, 2, 3], steps, site=_guide_transition([1, 2, 3], world_dir))
+    out = run_nodes(tmp_path, [1, 2, 3], steps, site=_transition_of(kind, [1, 2, 3], world_dir))
     assert [o["status"] for o in out] == [200] * len(out), out
     plain = [sum(v for k, v in o["served"].items() if k.endswith("-plain")) for o in out]
     assert plain[:5] == [1, 2, 3, 4, 5], "all plain: the fallback serves"

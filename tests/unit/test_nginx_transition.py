@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 from components.nginx_render import (
+    HEADER,
+    TRANSITION_HEADER,
     Backend,
     ProxyPaths,
     proxy_paths,
@@ -365,6 +367,10 @@ UNVERIFIED = ORIGINAL.replace("proxy_pass http://backend;", "proxy_pass https://
         (UNVERIFIED, False),  # nodes already speak TLS; the site keeps working while certs change
         ("# proxy_pass http://backend;\nserver {}\n", False),
         (None, False),
+        # the admin's site as nginx_live changed it: the final one is left alone even with another
+        # location proxying elsewhere over http://, the transitional one is installed again
+        (HEADER + ORIGINAL.replace("http://backend", "https://backend") + "proxy_pass http://127.0.0.1:9000;\n", False),
+        (TRANSITION_HEADER + "server {}\n", True),
     ],
 )
 def test_guard_acts_only_on_a_site_that_proxies_over_plain_http(tmp_path: Path, live: str | None, acts: bool) -> None:
