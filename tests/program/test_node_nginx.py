@@ -485,10 +485,3 @@ def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> 
     assert final.count("proxy_ssl_verify on;") == 2 and "proxy_pass http://" not in final
     assert "proxy_pass http://backend_mmtls_plain;" in transitional
 
-
-def test_a_site_file_that_is_not_the_live_one_stops_the_program_naming_both_paths() -> None:
-    from lab import _seed
-
-    capture = _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
-    with pytest.raises(Exception, match="set proxy.siteFile to /etc/nginx/sites-available/mattermost"):
-        run_program(make_cfg(["mm1", "mm2"]), stdout={"proxy-live-site": capture})
