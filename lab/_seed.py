@@ -111,8 +111,9 @@ def render_nginx_site(node_addresses: list[str]) -> str:
 
 # "Before" layouts of the proxy besides the default plain site staged at first boot: each is a
 # real admin's site the program must change only where the proxy hop needs it (issue 10).
-PROXY_LAYOUTS = ("guide",)
+PROXY_LAYOUTS = ("guide", "confd")
 GUIDE_SITE = "/etc/nginx/sites-available/mattermost"
+CONFD_SITE = "/etc/nginx/conf.d/mattermost.conf"
 
 
 def guide_cert_paths(server_name: str) -> tuple[str, str]:
@@ -141,16 +142,22 @@ def proxy_layout_steps(
         raise ValueError(f"unknown proxy layout {layout!r}: one of {', '.join(PROXY_LAYOUTS)}")
     cert, key = guide_cert_paths(server_name)
     q = shlex.quote
-    return [
+    site = render_guide_site(node_addresses, server_name)
+    steps = [
         (f"set -eu; install -d -m 0755 {q(os.path.dirname(cert))}; cat > {q(cert)}", public_cert),
         (f"set -eu; umask 077; cat > {q(key)}", public_key),
-        (f"set -eu; cat > {q(GUIDE_SITE)}; chmod 0644 {q(GUIDE_SITE)}", render_guide_site(node_addresses, server_name)),
-        (
-            f"set -eu; ln -sfn {q(GUIDE_SITE)} /etc/nginx/sites-enabled/mattermost; "
-            "nginx -t 2>&1; systemctl reload nginx",
-            "",
-        ),
     ]
+    if layout == "guide":  # sites-available + sites-enabled link (the first-boot site, replaced)
+        steps += [
+            (f"set -eu; cat > {q(GUIDE_SITE)}; chmod 0644 {q(GUIDE_SITE)}", site),
+            (f"set -eu; ln -sfn {q(GUIDE_SITE)} /etc/nginx/sites-enabled/mattermost", ""),
+        ]
+    else:  # conf.d: the same site, and no sites-available/sites-enabled Mattermost site at all
+        steps += [
+            (f"set -eu; cat > {q(CONFD_SITE)}; chmod 0644 {q(CONFD_SITE)}", site),
+            (f"set -eu; rm -f /etc/nginx/sites-enabled/mattermost {q(GUIDE_SITE)}", ""),
+        ]
+    return [*steps, ("set -eu; nginx -t 2>&1; systemctl reload nginx", "")]
 
 
 def render_host_env(host: HostSpec, passwords: dict[str, str]) -> str:
