@@ -160,6 +160,48 @@ def proxy_layout_steps(
     return [*steps, ("set -eu; nginx -t 2>&1; systemctl reload nginx", "")]
 
 
+MANUAL_TLS_DIR = "/etc/mattermost-manual-tls"
+MANUAL_TLS_EDIT = r"""
+import json, sys
+path, cert, key = sys.argv[1:4]
+with open(path) as f:
+    cfg = json.load(f)
+cfg["ServiceSettings"].update(ConnectionSecurity="TLS", TLSCertFile=cert, TLSKeyFile=key)
+with open(path, "w") as f:
+    f.write(json.dumps(cfg, indent=4) + "\n")
+"""
+
+
+def manual_tls_node_steps(cert_pem: str, key_pem: str) -> list[tuple[str, str]]:
+    """(command, stdin) pairs that give a node the manual guide's TLS: config.json names a
+    certificate of the admin's own (NGINX trusts it without verifying), then a restart."""
+    q = shlex.quote
+    cert, key = f"{MANUAL_TLS_DIR}/node.crt", f"{MANUAL_TLS_DIR}/node.key"
+    conf = "/opt/mattermost/config/config.json"
+    return [
+        (f"set -eu; install -d -m 0750 -g mattermost {MANUAL_TLS_DIR}; cat > {q(cert)}; chmod 0644 {q(cert)}", cert_pem),
+        (f"set -eu; cat > {q(key)}; chown root:mattermost {q(key)}; chmod 0640 {q(key)}", key_pem),
+        (f"set -eu; python3 - {q(conf)} {q(cert)} {q(key)}", MANUAL_TLS_EDIT),
+        (
+            "set -eu; systemctl restart mattermost; i=0; until curl -fsSk -o /dev/null --max-time 3 "
+            "https://127.0.0.1:8065/api/v4/system/ping; do i=$((i+1)); [ $i -lt 60 ] || exit 1; sleep 0.5; done",
+            "",
+        ),
+    ]
+
+
+def https_unverified_proxy_steps() -> list[tuple[str, str]]:
+    """The manual guide's proxy: the first-boot site with only proxy_pass switched to https://."""
+    site = shlex.quote(GUIDE_SITE)
+    return [
+        (
+            f"set -eu; sed -i 's#proxy_pass http://backend;#proxy_pass https://backend;#' {site}; "
+            "nginx -t 2>&1; systemctl reload nginx",
+            "",
+        )
+    ]
+
+
 def render_host_env(host: HostSpec, passwords: dict[str, str]) -> str:
     """/etc/mmtls-lab/host.env: sourced by seed.sh and ready.sh."""
     values = {"NAME": host.name, "ROLE": host.role, "ADDRESS": host.address, "SUBNET": SUBNET, "GATEWAY": GATEWAY}
