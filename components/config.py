@@ -301,8 +301,10 @@ class Node(Model):
 class ProxyTls(Model):
     """The public certificate NGINX presents to browsers."""
 
-    source: Literal["ca", "provided"] = "ca"
-    """'ca': issued by the stack CA (lab, internal); 'provided': certificate in `cert` and key in secret `proxyTlsKey`."""
+    source: Literal["keep", "ca", "provided"] | None = None
+    """'keep': the live site's own certificate (e.g. Let's Encrypt) stays; 'ca': issued by the stack CA (lab,
+    internal); 'provided': certificate in `cert` and key in secret `proxyTlsKey`. Unset: 'keep' when the live
+    site already serves HTTPS, else 'ca' (components/nginx_live.py)."""
     cert: PemCert | None = None
 
 

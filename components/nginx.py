@@ -1,10 +1,12 @@
 """NginxProxy: the NGINX reverse proxy in front of the nodes, switched to verified TLS upstream
 without a moment in which the site stops answering.
 
-Owns the Mattermost site file (upstream of every node, browser TLS on 443, `proxy_pass
-https://backend` with `proxy_ssl_verify on` against the stack CA for the upstream name), the
-public certificate and key (issued by the stack CA, or the provided ones), and the CA file NGINX
-verifies the nodes with. Changes are validated with `nginx -t` before the reload and checked end
+Owns the Mattermost site file: the admin's live site, found by a read-only capture of what NGINX
+loads (`<name>-live-site`, `nginx -T`, once) and changed only on the hop to the nodes
+(components/nginx_live.py: upstream servers, `proxy_pass https://` with `proxy_ssl_verify on`
+against the stack CA for the upstream name); with no live site, the program's own site
+(nginx_render). Also the CA file NGINX verifies the nodes with, and, unless proxy.tls.source is
+'keep', the public certificate and key (issued by the stack CA, or the provided ones). Changes are validated with `nginx -t` before the reload and checked end
 to end after it; a failure puts the previous site and certificates back, so the site keeps
 answering. Delete restores the original site and files, then `nginx -t && systemctl reload`.
 
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components import nginx_render
+from components import nginx_live, nginx_render
 from components.config import StackConfig
 from components.connection import connection_for
 from components.node import MattermostNode
@@ -86,40 +88,66 @@ class NginxProxy(pulumi.ComponentResource):
         self.site_file = proxy.site_file
         self.upstream_name = cfg.mattermost.upstream_name
 
-        if proxy.tls.source == "ca":
+        if proxy.tls.source in ("ca", None):
             issued = args.pki.issue_server_cert(
                 f"{name}-public", split_sans([proxy.server_name, proxy.address]), parent=self
             )
             public_cert: pulumi.Input[str] = issued.cert_pem
             public_key: pulumi.Input[str] = issued.key_pem
-        else:
+        elif proxy.tls.source == "provided":
             if proxy.tls.cert is None or cfg.proxy_tls_key is None:  # refused by the schema
                 raise ValueError("proxy.tls.source 'provided' needs proxy.tls.cert and proxyTlsKey")
             # config strips surrounding whitespace; a PEM file ends with a newline
             public_cert = _pem_file(proxy.tls.cert)
             public_key = pulumi.Output.secret(_pem_file(cfg.proxy_tls_key.get_secret_value()))
         self._tls_files = [
-            ManagedFile(FileSpec(paths.cert, "0644"), public_cert),
-            # the master process reads it as root before dropping privileges
-            ManagedFile(FileSpec(paths.key, "0600"), public_key),
             ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
         ]
+        if proxy.tls.source != "keep":
+            # unset: the stack CA's certificate is installed too, used only if the live site
+            # serves browsers over plain HTTP (known once the capture ran)
+            self._tls_files[:0] = [
+                ManagedFile(FileSpec(paths.cert, "0644"), public_cert),
+                # the master process reads it as root before dropping privileges
+                ManagedFile(FileSpec(paths.key, "0600"), public_key),
+            ]
         self._validate = nginx_render.render_validate_script()
         self._restore_activate = nginx_render.render_restore_activate_script(service=proxy.service)
+        self._hop = nginx_live.Hop(
+            backends=[nginx_render.Backend(n.address, cfg.mattermost.port) for n in cfg.nodes if n.address],
+            upstream_name=cfg.mattermost.upstream_name,
+            ca_file=paths.ca,
+            tls=proxy.tls.source,
+            cert_file=paths.cert,
+            key_file=paths.key,
+        )
+        # Read-only, once: what NGINX really loads, before anything changes (nginx_live says why
+        # the program keeps it). Its text never changes, so it never runs again: later renders
+        # start from the original, not from this program's own output.
+        self.live = run_script(
+            f"{name}-live-site",
+            connection=self._connection,
+            create=nginx_live.render_capture_script(),
+            secret=True,  # a config may hold credentials
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self._live_site = self.live.stdout.apply(lambda out: _find_site(out, proxy.site_file, self._hop.backends))
 
-        files = [
-            *self._tls_files,
-            ManagedFile(
-                FileSpec(proxy.site_file, "0644"),
-                nginx_render.render_transition_site(
-                    server_name=proxy.server_name,
-                    backends=[nginx_render.Backend(n.address, cfg.mattermost.port) for n in cfg.nodes if n.address],
-                    upstream_name=cfg.mattermost.upstream_name,
-                    keepalive=proxy.upstream_keepalive,
-                    paths=paths,
-                ),
-            ),
-        ]
+        transitional = self._live_site.apply(
+            lambda site: nginx_render.render_transition_site(
+                server_name=proxy.server_name,
+                backends=self._hop.backends,
+                upstream_name=cfg.mattermost.upstream_name,
+                keepalive=proxy.upstream_keepalive,
+                paths=paths,
+            )
+            if site is None
+            else nginx_live.render_site(site, self._hop, stage="transition")
+            if nginx_live.needs_transition(site)
+            # already TLS to the nodes: nothing to fall back to, and the guard skips it anyway
+            else site.text
+        )
+        files = [*self._tls_files, ManagedFile(FileSpec(proxy.site_file, "0644"), transitional)]
         owner = f"{name}-transition"
         specs = [f.spec for f in files]
         apply = nginx_render.render_transition_apply(
@@ -147,6 +175,8 @@ class NginxProxy(pulumi.ComponentResource):
         return nginx_render.render_reload_script(
             service=proxy.service,
             server_name=proxy.server_name,
+            # unset or 'keep': the browsers' certificate may be the admin's, from a CA this host
+            # need not trust; what the check proves is the hop to the nodes
             ca_file=self._paths.ca if proxy.tls.source == "ca" else None,
             **kw,
         )
@@ -159,12 +189,18 @@ class NginxProxy(pulumi.ComponentResource):
         if not nodes:
             raise ValueError("NginxProxy needs at least one node")
         proxy = self._cfg.proxy
-        site = nginx_render.render_nginx_site(
-            server_name=proxy.server_name,
-            backends=[nginx_render.Backend(n.address, n.port) for n in nodes],
-            upstream_name=self._cfg.mattermost.upstream_name,
-            keepalive=proxy.upstream_keepalive,
-            paths=self._paths,
+        backends = [nginx_render.Backend(n.address, n.port) for n in nodes]
+        hop = nginx_live.Hop(**{**self._hop.__dict__, "backends": backends})
+        site = self._live_site.apply(
+            lambda live: nginx_render.render_nginx_site(
+                server_name=proxy.server_name,
+                backends=backends,
+                upstream_name=self._cfg.mattermost.upstream_name,
+                keepalive=proxy.upstream_keepalive,
+                paths=self._paths,
+            )
+            if live is None
+            else nginx_live.render_site(live, hop, stage="final")
         )
         # One command: site and certificates are validated, reloaded and rolled back together.
         self._site = managed_files(
@@ -184,3 +220,11 @@ class NginxProxy(pulumi.ComponentResource):
 
 def _pem_file(text: str) -> str:
     return text.strip() + "\n"
+
+
+def _find_site(capture_stdout: str, site_file: str, backends: Sequence[nginx_render.Backend]) -> nginx_live.Site | None:
+    if not capture_stdout:
+        # not captured: a preview under mocks (the engine itself leaves it unknown until the
+        # capture ran, and the capture always prints its header)
+        return None
+    return nginx_live.find_site(nginx_live.parse_capture(capture_stdout, site_file=site_file), backends)

@@ -30,6 +30,16 @@ TRANSITION_TEMPLATE = Path(__file__).parent / "templates" / "nginx-site-transiti
 UPSTREAM = "backend"
 PING_PATH = "/api/v4/system/ping"
 ERROR_LOG = "/var/log/nginx/error.log"
+# the first lines nginx_live puts on the admin's site it changed (the guard below reads them)
+TRANSITION_MARK = "mattermost-transport-encryption: TRANSITIONAL site"
+HEADER = (
+    "# Changed by mattermost-transport-encryption: the hop to the Mattermost nodes is verified TLS.\n"
+    "# `pulumi up` renders this from the original; `pulumi destroy` puts the original back.\n"
+)
+TRANSITION_HEADER = (
+    f"# {TRANSITION_MARK}, live only while the nodes switch to TLS one at a time:\n"
+    "# verified TLS first, plain HTTP only when no node answers over TLS (see nginx_render).\n"
+)
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._/+-]+$")
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
@@ -161,10 +171,15 @@ def render_transition_guard(*, owner: str, site_file: str) -> str:
     the nodes over plain HTTP: only a migration from plain needs the fallback. A site that already
     proxies over TLS (ours, verified; or an original `https://` without verification, which keeps
     working while node certificates change) is left alone, so adding a node or renewing a
-    certificate later never brings the plain fallback back. No site file: nobody to keep serving."""
+    certificate later never brings the plain fallback back. No site file: nobody to keep serving.
+    The admin's site changed by nginx_live is recognised by its header lines: the final one is
+    left alone even if another of its locations proxies elsewhere over `http://`; the transitional
+    one (a rollout that stopped half-way) is installed again."""
     FileSpec(site_file)  # validates the path
+    final, transitional = HEADER.splitlines()[0], TRANSITION_HEADER.splitlines()[0]
     return f"""site={_q(site_file)}
-if ! [ -f "$site" ] || ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site"; then
+if ! [ -f "$site" ] || grep -qxF {_q(final)} "$site" || {{ ! grep -qxF {_q(transitional)} "$site" &&
+    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site"; }}; then
   printf '%s\\n' {_q(owner)}": $site does not proxy over plain HTTP; no transitional site needed"
   exit 0
 fi

