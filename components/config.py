@@ -778,9 +778,9 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
             kinds = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
             add(f"nodes[{i}].name", f"node {n.name}'s cluster setup", *(f"{n.name}-cluster-{k}" for k in kinds))
     add("proxy", "the proxy", "proxy")  # components/nginx.py
-    if cfg.proxy.tls.source == "ca":
+    if cfg.proxy.tls.source in ("ca", None):  # unset: decided on the live site, the CA cert is issued either way
         add("proxy", "the proxy", *server_cert("proxy-public"))
-    add("proxy", "the proxy", "proxy-transition", "proxy-site")
+    add("proxy", "the proxy", "proxy-live-site", "proxy-transition", "proxy-site")
     for i, n in enumerate(cfg.nodes):  # components/node.py
         add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-tls-files")
         add(f"nodes[{i}].name", f"node {n.name}'s preflight", f"{n.name}-preflight")  # components/node.py node_preflight
