@@ -41,7 +41,7 @@ from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, helper_for
 
 __all__ = [
     "HELPER_PATH", "LOCK_FILE", "MARKER", "STATE_DIR", "FileSpec", "ManagedFile", "encode_bundle",
-    "managed_block", "managed_files", "render_block_apply", "render_block_restore", "render_call",
+    "Manifest", "command_script", "managed_block", "managed_files", "read_manifest", "stdin_contents", "render_block_apply", "render_block_restore", "render_call",
     "render_files_apply", "render_files_restore", "run_script", "strict",
 ]
 MARKER = "mattermost-transport-encryption"
@@ -162,12 +162,12 @@ def render_files_manifest(
     if contents is not None and len(contents) != len(specs):
         raise ValueError(f"{owner}: {len(specs)} files but {len(contents)} contents")
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\n"]
-    out += [_file_line(s, None if contents is None else c) for s, c in zip(specs, contents or [None] * len(specs))]
+    out += [_file_line(s, None if contents is None else c) for s, c in zip(specs, contents or [None] * len(specs), strict=True)]
     out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
     if contents is None:
         out.append("contents base64\n")
     else:
-        out += [_section(f"content-{i}", c, f"(content of {s.path})") for i, (s, c) in enumerate(zip(specs, contents))]
+        out += [_section(f"content-{i}", c, f"(content of {s.path})") for i, (s, c) in enumerate(zip(specs, contents, strict=True))]
     return "".join(out)
 
 
@@ -208,6 +208,85 @@ def render_run_manifest(
     if input is not None:
         out.append(_section("input", input, "(the script's stdin)"))
     return "".join(out)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A helper input read back (tests, and the replay's preview): entries, sections, contents."""
+
+    owner: str
+    entries: list[str]
+    sections: dict[str, str]
+
+    @property
+    def contents(self) -> list[str]:
+        return [self.sections[f"content-{i}"] for i in range(len(self.entries))]
+
+
+def read_manifest(text: str) -> Manifest:
+    """Parse what render_*_manifest wrote (the same grammar the helper's awk reads)."""
+    lines = text.split("\n")
+    if not lines or lines[0] != MANIFEST_MAGIC:
+        raise ValueError("not a helper input for interface 1")
+    owner, entries, sections = "", [], {}
+    name, size, body = "", 0, []  # type: ignore[var-annotated]
+
+    def close() -> None:
+        if name:
+            data = "".join(line + "\n" for line in body)
+            sections[name] = data[:size] if len(data.encode()) == size + 1 else data
+
+    for line in lines[1:]:
+        if line.startswith("| ") or line == "|":
+            body.append(line[2:])
+            continue
+        close()
+        name, body = "", []
+        if line.startswith("owner "):
+            owner = line[6:]
+        elif line.startswith(("file ", "block ")):
+            entries.append(line)
+        elif line.startswith("section "):
+            _, name, n, *_ = line.split(" ", 3)
+            size = int(n)
+        elif line in ("", "contents base64"):
+            continue
+        else:
+            raise ValueError(f"unexpected manifest line: {line[:80]!r}")
+    close()
+    return Manifest(owner, entries, sections)
+
+
+def stdin_contents(stdin: str) -> list[str]:
+    """What a command carries on stdin: the files' (or block's) contents in order, or for a
+    run_script its input's base64 lines decoded (the framing `encode_bundle` writes)."""
+    m = read_manifest(stdin)
+    if m.entries:
+        return m.contents
+    return [base64.b64decode(line).decode() for line in m.sections.get("input", "").splitlines()]
+
+
+_READS = {
+    "files-apply": ("validate", "activate"),
+    "block-apply": ("validate", "activate"),
+    "files-restore": ("restore-activate",),
+    "block-restore": ("restore-activate",),
+    "run-create": ("create",),
+    "run-update": ("update", "create"),
+    "run-delete": ("delete",),
+}
+
+
+def command_script(command: str, stdin: str) -> str:
+    """What a helper call runs, as text: the call, the manifest's entry lines and the scripts
+    this operation runs (not file contents nor a script's input). For reading a plan."""
+    m = read_manifest(stdin)
+    op = next((o for o in _READS if f" {o} " in command), "")
+    names = _READS.get(op, ())
+    scripts = [m.sections[n] for n in names if n in m.sections][:1] if op == "run-update" else [
+        m.sections[n] for n in names if n in m.sections
+    ]
+    return "\n".join([command, *m.entries, *scripts])
 
 
 def _helper_opts(state_dir: str) -> str:

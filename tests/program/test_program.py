@@ -148,7 +148,9 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: E
     assert {r.urn for r in base.resources} < {r.urn for r in more.resources}
     changed = {s.name: s.op for s in more.steps if s.op != "same"}
     created = {n for n, op in changed.items() if op == "create"}
-    assert created == {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"}, changed
+    assert created == {
+        "mm4", "host-helper-10.10.250.170", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"
+    }, changed
     # both proxy sites list the nodes; on the host the transition finds the site on TLS and skips
     assert {n for n, op in changed.items() if op != "create"} == {"proxy-site", "proxy-transition"}, changed
 
