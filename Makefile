@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV  := venv
 PY    := $(VENV)/bin/python
 STACK ?= lab
-APT_PACKAGES := debootstrap systemd-container iproute2 iptables openssh-client curl openssl tcpdump ruby nginx-light systemd
+APT_PACKAGES := debootstrap systemd-container iproute2 iptables openssh-client curl openssl tcpdump ruby nginx-light systemd shellcheck
 
 .PHONY: lab test setup deps lab-up lab-down destroy preview audit bench lint
 

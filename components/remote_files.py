@@ -487,7 +487,8 @@ def run_script(
         lambda data: render_run_manifest(
             name,
             create=strict(create),
-            update=strict(update) if update is not None else None,
+            # the helper runs `create` when there is no update script
+            update=strict(update) if update is not None and update != create else None,
             delete=strict(delete) if delete is not None else None,
             input=data if stdin is not None else None,
         )

@@ -36,7 +36,8 @@ BRIDGE = "mmtls-br0"
 # everything the program may touch on a host (and a good deal it must not)
 SNAPSHOT = r"""
 cd /
-find etc opt usr/local/share/ca-certificates var/lib/mattermost-transport-encryption -xdev \
+find etc opt usr/local/share/ca-certificates var/lib/mattermost-transport-encryption \
+  usr/local/lib/mattermost-transport-encryption run/lock/mattermost-transport-encryption.lock -xdev \
   \( -type f -o -type l \) 2>/dev/null \
   | grep -v -e '^opt/mattermost/logs/' -e '^opt/mattermost/data/' -e '^etc/ld.so.cache$' \
   | LC_ALL=C sort | while IFS= read -r f; do

@@ -27,11 +27,11 @@ MM4_HOST_KEY = (
 )
 
 
-
 def runs(res: Any, field: str) -> str:
     """Command `field` with the scripts it runs from the helper manifest on its stdin."""
     stdin = res.inputs["stdin"]
     return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
+
 
 def cluster_config(lab: dict[str, Any], *, four: bool = False, **cluster: Any) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = [{"name": n} for n in NODES]

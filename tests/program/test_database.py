@@ -33,11 +33,11 @@ ADMIN_PW = "admin'pw\"#x"
 CA_FILE = "/etc/mattermost-tls/ca.crt"
 
 
-
 def runs(res: Any, field: str) -> str:
     """Command `field` with the scripts it runs from the helper manifest on its stdin."""
     stdin = res.inputs["stdin"]
     return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
+
 
 def _host_key() -> str:
     pub = ed25519.Ed25519PrivateKey.generate().public_key()

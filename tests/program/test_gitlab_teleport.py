@@ -89,11 +89,11 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
-
 def runs(res: Any, field: str) -> str:
     """Command `field` with the scripts it runs from the helper manifest on its stdin."""
     stdin = res.inputs["stdin"]
     return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
+
 
 def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG

@@ -37,11 +37,11 @@ PROVIDED_KEY_MARKER = "PROVIDED-KEY-MATERIAL"
 # ---------------------------------------------------------------- config
 
 
-
 def runs(res: Any, field: str) -> str:
     """Command `field` with the scripts it runs from the helper manifest on its stdin."""
     stdin = res.inputs["stdin"]
     return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
+
 
 def _host_key() -> str:
     pub = ed25519.Ed25519PrivateKey.generate().public_key()
@@ -335,7 +335,7 @@ def test_transitional_site_is_guarded_secret_and_restores_like_the_final_one(two
     assert cmd.inputs["update"].replace("run-update", "run-create") == cmd.inputs["create"]
     assert "PRIVATE KEY" not in create and base64.b64encode(key.encode()).decode()[:40] not in create
     # the guard comes before anything is installed
-    assert create.index("proxy_pass[[:space:]]+http://") < create.index("mtm_keep_original")
+    assert create.index("proxy_pass[[:space:]]+http://") < create.index("helper-v1 files-apply proxy-transition")
     assert "owner proxy-transition" in create and "nginx -t" in create
     assert "answers through the transitional site" in create
     assert "nginx -t && systemctl reload nginx" in runs(cmd, "delete")
