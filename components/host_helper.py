@@ -50,6 +50,18 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
+def needs_sudo(connection: remote.ConnectionArgs) -> bool:
+    """True when the SSH user is not root: every command then runs through `sudo -n`."""
+    user = connection.user if connection.user is not None else "root"
+    if not isinstance(user, str):
+        raise TypeError("the SSH user must be a plain string to decide whether commands need sudo")
+    return user != "root"
+
+
+def _as_root(script: str, sudo: bool) -> str:
+    return f"sudo -n /bin/sh -c {_q(script)}" if sudo else script
+
+
 def render_install(helper: str = HELPER_PATH) -> str:
     """Command text: the helper arrives on stdin and replaces the installed one atomically."""
     d = helper.rsplit("/", 1)[0]
@@ -105,9 +117,9 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
         helpers[key] = remote.Command(
             name,
             connection=connection,
-            create=render_install(),
-            update=render_install(),
-            delete=render_uninstall(),
+            create=_as_root(render_install(), needs_sudo(connection)),
+            update=_as_root(render_install(), needs_sudo(connection)),
+            delete=_as_root(render_uninstall(), needs_sudo(connection)),
             # the helper's text itself, readable in a preview's diff; its hash names the version
             stdin=source,
             triggers=None,

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, helper_for, helper_source
+from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, helper_for, helper_source, needs_sudo
 
 __all__ = [
     "HELPER_PATH", "LOCK_FILE", "MARKER", "STATE_DIR", "FileSpec", "ManagedFile", "encode_bundle",
@@ -294,9 +294,13 @@ def _helper_opts(state_dir: str) -> str:
     return "" if state_dir == STATE_DIR else f" --state {_q(state_dir)} --lock {_q(state_dir + '.lock')}"
 
 
-def render_call(op: str, owner: str, *, helper: str = HELPER_PATH, state_dir: str = STATE_DIR) -> str:
-    """The command text: one short call of the installed helper (its input comes on stdin)."""
-    return f"/bin/sh {_q(helper)}{_helper_opts(state_dir)} {op} {_q(owner)}"
+def render_call(
+    op: str, owner: str, *, helper: str = HELPER_PATH, state_dir: str = STATE_DIR, sudo: bool = False
+) -> str:
+    """The command text: one short call of the installed helper (its input comes on stdin);
+    `sudo`: the SSH user is not root and has passwordless sudo (`-n`: never wait for a password)."""
+    return f"{'sudo -n ' if sudo else ''}/bin/sh {_q(helper)}{_helper_opts(state_dir)} {op} {_q(owner)}"
+
 
 
 def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: str | None) -> str:
@@ -417,9 +421,9 @@ def managed_files(
     return remote.Command(
         name,
         connection=connection,
-        create=render_call("files-apply", name),
-        update=render_call("files-apply", name),
-        delete=render_call("files-restore", name),
+        create=render_call("files-apply", name, sudo=needs_sudo(connection)),
+        update=render_call("files-apply", name, sudo=needs_sudo(connection)),
+        delete=render_call("files-restore", name, sudo=needs_sudo(connection)),
         stdin=_stdin(manifest, secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
@@ -452,9 +456,9 @@ def managed_block(
     return remote.Command(
         name,
         connection=connection,
-        create=render_call("block-apply", name),
-        update=render_call("block-apply", name),
-        delete=render_call("block-restore", name),
+        create=render_call("block-apply", name, sudo=needs_sudo(connection)),
+        update=render_call("block-apply", name, sudo=needs_sudo(connection)),
+        delete=render_call("block-restore", name, sudo=needs_sudo(connection)),
         stdin=_stdin(manifest, secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
@@ -496,9 +500,9 @@ def run_script(
     return remote.Command(
         name,
         connection=connection,
-        create=render_call("run-create", name),
-        update=render_call("run-update", name),
-        delete=render_call("run-delete", name) if delete is not None else None,
+        create=render_call("run-create", name, sudo=needs_sudo(connection)),
+        update=render_call("run-update", name, sudo=needs_sudo(connection)),
+        delete=render_call("run-delete", name, sudo=needs_sudo(connection)) if delete is not None else None,
         stdin=_stdin(manifest, secret),
         triggers=list(triggers) if triggers is not None else None,
         logging=_logging(secret),

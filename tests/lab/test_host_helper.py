@@ -56,7 +56,7 @@ for i in range(host["owners"]):
 '''
 
 
-def _race_project(tmp: Path, lab: Lab, host: str) -> Path:
+def _race_project(tmp: Path, lab: Lab, host: str, user: str | None = None) -> Path:
     inv = lab.inventory()
     h = inv["hosts"][host]
     project = tmp / "race"
@@ -69,7 +69,7 @@ def _race_project(tmp: Path, lab: Lab, host: str) -> Path:
             {
                 "address": h["address"],
                 "port": h.get("port", 22),
-                "user": inv.get("sshUser", "root"),
+                "user": user or inv.get("sshUser", "root"),
                 "hostKey": h["hostKey"],
                 "key": Path(inv["sshPrivateKeyFile"]).read_text(),
                 "owners": OWNERS,
@@ -96,6 +96,36 @@ def test_concurrent_commands_on_one_host_neither_race_nor_leave_anything(lab: La
         assert diff(before, snapshot(lab, "mm1")) == [], "destroy leaves nothing (helper, lock, state)"
         gone = "test ! -e /usr/local/lib/mattermost-transport-encryption && test ! -e /run/lock/mattermost-transport-encryption.lock"
         assert lab.ssh("mm1", gone).returncode == 0
+
+
+SUDO_USER = "mmdeploy"
+ADD_USER = f"""set -eu
+useradd -m -s /bin/sh {SUDO_USER}
+install -d -m 0700 -o {SUDO_USER} -g {SUDO_USER} /home/{SUDO_USER}/.ssh
+install -m 0600 -o {SUDO_USER} -g {SUDO_USER} /root/.ssh/authorized_keys /home/{SUDO_USER}/.ssh/authorized_keys
+echo '{SUDO_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{SUDO_USER}
+chmod 0440 /etc/sudoers.d/{SUDO_USER}
+"""
+DEL_USER = f"rm -f /etc/sudoers.d/{SUDO_USER}; userdel -r {SUDO_USER} 2>/dev/null || :"
+
+
+def test_a_non_root_user_with_passwordless_sudo_works_end_to_end(lab: Lab, tmp_path: Path) -> None:
+    """Issue 10: every command (the helper's install too) runs as `sudo -n` for a non-root user."""
+    r = lab.ssh("mm2", ADD_USER)
+    assert r.returncode == 0, r.stderr
+    try:
+        before = snapshot(lab, "mm2")
+        project = _race_project(tmp_path, lab, "mm2", user=SUDO_USER)
+        state = tmp_path / "sudo.json"
+        ev = replay.up(project, "race", state_path=state, parallel=4)
+        assert ev.ok, _failures(ev)
+        owner = lab.ssh("mm2", "stat -c %U.%a /etc/mmtls-race/d1/sub/f.conf /usr/local/lib/mattermost-transport-encryption/helper-v1")
+        assert owner.stdout.split() == ["root.644", "root.755"], owner.stdout
+        ev = replay.destroy(project, "race", state_path=state, parallel=4)
+        assert ev.ok, _failures(ev)
+        assert diff(before, snapshot(lab, "mm2")) == []
+    finally:
+        lab.ssh("mm2", DEL_USER)
 
 
 @pytest.fixture

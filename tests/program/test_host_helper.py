@@ -64,3 +64,16 @@ def test_the_nginx_transition_calls_the_installed_helper_not_a_copy(cluster: Eva
     m = read_manifest(t.inputs["stdin"])
     assert "mtm_keep_original" not in m.sections["create"] + m.sections.get("delete", "")
     assert "update" not in m.sections, "update is create: sent once"
+
+
+def test_a_non_root_ssh_user_runs_every_command_through_sudo(replay: Any, replay_lab_config: dict[str, Any]) -> None:
+    """README promises a user with passwordless sudo (issue 10): `sudo -n` never waits for a
+    password, it fails at once if sudo would ask."""
+    ev = replay(config={**replay_lab_config, "ssh": {"user": "deploy"}})
+    texts = [t for r in commands(ev) for k in ("create", "update", "delete") if isinstance(t := r.inputs.get(k), str)]
+    assert texts and all(t.startswith("sudo -n /bin/sh ") for t in texts), [t[:60] for t in texts if not t.startswith("sudo")][:3]
+
+
+def test_root_runs_the_helper_directly(cluster: Evaluation) -> None:
+    texts = [r.inputs["create"] for r in commands(cluster)]
+    assert not any("sudo" in t.split("\n", 1)[0] for t in texts)
