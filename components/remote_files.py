@@ -1,12 +1,19 @@
 """The one way this program changes anything on a host.
 
-Owns the shell that installs files and marked blocks over SSH, backs up every original once,
-rolls back on a failed validation or activation, and restores the originals on delete. Every
-component builds its remote commands through `managed_files`, `managed_block` or `run_script`,
-so the guarantees below hold everywhere:
+Owns the commands that install files and marked blocks over SSH, back up every original once,
+roll back on a failed validation or activation, and restore the originals on delete. The logic
+lives in one host helper (components/scripts/mmtls-helper.sh, installed once per host by
+components.host_helper, which every command here depends on); each command's text is a short
+call of it, and what it installs travels on stdin as a readable manifest (per file: path, mode,
+owner, size, SHA-256, then the content; the validate/activate/restore scripts), so no command
+text grows with the files and a preview's diff names every file and script. Every component
+builds its remote commands through `managed_files`, `managed_block` or `run_script`, so the
+guarantees below hold everywhere:
 
-- File content travels in `stdin` (one base64 line per file), never in command text, so secrets
-  stay out of the engine's logs, the command text and error messages.
+- File content travels in `stdin`, never in command text, so secrets stay out of the engine's
+  logs, the command text and error messages; a manifest holding a secret is secret as a whole.
+- The helper holds a per-host lock for its whole run: commands on one host never race on the
+  state directory or on the daemons their scripts restart.
 - The first change of a path keeps the original under STATE_DIR/backup; `delete` puts it back
   byte for byte (or removes a file that did not exist, and the directories created for it).
 - An owner ledger (STATE_DIR/owners) names the resource that installed each path. Under
@@ -22,7 +29,10 @@ so the guarantees below hold everywhere:
   gets its original back in the same change, so nothing it installed outlives it on the host
   (an old private key or an env file with the database password, say); delete sweeps the same way.
 
-The renderers are pure (plain values in, script text out) and tested by running the scripts.
+The renderers are pure (plain values in, text out) and tested by running the helper.
+`render_files_apply` and friends render self-contained scripts (the helper inline, the manifest
+in the script, contents as `encode_bundle` lines on stdin) for tests and for scripts that apply
+files themselves (the nginx transition, which points them at the installed helper).
 """
 
 from __future__ import annotations
