@@ -32,6 +32,9 @@
 # a per-host lock, so concurrent commands on one host never race on STATE or on the daemons
 # their hooks restart.
 set -eu
+# run-* scripts get the caller's umask back (they create accounts and directories); file
+# operations and their hooks run with 077 as they always did
+caller_umask=$(umask)
 umask 077
 LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -450,7 +453,7 @@ run_script() {
   [ -e "$script" ] || mtm_fail "$who: the input has no $1 script"
   if [ -e "$tmp/s.input" ]; then input="$tmp/s.input"; else input=/dev/null; fi
   # the script's exit status is the command's; the lock's descriptor stays with this process
-  sh -eu "$script" < "$input" 9>&-
+  (umask "$caller_umask" && exec sh -eu "$script" < "$input" 9>&-)
 }
 
 mtm_parse

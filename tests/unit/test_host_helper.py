@@ -270,3 +270,13 @@ def test_install_and_uninstall_keep_the_helper_while_state_remains(tmp_path: Pat
     assert r.returncode == 0 and not helper.exists() and not lock.exists() and not helper.parent.exists()
     # safe to run twice
     assert subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True).returncode == 0
+
+
+def test_run_scripts_keep_the_callers_umask(tree: Path) -> None:
+    """Before the helper, run_script texts ran with the login's umask (022): an account's home or
+    a unit file they create must not turn 0600 under the helper's own 077."""
+    m = render_run_manifest("job", create=f"umask > {tree / 'mask'}\n")
+    cmd = render_call("run-create", "job", helper=HELPER, state_dir=str(tree / "state"))
+    r = subprocess.run(["/bin/sh", "-c", f"umask 022; {cmd}"], input=m, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tree / "mask").read_text().strip() == "0022"
