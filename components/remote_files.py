@@ -55,6 +55,7 @@ __all__ = [
     "render_files_apply", "render_files_restore", "run_script", "strict",
 ]
 MARKER = "mattermost-transport-encryption"
+"""The word in a block's BEGIN/END lines (the helper writes `<comment> BEGIN <MARKER> <owner>`)."""
 
 _MODE = re.compile(r"^0?[0-7]{3}$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -92,11 +93,6 @@ class ManagedFile:
 
     spec: FileSpec
     content: pulumi.Input[str]
-
-
-def _key(path: str) -> str:
-    """Stable per-path name for backup and ledger entries."""
-    return hashlib.sha256(path.encode()).hexdigest()[:20]
 
 
 def encode_bundle(contents: Sequence[str]) -> str:
@@ -293,9 +289,9 @@ def command_script(command: str, stdin: str) -> str:
     m = read_manifest(stdin)
     op = next((o for o in _READS if f" {o} " in command), "")
     names = _READS.get(op, ())
-    scripts = [m.sections[n] for n in names if n in m.sections][:1] if op == "run-update" else [
-        m.sections[n] for n in names if n in m.sections
-    ]
+    scripts = [m.sections[n] for n in names if n in m.sections]
+    if op == "run-update":
+        scripts = scripts[:1]  # the update script, or create in its place
     return "\n".join([command, *m.entries, *scripts])
 
 
@@ -310,7 +306,6 @@ def render_call(
     """The command text: one short call of the installed helper (its input comes on stdin);
     `sudo`: the SSH user is not root and has passwordless sudo (`-n`: never wait for a password)."""
     return f"{'sudo -n ' if sudo else ''}/bin/sh {_q(helper)}{_helper_opts(state_dir)} {op} {_q(owner)}"
-
 
 
 def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: str | None) -> str:
