@@ -13,6 +13,19 @@ from components.node import MattermostNode, MattermostNodeArgs
 from components.pki import Pki, PkiArgs
 from components.teleport import TeleportPlugin, TeleportPluginArgs
 
+
+def _numbers_as_text(value: object) -> object:
+    """Integers (ports, slots) as decimal strings: Pulumi carries every output number as a
+    double, so a Python StackReference consumer would read 8074 as 8074.0."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_numbers_as_text(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 cfg = config.load()
 if cfg.cluster.enabled:
     # port plan errors (slot collisions, overflow) stop the preview before any resource exists
@@ -65,7 +78,7 @@ pulumi.export(
     },
 )
 if cluster:
-    pulumi.export("cluster", cluster.summary)
+    pulumi.export("cluster", cluster.summary.apply(_numbers_as_text))
 
 if cfg.gitlab.enabled:
     gitlab = GitlabMattermost(

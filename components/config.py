@@ -52,7 +52,8 @@ _ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _UNIT_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
 _DNS_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _SQL_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_VERSION_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})(?:\.(\d{1,4}))?$")
+# [0-9], not \d: Python's \d also matches other scripts' digits, which int() accepts
+_VERSION_RE = re.compile(r"^([0-9]{1,3})\.([0-9]{1,3})(?:\.([0-9]{1,4}))?$")
 _HOSTKEY_TYPES = (
     "ssh-ed25519",
     "ecdsa-sha2-nistp256",
@@ -71,10 +72,24 @@ def _name(v: str) -> str:
     return v
 
 
+# Room below Linux' PATH_MAX (4096) and NAME_MAX (255) for what the program appends: file names
+# inside configured directories and the `.mtm-new`/`.mtm-restore` siblings of every installed file.
+PATH_MAX_CHARS = 1024
+PATH_COMPONENT_MAX_CHARS = 200
+
+
 def _abs_path(v: str) -> str:
     if not _PATH_RE.match(v) or "/../" in v + "/" or "//" in v or v.endswith("/.."):
         raise ValueError(
             f"{v!r} is not an absolute, plain path: start with '/', use letters, digits and . _ / + - only, no '..'"
+        )
+    if len(v) > PATH_MAX_CHARS:
+        raise ValueError(f"the path is {len(v)} characters long; at most {PATH_MAX_CHARS} are allowed")
+    longest = max(v.split("/"), key=len)
+    if len(longest) > PATH_COMPONENT_MAX_CHARS:
+        raise ValueError(
+            f"the path component {longest[:40]!r}... is {len(longest)} characters long; at most "
+            f"{PATH_COMPONENT_MAX_CHARS} are allowed per component"
         )
     return v.rstrip("/") or "/"
 
@@ -145,6 +160,24 @@ def _host_key(v: str) -> str:
     return f"{parts[0]} {parts[1]}"
 
 
+def _host_port(v: str) -> str:
+    """`host:port` with an ASCII DNS name or IP (IPv6 in brackets) and a decimal port 1-65535."""
+    if not v.isascii():
+        raise ValueError(f"{v!r} has non-ASCII characters: use host:port with an ASCII DNS name or an IP address")
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or len(port) > 5 or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{v!r} is not host:port with a port 1-65535 (e.g. teleport.example.com:443)")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address in brackets") from None
+        return f"[{ipaddress.IPv6Address(host[1:-1])}]:{int(port)}"
+    if ":" in host:
+        raise ValueError(f"{v!r}: write an IPv6 address in brackets, e.g. [2001:db8::1]:3025")
+    return f"{_address(host)}:{int(port)}"
+
+
 def _pem(v: str) -> str:
     if "-----BEGIN CERTIFICATE-----" not in v:
         raise ValueError("expected a PEM certificate (-----BEGIN CERTIFICATE-----)")
@@ -168,6 +201,7 @@ SqlIdent = Annotated[str, AfterValidator(_sql_ident)]
 Version = Annotated[str, AfterValidator(_version)]
 HostKey = Annotated[str, AfterValidator(_host_key)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
 PemCert = Annotated[str, AfterValidator(_pem)]
 
 
@@ -236,9 +270,8 @@ class MattermostDefaults(Model):
     """Settings shared by every Mattermost node unless the node overrides them."""
 
     version: Version = "10.11.0"
-    install_dir: AbsPath = "/opt/mattermost"
-    service_user: Account = "mattermost"
     service_group: Account = "mattermost"
+    """Group that may read the node's TLS key (`0640 root:<group>`): the group Mattermost runs as."""
     unit: Unit = "mattermost"
     port: Port = 8065
     tls_dir: AbsPath = "/etc/mattermost-tls"
@@ -255,8 +288,6 @@ class Node(Model):
     address: Ip | None = None
     ssh: HostSsh = HostSsh()
     version: Version | None = None
-    install_dir: AbsPath | None = None
-    service_user: Account | None = None
     service_group: Account | None = None
     unit: Unit | None = None
     tunnel_slot: Annotated[int, Field(ge=0, le=999)] | None = None
@@ -517,7 +548,7 @@ class Teleport(Model):
     """Inventory host name (lab); part of resource names."""
     address: Address | None = None
     ssh: HostSsh = HostSsh()
-    auth_addr: Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]+:\d{1,5}$")] = "teleport.example.com:443"
+    auth_addr: HostPort = "teleport.example.com:443"
     """[teleport] addr: the Auth Service (:3025) or Proxy Service (:443/:3080) address."""
     identity_file: AbsPath = "/var/lib/teleport/plugins/mattermost/auth_id"
     """[teleport] identity: the plugin's identity file (refreshed by the plugin)."""
@@ -537,13 +568,6 @@ class Teleport(Model):
     rbac: bool = False
     """Also install the Teleport RBAC resources (roles and user) as YAML for `tctl create -f`."""
     rbac_dir: AbsPath = "/etc/teleport-mattermost/rbac"
-
-    @field_validator("auth_addr")
-    @classmethod
-    def _port_range(cls, v: str) -> str:
-        if not 1 <= int(v.rsplit(":", 1)[1]) <= 65535:
-            raise ValueError(f"{v!r}: the port must be 1-65535")
-        return v
 
     @field_validator("mattermost_url")
     @classmethod
@@ -619,6 +643,7 @@ class StackConfig(Model):
                 raise _at(f"nodes[{i}].address", "missing: every node needs its IP address")
             if n.ssh.host_key is None:
                 raise _at(f"nodes[{i}].ssh.hostKey", _HOSTKEY_MISSING)
+            _check_pin(f"nodes[{i}].ssh.hostKey", n.ssh, n.address, self.ssh.port)
             if self.version_of(n) >= (11, 0, 0) and self.database.engine == "mysql":
                 raise _at(
                     "database.engine",
@@ -631,18 +656,24 @@ class StackConfig(Model):
                 raise _at(f"{key}.address", "missing: the host's address is required")
             if section.ssh.host_key is None:
                 raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+            _check_pin(f"{key}.ssh.hostKey", section.ssh, section.address, self.ssh.port)
         if self.proxy.address in {n.address for n in self.nodes}:
             raise _at("proxy.address", "the proxy must not be one of the nodes (they would share port 443/8065 roles)")
         if self.proxy.tls.source == "provided" and (self.proxy.tls.cert is None or self.proxy_tls_key is None):
-            raise _at("proxy.tls", "source 'provided' needs proxy.tls.cert and the secret key proxyTlsKey")
+            raise _at(
+                "proxy.tls",
+                "source 'provided' needs proxy.tls.cert and the secret key proxyTlsKey "
+                f"(`{SECRET_SET_COMMANDS['proxyTlsKey']}`)",
+            )
         if self.database.admin_user and self.db_admin_password is None:
-            raise _at("dbAdminPassword", "database.adminUser is set: set its password with `pulumi config set --secret dbAdminPassword`")
+            raise _at("dbAdminPassword", f"database.adminUser is set: set its password with `{SECRET_SET_COMMANDS['dbAdminPassword']}`")
         for key, section in (("gitlab", self.gitlab), ("teleport", self.teleport)):
             if section.enabled:
                 if section.address is None:
                     raise _at(f"{key}.address", "missing: the host's address is required")
                 if section.ssh.host_key is None:
                     raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+                _check_pin(f"{key}.ssh.hostKey", section.ssh, section.address, self.ssh.port)
         from components.database_render import check_password  # pure; imported late to keep config first
 
         for key, secret in (("dbPassword", self.db_password), ("dbAdminPassword", self.db_admin_password)):
@@ -652,7 +683,7 @@ class StackConfig(Model):
                 except ValueError as e:
                     raise _at(key, str(e).split(": ", 1)[-1]) from None
         if self.teleport.enabled and self.teleport_token is None:
-            raise _at("teleportToken", "set the Mattermost bot token with `pulumi config set --secret teleportToken`")
+            raise _at("teleportToken", f"missing: set the Mattermost bot token with `{SECRET_SET_COMMANDS['teleportToken']}`")
         if self.teleport.enabled:
             token = self.teleport_token.get_secret_value() if self.teleport_token else ""
             # the plugin reads a token starting with "/" as a file path; never echo the value
@@ -666,9 +697,14 @@ class StackConfig(Model):
             )
         if self.gitlab.enabled and self.gitlab.tls_source == "provided":
             if self.gitlab.tls_cert is None or self.gitlab_tls_key is None:
-                raise _at("gitlab.tlsSource", "'provided' needs gitlab.tlsCert and the secret key gitlabTlsKey")
+                raise _at(
+                    "gitlab.tlsSource",
+                    "'provided' needs gitlab.tlsCert and the secret key gitlabTlsKey "
+                    f"(`{SECRET_SET_COMMANDS['gitlabTlsKey']}`)",
+                )
             if not self.gitlab.key_matches_cert(self.gitlab_tls_key.get_secret_value()):
                 raise _at("gitlabTlsKey", "is not an unencrypted PEM private key belonging to gitlab.tlsCert")
+        _check_resource_names(self)
         return self
 
     def node_setting(self, node: Node, field: str) -> Any:
@@ -684,6 +720,102 @@ _HOSTKEY_MISSING = (
     "missing: pin the host's SSH host key (e.g. the content of /etc/ssh/ssh_host_ed25519_key.pub); "
     "without it the provider would accept any host"
 )
+
+
+# ---------------------------------------------------------------- resource names
+
+
+def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
+    """Every Pulumi resource name the program registers for `cfg`, as (name, config key that puts
+    it there, what it is). Mirrors the name f-strings of __main__.py and components/*.py;
+    tests/program/test_resource_names.py compares it with the names the real program registers,
+    so a component that names a resource differently fails that test until this follows."""
+    names: list[tuple[str, str, str]] = []
+
+    def add(key: str, what: str, *resources: str) -> None:
+        names.extend((r, key, what) for r in resources)
+
+    def server_cert(prefix: str) -> tuple[str, ...]:  # Pki.issue_server_cert(name): key, csr, cert
+        return (f"{prefix}-key", f"{prefix}-csr", f"{prefix}-cert")
+
+    add("ca", "the stack CA", "pki", "pki-ca-key", "pki-ca-cert")  # components/pki.py
+    db = cfg.database  # components/database.py
+    add("database", "the database", "database", *server_cert("database-server"), "database-server-tls")
+    if db.engine == "postgres":
+        add("database", "the database", "database-pg-hba")
+    if cfg.db_password is None:
+        add("dbPassword", "the generated database password", "database-password")
+    add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")
+    add("database", "the database", "database-enforce-tls")
+    if db.engine == "mysql":
+        add("database.user", "the database user", f"database-enforce-tls-user-{db.user}")
+    if cfg.cluster.enabled:  # components/cluster.py
+        add("cluster", "the cluster mesh", "cluster")
+        for i, n in enumerate(cfg.nodes):
+            kinds = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "gossip-mode")
+            add(f"nodes[{i}].name", f"node {n.name}'s cluster setup", *(f"{n.name}-cluster-{k}" for k in kinds))
+            for p in cfg.nodes:
+                if p.name != n.name:
+                    add(f"nodes[{i}].name", f"the cluster tunnel {n.name} -> {p.name}", f"{n.name}-cluster-tunnel-{p.name}")
+    add("proxy", "the proxy", "proxy")  # components/nginx.py
+    if cfg.proxy.tls.source == "ca":
+        add("proxy", "the proxy", *server_cert("proxy-public"))
+    add("proxy", "the proxy", "proxy-transition", "proxy-site")
+    for i, n in enumerate(cfg.nodes):  # components/node.py
+        add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-tls-files")
+    gl = cfg.gitlab  # components/gitlab.py
+    if gl.enabled:
+        add("gitlab", "GitLab", "gitlab")
+        if gl.tls_source == "ca":
+            add("gitlab.host", "GitLab's certificate", *server_cert(f"{gl.host}-gitlab-mattermost"))
+        add("gitlab.host", "GitLab's files", f"{gl.host}-gitlab-tls-files", f"{gl.host}-gitlab-rb")
+    tp = cfg.teleport  # components/teleport.py
+    if tp.enabled:
+        add("teleport", "the Teleport plugin", "teleport")
+        add("teleport.host", "the Teleport plugin's files", f"{tp.host}-teleport-mattermost-files", f"{tp.host}-teleport-mattermost-enable")
+    return names
+
+
+def _check_resource_names(cfg: StackConfig) -> None:
+    """Two resources with one name would collide in the engine (and in the hosts' owner ledgers,
+    which record the resource name): refuse the config key that made the second one."""
+    seen: dict[str, tuple[str, str]] = {}
+    clashes: list[tuple[str, str, str, tuple[str, str]]] = []
+    for name, key, what in planned_resource_names(cfg):
+        if name in seen:
+            clashes.append((name, key, what, seen[name]))
+        else:
+            seen[name] = (key, what)
+    if not clashes:
+        return
+    # blame a node name over a fixed name: that is what the user chose
+    name, key, what, (other_key, other_what) = next((c for c in clashes if c[1].startswith("nodes[")), clashes[0])
+    if not key.startswith("nodes[") and other_key.startswith("nodes["):
+        key, what, other_key, other_what = other_key, other_what, key, what
+    raise _at(
+        key,
+        f"gives {what} the resource name {name!r}, which {other_what} also has ({other_key}); "
+        "resource names must be unique: choose another name",
+    )
+
+
+def _check_pin(key: str, ssh: HostSsh, address: str | None, default_port: int) -> None:
+    """Refuse a pin pulumi-command cannot use. With `hostKey` set, its SSH client offers only the
+    pinned key's own algorithm (pulumi-command provider/pkg/provider/remote/connection.go,
+    `SSHConfig`: HostKeyAlgorithms = [publicKey.Type()]); for an RSA key that is `ssh-rsa`
+    (SHA-1 signatures), which OpenSSH >= 8.8 no longer accepts, so every connection would fail."""
+    if ssh.host_key is None or not ssh.host_key.startswith("ssh-rsa "):
+        return
+    host = ssh.address or address or "HOST"
+    port = ssh.port or default_port
+    keyscan = f"ssh-keyscan -t ed25519{f' -p {port}' if port != 22 else ''} {host}"
+    raise _at(
+        key,
+        "is an RSA key: pulumi-command pins by offering only the pinned key's own algorithm, for RSA "
+        "'ssh-rsa' (SHA-1), which OpenSSH >= 8.8 refuses ('no common algorithm for host key'). Pin the "
+        "host's ed25519 key instead: run `cat /etc/ssh/ssh_host_ed25519_key.pub` on the host (or "
+        f"`{keyscan}`, compared with it) and use its first two fields",
+    )
 
 
 class _KeyedError(ValueError):
@@ -755,16 +887,109 @@ def _merge_inventory(raw: dict[str, Any], inventory: Mapping[str, Any]) -> dict[
     return raw
 
 
+# Keys that existed once and did nothing: a stack file still carrying one gets this instead of a guess.
+REMOVED_KEYS = {
+    ("mattermost", "installDir"): "the program never installs or reads Mattermost's own files, so it had no effect",
+    ("nodes", "installDir"): "the program never installs or reads Mattermost's own files, so it had no effect",
+    ("mattermost", "serviceUser"): "the node key is readable by the service group (serviceGroup), not by a user, so it had no effect",
+    ("nodes", "serviceUser"): "the node key is readable by the service group (serviceGroup), not by a user, so it had no effect",
+}
+
+# What to run when a secret the program needs is missing.
+SECRET_SET_COMMANDS = {
+    "sshPrivateKey": "pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519",
+    "dbPassword": "pulumi config set --secret dbPassword",
+    "dbAdminPassword": "pulumi config set --secret dbAdminPassword",
+    "proxyTlsKey": "pulumi config set --secret proxyTlsKey < mattermost.example.com.key",
+    "teleportToken": "pulumi config set --secret teleportToken",
+    "gitlabTlsKey": "pulumi config set --secret gitlabTlsKey < gitlab-mattermost.key",
+}
+
+
+def _key_of(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
+
+
+def _model_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's fields by the name a stack file uses (camelCase)."""
+    return {f.alias or to_camel(n): f.annotation for n, f in model.model_fields.items()}
+
+
+def _submodel(tp: Any) -> type[BaseModel] | None:
+    """The config section (a Model) inside an annotation such as `HostSsh`, `list[Node]`, `X | None`."""
+    import typing
+
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in typing.get_args(tp):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] | None = StackConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue  # a list item: _submodel already looked through the list
+        if model is None:
+            return None
+        model = _submodel(_model_fields(model).get(str(part)))
+    return model
+
+
+def _unknown_key_message(loc: tuple[Any, ...]) -> str:
+    name = str(loc[-1])
+    section = next((p for p in loc if isinstance(p, str)), "")
+    removed = REMOVED_KEYS.get((section, name)) if len(loc) in (2, 3) else None
+    if removed:
+        return f"removed: {removed}; delete it from the stack file (pulumi config rm --path '{_key_of(loc)}')"
+    model = _section_at(loc[:-1])
+    known = sorted(_model_fields(model)) if model else []
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) or [
+        k for k in known if k.lower() == name.lower()
+    ]
+    if close:
+        return f"unknown key (did you mean {_key_of((*loc[:-1], close[0]))!r}?)"
+    where = _key_of(loc[:-1])
+    return f"unknown key; {where} takes {', '.join(known)}" if known else "unknown key"
+
+
+def _not_text_message(value: Any, loc: tuple[Any, ...]) -> str | None:
+    """A YAML scalar that was meant as text but arrived as a number or boolean."""
+    leaf = str(loc[-1])
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+        return f"is a boolean (YAML reads an unquoted {text} as one), but this key takes text: quote it, {leaf}: \"{text}\""
+    if isinstance(value, (int, float)):
+        hint = ""
+        if isinstance(value, float):
+            hint = f" (YAML reads it as the number {value!r} and drops trailing zeros, so 10.10 becomes 10.1)"
+        example = '"10.11.3"' if leaf == "version" else f'"{value}"'
+        return f"is a number{hint}, but this key takes text: quote it, e.g. {leaf}: {example}"
+    return None
+
+
 def _format_errors(err: ValidationError) -> str:
     lines = []
-    for e in err.errors(include_url=False, include_input=False):
-        loc = e.get("loc", ())
+    # inputs are used to explain type errors, never printed: they may be secrets
+    for e in err.errors(include_url=False, include_input=True):
+        loc = tuple(e.get("loc", ()))
         ctx_err = (e.get("ctx") or {}).get("error")
+        msg = None
         if isinstance(ctx_err, _KeyedError):
             key, msg = ctx_err.key, str(ctx_err)
         else:
-            key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
-            msg = e["msg"].removeprefix("Value error, ")
+            key = _key_of(loc)
+            if e["type"] == "extra_forbidden" and loc:
+                msg = _unknown_key_message(loc)
+            elif e["type"] == "missing" and loc and str(loc[-1]) in SECRET_SET_COMMANDS and len(loc) == 1:
+                msg = f"missing: set it with `{SECRET_SET_COMMANDS[str(loc[-1])]}`"
+            elif e["type"] == "string_type" and loc and str(loc[0]) not in SECRET_KEYS:
+                msg = _not_text_message(e.get("input"), loc)
+            if msg is None:
+                msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{PROJECT}:{key}: {msg}" if key else f"{PROJECT}: {msg}")
     return "invalid stack configuration:\n  " + "\n  ".join(lines)
 
@@ -772,7 +997,7 @@ def _format_errors(err: ValidationError) -> str:
 def parse(raw: Mapping[str, Any], base_dir: Path | None = None) -> StackConfig:
     """Validate a raw config mapping (keys without namespace, objects already decoded)."""
     data: dict[str, Any] = json.loads(json.dumps(dict(raw)))  # deep copy, plain types
-    inv_file = data.pop("inventoryFile", None)
+    inv_file = data.pop("inventoryFile", None) or None
     if inv_file is not None:
         path = Path(inv_file)
         if not path.is_absolute():
@@ -797,6 +1022,12 @@ def _decode(value: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         return value
+
+
+# Pulumi.yaml declares these optional keys with `default: ""`: the CLI makes a declared key without
+# a default required (pkg/workspace/config.go, mergeConfig), and merges a default into the config
+# the program reads. Empty therefore means "not set" for them.
+EMPTY_DEFAULT_KEYS = frozenset({"inventoryFile", *SECRET_KEYS})
 
 
 def known_keys() -> list[str]:
@@ -832,7 +1063,7 @@ def load(
     raw: dict[str, Any] = {}
     for key in keys:
         value = getter(f"{PROJECT}:{key}")
-        if value is None:
+        if value is None or (value == "" and key in EMPTY_DEFAULT_KEYS):
             continue
         if key in SECRET_KEYS and not secret(f"{PROJECT}:{key}"):
             raise ConfigError(

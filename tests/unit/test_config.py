@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from components.config import PROJECT, ConfigError, load, parse
+
+
+def _rsa_host_key() -> str:
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return k.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+RSA_HOSTKEY = _rsa_host_key()
 
 
 def _keypair() -> tuple[str, str]:
@@ -44,7 +52,7 @@ def test_good_config_and_defaults() -> None:
     assert [n.name for n in cfg.nodes] == ["mm1", "mm2", "mm3"]
     assert cfg.database.effective_tls_mode == "true"
     assert cfg.database.effective_port == 3306
-    assert cfg.node_setting(cfg.nodes[0], "install_dir") == "/opt/mattermost"
+    assert cfg.node_setting(cfg.nodes[0], "service_group") == "mattermost"
     assert cfg.version_of(cfg.nodes[0]) == (10, 11, 0)
     pg = good()
     pg["database"]["engine"] = "postgres"
@@ -54,12 +62,13 @@ def test_good_config_and_defaults() -> None:
 
 def test_unit_suffix_is_normalised_and_overrides_win() -> None:
     d = good()
-    d["mattermost"] = {"unit": "mattermost.service"}
-    d["nodes"][1]["installDir"] = "/srv/mattermost/"
+    d["mattermost"] = {"unit": "mattermost.service", "tlsDir": "/etc/mm-tls/"}
+    d["nodes"][1]["unit"] = "mattermost-b.service"
     cfg = parse(d)
     assert cfg.mattermost.unit == "mattermost"
-    assert cfg.node_setting(cfg.nodes[1], "install_dir") == "/srv/mattermost"
-    assert cfg.node_setting(cfg.nodes[0], "install_dir") == "/opt/mattermost"
+    assert cfg.mattermost.tls_dir == "/etc/mm-tls"
+    assert cfg.node_setting(cfg.nodes[1], "unit") == "mattermost-b"
+    assert cfg.node_setting(cfg.nodes[0], "unit") == "mattermost"
 
 
 def _set(path: str, value: Any):
@@ -106,11 +115,11 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("host key garbage", _set("nodes.0.ssh.hostKey", "not a key"), "nodes[0].ssh.hostKey", "authorized_keys"),
     ("host key type mismatch", _set("nodes.0.ssh.hostKey", "ssh-rsa " + HOSTKEY.split()[1]), "nodes[0].ssh.hostKey", "data is a ssh-ed25519"),
     ("host key bad base64", _set("nodes.0.ssh.hostKey", "ssh-ed25519 AAAA$$$"), "nodes[0].ssh.hostKey", "decode"),
-    ("relative install dir", _set("nodes.0.installDir", "opt/mattermost"), "nodes[0].installDir", "absolute"),
-    ("dotdot install dir", _set("mattermost.installDir", "/opt/../etc"), "mattermost.installDir", "'..'"),
-    ("install dir with quote", _set("mattermost.installDir", "/opt/matter'most"), "mattermost.installDir", "absolute"),
+    ("relative tls dir", _set("mattermost.tlsDir", "etc/mattermost-tls"), "mattermost.tlsDir", "absolute"),
+    ("dotdot tls dir", _set("mattermost.tlsDir", "/opt/../etc"), "mattermost.tlsDir", "'..'"),
+    ("tls dir with quote", _set("mattermost.tlsDir", "/opt/matter'most"), "mattermost.tlsDir", "absolute"),
     ("install dir with newline", _set("mattermost.tlsDir", "/etc/x\n/etc/y"), "mattermost.tlsDir", "absolute"),
-    ("bad service user", _set("mattermost.serviceUser", "root;id"), "mattermost.serviceUser", "user or group"),
+    ("bad service group", _set("mattermost.serviceGroup", "root;id"), "mattermost.serviceGroup", "user or group"),
     ("bad unit", _set("mattermost.unit", "matter most"), "mattermost.unit", "unit name"),
     ("bad version", _set("mattermost.version", "ten"), "mattermost.version", "version like"),
     ("bad port", _set("mattermost.port", 70000), "mattermost.port", "less than or equal to 65535"),
@@ -134,14 +143,38 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("provided tls without key", _set("proxy.tls", {"source": "provided"}), "proxy.tls", "proxyTlsKey"),
     ("provided cert not PEM", _set("proxy.tls", {"source": "provided", "cert": "hello"}), "proxy.tls.cert", "PEM"),
     ("unparseable private key", _set("sshPrivateKey", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"), "sshPrivateKey", "does not parse"),
-    ("missing private key", _set("sshPrivateKey", None), "sshPrivateKey", "required"),
+    ("missing private key", _set("sshPrivateKey", None), "sshPrivateKey", "`pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519`"),
     ("renewal longer than validity", _set("ca", {"validityHours": 100, "earlyRenewalHours": 200}), "ca.earlyRenewalHours", "shorter"),
     ("cert renewal longer than validity", _set("ca", {"certValidityHours": 48, "certEarlyRenewalHours": 48}), "ca.certEarlyRenewalHours", "shorter"),
     ("cert outlives CA", _set("ca", {"validityHours": 1000, "earlyRenewalHours": 10, "certValidityHours": 2000}), "ca.certValidityHours", "outlive"),
-    ("unknown field", _set("nodes.0.adress", "10.0.0.1"), "nodes[0].adress", "Extra inputs"),
+    ("unknown field", _set("nodes.0.adress", "10.0.0.1"), "nodes[0].adress", "did you mean 'nodes[0].address'?"),
     ("admin user without password", _set("database.adminUser", "root"), "dbAdminPassword", "--secret"),
     ("db password with newline", _set("dbPassword", "pass\nword"), "dbPassword", "control characters"),
     ("cluster name injection", _set("cluster", {"enabled": True, "name": "a b;c"}), "cluster.name", "pattern"),
+    # keys that did nothing were removed: a stack still carrying one is told so, not guessed at
+    ("removed mattermost.installDir", _set("mattermost.installDir", "/opt/mattermost"), "mattermost.installDir", "removed: the program never installs"),
+    ("removed nodes[].installDir", _set("nodes.0.installDir", "/opt/mattermost"), "nodes[0].installDir", "removed"),
+    ("removed mattermost.serviceUser", _set("mattermost.serviceUser", "mattermost"), "mattermost.serviceUser", "removed: the node key is readable by the service group"),
+    ("removed nodes[].serviceUser", _set("nodes.1.serviceUser", "mattermost"), "nodes[1].serviceUser", "pulumi config rm --path 'nodes[1].serviceUser'"),
+    ("nested typo", _set("proxy.sevrerName", "chat.example.com"), "proxy.sevrerName", "did you mean 'proxy.serverName'?"),
+    ("deep typo", _set("proxy.tls", {"sorce": "ca"}), "proxy.tls.sorce", "did you mean 'proxy.tls.source'?"),
+    ("unknown nested key lists the section", _set("database.zzz", 1), "database.zzz", "database takes address, adminUser"),
+    ("version as a float", _set("mattermost.version", 10.11), "mattermost.version", 'quote it, e.g. version: "10.11.3"'),
+    ("version as an int", _set("nodes.1.version", 11), "nodes[1].version", "quote it"),
+    ("tls mode as a YAML boolean", _set("database.tlsMode", True), "database.tlsMode", 'quote it, tlsMode: "true"'),
+    ("version with non-ASCII digits", _set("mattermost.version", "\u0661\u0660.\u0661\u0661.0"), "mattermost.version", "version like"),
+    ("RSA pin on a node", _set("nodes.1.ssh.hostKey", RSA_HOSTKEY), "nodes[1].ssh.hostKey", "`ssh-keyscan -t ed25519 10.10.250.231`"),
+    ("RSA pin on the proxy", _set("proxy.ssh", {"hostKey": RSA_HOSTKEY, "port": 2222}), "proxy.ssh.hostKey", "OpenSSH >= 8.8 refuses"),
+    ("RSA pin names the port", _set("database.ssh", {"hostKey": RSA_HOSTKEY, "port": 2222}), "database.ssh.hostKey", "ssh-keyscan -t ed25519 -p 2222 10.10.250.148"),
+    ("teleport addr with non-ASCII digits", _set("teleport", {"authAddr": "teleport.example.com:\u0663\u0660\u0662\u0665"}), "teleport.authAddr", "non-ASCII"),
+    ("teleport addr with a bad host", _set("teleport", {"authAddr": "a..b:3025"}), "teleport.authAddr", "neither an IP address nor a DNS name"),
+    ("teleport addr without port", _set("teleport", {"authAddr": "teleport.example.com"}), "teleport.authAddr", "host:port"),
+    ("teleport addr bare IPv6", _set("teleport", {"authAddr": "2001:db8::1:3025"}), "teleport.authAddr", "in brackets"),
+    ("path too long", _set("mattermost.tlsDir", "/" + "a/" * 520 + "b"), "mattermost.tlsDir", "at most 1024"),
+    ("path component too long", _set("proxy.siteFile", "/etc/nginx/" + "s" * 201), "proxy.siteFile", "per component"),
+    ("node name equals a tunnel name", _both(_set("cluster", {"enabled": True}), _set("nodes.2.name", "mm1-cluster-tunnel-mm2")), "nodes[2].name", "the cluster tunnel mm1 -> mm2"),
+    ("node named like the proxy", _set("nodes.0.name", "proxy"), "nodes[0].name", "resource names must be unique"),
+    ("node named like the database", _set("nodes.1.name", "database"), "nodes[1].name", "'database'"),
 ]
 
 
@@ -210,3 +243,26 @@ def test_inventory_fills_addresses_and_keys(tmp_path) -> None:
 def test_missing_inventory_says_how_to_make_it(tmp_path) -> None:
     with pytest.raises(ConfigError, match="inventoryFile: .* does not exist; start the lab first"):
         parse({"inventoryFile": "nope.json", "nodes": [{"name": "mm1"}]}, base_dir=tmp_path)
+
+
+def test_good_edge_values_pass() -> None:
+    d = good()
+    d["teleport"] = {"authAddr": "[2001:db8::1]:3025"}
+    d["proxy"]["siteFile"] = "/etc/nginx/" + "s" * 200
+    d["nodes"][0]["ssh"]["hostKey"] = HOSTKEY
+    cfg = parse(d)
+    assert cfg.teleport.auth_addr == "[2001:db8::1]:3025"
+    d["teleport"] = {"authAddr": "Teleport.Example.com:443"}
+    assert parse(d).teleport.auth_addr == "teleport.example.com:443"
+
+
+def test_empty_project_defaults_mean_unset() -> None:
+    """Pulumi.yaml gives optional secrets and inventoryFile `default: ""` (a declared key without a
+    default is required by the CLI); the CLI hands that default to the program as a plain value."""
+    raw = good()
+    raw.update({k: "" for k in ("dbPassword", "dbAdminPassword", "proxyTlsKey", "teleportToken", "gitlabTlsKey", "inventoryFile")})
+    cfg = load(_getter(raw), set_keys=set(raw), is_secret=lambda k: k.endswith("sshPrivateKey"))
+    assert cfg.db_password is None and cfg.teleport_token is None
+    raw["sshPrivateKey"] = ""
+    with pytest.raises(ConfigError, match=r"sshPrivateKey: missing: set it with `pulumi config set --secret sshPrivateKey"):
+        load(_getter(raw), set_keys=set(raw), is_secret=lambda k: False)
