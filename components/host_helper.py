@@ -104,6 +104,11 @@ def _registry() -> dict[tuple[str, int], remote.Command]:
     return _helpers
 
 
+def helper_name(host: str, port: int) -> str:
+    """The helper resource's name: the host's stable identity (its SSH address and port)."""
+    return f"host-helper-{host}" + ("" if port == 22 else f"-{port}")
+
+
 def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
     """The host helper of `connection`'s host (created on first use)."""
     host, port = connection.host, connection.port if connection.port is not None else 22
@@ -113,7 +118,7 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
     helpers = _registry()
     if key not in helpers:
         source = helper_source()
-        name = f"host-helper-{host}" + ("" if key[1] == 22 else f"-{key[1]}")
+        name = helper_name(*key)
         helpers[key] = remote.Command(
             name,
             connection=connection,
