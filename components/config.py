@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.host_helper import helper_name
+
 PROJECT = "mattermost-transport-encryption"
 
 SECRET_KEYS = ("sshPrivateKey", "dbPassword", "dbAdminPassword", "proxyTlsKey", "teleportToken", "gitlabTlsKey")
@@ -774,8 +776,6 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("teleport", "the Teleport plugin", "teleport")
         add("teleport.host", "the Teleport plugin's files", f"{tp.host}-teleport-mattermost-files", f"{tp.host}-teleport-mattermost-enable")
     # components/host_helper.py: one helper per host connected to (connection_for's address/port)
-    from components.host_helper import helper_name  # here: config stays importable without the SDKs at load
-
     hosts = [("database", db.address, db.ssh), ("proxy", cfg.proxy.address, cfg.proxy.ssh)]
     hosts += [(f"nodes[{i}]", n.address, n.ssh) for i, n in enumerate(cfg.nodes)]
     if gl.enabled:
