@@ -390,24 +390,32 @@ block_apply() {
   mtm_contents
   mtm_keep_original "$p" "$k" || mtm_abort "could not back up $p"
   mtm_keep_previous "$p" 0 || mtm_abort "could not back up $p"
-  mtm_without_block "$p"
-  # awk ends every line with a newline; give back the file's own last byte
-  if [ -s "$p" ] && [ -n "$(tail -c 1 "$p")" ]; then truncate -s -1 "$tmp/rest"; fi
-  nonl=0
-  # appending after a last line without newline adds one; delete takes it away again
-  if [ "$position" = bottom ] && [ -s "$tmp/rest" ] && [ -n "$(tail -c 1 "$tmp/rest")" ]; then nonl=1; fi
-  if [ "$nonl" = 1 ]; then : > "$b.nonl"; fi
-  {
-    if [ "$position" = bottom ]; then
-      cat "$tmp/rest"
-      if [ "$nonl" = 1 ]; then echo; fi
-    fi
-    printf '%s\n' "$begin"
-    cat "$tmp/new.0"
-    if [ -n "$(tail -c 1 "$tmp/new.0")" ]; then echo; fi
-    printf '%s\n' "$end"
-    if [ "$position" = top ]; then cat "$tmp/rest"; fi
-  } > "$tmp/next"
+  { cat "$tmp/new.0"; if [ -n "$(tail -c 1 "$tmp/new.0")" ]; then echo; fi; } > "$tmp/body"
+  if grep -qxF "$begin" "$p"; then
+    # our block is there: new lines where it stands (another owner's block may have been put
+    # above it since; moving ours would change the file for nothing)
+    awk -v b="$begin" -v e="$end" -v body="$tmp/body" \
+      '$0==b{print; while ((getline l < body) > 0) print l; s=1; next} s&&$0==e{s=0; print; next} !s' "$p" > "$tmp/next"
+    if [ -n "$(tail -c 1 "$p")" ]; then truncate -s -1 "$tmp/next"; fi
+  else
+    mtm_without_block "$p"
+    # awk ends every line with a newline; give back the file's own last byte
+    if [ -s "$p" ] && [ -n "$(tail -c 1 "$p")" ]; then truncate -s -1 "$tmp/rest"; fi
+    nonl=0
+    # appending after a last line without newline adds one; delete takes it away again
+    if [ "$position" = bottom ] && [ -s "$tmp/rest" ] && [ -n "$(tail -c 1 "$tmp/rest")" ]; then nonl=1; fi
+    if [ "$nonl" = 1 ]; then : > "$b.nonl"; fi
+    {
+      if [ "$position" = bottom ]; then
+        cat "$tmp/rest"
+        if [ "$nonl" = 1 ]; then echo; fi
+      fi
+      printf '%s\n' "$begin"
+      cat "$tmp/body"
+      printf '%s\n' "$end"
+      if [ "$position" = top ]; then cat "$tmp/rest"; fi
+    } > "$tmp/next"
+  fi
   changed=0
   if ! cmp -s "$tmp/next" "$p"; then
     changed=1

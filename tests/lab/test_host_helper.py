@@ -23,7 +23,8 @@ import pytest
 
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import diff, snapshot
+from tests.lab.test_lifecycle import PROXY_IP, SERVER_NAME, diff, snapshot
+from tools.load import Load
 
 pytestmark = pytest.mark.lab
 
@@ -165,8 +166,11 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
     _old_up(old_program, state, config)
     configured = {h: snapshot(lab, h) for h in HOSTS}
 
-    ev = replay.up(ROOT, "lab", state_path=state, config=config)
+    ca = json.loads(state.read_text())["outputs"]["caCertPem"]
+    with Load(SERVER_NAME, PROXY_IP, ca) as load:
+        ev = replay.up(ROOT, "lab", state_path=state, config=config)
     assert ev.ok, _failures(ev)
+    assert load.result.sent > 0 and load.result.failed == 0, f"the site stopped answering during the upgrade: {load.result}"
     ops = {s.name: s.op for s in ev.steps}
     assert "replace" not in ops.values(), {n: o for n, o in ops.items() if o == "replace"}
     assert {n for n, o in ops.items() if o == "create"} == {n for n in ops if n.startswith("host-helper-")}

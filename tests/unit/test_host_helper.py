@@ -280,3 +280,26 @@ def test_run_scripts_keep_the_callers_umask(tree: Path) -> None:
     r = subprocess.run(["/bin/sh", "-c", f"umask 022; {cmd}"], input=m, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tree / "mask").read_text().strip() == "0022"
+
+
+def test_a_block_changed_later_stays_where_it_is(tree: Path) -> None:
+    """Two top blocks (pg_hba: the phase-1 hostssl block, then the phase-2 reject block above it):
+    re-applying the first, unchanged or changed, keeps the order; it used to move to the top,
+    changing the file (and reloading) on every update."""
+    f = tree / "etc" / "pg_hba.conf"
+    f.write_text("local all all peer")  # no newline at the end
+    st = tree / "state"
+    first = render_block_manifest("hba", str(f), "hostssl a\n", position="top")
+    second = render_block_manifest("enforce", str(f), "hostnossl reject\n", position="top")
+    assert call("block-apply", "hba", first, st).returncode == 0
+    assert call("block-apply", "enforce", second, st).returncode == 0
+    layout = f.read_text()
+    assert layout.index("hostnossl") < layout.index("hostssl a")
+    again = call("block-apply", "hba", first, st)
+    assert "hba: unchanged" in again.stdout and f.read_text() == layout
+    changed = render_block_manifest("hba", str(f), "hostssl b", position="top")
+    assert "hba: changed" in call("block-apply", "hba", changed, st).stdout
+    assert f.read_text() == layout.replace("hostssl a\n", "hostssl b\n")
+    assert call("block-restore", "enforce", second, st).returncode == 0
+    assert call("block-restore", "hba", changed, st).returncode == 0
+    assert f.read_text() == "local all all peer" and not st.exists()
