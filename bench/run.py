@@ -3,9 +3,10 @@
     python bench/run.py                 # everything (the lab parts need root and the lab)
     python bench/run.py --only program  # program evaluation under mocks only
 
-- program: evaluation time, peak memory and resource count of the real program under the mock
-  runtime for 3, 10, 30 and 50 nodes (prod-like config, cluster encryption on), each in a fresh
-  process, so the growth with cluster size is visible.
+- program: evaluation CPU time, resources, dependency edges, state bytes, the largest command
+  text and SSH connections per node host of a fresh `up`, for the real program under the mock
+  runtime at 3, 10, 50 and 100 nodes (prod-like config, cluster mesh on), each in a fresh process;
+  then the same for the previous design (BASELINE_REF, from a temporary git worktree) and the ratios.
 - lab: fresh converge time, no-op `up` time and SSH sessions per run on the 3-node lab, and destroy.
 - tunnel: p50/p99 latency and throughput through a cluster SSH tunnel vs direct on the same lab
   link, and seconds for systemd to bring back a killed tunnel.
@@ -19,6 +20,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,28 +45,90 @@ nodes = [{"name": f"mm{i}", "address": f"10.20.{i // 200}.{i % 200 + 10}", "ssh"
 config = {"sshPrivateKey": Secret(key), "nodes": nodes, "cluster": {"enabled": True},
           "database": {"engine": "postgres", "address": "10.20.9.1", "ssh": {"hostKey": pub()}},
           "mattermost": {"version": "11.1.0"}}
-t0 = time.perf_counter()
+cpu0, t0 = time.process_time(), time.perf_counter()
 ev = evaluate(sys.argv[1], "prod", config=config)
-took = time.perf_counter() - t0
-print(json.dumps({"nodes": n, "seconds": round(took, 2), "resources": len(ev.resources),
-                  "commands": len(ev.commands()), "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+cpu, took = time.process_time() - cpu0, time.perf_counter() - t0
+edges = sum(len((set(r.dependencies) | {u for us in r.property_dependencies.values() for u in us}) - {r.parent_urn})
+            for r in ev.resources)
+commands = [c for c in ev.commands() if any(c.command_texts())]
+print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "seconds": round(took, 2), "resources": len(ev.resources),
+                  "edges": edges, "commands": len(commands),
+                  "state_bytes": len(json.dumps(ev.state.to_json(), indent=1)) + 1,
+                  "largest_command": max(len(t) for c in commands for t in c.command_texts()),
+                  "commands_per_node_host": max(sum(1 for c in commands if c.inputs["connection"]["host"] == x["address"])
+                                                for x in nodes),
+                  "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 """
+"""One evaluation in a fresh process. Edges are (resource, dependency) pairs from `dependencies`
+and `propertyDependencies` (the parent excluded). `commands_per_node_host` is the most remote
+commands with a create/update/delete that target one node's host: each is one SSH connection in a
+fresh `up` (pulumi-command dials per command; so does the replay engine)."""
+
+BASELINE_REF = "2d3e109"
+"""main before this change (per-pair tunnels, every stop on every tunnel): evaluated side by side
+from a temporary git worktree, so the ratio comes from one run on one machine."""
+
+
+def evaluate_size(root: Path, n: int, timeout: float | None = None) -> dict[str, float] | None:
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", _EVAL, str(root), str(n)], capture_output=True, text=True, cwd=root, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0:
+        print(f"  {n} nodes: failed: {r.stderr.strip()[-400:]}")
+        return None
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def print_row(label: str, row: dict[str, float]) -> None:
+    print(
+        f"  {label}{row['nodes']:>4} nodes: CPU {row['cpu']:>7.2f} s ({1000 * row['cpu'] / row['resources']:.1f} ms/resource), "
+        f"{row['resources']:>5} resources, {row['edges']:>7} edges, state {row['state_bytes'] / 1024:,.0f} KiB, "
+        f"largest command {row['largest_command'] / 1024:.1f} KiB, SSH connections per node host (fresh up) "
+        f"{row['commands_per_node_host']}, peak RSS {row['max_rss_mib']} MiB"
+    )
 
 
 def bench_program(sizes: list[int]) -> list[dict[str, float]]:
     rows = []
     for n in sizes:
-        r = subprocess.run([sys.executable, "-c", _EVAL, str(ROOT), str(n)], capture_output=True, text=True, cwd=ROOT)
-        if r.returncode != 0:
-            print(f"  {n} nodes: failed: {r.stderr.strip()[-400:]}")
-            continue
-        row = json.loads(r.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        print(
-            f"  {row['nodes']:>3} nodes: {row['seconds']:>6.2f} s, {row['resources']:>5} resources "
-            f"({row['commands']} remote commands), peak RSS {row['max_rss_mib']} MiB"
-        )
+        row = evaluate_size(ROOT, n)
+        if row:
+            rows.append(row)
+            print_row("", row)
+    by_n = {r["nodes"]: r for r in rows}
+    if 10 in by_n and 100 in by_n:
+        a, b = by_n[10], by_n[100]
+        per = (b["cpu"] / b["resources"]) / (a["cpu"] / a["resources"])
+        print(f"  CPU per resource, 100 vs 10 nodes: x{per:.2f} (target <= x1.5)")
     return rows
+
+
+def bench_baseline(rows: list[dict[str, float]], ref: str, sizes: list[int]) -> None:
+    """Today's design (`ref`) at the same sizes, from a temporary worktree, and the ratios."""
+    with tempfile.TemporaryDirectory(prefix="mmtls-baseline-") as tmp:
+        tree = Path(tmp) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True,
+                       capture_output=True)
+        try:
+            print(f"today's design ({ref}, per-pair tunnels), same machine, same run:")
+            ours = {r["nodes"]: r for r in rows}
+            for n in sizes:
+                old = evaluate_size(tree, n, timeout=900)
+                if old is None:
+                    print(f"  {n:>4} nodes: did not finish within 900 s")
+                    continue
+                print_row("", old)
+                if n in ours:
+                    new = ours[n]
+                    print(f"    -> this design at {n} nodes: x{new['cpu'] / old['cpu']:.3f} CPU "
+                          f"({100 * new['cpu'] / old['cpu']:.1f} % of today's), x{new['resources'] / old['resources']:.2f} resources, "
+                          f"x{new['edges'] / old['edges']:.3f} edges, x{new['state_bytes'] / old['state_bytes']:.2f} state, "
+                          f"SSH connections per node host {old['commands_per_node_host']} -> {new['commands_per_node_host']}")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
 
 
 def bench_lab() -> dict[str, float]:
@@ -112,7 +176,9 @@ def pct(values: list[float], p: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", choices=["program", "lab", "tunnel"])
-    ap.add_argument("--sizes", default="3,10,30,50")
+    ap.add_argument("--sizes", default="3,10,50,100")
+    ap.add_argument("--baseline", default=BASELINE_REF, help="git ref of the design to compare with ('' to skip)")
+    ap.add_argument("--baseline-sizes", default="3,10,50", help="sizes for the baseline (it is O(N^3): 100 takes long)")
     args = ap.parse_args()
     print(f"machine: {platform.node()} {platform.machine()}, {platform.python_version()}, "
           f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores, "
@@ -120,10 +186,8 @@ def main() -> int:
     if args.only in (None, "program"):
         print("program evaluation under mocks (cluster encryption on):")
         rows = bench_program([int(s) for s in args.sizes.split(",")])
-        if len(rows) >= 2:
-            a, b = rows[0], rows[-1]
-            print(f"  growth {a['nodes']}->{b['nodes']} nodes: x{b['seconds'] / a['seconds']:.1f} time, "
-                  f"x{b['resources'] / a['resources']:.1f} resources")
+        if args.baseline:
+            bench_baseline(rows, args.baseline, [int(s) for s in args.baseline_sizes.split(",")])
     if args.only in (None, "lab"):
         print("lab (3 nodes, postgres):")
         bench_lab()

@@ -8,7 +8,10 @@ on), between mm1 and its peer mm2:
   `ssh -L 127.0.0.1:<local>:peer_ip:gossipPort`, so mm2's sshd delivers it to peer_ip:gossipPort)
   vs direct to a port on the same address that is not tunnelled (same veth/bridge link);
 - throughput: a bulk upload to a sink on mm2, through the tunnel vs direct;
-- healing: seconds from `kill -9` of the ssh process of mm-tunnel-<peer>.service until the local
+- ciphers: the same throughput and round trips through a second tunnel with the same pinned
+  command line and `-o Ciphers=` chacha20-poly1305 (OpenSSH's default) vs aes128-gcm (what the
+  helper picks where the CPU has AES instructions);
+- healing: seconds from `kill -9` of the ssh process of mm-tunnel@<peer>.service until the local
   forward port accepts connections again (systemd's Restart=always, RestartSec, the ssh login
   and ExecStartPost's wait for the listener).
 
@@ -312,6 +315,7 @@ def _bench_applied(lab: Any) -> dict[str, float]:
         )
         direct = _measure(lab, peer.address, DIRECT_PORT)
         tunnel = _measure(lab, peer.address, plan.gossip_port)
+        by_cipher = {c: _measure_cipher(lab, plan.tunnel_user, c) for c in CIPHERS}
     finally:
         lab.ssh(
             PEER,
@@ -323,8 +327,54 @@ def _bench_applied(lab: Any) -> dict[str, float]:
     if tunnel["peers"] != [peer.address] or direct["peers"] != [client_address]:
         raise RuntimeError(f"unexpected paths: tunnel from {tunnel['peers']}, direct from {direct['peers']}")
     _wait_ping(lab, PEER)
+    if any(m["peers"] != [peer.address] for m in by_cipher.values()):
+        raise RuntimeError(f"unexpected cipher tunnel paths: {by_cipher}")
+    running = lab.ssh(CLIENT, f"tr '\\000' ' ' < /proc/$(systemctl show -p MainPID --value {unit})/cmdline").stdout
+    chosen = next((a.split("=", 1)[1].split(",")[0] for a in running.split() if a.startswith("Ciphers=")), None)
+    print(f"  the running tunnel's cipher (chosen from this CPU): {chosen or 'OpenSSH default (chacha20-poly1305)'}")
     heal = json.loads(_python(lab, CLIENT, _HEAL, unit, local, KILLS).strip().splitlines()[-1])
-    return _report(direct, tunnel, heal)
+    fig = _report(direct, tunnel, heal)
+    db, d50 = statistics.median(direct["bulk"]), pct(direct["rtt"], 50)
+    print("  per cipher (a second tunnel with the same pinned command line and -o Ciphers=...):")
+    for c, m in by_cipher.items():
+        tb, t50 = statistics.median(m["bulk"]), pct(m["rtt"], 50)
+        print(
+            f"    {c:<32} throughput {tb / 2**20:>5.0f} MiB/s (x{tb / db:.2f} of direct {db / 2**20:.0f}), "
+            f"round trip p50 {_ms(t50)} (x{t50 / d50:.1f} of direct {_ms(d50)})"
+        )
+        fig[f"throughput {c} MiB/s"] = tb / 2**20
+        fig[f"rtt p50 {c} ms"] = t50 * 1e3
+    names = list(by_cipher)
+    if len(names) == 2:
+        a, b = (statistics.median(by_cipher[n]["bulk"]) for n in names)
+        print(f"    {names[1]} vs {names[0]}: x{b / a:.2f} throughput")
+    return fig
+
+
+CIPHERS = ("chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com")
+CIPHER_PORT = 29990
+CIPHER_UNIT = "mmtls-bench-cipher"
+
+
+def _measure_cipher(lab: Any, user: str, cipher: str) -> dict[str, Any]:
+    """A second tunnel to the peer from the client's table line (same pins, same account), with
+    `cipher` forced and its own loopback port; measured like the real one, then removed."""
+    from components import cluster_render
+
+    start = (
+        f"line=$(awk -v p={shlex.quote(PEER)} '$1 == p' {cluster_render.TUNNEL_TABLE})\n"
+        "set -f; set -- $line; shift 3; bin=$1; shift\n"
+        "args=''; for a in \"$@\"; do case $a in 127.0.0.1:*:*:*) a=127.0.0.1:"
+        f"{CIPHER_PORT}:${{a#127.0.0.1:*:}};; esac; args=\"$args $a\"; done\n"
+        f"systemd-run --unit={CIPHER_UNIT} --collect --uid={shlex.quote(user)} "
+        f"--gid={shlex.quote(user)} $bin -o Ciphers={shlex.quote(cipher)} $args\n"
+        f"for i in $(seq 100); do ss -Hltn 'sport = :{CIPHER_PORT}' | grep -q . && exit 0; sleep 0.1; done; exit 1\n"
+    )
+    lab.ssh(CLIENT, start)
+    try:
+        return _measure(lab, "127.0.0.1", CIPHER_PORT)
+    finally:
+        lab.ssh(CLIENT, f"systemctl stop {CIPHER_UNIT} 2>/dev/null || true", check=False)
 
 
 if __name__ == "__main__":

@@ -3,30 +3,35 @@ plus gossip encryption.
 
 Owns, on every node: a dedicated tunnel account that can do nothing but forward to the peers'
 gossip port; one ED25519 key per node (pulumi_tls, secret); the sshd Match block and
-authorized_keys that admit exactly the peers' keys; per peer a known_hosts pin of the peer's real
-host key and a systemd tunnel unit (Restart=always); the DNAT that sends TCP gossip to a peer
-into its tunnel and the filter that keeps the gossip ports closed to non-peers; a drop-in that
-makes Mattermost start only with its DNAT in place and after its tunnels; the Mattermost
-ClusterSettings environment (gossip encryption for the UDP half that cannot ride SSH); and the
-full-cluster stop that a gossip-encryption switch needs.
+authorized_keys that admit exactly the peers' keys; the node's tunnel set (one known_hosts with
+every peer's real host key, one table line and one `mm-tunnel@<peer>` instance per peer,
+Restart=always); the DNAT that sends TCP gossip to a peer into its tunnel and the filter that
+keeps the gossip ports closed to non-peers; a drift check that puts a flushed chain or a stopped
+tunnel back; a drop-in that makes Mattermost start only with its DNAT in place and after its
+tunnels; the Mattermost ClusterSettings environment (gossip encryption for the UDP half that
+cannot ride SSH); and the full-cluster stop that a gossip-encryption switch needs.
 
 Built BEFORE the nodes: `env_for(node)` goes into MattermostNode(extra_env=...), `ready_for(node)`
-into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode switch) the
-stop of every node are done. Resource names are `<node>-cluster-<role>` and
-`<node>-cluster-tunnel-<peer>`: adding a node adds its own resources and its pairs, and changes
-existing resources only by adding the new pairs' lines (authorized_keys, firewall rules).
+(one barrier) into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode
+switch) the stop of every node are done. Linear in nodes: 10 resources per node (names
+`<node>-cluster-<role>`) and 4 shared ones, a bounded number of dependencies each (barriers carry
+the all-to-all ordering), and command texts that do not grow with the node count. Adding a node
+adds its own resources and updates the others' peer lists (authorized_keys, firewall rules,
+tunnel set); it renames and replaces nothing.
 
 Decisions and their reasons are in components/cluster_render.py.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_tls as tls
+from pulumi_command import remote
 
 from components import cluster_render as r
 from components.config import Node, StackConfig
@@ -86,6 +91,15 @@ class Cluster(pulumi.ComponentResource):
                 ),
             )
         self.public_keys = {n: k.public_key_openssh for n, k in keys.items()}
+        # Every node's authorized_keys lists every peer's key. Read from one resource holding all
+        # of them (no command: it only carries the list), each sshd depends on 1 resource, not N.
+        directory = remote.Command(
+            "cluster-public-keys",
+            connection=conn[plan.members[0].name],
+            stdin=pulumi.Output.all(**self.public_keys).apply(lambda pub: json.dumps(pub, sort_keys=True)),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        key_directory = directory.stdin.apply(lambda text: text or "{}")
 
         for m in plan.members:
             c = conn[m.name]
@@ -111,9 +125,9 @@ class Cluster(pulumi.ComponentResource):
                 secret=True,
                 opts=child(account[m.name]),
             )
-            authorized = pulumi.Output.all(
-                **{p.name: keys[p.name].public_key_openssh for p in plan.peers(m.name)}
-            ).apply(lambda pub, node=m.name: r.render_authorized_keys(plan, node, pub))
+            authorized = key_directory.apply(
+                lambda text, node=m.name: r.render_authorized_keys(plan, node, json.loads(text))
+            )
             sshd[m.name] = managed_files(
                 f"{m.name}-cluster-sshd",
                 connection=c,
@@ -149,38 +163,45 @@ class Cluster(pulumi.ComponentResource):
                     ManagedFile(
                         FileSpec(r.mattermost_dropin_path(m.unit), "0644"), r.render_mattermost_dropin(plan, m.name)
                     ),
+                    ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_SERVICE}", "0644"), r.render_heal_service()),
+                    ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_TIMER}", "0644"), r.render_heal_timer()),
                 ],
                 activate=r.render_units_activate(),
                 restore_activate=r.render_units_activate(),
                 opts=child(firewall[m.name]),
             )
 
-        tunnels: dict[str, list[pulumi.Resource]] = {m.name: [] for m in plan.members}
+        # Barriers (remote.Command without create: pulumi-command runs nothing and opens no
+        # connection for them, commandController.go Create/Update/Delete) keep the graph linear:
+        # each node's tunnels wait for ONE resource standing for "every sshd admits every key"
+        # instead of for every peer's sshd, and so on. The Python SDK walks the graph per edge.
+        first = conn[plan.members[0].name]
+        sshd_ready = self._barrier("cluster-sshd-ready", first, list(sshd.values()))
+
+        tunnels: dict[str, pulumi.Resource] = {}
         for m in plan.members:
-            for p in plan.peers(m.name):
-                tunnels[m.name].append(
-                    managed_files(
-                        f"{m.name}-cluster-tunnel-{p.name}",
-                        connection=conn[m.name],
-                        files=[
-                            ManagedFile(FileSpec(r.tunnel_known_hosts_path(p.name), "0644"), r.render_known_hosts(p)),
-                            ManagedFile(
-                                FileSpec(f"{r.SYSTEMD_DIR}/{r.tunnel_unit_name(p.name)}", "0644"),
-                                r.render_tunnel_unit(plan, m.name, p.name),
-                            ),
-                            ManagedFile(
-                                FileSpec(r.tunnel_target_dropin_path(p.name), "0644"), r.render_target_dropin(p.name)
-                            ),
-                        ],
-                        activate=r.render_tunnel_activate(p.name),
-                        restore_activate=r.render_tunnel_activate(p.name),
-                        # the peer must admit our key before the tunnel can come up
-                        opts=child(client_key[m.name], units[m.name], firewall[m.name], sshd[p.name]),
-                    )
-                )
+            # the node's whole peer set as one resource with a fixed number of files: its command
+            # text does not grow with the cluster, and a failed change rolls back only this node
+            tunnels[m.name] = managed_files(
+                f"{m.name}-cluster-tunnels",
+                connection=conn[m.name],
+                files=[
+                    ManagedFile(FileSpec(r.KNOWN_HOSTS, "0644"), r.render_known_hosts(plan, m.name)),
+                    ManagedFile(FileSpec(r.TUNNEL_TABLE, "0644"), r.render_tunnel_table(plan, m.name)),
+                    ManagedFile(
+                        FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}", "0644"),
+                        r.render_tunnel_template(plan, m.name),
+                    ),
+                    ManagedFile(FileSpec(r.TUNNELS_DROPIN, "0644"), r.render_tunnels_dropin(plan, m.name)),
+                ],
+                activate=r.render_tunnels_activate(),
+                restore_activate=r.render_tunnels_activate(),
+                # the peers must admit our key before the tunnels can come up
+                opts=child(client_key[m.name], units[m.name], firewall[m.name], sshd_ready),
+            )
 
         # The stop runs last (shortest downtime): once every node's tunnels and DNAT are live.
-        everything = [*firewall.values(), *units.values(), *(t for ts in tunnels.values() for t in ts)]
+        mesh_ready = self._barrier("cluster-mesh-ready", first, list(tunnels.values()))
         mode = "true" if plan.gossip_encryption else "false"
         stops = {
             m.name: run_script(
@@ -189,15 +210,20 @@ class Cluster(pulumi.ComponentResource):
                 create=r.render_gossip_stop(plan, m.name),
                 # a new mode replaces every node's stop, so every node runs it again
                 triggers=[mode],
-                opts=child(*everything),
+                opts=child(mesh_ready),
+            )
+            for m in plan.members
+        }
+        stopped = self._barrier("cluster-gossip-stopped", first, list(stops.values()))
+        ready = {
+            m.name: self._barrier(
+                f"{m.name}-cluster-ready", conn[m.name], [firewall[m.name], units[m.name], tunnels[m.name], stopped]
             )
             for m in plan.members
         }
 
         self._env = {m.name: r.gossip_env(plan, m.name) for m in plan.members}
-        self._ready = {
-            m.name: [firewall[m.name], units[m.name], *tunnels[m.name], *stops.values()] for m in plan.members
-        }
+        self._ready = ready
         fingerprints = pulumi.Output.all(**{n: k.public_key_fingerprint_sha256 for n, k in keys.items()})
         self.summary = fingerprints.apply(
             lambda fps: {
@@ -218,6 +244,10 @@ class Cluster(pulumi.ComponentResource):
         )
         self.register_outputs({"summary": self.summary, "public_keys": self.public_keys})
 
+    def _barrier(self, name: str, connection: Any, deps: list[pulumi.Resource]) -> pulumi.Resource:
+        """A resource that only orders: done when all of `deps` are; no command, no connection."""
+        return remote.Command(name, connection=connection, opts=pulumi.ResourceOptions(parent=self, depends_on=deps))
+
     def env_for(self, node_name: str) -> dict[str, pulumi.Input[str]]:
         """The MM_CLUSTERSETTINGS_* environment for MattermostNode(extra_env=...)."""
         self.plan.member(node_name)
@@ -226,4 +256,4 @@ class Cluster(pulumi.ComponentResource):
     def ready_for(self, node_name: str) -> list[pulumi.Resource]:
         """What MattermostNode(depends_on=...) must wait for before it restarts this node."""
         self.plan.member(node_name)
-        return list(self._ready[node_name])
+        return [self._ready[node_name]]

@@ -2,8 +2,9 @@
 
 Owns the cluster plan (who peers with whom, which local port carries which pair, every config
 error about it), and the text of everything the Cluster component installs: the tunnel
-account's authorized_keys and sshd Match block, per-pair known_hosts and systemd tunnel units,
-the firewall rules and their helper, the Mattermost drop-in, the preflight that refuses hosts
+account's authorized_keys and sshd Match block, each node's tunnel set (known_hosts, tunnel
+table, template unit, target drop-in), the firewall rules and their helper (which also starts the
+tunnels, and checks and heals drift), the Mattermost drop-in, the preflight that refuses hosts
 still carrying the manual procedure, the account script and the gossip-mode stop script.
 
 Why the design is what it is (each point is tested):
@@ -28,7 +29,14 @@ Why the design is what it is (each point is tested):
   A hash of the name would collide by the birthday bound (about one 200-node cluster in two).
   The slot depends on nothing but Y itself, so adding or removing nodes moves no existing pair.
 - Switching gossip encryption needs a full-cluster stop (nodes cannot mix modes): every node
-  has a stop command keyed on the mode; every node's restart waits for all of them.
+  has a stop command keyed on the mode; every node's restart waits for all of them (through one
+  barrier, so the graph stays linear in nodes).
+- What a second `up` cannot see (a flushed chain, a stopped tunnel: the files are unchanged)
+  a timer on each node puts back by reloading the firewall unit (a restart would stop Mattermost
+  through Requires=) and starting the tunnel instances.
+- ssh's cipher is chosen per host at tunnel start: AES-GCM first where /proc/cpuinfo shows AES
+  instructions (measured faster than chacha20-poly1305 there, bench/tunnel.py), else OpenSSH's
+  default order.
 """
 
 from __future__ import annotations
@@ -48,13 +56,23 @@ TEMPLATES = Path(__file__).with_name("templates")
 CONF_DIR = "/etc/mattermost-cluster"
 CLIENT_KEY = f"{CONF_DIR}/id_ed25519"
 AUTHORIZED_KEYS = f"{CONF_DIR}/authorized_keys"
-KNOWN_HOSTS_DIR = f"{CONF_DIR}/known_hosts.d"
+KNOWN_HOSTS = f"{CONF_DIR}/known_hosts"
+TUNNEL_TABLE = f"{CONF_DIR}/tunnels"
 FIREWALL_RULES = f"{CONF_DIR}/firewall.rules"
 HELPER = "/usr/local/sbin/mm-cluster"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf"
 SYSTEMD_DIR = "/etc/systemd/system"
 FIREWALL_UNIT = "mm-cluster-firewall.service"
 TUNNELS_TARGET = "mm-cluster-tunnels.target"
+TUNNEL_TEMPLATE = "mm-tunnel@.service"
+TUNNELS_DROPIN = f"{SYSTEMD_DIR}/{TUNNELS_TARGET}.d/peers.conf"
+HEAL_SERVICE = "mm-cluster-heal.service"
+HEAL_TIMER = "mm-cluster-heal.timer"
+# How often each node checks its DNAT chains and tunnels against the installed files.
+HEAL_INTERVAL_SECONDS = 15
+# ssh's cipher where the CPU has AES instructions (bench/tunnel.py measures both); elsewhere
+# OpenSSH's default order (chacha20-poly1305 first) is kept.
+AES_CIPHERS = "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com"
 MATTERMOST_DROPIN_NAME = "40-mattermost-cluster.conf"
 NAT_CHAIN = "MMTLS-CLUSTER-NAT"
 IN_CHAIN = "MMTLS-CLUSTER-IN"
@@ -387,28 +405,35 @@ SSHD_RELOAD = (
 
 
 # ---------------------------------------------------------------- client side (the node tunnels start from)
+#
+# One tunnel per peer, but a fixed set of files per node whatever the node count: a template unit
+# (mm-tunnel@<peer>.service), one table with a line per peer (its ssh command line), one
+# known_hosts with every peer's pinned key, one target drop-in that wants every instance. So the
+# install command's text does not grow with the cluster (Linux refuses one exec argument over
+# 128 KiB), and the node's whole peer set is one resource that rolls back as one.
 
 
 def tunnel_unit_name(peer: str) -> str:
+    """The systemd instance that carries the tunnel to `peer`."""
+    return f"mm-tunnel@{_plain('node name', peer)}.service"
+
+
+def legacy_tunnel_unit_name(peer: str) -> str:
+    """The per-pair unit of the design before the tunnel table (stopped on upgrade)."""
     return f"mm-tunnel-{_plain('node name', peer)}.service"
-
-
-def tunnel_known_hosts_path(peer: str) -> str:
-    return f"{KNOWN_HOSTS_DIR}/{_plain('node name', peer)}"
-
-
-def tunnel_target_dropin_path(peer: str) -> str:
-    return f"{SYSTEMD_DIR}/{TUNNELS_TARGET}.d/{tunnel_unit_name(peer).removesuffix('.service')}.conf"
 
 
 def mattermost_dropin_path(unit: str) -> str:
     return f"{SYSTEMD_DIR}/{_plain('unit', unit)}.service.d/{MATTERMOST_DROPIN_NAME}"
 
 
-def render_known_hosts(peer: Member) -> str:
-    """The peer's pinned host key under its alias: no trust on first use, ever."""
-    ktype, blob = peer.host_key.split()[:2]
-    return f"{peer.key_alias} {ktype} {blob}\n"
+def render_known_hosts(plan: ClusterPlan, node: str) -> str:
+    """Every peer's pinned host key under its alias: no trust on first use, ever."""
+    lines = []
+    for p in plan.peers(node):
+        ktype, blob = p.host_key.split()[:2]
+        lines.append(f"{p.key_alias} {ktype} {blob}\n")
+    return "".join(lines)
 
 
 def tunnel_ssh_argv(plan: ClusterPlan, node: str, peer: str) -> list[str]:
@@ -431,7 +456,7 @@ def tunnel_ssh_argv(plan: ClusterPlan, node: str, peer: str) -> list[str]:
         "-o",
         "StrictHostKeyChecking=yes",
         "-o",
-        f"UserKnownHostsFile={tunnel_known_hosts_path(peer)}",
+        f"UserKnownHostsFile={KNOWN_HOSTS}",
         "-o",
         "GlobalKnownHostsFile=/dev/null",
         "-o",
@@ -459,16 +484,32 @@ def tunnel_ssh_argv(plan: ClusterPlan, node: str, peer: str) -> list[str]:
     return [_plain("ssh argument", a) for a in argv]
 
 
-def render_tunnel_unit(plan: ClusterPlan, node: str, peer: str) -> str:
-    """systemd unit of the tunnel node -> peer: supervised, restarted within seconds, never given up on."""
-    me, p = plan.member(node), plan.member(peer)
+def render_tunnel_table(plan: ClusterPlan, node: str) -> str:
+    """One line per peer: `<peer> <local ports, comma-separated> <host key> <ssh argv...>`.
+
+    The helper starts a tunnel from its line (`mm-cluster tunnel <peer>`) and `tunnels-apply`
+    restarts exactly the tunnels whose line changed (the host key is part of the line, so a new
+    pin restarts that tunnel too). Every field is plain (no whitespace), so the shell's word
+    splitting reads it back exactly.
+    """
+    lines = [f"# {HEADER[2:]}"]
+    for p in plan.peers(node):
+        ports = ",".join(str(x) for x in plan.local_ports(p.name))
+        key = _plain("host key", p.host_key.split()[1])
+        lines.append(" ".join([_plain("node name", p.name), ports, key, *tunnel_ssh_argv(plan, node, p.name)]))
+    return "\n".join(lines) + "\n"
+
+
+def render_tunnel_template(plan: ClusterPlan, node: str) -> str:
+    """systemd template of every tunnel of `node` (instance = peer name): supervised, restarted
+    within seconds, never given up on."""
+    me = plan.member(node)
     unit = _plain("unit", me.unit)
-    locals_ = " ".join(str(x) for x in plan.local_ports(peer))
     return (
         f"{HEADER}\n"
-        f"# Gossip from {me.name} to {p.name}: 127.0.0.1:{{{locals_}}} -> {p.address}:{{{' '.join(map(str, plan.ports))}}} over SSH.\n"
+        f"# Gossip from {me.name} to the peer %i over SSH; its command line is in {TUNNEL_TABLE}.\n"
         "[Unit]\n"
-        f"Description=Mattermost cluster tunnel {me.name} -> {p.name} ({p.address})\n"
+        f"Description=Mattermost cluster tunnel {me.name} -> %i\n"
         "Wants=network-online.target\n"
         f"After=network-online.target {FIREWALL_UNIT}\n"
         f"Before={unit}.service {TUNNELS_TARGET}\n"
@@ -480,8 +521,10 @@ def render_tunnel_unit(plan: ClusterPlan, node: str, peer: str) -> str:
         "Type=simple\n"
         f"User={_plain('tunnel user', plan.tunnel_user)}\n"
         f"Group={plan.tunnel_user}\n"
-        f"ExecStart={' '.join(tunnel_ssh_argv(plan, node, peer))}\n"
-        f"ExecStartPost={HELPER} wait-listen {TUNNEL_READY_SECONDS} {locals_}\n"
+        # the helper records the table line it started from here, and execs ssh
+        "RuntimeDirectory=mm-tunnel-%i\n"
+        f"ExecStart={HELPER} tunnel %i\n"
+        f"ExecStartPost={HELPER} wait-tunnel %i {TUNNEL_READY_SECONDS}\n"
         "Restart=always\n"
         "RestartSec=2\n"
         "NoNewPrivileges=yes\n"
@@ -490,18 +533,48 @@ def render_tunnel_unit(plan: ClusterPlan, node: str, peer: str) -> str:
     )
 
 
-def render_target_dropin(peer: str) -> str:
-    """Pulls one tunnel into the tunnels target (a file per pair: no `systemctl enable` symlinks
-    that would outlive their unit file on delete)."""
-    return f"{HEADER}\n[Unit]\nWants={tunnel_unit_name(peer)}\n"
+def render_tunnels_dropin(plan: ClusterPlan, node: str) -> str:
+    """Pulls every tunnel of `node` into the tunnels target (a file, not `systemctl enable`
+    symlinks that would outlive their unit on delete)."""
+    wants = " ".join(tunnel_unit_name(p.name) for p in plan.peers(node))
+    return f"{HEADER}\n[Unit]\nWants={wants}\n" if wants else f"{HEADER}\n[Unit]\n"
 
 
 def render_tunnels_target() -> str:
     return (
         f"{HEADER}\n"
         "[Unit]\n"
-        "Description=Mattermost cluster SSH tunnels (one mm-tunnel-<peer>.service per peer)\n"
+        "Description=Mattermost cluster SSH tunnels (one mm-tunnel@<peer>.service per peer)\n"
         f"After={FIREWALL_UNIT}\n"
+        # the drift check runs whenever the tunnels do
+        f"Wants={HEAL_TIMER}\n"
+    )
+
+
+def render_heal_service() -> str:
+    return (
+        f"{HEADER}\n"
+        "[Unit]\n"
+        "Description=Mattermost cluster drift check: puts back a flushed DNAT chain or a stopped tunnel\n"
+        f"After={FIREWALL_UNIT}\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={HELPER} heal\n"
+    )
+
+
+def render_heal_timer() -> str:
+    return (
+        f"{HEADER}\n"
+        "[Unit]\n"
+        "Description=Mattermost cluster drift check every "
+        f"{HEAL_INTERVAL_SECONDS} s\n"
+        "\n"
+        "[Timer]\n"
+        f"OnActiveSec={HEAL_INTERVAL_SECONDS}s\n"
+        f"OnUnitActiveSec={HEAL_INTERVAL_SECONDS}s\n"
+        "AccuracySec=1s\n"
     )
 
 
@@ -519,33 +592,30 @@ def render_mattermost_dropin(plan: ClusterPlan, node: str) -> str:
 
 
 def render_units_activate() -> str:
-    """Make systemd read the target and the Mattermost drop-in (Mattermost restarts with its node,
-    not here); once the target's file is gone (delete), stop what is left of it."""
+    """Make systemd read the target, the drift check and the Mattermost drop-in (Mattermost
+    restarts with its node, not here) and start the drift check; once the target's file is gone
+    (delete), stop what is left of them."""
     target = _q(f"{SYSTEMD_DIR}/{TUNNELS_TARGET}")
+    timer = _q(HEAL_TIMER)
     return (
         "systemctl daemon-reload\n"
-        f"if [ ! -e {target} ]; then systemctl stop {_q(TUNNELS_TARGET)} 2>/dev/null || true; fi\n"
+        f"if [ -e {target} ]; then\n"
+        f"  systemctl start {timer}\n"
+        "else\n"
+        f"  systemctl stop {timer} {_q(HEAL_SERVICE)} {_q(TUNNELS_TARGET)} 2>/dev/null || true\n"
+        f"  systemctl reset-failed {timer} {_q(HEAL_SERVICE)} 2>/dev/null || true\n"
+        "fi\n"
     )
 
 
-def render_tunnel_activate(peer: str) -> str:
-    """(Re)start one tunnel and fail with its journal if it does not come up; with the unit
-    file gone (rollback of a first install, or delete) stop what is left of it."""
-    u = _q(tunnel_unit_name(peer))
-    f = _q(f"{SYSTEMD_DIR}/{tunnel_unit_name(peer)}")
+def render_tunnels_activate() -> str:
+    """(Re)start exactly the tunnels whose table line changed, stop those no longer listed, and
+    fail with the journal of any that does not come up. Without the template (rollback of a first
+    install, or delete) every instance stops; the helper may be gone by then (delete order)."""
     return (
         "systemctl daemon-reload\n"
-        f"if [ -e {f} ]; then\n"
-        f"  if ! systemctl restart {u}; then\n"
-        f"    journalctl -u {u} -n 20 --no-pager >&2 || true\n"
-        f"    systemctl stop {u} || true\n"
-        f"    echo {_q(f'tunnel to {peer} did not come up (journal above)')} >&2\n"
-        "    exit 1\n"
-        "  fi\n"
-        "else\n"
-        f"  systemctl stop {u} 2>/dev/null || true\n"
-        f"  systemctl reset-failed {u} 2>/dev/null || true\n"
-        "fi\n"
+        f"if [ -x {_q(HELPER)} ]; then {_q(HELPER)} tunnels-apply; "
+        "else systemctl stop 'mm-tunnel@*.service' 2>/dev/null || true; fi\n"
     )
 
 
@@ -599,6 +669,10 @@ def render_helper() -> str:
         "@NAT_CHAIN@": NAT_CHAIN,
         "@IN_CHAIN@": IN_CHAIN,
         "@HEADER@": HEADER,
+        "@TABLE@": TUNNEL_TABLE,
+        "@TEMPLATE@": f"{SYSTEMD_DIR}/{TUNNEL_TEMPLATE}",
+        "@FIREWALL_UNIT@": FIREWALL_UNIT,
+        "@AES_CIPHERS@": AES_CIPHERS,
     }.items():
         text = text.replace(k, v)
     return text.replace("@FIREWALL_STOP@\n", FIREWALL_STOP)

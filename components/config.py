@@ -752,13 +752,11 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     if db.engine == "mysql":
         add("database.user", "the database user", f"database-enforce-tls-user-{db.user}")
     if cfg.cluster.enabled:  # components/cluster.py
-        add("cluster", "the cluster mesh", "cluster")
+        shared = ("public-keys", "sshd-ready", "mesh-ready", "gossip-stopped")
+        add("cluster", "the cluster mesh", "cluster", *(f"cluster-{k}" for k in shared))
         for i, n in enumerate(cfg.nodes):
-            kinds = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "gossip-mode")
+            kinds = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
             add(f"nodes[{i}].name", f"node {n.name}'s cluster setup", *(f"{n.name}-cluster-{k}" for k in kinds))
-            for p in cfg.nodes:
-                if p.name != n.name:
-                    add(f"nodes[{i}].name", f"the cluster tunnel {n.name} -> {p.name}", f"{n.name}-cluster-tunnel-{p.name}")
     add("proxy", "the proxy", "proxy")  # components/nginx.py
     if cfg.proxy.tls.source == "ca":
         add("proxy", "the proxy", *server_cert("proxy-public"))

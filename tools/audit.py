@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 from cryptography import x509
 
+from components import cluster_render
 from components.config import PROJECT, StackConfig, parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,10 +216,17 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Ch
             )
             r = hosts.run(n.address, n.ssh, script)
             checks.append(Check(f"{n.name} -> peers", "DNAT rules to tunnels", r.returncode == 0, r.stdout.strip()[-120:] or f"{len(peers) * len(ports)} rules"))
-            units = " ".join(f"mm-tunnel-{p.name}.service" for p in peers)
+            units = " ".join(cluster_render.tunnel_unit_name(p.name) for p in peers)
             r = hosts.run(n.address, n.ssh, f"systemctl is-active {units} | grep -cx active")
             active = int(r.stdout.strip() or 0)
             checks.append(Check(f"{n.name} -> peers", "tunnels active", active >= len(peers), f"{active}/{len(peers)}"))
+            # what the node's drift check (mm-cluster-heal.timer) would put back: chains that no
+            # longer match the installed rules, missing jumps, tunnels that are not running
+            r = hosts.run(n.address, n.ssh, f"{cluster_render.HELPER} drift")
+            checks.append(
+                Check(f"{n.name} -> peers", "no drift from the installed files", r.returncode == 0,
+                      (r.stdout + r.stderr).strip().replace("\n", "; ")[-200:] or "DNAT, filter and tunnels as installed")
+            )
     return checks
 
 

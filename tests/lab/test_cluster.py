@@ -15,6 +15,7 @@ import json
 import secrets
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ import pytest
 from components import cluster_render as r
 from lab import replay
 from lab.hosts import Lab
+from lab.replay.runners import SshRunner
 from lab.standin.mmstandin import gossip
 from lab.standin.mmstandin.config import DEFAULTS, Config
 from lab.standin.mmstandin.runtime import Context, Logger
@@ -170,6 +172,14 @@ def test_disabled_cluster_is_inert() -> None:
 # ---------------------------------------------------------------- the lab (real hosts)
 
 ROOT = Path(__file__).resolve().parents[2]
+ROLES = (
+    "ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready"
+)
+AES_CPU = any(
+    line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[1].split()
+    for line in Path("/proc/cpuinfo").read_text().splitlines()
+    if ":" in line
+)
 BRIDGE = "mmtls-br0"
 NODES3 = ["mm1", "mm2", "mm3"]
 NODES4 = [*NODES3, "mm4"]
@@ -271,8 +281,11 @@ def test_up_builds_the_mesh_and_every_node_sees_every_peer(run: LabRun) -> None:
     seen = wait_all_alive(run.lab, NODES3)
     for n in NODES3:
         assert seen[n]["encryption"] is True and not seen[n]["rejected"], seen[n]
-        units = run.lab.ssh(n, "systemctl list-units --state=active --no-legend 'mm-tunnel-*' | wc -l").stdout
+        units = run.lab.ssh(n, "systemctl list-units --state=active --no-legend 'mm-tunnel@*' | wc -l").stdout
         assert units.strip() == "2"
+        # the cipher follows the CPU: AES-GCM first where it has AES instructions
+        cmd = run.lab.ssh(n, f"tr '\\000' ' ' < /proc/$(systemctl show -p MainPID --value {r.tunnel_unit_name('mm1' if n != 'mm1' else 'mm2')})/cmdline").stdout
+        assert cmd.startswith("/usr/bin/ssh ") and (f"Ciphers={r.AES_CIPHERS}" in cmd) is AES_CPU, cmd
         # our DNAT is the only one, first in nat OUTPUT, and nothing forwarding or localnet was switched on
         nat = run.lab.ssh(
             n, "iptables -t nat -S OUTPUT; sysctl -n net.ipv4.ip_forward net.ipv4.conf.all.route_localnet"
@@ -334,6 +347,37 @@ def test_up_again_changes_nothing(run: LabRun) -> None:
 
 
 @pytest.mark.lab
+def test_a_flushed_dnat_chain_and_a_stopped_tunnel_heal_without_restarting_mattermost(run: LabRun) -> None:
+    """What a second `up` cannot see (the files are unchanged), each node's drift check puts back:
+    the audit's `mm-cluster drift` reports it first; Mattermost keeps running throughout."""
+    lab = run.lab
+    pid = lab.ssh("mm1", "systemctl show -p MainPID --value mattermost").stdout.strip()
+    # in one command, so the timer cannot heal it between the break and the report
+    drift = lab.ssh(
+        "mm1",
+        f"iptables -w -t nat -F {r.NAT_CHAIN}; systemctl stop {r.tunnel_unit_name('mm3')}; {r.HELPER} drift",
+        check=False,
+    )
+    assert drift.returncode == 1 and f"chain {r.NAT_CHAIN} differs" in drift.stdout, drift.stdout
+    assert f"{r.tunnel_unit_name('mm3')} is not running" in drift.stdout
+    assert changed(up(run, NODES3)) == {}  # the program's files are as installed: nothing to do
+    t0 = time.monotonic()
+    end = t0 + 3 * r.HEAL_INTERVAL_SECONDS
+    healed = False
+    while time.monotonic() < end:
+        if lab.ssh("mm1", f"{r.HELPER} drift", check=False).returncode == 0:
+            healed = True
+            break
+        time.sleep(0.5)
+    assert healed, lab.ssh("mm1", f"{r.HELPER} drift; journalctl -u {r.HEAL_SERVICE} -n 20 --no-pager", check=False).stdout
+    run.report["drift healed after (s)"] = round(time.monotonic() - t0, 1)
+    assert lab.ssh("mm1", f"iptables -t nat -S {r.NAT_CHAIN} | grep -c DNAT").stdout.strip() == "2"
+    assert lab.ssh("mm1", "systemctl show -p MainPID --value mattermost").stdout.strip() == pid, "Mattermost restarted"
+    assert "drift" in lab.ssh("mm1", f"journalctl -u {r.HEAL_SERVICE} --no-pager -n 20").stdout
+    wait_all_alive(lab, NODES3)
+
+
+@pytest.mark.lab
 def test_a_killed_tunnel_is_back_within_seconds(run: LabRun) -> None:
     unit = r.tunnel_unit_name("mm2")
     port = r.local_port(28000, 102, 1, 0)
@@ -367,18 +411,11 @@ def test_a_fourth_node_changes_only_its_resources_and_pair_entries(run: LabRun) 
         for n in NODES3
     }
     ev = up(run, NODES4)
-    ch = {k: v for k, v in changed(ev).items() if "-cluster-" in k}
+    ch = {k: v for k, v in changed(ev).items() if "-cluster-" in k and not k.startswith("cluster-")}
     created = {k for k, v in ch.items() if v == "create"}
-    assert created == (
-        {
-            f"mm4-cluster-{role}"
-            for role in ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "gossip-mode")
-        }
-        | {f"mm4-cluster-tunnel-{p}" for p in NODES3}
-        | {f"{n}-cluster-tunnel-mm4" for n in NODES3}
-    ), ch
+    assert created == {f"mm4-cluster-{role}" for role in ROLES}, ch
     assert {k for k, v in ch.items() if v != "create"} == {
-        f"{n}-cluster-{x}" for n in NODES3 for x in ("sshd", "firewall")
+        f"{n}-cluster-{x}" for n in NODES3 for x in ("sshd", "firewall", "tunnels")
     }, ch
     assert {v for k, v in ch.items() if v != "create"} == {"update"}
     # existing Mattermost processes and tunnels were not restarted
@@ -397,12 +434,11 @@ def test_a_fourth_node_changes_only_its_resources_and_pair_entries(run: LabRun) 
 def test_removing_the_fourth_node_puts_it_back_as_it_was(run: LabRun) -> None:
     ev = up(run, NODES3)
     deleted = {k for k, v in changed(ev).items() if v == "delete" and "-cluster-" in k}
-    assert {f"{n}-cluster-tunnel-mm4" for n in NODES3} <= deleted
+    assert {f"mm4-cluster-{role}" for role in ROLES} == deleted
+    port = r.local_port(28000, 104, 1, 0)
     for n in NODES3:
-        assert (
-            run.lab.ssh(n, f"systemctl list-units --all --no-legend {r.tunnel_unit_name('mm4')} | wc -l").stdout.strip()
-            == "0"
-        )
+        state = run.lab.ssh(n, f"systemctl is-active {r.tunnel_unit_name('mm4')}; ss -Hltn 'sport = :{port}' | wc -l", check=False)
+        assert state.stdout.split() == ["inactive", "0"], state.stdout
     wait_all_alive(run.lab, NODES3)
 
 
@@ -442,3 +478,198 @@ def test_destroy_puts_every_node_back(run: LabRun) -> None:
         now = run.lab.ssh(n, SNAPSHOT, timeout=120).stdout
         assert now == run.before[n], f"{n} differs after destroy"
     print("cluster lab report:", json.dumps(run.report))
+
+
+# ---------------------------------------------------------------- 9 and 10 nodes, and the upgrade
+
+
+class CountingRunner(SshRunner):
+    """The replay's SSH runner (one connection per command, as pulumi-command), counting per
+    host the connections and the most open at once (sshd's MaxStartups 10:30:100 starts dropping
+    unauthenticated connections beyond 10)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.per_host: dict[str, int] = {}
+        self.open: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+
+    def run(self, connection: dict[str, Any], command: str, **kw: Any) -> Any:
+        host = str(connection.get("host"))
+        with self.lock:
+            self.per_host[host] = self.per_host.get(host, 0) + 1
+            self.open[host] = self.open.get(host, 0) + 1
+            self.peak[host] = max(self.peak.get(host, 0), self.open[host])
+        try:
+            return super().run(connection, command, **kw)
+        finally:
+            with self.lock:
+                self.open[host] -= 1
+
+
+def lab_up(state: Path, nodes: list[str], project: Path = ROOT, **config: Any) -> tuple[replay.Evaluation, CountingRunner]:
+    counting = CountingRunner()
+    cfg = {"nodes": [{"name": n} for n in nodes], "cluster": {"enabled": True}, **config}
+    ev = replay.up(project, "lab", state_path=state, config=cfg, runner=counting)
+    # no retry anywhere: the first attempt of every step has to succeed
+    assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-2000:]}" for s in ev.failed_steps) or ev.program_error
+    return ev, counting
+
+
+def node_hosts(counting: CountingRunner, nodes: list[str]) -> tuple[set[int], int]:
+    addresses = {ADDRESSES[n] for n in nodes}
+    return {v for k, v in counting.per_host.items() if k in addresses}, max(counting.peak.values())
+
+
+ADDRESSES = {f"mm{i}": f"10.251.0.{100 + i}" for i in range(1, 11)}
+NODES9 = [f"mm{i}" for i in range(1, 10)]
+NODES10 = [f"mm{i}" for i in range(1, 11)]
+CA2 = {"commonName": "Mattermost lab transport CA 2", "organization": "Lab"}
+
+
+@pytest.mark.lab
+def test_nine_nodes_whole_lifecycle_past_the_manual_six_node_limit(lab: Lab, tmp_path: Path) -> None:
+    """9 nodes (the manual procedure's <k>8075 ports stop at 6): fresh up, no-op up, a 10th node,
+    one removed, the CA rotated, destroy with every host byte-identical; no step fails, none retried."""
+    lab.down()
+    lab.up(nodes=10, extra=[])
+    before = {h: lab.ssh(h, SNAPSHOT, timeout=120).stdout for h in NODES10}
+    state = tmp_path / "nine.json"
+    report: dict[str, Any] = {}
+
+    t0 = time.monotonic()
+    ev, counting = lab_up(state, NODES9)
+    report["fresh up 9 nodes (s)"] = round(time.monotonic() - t0, 1)
+    per_node, peak = node_hosts(counting, NODES9)
+    report["SSH connections per node host"] = sorted(per_node)
+    report["most SSH connections open at once to one host"] = peak
+    report["SSH connections total"] = counting.connections
+    assert per_node == {9} and peak <= 10, report
+    wait_all_alive(lab, NODES9)
+
+    ev, counting = lab_up(state, NODES9)
+    assert changed(ev) == {} and counting.connections == 0, changed(ev)
+
+    t0 = time.monotonic()
+    ev, counting = lab_up(state, NODES10)
+    report["add a 10th node (s)"] = round(time.monotonic() - t0, 1)
+    ch = changed(ev)
+    assert {k for k, v in ch.items() if v == "create" and "-cluster-" in k} == {f"mm10-cluster-{x}" for x in ROLES}
+    assert {k for k, v in ch.items() if v != "create" and k.startswith("mm")} == {
+        f"{n}-cluster-{x}" for n in NODES9 for x in ("sshd", "firewall", "tunnels")
+    }, ch
+    wait_all_alive(lab, NODES10)
+
+    rest = [n for n in NODES10 if n != "mm5"]
+    ev, counting = lab_up(state, rest)
+    assert {k for k, v in changed(ev).items() if v == "delete" and "-cluster-" in k} == {
+        f"mm5-cluster-{x}" for x in ROLES
+    }
+    wait_all_alive(lab, rest)
+
+    t0 = time.monotonic()
+    ev, counting = lab_up(state, rest, ca=CA2)
+    report["CA rotation (s)"] = round(time.monotonic() - t0, 1)
+    # the mesh does not depend on the CA: no cluster resource changes with it
+    assert not {k for k in changed(ev) if "-cluster-" in k}, changed(ev)
+    wait_all_alive(lab, rest)
+
+    t0 = time.monotonic()
+    gone = replay.destroy(ROOT, "lab", state_path=state)
+    assert gone.ok, [s.error[-1500:] for s in gone.failed_steps]
+    report["destroy (s)"] = round(time.monotonic() - t0, 1)
+    for h in NODES10:
+        assert lab.ssh(h, SNAPSHOT, timeout=120).stdout == before[h], f"{h} differs after destroy"
+    print("nine-node lab report:", json.dumps(report))
+
+
+@pytest.mark.lab
+def test_three_nodes_fresh_up_connections(lab: Lab, tmp_path: Path) -> None:
+    """The 3-node figures beside the 9-node ones: the same connections per node host."""
+    lab.down()
+    lab.up(nodes=3, extra=[])
+    before = {h: lab.ssh(h, SNAPSHOT, timeout=120).stdout for h in NODES3}
+    state = tmp_path / "three.json"
+    t0 = time.monotonic()
+    ev, counting = lab_up(state, NODES3)
+    took = round(time.monotonic() - t0, 1)
+    per_node, peak = node_hosts(counting, NODES3)
+    print("three-node lab report:", json.dumps({"fresh up 3 nodes (s)": took, "SSH connections per node host": sorted(per_node),
+                                                "most open at once to one host": peak, "total": counting.connections}))
+    assert per_node == {9} and peak <= 10
+    gone = replay.destroy(ROOT, "lab", state_path=state)
+    assert gone.ok
+    for h in NODES3:
+        assert lab.ssh(h, SNAPSHOT, timeout=120).stdout == before[h], f"{h} differs after destroy"
+
+
+BASELINE_REF = "2d3e109"
+"""main before the tunnel table (per-pair tunnel resources)."""
+
+
+@pytest.mark.lab
+def test_upgrade_from_per_pair_tunnels_keeps_the_mesh_and_destroy_gives_back_every_byte(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Apply the previous design, then this one: the per-pair resources are deleted AFTER the
+    tunnel sets are created (create-before-delete) and their delete leaves the new files and
+    tunnels alone; the legacy units are gone, the mesh never stops working."""
+    lab.down()
+    lab.up(nodes=3, extra=[])
+    before = {h: lab.ssh(h, SNAPSHOT, timeout=120).stdout for h in NODES3}
+    state = tmp_path / "upgrade.json"
+    old = tmp_path / "old-tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), BASELINE_REF], check=True,
+                   capture_output=True)
+    try:
+        # the previous design through its own tree's replay engine, in a process of its own (this
+        # one has imported this tree's `components`)
+        config = {
+            "nodes": [{"name": n} for n in NODES3],
+            "cluster": {"enabled": True},
+            "inventoryFile": str(lab.inventory_file),
+        }
+        prog = (
+            "import json, sys\n"
+            "sys.path.insert(0, sys.argv[1])\n"
+            "from lab import replay\n"
+            "ev = replay.up(sys.argv[1], 'lab', state_path=sys.argv[2], config=json.loads(sys.argv[3]))\n"
+            "print('ok' if ev.ok else [s.error[-1500:] for s in ev.failed_steps] or ev.program_error)\n"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", prog, str(old), str(state), json.dumps(config)],
+            capture_output=True, text=True, cwd=old, timeout=900,
+        )
+        assert res.stdout.strip().splitlines()[-1:] == ["ok"], res.stdout[-3000:] + res.stderr[-3000:]
+        wait_all_alive(lab, NODES3)
+        assert lab.ssh("mm1", "systemctl is-active mm-tunnel-mm2.service").stdout.strip() == "active"
+        pid = lab.ssh("mm1", "systemctl show -p MainPID --value mattermost").stdout.strip()
+        ev, counting = lab_up(state, NODES3)
+        ops = changed(ev)
+        legacy = {f"{n}-cluster-tunnel-{p}" for n in NODES3 for p in NODES3 if p != n}
+        assert {k for k, v in ops.items() if v == "delete"} == legacy, ops
+        order = [s.name for s in ev.steps if s.op != "same"]
+        assert max(order.index(f"{n}-cluster-tunnels") for n in NODES3) < min(order.index(k) for k in legacy)
+        for n in NODES3:
+            peers = [p for p in NODES3 if p != n]
+            state_ = lab.ssh(
+                n,
+                "systemctl is-active " + " ".join(r.tunnel_unit_name(p) for p in peers) + " "
+                + " ".join(r.legacy_tunnel_unit_name(p) for p in peers) + "; "
+                f"ls {r.CONF_DIR}; ls /etc/systemd/system/{r.TUNNELS_TARGET}.d; {r.HELPER} drift",
+                check=False,
+            ).stdout.split()
+            assert state_[: 2 * len(peers)] == ["active"] * len(peers) + ["inactive"] * len(peers), state_
+            assert "known_hosts.d" not in state_ and "tunnels" in state_ and "peers.conf" in state_, state_
+            assert not any(x.startswith("mm-tunnel-") for x in state_), state_
+        assert lab.ssh("mm1", "systemctl show -p MainPID --value mattermost").stdout.strip() == pid
+        wait_all_alive(lab, NODES3)
+        ev, counting = lab_up(state, NODES3)
+        assert changed(ev) == {} and counting.connections == 0
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+    gone = replay.destroy(ROOT, "lab", state_path=state)
+    assert gone.ok, [s.error[-1500:] for s in gone.failed_steps]
+    for h in NODES3:
+        assert lab.ssh(h, SNAPSHOT, timeout=120).stdout == before[h], f"{h} differs after destroy"

@@ -18,7 +18,8 @@ from lab.replay import Evaluation, ReplayError, Resource
 
 CLUSTER_TYPE = "mattermost-tls:cluster:Cluster"
 NODES = ("mm1", "mm2", "mm3")
-ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "gossip-mode")
+ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
+SHARED = ("cluster-public-keys", "cluster-sshd-ready", "cluster-mesh-ready", "cluster-gossip-stopped")
 MM4_HOST_KEY = (
     ed25519.Ed25519PrivateKey.generate()
     .public_key()
@@ -64,11 +65,11 @@ def _decoded(stdin: str) -> list[str]:
         return []
 
 
-def test_every_node_and_pair_gets_stably_named_children_of_the_component(three: Evaluation) -> None:
+def test_every_node_gets_a_fixed_set_of_stably_named_children_of_the_component(three: Evaluation) -> None:
     names = {res.name for res in cluster_resources(three)}
     expected = {f"{n}-cluster-{role}" for n in NODES for role in ROLES}
     expected |= {f"{n}-cluster-ssh-key" for n in NODES}
-    expected |= {f"{n}-cluster-tunnel-{p}" for n in NODES for p in NODES if p != n}
+    expected |= set(SHARED)
     assert names == expected
     (component,) = three.by_type(CLUSTER_TYPE)
     assert all(res.parent_urn == component.urn for res in cluster_resources(three))
@@ -105,38 +106,61 @@ def test_authorized_keys_admit_exactly_the_peers_keys(three: Evaluation) -> None
             assert (pubs[p] in authorized) is (p != n)
 
 
-def test_each_tunnel_pins_the_peers_configured_host_key(three: Evaluation, replay_inventory: Any) -> None:
+def test_each_nodes_tunnel_set_pins_every_peers_configured_host_key(three: Evaluation, replay_inventory: Any) -> None:
     import json
 
     inventory = json.loads(replay_inventory.read_text())
     for n in NODES:
-        for p in NODES:
-            if p == n:
-                continue
-            known_hosts, unit, target_dropin = files_in(three.get(f"{n}-cluster-tunnel-{p}"))
-            assert known_hosts == f"mm-cluster-{p} {inventory['hosts'][p]['hostKey']}\n"
-            assert f"mmtunnel@{inventory['hosts'][p]['address']}" in unit and "StrictHostKeyChecking=yes" in unit
-            assert target_dropin.endswith(f"Wants=mm-tunnel-{p}.service\n")
+        known_hosts, table, template, dropin = files_in(three.get(f"{n}-cluster-tunnels"))
+        peers = [p for p in NODES if p != n]
+        assert known_hosts == "".join(f"mm-cluster-{p} {inventory['hosts'][p]['hostKey']}\n" for p in peers)
+        rows = {line.split()[0]: line.split() for line in table.splitlines() if not line.startswith("#")}
+        assert set(rows) == set(peers)
+        for p in peers:
+            assert rows[p][2] == inventory["hosts"][p]["hostKey"].split()[1]
+            assert (
+                rows[p][-1] == f"mmtunnel@{inventory['hosts'][p]['address']}" and "StrictHostKeyChecking=yes" in rows[p]
+            )
+        assert "ExecStart=/usr/local/sbin/mm-cluster tunnel %i" in template.splitlines()
+        assert dropin.endswith("Wants=" + " ".join(f"mm-tunnel@{p}.service" for p in peers) + "\n")
 
 
-def test_a_tunnel_waits_for_the_peer_to_admit_its_key(three: Evaluation) -> None:
-    tunnel = three.get("mm1-cluster-tunnel-mm2")
-    deps = tunnel.all_dependencies()
-    for needed in ("mm2-cluster-sshd", "mm1-cluster-client-key", "mm1-cluster-units", "mm1-cluster-firewall"):
-        assert three.get(needed).urn in deps, needed
+def test_barriers_run_nothing_and_open_no_connection(three: Evaluation) -> None:
+    for name in (*SHARED, *(f"{n}-cluster-ready" for n in NODES)):
+        res = three.get(name)
+        assert not any(res.inputs.get(k) for k in ("create", "update", "delete")), name
+    # the key list carries public keys only
+    assert "PRIVATE" not in three.get("cluster-public-keys").inputs["stdin"]
+
+
+def test_tunnels_wait_for_every_peer_to_admit_their_key_through_one_barrier(three: Evaluation) -> None:
+    barrier = three.get("cluster-sshd-ready")
+    assert {three.get(f"{n}-cluster-sshd").urn for n in NODES} <= set(barrier.dependencies)
+    for n in NODES:
+        deps = three.get(f"{n}-cluster-tunnels").all_dependencies()
+        for needed in ("cluster-sshd-ready", f"{n}-cluster-client-key", f"{n}-cluster-units", f"{n}-cluster-firewall"):
+            assert three.get(needed).urn in deps, needed
+        # authorized_keys read from the one key list, not from every key resource
+        sshd = three.get(f"{n}-cluster-sshd").all_dependencies()
+        assert three.get("cluster-public-keys").urn in sshd
+        assert not any(three.get(f"{p}-cluster-ssh-key").urn in sshd for p in NODES)
 
 
 def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop(three: Evaluation) -> None:
-    stops = {three.get(f"{n}-cluster-gossip-mode").urn for n in NODES}
-    every_tunnel = {res.urn for res in three.resources if "-cluster-tunnel-" in res.name}
+    """Through barriers: tunnels -> mesh-ready -> every stop -> gossip-stopped -> each node's ready."""
+    urn = {res.name: res.urn for res in three.resources}
+    mesh = set(three.get("cluster-mesh-ready").dependencies)
+    assert {urn[f"{n}-cluster-tunnels"] for n in NODES} <= mesh
+    stopped = set(three.get("cluster-gossip-stopped").dependencies)
+    assert {urn[f"{n}-cluster-gossip-mode"] for n in NODES} <= stopped
     for n in NODES:
-        restart = three.get(f"{n}-tls-files")
-        deps = set(restart.dependencies)
-        assert stops <= deps
-        assert three.get(f"{n}-cluster-firewall").urn in deps and three.get(f"{n}-cluster-units").urn in deps
-        assert {three.get(f"{n}-cluster-tunnel-{p}").urn for p in NODES if p != n} <= deps
-        # the stop itself waits for the whole mesh: the downtime starts as late as possible
-        assert every_tunnel <= set(three.get(f"{n}-cluster-gossip-mode").dependencies)
+        # the stop waits for the whole mesh: the downtime starts as late as possible
+        assert urn["cluster-mesh-ready"] in three.get(f"{n}-cluster-gossip-mode").dependencies
+        ready = set(three.get(f"{n}-cluster-ready").dependencies)
+        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} | {
+            urn["cluster-gossip-stopped"]
+        } <= ready
+        assert urn[f"{n}-cluster-ready"] in three.get(f"{n}-tls-files").dependencies
 
 
 def test_node_environment_carries_the_cluster_settings(three: Evaluation) -> None:
@@ -172,14 +196,11 @@ def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_
     mine = {res.name for res in cluster_resources(four)}
     created = {n for n in mine if ops.get(n) == "create"}
     changed = {n for n in mine if ops.get(n) in ("update", "replace")}
-    assert created == (
-        {f"mm4-cluster-{role}" for role in ROLES}
-        | {"mm4-cluster-ssh-key"}
-        | {f"mm4-cluster-tunnel-{p}" for p in NODES}
-        | {f"{n}-cluster-tunnel-mm4" for n in NODES}
-    )
+    assert created == {f"mm4-cluster-{role}" for role in ROLES} | {"mm4-cluster-ssh-key"}
     # the only existing resources that change: the files listing every peer gain mm4's lines
-    assert changed == {f"{n}-cluster-{role}" for n in NODES for role in ("sshd", "firewall")}
+    assert changed == {f"{n}-cluster-{role}" for n in NODES for role in ("sshd", "firewall", "tunnels")} | {
+        "cluster-public-keys"
+    }
     assert {s.op for s in four.steps if s.name in changed} == {"update"}
     for n in NODES:
         old_auth, old_dropin = files_in(three.get(f"{n}-cluster-sshd"))
@@ -187,6 +208,14 @@ def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_
         assert old_dropin == new_dropin
         assert set(old_auth.splitlines()) <= set(new_auth.splitlines())
         assert len(set(new_auth.splitlines()) - set(old_auth.splitlines())) == 1
+        old_files, new_files = files_in(three.get(f"{n}-cluster-tunnels")), files_in(four.get(f"{n}-cluster-tunnels"))
+        assert old_files[2] == new_files[2]  # the template: no tunnel restarts for it
+        for old, new in zip(old_files[:2], new_files[:2], strict=True):  # known_hosts, table: one line more
+            assert set(old.splitlines()) <= set(new.splitlines())
+            assert [x.split()[0] for x in set(new.splitlines()) - set(old.splitlines())] in (
+                ["mm4"],
+                ["mm-cluster-mm4"],
+            )
     # nothing about existing pairs moved, and no existing node restarts for it
     for n in NODES:
         assert ops[f"{n}-tls-files"] == "same"
@@ -223,3 +252,110 @@ def test_cluster_disabled_registers_nothing_of_it(replay: Any, replay_lab_config
     ev = replay({**replay_lab_config, "cluster": {"enabled": False}})
     assert not ev.by_type(CLUSTER_TYPE)
     assert not ev.any_command_contains(r.HELPER)
+
+
+# ---------------------------------------------------------------- growth with the node count
+
+
+def _public_key() -> str:
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+
+
+def edges(ev: Evaluation) -> int:
+    """(resource, dependency) pairs from dependencies and property dependencies, parent excluded
+    (what bench/run.py prints)."""
+    return sum(
+        len((set(res.dependencies) | {u for us in res.property_dependencies.values() for u in us}) - {res.parent_urn})
+        for res in ev.resources
+    )
+
+
+@pytest.fixture(scope="module")
+def sizes(replay: Any) -> dict[int, Evaluation]:
+    from lab.replay import Secret
+
+    key = (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+        .decode()
+    )
+    out = {}
+    for n in (3, 10, 50, 100):
+        nodes = [
+            {"name": f"mm{i}", "address": f"10.20.{i // 200}.{i % 200 + 10}", "ssh": {"hostKey": _public_key()}}
+            for i in range(1, n + 1)
+        ]
+        config = {
+            "sshPrivateKey": Secret(key),
+            "nodes": nodes,
+            "cluster": {"enabled": True},
+            "database": {"engine": "postgres", "address": "10.20.9.1", "ssh": {"hostKey": _public_key()}},
+            "mattermost": {"version": "11.1.0"},
+        }
+        out[n] = replay(config, stack="prod")
+    return out
+
+
+def test_resources_and_edges_grow_linearly_with_the_node_count(sizes: dict[int, Evaluation]) -> None:
+    """Exactly a + b*N: fitted on 3 and 10 nodes, 50 and 100 nodes lie on the same line (the
+    per-pair design had N*(N-1) tunnels and every stop depending on every tunnel: N^3 edges)."""
+    for measure in (lambda ev: len(ev.resources), edges, lambda ev: len(cluster_resources(ev))):
+        m3, m10 = measure(sizes[3]), measure(sizes[10])
+        per_node, fixed = (m10 - m3) / 7, m3 - 3 * (m10 - m3) / 7
+        for n in (50, 100):
+            assert measure(sizes[n]) == fixed + per_node * n, (n, measure(sizes[n]), fixed, per_node)
+    # the cluster itself: 10 resources per node and 4 shared ones
+    assert len(cluster_resources(sizes[100])) == 10 * 100 + len(SHARED)
+    assert edges(sizes[100]) < 40 * len(sizes[100].resources)
+
+
+def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(sizes: dict[int, Evaluation]) -> None:
+    largest = {n: max(len(t) for c in ev.commands() for t in c.command_texts()) for n, ev in sizes.items()}
+    # the node name's digits are the only difference; Linux refuses one exec argument > 128 KiB
+    assert max(largest.values()) - min(largest.values()) <= 8 and max(largest.values()) < 128 * 1024, largest
+    for n, ev in sizes.items():
+        per_host: dict[str, int] = {}
+        for c in ev.commands():
+            if any(c.command_texts()):
+                host = c.inputs["connection"]["host"]
+                per_host[host] = per_host.get(host, 0) + 1
+        node_hosts = {v for k, v in per_host.items() if k.startswith("10.20.0.") or k.startswith("10.20.1.")}
+        # one SSH connection per command in a fresh up: the same few per node host at any size
+        assert node_hosts == {9}, (n, sorted(set(per_host.values())))
+
+
+def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_parallelism(
+    sizes: dict[int, Evaluation],
+) -> None:
+    """The graph itself bounds the SSH connections open at once to one node host (the engine runs
+    4 x cores steps in parallel; sshd's MaxStartups starts dropping unauthenticated ones past 10):
+    the largest set of a host's commands none of which depends on another is 3, at any size."""
+    from itertools import combinations
+
+    for n in (3, 100):
+        ev = sizes[n]
+        # resources come in registration order: every dependency before its dependents
+        anc: dict[str, frozenset[str]] = {}
+        for res in ev.resources:
+            out: set[str] = set()
+            for d in res.all_dependencies() - {res.parent_urn}:
+                out |= {d} | anc.get(d, frozenset())
+            anc[res.urn] = frozenset(out)
+
+        def ancestors(urn: str, anc: dict[str, frozenset[str]] = anc) -> frozenset[str]:
+            return anc[urn]
+
+        for host in ("10.20.0.11", f"10.20.0.{n + 10}"):
+            mine = [c.urn for c in ev.commands() if any(c.command_texts()) and c.inputs["connection"]["host"] == host]
+            assert len(mine) == 9
+
+            def independent(group: tuple[str, ...]) -> bool:
+                return all(a not in ancestors(b) and b not in ancestors(a) for a, b in combinations(group, 2))
+
+            widest = max(k for k in range(1, len(mine) + 1) if any(independent(g) for g in combinations(mine, k)))
+            assert widest == 3, (n, host, widest)

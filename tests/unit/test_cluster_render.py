@@ -32,6 +32,11 @@ from components import config
 from components.config import ConfigError, Node, StackConfig
 
 SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]
+AES_CPU = any(
+    line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[1].split()
+    for line in Path("/proc/cpuinfo").read_text().splitlines()
+    if ":" in line
+)
 
 
 # ---------------------------------------------------------------- fixtures
@@ -276,8 +281,7 @@ def test_every_name_the_schema_accepts_makes_valid_unit_and_file_names(name: str
     config.parse(raw_config([{"name": name, "address": "10.0.0.1"}]))
     unit = r.tunnel_unit_name(name)
     assert UNIT_NAME.match(unit) and len(unit) <= 255 and "/" not in name
-    assert Path(r.tunnel_target_dropin_path(name)).name == f"mm-tunnel-{name}.conf"
-    assert Path(r.tunnel_known_hosts_path(name)).parent == Path(r.KNOWN_HOSTS_DIR)
+    assert unit == f"mm-tunnel@{name}.service" and r.legacy_tunnel_unit_name(name) == f"mm-tunnel-{name}.service"
     assert re.fullmatch(r"[a-z0-9-]+", name)
 
 
@@ -342,9 +346,11 @@ def test_authorized_keys_refuses_a_non_ed25519_key() -> None:
 def test_known_hosts_pins_the_configured_key_under_the_alias(tmp_path: Path) -> None:
     plan = r.plan_cluster(make_config(2), make_config(2).nodes)
     f = tmp_path / "kh"
-    f.write_text(r.render_known_hosts(plan.member("mm2")))
+    f.write_text(r.render_known_hosts(plan, "mm1"))
     out = subprocess.run(["ssh-keygen", "-F", "mm-cluster-mm2", "-f", str(f)], capture_output=True, text=True)
     assert out.returncode == 0 and HOST_KEY.split()[1] in out.stdout
+    # only the peers: a node does not pin itself
+    assert subprocess.run(["ssh-keygen", "-F", "mm-cluster-mm1", "-f", str(f)], capture_output=True).returncode != 0
     assert subprocess.run(["ssh-keygen", "-F", "10.251.0.102", "-f", str(f)], capture_output=True).returncode != 0
 
 
@@ -363,7 +369,7 @@ def test_tunnel_ssh_command_pins_and_forwards_only_loopback() -> None:
         "BatchMode=yes",
         "ExitOnForwardFailure=yes",
         "GlobalKnownHostsFile=/dev/null",
-        "UserKnownHostsFile=/etc/mattermost-cluster/known_hosts.d/mm2",
+        "UserKnownHostsFile=/etc/mattermost-cluster/known_hosts",
         "HostKeyAlias=mm-cluster-mm2",
         "ServerAliveInterval=15",
         "ServerAliveCountMax=3",
@@ -427,9 +433,10 @@ def cluster_units(plan: r.ClusterPlan, node: str) -> dict[str, str]:
         f"{r.SYSTEMD_DIR}/{r.TUNNELS_TARGET}": r.render_tunnels_target(),
         r.mattermost_dropin_path(me.unit): r.render_mattermost_dropin(plan, node),
     }
-    for p in plan.peers(node):
-        units[f"{r.SYSTEMD_DIR}/{r.tunnel_unit_name(p.name)}"] = r.render_tunnel_unit(plan, node, p.name)
-        units[r.tunnel_target_dropin_path(p.name)] = r.render_target_dropin(p.name)
+    units[f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}"] = r.render_tunnel_template(plan, node)
+    units[r.TUNNELS_DROPIN] = r.render_tunnels_dropin(plan, node)
+    units[f"{r.SYSTEMD_DIR}/{r.HEAL_SERVICE}"] = r.render_heal_service()
+    units[f"{r.SYSTEMD_DIR}/{r.HEAL_TIMER}"] = r.render_heal_timer()
     return units
 
 
@@ -445,19 +452,21 @@ def test_eight_node_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     plan = r.plan_cluster(cfg, cfg.nodes)
     units = cluster_units(plan, "mm5")
     root = _systemd_root(tmp_path, units)
-    names = [Path(p).name for p in units if p.endswith((".service", ".target"))]
-    assert len([n for n in names if n.startswith("mm-tunnel-")]) == 7
-    _verify(root, *names)
+    names = [Path(p).name for p in units if p.endswith((".service", ".target", ".timer")) and "@" not in p]
+    # the template is verified through its instances, one per peer
+    instances = [r.tunnel_unit_name(p.name) for p in plan.peers("mm5")]
+    assert len(instances) == 7
+    _verify(root, *names, *instances)
 
 
 @needs_systemd_analyze
 def test_systemd_analyze_catches_a_broken_unit(tmp_path: Path) -> None:
     """The verification above can fail."""
     plan = r.plan_cluster(make_config(2), make_config(2).nodes)
-    broken = r.render_tunnel_unit(plan, "mm1", "mm2").replace("RestartSec=2", "RestartSec=two")
-    root = _systemd_root(tmp_path, {f"{r.SYSTEMD_DIR}/mm-tunnel-mm2.service": broken})
+    broken = r.render_tunnel_template(plan, "mm1").replace("RestartSec=2", "RestartSec=two")
+    root = _systemd_root(tmp_path, {f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}": broken})
     with pytest.raises(AssertionError, match="RestartSec|sec value"):
-        _verify(root, "mm-tunnel-mm2.service")
+        _verify(root, "mm-tunnel@mm2.service")
 
 
 def test_tunnel_unit_supervision_and_order() -> None:
@@ -468,14 +477,16 @@ def test_tunnel_unit_supervision_and_order() -> None:
         }
     )
     plan = r.plan_cluster(cfg, cfg.nodes)
-    unit = r.render_tunnel_unit(plan, "mm1", "mm2")
+    unit = r.render_tunnel_template(plan, "mm1")
     for line in (
         "Restart=always",
         "RestartSec=2",
         "StartLimitIntervalSec=0",
         "User=mmtunnel",
         "Before=mattermost-app.service mm-cluster-tunnels.target",
-        "ExecStartPost=/usr/local/sbin/mm-cluster wait-listen 15 28102",
+        "ExecStart=/usr/local/sbin/mm-cluster tunnel %i",
+        "ExecStartPost=/usr/local/sbin/mm-cluster wait-tunnel %i 15",
+        "RuntimeDirectory=mm-tunnel-%i",
     ):
         assert line in unit.splitlines()
     dropin = r.render_mattermost_dropin(plan, "mm1").splitlines()
@@ -488,7 +499,8 @@ def test_tunnel_unit_supervision_and_order() -> None:
         r.mattermost_dropin_path("mattermost-app")
         == "/etc/systemd/system/mattermost-app.service.d/40-mattermost-cluster.conf"
     )
-    assert r.render_target_dropin("mm2").splitlines()[-1] == "Wants=mm-tunnel-mm2.service"
+    assert r.render_tunnels_dropin(plan, "mm1").splitlines()[-1] == "Wants=mm-tunnel@mm2.service"
+    assert "Wants=mm-cluster-heal.timer" in r.render_tunnels_target().splitlines()
     assert "[Install]" not in unit  # pulled in by files only: nothing for `systemctl enable` to leave behind
 
 
@@ -499,9 +511,12 @@ def test_adding_a_node_leaves_every_existing_pair_file_byte_identical() -> None:
         assert r.render_sshd_dropin(p3, m.name) == r.render_sshd_dropin(p4, m.name)
         assert r.render_mattermost_dropin(p3, m.name) == r.render_mattermost_dropin(p4, m.name)
         assert r.gossip_env(p3, m.name) == r.gossip_env(p4, m.name)
-        for peer in p3.peers(m.name):
-            assert r.render_tunnel_unit(p3, m.name, peer.name) == r.render_tunnel_unit(p4, m.name, peer.name)
-            assert r.render_known_hosts(peer) == r.render_known_hosts(p4.member(peer.name))
+        # the template is the same (no tunnel restarts for it); the table and known_hosts only
+        # gain mm4's line, so tunnels-apply starts mm4's tunnel and touches no other
+        assert r.render_tunnel_template(p3, m.name) == r.render_tunnel_template(p4, m.name)
+        for render in (r.render_tunnel_table, r.render_known_hosts):
+            old_l, new_l = render(p3, m.name).splitlines(), render(p4, m.name).splitlines()
+            assert old_l == [x for x in new_l if "mm4" not in x] and len(new_l) == len(old_l) + 1
         # shared files only gain the new pair's lines
         old, new = r.render_firewall_rules(p3, m.name).splitlines(), r.render_firewall_rules(p4, m.name).splitlines()
         assert set(old) <= set(new) and all("10.251.0.104" in x or x.startswith("# mm4") for x in set(new) - set(old))
@@ -523,7 +538,7 @@ def test_every_rendered_script_parses_in_every_shell() -> None:
         r.render_account_delete(plan),
         r.render_gossip_stop(plan, "mm1"),
         r.render_firewall_activate(),
-        r.render_tunnel_activate("mm2"),
+        r.render_tunnels_activate(),
         r.render_units_activate(),
         r.render_sshd_validate(plan, "mm1"),
         r.SSHD_RELOAD,
@@ -905,8 +920,7 @@ def test_real_sshd_and_tunnel_from_the_rendered_files() -> None:
     )
     plan = r.plan_cluster(cfg, cfg.nodes)
     pubs = {"mm1": pub1, "mm2": pub2, "mm3": _private_openssh()[1]}
-    argv = r.tunnel_ssh_argv(plan, "mm1", "mm2")
-    wrong_kh = r.render_known_hosts(plan.member("mm2")).replace(host_pub.split()[1], HOST_KEY.split()[1])
+    wrong_kh = r.render_known_hosts(plan, "mm1").replace(host_pub.split()[1], HOST_KEY.split()[1])
     local = plan.local_ports("mm2")[0]
     files = {
         "/etc/ssh/ssh_host_ed25519_key": (host_priv, 0o600),
@@ -914,18 +928,18 @@ def test_real_sshd_and_tunnel_from_the_rendered_files() -> None:
         r.SSHD_DROPIN: (r.render_sshd_dropin(plan, "mm2"), 0o644),
         r.AUTHORIZED_KEYS: (r.render_authorized_keys(plan, "mm2", pubs), 0o644),
         r.CLIENT_KEY: (priv1, 0o600),
-        r.tunnel_known_hosts_path("mm2"): (r.render_known_hosts(plan.member("mm2")), 0o644),
+        r.KNOWN_HOSTS: (r.render_known_hosts(plan, "mm1"), 0o644),
+        r.TUNNEL_TABLE: (r.render_tunnel_table(plan, "mm1"), 0o644),
         "/wrong_known_hosts": (wrong_kh, 0o644),
         r.HELPER: (r.render_helper(), 0o755),
         r.FIREWALL_RULES: (r.render_firewall_rules(plan, "mm1"), 0o644),
         "/account.sh": (r.render_account_create(plan), 0o644),
         "/validate.sh": (r.render_sshd_validate(plan, "mm2"), 0o644),
-        "/tunnel.argv": ("\n".join(argv) + "\n", 0o644),
     }
     script = rf"""
 sh -eu /account.sh >/dev/null
 chown mmtunnel:mmtunnel {r.CLIENT_KEY}
-chmod 755 /etc/mattermost-cluster /etc/mattermost-cluster/known_hosts.d
+chmod 755 /etc/mattermost-cluster
 # mm2: a second network namespace, reached over a veth
 unshare --net sleep 600 & peer=$!
 sleep 0.2
@@ -944,9 +958,13 @@ while True:
 '
 mm-cluster start
 as_tunnel() {{ setpriv --reuid mmtunnel --regid mmtunnel --init-groups env HOME=/var/lib/mmtunnel "$@"; }}
-set -- $(cat /tunnel.argv)
-setpriv --reuid mmtunnel --regid mmtunnel --init-groups env HOME=/var/lib/mmtunnel "$@" 2>/tunnel.err & tunnel=$!
-MAINPID=$tunnel mm-cluster wait-listen 20 {local} && echo "tunnel listening" || {{ cat /tunnel.err; cat /sshd.log; }}
+# the tunnel exactly as its unit starts it: the helper reads mm2's line of the table and execs ssh
+setpriv --reuid mmtunnel --regid mmtunnel --init-groups env HOME=/var/lib/mmtunnel mm-cluster tunnel mm2 2>/tunnel.err & tunnel=$!
+MAINPID=$tunnel as_tunnel mm-cluster wait-tunnel mm2 20 && echo "tunnel listening" || {{ cat /tunnel.err; cat /sshd.log; }}
+ss -Hltn "sport = :{local}" | grep -q 127.0.0.1 && echo "on loopback only"
+tr '\000' ' ' < /proc/$tunnel/cmdline > /tunnel.cmdline
+grep -q "^/usr/bin/ssh " /tunnel.cmdline && echo "ssh runs as the unit's main process"
+grep -q "Ciphers={r.AES_CIPHERS}" /tunnel.cmdline && echo "cipher: aes-gcm first" || echo "cipher: openssh default"
 python3 -c '
 import socket
 s = socket.create_connection(("10.251.0.102", 8074), timeout=5)
@@ -954,10 +972,10 @@ print("client got:", s.recv(100).decode())
 '
 # everything the key must not do
 as_tunnel ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} -o StrictHostKeyChecking=yes \
-  -o UserKnownHostsFile={r.tunnel_known_hosts_path("mm2")} -o HostKeyAlias=mm-cluster-mm2 mmtunnel@10.251.0.102 id \
+  -o UserKnownHostsFile={r.KNOWN_HOSTS} -o HostKeyAlias=mm-cluster-mm2 mmtunnel@10.251.0.102 id \
   >/session.out 2>&1 && echo "session allowed" || echo "session refused"
 as_tunnel ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} -o StrictHostKeyChecking=yes -o ExitOnForwardFailure=yes \
-  -o UserKnownHostsFile={r.tunnel_known_hosts_path("mm2")} -o HostKeyAlias=mm-cluster-mm2 -N -L 127.0.0.1:29022:10.251.0.102:22 mmtunnel@10.251.0.102 2>/other.err & other=$!
+  -o UserKnownHostsFile={r.KNOWN_HOSTS} -o HostKeyAlias=mm-cluster-mm2 -N -L 127.0.0.1:29022:10.251.0.102:22 mmtunnel@10.251.0.102 2>/other.err & other=$!
 mm-cluster wait-listen 20 29022
 python3 -c '
 import socket
@@ -966,11 +984,11 @@ print("other port got:", repr(s.recv(100)))
 '
 kill $other
 timeout 20 setpriv --reuid mmtunnel --regid mmtunnel --init-groups ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} \
-  -o StrictHostKeyChecking=yes -o ExitOnForwardFailure=yes -o UserKnownHostsFile={r.tunnel_known_hosts_path("mm2")} \
+  -o StrictHostKeyChecking=yes -o ExitOnForwardFailure=yes -o UserKnownHostsFile={r.KNOWN_HOSTS} \
   -o HostKeyAlias=mm-cluster-mm2 -N -R 127.0.0.1:29023:127.0.0.1:22 mmtunnel@10.251.0.102 >/remote.err 2>&1 \
   && echo "remote forward allowed" || echo "remote forward refused"
 timeout 20 setpriv --reuid mmtunnel --regid mmtunnel --init-groups ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} \
-  -o StrictHostKeyChecking=yes -o UserKnownHostsFile={r.tunnel_known_hosts_path("mm2")} -o HostKeyAlias=mm-cluster-mm2 \
+  -o StrictHostKeyChecking=yes -o UserKnownHostsFile={r.KNOWN_HOSTS} -o HostKeyAlias=mm-cluster-mm2 \
   -b 10.251.0.109 -N mmtunnel@10.251.0.102 >/from.err 2>&1 && echo "other source allowed" || echo "other source refused"
 timeout 20 setpriv --reuid mmtunnel --regid mmtunnel --init-groups ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} \
   -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/wrong_known_hosts -o HostKeyAlias=mm-cluster-mm2 \
@@ -985,6 +1003,10 @@ kill $tunnel
     for line in (
         "sshd validate ok",
         "tunnel listening",
+        "on loopback only",
+        "ssh runs as the unit's main process",
+        # the CPU here decides (the chroot sees this machine's /proc/cpuinfo)
+        "cipher: aes-gcm first" if AES_CPU else "cipher: openssh default",
         # sshd on mm2 made the connection to its own address: the bytes crossed the link inside SSH
         "client got: gossip-from 10.251.0.102",
         "session refused",
@@ -1015,3 +1037,123 @@ if sh -eu /validate.sh 2>/err; then echo "without include: ok"; else echo "witho
     assert res.returncode == 0, res.stdout + res.stderr
     assert "with include: ok" in res.stdout
     assert "without include: sshd does not apply /etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf" in res.stdout
+
+
+# systemctl played by a stub that keeps unit state in /st (no systemd in the chroot); restarting a
+# tunnel records its table line where the real unit's helper does (/run/mm-tunnel-<peer>/line)
+_SYSTEMCTL = r"""#!/bin/sh
+echo "systemctl $*" >> /calls
+mkdir -p /st
+case "$1" in
+list-units) for f in /st/*; do [ -e "$f" ] || continue; u=${f##*/}; case "$u" in mm-tunnel@*) echo "$u loaded $(cat "$f")";; esac; done ;;
+is-active) [ "$(cat "/st/$3" 2>/dev/null)" = active ]; exit $? ;;
+restart|start)
+  shift; [ "$1" = --no-block ] && shift
+  rc=0
+  for u in "$@"; do
+    case "$u" in
+    *bad*) echo failed > "/st/$u"; rc=1 ;;
+    mm-tunnel@*) p=${u#mm-tunnel@}; p=${p%.service}; mkdir -p "/run/mm-tunnel-$p"
+      awk -v p="$p" '$1 == p' /etc/mattermost-cluster/tunnels > "/run/mm-tunnel-$p/line"; echo active > "/st/$u" ;;
+    *) echo active > "/st/$u" ;;
+    esac
+  done
+  exit $rc ;;
+stop) shift; for u in "$@"; do echo inactive > "/st/$u"; p=${u#mm-tunnel@}; rm -rf "/run/mm-tunnel-${p%.service}"; done ;;
+reload) /usr/local/sbin/mm-cluster reload ;;
+esac
+exit 0
+"""
+
+
+@base
+def test_tunnels_apply_restarts_exactly_the_changed_tunnels_and_stops_the_rest() -> None:
+    p3 = r.plan_cluster(make_config(3), make_config(3).nodes)
+    p4 = r.plan_cluster(make_config(4), make_config(4).nodes)
+    bad = r.render_tunnel_table(p4, "mm1").replace("\nmm4 ", "\nmm4bad ")
+    files = {
+        r.HELPER: (r.render_helper(), 0o755),
+        "/usr/local/sbin/systemctl": (_SYSTEMCTL, 0o755),
+        "/usr/local/sbin/journalctl": ("#!/bin/sh\necho \"journal of $*\"\n", 0o755),
+        "/t3": (r.render_tunnel_table(p3, "mm1"), 0o644),
+        "/t4": (r.render_tunnel_table(p4, "mm1"), 0o644),
+        "/tbad": (bad, 0o644),
+        f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}": (r.render_tunnel_template(p3, "mm1"), 0o644),
+    }
+    script = f"""
+step() {{ : > /calls; echo "== $1"; }}
+calls() {{ grep -E 'restart|stop' /calls | sed 's/^systemctl //' || true; }}
+mkdir -p /st /etc/mattermost-cluster; echo active > /st/mm-tunnel-mm2.service
+step first; cp /t3 {r.TUNNEL_TABLE}; mm-cluster tunnels-apply >/dev/null; calls
+step again; mm-cluster tunnels-apply >/dev/null; calls
+step add; cp /t4 {r.TUNNEL_TABLE}; mm-cluster tunnels-apply >/dev/null; calls
+step rekey; sed -i 's/^mm3 \\([^ ]*\\) [^ ]*/mm3 \\1 AAAAnewkey/' {r.TUNNEL_TABLE}; mm-cluster tunnels-apply >/dev/null; calls
+step killed; echo failed > /st/mm-tunnel@mm2.service; mm-cluster tunnels-apply >/dev/null; calls
+step remove; cp /t3 {r.TUNNEL_TABLE}; mm-cluster tunnels-apply >/dev/null; calls
+step bad; cp /tbad {r.TUNNEL_TABLE}; if mm-cluster tunnels-apply >/out 2>&1; then echo "bad: passed"; else echo "bad: failed"; fi; cat /out; calls
+step gone; rm {r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}; mm-cluster tunnels-apply >/dev/null; calls
+"""
+    res = run_in_base(script, files)
+    assert res.returncode == 0, res.stdout + res.stderr
+    steps = dict(
+        (chunk.split("\n", 1)[0], chunk.split("\n", 1)[1] if "\n" in chunk else "")
+        for chunk in res.stdout.split("== ")[1:]
+    )
+    # the per-pair unit of the earlier design makes way for its successor, all start in one job
+    assert steps["first"] == "stop mm-tunnel-mm2.service\nrestart mm-tunnel@mm2.service mm-tunnel@mm3.service\n"
+    assert steps["again"] == ""
+    assert steps["add"] == "restart mm-tunnel@mm4.service\n"
+    assert steps["rekey"] == "restart mm-tunnel@mm3.service\n"  # a new pin restarts that tunnel only
+    assert steps["killed"] == "restart mm-tunnel@mm2.service\n"
+    # mm4 leaves; mm3's line is the original again (its key went back), so it restarts once more
+    assert steps["remove"] == "stop mm-tunnel@mm4.service\nrestart mm-tunnel@mm3.service\n"
+    assert "bad: failed" in steps["bad"] and "did not come up: mm-tunnel@mm4bad.service" in steps["bad"]
+    assert "journal of -u mm-tunnel@mm4bad.service" in steps["bad"]
+    assert set(steps["gone"].splitlines()) == {
+        f"stop mm-tunnel@{p}.service" for p in ("mm2", "mm3", "mm4", "mm4bad")  # every loaded instance
+    }
+
+
+@base
+def test_drift_is_reported_and_healed_without_restarting_anything() -> None:
+    """A flushed DNAT chain, a removed jump and a stopped tunnel are found by `drift` (what the
+    audit reports) and put back by `heal` (what the timer runs): the firewall unit is reloaded,
+    never restarted (a restart would take Mattermost down through Requires=)."""
+    cfg = make_config(3, streamingPort=8075)
+    plan = r.plan_cluster(cfg, cfg.nodes)
+    files = {
+        r.HELPER: (r.render_helper(), 0o755),
+        "/usr/local/sbin/systemctl": (_SYSTEMCTL, 0o755),
+        r.FIREWALL_RULES: (r.render_firewall_rules(plan, "mm1"), 0o644),
+        r.TUNNEL_TABLE: (r.render_tunnel_table(plan, "mm1"), 0o644),
+        f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}": (r.render_tunnel_template(plan, "mm1"), 0o644),
+    }
+    script = f"""
+mkdir -p /st; for u in {r.FIREWALL_UNIT} mm-tunnel@mm2.service mm-tunnel@mm3.service; do echo active > /st/$u; done
+mm-cluster start
+mm-cluster drift && echo "clean: no drift"
+iptables -t nat -F {r.NAT_CHAIN}
+mm-cluster drift > /d1 || echo "flushed: $(cat /d1)"
+: > /calls; mm-cluster heal 2>/dev/null; echo "heal calls: $(grep -v is-active /calls | tr '\\n' ';')"
+mm-cluster drift && echo "after heal: no drift"
+echo "dnat: $(iptables -t nat -S {r.NAT_CHAIN} | grep -c DNAT)"
+iptables -D INPUT -j {r.IN_CHAIN}
+iptables -A {r.IN_CHAIN} -j ACCEPT
+echo inactive > /st/mm-tunnel@mm3.service
+mm-cluster drift > /d2 || echo "second: $(cat /d2 | tr '\\n' ';')"
+mm-cluster heal 2>/dev/null; mm-cluster drift && echo "after second heal: no drift"
+echo "tunnel: $(cat /st/mm-tunnel@mm3.service)"
+"""
+    res = run_in_base(script, files)
+    out = res.stdout
+    assert res.returncode == 0, out + res.stderr
+    assert "clean: no drift" in out
+    assert f"flushed: firewall: chain {r.NAT_CHAIN} differs from {r.FIREWALL_RULES}" in out
+    heal = next(line for line in out.splitlines() if line.startswith("heal calls:"))
+    assert f"systemctl reload {r.FIREWALL_UNIT}" in heal and "restart" not in heal and " stop" not in heal
+    assert "after heal: no drift" in out and "dnat: 4" in out
+    second = next(line for line in out.splitlines() if line.startswith("second:"))
+    assert f"firewall: no jump from filter INPUT to {r.IN_CHAIN}" in second
+    assert f"firewall: chain {r.IN_CHAIN} differs" in second
+    assert "tunnel: mm-tunnel@mm3.service is not running" in second
+    assert "after second heal: no drift" in out and "tunnel: active" in out

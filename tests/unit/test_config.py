@@ -172,7 +172,7 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("teleport addr bare IPv6", _set("teleport", {"authAddr": "2001:db8::1:3025"}), "teleport.authAddr", "in brackets"),
     ("path too long", _set("mattermost.tlsDir", "/" + "a/" * 520 + "b"), "mattermost.tlsDir", "at most 1024"),
     ("path component too long", _set("proxy.siteFile", "/etc/nginx/" + "s" * 201), "proxy.siteFile", "per component"),
-    ("node name equals a tunnel name", _both(_set("cluster", {"enabled": True}), _set("nodes.2.name", "mm1-cluster-tunnel-mm2")), "nodes[2].name", "the cluster tunnel mm1 -> mm2"),
+    ("node name equals a tunnel name", _both(_set("cluster", {"enabled": True}), _set("nodes.2.name", "mm1-cluster-tunnels")), "nodes[2].name", "node mm1's cluster setup"),
     ("node named like the proxy", _set("nodes.0.name", "proxy"), "nodes[0].name", "resource names must be unique"),
     ("node named like the database", _set("nodes.1.name", "database"), "nodes[1].name", "'database'"),
 ]
