@@ -231,8 +231,10 @@ def test_adding_a_node_changes_only_what_mentions_it(ctx: Ctx) -> None:
     updated = {n for n, op in ch.items() if op != "create"}
     # the proxy's upstream lists, the DB's client list and the peers' sshd/firewall name the new node
     # (proxy-transition's update finds the site on TLS and changes nothing on the host)
-    allowed = {"proxy-site", "proxy-transition", "database-pg-hba"} | {
-        f"mm{i}-cluster-{x}" for i in (1, 2, 3) for x in ("sshd", "firewall")
+    # (per-node cluster design, merged from main: the key directory lists mm4's key and each peer's
+    # tunnel set gains a tunnel to it)
+    allowed = {"proxy-site", "proxy-transition", "database-pg-hba", "cluster-public-keys"} | {
+        f"mm{i}-cluster-{x}" for i in (1, 2, 3) for x in ("sshd", "firewall", "tunnels")
     }
     assert updated <= allowed, ch
     assert "proxy-site" in updated
