@@ -29,8 +29,9 @@ from tools.load import Load
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parents[2]
-PRE_HELPER = "2d3e1091ac7e8293100cf6c9ac18d1f9cd5763ec"
-"""The last commit whose commands carried the whole script in their text."""
+PRE_HELPER = "fc8141b0129b5bfdba86a32d3a8a71c0785e4019"
+"""main just before the host helper: every command carried its whole script in its text (same
+remote_files as in tests/unit/fixtures/remote_files_v0.py), with today's per-node cluster design."""
 OWNERS = 12
 
 RACE_MAIN = '''
