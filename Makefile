@@ -7,9 +7,10 @@ VENV  := venv
 PY    := $(VENV)/bin/python
 STACK ?= lab
 # Everything the tests use on this machine itself: the lab's tools, and the real servers the unit
-# tests start privately on loopback (MariaDB, PostgreSQL, sshd, nginx). A test that skips fails `make test`.
+# tests start privately on loopback (MariaDB, PostgreSQL, sshd, nginx); shellcheck checks the host
+# helper. A test that skips fails `make test`.
 APT_PACKAGES := debootstrap systemd-container iproute2 iptables openssh-client openssh-server curl openssl \
-  tcpdump ruby nginx-light systemd mariadb-server postgresql util-linux jq
+  tcpdump ruby nginx-light systemd mariadb-server postgresql util-linux jq shellcheck
 
 .PHONY: lab test setup deps lab-up lab-down destroy preview audit bench lint
 

@@ -35,6 +35,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.host_helper import helper_name
+
 PROJECT = "mattermost-transport-encryption"
 
 SECRET_KEYS = ("sshPrivateKey", "dbPassword", "dbAdminPassword", "proxyTlsKey", "teleportToken", "gitlabTlsKey")
@@ -794,6 +796,21 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     if tp.enabled:
         add("teleport", "the Teleport plugin", "teleport")
         add("teleport.host", "the Teleport plugin's files", f"{tp.host}-teleport-mattermost-files", f"{tp.host}-teleport-mattermost-enable")
+    # components/host_helper.py: one helper per host connected to (connection_for's address/port)
+    hosts = [("database", db.address, db.ssh), ("proxy", cfg.proxy.address, cfg.proxy.ssh)]
+    hosts += [(f"nodes[{i}]", n.address, n.ssh) for i, n in enumerate(cfg.nodes)]
+    if gl.enabled:
+        hosts.append(("gitlab", gl.address, gl.ssh))
+    if tp.enabled:
+        hosts.append(("teleport", tp.address, tp.ssh))
+    helpers: set[str] = set()
+    for key, address, ssh in hosts:
+        if address is None:
+            continue
+        helper = helper_name(ssh.address or address, ssh.port or cfg.ssh.port)
+        if helper not in helpers:
+            helpers.add(helper)
+            add(key, "the host helper", helper)
     return names
 
 

@@ -39,6 +39,7 @@ from components.connection import connection_for
 from components.node import MattermostNode
 from components.pki import Pki, split_sans
 from components.remote_files import (
+    HELPER_PATH,
     FileSpec,
     ManagedFile,
     encode_bundle,
@@ -156,6 +157,7 @@ class NginxProxy(pulumi.ComponentResource):
             site_file=proxy.site_file,
             validate=self._validate,
             activate=self._reload(answers="answers through the transitional site"),
+            helper=HELPER_PATH,
         )
         # managed_files' scripts behind a guard (nginx_render.render_transition_guard); same
         # stdin framing, same secrecy (the public key is in it)
@@ -164,7 +166,7 @@ class NginxProxy(pulumi.ComponentResource):
             connection=self._connection,
             create=apply,
             update=apply,
-            delete=render_files_restore(owner, specs, restore_activate=self._restore_activate),
+            delete=render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH),
             stdin=pulumi.Output.all(*[f.content for f in files]).apply(encode_bundle),
             secret=True,
             opts=pulumi.ResourceOptions(parent=self),

@@ -194,13 +194,14 @@ def render_transition_apply(
     validate: str,
     activate: str,
     state_dir: str = STATE_DIR,
+    helper: str | None = None,
 ) -> str:
     """remote_files' apply script (backup of the originals, owner ledger, validate, activate,
-    rollback) behind render_transition_guard."""
+    rollback) behind render_transition_guard; `helper` is the installed host helper (None: inline)."""
     if site_file not in [s.path for s in specs]:
         raise ValueError(f"{owner}: the guarded site file {site_file} is not among the installed files")
     return render_transition_guard(owner=owner, site_file=site_file) + render_files_apply(
-        owner, specs, validate=validate, activate=activate, state_dir=state_dir
+        owner, specs, validate=validate, activate=activate, state_dir=state_dir, helper=helper
     )
 
 

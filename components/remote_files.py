@@ -1,12 +1,19 @@
 """The one way this program changes anything on a host.
 
-Owns the shell that installs files and marked blocks over SSH, backs up every original once,
-rolls back on a failed validation or activation, and restores the originals on delete. Every
-component builds its remote commands through `managed_files`, `managed_block` or `run_script`,
-so the guarantees below hold everywhere:
+Owns the commands that install files and marked blocks over SSH, back up every original once,
+roll back on a failed validation or activation, and restore the originals on delete. The logic
+lives in one host helper (components/scripts/mmtls-helper.sh, installed once per host by
+components.host_helper, which every command here depends on); each command's text is a short
+call of it, and what it installs travels on stdin as a readable manifest (per file: path, mode,
+owner, size, SHA-256, then the content; the validate/activate/restore scripts), so no command
+text grows with the files and a preview's diff names every file and script. Every component
+builds its remote commands through `managed_files`, `managed_block` or `run_script`, so the
+guarantees below hold everywhere:
 
-- File content travels in `stdin` (one base64 line per file), never in command text, so secrets
-  stay out of the engine's logs, the command text and error messages.
+- File content travels in `stdin`, never in command text, so secrets stay out of the engine's
+  logs, the command text and error messages; a manifest holding a secret is secret as a whole.
+- The helper holds a per-host lock for its whole run: commands on one host never race on the
+  state directory or on the daemons their scripts restart.
 - The first change of a path keeps the original under STATE_DIR/backup; `delete` puts it back
   byte for byte (or removes a file that did not exist, and the directories created for it).
 - An owner ledger (STATE_DIR/owners) names the resource that installed each path. Under
@@ -22,7 +29,10 @@ so the guarantees below hold everywhere:
   gets its original back in the same change, so nothing it installed outlives it on the host
   (an old private key or an env file with the database password, say); delete sweeps the same way.
 
-The renderers are pure (plain values in, script text out) and tested by running the scripts.
+The renderers are pure (plain values in, text out) and tested by running the helper.
+`render_files_apply` and friends render self-contained scripts (the helper inline, the manifest
+in the script, contents as `encode_bundle` lines on stdin) for tests and for scripts that apply
+files themselves (the nginx transition, which points them at the installed helper).
 """
 
 from __future__ import annotations
@@ -37,8 +47,15 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-STATE_DIR = "/var/lib/mattermost-transport-encryption"
+from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, helper_for, helper_source, needs_sudo
+
+__all__ = [
+    "HELPER_PATH", "LOCK_FILE", "MARKER", "STATE_DIR", "FileSpec", "ManagedFile", "encode_bundle",
+    "Manifest", "command_script", "managed_block", "managed_files", "read_manifest", "stdin_contents", "render_block_apply", "render_block_restore", "render_call",
+    "render_files_apply", "render_files_restore", "run_script", "strict",
+]
 MARKER = "mattermost-transport-encryption"
+"""The word in a block's BEGIN/END lines (the helper writes `<comment> BEGIN <MARKER> <owner>`)."""
 
 _MODE = re.compile(r"^0?[0-7]{3}$")
 _NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -56,7 +73,12 @@ class FileSpec:
     group: str = "root"
 
     def __post_init__(self) -> None:
-        if not self.path.startswith("/") or "\n" in self.path or "/../" in f"{self.path}/":
+        if (
+            not self.path.startswith("/")
+            or self.path != self.path.strip()
+            or "\n" in self.path
+            or "/../" in f"{self.path}/"
+        ):
             raise ValueError(f"file path must be absolute and plain: {self.path!r}")
         if not _MODE.match(self.mode):
             raise ValueError(f"file mode must be octal like 0640: {self.mode!r}")
@@ -73,11 +95,6 @@ class ManagedFile:
     content: pulumi.Input[str]
 
 
-def _key(path: str) -> str:
-    """Stable per-path name for backup and ledger entries."""
-    return hashlib.sha256(path.encode()).hexdigest()[:20]
-
-
 def encode_bundle(contents: Sequence[str]) -> str:
     """Frame file contents for stdin: one base64 line per file, in order."""
     return "".join(base64.b64encode(c.encode()).decode() + "\n" for c in contents)
@@ -87,161 +104,219 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
-def _function(name: str, body: str | None) -> str:
-    """A shell function running a component-supplied snippet (values already quoted by its
-    renderer) in its own `sh -eu`: inside an `if`, a function's failing steps would not stop it."""
-    return f"{name}_sh={_q((body or ':').strip())}\n{name}() {{ sh -euc \"${name}_sh\"; }}\n"
+MANIFEST_MAGIC = "mattermost-transport-encryption helper input v1"
 
 
-_COMMON = r"""
-mtm_fail() { printf '%s\n' "$*" >&2; exit 1; }
-mkdir -p "$state/backup" "$state/owners"
-chmod 0700 "$state"
-tmp=$(mktemp -d "$state/tmp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-mtm_readn() {
-  # read $1 base64 lines from stdin into $tmp/new.0 .. new.N-1
-  n=0
-  while [ "$n" -lt "$1" ]; do
-    IFS= read -r line || mtm_fail "input ended after $n of $1 files"
-    printf '%s' "$line" | base64 -d > "$tmp/new.$n" || mtm_fail "input file $n is not valid base64"
-    n=$((n + 1))
-  done
-}
-mtm_keep_original() {
-  # $1 path, $2 key: the first change of a path keeps the original, once
-  b="$state/backup/$2"
-  if [ ! -e "$b.path" ]; then
-    printf '%s\n' "$2" >> "$tmp/fresh" || return 1
-    if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$b.orig" || return 1; else : > "$b.absent" || return 1; fi
-    printf '%s\n' "$1" > "$b.path" || return 1
-  fi
-}
-mtm_keep_previous() {
-  # $1 path, $2 index: what is there now, for rollback
-  if [ -e "$1" ] || [ -L "$1" ]; then cp -a "$1" "$tmp/prev.$2"; else : > "$tmp/prevabsent.$2"; fi
-}
-mtm_put_back() {
-  # $1 path, $2 index: restore the rollback copy (none: this run never got to that file)
-  rm -f "$1.mtm-new"
-  if [ -e "$tmp/prevabsent.$2" ]; then rm -f "$1"
-  elif [ -e "$tmp/prev.$2" ] || [ -L "$tmp/prev.$2" ]; then
-    cp -a "$tmp/prev.$2" "$1.mtm-restore" && mv -f "$1.mtm-restore" "$1"
-  fi
-}
-installing=0
-mtm_abort() {
-  # backing up or installing failed: undo what this run replaced, name the path, fail
-  printf '%s\n' "$who: $1" >&2
-  if [ "$installing" = 1 ]; then mtm_rollback; else mtm_forget_fresh; mtm_cleanup_dirs; fi
-  mtm_fail "$who: nothing was activated; the previous files are back in place"
-}
-mtm_orphans_restore() {
-  # paths this owner installed earlier that it no longer lists ($tmp/keys) get their originals
-  # back; what is there now is kept in $tmp for a rollback. Called in an || list: explicit returns.
-  : > "$tmp/orphans"
-  for o in "$state/owners/"*; do
-    [ -f "$o" ] || continue
-    k=${o##*/}
-    case "$k" in *.*) continue ;; esac  # <key>.<owner> entries belong to blocks
-    [ "$(cat "$o")" = "$who" ] || continue
-    if [ -e "$tmp/keys" ] && grep -qxF "$k" "$tmp/keys"; then continue; fi
-    [ -e "$state/backup/$k.path" ] || continue
-    p=$(cat "$state/backup/$k.path") || return 1
-    b="$state/backup/$k"
-    if [ -e "$p" ] || [ -L "$p" ]; then cp -a "$p" "$tmp/orphan.$k" || return 1; else : > "$tmp/orphanabsent.$k"; fi
-    printf '%s\n' "$k" >> "$tmp/orphans"
-    if [ -e "$b.absent" ]; then rm -f "$p" || return 1
-    elif [ -e "$b.orig" ] || [ -L "$b.orig" ]; then
-      cp -a "$b.orig" "$p.mtm-restore" && mv -f "$p.mtm-restore" "$p" || return 1
-    fi
-    echo "$who: $p is no longer managed; its original is back"
-  done
-}
-mtm_orphans_put_back() {
-  # rollback of mtm_orphans_restore
-  [ -s "$tmp/orphans" ] || return 0
-  while IFS= read -r k; do
-    p=$(cat "$state/backup/$k.path")
-    if [ -e "$tmp/orphanabsent.$k" ]; then rm -f "$p"
-    elif [ -e "$tmp/orphan.$k" ] || [ -L "$tmp/orphan.$k" ]; then
-      cp -a "$tmp/orphan.$k" "$p.mtm-restore" && mv -f "$p.mtm-restore" "$p"
-    fi
-  done < "$tmp/orphans"
-}
-mtm_orphans_forget() {
-  # after success: the restored paths leave the ledger and their backups go
-  [ -s "$tmp/orphans" ] || return 0
-  while IFS= read -r k; do
-    rm -f "$state/backup/$k.orig" "$state/backup/$k.absent" "$state/backup/$k.path" "$state/owners/$k"
-  done < "$tmp/orphans"
-}
-mtm_mkdirs() {
-  # create the parent directories of $1, remembering the ones we made so delete removes them
-  d=$(dirname "$1") made=""
-  while [ ! -d "$d" ]; do made="$d
-$made"; d=$(dirname "$d"); done
-  if [ -n "$made" ]; then
-    printf '%s' "$made" | while IFS= read -r m; do
-      [ -n "$m" ] || continue
-      mkdir -m 0755 "$m" 2>/dev/null || [ -d "$m" ]
-      grep -qxF "$m" "$state/dirs" 2>/dev/null || printf '%s\n' "$m" >> "$state/dirs"
-    done
-  fi
-}
-mtm_forget_fresh() {
-  # a first apply that failed leaves no backup behind
-  [ -e "$tmp/fresh" ] || return 0
-  while IFS= read -r k; do rm -f "$state/backup/$k.orig" "$state/backup/$k.absent" "$state/backup/$k.path"; done < "$tmp/fresh"
-}
-mtm_cleanup_dirs() {
-  # remove directories we created once they are empty, deepest first; then our own state dir
-  if [ -e "$state/dirs" ]; then
-    sort -r "$state/dirs" > "$tmp/dirs"
-    while IFS= read -r d; do
-      if [ -d "$d" ]; then rmdir "$d" 2>/dev/null || :; fi
-    done < "$tmp/dirs"
-    # the ones still there, in their recorded order: a rollback leaves this file as it found it
-    : > "$tmp/dirs.keep"
-    while IFS= read -r d; do
-      if [ -d "$d" ]; then printf '%s\n' "$d" >> "$tmp/dirs.keep"; fi
-    done < "$state/dirs"
-    if [ ! -s "$tmp/dirs.keep" ]; then rm -f "$state/dirs"
-    elif ! cmp -s "$tmp/dirs.keep" "$state/dirs"; then cp "$tmp/dirs.keep" "$state/dirs"; fi
-  fi
-  if [ -z "$(ls -A "$state/backup")" ] && [ -z "$(ls -A "$state/owners")" ] && [ ! -e "$state/dirs" ]; then
-    rm -rf "$tmp"; trap - EXIT
-    rmdir "$state/backup" "$state/owners" "$state" 2>/dev/null || true
-  fi
-}
-mtm_apply_or_rollback() {
-  # validate, then activate; on failure put every previous file back and re-activate
-  if ! (mtm_validate) > "$tmp/log" 2>&1; then
-    cat "$tmp/log" >&2
-    mtm_rollback
-    mtm_fail "$who: validation failed; the previous configuration is back in place"
-  fi
-  if ! (mtm_activate) > "$tmp/log" 2>&1; then
-    cat "$tmp/log" >&2
-    mtm_rollback
-    (mtm_activate) > /dev/null 2>&1 || printf '%s\n' "$who: re-activating the previous configuration failed too" >&2
-    mtm_fail "$who: activation failed; the previous configuration is back in place"
-  fi
-  cat "$tmp/log"
-}
-"""
+def _sha(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
 
 
-def _header(owner: str, state_dir: str) -> str:
-    return (
-        "set -eu\numask 077\n"
-        f"who={_q(owner)}\nstate={_q(state_dir)}\n"
-        "export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+def _section(name: str, content: str, label: str = "") -> str:
+    """One manifest section: a header with the exact byte count, then the lines prefixed "| "."""
+    lines = content.split("\n")
+    if content.endswith("\n") or not content:
+        lines = lines[:-1]
+    head = f"section {name} {len(content.encode())}{' ' + label if label else ''}\n"
+    return head + "".join(f"| {line}\n" for line in lines)
+
+
+def _hooks(**hooks: str | None) -> str:
+    return "".join(
+        _section(name.replace("_", "-"), body.strip() + "\n", f"({_HOOK_LABEL[name]})")
+        for name, body in hooks.items()
+        if body and body.strip()
     )
 
 
-def _mode_digits(mode: str) -> str:
-    return format(int(mode, 8), "o")
+_HOOK_LABEL = {
+    "validate": "runs after a change, before activate",
+    "activate": "runs after a change",
+    "restore_activate": "runs on delete, after the originals are back",
+    "create": "runs on create",
+    "update": "runs on update",
+    "delete": "runs on delete",
+}
+
+
+def _file_line(spec: FileSpec, content: str | None) -> str:
+    sha, size = (_sha(content), str(len(content.encode()))) if content is not None else ("-", "-")
+    return f"file {spec.mode} {spec.owner}:{spec.group} {sha} {size} {spec.path}\n"
+
+
+def _check_specs(owner: str, specs: Sequence[FileSpec]) -> None:
+    if not specs:
+        raise ValueError("managed_files needs at least one file")
+    paths = [s.path for s in specs]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"{owner}: a path appears twice: {paths}")
+
+
+def render_files_manifest(
+    owner: str,
+    specs: Sequence[FileSpec],
+    contents: Sequence[str] | None,
+    *,
+    validate: str | None = None,
+    activate: str | None = None,
+    restore_activate: str | None = None,
+) -> str:
+    """The helper's stdin for files-apply/files-restore: per file its path, mode, owner, size
+    and SHA-256, then the hooks, then each file's content as readable lines (a preview's diff
+    names every file that changes). `contents=None` leaves them out: they follow as base64 lines
+    (`encode_bundle`), for the self-contained renderers below."""
+    _check_specs(owner, specs)
+    if contents is not None and len(contents) != len(specs):
+        raise ValueError(f"{owner}: {len(specs)} files but {len(contents)} contents")
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n"]
+    out += [_file_line(s, None if contents is None else c) for s, c in zip(specs, contents or [None] * len(specs), strict=True)]
+    out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
+    if contents is None:
+        out.append("contents base64\n")
+    else:
+        out += [_section(f"content-{i}", c, f"(content of {s.path})") for i, (s, c) in enumerate(zip(specs, contents, strict=True))]
+    return "".join(out)
+
+
+def _check_block(path: str, comment: str, position: str) -> None:
+    FileSpec(path)  # validates the path
+    if position not in ("top", "bottom"):
+        raise ValueError(f"position must be top or bottom: {position!r}")
+    if not comment or any(c.isspace() for c in comment):
+        raise ValueError(f"comment must be a non-empty token without spaces: {comment!r}")
+
+
+def render_block_manifest(
+    owner: str,
+    path: str,
+    content: str | None,
+    *,
+    comment: str = "#",
+    position: str = "bottom",
+    validate: str | None = None,
+    activate: str | None = None,
+    restore_activate: str | None = None,
+) -> str:
+    """The helper's stdin for block-apply/block-restore (see render_files_manifest)."""
+    _check_block(path, comment, position)
+    sha, size = (_sha(content), str(len(content.encode()))) if content is not None else ("-", "-")
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\nblock {comment} {position} {sha} {size} {path}\n"]
+    out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
+    out.append("contents base64\n" if content is None else _section("content-0", content, f"(block in {path})"))
+    return "".join(out)
+
+
+def render_run_manifest(
+    owner: str, *, create: str, update: str | None = None, delete: str | None = None, input: str | None = None
+) -> str:
+    """The helper's stdin for run-create/run-update/run-delete: the scripts, and the input the
+    script reads on its stdin."""
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n", _hooks(create=create, update=update, delete=delete)]
+    if input is not None:
+        out.append(_section("input", input, "(the script's stdin)"))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A helper input read back (tests, and the replay's preview): entries, sections, contents."""
+
+    owner: str
+    entries: list[str]
+    sections: dict[str, str]
+
+    @property
+    def contents(self) -> list[str]:
+        return [self.sections[f"content-{i}"] for i in range(len(self.entries))]
+
+
+def read_manifest(text: str) -> Manifest:
+    """Parse what render_*_manifest wrote (the same grammar the helper's awk reads)."""
+    lines = text.split("\n")
+    if not lines or lines[0] != MANIFEST_MAGIC:
+        raise ValueError("not a helper input for interface 1")
+    owner, entries, sections = "", [], {}
+    name, size, body = "", 0, []  # type: ignore[var-annotated]
+
+    def close() -> None:
+        if name:
+            data = "".join(line + "\n" for line in body)
+            sections[name] = data[:size] if len(data.encode()) == size + 1 else data
+
+    for line in lines[1:]:
+        if line.startswith("| ") or line == "|":
+            body.append(line[2:])
+            continue
+        close()
+        name, body = "", []
+        if line.startswith("owner "):
+            owner = line[6:]
+        elif line.startswith(("file ", "block ")):
+            entries.append(line)
+        elif line.startswith("section "):
+            _, name, n, *_ = line.split(" ", 3)
+            size = int(n)
+        elif line in ("", "contents base64"):
+            continue
+        else:
+            raise ValueError(f"unexpected manifest line: {line[:80]!r}")
+    close()
+    return Manifest(owner, entries, sections)
+
+
+def stdin_contents(stdin: str) -> list[str]:
+    """What a command carries on stdin: the files' (or block's) contents in order, or for a
+    run_script its input's base64 lines decoded (the framing `encode_bundle` writes)."""
+    m = read_manifest(stdin)
+    if m.entries:
+        return m.contents
+    return [base64.b64decode(line).decode() for line in m.sections.get("input", "").splitlines()]
+
+
+_READS = {
+    "files-apply": ("validate", "activate"),
+    "block-apply": ("validate", "activate"),
+    "files-restore": ("restore-activate",),
+    "block-restore": ("restore-activate",),
+    "run-create": ("create",),
+    "run-update": ("update", "create"),
+    "run-delete": ("delete",),
+}
+
+
+def command_script(command: str, stdin: str) -> str:
+    """What a helper call runs, as text: the call, the manifest's entry lines and the scripts
+    this operation runs (not file contents nor a script's input). For reading a plan."""
+    m = read_manifest(stdin)
+    op = next((o for o in _READS if f" {o} " in command), "")
+    names = _READS.get(op, ())
+    scripts = [m.sections[n] for n in names if n in m.sections]
+    if op == "run-update":
+        scripts = scripts[:1]  # the update script, or create in its place
+    return "\n".join([command, *m.entries, *scripts])
+
+
+def _helper_opts(state_dir: str) -> str:
+    # another state dir (tests) gets its own lock beside it
+    return "" if state_dir == STATE_DIR else f" --state {_q(state_dir)} --lock {_q(state_dir + '.lock')}"
+
+
+def render_call(
+    op: str, owner: str, *, helper: str = HELPER_PATH, state_dir: str = STATE_DIR, sudo: bool = False
+) -> str:
+    """The command text: one short call of the installed helper (its input comes on stdin);
+    `sudo`: the SSH user is not root and has passwordless sudo (`-n`: never wait for a password)."""
+    return f"{'sudo -n ' if sudo else ''}/bin/sh {_q(helper)}{_helper_opts(state_dir)} {op} {_q(owner)}"
+
+
+def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: str | None) -> str:
+    """A script that runs the helper (`helper`, or its text inline) with `header` followed by
+    the base64 bundle this script reads on its own stdin."""
+    if helper is None:
+        run = f'/bin/sh -c "$mtm_helper" mmtls-helper{_helper_opts(state_dir)} {op} {_q(owner)}'
+    else:
+        run = render_call(op, owner, helper=helper, state_dir=state_dir)
+    source = f"mtm_helper={_q(helper_source())}\n" if helper is None else ""
+    return f"set -eu\n{source}{{ printf '%s' {_q(header)}; cat; }} | {run}\n"
 
 
 def render_files_apply(
@@ -251,51 +326,13 @@ def render_files_apply(
     validate: str | None = None,
     activate: str | None = None,
     state_dir: str = STATE_DIR,
+    helper: str | None = None,
 ) -> str:
-    """Script that installs len(specs) files read from stdin, with backup and rollback."""
-    if not specs:
-        raise ValueError("managed_files needs at least one file")
-    paths = [s.path for s in specs]
-    if len(set(paths)) != len(paths):
-        raise ValueError(f"{owner}: a path appears twice: {paths}")
-    out = [_header(owner, state_dir), _COMMON]
-    out.append(_function("mtm_validate", validate))
-    out.append(_function("mtm_activate", activate))
-    out.append("mtm_rollback() {\n")
-    for i, s in enumerate(specs):
-        out.append(f"  mtm_put_back {_q(s.path)} {i}\n")
-    out.append("  mtm_orphans_put_back\n  mtm_forget_fresh\n  mtm_cleanup_dirs\n}\n")
-    out.append(f"mtm_readn {len(specs)}\n")
-    out.append("printf '%s\\n' " + " ".join(_q(_key(s.path)) for s in specs) + ' > "$tmp/keys"\nchanged=0\n')
-    # every backup first: if one fails, nothing on the host has changed yet
-    for i, s in enumerate(specs):
-        p, k = _q(s.path), _q(_key(s.path))
-        fail = _q(f"could not back up {s.path}")
-        out.append(f"mtm_keep_original {p} {k} || mtm_abort {fail}\nmtm_keep_previous {p} {i} || mtm_abort {fail}\n")
-    out.append("installing=1\n")
-    for i, s in enumerate(specs):
-        p = _q(s.path)
-        want = _q(f"{_mode_digits(s.mode)} {s.owner} {s.group}")
-        out.append(
-            f"if [ -f {p} ] && [ ! -L {p} ] && cmp -s \"$tmp/new.{i}\" {p} "
-            f"&& [ \"$(stat -c '%a %U %G' {p})\" = {want} ]; then :\n"
-            f"else\n"
-            f"  changed=1\n"
-            f"  {{ mtm_mkdirs {p} &&\n"
-            f"    install -m {_q(s.mode)} -o {_q(s.owner)} -g {_q(s.group)} \"$tmp/new.{i}\" {_q(s.path + '.mtm-new')} &&\n"
-            f"    mv -f {_q(s.path + '.mtm-new')} {p}; }} || mtm_abort {_q(f'could not install {s.path}')}\n"
-            f"fi\n"
-        )
-    out.append(
-        "mtm_orphans_restore || mtm_abort 'could not put back the original of a path it no longer manages'\n"
-        'if [ -s "$tmp/orphans" ]; then changed=1; fi\n'
-        'if [ "$changed" = 1 ]; then\n  mtm_apply_or_rollback\nfi\n'
-    )
-    for s in specs:
-        out.append(f"printf '%s\\n' \"$who\" > \"$state/owners/\"{_q(_key(s.path))}\n")
-    out.append('if [ -s "$tmp/orphans" ]; then\n  mtm_orphans_forget\n  mtm_cleanup_dirs\nfi\n')
-    out.append('if [ "$changed" = 1 ]; then echo "$who: changed"; else echo "$who: unchanged"; fi\n')
-    return "".join(out)
+    """Self-contained script that installs len(specs) files read from stdin (`encode_bundle`),
+    with backup and rollback: the helper (inline unless `helper` names an installed one) with the
+    manifest in the script. The program's own commands use `managed_files` (manifest on stdin)."""
+    header = render_files_manifest(owner, specs, None, validate=validate, activate=activate)
+    return _self_contained("files-apply", owner, header, state_dir, helper)
 
 
 def render_files_restore(
@@ -304,43 +341,12 @@ def render_files_restore(
     *,
     restore_activate: str | None = None,
     state_dir: str = STATE_DIR,
+    helper: str | None = None,
 ) -> str:
-    """Script that puts back the originals of files this owner still owns, then re-activates."""
-    out = [_header(owner, state_dir), _COMMON, _function("mtm_restore_activate", restore_activate)]
-    out.append("restored=0\n")
-    for s in specs:
-        p, k = _q(s.path), _q(_key(s.path))
-        out.append(
-            f"b=\"$state/backup/\"{k}\n"
-            f"if [ \"$(cat \"$state/owners/\"{k} 2>/dev/null || true)\" != \"$who\" ]; then\n"
-            f"  echo \"$who: \"{p}\" belongs to another resource now; left as it is\"\n"
-            f"else\n"
-            f"  if [ -e \"$b.absent\" ]; then rm -f {p}\n"
-            f"  elif [ -e \"$b.orig\" ] || [ -L \"$b.orig\" ]; then cp -a \"$b.orig\" {_q(s.path + '.mtm-restore')} && mv -f {_q(s.path + '.mtm-restore')} {p}\n"
-            f"  fi\n"
-            f"  rm -f \"$b.orig\" \"$b.absent\" \"$b.path\" \"$state/owners/\"{k}\n"
-            f"  restored=1\n"
-            f"fi\n"
-        )
-    # anything else still in this owner's name (a path an older version of it installed)
-    out.append(
-        "printf '%s\\n' " + " ".join(_q(_key(s.path)) for s in specs) + ' > "$tmp/keys"\n'
-        "mtm_orphans_restore || mtm_fail \"$who: could not put back the original of a path it no longer manages\"\n"
-        'if [ -s "$tmp/orphans" ]; then restored=1; fi\n'
-    )
-    out.append(
-        'if [ "$restored" = 1 ]; then\n'
-        "  mtm_restore_activate\n"
-        '  echo "$who: restored"\n'
-        "fi\n"
-        "mtm_orphans_forget\n"
-        "mtm_cleanup_dirs\n"
-    )
-    return "".join(out)
-
-
-def _block_markers(owner: str, comment: str) -> tuple[str, str]:
-    return f"{comment} BEGIN {MARKER} {owner}", f"{comment} END {MARKER} {owner}"
+    """Self-contained script that puts back the originals of files this owner still owns, then
+    re-activates (ignores its stdin)."""
+    header = render_files_manifest(owner, specs, None, restore_activate=restore_activate)
+    return _self_contained("files-restore", owner, header, state_dir, helper).replace("cat; }", "}", 1)
 
 
 def render_block_apply(
@@ -352,58 +358,14 @@ def render_block_apply(
     validate: str | None = None,
     activate: str | None = None,
     state_dir: str = STATE_DIR,
+    helper: str | None = None,
 ) -> str:
-    """Script that puts the block read from stdin (one base64 line) between marker lines in
-    an existing file, replacing this owner's earlier block; mode and owner of the file stay."""
-    FileSpec(path)  # validates the path
-    if position not in ("top", "bottom"):
-        raise ValueError(f"position must be top or bottom: {position!r}")
-    begin, end = _block_markers(owner, comment)
-    p, k = _q(path), _q(_key(path))
-    return "".join(
-        [
-            _header(owner, state_dir),
-            _COMMON,
-            _function("mtm_validate", validate),
-            _function("mtm_activate", activate),
-            f"mtm_rollback() {{\n  mtm_put_back {p} 0\n  mtm_forget_fresh\n  mtm_cleanup_dirs\n}}\n",
-            f"[ -f {p} ] || mtm_fail \"$who: \"{p}\" does not exist; it must exist before a block can be added\"\n",
-            "mtm_readn 1\n",
-            f"begin={_q(begin)}\nend={_q(end)}\n",
-            f"mtm_keep_original {p} {k} || mtm_abort {_q(f'could not back up {path}')}\n",
-            f"mtm_keep_previous {p} 0 || mtm_abort {_q(f'could not back up {path}')}\n",
-            # the file without our block; remember if its last line had no newline
-            f"awk -v b=\"$begin\" -v e=\"$end\" '$0==b{{s=1;next}} s&&$0==e{{s=0;next}} !s' {p} > \"$tmp/rest\"\n",
-            # awk ends every line with a newline; give back the file's own last byte
-            f"if [ -s {p} ] && [ -n \"$(tail -c 1 {p})\" ]; then truncate -s -1 \"$tmp/rest\"; fi\n",
-            "nonl=0\n",
-            # appending after a last line without newline adds one; delete takes it away again
-            "if [ -s \"$tmp/rest\" ] && [ -n \"$(tail -c 1 \"$tmp/rest\")\" ]; then nonl=1; fi\n"
-            if position == "bottom"
-            else "",
-            f"b=\"$state/backup/\"{k}\n",
-            "if [ \"$nonl\" = 1 ]; then : > \"$b.nonl\"; fi\n",
-            "{\n",
-            "  cat \"$tmp/rest\"\n  if [ \"$nonl\" = 1 ]; then echo; fi\n" if position == "bottom" else "",
-            "  printf '%s\\n' \"$begin\"\n  cat \"$tmp/new.0\"\n",
-            "  if [ -n \"$(tail -c 1 \"$tmp/new.0\")\" ]; then echo; fi\n",
-            "  printf '%s\\n' \"$end\"\n",
-            "  cat \"$tmp/rest\"\n" if position == "top" else "",
-            "} > \"$tmp/next\"\n",
-            "changed=0\n",
-            f"if ! cmp -s \"$tmp/next\" {p}; then\n",
-            "  changed=1\n",
-            "  installing=1\n",
-            # cp onto the existing inode's copy keeps the file's mode and owner
-            f"  {{ cp -a {p} {_q(path + '.mtm-new')} &&\n",
-            f"    cat \"$tmp/next\" > {_q(path + '.mtm-new')} &&\n",
-            f"    mv -f {_q(path + '.mtm-new')} {p}; }} || mtm_abort {_q(f'could not write {path}')}\n",
-            "  mtm_apply_or_rollback\n",
-            "fi\n",
-            f"printf '%s\\n' \"$who\" > \"$state/owners/\"{k}.{_q(_key(owner))}\n",
-            'if [ "$changed" = 1 ]; then echo "$who: changed"; else echo "$who: unchanged"; fi\n',
-        ]
+    """Self-contained script that puts the block read from stdin (one base64 line) between marker
+    lines in an existing file, replacing this owner's earlier block; mode and owner of the file stay."""
+    header = render_block_manifest(
+        owner, path, None, comment=comment, position=position, validate=validate, activate=activate
     )
+    return _self_contained("block-apply", owner, header, state_dir, helper)
 
 
 def render_block_restore(
@@ -413,48 +375,30 @@ def render_block_restore(
     comment: str = "#",
     restore_activate: str | None = None,
     state_dir: str = STATE_DIR,
+    helper: str | None = None,
 ) -> str:
-    """Script that removes exactly this owner's block, leaving the rest of the file as it is."""
-    begin, end = _block_markers(owner, comment)
-    p, k = _q(path), _q(_key(path))
-    ledger = f"\"$state/owners/\"{k}.{_q(_key(owner))}"
-    return "".join(
-        [
-            _header(owner, state_dir),
-            _COMMON,
-            _function("mtm_restore_activate", restore_activate),
-            f"begin={_q(begin)}\nend={_q(end)}\nb=\"$state/backup/\"{k}\n",
-            f"if [ -f {p} ] && grep -qxF \"$begin\" {p}; then\n",
-            f"  awk -v b=\"$begin\" -v e=\"$end\" '$0==b{{s=1;next}} s&&$0==e{{s=0;next}} !s' {p} > \"$tmp/rest\"\n",
-            # awk added a newline the file did not end with, or we added one before our block
-            f"  if [ -s \"$tmp/rest\" ] && {{ [ -n \"$(tail -c 1 {p})\" ] || [ -e \"$b.nonl\" ]; }}; then\n"
-            "    truncate -s -1 \"$tmp/rest\"\n  fi\n",
-            f"  cp -a {p} {_q(path + '.mtm-restore')}\n",
-            f"  cat \"$tmp/rest\" > {_q(path + '.mtm-restore')}\n",
-            f"  mv -f {_q(path + '.mtm-restore')} {p}\n",
-            "  rm -f \"$b.orig\" \"$b.absent\" \"$b.path\" \"$b.nonl\" " + ledger + "\n",
-            "  mtm_restore_activate\n",
-            '  echo "$who: block removed"\n',
-            "else\n",
-            "  rm -f " + ledger + "\n",
-            '  echo "$who: no block to remove"\n',
-            "fi\n",
-            "mtm_cleanup_dirs\n",
-        ]
-    )
-
+    """Self-contained script that removes exactly this owner's block, leaving the rest of the file."""
+    header = render_block_manifest(owner, path, None, comment=comment, restore_activate=restore_activate)
+    return _self_contained("block-restore", owner, header, state_dir, helper).replace("cat; }", "}", 1)
 
 def _command_opts(
-    opts: pulumi.ResourceOptions | None, secret: bool
+    opts: pulumi.ResourceOptions | None, secret: bool, connection: remote.ConnectionArgs
 ) -> pulumi.ResourceOptions:
     extra = pulumi.ResourceOptions(
         additional_secret_outputs=["stdout", "stderr"] if secret else None,
+        # created first and deleted last on its host (components.host_helper)
+        depends_on=[helper_for(connection)],
     )
     return pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), extra)
 
 
 def _logging(secret: bool) -> remote.Logging:
     return remote.Logging.NONE if secret else remote.Logging.STDOUT_AND_STDERR
+
+
+def _stdin(manifest: pulumi.Output[str], secret: bool) -> pulumi.Output[str]:
+    # a secret file keeps the whole manifest secret; a plain one stays readable in a preview
+    return pulumi.Output.secret(manifest) if secret else manifest
 
 
 def managed_files(
@@ -473,18 +417,22 @@ def managed_files(
     `name` must be unique per host and stable: it is the owner written in the ledger.
     """
     specs = [f.spec for f in files]
-    stdin = pulumi.Output.all(*[f.content for f in files]).apply(encode_bundle)
-    script = render_files_apply(name, specs, validate=validate, activate=activate)
+    _check_specs(name, specs)
+    manifest = pulumi.Output.all(*[f.content for f in files]).apply(
+        lambda contents: render_files_manifest(
+            name, specs, contents, validate=validate, activate=activate, restore_activate=restore_activate
+        )
+    )
     return remote.Command(
         name,
         connection=connection,
-        create=script,
-        update=script,
-        delete=render_files_restore(name, specs, restore_activate=restore_activate),
-        stdin=pulumi.Output.secret(stdin) if secret else stdin,
+        create=render_call("files-apply", name, sudo=needs_sudo(connection)),
+        update=render_call("files-apply", name, sudo=needs_sudo(connection)),
+        delete=render_call("files-restore", name, sudo=needs_sudo(connection)),
+        stdin=_stdin(manifest, secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
-        opts=_command_opts(opts, secret),
+        opts=_command_opts(opts, secret, connection),
     )
 
 
@@ -503,20 +451,23 @@ def managed_block(
     opts: pulumi.ResourceOptions | None = None,
 ) -> remote.Command:
     """A remote command that owns one marked block inside an existing file."""
-    script = render_block_apply(
-        name, path, comment=comment, position=position, validate=validate, activate=activate
+    _check_block(path, comment, position)
+    manifest = pulumi.Output.from_input(content).apply(
+        lambda c: render_block_manifest(
+            name, path, c, comment=comment, position=position,
+            validate=validate, activate=activate, restore_activate=restore_activate,
+        )
     )
-    stdin = pulumi.Output.from_input(content).apply(lambda c: encode_bundle([c]))
     return remote.Command(
         name,
         connection=connection,
-        create=script,
-        update=script,
-        delete=render_block_restore(name, path, comment=comment, restore_activate=restore_activate),
-        stdin=pulumi.Output.secret(stdin) if secret else stdin,
+        create=render_call("block-apply", name, sudo=needs_sudo(connection)),
+        update=render_call("block-apply", name, sudo=needs_sudo(connection)),
+        delete=render_call("block-restore", name, sudo=needs_sudo(connection)),
+        stdin=_stdin(manifest, secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
-        opts=_command_opts(opts, secret),
+        opts=_command_opts(opts, secret, connection),
     )
 
 
@@ -537,16 +488,29 @@ def run_script(
     triggers: Sequence[pulumi.Input[object]] | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> remote.Command:
-    """A one-off action (create/update/delete scripts, values already quoted by the caller)."""
+    """A one-off action (create/update/delete scripts, values already quoted by the caller).
+
+    The scripts travel in the manifest on stdin with the caller's `stdin` as their input; the
+    command text is the helper call, which holds the host's lock while the script runs."""
+    manifest = pulumi.Output.from_input(stdin if stdin is not None else "").apply(
+        lambda data: render_run_manifest(
+            name,
+            create=strict(create),
+            # the helper runs `create` when there is no update script
+            update=strict(update) if update is not None and update != create else None,
+            delete=strict(delete) if delete is not None else None,
+            input=data if stdin is not None else None,
+        )
+    )
     return remote.Command(
         name,
         connection=connection,
-        create=strict(create),
-        update=strict(update) if update is not None else None,
-        delete=strict(delete) if delete is not None else None,
-        stdin=(pulumi.Output.secret(stdin) if secret else stdin) if stdin is not None else None,
+        create=render_call("run-create", name, sudo=needs_sudo(connection)),
+        update=render_call("run-update", name, sudo=needs_sudo(connection)),
+        delete=render_call("run-delete", name, sudo=needs_sudo(connection)) if delete is not None else None,
+        stdin=_stdin(manifest, secret),
         triggers=list(triggers) if triggers is not None else None,
         logging=_logging(secret),
         add_previous_output_in_env=False,
-        opts=_command_opts(opts, secret),
+        opts=_command_opts(opts, secret, connection),
     )

@@ -33,13 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="outputs: print as JSON")
     parser.add_argument("--continue-on-error", action="store_true", help="only skip dependents of a failed step")
     parser.add_argument("-v", "--verbose", action="store_true", help="also list unchanged resources")
+    parser.add_argument("--diff", action="store_true", help="show each changed plain input as a diff (stdin manifests too)")
     args = parser.parse_args(argv)
     # paramiko logs every refused dial (a host still booting) at ERROR; the step error says it all.
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
     project_dir = Path(args.project_dir).resolve()
     state_path = Path(args.state).resolve() if args.state else api.default_state_path(project_dir, args.stack)
-    printer = report.StepPrinter(verbose=args.verbose)
+    printer = report.StepPrinter(verbose=args.verbose, diff=args.diff)
     try:
         if args.command == "outputs":
             return _outputs(project_dir, args.stack, state_path, args.json, args.show_secrets)

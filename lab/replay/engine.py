@@ -185,6 +185,13 @@ class Engine:
             set(provider.secret_outputs) | set(res.options.additional_secret_outputs) | set(res.secret_inputs)
         )
         step = Step(op, res.urn, res.type, res.name, changed=changed)
+        if old is not None and op in ("update", "replace"):
+            step.texts = {
+                k: (old.inputs[k], res.inputs[k])
+                for k in changed
+                if isinstance(old.inputs.get(k), str) and isinstance(res.inputs.get(k), str)
+                and not old.is_secret_input(k) and not res.is_secret_input(k)
+            }
         if op == "same" and old is not None:
             res.id, res.outputs, res.status = old.id, old.outputs, "same"
             res.secret_outputs |= old.secret_outputs

@@ -149,6 +149,9 @@ class Step:
     changed: list[str] = field(default_factory=list)
     """Top-level input keys that differ (update/replace), or the reason (`ready_for_renewal`)."""
     error: str = ""
+    texts: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """Changed plain string inputs, old and new (what `pulumi preview --diff` shows); never a
+    secret one."""
 
     SYMBOLS = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "delete-replaced": "--", "same": " "}
 

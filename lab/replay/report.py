@@ -7,6 +7,7 @@ them; stack outputs marked secret print as [secret] unless --show-secrets.
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 import threading
@@ -35,7 +36,20 @@ PLANNED = {
 }
 
 
-def step_line(step: Step) -> str:
+def text_diff(step: Step) -> str:
+    """The changed plain string inputs as a unified diff (secret ones are never in `texts`); a
+    secret changed input says so."""
+    out = []
+    for key in step.changed:
+        if key not in step.texts:
+            continue
+        old, new = step.texts[key]
+        lines = difflib.unified_diff(old.splitlines(), new.splitlines(), f"{key} (before)", f"{key} (after)", n=3, lineterm="")
+        out += ["      " + line for line in lines]
+    return "\n".join(out)
+
+
+def step_line(step: Step, diff: bool = False) -> str:
     if step.result == "planned":
         status = PLANNED.get(step.op, step.op)
     elif step.result == "ok":
@@ -45,6 +59,10 @@ def step_line(step: Step) -> str:
     detail = f" [diff: {', '.join(step.changed)}]" if step.changed and step.op in ("update", "replace") else ""
     timing = f" ({step.duration:.1f}s)" if step.result in ("ok", "failed") and step.op != "same" else ""
     line = f" {step.symbol:>2} {step.type:<46} {step.name:<40} {status}{detail}{timing}"
+    if diff and step.texts:
+        shown = text_diff(step)
+        if shown:
+            line += "\n" + shown
     if step.error:
         line += "\n" + "\n".join("      " + part for part in step.error.splitlines())
     return line
@@ -53,15 +71,16 @@ def step_line(step: Step) -> str:
 class StepPrinter:
     """on_step callback: prints each step as it finishes (unchanged ones only if verbose)."""
 
-    def __init__(self, out: TextIO = sys.stdout, verbose: bool = False) -> None:
+    def __init__(self, out: TextIO = sys.stdout, verbose: bool = False, diff: bool = False) -> None:
         self.out = out
         self.verbose = verbose
+        self.diff = diff
 
     def __call__(self, step: Step) -> None:
         if step.op == "same" and not self.verbose and step.result in ("ok", "planned"):
             return
         with _PRINT_LOCK:
-            print(step_line(step), file=self.out, flush=True)
+            print(step_line(step, self.diff), file=self.out, flush=True)
 
 
 def render_value(value: Any, secret: bool, show_secrets: bool) -> str:

@@ -37,7 +37,8 @@ BRIDGE = "mmtls-br0"
 # everything the program may touch on a host (and a good deal it must not)
 SNAPSHOT = r"""
 cd /
-find etc opt usr/local/share/ca-certificates var/lib/mattermost-transport-encryption -xdev \
+find etc opt usr/local/share/ca-certificates var/lib/mattermost-transport-encryption \
+  usr/local/lib/mattermost-transport-encryption run/lock/mattermost-transport-encryption.lock -xdev \
   \( -type f -o -type l \) 2>/dev/null \
   | grep -v -e '^opt/mattermost/logs/' -e '^opt/mattermost/data/' -e '^etc/ld.so.cache$' \
   | LC_ALL=C sort | while IFS= read -r f; do
@@ -225,12 +226,15 @@ def test_adding_a_node_changes_only_what_mentions_it(ctx: Ctx) -> None:
     ch = changed(ev)
     created = {n for n, op in ch.items() if op == "create"}
     assert {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"} <= created, ch
-    assert all("mm4" in n for n in created), f"only what belongs to or mentions mm4 is created: {ch}"
+    # mm4's host helper (components.host_helper) is named by its address
+    assert all("mm4" in n or n == "host-helper-10.251.0.104" for n in created), f"only what belongs to mm4 is created: {ch}"
     updated = {n for n, op in ch.items() if op != "create"}
     # the proxy's upstream lists, the DB's client list and the peers' sshd/firewall name the new node
     # (proxy-transition's update finds the site on TLS and changes nothing on the host)
-    allowed = {"proxy-site", "proxy-transition", "database-pg-hba"} | {
-        f"mm{i}-cluster-{x}" for i in (1, 2, 3) for x in ("sshd", "firewall")
+    # (per-node cluster design, merged from main: the key directory lists mm4's key and each peer's
+    # tunnel set gains a tunnel to it)
+    allowed = {"proxy-site", "proxy-transition", "database-pg-hba", "cluster-public-keys"} | {
+        f"mm{i}-cluster-{x}" for i in (1, 2, 3) for x in ("sshd", "firewall", "tunnels")
     }
     assert updated <= allowed, ch
     assert "proxy-site" in updated
@@ -281,7 +285,8 @@ def test_removing_the_node_puts_it_back_as_it_was(ctx: Ctx) -> None:
     ch = changed(ev)
     deleted = {n for n, op in ch.items() if op == "delete"}
     assert {"mm4", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-tls-files"} <= deleted, ch
-    assert all("mm4" in n for n in deleted), ch
+    assert all("mm4" in n or n == "host-helper-10.251.0.104" for n in deleted), ch
+    assert "host-helper-10.251.0.104" in deleted, "its helper goes last, with nothing left on mm4"
     assert diff(ctx.before["mm4"], snapshot(ctx.lab, "mm4")) == []
     assert ping_through_proxy(ctx.outputs["caCertPem"]) == 5
 

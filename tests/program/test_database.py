@@ -24,6 +24,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from components import config as config_mod
 from components import database_render as r
+from components.remote_files import command_script, stdin_contents
 
 PROJECT = "mattermost-transport-encryption"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -34,6 +35,12 @@ SITE_PW = "s1te:Pass@word/in-use"
 CONFIGURED_PW = 'it\'s "c0nfigured" \\ p@ss:w/rd?&%'
 ADMIN_PW = "admin'pw\"#x"
 CA_FILE = "/etc/mattermost-tls/ca.crt"
+
+
+def runs(res: Any, field: str) -> str:
+    """Command `field` with the scripts it runs from the helper manifest on its stdin."""
+    stdin = res.inputs["stdin"]
+    return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
 
 
 def _host_key() -> str:
@@ -220,7 +227,7 @@ def unwrap(value: Any) -> tuple[Any, bool]:
 
 
 def lines_of(stdin: str) -> list[str]:
-    return [base64.b64decode(line).decode() for line in stdin.splitlines()]
+    return stdin_contents(stdin)
 
 
 @pytest.fixture(scope="module")
@@ -281,22 +288,22 @@ def test_server_tls_files_are_the_ca_cert_key_and_conf_d_snippet(pg: Run, my: Ru
         tls_dir = conf_path.rsplit("/", 2 if svc == "postgres" else 1)[0] + "/mattermost-tls"
         expected = r.render_pg_conf(tls_dir) if svc == "postgres" else r.render_mysql_cnf(tls_dir)
         assert conf == expected
-        create = cmd.inputs["create"]
-        assert f"install -m 0600 -o {svc} -g {svc}" in create and f"{tls_dir}/server.key" in create
+        create = runs(cmd, "create")
+        assert f"file 0600 {svc}:{svc}" in create and f"{tls_dir}/server.key" in create
         assert conf_path in create
         assert "openssl s_client -starttls" in create, "activation proves the server serves the new certificate"
 
 
 def test_postgres_restarts_the_cluster_unit_and_blocks_plain_logins(pg: Run) -> None:
     tls = pg.by_name("database-server-tls")
-    assert "systemctl restart postgresql@15-main" in tls.inputs["create"]
-    assert "pg_isready" in tls.inputs["create"] and "journalctl -u postgresql@15-main -n 30" in tls.inputs["create"]
+    assert "systemctl restart postgresql@15-main" in runs(tls, "create")
+    assert "pg_isready" in runs(tls, "create") and "journalctl -u postgresql@15-main -n 30" in runs(tls, "create")
     hba = pg.by_name("database-pg-hba")
     (block,) = lines_of(unwrap(hba.inputs["stdin"])[0])
     assert block == r.render_pg_hba_block("mattermost", "mmuser", ["10.251.0.101", "10.251.0.102"])
-    assert "/etc/postgresql/15/main/pg_hba.conf" in hba.inputs["create"]
-    assert "systemctl reload postgresql@15-main" in hba.inputs["create"]
-    assert "systemctl reload postgresql@15-main" in hba.inputs["delete"]
+    assert "/etc/postgresql/15/main/pg_hba.conf" in runs(hba, "create")
+    assert "systemctl reload postgresql@15-main" in runs(hba, "create")
+    assert "systemctl reload postgresql@15-main" in runs(hba, "delete")
 
 
 def test_certificate_is_for_the_name_the_dsn_uses_and_the_address() -> None:
@@ -305,7 +312,7 @@ def test_certificate_is_for_the_name_the_dsn_uses_and_the_address() -> None:
     assert csr.inputs["dnsNames"] == ["db.internal"]
     assert csr.inputs["ipAddresses"] == ["10.251.0.21"]
     assert csr.inputs["subject"]["commonName"] == "db.internal"
-    assert "-verify_hostname db.internal" in run.by_name("database-server-tls").inputs["create"]
+    assert "-verify_hostname db.internal" in runs(run.by_name("database-server-tls"), "create")
     assert run.values["dsn"].startswith("postgres://mmuser:") and "@db.internal:5432/" in run.values["dsn"]
 
 
@@ -338,7 +345,9 @@ def _phase1_texts(run: Run) -> str:
         out += [str(x.inputs.get(k, "")) for k in ("create", "update", "delete")]
         stdin = unwrap(x.inputs.get("stdin"))[0]
         if stdin:
-            out += lines_of(stdin)
+            out.append(str(stdin))
+            if not x.name.startswith("host-helper-"):
+                out += lines_of(stdin)
     return "\n".join(out)
 
 
@@ -372,10 +381,10 @@ def test_postgres_enforce_is_its_own_reject_block_after_every_node(pg_enforced: 
     (block,) = lines_of(unwrap(enforce.inputs["stdin"])[0])
     assert block == r.render_pg_hba_enforce_block("mmuser")
     assert 'hostnossl all "mmuser" all reject' in block
-    create = enforce.inputs["create"]
+    create = runs(enforce, "create")
     assert "/etc/postgresql/15/main/pg_hba.conf" in create and "systemctl reload postgresql@15-main" in create
     assert "no encryption" in create, "the reload is followed by proof that plain logins are refused"
-    assert "systemctl reload postgresql@15-main" in enforce.inputs["delete"]
+    assert "systemctl reload postgresql@15-main" in runs(enforce, "delete")
     # no node's ready waits for it (a node that rolls back to plain must still reach the DB)
     for n in ("mm1-ready", "mm2-ready"):
         assert enforce.urn not in run.by_name(n).dependencies
@@ -392,12 +401,12 @@ def test_mysql_enforce_sets_require_secure_transport_and_require_ssl_after_every
     assert server.urn in user.dependencies, "the user step runs after (and is deleted before) the server step"
     (cnf,) = lines_of(unwrap(server.inputs["stdin"])[0])
     assert cnf == r.render_mysql_enforce_cnf()
-    assert "/etc/mysql/mariadb.conf.d/91-mattermost-tls-enforce.cnf" in server.inputs["create"]
-    assert "SET GLOBAL require_secure_transport" in server.inputs["create"]
-    assert "systemctl restart" not in server.inputs["create"], "no second restart: the variable is dynamic"
-    assert "SET GLOBAL require_secure_transport" in server.inputs["delete"], "delete puts the previous value back"
-    assert "REQUIRE SSL" in user.inputs["create"]
-    assert "db-user-mmuser.require" in user.inputs["delete"], "delete puts the previous REQUIRE flags back"
+    assert "/etc/mysql/mariadb.conf.d/91-mattermost-tls-enforce.cnf" in runs(server, "create")
+    assert "SET GLOBAL require_secure_transport" in runs(server, "create")
+    assert "systemctl restart" not in runs(server, "create"), "no second restart: the variable is dynamic"
+    assert "SET GLOBAL require_secure_transport" in runs(server, "delete"), "delete puts the previous value back"
+    assert "REQUIRE SSL" in runs(user, "create")
+    assert "db-user-mmuser.require" in runs(user, "delete"), "delete puts the previous REQUIRE flags back"
     assert set(user.additional_secret_outputs) >= {"stdout", "stderr"}
 
 
@@ -463,7 +472,7 @@ def test_no_secret_in_any_command_text(engine: str) -> None:
             for s in secrets:
                 assert s not in text, f"{cmd.name}.{part} leaks a secret"
         stdin, secret = unwrap(cmd.inputs.get("stdin"))
-        if cmd.name != "database-pg-hba":
+        if cmd.name != "database-pg-hba" and not cmd.name.startswith("host-helper-"):
             assert secret, f"{cmd.name}: stdin carries secrets"
             assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"}
             assert cmd.inputs["logging"] == "none"
@@ -480,7 +489,7 @@ def test_user_command_reads_token_admin_file_and_sql_from_stdin(pg: Run) -> None
     assert cmd.inputs["triggers"] == [token], "a new owner token (new host) replaces the command"
     owner = pg.by_name("database-db-user-mmuser-owner")
     assert owner.inputs["keepers"] == {"host": "10.251.0.21"}
-    assert cmd.inputs["create"].endswith(
+    assert runs(cmd, "create").endswith(
         r.render_user_apply(
             "postgres",
             user="mmuser",
@@ -490,8 +499,8 @@ def test_user_command_reads_token_admin_file_and_sql_from_stdin(pg: Run) -> None
             ).local_sql,
         )
     )
-    assert "runuser -u postgres -- psql" in cmd.inputs["create"]
-    assert "/var/lib/mattermost-transport-encryption/db-user-mmuser.sql" in cmd.inputs["delete"]
+    assert "runuser -u postgres -- psql" in runs(cmd, "create")
+    assert "/var/lib/mattermost-transport-encryption/db-user-mmuser.sql" in runs(cmd, "delete")
 
 
 def test_admin_user_goes_through_a_credentials_file_not_argv() -> None:
@@ -500,14 +509,14 @@ def test_admin_user_goes_through_a_credentials_file_not_argv() -> None:
     _, admin, _ = lines_of(unwrap(cmd.inputs["stdin"])[0])
     assert "user = dbadmin" in admin and "ssl-ca = /etc/mysql/mariadb.conf.d/mattermost-tls/ca.crt" in admin
     assert "host = 10.251.0.20" in admin and "ssl-verify-server-cert" in admin
-    assert 'mysql --defaults-file="$tmp/admin"' in cmd.inputs["create"]
-    assert 'mysql --defaults-file="$tmp/admin"' in cmd.inputs["delete"]
+    assert 'mysql --defaults-file="$tmp/admin"' in runs(cmd, "create")
+    assert 'mysql --defaults-file="$tmp/admin"' in runs(cmd, "delete")
 
 
 def test_a_different_user_is_a_different_resource() -> None:
     run = run_program(make_cfg("postgres", database={"user": "mattermost_app"}))
     assert {"database-db-user-mattermost_app", "database-db-user-mattermost_app-owner"} <= run.names()
-    assert "/db-user-mattermost_app.sql" in run.by_name("database-db-user-mattermost_app").inputs["create"]
+    assert "/db-user-mattermost_app.sql" in runs(run.by_name("database-db-user-mattermost_app"), "create")
 
 
 def test_moving_the_database_host_changes_the_owner_token() -> None:

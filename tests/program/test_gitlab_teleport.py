@@ -8,7 +8,6 @@ token only travel in secret stdin and never in command text, and what lands in e
 
 from __future__ import annotations
 
-import base64
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from pulumi.runtime.mocks import MockMonitor
 from components.config import PROJECT, StackConfig, parse
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
 from components.pki import Pki, PkiArgs
+from components.remote_files import command_script, stdin_contents
 from components.teleport import TeleportPlugin, TeleportPluginArgs
 from tests.unit.test_config import HOSTKEY, good
 
@@ -89,6 +89,12 @@ class RecordingMonitor(MockMonitor):
         return response
 
 
+def runs(res: Any, field: str) -> str:
+    """Command `field` with the scripts it runs from the helper manifest on its stdin."""
+    stdin = res.inputs["stdin"]
+    return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
+
+
 def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
 
@@ -98,7 +104,7 @@ def plain(value: Any) -> Any:
 
 
 def decode_stdin(reg: Registration) -> list[str]:
-    return [base64.b64decode(line).decode() for line in plain(reg.inputs["stdin"]).splitlines()]
+    return stdin_contents(plain(reg.inputs["stdin"]))
 
 
 def command_texts(reg: Registration) -> str:
@@ -213,16 +219,16 @@ def test_gitlab_block_content_and_scripts() -> None:
     # the DSN reaches gitlab.rb (Ruby-escaped: '#' before '{' is escaped)
     assert 'mattermost["sql_data_source"] = "postgres://mmuser:Pa55%27w%22rd%23%7Bx%7D@' in content
     assert "sslmode=verify-full&sslrootcert=/etc/gitlab/trusted-certs/mattermost-transport-ca.crt" in content
-    create = plain(block.inputs["create"])
+    create = plain(runs(block, "create"))
     assert "gitlab-ctl reconfigure" in create and "gitlab-ctl restart mattermost" in create
     assert "-c /etc/gitlab/gitlab.rb" in create, "Ruby syntax check before reconfigure"
-    assert "gitlab-ctl reconfigure" in plain(block.inputs["delete"])
+    assert "gitlab-ctl reconfigure" in plain(runs(block, "delete"))
     files = monitor.registrations["gitlab-gitlab-tls-files"]
     cert, key, ca = decode_stdin(files)
     assert "FAKE-gitlab-gitlab-mattermost-cert" in cert and "FAKE-gitlab-gitlab-mattermost-key" in key
     assert "FAKE-pki-ca-cert" in ca
-    create = plain(files.inputs["create"])
-    assert "install -m 0600 -o root -g root" in create and "install -m 0644 -o root -g root" in create
+    create = plain(runs(files, "create"))
+    assert "file 0600 root:root" in create and "file 0644 root:root" in create
 
 
 def test_gitlab_sslmode_override_reaches_the_block() -> None:
@@ -236,7 +242,7 @@ def test_gitlab_without_external_postgres_keeps_the_bundled_database() -> None:
     block = monitor.registrations["gitlab-gitlab-rb"]
     (content,) = decode_stdin(block)
     assert "sql_data_source" not in content and "mattermost_external_url" in content
-    assert "gitlab-ctl restart mattermost" not in plain(block.inputs["create"])
+    assert "gitlab-ctl restart mattermost" not in plain(runs(block, "create"))
     assert not is_secret(block.inputs["stdin"]), "nothing secret in this block"
 
 
@@ -305,10 +311,10 @@ def test_teleport_files_content() -> None:
     }
     assert "Environment=SSL_CERT_DIR=/etc/teleport-mattermost/ca:/etc/ssl/certs" in unit
     assert "FAKE-pki-ca-cert" in ca
-    create = plain(files.inputs["create"])
-    assert "install -m 0600 -o root -g root" in create  # the TOML
+    create = plain(runs(files, "create"))
+    assert "file 0600 root:root" in create  # the TOML
     assert "/etc/teleport-mattermost.toml" in create
-    enable = plain(monitor.registrations["plugin-teleport-mattermost-enable"].inputs["create"])
+    enable = runs(monitor.registrations["plugin-teleport-mattermost-enable"], "create")
     assert "systemctl enable" in enable and "systemctl start" not in enable.replace("'systemctl start", "")
 
 

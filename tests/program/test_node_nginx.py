@@ -26,6 +26,7 @@ from pulumi.runtime.mocks import MockMonitor
 
 from components import config as config_mod
 from components.node_render import cert_fingerprint_sha256
+from components.remote_files import command_script, stdin_contents
 
 PROJECT = "mattermost-transport-encryption"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -34,6 +35,12 @@ PROVIDED_KEY_MARKER = "PROVIDED-KEY-MATERIAL"
 
 
 # ---------------------------------------------------------------- config
+
+
+def runs(res: Any, field: str) -> str:
+    """Command `field` with the scripts it runs from the helper manifest on its stdin."""
+    stdin = res.inputs["stdin"]
+    return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
 
 
 def _host_key() -> str:
@@ -226,7 +233,7 @@ def unwrap(value: Any) -> tuple[Any, bool]:
 
 
 def files_in(stdin: str) -> list[str]:
-    return [base64.b64decode(line).decode() for line in stdin.splitlines()]
+    return stdin_contents(stdin)
 
 
 # ---------------------------------------------------------------- node
@@ -261,9 +268,9 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
         assert isinstance(text, str), f"{field} must be plain text"
         assert "PRIVATE KEY" not in text and "sslrootcert" not in text and "mmuser:" not in text
         assert base64.b64encode(key.encode()).decode()[:40] not in text
-    create, delete = cmd.inputs["create"], cmd.inputs["delete"]
-    assert "install -m 0640 -o root -g mattermost" in create
-    assert "install -m 0600 -o root -g root" in create
+    create, delete = runs(cmd, "create"), runs(cmd, "delete")
+    assert "file 0640 root:mattermost" in create
+    assert "file 0600 root:root" in create
     assert "/etc/systemd/system/mattermost.service.d/50-transport-encryption.conf" in create
     assert "--resolve mattermost-app.internal:8065:127.0.0.1" in create or "mattermost-app.internal:8065:127.0.0.1" in create
     assert "systemctl restart --no-block" in delete and "curl" not in delete
@@ -315,8 +322,10 @@ def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
 def test_transitional_site_comes_first_and_nodes_switch_one_at_a_time(two: Run) -> None:
     transition = two.by_name("proxy-transition")
     assert transition.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
-    # it waits for no host, only for the read-only capture of the live NGINX configuration
-    assert [d for d in transition.dependencies if "command:remote:Command" in d] == [two.by_name("proxy-live-site").urn]
+    # it waits for no host, only for the read-only capture of the live NGINX configuration (and
+    # the proxy's host helper, which every command on that host needs)
+    waits = [d for d in transition.dependencies if "command:remote:Command" in d and "host-helper-" not in d]
+    assert waits == [two.by_name("proxy-live-site").urn], waits
     assert transition.urn in two.by_name("mm1-tls-files").dependencies
     assert two.by_name("mm1-tls-files").urn in two.by_name("mm2-tls-files").dependencies
 
@@ -331,15 +340,15 @@ def test_transitional_site_is_guarded_secret_and_restores_like_the_final_one(two
     assert (cert, key, ca) == (final_cert, final_key, final_ca), "the same browser certificate and CA as the final site"
     assert "proxy_pass http://backend_plain;" in site and site.count("proxy_ssl_verify on;") == 4
     assert "server 10.251.0.101:8065 max_fails=0;" in site and "server 10.251.0.102:8065;" in site
-    create = cmd.inputs["create"]
-    assert cmd.inputs["update"] == create
+    create = runs(cmd, "create")
+    assert cmd.inputs["update"].replace("run-update", "run-create") == cmd.inputs["create"]
     assert "PRIVATE KEY" not in create and base64.b64encode(key.encode()).decode()[:40] not in create
     # the guard comes before anything is installed
-    assert create.index("proxy_pass[[:space:]]+http://") < create.index("mtm_keep_original")
-    assert "who=proxy-transition" in create and "nginx -t" in create
+    assert create.index("proxy_pass[[:space:]]+http://") < create.index("helper-v1 files-apply proxy-transition")
+    assert "owner proxy-transition" in create and "nginx -t" in create
     assert "answers through the transitional site" in create
-    assert "nginx -t && systemctl reload nginx" in cmd.inputs["delete"]
-    assert "who=proxy-transition" in cmd.inputs["delete"]
+    assert "nginx -t && systemctl reload nginx" in runs(cmd, "delete")
+    assert "owner proxy-transition" in runs(cmd, "delete")
 
 
 def test_proxy_site_verifies_the_nodes(two: Run) -> None:
@@ -347,15 +356,15 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret, "stdin carries the public key"
     cert, key, ca, site = files_in(stdin)
-    assert "PRIVATE KEY" in key and "PRIVATE KEY" not in cmd.inputs["create"]
+    assert "PRIVATE KEY" in key and "PRIVATE KEY" not in runs(cmd, "create")
     assert site.count("proxy_ssl_verify on;") == 2
     assert site.count("proxy_pass https://backend;") == 2 and "http://backend" not in site
     assert "proxy_ssl_name mattermost-app.internal;" in site
     assert "proxy_ssl_trusted_certificate /etc/nginx/mattermost-tls/ca.crt;" in site
     assert "server 10.251.0.101:8065;" in site and "server 10.251.0.102:8065;" in site
     assert "server_name chat.example.com;" in site
-    assert "nginx -t" in cmd.inputs["create"]
-    assert "nginx -t && systemctl reload nginx" in cmd.inputs["delete"]
+    assert "nginx -t" in runs(cmd, "create")
+    assert "nginx -t && systemctl reload nginx" in runs(cmd, "delete")
     csr = two.by_name("proxy-public-csr")
     assert csr.inputs["dnsNames"] == ["chat.example.com"] and csr.inputs["ipAddresses"] == ["10.251.0.10"]
     proxy = two.outputs["proxy"]
@@ -378,8 +387,8 @@ def test_provided_public_certificate(tmp_path: Any) -> None:
     assert secret
     got_cert, got_key, _, _ = files_in(stdin)
     assert got_cert == cert.strip() + "\n" and got_key == PROVIDED_KEY_MARKER + "\n"
-    assert PROVIDED_KEY_MARKER not in str(cmd.inputs["create"]) + str(cmd.inputs["delete"])
-    assert "--insecure" in cmd.inputs["create"], "the provided cert's issuer may be unknown to the proxy host"
+    assert PROVIDED_KEY_MARKER not in str(runs(cmd, "create")) + str(runs(cmd, "delete"))
+    assert "--insecure" in runs(cmd, "create"), "the provided cert's issuer may be unknown to the proxy host"
 
 
 # ---------------------------------------------------------------- stability and overrides
@@ -396,7 +405,7 @@ def _stable_view(run: Run, prefix: str) -> dict[str, Any]:
 def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> None:
     three = run_program(make_cfg(["mm1", "mm2", "mm3"]))
     assert two.urns() <= three.urns()
-    assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name}
+    assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name or r.name == "host-helper-10.251.0.103"}
     for n in ("mm1", "mm2"):
         assert _stable_view(two, n) == _stable_view(three, n)
     # the proxy's scripts are the same; only its site contents (stdin) gain mm3
@@ -427,8 +436,8 @@ def test_per_node_overrides() -> None:
     cfg = cfg.model_copy(update={"nodes": [node]})
     run = run_program(cfg)
     cmd = run.by_name("mm1-tls-files")
-    create = cmd.inputs["create"]
-    assert "install -m 0640 -o root -g chat" in create
+    create = runs(cmd, "create")
+    assert "file 0640 root:chat" in create
     assert "/etc/systemd/system/mm-chat.service.d/50-transport-encryption.conf" in create
     assert "unit=mm-chat.service" in create
     env = files_in(unwrap(cmd.inputs["stdin"])[0])[4]

@@ -193,3 +193,34 @@ def test_cli_default_parallel_is_four_per_cpu(tmp_path: Path) -> None:
         [sys.executable, "-m", "lab.replay", "--help"], env=env, capture_output=True, text=True, check=True
     )
     assert f"4 x CPUs = {4 * len(os.sched_getaffinity(0))})" in " ".join(done.stdout.split())
+
+
+STDIN_PROGRAM = """
+import pulumi
+from pulumi_command import remote
+cfg = pulumi.Config()
+conn = remote.ConnectionArgs(host="127.0.0.1")
+remote.Command("plain", connection=conn, create="cat > /dev/null", stdin=cfg.require("manifest"))
+remote.Command("hidden", connection=conn, create="cat > /dev/null", stdin=pulumi.Output.secret(cfg.require("key")))
+"""
+
+
+def test_preview_diff_shows_changed_plain_stdin_lines_and_never_a_secret(tmp_path: Path) -> None:
+    from lab.replay import api, report
+    from lab.replay.runners import LocalRunner
+
+    manifest = "file 0644 root:root aaa 2 /etc/a\nfile 0644 root:root bbb 2 /etc/b\n| systemctl restart x\n"
+    project = write_project(tmp_path / "p", STDIN_PROGRAM, config={"manifest": manifest, "key": "SECRET-ONE"})
+    state = tmp_path / "state.json"
+    assert api.up(project, "dev", state_path=state, runner=LocalRunner()).ok
+    (project / "Pulumi.dev.yaml").write_text(
+        json.dumps({"config": {"manifest": manifest.replace("bbb", "ccc"), "key": "SECRET-TWO"}})
+    )
+    steps = []
+    ev = api.preview(project, "dev", state_path=state, runner=LocalRunner(), on_step=steps.append)
+    assert ev.ok
+    shown = "\n".join(report.step_line(s, diff=True) for s in steps)
+    assert "-file 0644 root:root bbb 2 /etc/b" in shown and "+file 0644 root:root ccc 2 /etc/b" in shown
+    assert " | systemctl restart x" in shown, "context names what runs after the change"
+    assert "SECRET" not in shown and "[diff: stdin]" in shown
+    assert "/etc/b" not in "\n".join(report.step_line(s) for s in steps), "only with --diff"

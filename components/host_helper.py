@@ -1,0 +1,135 @@
+"""The host helper: one remote command per host that installs components/scripts/mmtls-helper.sh.
+
+Every other command of the program is a short call of this helper with a manifest on stdin
+(components.remote_files), so no command text grows with the number or size of files, and the
+helper's per-host lock keeps concurrent commands on one host from racing.
+
+Why a shell file and not Python: the hosts are whatever Debian/Ubuntu servers run Mattermost,
+NGINX or the database; python3 is not part of a minimal install there, while POSIX sh, coreutils,
+awk and util-linux's flock are (Essential: yes or priority required).
+
+Lifecycle:
+- One `remote.Command` per (address, port), created by the first command that needs it and named
+  `host-helper-<address>[-<port>]`: a stable identity of the host, never a list position.
+- Every command on that host `depends_on` it, so it is created first and deleted LAST (the
+  engine deletes dependents first, replaced resources' deletes included).
+- Its content changing is an in-place update (no triggers): the file is replaced atomically
+  under the same interface path, and commands already stored in a state keep calling it. An
+  incompatible interface ships as `helper-v2` next to `helper-v1`.
+- Its delete removes the helper only when nothing is left in the state directory (no backups,
+  no ledger), so a helper deleted while something on the host still needs it stays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+
+import pulumi
+from pulumi_command import remote
+
+STATE_DIR = "/var/lib/mattermost-transport-encryption"
+HELPER_INTERFACE = 1
+"""Interface version of the host helper; part of its installed path (see HELPER_PATH)."""
+HELPER_DIR = "/usr/local/lib/mattermost-transport-encryption"
+HELPER_PATH = f"{HELPER_DIR}/helper-v{HELPER_INTERFACE}"
+"""Where the helper is installed. Delete commands stored in a stack's state call this path: a
+change of the helper's interface ships as helper-v2 beside it, never in place."""
+LOCK_FILE = "/run/lock/mattermost-transport-encryption.lock"
+"""The helper's default lock (tmpfs: never in a backup, gone after a reboot)."""
+HELPER_SOURCE = Path(__file__).parent / "scripts" / "mmtls-helper.sh"
+
+
+def helper_source() -> str:
+    """The helper's shell text."""
+    return HELPER_SOURCE.read_text()
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def needs_sudo(connection: remote.ConnectionArgs) -> bool:
+    """True when the SSH user is not root: every command then runs through `sudo -n`."""
+    user = connection.user if connection.user is not None else "root"
+    if not isinstance(user, str):
+        raise TypeError("the SSH user must be a plain string to decide whether commands need sudo")
+    return user != "root"
+
+
+def _as_root(script: str, sudo: bool) -> str:
+    return f"sudo -n /bin/sh -c {_q(script)}" if sudo else script
+
+
+def render_install(helper: str = HELPER_PATH) -> str:
+    """Command text: the helper arrives on stdin and replaces the installed one atomically."""
+    d = helper.rsplit("/", 1)[0]
+    return (
+        "set -eu\numask 022\n"
+        f"d={_q(d)}\nf={_q(helper)}\n"
+        '[ -d "$d" ] || mkdir -m 0755 "$d"\n'
+        'cat > "$f.new"\nchmod 0755 "$f.new"\nmv -f "$f.new" "$f"\n'
+        'echo "host helper $f: sha256 $(sha256sum < "$f" | cut -c1-64)"\n'
+    )
+
+
+def render_uninstall(helper: str = HELPER_PATH, state_dir: str = STATE_DIR, lock: str = LOCK_FILE) -> str:
+    """Command text: remove the helper (and its lock and directory) unless the state directory
+    still holds something a later command will need it for."""
+    d = helper.rsplit("/", 1)[0]
+    return (
+        "set -eu\n"
+        f"d={_q(d)}\nf={_q(helper)}\nstate={_q(state_dir)}\nlock={_q(lock)}\n"
+        'if [ -d "$state" ]; then\n'
+        '  echo "host helper kept: $state still holds backups or ledger entries"\n'
+        "  exit 0\n"
+        "fi\n"
+        'rm -f "$f" "$f.new" "$lock"\n'
+        'rmdir "$d" 2>/dev/null || :\n'
+        'echo "host helper removed"\n'
+    )
+
+
+_helpers: dict[tuple[str, int], remote.Command] = {}
+_helpers_run: list[object] = []
+
+
+def _registry() -> dict[tuple[str, int], remote.Command]:
+    # one program run per monitor: tests run the program many times in one process
+    monitor = pulumi.runtime.settings.get_monitor()
+    if not _helpers_run or _helpers_run[0] is not monitor:
+        _helpers.clear()
+        _helpers_run[:] = [monitor]
+    return _helpers
+
+
+def helper_name(host: str, port: int) -> str:
+    """The helper resource's name: the host's stable identity (its SSH address and port)."""
+    return f"host-helper-{host}" + ("" if port == 22 else f"-{port}")
+
+
+def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
+    """The host helper of `connection`'s host (created on first use)."""
+    host, port = connection.host, connection.port if connection.port is not None else 22
+    if not isinstance(host, str) or not isinstance(port, (int, float)):
+        raise TypeError("host_helper needs a plain host address and port to identify the host")
+    key = (host, int(port))
+    helpers = _registry()
+    if key not in helpers:
+        source = helper_source()
+        name = helper_name(*key)
+        helpers[key] = remote.Command(
+            name,
+            connection=connection,
+            create=_as_root(render_install(), needs_sudo(connection)),
+            update=_as_root(render_install(), needs_sudo(connection)),
+            delete=_as_root(render_uninstall(), needs_sudo(connection)),
+            # the helper's text itself, readable in a preview's diff; its hash names the version
+            stdin=source,
+            triggers=None,
+            logging=remote.Logging.STDOUT_AND_STDERR,
+            add_previous_output_in_env=False,
+        )
+        pulumi.log.debug(f"{name}: helper sha256 {hashlib.sha256(source.encode()).hexdigest()}")
+    return helpers[key]

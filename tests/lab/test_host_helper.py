@@ -1,0 +1,191 @@
+"""The host helper on real hosts (issue 11): concurrent commands on one host, and the upgrade
+from the program that rendered every script into its command text.
+
+1. A small program (components.remote_files, nothing else) puts many managed_files on ONE host;
+   `up` and `destroy` run them all at once (the engine's parallelism). Before the helper, the
+   deletes raced on the shared state directory's cleanup and a 9-node destroy failed 3/3 with
+   `.../dirs: No such file or directory`; the helper's per-host lock serialises them.
+2. The lab stack applied by the program as it was before the helper (a git worktree of that
+   commit), then `up` with this program over the same state: it converges with no activation
+   (every file command reports `unchanged`), and `destroy` gives every host back byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import replay
+from lab.hosts import Lab
+from tests.lab.test_lifecycle import PROXY_IP, SERVER_NAME, diff, snapshot
+from tools.load import Load
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parents[2]
+PRE_HELPER = "fc8141b0129b5bfdba86a32d3a8a71c0785e4019"
+"""main just before the host helper: every command carried its whole script in its text (same
+remote_files as in tests/unit/fixtures/remote_files_v0.py), with today's per-node cluster design."""
+OWNERS = 12
+
+RACE_MAIN = '''
+"""Many managed_files on one host, nothing else (tests/lab/test_host_helper.py)."""
+import json
+from pathlib import Path
+
+import pulumi
+from pulumi_command import remote
+
+from components.remote_files import FileSpec, ManagedFile, managed_files
+
+host = json.loads(Path(__file__).with_name("host.json").read_text())
+conn = remote.ConnectionArgs(
+    host=host["address"], port=host["port"], user=host["user"],
+    private_key=pulumi.Output.secret(host["key"]), host_key=host["hostKey"],
+)
+for i in range(host["owners"]):
+    managed_files(
+        f"race-{i}",
+        connection=conn,
+        files=[ManagedFile(FileSpec(f"/etc/mmtls-race/d{i}/sub/f.conf"), f"owner {i}\\n")],
+    )
+'''
+
+
+def _race_project(tmp: Path, lab: Lab, host: str, user: str | None = None) -> Path:
+    inv = lab.inventory()
+    h = inv["hosts"][host]
+    project = tmp / "race"
+    project.mkdir()
+    (project / "Pulumi.yaml").write_text("name: mmtls-race\nruntime: python\n")
+    (project / "__main__.py").write_text(RACE_MAIN)
+    (project / "components").symlink_to(ROOT / "components")
+    (project / "host.json").write_text(
+        json.dumps(
+            {
+                "address": h["address"],
+                "port": h.get("port", 22),
+                "user": user or inv.get("sshUser", "root"),
+                "hostKey": h["hostKey"],
+                "key": Path(inv["sshPrivateKeyFile"]).read_text(),
+                "owners": OWNERS,
+            }
+        )
+    )
+    return project
+
+
+def _failures(ev: replay.Evaluation) -> str:
+    return "\n".join(f"{s.name}: ...{s.error[-600:]}" for s in ev.failed_steps) or (ev.program_error or "")
+
+
+def test_concurrent_commands_on_one_host_neither_race_nor_leave_anything(lab: Lab, tmp_path: Path) -> None:
+    before = snapshot(lab, "mm1")
+    project = _race_project(tmp_path, lab, "mm1")
+    state = tmp_path / "race.json"
+    for rnd in range(2):
+        ev = replay.up(project, "race", state_path=state, parallel=OWNERS)
+        assert ev.ok, _failures(ev)
+        assert lab.ssh("mm1", "cat /etc/mmtls-race/d3/sub/f.conf").stdout == "owner 3\n"
+        ev = replay.destroy(project, "race", state_path=state, parallel=OWNERS)
+        assert ev.ok, f"round {rnd}: " + _failures(ev)
+        assert diff(before, snapshot(lab, "mm1")) == [], "destroy leaves nothing (helper, lock, state)"
+        gone = "test ! -e /usr/local/lib/mattermost-transport-encryption && test ! -e /run/lock/mattermost-transport-encryption.lock"
+        assert lab.ssh("mm1", gone).returncode == 0
+
+
+SUDO_USER = "mmdeploy"
+ADD_USER = f"""set -eu
+useradd -m -s /bin/sh {SUDO_USER}
+install -d -m 0700 -o {SUDO_USER} -g {SUDO_USER} /home/{SUDO_USER}/.ssh
+install -m 0600 -o {SUDO_USER} -g {SUDO_USER} /root/.ssh/authorized_keys /home/{SUDO_USER}/.ssh/authorized_keys
+echo '{SUDO_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{SUDO_USER}
+chmod 0440 /etc/sudoers.d/{SUDO_USER}
+"""
+DEL_USER = f"rm -f /etc/sudoers.d/{SUDO_USER}; userdel -r {SUDO_USER} 2>/dev/null || :"
+
+
+def test_a_non_root_user_with_passwordless_sudo_works_end_to_end(lab: Lab, tmp_path: Path) -> None:
+    """Issue 10: every command (the helper's install too) runs as `sudo -n` for a non-root user."""
+    r = lab.ssh("mm2", ADD_USER)
+    assert r.returncode == 0, r.stderr
+    try:
+        before = snapshot(lab, "mm2")
+        project = _race_project(tmp_path, lab, "mm2", user=SUDO_USER)
+        state = tmp_path / "sudo.json"
+        ev = replay.up(project, "race", state_path=state, parallel=4)
+        assert ev.ok, _failures(ev)
+        owner = lab.ssh("mm2", "stat -c %U.%a /etc/mmtls-race/d1/sub/f.conf /usr/local/lib/mattermost-transport-encryption/helper-v1")
+        assert owner.stdout.split() == ["root.644", "root.755"], owner.stdout
+        ev = replay.destroy(project, "race", state_path=state, parallel=4)
+        assert ev.ok, _failures(ev)
+        assert diff(before, snapshot(lab, "mm2")) == []
+    finally:
+        lab.ssh("mm2", DEL_USER)
+
+
+@pytest.fixture
+def old_program(tmp_path: Path) -> Path:
+    """A git worktree of the pre-helper commit, removed afterwards."""
+    tree = tmp_path / "old"
+    r = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), PRE_HELPER], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    yield tree
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True, check=False)
+
+
+def _old_up(tree: Path, state: Path, config: dict[str, Any]) -> None:
+    """`up` of the old program with the old replay engine, in its own process (its modules)."""
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        from lab import replay
+        ev = replay.up({str(tree)!r}, "lab", state_path={str(state)!r}, config=json.loads({json.dumps(json.dumps(config))}))
+        print("\\n".join(f"{{s.name}}: {{s.error[-600:]}}" for s in ev.failed_steps) or ev.program_error or "")
+        sys.exit(0 if ev.ok else 1)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+HOSTS = ("mm1", "mm2", "mm3", "proxy", "postgres")
+
+
+def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_destroys(
+    lab: Lab, tmp_path: Path, old_program: Path
+) -> None:
+    before = {h: snapshot(lab, h) for h in HOSTS}
+    state = tmp_path / "lab.json"
+    config = {"inventoryFile": str(lab.inventory_file)}
+    _old_up(old_program, state, config)
+    configured = {h: snapshot(lab, h) for h in HOSTS}
+
+    ca = json.loads(state.read_text())["outputs"]["caCertPem"]
+    with Load(SERVER_NAME, PROXY_IP, ca) as load:
+        ev = replay.up(ROOT, "lab", state_path=state, config=config)
+    assert ev.ok, _failures(ev)
+    assert load.result.sent > 0 and load.result.failed == 0, f"the site stopped answering during the upgrade: {load.result}"
+    ops = {s.name: s.op for s in ev.steps}
+    assert "replace" not in ops.values(), {n: o for n, o in ops.items() if o == "replace"}
+    assert {n for n, o in ops.items() if o == "create"} == {n for n in ops if n.startswith("host-helper-")}
+    for res in ev.resources:
+        stdout = str(res.outputs.get("stdout") or "")
+        if res.type == "command:remote:Command" and ops.get(res.name) == "update" and ": changed" in stdout:
+            pytest.fail(f"{res.name} changed something on the upgrade: {stdout[-300:]}")
+    helper_files = {"usr/local/lib/mattermost-transport-encryption/helper-v1", "run/lock/mattermost-transport-encryption.lock"}
+    for h in HOSTS:
+        now = snapshot(lab, h)
+        assert [d for d in diff(configured[h], now) if not any(f in d for f in helper_files)] == [], h
+
+    ev = replay.destroy(ROOT, "lab", state_path=state)
+    assert ev.ok, _failures(ev)
+    for h in HOSTS:
+        assert diff(before[h], snapshot(lab, h)) == [], h
+

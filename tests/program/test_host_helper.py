@@ -1,0 +1,80 @@
+"""The host helper inside the REAL program (replay engine preview, no SSH): one helper per host,
+every command on that host depends on it, and no command text grows with the files it installs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.remote_files import read_manifest
+from lab.replay import Evaluation
+
+COMMAND = "command:remote:Command"
+LIMIT = 4096
+
+
+@pytest.fixture(scope="module")
+def cluster(replay: Any, replay_lab_config: dict[str, Any]) -> Evaluation:
+    nodes = [{"name": n} for n in ("mm1", "mm2", "mm3")]
+    return replay(config={**replay_lab_config, "nodes": nodes, "cluster": {"enabled": True}})
+
+
+def commands(ev: Evaluation) -> list[Any]:
+    """Commands that run something (the cluster's barriers and key directory run nothing)."""
+    return [r for r in ev.resources if r.type == COMMAND and r.inputs.get("create")]
+
+
+def test_no_command_text_is_over_4_kb(cluster: Evaluation) -> None:
+    sizes = {(r.name, k): len(t.encode()) for r in commands(cluster) for k in ("create", "update", "delete")
+             if isinstance(t := r.inputs.get(k), str)}
+    assert sizes and max(sizes.values()) <= LIMIT, sorted(sizes.items(), key=lambda x: -x[1])[:5]
+
+
+def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Evaluation) -> None:
+    helpers = {r.inputs["connection"]["host"]: r for r in commands(cluster) if r.name.startswith("host-helper-")}
+    others = [r for r in commands(cluster) if not r.name.startswith("host-helper-")]
+    assert set(helpers) == {r.inputs["connection"]["host"] for r in others}
+    for r in others:
+        helper = helpers[r.inputs["connection"]["host"]]
+        assert helper.urn in r.dependencies, f"{r.name} must be created after and deleted before {helper.name}"
+    for h in helpers.values():
+        assert h.name == f"host-helper-{h.inputs['connection']['host']}" and not h.inputs.get("triggers")
+        assert h.parent_urn is None or "pulumi:pulumi:Stack" in h.parent_urn
+
+
+def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Evaluation) -> None:
+    """Only secret manifests are hidden: the rest names every file (path, mode, owner, hash) and
+    the commands that will run, so a preview's stdin diff reads like a plan."""
+    readable = 0
+    for r in commands(cluster):
+        if r.name.startswith("host-helper-") or r.is_secret_input("stdin"):
+            continue
+        m = read_manifest(r.inputs["stdin"])
+        assert m.owner == r.name
+        for entry in m.entries:
+            kind, *_, path = entry.split(" ", 5)
+            assert kind in ("file", "block") and path.startswith("/")
+        readable += 1
+    assert readable >= 3
+
+
+def test_the_nginx_transition_calls_the_installed_helper_not_a_copy(cluster: Evaluation) -> None:
+    (t,) = [r for r in commands(cluster) if r.name == "proxy-transition"]
+    m = read_manifest(t.inputs["stdin"])
+    assert "mtm_keep_original" not in m.sections["create"] + m.sections.get("delete", "")
+    assert "update" not in m.sections, "update is create: sent once"
+
+
+def test_a_non_root_ssh_user_runs_every_command_through_sudo(replay: Any, replay_lab_config: dict[str, Any]) -> None:
+    """README promises a user with passwordless sudo (issue 10): `sudo -n` never waits for a
+    password, it fails at once if sudo would ask."""
+    ev = replay(config={**replay_lab_config, "ssh": {"user": "deploy"}})
+    texts = [t for r in commands(ev) for k in ("create", "update", "delete") if isinstance(t := r.inputs.get(k), str)]
+    assert texts and all(t.startswith("sudo -n /bin/sh ") for t in texts), [t[:60] for t in texts if not t.startswith("sudo")][:3]
+
+
+def test_root_runs_the_helper_directly(cluster: Evaluation) -> None:
+    texts = [r.inputs["create"] for r in commands(cluster)]
+    assert not any("sudo" in t.split("\n", 1)[0] for t in texts)

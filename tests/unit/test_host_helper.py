@@ -1,0 +1,305 @@
+"""The host helper file itself: shellcheck, its stable interface, the readable manifest, the
+per-host lock, and the upgrade from the layout the program wrote before the helper existed.
+
+Scripts are RUN (as root, in temporary trees); the helper is the file the program installs."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from components import host_helper
+from components.remote_files import (
+    FileSpec,
+    encode_bundle,
+    read_manifest,
+    render_block_manifest,
+    render_call,
+    render_files_manifest,
+    render_files_restore,
+    render_run_manifest,
+)
+from tests.unit.fixtures import remote_files_v0 as v0
+
+HELPER = str(host_helper.HELPER_SOURCE)
+SHELLS = [s for s in ("/bin/dash", "/bin/bash") if Path(s).exists()]
+
+
+def call(op: str, owner: str, stdin: str, state: Path, shell: str = "/bin/sh", **kw: object) -> subprocess.CompletedProcess[str]:
+    """The command text the program sends, pointed at the repo's helper file and a temp state."""
+    cmd = render_call(op, owner, helper=HELPER, state_dir=str(state)).replace("/bin/sh ", f"{shell} ", 1)
+    return subprocess.run(["/bin/sh", "-c", cmd], input=stdin, capture_output=True, text=True, timeout=kw.get("timeout", 60))  # type: ignore[arg-type]
+
+
+def digest(root: Path) -> dict[str, tuple[str, int]]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_symlink():
+            out[str(p)] = ("link:" + os.readlink(p), 0)
+        elif p.is_file():
+            out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
+        else:
+            out[str(p)] = ("dir", p.stat().st_mode)
+    return out
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "app.conf").write_text("original = 1\n")
+    (etc / "app.conf").chmod(0o644)
+    return tmp_path
+
+
+def test_shellcheck_finds_nothing_in_the_helper() -> None:
+    assert shutil.which("shellcheck"), "shellcheck is in the Makefile's APT_PACKAGES: run `make deps`"
+    r = subprocess.run(["shellcheck", "-s", "sh", "-S", "style", HELPER], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_stored_interface_is_pinned() -> None:
+    """Delete commands already in a stack's state call exactly these texts: changing them (or the
+    path) would strand every stored delete, so a new interface must be helper-v2 beside v1."""
+    assert host_helper.HELPER_PATH == "/usr/local/lib/mattermost-transport-encryption/helper-v1"
+    assert render_call("files-restore", "mm1-tls-files") == (
+        "/bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-restore mm1-tls-files"
+    )
+    assert render_call("run-delete", "a b") == "/bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 run-delete 'a b'"
+
+
+# An input exactly as interface 1 writes it, frozen here: today's helper must keep reading it.
+STORED_V1 = """mattermost-transport-encryption helper input v1
+owner stored
+file 0640 root:root 0b3d4d1f7b5d29b6d8ccc6f1b3c4ad2a5dbbd0b3ac5b62a4a0c8b1a3b7d0e3c0 3 @ETC@/app.conf
+section activate 18 (runs after a change)
+| echo activated-v1
+section content-0 3 (content of @ETC@/app.conf)
+| v1
+"""
+
+
+def test_an_input_stored_by_interface_1_still_applies_and_restores(tree: Path) -> None:
+    etc = tree / "etc"
+    before = digest(etc)
+    stored = STORED_V1.replace("@ETC@", str(etc)).replace(
+        "0b3d4d1f7b5d29b6d8ccc6f1b3c4ad2a5dbbd0b3ac5b62a4a0c8b1a3b7d0e3c0", hashlib.sha256(b"v1\n").hexdigest()
+    )
+    r = call("files-apply", "stored", stored, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert "activated-v1" in r.stdout and (etc / "app.conf").read_text() == "v1\n"
+    r = call("files-restore", "stored", stored, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert digest(etc) == before and not (tree / "state").exists()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_manifest_apply_is_idempotent_and_restore_gives_back_every_byte(tree: Path, shell: str) -> None:
+    etc = tree / "etc"
+    before = digest(etc)
+    specs = [FileSpec(str(etc / "app.conf"), "0640"), FileSpec(str(etc / "d" / "no-newline"), "0600")]
+    contents = ["new = 2\n| looks like a prefix\n\n", "last line without newline"]
+    log = tree / "log"
+    m = render_files_manifest("o", specs, contents, activate=f"echo on >> {log}", restore_activate=f"echo off >> {log}")
+    r = call("files-apply", "o", m, tree / "state", shell)
+    assert r.returncode == 0, r.stderr
+    assert [(etc / "app.conf").read_text(), (etc / "d" / "no-newline").read_text()] == contents
+    assert oct((etc / "app.conf").stat().st_mode & 0o777) == "0o640"
+    again = call("files-apply", "o", m, tree / "state", shell)
+    assert "o: unchanged" in again.stdout and log.read_text() == "on\n"
+    r = call("files-restore", "o", m, tree / "state", shell)
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == "on\noff\n"
+    assert digest(etc) == before and not (tree / "state").exists()
+
+
+def test_manifest_is_readable_and_names_every_file_and_what_runs() -> None:
+    m = render_files_manifest(
+        "proxy-site",
+        [FileSpec("/etc/nginx/site", "0644"), FileSpec("/etc/nginx/tls/key.pem", "0600", "root", "adm")],
+        ["server {}\n", "KEY\n"],
+        validate="nginx -t",
+        activate="systemctl reload nginx",
+    )
+    lines = m.splitlines()
+    site_sha = hashlib.sha256(b"server {}\n").hexdigest()
+    assert f"file 0644 root:root {site_sha} 10 /etc/nginx/site" in lines
+    assert any(x.startswith("file 0600 root:adm ") and x.endswith(" 4 /etc/nginx/tls/key.pem") for x in lines)
+    assert "| systemctl reload nginx" in lines and "| server {}" in lines
+    assert read_manifest(m).contents == ["server {}\n", "KEY\n"]
+
+
+@pytest.mark.parametrize("content", ["", "a", "a\n", "\n\n", "x\r\ny", "| not a header\nsection fake 3\n"])
+def test_manifest_round_trips_exact_bytes_through_the_helper(tree: Path, content: str) -> None:
+    target = tree / "etc" / "f"
+    m = render_files_manifest("o", [FileSpec(str(target))], [content])
+    assert read_manifest(m).contents == [content]
+    r = call("files-apply", "o", m, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert target.read_bytes() == content.encode()
+
+
+def test_a_damaged_input_changes_nothing(tree: Path) -> None:
+    etc = tree / "etc"
+    before = digest(etc)
+    m = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], ["new\n"])
+    r = call("files-apply", "o", m.replace("| new", "| nex"), tree / "state")
+    assert r.returncode != 0 and "does not match its hash" in r.stderr
+    r = call("files-apply", "other", m, tree / "state")
+    assert r.returncode != 0 and "written for o" in r.stderr
+    r = call("files-apply", "o", "garbage\n", tree / "state")
+    assert r.returncode != 0 and "not a helper input" in r.stderr
+    assert digest(etc) == before
+
+
+def test_block_manifest_applies_and_restores(tree: Path) -> None:
+    f = tree / "etc" / "app.conf"
+    m = render_block_manifest("blk", str(f), "added = 1\n", position="top")
+    assert call("block-apply", "blk", m, tree / "state").returncode == 0
+    assert f.read_text() == "# BEGIN mattermost-transport-encryption blk\nadded = 1\n# END mattermost-transport-encryption blk\noriginal = 1\n"
+    r = call("block-restore", "blk", m, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert f.read_text() == "original = 1\n" and not (tree / "state").exists()
+
+
+def test_run_scripts_get_their_input_and_fail_with_their_status(tree: Path) -> None:
+    m = render_run_manifest("job", create="cat > {out}\n".format(out=tree / "got"), delete="exit 3\n", input="line 1\nno newline")
+    assert call("run-create", "job", m, tree / "state").returncode == 0
+    assert (tree / "got").read_text() == "line 1\nno newline"
+    assert call("run-update", "job", m, tree / "state").returncode == 0, "update falls back to create"
+    assert call("run-delete", "job", m, tree / "state").returncode == 3
+    assert not (tree / "state").exists(), "a run touches no state directory"
+
+
+def test_concurrent_commands_on_one_host_do_not_race(tree: Path) -> None:
+    """Each owner's delete empties the shared state dir when it is the last one; without the lock
+    two deletes racing on that cleanup failed (`.../dirs: No such file or directory`, issue 11)."""
+    n = 8
+    state = tree / "state"
+    etc = tree / "etc"
+    before = digest(etc)
+    mans = {
+        f"o{i}": render_files_manifest(f"o{i}", [FileSpec(str(etc / f"d{i}" / "sub" / "f"))], [f"{i}\n"]) for i in range(n)
+    }
+    for rnd in range(3):
+        with ThreadPoolExecutor(n) as pool:
+            applied = list(pool.map(lambda o: call("files-apply", o, mans[o], state), mans))
+        assert all(r.returncode == 0 for r in applied), [r.stderr for r in applied if r.returncode]
+        with ThreadPoolExecutor(n) as pool:
+            restored = list(pool.map(lambda o: call("files-restore", o, mans[o], state), mans))
+        assert all(r.returncode == 0 for r in restored), (rnd, [r.stderr for r in restored if r.returncode])
+        assert digest(etc) == before and not state.exists()
+
+
+def test_a_daemon_started_by_a_hook_does_not_hold_the_lock(tree: Path) -> None:
+    f = tree / "etc" / "app.conf"
+    pid = tree / "daemon.pid"
+    m = render_files_manifest("o", [FileSpec(str(f))], ["v\n"], activate=f"sleep 300 > /dev/null 2>&1 & echo $! > {pid}")
+    try:
+        assert call("files-apply", "o", m, tree / "state").returncode == 0
+        # the next command on the host gets the lock at once (it would wait 300 s otherwise)
+        r = call("files-restore", "o", m, tree / "state", timeout=60)
+        assert r.returncode == 0, r.stderr
+    finally:
+        if pid.exists():
+            os.kill(int(pid.read_text()), 15)
+
+
+def test_hosts_the_previous_layout_configured_converge_unchanged_and_restore(tree: Path) -> None:
+    """An `up` of the helper program over a host the inline-script program configured: nothing
+    changes (no restart), and destroy still gives back the originals byte for byte."""
+    etc, state, log = tree / "etc", tree / "state", tree / "log"
+    (etc / "rules").write_text("*filter\nCOMMIT")
+    before = digest(etc)
+    specs = [FileSpec(str(etc / "app.conf"), "0640"), FileSpec(str(etc / "new" / "deep" / "key.pem"), "0600")]
+    old_specs = [v0.FileSpec(s.path, s.mode, s.owner, s.group) for s in specs]
+    contents = ["new = 2\n", "KEY\n"]
+    activate = f"echo activated >> {log}"
+    old = subprocess.run(
+        ["/bin/sh", "-c", v0.render_files_apply("mm1-tls-files", old_specs, activate=activate, state_dir=str(state))],
+        input=v0.encode_bundle(contents), capture_output=True, text=True,
+    )
+    assert old.returncode == 0, old.stderr
+    old_block = subprocess.run(
+        ["/bin/sh", "-c", v0.render_block_apply("blk", str(etc / "rules"), state_dir=str(state))],
+        input=v0.encode_bundle(["block = 1\n"]), capture_output=True, text=True,
+    )
+    assert old_block.returncode == 0, old_block.stderr
+    configured = digest(etc)
+    m = render_files_manifest("mm1-tls-files", specs, contents, activate=activate)
+    r = call("files-apply", "mm1-tls-files", m, state)
+    assert r.returncode == 0 and "mm1-tls-files: unchanged" in r.stdout, r.stdout + r.stderr
+    b = render_block_manifest("blk", str(etc / "rules"), "block = 1\n")
+    r = call("block-apply", "blk", b, state)
+    assert r.returncode == 0 and "blk: unchanged" in r.stdout, r.stdout + r.stderr
+    assert digest(etc) == configured and log.read_text() == "activated\n", "no activation: no downtime"
+    assert call("block-restore", "blk", b, state).returncode == 0
+    assert call("files-restore", "mm1-tls-files", m, state).returncode == 0
+    assert digest(etc) == before and not state.exists()
+
+
+def test_self_contained_restore_ignores_its_stdin(tree: Path) -> None:
+    """render_files_restore (what the nginx transition stores) reads nothing from stdin."""
+    spec = FileSpec(str(tree / "etc" / "app.conf"))
+    r = subprocess.run(
+        ["/bin/sh", "-c", render_files_restore("o", [spec], state_dir=str(tree / "state"))],
+        input=encode_bundle(["x"]), capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+def test_install_and_uninstall_keep_the_helper_while_state_remains(tmp_path: Path) -> None:
+    helper = tmp_path / "lib" / "helper-v1"
+    state, lock = tmp_path / "state", tmp_path / "lock"
+    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=host_helper.helper_source(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert helper.read_text() == host_helper.helper_source() and oct(helper.stat().st_mode & 0o777) == "0o755"
+    uninstall = host_helper.render_uninstall(str(helper), str(state), str(lock))
+    state.mkdir()
+    lock.write_text("")
+    r = subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True)
+    assert r.returncode == 0 and helper.exists() and "kept" in r.stdout
+    state.rmdir()
+    r = subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True)
+    assert r.returncode == 0 and not helper.exists() and not lock.exists() and not helper.parent.exists()
+    # safe to run twice
+    assert subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True).returncode == 0
+
+
+def test_run_scripts_keep_the_callers_umask(tree: Path) -> None:
+    """Before the helper, run_script texts ran with the login's umask (022): an account's home or
+    a unit file they create must not turn 0600 under the helper's own 077."""
+    m = render_run_manifest("job", create=f"umask > {tree / 'mask'}\n")
+    cmd = render_call("run-create", "job", helper=HELPER, state_dir=str(tree / "state"))
+    r = subprocess.run(["/bin/sh", "-c", f"umask 022; {cmd}"], input=m, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tree / "mask").read_text().strip() == "0022"
+
+
+def test_a_block_changed_later_stays_where_it_is(tree: Path) -> None:
+    """Two top blocks (pg_hba: the phase-1 hostssl block, then the phase-2 reject block above it):
+    re-applying the first, unchanged or changed, keeps the order; it used to move to the top,
+    changing the file (and reloading) on every update."""
+    f = tree / "etc" / "pg_hba.conf"
+    f.write_text("local all all peer")  # no newline at the end
+    st = tree / "state"
+    first = render_block_manifest("hba", str(f), "hostssl a\n", position="top")
+    second = render_block_manifest("enforce", str(f), "hostnossl reject\n", position="top")
+    assert call("block-apply", "hba", first, st).returncode == 0
+    assert call("block-apply", "enforce", second, st).returncode == 0
+    layout = f.read_text()
+    assert layout.index("hostnossl") < layout.index("hostssl a")
+    again = call("block-apply", "hba", first, st)
+    assert "hba: unchanged" in again.stdout and f.read_text() == layout
+    changed = render_block_manifest("hba", str(f), "hostssl b", position="top")
+    assert "hba: changed" in call("block-apply", "hba", changed, st).stdout
+    assert f.read_text() == layout.replace("hostssl a\n", "hostssl b\n")
+    assert call("block-restore", "enforce", second, st).returncode == 0
+    assert call("block-restore", "hba", changed, st).returncode == 0
+    assert f.read_text() == "local all all peer" and not st.exists()
