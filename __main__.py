@@ -8,8 +8,9 @@ from components import cluster_render, config
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
+from components.host_helper import install_helpers_after
 from components.nginx import NginxProxy, NginxProxyArgs
-from components.node import MattermostNode, MattermostNodeArgs, node_preflight
+from components.node import MattermostNode, MattermostNodeArgs, node_preflight, preflights_passed
 from components.pki import Pki, PkiArgs
 from components.teleport import TeleportPlugin, TeleportPluginArgs
 
@@ -34,7 +35,9 @@ if cfg.cluster.enabled:
 pki = Pki("pki", PkiArgs(ca=cfg.ca))
 # Read-only checks of every node first: no host changes before each node is what the stack says.
 preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
-after_preflight = pulumi.ResourceOptions(depends_on=list(preflights.values()))
+passed = preflights_passed(cfg, list(preflights.values()))
+after_preflight = pulumi.ResourceOptions(depends_on=[passed])
+install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
 db_clients = [n.address for n in cfg.nodes if n.address]
 if cfg.gitlab.enabled and cfg.gitlab.external_postgres and cfg.gitlab.address:
     db_clients.append(cfg.gitlab.address)

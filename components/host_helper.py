@@ -95,13 +95,25 @@ _helpers: dict[tuple[str, int], remote.Command] = {}
 _helpers_run: list[object] = []
 
 
+_after: list[pulumi.Resource] = []
+
+
 def _registry() -> dict[tuple[str, int], remote.Command]:
     # one program run per monitor: tests run the program many times in one process
     monitor = pulumi.runtime.settings.get_monitor()
     if not _helpers_run or _helpers_run[0] is not monitor:
         _helpers.clear()
+        _after.clear()
         _helpers_run[:] = [monitor]
     return _helpers
+
+
+def install_helpers_after(resources: list[pulumi.Resource]) -> None:
+    """Every host helper created from now on in this program run waits for `resources`: the
+    node preflights, so that nothing at all is installed on any host before every node passed
+    (the preflights themselves run without the helper: remote_files.read_script)."""
+    _registry()
+    _after[:] = list(resources)
 
 
 def helper_name(host: str, port: int) -> str:
@@ -130,6 +142,7 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
             triggers=None,
             logging=remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(depends_on=list(_after)) if _after else None,
         )
         pulumi.log.debug(f"{name}: helper sha256 {hashlib.sha256(source.encode()).hexdigest()}")
     return helpers[key]

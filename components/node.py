@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import pulumi
+from pulumi_command import remote
 
 from components import node_render
 from components.config import Node, StackConfig
 from components.connection import connection_for
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
+from components.remote_files import FileSpec, ManagedFile, managed_files, read_script
 
 
 class DatabaseLike(Protocol):
@@ -174,10 +175,10 @@ def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | 
         raise ValueError(f"node {node.name} has no address")
     index = next(i for i, n in enumerate(cfg.nodes) if n.name == node.name)
     unit: str = cfg.node_setting(node, "unit")
-    return run_script(
+    return read_script(
         f"{node.name}-preflight",
         connection=connection_for(cfg, node.address, node.ssh),
-        create=node_render.render_preflight_script(
+        script=node_render.render_preflight_script(
             node=node.name,
             address=node.address,
             unit=unit,
@@ -190,4 +191,17 @@ def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | 
             tls_mode=cfg.database.effective_tls_mode,
         ),
         opts=opts,
+    )
+
+
+def preflights_passed(cfg: StackConfig, preflights: list[pulumi.Resource]) -> pulumi.Resource:
+    """`preflights-passed`: done when every node's preflight is; it runs no command and opens no
+    connection (pulumi-command runs nothing without `create`). Everything that changes a host
+    waits for this one resource instead of for each preflight: linear edges at any node count."""
+    first = cfg.nodes[0]
+    assert first.address is not None  # the schema requires it
+    return remote.Command(
+        "preflights-passed",
+        connection=connection_for(cfg, first.address, first.ssh),
+        opts=pulumi.ResourceOptions(depends_on=preflights),
     )

@@ -476,6 +476,35 @@ def strict(script: str) -> str:
     return "set -eu\nexport LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n" + script
 
 
+READ_COMMAND = "/bin/sh -c 's=$(cat) && exec /bin/sh -c \"$s\" </dev/null'"
+"""A read-only script's command text: the whole script is read from stdin first, then run with
+stdin closed, so nothing the script starts can swallow the script's own rest."""
+
+
+def read_script(
+    name: str,
+    *,
+    connection: remote.ConnectionArgs,
+    script: str,
+    secret: bool = False,
+    opts: pulumi.ResourceOptions | None = None,
+) -> remote.Command:
+    """A read-only check that changes nothing on the host, so it needs neither the host helper
+    nor its lock (and can run before anything, the helper included, is installed). The script
+    travels on stdin, so the command text stays short whatever its size; a changed script runs
+    again (an update runs create). No delete: there is nothing to undo."""
+    extra = pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"] if secret else None)
+    return remote.Command(
+        name,
+        connection=connection,
+        create=("sudo -n " if needs_sudo(connection) else "") + READ_COMMAND,
+        stdin=_stdin(pulumi.Output.from_input(strict(script)), secret),
+        logging=_logging(secret),
+        add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), extra),
+    )
+
+
 def run_script(
     name: str,
     *,

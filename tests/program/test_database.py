@@ -424,7 +424,7 @@ def test_by_default_the_password_is_the_one_the_site_uses(pg: Run, my: Run) -> N
         conn, _ = unwrap(read.inputs["connection"])
         assert conn["host"] == "10.251.0.101" and conn["hostKey"] == HOST_KEYS["mm1"], "the first node"
         assert "delete" not in read.inputs, "a read leaves nothing to undo"
-        assert "/opt/mattermost/config/config.json" in read.inputs["create"]
+        assert "/opt/mattermost/config/config.json" in runs(read, "create")
 
 
 def test_rotation_is_explicit_and_generated_password_is_secret_and_safe() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.remote_files import read_manifest
+from components.remote_files import READ_COMMAND, read_manifest
 from lab.replay import Evaluation
 
 COMMAND = "command:remote:Command"
@@ -33,15 +33,22 @@ def test_no_command_text_is_over_4_kb(cluster: Evaluation) -> None:
 
 
 def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Evaluation) -> None:
+    """Except the read-only node preflights, which run before anything (the helper included) is
+    installed on any host: every helper waits for all of them, through one barrier."""
     helpers = {r.inputs["connection"]["host"]: r for r in commands(cluster) if r.name.startswith("host-helper-")}
-    others = [r for r in commands(cluster) if not r.name.startswith("host-helper-")]
+    preflights = [r for r in commands(cluster) if r.inputs["create"] == READ_COMMAND]
+    assert sorted(r.name for r in preflights) == ["mm1-preflight", "mm2-preflight", "mm3-preflight"]
+    others = [r for r in commands(cluster) if not r.name.startswith("host-helper-") and r not in preflights]
     assert set(helpers) == {r.inputs["connection"]["host"] for r in others}
     for r in others:
         helper = helpers[r.inputs["connection"]["host"]]
         assert helper.urn in r.dependencies, f"{r.name} must be created after and deleted before {helper.name}"
+    passed = cluster.get("preflights-passed")
+    assert {p.urn for p in preflights} <= set(passed.dependencies)
     for h in helpers.values():
         assert h.name == f"host-helper-{h.inputs['connection']['host']}" and not h.inputs.get("triggers")
         assert h.parent_urn is None or "pulumi:pulumi:Stack" in h.parent_urn
+        assert h.dependencies == [passed.urn], f"{h.name} is installed before every preflight passed"
 
 
 def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Evaluation) -> None:
@@ -49,7 +56,7 @@ def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Eva
     the commands that will run, so a preview's stdin diff reads like a plan."""
     readable = 0
     for r in commands(cluster):
-        if r.name.startswith("host-helper-") or r.is_secret_input("stdin"):
+        if r.name.startswith("host-helper-") or r.is_secret_input("stdin") or r.inputs["create"] == READ_COMMAND:
             continue
         m = read_manifest(r.inputs["stdin"])
         assert m.owner == r.name
@@ -58,13 +65,6 @@ def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Eva
             assert kind in ("file", "block") and path.startswith("/")
         readable += 1
     assert readable >= 3
-
-
-def test_the_nginx_transition_calls_the_installed_helper_not_a_copy(cluster: Evaluation) -> None:
-    (t,) = [r for r in commands(cluster) if r.name == "proxy-transition"]
-    m = read_manifest(t.inputs["stdin"])
-    assert "mtm_keep_original" not in m.sections["create"] + m.sections.get("delete", "")
-    assert "update" not in m.sections, "update is create: sent once"
 
 
 def test_a_non_root_ssh_user_runs_every_command_through_sudo(replay: Any, replay_lab_config: dict[str, Any]) -> None:

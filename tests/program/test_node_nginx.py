@@ -25,8 +25,9 @@ from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 
 from components import config as config_mod
+from components.host_helper import HELPER_PATH
 from components.node_render import cert_fingerprint_sha256
-from components.remote_files import command_script, stdin_contents
+from components.remote_files import command_script, read_manifest, stdin_contents
 
 PROJECT = "mattermost-transport-encryption"
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -484,7 +485,7 @@ def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> 
     run = run_program(cfg, stdout={"proxy-live-site": capture})
     live = run.by_name("proxy-live-site")
     assert {"stdout", "stderr"} <= set(live.additional_secret_outputs), "nginx -T may print credentials"
-    assert "nginx -T" in live.inputs["create"] and "delete" not in live.inputs
+    assert "nginx -T" in runs(live, "create") and "delete" not in live.inputs
     *_, transitional = files_in(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
     *_, final = files_in(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])
     cert, _ = _seed.guide_cert_paths("mattermost.lab.internal")
@@ -494,3 +495,18 @@ def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> 
     assert final.count("proxy_ssl_verify on;") == 2 and "proxy_pass http://" not in final
     assert "proxy_pass http://backend_mmtls_plain;" in transitional
 
+
+def test_the_nginx_transition_calls_the_installed_helper_not_a_copy() -> None:
+    """The transition's guarded apply and its restore call the host helper installed once per host
+    (components/host_helper.py) instead of carrying a copy of its functions; update is create,
+    sent once."""
+    from lab import _seed
+
+    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
+    run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={
+        "proxy-live-site": _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+    })
+    m = read_manifest(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
+    assert HELPER_PATH in m.sections["create"] and HELPER_PATH in m.sections["delete"]
+    assert "mtm_keep_original" not in m.sections["create"] + m.sections["delete"]
+    assert "update" not in m.sections, "update is create: sent once"
