@@ -322,7 +322,9 @@ class Proxy(Model):
     tls_dir: AbsPath = "/etc/nginx/mattermost-tls"
     service: Unit = "nginx"
     tls: ProxyTls = ProxyTls()
-    upstream_keepalive: Annotated[int, Field(ge=0, le=1024)] = 32
+    upstream_keepalive: Annotated[int, Field(ge=0, le=1024)] | None = None
+    """Idle keepalive connections from NGINX to the nodes. Unset: the live site's own `keepalive`
+    stays as the admin set it (a site the program writes from its template gets 32)."""
 
 
 MYSQL_TLS_MODES = ("true", "skip-verify")

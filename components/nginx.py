@@ -121,6 +121,7 @@ class NginxProxy(pulumi.ComponentResource):
             tls=proxy.tls.source,
             cert_file=paths.cert,
             key_file=paths.key,
+            keepalive=proxy.upstream_keepalive,
         )
         # Read-only, once: what NGINX really loads, before anything changes (nginx_live says why
         # the program keeps it). Its text never changes, so it never runs again: later renders
@@ -139,7 +140,7 @@ class NginxProxy(pulumi.ComponentResource):
                 server_name=proxy.server_name,
                 backends=self._hop.backends,
                 upstream_name=cfg.mattermost.upstream_name,
-                keepalive=proxy.upstream_keepalive,
+                keepalive=_template_keepalive(proxy.upstream_keepalive),
                 paths=paths,
             )
             if site is None
@@ -198,7 +199,7 @@ class NginxProxy(pulumi.ComponentResource):
                 server_name=proxy.server_name,
                 backends=backends,
                 upstream_name=self._cfg.mattermost.upstream_name,
-                keepalive=proxy.upstream_keepalive,
+                keepalive=_template_keepalive(proxy.upstream_keepalive),
                 paths=self._paths,
             )
             if live is None
@@ -230,3 +231,11 @@ def _find_site(capture_stdout: str, site_file: str, backends: Sequence[nginx_ren
         # capture ran, and the capture always prints its header)
         return None
     return nginx_live.find_site(nginx_live.parse_capture(capture_stdout, site_file=site_file), backends)
+
+
+TEMPLATE_KEEPALIVE = 32
+"""`keepalive` of a site the program writes from its template (no live site): Mattermost's guide."""
+
+
+def _template_keepalive(configured: int | None) -> int:
+    return TEMPLATE_KEEPALIVE if configured is None else configured

@@ -87,6 +87,8 @@ class Hop:
     """proxy.tls.source: 'keep', 'ca', 'provided', or None (keep for an HTTPS site, else 'ca')."""
     cert_file: str
     key_file: str
+    keepalive: int | None = None
+    """proxy.upstreamKeepalive: None keeps the live upstream's own `keepalive`."""
 
 
 @dataclass
@@ -374,6 +376,19 @@ def _set_upstream(u: Stmt, backends: Sequence[Backend], extra: Sequence[str] = (
     u["block"] = rest[:first] + [_server_line(b, old, extra) for b in backends] + rest[first:]
 
 
+def _set_keepalive(u: Stmt, keepalive: int | None) -> None:
+    """Set the upstream's `keepalive` when the stack names one (else the admin's stays)."""
+    if keepalive is None:
+        return
+    block = u["block"]
+    for s in block:
+        if s["directive"] == "keepalive":
+            s["args"] = [str(keepalive)]
+            return
+    last = max((i for i, s in enumerate(block) if s["directive"] == "server"), default=len(block) - 1)
+    block.insert(last + 1, _stmt("keepalive", str(keepalive)))
+
+
 def render_site(site: Site, hop: Hop, *, stage: str) -> str:
     """The live site with the proxy hop switched to verified TLS (`stage` 'final'), or the
     transitional version of it ('transition'); see the module docstring."""
@@ -403,9 +418,11 @@ def render_site(site: Site, hop: Hop, *, stage: str) -> str:
         if stage == "transition":
             plain = _stmt("upstream", plain_names[name], block=[dict(s) for s in u["block"]])
             _set_upstream(plain, hop.backends)
+            _set_keepalive(plain, hop.keepalive)
             container = _container(tree, u)
             container.insert(container.index(u) + 1, plain)
         _set_upstream(u, hop.backends, ("max_fails=0",) if stage == "transition" else ())
+        _set_keepalive(u, hop.keepalive)
 
     # 2. each proxying server: https + verification, and the browsers' certificate if it is ours
     for si, srv in enumerate(servers):

@@ -8,6 +8,9 @@ package beside it. See ``mmstandin/server.py`` for what it does.
 import os
 import sys
 
+# Mattermost is one Go binary: running it (`mattermost version` in the node preflight, as root)
+# writes nothing next to it. The stand-in must not either: no __pycache__ under /opt/mattermost/bin.
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 
 from mmstandin.server import main  # noqa: E402 - the path must be set first

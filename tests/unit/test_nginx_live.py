@@ -7,6 +7,7 @@ of the guide's site."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
@@ -372,3 +373,19 @@ def test_transitional_site_never_fails_a_request_while_nodes_switch(tmp_path: Pa
     plain = [sum(v for k, v in o["served"].items() if k.endswith("-plain")) for o in out]
     assert plain[:5] == [1, 2, 3, 4, 5], "all plain: the fallback serves"
     assert plain[5:] == [5] * (len(out) - 5), plain
+
+
+def _keepalive_of(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("keepalive ")]
+
+
+def test_upstream_keepalive_is_the_admins_unless_the_stack_names_one() -> None:
+    """proxy.upstreamKeepalive unset keeps the live upstream's own `keepalive 32;`; set, it is
+    what the upstream (and the transition's plain fallback copy) gets."""
+    site = live.find_site(capture(GUIDE_LIVE), NODES)
+    assert _keepalive_of(site.text) == ["keepalive 32;"]
+    for stage in ("final", "transition"):
+        kept = live.render_site(site, hop(), stage=stage)
+        assert set(_keepalive_of(kept)) == {"keepalive 32;"}, stage
+        named = live.render_site(site, dataclasses.replace(hop(), keepalive=16), stage=stage)
+        assert set(_keepalive_of(named)) == {"keepalive 16;"}, stage
