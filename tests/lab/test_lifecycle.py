@@ -12,6 +12,7 @@ Tests in this module run in order and share the lab; each asserts one promise.
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -313,8 +314,26 @@ def test_destroy_restores_every_file_and_the_plain_service(ctx: Ctx) -> None:
 
 
 def test_mariadb_stack_lifecycle(ctx: Ctx, tmp_path: Path) -> None:
-    """Mattermost <= v10 with MariaDB: up, verified TLS on the wire, idempotent, destroy restores."""
+    """Mattermost <= v10 with MariaDB: up, verified TLS on the wire, idempotent, destroy restores.
+
+    MySQL ended with v10, and each node's preflight refuses a node whose installed version is not
+    the stack's (10.11.3): the nodes' stand-ins report that version for this test, and get their
+    own back before the final comparison."""
     state = tmp_path / "lab-mysql.json"
+    version_file = "/opt/mattermost/bin/mmstandin/VERSION"
+    own = {n: ctx.lab.ssh(n, f"cat {version_file}").stdout for n in ("mm1", "mm2", "mm3")}
+    for n in own:
+        ctx.lab.ssh(n, f"printf '10.11.3\\n' > {version_file}")
+    try:
+        _mariadb_lifecycle(ctx, tmp_path, state)
+    finally:
+        for n, text in own.items():
+            ctx.lab.ssh(n, f"printf '%s\\n' {shlex.quote(text.strip())} > {version_file}")
+    for host in ("mm1", "mm2", "mm3", "mariadb", "proxy"):
+        assert diff(ctx.before[host], snapshot(ctx.lab, host)) == [], host
+
+
+def _mariadb_lifecycle(ctx: Ctx, tmp_path: Path, state: Path) -> None:
     ev = replay.up(ROOT, "lab-mysql", state_path=state)
     assert ev.ok, [f"{s.name}: {s.error}" for s in ev.failed_steps] or ev.program_error
     pcap = tmp_path / "mysql.pcap"
@@ -328,5 +347,3 @@ def test_mariadb_stack_lifecycle(ctx: Ctx, tmp_path: Path) -> None:
     assert changed(again) == {}
     gone = replay.destroy(ROOT, "lab-mysql", state_path=state)
     assert gone.ok, [s.error for s in gone.failed_steps]
-    for host in ("mm1", "mm2", "mm3", "mariadb", "proxy"):
-        assert diff(ctx.before[host], snapshot(ctx.lab, host)) == [], host
