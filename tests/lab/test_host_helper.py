@@ -189,7 +189,7 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
             pytest.fail(f"{res.name} changed something on the upgrade: {stdout[-300:]}")
     # the helper's own files, and the proxy's site file (the reformatted rebuild, see above)
     helper_files = {"usr/local/lib/mattermost-transport-encryption/helper-v1", "run/lock/mattermost-transport-encryption.lock",
-                    "etc/nginx/conf.d/mattermost.conf:"}
+                    "etc/nginx/conf.d/mattermost.conf:", "etc/nginx/sites-available/mattermost:"}
     for h in HOSTS:
         now = snapshot(lab, h)
         assert [d for d in diff(configured[h], now) if not any(f in d for f in helper_files)] == [], h
