@@ -20,6 +20,12 @@ Sources copied (pulumi-command v1.2.1, `provider/pkg/provider/remote/`):
   from pulumi `sdk/go/common/util/retry/until.go` (`Until`: 100 ms, x1.5, at most 5 s).
 - `commandOutputs.go` `CommandOutputs.run`: a refused `environment` entry fails with
   `could not set environment variable "<name>": ssh: setenv failed`.
+- The host dropping off after the dial (a TCP reset), as golang.org/x/crypto v0.48.0 reports it
+  to `CommandOutputs.run` (`SshRunner._session_error` has the details): `NewSession`'s error is
+  returned unwrapped (`Client.NewSession` -> `mux.openChannel`), every later one is a session
+  error that `run` wraps with the command (`Session.Setenv`/`Session.Start` -> `io.EOF`;
+  `Session.Wait` -> `ExitMissingError`). Only the NewSession case names the host's address: Go's
+  read error does (`read tcp <local>-><host>:22: read: connection reset by peer`).
 """
 
 from __future__ import annotations
@@ -57,12 +63,17 @@ class RunResult:
     stderr: str
     combined: str
     """stdout and stderr interleaved as received (what the provider puts in its error)."""
+    session_error: str | None = None
+    """x/crypto's error when the session broke before an exit status (`EOF` for an exec request
+    on a dead connection); None: the command ran and exited, or the wait error applies."""
 
     @property
     def ok(self) -> bool:
-        return self.exit_status == 0
+        return self.exit_status == 0 and self.session_error is None
 
     def describe_exit(self) -> str:
+        if self.session_error is not None:
+            return self.session_error
         if self.exit_status is None:
             return "wait: remote command exited without exit status or exit signal"
         return f"Process exited with status {self.exit_status}"
@@ -204,6 +215,17 @@ class _Transport(paramiko.Transport):
 
     offered_host_key_algorithms: tuple[str, ...] | None = None
     peer_host_key_algorithms: list[str] | None = None
+    link: str = ""
+    """`local->remote` of the TCP connection, for Go's read errors."""
+    open_failure_message: str = ""
+    """The server's description in its last CHANNEL_OPEN_FAILURE (paramiko keeps only the code)."""
+
+    def _parse_channel_open_failure(self, m: Message) -> None:
+        peek = Message(m.asbytes())
+        peek.get_int()  # recipient channel
+        peek.get_int()  # reason code
+        self.open_failure_message = peek.get_text()
+        super()._parse_channel_open_failure(m)
 
     @property
     def preferred_keys(self) -> tuple[str, ...]:
@@ -250,7 +272,7 @@ class SshRunner:
     ) -> RunResult:
         transport = self._dial(connection)
         try:
-            channel = transport.open_session(timeout=_timeout(connection))
+            channel = self._open_session(transport, connection)
             self._counters.count(sessions=1)
             try:
                 return self._exec(channel, command, stdin, environment, previous)
@@ -258,6 +280,31 @@ class SshRunner:
                 channel.close()
         finally:
             transport.close()
+
+    def _open_session(self, transport: _Transport, connection: dict[str, Any]) -> paramiko.Channel:
+        """`client.NewSession()`; commandOutputs.go `run` returns its error as it is (no command)."""
+        if _gone(transport):
+            # The reader saw the connection end before we asked: x/crypto's handshakeTransport
+            # then fails every write with the read error (`recordWriteError(t.readError)`).
+            raise RunnerError(self._session_error(transport))
+        try:
+            return transport.open_session(timeout=_timeout(connection))
+        except paramiko.ChannelException as exc:
+            # ssh/mux.go `openChannel` -> `OpenChannelError.Error`
+            reason = _OPEN_FAILURE.get(exc.code, f"unknown reason {exc.code}")
+            raise RunnerError(f"ssh: rejected: {reason} ({transport.open_failure_message})") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if not _gone(transport, exc):
+                raise
+            # Sent, then the connection ended before the confirmation: `mux.loop` closes the
+            # channel's msg queue, and `openChannel` reads nil from it.
+            raise RunnerError("ssh: unexpected packet in response to channel open: <nil>") from None
+
+    @staticmethod
+    def _session_error(transport: _Transport) -> str:
+        """The read error x/crypto recorded for a connection that ended (`handshake.go` `readLoop`)."""
+        exc = transport.get_exception()
+        return _describe(exc, transport.link) if exc is not None else "EOF"
 
     def _dial(self, conn: dict[str, Any]) -> paramiko.Transport:
         """connection.go `Connection.Dial` -> `dialWithRetry(ctx, "Dial", tries, ssh.Dial)`."""
@@ -297,6 +344,7 @@ class SshRunner:
         self._counters.count(connections=1)
         link = _tcp_link(sock)
         transport = _Transport(sock)
+        transport.link = link
         try:
             if pinned:
                 transport.offered_host_key_algorithms = tuple(host_key_algorithms(pinned[0]))
@@ -348,15 +396,33 @@ class SshRunner:
         environment: dict[str, str] | None,
         previous: tuple[str, str] | None,
     ) -> RunResult:
+        transport = channel.get_transport()
         for name, value in (environment or {}).items():
-            if not _setenv(channel, name, value, want_reply=True):
-                raise RunnerError(f'could not set environment variable "{name}": ssh: setenv failed')
+            try:
+                refused = not _setenv(channel, name, value, want_reply=True)
+                reason = "ssh: setenv failed"
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                if not _gone(transport, exc):
+                    raise
+                # session.go `Setenv` -> channel.go `SendRequest` on a channel `mux.loop` closed: io.EOF
+                refused, reason = True, "EOF"
+            if refused:
+                raise RunnerError(f'could not set environment variable "{name}": {reason}')
         if previous:
             # The provider sets these optimistically and only warns when sshd refuses them.
             for name, value in ((PREVIOUS_STDOUT, previous[0]), (PREVIOUS_STDERR, previous[1])):
                 if value:
-                    _setenv(channel, name, value, want_reply=False)
-        channel.exec_command(command)
+                    try:
+                        _setenv(channel, name, value, want_reply=False)
+                    except (OSError, EOFError, paramiko.SSHException):
+                        pass  # a dead connection fails the exec request below, as in Go
+        try:
+            channel.exec_command(command)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            # session.go `Start`: `SendRequest("exec")` is io.EOF on a closed channel, and
+            # "ssh: command <cmd> failed" when sshd answers no; `run` wraps either with the command.
+            error = "EOF" if _gone(transport, exc) else f"ssh: command {command} failed"
+            return RunResult(None, "", "", "", session_error=error)
         writer = threading.Thread(target=_feed_stdin, args=(channel, stdin or ""), daemon=True)
         writer.start()
         out: list[bytes] = []
@@ -392,6 +458,15 @@ class SshRunner:
         )
 
 
+# ssh/common.go `RejectionReason.String`
+_OPEN_FAILURE = {
+    1: "administratively prohibited",
+    2: "connect failed",
+    3: "unknown channel type",
+    4: "resource shortage",
+}
+
+
 def _feed_stdin(channel: paramiko.Channel, data: str) -> None:
     try:
         if data:
@@ -419,8 +494,15 @@ def _setenv(channel: paramiko.Channel, name: str, value: str, want_reply: bool) 
     try:
         channel._wait_for_event()  # noqa: SLF001
     except paramiko.SSHException:
+        if _gone(channel.get_transport()):
+            raise
         return False
     return True
+
+
+def _gone(transport: paramiko.Transport, exc: BaseException | None = None) -> bool:
+    """The connection ended (paramiko re-raises its reader's socket error, or records it first)."""
+    return isinstance(exc, (OSError, EOFError)) or transport.saved_exception is not None or not transport.is_active()
 
 
 def _go_dial_error(exc: OSError) -> str:
