@@ -13,7 +13,8 @@ answering. Delete restores the original site and files, then `nginx -t && system
 The rollout has two steps, because the nodes switch to TLS one at a time in between:
 1. Built BEFORE the nodes: `<name>-transition` installs the transitional site (verified TLS to
    every node, plain HTTP only when no node answers over TLS; nginx_render says why) - but only
-   while the live site still proxies over plain HTTP. `transition` is what the first node's
+   while the live site still proxies over plain HTTP (or over TLS without verification: then the
+   hop stays and only the upstream keeps restarting nodes, nginx_live.needs_transition). `transition` is what the first node's
    restart waits for.
 2. `finish_rollout(nodes)`, after the nodes: `<name>-site` installs the https-only site once every
    node's `ready` completed; no plain fallback remains.
@@ -146,7 +147,7 @@ class NginxProxy(pulumi.ComponentResource):
             if site is None
             else nginx_live.render_site(site, self._hop, stage="transition")
             if nginx_live.needs_transition(site)
-            # already TLS to the nodes: nothing to fall back to, and the guard skips it anyway
+            # already verified TLS to the nodes: nothing to fall back to, and the guard skips it anyway
             else site.text
         )
         files = [*self._tls_files, ManagedFile(FileSpec(proxy.site_file, "0644"), transitional)]

@@ -21,7 +21,8 @@ locations and headers. So:
    port 443 (`ssl`) with a 301 server on its old listen lines. Everything else stays; comments
    stay; indentation and blank lines are crossplane's (the original bytes come back on destroy).
    The `transition` stage adds the plain-HTTP fallback of nginx_render (named locations and a
-   plain upstream) around each proxied location.
+   plain upstream) around each location proxying over plain HTTP, leaves a `proxy_pass https://`
+   without verification as it is, and keeps every node in the upstream (`max_fails=0`).
 
 Where it runs, and why: the program, not the host. The capture's stdout (a secret output: a
 config may hold credentials) is the original site as it was before the first change; Pulumi
@@ -233,6 +234,41 @@ def _proxies(block: list[Stmt]) -> Iterator[tuple[list[Stmt], Stmt]]:
             yield from _proxies(s["block"])
 
 
+def _chain(block: list[Stmt], target: list[Stmt]) -> list[list[Stmt]] | None:
+    """The blocks from `block` down to `target` (both included), None if `target` is not under it."""
+    if block is target:
+        return [block]
+    for s in block:
+        if "block" in s and (below := _chain(s["block"], target)) is not None:
+            return [block, *below]
+    return None
+
+
+def _unverified_tls(tree: list[Stmt], srv: Stmt, block: list[Stmt]) -> bool:
+    """True if a `proxy_pass https://` in `block` (of server `srv`) does not verify the peer: the
+    innermost `proxy_ssl_verify` (location, server, the site file's http level) is not `on`
+    (NGINX's default is off)."""
+    for level in reversed([tree, *(_chain(srv["block"], block) or [block])]):
+        for s in reversed(level):
+            if s["directive"] == "proxy_ssl_verify":
+                return s["args"] != ["on"]
+    return True
+
+
+def _hop_kinds(site: Site) -> set[str]:
+    """How the site's proxy_pass lines reach the nodes today: 'plain', 'unverified' (TLS without
+    verification), 'verified'."""
+    kinds = set()
+    every = list(_servers(site.tree))
+    for i in site.servers:
+        for block, stmt in _proxies(every[i]["block"]):
+            t = _proxy_target(stmt)
+            if t and t[1] in site.upstreams:
+                unverified = t[0] == "https" and _unverified_tls(site.tree, every[i], block)
+                kinds.add("plain" if t[0] == "http" else "unverified" if unverified else "verified")
+    return kinds
+
+
 def find_site(capture: Capture, backends: Sequence[Backend]) -> Site | None:
     """The live Mattermost site, or None when NGINX loads nothing that proxies to the nodes and
     proxy.siteFile does not exist (a fresh proxy: the program's own site goes there)."""
@@ -405,7 +441,8 @@ def render_site(site: Site, hop: Hop, *, stage: str) -> str:
             f"proxy.tls.source is 'keep', but {site.path} serves Mattermost to browsers over plain HTTP: "
             "set proxy.tls.source to 'ca' (a certificate from the stack CA) or 'provided'"
         )
-    plain_names = {u: f"{u}_mmtls_plain" for u in site.upstreams}
+    # a plain upstream for the fallback only where the site proxies over plain HTTP today
+    plain_names = {u: f"{u}_mmtls_plain" for u in site.upstreams} if "plain" in _hop_kinds(site) else {}
     taken = {u["args"][0] for u in _upstream_blocks(tree) if u["args"]}
     if stage == "transition" and taken & set(plain_names.values()):
         raise LiveSiteError(f"{site.path} already defines {sorted(taken & set(plain_names.values()))}")
@@ -415,7 +452,7 @@ def render_site(site: Site, hop: Hop, *, stage: str) -> str:
         name = u["args"][0] if u["args"] else ""
         if name not in site.upstreams:
             continue
-        if stage == "transition":
+        if stage == "transition" and plain_names:
             plain = _stmt("upstream", plain_names[name], block=[dict(s) for s in u["block"]])
             _set_upstream(plain, hop.backends)
             _set_keepalive(plain, hop.keepalive)
@@ -433,6 +470,11 @@ def render_site(site: Site, hop: Hop, *, stage: str) -> str:
         for li, (block, stmt) in enumerate(list(_proxies(srv["block"]))):
             target = _proxy_target(stmt)
             if target is None or target[1] not in site.upstreams:
+                continue
+            if stage == "transition" and target[0] == "https" and _unverified_tls(tree, srv, block):
+                # TLS without verification accepts a node's old certificate and its new one: the
+                # hop stays as it is until every node is ready (max_fails=0 above keeps NGINX from
+                # marking a restarting node down)
                 continue
             stmt["args"] = [f"https://{target[1]}{target[2]}", *stmt["args"][1:]]
             _set(block, stmt, _proxy_ssl(hop))
@@ -546,13 +588,8 @@ def _fallback(site: Site, srv: Stmt, block: list[Stmt], stmt: Stmt, name: str, p
 
 
 def needs_transition(site: Site | None) -> bool:
-    """Only a site that proxies to the nodes over plain HTTP needs the transitional fallback."""
-    if site is None:
-        return False
-    every = list(_servers(site.tree))
-    for i in site.servers:
-        for _, stmt in _proxies(every[i]["block"]):
-            t = _proxy_target(stmt)
-            if t and t[0] == "http" and t[1] in site.upstreams:
-                return True
-    return False
+    """A site that proxies to the nodes over plain HTTP needs the transitional fallback; one that
+    proxies over TLS without verification needs the transitional upstream (max_fails=0): with
+    NGINX's default (max_fails=1, fail_timeout=10s) each restarting node is marked down for 10 s,
+    and nodes restarting one after another leave no live upstream (the lab lost requests)."""
+    return site is not None and bool(_hop_kinds(site) & {"plain", "unverified"})

@@ -168,10 +168,11 @@ def render_transition_site(
 
 def render_transition_guard(*, owner: str, site_file: str) -> str:
     """Shell that ends the script (exit 0, nothing touched) unless the live site still proxies to
-    the nodes over plain HTTP: only a migration from plain needs the fallback. A site that already
-    proxies over TLS (ours, verified; or an original `https://` without verification, which keeps
-    working while node certificates change) is left alone, so adding a node or renewing a
-    certificate later never brings the plain fallback back. No site file: nobody to keep serving.
+    the nodes over plain HTTP (the fallback) or over TLS without verification (an original
+    `https://` with no `proxy_ssl_verify on`: the transitional upstream keeps restarting nodes
+    from being marked down; nginx_live.needs_transition). A site that already proxies over
+    verified TLS is left alone, so adding a node or renewing a certificate later never brings the
+    plain fallback back. No site file: nobody to keep serving.
     The admin's site changed by nginx_live is recognised by its header lines: the final one is
     left alone even if another of its locations proxies elsewhere over `http://`; the transitional
     one (a rollout that stopped half-way) is installed again."""
@@ -179,8 +180,10 @@ def render_transition_guard(*, owner: str, site_file: str) -> str:
     final, transitional = HEADER.splitlines()[0], TRANSITION_HEADER.splitlines()[0]
     return f"""site={_q(site_file)}
 if ! [ -f "$site" ] || grep -qxF {_q(final)} "$site" || {{ ! grep -qxF {_q(transitional)} "$site" &&
-    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site"; }}; then
-  printf '%s\\n' {_q(owner)}": $site does not proxy over plain HTTP; no transitional site needed"
+    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site" && {{
+    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+https://' "$site" ||
+    grep -Eq '^[[:space:]]*proxy_ssl_verify[[:space:]]+on;' "$site"; }}; }}; then
+  printf '%s\\n' {_q(owner)}": $site proxies over neither plain HTTP nor unverified TLS; no transitional site needed"
   exit 0
 fi
 """

@@ -224,12 +224,39 @@ def test_a_plain_site_moves_to_443_with_a_redirect_on_its_old_listen() -> None:
         live.render_site(site, hop("keep"), stage="final")
 
 
-def test_a_site_already_on_https_without_verification_gets_verification_and_no_transition() -> None:
+def test_a_site_already_on_https_without_verification_gets_verification_after_a_transitional_upstream() -> None:
     site = live.find_site(capture({ENABLED: (AVAILABLE, https_unverified())}), NODES)
-    assert site is not None and not live.needs_transition(site)
+    assert site is not None and live.needs_transition(site)
     gone, new = delta(https_unverified(), live.render_site(site, hop(None), stage="final"))
     # the server's listen 80 plain HTTP for browsers becomes 443 + redirect (its tls unset -> ca)
     assert ("/server/location /", "proxy_ssl_verify", ("on",)) in new and not any(g[1] == "proxy_pass" for g in gone)
+
+    # the transition: the hop as it is (unverified TLS accepts a node's old and new certificate),
+    # every node kept in the upstream while it restarts (NGINX's default marks it down for 10 s)
+    out = live.render_site(site, hop(None), stage="transition")
+    assert out.startswith(TRANSITION_HEADER)
+    f = flat(out)
+    assert [a for w, d, a in f if d == "proxy_pass"] == [("https://backend",)] * 2
+    assert not any(d.startswith("proxy_ssl_") or d == "error_page" for _, d, _ in f)
+    assert not any(d == "upstream" and a != ("backend",) for _, d, a in f), "no plain fallback upstream"
+    assert [a for w, d, a in f if d == "server" and w.endswith("upstream backend")] == [
+        (f"{b.address}:{b.port}", "max_fails=0") for b in NODES
+    ]
+
+
+def test_verification_the_admin_set_at_any_level_needs_no_transition() -> None:
+    for verified in (
+        https_unverified().replace("proxy_pass https://backend;", "proxy_pass https://backend;\n proxy_ssl_verify on;"),
+        https_unverified().replace("server {", "server {\n    proxy_ssl_verify on;", 1),
+        "proxy_ssl_verify on;\n" + https_unverified(),
+    ):
+        site = live.find_site(capture({ENABLED: (AVAILABLE, verified)}), NODES)
+        assert site is not None and not live.needs_transition(site), verified
+    # the innermost setting wins: off in the location overrides on at the server
+    off = https_unverified().replace("server {", "server {\n    proxy_ssl_verify on;", 1)
+    off = off.replace("proxy_pass https://backend;", "proxy_pass https://backend;\n proxy_ssl_verify off;")
+    site = live.find_site(capture({ENABLED: (AVAILABLE, off)}), NODES)
+    assert site is not None and live.needs_transition(site)
 
 
 def test_transitional_guide_site_adds_the_fallback_and_the_final_site_has_none_of_it() -> None:

@@ -364,7 +364,10 @@ UNVERIFIED = ORIGINAL.replace("proxy_pass http://backend;", "proxy_pass https://
         (ORIGINAL, True),
         (transition(), True),  # a rollout that stopped half way: install again (new node set)
         (final(), False),
-        (UNVERIFIED, False),  # nodes already speak TLS; the site keeps working while certs change
+        # TLS without verification: the transitional upstream (max_fails=0) keeps restarting nodes
+        (UNVERIFIED, True),
+        # verified TLS set up by the admin: nothing to do
+        (UNVERIFIED.replace("proxy_pass https://backend;", "proxy_pass https://backend;\n proxy_ssl_verify on;"), False),
         ("# proxy_pass http://backend;\nserver {}\n", False),
         (None, False),
         # the admin's site as nginx_live changed it: the final one is left alone even with another
