@@ -41,9 +41,11 @@ install_helpers_after([passed])  # nothing, not even the host helper, is install
 db_clients = [n.address for n in cfg.nodes if n.address]
 if cfg.gitlab.enabled and cfg.gitlab.external_postgres and cfg.gitlab.address:
     db_clients.append(cfg.gitlab.address)
-database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients), after_preflight)
-cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_preflight) if cfg.cluster.enabled else None
 proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki), after_preflight)
+# ... and the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
+after_checks = pulumi.ResourceOptions(depends_on=[passed, proxy.site_checked])
+database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients), after_checks)
+cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_checks) if cfg.cluster.enabled else None
 # One node at a time, in config order: the others keep serving while one restarts. The first waits
 # for NGINX's transitional site, which reaches each node over TLS or, not switched yet, plain HTTP.
 nodes: list[MattermostNode] = []

@@ -135,6 +135,9 @@ class NginxProxy(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._live_site = self.live.stdout.apply(lambda out: _find_site(out, proxy.site_file, self._hop.backends))
+        self.site_checked: pulumi.Output[pulumi.Resource] = self._live_site.apply(lambda _site: self.live)
+        """The capture, once find_site accepted it (a refusal fails this Output): whatever changes
+        another host depends on it, so a refused site stops the run before that host changes."""
 
         transitional = self._live_site.apply(
             lambda site: nginx_render.render_transition_site(

@@ -1,0 +1,90 @@
+"""Nothing that changes the database or the cluster starts before NGINX's live site was captured
+AND accepted (components/nginx.py `site_checked`): a capture that refuses (the configured siteFile
+is not the live site, two candidate sites) stops the run before those hosts change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from lab import _seed
+from lab.replay import Evaluation, Secret, evaluate
+from tests.program.conftest import PROJECT_DIR
+from tests.program.test_node_nginx import (
+    HOST_KEYS,
+    PROJECT,
+    Mocks,
+    RecordingMonitor,
+    _guide_capture,
+    make_cfg,
+)
+from tests.program.test_program import KEY, _deps
+
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture(scope="module")
+def prod() -> Evaluation:
+    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "dbPassword": Secret("prod-site-Pw-1")})
+
+
+def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Evaluation) -> None:
+    gated = [
+        r.name
+        for r in prod.by_type(COMMAND)
+        if r.name.startswith("database-") or r.name.startswith("cluster-") or "-cluster-" in r.name
+    ]
+    assert any(n.startswith("database-") for n in gated) and any("-cluster-" in n for n in gated), gated
+    for name in gated:
+        assert "proxy-live-site" in _deps(prod, name), f"{name} does not wait for NGINX's live-site capture"
+    # the capture itself is read-only and waits for no database or cluster step
+    assert not {n for n in _deps(prod, "proxy-live-site") if n.startswith("database") or "cluster" in n}
+
+
+def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
+    """NginxProxy with this capture, and a resource gated like __main__'s database and cluster;
+    the names registered go to `registered` (also when the program fails)."""
+    from components.nginx import NginxProxy, NginxProxyArgs
+    from components.pki import Pki, PkiArgs
+
+    proxy: dict[str, Any] = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}}
+    if site_file:
+        proxy["siteFile"] = site_file
+    cfg = make_cfg(["mm1", "mm2"], proxy=proxy)
+    mocks = Mocks({"proxy-live-site": capture})
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        nginx = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki))
+        gated = pulumi.CustomResource(
+            "test:index:Gated", "database-stand-in", {}, opts=pulumi.ResourceOptions(depends_on=[nginx.site_checked])
+        )
+        return gated.urn
+
+    try:
+        program()
+    finally:
+        registered.extend(r.name for r in monitor.registrations)
+
+
+GUIDE = _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+
+
+def test_an_accepted_live_site_lets_the_gated_resource_register() -> None:
+    registered: list[str] = []
+    _run(GUIDE, _seed.GUIDE_SITE, registered)
+    assert "proxy-live-site" in registered and "database-stand-in" in registered
+
+
+def test_a_refused_live_site_stops_the_gated_resource_before_it_registers() -> None:
+    # the live site is sites-available/mattermost; proxy.siteFile (default) says conf.d/mattermost.conf
+    registered: list[str] = []
+    with pytest.raises(Exception, match="proxy.siteFile") as err:
+        _run(GUIDE, None, registered)
+    assert _seed.GUIDE_SITE in str(err.value)
+    assert "proxy-live-site" in registered and "database-stand-in" not in registered
