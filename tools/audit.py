@@ -31,6 +31,8 @@ from pathlib import Path
 
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 from components import cluster_render
 from components.config import PROJECT, StackConfig, parse
@@ -128,7 +130,9 @@ def _days_left(enddate_line: str) -> int | None:
     return (when - dt.datetime.utcnow()).days
 
 
-def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Check]:
+def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca: str | None = None) -> list[Check]:
+    """Every hop's checks; `browser_ca`: the PEM bundle browsers trust (default: the proxy host's
+    system store) for a public certificate the stack did not issue (proxy.tls.source 'keep')."""
     checks: list[Check] = []
     ca_pem = str(outputs["caCertPem"])
     ca = x509.load_pem_x509_certificate(ca_pem.encode())
@@ -158,12 +162,7 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Ch
     site = proxy.site_file
     r = hosts.run(proxy.address, proxy.ssh, f"nginx -T 2>/dev/null | grep -c 'proxy_ssl_verify *on' ; grep -q 'proxy_pass https://' {shlex.quote(site)}")
     checks.append(Check("browser -> proxy", "NGINX verifies upstream certs", r.returncode == 0 and r.stdout.strip() not in ("", "0"), f"{r.stdout.strip()} proxy_ssl_verify on"))
-    r = hosts.run(
-        proxy.address, proxy.ssh,
-        put_ca + f"curl -sS --max-time 10 --cacert {ca_tmp} --resolve {shlex.quote(proxy.server_name)}:443:127.0.0.1 "
-        f"https://{shlex.quote(proxy.server_name)}/api/v4/system/ping",
-    )
-    checks.append(Check("browser -> proxy", "ping through NGINX over HTTPS", r.returncode == 0 and '"OK"' in r.stdout.replace(" ", ""), (r.stdout + r.stderr).strip()[-120:]))
+    checks += browser_hop_checks(cfg, ca, hosts, browser_ca)
 
     # node -> database, probed from each node
     db = cfg.database
@@ -228,7 +227,75 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts) -> list[Ch
                       (r.stdout + r.stderr).strip().replace("\n", "; ")[-200:] or "DNAT, filter and tunnels as installed")
             )
     checks += gossip_setting_checks(cfg, hosts)
+    checks += gossip_wire_checks(cfg, hosts)
     return checks
+
+
+# ---------------------------------------------------------------- browser -> proxy
+
+PUBLIC_TRUST = "browsers' trust"
+
+
+def judge_browser_cert(
+    source: str | None, served: list[x509.Certificate], stack_ca: x509.Certificate, provided: x509.Certificate | None
+) -> tuple[Check, str]:
+    """What NGINX serves browsers against what proxy.tls.source says, and which trust verifies it:
+    'stack CA' when the stack CA issued the leaf, else PUBLIC_TRUST (the admin's public
+    certificate, e.g. Let's Encrypt, which 'keep' leaves in place and a browser verifies with its
+    own store). Unset source: the program chose 'keep' for a site that already served HTTPS and
+    'ca' otherwise (components/nginx_live.py), so either is right."""
+    check = "certificate browsers are served"
+    if not served:
+        return Check("browser -> proxy", check, False, "NGINX served no certificate on port 443"), PUBLIC_TRUST
+    leaf = served[0]
+    subject = leaf.subject.rfc4514_string()
+    try:
+        leaf.verify_directly_issued_by(stack_ca)
+        by_stack = True
+    except (ValueError, TypeError, InvalidSignature):
+        by_stack = False
+    trust = "stack CA" if by_stack else PUBLIC_TRUST
+    detail = f"{subject}, issued by {leaf.issuer.rfc4514_string()} ({'the stack CA' if by_stack else 'not the stack CA'})"
+    if source == "ca" and not by_stack:
+        return Check("browser -> proxy", check, False, f"proxy.tls.source is 'ca' but NGINX serves {detail}"), trust
+    if source == "provided" and provided is not None and leaf != provided:
+        return Check("browser -> proxy", check, False, f"not proxy.tls.cert: NGINX serves {detail}"), trust
+    return Check("browser -> proxy", check, True, f"{source or 'unset'}: {detail}"), trust
+
+
+def browser_hop_checks(cfg: StackConfig, stack_ca: x509.Certificate, hosts: Hosts, browser_ca: str | None) -> list[Check]:
+    """The certificate NGINX really serves, then a ping through it verified with the trust that
+    certificate needs (the stack CA, or the browsers' store / `browser_ca`)."""
+    proxy = cfg.proxy
+    name = shlex.quote(proxy.server_name)
+    r = hosts.run(
+        proxy.address, proxy.ssh,
+        f"echo | timeout 10 openssl s_client -connect 127.0.0.1:443 -servername {name} -showcerts 2>/dev/null || true",
+    )
+    try:
+        served = x509.load_pem_x509_certificates(r.stdout.encode()) if "BEGIN CERTIFICATE" in r.stdout else []
+    except ValueError:
+        served = []
+    provided = x509.load_pem_x509_certificate(proxy.tls.cert.encode()) if proxy.tls.cert else None
+    row, trust = judge_browser_cert(proxy.tls.source, served, stack_ca, provided)
+    if trust == "stack CA":
+        bundle: str | None = stack_ca.public_bytes(serialization.Encoding.PEM).decode()
+        using = "the stack CA"
+    else:
+        bundle = browser_ca
+        using = "--browser-ca" if browser_ca else "the proxy host's system trust store"
+    cacert = '--cacert "$ca" ' if bundle else ""
+    r = hosts.run(
+        proxy.address, proxy.ssh,
+        "ca=$(mktemp); trap 'rm -f \"$ca\"' EXIT; cat > \"$ca\"\n"
+        f"curl -sS --max-time 10 {cacert}--resolve {name}:443:127.0.0.1 https://{name}/api/v4/system/ping",
+        input=bundle or "",
+    )
+    ok = r.returncode == 0 and '"OK"' in r.stdout.replace(" ", "")
+    return [
+        row,
+        Check("browser -> proxy", "ping through NGINX over HTTPS", ok, f"verified with {using}: " + (r.stdout + r.stderr).strip()[-100:]),
+    ]
 
 
 # ---------------------------------------------------------------- gossip-encryption setting per node
@@ -295,6 +362,95 @@ def gossip_setting_checks(cfg: StackConfig, hosts: Hosts) -> list[Check]:
     return checks
 
 
+# ---------------------------------------------------------------- UDP gossip on the wire, per node
+
+# Field names of memberlist's UDP messages, msgpack-encoded by name (hashicorp/memberlist net.go:
+# `ping`, `indirectPingReq`, `ackResp`, `alive`, `suspect`, `dead`): in a sealed packet
+# (security.go `encryptPayload`: version byte, 12-byte nonce, AES-GCM) none of them is readable.
+MEMBERLIST_FIELDS = (b"SeqNo", b"SourceAddr", b"SourceNode", b"Incarnation", b"Payload")
+PRINTABLE_RUN = 24
+"""A run this long of printable ASCII is text (the stand-in's plain frames are JSON); in random
+bytes it occurs with a probability of about (95/256)^24 = 4e-11 per position."""
+
+_GOSSIP_CAPTURE = r"""
+command -v tcpdump >/dev/null 2>&1 || { echo "tcpdump is not installed on this node"; exit 3; }
+f=$(mktemp); trap 'rm -f "$f"' EXIT
+timeout "$seconds" tcpdump -i any -y LINUX_SLL -nn -U -c "$count" -w "$f" "udp port $port" >/dev/null 2>&1 || true
+echo "pcap=$(base64 < "$f" | tr -d '
+')"
+"""
+
+
+def udp_payloads(pcap: bytes, port: int) -> list[bytes]:
+    """Payloads of the IPv4/UDP datagrams to or from `port` in a pcap (Ethernet, Linux cooked v1/v2)."""
+    import struct
+
+    if len(pcap) < 24:
+        return []
+    endian = "<" if pcap[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    linktype = struct.unpack(endian + "I", pcap[20:24])[0]
+    out, off = [], 24
+    while off + 16 <= len(pcap):
+        incl = struct.unpack(endian + "I", pcap[off + 8 : off + 12])[0]
+        pkt, off = pcap[off + 16 : off + 16 + incl], off + 16 + incl
+        if linktype == 1 and len(pkt) >= 14 and pkt[12:14] == b"\x08\x00":
+            ip = pkt[14:]
+        elif linktype == 113 and len(pkt) >= 16 and pkt[14:16] == b"\x08\x00":
+            ip = pkt[16:]
+        elif linktype == 276 and len(pkt) >= 20 and pkt[0:2] == b"\x08\x00":
+            ip = pkt[20:]
+        else:
+            continue
+        if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != 17:
+            continue
+        udp = ip[(ip[0] & 0x0F) * 4 :]
+        if len(udp) < 8 or port not in struct.unpack(">HH", udp[:4]):
+            continue
+        out.append(bytes(udp[8 : struct.unpack(">H", udp[4:6])[0]]))
+    return out
+
+
+def looks_plain(datagram: bytes) -> bool:
+    if any(f in datagram for f in MEMBERLIST_FIELDS):
+        return True
+    return re.search(rb"[\x20-\x7e]{%d}" % PRINTABLE_RUN, datagram) is not None
+
+
+def judge_gossip_wire(node: str, probe_output: str, port: int, seconds: float) -> Check:
+    """No plaintext in the gossip datagrams a node sent or received during the capture; no
+    datagram at all proves nothing and fails."""
+    import base64
+    import binascii
+
+    hop, check = f"{node} <-> peers", f"wire capture udp/{port}: no plaintext gossip"
+    line = next((ln for ln in probe_output.splitlines() if ln.startswith("pcap=")), None)
+    if line is None:
+        return Check(hop, check, False, probe_output.strip()[-160:] or "the capture printed nothing")
+    try:
+        datagrams = udp_payloads(base64.b64decode(line[5:]), port)
+    except (binascii.Error, ValueError):
+        return Check(hop, check, False, "the capture is not a readable pcap")
+    if not datagrams:
+        return Check(hop, check, False, f"no UDP gossip in {seconds:g} s: the capture proves nothing (is the cluster up?)")
+    plain = sum(looks_plain(d) for d in datagrams)
+    return Check(hop, check, plain == 0, f"{len(datagrams)} datagrams in {seconds:g} s, {plain} in plaintext")
+
+
+def gossip_wire_checks(cfg: StackConfig, hosts: Hosts, seconds: float = 3.0, count: int = 40) -> list[Check]:
+    """One row per node when the stack encrypts gossip: a short tcpdump on the node's gossip UDP
+    port (SSH tunnels carry gossip's TCP only; its UDP crosses the wire sealed by memberlist).
+    The nodes are captured at the same time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not (cfg.cluster.enabled and cfg.cluster.gossip_encryption):
+        return []
+    port = cfg.cluster.gossip_port
+    params = f"seconds={seconds:g}\ncount={count}\nport={port}\n"
+    with ThreadPoolExecutor(max_workers=len(cfg.nodes)) as pool:
+        runs = list(pool.map(lambda n: hosts.run(n.address, n.ssh, params + _GOSSIP_CAPTURE, timeout=int(seconds) + 30), cfg.nodes))
+    return [judge_gossip_wire(n.name, r.stdout + r.stderr, port, seconds) for n, r in zip(cfg.nodes, runs, strict=True)]
+
+
 def capture_evidence(cfg: StackConfig, outputs: dict[str, object], interface: str, seconds: float = 11.0) -> list[Check]:
     """Lab only: capture on the bridge while real traffic flows (requests through NGINX, the nodes'
     periodic DB checks, cluster gossip) and count plaintext payload bytes per hop."""
@@ -348,13 +504,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stack", default="lab")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--state", help="replay engine state file (default: the stack's under .lab/state)")
+    ap.add_argument(
+        "--browser-ca", metavar="PEM_FILE",
+        help="CA bundle browsers trust, for a public certificate the stack did not issue (default: the proxy's system store)",
+    )
     ap.add_argument("--capture", metavar="IFACE", help="lab: also capture on this bridge (e.g. mmtls-br0) and count plaintext bytes per hop")
     args = ap.parse_args(argv)
     cfg = load_stack(args.stack)
     outputs = stack_outputs(args.stack, args.state)
     checks = capture_evidence(cfg, outputs, args.capture) if args.capture else []
     with _private_dir() as d:
-        checks += audit(cfg, outputs, Hosts(cfg, d))
+        browser_ca = Path(args.browser_ca).read_text() if args.browser_ca else None
+        checks += audit(cfg, outputs, Hosts(cfg, d), browser_ca)
     if args.json:
         print(json.dumps([c.__dict__ for c in checks], indent=2))
     else:
