@@ -58,8 +58,18 @@ def needs_sudo(connection: remote.ConnectionArgs) -> bool:
     return user != "root"
 
 
+SUDO = (
+    "sudo -n true 2>/dev/null || { echo \"mattermost-transport-encryption: $(id -un)@$(hostname) cannot run sudo "
+    'without a password (sudo -n failed): give it passwordless sudo (NOPASSWD in /etc/sudoers.d) or connect as root" >&2; '
+    "exit 1; }; sudo -n "
+)
+"""How a non-root SSH user's command becomes root: `sudo -n` (never waits for a password), after
+a check whose failure names the user, the host and the fix (sudo alone says only "a password is
+required"). Nothing secret is in either: the command's input stays on stdin."""
+
+
 def _as_root(script: str, sudo: bool) -> str:
-    return f"sudo -n /bin/sh -c {_q(script)}" if sudo else script
+    return f"{SUDO}/bin/sh -c {_q(script)}" if sudo else script
 
 
 def render_install(helper: str = HELPER_PATH) -> str:

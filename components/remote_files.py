@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, helper_for, helper_source, needs_sudo
+from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, SUDO, helper_for, helper_source, needs_sudo
 
 __all__ = [
     "HELPER_PATH", "LOCK_FILE", "MARKER", "STATE_DIR", "FileSpec", "ManagedFile", "encode_bundle",
@@ -305,7 +305,7 @@ def render_call(
 ) -> str:
     """The command text: one short call of the installed helper (its input comes on stdin);
     `sudo`: the SSH user is not root and has passwordless sudo (`-n`: never wait for a password)."""
-    return f"{'sudo -n ' if sudo else ''}/bin/sh {_q(helper)}{_helper_opts(state_dir)} {op} {_q(owner)}"
+    return f"{SUDO if sudo else ''}/bin/sh {_q(helper)}{_helper_opts(state_dir)} {op} {_q(owner)}"
 
 
 def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: str | None) -> str:
@@ -497,7 +497,7 @@ def read_script(
     return remote.Command(
         name,
         connection=connection,
-        create=("sudo -n " if needs_sudo(connection) else "") + READ_COMMAND,
+        create=(SUDO if needs_sudo(connection) else "") + READ_COMMAND,
         stdin=_stdin(pulumi.Output.from_input(strict(script)), secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,

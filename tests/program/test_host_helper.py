@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from components.host_helper import SUDO
 from components.remote_files import READ_COMMAND, read_manifest
 from lab.replay import Evaluation
 
@@ -72,7 +73,7 @@ def test_a_non_root_ssh_user_runs_every_command_through_sudo(replay: Any, replay
     password, it fails at once if sudo would ask."""
     ev = replay(config={**replay_lab_config, "ssh": {"user": "deploy"}})
     texts = [t for r in commands(ev) for k in ("create", "update", "delete") if isinstance(t := r.inputs.get(k), str)]
-    assert texts and all(t.startswith("sudo -n /bin/sh ") for t in texts), [t[:60] for t in texts if not t.startswith("sudo")][:3]
+    assert texts and all(t.startswith(SUDO + "/bin/sh ") for t in texts), [t[:60] for t in texts if not t.startswith("sudo")][:3]
 
 
 def test_root_runs_the_helper_directly(cluster: Evaluation) -> None:
