@@ -50,6 +50,11 @@ DROPIN_DIR = "/etc/systemd/system/mattermost.service.d/"
 NODES = ("mm1", "mm2", "mm3")
 ADDRESS = {"mm1": "10.251.0.101", "mm2": "10.251.0.102", "mm3": "10.251.0.103"}
 NODE_STEPS = {f"{n}-tls-files" for n in NODES}
+SESSION_ENDED = re.compile(
+    r"wait: remote command exited without exit status or exit signal: running "
+    r"|EOF: running |ssh: unexpected packet in response to channel open: <nil>$|could not set environment variable "
+)
+"""pulumi-command's error for a session whose connection ended (no address in it)."""
 # a host dropping off the network: every TCP segment reaching it is answered with a reset, so
 # new SSH sessions are refused and open ones (and its own outgoing connections) break at once
 DROP_OFF = ["INPUT", "-i", "eth0", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]
@@ -215,8 +220,12 @@ def test_a_node_that_drops_off_mid_run_fails_the_run_by_name_and_nothing_is_half
     print(errors(ev)[-3000:])
     # every failure is about mm2 (its own steps, or a peer's tunnel to it), and says which host
     assert failed and all(s.name.startswith("mm2-") or s.name.endswith("-mm2") for s in failed), errors(ev)
-    # the host's address, or (a connection reset in the middle of a command) mm2's own step
-    assert any(ADDRESS["mm2"] in s.error or s.name.startswith("mm2-") for s in failed), errors(ev)
+    # each names the host's address (a dial error, Go's read error), or is mm2's own step failing
+    # with the words x/crypto gives pulumi-command when the connection ends under a session: those
+    # carry no address in the real provider either (lab.replay.runners, tests/unit/test_replay_dropped_host.py)
+    for s in failed:
+        assert "internal error" not in s.error, errors(ev)
+        assert ADDRESS["mm2"] in s.error or (s.name.startswith("mm2-") and SESSION_ENDED.match(s.error)), errors(ev)
     assert {"mm2-cluster-preflight", "mm2-cluster-account", drop_after} <= ran(ev)
 
     # the other hosts are not half-switched: NGINX reaches every node the way it answers
