@@ -14,8 +14,8 @@ The rollout has two steps, because the nodes switch to TLS one at a time in betw
 1. Built BEFORE the nodes: `<name>-transition` installs the transitional site (verified TLS to
    every node, plain HTTP only when no node answers over TLS; nginx_render says why) - but only
    while the live site still proxies over plain HTTP (or over TLS without verification: then the
-   hop stays and only the upstream keeps restarting nodes, nginx_live.needs_transition). `transition` is what the first node's
-   restart waits for.
+   hop stays and only the upstream keeps restarting nodes, nginx_live.needs_transition).
+   `transition` is what the first node's restart waits for.
 2. `finish_rollout(nodes)`, after the nodes: `<name>-site` installs the https-only site once every
    node's `ready` completed; no plain fallback remains.
 

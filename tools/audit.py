@@ -1,6 +1,6 @@
 """Audit a live stack hop by hop, from the hosts themselves (the lab by default).
 
-    python -m tools.audit [--stack lab] [--json]
+    python -m tools.audit [--stack lab] [--json] [--browser-ca PEM_FILE] [--capture IFACE]
 
 For every hop it checks that the peer presents a certificate chained to the stack CA with the
 expected name, that plaintext is refused, that cluster tunnels and DNAT rules are in place, and
