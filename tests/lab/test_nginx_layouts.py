@@ -50,6 +50,8 @@ pytestmark = pytest.mark.lab
 NODES3 = [{"name": "mm1"}, {"name": "mm2"}, {"name": "mm3"}]
 HOSTS = ("mm1", "mm2", "mm3", "proxy")
 NODE_IPS = ["10.251.0.101", "10.251.0.102", "10.251.0.103"]
+HELPER = ("usr/local/lib/mattermost-transport-encryption/", "run/lock/mattermost-transport-encryption.lock")
+"""The host helper and its lock: a refused run leaves them installed until destroy (the state holds them)."""
 
 
 class Ctx:
@@ -74,11 +76,10 @@ class Ctx:
     def unchanged(self, but_the_helper: bool = False) -> None:
         """Every host as seeded; `but_the_helper`: apart from the host helper and its lock, which a
         refused run leaves installed until destroy (the state still holds them)."""
-        helper = ("usr/local/lib/mattermost-transport-encryption/", "run/lock/mattermost-transport-encryption.lock")
         for host, before in self.before.items():
             changes = diff(before, snapshot(self.lab, host))
             if but_the_helper:
-                changes = [c for c in changes if not c.startswith(helper)]
+                changes = [c for c in changes if not c.startswith(HELPER)]
             assert changes == [], host
 
 
@@ -102,16 +103,28 @@ def _h2_and_issuer(ca_pem: str) -> tuple[str | None, str]:
 
 
 def test_guide_layout_with_the_default_site_file_is_refused_naming_both_paths(ctx: Ctx) -> None:
-    config = {**ctx.config, "proxy": {k: v for k, v in ctx.config["proxy"].items() if k != "siteFile"}}
+    # the lab's cluster on: its steps, like the database's, must wait for the capture's verdict
+    config = {
+        **ctx.config,
+        "proxy": {k: v for k, v in ctx.config["proxy"].items() if k != "siteFile"},
+        "cluster": stack_value("cluster"),
+    }
+    database_before = snapshot(ctx.lab, "postgres")
     ev = replay.up(ROOT, "lab", state_path=ctx.tmp / "refused.json", config=config)
     assert not ev.ok
     text = ev.program_error or "\n".join(s.error for s in ev.failed_steps)
     assert "proxy.siteFile is /etc/nginx/conf.d/mattermost.conf" in text, text
     assert "/etc/nginx/sites-enabled/mattermost (-> /etc/nginx/sites-available/mattermost)" in text, text
-    # nothing of the proxy or the nodes changed: NGINX still proxies http://, no node switched
+    ran = {s.name for s in ev.steps if s.result in ("ok", "failed") and s.op != "same"}
+    assert not {n for n in ran if n.startswith("database-") or "cluster" in n}, sorted(ran)
+    # nothing of the proxy, the nodes or the database changed: NGINX still proxies http://, no
+    # node switched, no cluster account or firewall, PostgreSQL as before
     ctx.unchanged(but_the_helper=True)
+    database_changes = [c for c in diff(database_before, snapshot(ctx.lab, "postgres")) if not c.startswith(HELPER)]
+    assert database_changes == []
     replay.destroy(ROOT, "lab", state_path=ctx.tmp / "refused.json")
     ctx.unchanged()
+    assert diff(database_before, snapshot(ctx.lab, "postgres")) == []
 
 
 def audit_browser_hop(config: dict[str, Any], state: Path, browser_ca: str | None) -> list[audit_tool.Check]:
