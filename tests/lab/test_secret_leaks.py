@@ -15,8 +15,9 @@ hosts had before -- in:
 
 Faults: the database host's sshd stopped mid-run; the database unreachable for the nodes
 mid-run (their Mattermost cannot start; the failure shows its journal); `nginx -t` refusing the
-site because of a file the program does not own. A failing sudo is not covered: the lab logs in
-as root (no sudo user exists yet). The teleport token is not configured in the lab stack.
+site because of a file the program does not own; a node reached as a non-root user whose sudo
+wants a password (every command of that node fails at once, naming user, host and fix). The
+teleport token is not configured in the lab stack.
 """
 
 from __future__ import annotations
@@ -277,4 +278,41 @@ def test_nginx_refusing_the_site_leaks_nothing(fresh: Fresh) -> None:
     changed = {**stack_value("proxy"), "upstreamKeepalive": 16}
     again = up(fresh, {"proxy": changed})
     assert again.evaluation.failed_steps and "[emerg]" in failures(again), failures(again)[-3000:]
+    assert_no_leaks(fresh)
+
+
+BAD_SUDO_USER = "mmbadsudo"
+ADD_BAD_SUDO_USER = f"""set -eu
+useradd -m -s /bin/sh {BAD_SUDO_USER}
+install -d -m 0700 -o {BAD_SUDO_USER} -g {BAD_SUDO_USER} /home/{BAD_SUDO_USER}/.ssh
+install -m 0600 -o {BAD_SUDO_USER} -g {BAD_SUDO_USER} /root/.ssh/authorized_keys /home/{BAD_SUDO_USER}/.ssh/
+echo '{BAD_SUDO_USER} ALL=(ALL) ALL' > /etc/sudoers.d/{BAD_SUDO_USER}
+chmod 0440 /etc/sudoers.d/{BAD_SUDO_USER}
+"""
+"""A user who may sudo with a password only (the account has none: sudo -n can never succeed)."""
+
+
+def test_a_sudo_that_wants_a_password_leaks_nothing_and_names_host_and_fix(fresh: Fresh) -> None:
+    lab = fresh.lab
+    converge(fresh)  # as root: every key, certificate and the generated password exist and are in use
+    lab.ssh("mm2", ADD_BAD_SUDO_USER)
+    fresh.undo.append(
+        lambda: lab.ssh("mm2", f"rm -f /etc/sudoers.d/{BAD_SUDO_USER}; userdel -r {BAD_SUDO_USER} 2>/dev/null || :")
+    )
+    nodes = [{"name": "mm1"}, {"name": "mm2", "ssh": {"user": BAD_SUDO_USER}}, {"name": "mm3"}]
+    run = up(fresh, {"nodes": nodes})
+    failed = run.evaluation.failed_steps
+    print(run.printed[-3000:])
+    # every command on mm2 is updated (its connection changed) and the first ones fail at once
+    assert failed and all(s.name.startswith("mm2-") or "10.251.0.102" in s.name for s in failed), failures(run)
+    hint = (
+        f"mattermost-transport-encryption: {BAD_SUDO_USER}@mm2 cannot run sudo without a password (sudo -n failed): "
+        "give it passwordless sudo (NOPASSWD in /etc/sudoers.d) or connect as root"
+    )
+    assert all(hint in s.error and s.error.startswith("Process exited with status 1: ") for s in failed), failures(run)
+    assert hint in run.printed
+    # nothing ran as root on mm2: it still serves what the converged run installed
+    assert lab.ssh("mm2", "test -s /etc/systemd/system/mattermost.service.d/50-transport-encryption.conf").returncode == 0
+
+    converge(fresh)  # back to root: mm2's commands update again and succeed
     assert_no_leaks(fresh)
