@@ -1,14 +1,20 @@
 # Preflight of one Mattermost node (read-only). Parameters set above: node, address, unit,
-# install_dir, version, version_key, cluster_enabled, own_env, accept_pg, accept_my, driver, proc.
+# install_dir, version, version_key, cluster_enabled, own_env, accept_pg, accept_my, driver, proc,
+# config_store, store_key, store_targets, replica_key, replica_targets, search_key, search_targets.
 # It changes nothing. It reads what is really on the host and refuses to let the stack touch any
 # host when the config would describe this node wrongly or leave one of its connections in clear:
 #   1. the installed version (`mattermost version`) differs from the stack's version key, which
 #      decides the gossip-encryption setting name and MySQL support;
 #   2. clustering is on in the node's effective config while cluster.enabled is false (its gossip
 #      would stay in clear, untunnelled and unencrypted);
-#   3. the config lives in the database (MM_CONFIG / --config is a DSN): that connection and the
-#      settings stored there are not managed or checked by this program yet;
-#   4. SqlSettings.DataSourceReplicas / DataSourceSearchReplicas hold a DSN without verified TLS.
+#   3. the config lives in the database (MM_CONFIG / --config is a DSN) while the stack says
+#      configStore file, or points at another server than the stack's database (the program
+#      replaces that DSN with the stack's, verified TLS); or the stack says database and the node
+#      reads a file. The settings stored in the database are checked on the database host
+#      (config-store-preflight.sh);
+#   4. SqlSettings.DataSourceReplicas / DataSourceSearchReplicas hold a DSN for a server that is
+#      not in the stack's database.replicas / searchReplicas (the program replaces the list with
+#      verified-TLS DSNs for exactly those), or, where the stack lists none, without verified TLS.
 # Values that may carry a password (DSNs) are never printed.
 found=$(mktemp)
 trap 'rm -f "$found"' EXIT
@@ -71,6 +77,38 @@ dsn_problem() {
     printf 'a MySQL DSN with %s; use tls=%s (the stack CA is in the system trust store)' "$have" "${accept_my%% *}"
   fi
 }
+
+# "user@host:port/db" of a DSN (never its password), as lib/pq / go-sql-driver read it.
+dsn_where() {
+  d=$1
+  case "$d" in mysql://*) d=${d#mysql://} ;; esac
+  case "$d" in
+    postgres://*|postgresql://*)
+      r=${d#*://}; r=${r%%\?*}
+      w_db=""; case "$r" in */*) w_db=${r#*/} ;; esac
+      r=${r%%/*}
+      w_user=""; case "$r" in *@*) w_user=${r%@*}; w_user=${w_user%%:*}; r=${r##*@} ;; esac
+      case "$r" in *:*) w_host=${r%:*}; w_port=${r##*:} ;; *) w_host=$r; w_port=5432 ;; esac
+      [ -n "$w_host" ] || w_host=localhost
+      ;;
+    *@tcp\(*)
+      cred=${d%@tcp(*}; w_user=${cred%%:*}
+      addr=$(printf '%s' "$d" | sed -n 's/.*@tcp(\([^)]*\)).*/\1/p')
+      case "$addr" in *:*) w_host=${addr%:*}; w_port=${addr##*:} ;; *) w_host=${addr:-127.0.0.1}; w_port=3306 ;; esac
+      w_db=${d#*@tcp(*)/}; w_db=${w_db%%\?*}
+      ;;
+    *)
+      kv() { printf '%s' "$d" | sed -n "s/.*\(^\|[[:space:]]\)$1=\([^[:space:]]*\).*/\2/p" | head -n 1; }
+      w_user=$(kv user); w_host=$(kv host); w_port=$(kv port); w_db=$(kv dbname)
+      [ -n "$w_host" ] || w_host=localhost
+      [ -n "$w_port" ] || w_port=5432
+      ;;
+  esac
+  printf '%s@%s:%s/%s' "$w_user" "$w_host" "$w_port" "$w_db"
+}
+
+# Is $1 one of the words in $2?
+one_of() { for w in $2; do [ "$1" != "$w" ] || return 0; done; return 1; }
 
 # JSON of the config file: python3, else jq. Prints "enable<TAB>ok" then one line per replica
 # as "<setting><TAB><dsn>".
@@ -156,15 +194,26 @@ fi
 [ -n "$dsn" ] || dsn=config.json
 
 config_file=""
+in_database=false
 case "$dsn" in
   postgres://*|postgresql://*|mysql://*)
+    in_database=true
     scheme=${dsn%%://*}
-    problem=$(dsn_problem "$dsn")
-    say "Mattermost reads its configuration from the database ($scheme://..., $source_desc; ${problem:-its DSN verifies TLS}). This program does not manage that connection yet and cannot check the settings stored there (ClusterSettings, SqlSettings replicas). Move the configuration to a file (export it to $install_dir/config/config.json) and remove ${source_desc%% in *} from $unit.service, then run 'pulumi up' again."
+    at=$(dsn_where "$dsn")
+    kind=postgres; [ "$scheme" != mysql ] || kind=mysql
+    if [ "$config_store" != database ]; then
+      problem=$(dsn_problem "$dsn")
+      say "Mattermost reads its configuration from the database ($scheme://$at, $source_desc; ${problem:-its DSN verifies TLS}), but the stack says $store_key: file. Set $store_key: database: the program then gives that connection the stack's verified TLS (its own MM_CONFIG, which wins over ${source_desc%% in *}), and the settings stored there are checked on the database host. Or move the configuration to a file (export it to $install_dir/config/config.json) and remove ${source_desc%% in *} from $unit.service. Then run 'pulumi up' again."
+    elif [ "$kind" != "$driver" ] || ! one_of "$at" "$store_targets"; then
+      say "Mattermost reads its configuration from $scheme://$at ($source_desc), which is not the stack's database (${store_targets%% *}, driver $driver). The program sets MM_CONFIG to the stack's database with verified TLS, so the configuration must live there: move it into the stack's database (mattermost config migrate), or set $store_key: file and keep it in a file."
+    fi
     ;;
   /*) config_file=$dsn ;;
   *) config_file="$install_dir/config/$dsn" ;;
 esac
+if [ "$config_store" = database ] && [ "$in_database" = false ]; then
+  say "the stack says $store_key: database, but Mattermost on this node reads its configuration from ${config_file} (${source_desc:-the default path}). Set $store_key: file, or move the configuration into the stack's database first."
+fi
 
 # ---- 3. clustering and read replicas of the effective config (env wins over the file)
 cluster_on=false
@@ -210,11 +259,18 @@ for setting in DataSourceReplicas DataSourceSearchReplicas; do
     list=$(sed -n "s/^$setting	//p" "$replicas")
     src="SqlSettings.$setting in ${config_file:-the config}"
   fi
+  if [ "$setting" = DataSourceReplicas ]; then key=$replica_key; targets=$replica_targets; else key=$search_key; targets=$search_targets; fi
   i=0
   printf '%s\n' "$list" | { while IFS= read -r one; do
     [ -n "$one" ] || continue
-    problem=$(dsn_problem "$one")
-    [ -z "$problem" ] || say "$src, entry $i (counted from 0): $problem, or remove the entry. Every database connection of the node must verify TLS like the main DSN."
+    at=$(dsn_where "$one")
+    if [ -n "$targets" ]; then
+      # the program replaces the node's whole list with verified-TLS DSNs for the stack's servers
+      one_of "$at" "$targets" || say "$src, entry $i (counted from 0) points at $at, which is not in $key. The program replaces this list with verified-TLS DSNs for the servers in $key: add that server there, or remove the entry."
+    else
+      problem=$(dsn_problem "$one")
+      [ -z "$problem" ] || say "$src, entry $i (counted from 0): $problem, or remove the entry, or list that server ($at) in $key (the program then gives it a certificate and every node a verified-TLS DSN for it). Every database connection of the node must verify TLS like the main DSN."
+    fi
     i=$((i + 1))
   done; }
 done
@@ -227,4 +283,5 @@ if [ -s "$found" ]; then
   } >&2
   exit 1
 fi
-echo "$where: Mattermost $installed (as $version_key says), config ${config_file:-?}, clustering ${cluster_on}, replica DSNs verified"
+if [ "$in_database" = true ]; then cfg_desc="in the stack's database"; else cfg_desc=$config_file; fi
+echo "$where: Mattermost $installed (as $version_key says), config $cfg_desc, clustering ${cluster_on}, replica DSNs verified or managed"
