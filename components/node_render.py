@@ -409,4 +409,8 @@ def render_preflight_script(
         "search_key": search_key,
         "search_targets": " ".join(search_targets),
     }
-    return "".join(f"{k}={_q(v)}\n" for k, v in params.items()) + (TEMPLATES / "node-preflight.sh").read_text()
+    return (
+        "".join(f"{k}={_q(v)}\n" for k, v in params.items())
+        + (TEMPLATES / "dsn-checks.sh").read_text()
+        + (TEMPLATES / "node-preflight.sh").read_text()
+    )
