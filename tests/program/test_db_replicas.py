@@ -109,7 +109,7 @@ def test_without_replicas_or_stored_config_nothing_changes(replay_lab_config: di
         (lambda c: (c["database"].update(engine="mysql", host="mariadb"), c.update(mattermost={"version": "10.11.3"})), "database.replicas", "postgres only"),
         (lambda c: c["database"]["replicas"][0].update(address="10.251.0.21"), "database.replicas[0].address", "is the primary database or a node"),
         (lambda c: c["database"]["replicas"].append(dict(c["database"]["replicas"][0])), "database.replicas[1].address", "listed twice"),
-        (lambda c: c["database"]["replicas"][0]["ssh"].pop("hostKey"), "database.replicas[0].ssh.hostKey", "pin the host's SSH host key"),
+        (lambda c: (c["database"]["replicas"][0]["ssh"].pop("hostKey"), c["database"]["replicas"][0].pop("host")), "database.replicas[0].ssh.hostKey", "pin the host's SSH host key"),
         (lambda c: (c.pop("dbPassword"), c["nodes"][0].update(configStore="database")), "dbPassword", "cannot be read from its files"),
     ],
 )
@@ -122,3 +122,10 @@ def test_bad_replica_config_stops_the_preview_naming_the_key(
     assert ev.program_error, "the preview stops"
     assert [r for r in ev.resources if r.custom] == [], "no resource before the config is valid"
     assert key in ev.program_error and text in ev.program_error, ev.program_error
+
+
+def test_the_committed_replica_lab_stack_builds_the_same_graph(replay_lab_config: dict[str, Any]) -> None:
+    ev = evaluate(PROJECT_DIR, "lab-replicas", config=replay_lab_config)
+    assert {LABEL, f"{LABEL}-enforce-tls", "database-config-store-preflight"} <= {r.name for r in ev.resources}
+    assert ev.get(f"{LABEL}-server-tls").inputs["connection"]["host"] == REPLICA
+    assert "MM_CONFIG" in env_of(ev, "mm2") and "MM_CONFIG" not in env_of(ev, "mm1")
