@@ -37,27 +37,13 @@ fi
 
 out=$(mktemp)
 trap 'rm -f "$found" "$cfg" "$out"' EXIT
-if command -v python3 >/dev/null 2>&1; then
-  python3 - "$cfg" > "$out" 2>/dev/null <<'PY' || say "$row is not readable JSON, so its ClusterSettings and SqlSettings cannot be checked. Fix it (Mattermost refuses it too)."
-import json, sys
-with open(sys.argv[1], encoding="utf-8") as fh:
-    cfg = json.load(fh)
-cluster = cfg.get("ClusterSettings") or {}
-sql = cfg.get("SqlSettings") or {}
-print("enable\t" + ("true" if cluster.get("Enable") is True else "false"))
-for key in ("DataSourceReplicas", "DataSourceSearchReplicas"):
-    for dsn in sql.get(key) or []:
-        if isinstance(dsn, str) and dsn.strip() and "\n" not in dsn:
-            print(key + "\t" + dsn)
-PY
-elif command -v jq >/dev/null 2>&1; then
-  jq -r '"enable\t" + (if .ClusterSettings.Enable == true then "true" else "false" end),
-    ((.SqlSettings.DataSourceReplicas // [])[] | select(type == "string" and . != "") | "DataSourceReplicas\t" + .),
-    ((.SqlSettings.DataSourceSearchReplicas // [])[] | select(type == "string" and . != "") | "DataSourceSearchReplicas\t" + .)' "$cfg" > "$out" 2>/dev/null \
-    || say "$row is not readable JSON, so its ClusterSettings and SqlSettings cannot be checked. Fix it (Mattermost refuses it too)."
-else
-  say "cannot read $row: neither python3 nor jq is installed on the database host (apt-get install jq)."
-fi
+rc=0
+read_config_json "$cfg" > "$out" 2>/dev/null || rc=$?
+case $rc in
+  0) ;;
+  3) say "cannot read $row: neither python3 nor jq is installed on the database host (apt-get install jq)." ;;
+  *) say "$row is not readable JSON, so its ClusterSettings and SqlSettings cannot be checked. Fix it (Mattermost refuses it too)." ;;
+esac
 
 if grep -qx 'enable	true' "$out" && [ "$cluster_enabled" != true ]; then
   say "clustering is on (ClusterSettings.Enable is true in $row) while cluster.enabled is false: the nodes' gossip would stay in clear. Set cluster.enabled: true in the stack, or turn clustering off in the stored configuration."

@@ -1,6 +1,31 @@
 # Shared by the node and config-store preflights (prepended to each). Needs: driver, accept_pg,
 # accept_my, and a say() that records one finding.
 
+# JSON of the config file: python3, else jq. Prints "enable<TAB>ok" then one line per replica
+# as "<setting><TAB><dsn>".
+read_config_json() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$1" <<'PY'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as fh:
+    cfg = json.load(fh)
+cluster = cfg.get("ClusterSettings") or {}
+sql = cfg.get("SqlSettings") or {}
+print("enable\t" + ("true" if cluster.get("Enable") is True else "false"))
+for key in ("DataSourceReplicas", "DataSourceSearchReplicas"):
+    for dsn in sql.get(key) or []:
+        if isinstance(dsn, str) and dsn.strip() and "\n" not in dsn:
+            print(key + "\t" + dsn)
+PY
+  elif command -v jq >/dev/null 2>&1; then
+    jq -r '"enable\t" + (if .ClusterSettings.Enable == true then "true" else "false" end),
+      ((.SqlSettings.DataSourceReplicas // [])[] | select(type == "string" and . != "") | "DataSourceReplicas\t" + .),
+      ((.SqlSettings.DataSourceSearchReplicas // [])[] | select(type == "string" and . != "") | "DataSourceSearchReplicas\t" + .)' "$1"
+  else
+    return 3
+  fi
+}
+
 # Is a DSN's TLS verified? Prints nothing if so, else what it has instead. Never prints the DSN.
 # PostgreSQL (lib/pq): sslmode; MySQL (go-sql-driver): tls. Accepted: what the main DSN uses.
 dsn_problem() {

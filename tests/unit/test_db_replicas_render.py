@@ -123,3 +123,10 @@ def test_the_stored_configuration_is_checked_on_the_database_host(pg_server: Ser
     assert "DataSourceReplicas in the active row" not in err
     assert PW not in bad.stdout + err
     assert _run(pg_server, cluster_enabled=True, search_targets=("mmuser@r9:5432/mattermost",)).returncode == 0
+
+
+def test_a_stored_configuration_that_is_not_json_is_refused(pg_server: Server) -> None:  # noqa: F811
+    _store(pg_server, {})
+    _sql(pg_server, "UPDATE Configurations SET Value = '{not json' WHERE Active")
+    err = _run(pg_server)
+    assert err.returncode == 1 and "the active row of Configurations in database mattermost is not readable JSON" in err.stderr
