@@ -124,6 +124,8 @@ case "$dsn" in
     if [ "$config_store" != database ]; then
       problem=$(dsn_problem "$dsn")
       say "Mattermost reads its configuration from the database ($scheme://$at, $source_desc; ${problem:-its DSN verifies TLS}), but the stack says $store_key: file. Set $store_key: database: the program then gives that connection the stack's verified TLS (its own MM_CONFIG, which wins over ${source_desc%% in *}), and the settings stored there are checked on the database host. Or move the configuration to a file (export it to $install_dir/config/config.json) and remove ${source_desc%% in *} from $unit.service. Then run 'pulumi up' again."
+    elif [ -n "$cfg_arg" ]; then
+      say "Mattermost reads its configuration from $scheme://$at given by $source_desc, which wins over any MM_CONFIG, so the program could not give that connection TLS. Set MM_CONFIG in the unit's environment instead of --config (the program then replaces it with the verified-TLS DSN), or set $store_key: file and keep the configuration in a file."
     elif [ "$kind" != "$driver" ] || ! one_of "$at" "$store_targets"; then
       say "Mattermost reads its configuration from $scheme://$at ($source_desc), which is not the stack's database (${store_targets%% *}, driver $driver). The program sets MM_CONFIG to the stack's database with verified TLS, so the configuration must live there: move it into the stack's database (mattermost config migrate), or set $store_key: file and keep it in a file."
     fi

@@ -469,3 +469,11 @@ def test_bad_targets_are_refused_before_rendering() -> None:
         render_preflight_script(**base, config_store="database")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not a user@host:port/db word"):
         render_preflight_script(**base, replica_targets=("a b",))  # type: ignore[arg-type]
+
+
+def test_a_database_stored_config_given_by_config_on_the_command_line_is_refused(node: Node) -> None:
+    # --config wins over MM_CONFIG (getConfigDSN): the program's MM_CONFIG would change nothing
+    node.argv(f"/opt/mattermost/bin/mattermost --config postgres://mmuser:{SECRET}@db:5432/mattermost?sslmode=disable")
+    err = refused(node.run(config_store="database", store_targets=STORE))
+    assert "given by --config in ExecStart= of mattermost.service, which wins over any MM_CONFIG" in err
+    assert "Set MM_CONFIG in the unit's environment instead of --config" in err
