@@ -7,6 +7,7 @@ import pulumi
 from components import cluster_render, config
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.db_replicas import config_store_preflight, database_replicas, node_db_env
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
 from components.host_helper import install_helpers_after
 from components.nginx import NginxProxy, NginxProxyArgs
@@ -35,7 +36,8 @@ if cfg.cluster.enabled:
 pki = Pki("pki", PkiArgs(ca=cfg.ca))
 # Read-only checks of every node first: no host changes before each node is what the stack says.
 preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
-passed = preflights_passed(cfg, list(preflights.values()))
+store_check = config_store_preflight(cfg)  # the database-stored configuration, if a node has one
+passed = preflights_passed(cfg, [*preflights.values(), *([store_check] if store_check else [])])
 after_preflight = pulumi.ResourceOptions(depends_on=[passed])
 install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
 db_clients = [n.address for n in cfg.nodes if n.address]
@@ -45,6 +47,7 @@ proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki), after_preflight)
 # ... and the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
 after_checks = pulumi.ResourceOptions(depends_on=[passed, proxy.site_checked])
 database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients), after_checks)
+replicas = database_replicas(cfg, pki, [n.address for n in cfg.nodes if n.address], after_checks)
 cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_checks) if cfg.cluster.enabled else None
 # One node at a time, in config order: the others keep serving while one restarts. The first waits
 # for NGINX's transitional site, which reaches each node over TLS or, not switched yet, plain HTTP.
@@ -59,9 +62,10 @@ for n in cfg.nodes:
                 pki=pki,
                 preflight=preflights[n.name],
                 database=database,
-                extra_env=cluster.env_for(n.name) if cluster else {},
+                extra_env={**(cluster.env_for(n.name) if cluster else {}), **node_db_env(cfg, n.name, database)},
                 depends_on=[
                     *(cluster.ready_for(n.name) if cluster else []),
+                    *(res for rep in replicas for res in rep.ready),
                     nodes[-1].ready if nodes else proxy.transition,
                 ],
             ),
@@ -101,6 +105,8 @@ if cfg.gitlab.enabled:
     )
     pulumi.export("gitlabMattermostUrl", gitlab.url)
 # Plain DB logins are refused only once every client uses its TLS DSN (see components/database.py).
+for rep in replicas:
+    rep.enforce_tls([n.ready for n in nodes])
 database.enforce_tls(
     [
         *(n.ready for n in nodes),

@@ -284,6 +284,9 @@ class MattermostDefaults(Model):
     upstream_name: DnsName = "mattermost-app.internal"
     """A DNS name every node certificate carries; NGINX verifies the nodes against it."""
     start_timeout_seconds: Annotated[int, Field(ge=5, le=900)] = 120
+    config_store: Literal["file", "database"] = "file"
+    """Where the nodes keep their configuration: 'file' (config.json, default) or 'database'
+    (MM_CONFIG names the stack's database; the program sets it to the verified-TLS DSN)."""
 
 
 class Node(Model):
@@ -298,6 +301,7 @@ class Node(Model):
     unit: Unit | None = None
     tunnel_slot: Annotated[int, Field(ge=0, le=999)] | None = None
     """Cluster tunnels: fixed slot for this node's local tunnel ports (default derived from the name)."""
+    config_store: Literal["file", "database"] | None = None
 
 
 class ProxyTls(Model):
@@ -331,6 +335,19 @@ MYSQL_TLS_MODES = ("true", "skip-verify")
 POSTGRES_SSLMODES = ("verify-full", "verify-ca", "require")
 
 
+class DatabaseReplica(Model):
+    """A read replica of the stack's PostgreSQL (streaming replication): it gets a certificate
+    from the stack CA and refuses plain logins of the Mattermost user; every node gets a
+    verified-TLS DSN for it (same user, password and database as the primary's)."""
+
+    address: Address | None = None
+    host: Name | None = None
+    """Inventory host name (lab)."""
+    ssh: HostSsh = HostSsh()
+    server_name: DnsName | None = None
+    """Name the DSN uses for the replica; default its address."""
+
+
 class Database(Model):
     """The database the nodes use, and how TLS to it is verified."""
 
@@ -356,6 +373,10 @@ class Database(Model):
     """mysql: the server's conf.d (default /etc/mysql/mariadb.conf.d); postgres: the cluster's config dir (default /etc/postgresql/15/main)."""
     tls_dir: AbsPath | None = None
     """Where the server's certificate and key go (default <configDir>/mattermost-tls)."""
+    replicas: Annotated[list[DatabaseReplica], Field(max_length=16)] = []
+    """Mattermost's SqlSettings.DataSourceReplicas (read replicas), in order."""
+    search_replicas: Annotated[list[DatabaseReplica], Field(max_length=16)] = []
+    """Mattermost's SqlSettings.DataSourceSearchReplicas, in order."""
     rotate_password: bool = False
     """Without `dbPassword`: false keeps the password the site already uses (read from the first
     node's current DSN at apply time); true generates a new one."""
@@ -681,6 +702,7 @@ class StackConfig(Model):
             if section.ssh.host_key is None:
                 raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
             _check_pin(f"{key}.ssh.hostKey", section.ssh, section.address, self.ssh.port)
+        _check_replicas(self)
         if self.proxy.address in {n.address for n in self.nodes}:
             raise _at("proxy.address", "the proxy must not be one of the nodes (they would share port 443/8065 roles)")
         if self.proxy.tls.source == "provided" and (self.proxy.tls.cert is None or self.proxy_tls_key is None):
@@ -775,6 +797,13 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     add("database", "the database", "database-enforce-tls")
     if db.engine == "mysql":
         add("database.user", "the database user", f"database-enforce-tls-user-{db.user}")
+    from components.db_replicas_render import replica_servers  # pure; late like check_password
+
+    for key, server in replica_servers(cfg):  # components/db_replicas.py
+        p = f"database-replica-{server.label}"
+        add(key, f"the replica {server.address}", p, *server_cert(f"{p}-server"), f"{p}-server-tls", f"{p}-pg-hba", f"{p}-enforce-tls")
+    if any(cfg.node_setting(n, "config_store") == "database" for n in cfg.nodes):
+        add("mattermost.configStore", "the check of the database-stored configuration", "database-config-store-preflight")
     if cfg.cluster.enabled:  # components/cluster.py
         shared = ("public-keys", "sshd-ready", "mesh-ready", "gossip-stopped")
         add("cluster", "the cluster mesh", "cluster", *(f"cluster-{k}" for k in shared))
@@ -801,6 +830,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("teleport.host", "the Teleport plugin's files", f"{tp.host}-teleport-mattermost-files", f"{tp.host}-teleport-mattermost-enable")
     # components/host_helper.py: one helper per host connected to (connection_for's address/port)
     hosts = [("database", db.address, db.ssh), ("proxy", cfg.proxy.address, cfg.proxy.ssh)]
+    hosts += [(key, server.address, server.ssh) for key, server in replica_servers(cfg)]
     hosts += [(f"nodes[{i}]", n.address, n.ssh) for i, n in enumerate(cfg.nodes)]
     if gl.enabled:
         hosts.append(("gitlab", gl.address, gl.ssh))
@@ -815,6 +845,40 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
             helpers.add(helper)
             add(key, "the host helper", helper)
     return names
+
+
+def _check_replicas(cfg: StackConfig) -> None:
+    """Replica servers: reachable (address, pinned host key), PostgreSQL only, none is the primary
+    or a node. One server may serve both lists (one set of resources for it)."""
+    db = cfg.database
+    for list_key, replicas in (("database.replicas", db.replicas), ("database.searchReplicas", db.search_replicas)):
+        seen: set[str] = set()
+        for i, rep in enumerate(replicas):
+            key = f"{list_key}[{i}]"
+            if db.engine != "postgres":
+                raise _at(
+                    list_key,
+                    "read replicas are supported with database.engine postgres only (the MySQL replica's "
+                    "REQUIRE SSL and server TLS are not managed): remove the list, or keep the replicas out of the stack",
+                )
+            if rep.address is None:
+                raise _at(f"{key}.address", "missing: the replica's address is required")
+            if rep.ssh.host_key is None:
+                raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+            _check_pin(f"{key}.ssh.hostKey", rep.ssh, rep.address, cfg.ssh.port)
+            if rep.address in seen:
+                raise _at(f"{key}.address", f"{rep.address} is listed twice in {list_key}")
+            seen.add(rep.address)
+            if rep.address == db.address or rep.address in {n.address for n in cfg.nodes}:
+                raise _at(f"{key}.address", f"{rep.address} is the primary database or a node, not a replica")
+    first = cfg.nodes[0]
+    if cfg.node_setting(first, "config_store") == "database" and cfg.db_password is None and not db.rotate_password:
+        raise _at(
+            "dbPassword",
+            f"node {first.name} keeps its configuration in the database, so the site's current password cannot be "
+            f"read from its files: set it with `{SECRET_SET_COMMANDS['dbPassword']}` (or list a node with a "
+            "config file first)",
+        )
 
 
 def _check_resource_names(cfg: StackConfig) -> None:
@@ -917,6 +981,10 @@ def _merge_inventory(raw: dict[str, Any], inventory: Mapping[str, Any]) -> dict[
     db = raw.setdefault("database", {})
     if isinstance(db, dict):
         fill(db, db.get("host") or ("mariadb" if db.get("engine") == "mysql" else "postgres"))
+        for key in ("replicas", "searchReplicas"):
+            for rep in db.get(key) or []:
+                if isinstance(rep, dict) and rep.get("host"):
+                    fill(rep, rep["host"])
     for key, default in (("gitlab", "gitlab"), ("teleport", "plugin")):
         sec = raw.get(key)
         if isinstance(sec, dict) and sec.get("enabled"):

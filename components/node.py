@@ -22,6 +22,7 @@ from pulumi_command import remote
 from components import node_render
 from components.config import Node, StackConfig
 from components.connection import connection_for
+from components.db_replicas import preflight_targets
 from components.pki import Pki, split_sans
 from components.remote_files import FileSpec, ManagedFile, managed_files, read_script
 
@@ -169,12 +170,14 @@ def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | 
 
     The installed version decides: config cannot know it, so the host is asked at apply time (a
     preview cannot read the host). Its script text holds every value it checks against, so a
-    change of any of them (version, cluster.enabled, unit, database TLS mode) runs it again.
+    change of any of them (version, cluster.enabled, unit, database TLS mode, configStore, the
+    replica lists) runs it again.
     """
     if node.address is None:  # the schema refuses this; keep the promise if misused
         raise ValueError(f"node {node.name} has no address")
     index = next(i for i, n in enumerate(cfg.nodes) if n.name == node.name)
     unit: str = cfg.node_setting(node, "unit")
+    targets = preflight_targets(cfg)
     return read_script(
         f"{node.name}-preflight",
         connection=connection_for(cfg, node.address, node.ssh),
@@ -189,6 +192,9 @@ def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | 
             own_env=node_render.node_paths(cfg.mattermost.tls_dir, unit).env,
             driver=cfg.database.engine,
             tls_mode=cfg.database.effective_tls_mode,
+            config_store=cfg.node_setting(node, "config_store"),
+            store_key=f"nodes[{index}].configStore" if node.config_store is not None else "mattermost.configStore",
+            **targets,
         ),
         opts=opts,
     )

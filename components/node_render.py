@@ -12,7 +12,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -348,6 +348,13 @@ def render_preflight_script(
     driver: str,
     tls_mode: str,
     proc: str = "/proc",
+    config_store: str = "file",
+    store_key: str = "mattermost.configStore",
+    store_targets: Sequence[str] = (),
+    replica_key: str = "database.replicas",
+    replica_targets: Sequence[str] = (),
+    search_key: str = "database.searchReplicas",
+    search_targets: Sequence[str] = (),
 ) -> str:
     """The read-only check that runs on a node before any host is changed (templates/node-preflight.sh).
 
@@ -359,7 +366,21 @@ def render_preflight_script(
     database, and read-replica DSNs without verified TLS. Accepted TLS for replica DSNs: what the
     main DSN uses (`tls_mode` of the stack's `driver`), and the verifying mode of each engine.
     `own_env` (this program's env file) is not part of "what the node has": the stack rewrites it.
+
+    Database-stored configuration (`config_store` "database", the stack key `store_key`): MM_CONFIG
+    must point at one of `store_targets` ("user@host:port/db", db_replicas_render.dsn_targets),
+    because the program replaces it with the stack's database DSN. Replica lists: where the stack
+    lists servers (`replica_targets` / `search_targets`), every entry of the node must be one of
+    them (the program replaces the list); where it lists none, each entry must verify TLS.
     """
+    if config_store not in ("file", "database"):
+        raise ValueError(f"config_store must be 'file' or 'database', not {config_store!r}")
+    if config_store == "database" and not store_targets:
+        raise ValueError("config_store 'database' needs the stack database's store_targets")
+    for name, words in (("store_targets", store_targets), ("replica_targets", replica_targets), ("search_targets", search_targets)):
+        for w in words:
+            if not w or any(c.isspace() for c in w):
+                raise ValueError(f"{name}: not a user@host:port/db word: {w!r}")
     if driver not in ("postgres", "mysql"):
         raise ValueError(f"unknown database driver {driver!r}")
     accept_pg = ["verify-full"] + ([tls_mode] if driver == "postgres" and tls_mode != "verify-full" else [])
@@ -380,5 +401,16 @@ def render_preflight_script(
         "accept_my": " ".join(accept_my),
         "driver": driver,
         "proc": proc,
+        "config_store": config_store,
+        "store_key": store_key,
+        "store_targets": " ".join(store_targets),
+        "replica_key": replica_key,
+        "replica_targets": " ".join(replica_targets),
+        "search_key": search_key,
+        "search_targets": " ".join(search_targets),
     }
-    return "".join(f"{k}={_q(v)}\n" for k, v in params.items()) + (TEMPLATES / "node-preflight.sh").read_text()
+    return (
+        "".join(f"{k}={_q(v)}\n" for k, v in params.items())
+        + (TEMPLATES / "dsn-checks.sh").read_text()
+        + (TEMPLATES / "node-preflight.sh").read_text()
+    )

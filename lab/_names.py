@@ -2,7 +2,8 @@
 
 Owns: the address plan of the design doc (the address derives from the host
 NAME, never from its position: proxy .10, mariadb .20, postgres .21,
-plugin .30, gitlab .31, mmN .(100+N)), each host's role, and the names of the
+pgreplica .22 (PostgreSQL streaming replica, only as an extra host), plugin .30, gitlab .31,
+mmN .(100+N)), each host's role, and the names of the
 kernel objects the lab creates for a host (netns, veth, machine, cgroup).
 """
 
@@ -21,7 +22,7 @@ NETNS_PREFIX = "mmtls-"  # /run/netns/mmtls-<host>
 VETH_PREFIX = "mmv-"  # VM-side veth; IFNAMSIZ allows 15 characters
 MACHINE_PREFIX = "mmtls-"  # systemd-nspawn --machine (propagate dir name)
 
-FIXED_ADDRESSES: dict[str, int] = {"proxy": 10, "mariadb": 20, "postgres": 21, "plugin": 30, "gitlab": 31}
+FIXED_ADDRESSES: dict[str, int] = {"proxy": 10, "mariadb": 20, "postgres": 21, "pgreplica": 22, "plugin": 30, "gitlab": 31}
 NODE_RE = re.compile(r"^mm([1-9][0-9]?)$")
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,10}$")
 MAX_NODES = 99
@@ -36,7 +37,7 @@ class HostSpec:
     """One lab host: its name, role and address."""
 
     name: str
-    role: str  # node | proxy | mariadb | postgres | plain
+    role: str  # node | proxy | mariadb | postgres | pgreplica | plain
     address: str
 
     @property
@@ -76,7 +77,7 @@ def role_of(name: str) -> str:
     """What the host is seeded as."""
     if NODE_RE.match(name):
         return "node"
-    return name if name in ("proxy", "mariadb", "postgres") else "plain"
+    return name if name in ("proxy", "mariadb", "postgres", "pgreplica") else "plain"
 
 
 def spec(name: str) -> HostSpec:

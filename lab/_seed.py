@@ -30,6 +30,7 @@ ROLE_UNITS: dict[str, tuple[str, ...]] = {
     "proxy": ("/lib/systemd/system/nginx.service",),
     "mariadb": ("/lib/systemd/system/mariadb.service",),
     "postgres": ("/lib/systemd/system/postgresql.service",),
+    "pgreplica": ("/lib/systemd/system/postgresql.service",),
     "plain": (),
 }
 
@@ -210,13 +211,21 @@ def https_unverified_proxy_steps() -> list[tuple[str, str]]:
     ]
 
 
-def render_host_env(host: HostSpec, passwords: dict[str, str]) -> str:
-    """/etc/mmtls-lab/host.env: sourced by seed.sh and ready.sh."""
+def render_host_env(host: HostSpec, passwords: dict[str, str], hosts: list[HostSpec] | None = None) -> str:
+    """/etc/mmtls-lab/host.env: sourced by seed.sh and ready.sh. With a `pgreplica` host in the
+    plan, the primary lets it replicate (REPLICA_ADDRESS) and the replica knows its primary."""
     values = {"NAME": host.name, "ROLE": host.role, "ADDRESS": host.address, "SUBNET": SUBNET, "GATEWAY": GATEWAY}
     if host.role == "mariadb":
         values["MYSQL_PASSWORD"] = passwords["mysql"]
     if host.role == "postgres":
         values["PG_PASSWORD"] = passwords["postgres"]
+        replica = next((h for h in hosts or [] if h.role == "pgreplica"), None)
+        if replica is not None:
+            values["REPLICA_ADDRESS"] = replica.address
+            values["PG_REPL_PASSWORD"] = passwords["replication"]
+    if host.role == "pgreplica":
+        values["PRIMARY_ADDRESS"] = address_of("postgres")
+        values["PG_REPL_PASSWORD"] = passwords["replication"]
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
 
@@ -297,7 +306,7 @@ def stage_host(
     os.chmod(upper / "root", 0o700)
     _write(upper, base, "/root/.ssh/authorized_keys", authorized_key.strip() + "\n", 0o600)
     os.chmod(upper / "root/.ssh", 0o700)
-    _write(upper, base, "/etc/mmtls-lab/host.env", render_host_env(host, passwords), 0o600)
+    _write(upper, base, "/etc/mmtls-lab/host.env", render_host_env(host, passwords, hosts), 0o600)
 
     for name in ("seed.sh", "ready.sh"):
         _write(upper, base, f"/{STAGE}/{name}", (SEED_DIR / name).read_text(), 0o755)
@@ -322,3 +331,60 @@ def reset_upper(upper: Path) -> None:
     parent = upper.parent
     if parent.is_dir():
         shutil.rmtree(parent)
+
+
+# A node whose admin moved its configuration into the database and pointed MM_CONFIG at it
+# (issue 9): the stand-in's own store code persists config.json as the active Configurations
+# row, as `mmctl config migrate <file> <dsn> --local` leaves it, and an EnvironmentFile of the
+# admin's (0600, like a careful admin's) sets MM_CONFIG. The DSN travels on stdin.
+CONFIG_STORE_ENV = "/etc/mattermost/config-store.env"
+CONFIG_STORE_DROPIN = "/etc/systemd/system/mattermost.service.d/10-config-store.conf"
+_MIGRATE = r"""
+import json, sys
+sys.dont_write_bytecode = True  # nothing written under /opt/mattermost/bin
+sys.path.insert(0, "/opt/mattermost/bin")
+from mmstandin import VERSION, config, dbstore
+dsn = sys.stdin.read().strip()
+with open("/opt/mattermost/config/config.json", encoding="utf-8") as fh:
+    data = json.load(fh)
+known = config.schema(VERSION)
+data = {s: {k: v for k, v in vals.items() if k in known[s]} for s, vals in data.items() if s in known}
+dbstore.DatabaseStore(dsn).persist(config.with_defaults(data, VERSION))
+"""
+_RESTART = (
+    "set -eu; systemctl daemon-reload; systemctl restart mattermost; i=0; "
+    "until curl -fsS -o /dev/null --max-time 3 http://127.0.0.1:8065/api/v4/system/ping; do "
+    "i=$((i+1)); [ $i -lt 60 ] || exit 1; sleep 0.5; done"
+)
+
+
+def config_in_database_steps(dsn: str) -> list[tuple[str, str]]:
+    """(command, stdin) pairs that move a node's configuration into the database at `dsn`."""
+    q = shlex.quote
+    env = f'MM_CONFIG="{dsn}"\n'
+    dropin = f"[Service]\nEnvironmentFile={CONFIG_STORE_ENV}\n"
+    return [
+        (f"set -eu; python3 -c {q(_MIGRATE)}", dsn),
+        (f"set -eu; install -d -m 0755 /etc/mattermost; umask 077; cat > {q(CONFIG_STORE_ENV)}", env),
+        (f"set -eu; install -d -m 0755 {q(os.path.dirname(CONFIG_STORE_DROPIN))}; cat > {q(CONFIG_STORE_DROPIN)}; chmod 0644 {q(CONFIG_STORE_DROPIN)}", dropin),
+        (_RESTART, ""),
+    ]
+
+
+_ADD_REPLICAS = r"""
+import json, sys
+path = "/opt/mattermost/config/config.json"
+dsn = sys.stdin.read().strip()
+with open(path, encoding="utf-8") as fh:
+    cfg = json.load(fh)
+cfg["SqlSettings"]["DataSourceReplicas"] = [dsn]
+cfg["SqlSettings"]["DataSourceSearchReplicas"] = [dsn]
+with open(path, "w", encoding="utf-8") as fh:
+    fh.write(json.dumps(cfg, indent=4) + "\n")
+"""
+
+
+def plain_replica_steps(replica_dsn: str) -> list[tuple[str, str]]:
+    """(command, stdin) pairs that give a node's config.json the replica for reads and search,
+    in clear, as an admin adds one by hand, then restart it."""
+    return [(f"set -eu; python3 -c {shlex.quote(_ADD_REPLICAS)}", replica_dsn), (_RESTART, "")]

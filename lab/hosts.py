@@ -211,9 +211,13 @@ class Lab:
         path = self.state_dir / "secrets.json"
         if path.exists():
             data = json.loads(path.read_text())
-            if {"mysql", "postgres"} <= data.keys():
+            if {"mysql", "postgres", "replication"} <= data.keys():
                 return data
-        data = {"mysql": _seed.new_password(), "postgres": _seed.new_password()}
+            if {"mysql", "postgres"} <= data.keys():  # a lab from before the replica host: keep them
+                data["replication"] = _seed.new_password()
+                self._write_private(path, json.dumps(data, indent=2) + "\n")
+                return data
+        data = {"mysql": _seed.new_password(), "postgres": _seed.new_password(), "replication": _seed.new_password()}
         self._write_private(path, json.dumps(data, indent=2) + "\n")
         return data
 

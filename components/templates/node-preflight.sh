@@ -1,14 +1,20 @@
 # Preflight of one Mattermost node (read-only). Parameters set above: node, address, unit,
-# install_dir, version, version_key, cluster_enabled, own_env, accept_pg, accept_my, driver, proc.
+# install_dir, version, version_key, cluster_enabled, own_env, accept_pg, accept_my, driver, proc,
+# config_store, store_key, store_targets, replica_key, replica_targets, search_key, search_targets.
 # It changes nothing. It reads what is really on the host and refuses to let the stack touch any
 # host when the config would describe this node wrongly or leave one of its connections in clear:
 #   1. the installed version (`mattermost version`) differs from the stack's version key, which
 #      decides the gossip-encryption setting name and MySQL support;
 #   2. clustering is on in the node's effective config while cluster.enabled is false (its gossip
 #      would stay in clear, untunnelled and unencrypted);
-#   3. the config lives in the database (MM_CONFIG / --config is a DSN): that connection and the
-#      settings stored there are not managed or checked by this program yet;
-#   4. SqlSettings.DataSourceReplicas / DataSourceSearchReplicas hold a DSN without verified TLS.
+#   3. the config lives in the database (MM_CONFIG / --config is a DSN) while the stack says
+#      configStore file, or points at another server than the stack's database (the program
+#      replaces that DSN with the stack's, verified TLS); or the stack says database and the node
+#      reads a file. The settings stored in the database are checked on the database host
+#      (config-store-preflight.sh);
+#   4. SqlSettings.DataSourceReplicas / DataSourceSearchReplicas hold a DSN for a server that is
+#      not in the stack's database.replicas / searchReplicas (the program replaces the list with
+#      verified-TLS DSNs for exactly those), or, where the stack lists none, without verified TLS.
 # Values that may carry a password (DSNs) are never printed.
 found=$(mktemp)
 trap 'rm -f "$found"' EXIT
@@ -47,54 +53,6 @@ proc_env_get() {
   case "$pid" in ''|0|*[!0-9]*) return 0 ;; esac
   [ -r "$proc/$pid/environ" ] || return 0
   tr '\0' '\n' < "$proc/$pid/environ" | sed -n "s/^$1=//p" | tail -n 1
-}
-
-# Is a DSN's TLS verified? Prints nothing if so, else what it has instead. Never prints the DSN.
-# PostgreSQL (lib/pq): sslmode; MySQL (go-sql-driver): tls. Accepted: what the main DSN uses.
-dsn_problem() {
-  dsn=$1
-  case "$dsn" in
-    postgres://*|postgresql://*) kind=postgres ;;
-    mysql://*|*@tcp\(*|*@unix\(*) kind=mysql ;;
-    *sslmode=*|*host=*) kind=postgres ;;
-    *) kind=$driver ;;
-  esac
-  if [ "$kind" = postgres ]; then
-    mode=$(printf '%s' "$dsn" | sed -n 's/.*[?&[:space:]]sslmode=\([A-Za-z-]*\).*/\1/p; s/^sslmode=\([A-Za-z-]*\).*/\1/p' | head -n 1)
-    for ok in $accept_pg; do [ "$mode" != "$ok" ] || return 0; done
-    if [ -n "$mode" ]; then have="sslmode=$mode"; else have="no sslmode (lib/pq then does not verify the server)"; fi
-    printf 'a PostgreSQL DSN with %s; use sslmode=%s with sslrootcert=<the stack CA>' "$have" "${accept_pg%% *}"
-  else
-    mode=$(printf '%s' "$dsn" | sed -n 's/.*[?&]tls=\([A-Za-z0-9_-]*\).*/\1/p' | head -n 1)
-    for ok in $accept_my; do [ "$mode" != "$ok" ] || return 0; done
-    if [ -n "$mode" ]; then have="tls=$mode"; else have="no tls parameter (plain text)"; fi
-    printf 'a MySQL DSN with %s; use tls=%s (the stack CA is in the system trust store)' "$have" "${accept_my%% *}"
-  fi
-}
-
-# JSON of the config file: python3, else jq. Prints "enable<TAB>ok" then one line per replica
-# as "<setting><TAB><dsn>".
-read_config_json() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - "$1" <<'PY'
-import json, sys
-with open(sys.argv[1], encoding="utf-8") as fh:
-    cfg = json.load(fh)
-cluster = cfg.get("ClusterSettings") or {}
-sql = cfg.get("SqlSettings") or {}
-print("enable\t" + ("true" if cluster.get("Enable") is True else "false"))
-for key in ("DataSourceReplicas", "DataSourceSearchReplicas"):
-    for dsn in sql.get(key) or []:
-        if isinstance(dsn, str) and dsn.strip() and "\n" not in dsn:
-            print(key + "\t" + dsn)
-PY
-  elif command -v jq >/dev/null 2>&1; then
-    jq -r '"enable\t" + (if .ClusterSettings.Enable == true then "true" else "false" end),
-      ((.SqlSettings.DataSourceReplicas // [])[] | select(type == "string" and . != "") | "DataSourceReplicas\t" + .),
-      ((.SqlSettings.DataSourceSearchReplicas // [])[] | select(type == "string" and . != "") | "DataSourceSearchReplicas\t" + .)' "$1"
-  else
-    return 3
-  fi
 }
 
 # ---- 0. the unit
@@ -156,15 +114,28 @@ fi
 [ -n "$dsn" ] || dsn=config.json
 
 config_file=""
+in_database=false
 case "$dsn" in
   postgres://*|postgresql://*|mysql://*)
+    in_database=true
     scheme=${dsn%%://*}
-    problem=$(dsn_problem "$dsn")
-    say "Mattermost reads its configuration from the database ($scheme://..., $source_desc; ${problem:-its DSN verifies TLS}). This program does not manage that connection yet and cannot check the settings stored there (ClusterSettings, SqlSettings replicas). Move the configuration to a file (export it to $install_dir/config/config.json) and remove ${source_desc%% in *} from $unit.service, then run 'pulumi up' again."
+    at=$(dsn_where "$dsn")
+    kind=postgres; [ "$scheme" != mysql ] || kind=mysql
+    if [ "$config_store" != database ]; then
+      problem=$(dsn_problem "$dsn")
+      say "Mattermost reads its configuration from the database ($scheme://$at, $source_desc; ${problem:-its DSN verifies TLS}), but the stack says $store_key: file. Set $store_key: database: the program then gives that connection the stack's verified TLS (its own MM_CONFIG, which wins over ${source_desc%% in *}), and the settings stored there are checked on the database host. Or move the configuration to a file (export it to $install_dir/config/config.json) and remove ${source_desc%% in *} from $unit.service. Then run 'pulumi up' again."
+    elif [ -n "$cfg_arg" ]; then
+      say "Mattermost reads its configuration from $scheme://$at given by $source_desc, which wins over any MM_CONFIG, so the program could not give that connection TLS. Set MM_CONFIG in the unit's environment instead of --config (the program then replaces it with the verified-TLS DSN), or set $store_key: file and keep the configuration in a file."
+    elif [ "$kind" != "$driver" ] || ! one_of "$at" "$store_targets"; then
+      say "Mattermost reads its configuration from $scheme://$at ($source_desc), which is not the stack's database (${store_targets%% *}, driver $driver). The program sets MM_CONFIG to the stack's database with verified TLS, so the configuration must live there: move it into the stack's database (mattermost config migrate), or set $store_key: file and keep it in a file."
+    fi
     ;;
   /*) config_file=$dsn ;;
   *) config_file="$install_dir/config/$dsn" ;;
 esac
+if [ "$config_store" = database ] && [ "$in_database" = false ]; then
+  say "the stack says $store_key: database, but Mattermost on this node reads its configuration from ${config_file} (${source_desc:-the default path}). Set $store_key: file, or move the configuration into the stack's database first."
+fi
 
 # ---- 3. clustering and read replicas of the effective config (env wins over the file)
 cluster_on=false
@@ -210,13 +181,8 @@ for setting in DataSourceReplicas DataSourceSearchReplicas; do
     list=$(sed -n "s/^$setting	//p" "$replicas")
     src="SqlSettings.$setting in ${config_file:-the config}"
   fi
-  i=0
-  printf '%s\n' "$list" | { while IFS= read -r one; do
-    [ -n "$one" ] || continue
-    problem=$(dsn_problem "$one")
-    [ -z "$problem" ] || say "$src, entry $i (counted from 0): $problem, or remove the entry. Every database connection of the node must verify TLS like the main DSN."
-    i=$((i + 1))
-  done; }
+  if [ "$setting" = DataSourceReplicas ]; then key=$replica_key; targets=$replica_targets; else key=$search_key; targets=$search_targets; fi
+  printf '%s\n' "$list" | check_replica_list "$src" "$key" "$targets"
 done
 
 if [ -s "$found" ]; then
@@ -227,4 +193,5 @@ if [ -s "$found" ]; then
   } >&2
   exit 1
 fi
-echo "$where: Mattermost $installed (as $version_key says), config ${config_file:-?}, clustering ${cluster_on}, replica DSNs verified"
+if [ "$in_database" = true ]; then cfg_desc="in the stack's database"; else cfg_desc=$config_file; fi
+echo "$where: Mattermost $installed (as $version_key says), config $cfg_desc, clustering ${cluster_on}, replica DSNs verified or managed"

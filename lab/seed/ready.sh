@@ -23,5 +23,9 @@ case "$ROLE" in
     postgres)
         [ -f /var/lib/mmtls-lab/seed-sql.done ] || exit 1
         runuser -u postgres -- pg_isready -q || exit 1 ;;
+    pgreplica)
+        [ -f /var/lib/mmtls-lab/seed-sql.done ] || exit 1
+        runuser -u postgres -- pg_isready -q || exit 1
+        [ "$(runuser -u postgres -- psql -XAtq -c 'SELECT pg_is_in_recovery()' 2>/dev/null)" = t ] || exit 1 ;;
 esac
 exit 0

@@ -48,6 +48,48 @@ files_postgres() {
     sed -i "s/^ssl[[:space:]]*=.*/ssl = off/" "$conf/postgresql.conf"
     grep -q '^host mattermost mmuser ' "$conf/pg_hba.conf" ||
         printf 'host mattermost mmuser %s scram-sha-256\n' "$SUBNET" >>"$conf/pg_hba.conf"
+    if [ -n "${REPLICA_ADDRESS:-}" ]; then
+        # A streaming replica's admin setup: replication only over TLS (hostssl; Debian's own
+        # snakeoil certificate, which the replica does not verify: sslmode=require). The
+        # Mattermost user's logins stay plain, as in every "before" state.
+        sed -i "s/^ssl[[:space:]]*=.*/ssl = on/" "$conf/postgresql.conf"
+        grep -q '^hostssl replication replicator ' "$conf/pg_hba.conf" ||
+            printf 'hostssl replication replicator %s/32 scram-sha-256\n' "$REPLICA_ADDRESS" >>"$conf/pg_hba.conf"
+    fi
+}
+
+files_pgreplica() {
+    # Its own config files, like the primary's "before" state: plain logins of mmuser from the
+    # lab subnet; a hot standby (Debian's default hot_standby = on) serves them read-only.
+    conf=$(ls -d /etc/postgresql/*/main | head -n 1)
+    sed -i "s/^#\{0,1\}listen_addresses[[:space:]]*=.*/listen_addresses = '*'/" "$conf/postgresql.conf"
+    sed -i "s/^ssl[[:space:]]*=.*/ssl = off/" "$conf/postgresql.conf"
+    grep -q '^host mattermost mmuser ' "$conf/pg_hba.conf" ||
+        printf 'host mattermost mmuser %s scram-sha-256\n' "$SUBNET" >>"$conf/pg_hba.conf"
+}
+
+sql_pgreplica() {
+    # pg_basebackup from the primary over TLS (sslmode=require), then start as a standby
+    # (-R: standby.signal + primary_conninfo). The password is in ~postgres/.pgpass, so
+    # primary_conninfo does not carry it. The primary may still be seeding: retry.
+    data=$(ls -d /var/lib/postgresql/*/main | head -n 1)
+    unit=postgresql@$(basename "$(dirname "$data")")-main
+    pw=$(printf '%s' "$PG_REPL_PASSWORD" | sed 's/[\\:]/\\&/g')
+    umask 077
+    printf '%s:5432:replication:replicator:%s\n' "$PRIMARY_ADDRESS" "$pw" > /var/lib/postgresql/.pgpass
+    chown postgres:postgres /var/lib/postgresql/.pgpass
+    systemctl stop "$unit"
+    i=0
+    while :; do
+        find "$data" -mindepth 1 -delete
+        if runuser -u postgres -- pg_basebackup -w -X stream -R -D "$data" \
+            -d "host=$PRIMARY_ADDRESS port=5432 user=replicator sslmode=require connect_timeout=5" 2>"$state/basebackup.err"; then
+            break
+        fi
+        i=$((i + 1)); [ "$i" -lt 120 ] || { cat "$state/basebackup.err" >&2; exit 1; }
+        sleep 1
+    done
+    systemctl start "$unit"
 }
 
 sql_mariadb() {
@@ -82,6 +124,17 @@ DO \$\$ BEGIN
 END \$\$;
 ALTER ROLE mmuser WITH LOGIN PASSWORD '$pw';
 SQL
+    if [ -n "${REPLICA_ADDRESS:-}" ]; then
+        rpw=$(printf '%s' "$PG_REPL_PASSWORD" | sed "s/'/''/g")
+        runuser -u postgres -- psql -v ON_ERROR_STOP=1 -q <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN
+    CREATE ROLE replicator REPLICATION LOGIN;
+  END IF;
+END \$\$;
+ALTER ROLE replicator WITH REPLICATION LOGIN PASSWORD '$rpw';
+SQL
+    fi
     if ! runuser -u postgres -- psql -tAq -c "SELECT 1 FROM pg_database WHERE datname='mattermost'" | grep -q 1; then
         runuser -u postgres -- createdb -O mmuser mattermost
     fi
@@ -93,8 +146,10 @@ case "$phase:$ROLE" in
     files:proxy) files_proxy ;;
     files:mariadb) files_mariadb ;;
     files:postgres) files_postgres ;;
+    files:pgreplica) files_pgreplica ;;
     sql:mariadb) sql_mariadb ;;
     sql:postgres) sql_postgres ;;
+    sql:pgreplica) sql_pgreplica ;;
     files:* | sql:*) ;;
     *) echo "seed.sh: unknown phase $phase" >&2; exit 2 ;;
 esac

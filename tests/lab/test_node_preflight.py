@@ -169,7 +169,8 @@ def test_a_node_with_its_config_in_the_database_is_refused(
 ) -> None:
     ev = refused_up(lab, tmp_path, {"mattermost": {"version": version}})
     err = failure(ev, "mm1")
-    assert "Mattermost reads its configuration from the database (postgres://..., MM_CONFIG in Environment= of mattermost.service" in err
+    assert "Mattermost reads its configuration from the database (postgres://mmuser@10.251.0.21:5432/mattermost, MM_CONFIG in Environment= of mattermost.service" in err
+    assert "but the stack says mattermost.configStore: file. Set mattermost.configStore: database" in err
     assert "sslmode=disable; use sslmode=verify-full" in err
     assert "remove MM_CONFIG from mattermost.service" in err
     assert DB_PASSWORD not in err

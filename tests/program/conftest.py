@@ -39,6 +39,7 @@ LAB_ADDRESSES = {
     "proxy": 10,
     "mariadb": 20,
     "postgres": 21,
+    "pgreplica": 22,
     "plugin": 30,
     "gitlab": 31,
     "mm1": 101,

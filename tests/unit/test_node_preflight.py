@@ -260,7 +260,8 @@ def test_a_database_stored_config_is_refused_naming_where_it_is_set(node: Node, 
     err = refused(node.run())
     assert "reads its configuration from the database" in err
     assert where in err
-    assert "Move the configuration to a file" in err
+    assert "but the stack says mattermost.configStore: file. Set mattermost.configStore: database" in err
+    assert "Or move the configuration to a file" in err
     if "disable" in dsn:
         assert "sslmode=disable; use sslmode=verify-full" in err
     if dsn.startswith("mysql"):
@@ -389,3 +390,90 @@ def test_audit_probe_parses(shell: str) -> None:
     from tools.audit import _GOSSIP_PROBE
 
     assert subprocess.run([shell, "-n", "-c", "unit=mattermost\n" + _GOSSIP_PROBE], capture_output=True).returncode == 0
+
+
+STORE = ("mmuser@db:5432/mattermost", "mmuser@10.0.0.21:5432/mattermost")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        f"postgres://mmuser:{SECRET}@db:5432/mattermost?sslmode=disable",
+        f"postgresql://mmuser:{SECRET}@10.0.0.21/mattermost",
+        f"postgres://mmuser:{SECRET}@db:5432/mattermost?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+    ],
+)
+def test_a_database_stored_config_in_the_stacks_database_passes_when_the_stack_says_so(
+    node: Node, shell: str, dsn: str
+) -> None:
+    node.environment(f"MM_CONFIG={dsn}")
+    before = node.snapshot()
+    r = node.run(shell, config_store="database", store_targets=STORE)
+    assert r.returncode == 0, r.stderr
+    assert "config in the stack's database" in r.stdout
+    assert SECRET not in r.stdout + r.stderr
+    assert node.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("dsn", "at"),
+    [
+        (f"postgres://mmuser:{SECRET}@other:5432/mattermost?sslmode=disable", "mmuser@other:5432/mattermost"),
+        (f"postgres://mmuser:{SECRET}@db:5432/mmconfig", "mmuser@db:5432/mmconfig"),
+        (f"postgres://admin:{SECRET}@db:5432/mattermost", "admin@db:5432/mattermost"),
+        (f"mysql://mmuser:{SECRET}@tcp(db:5432)/mattermost?tls=true", "mmuser@db:5432/mattermost"),
+    ],
+)
+def test_a_database_stored_config_elsewhere_is_refused_naming_where_it_points(node: Node, dsn: str, at: str) -> None:
+    node.environment(f"MM_CONFIG={dsn}")
+    err = refused(node.run(config_store="database", store_targets=STORE))
+    assert f"reads its configuration from {dsn.split('://')[0]}://{at} (MM_CONFIG in Environment= of mattermost.service)" in err
+    assert "which is not the stack's database (mmuser@db:5432/mattermost, driver postgres)" in err
+
+
+def test_the_stack_saying_database_for_a_node_reading_a_file_is_refused(node: Node) -> None:
+    err = refused(node.run(config_store="database", store_targets=STORE, store_key="nodes[0].configStore"))
+    assert "the stack says nodes[0].configStore: database, but Mattermost on this node reads its configuration from" in err
+    assert "Set nodes[0].configStore: file" in err
+
+
+REPLICAS = ("mmuser@r1:5432/mattermost", "mmuser@10.0.0.22:5432/mattermost")
+
+
+@pytest.mark.parametrize("setting", ["DataSourceReplicas", "DataSourceSearchReplicas"])
+def test_plain_replicas_the_stack_lists_pass_and_others_are_refused(node: Node, setting: str) -> None:
+    key = "replica_targets" if setting == "DataSourceReplicas" else "search_targets"
+    listed = [f"postgres://mmuser:{SECRET}@r1:5432/mattermost?sslmode=disable", f"host=10.0.0.22 user=mmuser password={SECRET} dbname=mattermost sslmode=disable"]
+    node.config({"SqlSettings": {setting: listed}})
+    assert node.run(**{key: REPLICAS}).returncode == 0
+    stray = f"postgres://mmuser:{SECRET}@r9/mattermost?sslmode=verify-full&sslrootcert=/etc/ca.pem"
+    cfg = node.config({"SqlSettings": {setting: [*listed, stray]}})
+    err = refused(node.run(**{key: REPLICAS}))
+    name = "database.replicas" if setting == "DataSourceReplicas" else "database.searchReplicas"
+    assert f"SqlSettings.{setting} in {cfg}, entry 2 (counted from 0) points at mmuser@r9:5432/mattermost, which is not in {name}" in err
+    assert "entry 0" not in err and "entry 1" not in err
+
+
+def test_mysql_replicas_from_env_are_matched_by_user_host_port_and_database(node: Node) -> None:
+    node.env_file("admin.env", f'MM_SQLSETTINGS_DATASOURCEREPLICAS="mmuser:{SECRET}@tcp(r1:3306)/mattermost?charset=utf8mb4"\n')
+    assert node.run(driver="mysql", tls_mode="true", replica_targets=("mmuser@r1:3306/mattermost",)).returncode == 0
+    err = refused(node.run(driver="mysql", tls_mode="true", replica_targets=("mmuser@r2:3306/mattermost",)))
+    assert "points at mmuser@r1:3306/mattermost, which is not in database.replicas" in err
+
+
+def test_bad_targets_are_refused_before_rendering() -> None:
+    base = {"node": "mm1", "address": "10.0.0.11", "unit": "mattermost", "install_dir": "/opt/mattermost", "version": "10.11.3",
+            "version_key": "mattermost.version", "cluster_enabled": False, "own_env": OWN_ENV, "driver": "postgres", "tls_mode": "verify-full"}
+    with pytest.raises(ValueError, match="needs the stack database's store_targets"):
+        render_preflight_script(**base, config_store="database")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a user@host:port/db word"):
+        render_preflight_script(**base, replica_targets=("a b",))  # type: ignore[arg-type]
+
+
+def test_a_database_stored_config_given_by_config_on_the_command_line_is_refused(node: Node) -> None:
+    # --config wins over MM_CONFIG (getConfigDSN): the program's MM_CONFIG would change nothing
+    node.argv(f"/opt/mattermost/bin/mattermost --config postgres://mmuser:{SECRET}@db:5432/mattermost?sslmode=disable")
+    err = refused(node.run(config_store="database", store_targets=STORE))
+    assert "given by --config in ExecStart= of mattermost.service, which wins over any MM_CONFIG" in err
+    assert "Set MM_CONFIG in the unit's environment instead of --config" in err

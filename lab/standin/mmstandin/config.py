@@ -1,11 +1,12 @@
 """Mattermost configuration as the stand-in reads it.
 
-Owns: loading ``config.json`` (path from ``--config``, else ``MM_CONFIG``, else
-``/opt/mattermost/config/config.json``), Mattermost's defaults for the settings
+Owns: loading the configuration (``--config``, else ``MM_CONFIG``, else
+``/opt/mattermost/config/config.json``): a file, or a database DSN for the
+database config store (``dbstore``), Mattermost's defaults for the settings
 the stand-in uses, ``MM_<SECTION>_<KEY>`` environment overrides (which win over
-the file, as in Mattermost) and the validation that makes Mattermost refuse to
-start. Like a file store with env overrides, the stand-in never writes the file
-back.
+the file and the stored config, as in Mattermost) and the validation that makes
+Mattermost refuse to start. The stand-in never writes a config FILE back; the
+database store gets the loaded config without env overrides, as Store.Load does.
 
 Which settings exist depends on the emulated version (the binary's own, ``mmstandin.VERSION``):
 an ``MM_*`` name applies only where that version's ``model.Config`` has the field, and any other
@@ -26,6 +27,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import dbstore
 
 DEFAULT_CONFIG_PATH = "/opt/mattermost/config/config.json"
 
@@ -114,6 +117,7 @@ class Config:
     path: str
     data: dict[str, Any]
     from_env: dict[str, str] = field(default_factory=dict)  # "Section.Key" -> env var name
+    store: dict[str, Any] | None = None  # the database config store (dbstore), None for a file
 
     def get(self, section: str, key: str) -> Any:
         """One effective setting."""
@@ -216,22 +220,32 @@ def load(path: str | None = None, environ: dict[str, str] | None = None, version
     version = version or VERSION
     env = dict(os.environ if environ is None else environ)
     source = path or env.get("MM_CONFIG") or DEFAULT_CONFIG_PATH
-    if "://" in source:
-        raise ConfigError(
-            "standin.config.database_store",
-            f"configuration stored in a database ({source.split('://')[0]}) is not supported by the stand-in",
-        )
-    try:
-        with open(source, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as exc:
-        raise ConfigError(
-            "config.load_config.opening.panic", f"failed to load configuration from {source}: {exc}"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError("utils.config.load_config.decoding.panic", f"failed to decode {source}: {exc}") from exc
+    store = None
+    if dbstore.is_database_dsn(source):
+        # store.go NewStoreFromDSN -> database.go NewDatabaseStore + Store.Load: a store that
+        # cannot be reached or read stops the server ("failed to create store")
+        try:
+            store = dbstore.DatabaseStore(source)
+            raw = store.load()
+            data = json.loads(raw) if raw is not None else store.initial()
+        except dbstore.StoreError as exc:
+            raise ConfigError("config.load_config.database_store", f"failed to create store: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError("utils.config.load_config.decoding.panic", f"failed to decode the active configuration: {exc}") from exc
+        where = f"database {store.describe()}"  # never the DSN: it carries the password
+    else:
+        where = source
+        try:
+            with open(source, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except OSError as exc:
+            raise ConfigError(
+                "config.load_config.opening.panic", f"failed to load configuration from {source}: {exc}"
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError("utils.config.load_config.decoding.panic", f"failed to decode {source}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError("utils.config.load_config.decoding.panic", f"{source} is not a JSON object")
+        raise ConfigError("utils.config.load_config.decoding.panic", f"{where} is not a JSON object")
     # json.Unmarshal into this version's model.Config keeps only the fields it has
     known = schema(version)
     data = {
@@ -239,10 +253,22 @@ def load(path: str | None = None, environ: dict[str, str] | None = None, version
         for section, values in data.items()
         if section in known and isinstance(values, dict)
     }
+    if store is not None:
+        # Store.Load writes the loaded config WITHOUT the environment overrides back (SetDefaults
+        # filled in; skipped when its SHA equals the active row's): env values never reach the row
+        try:
+            store.persist(with_defaults(data, version))
+        except dbstore.StoreError as exc:
+            raise ConfigError("config.load_config.database_store", f"failed to persist: {exc}") from exc
     from_env = apply_env(data, env, version)
-    cfg = Config(path=source, data=data, from_env=from_env)
+    cfg = Config(path=where, data=data, from_env=from_env, store=store.status() if store else None)
     validate(cfg)
     return cfg
+
+
+def with_defaults(data: dict[str, Any], version: str) -> dict[str, Any]:
+    """The config as SetDefaults leaves it: every field of this version's schema, in DEFAULTS order."""
+    return {section: {**keys, **data.get(section, {})} for section, keys in schema(version).items()}
 
 
 def validate(cfg: Config) -> None:

@@ -344,7 +344,19 @@ class Database:
         except dsnmod.DSNError as exc:
             raise StartupError(f"Failed to parse SqlSettings.DataSource: {exc}") from exc
         self.timeout = self.target.connect_timeout or DEFAULT_TIMEOUT
-        self.pool = Pool(self.target, self.timeout, ctx.config.section("SqlSettings"))
+        settings = ctx.config.section("SqlSettings")
+        self.pool = Pool(self.target, self.timeout, settings)
+        # sqlstore/store.go initConnection: one pool per DataSourceReplicas and per
+        # DataSourceSearchReplicas entry, each opened with SetupConnection like the master
+        self.replicas: list[tuple[str, Pool]] = []
+        for key, label in (("DataSourceReplicas", "replica"), ("DataSourceSearchReplicas", "search-replica")):
+            for i, one in enumerate(settings.get(key) or []):
+                try:
+                    target = dsnmod.parse(driver, one)
+                except dsnmod.DSNError as exc:
+                    raise StartupError(f"Failed to parse SqlSettings.{key}[{i}]: {exc}") from exc
+                self.replicas.append((f"{label}-{i}", Pool(target, target.connect_timeout or DEFAULT_TIMEOUT, settings)))
+        self.rr = {"replica": 0, "search-replica": 0}
         self.lock = threading.Lock()
         self.healthy = False
         self.last_error: str | None = None
@@ -353,22 +365,30 @@ class Database:
         self.failures = 0
         self.thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        # SetupConnection: PingContext up to `attempts` times, DBConnRetrySleep apart
+    def _setup_connection(self, conn_type: str, pool: Pool) -> None:
+        # SetupConnection: PingContext up to `attempts` times, DBConnRetrySleep apart; the last
+        # failure is fatal (mlog.Fatal), for a replica exactly as for the master
         for attempt in range(1, PING_ATTEMPTS + 1):
-            self.log.info("Pinging SQL", database=self.target.describe())
+            self.log.info("Pinging SQL", database=conn_type, dataSource=pool.target.describe())
             try:
-                self.pool.query("SELECT 1")
-                break
+                pool.query("SELECT 1")
+                return
             except Exception as exc:  # noqa: BLE001 - every driver error means "not connected"
                 self.last_error = f"{type(exc).__name__}: {exc}".strip()
                 if attempt == PING_ATTEMPTS:
-                    raise StartupError(f"Failed to ping DB after {PING_ATTEMPTS} attempts: {self.last_error}") from exc
+                    raise StartupError(
+                        f"Failed to ping DB ({conn_type}) after {PING_ATTEMPTS} attempts: {self.last_error}"
+                    ) from exc
                 self.log.error(
                     "Failed to ping DB", error=self.last_error, retrying_in_seconds=PING_INTERVAL, attempt=attempt
                 )
                 if self.ctx.stopping.wait(PING_INTERVAL):
                     raise StartupError("stopped while waiting for the database") from exc
+
+    def start(self) -> None:
+        self._setup_connection("master", self.pool)
+        for conn_type, pool in self.replicas:
+            self._setup_connection(conn_type, pool)
         try:
             # the part of Mattermost's migrations the stand-in's routes use (the Systems table)
             self._migrate()
@@ -396,7 +416,34 @@ class Database:
     def _clean_loop(self) -> None:
         interval = self.pool.cleaner_interval()
         while not self.ctx.stopping.wait(interval or CHECK_INTERVAL):
-            self.pool.clean()
+            for pool in [self.pool, *(p for _, p in self.replicas)]:
+                pool.clean()
+
+    def read_pool(self, kind: str = "replica") -> tuple[str, Pool]:
+        """GetReplicaX / GetSearchReplicaX: the next pool of that kind, round robin; the master
+        without replicas (search: the read replicas first, as GetSearchReplicaX falls back to
+        GetReplicaX). STAND-IN: always as if licensed (replicas are an Enterprise feature), the
+        stricter choice here. No fallback to the master when a replica is down: the read fails."""
+        pools = [(n, p) for n, p in self.replicas if n.startswith(f"{kind}-")]
+        if not pools and kind == "search-replica":
+            return self.read_pool("replica")
+        if not pools:
+            return "master", self.pool
+        with self.lock:
+            self.rr[kind] += 1
+            return pools[self.rr[kind] % len(pools)]
+
+    def read_through_replicas(self) -> str | None:
+        """One read through GetReplicaX and one through GetSearchReplicaX; the first error or None."""
+        for kind in ("replica", "search-replica"):
+            name, pool = self.read_pool(kind)
+            try:
+                pool.query("SELECT COUNT(*) FROM Systems")
+            except Exception as exc:  # noqa: BLE001 - a store error
+                err = f"{name}: {type(exc).__name__}: {exc}".strip()
+                self._record(False, err)
+                return err
+        return None
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Run one statement through the pool; records the outcome as the database's health."""
@@ -447,6 +494,8 @@ class Database:
 
     def stop(self) -> None:
         self.pool.close()
+        for _, pool in self.replicas:
+            pool.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -460,6 +509,10 @@ class Database:
             "checks": self.checks,
             "failures": self.failures,
             "pool": self.pool.stats(),
+            "replicas": {
+                name: {"target": p.target.describe(), "tlsMode": p.target.tls, "tls": p.last_tls, "pool": p.stats()}
+                for name, p in self.replicas
+            },
         }
 
 

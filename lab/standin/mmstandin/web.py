@@ -261,6 +261,12 @@ def ping_response(ctx: Context, query: dict[str, list[str]]) -> tuple[int, dict[
     if query.get("get_server_status", [""])[0] == "true":
         db = ctx.subsystems.get("database")
         error = db.health_check_write_delete(HEALTH_CHECK_KEY) if db is not None else "no database"  # type: ignore[attr-defined]
+        if error is None and db is not None:
+            # STAND-IN (stricter than the bare route): the status ping also reads through the
+            # read pools, as a busy server does all the time (SqlSystemStore.Get uses
+            # GetReplicaX; searches use GetSearchReplicaX), so a load through it logs in to
+            # every replica too and fails when one cannot be reached
+            error = db.read_through_replicas()  # type: ignore[attr-defined]
         body["database_status"] = "OK"
         if error is not None:
             ctx.log.warn("Unable to write to database.", error=error)
@@ -281,6 +287,7 @@ def standin_status(ctx: Context) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "config": ctx.config.path,
         "fromEnv": ctx.config.from_env,
+        "configStore": ctx.config.store,
         "subsystems": ctx.status(),
     }
 

@@ -1,0 +1,245 @@
+"""DatabaseReplica: a PostgreSQL read replica of the stack's database, with TLS like the primary.
+
+Owns, on one replica host: the server certificate (stack CA, for the replica's DSN name and
+address), the conf.d file that turns TLS on and the reload that proves it (the same text and
+scripts as the primary's, components/database_render), pg_hba.conf's hostssl block for the nodes
+(phase 1) and, once every node uses its TLS DSNs, the block that refuses plain logins of the
+Mattermost user (phase 2, `enforce_tls`). A hot standby's configuration files are its own (not
+replicated), its roles are the primary's (replicated, read-only there): the user and its
+password are the primary's business, so nothing here touches them.
+
+Also owns the node side of the other database connections (`node_db_env`: replica DSNs and the
+database-stored configuration's MM_CONFIG, decided in db_replicas_render) and the read-only check
+of the stored configuration on the database host (`config_store_preflight`).
+
+Kept apart from components/database.py on purpose: the primary's component changes for other
+reasons (roles, accounts, rotation) and this one only reuses its pure renderers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import pulumi
+
+from components import database_render as r
+from components import db_replicas_render as rr
+from components.config import DatabaseReplica as DatabaseReplicaConfig
+from components.config import StackConfig
+from components.connection import connection_for
+from components.node_render import node_paths
+from components.pki import Pki, split_sans
+from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files, read_script
+
+
+class DatabaseLike(Protocol):
+    """What node_db_env needs from components.database.Database."""
+
+    password: pulumi.Output[str]
+    server_name: str
+
+
+@dataclass(frozen=True)
+class DatabaseReplicaArgs:
+    """Inputs of one replica server."""
+
+    cfg: StackConfig
+    """The validated stack config (database section: engine, port, dirs, user)."""
+    server: rr.ReplicaServer
+    """The replica (address, DSN name, SSH)."""
+    pki: Pki
+    """The stack CA that issues the replica's certificate."""
+    client_addresses: list[str]
+    """The nodes' addresses: each gets a hostssl line."""
+
+
+class DatabaseReplica(pulumi.ComponentResource):
+    """One read replica serving TLS with the stack CA's certificate (see the module docstring)."""
+
+    ready: list[pulumi.Resource]
+    """What the nodes wait for: TLS live on the replica and the hostssl lines."""
+    server_cert_expiry: pulumi.Output[str]
+
+    def __init__(self, name: str, args: DatabaseReplicaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mattermost-tls:db_replicas:DatabaseReplica", name, None, opts)
+        db, server = args.cfg.database, args.server
+        self._name = name
+        self._user, self._database, self._port = db.user, db.name, db.effective_port
+        self._address = server.address
+        self._connection = connection_for(args.cfg, server.address, server.ssh)
+        config_dir = db.effective_config_dir
+        self._hba_file = f"{config_dir}/pg_hba.conf"
+        paths = r.tls_paths(db.effective_tls_dir)
+        config_file = r.server_config_path("postgres", config_dir)
+        self._control = control = r.debian_control(
+            "postgres", service=db.effective_service, port=self._port, config_dir=config_dir
+        )
+        svc_user = r.SERVICE_USER["postgres"]
+        child = pulumi.ResourceOptions(parent=self)
+
+        issued = args.pki.issue_server_cert(f"{name}-server", split_sans([server.server_name, server.address]), parent=self)
+        self.server_cert_expiry = issued.cert.validity_end_time
+        activate = r.render_pg_reload_activate(
+            control,
+            config_file=config_file,
+            tls_probe=r.render_tls_probe(
+                "postgres", address=server.address, port=self._port, ca_file=paths.ca, server_name=server.server_name
+            ),
+        )
+        server_tls = managed_files(
+            f"{name}-server-tls",
+            connection=self._connection,
+            files=[
+                ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
+                ManagedFile(FileSpec(paths.cert, "0644"), issued.cert_pem),
+                ManagedFile(FileSpec(paths.key, "0600", svc_user, svc_user), issued.key_pem),
+                ManagedFile(FileSpec(config_file, "0644"), r.render_pg_conf(db.effective_tls_dir)),
+            ],
+            validate=r.render_validate("postgres", control, config_file=config_file, tls_dir=db.effective_tls_dir),
+            activate=activate,
+            restore_activate=activate,
+            secret=True,
+            opts=child,
+        )
+        hba = managed_block(
+            f"{name}-pg-hba",
+            connection=self._connection,
+            path=self._hba_file,
+            content=r.render_pg_hba_block(db.name, db.user, list(args.client_addresses)),
+            position="top",
+            validate=r.render_hba_validate(control, hba_file=self._hba_file),
+            activate=control.reload,
+            restore_activate=control.reload,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[server_tls]),
+        )
+        self.ready = [server_tls, hba]
+        self._enforced: list[pulumi.Resource] | None = None
+        self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
+
+    def enforce_tls(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Phase 2 on the replica: refuse plain logins of the Mattermost user once every node in
+        `after` uses its TLS DSNs (the primary's components/database.py enforce_tls, same text)."""
+        if self._enforced is not None:
+            raise RuntimeError(f"{self._name}: enforce_tls() was already called")
+        self._enforced = [
+            managed_block(
+                f"{self._name}-enforce-tls",
+                connection=self._connection,
+                path=self._hba_file,
+                content=r.render_pg_hba_enforce_block(self._user),
+                position="top",
+                validate=r.render_hba_validate(self._control, hba_file=self._hba_file),
+                activate=r.render_pg_enforce_activate(
+                    self._control,
+                    hba_file=self._hba_file,
+                    address=self._address,
+                    port=self._port,
+                    user=self._user,
+                    database=self._database,
+                ),
+                restore_activate=self._control.reload,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.ready]),
+            )
+        ]
+        return list(self._enforced)
+
+
+def database_replicas(
+    cfg: StackConfig, pki: Pki, client_addresses: list[str], opts: pulumi.ResourceOptions | None = None
+) -> list[DatabaseReplica]:
+    """One DatabaseReplica per distinct replica server of the stack (none without replicas)."""
+    return [
+        DatabaseReplica(
+            f"database-replica-{server.label}",
+            DatabaseReplicaArgs(cfg=cfg, server=server, pki=pki, client_addresses=client_addresses),
+            opts,
+        )
+        for _, server in rr.replica_servers(cfg)
+    ]
+
+
+def node_db_env(cfg: StackConfig, node_name: str, database: DatabaseLike) -> dict[str, pulumi.Output[str]]:
+    """The node's replica DSNs and, with configStore database, its MM_CONFIG: secret Outputs for
+    the node's EnvironmentFile (MattermostNodeArgs.extra_env). Same user, password, database and
+    TLS verification as the node's main DataSource; `sslrootcert` is the node's CA file."""
+    node = next(n for n in cfg.nodes if n.name == node_name)
+    db = cfg.database
+    ca_file = node_paths(cfg.mattermost.tls_dir, cfg.node_setting(node, "unit")).ca
+    store: str = cfg.node_setting(node, "config_store")
+    engine = db.engine
+    hosts = {
+        "replicas": [rep.server_name or rep.address for rep in db.replicas],
+        "search": [rep.server_name or rep.address for rep in db.search_replicas],
+    }
+
+    def render(pw: str) -> dict[str, str]:
+        def dsn(host: str) -> str:
+            return r.render_dsn(engine, db.user, pw, host, db.effective_port, db.name, db.effective_tls_mode, ca_file)
+
+        return rr.node_db_env(
+            engine=engine,
+            data_source=dsn(database.server_name),
+            replicas=[dsn(h) for h in hosts["replicas"] if h],
+            search_replicas=[dsn(h) for h in hosts["search"] if h],
+            config_store=store,
+        )
+
+    # the names are known without the password: one Output per variable, all secret
+    names = sorted(rr.node_db_env(
+        engine=engine,
+        data_source="postgres://-" if engine == "postgres" else "-@tcp(-)/-",
+        replicas=["-"] * len(db.replicas),
+        search_replicas=["-"] * len(db.search_replicas),
+        config_store=store,
+    ))
+    values = database.password.apply(render)
+    return {k: pulumi.Output.secret(values.apply(lambda v, k=k: v[k])) for k in names}
+
+
+def preflight_targets(cfg: StackConfig) -> dict[str, list[str]]:
+    """What the node preflight compares the node's DSNs with (render_preflight_script)."""
+    db = cfg.database
+    assert db.address is not None  # the schema requires it
+
+    def targets(hosts: list[str]) -> list[str]:
+        return rr.dsn_targets(db.user, hosts, db.effective_port, db.name)
+
+    def of(replicas: list[DatabaseReplicaConfig]) -> list[str]:
+        return [t for rep in replicas if rep.address for t in targets([rep.server_name or rep.address, rep.address])]
+
+    return {
+        "store_targets": targets([db.server_name or db.address, db.address]),
+        "replica_targets": of(db.replicas),
+        "search_targets": of(db.search_replicas),
+    }
+
+
+def config_store_preflight(cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource | None:
+    """`database-config-store-preflight`: the read-only check of the configuration stored in the
+    stack's database (db_replicas_render.render_config_store_preflight), when any node keeps its
+    configuration there; None otherwise."""
+    if not any(cfg.node_setting(n, "config_store") == "database" for n in cfg.nodes):
+        return None
+    db = cfg.database
+    assert db.address is not None  # the schema requires it
+    control = r.debian_control(db.engine, service=db.effective_service, port=db.effective_port, config_dir=db.effective_config_dir)
+    local_sql = control.local_sql.replace(" -d postgres", "") if db.engine == "postgres" else control.local_sql
+    mode = db.effective_tls_mode
+    targets = preflight_targets(cfg)
+    return read_script(
+        "database-config-store-preflight",
+        connection=connection_for(cfg, db.address, db.ssh),
+        script=rr.render_config_store_preflight(
+            engine=db.engine,
+            local_sql=local_sql,
+            database=db.name,
+            address=db.address,
+            cluster_enabled=cfg.cluster.enabled,
+            accept_pg=" ".join(["verify-full"] + ([mode] if db.engine == "postgres" and mode != "verify-full" else [])),
+            replica_targets=targets["replica_targets"],
+            search_targets=targets["search_targets"],
+        ),
+        opts=opts,
+    )
