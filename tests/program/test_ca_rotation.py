@@ -204,3 +204,16 @@ def test_key_types_stay_as_configured_for_the_new_generation(phases: dict[str, E
     new_ca = certs(phases["stage"].outputs["caCertPem"])[1]
     assert isinstance(new_ca.public_key(), ec.EllipticCurvePublicKey)
     assert new_ca.public_key() != certs(phases["stage"].outputs["caCertPem"])[0].public_key(), "a new key, not a re-signed one"
+
+
+def test_every_node_of_a_multi_node_stack_waits_out_nginx_fail_timeout_after_a_tls_restart(
+    phases: dict[str, Evaluation],
+) -> None:
+    """A renewal and each rotation phase restart every node one after another; each waits
+    (node_render._settle) so NGINX never has them all marked failed at once."""
+    from components.remote_files import read_manifest
+
+    for i in (1, 2, 3):
+        stdin = phases["switch"].get(f"mm{i}-tls-files", "command:remote:Command").inputs["stdin"]
+        activate = read_manifest(stdin["value"] if isinstance(stdin, dict) else stdin).sections["activate"]
+        assert "was_tls=1" in activate and "sleep 11" in activate, f"mm{i}"
