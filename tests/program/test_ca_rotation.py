@@ -166,10 +166,9 @@ def test_subjects_differ_between_generations_and_the_first_keeps_its_own() -> No
 
 
 def _pem(cn: str) -> str:
-    from tests.lab.test_rollout import public_cert  # a throwaway CA (cryptography only)
+    from tests.unit.test_node_render import make_ca, pem  # a throwaway CA (cryptography only)
 
-    del cn
-    return public_cert()[0]
+    return pem(make_ca(cn)[1])
 
 
 def test_trust_bundle_keeps_order_drops_duplicates_and_is_read_as_two_cas() -> None:

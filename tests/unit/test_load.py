@@ -6,7 +6,6 @@ premise, components.pki.trust_bundle)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import http.server
 import socket
 import ssl
@@ -18,51 +17,23 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from components.pki import trust_bundle
+from tests.unit.test_node_render import make_ca, make_leaf, pem
 from tools.load import Load, under_load
 
 NAME = "mattermost.test.internal"
 
 
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
 def _pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return pem(cert)
 
 
 def _server_context(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], tmp: Path) -> ssl.SSLContext:
-    ca_key, ca_cert = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)]))
-        .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(NAME)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    path = tmp / f"{ca_cert.serial_number}.pem"
-    path.write_text(
-        _pem(cert)
-        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    )
+    cert, key = make_leaf(ca, [NAME])
+    path = tmp / f"{ca[1].serial_number}.pem"
+    path.write_text(cert + key)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(path)
     return ctx
@@ -105,7 +76,7 @@ def tmp() -> Iterator[Path]:
 
 @pytest.fixture()
 def cas() -> tuple[tuple[ec.EllipticCurvePrivateKey, x509.Certificate], ...]:
-    return _ca("old CA"), _ca("new CA")
+    return make_ca("old CA"), make_ca("new CA")
 
 
 @pytest.fixture()
