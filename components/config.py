@@ -259,7 +259,7 @@ class Ca(Model):
     key_algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
     generation: Annotated[int, Field(ge=1)] = 1
     """The CA that issues and is trusted outside a rotation. A rotation adds generation + 1 and
-    ends by setting this to it (README "Rotating the CA"); resource names follow it (ca_prefix)."""
+    ends by setting this to it (README "Renewing certificates and rotating the CA"); resource names follow it (ca_prefix)."""
     rotation: Literal["stage", "switch"] | None = None
     """A CA rotation in progress: `stage` adds generation + 1 to every trust bundle while the
     current CA still issues; `switch` issues every certificate from it, both still trusted.

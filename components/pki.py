@@ -4,7 +4,7 @@ certificates it issues.
 Owns key algorithms, SANs, lifetimes, renewal and CA rotation. Renewal: a certificate is replaced
 by a routine `pulumi up` once `now >= validity_end - early_renewal_hours`, and every consumer
 installs whatever certificate is current, so renewal needs nothing but `pulumi up`. Rotation: the
-user drives three `up`s with `ca.rotation` / `ca.generation` (README "Rotating the CA"); in each,
+user drives three `up`s with `ca.rotation` / `ca.generation` (README "Renewing certificates and rotating the CA"); in each,
 every consumer trusts `ca_cert_pem`, the bundle of every generation `Ca.trusted` names, and every
 certificate is signed by `Ca.issuer`. Nothing served ever changes in the same `up` as the trust
 that verifies it, so no hop has a window in which its peer does not trust it.

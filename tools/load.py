@@ -33,6 +33,10 @@ class LoadResult:
     last_failure: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    failure_times: list[float] = field(default_factory=list)
+    """Seconds from the load's start to each failed request."""
+    started: float = 0.0
+    """time.monotonic() when the load started (to place failures on another timeline)."""
 
     @property
     def failure_window(self) -> float:
@@ -92,7 +96,7 @@ class Load:
             conn.close()
 
     def _run(self) -> None:
-        start = time.monotonic()
+        start = self.result.started = time.monotonic()
         while not self._stop.is_set():
             if self.result.sent >= self.max_requests or time.monotonic() - start > self.max_seconds:
                 break
@@ -107,6 +111,7 @@ class Load:
                 if self.result.first_failure is None:
                     self.result.first_failure = now
                 self.result.last_failure = now
+                self.result.failure_times.append(now)
             self._stop.wait(self.interval)
 
     def start(self) -> Load:

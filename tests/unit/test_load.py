@@ -115,6 +115,7 @@ def test_failures_during_the_step_are_counted_and_only_this_steps(server: Server
     second = under_load(lambda: time.sleep(0.1), load)
     assert second.failed == 0 and second.requests >= 5, "a later step does not inherit the earlier failures"
     assert load.result.failed == first.failed and load.result.sent >= first.requests + second.requests
+    assert len(load.result.failure_times) == first.failed and load.result.started > 0
 
 
 def test_a_failing_step_stops_the_load_and_raises(server: Server, cas: tuple) -> None:  # type: ignore[type-arg]
