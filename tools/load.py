@@ -7,6 +7,9 @@ succeeds only if the node reaches its database, so a rollout that breaks a node'
 logins fails requests, as it fails real users' requests. The bare ping answers from memory.
 Bounded in requests and seconds, it stops by itself; it only talks to the address it is given
 (the lab proxy), pinned with `resolve_to` so no DNS is involved.
+
+`under_load(step, load)` runs one lifecycle step (e.g. a replay `up`) under a load and returns
+its figures, `(requests, failed, seconds)`, for lab tests and benches.
 """
 
 from __future__ import annotations
