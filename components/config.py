@@ -222,6 +222,12 @@ class Model(BaseModel):
 # ---------------------------------------------------------------- sections
 
 
+def ca_prefix(generation: int, component: str = "pki") -> str:
+    """Resource-name prefix of one CA generation: `pki-ca` for the first (the names stacks made
+    before rotations existed keep their URNs), `pki-ca<N>` after it."""
+    return f"{component}-ca" if generation == 1 else f"{component}-ca{generation}"
+
+
 class SshDefaults(Model):
     """SSH settings shared by every host unless the host overrides them."""
 
@@ -251,6 +257,23 @@ class Ca(Model):
     cert_validity_hours: Annotated[int, Field(ge=24)] = 8760
     cert_early_renewal_hours: Annotated[int, Field(ge=0)] = 30 * 24
     key_algorithm: Literal["ECDSA", "RSA"] = "ECDSA"
+    generation: Annotated[int, Field(ge=1)] = 1
+    """The CA that issues and is trusted outside a rotation. A rotation adds generation + 1 and
+    ends by setting this to it (README "Renewing certificates and rotating the CA"); resource names follow it (ca_prefix)."""
+    rotation: Literal["stage", "switch"] | None = None
+    """A CA rotation in progress: `stage` adds generation + 1 to every trust bundle while the
+    current CA still issues; `switch` issues every certificate from it, both still trusted.
+    Unset: only `generation` exists (the old CA is dropped from trust and deleted)."""
+
+    @property
+    def issuer(self) -> int:
+        """The generation that signs the server certificates."""
+        return self.generation + 1 if self.rotation == "switch" else self.generation
+
+    @property
+    def trusted(self) -> tuple[int, ...]:
+        """The generations every trust bundle holds, oldest first."""
+        return (self.generation, self.generation + 1) if self.rotation else (self.generation,)
 
     @model_validator(mode="after")
     def _renewal_window(self) -> Ca:
@@ -784,7 +807,9 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     def server_cert(prefix: str) -> tuple[str, ...]:  # Pki.issue_server_cert(name): key, csr, cert
         return (f"{prefix}-key", f"{prefix}-csr", f"{prefix}-cert")
 
-    add("ca", "the stack CA", "pki", "pki-ca-key", "pki-ca-cert")  # components/pki.py
+    add("ca", "the stack CA", "pki")  # components/pki.py
+    for gen in cfg.ca.trusted:
+        add("ca.generation", f"CA generation {gen}", f"{ca_prefix(gen)}-key", f"{ca_prefix(gen)}-cert")
     db = cfg.database  # components/database.py
     add("database", "the database", "database", *server_cert("database-server"), "database-server-tls")
     if db.engine == "postgres":

@@ -143,6 +143,9 @@ class MattermostNode(pulumi.ComponentResource):
                 timeout_seconds=mm.start_timeout_seconds,
                 # go-sql-driver's tls=true verifies against the system roots only
                 require_system_trust=args.database.driver_name == "mysql",
+                # a renewal or CA rotation restarts every node: pause so NGINX never has them
+                # all marked failed at once (node_render._settle); one node has no other to serve
+                settle_seconds=node_render.NGINX_FAIL_TIMEOUT + 1 if len(cfg.nodes) > 1 else 0,
             ),
             restore_activate=node_render.render_restore_activate_script(unit=unit, system_ca=paths.system_ca),
             secret=True,

@@ -1,8 +1,13 @@
-"""The stack's private CA and the server certificates it issues.
+"""The stack's private CA (one or, during a rotation, two generations) and the server
+certificates it issues.
 
-Owns key algorithms, SANs, lifetimes and renewal: a certificate is replaced by a routine
-`pulumi up` once `now >= validity_end - early_renewal_hours`, and every consumer installs
-whatever certificate is current, so renewal needs nothing but `pulumi up`.
+Owns key algorithms, SANs, lifetimes, renewal and CA rotation. Renewal: a certificate is replaced
+by a routine `pulumi up` once `now >= validity_end - early_renewal_hours`, and every consumer
+installs whatever certificate is current, so renewal needs nothing but `pulumi up`. Rotation: the
+user drives three `up`s with `ca.rotation` / `ca.generation` (README "Renewing certificates and rotating the CA"); in each,
+every consumer trusts `ca_cert_pem`, the bundle of every generation `Ca.trusted` names, and every
+certificate is signed by `Ca.issuer`. Nothing served ever changes in the same `up` as the trust
+that verifies it, so no hop has a window in which its peer does not trust it.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_tls as tls
 
-from components.config import Ca
+from components.config import Ca, ca_prefix
 
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth"]
 CA_USES = ["cert_signing", "crl_signing", "digital_signature"]
@@ -67,32 +72,55 @@ class IssuedCert:
         return self.key.private_key_pem
 
 
+def trust_bundle(pems: list[str]) -> str:
+    """One PEM file holding every certificate of `pems` in order, each once, each ending in a
+    newline: what NGINX's proxy_ssl_trusted_certificate, libpq's sslrootcert, MariaDB's ssl_ca,
+    update-ca-certificates and Python's `cadata` all read as a list of trusted CAs."""
+    out: list[str] = []
+    for pem in pems:
+        if not pem.strip():
+            raise ValueError("empty CA certificate in the trust bundle")
+        block = pem.strip() + "\n"
+        if block not in out:
+            out.append(block)
+    return "".join(out)
+
+
 class Pki(pulumi.ComponentResource):
-    """A self-signed CA; `issue_server_cert` makes certificates under the caller's component."""
+    """The CA generations `Ca.trusted` names (self-signed); `issue_server_cert` makes certificates
+    signed by `Ca.issuer` under the caller's component."""
 
     ca_cert_pem: pulumi.Output[str]
-    """The CA certificate (public); nodes, NGINX, the DB clients and other stacks trust it."""
+    """The trust bundle (public): every CA generation trusted now, oldest first; nodes, NGINX, the
+    DB server and clients, GitLab, the Teleport plugin and other stacks trust it. One certificate
+    outside a rotation, two during one."""
     ca_expiry: pulumi.Output[str]
+    """When the issuing CA expires."""
 
     def __init__(self, name: str, args: PkiArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:pki:Pki", name, None, opts)
         self._args = args
         ca = args.ca
         child = pulumi.ResourceOptions(parent=self)
-        self._ca_key = tls.PrivateKey(f"{name}-ca-key", **_key_args(ca.key_algorithm), opts=child)
-        self._ca_cert = tls.SelfSignedCert(
-            f"{name}-ca-cert",
-            private_key_pem=self._ca_key.private_key_pem,
-            is_ca_certificate=True,
-            set_subject_key_id=True,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=ca.common_name, organization=ca.organization),
-            validity_period_hours=ca.validity_hours,
-            early_renewal_hours=ca.early_renewal_hours,
-            allowed_uses=CA_USES,
-            opts=child,
-        )
-        self.ca_cert_pem = self._ca_cert.cert_pem
-        self.ca_expiry = self._ca_cert.validity_end_time
+        self._keys: dict[int, tls.PrivateKey] = {}
+        self._certs: dict[int, tls.SelfSignedCert] = {}
+        for gen in ca.trusted:
+            prefix = ca_prefix(gen, name)
+            key = tls.PrivateKey(f"{prefix}-key", **_key_args(ca.key_algorithm), opts=child)
+            self._keys[gen] = key
+            self._certs[gen] = tls.SelfSignedCert(
+                f"{prefix}-cert",
+                private_key_pem=key.private_key_pem,
+                is_ca_certificate=True,
+                set_subject_key_id=True,
+                subject=tls.SelfSignedCertSubjectArgs(**ca_subject(ca, gen)),
+                validity_period_hours=ca.validity_hours,
+                early_renewal_hours=ca.early_renewal_hours,
+                allowed_uses=CA_USES,
+                opts=child,
+            )
+        self.ca_cert_pem = pulumi.Output.all(*[self._certs[g].cert_pem for g in ca.trusted]).apply(trust_bundle)
+        self.ca_expiry = self._certs[ca.issuer].validity_end_time
         self.register_outputs({"ca_cert_pem": self.ca_cert_pem, "ca_expiry": self.ca_expiry})
 
     def issue_server_cert(
@@ -113,8 +141,8 @@ class Pki(pulumi.ComponentResource):
         cert = tls.LocallySignedCert(
             f"{name}-cert",
             cert_request_pem=csr.cert_request_pem,
-            ca_private_key_pem=self._ca_key.private_key_pem,
-            ca_cert_pem=self._ca_cert.cert_pem,
+            ca_private_key_pem=self._keys[ca.issuer].private_key_pem,
+            ca_cert_pem=self._certs[ca.issuer].cert_pem,
             validity_period_hours=ca.cert_validity_hours,
             early_renewal_hours=ca.cert_early_renewal_hours,
             allowed_uses=SERVER_USES,
@@ -122,6 +150,17 @@ class Pki(pulumi.ComponentResource):
             opts=opts,
         )
         return IssuedCert(key, cert)
+
+
+def ca_subject(ca: Ca, generation: int) -> dict[str, str]:
+    """The subject of one CA generation. Generations after the first carry it as their
+    organizational unit: two CAs in one bundle never share a subject, so a verifier that looks
+    issuers up by name (OpenSSL, Go) never has to tell them apart by key id alone. The first keeps
+    the subject it always had (no replacement for existing stacks)."""
+    subject = {"common_name": ca.common_name, "organization": ca.organization}
+    if generation > 1:
+        subject["organizational_unit"] = f"generation {generation}"
+    return subject
 
 
 def _key_args(algorithm: str) -> dict[str, object]:

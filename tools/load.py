@@ -7,6 +7,9 @@ succeeds only if the node reaches its database, so a rollout that breaks a node'
 logins fails requests, as it fails real users' requests. The bare ping answers from memory.
 Bounded in requests and seconds, it stops by itself; it only talks to the address it is given
 (the lab proxy), pinned with `resolve_to` so no DNS is involved.
+
+`under_load(step, load)` runs one lifecycle step (e.g. a replay `up`) under a load and returns
+its figures, `(requests, failed, seconds)`, for lab tests and benches.
 """
 
 from __future__ import annotations
@@ -15,7 +18,11 @@ import http.client
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 DB_PING = "/api/v4/system/ping?get_server_status=true"
 """The route that needs the database on every request."""
@@ -29,6 +36,10 @@ class LoadResult:
     last_failure: float | None = None
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
+    failure_times: list[float] = field(default_factory=list)
+    """Seconds from the load's start to each failed request."""
+    started: float = 0.0
+    """time.monotonic() when the load started (to place failures on another timeline)."""
 
     @property
     def failure_window(self) -> float:
@@ -64,6 +75,14 @@ class Load:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="load", daemon=True)
 
+    def trust(self, ca_pem: str) -> None:
+        """From the next request on, verify with `ca_pem` (a client that re-read `caCertPem`)."""
+        self.ctx = ssl.create_default_context(cadata=ca_pem)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def _one(self) -> str | None:
         conn = http.client.HTTPSConnection(self.resolve_to, self.port, timeout=self.timeout, context=self.ctx)
         # TLS server name and Host header are the public name; the TCP target is the pinned address
@@ -80,7 +99,7 @@ class Load:
             conn.close()
 
     def _run(self) -> None:
-        start = time.monotonic()
+        start = self.result.started = time.monotonic()
         while not self._stop.is_set():
             if self.result.sent >= self.max_requests or time.monotonic() - start > self.max_seconds:
                 break
@@ -95,6 +114,7 @@ class Load:
                 if self.result.first_failure is None:
                     self.result.first_failure = now
                 self.result.last_failure = now
+                self.result.failure_times.append(now)
             self._stop.wait(self.interval)
 
     def start(self) -> Load:
@@ -111,6 +131,69 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass
+class StepUnderLoad(Generic[T]):
+    """What the load saw during one step: unpacks as `(requests, failed, seconds)`."""
+
+    requests: int
+    """Requests sent from just before the step started until just after it ended."""
+    failed: int
+    seconds: float
+    """The step's own duration."""
+    value: T
+    """What the step returned (e.g. the replay's Evaluation)."""
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter((self.requests, self.failed, self.seconds))
+
+    def __str__(self) -> str:
+        errors = f", errors {self.errors}" if self.errors else ""
+        return f"{self.requests} requests, {self.failed} failed, {self.seconds:.1f}s{errors}"
+
+
+def under_load(
+    step: Callable[[], T],
+    load: Load,
+    *,
+    before: int = 5,
+    after: int = 5,
+    keep_running: bool = False,
+    wait_seconds: float = 30,
+) -> StepUnderLoad[T]:
+    """Run `step` while `load` sends requests, and count what the load saw during it.
+
+    The load is started if it is not running yet; `before` requests are seen first (the load
+    really runs when the step starts) and `after` more once the step ended (the site answers on
+    the far side too); those count with the step. With `keep_running` the load goes on (one
+    load across several steps: each call counts only its own requests); otherwise it is
+    stopped. If the step raises, the load is stopped and the exception propagates.
+    """
+    if not load.running:
+        load.start()
+    r = load.result
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + wait_seconds
+        while r.sent < n and time.monotonic() < deadline and load.running:
+            time.sleep(0.01)
+
+    sent0, failed0, errors0 = r.sent, r.failed, dict(r.errors)
+    wait_for(sent0 + before)
+    try:
+        t0 = time.monotonic()
+        value = step()
+        seconds = time.monotonic() - t0
+        wait_for(r.sent + after)
+    except BaseException:
+        load.stop()
+        raise
+    if not keep_running:
+        load.stop()
+    errors = {k: v - errors0.get(k, 0) for k, v in r.errors.items() if v - errors0.get(k, 0)}
+    return StepUnderLoad(r.sent - sent0, r.failed - failed0, seconds, value, errors)
 
 
 def _connect_with_sni(conn: http.client.HTTPSConnection, server_name: str):

@@ -27,6 +27,7 @@ def _cases(lab: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
         "lab (postgres, cluster)": ("lab", lab),
         "lab-mysql": ("lab-mysql", lab),
         "lab, everything on, own db password": ("lab", {**lab, **HOSTS, "dbPassword": Secret("Own-Passw0rd-xyz")}),
+        "lab, CA rotation staged from generation 4": ("lab", {**lab, "ca": {"generation": 4, "rotation": "stage"}}),
     }
 
 

@@ -1,0 +1,218 @@
+"""The CA rotation's phase graph, run by the real program under the replay's preview (no host
+touched): none -> `ca.rotation: stage` -> `ca.rotation: switch` -> `ca.generation: 2` (rotation
+unset). What each phase may change is what makes the rotation lose no request: nothing served
+changes in the `up` that changes the trust verifying it.
+
+- stage: only the new CA is created; every trust file (nodes, their system store, NGINX, the DB
+  server, GitLab, the Teleport plugin) and `caCertPem` become the two-CA bundle; no leaf changes.
+- switch: every leaf certificate is replaced, signed by generation 2; the CAs and bundles stay.
+- finish: generation 1 is deleted; the bundles hold generation 2 only; no leaf changes.
+And the pieces: `Ca.trusted`/`Ca.issuer`, `trust_bundle`, `ca_subject`, the config errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from components.config import Ca, ConfigError, ca_prefix, parse
+from components.pki import ca_subject, trust_bundle
+from components.remote_files import stdin_contents
+from lab.replay import Evaluation, Secret, evaluate
+from tests.program.conftest import PROJECT_DIR
+
+EXTRAS = {
+    "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab"},
+    "teleport": {"enabled": True, "host": "plugin"},
+    "teleportToken": Secret("bot-token-abcdefghijklmnop"),
+}
+LEAVES = {
+    "mm1-server-cert", "mm2-server-cert", "mm3-server-cert", "database-server-cert",
+    "proxy-public-cert", "gitlab-gitlab-mattermost-cert",
+}
+# every command that installs the trust bundle, and where (the file's path ends with). NGINX's
+# (proxy-site) is rendered from the live site's capture, unknown in a preview: the lab test reads
+# its CA file on the proxy after each phase (tests/lab/test_ca_rotation.py).
+TRUST_FILES = {
+    **{f"mm{i}-tls-files": ("/etc/mattermost-tls/ca.crt", "mattermost-transport-ca.crt") for i in (1, 2, 3)},
+    "database-server-tls": ("ca.crt",),
+    "gitlab-gitlab-tls-files": ("ca.crt",),
+    "plugin-teleport-mattermost-files": ("ca.crt",),
+}
+
+
+def certs(pem: str) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(pem.encode())
+
+
+def ops(ev: Evaluation) -> dict[str, str]:
+    return {s.name: s.op for s in ev.steps if s.op != "same"}
+
+
+def trust_contents(ev: Evaluation, name: str) -> list[str]:
+    """The contents of the CA files `name` installs (from its helper manifest)."""
+    res = ev.get(name, "command:remote:Command")
+    stdin = res.inputs["stdin"]
+    stdin = stdin["value"] if isinstance(stdin, dict) else stdin
+    contents = stdin_contents(stdin)
+    entries = [line for line in stdin.split("\n") if line.startswith("file ")]
+    assert len(entries) == len(contents), name
+    # an entry line is `file MODE OWNER:GROUP SHA SIZE PATH` (remote_files._file_line)
+    return [c for e, c in zip(entries, contents, strict=True) if e.split(" ", 5)[5].endswith(TRUST_FILES[name])]
+
+
+def signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def phases(replay_lab_config: dict[str, Any]) -> dict[str, Evaluation]:
+    base_cfg = {**replay_lab_config, **EXTRAS}
+    ca = {"commonName": "Mattermost lab transport CA", "organization": "Lab"}
+    out: dict[str, Evaluation] = {}
+    out["none"] = evaluate(PROJECT_DIR, "lab", config={**base_cfg, "ca": ca})
+    state = out["none"].state
+    for phase, ca_cfg in [
+        ("stage", {**ca, "rotation": "stage"}),
+        ("switch", {**ca, "rotation": "switch"}),
+        ("finish", {**ca, "generation": 2}),
+    ]:
+        out[phase] = evaluate(PROJECT_DIR, "lab", config={**base_cfg, "ca": ca_cfg}, state=state)
+        state = out[phase].state
+    return out
+
+
+def test_stage_adds_the_new_ca_to_every_trust_file_and_changes_nothing_served(phases: dict[str, Evaluation]) -> None:
+    ev = phases["stage"]
+    ch = ops(ev)
+    assert {n for n, op in ch.items() if op == "create"} == {"pki-ca2-key", "pki-ca2-cert"}, ch
+    assert not {n for n, op in ch.items() if op in ("replace", "delete", "delete-replaced")}, ch
+    assert set(TRUST_FILES) <= {n for n, op in ch.items() if op == "update"}, ch
+    old = certs(phases["none"].outputs["caCertPem"])
+    bundle = certs(ev.outputs["caCertPem"])
+    assert len(old) == 1 and len(bundle) == 2 and bundle[0] == old[0], "old CA first, then the new one"
+    assert bundle[0].subject != bundle[1].subject
+    for name in TRUST_FILES:
+        files = trust_contents(ev, name)
+        assert files and all(certs(f) == bundle for f in files), name
+    # every leaf still comes from the old CA
+    for leaf in LEAVES:
+        assert signed_by(certs(ev.get(leaf).outputs["certPem"])[0], old[0]), leaf
+
+
+def test_switch_replaces_every_leaf_with_one_from_the_new_ca_and_keeps_both_trusted(
+    phases: dict[str, Evaluation],
+) -> None:
+    ev = phases["switch"]
+    ch = ops(ev)
+    replaced = {n for n, op in ch.items() if op in ("replace", "delete-replaced")}
+    assert replaced == LEAVES, ch
+    assert not {n for n, op in ch.items() if op in ("create", "delete")}, ch
+    assert ev.outputs["caCertPem"] == phases["stage"].outputs["caCertPem"], "trust unchanged while servers switch"
+    new_ca = certs(ev.outputs["caCertPem"])[1]
+    for leaf in LEAVES:
+        assert signed_by(certs(ev.get(leaf).outputs["certPem"])[0], new_ca), leaf
+    for name in TRUST_FILES:
+        assert all(len(certs(f)) == 2 for f in trust_contents(ev, name)), name
+
+
+def test_finish_drops_and_deletes_the_old_ca_and_leaves_the_leaves(phases: dict[str, Evaluation]) -> None:
+    ev = phases["finish"]
+    ch = ops(ev)
+    assert {n for n, op in ch.items() if op == "delete"} == {"pki-ca-key", "pki-ca-cert"}, ch
+    assert not {n for n, op in ch.items() if op in ("create", "replace", "delete-replaced")}, ch
+    new_ca = certs(phases["switch"].outputs["caCertPem"])[1]
+    assert certs(ev.outputs["caCertPem"]) == [new_ca]
+    for name in TRUST_FILES:
+        assert all(certs(f) == [new_ca] for f in trust_contents(ev, name)), name
+
+
+# ---------------------------------------------------------------- the pieces (pure)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "issuer", "trusted"),
+    [
+        ({}, 1, (1,)),
+        ({"rotation": "stage"}, 1, (1, 2)),
+        ({"rotation": "switch"}, 2, (1, 2)),
+        ({"generation": 2}, 2, (2,)),
+        ({"generation": 7, "rotation": "stage"}, 7, (7, 8)),
+        ({"generation": 7, "rotation": "switch"}, 8, (7, 8)),
+    ],
+)
+def test_phase_plan(cfg: dict[str, Any], issuer: int, trusted: tuple[int, ...]) -> None:
+    ca = Ca.model_validate(cfg)
+    assert (ca.issuer, ca.trusted) == (issuer, trusted)
+    assert ca.issuer in ca.trusted, "a server certificate is always verifiable by every bundle"
+
+
+def test_resource_names_of_the_first_generation_are_the_ones_stacks_already_have() -> None:
+    assert [ca_prefix(g) for g in (1, 2, 10)] == ["pki-ca", "pki-ca2", "pki-ca10"]
+
+
+def test_subjects_differ_between_generations_and_the_first_keeps_its_own() -> None:
+    ca = Ca.model_validate({"commonName": "X", "organization": "Y"})
+    assert ca_subject(ca, 1) == {"common_name": "X", "organization": "Y"}
+    assert ca_subject(ca, 2) == {"common_name": "X", "organization": "Y", "organizational_unit": "generation 2"}
+
+
+def _pem(cn: str) -> str:
+    from tests.unit.test_node_render import make_ca, pem  # a throwaway CA (cryptography only)
+
+    return pem(make_ca(cn)[1])
+
+
+def test_trust_bundle_keeps_order_drops_duplicates_and_is_read_as_two_cas() -> None:
+    import ssl
+
+    a, b = _pem("a"), _pem("b")
+    bundle = trust_bundle([a.rstrip("\n"), b + "\n\n", a])
+    assert bundle == a.strip() + "\n" + b.strip() + "\n"
+    assert certs(bundle) == certs(a) + certs(b)
+    ctx = ssl.create_default_context(cadata=bundle)
+    assert len(ctx.get_ca_certs()) == 2, "Python's cadata (the load, clients) takes both"
+    with pytest.raises(ValueError, match="empty"):
+        trust_bundle([a, " \n"])
+
+
+@pytest.mark.parametrize(
+    ("ca", "key", "hint"),
+    [
+        ({"rotation": "finish"}, "ca.rotation", "stage"),
+        ({"generation": 0}, "ca.generation", ""),
+    ],
+)
+def test_bad_rotation_config_names_the_key(ca: dict[str, Any], key: str, hint: str) -> None:
+    from tests.unit.test_config import good  # a valid config
+
+    with pytest.raises(ConfigError) as err:
+        parse({**good(), "ca": ca})
+    assert key in str(err.value) and hint in str(err.value)
+
+
+def test_key_types_stay_as_configured_for_the_new_generation(phases: dict[str, Evaluation]) -> None:
+    new_ca = certs(phases["stage"].outputs["caCertPem"])[1]
+    assert isinstance(new_ca.public_key(), ec.EllipticCurvePublicKey)
+    assert new_ca.public_key() != certs(phases["stage"].outputs["caCertPem"])[0].public_key(), "a new key, not a re-signed one"
+
+
+def test_every_node_of_a_multi_node_stack_waits_out_nginx_fail_timeout_after_a_tls_restart(
+    phases: dict[str, Evaluation],
+) -> None:
+    """A renewal and each rotation phase restart every node one after another; each waits
+    (node_render._settle) so NGINX never has them all marked failed at once."""
+    from components.remote_files import read_manifest
+
+    for i in (1, 2, 3):
+        stdin = phases["switch"].get(f"mm{i}-tls-files", "command:remote:Command").inputs["stdin"]
+        activate = read_manifest(stdin["value"] if isinstance(stdin, dict) else stdin).sections["activate"]
+        assert "was_tls=1" in activate and "sleep 11" in activate, f"mm{i}"
