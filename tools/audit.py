@@ -135,9 +135,9 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
     system store) for a public certificate the stack did not issue (proxy.tls.source 'keep')."""
     checks: list[Check] = []
     ca_pem = str(outputs["caCertPem"])
-    ca = x509.load_pem_x509_certificate(ca_pem.encode())
-    ca_days = (ca.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
-    checks.append(Check("pki", "CA days to expiry", ca_days > WARN_DAYS, f"{ca_days} days"))
+    # during a CA rotation caCertPem is the trust bundle, old CA first (components/pki.py)
+    cas = x509.load_pem_x509_certificates(ca_pem.encode())
+    checks += ca_expiry_checks(cas, dt.datetime.now(dt.UTC))
     ca_tmp = "/tmp/.mmtls-audit-ca.pem"
     put_ca = f"umask 022; printf '%s' {shlex.quote(ca_pem)} > {ca_tmp}\n"
     port = cfg.mattermost.port
@@ -162,7 +162,7 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
     site = proxy.site_file
     r = hosts.run(proxy.address, proxy.ssh, f"nginx -T 2>/dev/null | grep -c 'proxy_ssl_verify *on' ; grep -q 'proxy_pass https://' {shlex.quote(site)}")
     checks.append(Check("browser -> proxy", "NGINX verifies upstream certs", r.returncode == 0 and r.stdout.strip() not in ("", "0"), f"{r.stdout.strip()} proxy_ssl_verify on"))
-    checks += browser_hop_checks(cfg, ca, hosts, browser_ca)
+    checks += browser_hop_checks(cfg, cas, hosts, browser_ca)
 
     # node -> database, probed from each node
     db = cfg.database
@@ -236,8 +236,28 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
 PUBLIC_TRUST = "browsers' trust"
 
 
+def ca_expiry_checks(cas: list[x509.Certificate], now: dt.datetime) -> list[Check]:
+    """One row per CA of the stack's trust bundle (two during a rotation, each named then)."""
+    rows = []
+    for ca in cas:
+        days = (ca.not_valid_after_utc - now).days
+        which = f" ({ca.subject.rfc4514_string()})" if len(cas) > 1 else ""
+        rows.append(Check("pki", f"CA days to expiry{which}", days > WARN_DAYS, f"{days} days"))
+    return rows
+
+
+def _issued_by_any(leaf: x509.Certificate, cas: list[x509.Certificate]) -> bool:
+    for ca in cas:
+        try:
+            leaf.verify_directly_issued_by(ca)
+            return True
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    return False
+
+
 def judge_browser_cert(
-    source: str | None, served: list[x509.Certificate], stack_ca: x509.Certificate, provided: x509.Certificate | None
+    source: str | None, served: list[x509.Certificate], stack_cas: list[x509.Certificate], provided: x509.Certificate | None
 ) -> tuple[Check, str]:
     """What NGINX serves browsers against what proxy.tls.source says, and which trust verifies it:
     'stack CA' when the stack CA issued the leaf, else PUBLIC_TRUST (the admin's public
@@ -249,11 +269,7 @@ def judge_browser_cert(
         return Check("browser -> proxy", check, False, "NGINX served no certificate on port 443"), PUBLIC_TRUST
     leaf = served[0]
     subject = leaf.subject.rfc4514_string()
-    try:
-        leaf.verify_directly_issued_by(stack_ca)
-        by_stack = True
-    except (ValueError, TypeError, InvalidSignature):
-        by_stack = False
+    by_stack = _issued_by_any(leaf, stack_cas)  # either CA of a rotation's bundle
     trust = "stack CA" if by_stack else PUBLIC_TRUST
     detail = f"{subject}, issued by {leaf.issuer.rfc4514_string()} ({'the stack CA' if by_stack else 'not the stack CA'})"
     if source == "ca" and not by_stack:
@@ -263,7 +279,7 @@ def judge_browser_cert(
     return Check("browser -> proxy", check, True, f"{source or 'unset'}: {detail}"), trust
 
 
-def browser_hop_checks(cfg: StackConfig, stack_ca: x509.Certificate, hosts: Hosts, browser_ca: str | None) -> list[Check]:
+def browser_hop_checks(cfg: StackConfig, stack_cas: list[x509.Certificate], hosts: Hosts, browser_ca: str | None) -> list[Check]:
     """The certificate NGINX really serves, then a ping through it verified with the trust that
     certificate needs (the stack CA, or the browsers' store / `browser_ca`)."""
     proxy = cfg.proxy
@@ -277,9 +293,9 @@ def browser_hop_checks(cfg: StackConfig, stack_ca: x509.Certificate, hosts: Host
     except ValueError:
         served = []
     provided = x509.load_pem_x509_certificate(proxy.tls.cert.encode()) if proxy.tls.cert else None
-    row, trust = judge_browser_cert(proxy.tls.source, served, stack_ca, provided)
+    row, trust = judge_browser_cert(proxy.tls.source, served, stack_cas, provided)
     if trust == "stack CA":
-        bundle: str | None = stack_ca.public_bytes(serialization.Encoding.PEM).decode()
+        bundle: str | None = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in stack_cas)
         using = "the stack CA"
     else:
         bundle = browser_ca

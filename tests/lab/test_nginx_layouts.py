@@ -133,9 +133,9 @@ def audit_browser_hop(config: dict[str, Any], state: Path, browser_ca: str | Non
     data = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())["config"]
     raw = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith(PROJECT + ":")}
     cfg = parse({**raw, **config}, base_dir=ROOT)
-    ca = x509.load_pem_x509_certificate(str(audit_tool.stack_outputs("lab", str(state))["caCertPem"]).encode())
+    cas = x509.load_pem_x509_certificates(str(audit_tool.stack_outputs("lab", str(state))["caCertPem"]).encode())
     with audit_tool._private_dir() as d:
-        return audit_tool.browser_hop_checks(cfg, ca, audit_tool.Hosts(cfg, d), browser_ca)
+        return audit_tool.browser_hop_checks(cfg, cas, audit_tool.Hosts(cfg, d), browser_ca)
 
 
 def lifecycle(ctx: Ctx, config: dict[str, Any], site_path: str, label: str) -> str:

@@ -68,10 +68,30 @@ IMPOSTOR, _ = _cert("mattermost.example.com", (IMPOSTOR_CA.subject, IMPOSTOR_KEY
 def test_the_browser_hop_is_verified_with_the_trust_its_certificate_needs(
     source: str | None, served: list[x509.Certificate], provided: x509.Certificate | None, ok: bool, trust: str
 ) -> None:
-    row, got = audit.judge_browser_cert(source, served, STACK_CA, provided)
+    row, got = audit.judge_browser_cert(source, served, [STACK_CA], provided)
     assert (row.ok, got) == (ok, trust), row.detail
     if not ok and served:
         assert "mattermost.example.com" in row.detail
+
+
+def test_during_a_ca_rotation_a_leaf_of_either_ca_of_the_bundle_is_the_stacks() -> None:
+    """caCertPem holds the old and the new CA while servers switch (components/pki.py): NGINX may
+    serve a leaf of the new one; was judged 'not the stack CA' when only the first was read."""
+    new_ca, new_key = _cert("stack CA generation 2", ca=True)
+    leaf, _ = _cert("mattermost.example.com", (new_ca.subject, new_key))
+    row, trust = audit.judge_browser_cert("ca", [leaf], [STACK_CA, new_ca], None)
+    assert (row.ok, trust) == (True, "stack CA"), row.detail
+    row, trust = audit.judge_browser_cert("ca", [leaf], [STACK_CA], None)
+    assert not row.ok
+
+
+def test_every_ca_of_the_bundle_gets_its_expiry_row() -> None:
+    now = dt.datetime.now(dt.UTC)
+    rows = audit.ca_expiry_checks([STACK_CA, PUBLIC_CA], now)
+    assert len(rows) == 2 and all(r.ok == (int(r.detail.split()[0]) > audit.WARN_DAYS) for r in rows)
+    assert "stack CA" in rows[0].check and "public CA" in rows[1].check
+    rows = audit.ca_expiry_checks([STACK_CA], now + dt.timedelta(days=29))
+    assert [(r.check, r.ok) for r in rows] == [("CA days to expiry", False)]
 
 
 # ---------------------------------------------------------------- UDP gossip
