@@ -60,7 +60,8 @@ class Cluster(pulumi.ComponentResource):
     # the engine hands the recorded outputs back
     summary: pulumi.Output[Any]
     """Exported: cluster name, tunnelled ports, gossip encryption, per node its key fingerprint
-    and per peer the local ports of its tunnel."""
+    and the loopback ports that carry traffic to it (the same on every peer, so the summary is
+    linear in nodes, not one entry per pair)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         # every config error surfaces before anything is registered
@@ -236,7 +237,7 @@ class Cluster(pulumi.ComponentResource):
                         "address": m.address,
                         "slot": m.slot,
                         "keyFingerprint": fps[m.name],
-                        "tunnels": {p.name: list(plan.local_ports(p.name)) for p in plan.peers(m.name)},
+                        "localPorts": list(plan.local_ports(m.name)),
                     }
                     for m in plan.members
                 },

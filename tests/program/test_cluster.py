@@ -183,7 +183,10 @@ def test_node_environment_carries_the_cluster_settings(three: Evaluation) -> Non
 def test_summary_output_lists_the_tunnel_ports(three: Evaluation) -> None:
     summary = three.outputs["cluster"]
     assert summary["ports"] == ["8074"]
-    assert summary["nodes"]["mm1"]["tunnels"] == {"mm2": ["28102"], "mm3": ["28103"]}
+    # per node the loopback ports its peers reach it on (the same on every peer): one entry per
+    # node, not per pair
+    assert {n: x["localPorts"] for n, x in summary["nodes"].items()} == {"mm1": ["28101"], "mm2": ["28102"], "mm3": ["28103"]}
+    assert all(set(x) == {"address", "slot", "keyFingerprint", "localPorts"} for x in summary["nodes"].values())
     assert summary["nodes"]["mm2"]["keyFingerprint"].startswith("SHA256:")
 
 
@@ -220,7 +223,7 @@ def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_
     for n in NODES:
         assert ops[f"{n}-tls-files"] == "same"
         assert ops[f"{n}-cluster-gossip-mode"] == "same"
-    assert four.outputs["cluster"]["nodes"]["mm1"]["tunnels"]["mm2"] == ["28102"]
+    assert four.outputs["cluster"]["nodes"]["mm2"]["localPorts"] == ["28102"]
 
 
 def test_switching_gossip_encryption_stops_every_node_before_any_restart(
