@@ -3,8 +3,8 @@ plus gossip encryption.
 
 Owns, on every node: a dedicated tunnel account that can do nothing but forward to the peers'
 gossip port; one ED25519 key per node (pulumi_tls, secret); the sshd Match block and
-authorized_keys that admit exactly the peers' keys; the node's tunnel set (one known_hosts with
-every peer's real host key, one table line and one `mm-tunnel@<peer>` instance per peer,
+authorized_keys that admit exactly the peers' keys; the node's tunnel set (one table line with
+the peer's real host key and one `mm-tunnel@<peer>` instance per peer,
 Restart=always); the DNAT that sends TCP gossip to a peer into its tunnel and the filter that
 keeps the gossip ports closed to non-peers; a drift check that puts a flushed chain or a stopped
 tunnel back; a drop-in that makes Mattermost start only with its DNAT in place and after its
@@ -187,7 +187,6 @@ class Cluster(pulumi.ComponentResource):
                 f"{m.name}-cluster-tunnels",
                 connection=conn[m.name],
                 files=[
-                    ManagedFile(FileSpec(r.KNOWN_HOSTS, "0644"), r.render_known_hosts(plan, m.name)),
                     ManagedFile(FileSpec(r.TUNNEL_TABLE, "0644"), r.render_tunnel_table(plan, m.name)),
                     ManagedFile(
                         FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}", "0644"),
