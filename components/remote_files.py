@@ -110,7 +110,7 @@ MANIFEST_MAGIC_V2 = "mattermost-transport-encryption helper input v2"
 """Format 2 = format 1 plus gzip+base64 sections; sent only by inputs that have one, so every
 input without a large content is byte for byte what format 1 wrote (no update on upgrade)."""
 COMPRESS_OVER = 4096
-"""A file's content larger than this (bytes) travels gzip+base64 when that at least halves it:
+"""A file's content larger than this (bytes) travels gzip+base64 when that saves a third of it:
 pulumi-command stores stdin twice per resource (inputs, and outputs that embed the inputs:
 provider/pkg/provider/remote/command.go `CommandOutputs`, commandController.go `Create`), and a
 node's peer tables grow with the cluster. The file line (path, mode, owner, size, SHA-256) stays
@@ -123,12 +123,12 @@ def _sha(content: str) -> str:
 
 
 def _packed(content: str) -> str | None:
-    """`content` as gzip, base64 lines (76 columns) if it is large and that at least halves it."""
+    """`content` as gzip, base64 lines (76 columns) if it is large and that saves a third of it."""
     data = content.encode()
     if len(data) <= COMPRESS_OVER:
         return None
     packed = base64.encodebytes(gzip.compress(data, compresslevel=9, mtime=0)).decode()
-    return packed if len(packed) * 2 <= len(data) else None
+    return packed if len(packed) * 3 <= len(data) * 2 else None
 
 
 def _section(name: str, content: str, label: str = "", *, pack: bool = False) -> str:
