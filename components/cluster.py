@@ -215,12 +215,11 @@ class Cluster(pulumi.ComponentResource):
             for m in plan.members
         }
         stopped = self._barrier("cluster-gossip-stopped", first, list(stops.values()))
-        ready = {
-            m.name: self._barrier(
-                f"{m.name}-cluster-ready", conn[m.name], [firewall[m.name], units[m.name], tunnels[m.name], stopped]
-            )
-            for m in plan.members
-        }
+        # `stopped` comes after every stop, every stop after `mesh_ready`, and that after every
+        # node's tunnels, units and firewall: one dependency says it all. The SDK's cycle check
+        # walks each dependency's whole upstream (pulumi/runtime/resource_cycle_breaker.py
+        # `declare_dependency`), so listing them too would walk the cluster four times per node.
+        ready = {m.name: self._barrier(f"{m.name}-cluster-ready", conn[m.name], [stopped]) for m in plan.members}
 
         self._env = {m.name: r.gossip_env(plan, m.name) for m in plan.members}
         self._ready = ready

@@ -159,11 +159,24 @@ def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop
     for n in NODES:
         # the stop waits for the whole mesh: the downtime starts as late as possible
         assert urn["cluster-mesh-ready"] in three.get(f"{n}-cluster-gossip-mode").dependencies
-        ready = set(three.get(f"{n}-cluster-ready").dependencies)
-        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} | {
-            urn["cluster-gossip-stopped"]
-        } <= ready
+        # one edge (the SDK walks each edge's whole upstream); the node's own firewall, units and
+        # tunnels are behind it
+        assert set(three.get(f"{n}-cluster-ready").dependencies) == {urn["cluster-gossip-stopped"]}
+        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} <= upstream(three, f"{n}-cluster-ready")
         assert urn[f"{n}-cluster-ready"] in three.get(f"{n}-tls-files").dependencies
+
+
+def upstream(ev: Evaluation, name: str) -> set[str]:
+    """Every URN `name` waits for, directly or through others."""
+    by_urn = {res.urn: res for res in ev.resources}
+    seen: set[str] = set()
+    todo = list(ev.get(name).all_dependencies())
+    while todo:
+        u = todo.pop()
+        if u not in seen:
+            seen.add(u)
+            todo += list(by_urn[u].all_dependencies()) if u in by_urn else []
+    return seen
 
 
 def test_node_environment_carries_the_cluster_settings(three: Evaluation) -> None:
@@ -371,3 +384,11 @@ def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_para
             # 3 cluster commands at once; the first node's host may also run the read of the
             # database password alongside them: far below MaxStartups' 10 at any size
             assert widest == (4 if host == "10.20.0.11" else 3), (n, host, widest)
+
+
+def test_enforcing_db_tls_waits_for_every_node_through_one_edge(three: Evaluation) -> None:
+    """Plain DB logins are refused only after every node switched; the serial rollout lets one
+    edge (the last node) say so, so the SDK's cycle check walks the graph once, not per node."""
+    enforce = three.get("database-enforce-tls")
+    assert [d for d in enforce.dependencies if d.endswith("-tls-files")] == [three.get(f"{NODES[-1]}-tls-files").urn]
+    assert {three.get(f"{n}-tls-files").urn for n in NODES} <= upstream(three, "database-enforce-tls")
