@@ -517,6 +517,34 @@ READ_COMMAND = "/bin/sh -c 's=$(cat) && exec /bin/sh -c \"$s\" </dev/null'"
 stdin closed, so nothing the script starts can swallow the script's own rest."""
 
 
+PACKED_MARK = "MMTLS_PACKED"
+
+
+def render_read_stdin(script: str) -> str:
+    """A read-only script's stdin: the script itself, or, when large (COMPRESS_OVER, saving a
+    third), a short script naming its size and SHA-256 that unpacks it (gzip+base64 in a quoted
+    here-document) and runs it. base64 and gzip are on every Debian/Ubuntu host (coreutils and
+    gzip are Essential), and the helper is not needed: preflights run before it exists."""
+    packed = _packed(script)
+    if packed is None:
+        return script
+    data = script.encode()
+    return (
+        f"# read-only check, packed: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} (gzip+base64 below)\n"
+        "set -eu\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+        f"s=$(base64 -d <<'{PACKED_MARK}' | gzip -dc\n{packed}{PACKED_MARK}\n)\n"
+        'exec /bin/sh -c "$s"\n'
+    )
+
+
+def read_script_source(stdin: str) -> str:
+    """The script a read-only check runs, from its stdin (render_read_stdin), for reading a plan."""
+    if not stdin.startswith("# read-only check, packed: "):
+        return stdin
+    body = stdin.split(f"<<'{PACKED_MARK}' | gzip -dc\n", 1)[1].split(f"{PACKED_MARK}\n", 1)[0]
+    return gzip.decompress(base64.b64decode(body)).decode()
+
+
 def read_script(
     name: str,
     *,
@@ -534,7 +562,7 @@ def read_script(
         name,
         connection=connection,
         create=("sudo -n " if needs_sudo(connection) else "") + READ_COMMAND,
-        stdin=_stdin(pulumi.Output.from_input(strict(script)), secret),
+        stdin=_stdin(pulumi.Output.from_input(render_read_stdin(strict(script))), secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), extra),
