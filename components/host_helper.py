@@ -23,6 +23,7 @@ Lifecycle:
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import hashlib
 import shlex
@@ -48,6 +49,7 @@ def helper_source() -> str:
     return HELPER_SOURCE.read_text()
 
 
+@functools.lru_cache(maxsize=4)
 def helper_stdin(source: str | None = None) -> str:
     """What the helper's install command reads: one readable line naming the version (SHA-256
     and size of the file it installs), then the file as gzip, base64 lines. Packed because the
