@@ -105,11 +105,13 @@ if cfg.gitlab.enabled:
     )
     pulumi.export("gitlabMattermostUrl", gitlab.url)
 # Plain DB logins are refused only once every client uses its TLS DSN (see components/database.py).
+# The last node's `ready` stands for every node's: the rollout above is serial. (Each listed
+# resource costs the SDK's cycle check a walk of its whole upstream: N nodes made it N walks.)
 for rep in replicas:
-    rep.enforce_tls([n.ready for n in nodes])
+    rep.enforce_tls([nodes[-1].ready] if nodes else [])
 database.enforce_tls(
     [
-        *(n.ready for n in nodes),
+        *([nodes[-1].ready] if nodes else []),
         *([gitlab.ready] if cfg.gitlab.enabled and cfg.gitlab.external_postgres else []),
     ]
 )

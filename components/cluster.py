@@ -3,8 +3,8 @@ plus gossip encryption.
 
 Owns, on every node: a dedicated tunnel account that can do nothing but forward to the peers'
 gossip port; one ED25519 key per node (pulumi_tls, secret); the sshd Match block and
-authorized_keys that admit exactly the peers' keys; the node's tunnel set (one known_hosts with
-every peer's real host key, one table line and one `mm-tunnel@<peer>` instance per peer,
+authorized_keys that admit exactly the peers' keys; the node's tunnel set (one table line with
+the peer's real host key and one `mm-tunnel@<peer>` instance per peer,
 Restart=always); the DNAT that sends TCP gossip to a peer into its tunnel and the filter that
 keeps the gossip ports closed to non-peers; a drift check that puts a flushed chain or a stopped
 tunnel back; a drop-in that makes Mattermost start only with its DNAT in place and after its
@@ -60,7 +60,8 @@ class Cluster(pulumi.ComponentResource):
     # the engine hands the recorded outputs back
     summary: pulumi.Output[Any]
     """Exported: cluster name, tunnelled ports, gossip encryption, per node its key fingerprint
-    and per peer the local ports of its tunnel."""
+    and the loopback ports that carry traffic to it (the same on every peer, so the summary is
+    linear in nodes, not one entry per pair)."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         # every config error surfaces before anything is registered
@@ -186,7 +187,6 @@ class Cluster(pulumi.ComponentResource):
                 f"{m.name}-cluster-tunnels",
                 connection=conn[m.name],
                 files=[
-                    ManagedFile(FileSpec(r.KNOWN_HOSTS, "0644"), r.render_known_hosts(plan, m.name)),
                     ManagedFile(FileSpec(r.TUNNEL_TABLE, "0644"), r.render_tunnel_table(plan, m.name)),
                     ManagedFile(
                         FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}", "0644"),
@@ -215,12 +215,11 @@ class Cluster(pulumi.ComponentResource):
             for m in plan.members
         }
         stopped = self._barrier("cluster-gossip-stopped", first, list(stops.values()))
-        ready = {
-            m.name: self._barrier(
-                f"{m.name}-cluster-ready", conn[m.name], [firewall[m.name], units[m.name], tunnels[m.name], stopped]
-            )
-            for m in plan.members
-        }
+        # `stopped` comes after every stop, every stop after `mesh_ready`, and that after every
+        # node's tunnels, units and firewall: one dependency says it all. The SDK's cycle check
+        # walks each dependency's whole upstream (pulumi/runtime/resource_cycle_breaker.py
+        # `declare_dependency`), so listing them too would walk the cluster four times per node.
+        ready = {m.name: self._barrier(f"{m.name}-cluster-ready", conn[m.name], [stopped]) for m in plan.members}
 
         self._env = {m.name: r.gossip_env(plan, m.name) for m in plan.members}
         self._ready = ready
@@ -236,7 +235,7 @@ class Cluster(pulumi.ComponentResource):
                         "address": m.address,
                         "slot": m.slot,
                         "keyFingerprint": fps[m.name],
-                        "tunnels": {p.name: list(plan.local_ports(p.name)) for p in plan.peers(m.name)},
+                        "localPorts": list(plan.local_ports(m.name)),
                     }
                     for m in plan.members
                 },

@@ -2,8 +2,8 @@
 
 Owns the cluster plan (who peers with whom, which local port carries which pair, every config
 error about it), and the text of everything the Cluster component installs: the tunnel
-account's authorized_keys and sshd Match block, each node's tunnel set (known_hosts, tunnel
-table, template unit, target drop-in), the firewall rules and their helper (which also starts the
+account's authorized_keys and sshd Match block, each node's tunnel set (tunnel table with
+the pinned host keys, template unit, target drop-in), the firewall rules and their helper (which also starts the
 tunnels, and checks and heals drift), the Mattermost drop-in, the preflight that refuses hosts
 still carrying the manual procedure, the account script and the gossip-mode stop script.
 
@@ -56,7 +56,9 @@ TEMPLATES = Path(__file__).with_name("templates")
 CONF_DIR = "/etc/mattermost-cluster"
 CLIENT_KEY = f"{CONF_DIR}/id_ed25519"
 AUTHORIZED_KEYS = f"{CONF_DIR}/authorized_keys"
-KNOWN_HOSTS = f"{CONF_DIR}/known_hosts"
+RUNTIME_DIR = "/run/mm-tunnel-{peer}"
+"""The tunnel instance's RuntimeDirectory (systemd creates it for the tunnel user, removes it when
+the instance stops): the helper writes the peer's pin there from its table line."""
 TUNNEL_TABLE = f"{CONF_DIR}/tunnels"
 FIREWALL_RULES = f"{CONF_DIR}/firewall.rules"
 HELPER = "/usr/local/sbin/mm-cluster"
@@ -407,8 +409,8 @@ SSHD_RELOAD = (
 # ---------------------------------------------------------------- client side (the node tunnels start from)
 #
 # One tunnel per peer, but a fixed set of files per node whatever the node count: a template unit
-# (mm-tunnel@<peer>.service), one table with a line per peer (its ssh command line), one
-# known_hosts with every peer's pinned key, one target drop-in that wants every instance. So the
+# (mm-tunnel@<peer>.service), one table with a line per peer (what its ssh command line and
+# its pinned host key need), one target drop-in that wants every instance. So the
 # install command's text does not grow with the cluster (Linux refuses one exec argument over
 # 128 KiB), and the node's whole peer set is one resource that rolls back as one.
 
@@ -427,17 +429,23 @@ def mattermost_dropin_path(unit: str) -> str:
     return f"{SYSTEMD_DIR}/{_plain('unit', unit)}.service.d/{MATTERMOST_DROPIN_NAME}"
 
 
+def known_hosts_line(plan: ClusterPlan, peer: str) -> str:
+    """The peer's pinned host key under its alias (no trust on first use, ever): the one line the
+    helper writes to RUNTIME_DIR/known_hosts from the table line before it starts ssh. The key is
+    in the table once (not in a second file too): a node's peer keys are most of its state."""
+    p = plan.member(peer)
+    ktype, blob = p.host_key.split()[:2]
+    return f"{p.key_alias} {ktype} {blob}\n"
+
+
 def render_known_hosts(plan: ClusterPlan, node: str) -> str:
-    """Every peer's pinned host key under its alias: no trust on first use, ever."""
-    lines = []
-    for p in plan.peers(node):
-        ktype, blob = p.host_key.split()[:2]
-        lines.append(f"{p.key_alias} {ktype} {blob}\n")
-    return "".join(lines)
+    """Every peer's pin, as the node's tunnels write them (for tests and audits to compare)."""
+    return "".join(known_hosts_line(plan, p.name) for p in plan.peers(node))
 
 
 def tunnel_ssh_argv(plan: ClusterPlan, node: str, peer: str) -> list[str]:
-    """The ssh command line of the tunnel node -> peer."""
+    """The ssh command line of the tunnel node -> peer: what the helper's `tunnel` op builds
+    from the peer's table line (tunnel_table_line) and runs (tests compare the two)."""
     plan.member(node)
     p = plan.member(peer)
     ktype = p.host_key.split()[0]
@@ -456,7 +464,7 @@ def tunnel_ssh_argv(plan: ClusterPlan, node: str, peer: str) -> list[str]:
         "-o",
         "StrictHostKeyChecking=yes",
         "-o",
-        f"UserKnownHostsFile={KNOWN_HOSTS}",
+        f"UserKnownHostsFile={RUNTIME_DIR.format(peer=p.name)}/known_hosts",
         "-o",
         "GlobalKnownHostsFile=/dev/null",
         "-o",
@@ -484,19 +492,40 @@ def tunnel_ssh_argv(plan: ClusterPlan, node: str, peer: str) -> list[str]:
     return [_plain("ssh argument", a) for a in argv]
 
 
-def render_tunnel_table(plan: ClusterPlan, node: str) -> str:
-    """One line per peer: `<peer> <local ports, comma-separated> <host key> <ssh argv...>`.
+TABLE_COLUMNS = "peer local-ports host-key host-key-type user@address ssh-port remote-ports"
 
-    The helper starts a tunnel from its line (`mm-cluster tunnel <peer>`) and `tunnels-apply`
-    restarts exactly the tunnels whose line changed (the host key is part of the line, so a new
-    pin restarts that tunnel too). Every field is plain (no whitespace), so the shell's word
-    splitting reads it back exactly.
+
+def tunnel_table_line(plan: ClusterPlan, node: str, peer: str) -> str:
+    """The table line of the tunnel node -> peer: every value of tunnel_ssh_argv that differs
+    between peers, nothing else (the helper adds the fixed options: a node's table stays about
+    100 bytes per peer, which the state stores twice per node)."""
+    plan.member(node)
+    p = plan.member(peer)
+    ktype, blob = p.host_key.split()[:2]
+    fields = [
+        _plain("node name", p.name),
+        ",".join(str(x) for x in plan.local_ports(p.name)),
+        _plain("host key", blob),
+        _plain("host key type", ktype),
+        _plain("tunnel destination", f"{plan.tunnel_user}@{p.address}"),
+        str(p.ssh_port),
+        ",".join(str(x) for x in plan.ports),
+    ]
+    return " ".join(fields)
+
+
+def render_tunnel_table(plan: ClusterPlan, node: str) -> str:
+    """One line per peer: `<peer> <local ports> <host key> <host key type> <user@address>
+    <ssh port> <remote ports>` (ports comma-separated, the i-th local port forwards to the i-th
+    remote port). The host key is pinned from here (known_hosts_line); no other file holds it.
+
+    The helper starts a tunnel from its line (`mm-cluster tunnel <peer>`: exactly the argv of
+    tunnel_ssh_argv, tested by running it) and `tunnels-apply` restarts exactly the tunnels whose
+    line changed (the host key is part of the line, so a new pin restarts that tunnel too). Every
+    field is plain (no whitespace), so the shell's word splitting reads it back exactly.
     """
-    lines = [f"# {HEADER[2:]}"]
-    for p in plan.peers(node):
-        ports = ",".join(str(x) for x in plan.local_ports(p.name))
-        key = _plain("host key", p.host_key.split()[1])
-        lines.append(" ".join([_plain("node name", p.name), ports, key, *tunnel_ssh_argv(plan, node, p.name)]))
+    lines = [f"# {HEADER[2:]}", f"# {TABLE_COLUMNS}"]
+    lines += [tunnel_table_line(plan, node, p.name) for p in plan.peers(node)]
     return "\n".join(lines) + "\n"
 
 
@@ -673,6 +702,8 @@ def render_helper() -> str:
         "@TEMPLATE@": f"{SYSTEMD_DIR}/{TUNNEL_TEMPLATE}",
         "@FIREWALL_UNIT@": FIREWALL_UNIT,
         "@AES_CIPHERS@": AES_CIPHERS,
+        "@SSH_BIN@": SSH_BIN,
+        "@CLIENT_KEY@": CLIENT_KEY,
     }.items():
         text = text.replace(k, v)
     return text.replace("@FIREWALL_STOP@\n", FIREWALL_STOP)

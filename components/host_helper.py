@@ -22,6 +22,9 @@ Lifecycle:
 
 from __future__ import annotations
 
+import base64
+import functools
+import gzip
 import hashlib
 import shlex
 from pathlib import Path
@@ -44,6 +47,20 @@ HELPER_SOURCE = Path(__file__).parent / "scripts" / "mmtls-helper.sh"
 def helper_source() -> str:
     """The helper's shell text."""
     return HELPER_SOURCE.read_text()
+
+
+@functools.lru_cache(maxsize=4)
+def helper_stdin(source: str | None = None) -> str:
+    """What the helper's install command reads: one readable line naming the version (SHA-256
+    and size of the file it installs), then the file as gzip, base64 lines. Packed because the
+    state stores every command's stdin twice per host (inputs, and outputs that embed them:
+    pulumi-command provider/pkg/provider/remote/command.go `CommandOutputs`): 20 KB of shell text
+    per host was the largest fixed part of a node's state. Deterministic (mtime 0), so an
+    unchanged helper is no diff."""
+    text = helper_source() if source is None else source
+    data = text.encode()
+    packed = base64.encodebytes(gzip.compress(data, compresslevel=9, mtime=0)).decode()
+    return f"mmtls-helper.sh sha256 {hashlib.sha256(data).hexdigest()} {len(data)} bytes, gzip+base64\n{packed}"
 
 
 def _q(value: str) -> str:
@@ -73,14 +90,19 @@ def _as_root(script: str, sudo: bool) -> str:
 
 
 def render_install(helper: str = HELPER_PATH) -> str:
-    """Command text: the helper arrives on stdin and replaces the installed one atomically."""
+    """Command text: the helper arrives on stdin (helper_stdin), is checked against the SHA-256
+    its first line names, and replaces the installed one atomically."""
     d = helper.rsplit("/", 1)[0]
     return (
         "set -eu\numask 022\n"
         f"d={_q(d)}\nf={_q(helper)}\n"
         '[ -d "$d" ] || mkdir -m 0755 "$d"\n'
-        'cat > "$f.new"\nchmod 0755 "$f.new"\nmv -f "$f.new" "$f"\n'
-        'echo "host helper $f: sha256 $(sha256sum < "$f" | cut -c1-64)"\n'
+        "IFS= read -r head\n"
+        'base64 -d | gzip -dc > "$f.new"\n'
+        'sha=$(sha256sum < "$f.new" | cut -c1-64)\n'
+        'case "$head" in *" sha256 $sha "*) ;; *) rm -f "$f.new"; echo "host helper: damaged input ($head)" >&2; exit 1 ;; esac\n'
+        'chmod 0755 "$f.new"\nmv -f "$f.new" "$f"\n'
+        'echo "host helper $f: sha256 $sha"\n'
     )
 
 
@@ -147,8 +169,8 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
             create=_as_root(render_install(), needs_sudo(connection)),
             update=_as_root(render_install(), needs_sudo(connection)),
             delete=_as_root(render_uninstall(), needs_sudo(connection)),
-            # the helper's text itself, readable in a preview's diff; its hash names the version
-            stdin=source,
+            # its version (SHA-256) readable in a preview's diff, the text packed (helper_stdin)
+            stdin=helper_stdin(source),
             triggers=None,
             logging=remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,

@@ -38,6 +38,7 @@ files themselves (the nginx transition, which points them at the installed helpe
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import re
 import shlex
@@ -105,14 +106,38 @@ def _q(value: str) -> str:
 
 
 MANIFEST_MAGIC = "mattermost-transport-encryption helper input v1"
+MANIFEST_MAGIC_V2 = "mattermost-transport-encryption helper input v2"
+"""Format 2 = format 1 plus gzip+base64 sections; sent only by inputs that have one, so every
+input without a large content is byte for byte what format 1 wrote (no update on upgrade)."""
+COMPRESS_OVER = 4096
+"""A file's content larger than this (bytes) travels gzip+base64 when that saves a third of it:
+pulumi-command stores stdin twice per resource (inputs, and outputs that embed the inputs:
+provider/pkg/provider/remote/command.go `CommandOutputs`, commandController.go `Create`), and a
+node's peer tables grow with the cluster. The file line (path, mode, owner, size, SHA-256) stays
+readable, so a preview still names every file that changes; small files stay readable in full."""
+GZIP = "gzip+base64"
 
 
 def _sha(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
 
 
-def _section(name: str, content: str, label: str = "") -> str:
-    """One manifest section: a header with the exact byte count, then the lines prefixed "| "."""
+def _packed(content: str) -> str | None:
+    """`content` as gzip, base64 lines (76 columns) if it is large and that saves a third of it."""
+    data = content.encode()
+    if len(data) <= COMPRESS_OVER:
+        return None
+    packed = base64.encodebytes(gzip.compress(data, compresslevel=9, mtime=0)).decode()
+    return packed if len(packed) * 3 <= len(data) * 2 else None
+
+
+def _section(name: str, content: str, label: str = "", *, pack: bool = False) -> str:
+    """One manifest section: a header with the exact byte count, then the lines prefixed "| ".
+    `pack`: a large content goes gzip+base64 (_packed), the header saying so."""
+    packed = _packed(content) if pack else None
+    if packed is not None:
+        head = f"section {name} {len(content.encode())} {GZIP}{' ' + label if label else ''}\n"
+        return head + "".join(f"| {line}\n" for line in packed.splitlines())
     lines = content.split("\n")
     if content.endswith("\n") or not content:
         lines = lines[:-1]
@@ -173,8 +198,16 @@ def render_files_manifest(
     if contents is None:
         out.append("contents base64\n")
     else:
-        out += [_section(f"content-{i}", c, f"(content of {s.path})") for i, (s, c) in enumerate(zip(specs, contents, strict=True))]
-    return "".join(out)
+        out += [_section(f"content-{i}", c, f"(content of {s.path})", pack=True) for i, (s, c) in enumerate(zip(specs, contents, strict=True))]
+    return _versioned(out)
+
+
+def _versioned(parts: list[str]) -> str:
+    """The input with the format it needs: 2 only if a section is packed."""
+    text = "".join(parts)
+    if any(p.startswith("section ") and p.split("\n", 1)[0].split(" ")[3:4] == [GZIP] for p in parts):
+        return MANIFEST_MAGIC_V2 + text[len(MANIFEST_MAGIC):]
+    return text
 
 
 def _check_block(path: str, comment: str, position: str) -> None:
@@ -201,8 +234,8 @@ def render_block_manifest(
     sha, size = (_sha(content), str(len(content.encode()))) if content is not None else ("-", "-")
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\nblock {comment} {position} {sha} {size} {path}\n"]
     out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
-    out.append("contents base64\n" if content is None else _section("content-0", content, f"(block in {path})"))
-    return "".join(out)
+    out.append("contents base64\n" if content is None else _section("content-0", content, f"(block in {path})", pack=True))
+    return _versioned(out)
 
 
 def render_run_manifest(
@@ -232,13 +265,16 @@ class Manifest:
 def read_manifest(text: str) -> Manifest:
     """Parse what render_*_manifest wrote (the same grammar the helper's awk reads)."""
     lines = text.split("\n")
-    if not lines or lines[0] != MANIFEST_MAGIC:
+    if not lines or lines[0] not in (MANIFEST_MAGIC, MANIFEST_MAGIC_V2):
         raise ValueError("not a helper input for interface 1")
+    v2 = lines[0] == MANIFEST_MAGIC_V2
     owner, entries, sections = "", [], {}
-    name, size, body = "", 0, []  # type: ignore[var-annotated]
+    name, size, packed, body = "", 0, False, []  # type: ignore[var-annotated]
 
     def close() -> None:
-        if name:
+        if name and packed:
+            sections[name] = gzip.decompress(base64.b64decode("".join(body))).decode()
+        elif name:
             data = "".join(line + "\n" for line in body)
             sections[name] = data[:size] if len(data.encode()) == size + 1 else data
 
@@ -253,8 +289,8 @@ def read_manifest(text: str) -> Manifest:
         elif line.startswith(("file ", "block ")):
             entries.append(line)
         elif line.startswith("section "):
-            _, name, n, *_ = line.split(" ", 3)
-            size = int(n)
+            _, name, n, *rest = line.split(" ", 4)
+            size, packed = int(n), v2 and rest[:1] == [GZIP]
         elif line in ("", "contents base64"):
             continue
         else:
@@ -481,6 +517,34 @@ READ_COMMAND = "/bin/sh -c 's=$(cat) && exec /bin/sh -c \"$s\" </dev/null'"
 stdin closed, so nothing the script starts can swallow the script's own rest."""
 
 
+PACKED_MARK = "MMTLS_PACKED"
+
+
+def render_read_stdin(script: str) -> str:
+    """A read-only script's stdin: the script itself, or, when large (COMPRESS_OVER, saving a
+    third), a short script naming its size and SHA-256 that unpacks it (gzip+base64 in a quoted
+    here-document) and runs it. base64 and gzip are on every Debian/Ubuntu host (coreutils and
+    gzip are Essential), and the helper is not needed: preflights run before it exists."""
+    packed = _packed(script)
+    if packed is None:
+        return script
+    data = script.encode()
+    return (
+        f"# read-only check, packed: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} (gzip+base64 below)\n"
+        "set -eu\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+        f"s=$(base64 -d <<'{PACKED_MARK}' | gzip -dc\n{packed}{PACKED_MARK}\n)\n"
+        'exec /bin/sh -c "$s"\n'
+    )
+
+
+def read_script_source(stdin: str) -> str:
+    """The script a read-only check runs, from its stdin (render_read_stdin), for reading a plan."""
+    if not stdin.startswith("# read-only check, packed: "):
+        return stdin
+    body = stdin.split(f"<<'{PACKED_MARK}' | gzip -dc\n", 1)[1].split(f"{PACKED_MARK}\n", 1)[0]
+    return gzip.decompress(base64.b64decode(body)).decode()
+
+
 def read_script(
     name: str,
     *,
@@ -498,7 +562,7 @@ def read_script(
         name,
         connection=connection,
         create=(SUDO if needs_sudo(connection) else "") + READ_COMMAND,
-        stdin=_stdin(pulumi.Output.from_input(strict(script)), secret),
+        stdin=_stdin(pulumi.Output.from_input(render_read_stdin(strict(script))), secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), extra),

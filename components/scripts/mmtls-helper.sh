@@ -20,8 +20,15 @@
 # Sections: validate, activate, restore-activate (hooks, shell), content-N (file N's bytes),
 # create, update, delete, input (run ops: the script and its stdin).
 #
+# Input format 2 (first line "... helper input v2") is format 1 plus one encoding: a section
+# whose header reads `section NAME BYTES gzip+base64 [label]` carries its BYTES as gzip, base64
+# lines (each prefixed "| "). The program sends it for large contents only (a node's peer tables
+# at 100 nodes), so the state that stores every input twice stays small; file lines, hooks and
+# small contents stay readable. Format 1 inputs are read exactly as before.
+#
 # Interface 1 is stable: delete commands stored in a stack's state call it long after they were
-# written, so a change of OP, arguments or input format ships as helper-v2 next to this file.
+# written, so it keeps reading every input format it ever accepted (tests/unit/test_host_helper.py
+# runs frozen format-1 inputs), and a change of OP or arguments ships as helper-v2 next to this file.
 # The state layout under STATE (backup/, owners/, dirs) is the one every earlier version of the
 # program wrote, so hosts it configured converge without a change.
 #
@@ -44,6 +51,7 @@ state=/var/lib/mattermost-transport-encryption
 lock=/run/lock/mattermost-transport-encryption.lock
 lock_wait=1800
 MAGIC="mattermost-transport-encryption helper input v1"
+MAGIC2="mattermost-transport-encryption helper input v2"
 
 mtm_fail() { printf '%s\n' "$*" >&2; exit 1; }
 
@@ -88,9 +96,9 @@ trap 'mtm_exit || :' EXIT
 # ---------------------------------------------------------------------------------- the input
 mtm_parse() {
   # split stdin into $tmp/list (file/block lines), $tmp/s.NAME (sections), $tmp/b64.N
-  awk -v dir="$tmp" -v magic="$MAGIC" '
+  awk -v dir="$tmp" -v magic="$MAGIC" -v magic2="$MAGIC2" '
     function bad(msg) { print "helper: " msg > "/dev/stderr"; failed = 1; exit 2 }
-    NR == 1 { if ($0 != magic) bad("stdin is not a helper input for interface 1"); next }
+    NR == 1 { if ($0 == magic2) v2 = 1; else if ($0 != magic) bad("stdin is not a helper input for interface 1"); next }
     b64 { f = dir "/b64." (nb64 + 0); print > f; close(f); nb64++; next }
     /^\| / || $0 == "|" { if (out == "") bad("content line " NR " outside a section"); print substr($0, 3) > out; next }
     { if (out != "") { close(out); out = "" } }
@@ -99,7 +107,7 @@ mtm_parse() {
     $1 == "section" {
       if ($2 !~ /^[a-z0-9-]+$/ || $3 !~ /^[0-9]+$/) bad("bad section line " NR)
       out = dir "/s." $2; printf "" > out
-      print $2, $3 > (dir "/sections"); next
+      print $2, $3, (v2 && $4 == "gzip+base64" ? "gzip" : "plain") > (dir "/sections"); next
     }
     $0 == "contents base64" { b64 = 1; next }
     $0 == "" { next }
@@ -112,8 +120,17 @@ mtm_parse() {
   fi
   # each section ends with the newline awk printed; cut the one its content did not have
   if [ -e "$tmp/sections" ]; then
-    while IFS=' ' read -r name size <&3; do
+    while IFS=' ' read -r name size enc <&3; do
       f="$tmp/s.$name"
+      if [ "$enc" = gzip ]; then
+        # base64 -d skips the line ends; the size (and a content's hash) check what came out
+        { tr -d '\n' < "$f" | base64 -d | gzip -dc > "$f.plain"; } 2>/dev/null ||
+          mtm_fail "$who: section $name is not valid gzip+base64"
+        mv -f "$f.plain" "$f"
+        have=$(wc -c < "$f")
+        [ "$have" -eq "$size" ] || mtm_fail "$who: section $name has $have bytes, expected $size"
+        continue
+      fi
       have=$(wc -c < "$f")
       if [ "$have" -eq $((size + 1)) ]; then truncate -s "$size" "$f"
       elif [ "$have" -ne "$size" ]; then mtm_fail "$who: section $name has $have bytes, expected $size"

@@ -26,6 +26,8 @@ table=@TABLE@
 template=@TEMPLATE@
 firewall_unit=@FIREWALL_UNIT@
 aes_ciphers=@AES_CIPHERS@
+ssh_bin=@SSH_BIN@
+client_key=@CLIENT_KEY@
 
 fail() { printf 'mm-cluster: %s\n' "$*" >&2; exit 1; }
 
@@ -114,7 +116,35 @@ tunnel)
   if [ -n "${RUNTIME_DIRECTORY:-}" ]; then printf '%s\n' "$line" > "$RUNTIME_DIRECTORY/line"; fi
   set -f
   set -- $line
-  shift 3
+  case "$4" in
+  /*)
+    # a line of the table before it held only the per-peer values: its argv from field 4 on
+    shift 3
+    ;;
+  *)
+    # peer local-ports host-key host-key-type user@address ssh-port remote-ports
+    peer=$1 locals=$2 key=$3 ktype=$4 dest=$5 port=$6 remotes=$7
+    # the pin, from the table (the only file holding it) into the instance's runtime directory
+    [ -n "${RUNTIME_DIRECTORY:-}" ] || fail "tunnel $peer: no RuntimeDirectory (run it as mm-tunnel@$peer.service)"
+    known_hosts=$RUNTIME_DIRECTORY/known_hosts
+    printf 'mm-cluster-%s %s %s\n' "$peer" "$ktype" "$key" > "$known_hosts"
+    # an RSA pin is used with SHA-2 signatures only, never ssh-rsa (SHA-1)
+    case "$ktype" in ssh-rsa) algs=rsa-sha2-512,rsa-sha2-256 ;; *) algs=$ktype ;; esac
+    set -- "$ssh_bin" -F none -N -T -o BatchMode=yes -o IdentitiesOnly=yes -o "IdentityFile=$client_key" \
+      -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$known_hosts" -o GlobalKnownHostsFile=/dev/null \
+      -o "HostKeyAlias=mm-cluster-$peer" -o "HostKeyAlgorithms=$algs" -o UpdateHostKeys=no -o CheckHostIP=no \
+      -o ExitOnForwardFailure=yes -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o ConnectTimeout=10 -p "$port"
+    # the i-th local port forwards to the i-th remote port of the peer
+    while [ -n "$locals" ]; do
+      [ -n "$remotes" ] || fail "$table: $peer has more local than remote ports"
+      set -- "$@" -L "127.0.0.1:${locals%%,*}:${dest#*@}:${remotes%%,*}"
+      case "$locals" in *,*) locals=${locals#*,} ;; *) locals="" ;; esac
+      case "$remotes" in *,*) remotes=${remotes#*,} ;; *) remotes="" ;; esac
+    done
+    [ -z "$remotes" ] || fail "$table: $peer has more remote than local ports"
+    set -- "$@" "$dest"
+    ;;
+  esac
   bin=$1
   shift
   if grep -qw aes /proc/cpuinfo 2>/dev/null; then exec "$bin" -o "Ciphers=$aes_ciphers" "$@"; fi

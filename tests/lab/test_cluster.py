@@ -614,6 +614,31 @@ BASELINE_REF = "2d3e109"
 """main before the tunnel table (per-pair tunnel resources)."""
 
 
+def apply_old_design(lab: Lab, ref: str, tree: Path, state: Path) -> None:
+    """`up` of the program at git `ref` (from a worktree at `tree`, which the caller removes)
+    through that tree's own replay engine, in a process of its own (this one has imported this
+    tree's `components`), against the lab's 3 nodes with the cluster on."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True,
+                   capture_output=True)
+    config = {
+        "nodes": [{"name": n} for n in NODES3],
+        "cluster": {"enabled": True},
+        "inventoryFile": str(lab.inventory_file),
+    }
+    prog = (
+        "import json, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from lab import replay\n"
+        "ev = replay.up(sys.argv[1], 'lab', state_path=sys.argv[2], config=json.loads(sys.argv[3]))\n"
+        "print('ok' if ev.ok else [s.error[-1500:] for s in ev.failed_steps] or ev.program_error)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", prog, str(tree), str(state), json.dumps(config)],
+        capture_output=True, text=True, cwd=tree, timeout=900,
+    )
+    assert res.stdout.strip().splitlines()[-1:] == ["ok"], res.stdout[-3000:] + res.stderr[-3000:]
+
+
 @pytest.mark.lab
 def test_upgrade_from_per_pair_tunnels_keeps_the_mesh_and_destroy_gives_back_every_byte(
     lab: Lab, tmp_path: Path
@@ -626,28 +651,8 @@ def test_upgrade_from_per_pair_tunnels_keeps_the_mesh_and_destroy_gives_back_eve
     before = {h: lab.ssh(h, SNAPSHOT, timeout=120).stdout for h in NODES3}
     state = tmp_path / "upgrade.json"
     old = tmp_path / "old-tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), BASELINE_REF], check=True,
-                   capture_output=True)
     try:
-        # the previous design through its own tree's replay engine, in a process of its own (this
-        # one has imported this tree's `components`)
-        config = {
-            "nodes": [{"name": n} for n in NODES3],
-            "cluster": {"enabled": True},
-            "inventoryFile": str(lab.inventory_file),
-        }
-        prog = (
-            "import json, sys\n"
-            "sys.path.insert(0, sys.argv[1])\n"
-            "from lab import replay\n"
-            "ev = replay.up(sys.argv[1], 'lab', state_path=sys.argv[2], config=json.loads(sys.argv[3]))\n"
-            "print('ok' if ev.ok else [s.error[-1500:] for s in ev.failed_steps] or ev.program_error)\n"
-        )
-        res = subprocess.run(
-            [sys.executable, "-c", prog, str(old), str(state), json.dumps(config)],
-            capture_output=True, text=True, cwd=old, timeout=900,
-        )
-        assert res.stdout.strip().splitlines()[-1:] == ["ok"], res.stdout[-3000:] + res.stderr[-3000:]
+        apply_old_design(lab, BASELINE_REF, old, state)
         wait_all_alive(lab, NODES3)
         assert lab.ssh("mm1", "systemctl is-active mm-tunnel-mm2.service").stdout.strip() == "active"
         pid = lab.ssh("mm1", "systemctl show -p MainPID --value mattermost").stdout.strip()
@@ -677,6 +682,55 @@ def test_upgrade_from_per_pair_tunnels_keeps_the_mesh_and_destroy_gives_back_eve
         assert changed(ev) == {} and counting.connections == 0
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+    gone = replay.destroy(ROOT, "lab", state_path=state)
+    assert gone.ok, [s.error[-1500:] for s in gone.failed_steps]
+    for h in NODES3:
+        assert lab.ssh(h, SNAPSHOT, timeout=120).stdout == before[h], f"{h} differs after destroy"
+
+
+PREVIOUS_TABLE_REF = "38a01f3"
+"""main before the short tunnel table and packed manifests (full ssh argv per table line, a
+known_hosts file per node, helper input format 1 only)."""
+
+
+@pytest.mark.lab
+def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_gives_back_every_byte(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Hosts the previous layout configured: the helper is updated in place, the tunnel sets get
+    the short table (every tunnel restarts once, its line changed) and lose their known_hosts
+    file (its original, none, is back), nothing is replaced or deleted, no Mattermost restarts,
+    the next `up` changes nothing and destroy gives back every byte."""
+    lab.down()
+    lab.up(nodes=3, extra=[])
+    before = {h: lab.ssh(h, SNAPSHOT, timeout=120).stdout for h in NODES3}
+    state = tmp_path / "upgrade.json"
+    try:
+        apply_old_design(lab, PREVIOUS_TABLE_REF, tmp_path / "old-tree", state)
+        wait_all_alive(lab, NODES3)
+        assert lab.ssh("mm1", f"test -f {r.CONF_DIR}/known_hosts && echo there").stdout.strip() == "there"
+        pids = {n: lab.ssh(n, "systemctl show -p MainPID --value mattermost").stdout.strip() for n in NODES3}
+        ev, _ = lab_up(state, NODES3)
+        assert ev.ok, [s.error[-1500:] for s in ev.failed_steps]
+        ops = changed(ev)
+        assert set(ops.values()) == {"update"}, ops
+        assert {f"{n}-cluster-tunnels" for n in NODES3} <= set(ops) and any(k.startswith("host-helper-") for k in ops), ops
+        for n in NODES3:
+            peers = [p for p in NODES3 if p != n]
+            out = lab.ssh(
+                n,
+                "systemctl is-active " + " ".join(r.tunnel_unit_name(p) for p in peers) + "; "
+                f"ls {r.CONF_DIR}; cat /run/mm-tunnel-{peers[0]}/known_hosts; {r.HELPER} drift",
+                check=False,
+            ).stdout
+            assert out.split()[: len(peers)] == ["active"] * len(peers), out
+            assert "known_hosts" not in out.split() and f"mm-cluster-{peers[0]} ssh-ed25519 " in out, out
+            assert lab.ssh(n, "systemctl show -p MainPID --value mattermost").stdout.strip() == pids[n], n
+        wait_all_alive(lab, NODES3)
+        ev, counting = lab_up(state, NODES3)
+        assert changed(ev) == {} and counting.connections == 0
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp_path / "old-tree")], capture_output=True)
     gone = replay.destroy(ROOT, "lab", state_path=state)
     assert gone.ok, [s.error[-1500:] for s in gone.failed_steps]
     for h in NODES3:

@@ -111,16 +111,19 @@ def test_each_nodes_tunnel_set_pins_every_peers_configured_host_key(three: Evalu
 
     inventory = json.loads(replay_inventory.read_text())
     for n in NODES:
-        known_hosts, table, template, dropin = files_in(three.get(f"{n}-cluster-tunnels"))
+        table, template, dropin = files_in(three.get(f"{n}-cluster-tunnels"))
         peers = [p for p in NODES if p != n]
-        assert known_hosts == "".join(f"mm-cluster-{p} {inventory['hosts'][p]['hostKey']}\n" for p in peers)
         rows = {line.split()[0]: line.split() for line in table.splitlines() if not line.startswith("#")}
         assert set(rows) == set(peers)
         for p in peers:
             assert rows[p][2] == inventory["hosts"][p]["hostKey"].split()[1]
-            assert (
-                rows[p][-1] == f"mmtunnel@{inventory['hosts'][p]['address']}" and "StrictHostKeyChecking=yes" in rows[p]
-            )
+            # peer, local ports, pinned key, its algorithms, destination, ssh port, remote ports:
+            # the fixed ssh options (StrictHostKeyChecking=yes, ...) are in the helper
+            assert rows[p][3:] == [
+                inventory["hosts"][p]["hostKey"].split()[0], f"mmtunnel@{inventory['hosts'][p]['address']}", "22", "8074"
+            ]
+        helper = files_in(three.get(f"{n}-cluster-firewall"))[0]
+        assert "-o StrictHostKeyChecking=yes" in helper and '-o "UserKnownHostsFile=$known_hosts"' in helper
         assert "ExecStart=/usr/local/sbin/mm-cluster tunnel %i" in template.splitlines()
         assert dropin.endswith("Wants=" + " ".join(f"mm-tunnel@{p}.service" for p in peers) + "\n")
 
@@ -156,11 +159,24 @@ def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop
     for n in NODES:
         # the stop waits for the whole mesh: the downtime starts as late as possible
         assert urn["cluster-mesh-ready"] in three.get(f"{n}-cluster-gossip-mode").dependencies
-        ready = set(three.get(f"{n}-cluster-ready").dependencies)
-        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} | {
-            urn["cluster-gossip-stopped"]
-        } <= ready
+        # one edge (the SDK walks each edge's whole upstream); the node's own firewall, units and
+        # tunnels are behind it
+        assert set(three.get(f"{n}-cluster-ready").dependencies) == {urn["cluster-gossip-stopped"]}
+        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} <= upstream(three, f"{n}-cluster-ready")
         assert urn[f"{n}-cluster-ready"] in three.get(f"{n}-tls-files").dependencies
+
+
+def upstream(ev: Evaluation, name: str) -> set[str]:
+    """Every URN `name` waits for, directly or through others."""
+    by_urn = {res.urn: res for res in ev.resources}
+    seen: set[str] = set()
+    todo = list(ev.get(name).all_dependencies())
+    while todo:
+        u = todo.pop()
+        if u not in seen:
+            seen.add(u)
+            todo += list(by_urn[u].all_dependencies()) if u in by_urn else []
+    return seen
 
 
 def test_node_environment_carries_the_cluster_settings(three: Evaluation) -> None:
@@ -183,7 +199,10 @@ def test_node_environment_carries_the_cluster_settings(three: Evaluation) -> Non
 def test_summary_output_lists_the_tunnel_ports(three: Evaluation) -> None:
     summary = three.outputs["cluster"]
     assert summary["ports"] == ["8074"]
-    assert summary["nodes"]["mm1"]["tunnels"] == {"mm2": ["28102"], "mm3": ["28103"]}
+    # per node the loopback ports its peers reach it on (the same on every peer): one entry per
+    # node, not per pair
+    assert {n: x["localPorts"] for n, x in summary["nodes"].items()} == {"mm1": ["28101"], "mm2": ["28102"], "mm3": ["28103"]}
+    assert all(set(x) == {"address", "slot", "keyFingerprint", "localPorts"} for x in summary["nodes"].values())
     assert summary["nodes"]["mm2"]["keyFingerprint"].startswith("SHA256:")
 
 
@@ -209,18 +228,15 @@ def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_
         assert set(old_auth.splitlines()) <= set(new_auth.splitlines())
         assert len(set(new_auth.splitlines()) - set(old_auth.splitlines())) == 1
         old_files, new_files = files_in(three.get(f"{n}-cluster-tunnels")), files_in(four.get(f"{n}-cluster-tunnels"))
-        assert old_files[2] == new_files[2]  # the template: no tunnel restarts for it
-        for old, new in zip(old_files[:2], new_files[:2], strict=True):  # known_hosts, table: one line more
-            assert set(old.splitlines()) <= set(new.splitlines())
-            assert [x.split()[0] for x in set(new.splitlines()) - set(old.splitlines())] in (
-                ["mm4"],
-                ["mm-cluster-mm4"],
-            )
+        assert old_files[1] == new_files[1]  # the template: no tunnel restarts for it
+        old, new = old_files[0], new_files[0]  # the table (with the pins): one line more
+        assert set(old.splitlines()) <= set(new.splitlines())
+        assert [x.split()[0] for x in set(new.splitlines()) - set(old.splitlines())] == ["mm4"]
     # nothing about existing pairs moved, and no existing node restarts for it
     for n in NODES:
         assert ops[f"{n}-tls-files"] == "same"
         assert ops[f"{n}-cluster-gossip-mode"] == "same"
-    assert four.outputs["cluster"]["nodes"]["mm1"]["tunnels"]["mm2"] == ["28102"]
+    assert four.outputs["cluster"]["nodes"]["mm2"]["localPorts"] == ["28102"]
 
 
 def test_switching_gossip_encryption_stops_every_node_before_any_restart(
@@ -368,3 +384,11 @@ def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_para
             # 3 cluster commands at once; the first node's host may also run the read of the
             # database password alongside them: far below MaxStartups' 10 at any size
             assert widest == (4 if host == "10.20.0.11" else 3), (n, host, widest)
+
+
+def test_enforcing_db_tls_waits_for_every_node_through_one_edge(three: Evaluation) -> None:
+    """Plain DB logins are refused only after every node switched; the serial rollout lets one
+    edge (the last node) say so, so the SDK's cycle check walks the graph once, not per node."""
+    enforce = three.get("database-enforce-tls")
+    assert [d for d in enforce.dependencies if d.endswith("-tls-files")] == [three.get(f"{NODES[-1]}-tls-files").urn]
+    assert {three.get(f"{n}-tls-files").urn for n in NODES} <= upstream(three, "database-enforce-tls")

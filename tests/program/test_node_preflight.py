@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.remote_files import READ_COMMAND
+from components.remote_files import READ_COMMAND, read_script_source
 from lab.replay import Evaluation, Secret, evaluate
 from tests.program.conftest import PROJECT_DIR
 from tests.program.test_program import COMMAND, KEY, _deps, base_nodes
@@ -21,7 +21,7 @@ def script(res: Any) -> str:
     """The preflight script a node runs: it travels on stdin to a short `sh` call, without the
     host helper (nothing may be installed before every preflight passed)."""
     assert res.inputs["create"] == READ_COMMAND, res.inputs["create"]
-    return res.inputs["stdin"]
+    return read_script_source(res.inputs["stdin"])
 
 
 @pytest.fixture(scope="module")

@@ -369,7 +369,7 @@ def test_tunnel_ssh_command_pins_and_forwards_only_loopback() -> None:
         "BatchMode=yes",
         "ExitOnForwardFailure=yes",
         "GlobalKnownHostsFile=/dev/null",
-        "UserKnownHostsFile=/etc/mattermost-cluster/known_hosts",
+        "UserKnownHostsFile=/run/mm-tunnel-mm2/known_hosts",
         "HostKeyAlias=mm-cluster-mm2",
         "ServerAliveInterval=15",
         "ServerAliveCountMax=3",
@@ -380,6 +380,73 @@ def test_tunnel_ssh_command_pins_and_forwards_only_loopback() -> None:
     assert forwards == ["127.0.0.1:28204:10.251.0.102:8074", "127.0.0.1:28205:10.251.0.102:8075"]
     assert argv[argv.index("-p") + 1] == "2222" and argv[-1] == "mmtunnel@10.251.0.102"
     assert argv[:3] == ["/usr/bin/ssh", "-F", "none"]
+
+
+def _run_tunnel_op(tmp_path: Path, table: str, peer: str) -> subprocess.CompletedProcess[str]:
+    """`mm-cluster tunnel PEER` against `table`, with a stub in place of ssh that prints its argv."""
+    stub = tmp_path / "ssh"
+    stub.write_text('#!/bin/sh\nfor a in "$0" "$@"; do printf \'%s\\n\' "$a"; done\n')
+    stub.chmod(0o755)
+    (tmp_path / "tunnels").write_text(table)
+    helper = r.render_helper().replace(f"ssh_bin={r.SSH_BIN}\n", f"ssh_bin={stub}\n", 1)
+    helper = helper.replace(f"table={r.TUNNEL_TABLE}\n", f"table={tmp_path / 'tunnels'}\n", 1)
+    (tmp_path / "mm-cluster").write_text(helper)
+    rt = tmp_path / "rt"
+    rt.mkdir(exist_ok=True)
+    env = {"PATH": "/usr/bin:/bin", "RUNTIME_DIRECTORY": str(rt)}
+    return subprocess.run(["/bin/sh", str(tmp_path / "mm-cluster"), "tunnel", peer], capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("streaming", [None, 8075])
+def test_the_helper_builds_exactly_the_tunnel_argv_from_the_short_table_line(tmp_path: Path, streaming: int | None) -> None:
+    """The table holds only what differs per peer (about 100 bytes a line: the state stores it
+    twice per node); `mm-cluster tunnel` rebuilds tunnel_ssh_argv from it, option for option."""
+    extra = {"streamingPort": streaming} if streaming else {}
+    plan = plan_of(
+        [
+            {"name": "mm1", "address": "10.251.0.101"},
+            {"name": "mm2", "address": "10.251.0.102", "ssh": {"hostKey": HOST_KEY, "port": 2222}},
+            {"name": "mm3", "address": "10.251.0.103"},
+        ],
+        **extra,
+    )
+    table = r.render_tunnel_table(plan, "mm1")
+    assert all(len(line) < 160 for line in table.splitlines()), table
+    for peer in ("mm2", "mm3"):
+        res = _run_tunnel_op(tmp_path, table, peer)
+        assert res.returncode == 0, res.stderr
+        want = r.tunnel_ssh_argv(plan, "mm1", peer)
+        got = res.stdout.splitlines()
+        if got[1:3] == ["-o", f"Ciphers={r.AES_CIPHERS}"]:  # where the CPU has AES instructions
+            got = got[:1] + got[3:]
+        # the pin is written where the unit's RuntimeDirectory is (/run/mm-tunnel-<peer>)
+        pin = f"UserKnownHostsFile={r.RUNTIME_DIR.format(peer=peer)}/known_hosts"
+        assert pin in want
+        got = [f"UserKnownHostsFile={r.RUNTIME_DIR.format(peer=peer)}/known_hosts" if a == f"UserKnownHostsFile={tmp_path}/rt/known_hosts" else a for a in got]
+        assert got[1:] == want[1:] and got[0] == str(tmp_path / "ssh")
+        assert (tmp_path / "rt" / "known_hosts").read_text() == r.known_hosts_line(plan, peer)
+    # the pin is in the peer's line once (and in no second file: tests/program/test_cluster.py)
+    assert all(line.count(HOST_KEY.split()[1]) <= 1 for line in r.render_tunnel_table(plan, "mm1").splitlines())
+
+
+def test_a_tunnel_started_outside_its_unit_is_refused(tmp_path: Path) -> None:
+    plan = plan_of([{"name": "mm1", "address": "10.251.0.101"}, {"name": "mm2", "address": "10.251.0.102"}])
+    (tmp_path / "tunnels").write_text(r.render_tunnel_table(plan, "mm1"))
+    helper = r.render_helper().replace(f"table={r.TUNNEL_TABLE}\n", f"table={tmp_path / 'tunnels'}\n", 1)
+    res = subprocess.run(["/bin/sh", "-c", helper, "mm-cluster", "tunnel", "mm2"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert res.returncode != 0 and "RuntimeDirectory" in res.stderr
+
+
+def test_the_helper_still_starts_a_tunnel_from_a_line_of_the_earlier_table(tmp_path: Path) -> None:
+    """Between the helper's update and the table's (the heal timer may start a tunnel then), a
+    line that carries the whole argv is run as it is."""
+    res = _run_tunnel_op(tmp_path, "mm2 28102 AAAAkey /bin/echo -N -L 127.0.0.1:28102:10.0.0.2:8074 mmtunnel@10.0.0.2\n", "mm2")
+    assert res.returncode == 0 and res.stdout.split()[-4:] == ["-N", "-L", "127.0.0.1:28102:10.0.0.2:8074", "mmtunnel@10.0.0.2"], res
+
+
+def test_a_table_line_with_unpaired_ports_is_refused(tmp_path: Path) -> None:
+    res = _run_tunnel_op(tmp_path, "mm2 28102,28103 AAAAkey ssh-ed25519 mmtunnel@10.0.0.2 22 8074\n", "mm2")
+    assert res.returncode != 0 and "more local than remote ports" in res.stderr
 
 
 def test_rsa_host_key_uses_sha2_algorithms() -> None:
@@ -928,7 +995,7 @@ def test_real_sshd_and_tunnel_from_the_rendered_files() -> None:
         r.SSHD_DROPIN: (r.render_sshd_dropin(plan, "mm2"), 0o644),
         r.AUTHORIZED_KEYS: (r.render_authorized_keys(plan, "mm2", pubs), 0o644),
         r.CLIENT_KEY: (priv1, 0o600),
-        r.KNOWN_HOSTS: (r.render_known_hosts(plan, "mm1"), 0o644),
+        "/probe_known_hosts": (r.render_known_hosts(plan, "mm1"), 0o644),
         r.TUNNEL_TABLE: (r.render_tunnel_table(plan, "mm1"), 0o644),
         "/wrong_known_hosts": (wrong_kh, 0o644),
         r.HELPER: (r.render_helper(), 0o755),
@@ -959,7 +1026,8 @@ while True:
 mm-cluster start
 as_tunnel() {{ setpriv --reuid mmtunnel --regid mmtunnel --init-groups env HOME=/var/lib/mmtunnel "$@"; }}
 # the tunnel exactly as its unit starts it: the helper reads mm2's line of the table and execs ssh
-setpriv --reuid mmtunnel --regid mmtunnel --init-groups env HOME=/var/lib/mmtunnel mm-cluster tunnel mm2 2>/tunnel.err & tunnel=$!
+mkdir -p /run/mm-tunnel-mm2; chown mmtunnel:mmtunnel /run/mm-tunnel-mm2  # what RuntimeDirectory= does
+setpriv --reuid mmtunnel --regid mmtunnel --init-groups env HOME=/var/lib/mmtunnel RUNTIME_DIRECTORY=/run/mm-tunnel-mm2 mm-cluster tunnel mm2 2>/tunnel.err & tunnel=$!
 MAINPID=$tunnel as_tunnel mm-cluster wait-tunnel mm2 20 && echo "tunnel listening" || {{ cat /tunnel.err; cat /sshd.log; }}
 ss -Hltn "sport = :{local}" | grep -q 127.0.0.1 && echo "on loopback only"
 tr '\000' ' ' < /proc/$tunnel/cmdline > /tunnel.cmdline
@@ -972,10 +1040,10 @@ print("client got:", s.recv(100).decode())
 '
 # everything the key must not do
 as_tunnel ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} -o StrictHostKeyChecking=yes \
-  -o UserKnownHostsFile={r.KNOWN_HOSTS} -o HostKeyAlias=mm-cluster-mm2 mmtunnel@10.251.0.102 id \
+  -o UserKnownHostsFile=/probe_known_hosts -o HostKeyAlias=mm-cluster-mm2 mmtunnel@10.251.0.102 id \
   >/session.out 2>&1 && echo "session allowed" || echo "session refused"
 as_tunnel ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} -o StrictHostKeyChecking=yes -o ExitOnForwardFailure=yes \
-  -o UserKnownHostsFile={r.KNOWN_HOSTS} -o HostKeyAlias=mm-cluster-mm2 -N -L 127.0.0.1:29022:10.251.0.102:22 mmtunnel@10.251.0.102 2>/other.err & other=$!
+  -o UserKnownHostsFile=/probe_known_hosts -o HostKeyAlias=mm-cluster-mm2 -N -L 127.0.0.1:29022:10.251.0.102:22 mmtunnel@10.251.0.102 2>/other.err & other=$!
 mm-cluster wait-listen 20 29022
 python3 -c '
 import socket
@@ -984,11 +1052,11 @@ print("other port got:", repr(s.recv(100)))
 '
 kill $other
 timeout 20 setpriv --reuid mmtunnel --regid mmtunnel --init-groups ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} \
-  -o StrictHostKeyChecking=yes -o ExitOnForwardFailure=yes -o UserKnownHostsFile={r.KNOWN_HOSTS} \
+  -o StrictHostKeyChecking=yes -o ExitOnForwardFailure=yes -o UserKnownHostsFile=/probe_known_hosts \
   -o HostKeyAlias=mm-cluster-mm2 -N -R 127.0.0.1:29023:127.0.0.1:22 mmtunnel@10.251.0.102 >/remote.err 2>&1 \
   && echo "remote forward allowed" || echo "remote forward refused"
 timeout 20 setpriv --reuid mmtunnel --regid mmtunnel --init-groups ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} \
-  -o StrictHostKeyChecking=yes -o UserKnownHostsFile={r.KNOWN_HOSTS} -o HostKeyAlias=mm-cluster-mm2 \
+  -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/probe_known_hosts -o HostKeyAlias=mm-cluster-mm2 \
   -b 10.251.0.109 -N mmtunnel@10.251.0.102 >/from.err 2>&1 && echo "other source allowed" || echo "other source refused"
 timeout 20 setpriv --reuid mmtunnel --regid mmtunnel --init-groups ssh -F none -o BatchMode=yes -o IdentityFile={r.CLIENT_KEY} \
   -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/wrong_known_hosts -o HostKeyAlias=mm-cluster-mm2 \

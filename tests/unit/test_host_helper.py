@@ -99,6 +99,51 @@ def test_an_input_stored_by_interface_1_still_applies_and_restores(tree: Path) -
     assert digest(etc) == before and not (tree / "state").exists()
 
 
+def _table(rows: int) -> str:
+    # like a node's tunnel table: repetitive lines with one random field each
+    return "".join(f"mm{i} {28000 + 2 * i} {os.urandom(24).hex()} /usr/bin/ssh -F none -N -T -o BatchMode=yes\n" for i in range(rows))
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_large_content_travels_packed_and_installs_every_byte(tree: Path, shell: str) -> None:
+    """Format 2: a content over COMPRESS_OVER goes gzip+base64 (its file line stays readable);
+    a stack whose contents are all small still sends format 1, byte for byte."""
+    etc = tree / "etc"
+    before = digest(etc)
+    big, small = _table(400), "small = 1\n"
+    specs = [FileSpec(str(etc / "tunnels")), FileSpec(str(etc / "app.conf"), "0640")]
+    m = render_files_manifest("o", specs, [big, small], activate="echo on")
+    lines = m.splitlines()
+    assert lines[0] == "mattermost-transport-encryption helper input v2"
+    assert f"file 0644 root:root {hashlib.sha256(big.encode()).hexdigest()} {len(big)} {etc / 'tunnels'}" in lines
+    assert f"section content-0 {len(big)} gzip+base64 (content of {etc / 'tunnels'})" in lines
+    assert "| small = 1" in lines and len(m) * 2 < len(big)
+    assert read_manifest(m).contents == [big, small]
+    r = call("files-apply", "o", m, tree / "state", shell)
+    assert r.returncode == 0, r.stderr
+    assert (etc / "tunnels").read_text() == big and (etc / "app.conf").read_text() == small
+    assert "o: unchanged" in call("files-apply", "o", m, tree / "state", shell).stdout
+    r = call("files-restore", "o", m, tree / "state", shell)
+    assert r.returncode == 0, r.stderr
+    assert digest(etc) == before and not (tree / "state").exists()
+    assert render_files_manifest("o", specs[1:], [small]).startswith("mattermost-transport-encryption helper input v1\n")
+
+
+def test_a_damaged_packed_content_changes_nothing(tree: Path) -> None:
+    etc = tree / "etc"
+    before = digest(etc)
+    m = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], [_table(400)])
+    lines = m.splitlines()
+    at = next(i for i, line in enumerate(lines) if "gzip+base64" in line) + 3
+    broken = "\n".join([*lines[:at], "| " + "A" * 76, *lines[at + 1:]]) + "\n"
+    r = call("files-apply", "o", broken, tree / "state")
+    assert r.returncode != 0 and ("gzip+base64" in r.stderr or "does not match its hash" in r.stderr), r.stderr
+    # a packed section in a format-1 input is not decoded: its size (or hash) check refuses it
+    r = call("files-apply", "o", m.replace("input v2", "input v1", 1), tree / "state")
+    assert r.returncode != 0 and ("expected" in r.stderr or "does not match its hash" in r.stderr), r.stderr
+    assert digest(etc) == before
+
+
 @pytest.mark.parametrize("shell", SHELLS)
 def test_manifest_apply_is_idempotent_and_restore_gives_back_every_byte(tree: Path, shell: str) -> None:
     etc = tree / "etc"
@@ -257,9 +302,18 @@ def test_self_contained_restore_ignores_its_stdin(tree: Path) -> None:
 def test_install_and_uninstall_keep_the_helper_while_state_remains(tmp_path: Path) -> None:
     helper = tmp_path / "lib" / "helper-v1"
     state, lock = tmp_path / "state", tmp_path / "lock"
-    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=host_helper.helper_source(), capture_output=True, text=True)
+    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=host_helper.helper_stdin(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert helper.read_text() == host_helper.helper_source() and oct(helper.stat().st_mode & 0o777) == "0o755"
+    assert r.stdout.strip().endswith(hashlib.sha256(helper.read_bytes()).hexdigest())
+    # the first line is readable and names the version; the rest is packed
+    head = host_helper.helper_stdin().split("\n", 1)[0]
+    assert head.startswith("mmtls-helper.sh sha256 ") and len(host_helper.helper_stdin()) * 2 < len(host_helper.helper_source())
+    # an input that does not match the hash its first line names leaves the installed helper alone
+    other = host_helper.helper_stdin(host_helper.helper_source() + "# changed\n").split("\n", 1)[1]
+    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=head + "\n" + other, capture_output=True, text=True)
+    assert r.returncode != 0 and "damaged input" in r.stderr
+    assert helper.read_text() == host_helper.helper_source() and not Path(f"{helper}.new").exists()
     uninstall = host_helper.render_uninstall(str(helper), str(state), str(lock))
     state.mkdir()
     lock.write_text("")

@@ -360,3 +360,29 @@ def test_scripts_parse_in_every_shell(env: dict[str, Path]) -> None:
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("install"), reason="needs root")
+
+
+@pytest.mark.parametrize("shell", [s for s in ("/bin/dash", "/bin/bash") if Path(s).exists()])
+def test_a_large_read_only_script_travels_packed_and_runs_as_it_is(tmp_path: Path, shell: str) -> None:
+    """A read-only check over COMPRESS_OVER goes gzip+base64 behind a line naming its size and
+    SHA-256; READ_COMMAND runs it exactly (stdin closed, its exit status, its output); a damaged
+    pack fails instead of running anything."""
+    from components.remote_files import READ_COMMAND, read_script_source, render_read_stdin, strict
+
+    body = "".join(f"# check {i}: {'x' * 60}\n" for i in range(200))
+    script = strict(body + "if read -r line; then echo 'stdin open'; fi\necho \"ran $$\" > \"$OUT\"\necho checked\nexit 3\n")
+    stdin = render_read_stdin(script)
+    assert stdin.startswith(f"# read-only check, packed: {len(script)} bytes, sha256 {hashlib.sha256(script.encode()).hexdigest()}")
+    assert len(stdin) * 3 < len(script) and read_script_source(stdin) == script
+    env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")}
+    cmd = READ_COMMAND.replace("/bin/sh ", f"{shell} ", 1)
+    r = subprocess.run(["/bin/sh", "-c", cmd], input=stdin, capture_output=True, text=True, env=env)
+    assert (r.returncode, r.stdout) == (3, "checked\n"), r.stderr
+    assert (tmp_path / "out").read_text().startswith("ran ")
+    lines = stdin.splitlines()
+    broken = "\n".join([*lines[:5], "!!!!", *lines[6:]]) + "\n"
+    (tmp_path / "out").unlink()
+    r = subprocess.run(["/bin/sh", "-c", cmd], input=broken, capture_output=True, text=True, env=env)
+    assert r.returncode != 0 and not (tmp_path / "out").exists()
+    # a small script travels as it is, readable
+    assert render_read_stdin(strict("echo ok\n")) == strict("echo ok\n")
