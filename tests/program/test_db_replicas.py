@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.remote_files import READ_COMMAND
+from components.remote_files import READ_COMMAND, read_script_source
 from lab.replay import Evaluation, evaluate
 from tests.program.conftest import PROJECT_DIR, _public_key
 from tests.program.test_cluster import files_in
@@ -80,7 +80,7 @@ def test_only_the_database_stored_node_gets_mm_config_the_main_dsn(ev: Evaluatio
 
 
 def test_the_preflights_carry_the_stacks_targets(ev: Evaluation) -> None:
-    mm2, mm1 = ev.get("mm2-preflight").inputs["stdin"], ev.get("mm1-preflight").inputs["stdin"]
+    mm2, mm1 = (read_script_source(ev.get(f"{n}-preflight").inputs["stdin"]) for n in ("mm2", "mm1"))
     assert "config_store=database\n" in mm2 and "store_key='nodes[1].configStore'\n" in mm2
     assert "config_store=file\n" in mm1 and "store_key=mattermost.configStore\n" in mm1
     for s in (mm1, mm2):
@@ -92,7 +92,7 @@ def test_the_stored_configuration_is_read_on_the_database_host_before_anything(e
     check = ev.get("database-config-store-preflight")
     assert check.inputs["create"] == READ_COMMAND and check.inputs.get("delete") is None
     assert check.inputs["connection"]["host"] == "10.251.0.21"
-    assert "SELECT Value FROM Configurations WHERE Active" in check.inputs["stdin"]
+    assert "SELECT Value FROM Configurations WHERE Active" in read_script_source(check.inputs["stdin"])
     assert "database-config-store-preflight" in _deps(ev, "preflights-passed")
 
 
