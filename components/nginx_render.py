@@ -205,6 +205,42 @@ def render_transition_apply(
     )
 
 
+def render_site_handback(
+    *,
+    owner: str,
+    specs: Sequence[FileSpec],
+    validate: str,
+    activate: str,
+    transition_owner: str,
+    transition_specs: Sequence[FileSpec],
+    transition_activate: str,
+    state_dir: str = STATE_DIR,
+    helper: str | None = None,
+) -> tuple[str, str]:
+    """(apply, delete) of the https-only site. Stdin: `encode_bundle` of the len(specs) final
+    contents, then the len(transition_specs) transitional ones.
+
+    apply installs the final files (the first lines). delete is the rollout backwards: instead of
+    the plain originals, which NGINX would send over http:// to nodes that still serve only TLS, it
+    installs the transitional site (the last lines) in `transition_owner`'s name, validated and
+    reloaded like any change (a failure leaves the https-only site in place and fails the delete).
+    The originals stay kept; the transition's own delete, after the nodes went back to plain,
+    puts them back."""
+    n = len(specs)
+    if n == 0 or len(transition_specs) == 0:
+        raise ValueError(f"{owner}: the site and its handback need files")
+    head = f"head -n {n}"
+    tail = f"tail -n +{n + 1}"
+    apply = render_files_apply(owner, specs, validate=validate, activate=activate, state_dir=state_dir, helper=helper)
+    back = render_files_apply(
+        transition_owner, transition_specs, validate=validate, activate=transition_activate,
+        state_dir=state_dir, helper=helper,
+    )
+    # "cat; }" is where the script reads the bundle (remote_files._self_contained)
+    assert apply.count("cat; }") == back.count("cat; }") == 1
+    return apply.replace("cat; }", f"{head}; }}", 1), back.replace("cat; }", f"{tail}; }}", 1)
+
+
 def render_validate_script() -> str:
     """`nginx -t` checks the whole configuration, certificates and keys included."""
     return "nginx -t\n"

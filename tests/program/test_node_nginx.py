@@ -337,7 +337,7 @@ def test_transitional_site_is_guarded_secret_and_restores_like_the_final_one(two
     assert secret, "stdin carries the public key"
     assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"} and cmd.inputs["logging"] == "none"
     cert, key, ca, site = files_in(stdin)
-    final_cert, final_key, final_ca, _ = files_in(unwrap(two.by_name("proxy-site").inputs["stdin"])[0])
+    final_cert, final_key, final_ca, _ = files_in(unwrap(two.by_name("proxy-site").inputs["stdin"])[0])[:4]
     assert (cert, key, ca) == (final_cert, final_key, final_ca), "the same browser certificate and CA as the final site"
     assert "proxy_pass http://backend_plain;" in site and site.count("proxy_ssl_verify on;") == 4
     assert "server 10.251.0.101:8065 max_fails=0;" in site and "server 10.251.0.102:8065;" in site
@@ -356,7 +356,9 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
     cmd = two.by_name("proxy-site")
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret, "stdin carries the public key"
-    cert, key, ca, site = files_in(stdin)
+    # the final files, then the transitional ones its delete hands back (the rollout backwards)
+    cert, key, ca, site, *handback = files_in(stdin)
+    assert handback == files_in(unwrap(two.by_name("proxy-transition").inputs["stdin"])[0])
     assert "PRIVATE KEY" in key and "PRIVATE KEY" not in runs(cmd, "create")
     assert site.count("proxy_ssl_verify on;") == 2
     assert site.count("proxy_pass https://backend;") == 2 and "http://backend" not in site
@@ -364,8 +366,13 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
     assert "proxy_ssl_trusted_certificate /etc/nginx/mattermost-tls/ca.crt;" in site
     assert "server 10.251.0.101:8065;" in site and "server 10.251.0.102:8065;" in site
     assert "server_name chat.example.com;" in site
-    assert "nginx -t" in runs(cmd, "create")
-    assert "nginx -t && systemctl reload nginx" in runs(cmd, "delete")
+    assert "nginx -t" in runs(cmd, "create") and "head -n 4;" in runs(cmd, "create")
+    # destroy: NGINX keeps verified TLS (with the per-request plain fallback) until the nodes went
+    # back to plain; the transition's delete, after them, restores the original site
+    delete = runs(cmd, "delete")
+    assert "tail -n +5;" in delete and "files-apply proxy-transition" in delete and "owner proxy-transition" in delete
+    assert "answers through the transitional site" in delete and "files-restore" not in delete
+    assert two.by_name("proxy-transition").urn in cmd.dependencies
     csr = two.by_name("proxy-public-csr")
     assert csr.inputs["dnsNames"] == ["chat.example.com"] and csr.inputs["ipAddresses"] == ["10.251.0.10"]
     proxy = two.outputs["proxy"]
@@ -386,7 +393,7 @@ def test_provided_public_certificate(tmp_path: Any) -> None:
     cmd = run.by_name("proxy-site")
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret
-    got_cert, got_key, _, _ = files_in(stdin)
+    got_cert, got_key, _, _, *_ = files_in(stdin)
     assert got_cert == cert.strip() + "\n" and got_key == PROVIDED_KEY_MARKER + "\n"
     assert PROVIDED_KEY_MARKER not in str(runs(cmd, "create")) + str(runs(cmd, "delete"))
     assert "--insecure" in runs(cmd, "create"), "the provided cert's issuer may be unknown to the proxy host"
@@ -487,7 +494,7 @@ def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> 
     assert {"stdout", "stderr"} <= set(live.additional_secret_outputs), "nginx -T may print credentials"
     assert "nginx -T" in runs(live, "create") and "delete" not in live.inputs
     *_, transitional = files_in(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
-    *_, final = files_in(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])
+    final = files_in(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])[3]
     cert, _ = _seed.guide_cert_paths("mattermost.lab.internal")
     for site in (transitional, final):
         assert f"ssl_certificate {cert};" in site and "listen [::]:443 ssl http2;" in site
