@@ -36,7 +36,7 @@ from components.nginx_render import (
     render_transition_guard,
     render_transition_site,
 )
-from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
+from components.remote_files import FileSpec, encode_bundle, render_files_restore
 from tests.unit.test_nginx_render import (
     SERVER,
     UPSTREAM,
