@@ -769,6 +769,9 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("database", "the database", "database-pg-hba")
     if cfg.db_password is None and db.rotate_password:
         add("database.rotatePassword", "the generated database password", "database-password")
+        # the rotation's own login (components/database.py, password rotation)
+        add("database.rotatePassword", "the rotation's login", "database-login", f"database-login-{db.user}",
+            f"database-retire-{db.user}", *(("database-login-hba",) if db.engine == "postgres" else ()))
     elif cfg.db_password is None:
         add("dbPassword", "the read of the site's current database password", "database-current-password")
     add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")

@@ -85,6 +85,9 @@ def under_load(
     print(figure)
     if result.failed:
         print(f"  failures from {result.first_failure:.1f}s to {result.last_failure:.1f}s; steps:", *done, sep="\n  ")
+        for node in ("mm1", "mm2", "mm3", "mm4"):  # what the nodes said (the stand-in logs the DB error)
+            said = ctx.lab.ssh(node, "journalctl -q -u mattermost --since -120s | grep -m3 'Unable to write' || true", check=False)
+            print(f"  {node}: {said.stdout.strip()[-600:]}")
     return ev, figure
 
 
