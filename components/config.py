@@ -789,7 +789,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("proxy", "the proxy", *server_cert("proxy-public"))
     add("proxy", "the proxy", "proxy-live-site", "proxy-transition", "proxy-site")
     for i, n in enumerate(cfg.nodes):  # components/node.py
-        add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-tls-files")
+        add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-db-ca", f"{n.name}-tls-files")
         add(f"nodes[{i}].name", f"node {n.name}'s preflight", f"{n.name}-preflight")  # components/node.py node_preflight
     add("nodes", "the barrier after every node's preflight", "preflights-passed")  # components/node.py
     gl = cfg.gitlab  # components/gitlab.py

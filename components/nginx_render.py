@@ -108,10 +108,18 @@ def render_nginx_site(
     template: str | None = None,
 ) -> str:
     """The Mattermost site: port 80 redirects, port 443 terminates TLS and proxies to every node
-    over TLS, verifying each node's certificate against the stack CA for `upstream_name`."""
+    over TLS, verifying each node's certificate against the stack CA for `upstream_name`.
+
+    Its servers get `max_fails=0` too (see `render_transition_site`): later changes (a new
+    password, renewed certificates) restart the nodes one after another, a few seconds apart;
+    with NGINX's default (max_fails=1, fail_timeout=10s) each refused connection during a restart
+    marks that node down for 10 s, so by the last node's restart no node was left and NGINX
+    answered 502 (4 of 208 requests in the lab's password rotation). With 0 a refused
+    connection only moves that request on to the next node (proxy_next_upstream error)."""
     values = _site_values(
         server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
     )
+    values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
     text = template if template is not None else TEMPLATE.read_text()
     return fill_template(text, values)
 

@@ -293,11 +293,22 @@ def render_activate_script(
     )
 
 
-def render_restore_activate_script(*, unit: str, system_ca: str = "/usr/local/share/ca-certificates/mattermost-transport-ca.crt") -> str:
+def render_restore_activate_script(
+    *,
+    unit: str,
+    system_ca: str = "/usr/local/share/ca-certificates/mattermost-transport-ca.crt",
+    port: int | None = None,
+    wait_seconds: int = 60,
+) -> str:
     """What runs on delete after the original files are back: refresh trust, reload systemd and
-    queue a restart WITHOUT waiting. During a destroy the database is restored after the nodes,
-    so it may still require TLS from a node now back on its plain DSN; a hard wait (or a failure
-    here) would fail the destroy for a state that fixes itself once the database is restored.
+    queue a restart that never fails the delete. During a destroy the database may still refuse
+    the node's original login (a removed node: the database keeps requiring TLS), so a failure
+    here would fail the destroy for a state that fixes itself once the database is restored.
+
+    With `port`: then wait, up to `wait_seconds` and without ever failing, until a NEW process
+    (another MainPID) answers the bare ping on it, over plain HTTP or HTTPS (the original setup
+    may be either): a destroy restarts the nodes one after another, so the next node goes down
+    only once this one serves again, as in the rollout. Not answering in time is a warning.
 
     `update-ca-certificates` leaves the links of a removed local CA behind (only `--fresh`
     drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs by
@@ -315,11 +326,35 @@ for link in /etc/ssl/certs/*; do
   fi
 done
 systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
+mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
 if systemctl restart --no-block "$unit"; then
-  printf '%s\\n' "$unit: restart queued with the restored configuration (not waited for)"
+  printf '%s\\n' "$unit: restart queued with the restored configuration"
 else
   printf '%s\\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
+  exit 0
 fi
+""" + ("" if port is None else _restore_wait(port, wait_seconds))
+
+
+def _restore_wait(port: int, wait_seconds: int) -> str:
+    _require_positive("port", port)
+    _require_positive("wait_seconds", wait_seconds)
+    ping = f"127.0.0.1:{int(port)}{PING_PATH}"
+    return f"""mtm_start=$(date +%s)
+while :; do
+  mtm_now=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
+  if [ "$mtm_now" != 0 ] && [ "$mtm_now" != "$mtm_pid" ] &&
+    {{ curl --silent --fail --noproxy '*' --max-time 2 --output /dev/null {_q("http://" + ping)} ||
+      curl --silent --fail --noproxy '*' --max-time 2 --insecure --output /dev/null {_q("https://" + ping)}; }}; then
+    printf '%s\\n' "$unit answers again on port {int(port)}"
+    exit 0
+  fi
+  if [ $(($(date +%s) - mtm_start)) -ge {int(wait_seconds)} ]; then
+    printf '%s\\n' "warning: $unit does not answer on port {int(port)} {int(wait_seconds)} s after its restart; not waiting longer" >&2
+    exit 0
+  fi
+  sleep 1
+done
 """
 
 

@@ -254,8 +254,13 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
     assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"}
     assert cmd.inputs["logging"] == "none"
     files = files_in(stdin)
-    assert len(files) == 6
-    cert, key, ca, system_ca, env, dropin = files
+    assert len(files) == 5
+    cert, key, system_ca, env, dropin = files
+    # the DSN's CA file is its own command, created before this one and so deleted after it: a
+    # destroy restarts the node onto its original DSN before the file goes (components/node.py)
+    db_ca = two.by_name("mm1-db-ca")
+    (ca,) = files_in(unwrap(db_ca.inputs["stdin"])[0])
+    assert db_ca.urn in cmd.dependencies and "/etc/mattermost-tls/ca.crt" in runs(db_ca, "create")
     assert "PRIVATE KEY" in key and "CERTIFICATE" in cert and ca == system_ca
     assert "MM_SERVICESETTINGS_CONNECTIONSECURITY=\"TLS\"" in env
     assert 'MM_SERVICESETTINGS_TLSCERTFILE="/etc/mattermost-tls/node.crt"' in env
@@ -274,7 +279,10 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
     assert "file 0600 root:root" in create
     assert "/etc/systemd/system/mattermost.service.d/50-transport-encryption.conf" in create
     assert "--resolve mattermost-app.internal:8065:127.0.0.1" in create or "mattermost-app.internal:8065:127.0.0.1" in create
-    assert "systemctl restart --no-block" in delete and "curl" not in delete
+    # delete never fails on the node's start, but waits (bounded) for a NEW process to answer, so
+    # a destroy restarts the nodes one after another (node_render.render_restore_activate_script)
+    assert "systemctl restart --no-block" in delete and "MainPID" in delete
+    assert "not answer on port 8065 120 s after its restart; not waiting longer" in delete
 
 
 def test_node_waits_for_the_database_and_owns_its_certificate(two: Run) -> None:
@@ -364,7 +372,8 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
     assert site.count("proxy_pass https://backend;") == 2 and "http://backend" not in site
     assert "proxy_ssl_name mattermost-app.internal;" in site
     assert "proxy_ssl_trusted_certificate /etc/nginx/mattermost-tls/ca.crt;" in site
-    assert "server 10.251.0.101:8065;" in site and "server 10.251.0.102:8065;" in site
+    # never marked down while it restarts (nginx_render.render_nginx_site)
+    assert "server 10.251.0.101:8065 max_fails=0;" in site and "server 10.251.0.102:8065 max_fails=0;" in site
     assert "server_name chat.example.com;" in site
     assert "nginx -t" in runs(cmd, "create") and "head -n 4;" in runs(cmd, "create")
     # destroy: NGINX keeps verified TLS (with the per-request plain fallback) until the nodes went
@@ -420,7 +429,7 @@ def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> No
     assert _stable_view(two, "proxy-site") == _stable_view(three, "proxy-site")
     assert _stable_view(two, "proxy-transition") == _stable_view(three, "proxy-transition")
     site = files_in(unwrap(three.by_name("proxy-site").inputs["stdin"])[0])[3]
-    assert "server 10.251.0.103:8065;" in site
+    assert "server 10.251.0.103:8065 max_fails=0;" in site
     transitional = files_in(unwrap(three.by_name("proxy-transition").inputs["stdin"])[0])[3]
     assert "server 10.251.0.103:8065 max_fails=0;" in transitional and "server 10.251.0.103:8065;" in transitional
     # the new node restarts after the last of the others
@@ -448,8 +457,8 @@ def test_per_node_overrides() -> None:
     assert "file 0640 root:chat" in create
     assert "/etc/systemd/system/mm-chat.service.d/50-transport-encryption.conf" in create
     assert "unit=mm-chat.service" in create
-    env = files_in(unwrap(cmd.inputs["stdin"])[0])[4]
-    assert files_in(unwrap(cmd.inputs["stdin"])[0])[5].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
+    env = files_in(unwrap(cmd.inputs["stdin"])[0])[3]
+    assert files_in(unwrap(cmd.inputs["stdin"])[0])[4].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
     assert "MM_SERVICESETTINGS_CONNECTIONSECURITY" in env
 
 
@@ -458,7 +467,7 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
         make_cfg(["mm1"]),
         extra_env={"mm1": {"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")}},
     )
-    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[4]
+    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[3]
     assert 'MM_CLUSTERSETTINGS_ENABLE="true"' in env and 'MM_CLUSTERSETTINGS_GOSSIPPORT="8074"' in env
 
 

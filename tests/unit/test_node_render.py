@@ -274,8 +274,10 @@ case "$1" in
   restart)
     if [ -e "$d/restart_fails" ]; then
       echo "Job for mattermost.service failed because the control process exited with error code." >&2; exit 1
-    fi ;;
+    fi
+    if [ -e "$d/pid_after_restart" ]; then cp "$d/pid_after_restart" "$d/mainpid"; fi ;;
   is-failed) [ -e "$d/unit_failed" ] && exit 0; exit 1 ;;
+  show) cat "$d/mainpid" 2>/dev/null || echo 0 ;;
   status) echo "x mattermost.service - Mattermost"; echo "     Active: activating (auto-restart) (Result: exit-code)"; exit 3 ;;
   daemon-reload) [ -e "$d/reload_fails" ] && exit 1 ;;
 esac
@@ -408,6 +410,44 @@ def test_restore_activate_queues_a_restart_and_never_fails(stubs: Stubs) -> None
         capture_output=True, text=True, env=stubs.env(),
     )
     assert r.returncode == 0 and "warning: could not queue a restart" in r.stderr
+
+
+def restore_waiting(wait_seconds: int = 20) -> str:
+    return render_restore_activate_script(unit="mattermost", port=8065, wait_seconds=wait_seconds)
+
+
+def test_restore_waits_for_a_new_process_to_answer_then_returns(stubs: Stubs) -> None:
+    """A destroy restarts the nodes one after another: each delete returns once its node answers
+    again (plain HTTP or HTTPS, whatever the original setup was)."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("pid_after_restart", "200\n")
+    stubs.flag("curl_ok_after", "1")  # the first check fails (still starting), the next answers
+    r = run(restore_waiting(), stubs.env())
+    assert r.returncode == 0, r.stderr
+    assert "mattermost.service answers again on port 8065" in r.stdout
+    assert any("http://127.0.0.1:8065/api/v4/system/ping" in c for c in stubs.calls())
+
+
+def test_restore_does_not_take_the_old_process_for_the_new_one(stubs: Stubs) -> None:
+    """The restart is queued (--no-block): until systemd runs another process, the old one may
+    still answer; that is not the node being back."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("curl_ok_after", "0")
+    r = run(restore_waiting(), stubs.env())
+    assert r.returncode == 0, r.stderr
+    assert "answers again" not in r.stdout
+    assert "does not answer on port 8065 20 s after its restart; not waiting longer" in r.stderr
+    assert not any(c.startswith("curl") for c in stubs.calls()), "no check while the old process runs"
+
+
+def test_restore_gives_up_waiting_without_failing_the_delete(stubs: Stubs) -> None:
+    """A node whose original login the database still refuses (a removed node) never answers:
+    the delete warns after the bounded wait and succeeds."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("pid_after_restart", "200\n")
+    r = run(restore_waiting(5), stubs.env())
+    assert r.returncode == 0 and "not waiting longer" in r.stderr
+    assert stubs.clock() >= 1005
 
 
 # ---------------------------------------------------------------- real TLS, real curl
