@@ -49,7 +49,7 @@ UPSTREAM_NAME = "mattermost-app.internal"
 DROPIN_DIR = "/etc/systemd/system/mattermost.service.d/"
 NODES = ("mm1", "mm2", "mm3")
 ADDRESS = {"mm1": "10.251.0.101", "mm2": "10.251.0.102", "mm3": "10.251.0.103"}
-NODE_STEPS = {f"{n}-tls-files" for n in NODES}
+NODE_STEPS = {f"{n}-{k}" for n in NODES for k in ("db-ca", "tls-files")}
 # a host dropping off the network: every TCP segment reaching it is answered with a reset, so
 # new SSH sessions are refused and open ones (and its own outgoing connections) break at once
 DROP_OFF = ["INPUT", "-i", "eth0", "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"]

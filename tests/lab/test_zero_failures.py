@@ -11,12 +11,13 @@ host byte-identical after); then up again, rotate the database password
 (`database.rotatePassword`), destroy.
 
 Each step asserts 0 failed requests; each figure (step, requests, failed, seconds) is printed and
-collected in FIGURES, which `bench/lifecycle.py` prints as a table (the README's figures).
-The steps are plain functions so the bench runs exactly what the tests assert.
+collected in FIGURES, which `bench/lifecycle.py` prints as a table (the README's figures); the
+bench runs these very test functions.
 """
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ class Lifecycle:
         self.state = tmp / "zero.json"
         self.nodes: list[dict[str, str]] = NODES3
         self.database: dict[str, Any] = dict(stack_value("database"))
+        self.stack = "lab"
+        self.extra: dict[str, Any] = {}
+        """More config overrides (e.g. dbPassword)."""
 
     def boot(self) -> None:
         """The seeded before state with mm4 booted (plain, not in the stack yet)."""
@@ -110,8 +114,10 @@ class Lifecycle:
         self.ctx.before = {h: snapshot(self.ctx.lab, h) for h in HOSTS}
 
     def up(self, step: str) -> tuple[replay.Evaluation, Figure]:
-        config = {**self.ctx.config, "nodes": self.nodes, "database": self.database}
-        return under_load(self.ctx, step, lambda cb: replay.up(ROOT, "lab", state_path=self.state, config=config, on_step=cb))
+        config = {**self.ctx.config, "nodes": self.nodes, "database": self.database, **self.extra}
+        return under_load(
+            self.ctx, step, lambda cb: replay.up(ROOT, self.stack, state_path=self.state, config=config, on_step=cb)
+        )
 
     def first_up(self) -> Figure:
         return self.up("first up")[1]
@@ -138,11 +144,17 @@ class Lifecycle:
         assert "database-password" in {s.name for s in ev.steps if s.op == "create"}
         return fig
 
-    def destroy(self, step: str = "destroy") -> Figure:
-        _, fig = under_load(self.ctx, step, lambda cb: replay.destroy(ROOT, "lab", state_path=self.state, on_step=cb))
+    def destroy(self, step: str = "destroy", compare: bool = True) -> Figure:
+        _, fig = under_load(
+            self.ctx, step, lambda cb: replay.destroy(ROOT, self.stack, state_path=self.state, on_step=cb)
+        )
+        if compare:
+            self.compare()
+        return fig
+
+    def compare(self) -> None:
         for host, before in self.ctx.before.items():
             assert diff(before, snapshot(self.ctx.lab, host)) == [], host
-        return fig
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +199,32 @@ def test_destroy_after_a_rotation(life: Lifecycle) -> None:
         assert life.destroy("destroy after a rotation").failed == 0
     finally:
         print("\n".join(str(f) for f in FIGURES))
+
+
+VERSION_FILE = "/opt/mattermost/bin/mmstandin/VERSION"
+
+
+def test_mariadb_rotation_and_its_destroy(life: Lifecycle) -> None:
+    """The same rotation on MariaDB (Mattermost <= v10: the nodes' stand-ins report 10.11.3 for
+    this test, as in test_lifecycle): the nodes first move onto MariaDB with the site's MariaDB
+    password (`dbPassword`; a change of database, not asserted), then the explicit rotation and
+    destroy run under the load."""
+    lab = life.ctx.lab
+    own = {n: lab.ssh(n, f"cat {VERSION_FILE}").stdout for n in ("mm1", "mm2", "mm3")}
+    for n in own:
+        lab.ssh(n, f"printf '10.11.3\\n' > {VERSION_FILE}")
+    try:
+        life.stack, life.state = "lab-mysql", life.ctx.tmp / "mysql.json"
+        life.database = {"engine": "mysql", "host": "mariadb"}
+        life.extra = {"dbPassword": replay.Secret(lab.inventory()["databases"]["mysql"]["password"])}
+        life.up("MariaDB: nodes move onto it")
+        life.extra = {}
+        rotated = life.rotate_password()
+        rotated.step = "MariaDB: " + rotated.step
+        gone = life.destroy("MariaDB: destroy after a rotation", compare=False)
+    finally:
+        for n, text in own.items():
+            lab.ssh(n, f"printf '%s\\n' {shlex.quote(text.strip())} > {VERSION_FILE}")
+        print("\n".join(str(f) for f in FIGURES))
+    life.compare()
+    assert rotated.failed == 0 and gone.failed == 0, (rotated, gone)
