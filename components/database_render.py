@@ -1070,15 +1070,9 @@ def render_rotation_login_sql(engine: str, *, user: str, login: str, database: s
     """Make `login` log in with `password` (TLS only) with the user's rights. Safe to run twice."""
     check_password(password, "password")
     if _engine(engine) == "mysql":
-        u = f"{mysql_string(_ident(login))}@'%'"
-        pw = mysql_string(password)
-        return (
-            "SET NAMES utf8mb4;\n"
-            "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\n"
-            f"CREATE USER IF NOT EXISTS {u} IDENTIFIED BY {pw} REQUIRE SSL;\n"
-            f"ALTER USER {u} IDENTIFIED BY {pw} REQUIRE SSL;\n"
-            f"GRANT ALL PRIVILEGES ON {mysql_grant_db(database)}.* TO {u};\n"
-        )
+        # the user's own SQL for the login, then TLS only (no node has used it yet)
+        base = render_user_sql(engine, user=login, database=database, password=password)
+        return base + f"ALTER USER {mysql_string(_ident(login))}@'%' REQUIRE SSL;\n"
     return (
         "SET client_encoding = 'UTF8';\n"
         "SET standard_conforming_strings = on;\n"

@@ -166,15 +166,28 @@ class NginxProxy(pulumi.ComponentResource):
         )
         # managed_files' scripts behind a guard (nginx_render.render_transition_guard); same
         # stdin framing, same secrecy (the public key is in it)
-        self.transition = run_script(
+        self.transition = self._files_command(
+            owner,
+            apply,
+            render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH),
+            files,
+            pulumi.ResourceOptions(parent=self),
+        )
+
+    def _files_command(
+        self, owner: str, apply: str, delete: str, files: Sequence[ManagedFile], opts: pulumi.ResourceOptions
+    ) -> pulumi.Resource:
+        """A command whose self-contained scripts read the files' contents as an `encode_bundle`
+        on stdin (secret: the public key may be among them)."""
+        return run_script(
             owner,
             connection=self._connection,
             create=apply,
             update=apply,
-            delete=render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH),
+            delete=delete,
             stdin=pulumi.Output.all(*[f.content for f in files]).apply(encode_bundle),
             secret=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=opts,
         )
 
     def _reload(self, **kw: str) -> str:
@@ -223,18 +236,15 @@ class NginxProxy(pulumi.ComponentResource):
             transition_activate=self._reload(answers="answers through the transitional site"),
             helper=HELPER_PATH,
         )
-        self._site = run_script(
+        self._site = self._files_command(
             owner,
-            connection=self._connection,
-            create=apply,
-            update=apply,
-            delete=delete,
+            apply,
+            delete,
             # the final files, then the transitional ones (what the delete hands back)
-            stdin=pulumi.Output.all(*[f.content for f in [*files, *handback]]).apply(encode_bundle),
-            secret=True,
+            [*files, *handback],
             # https upstreams only work once every node serves TLS; after the transition, so a
             # destroy deletes this one first (see the module docstring)
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
+            pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
         )
         self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
 
