@@ -308,7 +308,8 @@ def render_restore_activate_script(
     With `port`: then wait, up to `wait_seconds` and without ever failing, until a NEW process
     (another MainPID) answers the bare ping on it, over plain HTTP or HTTPS (the original setup
     may be either): a destroy restarts the nodes one after another, so the next node goes down
-    only once this one serves again, as in the rollout. Not answering in time is a warning.
+    only once this one serves again, as in the rollout. Not answering in time, or systemd giving
+    up on the start (failed / auto-restart), is a warning.
 
     `update-ca-certificates` leaves the links of a removed local CA behind (only `--fresh`
     drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs by
@@ -349,6 +350,14 @@ while :; do
     printf '%s\\n' "$unit answers again on port {int(port)}"
     exit 0
   fi
+  # a node that cannot start (e.g. a removed node whose plain login the database refuses) is
+  # not waited for: systemd has given up on this start (failed, or waiting to try again)
+  mtm_state="$(systemctl show -p ActiveState --value "$unit" 2>/dev/null || true) $(systemctl show -p SubState --value "$unit" 2>/dev/null || true)"
+  case "$mtm_state" in
+    "failed "*|*" auto-restart")
+      printf '%s\\n' "warning: $unit did not start ($mtm_state); not waiting for it" >&2
+      exit 0 ;;
+  esac
   if [ $(($(date +%s) - mtm_start)) -ge {int(wait_seconds)} ]; then
     printf '%s\\n' "warning: $unit does not answer on port {int(port)} {int(wait_seconds)} s after its restart; not waiting longer" >&2
     exit 0

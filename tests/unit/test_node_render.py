@@ -277,7 +277,12 @@ case "$1" in
     fi
     if [ -e "$d/pid_after_restart" ]; then cp "$d/pid_after_restart" "$d/mainpid"; fi ;;
   is-failed) [ -e "$d/unit_failed" ] && exit 0; exit 1 ;;
-  show) cat "$d/mainpid" 2>/dev/null || echo 0 ;;
+  show)
+    case "$*" in
+      *ActiveState*) cat "$d/activestate" 2>/dev/null || echo activating ;;
+      *SubState*) cat "$d/substate" 2>/dev/null || echo start ;;
+      *) cat "$d/mainpid" 2>/dev/null || echo 0 ;;
+    esac ;;
   status) echo "x mattermost.service - Mattermost"; echo "     Active: activating (auto-restart) (Result: exit-code)"; exit 3 ;;
   daemon-reload) [ -e "$d/reload_fails" ] && exit 1 ;;
 esac
@@ -448,6 +453,19 @@ def test_restore_gives_up_waiting_without_failing_the_delete(stubs: Stubs) -> No
     r = run(restore_waiting(5), stubs.env())
     assert r.returncode == 0 and "not waiting longer" in r.stderr
     assert stubs.clock() >= 1005
+
+
+def test_restore_stops_waiting_once_systemd_gave_up_on_the_start(stubs: Stubs) -> None:
+    """Real Mattermost (and the stand-in) exits when its database login keeps failing; with
+    Restart=always systemd then waits to try again (auto-restart): nothing to wait for."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("pid_after_restart", "200\n")
+    stubs.flag("activestate", "activating\n")
+    stubs.flag("substate", "auto-restart\n")
+    r = run(restore_waiting(120), stubs.env())
+    assert r.returncode == 0, r.stderr
+    assert "did not start (activating auto-restart); not waiting for it" in r.stderr
+    assert stubs.clock() < 1010, "no waiting out the whole bound"
 
 
 # ---------------------------------------------------------------- real TLS, real curl
