@@ -124,21 +124,28 @@ class MattermostNode(pulumi.ComponentResource):
 
         connection = connection_for(cfg, node.address, node.ssh)
         after = [*args.database.ready, *args.depends_on, *([args.preflight] if args.preflight else [])]
-        # The CA file the DSN's sslrootcert names is read at every new database login (lib/pq),
-        # so it is its own command, created before and deleted AFTER the one below: a destroy
-        # restarts the node onto its original DSN first, and the old process, draining, still
-        # opens TLS logins until it is gone (deleting it first failed 12-17 requests a destroy).
+        # The CA the DSN verifies the database with (PostgreSQL: the sslrootcert file, read at
+        # every new login by lib/pq; MySQL: the system trust store) is its own command, created
+        # before and deleted AFTER the one below: a destroy restarts the node onto its original
+        # DSN first, and the old process, draining, still opens TLS logins until it is gone
+        # (deleting the CA first failed 12-17 requests a destroy).
         self.db_ca = managed_files(
             f"{node.name}-db-ca",
             connection=connection,
-            files=[ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem)],
+            files=[
+                ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
+                ManagedFile(FileSpec(paths.system_ca, "0644"), args.pki.ca_cert_pem),
+            ],
+            activate=node_render.render_trust_activate_script(
+                require_system_trust=args.database.driver_name == "mysql"
+            ),
+            restore_activate=node_render.render_trust_restore_script(paths.system_ca),
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
         files = [
             ManagedFile(FileSpec(paths.cert, "0644"), issued.cert_pem),
             # the service reads its key as the service user; nobody else may
             ManagedFile(FileSpec(paths.key, "0640", "root", group), issued.key_pem),
-            ManagedFile(FileSpec(paths.system_ca, "0644"), args.pki.ca_cert_pem),
             # read by systemd (root) only: it carries the database password
             ManagedFile(FileSpec(paths.env, "0600"), env_text),
             ManagedFile(FileSpec(paths.dropin, "0644"), node_render.render_dropin(paths.env)),

@@ -309,14 +309,34 @@ def render_restore_activate_script(
     (another MainPID) answers the bare ping on it, over plain HTTP or HTTPS (the original setup
     may be either): a destroy restarts the nodes one after another, so the next node goes down
     only once this one serves again, as in the rollout. Not answering in time, or systemd giving
-    up on the start (failed / auto-restart), is a warning.
+    up on the start (failed / auto-restart), is a warning. The trust store is refreshed as in
+    `render_trust_restore_script`."""
+    return f"""unit={_q(unit + ".service")}
+""" + render_trust_restore_script(system_ca) + """systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
+mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
+if systemctl restart --no-block "$unit"; then
+  printf '%s\\n' "$unit: restart queued with the restored configuration"
+else
+  printf '%s\\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
+  exit 0
+fi
+""" + ("" if port is None else _restore_wait(port, wait_seconds))
+
+
+def render_trust_activate_script(*, require_system_trust: bool) -> str:
+    """After the CA files changed (`<node>-db-ca`): refresh the system trust store (MySQL's
+    `tls=true` verifies with it; required then)."""
+    return 'mtm_node_fail() { printf \'%s\\n\' "$1" >&2; exit 1; }\n' + _system_trust(require_system_trust)
+
+
+def render_trust_restore_script(system_ca: str) -> str:
+    """After the CA files are gone: refresh the system trust store, never failing.
 
     `update-ca-certificates` leaves the links of a removed local CA behind (only `--fresh`
     drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs by
     hand), so exactly the dangling links that point at our CA are removed."""
     pem = posixpath.basename(system_ca).removesuffix(".crt") + ".pem"
-    return f"""unit={_q(unit + ".service")}
-if command -v update-ca-certificates >/dev/null 2>&1; then
+    return f"""if command -v update-ca-certificates >/dev/null 2>&1; then
   update-ca-certificates || printf '%s\\n' "warning: update-ca-certificates failed" >&2
 fi
 for link in /etc/ssl/certs/*; do
@@ -326,15 +346,7 @@ for link in /etc/ssl/certs/*; do
     esac
   fi
 done
-systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
-mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
-if systemctl restart --no-block "$unit"; then
-  printf '%s\\n' "$unit: restart queued with the restored configuration"
-else
-  printf '%s\\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
-  exit 0
-fi
-""" + ("" if port is None else _restore_wait(port, wait_seconds))
+"""
 
 
 def _restore_wait(port: int, wait_seconds: int) -> str:

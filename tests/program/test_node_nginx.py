@@ -254,13 +254,16 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
     assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"}
     assert cmd.inputs["logging"] == "none"
     files = files_in(stdin)
-    assert len(files) == 5
-    cert, key, system_ca, env, dropin = files
-    # the DSN's CA file is its own command, created before this one and so deleted after it: a
-    # destroy restarts the node onto its original DSN before the file goes (components/node.py)
+    assert len(files) == 4
+    cert, key, env, dropin = files
+    # the CA the DSN verifies with (file and system trust) is its own command, created before this
+    # one and so deleted after it: a destroy restarts the node onto its original DSN before the
+    # CA goes (components/node.py)
     db_ca = two.by_name("mm1-db-ca")
-    (ca,) = files_in(unwrap(db_ca.inputs["stdin"])[0])
+    ca, system_ca = files_in(unwrap(db_ca.inputs["stdin"])[0])
     assert db_ca.urn in cmd.dependencies and "/etc/mattermost-tls/ca.crt" in runs(db_ca, "create")
+    assert "update-ca-certificates" in runs(db_ca, "create") and "update-ca-certificates" in runs(db_ca, "delete")
+    assert "/usr/local/share/ca-certificates/mattermost-transport-ca.crt" in runs(db_ca, "create")
     assert "PRIVATE KEY" in key and "CERTIFICATE" in cert and ca == system_ca
     assert "MM_SERVICESETTINGS_CONNECTIONSECURITY=\"TLS\"" in env
     assert 'MM_SERVICESETTINGS_TLSCERTFILE="/etc/mattermost-tls/node.crt"' in env
@@ -457,8 +460,8 @@ def test_per_node_overrides() -> None:
     assert "file 0640 root:chat" in create
     assert "/etc/systemd/system/mm-chat.service.d/50-transport-encryption.conf" in create
     assert "unit=mm-chat.service" in create
-    env = files_in(unwrap(cmd.inputs["stdin"])[0])[3]
-    assert files_in(unwrap(cmd.inputs["stdin"])[0])[4].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
+    env = files_in(unwrap(cmd.inputs["stdin"])[0])[2]
+    assert files_in(unwrap(cmd.inputs["stdin"])[0])[3].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
     assert "MM_SERVICESETTINGS_CONNECTIONSECURITY" in env
 
 
@@ -467,7 +470,7 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
         make_cfg(["mm1"]),
         extra_env={"mm1": {"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")}},
     )
-    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[3]
+    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[2]
     assert 'MM_CLUSTERSETTINGS_ENABLE="true"' in env and 'MM_CLUSTERSETTINGS_GOSSIPPORT="8074"' in env
 
 
