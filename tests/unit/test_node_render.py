@@ -32,6 +32,8 @@ from components.node_render import (
     render_dropin,
     render_env_file,
     render_restore_activate_script,
+    render_trust_activate_script,
+    render_trust_restore_script,
     render_wait_script,
     tls_env,
 )
@@ -466,6 +468,24 @@ def test_restore_stops_waiting_once_systemd_gave_up_on_the_start(stubs: Stubs) -
     assert r.returncode == 0, r.stderr
     assert "did not start (activating auto-restart); not waiting for it" in r.stderr
     assert stubs.clock() < 1010, "no waiting out the whole bound"
+
+
+def test_the_db_ca_command_refreshes_trust_and_requires_it_for_mysql(stubs: Stubs) -> None:
+    """`<node>-db-ca` (components/node.py): its activate refreshes the system trust store, which
+    MySQL's tls=true needs; its delete refreshes it again and never fails."""
+    r = run(render_trust_activate_script(require_system_trust=True), stubs.env())
+    assert r.returncode == 0 and "update-ca-certificates " in stubs.calls(), r.stderr
+    (stubs.dir / "update-ca-certificates").unlink()
+    env = {**stubs.env(), "PATH": str(stubs.dir)}
+    for tool in ("cat", "printf"):
+        if shutil.which(tool):
+            (stubs.dir / tool).symlink_to(shutil.which(tool) or "")
+    r = run(render_trust_activate_script(require_system_trust=True), env)
+    assert r.returncode == 1 and "update-ca-certificates is not installed" in r.stderr
+    r = run(render_trust_activate_script(require_system_trust=False), env)
+    assert r.returncode == 0 and "system trust left as it is" in r.stdout
+    r = run(render_trust_restore_script("/usr/local/share/ca-certificates/mattermost-transport-ca.crt"), env)
+    assert r.returncode == 0, r.stderr
 
 
 # ---------------------------------------------------------------- real TLS, real curl
