@@ -46,9 +46,9 @@ def bench_lifecycle() -> None:
             lab.down()
             fcntl.flock(lock, fcntl.LOCK_UN)
     FIGURES = t.FIGURES
-    print(f"{'step':32} {'requests':>8} {'failed':>6} {'seconds':>7}")
+    print(f"{'step':40} {'requests':>8} {'failed':>6} {'seconds':>7}")
     for f in FIGURES:
-        print(f"{f.step:32} {f.requests:8d} {f.failed:6d} {f.seconds:7.1f}")
+        print(f"{f.step:40} {f.requests:8d} {f.failed:6d} {f.seconds:7.1f}")
 
 
 if __name__ == "__main__":
