@@ -8,6 +8,8 @@
   runtime at 3, 10, 50 and 100 nodes (prod-like config, cluster mesh on), each in a fresh process;
   then the same for the previous design (BASELINE_REF, from a temporary git worktree) and the ratios.
 - lab: fresh converge time, no-op `up` time and SSH sessions per run on the 3-node lab, and destroy.
+- lifecycle (only with `--only lifecycle`; bench/lifecycle.py): requests, failed requests and
+  seconds of each lifecycle step under the database-touching load through NGINX.
 - tunnel: p50/p99 latency and throughput through a cluster SSH tunnel vs direct on the same lab
   link, and seconds for systemd to bring back a killed tunnel.
 """
@@ -175,7 +177,7 @@ def pct(values: list[float], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=["program", "lab", "tunnel"])
+    ap.add_argument("--only", choices=["program", "lab", "tunnel", "lifecycle"])
     ap.add_argument("--sizes", default="3,10,50,100")
     ap.add_argument("--baseline", default=BASELINE_REF, help="git ref of the design to compare with ('' to skip)")
     ap.add_argument("--baseline-sizes", default="3,10,50", help="sizes for the baseline (it is O(N^3): 100 takes long)")
@@ -196,6 +198,11 @@ def main() -> int:
 
         print("cluster tunnel vs direct (lab link):")
         bench_tunnel()
+    if args.only == "lifecycle":  # lab, minutes: only when asked (bench/lifecycle.py)
+        from bench.lifecycle import bench_lifecycle
+
+        print("failed requests per lifecycle step (3 nodes, cluster mesh on, DB-touching load):")
+        bench_lifecycle()
     return 0
 
 

@@ -816,6 +816,9 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("database", "the database", "database-pg-hba")
     if cfg.db_password is None and db.rotate_password:
         add("database.rotatePassword", "the generated database password", "database-password")
+        # the rotation's own login (components/database.py, password rotation)
+        add("database.rotatePassword", "the rotation's login", "database-login", f"database-login-{db.user}",
+            f"database-retire-{db.user}", *(("database-login-hba",) if db.engine == "postgres" else ()))
     elif cfg.db_password is None:
         add("dbPassword", "the read of the site's current database password", "database-current-password")
     add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")
@@ -840,7 +843,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("proxy", "the proxy", *server_cert("proxy-public"))
     add("proxy", "the proxy", "proxy-live-site", "proxy-transition", "proxy-site")
     for i, n in enumerate(cfg.nodes):  # components/node.py
-        add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-tls-files")
+        add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-db-ca", f"{n.name}-tls-files")
         add(f"nodes[{i}].name", f"node {n.name}'s preflight", f"{n.name}-preflight")  # components/node.py node_preflight
     add("nodes", "the barrier after every node's preflight", "preflights-passed")  # components/node.py
     gl = cfg.gitlab  # components/gitlab.py

@@ -78,6 +78,9 @@ class Database(pulumi.ComponentResource):
         self.server_name = db.server_name or db.address
         child = pulumi.ResourceOptions(parent=self)
 
+        self._rotating = cfg.db_password is None and db.rotate_password
+        self.login: pulumi.Output[str] = pulumi.Output.from_input(db.user)
+        """The user the nodes log in as: database.user, or a rotation's own login (`_rotation`)."""
         self.password = self._password(name, cfg, child)
 
         connection = connection_for(cfg, db.address, db.ssh)
@@ -141,6 +144,8 @@ class Database(pulumi.ComponentResource):
         self._name = name
         self._ca_file = paths.ca
         self.ready.append(self._user(name, cfg, connection, control, paths.ca, child))
+        if self._rotating:
+            self.ready.extend(self._rotation_login(name, connection, control, list(args.client_addresses)))
         self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
 
     def _password(self, name: str, cfg: StackConfig, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -160,8 +165,24 @@ class Database(pulumi.ComponentResource):
                 raise ConfigError(f"{PROJECT}:{e}") from None
             return pulumi.Output.secret(value)
         if self._db.rotate_password:
+            # the rotation's login (database_render "password rotation"); a new one, and with it a
+            # new password, is a new rotation: `pulumi up --replace` this resource
+            suffix = random.RandomString(
+                f"{name}-login",
+                length=r.ROTATION_SUFFIX_LENGTH,
+                special=False,
+                upper=False,
+                opts=child,
+            )
+            engine, user = self._engine, self._db.user
+            try:
+                r.rotation_login(engine, user, "a" * r.ROTATION_SUFFIX_LENGTH)
+            except ValueError as e:
+                raise ConfigError(f"{PROJECT}:{e}") from None
+            self.login = suffix.result.apply(lambda sfx: r.rotation_login(engine, user, sfx))
             generated = random.RandomPassword(
                 f"{name}-password",
+                keepers={"login": suffix.result},
                 length=r.RANDOM_PASSWORD_LENGTH,
                 special=True,
                 override_special=r.RANDOM_PASSWORD_SPECIALS,
@@ -237,7 +258,12 @@ class Database(pulumi.ComponentResource):
             engine, control, admin_user=admin_user, address=db.address, port=db.effective_port, ca_file=ca_file
         )
         self._client = client
-        sql = self.password.apply(lambda pw: r.render_user_sql(engine, user=db.user, database=db.name, password=pw))
+        if self._rotating:  # the user keeps its password until the retire step (enforce_tls)
+            sql: pulumi.Output[str] = pulumi.Output.from_input(
+                r.render_rotation_owner_sql(engine, user=db.user, database=db.name)
+            )
+        else:
+            sql = self.password.apply(lambda pw: r.render_user_sql(engine, user=db.user, database=db.name, password=pw))
         stdin = pulumi.Output.all(token.result, admin_secret, sql).apply(lambda v: r.user_stdin(v[0], v[1], v[2]))
         apply_script = r.render_user_apply(engine, user=db.user, database=db.name, client=client)
         return run_script(
@@ -310,6 +336,8 @@ class Database(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[server]),
             )
             enforced = [server, user]
+        if self._rotating:
+            enforced.append(self._rotation_retire(opts))
         self._enforced = enforced
         return list(enforced)
 
@@ -318,11 +346,11 @@ class Database(pulumi.ComponentResource):
         the stack CA (PostgreSQL's sslrootcert); MySQL's tls=true uses the node's system roots."""
         db = self._db
         return pulumi.Output.secret(
-            self.password.apply(
-                lambda pw: r.render_dsn(
+            pulumi.Output.all(self.login, self.password).apply(
+                lambda v: r.render_dsn(
                     self._engine,
-                    db.user,
-                    pw,
+                    v[0],
+                    v[1],
                     self.server_name,
                     db.effective_port,
                     db.name,
@@ -330,4 +358,67 @@ class Database(pulumi.ComponentResource):
                     ca_file,
                 )
             )
+        )
+
+    # ------------------------------------------------------------ password rotation
+
+    def _rotation_login(
+        self, name: str, connection: remote.ConnectionArgs, control: r.ServerControl, clients: list[str]
+    ) -> list[pulumi.Resource]:
+        """Phase 1 of a rotation: the new login with the new password, TLS only, next to the old
+        one (database_render "password rotation"). Its delete drops the login; a new rotation
+        replaces it, create before delete: the old login goes once the nodes use the new one."""
+        db, engine = self._db, self._engine
+        made: list[pulumi.Resource] = []
+        if engine == "postgres":
+            hba_file = f"{self._config_dir}/pg_hba.conf"
+            made.append(
+                managed_block(
+                    f"{name}-login-hba",
+                    connection=connection,
+                    path=hba_file,
+                    content=self.login.apply(lambda lg: r.render_rotation_hba_block(db.name, db.user, lg, clients)),
+                    position="top",
+                    validate=r.render_hba_validate(control, hba_file=hba_file),
+                    activate=control.reload,
+                    restore_activate=control.reload,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.ready)),
+                )
+            )
+        sqls = pulumi.Output.all(self.login, self.password).apply(
+            lambda v: [
+                r.render_rotation_login_sql(engine, user=db.user, login=v[0], database=db.name, password=v[1]),
+                r.render_rotation_drop_sql(engine, user=db.user, login=v[0]),
+            ]
+        )
+        who = f"database login of {db.user} (rotation)"
+        made.append(
+            run_script(
+                f"{name}-login-{db.user}",
+                connection=connection,
+                create=r.render_rotation_script(who=who, client=self._client),
+                delete=r.render_rotation_script(who=who, client=self._client, sql_line=2),
+                stdin=pulumi.Output.all(self._admin_secret, sqls).apply(lambda v: encode_bundle([v[0], *v[1]])),
+                secret=True,
+                triggers=[self.login],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.ready, *made]),
+            )
+        )
+        return made
+
+    def _rotation_retire(self, opts: pulumi.ResourceOptions) -> pulumi.Resource:
+        """Phase 2 of a rotation, once every node uses the new login: the old one stops working
+        (NOLOGIN / ACCOUNT LOCK; open sessions stay). Its delete, first in a destroy, lets it in
+        again before the nodes go back to it."""
+        db, engine = self._db, self._engine
+        who = f"database user {db.user} (retired by the rotation)"
+        sqls = [r.render_rotation_retire_sql(engine, user=db.user), r.render_rotation_retire_sql(engine, user=db.user, restore=True)]
+        return run_script(
+            f"{self._name}-retire-{db.user}",
+            connection=self._connection,
+            create=r.render_rotation_script(who=who, client=self._client),
+            delete=r.render_rotation_script(who=who, client=self._client, sql_line=2),
+            stdin=self._admin_secret.apply(lambda a: encode_bundle([a, *sqls])),
+            secret=True,
+            opts=opts,
         )

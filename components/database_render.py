@@ -983,7 +983,7 @@ def current_password(engine: str, user: str, stdout: str, *, node: str) -> str:
     ValueError naming what to configure when it cannot be found (never the value itself)."""
     fix = (
         "set the secret dbPassword to the password the site uses now, or database.rotatePassword: true "
-        "to give the user a new one (every node not yet switched then fails its next database login)"
+        "to give the site a new login and password (both work until every node switched)"
     )
     lines = (stdout.split("\n") + ["", "", ""])[:3]
     try:
@@ -1013,3 +1013,132 @@ def current_password(engine: str, user: str, stdout: str, *, node: str) -> str:
     if not password:
         raise ValueError(f"{node}: its DataSource has no password; {fix}")
     return check_password(password, "password")
+
+
+# ---------------------------------------------------------------- password rotation
+#
+# `database.rotatePassword` without a failed request: a role has ONE password (PostgreSQL) and
+# MariaDB cannot give one account two, so the new password belongs to a new login,
+# `<user>_<suffix>`, created before any node switches (both logins work during the switch); the
+# old login is retired (NOLOGIN / ACCOUNT LOCK) only after every node switched, and a later
+# rotation's login replaces this one (the old one dropped once the nodes use the new one).
+# PostgreSQL: the login is a member of the user and starts each session as it (`SET role`), so
+# every object Mattermost creates is still owned by the user, and the login can be dropped.
+
+ROTATION_SUFFIX_LENGTH = 8
+_SUFFIX = re.compile(r"^[a-z0-9]{8}$")
+MYSQL_USER_NAME_MAX = 32
+"""MySQL 5.7's limit for a user name (MySQL 8 and MariaDB allow 32 and 80; the lowest holds)."""
+
+
+def rotation_login(engine: str, user: str, suffix: str) -> str:
+    """The login a rotation creates for `user`; ValueError naming database.user if too long."""
+    if not _SUFFIX.match(suffix):
+        raise ValueError(f"rotation suffix must be {ROTATION_SUFFIX_LENGTH} of [a-z0-9]: {suffix!r}")
+    login = f"{_ident(user)}_{suffix}"
+    limit = MYSQL_USER_NAME_MAX if _engine(engine) == "mysql" else 63
+    if len(login) > limit:
+        raise ValueError(
+            f"database.user: {user!r} is too long for database.rotatePassword (the rotation's login "
+            f"{user}_<{ROTATION_SUFFIX_LENGTH} characters> must fit in {limit}); use a user of at most "
+            f"{limit - ROTATION_SUFFIX_LENGTH - 1} characters"
+        )
+    return login
+
+
+def render_rotation_owner_sql(engine: str, *, user: str, database: str) -> str:
+    """The user command's SQL during a rotation: the user must exist (its tables are the site's);
+    its password and LOGIN flag are left alone (the old login works until the retire step)."""
+    if _engine(engine) == "mysql":
+        u = f"{mysql_string(_ident(user))}@'%'"
+        # sql_mode keeps NO_AUTO_CREATE_USER semantics: GRANT to a missing user fails
+        return (
+            "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\n"
+            f"GRANT ALL PRIVILEGES ON {mysql_grant_db(database)}.* TO {u};\n"
+        )
+    missing = pg_string(f'role "{_ident(user)}" does not exist: database.rotatePassword rotates the site\'s user')
+    return (
+        "DO $mtm$\nBEGIN\n"
+        f"  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {pg_string(user)}) THEN\n"
+        f"    RAISE EXCEPTION {missing};\n"
+        "  END IF;\n"
+        "END\n$mtm$;\n"
+    )
+
+
+def render_rotation_login_sql(engine: str, *, user: str, login: str, database: str, password: str) -> str:
+    """Make `login` log in with `password` (TLS only) with the user's rights. Safe to run twice."""
+    check_password(password, "password")
+    if _engine(engine) == "mysql":
+        # the user's own SQL for the login, then TLS only (no node has used it yet)
+        base = render_user_sql(engine, user=login, database=database, password=password)
+        return base + f"ALTER USER {mysql_string(_ident(login))}@'%' REQUIRE SSL;\n"
+    return (
+        "SET client_encoding = 'UTF8';\n"
+        "SET standard_conforming_strings = on;\n"
+        "BEGIN;\n"
+        "SET LOCAL password_encryption = 'scram-sha-256';\n"
+        "DO $mtm$\nBEGIN\n"
+        f"  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {pg_string(_ident(login))}) THEN\n"
+        f"    CREATE ROLE {pg_ident(login)} LOGIN;\n"
+        "  END IF;\n"
+        "END\n$mtm$;\n"
+        f"ALTER ROLE {pg_ident(login)} WITH LOGIN INHERIT PASSWORD {pg_string(password)};\n"
+        f"GRANT {pg_ident(user)} TO {pg_ident(login)};\n"
+        f"ALTER ROLE {pg_ident(login)} SET role = {pg_string(_ident(user))};\n"
+        "COMMIT;\n"
+    )
+
+
+def render_rotation_drop_sql(engine: str, *, user: str, login: str) -> str:
+    """Remove `login` (nothing else). PostgreSQL refuses if it owns objects, naming them."""
+    if _engine(engine) == "mysql":
+        return f"DROP USER IF EXISTS {mysql_string(_ident(login))}@'%';\n"
+    _ident(user)
+    return f"DROP ROLE IF EXISTS {pg_ident(login)};\n"
+
+
+def render_rotation_retire_sql(engine: str, *, user: str, restore: bool = False) -> str:
+    """The old login stops (or, `restore`, starts again) working; open sessions are not cut."""
+    if _engine(engine) == "mysql":
+        return f"ALTER USER {mysql_string(_ident(user))}@'%' ACCOUNT {'UNLOCK' if restore else 'LOCK'};\n"
+    return f"ALTER ROLE {pg_ident(user)} WITH {'LOGIN' if restore else 'NOLOGIN'};\n"
+
+
+def render_rotation_hba_block(database: str, user: str, login: str, client_addresses: list[str]) -> str:
+    """PostgreSQL, phase 1: each client may log in over TLS as any member of the user (the
+    rotation's logins; the lines do not change from one rotation to the next, so the old login
+    keeps its way in during the switch), and the current login never without TLS."""
+    if not client_addresses:
+        raise ValueError("pg_hba block: no client addresses (the Mattermost nodes)")
+    lines = ["# Mattermost's rotated login, over TLS only (managed by mattermost-transport-encryption)."]
+    for a in dict.fromkeys(client_addresses):
+        ip = ipaddress.ip_address(a)
+        lines.append(f"hostssl {hba_word(database)} +{_ident(user)} {ip}/{32 if ip.version == 4 else 128} scram-sha-256")
+    lines.append(f"hostnossl all {hba_word(login)} all reject")
+    return "\n".join(lines) + "\n"
+
+
+def render_rotation_script(*, who: str, client: str, state_dir: str = STATE_DIR, sql_line: int = 1) -> str:
+    """Run one SQL of stdin (base64 lines: admin credentials file or "", then SQL lines; line
+    `sql_line` is run) as the admin. The admin file lives 0600 in a private temp dir, removed on exit."""
+    if sql_line < 1:
+        raise ValueError("sql_line counts from 1")
+    return (
+        "umask 077\n"
+        "cd /\n"
+        f"state={_q(state_dir)}\nwho={_q(who)}\n"
+        "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
+        f'sql() {{ {client} "$@"; }}\n'
+        "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
+        + "".join(f"IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL {i + 1}'\n" for i in range(sql_line))
+        + 'made=; [ -d "$state" ] || made=1\n'
+        'mkdir -p "$state"\nchmod 0700 "$state"\n'
+        'tmp=$(mktemp -d "$state/tmp.XXXXXX")\n'
+        'trap \'rm -rf "$tmp"; if [ -n "$made" ]; then rmdir "$state" 2>/dev/null || true; fi\' EXIT\n'
+        "printf '%s' \"$mtm_admin\" | base64 -d > \"$tmp/admin\" || mtm_fail 'the admin credentials are not valid base64'\n"
+        "printf '%s' \"$mtm_sql\" | base64 -d > \"$tmp/change.sql\" || mtm_fail 'the SQL is not valid base64'\n"
+        "unset mtm_admin mtm_sql\n"
+        'sql < "$tmp/change.sql"\n'
+        'echo "$who: done"\n'
+    )

@@ -20,11 +20,15 @@ The rollout has two steps, because the nodes switch to TLS one at a time in betw
    node's `ready` completed; no plain fallback remains.
 
 Both own the same four files. remote_files keeps the ORIGINAL of each path once, whoever changes
-it first, and the ledger names the last installer: `<name>-site` depends on `<name>-transition`,
-so a destroy deletes it first, it finds itself in the ledger and restores the originals; the
-transition's delete then finds the ledger gone and leaves everything alone. A rollout that stopped
-before step 2 leaves the transition in the ledger, and its delete restores the originals. Neither
-is ever replaced (no triggers), so create-before-delete never runs one's delete after the other.
+it first, and the ledger names the last installer. A destroy is the rollout backwards: `<name>-site`
+depends on the nodes and on `<name>-transition`, so it is deleted first, and its delete does NOT
+put the plain original back (NGINX would send http:// to nodes that still serve only TLS): it
+hands the files back to the transition, installing the transitional site in the transition's name
+(nginx_render.render_site_handback). The nodes then go back to plain one at a time (the
+transitional site falls back per request), and the transition's delete, last, restores the
+originals. A rollout that stopped before step 2 leaves the transition in the ledger, and its
+delete restores the originals. Neither is ever replaced (no triggers), so create-before-delete
+never runs one's delete after the other.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ from components.remote_files import (
     FileSpec,
     ManagedFile,
     encode_bundle,
-    managed_files,
     render_files_restore,
     run_script,
 )
@@ -156,6 +159,7 @@ class NginxProxy(pulumi.ComponentResource):
         files = [*self._tls_files, ManagedFile(FileSpec(proxy.site_file, "0644"), transitional)]
         owner = f"{name}-transition"
         specs = [f.spec for f in files]
+        self._transition_files = files
         apply = nginx_render.render_transition_apply(
             owner=owner,
             specs=specs,
@@ -166,15 +170,28 @@ class NginxProxy(pulumi.ComponentResource):
         )
         # managed_files' scripts behind a guard (nginx_render.render_transition_guard); same
         # stdin framing, same secrecy (the public key is in it)
-        self.transition = run_script(
+        self.transition = self._files_command(
+            owner,
+            apply,
+            render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH),
+            files,
+            pulumi.ResourceOptions(parent=self),
+        )
+
+    def _files_command(
+        self, owner: str, apply: str, delete: str, files: Sequence[ManagedFile], opts: pulumi.ResourceOptions
+    ) -> pulumi.Resource:
+        """A command whose self-contained scripts read the files' contents as an `encode_bundle`
+        on stdin (secret: the public key may be among them)."""
+        return run_script(
             owner,
             connection=self._connection,
             create=apply,
             update=apply,
-            delete=render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH),
+            delete=delete,
             stdin=pulumi.Output.all(*[f.content for f in files]).apply(encode_bundle),
             secret=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=opts,
         )
 
     def _reload(self, **kw: str) -> str:
@@ -210,17 +227,28 @@ class NginxProxy(pulumi.ComponentResource):
             else nginx_live.render_site(live, hop, stage="final")
         )
         # One command: site and certificates are validated, reloaded and rolled back together.
-        self._site = managed_files(
-            f"{self._name}-site",
-            connection=self._connection,
-            files=[*self._tls_files, ManagedFile(FileSpec(proxy.site_file, "0644"), site)],
+        files = [*self._tls_files, ManagedFile(FileSpec(proxy.site_file, "0644"), site)]
+        owner = f"{self._name}-site"
+        handback = self._transition_files
+        apply, delete = nginx_render.render_site_handback(
+            owner=owner,
+            specs=[f.spec for f in files],
             validate=self._validate,
             activate=self._reload(),
-            restore_activate=self._restore_activate,
-            secret=True,
+            transition_owner=f"{self._name}-transition",
+            transition_specs=[f.spec for f in handback],
+            transition_activate=self._reload(answers="answers through the transitional site"),
+            helper=HELPER_PATH,
+        )
+        self._site = self._files_command(
+            owner,
+            apply,
+            delete,
+            # the final files, then the transitional ones (what the delete hands back)
+            [*files, *handback],
             # https upstreams only work once every node serves TLS; after the transition, so a
             # destroy deletes this one first (see the module docstring)
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
+            pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
         )
         self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
 

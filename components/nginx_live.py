@@ -447,7 +447,8 @@ def render_site(site: Site, hop: Hop, *, stage: str) -> str:
     if stage == "transition" and taken & set(plain_names.values()):
         raise LiveSiteError(f"{site.path} already defines {sorted(taken & set(plain_names.values()))}")
 
-    # 1. the upstream servers are the nodes (during the transition tried again at once: max_fails=0)
+    # 1. the upstream servers are the nodes, tried again at once (max_fails=0: a node restarting
+    # is never marked down; nginx_render.render_nginx_site says why)
     for u in list(_upstream_blocks(tree)):
         name = u["args"][0] if u["args"] else ""
         if name not in site.upstreams:
@@ -458,7 +459,7 @@ def render_site(site: Site, hop: Hop, *, stage: str) -> str:
             _set_keepalive(plain, hop.keepalive)
             container = _container(tree, u)
             container.insert(container.index(u) + 1, plain)
-        _set_upstream(u, hop.backends, ("max_fails=0",) if stage == "transition" else ())
+        _set_upstream(u, hop.backends, ("max_fails=0",))
         _set_keepalive(u, hop.keepalive)
 
     # 2. each proxying server: https + verification, and the browsers' certificate if it is ours

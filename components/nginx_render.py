@@ -108,10 +108,18 @@ def render_nginx_site(
     template: str | None = None,
 ) -> str:
     """The Mattermost site: port 80 redirects, port 443 terminates TLS and proxies to every node
-    over TLS, verifying each node's certificate against the stack CA for `upstream_name`."""
+    over TLS, verifying each node's certificate against the stack CA for `upstream_name`.
+
+    Its servers get `max_fails=0` too (see `render_transition_site`): later changes (a new
+    password, renewed certificates) restart the nodes one after another, a few seconds apart;
+    with NGINX's default (max_fails=1, fail_timeout=10s) each refused connection during a restart
+    marks that node down for 10 s, so by the last node's restart no node was left and NGINX
+    answered 502 (4 of 208 requests in the lab's password rotation). With 0 a refused
+    connection only moves that request on to the next node (proxy_next_upstream error)."""
     values = _site_values(
         server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
     )
+    values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
     text = template if template is not None else TEMPLATE.read_text()
     return fill_template(text, values)
 
@@ -206,6 +214,42 @@ def render_transition_apply(
     return render_transition_guard(owner=owner, site_file=site_file) + render_files_apply(
         owner, specs, validate=validate, activate=activate, state_dir=state_dir, helper=helper
     )
+
+
+def render_site_handback(
+    *,
+    owner: str,
+    specs: Sequence[FileSpec],
+    validate: str,
+    activate: str,
+    transition_owner: str,
+    transition_specs: Sequence[FileSpec],
+    transition_activate: str,
+    state_dir: str = STATE_DIR,
+    helper: str | None = None,
+) -> tuple[str, str]:
+    """(apply, delete) of the https-only site. Stdin: `encode_bundle` of the len(specs) final
+    contents, then the len(transition_specs) transitional ones.
+
+    apply installs the final files (the first lines). delete is the rollout backwards: instead of
+    the plain originals, which NGINX would send over http:// to nodes that still serve only TLS, it
+    installs the transitional site (the last lines) in `transition_owner`'s name, validated and
+    reloaded like any change (a failure leaves the https-only site in place and fails the delete).
+    The originals stay kept; the transition's own delete, after the nodes went back to plain,
+    puts them back."""
+    n = len(specs)
+    if n == 0 or len(transition_specs) == 0:
+        raise ValueError(f"{owner}: the site and its handback need files")
+    head = f"head -n {n}"
+    tail = f"tail -n +{n + 1}"
+    apply = render_files_apply(owner, specs, validate=validate, activate=activate, state_dir=state_dir, helper=helper)
+    back = render_files_apply(
+        transition_owner, transition_specs, validate=validate, activate=transition_activate,
+        state_dir=state_dir, helper=helper,
+    )
+    # "cat; }" is where the script reads the bundle (remote_files._self_contained)
+    assert apply.count("cat; }") == back.count("cat; }") == 1
+    return apply.replace("cat; }", f"{head}; }}", 1), back.replace("cat; }", f"{tail}; }}", 1)
 
 
 def render_validate_script() -> str:

@@ -7,7 +7,9 @@ settings (TLS listener + TLS database DSN + whatever other components add, e.g. 
 systemd drop-in that loads it, and the restart that makes it live: `ready` completes only once
 the node answers over verified TLS. A node that does not come back gets its previous files back
 and the change fails with the node's own journal. Delete restores the originals and queues a
-restart without waiting (the database may still require TLS at that point of a destroy).
+restart that never fails the delete but waits (bounded) for the node to answer again, so a
+destroy restarts the nodes one at a time. The DSN's CA file is a command of its own, deleted after
+the restart (see `db_ca`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ class MattermostNode(pulumi.ComponentResource):
     port: int
     ca_file: str
     """The CA file on the node (the DSN's sslrootcert)."""
+    db_ca: pulumi.Resource
+    """`<node>-db-ca`: installs `ca_file`; `ready` depends on it, so a destroy removes it last."""
 
     def __init__(self, name: str, args: MattermostNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:node:MattermostNode", name, None, opts)
@@ -119,12 +123,30 @@ class MattermostNode(pulumi.ComponentResource):
             )
         )
 
+        connection = connection_for(cfg, node.address, node.ssh)
+        after = [*args.database.ready, *args.depends_on, *([args.preflight] if args.preflight else [])]
+        # The CA the DSN verifies the database with (PostgreSQL: the sslrootcert file, read at
+        # every new login by lib/pq; MySQL: the system trust store) is its own command, created
+        # before and deleted AFTER the one below: a destroy restarts the node onto its original
+        # DSN first, and the old process, draining, still opens TLS logins until it is gone
+        # (deleting the CA first failed 12-17 requests a destroy).
+        self.db_ca = managed_files(
+            f"{node.name}-db-ca",
+            connection=connection,
+            files=[
+                ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
+                ManagedFile(FileSpec(paths.system_ca, "0644"), args.pki.ca_cert_pem),
+            ],
+            activate=node_render.render_trust_activate_script(
+                require_system_trust=args.database.driver_name == "mysql"
+            ),
+            restore_activate=node_render.render_trust_restore_script(paths.system_ca),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+        )
         files = [
             ManagedFile(FileSpec(paths.cert, "0644"), issued.cert_pem),
             # the service reads its key as the service user; nobody else may
             ManagedFile(FileSpec(paths.key, "0640", "root", group), issued.key_pem),
-            ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
-            ManagedFile(FileSpec(paths.system_ca, "0644"), args.pki.ca_cert_pem),
             # read by systemd (root) only: it carries the database password
             ManagedFile(FileSpec(paths.env, "0600"), env_text),
             ManagedFile(FileSpec(paths.dropin, "0644"), node_render.render_dropin(paths.env)),
@@ -133,7 +155,7 @@ class MattermostNode(pulumi.ComponentResource):
         # restart rolls back cert, key, env and drop-in together.
         self.ready = managed_files(
             f"{node.name}-tls-files",
-            connection=connection_for(cfg, node.address, node.ssh),
+            connection=connection,
             files=files,
             activate=node_render.render_activate_script(
                 unit=unit,
@@ -147,12 +169,12 @@ class MattermostNode(pulumi.ComponentResource):
                 # all marked failed at once (node_render._settle); one node has no other to serve
                 settle_seconds=node_render.NGINX_FAIL_TIMEOUT + 1 if len(cfg.nodes) > 1 else 0,
             ),
-            restore_activate=node_render.render_restore_activate_script(unit=unit, system_ca=paths.system_ca),
-            secret=True,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[*args.database.ready, *args.depends_on, *([args.preflight] if args.preflight else [])],
+            # a destroy restarts the nodes one after another (each waits for the one before)
+            restore_activate=node_render.render_restore_activate_script(
+                unit=unit, system_ca=paths.system_ca, port=mm.port, wait_seconds=mm.start_timeout_seconds
             ),
+            secret=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.db_ca]),
         )
 
         self.cert_fingerprint_sha256 = issued.cert_pem.apply(node_render.cert_fingerprint_sha256)

@@ -339,18 +339,50 @@ def render_activate_script(
     )
 
 
-def render_restore_activate_script(*, unit: str, system_ca: str = "/usr/local/share/ca-certificates/mattermost-transport-ca.crt") -> str:
+def render_restore_activate_script(
+    *,
+    unit: str,
+    system_ca: str = "/usr/local/share/ca-certificates/mattermost-transport-ca.crt",
+    port: int | None = None,
+    wait_seconds: int = 60,
+) -> str:
     """What runs on delete after the original files are back: refresh trust, reload systemd and
-    queue a restart WITHOUT waiting. During a destroy the database is restored after the nodes,
-    so it may still require TLS from a node now back on its plain DSN; a hard wait (or a failure
-    here) would fail the destroy for a state that fixes itself once the database is restored.
+    queue a restart that never fails the delete. During a destroy the database may still refuse
+    the node's original login (a removed node: the database keeps requiring TLS), so a failure
+    here would fail the destroy for a state that fixes itself once the database is restored.
+
+    With `port`: then wait, up to `wait_seconds` and without ever failing, until a NEW process
+    (another MainPID) answers the bare ping on it, over plain HTTP or HTTPS (the original setup
+    may be either): a destroy restarts the nodes one after another, so the next node goes down
+    only once this one serves again, as in the rollout. Not answering in time, or systemd giving
+    up on the start (failed / auto-restart), is a warning. The trust store is refreshed as in
+    `render_trust_restore_script`."""
+    return f"""unit={_q(unit + ".service")}
+""" + render_trust_restore_script(system_ca) + """systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
+mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
+if systemctl restart --no-block "$unit"; then
+  printf '%s\\n' "$unit: restart queued with the restored configuration"
+else
+  printf '%s\\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
+  exit 0
+fi
+""" + ("" if port is None else _restore_wait(port, wait_seconds))
+
+
+def render_trust_activate_script(*, require_system_trust: bool) -> str:
+    """After the CA files changed (`<node>-db-ca`): refresh the system trust store (MySQL's
+    `tls=true` verifies with it; required then)."""
+    return 'mtm_node_fail() { printf \'%s\\n\' "$1" >&2; exit 1; }\n' + _system_trust(require_system_trust)
+
+
+def render_trust_restore_script(system_ca: str) -> str:
+    """After the CA files are gone: refresh the system trust store, never failing.
 
     `update-ca-certificates` leaves the links of a removed local CA behind (only `--fresh`
     drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs by
     hand), so exactly the dangling links that point at our CA are removed."""
     pem = posixpath.basename(system_ca).removesuffix(".crt") + ".pem"
-    return f"""unit={_q(unit + ".service")}
-if command -v update-ca-certificates >/dev/null 2>&1; then
+    return f"""if command -v update-ca-certificates >/dev/null 2>&1; then
   update-ca-certificates || printf '%s\\n' "warning: update-ca-certificates failed" >&2
 fi
 for link in /etc/ssl/certs/*; do
@@ -360,12 +392,36 @@ for link in /etc/ssl/certs/*; do
     esac
   fi
 done
-systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
-if systemctl restart --no-block "$unit"; then
-  printf '%s\\n' "$unit: restart queued with the restored configuration (not waited for)"
-else
-  printf '%s\\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
-fi
+"""
+
+
+def _restore_wait(port: int, wait_seconds: int) -> str:
+    _require_positive("port", port)
+    _require_positive("wait_seconds", wait_seconds)
+    ping = f"127.0.0.1:{int(port)}{PING_PATH}"
+    return f"""mtm_start=$(date +%s)
+while :; do
+  mtm_now=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
+  if [ "$mtm_now" != 0 ] && [ "$mtm_now" != "$mtm_pid" ] &&
+    {{ curl --silent --fail --noproxy '*' --max-time 2 --output /dev/null {_q("http://" + ping)} ||
+      curl --silent --fail --noproxy '*' --max-time 2 --insecure --output /dev/null {_q("https://" + ping)}; }}; then
+    printf '%s\\n' "$unit answers again on port {int(port)}"
+    exit 0
+  fi
+  # a node that cannot start (e.g. a removed node whose plain login the database refuses) is
+  # not waited for: systemd has given up on this start (failed, or waiting to try again)
+  mtm_state="$(systemctl show -p ActiveState --value "$unit" 2>/dev/null || true) $(systemctl show -p SubState --value "$unit" 2>/dev/null || true)"
+  case "$mtm_state" in
+    "failed "*|*" auto-restart")
+      printf '%s\\n' "warning: $unit did not start ($mtm_state); not waiting for it" >&2
+      exit 0 ;;
+  esac
+  if [ $(($(date +%s) - mtm_start)) -ge {int(wait_seconds)} ]; then
+    printf '%s\\n' "warning: $unit does not answer on port {int(port)} {int(wait_seconds)} s after its restart; not waiting longer" >&2
+    exit 0
+  fi
+  sleep 1
+done
 """
 
 

@@ -179,11 +179,13 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
     if db.engine == "mysql":
         # MySQL/MariaDB check the password before require_secure_transport: prove the refusal with
         # the real one, handed over on stdin as a client option file (never in argv or the command)
-        m = re.match(r"^[^:]+:(.*)@tcp\(", str(outputs.get("mattermostDsn", "")))
-        secret_input = f"[client]\npassword={m.group(1) if m else 'unknown'}\n"
+        m = re.match(r"^([^:]+):(.*)@tcp\(", str(outputs.get("mattermostDsn", "")))
+        secret_input = f"[client]\npassword={m.group(2) if m else 'unknown'}\n"
         # with REQUIRE SSL the refusal reads "Access denied"; the same password succeeding over
-        # verified TLS shows the transport, not the password, was refused
-        target = f"-h {shlex.quote(db.address)} -P {db.effective_port} -u {shlex.quote(db.user)}"
+        # verified TLS shows the transport, not the password, was refused. The DSN's user: after
+        # database.rotatePassword the nodes log in as the rotation's login, not database.user
+        login = m.group(1) if m else db.user
+        target = f"-h {shlex.quote(db.address)} -P {db.effective_port} -u {shlex.quote(login)}"
         probe = (
             "opts=$(mktemp); trap 'rm -f \"$opts\"' EXIT; cat > \"$opts\"\n"
             + put_ca

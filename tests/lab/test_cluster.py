@@ -528,10 +528,11 @@ NODES10 = [f"mm{i}" for i in range(1, 11)]
 CA2 = {"commonName": "Mattermost lab transport CA 2", "organization": "Lab"}
 
 
-NODE_HOST_CONNECTIONS = {11, 12}
+NODE_HOST_CONNECTIONS = {12, 13}
 """SSH connections to each node host in a fresh `up`, whatever the node count: the node's preflight,
-its host helper, 8 cluster commands and its TLS files; the first node one more (the read of the
-site's current database password)."""
+its host helper, 8 cluster commands, its DSN's CA file (deleted after the node's restart in a
+destroy: components/node.py) and its TLS files; the first node one more (the read of the site's
+current database password)."""
 
 
 @pytest.mark.lab

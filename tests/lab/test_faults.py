@@ -49,7 +49,7 @@ UPSTREAM_NAME = "mattermost-app.internal"
 DROPIN_DIR = "/etc/systemd/system/mattermost.service.d/"
 NODES = ("mm1", "mm2", "mm3")
 ADDRESS = {"mm1": "10.251.0.101", "mm2": "10.251.0.102", "mm3": "10.251.0.103"}
-NODE_STEPS = {f"{n}-tls-files" for n in NODES}
+NODE_STEPS = {f"{n}-{k}" for n in NODES for k in ("db-ca", "tls-files")}
 SESSION_ENDED = re.compile(
     r"wait: remote command exited without exit status or exit signal: running "
     r"|EOF: running |ssh: unexpected packet in response to channel open: <nil>$|could not set environment variable "

@@ -262,6 +262,7 @@ def test_rotating_the_ca_replaces_every_cert_and_nodes_serve_the_new_ones(ctx: C
     assert updated == {
         "mm1-tls-files", "mm2-tls-files", "mm3-tls-files", "mm4-tls-files", "database-server-tls", "proxy-site",
         "proxy-transition",  # carries the CA and public cert too; on the host it skips (site already TLS)
+        "mm1-db-ca", "mm2-db-ca", "mm3-db-ca", "mm4-db-ca",  # the DSN's CA file (components/node.py)
     }, ch
     # the old CA's clients (the load) fail once NGINX presents the new chain: that is the point;
     # what matters is that the site answers with the new CA afterwards

@@ -107,6 +107,8 @@ class Mocks(pulumi.runtime.Mocks):
             # the provider draws anew whenever keepers change: mimic that with the host
             host = (args.inputs.get("keepers") or {}).get("host", "")
             state["result"] = "tok" + "".join(c for c in host if c.isalnum())
+            if args.name.endswith("-login"):  # a rotation's login suffix: length 8 of [a-z0-9], as drawn
+                state["result"] = "ab12cd34"
         elif args.typ == "command:remote:Command":
             state.update({"stdout": self.node_stdout if args.name == "database-current-password" else "", "stderr": ""})
         return f"{args.name}-id", state
@@ -435,6 +437,46 @@ def test_rotation_is_explicit_and_generated_password_is_secret_and_safe() -> Non
     assert gen.inputs["length"] == 32
     assert gen.inputs["overrideSpecial"] == r.RANDOM_PASSWORD_SPECIALS and gen.inputs["special"] is True
     assert run.values["password"] == GENERATED_PW and run.values["password_secret"] is True
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgres"])
+def test_rotation_gives_the_new_password_its_own_login_and_retires_the_old_one_last(engine: str) -> None:
+    """Both logins work during the switch (database_render "password rotation"): the user
+    command leaves the user's password alone, the new login (TLS only) is ready before any node,
+    the nodes' DSN names it, and the old login is retired after every node (the enforce step)."""
+    run = run_program(make_cfg(engine, database={"rotatePassword": True}), enforce_after=("mm1-ready", "mm2-ready"))
+    login = run.by_name("database-login-mmuser")
+    user = run.by_name("database-db-user-mmuser")
+    tail = [user.urn, *([run.by_name("database-login-hba").urn] if engine == "postgres" else []), login.urn]
+    assert run.values["ready"][-len(tail) :] == tail, "the login is part of phase 1, what the nodes wait for"
+    stdin, secret = unwrap(login.inputs["stdin"])
+    assert secret and GENERATED_PW not in str(login.inputs["create"]) + str(login.inputs.get("delete"))
+
+    def decoded(manifest: str) -> str:  # the input's base64 lines (run_script), decoded
+        lines = [ln[2:] for ln in manifest.splitlines() if ln.startswith("| ")]
+        out = []
+        for ln in lines:
+            try:
+                out.append(base64.b64decode(ln, validate=True).decode())
+            except ValueError:
+                continue
+        return "\n".join(out)
+
+    assert GENERATED_PW in decoded(stdin), "the new password is the login's"
+    assert GENERATED_PW not in decoded(unwrap(user.inputs["stdin"])[0]), "the user keeps its password"
+    assert run.by_name("database-password").inputs["keepers"] == {"login": "ab12cd34"}
+    retire = run.by_name("database-retire-mmuser")
+    assert {run.by_name(n).urn for n in ("mm1-ready", "mm2-ready")} <= set(retire.dependencies)
+    assert "database-retire-mmuser" in [x._name for x in run.values["enforced"]]
+    if engine == "postgres":
+        assert run.values["dsn"].startswith("postgres://mmuser_ab12cd34:")
+    else:
+        assert run.values["dsn"].startswith("mmuser_ab12cd34:")
+
+
+def test_rotation_refuses_a_user_name_its_login_would_not_fit() -> None:
+    with pytest.raises(config_mod.ConfigError, match=f"{PROJECT}:database.user: .*rotatePassword"):
+        run_program(make_cfg("mysql", database={"rotatePassword": True, "user": "u" * 30}))
 
 
 def test_configured_password_is_used_and_secret() -> None:

@@ -254,8 +254,16 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
     assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"}
     assert cmd.inputs["logging"] == "none"
     files = files_in(stdin)
-    assert len(files) == 6
-    cert, key, ca, system_ca, env, dropin = files
+    assert len(files) == 4
+    cert, key, env, dropin = files
+    # the CA the DSN verifies with (file and system trust) is its own command, created before this
+    # one and so deleted after it: a destroy restarts the node onto its original DSN before the
+    # CA goes (components/node.py)
+    db_ca = two.by_name("mm1-db-ca")
+    ca, system_ca = files_in(unwrap(db_ca.inputs["stdin"])[0])
+    assert db_ca.urn in cmd.dependencies and "/etc/mattermost-tls/ca.crt" in runs(db_ca, "create")
+    assert "update-ca-certificates" in runs(db_ca, "create") and "update-ca-certificates" in runs(db_ca, "delete")
+    assert "/usr/local/share/ca-certificates/mattermost-transport-ca.crt" in runs(db_ca, "create")
     assert "PRIVATE KEY" in key and "CERTIFICATE" in cert and ca == system_ca
     assert "MM_SERVICESETTINGS_CONNECTIONSECURITY=\"TLS\"" in env
     assert 'MM_SERVICESETTINGS_TLSCERTFILE="/etc/mattermost-tls/node.crt"' in env
@@ -274,7 +282,10 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
     assert "file 0600 root:root" in create
     assert "/etc/systemd/system/mattermost.service.d/50-transport-encryption.conf" in create
     assert "--resolve mattermost-app.internal:8065:127.0.0.1" in create or "mattermost-app.internal:8065:127.0.0.1" in create
-    assert "systemctl restart --no-block" in delete and "curl" not in delete
+    # delete never fails on the node's start, but waits (bounded) for a NEW process to answer, so
+    # a destroy restarts the nodes one after another (node_render.render_restore_activate_script)
+    assert "systemctl restart --no-block" in delete and "MainPID" in delete
+    assert "not answer on port 8065 120 s after its restart; not waiting longer" in delete
 
 
 def test_node_waits_for_the_database_and_owns_its_certificate(two: Run) -> None:
@@ -337,7 +348,7 @@ def test_transitional_site_is_guarded_secret_and_restores_like_the_final_one(two
     assert secret, "stdin carries the public key"
     assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"} and cmd.inputs["logging"] == "none"
     cert, key, ca, site = files_in(stdin)
-    final_cert, final_key, final_ca, _ = files_in(unwrap(two.by_name("proxy-site").inputs["stdin"])[0])
+    final_cert, final_key, final_ca, _ = files_in(unwrap(two.by_name("proxy-site").inputs["stdin"])[0])[:4]
     assert (cert, key, ca) == (final_cert, final_key, final_ca), "the same browser certificate and CA as the final site"
     assert "proxy_pass http://backend_plain;" in site and site.count("proxy_ssl_verify on;") == 4
     assert "server 10.251.0.101:8065 max_fails=0;" in site and "server 10.251.0.102:8065;" in site
@@ -356,16 +367,24 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
     cmd = two.by_name("proxy-site")
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret, "stdin carries the public key"
-    cert, key, ca, site = files_in(stdin)
+    # the final files, then the transitional ones its delete hands back (the rollout backwards)
+    cert, key, ca, site, *handback = files_in(stdin)
+    assert handback == files_in(unwrap(two.by_name("proxy-transition").inputs["stdin"])[0])
     assert "PRIVATE KEY" in key and "PRIVATE KEY" not in runs(cmd, "create")
     assert site.count("proxy_ssl_verify on;") == 2
     assert site.count("proxy_pass https://backend;") == 2 and "http://backend" not in site
     assert "proxy_ssl_name mattermost-app.internal;" in site
     assert "proxy_ssl_trusted_certificate /etc/nginx/mattermost-tls/ca.crt;" in site
-    assert "server 10.251.0.101:8065;" in site and "server 10.251.0.102:8065;" in site
+    # never marked down while it restarts (nginx_render.render_nginx_site)
+    assert "server 10.251.0.101:8065 max_fails=0;" in site and "server 10.251.0.102:8065 max_fails=0;" in site
     assert "server_name chat.example.com;" in site
-    assert "nginx -t" in runs(cmd, "create")
-    assert "nginx -t && systemctl reload nginx" in runs(cmd, "delete")
+    assert "nginx -t" in runs(cmd, "create") and "head -n 4;" in runs(cmd, "create")
+    # destroy: NGINX keeps verified TLS (with the per-request plain fallback) until the nodes went
+    # back to plain; the transition's delete, after them, restores the original site
+    delete = runs(cmd, "delete")
+    assert "tail -n +5;" in delete and "files-apply proxy-transition" in delete and "owner proxy-transition" in delete
+    assert "answers through the transitional site" in delete and "files-restore" not in delete
+    assert two.by_name("proxy-transition").urn in cmd.dependencies
     csr = two.by_name("proxy-public-csr")
     assert csr.inputs["dnsNames"] == ["chat.example.com"] and csr.inputs["ipAddresses"] == ["10.251.0.10"]
     proxy = two.outputs["proxy"]
@@ -386,7 +405,7 @@ def test_provided_public_certificate(tmp_path: Any) -> None:
     cmd = run.by_name("proxy-site")
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret
-    got_cert, got_key, _, _ = files_in(stdin)
+    got_cert, got_key, _, _, *_ = files_in(stdin)
     assert got_cert == cert.strip() + "\n" and got_key == PROVIDED_KEY_MARKER + "\n"
     assert PROVIDED_KEY_MARKER not in str(runs(cmd, "create")) + str(runs(cmd, "delete"))
     assert "--insecure" in runs(cmd, "create"), "the provided cert's issuer may be unknown to the proxy host"
@@ -413,7 +432,7 @@ def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> No
     assert _stable_view(two, "proxy-site") == _stable_view(three, "proxy-site")
     assert _stable_view(two, "proxy-transition") == _stable_view(three, "proxy-transition")
     site = files_in(unwrap(three.by_name("proxy-site").inputs["stdin"])[0])[3]
-    assert "server 10.251.0.103:8065;" in site
+    assert "server 10.251.0.103:8065 max_fails=0;" in site
     transitional = files_in(unwrap(three.by_name("proxy-transition").inputs["stdin"])[0])[3]
     assert "server 10.251.0.103:8065 max_fails=0;" in transitional and "server 10.251.0.103:8065;" in transitional
     # the new node restarts after the last of the others
@@ -441,8 +460,8 @@ def test_per_node_overrides() -> None:
     assert "file 0640 root:chat" in create
     assert "/etc/systemd/system/mm-chat.service.d/50-transport-encryption.conf" in create
     assert "unit=mm-chat.service" in create
-    env = files_in(unwrap(cmd.inputs["stdin"])[0])[4]
-    assert files_in(unwrap(cmd.inputs["stdin"])[0])[5].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
+    env = files_in(unwrap(cmd.inputs["stdin"])[0])[2]
+    assert files_in(unwrap(cmd.inputs["stdin"])[0])[3].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
     assert "MM_SERVICESETTINGS_CONNECTIONSECURITY" in env
 
 
@@ -451,7 +470,7 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
         make_cfg(["mm1"]),
         extra_env={"mm1": {"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")}},
     )
-    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[4]
+    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[2]
     assert 'MM_CLUSTERSETTINGS_ENABLE="true"' in env and 'MM_CLUSTERSETTINGS_GOSSIPPORT="8074"' in env
 
 
@@ -487,7 +506,7 @@ def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> 
     assert {"stdout", "stderr"} <= set(live.additional_secret_outputs), "nginx -T may print credentials"
     assert "nginx -T" in runs(live, "create") and "delete" not in live.inputs
     *_, transitional = files_in(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
-    *_, final = files_in(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])
+    final = files_in(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])[3]
     cert, _ = _seed.guide_cert_paths("mattermost.lab.internal")
     for site in (transitional, final):
         assert f"ssl_certificate {cert};" in site and "listen [::]:443 ssl http2;" in site

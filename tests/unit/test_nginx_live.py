@@ -173,13 +173,19 @@ def test_guide_site_final_changes_only_the_proxy_hop_and_keeps_the_public_certif
     assert site is not None
     out = live.render_site(site, hop(None, NODES3), stage="final")
     gone, new = delta(guide(), out)
+    servers = [f"10.251.0.10{i}:8065" for i in (1, 2)]
     assert sorted(gone) == sorted(
-        [(LOC_WS, "proxy_pass", ("http://backend",)), (LOC_ROOT, "proxy_pass", ("http://backend",))]
+        [
+            (LOC_WS, "proxy_pass", ("http://backend",)),
+            (LOC_ROOT, "proxy_pass", ("http://backend",)),
+            *(("/upstream backend", "server", (s,)) for s in servers),
+        ]
     )
     assert sorted(new) == sorted(
         [
             *_header_comments(HEADER),
-            ("/upstream backend", "server", ("10.251.0.103:8065",)),
+            # every node is tried again at once (max_fails=0: nginx_render.render_nginx_site)
+            *(("/upstream backend", "server", (s, "max_fails=0")) for s in [*servers, "10.251.0.103:8065"]),
             *_ssl_lines(LOC_WS),
             *_ssl_lines(LOC_ROOT),
         ]
@@ -272,8 +278,9 @@ def test_transitional_guide_site_adds_the_fallback_and_the_final_site_has_none_o
     assert ("/server", "recursive_error_pages", ("on",)) in f
     final = live.render_site(site, hop(None), stage="final")
     assert (
-        "mmtls" not in final and "max_fails" not in final and "http://" not in final.replace("https://$server_name", "")
+        "mmtls" not in final and "http://" not in final.replace("https://$server_name", "")
     )
+    assert ("/upstream backend", "server", ("10.251.0.101:8065", "max_fails=0")) in flat(final)
 
 
 def test_rendering_starts_from_the_original_every_time() -> None:

@@ -133,7 +133,8 @@ def test_upstream_lists_every_node_with_keepalive() -> None:
     root = parse(site(backends=[Backend("10.251.0.101", 8065), Backend("fd00::5", 9000)]))
     (up,) = [b for b in root.children if b.name == "upstream"]
     assert up.args == ["backend"]
-    assert up.get("server") == [["10.251.0.101:8065"], ["[fd00::5]:9000"]]
+    # max_fails=0: a node restarting is never marked down (render_nginx_site says why)
+    assert up.get("server") == [["10.251.0.101:8065", "max_fails=0"], ["[fd00::5]:9000", "max_fails=0"]]
     assert up.one("keepalive") == "32"
 
 
@@ -227,7 +228,7 @@ def test_adding_a_node_only_adds_its_server_line() -> None:
         backends=[Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065), Backend("10.251.0.103", 8065)]
     ).splitlines()
     added = [line for line in three if line not in two]
-    assert added == ["    server 10.251.0.103:8065;"] and len(three) == len(two) + 1
+    assert added == ["    server 10.251.0.103:8065 max_fails=0;"] and len(three) == len(two) + 1
 
 
 # ---------------------------------------------------------------- real nginx

@@ -31,11 +31,12 @@ from components.nginx_render import (
     ProxyPaths,
     proxy_paths,
     render_nginx_site,
+    render_site_handback,
     render_transition_apply,
     render_transition_guard,
     render_transition_site,
 )
-from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
+from components.remote_files import FileSpec, encode_bundle, render_files_restore
 from tests.unit.test_nginx_render import (
     SERVER,
     UPSTREAM,
@@ -419,9 +420,23 @@ class Host:
         )
         return self.run(script, ["CA\n", transition()])
 
+    def _site_scripts(self) -> tuple[str, str]:
+        """(apply, delete) of the https-only site as components.nginx builds them."""
+        return render_site_handback(
+            owner="proxy-site", specs=self.specs, validate="true", activate="true",
+            transition_owner="proxy-transition", transition_specs=self.specs, transition_activate="true",
+            state_dir=str(self.state),
+        )
+
     def final(self) -> subprocess.CompletedProcess[str]:
-        script = render_files_apply("proxy-site", self.specs, validate="true", activate="true", state_dir=str(self.state))
-        return self.run(script, ["CA\n", final()])
+        return self.run(self._site_scripts()[0], ["CA\n", final(), "CA\n", transition()])
+
+    def handback(self) -> subprocess.CompletedProcess[str]:
+        """The https-only site's delete (same stdin as its apply)."""
+        return self.run(self._site_scripts()[1], ["CA\n", final(), "CA\n", transition()])
+
+    def owners(self) -> set[str]:
+        return {f.read_text().strip() for f in (self.state / "owners").iterdir()}
 
     def restore(self, owner: str) -> subprocess.CompletedProcess[str]:
         return self.run(render_files_restore(owner, self.specs, restore_activate="true", state_dir=str(self.state)))
@@ -436,14 +451,34 @@ def test_destroy_after_a_full_rollout_restores_the_original_site(tmp_path: Path)
     again = h.transition()
     assert again.returncode == 0 and "no transitional site needed" in again.stdout
     assert h.site.read_text() == final()
-    # destroy: the final site goes first (it depends on the transition) and restores the original
-    r = h.restore("proxy-site")
+    # destroy is the rollout backwards: the final site goes first (it depends on the nodes and the
+    # transition) and hands the files back to the transition: NOT the plain original, which NGINX
+    # would send over http:// to nodes that still serve only TLS (the lab measured 140 such 400s)
+    r = h.handback()
     assert r.returncode == 0, r.stderr
-    assert h.site.read_text() == ORIGINAL and not (tmp_path / "tls" / "ca.crt").exists()
-    # then the transition's delete: not in the ledger any more, it leaves everything alone
+    assert h.site.read_text() == transition() and (tmp_path / "tls" / "ca.crt").read_text() == "CA\n"
+    assert h.owners() == {"proxy-transition"}
+    # then, after the nodes went back to plain, the transition's delete restores the originals
     r = h.restore("proxy-transition")
     assert r.returncode == 0, r.stderr
     assert h.site.read_text() == ORIGINAL and not h.state.exists() and not (tmp_path / "tls").exists()
+
+
+@needs_root
+def test_a_handback_whose_transitional_site_nginx_refuses_keeps_the_https_site(tmp_path: Path) -> None:
+    h = Host(tmp_path)
+    assert h.transition().returncode == 0 and h.final().returncode == 0
+    _, refused = render_site_handback(
+        owner="proxy-site", specs=h.specs, validate="false", activate="true",
+        transition_owner="proxy-transition", transition_specs=h.specs, transition_activate="true",
+        state_dir=str(h.state),
+    )
+    r = h.run(refused, ["CA\n", final(), "CA\n", transition()])
+    assert r.returncode != 0 and "validation failed" in r.stderr
+    assert h.site.read_text() == final() and h.owners() == {"proxy-site"}
+    # the retried destroy then hands back and restores as usual
+    assert h.handback().returncode == 0 and h.restore("proxy-transition").returncode == 0
+    assert h.site.read_text() == ORIGINAL and not h.state.exists()
 
 
 @needs_root

@@ -32,6 +32,8 @@ from components.node_render import (
     render_dropin,
     render_env_file,
     render_restore_activate_script,
+    render_trust_activate_script,
+    render_trust_restore_script,
     render_wait_script,
     tls_env,
 )
@@ -274,8 +276,15 @@ case "$1" in
   restart)
     if [ -e "$d/restart_fails" ]; then
       echo "Job for mattermost.service failed because the control process exited with error code." >&2; exit 1
-    fi ;;
+    fi
+    if [ -e "$d/pid_after_restart" ]; then cp "$d/pid_after_restart" "$d/mainpid"; fi ;;
   is-failed) [ -e "$d/unit_failed" ] && exit 0; exit 1 ;;
+  show)
+    case "$*" in
+      *ActiveState*) cat "$d/activestate" 2>/dev/null || echo activating ;;
+      *SubState*) cat "$d/substate" 2>/dev/null || echo start ;;
+      *) cat "$d/mainpid" 2>/dev/null || echo 0 ;;
+    esac ;;
   status) echo "x mattermost.service - Mattermost"; echo "     Active: activating (auto-restart) (Result: exit-code)"; exit 3 ;;
   daemon-reload) [ -e "$d/reload_fails" ] && exit 1 ;;
 esac
@@ -408,6 +417,75 @@ def test_restore_activate_queues_a_restart_and_never_fails(stubs: Stubs) -> None
         capture_output=True, text=True, env=stubs.env(),
     )
     assert r.returncode == 0 and "warning: could not queue a restart" in r.stderr
+
+
+def restore_waiting(wait_seconds: int = 20) -> str:
+    return render_restore_activate_script(unit="mattermost", port=8065, wait_seconds=wait_seconds)
+
+
+def test_restore_waits_for_a_new_process_to_answer_then_returns(stubs: Stubs) -> None:
+    """A destroy restarts the nodes one after another: each delete returns once its node answers
+    again (plain HTTP or HTTPS, whatever the original setup was)."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("pid_after_restart", "200\n")
+    stubs.flag("curl_ok_after", "1")  # the first check fails (still starting), the next answers
+    r = run(restore_waiting(), stubs.env())
+    assert r.returncode == 0, r.stderr
+    assert "mattermost.service answers again on port 8065" in r.stdout
+    assert any("http://127.0.0.1:8065/api/v4/system/ping" in c for c in stubs.calls())
+
+
+def test_restore_does_not_take_the_old_process_for_the_new_one(stubs: Stubs) -> None:
+    """The restart is queued (--no-block): until systemd runs another process, the old one may
+    still answer; that is not the node being back."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("curl_ok_after", "0")
+    r = run(restore_waiting(), stubs.env())
+    assert r.returncode == 0, r.stderr
+    assert "answers again" not in r.stdout
+    assert "does not answer on port 8065 20 s after its restart; not waiting longer" in r.stderr
+    assert not any(c.startswith("curl") for c in stubs.calls()), "no check while the old process runs"
+
+
+def test_restore_gives_up_waiting_without_failing_the_delete(stubs: Stubs) -> None:
+    """A node whose original login the database still refuses (a removed node) never answers:
+    the delete warns after the bounded wait and succeeds."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("pid_after_restart", "200\n")
+    r = run(restore_waiting(5), stubs.env())
+    assert r.returncode == 0 and "not waiting longer" in r.stderr
+    assert stubs.clock() >= 1005
+
+
+def test_restore_stops_waiting_once_systemd_gave_up_on_the_start(stubs: Stubs) -> None:
+    """Real Mattermost (and the stand-in) exits when its database login keeps failing; with
+    Restart=always systemd then waits to try again (auto-restart): nothing to wait for."""
+    stubs.flag("mainpid", "100\n")
+    stubs.flag("pid_after_restart", "200\n")
+    stubs.flag("activestate", "activating\n")
+    stubs.flag("substate", "auto-restart\n")
+    r = run(restore_waiting(120), stubs.env())
+    assert r.returncode == 0, r.stderr
+    assert "did not start (activating auto-restart); not waiting for it" in r.stderr
+    assert stubs.clock() < 1010, "no waiting out the whole bound"
+
+
+def test_the_db_ca_command_refreshes_trust_and_requires_it_for_mysql(stubs: Stubs) -> None:
+    """`<node>-db-ca` (components/node.py): its activate refreshes the system trust store, which
+    MySQL's tls=true needs; its delete refreshes it again and never fails."""
+    r = run(render_trust_activate_script(require_system_trust=True), stubs.env())
+    assert r.returncode == 0 and "update-ca-certificates " in stubs.calls(), r.stderr
+    (stubs.dir / "update-ca-certificates").unlink()
+    env = {**stubs.env(), "PATH": str(stubs.dir)}
+    for tool in ("cat", "printf"):
+        if shutil.which(tool):
+            (stubs.dir / tool).symlink_to(shutil.which(tool) or "")
+    r = run(render_trust_activate_script(require_system_trust=True), env)
+    assert r.returncode == 1 and "update-ca-certificates is not installed" in r.stderr
+    r = run(render_trust_activate_script(require_system_trust=False), env)
+    assert r.returncode == 0 and "system trust left as it is" in r.stdout
+    r = run(render_trust_restore_script("/usr/local/share/ca-certificates/mattermost-transport-ca.crt"), env)
+    assert r.returncode == 0, r.stderr
 
 
 # ---------------------------------------------------------------- real TLS, real curl
