@@ -109,8 +109,14 @@ class MattermostNode(pulumi.ComponentResource):
                 extra=dict.fromkeys(env_keys, ""),
             )
         )
+        # MySQL's driver verifies against Go's system roots, read ONCE per process (crypto/x509
+        # SystemCertPool: systemRootsPool, once.Do(initSystemRoots)): a new CA in the trust
+        # store (`<node>-db-ca`, a CA rotation's stage) reaches the node only by a restart, so
+        # the bundle's hash is part of what this command restarts for. lib/pq (PostgreSQL)
+        # reads sslrootcert at every new login: no restart needed there.
+        mysql_trust = args.pki.ca_cert_pem if args.database.driver_name == "mysql" else ""
         env_text = pulumi.Output.all(
-            args.database.dsn(paths.ca), *[args.extra_env[k] for k in env_keys]
+            args.database.dsn(paths.ca), mysql_trust, *[args.extra_env[k] for k in env_keys]
         ).apply(
             lambda vals: node_render.render_env_file(
                 node_render.tls_env(
@@ -118,7 +124,10 @@ class MattermostNode(pulumi.ComponentResource):
                     key_file=paths.key,
                     driver_name=args.database.driver_name,
                     data_source=vals[0],
-                    extra=dict(zip(env_keys, vals[1:], strict=True)),
+                    extra={
+                        **dict(zip(env_keys, vals[2:], strict=True)),
+                        **node_render.system_trust_stamp(vals[1]),
+                    },
                 )
             )
         )

@@ -9,6 +9,7 @@ capture their output and roll the files back when they fail.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import shlex
@@ -74,6 +75,19 @@ def node_paths(
         env=f"{tls_dir}/{unit}.env",
         dropin=f"{systemd_dir.rstrip('/')}/{unit}.service.d/{DROPIN_NAME}",
     )
+
+
+TRUST_STAMP = "MMTLS_SYSTEM_TRUST_SHA256"
+
+
+def system_trust_stamp(bundle_pem: str) -> dict[str, str]:
+    """For a node whose database driver reads the system trust store once per process (MySQL):
+    the trust bundle's SHA-256 as an environment entry, so a changed bundle changes the node's
+    env file and restarts it (components/node.py). Not an MM_ name: Mattermost's applyEnvKey
+    only looks at MM_*. Empty bundle (PostgreSQL): nothing."""
+    if not bundle_pem:
+        return {}
+    return {TRUST_STAMP: hashlib.sha256(bundle_pem.encode()).hexdigest()}
 
 
 def tls_env(

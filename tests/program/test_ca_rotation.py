@@ -12,6 +12,8 @@ And the pieces: `Ca.trusted`/`Ca.issuer`, `trust_bundle`, `ca_subject`, the conf
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +40,7 @@ LEAVES = {
 # (proxy-site) is rendered from the live site's capture, unknown in a preview: the lab test reads
 # its CA file on the proxy after each phase (tests/lab/test_ca_rotation.py).
 TRUST_FILES = {
-    **{f"mm{i}-tls-files": ("/etc/mattermost-tls/ca.crt", "mattermost-transport-ca.crt") for i in (1, 2, 3)},
+    **{f"mm{i}-db-ca": ("/etc/mattermost-tls/ca.crt", "mattermost-transport-ca.crt") for i in (1, 2, 3)},
     "database-server-tls": ("ca.crt",),
     "gitlab-gitlab-tls-files": ("ca.crt",),
     "plugin-teleport-mattermost-files": ("ca.crt",),
@@ -106,6 +108,38 @@ def test_stage_adds_the_new_ca_to_every_trust_file_and_changes_nothing_served(ph
     # every leaf still comes from the old CA
     for leaf in LEAVES:
         assert signed_by(certs(ev.get(leaf).outputs["certPem"])[0], old[0]), leaf
+
+
+def test_stage_restarts_a_mysql_node_but_not_a_postgres_one(
+    phases: dict[str, Evaluation], replay_lab_config: dict[str, Any], replay_inventory: Any
+) -> None:
+    """go-sql-driver verifies against Go's system roots, read once per process: a MySQL node must
+    restart (`<node>-tls-files`, whose env file carries the bundle's hash) to trust the staged CA
+    before `switch` gives the database server a certificate from it. lib/pq reads sslrootcert at
+    every login: a PostgreSQL node's stage changes only its `<node>-db-ca`."""
+    from components.node_render import TRUST_STAMP
+
+    pg = ops(phases["stage"])
+    assert not {f"mm{i}-tls-files" for i in (1, 2, 3)} & set(pg), pg
+    mysql_password = json.loads(Path(replay_inventory).read_text())["databases"]["mysql"]["password"]
+    cfg = {
+        **replay_lab_config, "dbPassword": Secret(mysql_password), "mattermost": {"version": "10.11.3"},
+        "database": {"engine": "mysql", "host": "mariadb"},
+    }
+    ca = {"commonName": "Mattermost lab transport CA", "organization": "Lab"}
+    none = evaluate(PROJECT_DIR, "lab", config={**cfg, "ca": ca})
+    stage = evaluate(PROJECT_DIR, "lab", config={**cfg, "ca": {**ca, "rotation": "stage"}}, state=none.state)
+    my = ops(stage)
+    assert {f"mm{i}-tls-files" for i in (1, 2, 3)} <= {n for n, op in my.items() if op == "update"}, my
+    assert not {n for n, op in my.items() if n.endswith("-server-cert") and op != "same"}, my
+    for ev, count in ((none, 1), (stage, 2)):
+        env = [c for c in stdin_contents(_stdin(ev, "mm1-tls-files")) if "MM_SQLSETTINGS_DATASOURCE=" in c]
+        assert len(env) == 1 and TRUST_STAMP in env[0] and len(certs(ev.outputs["caCertPem"])) == count
+
+
+def _stdin(ev: Evaluation, name: str) -> str:
+    stdin = ev.get(name, "command:remote:Command").inputs["stdin"]
+    return stdin["value"] if isinstance(stdin, dict) else stdin
 
 
 def test_switch_replaces_every_leaf_with_one_from_the_new_ca_and_keeps_both_trusted(

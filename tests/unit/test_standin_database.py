@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,18 @@ def test_a_broken_idle_connection_is_retried_on_a_new_one(db: tuple[Server, data
 def test_dsn_target_hides_the_password() -> None:
     t = dsn.parse("postgres", "postgres://u:secret@h/db?sslmode=disable")
     assert "secret" not in repr(t) and "secret" not in t.describe()
+
+
+def test_system_roots_are_read_once_per_process_as_go_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CA added to the trust store after start is not trusted until a restart (Go's
+    systemRootsPool); reading the store at every login was kinder than Mattermost."""
+    bundle = tmp_path / "ca-certificates.crt"
+    bundle.write_text("old CA\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setattr(database, "_SYSTEM_ROOTS", None)
+    assert database.system_roots() == "old CA\n"
+    bundle.write_text("old CA\nnew CA\n")
+    assert database.system_roots() == "old CA\n"
+    monkeypatch.setattr(database, "_SYSTEM_ROOTS", None)  # a restarted process
+    assert database.system_roots() == "old CA\nnew CA\n"

@@ -15,6 +15,7 @@ import os
 import ssl
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from . import dsn as dsnmod
@@ -32,6 +33,24 @@ def system_ca_file() -> str:
     return os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
 
 
+_SYSTEM_ROOTS: str | None = None
+
+
+def system_roots() -> str:
+    """Go's system roots as go-sql-driver's `tls=true` uses them: read ONCE per process
+    (crypto/x509/cert_pool.go SystemCertPool -> systemRootsPool, `once.Do(initSystemRoots)`;
+    root_unix.go loadSystemRoots: SSL_CERT_FILE else the distribution's bundle, then the
+    SSL_CERT_DIR files). A CA added to the store later is not trusted until the process
+    restarts, as in Mattermost."""
+    global _SYSTEM_ROOTS
+    if _SYSTEM_ROOTS is None:
+        pems = [Path(system_ca_file()).read_text()] if Path(system_ca_file()).is_file() else []
+        for d in filter(None, os.environ.get("SSL_CERT_DIR", "").split(":")):
+            pems += [f.read_text() for f in sorted(Path(d).iterdir()) if f.is_file() and f.suffix in (".pem", ".crt")]
+        _SYSTEM_ROOTS = "".join(pems)
+    return _SYSTEM_ROOTS
+
+
 def _client_context(target: dsnmod.Target) -> ssl.SSLContext:
     """A client TLS context for the target's verification level."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -42,8 +61,7 @@ def _client_context(target: dsnmod.Target) -> ssl.SSLContext:
         if target.root_cert:
             ctx.load_verify_locations(cafile=target.root_cert)
         else:
-            # Go's system roots honour SSL_CERT_FILE / SSL_CERT_DIR.
-            ctx.load_verify_locations(cafile=system_ca_file(), capath=os.environ.get("SSL_CERT_DIR"))
+            ctx.load_verify_locations(cadata=system_roots())
     else:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
