@@ -38,9 +38,7 @@ preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
 passed = preflights_passed(cfg, list(preflights.values()))
 after_preflight = pulumi.ResourceOptions(depends_on=[passed])
 install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
-db_clients = [n.address for n in cfg.nodes if n.address]
-if cfg.gitlab.enabled and cfg.gitlab.external_postgres and cfg.gitlab.address:
-    db_clients.append(cfg.gitlab.address)
+db_clients = [n.address for n in cfg.nodes if n.address]  # GitLab gets its own role and lines (Database._gitlab)
 database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients), after_preflight)
 cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_preflight) if cfg.cluster.enabled else None
 proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki), after_preflight)
@@ -93,18 +91,15 @@ if cfg.gitlab.enabled:
         GitlabMattermostArgs(
             cfg=cfg,
             pki=pki,
-            dsn=database.dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
-            depends_on=database.ready,
+            dsn=database.gitlab_dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
+            depends_on=database.gitlab_ready,
         ),
     )
     pulumi.export("gitlabMattermostUrl", gitlab.url)
 # Plain DB logins are refused only once every client uses its TLS DSN (see components/database.py).
-database.enforce_tls(
-    [
-        *(n.ready for n in nodes),
-        *([gitlab.ready] if cfg.gitlab.enabled and cfg.gitlab.external_postgres else []),
-    ]
-)
+database.enforce_tls([n.ready for n in nodes])
+if cfg.gitlab.enabled:
+    database.enforce_gitlab_tls([gitlab.ready])
 if cfg.teleport.enabled:
     teleport = TeleportPlugin("teleport", TeleportPluginArgs(cfg=cfg, pki=pki, depends_on=[proxy]))
     pulumi.export("teleportPlugin", {"mattermostUrl": teleport.mattermost_url, "installed": teleport.installed})

@@ -62,6 +62,9 @@ class Database(pulumi.ComponentResource):
     """The name the DSN uses for the server; the certificate is valid for it and the address."""
     server_cert_expiry: pulumi.Output[str]
     """When the server certificate expires (RFC 3339); `pulumi up` renews it before that."""
+    gitlab_ready: list[pulumi.Resource]
+    """With gitlab.externalPostgres: what GitLab's bundled Mattermost waits for (TLS live, its
+    hostssl line, its own role and database); else empty."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:database:Database", name, None, opts)
@@ -72,6 +75,7 @@ class Database(pulumi.ComponentResource):
         engine = db.engine
         self._engine = engine
         self._db = db
+        self._cfg_gitlab = cfg.gitlab
         self._connection: remote.ConnectionArgs | None = None
         self._enforced: list[pulumi.Resource] | None = None
         self.driver_name = engine
@@ -141,6 +145,7 @@ class Database(pulumi.ComponentResource):
         self._name = name
         self._ca_file = paths.ca
         self.ready.append(self._user(name, cfg, connection, control, paths.ca, child))
+        self.gitlab_ready = self._gitlab(name, cfg, server_tls) if cfg.gitlab.enabled and cfg.gitlab.external_postgres else []
         self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
 
     def _password(self, name: str, cfg: StackConfig, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -312,6 +317,124 @@ class Database(pulumi.ComponentResource):
             enforced = [server, user]
         self._enforced = enforced
         return list(enforced)
+
+    def _gitlab(self, name: str, cfg: StackConfig, server_tls: pulumi.Resource) -> list[pulumi.Resource]:
+        """GitLab's bundled Mattermost gets its own role and database on this PostgreSQL (the
+        config refuses the nodes' name or user): its own generated password, its own hostssl
+        line for the GitLab host only, and (enforce_gitlab_tls) its own reject line. The role
+        and a database this creates go again on destroy; an existing one gets its state back."""
+        gl, db = cfg.gitlab, self._db
+        assert gl.address is not None and self._connection is not None and self._control is not None
+        child = pulumi.ResourceOptions(parent=self)
+        generated = random.RandomPassword(
+            f"{name}-gitlab-password",
+            length=r.RANDOM_PASSWORD_LENGTH,
+            special=True,
+            override_special=r.RANDOM_PASSWORD_SPECIALS,
+            min_lower=1,
+            min_upper=1,
+            min_numeric=1,
+            min_special=1,
+            opts=child,
+        )
+        self._gitlab_password = pulumi.Output.secret(generated.result)
+        hba_file = f"{self._config_dir}/pg_hba.conf"
+        hba = managed_block(
+            f"{name}-gitlab-pg-hba",
+            connection=self._connection,
+            path=hba_file,
+            content=r.render_pg_hba_block(gl.database_name, gl.database_user, [gl.address]),
+            position="top",
+            validate=r.render_hba_validate(self._control, hba_file=hba_file),
+            activate=self._control.reload,
+            restore_activate=self._control.reload,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[server_tls]),
+        )
+        ssh_host = db.ssh.address or db.address
+        token = random.RandomString(
+            f"{name}-gitlab-db-user-{gl.database_user}-owner",
+            length=16,
+            special=False,
+            upper=False,
+            keepers={"host": ssh_host},
+            opts=child,
+        )
+        user, database, client = gl.database_user, gl.database_name, self._client
+        sql = self._gitlab_password.apply(
+            lambda pw: r.render_user_sql("postgres", user=user, database=database, password=pw)
+        )
+        stdin = pulumi.Output.all(token.result, self._admin_secret, sql).apply(lambda v: r.user_stdin(v[0], v[1], v[2]))
+        apply_script = r.render_user_apply(
+            "postgres",
+            user=user,
+            database=database,
+            client=client,
+            before=r.render_gitlab_database_create(user=user, database=database),
+        )
+        role = run_script(
+            f"{name}-gitlab-db-user-{user}",
+            connection=self._connection,
+            create=apply_script,
+            update=apply_script,
+            delete=r.render_user_restore(
+                "postgres", user=user, client=client, before=r.render_gitlab_database_drop(user=user, database=database)
+            ),
+            stdin=stdin,
+            secret=True,
+            triggers=[token.result],  # as the nodes' user: a new host replaces it (see _user)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[server_tls, hba]),
+        )
+        return [server_tls, hba, role]
+
+    def enforce_gitlab_tls(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Phase 2 for GitLab's own role: its reject line, once GitLab's Mattermost (`after`) uses
+        its TLS DSN; independent of the nodes' enforce step (another role)."""
+        if not self.gitlab_ready:
+            return []
+        assert self._connection is not None and self._control is not None and self._db.address is not None
+        gl = self._cfg_gitlab
+        hba_file = f"{self._config_dir}/pg_hba.conf"
+        return [
+            managed_block(
+                f"{self._name}-gitlab-enforce-tls",
+                connection=self._connection,
+                path=hba_file,
+                content=r.render_pg_hba_enforce_block(gl.database_user),
+                position="top",
+                validate=r.render_hba_validate(self._control, hba_file=hba_file),
+                activate=r.render_pg_enforce_activate(
+                    self._control,
+                    hba_file=hba_file,
+                    address=self._db.address,
+                    port=self._db.effective_port,
+                    user=gl.database_user,
+                    database=gl.database_name,
+                ),
+                restore_activate=self._control.reload,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.gitlab_ready]),
+            )
+        ]
+
+    def gitlab_dsn(self, ca_file: str) -> pulumi.Output[str]:
+        """The DataSource of GitLab's bundled Mattermost (secret): its own role and database;
+        `ca_file` is where the GitLab host keeps the stack CA."""
+        if not self.gitlab_ready:
+            raise RuntimeError(f"{self._name}: gitlab_dsn() needs gitlab.enabled and gitlab.externalPostgres")
+        gl, db = self._cfg_gitlab, self._db
+        return pulumi.Output.secret(
+            self._gitlab_password.apply(
+                lambda pw: r.render_dsn(
+                    "postgres",
+                    gl.database_user,
+                    pw,
+                    self.server_name,
+                    db.effective_port,
+                    gl.database_name,
+                    db.effective_tls_mode,
+                    ca_file,
+                )
+            )
+        )
 
     def dsn(self, ca_file: str) -> pulumi.Output[str]:
         """Mattermost's DataSource for this database (secret). `ca_file` is where the NODE keeps

@@ -832,6 +832,7 @@ def render_user_apply(
     client: str,
     host: str = "%",
     state_dir: str = STATE_DIR,
+    before: str = "",
 ) -> str:
     """Create/update script of the user command (stdin: admin file line, SQL line).
 
@@ -845,13 +846,14 @@ def render_user_apply(
     return (
         _user_prelude(user, state_dir, client)
         + _UNPACK
+        + before  # e.g. render_gitlab_database_create: before the backup records the state
         + body
         + 'printf \'%s\\n\' "$token" > "$owner.new"\nmv -f "$owner.new" "$owner"\n'
         + 'echo "$who: ready (TLS offered; required once the enforce step ran)"\n'
     )
 
 
-def render_user_restore(engine: str, *, user: str, client: str, state_dir: str = STATE_DIR) -> str:
+def render_user_restore(engine: str, *, user: str, client: str, state_dir: str = STATE_DIR, before: str = "") -> str:
     """Delete script: if this resource (token) still owns the user, run the saved backup, which
     puts the user back as it was (or removes it, if it did not exist), and forget it. The root
     shell opens the 0600 backup and hands it over stdin (psql may run as postgres)."""
@@ -863,11 +865,54 @@ def render_user_restore(engine: str, *, user: str, client: str, state_dir: str =
         "fi\n"
         '[ -e "$backup" ] || mtm_fail "the backup $backup is missing; the user is left as it is (remove $owner to let this delete pass)"\n'
         + _UNPACK
+        + before  # e.g. render_gitlab_database_drop: the role can go only once it owns nothing
         + run
         + 'rm -f "$backup" "$owner"\n'
         'rm -rf "$tmp"\ntrap - EXIT\n'
         'rmdir "$state" 2>/dev/null || true\n'
         'echo "$who: previous state restored"\n'
+    )
+
+
+# ---------------------------------------------------------------- GitLab's own database
+
+
+def gitlab_database_marker(user: str, state_dir: str = STATE_DIR) -> str:
+    """The file on the database host that says this program created GitLab's database (so
+    destroy drops it); beside the user's backup, named after GitLab's own role."""
+    return f"{state_dir}/db-user-{_ident(user)}.created-database"
+
+
+def render_gitlab_database_create(*, user: str, database: str, state_dir: str = STATE_DIR) -> str:
+    """`before` of GitLab's user script (render_user_apply): create GitLab's own database when it
+    is missing, marked first so that destroy drops it even if this run stops right after. Runs
+    before the user's backup, which then records the new database's owner (the admin) and that
+    the role did not exist: a role created next becomes the owner (render_user_sql)."""
+    exists = f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}"
+    marker = gitlab_database_marker(user, state_dir)
+    return (
+        f'if [ "$(sql -At -c {_q(exists)} </dev/null)" != 1 ]; then\n'
+        f"  : > {_q(marker)}\n"
+        # CREATE DATABASE cannot run inside a transaction block: its own statement
+        f"  sql -c {_q(f'CREATE DATABASE {pg_ident(database)}')} </dev/null\n"
+        f'  echo "$who: created database "{_q(database)}\n'
+        "fi\n"
+    )
+
+
+def render_gitlab_database_drop(*, user: str, database: str, state_dir: str = STATE_DIR) -> str:
+    """`before` of GitLab's restore script (render_user_restore): drop the database this program
+    created, before the backup drops the role (a role that owns a database cannot be dropped).
+    Runs after gitlab.rb's block is gone, so GitLab's Mattermost is back on its own database; a
+    session still open makes DROP DATABASE fail, and the delete fails with it (nothing dropped
+    under a running site)."""
+    marker = gitlab_database_marker(user, state_dir)
+    return (
+        f"if [ -e {_q(marker)} ]; then\n"
+        f"  sql -c {_q(f'DROP DATABASE IF EXISTS {pg_ident(database)}')} </dev/null\n"
+        f"  rm -f {_q(marker)}\n"
+        f'  echo "$who: dropped database "{_q(database)}" (created by this program)"\n'
+        "fi\n"
     )
 
 

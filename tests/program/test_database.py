@@ -545,3 +545,84 @@ def test_dsn_is_secret_and_follows_the_contract(pg: Run, my: Run) -> None:
 def test_configured_password_is_escaped_in_the_postgres_dsn() -> None:
     run = run_program(make_cfg("postgres", dbPassword=CONFIGURED_PW))
     assert "it%27s%20%22c0nfigured%22%20%5C%20p%40ss%3Aw%2Frd%3F%26%25@10.251.0.21" in run.values["dsn"]
+
+
+# ---------------------------------------------------------------- GitLab's own role and database
+
+GITLAB = {"enabled": True, "address": "10.251.0.31", "ssh": {"hostKey": HOST_KEYS["db"]}, "externalPostgres": True}
+GITLAB_CA = "/etc/gitlab/trusted-certs/mattermost-transport-ca.crt"
+
+
+def run_gitlab(cfg: config_mod.StackConfig) -> Run:
+    """The component with GitLab's bundled Mattermost on the external PostgreSQL: one stand-in
+    command for GitLab's `ready`, then enforce_gitlab_tls after it, as __main__.py wires it."""
+    from pulumi_command import remote
+
+    from components.database import Database, DatabaseArgs
+    from components.pki import Pki, PkiArgs
+
+    mocks = Mocks()
+    mocks.node_stdout = node_output("postgres", cfg.database.user)
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    run = Run(monitor)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        db = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes]))
+        gitlab = remote.Command("gitlab-gitlab-rb", connection=remote.ConnectionArgs(host="10.251.0.31"), create="true")
+        run.values["enforced"] = db.enforce_gitlab_tls([gitlab])
+        run.values["db"] = db
+        if not db.gitlab_ready:
+            return pulumi.Output.from_input(None).apply(lambda _: run.values.update(ready=[]))
+        dsn = db.gitlab_dsn(GITLAB_CA)
+        return pulumi.Output.all(
+            [x.urn for x in db.gitlab_ready], dsn, pulumi.Output.from_input(dsn.is_secret()), db.dsn(CA_FILE)
+        ).apply(lambda v: run.values.update(ready=v[0], dsn=v[1], dsn_secret=v[2], node_dsn=v[3]))
+
+    program()
+    return run
+
+
+def test_gitlab_gets_its_own_role_database_hba_line_and_reject_line() -> None:
+    run = run_gitlab(make_cfg("postgres", gitlab=GITLAB))
+    role = "database-gitlab-db-user-gitlab_mmuser"
+    names = run.names()
+    assert {"database-gitlab-password", f"{role}-owner", role, "database-gitlab-pg-hba", "database-gitlab-enforce-tls"} <= names
+    tls, hba, user = (run.by_name(n) for n in ("database-server-tls", "database-gitlab-pg-hba", role))
+    assert run.values["ready"] == [tls.urn, hba.urn, user.urn]
+    assert tls.urn in hba.dependencies and {tls.urn, hba.urn} <= set(user.dependencies)
+    # the GitLab host is admitted to its own database as its own role, over TLS, and nothing else
+    (gl_block,) = lines_of(unwrap(hba.inputs["stdin"])[0])
+    assert gl_block == r.render_pg_hba_block("gitlab_mattermost", "gitlab_mmuser", ["10.251.0.31"])
+    assert 'hostssl "gitlab_mattermost" "gitlab_mmuser" 10.251.0.31/32 scram-sha-256' in gl_block
+    (nodes_block,) = lines_of(unwrap(run.by_name("database-pg-hba").inputs["stdin"])[0])
+    assert "hostssl" in nodes_block and "10.251.0.31" not in nodes_block, "the nodes' lines do not admit GitLab"
+    enforce = run.by_name("database-gitlab-enforce-tls")
+    gitlab = run.by_name("gitlab-gitlab-rb")
+    assert gitlab.urn in enforce.dependencies and user.urn in enforce.dependencies
+    (enforce_block,) = lines_of(unwrap(enforce.inputs["stdin"])[0])
+    assert enforce_block == r.render_pg_hba_enforce_block("gitlab_mmuser")
+    assert "no encryption" in runs(enforce, "create"), "the reload is followed by proof plain logins are refused"
+    # its own secret DSN: own role, own database, generated password, the GitLab host's CA
+    assert run.values["dsn_secret"] is True
+    dsn = run.values["dsn"]
+    assert dsn.startswith(f"postgres://gitlab_mmuser:{quote(GENERATED_PW, safe='')}@10.251.0.21:5432/gitlab_mattermost?")
+    assert f"sslrootcert={GITLAB_CA}" in dsn and "sslmode=verify-full" in dsn
+    assert "/mattermost?" in run.values["node_dsn"] and "mmuser:" in run.values["node_dsn"]
+    # the role script creates the database before the backup, and its restore drops only what it made
+    create, delete = runs(user, "create"), runs(user, "delete")
+    assert create.index("CREATE DATABASE") < create.index("previous state saved")
+    assert delete.index("DROP DATABASE IF EXISTS") < delete.index('sql -1 -f - < "$backup"')
+    assert "db-user-gitlab_mmuser.created-database" in create and "db-user-gitlab_mmuser.created-database" in delete
+    _, sql_secret = unwrap(run.by_name(role).inputs["stdin"])
+    assert sql_secret, "the role's SQL (with its password) travels as a secret"
+    for cmd in run.commands():
+        assert GENERATED_PW not in json.dumps({k: v for k, v in cmd.inputs.items() if k != "stdin"})
+
+
+def test_gitlab_without_external_postgres_has_no_role() -> None:
+    run = run_gitlab(make_cfg("postgres", gitlab={**GITLAB, "externalPostgres": False}))
+    assert not {n for n in run.names() if n.startswith("database-gitlab")}
+    assert run.values["enforced"] == [] and run.values["ready"] == []
