@@ -6,7 +6,7 @@ import pulumi
 
 from components import cluster_render, config
 from components.cluster import Cluster, ClusterArgs
-from components.database import Database, DatabaseArgs
+from components.database import Database, DatabaseArgs, database_preflight
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
 from components.host_helper import install_helpers_after
 from components.nginx import NginxProxy, NginxProxyArgs
@@ -35,11 +35,14 @@ if cfg.cluster.enabled:
 pki = Pki("pki", PkiArgs(ca=cfg.ca))
 # Read-only checks of every node first: no host changes before each node is what the stack says.
 preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
-passed = preflights_passed(cfg, list(preflights.values()))
+db_preflight = database_preflight(cfg)  # MySQL: the accounts the nodes log in through
+passed = preflights_passed(cfg, [*preflights.values(), *db_preflight.resources])
 after_preflight = pulumi.ResourceOptions(depends_on=[passed])
 install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
 db_clients = [n.address for n in cfg.nodes if n.address]  # GitLab gets its own role and lines (Database._gitlab)
-database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients), after_preflight)
+database = Database(
+    "database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients, preflight=db_preflight), after_preflight
+)
 cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_preflight) if cfg.cluster.enabled else None
 proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki), after_preflight)
 # One node at a time, in config order: the others keep serving while one restarts. The first waits

@@ -801,6 +801,8 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("dbPassword", "the read of the site's current database password", "database-current-password")
     add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")
     add("database", "the database", "database-enforce-tls")
+    if db.engine == "mysql" and db.admin_user is None:  # components/database.py database_preflight
+        add("database.user", "the check of the database user's accounts", "database-accounts", "database-accounts-checked")
     if db.engine == "mysql":
         add("database.user", "the database user", f"database-enforce-tls-user-{db.user}")
     if cfg.cluster.enabled:  # components/cluster.py

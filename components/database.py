@@ -27,12 +27,72 @@ import pulumi
 import pulumi_random as random
 from pulumi_command import remote
 
+from components import database_accounts as accounts
 from components import database_render as r
 from components.config import PROJECT, ConfigError, StackConfig
 from components.connection import connection_for
 from components.node_render import node_paths
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, encode_bundle, managed_block, managed_files, run_script
+from components.remote_files import (
+    FileSpec,
+    ManagedFile,
+    encode_bundle,
+    managed_block,
+    managed_files,
+    read_script,
+    run_script,
+)
+
+
+@dataclass(frozen=True)
+class DatabasePreflight:
+    """What `database_preflight` hands on: the read-only checks `preflights-passed` waits for, and
+    the accounts they found."""
+
+    resources: list[pulumi.Resource]
+    """For preflights_passed: nothing changes on any host before these completed."""
+    mysql_hosts: pulumi.Output[list[str]]
+    """The hosts of the Mattermost user's accounts the program handles ('%' and every account a
+    node logs in through: database_accounts.plan_hosts)."""
+
+
+def database_preflight(cfg: StackConfig) -> DatabasePreflight:
+    """`database-accounts` (MySQL/MariaDB): read-only, before anything changes on any host, it
+    lists the Mattermost user's accounts (and the anonymous ones) on the database host; at apply
+    time `database_accounts.plan_hosts` decides which one each node logs in through, and refuses,
+    naming the account, what the program cannot handle. `database-accounts-checked` (no command)
+    carries that decision to `preflights-passed`: refused, it never registers, and neither does
+    anything after the barrier.
+
+    The read uses the local admin socket. With database.adminUser the admin logs in over
+    verified TLS, which the server offers only once this program installed it: then nothing is
+    read and '%' stays the only account handled (as before; README)."""
+    db = cfg.database
+    if db.engine != "mysql" or db.admin_user is not None:
+        return DatabasePreflight([], pulumi.Output.from_input(["%"]))
+    assert db.address is not None  # the schema requires it
+    control = r.debian_control(
+        db.engine, service=db.effective_service, port=db.effective_port, config_dir=db.effective_config_dir
+    )
+    connection = connection_for(cfg, db.address, db.ssh)
+    read = read_script(
+        "database-accounts",
+        connection=connection,
+        script=accounts.render_accounts_read(user=db.user, client=control.local_sql),
+    )
+    clients = {n.name: n.address for n in cfg.nodes if n.address}
+    user = db.user
+
+    def plan(out: str) -> list[str]:
+        try:
+            found, skip = accounts.parse_accounts(out)
+            return accounts.plan_hosts(found, user=user, clients=clients, skip_name_resolve=skip)
+        except accounts.AccountError as e:
+            raise ConfigError(f"{PROJECT}:database.user: {e}") from None
+
+    hosts = read.stdout.apply(plan)
+    checked = remote.Command("database-accounts-checked", connection=connection, triggers=[hosts])
+    return DatabasePreflight([checked], hosts)
 
 
 @dataclass(frozen=True)
@@ -45,6 +105,9 @@ class DatabaseArgs:
     """The stack CA that issues the server certificate."""
     client_addresses: list[str]
     """IP addresses that connect as the Mattermost user (the nodes); each gets a hostssl line."""
+    preflight: DatabasePreflight | None = None
+    """`database_preflight(cfg)`: the MySQL/MariaDB accounts the nodes log in through (None:
+    '%' only, as for a program that does not read them)."""
 
 
 class Database(pulumi.ComponentResource):
@@ -76,6 +139,7 @@ class Database(pulumi.ComponentResource):
         self._engine = engine
         self._db = db
         self._cfg_gitlab = cfg.gitlab
+        self._mysql_hosts = args.preflight.mysql_hosts if args.preflight else pulumi.Output.from_input(["%"])
         self._connection: remote.ConnectionArgs | None = None
         self._enforced: list[pulumi.Resource] | None = None
         self.driver_name = engine
@@ -242,7 +306,10 @@ class Database(pulumi.ComponentResource):
             engine, control, admin_user=admin_user, address=db.address, port=db.effective_port, ca_file=ca_file
         )
         self._client = client
-        sql = self.password.apply(lambda pw: r.render_user_sql(engine, user=db.user, database=db.name, password=pw))
+        hosts = self._mysql_hosts
+        sql = pulumi.Output.all(self.password, hosts).apply(
+            lambda v: "".join(r.render_user_sql(engine, user=db.user, database=db.name, password=v[0], host=h) for h in v[1])
+        )
         stdin = pulumi.Output.all(token.result, admin_secret, sql).apply(lambda v: r.user_stdin(v[0], v[1], v[2]))
         apply_script = r.render_user_apply(engine, user=db.user, database=db.name, client=client)
         return run_script(
@@ -304,7 +371,9 @@ class Database(pulumi.ComponentResource):
                 restore_activate=activate,
                 opts=opts,
             )
-            stdin = self._admin_secret.apply(lambda a: encode_bundle([a]))
+            stdin = pulumi.Output.all(self._admin_secret, self._mysql_hosts).apply(
+                lambda v: encode_bundle([v[0], *accounts.render_require_ssl_sql(db.user, v[1])])
+            )
             user = run_script(
                 f"{owner}-user-{db.user}",
                 connection=self._connection,

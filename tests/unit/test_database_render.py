@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from components import database_render as r
+from components.database_accounts import render_require_ssl_sql
 from components.remote_files import (
     FileSpec,
     encode_bundle,
@@ -553,7 +554,9 @@ class Server:
             render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
         )
 
-    def enforce_apply(self, user: str = "mmuser", database: str = "mattermost") -> subprocess.CompletedProcess[str]:
+    def enforce_apply(
+        self, user: str = "mmuser", database: str = "mattermost", hosts: tuple[str, ...] = ("%",)
+    ) -> subprocess.CompletedProcess[str]:
         """Phase 2 as the Database component runs it: PostgreSQL's reject block (reload, then the
         refusal proven); MySQL's option file (require_secure_transport set live) and REQUIRE SSL."""
         owner = f"db-enforce-tls-{user}"
@@ -584,7 +587,7 @@ class Server:
             return files
         res = sh(
             strict(r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state)),
-            encode_bundle([""]),
+            encode_bundle(["", *render_require_ssl_sql(user, hosts)]),
         )
         return subprocess.CompletedProcess(
             res.args, res.returncode, files.stdout + res.stdout, files.stderr + res.stderr
