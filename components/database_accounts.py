@@ -20,7 +20,6 @@ run naming the account, before any host has changed.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import re
 import shlex

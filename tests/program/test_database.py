@@ -91,6 +91,7 @@ def node_output(engine: str, user: str) -> str:
 
 class Mocks(pulumi.runtime.Mocks):
     node_stdout = ""
+    accounts_stdout = ""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -108,7 +109,8 @@ class Mocks(pulumi.runtime.Mocks):
             host = (args.inputs.get("keepers") or {}).get("host", "")
             state["result"] = "tok" + "".join(c for c in host if c.isalnum())
         elif args.typ == "command:remote:Command":
-            state.update({"stdout": self.node_stdout if args.name == "database-current-password" else "", "stderr": ""})
+            outputs = {"database-current-password": self.node_stdout, "database-accounts": self.accounts_stdout}
+            state.update({"stdout": outputs.get(args.name, ""), "stderr": ""})
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -626,3 +628,82 @@ def test_gitlab_without_external_postgres_has_no_role() -> None:
     run = run_gitlab(make_cfg("postgres", gitlab={**GITLAB, "externalPostgres": False}))
     assert not {n for n in run.names() if n.startswith("database-gitlab")}
     assert run.values["enforced"] == [] and run.values["ready"] == []
+
+
+# ---------------------------------------------------------------- MySQL accounts
+
+
+def accounts_output(*accounts: str, skip: bool = False) -> str:
+    """What database_accounts.render_accounts_read prints on the database host."""
+    rows = [f"{u.encode().hex().upper()}\t{h.encode().hex().upper()}" for u, h in (a.split("@") for a in accounts)]
+    return "\n".join([f"skip_name_resolve {int(skip)}", *rows]) + "\n"
+
+
+def run_accounts(cfg: config_mod.StackConfig, accounts_stdout: str) -> tuple[Run, BaseException | None]:
+    """database_preflight, its barrier and the Database after it, as __main__.py wires them."""
+    from pulumi_command import remote
+
+    from components.database import Database, DatabaseArgs, database_preflight
+    from components.pki import Pki, PkiArgs
+
+    mocks = Mocks()
+    mocks.node_stdout = node_output("mysql", cfg.database.user)
+    mocks.accounts_stdout = accounts_stdout
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    run = Run(monitor)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pre = database_preflight(cfg)
+        passed = remote.Command(
+            "preflights-passed", connection=remote.ConnectionArgs(host="10.251.0.250"), opts=pulumi.ResourceOptions(depends_on=pre.resources)
+        )
+        pki = Pki("pki", PkiArgs(ca=cfg.ca), pulumi.ResourceOptions(depends_on=[passed]))
+        db = Database(
+            "database",
+            DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes], preflight=pre),
+            pulumi.ResourceOptions(depends_on=[passed]),
+        )
+        run.values["enforced"] = db.enforce_tls([])
+        return pre.mysql_hosts.apply(lambda h: run.values.update(hosts=h))
+
+    try:
+        program()
+    except Exception as e:  # noqa: BLE001 - the refusal under test
+        return run, e
+    return run, None
+
+
+def test_mysql_accounts_preflight_gates_everything_and_feeds_every_account_the_nodes_use() -> None:
+    cfg = make_cfg("mysql")
+    run, error = run_accounts(cfg, accounts_output("mmuser@%", "mmuser@10.251.0.102", "mmuser@localhost"))
+    assert error is None, error
+    read, checked, passed = (run.by_name(n) for n in ("database-accounts", "database-accounts-checked", "preflights-passed"))
+    assert read.urn in checked.dependencies and checked.urn in passed.dependencies
+    assert "create" not in checked.inputs, "the decision runs no command"
+    assert run.values["hosts"] == ["%", "10.251.0.102"], "mm2 logs in through its own account"
+    sql = "".join(lines_of(unwrap(run.by_name("database-db-user-mmuser").inputs["stdin"])[0]))
+    for host in ("'%'", "'10.251.0.102'"):
+        assert f"ALTER USER 'mmuser'@{host} IDENTIFIED BY" in sql and f"TO 'mmuser'@{host}" in sql
+    assert "'localhost'" not in sql
+    _, previous, require = lines_of(unwrap(run.by_name("database-enforce-tls-user-mmuser").inputs["stdin"])[0])
+    assert "Host IN ('%', '10.251.0.102')" in previous
+    assert require.splitlines() == ["ALTER USER 'mmuser'@'%' REQUIRE SSL;", "ALTER USER 'mmuser'@'10.251.0.102' REQUIRE SSL;"]
+
+
+def test_mysql_anonymous_winner_stops_the_run_before_anything_changes() -> None:
+    cfg = make_cfg("mysql")
+    run, error = run_accounts(cfg, accounts_output("mmuser@%", "@10.251.0.101"))
+    assert error is not None
+    assert "mattermost-transport-encryption:database.user: node mm1 (10.251.0.101) would log in as the anonymous account ''@'10.251.0.101'" in str(error)
+    names = run.names()
+    assert "database-accounts" in names
+    assert not names & {"database-accounts-checked", "preflights-passed", "database-server-tls", "database-db-user-mmuser"}
+
+
+def test_postgres_and_admin_user_have_no_accounts_read() -> None:
+    from components.database import database_preflight
+
+    for cfg in (make_cfg("postgres"), make_cfg("mysql", database={"adminUser": "dba"}, dbAdminPassword="x-admin-pw")):
+        assert database_preflight(cfg).resources == []
