@@ -140,7 +140,7 @@ def _plan_from_server(srv: Server) -> list[str]:
 
 
 @pytest.mark.parametrize("tls_on", ["mysql_server"], indirect=True)
-def test_mariadb_picks_the_account_the_plan_picks(tls_on: Server) -> None:
+def test_mariadb_picks_the_account_the_plan_picks(tls_on: Server) -> None:  # noqa: F811 - the imported fixture
     srv = tls_on
     srv.admin("CREATE USER 'mmuser'@'127.0.0.%' IDENTIFIED BY 'specific-pw'")
     try:
@@ -176,7 +176,7 @@ def _accounts_state(srv: Server) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("tls_on", ["mysql_server"], indirect=True)
-def test_every_account_the_nodes_use_needs_tls_and_gets_back_what_it_had(tls_on: Server) -> None:
+def test_every_account_the_nodes_use_needs_tls_and_gets_back_what_it_had(tls_on: Server) -> None:  # noqa: F811
     srv = tls_on
     srv.admin(
         "CREATE USER 'mmuser'@'127.0.0.1' IDENTIFIED BY 'specific-pw' REQUIRE SSL WITH MAX_USER_CONNECTIONS 40;"
