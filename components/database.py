@@ -229,18 +229,7 @@ class Database(pulumi.ComponentResource):
                 raise ConfigError(f"{PROJECT}:{e}") from None
             return pulumi.Output.secret(value)
         if self._db.rotate_password:
-            generated = random.RandomPassword(
-                f"{name}-password",
-                length=r.RANDOM_PASSWORD_LENGTH,
-                special=True,
-                override_special=r.RANDOM_PASSWORD_SPECIALS,
-                min_lower=1,
-                min_upper=1,
-                min_numeric=1,
-                min_special=1,
-                opts=child,
-            )
-            return pulumi.Output.secret(generated.result)
+            return _generated_password(f"{name}-password", child)
         node = cfg.nodes[0]
         assert node.address is not None  # the schema requires it
         unit: str = cfg.node_setting(node, "unit")
@@ -275,15 +264,7 @@ class Database(pulumi.ComponentResource):
         db = self._db
         assert db.address is not None
         engine = self._engine
-        ssh_host = db.ssh.address or db.address
-        token = random.RandomString(
-            f"{name}-db-user-{db.user}-owner",
-            length=16,
-            special=False,
-            upper=False,
-            keepers={"host": ssh_host},
-            opts=child,
-        )
+        token = _owner_token(f"{name}-db-user-{db.user}-owner", db.ssh.address or db.address, child)
         admin_user = db.admin_user
         if admin_user is not None:
             assert cfg.db_admin_password is not None  # the schema requires it with adminUser
@@ -395,18 +376,7 @@ class Database(pulumi.ComponentResource):
         gl, db = cfg.gitlab, self._db
         assert gl.address is not None and self._connection is not None and self._control is not None
         child = pulumi.ResourceOptions(parent=self)
-        generated = random.RandomPassword(
-            f"{name}-gitlab-password",
-            length=r.RANDOM_PASSWORD_LENGTH,
-            special=True,
-            override_special=r.RANDOM_PASSWORD_SPECIALS,
-            min_lower=1,
-            min_upper=1,
-            min_numeric=1,
-            min_special=1,
-            opts=child,
-        )
-        self._gitlab_password = pulumi.Output.secret(generated.result)
+        self._gitlab_password = _generated_password(f"{name}-gitlab-password", child)
         hba_file = f"{self._config_dir}/pg_hba.conf"
         hba = managed_block(
             f"{name}-gitlab-pg-hba",
@@ -419,15 +389,8 @@ class Database(pulumi.ComponentResource):
             restore_activate=self._control.reload,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[server_tls]),
         )
-        ssh_host = db.ssh.address or db.address
-        token = random.RandomString(
-            f"{name}-gitlab-db-user-{gl.database_user}-owner",
-            length=16,
-            special=False,
-            upper=False,
-            keepers={"host": ssh_host},
-            opts=child,
-        )
+        assert db.address is not None
+        token = _owner_token(f"{name}-gitlab-db-user-{gl.database_user}-owner", db.ssh.address or db.address, child)
         user, database, client = gl.database_user, gl.database_name, self._client
         sql = self._gitlab_password.apply(
             lambda pw: r.render_user_sql("postgres", user=user, database=database, password=pw)
@@ -523,3 +486,26 @@ class Database(pulumi.ComponentResource):
                 )
             )
         )
+
+
+def _generated_password(name: str, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """A generated database password (secret) from an alphabet no DSN, option file or SQL
+    literal needs to escape (database_render.RANDOM_PASSWORD_SPECIALS)."""
+    generated = random.RandomPassword(
+        name,
+        length=r.RANDOM_PASSWORD_LENGTH,
+        special=True,
+        override_special=r.RANDOM_PASSWORD_SPECIALS,
+        min_lower=1,
+        min_upper=1,
+        min_numeric=1,
+        min_special=1,
+        opts=opts,
+    )
+    return pulumi.Output.secret(generated.result)
+
+
+def _owner_token(name: str, ssh_host: str, opts: pulumi.ResourceOptions) -> random.RandomString:
+    """A user command's owner token: drawn anew when the database host changes (keepers), which
+    replaces the command (its triggers), so the old delete restores the old host."""
+    return random.RandomString(name, length=16, special=False, upper=False, keepers={"host": ssh_host}, opts=opts)

@@ -179,6 +179,16 @@ class Run:
         return reg
 
 
+def start_mocks(cfg: config_mod.StackConfig, accounts_stdout: str = "") -> Run:
+    """Pulumi's mock runtime with a RecordingMonitor; the nodes' DSN as in the "before" state."""
+    mocks = Mocks()
+    mocks.node_stdout = node_output(cfg.database.engine, cfg.database.user)
+    mocks.accounts_stdout = accounts_stdout
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    return Run(monitor)
+
+
 def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()) -> Run:
     """The component alone; with `enforce_after`, one stand-in command per name (a node's
     `ready`) and `enforce_tls` after them, as __main__.py wires it."""
@@ -187,11 +197,7 @@ def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()
     from components.database import Database, DatabaseArgs
     from components.pki import Pki, PkiArgs
 
-    mocks = Mocks()
-    mocks.node_stdout = node_output(cfg.database.engine, cfg.database.user)
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
-    run = Run(monitor)
+    run = start_mocks(cfg)
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
@@ -563,11 +569,7 @@ def run_gitlab(cfg: config_mod.StackConfig) -> Run:
     from components.database import Database, DatabaseArgs
     from components.pki import Pki, PkiArgs
 
-    mocks = Mocks()
-    mocks.node_stdout = node_output("postgres", cfg.database.user)
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
-    run = Run(monitor)
+    run = start_mocks(cfg)
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
@@ -646,12 +648,7 @@ def run_accounts(cfg: config_mod.StackConfig, accounts_stdout: str) -> tuple[Run
     from components.database import Database, DatabaseArgs, database_preflight
     from components.pki import Pki, PkiArgs
 
-    mocks = Mocks()
-    mocks.node_stdout = node_output("mysql", cfg.database.user)
-    mocks.accounts_stdout = accounts_stdout
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
-    run = Run(monitor)
+    run = start_mocks(cfg, accounts_stdout)
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
@@ -693,17 +690,23 @@ def test_mysql_accounts_preflight_gates_everything_and_feeds_every_account_the_n
 
 
 def test_mysql_anonymous_winner_stops_the_run_before_anything_changes() -> None:
-    cfg = make_cfg("mysql")
-    run, error = run_accounts(cfg, accounts_output("mmuser@%", "@10.251.0.101"))
-    assert error is not None
-    assert "mattermost-transport-encryption:database.user: node mm1 (10.251.0.101) would log in as the anonymous account ''@'10.251.0.101'" in str(error)
-    names = run.names()
+    # in its own interpreter: a refused program leaves failed registrations in Pulumi's
+    # process-wide runtime, which the next program in this process would report as its own
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json\n"
+        "from tests.program.test_database import accounts_output, make_cfg, run_accounts\n"
+        "run, error = run_accounts(make_cfg('mysql'), accounts_output('mmuser@%', '@10.251.0.101'))\n"
+        "print(json.dumps({'error': str(error or ''), 'names': sorted(run.names())}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "mattermost-transport-encryption:database.user: node mm1 (10.251.0.101) would log in as the anonymous account ''@'10.251.0.101'" in out["error"]
+    names = set(out["names"])
     assert "database-accounts" in names
     assert not names & {"database-accounts-checked", "preflights-passed", "database-server-tls", "database-db-user-mmuser"}
-
-
-def test_postgres_and_admin_user_have_no_accounts_read() -> None:
-    from components.database import database_preflight
-
-    for cfg in (make_cfg("postgres"), make_cfg("mysql", database={"adminUser": "dba"}, dbAdminPassword="x-admin-pw")):
-        assert database_preflight(cfg).resources == []
