@@ -64,6 +64,10 @@ def database_preflight(cfg: StackConfig) -> DatabasePreflight:
     carries that decision to `preflights-passed`: refused, it never registers, and neither does
     anything after the barrier.
 
+    Like the nodes' preflights, the read runs when it is created or its script changes, so a
+    run after a refusal still sees the accounts of that read: the refusal says to replace it
+    (`pulumi up --replace <its URN>`) once the accounts are fixed.
+
     The read uses the local admin socket. With database.adminUser the admin logs in over
     verified TLS, which the server offers only once this program installed it: then nothing is
     read and '%' stays the only account handled (as before; README)."""

@@ -34,6 +34,12 @@ _IPV4_MASK = re.compile(r"^([0-9]{1,3}(?:\.[0-9]{1,3}){3})/([0-9]{1,3}(?:\.[0-9]
 _ADDRESS_CHARS = re.compile(r"^[0-9a-fA-F.:%_\\/]*$")
 
 
+RERUN = (
+    "then read the accounts again with `pulumi up --replace <URN of database-accounts>` (`pulumi stack --show-urns` "
+    "lists it; a plain `pulumi up` keeps the accounts read by this run); nothing was changed"
+)
+
+
 class AccountError(ValueError):
     """The program cannot handle the account a node would log in through (message names it)."""
 
@@ -187,7 +193,7 @@ def plan_hosts(
                     f"the database has the account {a}, whose host is a name: MariaDB may match it to a node "
                     "by reverse DNS, ahead of the address accounts, so this program cannot tell which account "
                     f"the nodes log in through. Replace it by an account for the node's address (or drop it), "
-                    "or turn on skip_name_resolve, then run `pulumi up` again; nothing was changed"
+                    f"or turn on skip_name_resolve, {RERUN}"
                 )
     hosts = ["%"]
     for name, ip in clients.items():
@@ -201,8 +207,7 @@ def plan_hosts(
         raise AccountError(
             f"node {name} ({ip}) would log in as the anonymous account {won}{beaten}: MariaDB takes the "
             "account with the most specific host first, and this program does not change anonymous accounts. "
-            f"Drop it (DROP USER {won}) or create {Account(user, won.host)} with the Mattermost password, then "
-            "run `pulumi up` again; nothing was changed"
+            f"Drop it (DROP USER {won}) or create {Account(user, won.host)} with the Mattermost password, {RERUN}"
         )
     return hosts
 

@@ -90,6 +90,7 @@ def test_an_anonymous_account_with_a_more_specific_host_is_refused_naming_it() -
     assert "node mm3 (10.251.0.13) would log in as the anonymous account ''@'10.251.0.13'" in msg
     assert "ahead of 'mmuser'@'%'" in msg and "DROP USER ''@'10.251.0.13'" in msg
     assert "create 'mmuser'@'10.251.0.13'" in msg and "nothing was changed" in msg
+    assert "pulumi up --replace <URN of database-accounts>" in msg, "a plain up would reuse this read"
 
 
 def test_a_host_name_account_is_refused_only_while_names_are_resolved() -> None:
