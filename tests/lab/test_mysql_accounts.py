@@ -96,8 +96,8 @@ def ctx(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
 def test_an_anonymous_account_that_would_win_a_login_stops_the_run_before_any_change(ctx: Ctx) -> None:
     lab = ctx.lab
     sql(lab, f"CREATE USER ''@'{MM3}' IDENTIFIED BY 'anonymous-pw'")
-    # its own interpreter, as each `pulumi up` is: the refused program's failed registrations
-    # stay in Pulumi's process-wide runtime, where the next program run in this process finds them
+    # its own interpreter, as each `pulumi up` runs: a refused program's failed registrations can
+    # outlive it in Pulumi's process-wide runtime (seen under mocks, tests/program/test_database.py)
     script = (
         "import json, sys\n"
         "from lab import replay\n"
