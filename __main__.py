@@ -6,7 +6,7 @@ import pulumi
 
 from components import cluster_render, config
 from components.cluster import Cluster, ClusterArgs
-from components.database import Database, DatabaseArgs
+from components.database import Database, DatabaseArgs, database_preflight
 from components.db_replicas import config_store_preflight, database_replicas, node_db_env
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
 from components.host_helper import install_helpers_after
@@ -37,16 +37,19 @@ pki = Pki("pki", PkiArgs(ca=cfg.ca))
 # Read-only checks of every node first: no host changes before each node is what the stack says.
 preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
 store_check = config_store_preflight(cfg)  # the database-stored configuration, if a node has one
-passed = preflights_passed(cfg, [*preflights.values(), *([store_check] if store_check else [])])
+db_preflight = database_preflight(cfg)  # MySQL: the accounts the nodes log in through
+passed = preflights_passed(
+    cfg, [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources]
+)
 after_preflight = pulumi.ResourceOptions(depends_on=[passed])
 install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
-db_clients = [n.address for n in cfg.nodes if n.address]
-if cfg.gitlab.enabled and cfg.gitlab.external_postgres and cfg.gitlab.address:
-    db_clients.append(cfg.gitlab.address)
+db_clients = [n.address for n in cfg.nodes if n.address]  # GitLab gets its own role and lines (Database._gitlab)
 proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki), after_preflight)
 # ... and the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
 after_checks = pulumi.ResourceOptions(depends_on=[passed, proxy.site_checked])
-database = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients), after_checks)
+database = Database(
+    "database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients, preflight=db_preflight), after_checks
+)
 replicas = database_replicas(cfg, pki, [n.address for n in cfg.nodes if n.address], after_checks)
 cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_checks) if cfg.cluster.enabled else None
 # One node at a time, in config order: the others keep serving while one restarts. The first waits
@@ -99,8 +102,8 @@ if cfg.gitlab.enabled:
         GitlabMattermostArgs(
             cfg=cfg,
             pki=pki,
-            dsn=database.dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
-            depends_on=database.ready,
+            dsn=database.gitlab_dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
+            depends_on=database.gitlab_ready,
         ),
     )
     pulumi.export("gitlabMattermostUrl", gitlab.url)
@@ -109,12 +112,9 @@ if cfg.gitlab.enabled:
 # resource costs the SDK's cycle check a walk of its whole upstream: N nodes made it N walks.)
 for rep in replicas:
     rep.enforce_tls([nodes[-1].ready] if nodes else [])
-database.enforce_tls(
-    [
-        *([nodes[-1].ready] if nodes else []),
-        *([gitlab.ready] if cfg.gitlab.enabled and cfg.gitlab.external_postgres else []),
-    ]
-)
+database.enforce_tls([nodes[-1].ready] if nodes else [])
+if cfg.gitlab.enabled:
+    database.enforce_gitlab_tls([gitlab.ready])
 if cfg.teleport.enabled:
     teleport = TeleportPlugin("teleport", TeleportPluginArgs(cfg=cfg, pki=pki, depends_on=[proxy]))
     pulumi.export("teleportPlugin", {"mattermostUrl": teleport.mattermost_url, "installed": teleport.installed})

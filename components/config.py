@@ -494,6 +494,12 @@ class Gitlab(Model):
     """sslmode of that DSN: default the database's tlsMode; 'verify-full', 'verify-ca' or 'require'."""
     allow_unverified_tls: bool = False
     """Set true to accept sslmode 'require' (encrypts without verifying the server)."""
+    database_name: SqlIdent = "gitlab_mattermost"
+    """With externalPostgres: the bundled Mattermost's own database on the stack's PostgreSQL
+    (created if missing, dropped by destroy if this program created it); never database.name."""
+    database_user: SqlIdent = "gitlab_mmuser"
+    """With externalPostgres: its own role (created if missing, password generated, TLS only);
+    never database.user."""
     gitlab_rb: AbsPath = "/etc/gitlab/gitlab.rb"
     ssl_dir: AbsPath = "/etc/gitlab/ssl"
     ca_file: AbsPath = "/etc/gitlab/trusted-certs/mattermost-transport-ca.crt"
@@ -764,6 +770,8 @@ class StackConfig(Model):
                 "the bundled Mattermost can use the stack's database only with database.engine postgres; "
                 "set gitlab.externalPostgres: false to keep Omnibus' own PostgreSQL",
             )
+        if self.gitlab.enabled and self.gitlab.external_postgres:
+            _check_gitlab_database_apart(self.gitlab, self.database)
         if self.gitlab.enabled and self.gitlab.tls_source == "provided":
             if self.gitlab.tls_cert is None or self.gitlab_tls_key is None:
                 raise _at(
@@ -783,6 +791,26 @@ class StackConfig(Model):
 
     def version_of(self, node: Node) -> tuple[int, int, int]:
         return version_tuple(self.node_setting(node, "version"))
+
+
+def _check_gitlab_database_apart(gl: Gitlab, db: Database) -> None:
+    """GitLab's bundled Mattermost and the nodes are two Mattermost sites: sharing one database
+    (one schema) or one role (one password, one set of pg_hba lines) on the one server would let
+    each break the other. Names compare case-insensitively: stricter than PostgreSQL's quoted
+    identifiers, never kinder."""
+    for key, field, node_key in (
+        ("gitlab.databaseName", "database_name", "database.name"),
+        ("gitlab.databaseUser", "database_user", "database.user"),
+    ):
+        mine, theirs = getattr(gl, field), getattr(db, node_key.split(".")[1])
+        if mine.lower() == theirs.lower():
+            default = str(Gitlab.model_fields[field].default)
+            hint = default if default.lower() != theirs.lower() else f"gitlab_{theirs}"
+            raise _at(
+                key,
+                f"{mine!r} is the nodes' {node_key} on the same PostgreSQL server ({db.address}): GitLab's bundled "
+                f"Mattermost needs its own; set {key} to another name (e.g. {hint!r})",
+            )
 
 
 _HOSTKEY_MISSING = (
@@ -823,6 +851,8 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         add("dbPassword", "the read of the site's current database password", "database-current-password")
     add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")
     add("database", "the database", "database-enforce-tls")
+    if db.engine == "mysql" and db.admin_user is None:  # components/database.py database_preflight
+        add("database.user", "the check of the database user's accounts", "database-accounts", "database-accounts-checked")
     if db.engine == "mysql":
         add("database.user", "the database user", f"database-enforce-tls-user-{db.user}")
     from components.db_replicas_render import replica_servers  # pure; late like check_password
@@ -852,6 +882,10 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         if gl.tls_source == "ca":
             add("gitlab.host", "GitLab's certificate", *server_cert(f"{gl.host}-gitlab-mattermost"))
         add("gitlab.host", "GitLab's files", f"{gl.host}-gitlab-tls-files", f"{gl.host}-gitlab-rb")
+        if gl.external_postgres:  # components/database.py Database._gitlab
+            user = f"database-gitlab-db-user-{gl.database_user}"
+            add("gitlab.databaseUser", "GitLab's database role", "database-gitlab-password", f"{user}-owner", user)
+            add("gitlab", "GitLab's database access", "database-gitlab-pg-hba", "database-gitlab-enforce-tls")
     tp = cfg.teleport  # components/teleport.py
     if tp.enabled:
         add("teleport", "the Teleport plugin", "teleport")

@@ -27,12 +27,76 @@ import pulumi
 import pulumi_random as random
 from pulumi_command import remote
 
+from components import database_accounts as accounts
 from components import database_render as r
 from components.config import PROJECT, ConfigError, StackConfig
 from components.connection import connection_for
 from components.node_render import node_paths
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, encode_bundle, managed_block, managed_files, run_script
+from components.remote_files import (
+    FileSpec,
+    ManagedFile,
+    encode_bundle,
+    managed_block,
+    managed_files,
+    read_script,
+    run_script,
+)
+
+
+@dataclass(frozen=True)
+class DatabasePreflight:
+    """What `database_preflight` hands on: the read-only checks `preflights-passed` waits for, and
+    the accounts they found."""
+
+    resources: list[pulumi.Resource]
+    """For preflights_passed: nothing changes on any host before these completed."""
+    mysql_hosts: pulumi.Output[list[str]]
+    """The hosts of the Mattermost user's accounts the program handles ('%' and every account a
+    node logs in through: database_accounts.plan_hosts)."""
+
+
+def database_preflight(cfg: StackConfig) -> DatabasePreflight:
+    """`database-accounts` (MySQL/MariaDB): read-only, before anything changes on any host, it
+    lists the Mattermost user's accounts (and the anonymous ones) on the database host; at apply
+    time `database_accounts.plan_hosts` decides which one each node logs in through, and refuses,
+    naming the account, what the program cannot handle. `database-accounts-checked` (no command)
+    carries that decision to `preflights-passed`: refused, it never registers, and neither does
+    anything after the barrier.
+
+    Like the nodes' preflights, the read runs when it is created or its script changes, so a
+    run after a refusal still sees the accounts of that read: the refusal says to replace it
+    (`pulumi up --replace <its URN>`) once the accounts are fixed.
+
+    The read uses the local admin socket. With database.adminUser the admin logs in over
+    verified TLS, which the server offers only once this program installed it: then nothing is
+    read and '%' stays the only account handled (as before; README)."""
+    db = cfg.database
+    if db.engine != "mysql" or db.admin_user is not None:
+        return DatabasePreflight([], pulumi.Output.from_input(["%"]))
+    assert db.address is not None  # the schema requires it
+    control = r.debian_control(
+        db.engine, service=db.effective_service, port=db.effective_port, config_dir=db.effective_config_dir
+    )
+    connection = connection_for(cfg, db.address, db.ssh)
+    read = read_script(
+        "database-accounts",
+        connection=connection,
+        script=accounts.render_accounts_read(user=db.user, client=control.local_sql),
+    )
+    clients = {n.name: n.address for n in cfg.nodes if n.address}
+    user = db.user
+
+    def plan(out: str) -> list[str]:
+        try:
+            found, skip = accounts.parse_accounts(out)
+            return accounts.plan_hosts(found, user=user, clients=clients, skip_name_resolve=skip)
+        except accounts.AccountError as e:
+            raise ConfigError(f"{PROJECT}:database.user: {e}") from None
+
+    hosts = read.stdout.apply(plan)
+    checked = remote.Command("database-accounts-checked", connection=connection, triggers=[hosts])
+    return DatabasePreflight([checked], hosts)
 
 
 @dataclass(frozen=True)
@@ -45,6 +109,9 @@ class DatabaseArgs:
     """The stack CA that issues the server certificate."""
     client_addresses: list[str]
     """IP addresses that connect as the Mattermost user (the nodes); each gets a hostssl line."""
+    preflight: DatabasePreflight | None = None
+    """`database_preflight(cfg)`: the MySQL/MariaDB accounts the nodes log in through (None:
+    '%' only, as for a program that does not read them)."""
 
 
 class Database(pulumi.ComponentResource):
@@ -62,6 +129,9 @@ class Database(pulumi.ComponentResource):
     """The name the DSN uses for the server; the certificate is valid for it and the address."""
     server_cert_expiry: pulumi.Output[str]
     """When the server certificate expires (RFC 3339); `pulumi up` renews it before that."""
+    gitlab_ready: list[pulumi.Resource]
+    """With gitlab.externalPostgres: what GitLab's bundled Mattermost waits for (TLS live, its
+    hostssl line, its own role and database); else empty."""
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:database:Database", name, None, opts)
@@ -72,6 +142,8 @@ class Database(pulumi.ComponentResource):
         engine = db.engine
         self._engine = engine
         self._db = db
+        self._cfg_gitlab = cfg.gitlab
+        self._mysql_hosts = args.preflight.mysql_hosts if args.preflight else pulumi.Output.from_input(["%"])
         self._connection: remote.ConnectionArgs | None = None
         self._enforced: list[pulumi.Resource] | None = None
         self.driver_name = engine
@@ -146,6 +218,7 @@ class Database(pulumi.ComponentResource):
         self.ready.append(self._user(name, cfg, connection, control, paths.ca, child))
         if self._rotating:
             self.ready.extend(self._rotation_login(name, connection, control, list(args.client_addresses)))
+        self.gitlab_ready = self._gitlab(name, cfg, server_tls) if cfg.gitlab.enabled and cfg.gitlab.external_postgres else []
         self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
 
     def _password(self, name: str, cfg: StackConfig, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
@@ -227,15 +300,7 @@ class Database(pulumi.ComponentResource):
         db = self._db
         assert db.address is not None
         engine = self._engine
-        ssh_host = db.ssh.address or db.address
-        token = random.RandomString(
-            f"{name}-db-user-{db.user}-owner",
-            length=16,
-            special=False,
-            upper=False,
-            keepers={"host": ssh_host},
-            opts=child,
-        )
+        token = _owner_token(f"{name}-db-user-{db.user}-owner", db.ssh.address or db.address, child)
         admin_user = db.admin_user
         if admin_user is not None:
             assert cfg.db_admin_password is not None  # the schema requires it with adminUser
@@ -263,7 +328,12 @@ class Database(pulumi.ComponentResource):
                 r.render_rotation_owner_sql(engine, user=db.user, database=db.name)
             )
         else:
-            sql = self.password.apply(lambda pw: r.render_user_sql(engine, user=db.user, database=db.name, password=pw))
+            hosts = self._mysql_hosts
+            sql = pulumi.Output.all(self.password, hosts).apply(
+                lambda v: "".join(
+                    r.render_user_sql(engine, user=db.user, database=db.name, password=v[0], host=h) for h in v[1]
+                )
+            )
         stdin = pulumi.Output.all(token.result, admin_secret, sql).apply(lambda v: r.user_stdin(v[0], v[1], v[2]))
         apply_script = r.render_user_apply(engine, user=db.user, database=db.name, client=client)
         return run_script(
@@ -325,7 +395,9 @@ class Database(pulumi.ComponentResource):
                 restore_activate=activate,
                 opts=opts,
             )
-            stdin = self._admin_secret.apply(lambda a: encode_bundle([a]))
+            stdin = pulumi.Output.all(self._admin_secret, self._mysql_hosts).apply(
+                lambda v: encode_bundle([v[0], *accounts.render_require_ssl_sql(db.user, v[1])])
+            )
             user = run_script(
                 f"{owner}-user-{db.user}",
                 connection=self._connection,
@@ -340,6 +412,106 @@ class Database(pulumi.ComponentResource):
             enforced.append(self._rotation_retire(opts))
         self._enforced = enforced
         return list(enforced)
+
+    def _gitlab(self, name: str, cfg: StackConfig, server_tls: pulumi.Resource) -> list[pulumi.Resource]:
+        """GitLab's bundled Mattermost gets its own role and database on this PostgreSQL (the
+        config refuses the nodes' name or user): its own generated password, its own hostssl
+        line for the GitLab host only, and (enforce_gitlab_tls) its own reject line. The role
+        and a database this creates go again on destroy; an existing one gets its state back."""
+        gl, db = cfg.gitlab, self._db
+        assert gl.address is not None and self._connection is not None and self._control is not None
+        child = pulumi.ResourceOptions(parent=self)
+        self._gitlab_password = _generated_password(f"{name}-gitlab-password", child)
+        hba_file = f"{self._config_dir}/pg_hba.conf"
+        hba = managed_block(
+            f"{name}-gitlab-pg-hba",
+            connection=self._connection,
+            path=hba_file,
+            content=r.render_pg_hba_block(gl.database_name, gl.database_user, [gl.address]),
+            position="top",
+            validate=r.render_hba_validate(self._control, hba_file=hba_file),
+            activate=self._control.reload,
+            restore_activate=self._control.reload,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[server_tls]),
+        )
+        assert db.address is not None
+        token = _owner_token(f"{name}-gitlab-db-user-{gl.database_user}-owner", db.ssh.address or db.address, child)
+        user, database, client = gl.database_user, gl.database_name, self._client
+        sql = self._gitlab_password.apply(
+            lambda pw: r.render_user_sql("postgres", user=user, database=database, password=pw)
+        )
+        stdin = pulumi.Output.all(token.result, self._admin_secret, sql).apply(lambda v: r.user_stdin(v[0], v[1], v[2]))
+        apply_script = r.render_user_apply(
+            "postgres",
+            user=user,
+            database=database,
+            client=client,
+            before=r.render_gitlab_database_create(user=user, database=database),
+        )
+        role = run_script(
+            f"{name}-gitlab-db-user-{user}",
+            connection=self._connection,
+            create=apply_script,
+            update=apply_script,
+            delete=r.render_user_restore(
+                "postgres", user=user, client=client, before=r.render_gitlab_database_drop(user=user, database=database)
+            ),
+            stdin=stdin,
+            secret=True,
+            triggers=[token.result],  # as the nodes' user: a new host replaces it (see _user)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[server_tls, hba]),
+        )
+        return [server_tls, hba, role]
+
+    def enforce_gitlab_tls(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Phase 2 for GitLab's own role: its reject line, once GitLab's Mattermost (`after`) uses
+        its TLS DSN; independent of the nodes' enforce step (another role)."""
+        if not self.gitlab_ready:
+            return []
+        assert self._connection is not None and self._control is not None and self._db.address is not None
+        gl = self._cfg_gitlab
+        hba_file = f"{self._config_dir}/pg_hba.conf"
+        return [
+            managed_block(
+                f"{self._name}-gitlab-enforce-tls",
+                connection=self._connection,
+                path=hba_file,
+                content=r.render_pg_hba_enforce_block(gl.database_user),
+                position="top",
+                validate=r.render_hba_validate(self._control, hba_file=hba_file),
+                activate=r.render_pg_enforce_activate(
+                    self._control,
+                    hba_file=hba_file,
+                    address=self._db.address,
+                    port=self._db.effective_port,
+                    user=gl.database_user,
+                    database=gl.database_name,
+                ),
+                restore_activate=self._control.reload,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.gitlab_ready]),
+            )
+        ]
+
+    def gitlab_dsn(self, ca_file: str) -> pulumi.Output[str]:
+        """The DataSource of GitLab's bundled Mattermost (secret): its own role and database;
+        `ca_file` is where the GitLab host keeps the stack CA."""
+        if not self.gitlab_ready:
+            raise RuntimeError(f"{self._name}: gitlab_dsn() needs gitlab.enabled and gitlab.externalPostgres")
+        gl, db = self._cfg_gitlab, self._db
+        return pulumi.Output.secret(
+            self._gitlab_password.apply(
+                lambda pw: r.render_dsn(
+                    "postgres",
+                    gl.database_user,
+                    pw,
+                    self.server_name,
+                    db.effective_port,
+                    gl.database_name,
+                    db.effective_tls_mode,
+                    ca_file,
+                )
+            )
+        )
 
     def dsn(self, ca_file: str) -> pulumi.Output[str]:
         """Mattermost's DataSource for this database (secret). `ca_file` is where the NODE keeps
@@ -422,3 +594,25 @@ class Database(pulumi.ComponentResource):
             secret=True,
             opts=opts,
         )
+
+def _generated_password(name: str, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    """A generated database password (secret) from an alphabet no DSN, option file or SQL
+    literal needs to escape (database_render.RANDOM_PASSWORD_SPECIALS)."""
+    generated = random.RandomPassword(
+        name,
+        length=r.RANDOM_PASSWORD_LENGTH,
+        special=True,
+        override_special=r.RANDOM_PASSWORD_SPECIALS,
+        min_lower=1,
+        min_upper=1,
+        min_numeric=1,
+        min_special=1,
+        opts=opts,
+    )
+    return pulumi.Output.secret(generated.result)
+
+
+def _owner_token(name: str, ssh_host: str, opts: pulumi.ResourceOptions) -> random.RandomString:
+    """A user command's owner token: drawn anew when the database host changes (keepers), which
+    replaces the command (its triggers), so the old delete restores the old host."""
+    return random.RandomString(name, length=16, special=False, upper=False, keepers={"host": ssh_host}, opts=opts)

@@ -605,27 +605,16 @@ def render_pg_enforce_activate(
     )
 
 
-def render_mysql_require_ssl(
-    *, user: str, client: str, host: str = "%", state_dir: str = STATE_DIR, restore: bool = False
-) -> str:
-    """Phase 2 for the MySQL/MariaDB user (stdin: one base64 line, the admin credentials file or
-    "" for the local socket). Apply: save the user's REQUIRE flags once (an ALTER USER that puts
-    them back), then ALTER USER ... REQUIRE SSL. Restore (delete): run the saved statement and
-    forget it. The user command's own backup (taken before any change) still restores the whole
-    user afterwards, so nothing is lost."""
-    u_lit, h_lit = mysql_string(_ident(user)), mysql_string(host)
+def render_mysql_require_ssl(*, user: str, client: str, state_dir: str = STATE_DIR, restore: bool = False) -> str:
+    """Phase 2 for the MySQL/MariaDB user's accounts. stdin: base64 lines, the admin credentials
+    file ("" for the local socket), then (apply only) the SELECT that prints each planned
+    account's REQUIRE flags as the ALTER USER that puts them back, and the ALTER USER ... REQUIRE
+    SSL statements (database_accounts.render_require_ssl_sql; the accounts are the plan's, known
+    at apply time). Apply: save the flags of each account not saved yet (an account added to
+    the plan later is saved before it changes), then require TLS. Restore (delete): run the
+    saved statements and forget them. The user command's own backup (taken before any change)
+    still restores every account afterwards, so nothing is lost."""
     saved = f"{state_dir}/db-user-{_ident(user)}.require"
-    spec = (
-        "CONCAT_WS(' AND ', IF(ssl_cipher <> '', CONCAT('CIPHER ', QUOTE(ssl_cipher)), NULL), "
-        "IF(x509_issuer <> '', CONCAT('ISSUER ', QUOTE(x509_issuer)), NULL), "
-        "IF(x509_subject <> '', CONCAT('SUBJECT ', QUOTE(x509_subject)), NULL))"
-    )
-    previous = (
-        "SELECT CONCAT('ALTER USER ', QUOTE(User), '@', QUOTE(Host), ' REQUIRE ', "
-        "CASE ssl_type WHEN 'ANY' THEN 'SSL' WHEN 'X509' THEN 'X509' "
-        f"WHEN 'SPECIFIED' THEN COALESCE(NULLIF({spec}, ''), 'SSL') ELSE 'NONE' END, ';') "
-        f"FROM mysql.user WHERE User = {u_lit} AND Host = {h_lit}"
-    )
     out = (
         "umask 077\n"
         "cd /\n"
@@ -637,6 +626,11 @@ def render_mysql_require_ssl(
     )
     if restore:
         out += '[ -e "$saved" ] || { echo "$who: no saved REQUIRE flags; left as it is"; exit 0; }\n'
+    else:
+        out += (
+            "IFS= read -r mtm_prev || mtm_fail 'stdin ended before the SELECT of the REQUIRE flags'\n"
+            "IFS= read -r mtm_req || mtm_fail 'stdin ended before the REQUIRE SSL statements'\n"
+        )
     out += (
         'mkdir -p "$state"\nchmod 0700 "$state"\n'
         'tmp=$(mktemp -d "$state/tmp.XXXXXX")\ntrap \'rm -rf "$tmp"\' EXIT\n'
@@ -652,13 +646,21 @@ def render_mysql_require_ssl(
             'echo "$who: previous REQUIRE flags restored"\n'
         )
     return out + (
-        'if [ ! -e "$saved" ]; then\n'
-        f'  sql -N -B -r -e {_q(previous)} > "$tmp/require" </dev/null\n'
-        "  grep -q . \"$tmp/require\" || mtm_fail 'does not exist on the server'\n"
-        '  mv -f "$tmp/require" "$saved"\n'
-        "fi\n"
-        f"sql -e {_q(f'ALTER USER {u_lit}@{h_lit} REQUIRE SSL')} </dev/null\n"
-        'echo "$who: logs in with TLS only"\n'
+        "printf '%s' \"$mtm_prev\" | base64 -d > \"$tmp/prev\" || mtm_fail 'the SELECT is not valid base64'\n"
+        "printf '%s' \"$mtm_req\" | base64 -d > \"$tmp/req\" || mtm_fail 'the REQUIRE SSL statements are not valid base64'\n"
+        "unset mtm_prev mtm_req\n"
+        "mtm_mode=\"SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\"\n"
+        '{ echo "$mtm_mode"; cat "$tmp/prev"; echo; } | sql -N -B -r > "$tmp/require"\n'
+        "grep -q . \"$tmp/require\" || mtm_fail 'does not exist on the server'\n"
+        'touch "$saved"\n'
+        'cp "$saved" "$tmp/saved"\n'
+        'while IFS= read -r mtm_line; do\n'
+        '  mtm_acct=${mtm_line%% REQUIRE *}\n'
+        '  grep -qF -- "$mtm_acct REQUIRE " "$saved" || printf \'%s\\n\' "$mtm_line" >> "$tmp/saved"\n'
+        'done < "$tmp/require"\n'
+        'mv -f "$tmp/saved" "$saved"\n'
+        '{ echo "$mtm_mode"; cat "$tmp/req"; echo; } | sql\n'
+        'echo "$who: logs in with TLS only ($(wc -l < "$tmp/require") account(s))"\n'
     )
 
 
@@ -750,30 +752,31 @@ _UNPACK = (
 
 
 def _mysql_backup(user: str, database: str, host: str) -> str:
+    """Save, once, what puts back EVERY account of the user (each host: dropped, then created
+    with its hash, plugin and REQUIRE flags, and granted as before), and drops the `host`
+    account this may create; then apply the SQL (which changes the planned accounts only:
+    database_accounts.plan_hosts)."""
     u_lit, h_lit = mysql_string(_ident(user)), mysql_string(host)
     u = f"{u_lit}@{h_lit}"
     exists_db = f"SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {mysql_string(_ident(database))}"
-    exists = f"SELECT COUNT(*) FROM mysql.user WHERE User = {u_lit} AND Host = {h_lit}"
-    others = f"SELECT COALESCE(GROUP_CONCAT(Host), '') FROM mysql.user WHERE User = {u_lit} AND Host <> {h_lit}"
-    show_hex = f"SET SESSION print_identified_with_as_hex = ON; SHOW CREATE USER {u}"
-    show = f"SHOW CREATE USER {u}"
+    accounts = f"SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE User = {u_lit} ORDER BY Host"
     return (
         f"mtm_db=$(sql -N -B -r -e {_q(exists_db)} </dev/null)\n"
         f'[ "$mtm_db" = 1 ] || mtm_fail {_q(f"database {database} does not exist on the server: create it first")}\n'
-        f"mtm_others=$(sql -N -B -r -e {_q(others)} </dev/null)\n"
-        'if [ -n "$mtm_others" ]; then\n'
-        f'  echo "$who: note: the same user also exists for hosts $mtm_others; require_secure_transport keeps those on TLS too"\n'
-        "fi\n"
         'if [ ! -e "$backup" ]; then\n'
         f"  printf '%s\\n' {_q(f'DROP USER IF EXISTS {u};')} > \"$tmp/backup.sql\"\n"
-        f'  if [ "$(sql -N -B -r -e {_q(exists)} </dev/null)" != 0 ]; then\n'
+        f'  sql -N -B -r -e {_q(accounts)} > "$tmp/accounts" </dev/null\n'
+        # QUOTE() wrote each name as an SQL literal; the shell only passes it on, unparsed
+        '  while IFS= read -r mtm_acct; do\n'
+        "    printf 'DROP USER IF EXISTS %s;\\n' \"$mtm_acct\" >> \"$tmp/backup.sql\"\n"
         # MySQL 8 prints caching_sha2 hashes as binary unless asked for hex; MariaDB has no such switch
-        f'    sql -N -B -r -e {_q(show_hex)} > "$tmp/create" 2>/dev/null </dev/null || sql -N -B -r -e {_q(show)} > "$tmp/create" </dev/null\n'
-        f'    sql -N -B -r -e {_q(f"SHOW GRANTS FOR {u}")} > "$tmp/grants" </dev/null\n'
+        '    sql -N -B -r -e "SET SESSION print_identified_with_as_hex = ON; SHOW CREATE USER $mtm_acct" > "$tmp/create" 2>/dev/null </dev/null'
+        ' || sql -N -B -r -e "SHOW CREATE USER $mtm_acct" > "$tmp/create" </dev/null\n'
+        '    sql -N -B -r -e "SHOW GRANTS FOR $mtm_acct" > "$tmp/grants" </dev/null\n'
         '    sed \'s/$/;/\' "$tmp/create" "$tmp/grants" >> "$tmp/backup.sql"\n'
-        "  fi\n"
+        '  done < "$tmp/accounts"\n'
         '  mv -f "$tmp/backup.sql" "$backup"\n'
-        '  echo "$who: previous state saved in $backup"\n'
+        '  echo "$who: previous state of $(wc -l < "$tmp/accounts") account(s) saved in $backup"\n'
         "fi\n"
         'sql < "$tmp/change.sql"\n'
     )
@@ -832,6 +835,7 @@ def render_user_apply(
     client: str,
     host: str = "%",
     state_dir: str = STATE_DIR,
+    before: str = "",
 ) -> str:
     """Create/update script of the user command (stdin: admin file line, SQL line).
 
@@ -845,13 +849,14 @@ def render_user_apply(
     return (
         _user_prelude(user, state_dir, client)
         + _UNPACK
+        + before  # e.g. render_gitlab_database_create: before the backup records the state
         + body
         + 'printf \'%s\\n\' "$token" > "$owner.new"\nmv -f "$owner.new" "$owner"\n'
         + 'echo "$who: ready (TLS offered; required once the enforce step ran)"\n'
     )
 
 
-def render_user_restore(engine: str, *, user: str, client: str, state_dir: str = STATE_DIR) -> str:
+def render_user_restore(engine: str, *, user: str, client: str, state_dir: str = STATE_DIR, before: str = "") -> str:
     """Delete script: if this resource (token) still owns the user, run the saved backup, which
     puts the user back as it was (or removes it, if it did not exist), and forget it. The root
     shell opens the 0600 backup and hands it over stdin (psql may run as postgres)."""
@@ -863,11 +868,54 @@ def render_user_restore(engine: str, *, user: str, client: str, state_dir: str =
         "fi\n"
         '[ -e "$backup" ] || mtm_fail "the backup $backup is missing; the user is left as it is (remove $owner to let this delete pass)"\n'
         + _UNPACK
+        + before  # e.g. render_gitlab_database_drop: the role can go only once it owns nothing
         + run
         + 'rm -f "$backup" "$owner"\n'
         'rm -rf "$tmp"\ntrap - EXIT\n'
         'rmdir "$state" 2>/dev/null || true\n'
         'echo "$who: previous state restored"\n'
+    )
+
+
+# ---------------------------------------------------------------- GitLab's own database
+
+
+def gitlab_database_marker(user: str, state_dir: str = STATE_DIR) -> str:
+    """The file on the database host that says this program created GitLab's database (so
+    destroy drops it); beside the user's backup, named after GitLab's own role."""
+    return f"{state_dir}/db-user-{_ident(user)}.created-database"
+
+
+def render_gitlab_database_create(*, user: str, database: str, state_dir: str = STATE_DIR) -> str:
+    """`before` of GitLab's user script (render_user_apply): create GitLab's own database when it
+    is missing, marked first so that destroy drops it even if this run stops right after. Runs
+    before the user's backup, which then records the new database's owner (the admin) and that
+    the role did not exist: a role created next becomes the owner (render_user_sql)."""
+    exists = f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}"
+    marker = gitlab_database_marker(user, state_dir)
+    return (
+        f'if [ "$(sql -At -c {_q(exists)} </dev/null)" != 1 ]; then\n'
+        f"  : > {_q(marker)}\n"
+        # CREATE DATABASE cannot run inside a transaction block: its own statement
+        f"  sql -c {_q(f'CREATE DATABASE {pg_ident(database)}')} </dev/null\n"
+        f'  echo "$who: created database "{_q(database)}\n'
+        "fi\n"
+    )
+
+
+def render_gitlab_database_drop(*, user: str, database: str, state_dir: str = STATE_DIR) -> str:
+    """`before` of GitLab's restore script (render_user_restore): drop the database this program
+    created, before the backup drops the role (a role that owns a database cannot be dropped).
+    Runs after gitlab.rb's block is gone, so GitLab's Mattermost is back on its own database; a
+    session still open makes DROP DATABASE fail, and the delete fails with it (nothing dropped
+    under a running site)."""
+    marker = gitlab_database_marker(user, state_dir)
+    return (
+        f"if [ -e {_q(marker)} ]; then\n"
+        f"  sql -c {_q(f'DROP DATABASE IF EXISTS {pg_ident(database)}')} </dev/null\n"
+        f"  rm -f {_q(marker)}\n"
+        f'  echo "$who: dropped database "{_q(database)}" (created by this program)"\n'
+        "fi\n"
     )
 
 

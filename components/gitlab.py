@@ -39,10 +39,10 @@ class GitlabMattermostArgs:
     """Issues the vhost certificate (tlsSource 'ca'); its CA goes onto the GitLab host."""
     dsn: pulumi.Input[str] | None = None
     """Secret PostgreSQL DSN for the bundled Mattermost, built by the database component for the
-    CA at `cfg.gitlab.ca_file` (`database.dsn(cfg.gitlab.ca_file)`); required when
+    CA at `cfg.gitlab.ca_file` (`database.gitlab_dsn(cfg.gitlab.ca_file)`: its own role and database); required when
     gitlab.externalPostgres, else None."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
-    """What must be live before gitlab.rb points Mattermost at the database (`database.ready`)."""
+    """What must be live before gitlab.rb points Mattermost at the database (`database.gitlab_ready`)."""
 
 
 class GitlabMattermost(pulumi.ComponentResource):

@@ -10,10 +10,12 @@ its calls and, for `reconfigure`, does the one thing Omnibus' reconfigure does t
 
 The lifecycle: seed -> up (stack `lab`, gitlab with the external PostgreSQL, teleport) -> the
 gitlab.rb block is there, Ruby accepts and evaluates it right, the DSN it carries logs in with
-sslmode=verify-full from the gitlab host, admitted by its own hostssl line -> the plugin's TOML
+sslmode=verify-full from the gitlab host as GitLab's own role to its own database (created for
+it), admitted by its own hostssl line and refused without TLS by its own reject line -> the plugin's TOML
 parses back, its unit passes systemd-analyze verify and runs with its trust setting, the plugin
 host reaches Mattermost over verified HTTPS -> a CA rotation reaches both hosts -> up again
-changes nothing -> destroy: both hosts and the database host are back byte for byte.
+changes nothing -> destroy: both hosts and the database host are back byte for byte, GitLab's
+role and database gone from the server.
 
 Tests in this module run in order and share the lab; each asserts one promise.
 """
@@ -242,6 +244,9 @@ def test_up_creates_gitlab_and_teleport_resources(ctx: Ctx) -> None:
         "plugin-teleport-mattermost-files",
         "plugin-teleport-mattermost-enable",
         "database-pg-hba",
+        "database-gitlab-pg-hba",
+        "database-gitlab-db-user-gitlab_mmuser",
+        "database-gitlab-enforce-tls",
     } <= created
     ctx.outputs = ev.outputs
     assert ev.outputs["gitlabMattermostUrl"] == f"https://{GITLAB_MM_HOST}"
@@ -276,11 +281,12 @@ def test_gitlab_rb_evaluates_to_https_and_the_verified_external_database(ctx: Ct
     assert mm["team_site_name"] == "Lab chat", "earlier settings still apply"
     assert mm["sql_driver_name"] == "postgres"
     dsn = mm["sql_data_source"]
-    # the same login the nodes get, with the CA where it is on the GitLab host
+    # its own role and database (not the nodes'), verified with the CA where it is on the GitLab host
     node_dsn = ctx.outputs["mattermostDsn"]
-    assert "sslrootcert=/etc/mattermost-tls/ca.crt" in node_dsn
-    assert dsn == node_dsn.replace("sslrootcert=/etc/mattermost-tls/ca.crt", f"sslrootcert={GITLAB_CA}")
-    assert re.match(r"^postgres://mmuser:[^@]+@10\.251\.0\.21:5432/mattermost\?sslmode=verify-full&", dsn)
+    assert re.match(r"^postgres://mmuser:[^@]+@10\.251\.0\.21:5432/mattermost\?", node_dsn)
+    assert re.match(r"^postgres://gitlab_mmuser:[^@]+@10\.251\.0\.21:5432/gitlab_mattermost\?sslmode=verify-full&", dsn)
+    assert f"sslrootcert={GITLAB_CA}" in dsn
+    assert dsn.split("@")[0].split(":")[2] != node_dsn.split("@")[0].split(":")[2], "its own password"
     assert out["gitlab_rails"]["smtp_address"] == "smtp.lab.internal"
 
 
@@ -336,20 +342,42 @@ def test_dsn_from_gitlab_rb_logs_in_with_verify_full_and_nothing_less(ctx: Ctx) 
     assert r.returncode != 0 and "pg_hba.conf rejects connection" in r.stdout and "no encryption" in r.stdout, r.stdout
 
 
+def test_gitlab_role_and_database_are_its_own_and_tls_only(ctx: Ctx) -> None:
+    """GitLab's Mattermost logs in as its own role to its own database, which the program
+    created and gave to that role; the role is refused without TLS by its own reject line."""
+    lab = ctx.lab
+    owner = lab.ssh(
+        "postgres",
+        "runuser -u postgres -- psql -X -At -c "
+        "\"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'gitlab_mattermost'\"",
+    )
+    assert owner.stdout.strip() == "gitlab_mmuser"
+    r = lab.ssh("gitlab", DSN_FROM_GITLAB_RB + 'psql "$dsn" -Atc "select current_user || \' \' || current_database()" 2>&1')
+    assert r.stdout.strip() == "gitlab_mmuser gitlab_mattermost", r.stdout
+    hba = lab.ssh("postgres", f"cat {HBA}").stdout
+    assert 'hostnossl all "gitlab_mmuser" all reject' in hba.splitlines()
+    # the nodes' role is refused without TLS as well; GitLab's switch does not depend on it
+    assert 'hostnossl all "mmuser" all reject' in hba.splitlines()
+
+
 def test_database_admits_the_gitlab_host_through_its_own_hostssl_line(ctx: Ctx) -> None:
     """The seed's subnet-wide `host ... 10.251.0.0/24` line would admit any TLS login; with a
-    reject line right after the program's block, only the block's hostssl lines admit anyone:
-    the gitlab host still logs in, the plugin host (no database client) is refused."""
+    reject line right after the program's blocks, only their hostssl lines admit anyone: the
+    gitlab host still logs in through its own line, the plugin host (no database client) is
+    refused, and the nodes' block does not name the gitlab host."""
     lab = ctx.lab
     hba = lab.ssh("postgres", f"cat {HBA}").stdout
     block = hba.split("# BEGIN mattermost-transport-encryption database-pg-hba\n", 1)[1].split("# END", 1)[0]
-    assert f'hostssl "mattermost" "mmuser" {GITLAB_IP}/32 scram-sha-256' in block.splitlines(), block
-    assert PLUGIN_IP not in block
+    assert GITLAB_IP not in block and PLUGIN_IP not in block, block
+    own = hba.split("# BEGIN mattermost-transport-encryption database-gitlab-pg-hba\n", 1)[1].split("# END", 1)[0]
+    assert f'hostssl "gitlab_mattermost" "gitlab_mmuser" {GITLAB_IP}/32 scram-sha-256' in own.splitlines(), own
+    last = max(hba.index(f"# END mattermost-transport-encryption {b}\n") for b in ("database-pg-hba", "database-gitlab-pg-hba"))
+    end_marker = hba[last:].split("\n", 1)[0]
     original = lab.ssh("postgres", f"base64 -w0 {HBA}").stdout
     reload = "pg_ctlcluster 15 main reload"
     lab.ssh(
         "postgres",
-        "sed -i '/^# END mattermost-transport-encryption database-pg-hba$/a hostssl all all all reject  # test_gitlab_teleport' "
+        f"sed -i '/^{end_marker}$/a hostssl all all all reject  # test_gitlab_teleport' "
         f"{HBA} && {reload}",
     )
     try:
@@ -485,6 +513,13 @@ def test_destroy_puts_every_host_back_byte_for_byte(ctx: Ctx) -> None:
     assert json.loads(ctx.state.read_text()).get("resources", []) == []
     for host, before in ctx.before.items():
         assert diff(before, snapshot(lab, host)) == [], host
+    # GitLab's role and the database the program created for it are gone from the server
+    r = lab.ssh(
+        "postgres",
+        "runuser -u postgres -- psql -X -At -c \"SELECT count(*) FROM pg_roles WHERE rolname = 'gitlab_mmuser'\" "
+        "-c \"SELECT count(*) FROM pg_database WHERE datname = 'gitlab_mattermost'\"",
+    )
+    assert r.stdout.split() == ["0", "0"], r.stdout
     assert lab.ssh("gitlab", f"cat {GITLAB_RB}").stdout == SEED_GITLAB_RB
     assert "reconfigure" in gitlab_ctl_calls(lab)[before_calls:], "Omnibus applies the original gitlab.rb again"
     r = lab.ssh("plugin", "systemctl is-enabled teleport-mattermost 2>&1", check=False)

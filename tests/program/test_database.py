@@ -91,6 +91,7 @@ def node_output(engine: str, user: str) -> str:
 
 class Mocks(pulumi.runtime.Mocks):
     node_stdout = ""
+    accounts_stdout = ""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
@@ -110,7 +111,8 @@ class Mocks(pulumi.runtime.Mocks):
             if args.name.endswith("-login"):  # a rotation's login suffix: length 8 of [a-z0-9], as drawn
                 state["result"] = "ab12cd34"
         elif args.typ == "command:remote:Command":
-            state.update({"stdout": self.node_stdout if args.name == "database-current-password" else "", "stderr": ""})
+            outputs = {"database-current-password": self.node_stdout, "database-accounts": self.accounts_stdout}
+            state.update({"stdout": outputs.get(args.name, ""), "stderr": ""})
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -179,6 +181,16 @@ class Run:
         return reg
 
 
+def start_mocks(cfg: config_mod.StackConfig, accounts_stdout: str = "") -> Run:
+    """Pulumi's mock runtime with a RecordingMonitor; the nodes' DSN as in the "before" state."""
+    mocks = Mocks()
+    mocks.node_stdout = node_output(cfg.database.engine, cfg.database.user)
+    mocks.accounts_stdout = accounts_stdout
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    return Run(monitor)
+
+
 def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()) -> Run:
     """The component alone; with `enforce_after`, one stand-in command per name (a node's
     `ready`) and `enforce_tls` after them, as __main__.py wires it."""
@@ -187,11 +199,7 @@ def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()
     from components.database import Database, DatabaseArgs
     from components.pki import Pki, PkiArgs
 
-    mocks = Mocks()
-    mocks.node_stdout = node_output(cfg.database.engine, cfg.database.user)
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
-    run = Run(monitor)
+    run = start_mocks(cfg)
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
@@ -587,3 +595,160 @@ def test_dsn_is_secret_and_follows_the_contract(pg: Run, my: Run) -> None:
 def test_configured_password_is_escaped_in_the_postgres_dsn() -> None:
     run = run_program(make_cfg("postgres", dbPassword=CONFIGURED_PW))
     assert "it%27s%20%22c0nfigured%22%20%5C%20p%40ss%3Aw%2Frd%3F%26%25@10.251.0.21" in run.values["dsn"]
+
+
+# ---------------------------------------------------------------- GitLab's own role and database
+
+GITLAB = {"enabled": True, "address": "10.251.0.31", "ssh": {"hostKey": HOST_KEYS["db"]}, "externalPostgres": True}
+GITLAB_CA = "/etc/gitlab/trusted-certs/mattermost-transport-ca.crt"
+
+
+def run_gitlab(cfg: config_mod.StackConfig) -> Run:
+    """The component with GitLab's bundled Mattermost on the external PostgreSQL: one stand-in
+    command for GitLab's `ready`, then enforce_gitlab_tls after it, as __main__.py wires it."""
+    from pulumi_command import remote
+
+    from components.database import Database, DatabaseArgs
+    from components.pki import Pki, PkiArgs
+
+    run = start_mocks(cfg)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        db = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes]))
+        gitlab = remote.Command("gitlab-gitlab-rb", connection=remote.ConnectionArgs(host="10.251.0.31"), create="true")
+        run.values["enforced"] = db.enforce_gitlab_tls([gitlab])
+        run.values["db"] = db
+        if not db.gitlab_ready:
+            return pulumi.Output.from_input(None).apply(lambda _: run.values.update(ready=[]))
+        dsn = db.gitlab_dsn(GITLAB_CA)
+        return pulumi.Output.all(
+            [x.urn for x in db.gitlab_ready], dsn, pulumi.Output.from_input(dsn.is_secret()), db.dsn(CA_FILE)
+        ).apply(lambda v: run.values.update(ready=v[0], dsn=v[1], dsn_secret=v[2], node_dsn=v[3]))
+
+    program()
+    return run
+
+
+def test_gitlab_gets_its_own_role_database_hba_line_and_reject_line() -> None:
+    run = run_gitlab(make_cfg("postgres", gitlab=GITLAB))
+    role = "database-gitlab-db-user-gitlab_mmuser"
+    names = run.names()
+    assert {"database-gitlab-password", f"{role}-owner", role, "database-gitlab-pg-hba", "database-gitlab-enforce-tls"} <= names
+    tls, hba, user = (run.by_name(n) for n in ("database-server-tls", "database-gitlab-pg-hba", role))
+    assert run.values["ready"] == [tls.urn, hba.urn, user.urn]
+    assert tls.urn in hba.dependencies and {tls.urn, hba.urn} <= set(user.dependencies)
+    # the GitLab host is admitted to its own database as its own role, over TLS, and nothing else
+    (gl_block,) = lines_of(unwrap(hba.inputs["stdin"])[0])
+    assert gl_block == r.render_pg_hba_block("gitlab_mattermost", "gitlab_mmuser", ["10.251.0.31"])
+    assert 'hostssl "gitlab_mattermost" "gitlab_mmuser" 10.251.0.31/32 scram-sha-256' in gl_block
+    (nodes_block,) = lines_of(unwrap(run.by_name("database-pg-hba").inputs["stdin"])[0])
+    assert "hostssl" in nodes_block and "10.251.0.31" not in nodes_block, "the nodes' lines do not admit GitLab"
+    enforce = run.by_name("database-gitlab-enforce-tls")
+    gitlab = run.by_name("gitlab-gitlab-rb")
+    assert gitlab.urn in enforce.dependencies and user.urn in enforce.dependencies
+    (enforce_block,) = lines_of(unwrap(enforce.inputs["stdin"])[0])
+    assert enforce_block == r.render_pg_hba_enforce_block("gitlab_mmuser")
+    assert "no encryption" in runs(enforce, "create"), "the reload is followed by proof plain logins are refused"
+    # its own secret DSN: own role, own database, generated password, the GitLab host's CA
+    assert run.values["dsn_secret"] is True
+    dsn = run.values["dsn"]
+    assert dsn.startswith(f"postgres://gitlab_mmuser:{quote(GENERATED_PW, safe='')}@10.251.0.21:5432/gitlab_mattermost?")
+    assert f"sslrootcert={GITLAB_CA}" in dsn and "sslmode=verify-full" in dsn
+    assert "/mattermost?" in run.values["node_dsn"] and "mmuser:" in run.values["node_dsn"]
+    # the role script creates the database before the backup, and its restore drops only what it made
+    create, delete = runs(user, "create"), runs(user, "delete")
+    assert create.index("CREATE DATABASE") < create.index("previous state saved")
+    assert delete.index("DROP DATABASE IF EXISTS") < delete.index('sql -1 -f - < "$backup"')
+    assert "db-user-gitlab_mmuser.created-database" in create and "db-user-gitlab_mmuser.created-database" in delete
+    _, sql_secret = unwrap(run.by_name(role).inputs["stdin"])
+    assert sql_secret, "the role's SQL (with its password) travels as a secret"
+    for cmd in run.commands():
+        assert GENERATED_PW not in json.dumps({k: v for k, v in cmd.inputs.items() if k != "stdin"})
+
+
+def test_gitlab_without_external_postgres_has_no_role() -> None:
+    run = run_gitlab(make_cfg("postgres", gitlab={**GITLAB, "externalPostgres": False}))
+    assert not {n for n in run.names() if n.startswith("database-gitlab")}
+    assert run.values["enforced"] == [] and run.values["ready"] == []
+
+
+# ---------------------------------------------------------------- MySQL accounts
+
+
+def accounts_output(*accounts: str, skip: bool = False) -> str:
+    """What database_accounts.render_accounts_read prints on the database host."""
+    rows = [f"{u.encode().hex().upper()}\t{h.encode().hex().upper()}" for u, h in (a.split("@") for a in accounts)]
+    return "\n".join([f"skip_name_resolve {int(skip)}", *rows]) + "\n"
+
+
+def run_accounts(cfg: config_mod.StackConfig, accounts_stdout: str) -> tuple[Run, BaseException | None]:
+    """database_preflight, its barrier and the Database after it, as __main__.py wires them."""
+    from pulumi_command import remote
+
+    from components.database import Database, DatabaseArgs, database_preflight
+    from components.pki import Pki, PkiArgs
+
+    run = start_mocks(cfg, accounts_stdout)
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        pre = database_preflight(cfg)
+        passed = remote.Command(
+            "preflights-passed", connection=remote.ConnectionArgs(host="10.251.0.250"), opts=pulumi.ResourceOptions(depends_on=pre.resources)
+        )
+        pki = Pki("pki", PkiArgs(ca=cfg.ca), pulumi.ResourceOptions(depends_on=[passed]))
+        db = Database(
+            "database",
+            DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes], preflight=pre),
+            pulumi.ResourceOptions(depends_on=[passed]),
+        )
+        run.values["enforced"] = db.enforce_tls([])
+        return pre.mysql_hosts.apply(lambda h: run.values.update(hosts=h))
+
+    try:
+        program()
+    except Exception as e:  # noqa: BLE001 - the refusal under test
+        return run, e
+    return run, None
+
+
+def test_mysql_accounts_preflight_gates_everything_and_feeds_every_account_the_nodes_use() -> None:
+    cfg = make_cfg("mysql")
+    run, error = run_accounts(cfg, accounts_output("mmuser@%", "mmuser@10.251.0.102", "mmuser@localhost"))
+    assert error is None, error
+    read, checked, passed = (run.by_name(n) for n in ("database-accounts", "database-accounts-checked", "preflights-passed"))
+    assert read.urn in checked.dependencies and checked.urn in passed.dependencies
+    assert "create" not in checked.inputs, "the decision runs no command"
+    assert run.values["hosts"] == ["%", "10.251.0.102"], "mm2 logs in through its own account"
+    sql = "".join(lines_of(unwrap(run.by_name("database-db-user-mmuser").inputs["stdin"])[0]))
+    for host in ("'%'", "'10.251.0.102'"):
+        assert f"ALTER USER 'mmuser'@{host} IDENTIFIED BY" in sql and f"TO 'mmuser'@{host}" in sql
+    assert "'localhost'" not in sql
+    _, previous, require = lines_of(unwrap(run.by_name("database-enforce-tls-user-mmuser").inputs["stdin"])[0])
+    assert "Host IN ('%', '10.251.0.102')" in previous
+    assert require.splitlines() == ["ALTER USER 'mmuser'@'%' REQUIRE SSL;", "ALTER USER 'mmuser'@'10.251.0.102' REQUIRE SSL;"]
+
+
+def test_mysql_anonymous_winner_stops_the_run_before_anything_changes() -> None:
+    # in its own interpreter: a refused program leaves failed registrations in Pulumi's
+    # process-wide runtime, which the next program in this process would report as its own
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import json\n"
+        "from tests.program.test_database import accounts_output, make_cfg, run_accounts\n"
+        "run, error = run_accounts(make_cfg('mysql'), accounts_output('mmuser@%', '@10.251.0.101'))\n"
+        "print(json.dumps({'error': str(error or ''), 'names': sorted(run.names())}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert "mattermost-transport-encryption:database.user: node mm1 (10.251.0.101) would log in as the anonymous account ''@'10.251.0.101'" in out["error"]
+    names = set(out["names"])
+    assert "database-accounts" in names
+    assert not names & {"database-accounts-checked", "preflights-passed", "database-server-tls", "database-db-user-mmuser"}

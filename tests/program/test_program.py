@@ -195,9 +195,11 @@ def test_unknown_key_and_plain_secret_stop_the_program() -> None:
         evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": KEY})
 
 
-def test_database_enforces_tls_after_gitlab_when_gitlab_uses_it(replay_lab_config: dict[str, Any]) -> None:
-    """GitLab's bundled Mattermost logs in to the external PostgreSQL too: the reject block waits
-    for its switch as well; with the bundled database it does not."""
+def test_gitlab_gets_its_own_role_and_its_own_enforce_step(replay_lab_config: dict[str, Any]) -> None:
+    """GitLab's bundled Mattermost logs in to the external PostgreSQL with its own role: its
+    gitlab.rb waits for that role (and its hostssl line), its own reject block waits for its
+    switch, and the nodes' reject block waits for the nodes only. With the bundled database
+    there is no GitLab role at all."""
     gitlab = {
         "enabled": True,
         "host": "gitlab",
@@ -206,11 +208,15 @@ def test_database_enforces_tls_after_gitlab_when_gitlab_uses_it(replay_lab_confi
     }
     ev = evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": gitlab})
     gitlab_ready = ev.get("gitlab").name
-    deps = _deps(ev, "database-enforce-tls")
+    role = "database-gitlab-db-user-gitlab_mmuser"
+    assert {role, "database-gitlab-pg-hba", "database-server-tls"} <= _deps(ev, "gitlab-gitlab-rb")
+    assert "database-db-user-mmuser" not in _deps(ev, "gitlab-gitlab-rb"), "the nodes' role is not GitLab's"
+    deps = _deps(ev, "database-gitlab-enforce-tls")
     gitlab_cmds = {r.name for r in ev.by_type(COMMAND) if r.name.startswith("gitlab-")}
     assert gitlab_cmds and gitlab_cmds <= deps | {gitlab_ready}, (gitlab_cmds, deps)
-    assert "database-enforce-tls" not in {n for c in gitlab_cmds for n in _deps(ev, c)}
+    assert not {c for c in _deps(ev, "database-enforce-tls") if c.startswith("gitlab-")}
+    assert not {n for c in gitlab_cmds for n in _deps(ev, c) if n.endswith("enforce-tls")}
     bundled = evaluate(
         PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": {**gitlab, "externalPostgres": False}}
     )
-    assert not {n for n in _deps(bundled, "database-enforce-tls") if n.startswith("gitlab-")}
+    assert not {r.name for r in bundled.resources if r.name.startswith("database-gitlab")}

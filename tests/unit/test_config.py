@@ -60,6 +60,18 @@ def test_good_config_and_defaults() -> None:
     assert parse(pg).database.effective_port == 5432
 
 
+def test_gitlab_database_defaults_are_its_own() -> None:
+    d = good()
+    d["database"]["engine"] = "postgres"
+    _gitlab()(d)
+    cfg = parse(d)
+    gl, db = cfg.gitlab, cfg.database
+    assert (gl.database_name, gl.database_user) == ("gitlab_mattermost", "gitlab_mmuser")
+    assert gl.database_name != db.name and gl.database_user != db.user
+    _gitlab(databaseName="chat_gl", databaseUser="chat_gl")(d)  # one name for both is fine
+    assert parse(d).gitlab.database_user == "chat_gl"
+
+
 def test_unit_suffix_is_normalised_and_overrides_win() -> None:
     d = good()
     d["mattermost"] = {"unit": "mattermost.service", "tlsDir": "/etc/mm-tls/"}
@@ -88,6 +100,10 @@ def _set(path: str, value: Any):
             cur[last] = value
 
     return mutate
+
+
+def _gitlab(**extra: Any):
+    return _set("gitlab", {"enabled": True, "address": "10.10.250.150", "ssh": {"hostKey": HOSTKEY}, **extra})
 
 
 def _both(*ms):
@@ -175,6 +191,10 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("node name equals a tunnel name", _both(_set("cluster", {"enabled": True}), _set("nodes.2.name", "mm1-cluster-tunnels")), "nodes[2].name", "node mm1's cluster setup"),
     ("node named like the proxy", _set("nodes.0.name", "proxy"), "nodes[0].name", "resource names must be unique"),
     ("node named like the database", _set("nodes.1.name", "database"), "nodes[1].name", "'database'"),
+    ("gitlab shares the nodes' database", _both(_set("database.engine", "postgres"), _gitlab(databaseName="mattermost")), "gitlab.databaseName", "set gitlab.databaseName to another name (e.g. 'gitlab_mattermost')"),
+    ("gitlab shares the nodes' role", _both(_set("database.engine", "postgres"), _gitlab(databaseUser="mmuser")), "gitlab.databaseUser", "the nodes' database.user on the same PostgreSQL server (10.10.250.148)"),
+    ("gitlab shares a renamed role, other case", _both(_set("database.engine", "postgres"), _set("database.user", "chat"), _gitlab(databaseUser="Chat")), "gitlab.databaseUser", "(e.g. 'gitlab_mmuser')"),
+    ("gitlab's default is the nodes' name", _both(_set("database.engine", "postgres"), _set("database.name", "gitlab_mattermost"), _gitlab()), "gitlab.databaseName", "(e.g. 'gitlab_gitlab_mattermost')"),
 ]
 
 

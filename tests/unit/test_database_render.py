@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from components import database_render as r
+from components.database_accounts import render_require_ssl_sql
 from components.remote_files import (
     FileSpec,
     encode_bundle,
@@ -553,7 +554,9 @@ class Server:
             render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
         )
 
-    def enforce_apply(self, user: str = "mmuser", database: str = "mattermost") -> subprocess.CompletedProcess[str]:
+    def enforce_apply(
+        self, user: str = "mmuser", database: str = "mattermost", hosts: tuple[str, ...] = ("%",)
+    ) -> subprocess.CompletedProcess[str]:
         """Phase 2 as the Database component runs it: PostgreSQL's reject block (reload, then the
         refusal proven); MySQL's option file (require_secure_transport set live) and REQUIRE SSL."""
         owner = f"db-enforce-tls-{user}"
@@ -584,7 +587,7 @@ class Server:
             return files
         res = sh(
             strict(r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state)),
-            encode_bundle([""]),
+            encode_bundle(["", *render_require_ssl_sql(user, hosts)]),
         )
         return subprocess.CompletedProcess(
             res.args, res.returncode, files.stdout + res.stdout, files.stderr + res.stderr
@@ -1236,3 +1239,56 @@ def test_postgres_tls_goes_live_by_reload_keeping_open_connections(pg_server: Se
         assert res.returncode == 0, res.stderr
     assert "reloaded" in res.stdout
     assert srv.admin("SHOW ssl") == "off"
+
+
+@pytest.mark.parametrize("tls_on", ["pg_server"], indirect=True)
+def test_gitlab_role_gets_its_own_database_created_then_dropped(tls_on: Server) -> None:
+    """GitLab's bundled Mattermost: its own database (created, since it is missing) owned by its
+    own role, TLS only once enforced; destroy drops the database it created and the role, and
+    leaves the nodes' database and role as they were."""
+    srv, user, database = tls_on, "gitlab_mmuser", "gitlab_mattermost"
+    before = _pg_user_state(srv, user), _pg_user_state(srv, "mmuser")
+    assert before[0].startswith("absent") and database not in before[0]
+    hba = f"{srv.config_dir}/pg_hba.conf"
+    res = sh(
+        render_block_apply("db-gitlab-pg-hba", hba, position="top", activate=srv.control.reload, state_dir=srv.state),
+        encode_bundle([r.render_pg_hba_block(database, user, ["127.0.0.1"])]),
+    )
+    assert res.returncode == 0, res.stderr
+    client = srv.control.local_sql
+
+    def apply(token: str) -> subprocess.CompletedProcess[str]:
+        script = r.render_user_apply(
+            "postgres", user=user, database=database, client=client, state_dir=srv.state,
+            before=r.render_gitlab_database_create(user=user, database=database, state_dir=srv.state),
+        )
+        sql = r.render_user_sql("postgres", user=user, database=database, password="gl pw 'x'")
+        return sh(strict(script), r.user_stdin(token, "", sql))
+
+    def restore(token: str) -> subprocess.CompletedProcess[str]:
+        script = r.render_user_restore(
+            "postgres", user=user, client=client, state_dir=srv.state,
+            before=r.render_gitlab_database_drop(user=user, database=database, state_dir=srv.state),
+        )
+        return sh(strict(script), r.user_stdin(token, "", "-- unused by delete"))
+
+    res = apply("tok")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"created database {database}" in res.stdout
+    assert srv.admin(f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{database}'") == user
+    assert apply("tok").returncode == 0 and "created database" not in apply("tok").stdout, "a second run creates nothing"
+    assert srv.login(user, "gl pw 'x'", tls=True, database=database).returncode == 0
+    make = srv.login(user, "gl pw 'x'", tls=True, database=database, sql="CREATE TABLE mm_probe (id int)")
+    assert make.returncode == 0, make.stderr
+    res = srv.enforce_apply(user, database)
+    assert res.returncode == 0, res.stdout + res.stderr
+    srv.assert_tls_only(user, "gl pw 'x'", database=database)
+
+    assert srv.enforce_restore(user).returncode == 0
+    res = restore("tok")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"dropped database {database}" in res.stdout
+    assert (_pg_user_state(srv, user), _pg_user_state(srv, "mmuser")) == before, "role and database gone, nodes' as before"
+    assert not Path(r.gitlab_database_marker(user, srv.state)).exists()
+    assert sh(render_block_restore("db-gitlab-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state)).returncode == 0
+    assert restore("tok").returncode == 0, "a second delete is harmless"
