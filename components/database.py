@@ -584,13 +584,18 @@ class Database(pulumi.ComponentResource):
         again before the nodes go back to it."""
         db, engine = self._db, self._engine
         who = f"database user {db.user} (retired by the rotation)"
-        sqls = [r.render_rotation_retire_sql(engine, user=db.user), r.render_rotation_retire_sql(engine, user=db.user, restore=True)]
+        sqls = self._mysql_hosts.apply(
+            lambda hosts: [
+                r.render_rotation_retire_sql(engine, user=db.user, mysql_hosts=hosts),
+                r.render_rotation_retire_sql(engine, user=db.user, restore=True, mysql_hosts=hosts),
+            ]
+        )
         return run_script(
             f"{self._name}-retire-{db.user}",
             connection=self._connection,
             create=r.render_rotation_script(who=who, client=self._client),
             delete=r.render_rotation_script(who=who, client=self._client, sql_line=2),
-            stdin=self._admin_secret.apply(lambda a: encode_bundle([a, *sqls])),
+            stdin=pulumi.Output.all(self._admin_secret, sqls).apply(lambda v: encode_bundle([v[0], *v[1]])),
             secret=True,
             opts=opts,
         )

@@ -25,6 +25,7 @@ import ipaddress
 import json
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -1146,10 +1147,15 @@ def render_rotation_drop_sql(engine: str, *, user: str, login: str) -> str:
     return f"DROP ROLE IF EXISTS {pg_ident(login)};\n"
 
 
-def render_rotation_retire_sql(engine: str, *, user: str, restore: bool = False) -> str:
-    """The old login stops (or, `restore`, starts again) working; open sessions are not cut."""
+def render_rotation_retire_sql(
+    engine: str, *, user: str, restore: bool = False, mysql_hosts: Sequence[str] = ("%",)
+) -> str:
+    """The old login stops (or, `restore`, starts again) working; open sessions are not cut.
+    MySQL: every account of the user the nodes log in through (components/database_accounts.py;
+    a host-specific one left unlocked would keep the old password working)."""
     if _engine(engine) == "mysql":
-        return f"ALTER USER {mysql_string(_ident(user))}@'%' ACCOUNT {'UNLOCK' if restore else 'LOCK'};\n"
+        word = "UNLOCK" if restore else "LOCK"
+        return "".join(f"ALTER USER {mysql_string(_ident(user))}@{mysql_string(h)} ACCOUNT {word};\n" for h in mysql_hosts)
     return f"ALTER ROLE {pg_ident(user)} WITH {'LOGIN' if restore else 'NOLOGIN'};\n"
 
 

@@ -136,3 +136,27 @@ def test_two_rotations_and_destroy_never_leave_a_node_without_a_login(tls_on: Se
     assert _user_state(srv, "mmuser") == before
     assert srv.user_restore("mmuser", "tok").returncode == 0
     assert not Path(srv.state).exists() or not any(Path(srv.state).glob("tmp.*"))
+
+
+@pytest.mark.parametrize("tls_on", ["mysql_server"], indirect=True)
+def test_retiring_locks_every_account_the_nodes_log_in_through(tls_on: Server) -> None:  # noqa: F811
+    """A host-specific account ('mmuser'@'127.0.0.1' beside '%') wins the nodes' login
+    (components/database_accounts.py): retiring only '%' left the old password working."""
+    srv = tls_on
+    assert srv.user_apply("mmuser", OLD, "tok").returncode == 0
+    srv.admin(f"CREATE USER 'mmuser'@'127.0.0.1' IDENTIFIED BY '{OLD}'; GRANT ALL ON mattermost.* TO 'mmuser'@'127.0.0.1'")
+    try:
+        only_any = [r.render_rotation_retire_sql("mysql", user="mmuser", restore=x) for x in (False, True)]
+        assert _run(srv, only_any).returncode == 0
+        assert _ok(srv, "mmuser", OLD), "the '%'-only retire misses the account that wins the login"
+        assert _run(srv, only_any, line=2).returncode == 0
+        both = [
+            r.render_rotation_retire_sql("mysql", user="mmuser", restore=x, mysql_hosts=["%", "127.0.0.1"])
+            for x in (False, True)
+        ]
+        assert _run(srv, both).returncode == 0
+        assert not _ok(srv, "mmuser", OLD)
+        assert _run(srv, both, line=2).returncode == 0
+        assert _ok(srv, "mmuser", OLD), "destroy lets the site's accounts in again"
+    finally:
+        srv.admin("DROP USER IF EXISTS 'mmuser'@'127.0.0.1'")
