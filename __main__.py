@@ -47,6 +47,7 @@ db_clients = [n.address for n in cfg.nodes if n.address]  # GitLab gets its own 
 proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki), after_preflight)
 # ... and the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
 after_checks = pulumi.ResourceOptions(depends_on=[passed, proxy.site_checked])
+install_helpers_after([passed, proxy.site_checked])  # every other host's helper, too (the proxy's runs the capture)
 database = Database(
     "database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients, preflight=db_preflight), after_checks
 )

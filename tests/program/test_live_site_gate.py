@@ -46,6 +46,16 @@ def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Eval
     assert not {n for n in _deps(prod, "proxy-live-site") - read_only if n.startswith("database") or "cluster" in n}
 
 
+def test_no_host_but_the_proxy_gets_its_helper_before_the_live_site_is_accepted(prod: Evaluation) -> None:
+    """A refused site leaves every other host untouched: not even the host helper is installed
+    there (the proxy's own helper runs the read-only capture)."""
+    helpers = {r.name: r for r in prod.by_type(COMMAND) if r.name.startswith("host-helper-")}
+    waiting = {n for n in helpers if "proxy-live-site" in _deps(prod, n)}
+    assert len(helpers) >= 3 and len(waiting) == len(helpers) - 1, (sorted(helpers), sorted(waiting))
+    (first,) = set(helpers) - waiting
+    assert first in _deps(prod, "proxy-live-site"), "the helper left out is the one the capture runs through"
+
+
 def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
     """NginxProxy with this capture, and a resource gated like __main__'s database and cluster;
     the names registered go to `registered` (also when the program fails)."""
