@@ -126,9 +126,10 @@ class Cluster(pulumi.ComponentResource):
                 secret=True,
                 opts=child(account[m.name]),
             )
-            authorized = key_directory.apply(
-                lambda text, node=m.name: r.render_authorized_keys(plan, node, json.loads(text))
-            )
+            def authorized_keys(text: str, node: str = m.name) -> str:
+                return r.render_authorized_keys(plan, node, json.loads(text))
+
+            authorized = key_directory.apply(authorized_keys)
             sshd[m.name] = managed_files(
                 f"{m.name}-cluster-sshd",
                 connection=c,

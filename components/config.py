@@ -742,13 +742,13 @@ class StackConfig(Model):
             )
         if self.database.admin_user and self.db_admin_password is None:
             raise _at("dbAdminPassword", f"database.adminUser is set: set its password with `{SECRET_SET_COMMANDS['dbAdminPassword']}`")
-        for key, section in (("gitlab", self.gitlab), ("teleport", self.teleport)):
-            if section.enabled:
-                if section.address is None:
+        for key, optional in (("gitlab", self.gitlab), ("teleport", self.teleport)):
+            if optional.enabled:
+                if optional.address is None:
                     raise _at(f"{key}.address", "missing: the host's address is required")
-                if section.ssh.host_key is None:
+                if optional.ssh.host_key is None:
                     raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
-                _check_pin(f"{key}.ssh.hostKey", section.ssh, section.address, self.ssh.port)
+                _check_pin(f"{key}.ssh.hostKey", optional.ssh, optional.address, self.ssh.port)
         from components.database_render import check_password  # pure; imported late to keep config first
 
         for key, secret in (("dbPassword", self.db_password), ("dbAdminPassword", self.db_admin_password)):

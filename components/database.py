@@ -582,6 +582,7 @@ class Database(pulumi.ComponentResource):
         """Phase 2 of a rotation, once every node uses the new login: the old one stops working
         (NOLOGIN / ACCOUNT LOCK; open sessions stay). Its delete, first in a destroy, lets it in
         again before the nodes go back to it."""
+        assert self._connection is not None  # enforce_tls, the only caller, asserted it too
         db, engine = self._db, self._engine
         who = f"database user {db.user} (retired by the rotation)"
         sqls = self._mysql_hosts.apply(

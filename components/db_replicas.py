@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from operator import itemgetter
+from typing import Protocol, TypedDict
 
 import pulumi
 
@@ -195,10 +196,18 @@ def node_db_env(cfg: StackConfig, node_name: str, database: DatabaseLike) -> dic
         config_store=store,
     ))
     values = database.password.apply(render)
-    return {k: pulumi.Output.secret(values.apply(lambda v, k=k: v[k])) for k in names}
+    return {k: pulumi.Output.secret(values.apply(itemgetter(k))) for k in names}
 
 
-def preflight_targets(cfg: StackConfig) -> dict[str, list[str]]:
+class PreflightTargets(TypedDict):
+    """render_preflight_script's target arguments, typed so they can be passed as **kwargs."""
+
+    store_targets: list[str]
+    replica_targets: list[str]
+    search_targets: list[str]
+
+
+def preflight_targets(cfg: StackConfig) -> PreflightTargets:
     """What the node preflight compares the node's DSNs with (render_preflight_script)."""
     db = cfg.database
     assert db.address is not None  # the schema requires it

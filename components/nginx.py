@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import pulumi
 
@@ -51,6 +52,12 @@ from components.remote_files import (
     render_files_restore,
     run_script,
 )
+
+
+class _ReloadOptions(TypedDict, total=False):
+    """The keyword arguments NginxProxy._reload passes on to nginx_render.render_reload_script."""
+
+    answers: str
 
 
 @dataclass(frozen=True)
@@ -194,7 +201,7 @@ class NginxProxy(pulumi.ComponentResource):
             opts=opts,
         )
 
-    def _reload(self, **kw: str) -> str:
+    def _reload(self, **kw: Unpack[_ReloadOptions]) -> str:
         proxy = self._cfg.proxy
         return nginx_render.render_reload_script(
             service=proxy.service,

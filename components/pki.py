@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import pulumi
 import pulumi_tls as tls
@@ -163,6 +164,14 @@ def ca_subject(ca: Ca, generation: int) -> dict[str, str]:
     return subject
 
 
-def _key_args(algorithm: str) -> dict[str, object]:
+class _KeyArgs(TypedDict, total=False):
+    """tls.PrivateKey's keyword arguments, typed so the checker matches them to its overload."""
+
+    algorithm: str
+    ecdsa_curve: str
+    rsa_bits: int
+
+
+def _key_args(algorithm: str) -> _KeyArgs:
     # P256: the provider's default curve (P224) has no OpenSSH form and weak client support
     return {"algorithm": "ECDSA", "ecdsa_curve": "P256"} if algorithm == "ECDSA" else {"algorithm": "RSA", "rsa_bits": 3072}

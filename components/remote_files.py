@@ -193,7 +193,8 @@ def render_files_manifest(
     if contents is not None and len(contents) != len(specs):
         raise ValueError(f"{owner}: {len(specs)} files but {len(contents)} contents")
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\n"]
-    out += [_file_line(s, None if contents is None else c) for s, c in zip(specs, contents or [None] * len(specs), strict=True)]
+    texts: Sequence[str | None] = [None] * len(specs) if contents is None else contents
+    out += [_file_line(s, c) for s, c in zip(specs, texts, strict=True)]
     out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
     if contents is None:
         out.append("contents base64\n")

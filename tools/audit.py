@@ -94,12 +94,14 @@ class Hosts:
         yield c.database.address, c.database.ssh
 
     def run(
-        self, address: str, ssh, script: str, timeout: int = 30, input: str | None = None
+        self, address: str | None, ssh, script: str, timeout: int = 30, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
+        host = ssh.address or address
+        assert host is not None  # StackConfig validation requires every host's address
         cmd = [
             "ssh", "-i", str(self.key), "-o", f"UserKnownHostsFile={self.known}", "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", str(ssh.port or self.cfg.ssh.port),
-            f"{ssh.user or self.cfg.ssh.user}@{ssh.address or address}", "sh -c " + shlex.quote(script),
+            f"{ssh.user or self.cfg.ssh.user}@{host}", "sh -c " + shlex.quote(script),
         ]
         try:
             return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input or "")
@@ -166,6 +168,7 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
 
     # node -> database, probed from each node
     db = cfg.database
+    assert db.address is not None  # StackConfig validation requires it
     name = db.server_name or db.address
     starttls = "mysql" if db.engine == "mysql" else "postgres"
     for n in cfg.nodes:
@@ -475,6 +478,7 @@ def capture_evidence(cfg: StackConfig, outputs: dict[str, object], interface: st
     from tools.capture import analyze, capture
     from tools.load import Load
 
+    assert cfg.proxy.address is not None  # StackConfig validation requires it
     db_port, db_kind = cfg.database.effective_port, ("mysql" if cfg.database.engine == "mysql" else "postgres")
     ports = {443: "tls", cfg.mattermost.port: "tls", db_port: db_kind}
     bpf = " or ".join(f"tcp port {p}" for p in [*ports, cfg.cluster.gossip_port])

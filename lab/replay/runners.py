@@ -39,11 +39,12 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from paramiko.common import cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 
@@ -80,8 +81,12 @@ class RunResult:
 
 
 class CommandRunner(Protocol):
-    connections: int
-    sessions: int
+    # read-only: the engine only reads the counts (SshRunner's are properties)
+    @property
+    def connections(self) -> int: ...
+
+    @property
+    def sessions(self) -> int: ...
 
     def run(
         self,
@@ -153,6 +158,7 @@ def load_client_key(text: str, password: str | None = None) -> paramiko.PKey:
     """Any PEM/OpenSSH private key (PKCS#1, SEC1, PKCS#8, OpenSSH) as a paramiko key."""
     secret = password.encode() if password else None
     data = text.encode()
+    key: PrivateKeyTypes
     try:
         key = serialization.load_ssh_private_key(data, password=secret)
     except ValueError:
@@ -225,7 +231,7 @@ class _Transport(paramiko.Transport):
         peek.get_int()  # recipient channel
         peek.get_int()  # reason code
         self.open_failure_message = peek.get_text()
-        super()._parse_channel_open_failure(m)
+        super()._parse_channel_open_failure(m)  # type: ignore[misc]  # paramiko private API (paramiko/transport.py), absent from types-paramiko
 
     @property
     def preferred_keys(self) -> tuple[str, ...]:
@@ -235,13 +241,13 @@ class _Transport(paramiko.Transport):
 
     def _parse_kex_init(self, m: Message) -> None:
         if not self.server_mode:
-            peek = self._really_parse_kex_init(Message(m.asbytes()))
+            peek = self._really_parse_kex_init(Message(m.asbytes()))  # type: ignore[attr-defined]  # paramiko private API (paramiko/transport.py), absent from types-paramiko
             self.peer_host_key_algorithms = list(peek["server_key_algo_list"])
             if "ssh-rsa" in (self.offered_host_key_algorithms or ()) and "ssh-rsa" in self.peer_host_key_algorithms:
                 # Only an sshd older than 8.8 (or one re-enabling ssh-rsa) gets here. The replay is
                 # stricter than the provider here, never kinder.
                 raise paramiko.SSHException(SHA1_RSA_UNSUPPORTED)
-        super()._parse_kex_init(m)
+        super()._parse_kex_init(m)  # type: ignore[misc]  # paramiko private API (paramiko/transport.py), absent from types-paramiko
 
 
 class SshRunner:
@@ -306,13 +312,14 @@ class SshRunner:
         exc = transport.get_exception()
         return _describe(exc, transport.link) if exc is not None else "EOF"
 
-    def _dial(self, conn: dict[str, Any]) -> paramiko.Transport:
+    def _dial(self, conn: dict[str, Any]) -> _Transport:
         """connection.go `Connection.Dial` -> `dialWithRetry(ctx, "Dial", tries, ssh.Dial)`."""
         if conn.get("proxy"):
             raise RunnerError("the replay engine does not support connection.proxy (a jump host)")
         host = str(conn.get("host") or "")
-        port = int(conn.get("port") if conn.get("port") is not None else 22)
-        limit = int(conn.get("dialErrorLimit") if conn.get("dialErrorLimit") is not None else 10)
+        port_value, limit_value = conn.get("port"), conn.get("dialErrorLimit")
+        port = int(port_value if port_value is not None else 22)
+        limit = int(limit_value if limit_value is not None else 10)
         delay = self.retry_delay
         try_ = 0
         while True:
@@ -329,7 +336,7 @@ class SshRunner:
             delay *= RETRY_BACKOFF
             try_ += 1
 
-    def _connect(self, host: str, port: int, conn: dict[str, Any]) -> paramiko.Transport:
+    def _connect(self, host: str, port: int, conn: dict[str, Any]) -> _Transport:
         """One `ssh.Dial`: TCP connect, handshake with the pinned host key, authentication."""
         timeout = _timeout(conn)
         pinned = parse_host_key(conn["hostKey"]) if conn.get("hostKey") else None
@@ -477,6 +484,20 @@ def _feed_stdin(channel: paramiko.Channel, data: str) -> None:
         pass
 
 
+class _TransportInternals(Protocol):
+    def _send_user_message(self, data: Message) -> None: ...
+
+
+class _ChannelInternals(Protocol):
+    """The private paramiko.Channel API _setenv relies on (paramiko/channel.py); types-paramiko leaves it out."""
+
+    transport: _TransportInternals
+
+    def _event_pending(self) -> None: ...
+
+    def _wait_for_event(self) -> None: ...
+
+
 def _setenv(channel: paramiko.Channel, name: str, value: str, want_reply: bool) -> bool:
     """An SSH "env" request. With want_reply, False if sshd refused it (paramiko then closes the channel)."""
     if not want_reply:
@@ -489,10 +510,11 @@ def _setenv(channel: paramiko.Channel, name: str, value: str, want_reply: bool) 
     msg.add_boolean(True)
     msg.add_string(name)
     msg.add_string(value)
-    channel._event_pending()  # noqa: SLF001 - paramiko has no public env request that waits for the reply
-    channel.transport._send_user_message(msg)  # noqa: SLF001
+    internals = cast(_ChannelInternals, channel)
+    internals._event_pending()  # noqa: SLF001 - paramiko has no public env request that waits for the reply
+    internals.transport._send_user_message(msg)  # noqa: SLF001
     try:
-        channel._wait_for_event()  # noqa: SLF001
+        internals._wait_for_event()  # noqa: SLF001
     except paramiko.SSHException:
         if _gone(channel.get_transport()):
             raise

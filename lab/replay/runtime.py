@@ -166,13 +166,18 @@ def _run(
     os.chdir(project.root)
     sys.path.insert(0, str(project.root))
     try:
-        loop.run_until_complete(run_in_stack(lambda: runpy.run_path(str(project.main), run_name="__main__")))
+        loop.run_until_complete(run_in_stack(lambda: _run_main(project.main)))
     finally:
         os.chdir(cwd)
         sys.path[:] = path
         _forget_program_modules(project.root, modules)
         loop.close()
         executor.shutdown(wait=True)
+
+
+def _run_main(main: Path) -> None:
+    """The program, as `pulumi up` runs it (as __main__); run_in_stack wants no result back."""
+    runpy.run_path(str(main), run_name="__main__")
 
 
 def _forget_program_modules(root: Path, before: set[str]) -> None:

@@ -107,7 +107,7 @@ def load_private_key(pem: str, what: str) -> PrivateKeyTypes:
     return key
 
 
-def _hash_for(key: PrivateKeyTypes) -> hashes.HashAlgorithm | None:
+def _hash_for(key: PrivateKeyTypes) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     # Go's x509 signingParamsForKey: SHA-256 for RSA and P-224/P-256, larger curves larger hashes.
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return None
