@@ -714,7 +714,11 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         ev, _ = lab_up(state, NODES3)
         assert ev.ok, [s.error[-1500:] for s in ev.failed_steps]
         ops = changed(ev)
-        assert set(ops.values()) == {"update"}, ops
+        # the node's CA file moved into its own command (`<node>-db-ca`, created; the helper's
+        # ledger hands the path over, its original kept) since that layout: no other create
+        created = {n for n, o in ops.items() if o == "create"}
+        assert created == {f"{n}-db-ca" for n in NODES3}, ops
+        assert set(ops.values()) == {"update", "create"}, ops
         assert {f"{n}-cluster-tunnels" for n in NODES3} <= set(ops) and any(k.startswith("host-helper-") for k in ops), ops
         for n in NODES3:
             peers = [p for p in NODES3 if p != n]

@@ -177,9 +177,12 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
     assert "replace" not in ops.values(), {n: o for n, o in ops.items() if o == "replace"}
     # besides the helpers, only read-only steps (the node preflights and their barrier, the NGINX
     # capture, the read of the site's DB password) are new; the old generated password is dropped
-    read_only = {f"{n}-preflight" for n in ("mm1", "mm2", "mm3")} | {
+    new_steps = {f"{n}-preflight" for n in ("mm1", "mm2", "mm3")} | {
         "preflights-passed", "proxy-live-site", "database-current-password"}
-    assert {n for n, o in ops.items() if o == "create"} == {n for n in ops if n.startswith("host-helper-")} | read_only
+    # and each node's CA file, now its own command (`<node>-db-ca`): the helper's ledger hands the
+    # path over from `<node>-tls-files` with its original kept (destroy below proves it)
+    new_steps = new_steps | {f"{n}-db-ca" for n in ("mm1", "mm2", "mm3")}
+    assert {n for n, o in ops.items() if o == "create"} == {n for n in ops if n.startswith("host-helper-")} | new_steps
     for res in ev.resources:
         stdout = str(res.outputs.get("stdout") or "")
         # proxy-site: the site the old program wrote is now the live site, rebuilt by the live-site

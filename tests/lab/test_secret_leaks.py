@@ -108,7 +108,7 @@ def generated_secrets(f: Fresh) -> dict[str, str]:
         records += run.evaluation.resources
         records += run.evaluation.state.resources + run.evaluation.state.pending_deletes
     for res in records:
-        if res.type == PRIVATE_KEY_TYPE:
+        if res.type == PRIVATE_KEY_TYPE and res.outputs:  # no outputs: a step that never ran (skipped)
             # A private key file also carries its public key: a line that is in the public key's
             # own PEM or OpenSSH form is public, every other line holds private material.
             public = f"{res.outputs.get('publicKeyPem') or ''}\n{res.outputs.get('publicKeyOpenssh') or ''}"
