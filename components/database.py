@@ -20,7 +20,7 @@ Text (configs, scripts, SQL, DSN) comes from database_render; this module only w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -253,19 +253,7 @@ class Database(pulumi.ComponentResource):
             except ValueError as e:
                 raise ConfigError(f"{PROJECT}:{e}") from None
             self.login = suffix.result.apply(lambda sfx: r.rotation_login(engine, user, sfx))
-            generated = random.RandomPassword(
-                f"{name}-password",
-                keepers={"login": suffix.result},
-                length=r.RANDOM_PASSWORD_LENGTH,
-                special=True,
-                override_special=r.RANDOM_PASSWORD_SPECIALS,
-                min_lower=1,
-                min_upper=1,
-                min_numeric=1,
-                min_special=1,
-                opts=child,
-            )
-            return pulumi.Output.secret(generated.result)
+            return _generated_password(f"{name}-password", child, keepers={"login": suffix.result})
         node = cfg.nodes[0]
         assert node.address is not None  # the schema requires it
         unit: str = cfg.node_setting(node, "unit")
@@ -601,11 +589,15 @@ class Database(pulumi.ComponentResource):
             opts=opts,
         )
 
-def _generated_password(name: str, opts: pulumi.ResourceOptions) -> pulumi.Output[str]:
+
+def _generated_password(
+    name: str, opts: pulumi.ResourceOptions, keepers: Mapping[str, pulumi.Input[str]] | None = None
+) -> pulumi.Output[str]:
     """A generated database password (secret) from an alphabet no DSN, option file or SQL
-    literal needs to escape (database_render.RANDOM_PASSWORD_SPECIALS)."""
+    literal needs to escape (database_render.RANDOM_PASSWORD_SPECIALS); new when `keepers` change."""
     generated = random.RandomPassword(
         name,
+        keepers=keepers,
         length=r.RANDOM_PASSWORD_LENGTH,
         special=True,
         override_special=r.RANDOM_PASSWORD_SPECIALS,
