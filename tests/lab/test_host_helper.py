@@ -159,6 +159,9 @@ def _old_up(tree: Path, state: Path, config: dict[str, Any]) -> None:
 HOSTS = ("mm1", "mm2", "mm3", "proxy", "postgres")
 
 
+NODE_CA_FILES = ("/etc/mattermost-tls/ca.crt", "/usr/local/share/ca-certificates/mattermost-transport-ca.crt")
+
+
 def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_destroys(
     lab: Lab, tmp_path: Path, old_program: Path
 ) -> None:
@@ -201,7 +204,9 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
     helper_files = {"usr/local/lib/mattermost-transport-encryption/helper-v1", "run/lock/mattermost-transport-encryption.lock",
                     "etc/nginx/conf.d/mattermost.conf:", "etc/nginx/sites-available/mattermost:",
                     # the short tunnel table, and the known_hosts it replaces with its ledger entries
-                    "etc/mattermost-cluster/tunnels:", f"{known_hosts[1:]}:", hashlib.sha256(known_hosts.encode()).hexdigest()[:20]}
+                    "etc/mattermost-cluster/tunnels:", f"{known_hosts[1:]}:", hashlib.sha256(known_hosts.encode()).hexdigest()[:20],
+                    # the node's CA files: their ledger entries now name `<node>-db-ca` (mtm_key: sha256, 20 hex)
+                    *(hashlib.sha256(p.encode()).hexdigest()[:20] for p in NODE_CA_FILES)}
     for h in HOSTS:
         now = snapshot(lab, h)
         assert [d for d in diff(configured[h], now) if not any(f in d for f in helper_files)] == [], h
