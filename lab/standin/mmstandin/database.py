@@ -41,7 +41,8 @@ def system_roots() -> str:
     (crypto/x509/cert_pool.go SystemCertPool -> systemRootsPool, `once.Do(initSystemRoots)`;
     root_unix.go loadSystemRoots: SSL_CERT_FILE else the distribution's bundle, then the
     SSL_CERT_DIR files). A CA added to the store later is not trusted until the process
-    restarts, as in Mattermost."""
+    restarts, as in Mattermost. Of SSL_CERT_DIR only *.pem / *.crt are read, where Go reads every
+    file (readUniqueDirectoryEntries): stricter, never kinder."""
     global _SYSTEM_ROOTS
     if _SYSTEM_ROOTS is None:
         pems = [Path(system_ca_file()).read_text()] if Path(system_ca_file()).is_file() else []
