@@ -11,6 +11,12 @@ Owns:
   addresses from host names, host keys, an SSH key file, database passwords) in a temp dir.
 - `replay_lab_config`: the config override that points the lab stack at that inventory, so
   the committed `stacks/Pulumi.lab.yaml` evaluates without a running lab.
+- `prod`: the committed `stacks/Pulumi.prod.yaml` evaluated once (its SSH key and the site's
+  current database password given as config); read-only.
+
+The component tests that need no whole program run on Pulumi's mock runtime directly
+(tests/helpers/pulumi_mocks.py); the helpers these fixtures build on are in
+tests/helpers/program.py.
 
 See `lab.replay.model.Evaluation` for `.resources`, `.get(name)`, `.by_type(t)`,
 `.outputs`/`.secret_outputs`, `.any_command_contains(text)`; each `Resource` has `urn`,
@@ -31,8 +37,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from lab.replay import Evaluation, Secret, State, evaluate
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+from tests.helpers.certs import ssh_host_key
+from tests.helpers.program import PROJECT_DIR, evaluate_prod
 
 # Addresses derive from the host NAME (design contract).
 LAB_ADDRESSES = {
@@ -75,9 +81,11 @@ def replay(replay_project_dir: Path) -> Replay:
     return run
 
 
-def _public_key() -> str:
-    key = ed25519.Ed25519PrivateKey.generate().public_key()
-    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+@pytest.fixture(scope="session")
+def prod() -> Evaluation:
+    # the site's current database password from config: without it the DSN is only known once
+    # the first node's current DSN has been read (apply time), so a first preview cannot show it
+    return evaluate_prod(dbPassword=Secret("prod-site-Pw-1"))
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +105,7 @@ def replay_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "sshUser": "root",
         "sshPrivateKeyFile": str(key_file),
         "hosts": {
-            name: {"address": f"10.251.0.{last}", "port": 22, "hostKey": _public_key()}
+            name: {"address": f"10.251.0.{last}", "port": 22, "hostKey": ssh_host_key()}
             for name, last in LAB_ADDRESSES.items()
         },
         "databases": {

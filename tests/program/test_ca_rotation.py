@@ -25,7 +25,9 @@ from components.config import Ca, ConfigError, ca_prefix, parse
 from components.pki import ca_subject, trust_bundle
 from components.remote_files import stdin_contents
 from lab.replay import Evaluation, Secret, evaluate
-from tests.program.conftest import PROJECT_DIR
+from tests.helpers.certs import make_ca, pem
+from tests.helpers.program import PROJECT_DIR
+from tests.helpers.stack_config import good
 
 EXTRAS = {
     "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab"},
@@ -200,8 +202,6 @@ def test_subjects_differ_between_generations_and_the_first_keeps_its_own() -> No
 
 
 def _pem(cn: str) -> str:
-    from tests.unit.test_node_render import make_ca, pem  # a throwaway CA (cryptography only)
-
     return pem(make_ca(cn)[1])
 
 
@@ -226,8 +226,6 @@ def test_trust_bundle_keeps_order_drops_duplicates_and_is_read_as_two_cas() -> N
     ],
 )
 def test_bad_rotation_config_names_the_key(ca: dict[str, Any], key: str, hint: str) -> None:
-    from tests.unit.test_config import good  # a valid config
-
     with pytest.raises(ConfigError) as err:
         parse({**good(), "ca": ca})
     assert key in str(err.value) and hint in str(err.value)

@@ -13,25 +13,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from components import cluster_render as r
-from components.remote_files import command_script, stdin_contents
+from components.remote_files import stdin_contents
 from lab.replay import Evaluation, ReplayError, Resource
+from tests.helpers.certs import ssh_host_key
+from tests.helpers.program import files_in
+from tests.helpers.pulumi_mocks import runs
 
 CLUSTER_TYPE = "mattermost-tls:cluster:Cluster"
 NODES = ("mm1", "mm2", "mm3")
 ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
 SHARED = ("cluster-public-keys", "cluster-sshd-ready", "cluster-mesh-ready", "cluster-gossip-stopped")
-MM4_HOST_KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .public_key()
-    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    .decode()
-)
-
-
-def runs(res: Any, field: str) -> str:
-    """Command `field` with the scripts it runs from the helper manifest on its stdin."""
-    stdin = res.inputs["stdin"]
-    return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
+MM4_HOST_KEY = ssh_host_key()
 
 
 def cluster_config(lab: dict[str, Any], *, four: bool = False, **cluster: Any) -> dict[str, Any]:
@@ -49,11 +41,6 @@ def three(replay: Any, replay_lab_config: dict[str, Any]) -> Evaluation:
 def cluster_resources(ev: Evaluation) -> list[Resource]:
     (component,) = ev.by_type(CLUSTER_TYPE)
     return ev.descendants(component)
-
-
-def files_in(res: Resource) -> list[str]:
-    """The file contents a managed_files command carries in stdin, in order."""
-    return stdin_contents(res.inputs["stdin"])
 
 
 def _decoded(stdin: str) -> list[str]:

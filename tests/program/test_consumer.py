@@ -23,7 +23,7 @@ from pulumi.runtime import mocks, settings
 from pulumi.runtime.config import set_all_config
 from pulumi.runtime.stack import run_in_stack
 
-from tests.program.conftest import PROJECT_DIR
+from tests.helpers.program import PROJECT_DIR
 
 CONSUMER_DIR = PROJECT_DIR / "examples" / "consumer"
 PRODUCER = "organization/mattermost-transport-encryption/lab"

@@ -1,33 +1,29 @@
 """The Database component under Pulumi's mock runtime: what it registers for MySQL and PostgreSQL,
 what depends on what, what is secret, and that no secret reaches any command text.
 
-A MockMonitor subclass keeps every RegisterResource request (parent, dependencies, options,
-raw inputs with their secret markers) and every RegisterResourceOutputs, which the stock mock
-throws away. Self-contained on purpose: no dependency on lab.replay.
+The recording monitor of tests/helpers/pulumi_mocks.py keeps every RegisterResource request
+(parent, dependencies, options, raw inputs with their secret markers) and every
+RegisterResourceOutputs, which the stock mock throws away. No dependency on lab.replay.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import pulumi
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from google.protobuf import json_format
-from pulumi.runtime.mocks import MockMonitor
 
 from components import config as config_mod
 from components import database_render as r
-from components.remote_files import command_script, stdin_contents
+from components.config import PROJECT
+from components.remote_files import stdin_contents
+from tests.helpers.pulumi_mocks import ProviderMocks, RecordingMonitor, Registration, runs, start, unwrap
+from tests.helpers.stack_config import HOST_KEYS, lab_like
 
-PROJECT = "mattermost-transport-encryption"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 KEY_PEM = "-----BEGIN EC PRIVATE KEY-----\nMOCK-SERVER-KEY-MATERIAL-0123456789\n-----END EC PRIVATE KEY-----\n"
 GENERATED_PW = "Gen3rated-Password_with.tilde~AB"
 SITE_PW = "s1te:Pass@word/in-use"
@@ -37,42 +33,8 @@ ADMIN_PW = "admin'pw\"#x"
 CA_FILE = "/etc/mattermost-tls/ca.crt"
 
 
-def runs(res: Any, field: str) -> str:
-    """Command `field` with the scripts it runs from the helper manifest on its stdin."""
-    stdin = res.inputs["stdin"]
-    return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
-
-
-def _host_key() -> str:
-    pub = ed25519.Ed25519PrivateKey.generate().public_key()
-    return pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-
-
-SSH_KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-    .decode()
-)
-HOST_KEYS = {n: _host_key() for n in ("mm1", "mm2", "mm3", "proxy", "db")}
-
-
 def make_cfg(engine: str = "postgres", nodes: tuple[str, ...] = ("mm1", "mm2"), **extra: Any) -> config_mod.StackConfig:
-    database: dict[str, Any] = {
-        "engine": engine,
-        "address": "10.251.0.20" if engine == "mysql" else "10.251.0.21",
-        "ssh": {"hostKey": HOST_KEYS["db"]},
-    }
-    database.update(extra.pop("database", {}))
-    raw: dict[str, Any] = {
-        "sshPrivateKey": SSH_KEY,
-        "nodes": [
-            {"name": n, "address": f"10.251.0.{100 + int(n[2:])}", "ssh": {"hostKey": HOST_KEYS[n]}} for n in nodes
-        ],
-        "proxy": {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}},
-        "database": database,
-        **extra,
-    }
-    return config_mod.parse(raw)
+    return lab_like(nodes, **{**extra, "database": {"engine": engine, **extra.get("database", {})}})
 
 
 def node_output(engine: str, user: str) -> str:
@@ -89,76 +51,27 @@ def node_output(engine: str, user: str) -> str:
     return "\n".join(base64.b64encode(x.encode()).decode() for x in ("", "", config))
 
 
-class Mocks(pulumi.runtime.Mocks):
+class Mocks(ProviderMocks):
+    validity_end = "2031-02-03T04:05:06Z"
     node_stdout = ""
     accounts_stdout = ""
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        state = dict(args.inputs)
-        if args.typ == "tls:index/privateKey:PrivateKey":
-            state["privateKeyPem"] = KEY_PEM
-        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
-            state["certPem"] = f"-----BEGIN CERTIFICATE-----\n{args.name}\n-----END CERTIFICATE-----\n"
-            state["validityEndTime"] = "2031-02-03T04:05:06Z"
-        elif args.typ == "tls:index/certRequest:CertRequest":
-            state["certRequestPem"] = "CSR " + args.name
-        elif args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = GENERATED_PW
-        elif args.typ == "random:index/randomString:RandomString":
+    def private_key_pem(self, name: str) -> str:
+        return KEY_PEM
+
+    def other(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            return {"result": GENERATED_PW}
+        if args.typ == "random:index/randomString:RandomString":
+            if args.name.endswith("-login"):  # a rotation's login suffix: length 8 of [a-z0-9], as drawn
+                return {"result": "ab12cd34"}
             # the provider draws anew whenever keepers change: mimic that with the host
             host = (args.inputs.get("keepers") or {}).get("host", "")
-            state["result"] = "tok" + "".join(c for c in host if c.isalnum())
-            if args.name.endswith("-login"):  # a rotation's login suffix: length 8 of [a-z0-9], as drawn
-                state["result"] = "ab12cd34"
-        elif args.typ == "command:remote:Command":
-            outputs = {"database-current-password": self.node_stdout, "database-accounts": self.accounts_stdout}
-            state.update({"stdout": outputs.get(args.name, ""), "stderr": ""})
-        return f"{args.name}-id", state
+            return {"result": "tok" + "".join(c for c in host if c.isalnum())}
+        return {}
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-@dataclass
-class Registration:
-    urn: str
-    type: str
-    name: str
-    parent: str
-    dependencies: list[str]
-    additional_secret_outputs: list[str]
-    inputs: dict[str, Any]
-    """Raw wire inputs: secrets still wrapped in {SECRET_SIG: ..., "value": ...}."""
-
-
-class RecordingMonitor(MockMonitor):
-    """Keeps what the stock mock drops: parent, dependencies, options, secret markers, outputs."""
-
-    def __init__(self, mocks: Mocks):
-        super().__init__(mocks)
-        self.registrations: list[Registration] = []
-        self.outputs: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
-        reg = Registration(
-            urn=response.urn,
-            type=request.type,
-            name=request.name,
-            parent=request.parent,
-            dependencies=list(request.dependencies),
-            additional_secret_outputs=list(request.additionalSecretOutputs),
-            inputs=json_format.MessageToDict(request.object),
-        )
-        with self._lock:
-            self.registrations.append(reg)
-        return response
-
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        with self._lock:
-            self.outputs[request.urn] = json_format.MessageToDict(request.outputs)
-        return super().RegisterResourceOutputs(request)
+    def command_stdout(self, name: str) -> str:
+        return {"database-current-password": self.node_stdout, "database-accounts": self.accounts_stdout}.get(name, "")
 
 
 @dataclass
@@ -167,8 +80,7 @@ class Run:
     values: dict[str, Any] = field(default_factory=dict)
 
     def by_name(self, name: str) -> Registration:
-        (reg,) = [x for x in self.monitor.registrations if x.name == name]
-        return reg
+        return self.monitor.by_name(name)
 
     def names(self) -> set[str]:
         return {x.name for x in self.monitor.registrations}
@@ -186,9 +98,7 @@ def start_mocks(cfg: config_mod.StackConfig, accounts_stdout: str = "") -> Run:
     mocks = Mocks()
     mocks.node_stdout = node_output(cfg.database.engine, cfg.database.user)
     mocks.accounts_stdout = accounts_stdout
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
-    return Run(monitor)
+    return Run(start(mocks))
 
 
 def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()) -> Run:
@@ -228,12 +138,6 @@ def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()
 
     program()
     return run
-
-
-def unwrap(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, dict) and value.get(SECRET_SIG):
-        return value["value"], True
-    return value, False
 
 
 def lines_of(stdin: str) -> list[str]:
@@ -739,13 +643,13 @@ def test_mysql_anonymous_winner_stops_the_run_before_anything_changes() -> None:
     from pathlib import Path
 
     script = (
-        "import json\n"
-        "from tests.program.test_database import accounts_output, make_cfg, run_accounts\n"
-        "run, error = run_accounts(make_cfg('mysql'), accounts_output('mmuser@%', '@10.251.0.101'))\n"
+        "import json, runpy, sys\n"
+        "m = runpy.run_path(sys.argv[1])  # this module's own functions, in a fresh runtime\n"
+        "run, error = m['run_accounts'](m['make_cfg']('mysql'), m['accounts_output']('mmuser@%', '@10.251.0.101'))\n"
         "print(json.dumps({'error': str(error or ''), 'names': sorted(run.names())}))\n"
     )
     root = Path(__file__).resolve().parents[2]
-    res = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", script, __file__], cwd=root, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert "mattermost-transport-encryption:database.user: node mm1 (10.251.0.101) would log in as the anonymous account ''@'10.251.0.101'" in out["error"]

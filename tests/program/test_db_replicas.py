@@ -12,9 +12,8 @@ import pytest
 
 from components.remote_files import READ_COMMAND, read_script_source
 from lab.replay import Evaluation, evaluate
-from tests.program.conftest import PROJECT_DIR, _public_key
-from tests.program.test_cluster import files_in
-from tests.program.test_program import _deps
+from tests.helpers.certs import ssh_host_key
+from tests.helpers.program import PROJECT_DIR, deps, files_in
 
 NODES = ("mm1", "mm2", "mm3")
 REPLICA = "10.251.0.22"
@@ -28,8 +27,8 @@ def config(replay_lab_config: dict[str, Any]) -> dict[str, Any]:
         "database": {
             "engine": "postgres",
             "host": "postgres",
-            "replicas": [{"address": REPLICA, "host": "pgreplica", "ssh": {"hostKey": _public_key()}}],
-            "searchReplicas": [{"address": REPLICA, "host": "pgreplica", "ssh": {"hostKey": _public_key()}}],
+            "replicas": [{"address": REPLICA, "host": "pgreplica", "ssh": {"hostKey": ssh_host_key()}}],
+            "searchReplicas": [{"address": REPLICA, "host": "pgreplica", "ssh": {"hostKey": ssh_host_key()}}],
         },
         "nodes": [{"name": "mm1"}, {"name": "mm2", "configStore": "database"}, {"name": "mm3"}],
     }
@@ -54,14 +53,14 @@ def test_one_set_of_tls_resources_per_replica_server(ev: Evaluation) -> None:
     assert sum(1 for n in names if n.startswith("database-replica-") and n.endswith("-server-tls")) == 1
     tls = ev.get(f"{LABEL}-server-tls")
     assert tls.inputs["connection"]["host"] == REPLICA
-    assert "preflights-passed" in _deps(ev, f"{LABEL}-server-tls"), "nothing changes on the replica before every preflight"
+    assert "preflights-passed" in deps(ev, f"{LABEL}-server-tls"), "nothing changes on the replica before every preflight"
 
 
 def test_nodes_switch_after_the_replica_serves_tls_and_it_enforces_after_all_of_them(ev: Evaluation) -> None:
     for node in NODES:
-        assert {f"{LABEL}-server-tls", f"{LABEL}-pg-hba"} <= _deps(ev, f"{node}-tls-files")
-    assert {f"{n}-tls-files" for n in NODES} <= _deps(ev, f"{LABEL}-enforce-tls")
-    assert f"{LABEL}-enforce-tls" not in {d for n in NODES for d in _deps(ev, f"{n}-tls-files")}
+        assert {f"{LABEL}-server-tls", f"{LABEL}-pg-hba"} <= deps(ev, f"{node}-tls-files")
+    assert {f"{n}-tls-files" for n in NODES} <= deps(ev, f"{LABEL}-enforce-tls")
+    assert f"{LABEL}-enforce-tls" not in {d for n in NODES for d in deps(ev, f"{n}-tls-files")}
 
 
 def test_every_node_gets_verified_tls_dsns_for_the_replicas(ev: Evaluation) -> None:
@@ -93,7 +92,7 @@ def test_the_stored_configuration_is_read_on_the_database_host_before_anything(e
     assert check.inputs["create"] == READ_COMMAND and check.inputs.get("delete") is None
     assert check.inputs["connection"]["host"] == "10.251.0.21"
     assert "SELECT Value FROM Configurations WHERE Active" in read_script_source(check.inputs["stdin"])
-    assert "database-config-store-preflight" in _deps(ev, "preflights-passed")
+    assert "database-config-store-preflight" in deps(ev, "preflights-passed")
 
 
 def test_without_replicas_or_stored_config_nothing_changes(replay_lab_config: dict[str, Any]) -> None:

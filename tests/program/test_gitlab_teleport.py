@@ -9,23 +9,28 @@ token only travel in secret stdin and never in command text, and what lands in e
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pytest
-from google.protobuf import json_format
-from pulumi.runtime.mocks import MockMonitor
 
-from components.config import PROJECT, StackConfig, parse
+from components.config import StackConfig, parse
 from components.gitlab import GitlabMattermost, GitlabMattermostArgs
 from components.pki import Pki, PkiArgs
-from components.remote_files import command_script, stdin_contents
+from components.remote_files import stdin_contents
 from components.teleport import TeleportPlugin, TeleportPluginArgs
-from tests.unit.test_config import HOSTKEY, good
-
-SIG_KEY = "4dabf18193072939515e22adb298388d"
-SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+from tests.helpers.certs import self_signed
+from tests.helpers.pulumi_mocks import (
+    COMMAND,
+    ProviderMocks,
+    RecordingMonitor,
+    Registration,
+    is_secret,
+    plain,
+    runs,
+    start,
+)
+from tests.helpers.stack_config import HOSTKEY, good
 
 DB_PASSWORD = "Pa55'w\"rd#{x}"
 DSN = (
@@ -33,74 +38,15 @@ DSN = (
     "?sslmode=verify-full&sslrootcert=/etc/gitlab/trusted-certs/mattermost-transport-ca.crt&connect_timeout=10"
 )
 TOKEN = "xq7nd3kgm8r1bz4yyu5cw9ptoa"
-COMMAND = "command:remote:Command"
 
 
-@dataclass
-class Registration:
-    type: str
-    name: str
-    urn: str
-    parent: str
-    dependencies: list[str]
-    additional_secret_outputs: list[str]
-    inputs: dict[str, Any]
+class Mocks(ProviderMocks):
+    """Fake PEMs for pulumi-tls, an echo of the owner for remote commands."""
 
+    validity_end = "2027-01-01T00:00:00Z"
 
-class Mocks(pulumi.runtime.Mocks):
-    """Provider stand-ins: fake PEMs for pulumi-tls, an echo of the owner for remote commands."""
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        outs = dict(args.inputs)
-        if args.typ == "tls:index/privateKey:PrivateKey":
-            outs["privateKeyPem"] = f"-----BEGIN PRIVATE KEY-----\nFAKE-{args.name}\n-----END PRIVATE KEY-----\n"
-        elif args.typ == "tls:index/certRequest:CertRequest":
-            outs["certRequestPem"] = f"CSR-{args.name}"
-        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
-            outs["certPem"] = f"-----BEGIN CERTIFICATE-----\nFAKE-{args.name}\n-----END CERTIFICATE-----\n"
-            outs["validityEndTime"] = "2027-01-01T00:00:00Z"
-        elif args.typ == COMMAND:
-            outs["stdout"] = f"{args.name}: done\n"
-            outs["stderr"] = ""
-        return f"{args.name}-id", outs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
-
-
-class RecordingMonitor(MockMonitor):
-    """The stock mock monitor, plus a record of each request's options and secret markers."""
-
-    def __init__(self, mocks: Mocks) -> None:
-        super().__init__(mocks)
-        self.registrations: dict[str, Registration] = {}
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method name
-        response = super().RegisterResource(request)
-        self.registrations[request.name] = Registration(
-            type=request.type,
-            name=request.name,
-            urn=response.urn,
-            parent=request.parent,
-            dependencies=list(request.dependencies),
-            additional_secret_outputs=list(request.additionalSecretOutputs),
-            inputs=json_format.MessageToDict(request.object),
-        )
-        return response
-
-
-def runs(res: Any, field: str) -> str:
-    """Command `field` with the scripts it runs from the helper manifest on its stdin."""
-    stdin = res.inputs["stdin"]
-    return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
-
-
-def is_secret(value: Any) -> bool:
-    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
-
-
-def plain(value: Any) -> Any:
-    return value["value"] if is_secret(value) else value
+    def command_stdout(self, name: str) -> str:
+        return f"{name}: done\n"
 
 
 def decode_stdin(reg: Registration) -> list[str]:
@@ -127,9 +73,7 @@ def config(**over: Any) -> StackConfig:
 
 def run(build: Any) -> tuple[RecordingMonitor, Any, dict[str, Any]]:
     """Build under fresh mocks; return the monitor, the component and its resolved outputs."""
-    mocks = Mocks()
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    monitor = start(Mocks())
     built: dict[str, Any] = {}
     resolved: dict[str, Any] = {}
 
@@ -170,7 +114,7 @@ def build_teleport(cfg: StackConfig) -> Any:
 
 def test_gitlab_graph_names_parents_and_order() -> None:
     monitor, comp, _ = run(lambda: build_gitlab(config()))
-    regs = monitor.registrations
+    regs = monitor.named()
     component = regs["gitlab"]
     assert component.type == "mattermost-tls:gitlab:GitlabMattermost"
     mine = {n for n, r in regs.items() if r.parent == component.urn}
@@ -197,7 +141,7 @@ def test_gitlab_graph_names_parents_and_order() -> None:
 def test_gitlab_dsn_and_key_only_in_secret_stdin() -> None:
     monitor, _, _ = run(lambda: build_gitlab(config()))
     for name in ("gitlab-gitlab-rb", "gitlab-gitlab-tls-files"):
-        reg = monitor.registrations[name]
+        reg = monitor.by_name(name)
         assert is_secret(reg.inputs["stdin"]), f"{name}: stdin must be secret"
         assert {"stdout", "stderr"} <= set(reg.additional_secret_outputs)
         assert plain(reg.inputs["logging"]) == "none"
@@ -211,7 +155,7 @@ def test_gitlab_dsn_and_key_only_in_secret_stdin() -> None:
 
 def test_gitlab_block_content_and_scripts() -> None:
     monitor, _, _ = run(lambda: build_gitlab(config()))
-    block = monitor.registrations["gitlab-gitlab-rb"]
+    block = monitor.by_name("gitlab-gitlab-rb")
     (content,) = decode_stdin(block)
     assert 'mattermost_external_url "https://mattermost.example.com"' in content
     assert 'mattermost_nginx["redirect_http_to_https"] = true' in content
@@ -223,7 +167,7 @@ def test_gitlab_block_content_and_scripts() -> None:
     assert "gitlab-ctl reconfigure" in create and "gitlab-ctl restart mattermost" in create
     assert "-c /etc/gitlab/gitlab.rb" in create, "Ruby syntax check before reconfigure"
     assert "gitlab-ctl reconfigure" in plain(runs(block, "delete"))
-    files = monitor.registrations["gitlab-gitlab-tls-files"]
+    files = monitor.by_name("gitlab-gitlab-tls-files")
     cert, key, ca = decode_stdin(files)
     assert "FAKE-gitlab-gitlab-mattermost-cert" in cert and "FAKE-gitlab-gitlab-mattermost-key" in key
     assert "FAKE-pki-ca-cert" in ca
@@ -233,13 +177,13 @@ def test_gitlab_block_content_and_scripts() -> None:
 
 def test_gitlab_sslmode_override_reaches_the_block() -> None:
     monitor, _, _ = run(lambda: build_gitlab(config(gitlab={"sslmode": "verify-ca"})))
-    (content,) = decode_stdin(monitor.registrations["gitlab-gitlab-rb"])
+    (content,) = decode_stdin(monitor.by_name("gitlab-gitlab-rb"))
     assert "sslmode=verify-ca&sslrootcert=" in content and "verify-full" not in content
 
 
 def test_gitlab_without_external_postgres_keeps_the_bundled_database() -> None:
     monitor, _, _ = run(lambda: build_gitlab(config(gitlab={"externalPostgres": False}), dsn=None))
-    block = monitor.registrations["gitlab-gitlab-rb"]
+    block = monitor.by_name("gitlab-gitlab-rb")
     (content,) = decode_stdin(block)
     assert "sql_data_source" not in content and "mattermost_external_url" in content
     assert "gitlab-ctl restart mattermost" not in plain(runs(block, "create"))
@@ -247,13 +191,11 @@ def test_gitlab_without_external_postgres_keeps_the_bundled_database() -> None:
 
 
 def test_gitlab_provided_certificate_and_key() -> None:
-    from tests.unit.test_gitlab_render import _pem_pair
-
-    cert, key = _pem_pair(["mattermost.example.com"])
+    cert, key = self_signed(["mattermost.example.com"])
     cfg = config(gitlab={"tlsSource": "provided", "tlsCert": cert}, gitlabTlsKey=key)
     monitor, _, _ = run(lambda: build_gitlab(cfg))
-    assert not any(n.startswith("gitlab-gitlab-mattermost-") for n in monitor.registrations), "no CA-issued cert"
-    files = monitor.registrations["gitlab-gitlab-tls-files"]
+    assert not any(n.startswith("gitlab-gitlab-mattermost-") for n in monitor.named()), "no CA-issued cert"
+    files = monitor.by_name("gitlab-gitlab-tls-files")
     got_cert, got_key, _ = decode_stdin(files)
     assert got_cert == cert.strip() and got_key == key.strip()
     assert is_secret(files.inputs["stdin"]) and key.splitlines()[1] not in command_texts(files)
@@ -269,7 +211,7 @@ def test_gitlab_dsn_must_match_the_config() -> None:
 
 def test_teleport_graph_and_token_only_in_secret_stdin() -> None:
     monitor, comp, _ = run(lambda: build_teleport(config()))
-    regs = monitor.registrations
+    regs = monitor.named()
     component = regs["teleport"]
     assert component.type == "mattermost-tls:teleport:TeleportPlugin"
     assert {n for n, r in regs.items() if r.parent == component.urn} == {
@@ -294,7 +236,7 @@ def test_teleport_graph_and_token_only_in_secret_stdin() -> None:
 
 def test_teleport_files_content() -> None:
     monitor, _, _ = run(lambda: build_teleport(config(teleport={"recipients": ["ops/requests", "a@example.com"]})))
-    files = monitor.registrations["plugin-teleport-mattermost-files"]
+    files = monitor.by_name("plugin-teleport-mattermost-files")
     toml, unit, ca = decode_stdin(files)
     assert tomllib.loads(toml) == {
         "teleport": {
@@ -314,13 +256,13 @@ def test_teleport_files_content() -> None:
     create = plain(runs(files, "create"))
     assert "file 0600 root:root" in create  # the TOML
     assert "/etc/teleport-mattermost.toml" in create
-    enable = runs(monitor.registrations["plugin-teleport-mattermost-enable"], "create")
+    enable = runs(monitor.by_name("plugin-teleport-mattermost-enable"), "create")
     assert "systemctl enable" in enable and "systemctl start" not in enable.replace("'systemctl start", "")
 
 
 def test_teleport_rbac_files_only_when_asked() -> None:
     monitor, comp, _ = run(lambda: build_teleport(config(teleport={"rbac": True})))
-    files = monitor.registrations["plugin-teleport-mattermost-files"]
+    files = monitor.by_name("plugin-teleport-mattermost-files")
     contents = decode_stdin(files)
     assert len(contents) == 6
     assert sorted(k for k in comp.installed if k.startswith("rbac/")) == [
@@ -330,7 +272,7 @@ def test_teleport_rbac_files_only_when_asked() -> None:
     ]
     assert any("access-plugin-impersonator" in c for c in contents)
     monitor, _, _ = run(lambda: build_teleport(config()))
-    assert len(decode_stdin(monitor.registrations["plugin-teleport-mattermost-files"])) == 3
+    assert len(decode_stdin(monitor.by_name("plugin-teleport-mattermost-files"))) == 3
 
 
 def test_teleport_status_output_reports_the_enable_run() -> None:

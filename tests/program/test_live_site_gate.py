@@ -10,24 +10,11 @@ import pulumi
 import pytest
 
 from lab import _seed
-from lab.replay import Evaluation, Secret, evaluate
-from tests.program.conftest import PROJECT_DIR
-from tests.program.test_node_nginx import (
-    HOST_KEYS,
-    PROJECT,
-    Mocks,
-    RecordingMonitor,
-    _guide_capture,
-    make_cfg,
-)
-from tests.program.test_program import KEY, _deps
-
-COMMAND = "command:remote:Command"
-
-
-@pytest.fixture(scope="module")
-def prod() -> Evaluation:
-    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "dbPassword": Secret("prod-site-Pw-1")})
+from lab.replay import Evaluation
+from tests.helpers.nginx import guide_capture
+from tests.helpers.program import deps
+from tests.helpers.pulumi_mocks import COMMAND, ProviderMocks, start
+from tests.helpers.stack_config import HOST_KEYS, lab_like
 
 
 def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Evaluation) -> None:
@@ -36,24 +23,24 @@ def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Eval
         for r in prod.by_type(COMMAND)
         if (r.name.startswith("database-") or r.name.startswith("cluster-") or "-cluster-" in r.name)
         # the read-only checks (e.g. MySQL's database-accounts) run before anything, the capture included
-        and r.name not in _deps(prod, "preflights-passed")
+        and r.name not in deps(prod, "preflights-passed")
     ]
     assert any(n.startswith("database-") for n in gated) and any("-cluster-" in n for n in gated), gated
     for name in gated:
-        assert "proxy-live-site" in _deps(prod, name), f"{name} does not wait for NGINX's live-site capture"
+        assert "proxy-live-site" in deps(prod, name), f"{name} does not wait for NGINX's live-site capture"
     # the capture itself is read-only and waits for no database or cluster step
-    read_only = _deps(prod, "preflights-passed")
-    assert not {n for n in _deps(prod, "proxy-live-site") - read_only if n.startswith("database") or "cluster" in n}
+    read_only = deps(prod, "preflights-passed")
+    assert not {n for n in deps(prod, "proxy-live-site") - read_only if n.startswith("database") or "cluster" in n}
 
 
 def test_no_host_but_the_proxy_gets_its_helper_before_the_live_site_is_accepted(prod: Evaluation) -> None:
     """A refused site leaves every other host untouched: not even the host helper is installed
     there (the proxy's own helper runs the read-only capture)."""
     helpers = {r.name: r for r in prod.by_type(COMMAND) if r.name.startswith("host-helper-")}
-    waiting = {n for n in helpers if "proxy-live-site" in _deps(prod, n)}
+    waiting = {n for n in helpers if "proxy-live-site" in deps(prod, n)}
     assert len(helpers) >= 3 and len(waiting) == len(helpers) - 1, (sorted(helpers), sorted(waiting))
     (first,) = set(helpers) - waiting
-    assert first in _deps(prod, "proxy-live-site"), "the helper left out is the one the capture runs through"
+    assert first in deps(prod, "proxy-live-site"), "the helper left out is the one the capture runs through"
 
 
 def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
@@ -65,10 +52,8 @@ def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
     proxy: dict[str, Any] = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}}
     if site_file:
         proxy["siteFile"] = site_file
-    cfg = make_cfg(["mm1", "mm2"], proxy=proxy)
-    mocks = Mocks({"proxy-live-site": capture})
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    cfg = lab_like(["mm1", "mm2"], proxy=proxy)
+    monitor = start(ProviderMocks({"proxy-live-site": capture}))
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
@@ -85,7 +70,7 @@ def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
         registered.extend(r.name for r in monitor.registrations)
 
 
-GUIDE = _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+GUIDE = guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
 
 
 def test_an_accepted_live_site_lets_the_gated_resource_register() -> None:

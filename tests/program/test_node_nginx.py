@@ -1,158 +1,50 @@
 """MattermostNode and NginxProxy under Pulumi's mock runtime: what they register, what depends on
 what, what is secret, and that adding a node renames nothing.
 
-A MockMonitor subclass keeps every RegisterResource request (parent, dependencies, options and
-the raw inputs with their secret markers), which the stock mock throws away. TLS resources get
+The recording monitor of tests/helpers/pulumi_mocks.py keeps every RegisterResource request
+(parent, dependencies, options and the raw inputs with their secret markers), which the stock
+mock throws away. TLS resources get
 real keys and certificates so the components' own applies (fingerprint) run on real data.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import threading
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
-from google.protobuf import json_format
-from pulumi.runtime.mocks import MockMonitor
 
 from components import config as config_mod
 from components.host_helper import HELPER_PATH
 from components.node_render import cert_fingerprint_sha256
-from components.remote_files import command_script, read_manifest, stdin_contents
+from components.remote_files import read_manifest, stdin_contents
+from tests.helpers import certs
+from tests.helpers.nginx import guide_capture
+from tests.helpers.pulumi_mocks import ProviderMocks, RecordingMonitor, Registration, runs, start, unwrap
+from tests.helpers.stack_config import HOST_KEYS, lab_like
 
-PROJECT = "mattermost-transport-encryption"
-SECRET_SIG = "4dabf18193072939515e22adb298388d"
 DB_PASSWORD = "s3cr3t&p@ss?=%"
 PROVIDED_KEY_MARKER = "PROVIDED-KEY-MATERIAL"
-
-
-# ---------------------------------------------------------------- config
-
-
-def runs(res: Any, field: str) -> str:
-    """Command `field` with the scripts it runs from the helper manifest on its stdin."""
-    stdin = res.inputs["stdin"]
-    return command_script(res.inputs[field], stdin["value"] if isinstance(stdin, dict) else stdin)
-
-
-def _host_key() -> str:
-    pub = ed25519.Ed25519PrivateKey.generate().public_key()
-    return pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-
-
-SSH_KEY = (
-    ed25519.Ed25519PrivateKey.generate()
-    .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-    .decode()
-)
-HOST_KEYS = {n: _host_key() for n in ("mm1", "mm2", "mm3", "proxy", "postgres")}
-
-
-def make_cfg(node_names: list[str], **overrides: Any) -> config_mod.StackConfig:
-    raw: dict[str, Any] = {
-        "sshPrivateKey": SSH_KEY,
-        "nodes": [
-            {"name": n, "address": f"10.251.0.{100 + int(n[2:])}", "ssh": {"hostKey": HOST_KEYS[n]}} for n in node_names
-        ],
-        "proxy": {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "serverName": "chat.example.com"},
-        "database": {"address": "10.251.0.21", "ssh": {"hostKey": HOST_KEYS["postgres"]}},
-    }
-    for key, value in overrides.items():
-        raw[key] = value
-    return config_mod.parse(raw)
 
 
 # ---------------------------------------------------------------- mocks
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+class Mocks(ProviderMocks):
+    """Real keys and certificates, so the components' own applies (fingerprints) run on real data."""
 
-
-def _key_pem() -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-
-
-def _cert_pem(cn: str) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-class Mocks(pulumi.runtime.Mocks):
     def __init__(self, stdout: dict[str, str] | None = None) -> None:
+        super().__init__(stdout)
         self.certs: dict[str, str] = {}
-        self.stdout = stdout or {}
-        """A command's stdout by resource name (e.g. the capture of the live NGINX site)."""
 
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        state = dict(args.inputs)
-        if args.typ == "tls:index/privateKey:PrivateKey":
-            state["privateKeyPem"] = _key_pem()
-        elif args.typ in ("tls:index/selfSignedCert:SelfSignedCert", "tls:index/locallySignedCert:LocallySignedCert"):
-            state["certPem"] = self.certs.setdefault(args.name, _cert_pem(args.name))
-            state["validityEndTime"] = "2030-01-01T00:00:00Z"
-        elif args.typ == "tls:index/certRequest:CertRequest":
-            state["certRequestPem"] = "CSR " + args.name
-        elif args.typ == "command:remote:Command":
-            state.update({"stdout": self.stdout.get(args.name, ""), "stderr": ""})
-        return f"{args.name}-id", state
+    def private_key_pem(self, name: str) -> str:
+        return certs.key_pem()
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        return {}, None
-
-
-@dataclass
-class Registration:
-    urn: str
-    type: str
-    name: str
-    parent: str
-    dependencies: list[str]
-    additional_secret_outputs: list[str]
-    inputs: dict[str, Any]
-    """Raw wire inputs: secrets still wrapped in {SECRET_SIG: ..., "value": ...}."""
-
-
-class RecordingMonitor(MockMonitor):
-    """Keeps what the stock mock drops: parent, dependencies, options, secret markers."""
-
-    def __init__(self, mocks: Mocks):
-        super().__init__(mocks)
-        self.registrations: list[Registration] = []
-        self._lock = threading.Lock()
-
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
-        reg = Registration(
-            urn=response.urn,
-            type=request.type,
-            name=request.name,
-            parent=request.parent,
-            dependencies=list(request.dependencies),
-            additional_secret_outputs=list(request.additionalSecretOutputs),
-            inputs=json_format.MessageToDict(request.object),
-        )
-        with self._lock:
-            self.registrations.append(reg)
-        return response
+    def cert_pem(self, name: str) -> str:
+        return self.certs.setdefault(name, certs.self_signed([name])[0])
 
 
 class FakeDatabase:
@@ -177,8 +69,7 @@ class Run:
     outputs: dict[str, Any]
 
     def by_name(self, name: str) -> Registration:
-        (r,) = [r for r in self.monitor.registrations if r.name == name]
-        return r
+        return self.monitor.by_name(name)
 
     def urns(self) -> set[str]:
         # the root Stack is registered once per process, not once per run
@@ -195,8 +86,7 @@ def run_program(
     from components.pki import Pki, PkiArgs
 
     mocks = Mocks(stdout)
-    monitor = RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    monitor = start(mocks)
     outputs: dict[str, Any] = {}
 
     @pulumi.runtime.test
@@ -227,12 +117,6 @@ def run_program(
     return Run(monitor, mocks, outputs)
 
 
-def unwrap(value: Any) -> tuple[Any, bool]:
-    if isinstance(value, dict) and value.get(SECRET_SIG):
-        return value["value"], True
-    return value, False
-
-
 def files_in(stdin: str) -> list[str]:
     return stdin_contents(stdin)
 
@@ -242,7 +126,7 @@ def files_in(stdin: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two() -> Run:
-    return run_program(make_cfg(["mm1", "mm2"]))
+    return run_program(lab_like(["mm1", "mm2"]))
 
 
 def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run) -> None:
@@ -394,8 +278,8 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
 
 
 def test_provided_public_certificate(tmp_path: Any) -> None:
-    cert = _cert_pem("chat.example.com")
-    cfg = make_cfg(
+    cert, _ = certs.self_signed(["chat.example.com"])
+    cfg = lab_like(
         ["mm1"], proxy={"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]},
                         "serverName": "chat.example.com", "tls": {"source": "provided", "cert": cert}},
         proxyTlsKey=PROVIDED_KEY_MARKER,
@@ -423,7 +307,7 @@ def _stable_view(run: Run, prefix: str) -> dict[str, Any]:
 
 
 def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> None:
-    three = run_program(make_cfg(["mm1", "mm2", "mm3"]))
+    three = run_program(lab_like(["mm1", "mm2", "mm3"]))
     assert two.urns() <= three.urns()
     assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name or r.name == "host-helper-10.251.0.103"}
     for n in ("mm1", "mm2"):
@@ -440,7 +324,7 @@ def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> No
 
 
 def test_finish_rollout_once() -> None:
-    run = run_program(make_cfg(["mm1"]))
+    run = run_program(lab_like(["mm1"]))
     with pytest.raises(RuntimeError, match="already called"):
         run.outputs["proxy"].finish_rollout(run.outputs["nodes"])
 
@@ -451,7 +335,7 @@ def test_no_duplicate_urns(two: Run) -> None:
 
 
 def test_per_node_overrides() -> None:
-    cfg = make_cfg(["mm1"])
+    cfg = lab_like(["mm1"])
     node = cfg.nodes[0].model_copy(update={"unit": "mm-chat", "service_group": "chat"})
     cfg = cfg.model_copy(update={"nodes": [node]})
     run = run_program(cfg)
@@ -467,7 +351,7 @@ def test_per_node_overrides() -> None:
 
 def test_extra_env_goes_into_the_same_secret_file() -> None:
     run = run_program(
-        make_cfg(["mm1"]),
+        lab_like(["mm1"]),
         extra_env={"mm1": {"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")}},
     )
     env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[2]
@@ -476,31 +360,18 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
 
 def test_extra_env_may_not_override_tls_settings() -> None:
     with pytest.raises(Exception, match="must not override"):
-        run_program(make_cfg(["mm1"]), extra_env={"mm1": {"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""}})
+        run_program(lab_like(["mm1"]), extra_env={"mm1": {"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""}})
 
 
 # ---------------------------------------------------------------- the admin's live site (nginx_live)
-
-
-def _guide_capture(site_path: str, real_path: str) -> str:
-    from components import nginx_live
-    from lab import _seed
-
-    site = _seed.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal")
-    main = "/etc/nginx/nginx.conf"
-    return (
-        f"{nginx_live.CAPTURE_FILES}\nfile\t{main}\t{main}\nfile\t{site_path}\t{real_path}\n{nginx_live.CAPTURE_DUMP}\n"
-        f"# configuration file {main}:\nhttp {{ include /etc/nginx/sites-enabled/*; }}\n\n"
-        f"# configuration file {site_path}:\n{site}\n"
-    )
 
 
 def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> None:
     from lab import _seed
 
     proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
-    cfg = make_cfg(["mm1", "mm2"], proxy=proxy)
-    capture = _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+    cfg = lab_like(["mm1", "mm2"], proxy=proxy)
+    capture = guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
     run = run_program(cfg, stdout={"proxy-live-site": capture})
     live = run.by_name("proxy-live-site")
     assert {"stdout", "stderr"} <= set(live.additional_secret_outputs), "nginx -T may print credentials"
@@ -522,8 +393,8 @@ def test_the_nginx_transition_calls_the_installed_helper_not_a_copy() -> None:
     from lab import _seed
 
     proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
-    run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={
-        "proxy-live-site": _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+    run = run_program(lab_like(["mm1", "mm2"], proxy=proxy), stdout={
+        "proxy-live-site": guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
     })
     m = read_manifest(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
     assert HELPER_PATH in m.sections["create"] and HELPER_PATH in m.sections["delete"]

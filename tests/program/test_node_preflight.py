@@ -11,8 +11,8 @@ import pytest
 
 from components.remote_files import READ_COMMAND, read_script_source
 from lab.replay import Evaluation, Secret, evaluate
-from tests.program.conftest import PROJECT_DIR
-from tests.program.test_program import COMMAND, KEY, _deps, base_nodes
+from tests.helpers.program import KEY, PROJECT_DIR, deps, prod_nodes
+from tests.helpers.pulumi_mocks import COMMAND
 
 NODES = ("mm1", "mm2", "mm3")
 
@@ -72,11 +72,11 @@ def test_no_host_changes_before_every_node_passed_its_preflight(stack: str, prod
     commands = {r.name for r in ev.by_type(COMMAND)} - preflights - db_checks
     assert len(commands) > 20
     for name in commands:
-        assert preflights | db_checks <= _deps(ev, name), f"{name} may run before a preflight"
+        assert preflights | db_checks <= deps(ev, name), f"{name} may run before a preflight"
     for n in NODES:
         # the node's own step waits for it directly, not only through the other components
         assert ev.get(f"{n}-preflight").urn in ev.get(f"{n}-tls-files").dependencies
-        assert not {d for d in _deps(ev, f"{n}-preflight") if ev.get(d).custom}, "the preflight waits for nothing"
+        assert not {d for d in deps(ev, f"{n}-preflight") if ev.get(d).custom}, "the preflight waits for nothing"
 
 
 def test_a_per_node_version_is_checked_under_its_own_key(replay_lab_config: dict[str, Any]) -> None:
@@ -89,7 +89,7 @@ def test_a_per_node_version_is_checked_under_its_own_key(replay_lab_config: dict
 
 
 def test_mixed_versions_in_one_cluster_stop_the_preview() -> None:
-    nodes = copy.deepcopy(base_nodes())
+    nodes = copy.deepcopy(prod_nodes())
     nodes[2]["version"] = "10.5.1"
     ev = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, raise_on_error=False)
     assert ev.program_error

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lab.replay import Evaluation, Secret
-from tests.program.conftest import PROJECT_DIR
+from tests.helpers.program import PROJECT_DIR
 
 
 @pytest.fixture(scope="module")

@@ -8,54 +8,17 @@ import copy
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from components.config import SECRET_KEYS
 from lab.replay import Evaluation, ReplayError, Secret, evaluate
-from tests.program.conftest import PROJECT_DIR
-from tests.unit.test_config import BAD, good
-
-COMMAND = "command:remote:Command"
-
-
-def _key() -> str:
-    return (
-        ed25519.Ed25519PrivateKey.generate()
-        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-        .decode()
-    )
-
-
-KEY = _key()
-
-
-@pytest.fixture(scope="module")
-def prod() -> Evaluation:
-    # the site's current database password from config: without it the DSN is only known once
-    # the first node's current DSN has been read (apply time), so a first preview cannot show it
-    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "dbPassword": Secret("prod-site-Pw-1")})
+from tests.helpers.program import KEY, PROJECT_DIR, deps, prod_nodes
+from tests.helpers.pulumi_mocks import COMMAND
+from tests.helpers.stack_config import BAD, good
 
 
 @pytest.fixture(scope="module")
 def lab(replay_lab_config: dict[str, Any]) -> Evaluation:
     return evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
-
-
-def _deps(ev: Evaluation, name: str) -> set[str]:
-    """Names of everything `name` waits for (transitively)."""
-    seen: set[str] = set()
-    todo = [ev.get(name)]
-    while todo:
-        r = todo.pop()
-        for urn in r.all_dependencies():
-            if "::pulumi:pulumi:Stack::" in urn:
-                continue
-            d = ev.by_urn(urn)
-            if d.name not in seen:
-                seen.add(d.name)
-                todo.append(d)
-    return seen
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
@@ -86,19 +49,19 @@ def test_rollout_order_db_then_nodes_then_proxy(stack: str, prod: Evaluation, la
     assert db_cmds, "the database component registers commands"
     assert "database-enforce-tls" in enforce
     for node in ("mm1", "mm2", "mm3"):
-        assert db_cmds <= _deps(ev, f"{node}-tls-files"), f"{node} must restart only after database TLS is live"
+        assert db_cmds <= deps(ev, f"{node}-tls-files"), f"{node} must restart only after database TLS is live"
         # phase 2 never precedes a node: a node still on plain (or rolled back) must reach the DB
-        assert not enforce & _deps(ev, f"{node}-tls-files"), f"{node} waits for the DB's TLS enforcement"
+        assert not enforce & deps(ev, f"{node}-tls-files"), f"{node} waits for the DB's TLS enforcement"
     for step in enforce:
-        assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} | db_cmds <= _deps(ev, step), step
-    assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} <= _deps(ev, "proxy-site"), "NGINX reloads last"
+        assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} | db_cmds <= deps(ev, step), step
+    assert {"mm1-tls-files", "mm2-tls-files", "mm3-tls-files"} <= deps(ev, "proxy-site"), "NGINX reloads last"
     order = [r.name for r in ev.resources]
     assert max(order.index(f"{n}-tls-files") for n in ("mm1", "mm2", "mm3")) < order.index("proxy-site")
     # zero downtime: the transitional site first, then one node at a time, in config order
-    assert "proxy-transition" in _deps(ev, "mm1-tls-files")
-    assert "mm1-tls-files" in _deps(ev, "mm2-tls-files") and "mm2-tls-files" in _deps(ev, "mm3-tls-files")
-    assert "mm3-tls-files" not in _deps(ev, "mm2-tls-files")
-    assert not {n for n in _deps(ev, "proxy-transition") if n.endswith("-tls-files")}
+    assert "proxy-transition" in deps(ev, "mm1-tls-files")
+    assert "mm1-tls-files" in deps(ev, "mm2-tls-files") and "mm2-tls-files" in deps(ev, "mm3-tls-files")
+    assert "mm3-tls-files" not in deps(ev, "mm2-tls-files")
+    assert not {n for n in deps(ev, "proxy-transition") if n.endswith("-tls-files")}
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
@@ -144,7 +107,7 @@ def test_outputs_other_stacks_consume(prod: Evaluation) -> None:
 
 def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: Evaluation) -> None:
     base = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)}, preview=True)
-    nodes = copy.deepcopy(base_nodes())
+    nodes = copy.deepcopy(prod_nodes())
     nodes.append({"name": "mm4", "address": "10.10.250.170", "ssh": {"hostKey": nodes[0]["ssh"]["hostKey"]}})
     more = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, state=base.state)
     assert {r.urn for r in base.resources} < {r.urn for r in more.resources}
@@ -164,13 +127,6 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: E
     cluster = {"cluster-public-keys"} | {f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall", "tunnels")}
     others = {n for n, op in changed.items() if op != "create"}
     assert cluster <= others <= cluster | {"proxy-site", "proxy-transition"}, changed
-
-
-def base_nodes() -> list[dict[str, Any]]:
-    import yaml
-
-    data = yaml.safe_load((PROJECT_DIR / "stacks" / "Pulumi.prod.yaml").read_text())
-    return data["config"]["mattermost-transport-encryption:nodes"]
 
 
 def _override(raw: dict[str, Any]) -> dict[str, Any]:
@@ -209,13 +165,13 @@ def test_gitlab_gets_its_own_role_and_its_own_enforce_step(replay_lab_config: di
     ev = evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": gitlab})
     gitlab_ready = ev.get("gitlab").name
     role = "database-gitlab-db-user-gitlab_mmuser"
-    assert {role, "database-gitlab-pg-hba", "database-server-tls"} <= _deps(ev, "gitlab-gitlab-rb")
-    assert "database-db-user-mmuser" not in _deps(ev, "gitlab-gitlab-rb"), "the nodes' role is not GitLab's"
-    deps = _deps(ev, "database-gitlab-enforce-tls")
+    assert {role, "database-gitlab-pg-hba", "database-server-tls"} <= deps(ev, "gitlab-gitlab-rb")
+    assert "database-db-user-mmuser" not in deps(ev, "gitlab-gitlab-rb"), "the nodes' role is not GitLab's"
+    waits = deps(ev, "database-gitlab-enforce-tls")
     gitlab_cmds = {r.name for r in ev.by_type(COMMAND) if r.name.startswith("gitlab-")}
-    assert gitlab_cmds and gitlab_cmds <= deps | {gitlab_ready}, (gitlab_cmds, deps)
-    assert not {c for c in _deps(ev, "database-enforce-tls") if c.startswith("gitlab-")}
-    assert not {n for c in gitlab_cmds for n in _deps(ev, c) if n.endswith("enforce-tls")}
+    assert gitlab_cmds and gitlab_cmds <= waits | {gitlab_ready}, (gitlab_cmds, waits)
+    assert not {c for c in deps(ev, "database-enforce-tls") if c.startswith("gitlab-")}
+    assert not {n for c in gitlab_cmds for n in deps(ev, c) if n.endswith("enforce-tls")}
     bundled = evaluate(
         PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": {**gitlab, "externalPostgres": False}}
     )

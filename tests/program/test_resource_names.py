@@ -11,8 +11,7 @@ import pytest
 from components.config import parse, planned_resource_names
 from lab.replay import Secret, evaluate
 from lab.replay.project import load_config, load_project
-from tests.program.conftest import PROJECT_DIR
-from tests.program.test_program import KEY
+from tests.helpers.program import KEY, PROJECT_DIR
 
 HOSTS = {
     "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab"},
