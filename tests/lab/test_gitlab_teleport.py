@@ -34,7 +34,7 @@ import pytest
 
 from lab import replay
 from lab.hosts import Lab
-from tests.unit.test_gitlab_render import HARNESS
+from tests.helpers.gitlab import HARNESS
 
 pytestmark = pytest.mark.lab
 

@@ -22,12 +22,8 @@ from components.database_accounts import (
     render_require_ssl_sql,
 )
 from components.remote_files import strict
-from tests.unit.test_database_render import (  # noqa: F401 - fixtures are found by name
-    Server,
-    mysql_server,
-    sh,
-    tls_on,
-)
+from tests.helpers.db_servers import Server
+from tests.helpers.scripts import sh
 
 NODES = {"mm1": "10.251.0.11", "mm2": "10.251.0.12", "mm3": "10.251.0.13"}
 
@@ -141,7 +137,7 @@ def _plan_from_server(srv: Server) -> list[str]:
 
 
 @pytest.mark.parametrize("tls_on", ["mysql_server"], indirect=True)
-def test_mariadb_picks_the_account_the_plan_picks(tls_on: Server) -> None:  # noqa: F811 - the imported fixture
+def test_mariadb_picks_the_account_the_plan_picks(tls_on: Server) -> None:
     srv = tls_on
     srv.admin("CREATE USER 'mmuser'@'127.0.0.%' IDENTIFIED BY 'specific-pw'")
     try:
@@ -177,7 +173,7 @@ def _accounts_state(srv: Server) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("tls_on", ["mysql_server"], indirect=True)
-def test_every_account_the_nodes_use_needs_tls_and_gets_back_what_it_had(tls_on: Server) -> None:  # noqa: F811
+def test_every_account_the_nodes_use_needs_tls_and_gets_back_what_it_had(tls_on: Server) -> None:
     srv = tls_on
     srv.admin(
         "CREATE USER 'mmuser'@'127.0.0.1' IDENTIFIED BY 'specific-pw' REQUIRE SSL WITH MAX_USER_CONNECTIONS 40;"

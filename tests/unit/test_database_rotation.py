@@ -17,14 +17,8 @@ import pytest
 
 from components import database_render as r
 from components.remote_files import encode_bundle, render_block_apply, render_block_restore, strict
-from tests.unit.test_database_render import (  # noqa: F401  (fixtures)
-    Server,
-    _user_state,
-    mysql_server,
-    pg_server,
-    sh,
-    tls_on,
-)
+from tests.helpers.db_servers import Server, user_state
+from tests.helpers.scripts import sh
 
 OLD = "before-pw"
 
@@ -75,10 +69,10 @@ def _ok(srv: Server, user: str, password: str) -> bool:
 
 
 @pytest.mark.parametrize("tls_on", ["mysql_server", "pg_server"], indirect=True)
-def test_two_rotations_and_destroy_never_leave_a_node_without_a_login(tls_on: Server) -> None:  # noqa: F811
+def test_two_rotations_and_destroy_never_leave_a_node_without_a_login(tls_on: Server) -> None:
     srv = tls_on
     assert srv.user_apply("mmuser", OLD, "tok").returncode == 0  # the site's user as it runs today
-    before = _user_state(srv, "mmuser")
+    before = user_state(srv, "mmuser")
     hba = f"{srv.config_dir}/pg_hba.conf"
 
     def hba_apply(login: str) -> None:
@@ -92,7 +86,7 @@ def test_two_rotations_and_destroy_never_leave_a_node_without_a_login(tls_on: Se
     script = strict(r.render_user_apply(srv.engine, user="mmuser", database="mattermost", client=srv.control.local_sql, state_dir=srv.state))
     res = sh(script, r.user_stdin("tok", "", r.render_rotation_owner_sql(srv.engine, user="mmuser", database="mattermost")))
     assert res.returncode == 0, res.stderr
-    assert _user_state(srv, "mmuser") == before
+    assert user_state(srv, "mmuser") == before
 
     # phase 1: the new login next to the old one
     hba_apply("mmuser_aaaa1111")
@@ -133,13 +127,13 @@ def test_two_rotations_and_destroy_never_leave_a_node_without_a_login(tls_on: Se
     if srv.engine == "postgres":
         res = sh(render_block_restore("db-login-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
         assert res.returncode == 0, res.stderr
-    assert _user_state(srv, "mmuser") == before
+    assert user_state(srv, "mmuser") == before
     assert srv.user_restore("mmuser", "tok").returncode == 0
     assert not Path(srv.state).exists() or not any(Path(srv.state).glob("tmp.*"))
 
 
 @pytest.mark.parametrize("tls_on", ["mysql_server"], indirect=True)
-def test_retiring_locks_every_account_the_nodes_log_in_through(tls_on: Server) -> None:  # noqa: F811
+def test_retiring_locks_every_account_the_nodes_log_in_through(tls_on: Server) -> None:
     """A host-specific account ('mmuser'@'127.0.0.1' beside '%') wins the nodes' login
     (components/database_accounts.py): retiring only '%' left the old password working."""
     srv = tls_on

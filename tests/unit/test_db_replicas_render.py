@@ -10,7 +10,7 @@ import pytest
 
 from components import database_render as r
 from components import db_replicas_render as rr
-from tests.unit.test_database_render import Server, pg_server  # noqa: F401 - the fixture
+from tests.helpers.db_servers import Server
 
 PW = "Secret-pw_1"
 
@@ -104,7 +104,7 @@ def _store(srv: Server, cfg: dict) -> None:
     _sql(srv, f"INSERT INTO Configurations VALUES ('a', '{value}', 1, TRUE, '')")
 
 
-def test_the_stored_configuration_is_checked_on_the_database_host(pg_server: Server) -> None:  # noqa: F811
+def test_the_stored_configuration_is_checked_on_the_database_host(pg_server: Server) -> None:
     _sql(pg_server, "DROP TABLE IF EXISTS Configurations")
     r0 = _run(pg_server)
     assert r0.returncode == 0 and "no stored configuration yet" in r0.stdout, r0.stderr
@@ -125,7 +125,7 @@ def test_the_stored_configuration_is_checked_on_the_database_host(pg_server: Ser
     assert _run(pg_server, cluster_enabled=True, search_targets=("mmuser@r9:5432/mattermost",)).returncode == 0
 
 
-def test_a_stored_configuration_that_is_not_json_is_refused(pg_server: Server) -> None:  # noqa: F811
+def test_a_stored_configuration_that_is_not_json_is_refused(pg_server: Server) -> None:
     _store(pg_server, {})
     _sql(pg_server, "UPDATE Configurations SET Value = '{not json' WHERE Active")
     err = _run(pg_server)

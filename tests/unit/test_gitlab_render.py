@@ -12,14 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from components import gitlab_render as gr
 from components.config import ConfigError, parse
 from components.remote_files import encode_bundle, render_block_apply, render_block_restore
+from tests.helpers.certs import self_signed
+from tests.helpers.gitlab import HARNESS
+from tests.helpers.stack_config import HOSTKEY, good
 
 RUBY = shutil.which("ruby")
 needs_ruby = pytest.mark.skipif(RUBY is None, reason="ruby not installed (apt-get install ruby)")
@@ -76,32 +75,6 @@ prometheus_monitoring['enable'] = false
 """
 
 # Defines just enough of Omnibus' DSL to evaluate gitlab.rb, then prints what Mattermost gets.
-HARNESS = r"""
-require 'json'
-require 'yaml'
-# Omnibus evaluates gitlab.rb with instance_eval on a config object; so does this stand-in,
-# whose every unknown method is a settings hash (`x['k'] = v`) or a setter (`x 'v'`).
-class GitlabRbStandIn
-  attr_reader :cfg, :calls
-  def initialize
-    @cfg = Hash.new { |h, k| h[k] = {} }
-    @calls = {}
-  end
-  def method_missing(name, *args)
-    args.empty? ? @cfg[name.to_s] : (@calls[name.to_s] = args.first)
-  end
-  def respond_to_missing?(*) = true
-end
-c = GitlabRbStandIn.new
-c.instance_eval(File.read(ARGV[0], encoding: 'UTF-8'), ARGV[0])
-puts JSON.generate({
-  'url' => c.calls['mattermost_external_url'],
-  'mattermost' => c.cfg['mattermost'],
-  'mattermost_nginx' => c.cfg['mattermost_nginx'],
-  'gitlab_rails' => c.cfg['gitlab_rails'],
-})
-"""
-
 PATHS = gr.gitlab_paths("/etc/gitlab/ssl", "mattermost.example.com", "/etc/gitlab/trusted-certs/ca.crt")
 DSN = "postgres://mmuser:p%40ss%27w%23%7Bx%7D@10.251.0.21:5432/mattermost?sslmode=verify-full&sslrootcert=/etc/gitlab/trusted-certs/ca.crt&connect_timeout=10"
 
@@ -259,26 +232,10 @@ def test_with_sslmode_refuses_non_postgres_dsn() -> None:
 
 
 def _pair(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subj = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    import datetime as dt
-
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subj)
-        .issuer_name(subj)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = self_signed([name])
     c, k = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    k.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    c.write_text(cert)
+    k.write_text(key)
     return c, k
 
 
@@ -331,8 +288,6 @@ def test_scripts_quote_hostile_paths(tmp_path: Path) -> None:
 
 
 def _cfg(**gitlab: object) -> dict:
-    from tests.unit.test_config import HOSTKEY, good
-
     d = good()
     d["database"]["engine"] = "postgres"
     d["gitlab"] = {"enabled": True, "address": "10.0.0.31", "ssh": {"hostKey": HOSTKEY}, **gitlab}
@@ -397,37 +352,12 @@ def test_external_postgres_needs_postgres_engine() -> None:
     assert parse(d).gitlab.external_postgres is False
 
 
-def _pem_pair(names: list[str]) -> tuple[str, str]:
-    import datetime as dt
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subj = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subj)
-        .issuer_name(subj)
-        .public_key(key.public_key())
-        .serial_number(7)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM).decode(),
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode(),
-    )
-
-
 def test_provided_certificate_must_name_the_host_and_match_the_key() -> None:
-    cert, key = _pem_pair(["*.example.com"])
+    cert, key = self_signed(["*.example.com"])
     d = _cfg(tlsSource="provided", tlsCert=cert, mattermostExternalUrl="https://mm.example.com")
     d["gitlabTlsKey"] = key
     assert parse(d).gitlab.tls_cert == cert.strip()
-    _, other_key = _pem_pair(["x.example.com"])
+    _, other_key = self_signed(["x.example.com"])
     d["gitlabTlsKey"] = other_key
     msg = _error(d)
     assert "gitlabTlsKey:" in msg and "BEGIN" not in msg and other_key[40:80] not in msg

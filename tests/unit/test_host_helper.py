@@ -25,6 +25,7 @@ from components.remote_files import (
     render_files_restore,
     render_run_manifest,
 )
+from tests.helpers.scripts import tree_digest
 from tests.unit.fixtures import remote_files_v0 as v0
 
 HELPER = str(host_helper.HELPER_SOURCE)
@@ -35,18 +36,6 @@ def call(op: str, owner: str, stdin: str, state: Path, shell: str = "/bin/sh", *
     """The command text the program sends, pointed at the repo's helper file and a temp state."""
     cmd = render_call(op, owner, helper=HELPER, state_dir=str(state)).replace("/bin/sh ", f"{shell} ", 1)
     return subprocess.run(["/bin/sh", "-c", cmd], input=stdin, capture_output=True, text=True, timeout=kw.get("timeout", 60))  # type: ignore[arg-type]
-
-
-def digest(root: Path) -> dict[str, tuple[str, int]]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            out[str(p)] = ("link:" + os.readlink(p), 0)
-        elif p.is_file():
-            out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
-        else:
-            out[str(p)] = ("dir", p.stat().st_mode)
-    return out
 
 
 @pytest.fixture
@@ -87,7 +76,7 @@ section content-0 3 (content of @ETC@/app.conf)
 
 def test_an_input_stored_by_interface_1_still_applies_and_restores(tree: Path) -> None:
     etc = tree / "etc"
-    before = digest(etc)
+    before = tree_digest(etc)
     stored = STORED_V1.replace("@ETC@", str(etc)).replace(
         "0b3d4d1f7b5d29b6d8ccc6f1b3c4ad2a5dbbd0b3ac5b62a4a0c8b1a3b7d0e3c0", hashlib.sha256(b"v1\n").hexdigest()
     )
@@ -96,7 +85,7 @@ def test_an_input_stored_by_interface_1_still_applies_and_restores(tree: Path) -
     assert "activated-v1" in r.stdout and (etc / "app.conf").read_text() == "v1\n"
     r = call("files-restore", "stored", stored, tree / "state")
     assert r.returncode == 0, r.stderr
-    assert digest(etc) == before and not (tree / "state").exists()
+    assert tree_digest(etc) == before and not (tree / "state").exists()
 
 
 def _table(rows: int) -> str:
@@ -109,7 +98,7 @@ def test_a_large_content_travels_packed_and_installs_every_byte(tree: Path, shel
     """Format 2: a content over COMPRESS_OVER goes gzip+base64 (its file line stays readable);
     a stack whose contents are all small still sends format 1, byte for byte."""
     etc = tree / "etc"
-    before = digest(etc)
+    before = tree_digest(etc)
     big, small = _table(400), "small = 1\n"
     specs = [FileSpec(str(etc / "tunnels")), FileSpec(str(etc / "app.conf"), "0640")]
     m = render_files_manifest("o", specs, [big, small], activate="echo on")
@@ -125,13 +114,13 @@ def test_a_large_content_travels_packed_and_installs_every_byte(tree: Path, shel
     assert "o: unchanged" in call("files-apply", "o", m, tree / "state", shell).stdout
     r = call("files-restore", "o", m, tree / "state", shell)
     assert r.returncode == 0, r.stderr
-    assert digest(etc) == before and not (tree / "state").exists()
+    assert tree_digest(etc) == before and not (tree / "state").exists()
     assert render_files_manifest("o", specs[1:], [small]).startswith("mattermost-transport-encryption helper input v1\n")
 
 
 def test_a_damaged_packed_content_changes_nothing(tree: Path) -> None:
     etc = tree / "etc"
-    before = digest(etc)
+    before = tree_digest(etc)
     m = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], [_table(400)])
     lines = m.splitlines()
     at = next(i for i, line in enumerate(lines) if "gzip+base64" in line) + 3
@@ -141,13 +130,13 @@ def test_a_damaged_packed_content_changes_nothing(tree: Path) -> None:
     # a packed section in a format-1 input is not decoded: its size (or hash) check refuses it
     r = call("files-apply", "o", m.replace("input v2", "input v1", 1), tree / "state")
     assert r.returncode != 0 and ("expected" in r.stderr or "does not match its hash" in r.stderr), r.stderr
-    assert digest(etc) == before
+    assert tree_digest(etc) == before
 
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_manifest_apply_is_idempotent_and_restore_gives_back_every_byte(tree: Path, shell: str) -> None:
     etc = tree / "etc"
-    before = digest(etc)
+    before = tree_digest(etc)
     specs = [FileSpec(str(etc / "app.conf"), "0640"), FileSpec(str(etc / "d" / "no-newline"), "0600")]
     contents = ["new = 2\n| looks like a prefix\n\n", "last line without newline"]
     log = tree / "log"
@@ -161,7 +150,7 @@ def test_manifest_apply_is_idempotent_and_restore_gives_back_every_byte(tree: Pa
     r = call("files-restore", "o", m, tree / "state", shell)
     assert r.returncode == 0, r.stderr
     assert log.read_text() == "on\noff\n"
-    assert digest(etc) == before and not (tree / "state").exists()
+    assert tree_digest(etc) == before and not (tree / "state").exists()
 
 
 def test_manifest_is_readable_and_names_every_file_and_what_runs() -> None:
@@ -192,7 +181,7 @@ def test_manifest_round_trips_exact_bytes_through_the_helper(tree: Path, content
 
 def test_a_damaged_input_changes_nothing(tree: Path) -> None:
     etc = tree / "etc"
-    before = digest(etc)
+    before = tree_digest(etc)
     m = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], ["new\n"])
     r = call("files-apply", "o", m.replace("| new", "| nex"), tree / "state")
     assert r.returncode != 0 and "does not match its hash" in r.stderr
@@ -200,7 +189,7 @@ def test_a_damaged_input_changes_nothing(tree: Path) -> None:
     assert r.returncode != 0 and "written for o" in r.stderr
     r = call("files-apply", "o", "garbage\n", tree / "state")
     assert r.returncode != 0 and "not a helper input" in r.stderr
-    assert digest(etc) == before
+    assert tree_digest(etc) == before
 
 
 def test_block_manifest_applies_and_restores(tree: Path) -> None:
@@ -228,7 +217,7 @@ def test_concurrent_commands_on_one_host_do_not_race(tree: Path) -> None:
     n = 8
     state = tree / "state"
     etc = tree / "etc"
-    before = digest(etc)
+    before = tree_digest(etc)
     mans = {
         f"o{i}": render_files_manifest(f"o{i}", [FileSpec(str(etc / f"d{i}" / "sub" / "f"))], [f"{i}\n"]) for i in range(n)
     }
@@ -239,7 +228,7 @@ def test_concurrent_commands_on_one_host_do_not_race(tree: Path) -> None:
         with ThreadPoolExecutor(n) as pool:
             restored = list(pool.map(lambda o: call("files-restore", o, mans[o], state), mans))
         assert all(r.returncode == 0 for r in restored), (rnd, [r.stderr for r in restored if r.returncode])
-        assert digest(etc) == before and not state.exists()
+        assert tree_digest(etc) == before and not state.exists()
 
 
 def test_a_daemon_started_by_a_hook_does_not_hold_the_lock(tree: Path) -> None:
@@ -261,7 +250,7 @@ def test_hosts_the_previous_layout_configured_converge_unchanged_and_restore(tre
     changes (no restart), and destroy still gives back the originals byte for byte."""
     etc, state, log = tree / "etc", tree / "state", tree / "log"
     (etc / "rules").write_text("*filter\nCOMMIT")
-    before = digest(etc)
+    before = tree_digest(etc)
     specs = [FileSpec(str(etc / "app.conf"), "0640"), FileSpec(str(etc / "new" / "deep" / "key.pem"), "0600")]
     old_specs = [v0.FileSpec(s.path, s.mode, s.owner, s.group) for s in specs]
     contents = ["new = 2\n", "KEY\n"]
@@ -276,17 +265,17 @@ def test_hosts_the_previous_layout_configured_converge_unchanged_and_restore(tre
         input=v0.encode_bundle(["block = 1\n"]), capture_output=True, text=True,
     )
     assert old_block.returncode == 0, old_block.stderr
-    configured = digest(etc)
+    configured = tree_digest(etc)
     m = render_files_manifest("mm1-tls-files", specs, contents, activate=activate)
     r = call("files-apply", "mm1-tls-files", m, state)
     assert r.returncode == 0 and "mm1-tls-files: unchanged" in r.stdout, r.stdout + r.stderr
     b = render_block_manifest("blk", str(etc / "rules"), "block = 1\n")
     r = call("block-apply", "blk", b, state)
     assert r.returncode == 0 and "blk: unchanged" in r.stdout, r.stdout + r.stderr
-    assert digest(etc) == configured and log.read_text() == "activated\n", "no activation: no downtime"
+    assert tree_digest(etc) == configured and log.read_text() == "activated\n", "no activation: no downtime"
     assert call("block-restore", "blk", b, state).returncode == 0
     assert call("files-restore", "mm1-tls-files", m, state).returncode == 0
-    assert digest(etc) == before and not state.exists()
+    assert tree_digest(etc) == before and not state.exists()
 
 
 def test_self_contained_restore_ignores_its_stdin(tree: Path) -> None:

@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from components.pki import trust_bundle
-from tests.unit.test_node_render import make_ca, make_leaf, pem
+from tests.helpers.certs import make_ca, make_leaf, pem
 from tools.load import Load, under_load
 
 NAME = "mattermost.test.internal"

@@ -21,8 +21,18 @@ import pytest
 from components import nginx_live as live
 from components.nginx_render import HEADER, TRANSITION_HEADER, Backend, proxy_paths
 from lab import _seed
-from tests.unit.test_nginx_render import SERVER, UPSTREAM, needs_nginx, needs_root, nginx_t, nginx_tree
-from tests.unit.test_nginx_transition import PING, _apply, real_nginx, run_nodes
+from tests.helpers.nginx import (
+    PING,
+    SERVER,
+    UPSTREAM,
+    marked,
+    needs_nginx,
+    needs_root,
+    nginx_t,
+    nginx_tree,
+    real_nginx,
+    run_nodes,
+)
 
 NODES = [Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065)]
 NODES3 = [*NODES, Backend("10.251.0.103", 8065)]
@@ -394,7 +404,7 @@ def _transition_of(kind: str, nodes: list[int], cache_root: Path):  # type: igno
     return render
 
 
-@_apply(real_nginx)
+@marked(real_nginx)
 @pytest.mark.parametrize("kind", ["guide", "plain"])
 def test_transitional_site_never_fails_a_request_while_nodes_switch(tmp_path: Path, world_dir: Path, kind: str) -> None:
     """As test_nginx_transition's rollout, with nginx_live's transitional version of a real site."""

@@ -5,8 +5,6 @@ validate scripts against stubs and inside the real remote_files apply script."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import shutil
 import subprocess
@@ -14,10 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from components.nginx_render import (
     TEMPLATE,
@@ -31,14 +25,9 @@ from components.nginx_render import (
     render_validate_script,
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_apply
-
-SERVER = "mattermost.example.com"
-UPSTREAM = "mattermost-app.internal"
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
-IS_ROOT = os.geteuid() == 0
-needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx not installed (apt-get install nginx-light)")
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")
+from tests.helpers.certs import make_ca, make_leaf
+from tests.helpers.nginx import NGINX, SERVER, UPSTREAM, needs_nginx, needs_root, nginx_t, nginx_tree, parse, site
+from tests.helpers.scripts import SHELLS
 
 PROXY_SSL = {
     "proxy_pass": "https://backend",
@@ -51,82 +40,7 @@ PROXY_SSL = {
 }
 
 
-def site(paths: ProxyPaths | None = None, backends: list[Backend] | None = None, keepalive: int = 32) -> str:
-    return render_nginx_site(
-        server_name=SERVER,
-        backends=backends or [Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065)],
-        upstream_name=UPSTREAM,
-        keepalive=keepalive,
-        paths=paths or proxy_paths("/etc/nginx/mattermost-tls"),
-    )
-
-
 # ---------------------------------------------------------------- structure, as NGINX tokenizes it
-
-
-class Block:
-    def __init__(self, name: str, args: list[str]):
-        self.name, self.args = name, args
-        self.directives: list[tuple[str, list[str]]] = []
-        self.children: list[Block] = []
-
-    def get(self, name: str) -> list[list[str]]:
-        return [a for n, a in self.directives if n == name]
-
-    def one(self, name: str) -> str:
-        vals = self.get(name)
-        assert len(vals) == 1, f"{self.name} {self.args}: {name} appears {len(vals)} times"
-        return " ".join(vals[0])
-
-    def walk(self):  # type: ignore[no-untyped-def]
-        yield self
-        for c in self.children:
-            yield from c.walk()
-
-
-def tokenize(text: str) -> list[str]:
-    tokens, i = [], 0
-    while i < len(text):
-        c = text[i]
-        if c.isspace():
-            i += 1
-        elif c == "#":
-            i = text.index("\n", i) if "\n" in text[i:] else len(text)
-        elif c in "{};":
-            tokens.append(c)
-            i += 1
-        elif c in "\"'":
-            j = text.index(c, i + 1)
-            tokens.append(text[i + 1 : j])
-            i = j + 1
-        else:
-            j = i
-            while j < len(text) and not text[j].isspace() and text[j] not in "{};":
-                j += 1
-            tokens.append(text[i:j])
-            i = j
-    return tokens
-
-
-def parse(text: str) -> Block:
-    root = Block("main", [])
-    stack, words = [root], []  # type: ignore[var-annotated]
-    for t in tokenize(text):
-        if t == ";":
-            stack[-1].directives.append((words[0], words[1:]))
-            words = []
-        elif t == "{":
-            b = Block(words[0], words[1:])
-            stack[-1].children.append(b)
-            stack.append(b)
-            words = []
-        elif t == "}":
-            assert not words, f"dangling words {words}"
-            stack.pop()
-        else:
-            words.append(t)
-    assert len(stack) == 1 and not words, "unbalanced braces"
-    return root
 
 
 def test_upstream_lists_every_node_with_keepalive() -> None:
@@ -232,83 +146,6 @@ def test_adding_a_node_only_adds_its_server_line() -> None:
 
 
 # ---------------------------------------------------------------- real nginx
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_ca(cn: str = "test CA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def make_leaf(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], names: list[str]) -> tuple[str, str]:
-    ca_key, ca_cert = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0])).issuer_name(ca_cert.subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
-
-
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def nginx_tree(d: Path, backends: list[Backend] | None = None) -> tuple[ProxyPaths, Path, tuple]:  # type: ignore[type-arg]
-    """A throwaway NGINX prefix: main conf including the rendered site, public cert + key, CA."""
-    ca = make_ca()
-    paths = proxy_paths(str(d / "tls"))
-    (d / "tls").mkdir(parents=True)
-    cert, key = make_leaf(ca, [SERVER, "127.0.0.1"])
-    Path(paths.cert).write_text(cert)
-    Path(paths.key).write_text(key)
-    Path(paths.ca).write_text(pem(ca[1]))
-    for t in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (d / t).mkdir()
-    (d / "site.conf").write_text(site(paths, backends=backends))
-    main = d / "nginx.conf"
-    main.write_text(
-        f"pid {d}/nginx.pid;\nerror_log {d}/error.log;\n"
-        "events { worker_connections 64; }\n"
-        "http {\n  access_log off;\n"
-        f"  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n"
-        f"  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n"
-        f"  include {d}/site.conf;\n}}\n"
-    )
-    return paths, main, ca
-
-
-def nginx_t(d: Path, main: Path) -> subprocess.CompletedProcess[str]:
-    assert NGINX
-    return subprocess.run(
-        [NGINX, "-t", "-p", str(d), "-c", str(main), "-e", str(d / "error.log")], capture_output=True, text=True
-    )
 
 
 @needs_nginx

@@ -13,13 +13,8 @@ that installs it only when migrating from plain HTTP.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 import subprocess
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +23,6 @@ from components.nginx_render import (
     HEADER,
     TRANSITION_HEADER,
     Backend,
-    ProxyPaths,
     proxy_paths,
     render_nginx_site,
     render_site_handback,
@@ -37,16 +31,19 @@ from components.nginx_render import (
     render_transition_site,
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_restore
-from tests.unit.test_nginx_render import (
+from tests.helpers.nginx import (
+    PING,
     SERVER,
     UPSTREAM,
     Block,
-    make_leaf,
+    marked,
     needs_nginx,
     needs_root,
     nginx_t,
     nginx_tree,
     parse,
+    real_nginx,
+    run_nodes,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,147 +157,7 @@ def test_nginx_accepts_the_transitional_site(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- real NGINX, real stand-in nodes
 
-# A stand-in web listener (lab/standin) on ADDRESS, plain or TLS; "tls-late" drops its first
-# connection unanswered: a node whose TLS listener comes up between NGINX's two attempts.
-NODE = r"""
-import signal, sys
-sys.path.insert(0, sys.argv[7])
-from lab.standin.mmstandin import web
-from lab.standin.mmstandin.config import Config
-from lab.standin.mmstandin.runtime import Context, Logger
-addr, mode, cert, key, ready, log = sys.argv[1:7]
-svc = {"ListenAddress": addr, "ConnectionSecurity": "TLS" if mode.startswith("tls") else ""}
-if mode.startswith("tls"):
-    svc.update(TLSCertFile=cert, TLSKeyFile=key)
-if mode == "tls-late":
-    serve, dropped = web._Server.finish_request, []
-    def finish_request(self, request, client_address):
-        if not dropped:
-            dropped.append(1)
-            return
-        serve(self, request, client_address)
-    web._Server.finish_request = finish_request
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-w = web.Web(Context(config=Config(path="-", data={"ServiceSettings": svc}), log=Logger("debug", stream=open(log, "a"))))
-w.start()
-open(ready, "w").close()
-signal.sigwait({signal.SIGTERM})
-w.stop()
-"""
-
-# Runs inside `unshare --net` (only loopback, nothing leaves the machine): node i listens on
-# 127.0.0.(i+1):8065; steps start/stop nodes, start NGINX and send requests through it. Prints one
-# JSON line per request: status, body, and how many pings each node has served so far, per mode
-# ("1-plain", "1-tls", ...; "tls-late" counts as "tls-late").
-DRIVER = r"""
-import http.client, json, os, socket, ssl, subprocess, sys, time
-d, root, steps = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-procs = {}
-def start(i, mode):
-    ready = f"{d}/ready{i}"
-    if os.path.exists(ready):
-        os.unlink(ready)
-    procs[i] = subprocess.Popen([sys.executable, f"{d}/node.py", f"127.0.0.{i + 1}:8065", mode,
-                                 f"{d}/node.crt", f"{d}/node.key", ready, f"{d}/node{i}-{mode}.log", root])
-    for _ in range(1000):
-        if os.path.exists(ready):
-            return
-        time.sleep(0.01)
-    raise SystemExit(f"node {i} did not start")
-def stop(i):
-    p = procs.pop(i)
-    p.terminate()
-    p.wait(10)
-ctx = ssl.create_default_context(cafile=f"{d}/tls/ca.crt")
-def get(path, headers):
-    c = http.client.HTTPSConnection("127.0.0.1", 443, timeout=30)
-    c.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", 443), 30), server_hostname=SERVER)
-    c.request("GET", path, headers={"Host": SERVER, **headers})
-    r = c.getresponse()
-    body = r.read().decode(errors="replace")
-    c.close()
-    return r.status, body
-def served():
-    out = {}
-    for i in (1, 2, 3):
-        for mode in ("plain", "tls"):
-            log = f"{d}/node{i}-{mode}.log"
-            lines = open(log).read().splitlines() if os.path.exists(log) else []
-            out[f"{i}-{mode}"] = sum(1 for line in lines if "GET /api/v4/system/ping " in line)
-    return out
-try:
-    for step in steps:
-        if step[0] == "start":
-            start(step[1], step[2])
-        elif step[0] == "stop":
-            stop(step[1])
-        elif step[0] == "nginx":
-            subprocess.run(["nginx", "-p", d, "-c", f"{d}/nginx.conf", "-e", f"{d}/error.log"], check=True)
-        elif step[0] == "get":
-            status, body = get(step[1], step[2] if len(step) > 2 else {})
-            print(json.dumps({"status": status, "body": body, "served": served()}), flush=True)
-finally:
-    for i in list(procs):
-        stop(i)
-    if os.path.exists(f"{d}/nginx.pid"):
-        subprocess.run(["kill", open(f"{d}/nginx.pid").read().strip()])
-""".replace("SERVER", repr(SERVER))
-
-PING = ["get", "/api/v4/system/ping"]
-needs_netns = pytest.mark.skipif(
-    not shutil.which("unshare") or not shutil.which("ip"), reason="needs unshare and ip (util-linux, iproute2)"
-)
-
-
-def run_nodes(
-    tmp_path: Path,
-    nodes: list[int],
-    steps: list[list[object]],
-    site_edit: str | None = None,
-    site: Callable[[ProxyPaths, Path], str] | None = None,
-) -> list[dict]:  # type: ignore[type-arg]
-    """NGINX with the transitional site for nodes 127.0.0.(i+1):8065 (or `site(paths, dir)`: another
-    transitional site, e.g. nginx_live's version of an admin's site), then `steps`."""
-    paths, _, ca = nginx_tree(tmp_path, backends=[Backend(f"127.0.0.{i + 1}", 8065) for i in nodes])
-    if site is not None:
-        site_text = site(paths, tmp_path)
-    else:
-        site_text = render_transition_site(
-            server_name=SERVER,
-            backends=[Backend(f"127.0.0.{i + 1}", 8065) for i in nodes],
-            upstream_name=UPSTREAM,
-            keepalive=32,
-            paths=paths,
-        )
-    (tmp_path / "site.conf").write_text(re.sub(site_edit, "", site_text) if site_edit else site_text)
-    cert, key = make_leaf(ca, ["mm", UPSTREAM])
-    (tmp_path / "node.crt").write_text(cert)
-    (tmp_path / "node.key").write_text(key)
-    (tmp_path / "node.py").write_text(NODE)
-    (tmp_path / "driver.py").write_text(DRIVER)
-    r = subprocess.run(
-        ["unshare", "--net", sys.executable, str(tmp_path / "driver.py"), str(tmp_path), str(ROOT), json.dumps(steps)],
-        capture_output=True, text=True, timeout=180,
-        env={**os.environ, "PATH": f"{os.environ.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin"},
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    return [json.loads(line) for line in r.stdout.splitlines()]
-
-
-real_nginx = [needs_nginx, needs_root, needs_netns]
-
-
-def _apply(marks: list[pytest.MarkDecorator]):  # type: ignore[no-untyped-def]
-    def wrap(f):  # type: ignore[no-untyped-def]
-        for m in marks:
-            f = m(f)
-        return f
-
-    return wrap
-
-
-@_apply(real_nginx)
+@marked(real_nginx)
 def test_nodes_switching_one_at_a_time_never_fail_a_request(tmp_path: Path) -> None:
     steps: list[list[object]] = [["start", 1, "plain"], ["start", 2, "plain"], ["start", 3, "plain"], ["nginx"]]
     steps += [PING, PING, PING]
@@ -316,7 +173,7 @@ def test_nodes_switching_one_at_a_time_never_fail_a_request(tmp_path: Path) -> N
     assert out[5]["served"]["1-tls"] == 1 and out[-1]["served"]["3-tls"] >= 1
 
 
-@_apply(real_nginx)
+@marked(real_nginx)
 def test_a_node_refused_during_its_restart_is_used_over_tls_at_once(tmp_path: Path) -> None:
     steps = [["start", 2, "plain"], ["start", 3, "plain"], ["nginx"], PING, PING, ["start", 1, "tls"], PING, PING, PING]
     out = run_nodes(tmp_path, [1, 2, 3], steps)
@@ -327,7 +184,7 @@ def test_a_node_refused_during_its_restart_is_used_over_tls_at_once(tmp_path: Pa
     assert [o["served"]["1-tls"] for o in control[2:]] == [0, 0, 0]
 
 
-@_apply(real_nginx)
+@marked(real_nginx)
 def test_a_node_that_switches_between_the_two_attempts_still_answers(tmp_path: Path) -> None:
     """TLS attempt refused, then the node is up over TLS and answers the plain attempt with
     Mattermost's 400: the request goes back to TLS instead of returning that 400."""
@@ -341,7 +198,7 @@ def test_a_node_that_switches_between_the_two_attempts_still_answers(tmp_path: P
     assert control[0]["status"] == 400 and "HTTP request to an HTTPS server" in control[0]["body"]
 
 
-@_apply(real_nginx)
+@marked(real_nginx)
 def test_an_application_400_reaches_the_client_while_every_node_is_plain(tmp_path: Path) -> None:
     steps = [
         ["start", 1, "plain"], ["start", 2, "plain"], ["nginx"],

@@ -6,9 +6,7 @@ real remote_files apply script to show the rollback."""
 from __future__ import annotations
 
 import ctypes
-import datetime as dt
 import http.server
-import ipaddress
 import os
 import shutil
 import ssl
@@ -18,10 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from components import node_render
 from components.node_render import (
@@ -38,9 +32,10 @@ from components.node_render import (
     tls_env,
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
+from tests.helpers.certs import make_ca, make_leaf, pem
+from tests.helpers.node_stubs import JOURNAL, UPSTREAM, Stubs, run
+from tests.helpers.scripts import SHELLS
 
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
-UPSTREAM = "mattermost-app.internal"
 LIBSYSTEMD_SHARED = next(
     (p for p in Path("/usr/lib").glob("*/systemd/libsystemd-shared-*.so")), None
 )
@@ -266,79 +261,6 @@ def test_wait_script_refuses_nonsense_numbers(kw: dict[str, int]) -> None:
 
 # ---------------------------------------------------------------- scripts: run against stubs
 
-JOURNAL = '{"level":"error","msg":"Failed to start server","error":"open /etc/mattermost-tls/node.key: permission denied"}'
-
-STUBS = {
-    "systemctl": r"""#!/bin/sh
-d=$STUB_DIR
-printf 'systemctl %s\n' "$*" >> "$d/calls"
-case "$1" in
-  restart)
-    if [ -e "$d/restart_fails" ]; then
-      echo "Job for mattermost.service failed because the control process exited with error code." >&2; exit 1
-    fi
-    if [ -e "$d/pid_after_restart" ]; then cp "$d/pid_after_restart" "$d/mainpid"; fi ;;
-  is-failed) [ -e "$d/unit_failed" ] && exit 0; exit 1 ;;
-  show)
-    case "$*" in
-      *ActiveState*) cat "$d/activestate" 2>/dev/null || echo activating ;;
-      *SubState*) cat "$d/substate" 2>/dev/null || echo start ;;
-      *) cat "$d/mainpid" 2>/dev/null || echo 0 ;;
-    esac ;;
-  status) echo "x mattermost.service - Mattermost"; echo "     Active: activating (auto-restart) (Result: exit-code)"; exit 3 ;;
-  daemon-reload) [ -e "$d/reload_fails" ] && exit 1 ;;
-esac
-exit 0
-""",
-    "curl": r"""#!/bin/sh
-d=$STUB_DIR
-printf 'curl %s\n' "$*" >> "$d/calls"
-n=$(cat "$d/curl_count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$d/curl_count"
-if [ -e "$d/curl_ok_after" ] && [ "$n" -gt "$(cat "$d/curl_ok_after")" ]; then exit 0; fi
-if [ -e "$d/curl_ok_if_good" ] && grep -q GOOD "$(cat "$d/curl_ok_if_good")"; then exit 0; fi
-echo "curl: (7) Failed to connect to mattermost-app.internal port 8065 after 0 ms: Couldn't connect to server" >&2
-exit 7
-""",
-    "journalctl": "#!/bin/sh\nprintf 'journalctl %s\\n' \"$*\" >> \"$STUB_DIR/calls\"\necho '" + JOURNAL + "'\n",
-    "update-ca-certificates": "#!/bin/sh\nprintf 'update-ca-certificates %s\\n' \"$*\" >> \"$STUB_DIR/calls\"\n",
-    # a fake clock: `sleep` advances what `date +%s` says, so timeouts cost no real time
-    "date": '#!/bin/sh\nif [ "$1" = "+%s" ]; then cat "$STUB_DIR/clock"; else exec /bin/date "$@"; fi\n',
-    "sleep": '#!/bin/sh\nc=$(cat "$STUB_DIR/clock"); echo $((c + $1)) > "$STUB_DIR/clock"\n',
-}
-
-
-class Stubs:
-    def __init__(self, root: Path, names: list[str] | None = None):
-        self.dir = root / "stubs"
-        self.dir.mkdir()
-        for name in names or list(STUBS):
-            f = self.dir / name
-            f.write_text(STUBS[name])
-            f.chmod(0o755)
-        (self.dir / "clock").write_text("1000\n")
-
-    def env(self) -> dict[str, str]:
-        return {"PATH": f"{self.dir}:/usr/sbin:/usr/bin:/sbin:/bin", "STUB_DIR": str(self.dir), "LC_ALL": "C"}
-
-    def flag(self, name: str, content: str = "") -> None:
-        (self.dir / name).write_text(content)
-
-    def calls(self) -> list[str]:
-        f = self.dir / "calls"
-        return f.read_text().splitlines() if f.exists() else []
-
-    def clock(self) -> int:
-        return int((self.dir / "clock").read_text())
-
-    def path_prefix(self) -> str:
-        """Put the stubs first inside a script that resets PATH (remote_files does)."""
-        return f"PATH={self.dir}:$PATH\nexport PATH\n"
-
-
-def run(script: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/bin/sh", "-c", script], input=stdin, capture_output=True, text=True, env=env, timeout=60)
-
-
 @pytest.fixture
 def stubs(tmp_path: Path) -> Stubs:
     return Stubs(tmp_path)
@@ -489,52 +411,6 @@ def test_the_db_ca_command_refreshes_trust_and_requires_it_for_mysql(stubs: Stub
 
 
 # ---------------------------------------------------------------- real TLS, real curl
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_ca(cn: str = "test CA") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn)).issuer_name(_name(cn)).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def make_leaf(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate], names: list[str]) -> tuple[str, str]:
-    ca_key, ca_cert = ca
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for n in names:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
-        except ValueError:
-            sans.append(x509.DNSName(n))
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(names[0])).issuer_name(ca_cert.subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
-
-
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 class _Ping(http.server.BaseHTTPRequestHandler):

@@ -18,24 +18,7 @@ from components.remote_files import (
     render_files_apply,
     render_files_restore,
 )
-
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
-
-
-def run(script: str, stdin: str = "", shell: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([shell, "-c", script], input=stdin, capture_output=True, text=True, timeout=30)
-
-
-def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_symlink():
-            out[str(p)] = ("link:" + os.readlink(p), 0)
-        elif p.is_file():
-            out[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)
-        else:
-            out[str(p)] = ("dir", p.stat().st_mode)
-    return out
+from tests.helpers.scripts import SHELLS, sh, tree_digest
 
 
 @pytest.fixture
@@ -68,7 +51,7 @@ def test_apply_is_idempotent_and_restore_is_byte_identical(env: dict[str, Path],
     s = specs(env)
     apply = render_files_apply("owner-a", s, activate=activate(env), state_dir=str(env["state"]))
     bundle = encode_bundle(["new = 2\n", "SECRET KEY\n"])
-    r = run(apply, bundle, shell)
+    r = sh(apply, bundle, shell)
     assert r.returncode == 0, r.stderr
     assert "owner-a: changed" in r.stdout
     assert (env["etc"] / "app.conf").read_text() == "new = 2\n"
@@ -77,13 +60,13 @@ def test_apply_is_idempotent_and_restore_is_byte_identical(env: dict[str, Path],
     assert activations(env) == 1
     assert "SECRET" not in r.stdout + r.stderr
 
-    r = run(apply, bundle, shell)
+    r = sh(apply, bundle, shell)
     assert r.returncode == 0, r.stderr
     assert "owner-a: unchanged" in r.stdout
     assert activations(env) == 1, "unchanged content must not activate again"
 
     restore = render_files_restore("owner-a", s, restore_activate=activate(env), state_dir=str(env["state"]))
-    r = run(restore, "", shell)
+    r = sh(restore, "", shell)
     assert r.returncode == 0, r.stderr
     assert tree_digest(env["etc"]) == before, "originals back, created dirs gone"
     assert not env["state"].exists(), "no state left behind"
@@ -97,7 +80,7 @@ def test_failed_validation_keeps_previous_files(env: dict[str, Path]) -> None:
         "owner-a", s, validate="echo 'config test failed: bad line 3' >&2; false",
         activate=activate(env), state_dir=str(env["state"]),
     )
-    r = run(apply, encode_bundle(["bad\n", "k\n"]))
+    r = sh(apply, encode_bundle(["bad\n", "k\n"]))
     assert r.returncode != 0
     assert "bad line 3" in r.stderr and "validation failed" in r.stderr
     assert tree_digest(env["etc"]) == before
@@ -108,17 +91,17 @@ def test_failed_validation_keeps_previous_files(env: dict[str, Path]) -> None:
 def test_multi_step_activation_failure_rolls_back_and_reactivates(env: dict[str, Path]) -> None:
     s = specs(env)
     good = render_files_apply("o", s, activate=activate(env), state_dir=str(env["state"]))
-    assert run(good, encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    assert sh(good, encode_bundle(["v1\n", "k1\n"])).returncode == 0
     # first step fails, second succeeds: the failure must still count
     bad = render_files_apply(
         "o", s, activate=f"false\n{activate(env)}", state_dir=str(env["state"])
     )
-    r = run(bad, encode_bundle(["v2\n", "k2\n"]))
+    r = sh(bad, encode_bundle(["v2\n", "k2\n"]))
     assert r.returncode != 0 and "activation failed" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "v1\n"
     assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
     # restore still brings back the true original, not v1
-    r = run(render_files_restore("o", s, state_dir=str(env["state"])))
+    r = sh(render_files_restore("o", s, state_dir=str(env["state"])))
     assert r.returncode == 0, r.stderr
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
     assert not (env["etc"] / "new").exists()
@@ -128,19 +111,19 @@ def test_create_before_delete_old_delete_leaves_new_files(env: dict[str, Path]) 
     """Replacement: the new owner's create runs first, then the old owner's delete."""
     s = specs(env)
     st = str(env["state"])
-    assert run(render_files_apply("old", s, state_dir=st), encode_bundle(["old\n", "k\n"])).returncode == 0
-    assert run(render_files_apply("new", s, state_dir=st), encode_bundle(["new\n", "k2\n"])).returncode == 0
-    r = run(render_files_restore("old", s, state_dir=st))
+    assert sh(render_files_apply("old", s, state_dir=st), encode_bundle(["old\n", "k\n"])).returncode == 0
+    assert sh(render_files_apply("new", s, state_dir=st), encode_bundle(["new\n", "k2\n"])).returncode == 0
+    r = sh(render_files_restore("old", s, state_dir=st))
     assert r.returncode == 0 and "belongs to another resource" in r.stdout
     assert (env["etc"] / "app.conf").read_text() == "new\n"
-    r = run(render_files_restore("new", s, state_dir=st))
+    r = sh(render_files_restore("new", s, state_dir=st))
     assert r.returncode == 0
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
 
 
 def test_truncated_input_fails_without_touching_files(env: dict[str, Path]) -> None:
     before = tree_digest(env["etc"])
-    r = run(render_files_apply("o", specs(env), state_dir=str(env["state"])), encode_bundle(["only one\n"]))
+    r = sh(render_files_apply("o", specs(env), state_dir=str(env["state"])), encode_bundle(["only one\n"]))
     assert r.returncode != 0 and "input ended after 1 of 2" in r.stderr
     assert tree_digest(env["etc"]) == before
 
@@ -148,12 +131,12 @@ def test_truncated_input_fails_without_touching_files(env: dict[str, Path]) -> N
 def test_restore_activate_failure_fails_delete_but_files_are_back(env: dict[str, Path]) -> None:
     s = specs(env)
     st = str(env["state"])
-    assert run(render_files_apply("o", s, state_dir=st), encode_bundle(["x\n", "y\n"])).returncode == 0
-    r = run(render_files_restore("o", s, restore_activate="echo reload failed >&2; exit 3", state_dir=st))
+    assert sh(render_files_apply("o", s, state_dir=st), encode_bundle(["x\n", "y\n"])).returncode == 0
+    r = sh(render_files_restore("o", s, restore_activate="echo reload failed >&2; exit 3", state_dir=st))
     assert r.returncode != 0 and "reload failed" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
     # a retry converges
-    assert run(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert sh(render_files_restore("o", s, state_dir=st)).returncode == 0
 
 
 def test_symlinked_path_is_replaced_and_link_restored(env: dict[str, Path]) -> None:
@@ -164,10 +147,10 @@ def test_symlinked_path_is_replaced_and_link_restored(env: dict[str, Path]) -> N
     s = [FileSpec(str(link))]
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert run(render_files_apply("o", s, state_dir=st), encode_bundle(["mine\n"])).returncode == 0
+    assert sh(render_files_apply("o", s, state_dir=st), encode_bundle(["mine\n"])).returncode == 0
     assert not link.is_symlink() and link.read_text() == "mine\n"
     assert target.read_text() == "site\n"
-    assert run(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert sh(render_files_restore("o", s, state_dir=st)).returncode == 0
     assert tree_digest(env["etc"]) == before
 
 
@@ -177,7 +160,7 @@ def test_a_file_that_cannot_be_installed_puts_back_what_was_replaced(env: dict[s
     st = str(env["state"])
     s = [FileSpec(str(env["etc"] / "app.conf")), FileSpec(str(env["etc"] / "blocker" / "key.pem"), "0600")]
     before = tree_digest(env["etc"])
-    r = run(render_files_apply("o", s, activate=activate(env), state_dir=st), encode_bundle(["new\n", "k\n"]))
+    r = sh(render_files_apply("o", s, activate=activate(env), state_dir=st), encode_bundle(["new\n", "k\n"]))
     assert r.returncode != 0
     assert f"could not install {env['etc']}/blocker/key.pem" in r.stderr, r.stderr
     assert "the previous files are back in place" in r.stderr
@@ -188,16 +171,16 @@ def test_a_file_that_cannot_be_installed_puts_back_what_was_replaced(env: dict[s
 def test_a_failed_install_on_update_keeps_the_previous_version(env: dict[str, Path]) -> None:
     st = str(env["state"])
     s = specs(env)
-    assert run(render_files_apply("o", s, state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    assert sh(render_files_apply("o", s, state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
     (env["etc"] / "blocker").write_text("x\n")
     grown = [*s, FileSpec(str(env["etc"] / "blocker" / "more.pem"))]
-    r = run(render_files_apply("o", grown, activate=activate(env), state_dir=st), encode_bundle(["v2\n", "k2\n", "m\n"]))
+    r = sh(render_files_apply("o", grown, activate=activate(env), state_dir=st), encode_bundle(["v2\n", "k2\n", "m\n"]))
     assert r.returncode != 0 and "could not install" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "v1\n"
     assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
     assert activations(env) == 0
     (env["etc"] / "blocker").unlink()
-    assert run(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert sh(render_files_restore("o", s, state_dir=st)).returncode == 0
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
     assert not env["state"].exists()
 
@@ -214,8 +197,8 @@ def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -
     """A moved TLS dir must not leave the old key behind (destroy only knows the new paths)."""
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert run(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "SECRET\n"])).returncode == 0
-    r = run(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
+    assert sh(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "SECRET\n"])).returncode == 0
+    r = sh(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
     assert r.returncode == 0, r.stderr
     assert "is no longer managed; its original is back" in r.stdout
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
@@ -223,9 +206,9 @@ def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -
     assert (env["etc"] / "app-v2.conf").read_text() == "v2\n"
     assert activations(env) == 1
     # applying the same again changes nothing
-    r = run(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
+    r = sh(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
     assert "o: unchanged" in r.stdout and activations(env) == 1
-    assert run(render_files_restore("o", moved(env), state_dir=st)).returncode == 0
+    assert sh(render_files_restore("o", moved(env), state_dir=st)).returncode == 0
     assert tree_digest(env["etc"]) == before
     assert not env["state"].exists()
 
@@ -233,15 +216,15 @@ def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -
 def test_a_failed_move_keeps_the_old_paths(env: dict[str, Path]) -> None:
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert run(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    assert sh(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
     bad = render_files_apply("o", moved(env), activate="echo 'service did not start' >&2; exit 1", state_dir=st)
-    r = run(bad, encode_bundle(["v2\n", "k2\n"]))
+    r = sh(bad, encode_bundle(["v2\n", "k2\n"]))
     assert r.returncode != 0 and "service did not start" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "v1\n"
     assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
     assert not (env["etc"] / "app-v2.conf").exists() and not (env["etc"] / "other").exists()
     # the state still holds the old inputs: their delete restores everything
-    assert run(render_files_restore("o", specs(env), state_dir=st)).returncode == 0
+    assert sh(render_files_restore("o", specs(env), state_dir=st)).returncode == 0
     assert tree_digest(env["etc"]) == before
     assert not env["state"].exists()
 
@@ -250,8 +233,8 @@ def test_delete_also_restores_paths_it_no_longer_lists(env: dict[str, Path]) -> 
     """What an older version of the same owner installed (before moved paths were restored)."""
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert run(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
-    r = run(render_files_restore("o", specs(env)[:1], restore_activate=activate(env), state_dir=st))
+    assert sh(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    r = sh(render_files_restore("o", specs(env)[:1], restore_activate=activate(env), state_dir=st))
     assert r.returncode == 0, r.stderr
     assert tree_digest(env["etc"]) == before and activations(env) == 1
     assert not env["state"].exists()
@@ -262,20 +245,20 @@ def test_a_rollback_leaves_the_state_dir_as_it_found_it(env: dict[str, Path]) ->
     st = env["state"]
     # recorded in creation order (a, b); the cleanup walks them deepest/last first
     s = [FileSpec(str(env["etc"] / "a" / "one.pem")), FileSpec(str(env["etc"] / "b" / "two.pem"))]
-    assert run(render_files_apply("o", s, state_dir=str(st)), encode_bundle(["1\n", "2\n"])).returncode == 0
+    assert sh(render_files_apply("o", s, state_dir=str(st)), encode_bundle(["1\n", "2\n"])).returncode == 0
     before = tree_digest(st)
     bad = render_files_apply("o", s, activate="exit 1", state_dir=str(st))
-    assert run(bad, encode_bundle(["1b\n", "2b\n"])).returncode != 0
+    assert sh(bad, encode_bundle(["1b\n", "2b\n"])).returncode != 0
     assert tree_digest(st) == before
 
 
 def test_another_owners_paths_are_never_swept(env: dict[str, Path]) -> None:
     st = str(env["state"])
-    assert run(render_files_apply("a", specs(env)[:1], state_dir=st), encode_bundle(["a\n"])).returncode == 0
-    assert run(render_files_apply("b", specs(env)[1:], state_dir=st), encode_bundle(["b\n"])).returncode == 0
-    assert run(render_files_apply("a", moved(env)[:1], state_dir=st), encode_bundle(["a2\n"])).returncode == 0
+    assert sh(render_files_apply("a", specs(env)[:1], state_dir=st), encode_bundle(["a\n"])).returncode == 0
+    assert sh(render_files_apply("b", specs(env)[1:], state_dir=st), encode_bundle(["b\n"])).returncode == 0
+    assert sh(render_files_apply("a", moved(env)[:1], state_dir=st), encode_bundle(["a2\n"])).returncode == 0
     assert (env["etc"] / "new/deep/key.pem").read_text() == "b\n"
-    assert run(render_files_restore("a", moved(env)[:1], state_dir=st)).returncode == 0
+    assert sh(render_files_restore("a", moved(env)[:1], state_dir=st)).returncode == 0
     assert (env["etc"] / "new/deep/key.pem").read_text() == "b\n"
 
 
@@ -288,7 +271,7 @@ def test_block_roundtrip_is_byte_identical(env: dict[str, Path], original: str, 
     st = str(env["state"])
     before = tree_digest(env["etc"])
     apply = render_block_apply("blk", str(f), position=position, activate=activate(env), state_dir=st)
-    r = run(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"]))
+    r = sh(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"]))
     assert r.returncode == 0, r.stderr
     text = f.read_text()
     assert "hostssl all mm" in text
@@ -296,12 +279,12 @@ def test_block_roundtrip_is_byte_identical(env: dict[str, Path], original: str, 
     begin = lines.index("# BEGIN mattermost-transport-encryption blk")
     assert (begin == 0) if position == "top" else (lines[-1] == "# END mattermost-transport-encryption blk")
     assert oct(f.stat().st_mode & 0o777) == "0o640"
-    assert run(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"])).returncode == 0
+    assert sh(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"])).returncode == 0
     assert f.read_text() == text and activations(env) == 1
     # a changed block replaces ours instead of adding a second one
-    assert run(apply, encode_bundle(["new line\n"])).returncode == 0
+    assert sh(apply, encode_bundle(["new line\n"])).returncode == 0
     assert f.read_text().count("BEGIN mattermost-transport-encryption blk") == 1
-    r = run(render_block_restore("blk", str(f), state_dir=st))
+    r = sh(render_block_restore("blk", str(f), state_dir=st))
     assert r.returncode == 0, r.stderr
     assert tree_digest(env["etc"]) == before
     assert not env["state"].exists()
@@ -311,19 +294,19 @@ def test_block_keeps_other_edits_and_rolls_back_on_failed_validation(env: dict[s
     f = env["etc"] / "after.rules"
     f.write_text("*filter\nCOMMIT\n")
     st = str(env["state"])
-    assert run(render_block_apply("b", str(f), state_dir=st), encode_bundle(["*nat\nCOMMIT\n"])).returncode == 0
+    assert sh(render_block_apply("b", str(f), state_dir=st), encode_bundle(["*nat\nCOMMIT\n"])).returncode == 0
     bad = render_block_apply("b", str(f), validate="exit 1", state_dir=st)
     snapshot = f.read_text()
-    assert run(bad, encode_bundle(["broken\n"])).returncode != 0
+    assert sh(bad, encode_bundle(["broken\n"])).returncode != 0
     assert f.read_text() == snapshot
     # someone else edits the file meanwhile: delete removes only our block
     f.write_text("# admin note\n" + f.read_text())
-    assert run(render_block_restore("b", str(f), state_dir=st)).returncode == 0
+    assert sh(render_block_restore("b", str(f), state_dir=st)).returncode == 0
     assert f.read_text() == "# admin note\n*filter\nCOMMIT\n"
 
 
 def test_block_on_missing_file_fails_clearly(env: dict[str, Path]) -> None:
-    r = run(render_block_apply("b", str(env["etc"] / "nope"), state_dir=str(env["state"])), encode_bundle(["x"]))
+    r = sh(render_block_apply("b", str(env["etc"] / "nope"), state_dir=str(env["state"])), encode_bundle(["x"]))
     assert r.returncode != 0 and "does not exist" in r.stderr
 
 
@@ -331,11 +314,11 @@ def test_hostile_paths_are_quoted(env: dict[str, Path]) -> None:
     weird = env["etc"] / "we'ird $(touch pwned) dir" / "f;rm -rf x.conf"
     s = [FileSpec(str(weird))]
     st = str(env["state"])
-    r = run(render_files_apply("o; touch owned", s, state_dir=st), encode_bundle(["ok\n"]))
+    r = sh(render_files_apply("o; touch owned", s, state_dir=st), encode_bundle(["ok\n"]))
     assert r.returncode == 0, r.stderr
     assert weird.read_text() == "ok\n"
     assert not Path("pwned").exists() and not Path("owned").exists()
-    assert run(render_files_restore("o; touch owned", s, state_dir=st)).returncode == 0
+    assert sh(render_files_restore("o; touch owned", s, state_dir=st)).returncode == 0
     assert not weird.exists()
 
 
@@ -349,14 +332,14 @@ def test_filespec_rejects_bad_values(kwargs: dict[str, str]) -> None:
 
 
 def test_scripts_parse_in_every_shell(env: dict[str, Path]) -> None:
-    for sh in SHELLS:
+    for shell in SHELLS:
         for script in (
             render_files_apply("o", specs(env), validate="true", activate="true"),
             render_files_restore("o", specs(env), restore_activate="true"),
             render_block_apply("o", "/etc/x"),
             render_block_restore("o", "/etc/x"),
         ):
-            assert subprocess.run([sh, "-n", "-c", script], capture_output=True).returncode == 0
+            assert subprocess.run([shell, "-n", "-c", script], capture_output=True).returncode == 0
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("install"), reason="needs root")

@@ -16,7 +16,7 @@ import pytest
 from lab.standin.mmstandin import database, dsn, web
 from lab.standin.mmstandin.config import Config
 from lab.standin.mmstandin.runtime import Context, Logger
-from tests.unit.test_database_render import Server, pg_server  # noqa: F401 - the fixture
+from tests.helpers.db_servers import Server
 
 PW = "before-pw"
 
@@ -33,7 +33,7 @@ def _ctx(srv: Server, **pool: int) -> Context:
 
 
 @pytest.fixture
-def db(pg_server: Server) -> Iterator[tuple[Server, database.Database]]:  # noqa: F811
+def db(pg_server: Server) -> Iterator[tuple[Server, database.Database]]:
     ctx = _ctx(pg_server, MaxIdleConns=2, ConnMaxLifetimeMilliseconds=400, ConnMaxIdleTimeMilliseconds=300)
     d = database.create(ctx)
     d.start()
@@ -79,7 +79,7 @@ def test_the_idle_cleaner_closes_idle_connections(db: tuple[Server, database.Dat
     assert d.pool.stats()["idle"] == 0 and d.pool.stats()["maxIdleTimeClosed"] >= 1
 
 
-def test_max_idle_zero_logs_in_for_every_query(pg_server: Server) -> None:  # noqa: F811
+def test_max_idle_zero_logs_in_for_every_query(pg_server: Server) -> None:
     ctx = _ctx(pg_server, MaxIdleConns=0, ConnMaxLifetimeMilliseconds=0, ConnMaxIdleTimeMilliseconds=0)
     d = database.create(ctx)
     d.start()

@@ -12,7 +12,7 @@ import pytest
 from lab.standin.mmstandin import config as cfgmod
 from lab.standin.mmstandin import database, dbstore, web
 from lab.standin.mmstandin.runtime import Context, Logger, StartupError
-from tests.unit.test_database_render import Server, pg_server  # noqa: F401 - the fixture
+from tests.helpers.db_servers import Server
 
 PW = "before-pw"
 
@@ -60,7 +60,7 @@ def test_files_and_other_schemes_are_not_database_stores() -> None:
         dbstore.parse_store_dsn("sqlite://x")
 
 
-def test_the_config_lives_in_the_active_row_and_env_never_reaches_it(pg_server: Server) -> None:  # noqa: F811
+def test_the_config_lives_in_the_active_row_and_env_never_reaches_it(pg_server: Server) -> None:
     srv = pg_server
     _sql(srv, "DROP TABLE IF EXISTS Configurations")
     source = _dsn(srv)
@@ -85,7 +85,7 @@ def test_the_config_lives_in_the_active_row_and_env_never_reaches_it(pg_server: 
     assert cfgmod.load(source, environ={}).get("ServiceSettings", "SiteURL") == "https://row.example"
 
 
-def test_a_store_the_server_refuses_stops_the_start(pg_server: Server) -> None:  # noqa: F811
+def test_a_store_the_server_refuses_stops_the_start(pg_server: Server) -> None:
     bad = _dsn(pg_server).replace(PW, "wrong-password")
     with pytest.raises(cfgmod.ConfigError, match="failed to create store") as err:
         cfgmod.load(bad, environ={})
@@ -105,7 +105,7 @@ def _ctx(srv: Server, replicas: list[str], search: list[str] | None = None) -> C
     return Context(config=cfgmod.Config(path="-", data=data), log=Logger("fatal"))
 
 
-def test_reads_go_through_every_replica_pool(pg_server: Server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_reads_go_through_every_replica_pool(pg_server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     # the loopback server plays the replica too: a second database name tells the pools apart
     ctx = _ctx(pg_server, [_dsn(pg_server, "mmnewdb"), _dsn(pg_server)], [_dsn(pg_server, "mmnewdb")])
     pg_server.admin("GRANT CONNECT ON DATABASE mmnewdb TO mmuser")
@@ -126,7 +126,7 @@ def test_reads_go_through_every_replica_pool(pg_server: Server, monkeypatch: pyt
         d.stop()
 
 
-def test_an_unreachable_replica_stops_the_start(pg_server: Server, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_an_unreachable_replica_stops_the_start(pg_server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(database, "PING_ATTEMPTS", 2)
     monkeypatch.setattr(database, "PING_INTERVAL", 0.05)
     ctx = _ctx(pg_server, [_dsn(pg_server).replace(f":{pg_server.port}/", ":1/")])
@@ -136,7 +136,7 @@ def test_an_unreachable_replica_stops_the_start(pg_server: Server, monkeypatch: 
     d.stop()
 
 
-def test_a_replica_that_goes_away_fails_the_read_no_fallback(pg_server: Server) -> None:  # noqa: F811
+def test_a_replica_that_goes_away_fails_the_read_no_fallback(pg_server: Server) -> None:
     ctx = _ctx(pg_server, [_dsn(pg_server)])
     d = database.create(ctx)
     d.start()

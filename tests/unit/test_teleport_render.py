@@ -16,6 +16,7 @@ import yaml
 
 from components import teleport_render as tr
 from components.config import ConfigError, parse
+from tests.helpers.stack_config import HOSTKEY, good
 
 HOSTILE_TOKEN = "tok\"en\\with'quotes#[x]\n\t= ünï\x00"
 
@@ -251,8 +252,6 @@ def test_scripts_parse_and_quote(tmp_path: Path) -> None:
 
 
 def _cfg(**teleport: object) -> dict:
-    from tests.unit.test_config import HOSTKEY, good
-
     d = good()
     d["teleport"] = {"enabled": True, "address": "10.0.0.30", "ssh": {"hostKey": HOSTKEY}, **teleport}
     d["teleportToken"] = "xq7nd3kgm8r1bz4yyu5cw9ptoa"
