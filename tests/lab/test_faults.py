@@ -222,7 +222,7 @@ def test_a_node_that_drops_off_mid_run_fails_the_run_by_name_and_nothing_is_half
     assert failed and all(s.name.startswith("mm2-") or s.name.endswith("-mm2") for s in failed), errors(ev)
     # each names the host's address (a dial error, Go's read error), or is mm2's own step failing
     # with the words x/crypto gives pulumi-command when the connection ends under a session: those
-    # carry no address in the real provider either (lab.replay.runners, tests/unit/test_replay_dropped_host.py)
+    # carry no address in the real provider either (lab.replay.runners, tests/replay/test_replay_dropped_host.py)
     for s in failed:
         assert "internal error" not in s.error, errors(ev)
         assert ADDRESS["mm2"] in s.error or (s.name.startswith("mm2-") and SESSION_ENDED.match(s.error)), errors(ev)
