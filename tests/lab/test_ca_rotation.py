@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import PROXY_IP, SERVER_NAME, changed, diff, ping_through_proxy, snapshot
+from tests.helpers.lab import PROXY_IP, SERVER_NAME, changed, diff, ping_through_proxy, snapshot
 from tools import audit as audit_tool
 from tools.load import Load, StepUnderLoad, under_load
 

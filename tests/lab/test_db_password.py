@@ -24,7 +24,7 @@ import pytest
 
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_rollout import NODES3, Ctx, stack_value
+from tests.helpers.lab import NODES3, Ctx, stack_value
 
 pytestmark = pytest.mark.lab
 

@@ -36,7 +36,7 @@ import yaml
 
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import PROXY_IP, SERVER_NAME, diff, ping_through_proxy, snapshot
+from tests.helpers.lab import PROXY_IP, SERVER_NAME, diff, ping_through_proxy, snapshot, without_helper
 from tools import audit as audit_tool
 from tools.load import Load
 
@@ -154,21 +154,12 @@ def assert_consistent(lab: Lab, nodes: tuple[str, ...], ca_pem: str) -> None:
         assert ping_through_proxy(ca_pem) == 5
 
 
-HELPER_FILES = ("usr/local/lib/mattermost-transport-encryption/", "run/lock/mattermost-transport-encryption.lock")
-"""The host helper and its lock: installed before the host's first change and left in place by a
-failed run (the state still holds the helper); `destroy_and_compare` proves destroy removes them."""
-
-
 def snapshot_without(lab: Lab, host: str, stray: str) -> dict[str, str]:
     """`snapshot` of a host minus one file the test put there itself and the host helper's own
     files: what a failed run must have put back is the host's configuration."""
     now = snapshot(lab, host)
     assert now.pop(stray.lstrip("/"), None) is not None, f"{stray} is not on {host}"
     return without_helper(now)
-
-
-def without_helper(snap: dict[str, str]) -> dict[str, str]:
-    return {path: v for path, v in snap.items() if not path.startswith(HELPER_FILES)}
 
 
 def destroy_and_compare(f: Fresh) -> None:

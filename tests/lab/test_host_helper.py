@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from components.host_helper import HELPER_DIR, HELPER_PATH, LOCK_FILE
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import PROXY_IP, SERVER_NAME, diff, snapshot
+from tests.helpers.lab import PROXY_IP, SERVER_NAME, diff, snapshot
 from tools.load import Load
 
 pytestmark = pytest.mark.lab
@@ -97,7 +98,7 @@ def test_concurrent_commands_on_one_host_neither_race_nor_leave_anything(lab: La
         ev = replay.destroy(project, "race", state_path=state, parallel=OWNERS)
         assert ev.ok, f"round {rnd}: " + _failures(ev)
         assert diff(before, snapshot(lab, "mm1")) == [], "destroy leaves nothing (helper, lock, state)"
-        gone = "test ! -e /usr/local/lib/mattermost-transport-encryption && test ! -e /run/lock/mattermost-transport-encryption.lock"
+        gone = f"test ! -e {HELPER_DIR} && test ! -e {LOCK_FILE}"
         assert lab.ssh("mm1", gone).returncode == 0
 
 
@@ -122,7 +123,7 @@ def test_a_non_root_user_with_passwordless_sudo_works_end_to_end(lab: Lab, tmp_p
         state = tmp_path / "sudo.json"
         ev = replay.up(project, "race", state_path=state, parallel=4)
         assert ev.ok, _failures(ev)
-        owner = lab.ssh("mm2", "stat -c %U.%a /etc/mmtls-race/d1/sub/f.conf /usr/local/lib/mattermost-transport-encryption/helper-v1")
+        owner = lab.ssh("mm2", f"stat -c %U.%a /etc/mmtls-race/d1/sub/f.conf {HELPER_PATH}")
         assert owner.stdout.split() == ["root.644", "root.755"], owner.stdout
         ev = replay.destroy(project, "race", state_path=state, parallel=4)
         assert ev.ok, _failures(ev)
@@ -201,7 +202,7 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
             pytest.fail(f"{res.name} changed something on the upgrade: {stdout[-300:]}")
     # the helper's own files, and the proxy's site file (the reformatted rebuild, see above)
     known_hosts = "/etc/mattermost-cluster/known_hosts"
-    helper_files = {"usr/local/lib/mattermost-transport-encryption/helper-v1", "run/lock/mattermost-transport-encryption.lock",
+    helper_files = {HELPER_PATH.lstrip("/"), LOCK_FILE.lstrip("/"),
                     "etc/nginx/conf.d/mattermost.conf:", "etc/nginx/sites-available/mattermost:",
                     # the short tunnel table, and the known_hosts it replaces with its ledger entries
                     "etc/mattermost-cluster/tunnels:", f"{known_hosts[1:]}:", hashlib.sha256(known_hosts.encode()).hexdigest()[:20],

@@ -22,32 +22,15 @@ import pytest
 from lab import replay
 from lab._names import GATEWAY, address_of
 from lab.hosts import Lab
+from tests.helpers.lab import NODES3, PROXY_IP, ROOT, SERVER_NAME, changed, diff, ping_through_proxy, snapshot
 from tools import audit as audit_tool
 from tools.capture import analyze, capture
 from tools.load import Load
 
 pytestmark = pytest.mark.lab
 
-ROOT = Path(__file__).resolve().parents[2]
-NODES3 = [{"name": "mm1"}, {"name": "mm2"}, {"name": "mm3"}]
 NODES4 = NODES3 + [{"name": "mm4"}]
-PROXY_IP = "10.251.0.10"
-SERVER_NAME = "mattermost.lab.internal"
 BRIDGE = "mmtls-br0"
-
-# everything the program may touch on a host (and a good deal it must not)
-SNAPSHOT = r"""
-cd /
-find etc opt usr/local/share/ca-certificates var/lib/mattermost-transport-encryption \
-  usr/local/lib/mattermost-transport-encryption run/lock/mattermost-transport-encryption.lock -xdev \
-  \( -type f -o -type l \) 2>/dev/null \
-  | grep -v -e '^opt/mattermost/logs/' -e '^opt/mattermost/data/' -e '^etc/ld.so.cache$' \
-  | LC_ALL=C sort | while IFS= read -r f; do
-  if [ -L "$f" ]; then echo "L $(readlink "$f") $f"
-  else echo "$(sha256sum < "$f" | cut -c1-64) $(stat -c %a.%U.%G "$f") $f"; fi
-done
-"""
-
 
 class Ctx:
     """What the ordered tests hand each other."""
@@ -74,44 +57,11 @@ def stack_hosts_bpf(nodes: list[dict[str, str]], db: str = "postgres") -> str:
     return f"({src}) and ({dst})"
 
 
-def snapshot(lab: Lab, host: str) -> dict[str, str]:
-    r = lab.ssh(host, SNAPSHOT, timeout=120)
-    out = {}
-    for line in r.stdout.splitlines():
-        head, _, path = line.rpartition(" ")
-        out[path] = head
-    assert len(out) > 100, f"snapshot of {host} is implausibly small"
-    return out
-
-
-def diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    changes = []
-    for path in sorted(set(before) | set(after)):
-        if before.get(path) != after.get(path):
-            changes.append(f"{path}: {before.get(path, 'absent')} -> {after.get(path, 'absent')}")
-    return changes
-
-
 def run_up(ctx: Ctx, stack: str = "lab", nodes: list[dict[str, str]] = NODES3, **kw: Any) -> replay.Evaluation:
     ev = replay.up(ROOT, stack, state_path=ctx.state, config={**ctx.config, "nodes": nodes}, **kw)
     # the tail of an error holds the host's own message; the head is the command text
     assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps) or ev.program_error
     return ev
-
-
-def changed(ev: replay.Evaluation) -> dict[str, str]:
-    return {s.name: s.op for s in ev.steps if s.op != "same"}
-
-
-def ping_through_proxy(ca_pem: str, n: int = 5) -> int:
-    """How many of n HTTPS pings through NGINX succeeded."""
-    load = Load(SERVER_NAME, PROXY_IP, ca_pem, interval=0.05, max_requests=n)
-    load.start()
-    deadline = time.monotonic() + 30
-    while load.result.sent < n and time.monotonic() < deadline:
-        time.sleep(0.05)
-    r = load.stop()
-    return r.sent - r.failed
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import pytest
 
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import diff, snapshot
+from tests.helpers.lab import diff, snapshot
 
 pytestmark = pytest.mark.lab
 

@@ -40,8 +40,18 @@ from cryptography import x509
 from components.config import PROJECT, parse
 from lab import _seed, replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import PROXY_IP, SERVER_NAME, diff, snapshot
-from tests.lab.test_rollout import PING, ROOT, BrowserLoad, public_cert, stack_value
+from tests.helpers.lab import (
+    PING,
+    PROXY_IP,
+    ROOT,
+    SERVER_NAME,
+    BrowserLoad,
+    diff,
+    is_helper_file,
+    public_cert,
+    snapshot,
+    stack_value,
+)
 from tools import audit as audit_tool
 from tools.load import Load
 
@@ -50,7 +60,6 @@ pytestmark = pytest.mark.lab
 NODES3 = [{"name": "mm1"}, {"name": "mm2"}, {"name": "mm3"}]
 HOSTS = ("mm1", "mm2", "mm3", "proxy")
 NODE_IPS = ["10.251.0.101", "10.251.0.102", "10.251.0.103"]
-HELPER = ("usr/local/lib/mattermost-transport-encryption/", "run/lock/mattermost-transport-encryption.lock")
 """The host helper and its lock: a refused run leaves them installed until destroy (the state holds them)."""
 
 
@@ -79,7 +88,7 @@ class Ctx:
         for host, before in self.before.items():
             changes = diff(before, snapshot(self.lab, host))
             if but_the_helper:
-                changes = [c for c in changes if not c.startswith(HELPER)]
+                changes = [c for c in changes if not is_helper_file(c)]
             assert changes == [], host
 
 
@@ -120,7 +129,7 @@ def test_guide_layout_with_the_default_site_file_is_refused_naming_both_paths(ct
     # nothing of the proxy, the nodes or the database changed: NGINX still proxies http://, no
     # node switched, no cluster account or firewall, PostgreSQL as before
     ctx.unchanged(but_the_helper=True)
-    database_changes = [c for c in diff(database_before, snapshot(ctx.lab, "postgres")) if not c.startswith(HELPER)]
+    database_changes = [c for c in diff(database_before, snapshot(ctx.lab, "postgres")) if not is_helper_file(c)]
     assert database_changes == []
     replay.destroy(ROOT, "lab", state_path=ctx.tmp / "refused.json")
     ctx.unchanged()

@@ -26,7 +26,7 @@ from components.node_render import node_paths, render_preflight_script
 from components.remote_files import strict
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import diff, snapshot
+from tests.helpers.lab import diff, snapshot
 from tools import audit as audit_tool
 
 pytestmark = pytest.mark.lab

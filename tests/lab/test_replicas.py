@@ -23,7 +23,7 @@ import pytest
 
 from lab import _seed, replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import diff, snapshot
+from tests.helpers.lab import diff, snapshot
 
 pytestmark = pytest.mark.lab
 

@@ -28,8 +28,7 @@ import pytest
 
 from lab import replay
 from lab.hosts import Lab
-from tests.lab.test_lifecycle import diff, snapshot
-from tests.lab.test_rollout import PING, PROXY_IP, SERVER_NAME, BrowserLoad, Ctx, stack_value
+from tests.helpers.lab import PING, PROXY_IP, SERVER_NAME, BrowserLoad, Ctx, diff, snapshot, stack_value
 from tools.load import LoadResult
 
 pytestmark = pytest.mark.lab
