@@ -27,19 +27,14 @@ lock every lab pytest session takes), starts from the seeded before state and le
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
 import shlex
 import statistics
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SESSION_LOCK = Path(os.environ.get("MMTLS_LAB_SESSION_LOCK", "/run/mmtls-lab-session.lock"))
 CLIENT, PEER = "mm1", "mm2"
 DIRECT_PORT = 9099
 """Not a gossip port: neither DNAT nor the cluster filter touch it, so it measures the bare link."""
@@ -197,17 +192,6 @@ print(json.dumps(out))
 """
 
 
-@contextlib.contextmanager
-def lab_session_lock() -> Iterator[None]:
-    """The lab session lock every lab pytest session takes: one lab user at a time on this VM."""
-    with open(SESSION_LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def pct(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100)."""
     ordered = sorted(values)
@@ -265,8 +249,9 @@ def bench_tunnel() -> dict[str, float]:
     """Apply the lab stack to a fresh lab, measure, destroy; returns the figures (also printed)."""
     from lab import replay
     from lab.hosts import Lab
+    from tests.helpers.lab_session import session_lock
 
-    with lab_session_lock():
+    with session_lock():
         lab = Lab()
         lab.down()
         lab.up(nodes=3, extra=[])

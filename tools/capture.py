@@ -132,14 +132,14 @@ def tls_plaintext(stream: bytes, start: int = 0) -> int:
     return 0  # a record cut off by the end of the capture is still a record
 
 
-def _postgres_skip(client: bytes, server: bytes) -> tuple[int, int] | None:
+def postgres_skip(client: bytes, server: bytes) -> tuple[int, int] | None:
     """Offsets where TLS starts, or None if the stream never negotiated TLS."""
     if len(client) >= 8 and client[:8] == struct.pack(">II", 8, 80877103) and server[:1] == b"S":
         return 8, 1
     return None
 
 
-def _mysql_skip(client: bytes, server: bytes) -> tuple[int, int] | None:
+def mysql_skip(client: bytes, server: bytes) -> tuple[int, int] | None:
     if len(server) < 4 or len(client) < 4:
         return None
     greeting = 4 + int.from_bytes(server[:3], "little")
@@ -153,8 +153,8 @@ def _mysql_skip(client: bytes, server: bytes) -> tuple[int, int] | None:
 
 
 SKIPS: dict[str, Callable[[bytes, bytes], tuple[int, int] | None]] = {
-    "postgres": _postgres_skip,
-    "mysql": _mysql_skip,
+    "postgres": postgres_skip,
+    "mysql": mysql_skip,
 }
 
 

@@ -170,7 +170,7 @@ def _run(
     finally:
         os.chdir(cwd)
         sys.path[:] = path
-        _forget_program_modules(project.root, modules)
+        forget_program_modules(project.root, modules)
         loop.close()
         executor.shutdown(wait=True)
 
@@ -180,7 +180,7 @@ def _run_main(main: Path) -> None:
     runpy.run_path(str(main), run_name="__main__")
 
 
-def _forget_program_modules(root: Path, before: set[str]) -> None:
+def forget_program_modules(root: Path, before: set[str]) -> None:
     """Drop modules the program imported from its own tree: the next run imports them afresh.
 
     Installed packages stay, even when the virtualenv lives inside the project (Pulumi.yaml's

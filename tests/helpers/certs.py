@@ -88,16 +88,20 @@ def self_signed(names: list[str], days: int = 1) -> tuple[str, str]:
     return pem(cert), key_pem(key)
 
 
+def ssh_keypair() -> tuple[str, str]:
+    """A new ed25519 key: (private key in OpenSSH PEM, what `sshPrivateKey` holds; public key in
+    OpenSSH form, what a pinned `ssh.hostKey` or authorized_keys line holds)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return private, public
+
+
 def ssh_private_key() -> str:
-    """A new ed25519 private key in OpenSSH PEM (what `sshPrivateKey` holds)."""
-    return (
-        ed25519.Ed25519PrivateKey.generate()
-        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-        .decode()
-    )
+    return ssh_keypair()[0]
 
 
 def ssh_host_key() -> str:
-    """A new ed25519 public key in OpenSSH form (what a pinned `ssh.hostKey` holds)."""
-    pub = ed25519.Ed25519PrivateKey.generate().public_key()
-    return pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return ssh_keypair()[1]

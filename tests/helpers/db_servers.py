@@ -23,16 +23,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from components import database_render as r
+from components import remote_files as rf
 from components.database_accounts import render_require_ssl_sql
-from components.remote_files import (
-    FileSpec,
-    encode_bundle,
-    render_block_apply,
-    render_block_restore,
-    render_files_apply,
-    render_files_restore,
-    strict,
-)
 from tests.helpers.certs import make_ca, make_leaf, pem
 from tests.helpers.scripts import sh
 
@@ -96,14 +88,14 @@ class Server:
     def state(self) -> str:
         return str(self.root / "state")
 
-    def specs(self) -> list[FileSpec]:
+    def specs(self) -> list[rf.FileSpec]:
         p = r.tls_paths(self.tls_dir)
         svc = r.SERVICE_USER[self.engine]
         return [
-            FileSpec(p.ca, "0644"),
-            FileSpec(p.cert, "0644"),
-            FileSpec(p.key, "0600", svc, svc),
-            FileSpec(self.config_file, "0644"),
+            rf.FileSpec(p.ca, "0644"),
+            rf.FileSpec(p.cert, "0644"),
+            rf.FileSpec(p.key, "0600", svc, svc),
+            rf.FileSpec(self.config_file, "0644"),
         ]
 
     def activate(self) -> str:
@@ -120,18 +112,18 @@ class Server:
 
     def tls_apply(self, key_pem: str | None = None) -> subprocess.CompletedProcess[str]:
         conf = r.render_mysql_cnf(self.tls_dir) if self.engine == "mysql" else r.render_pg_conf(self.tls_dir)
-        script = render_files_apply(
+        script = rf.render_files_apply(
             "db-server-tls",
             self.specs(),
             validate=r.render_validate(self.engine, self.control, config_file=self.config_file, tls_dir=self.tls_dir),
             activate=self.activate(),
             state_dir=self.state,
         )
-        return sh(script, encode_bundle([self.pki.ca_pem, self.pki.cert_pem, key_pem or self.pki.key_pem, conf]))
+        return sh(script, rf.encode_bundle([self.pki.ca_pem, self.pki.cert_pem, key_pem or self.pki.key_pem, conf]))
 
     def tls_restore(self) -> subprocess.CompletedProcess[str]:
         return sh(
-            render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
+            rf.render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
         )
 
     def enforce_apply(
@@ -142,7 +134,7 @@ class Server:
         owner = f"db-enforce-tls-{user}"
         if self.engine == "postgres":
             hba = f"{self.config_dir}/pg_hba.conf"
-            script = render_block_apply(
+            script = rf.render_block_apply(
                 owner,
                 hba,
                 position="top",
@@ -152,22 +144,22 @@ class Server:
                 ),
                 state_dir=self.state,
             )
-            return sh(script, encode_bundle([r.render_pg_hba_enforce_block(user)]))
+            return sh(script, rf.encode_bundle([r.render_pg_hba_enforce_block(user)]))
         path = r.mysql_enforce_config_path(self.config_dir)
         files = sh(
-            render_files_apply(
+            rf.render_files_apply(
                 owner,
-                [FileSpec(path, "0644")],
+                [rf.FileSpec(path, "0644")],
                 activate=r.render_mysql_enforce_activate(self.control, config_file=path),
                 state_dir=self.state,
             ),
-            encode_bundle([r.render_mysql_enforce_cnf()]),
+            rf.encode_bundle([r.render_mysql_enforce_cnf()]),
         )
         if files.returncode != 0:
             return files
         res = sh(
-            strict(r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state)),
-            encode_bundle(["", *render_require_ssl_sql(user, hosts)]),
+            rf.strict(r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state)),
+            rf.encode_bundle(["", *render_require_ssl_sql(user, hosts)]),
         )
         return subprocess.CompletedProcess(
             res.args, res.returncode, files.stdout + res.stdout, files.stderr + res.stderr
@@ -177,19 +169,19 @@ class Server:
         owner = f"db-enforce-tls-{user}"
         if self.engine == "postgres":
             hba = f"{self.config_dir}/pg_hba.conf"
-            return sh(render_block_restore(owner, hba, restore_activate=self.control.reload, state_dir=self.state))
+            return sh(rf.render_block_restore(owner, hba, restore_activate=self.control.reload, state_dir=self.state))
         res = sh(
-            strict(
+            rf.strict(
                 r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state, restore=True)
             ),
-            encode_bundle([""]),
+            rf.encode_bundle([""]),
         )
         if res.returncode != 0:
             return res
         path = r.mysql_enforce_config_path(self.config_dir)
         activate = r.render_mysql_enforce_activate(self.control, config_file=path)
         return sh(
-            render_files_restore(owner, [FileSpec(path, "0644")], restore_activate=activate, state_dir=self.state)
+            rf.render_files_restore(owner, [rf.FileSpec(path, "0644")], restore_activate=activate, state_dir=self.state)
         )
 
     def admin(self, sql: str) -> str:
@@ -209,7 +201,7 @@ class Server:
         client: str | None = None,
         admin_secret: str = "",
     ) -> subprocess.CompletedProcess[str]:
-        script = strict(
+        script = rf.strict(
             r.render_user_apply(
                 self.engine, user=user, database=database, client=client or self.control.local_sql, state_dir=self.state
             )
@@ -220,7 +212,7 @@ class Server:
     def user_restore(
         self, user: str, token: str, *, client: str | None = None, admin_secret: str = ""
     ) -> subprocess.CompletedProcess[str]:
-        script = strict(
+        script = rf.strict(
             r.render_user_restore(self.engine, user=user, client=client or self.control.local_sql, state_dir=self.state)
         )
         return sh(script, r.user_stdin(token, admin_secret, "-- unused by delete"))

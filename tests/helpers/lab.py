@@ -57,8 +57,23 @@ done
 """.replace("{helper_dir}", HELPER_FILES[0].rstrip("/")).replace("{lock_file}", HELPER_FILES[1])
 
 
-def snapshot(lab: Lab, host: str) -> dict[str, str]:
-    r = lab.ssh(host, SNAPSHOT, timeout=120)
+class OrderedCtx:
+    """What a module's ordered lab tests hand each other: the lab, their stack's state file, the
+    hosts' "before" snapshots, outputs and timings, and the config overrides in force for the
+    rest of the module (like `pulumi config set`)."""
+
+    def __init__(self, lab: Lab, state: Path, config: dict[str, Any] | None = None) -> None:
+        self.lab = lab
+        self.state = state
+        self.before: dict[str, dict[str, str]] = {}
+        self.outputs: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+        self.config: dict[str, Any] = dict(config or {})
+
+
+def snapshot(lab: Lab, host: str, script: str = SNAPSHOT) -> dict[str, str]:
+    """Path -> "hash mode.owner.group" (or "L target") of everything `script` lists on `host`."""
+    r = lab.ssh(host, script, timeout=120)
     out = {}
     for line in r.stdout.splitlines():
         head, _, path = line.rpartition(" ")

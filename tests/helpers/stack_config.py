@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from components.config import StackConfig, parse
+from tests.helpers.certs import ssh_keypair
 
 
 def _rsa_host_key() -> str:
@@ -25,16 +26,7 @@ def _rsa_host_key() -> str:
 RSA_HOSTKEY = _rsa_host_key()
 
 
-def _keypair() -> tuple[str, str]:
-    k = ed25519.Ed25519PrivateKey.generate()
-    priv = k.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
-    pub = k.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    return priv, pub
-
-
-PRIV, HOSTKEY = _keypair()
+PRIV, HOSTKEY = ssh_keypair()
 
 
 def good() -> dict[str, Any]:
@@ -168,7 +160,7 @@ BAD: list[tuple[str, Any, str, str]] = [
 # ---------------------------------------------------------------- lab-like configs (tests/program)
 
 SSH_KEY = PRIV
-HOST_KEYS = {n: _keypair()[1] for n in ("mm1", "mm2", "mm3", "mm4", "proxy", "db")}
+HOST_KEYS = {n: ssh_keypair()[1] for n in ("mm1", "mm2", "mm3", "mm4", "proxy", "db")}
 """A pinned host key per host of `lab_like` (the database's is "db", whatever its engine)."""
 
 

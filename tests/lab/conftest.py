@@ -15,7 +15,6 @@ the modules after it.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ import pytest
 
 from lab import _base
 from lab.hosts import Lab
+from tests.helpers.lab_session import SESSION_LOCK, session_lock  # noqa: F401 - SESSION_LOCK: bench/lifecycle.py
 
 
 def _cannot_run_lab() -> str | None:
@@ -54,19 +54,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[i] = item
 
 
-SESSION_LOCK = Path(os.environ.get("MMTLS_LAB_SESSION_LOCK", "/run/mmtls-lab-session.lock"))
-
-
 @pytest.fixture(scope="session")
 def lab_session_lock() -> Iterator[None]:
-    """One lab test session at a time on this machine: there is one lab per VM, and a second
-    session's down/up would pull the hosts out from under the first. Others wait here."""
-    with open(SESSION_LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """One lab test session at a time on this machine (tests/helpers/lab_session.py)."""
+    with session_lock():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,8 @@ import pytest
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.gitlab import HARNESS
+from tests.helpers.lab import OrderedCtx, changed, diff
+from tests.helpers.lab import snapshot as lab_snapshot
 
 pytestmark = pytest.mark.lab
 
@@ -145,33 +147,13 @@ CONFIG: dict[str, Any] = {
 }
 
 
-class Ctx:
-    """What the ordered tests hand each other."""
-
+class Ctx(OrderedCtx):
     def __init__(self, lab: Lab, state: Path):
-        self.lab = lab
-        self.state = state
-        self.before: dict[str, dict[str, str]] = {}
-        self.outputs: dict[str, Any] = {}
-        self.config: dict[str, Any] = dict(CONFIG)
-        """Config overrides in force (like `pulumi config set`)."""
+        super().__init__(lab, state, CONFIG)
 
 
 def snapshot(lab: Lab, host: str) -> dict[str, str]:
-    out = {}
-    for line in lab.ssh(host, SNAPSHOT, timeout=120).stdout.splitlines():
-        head, _, path = line.rpartition(" ")
-        out[path] = head
-    assert len(out) > 100, f"snapshot of {host} is implausibly small"
-    return out
-
-
-def diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    return [
-        f"{p}: {before.get(p, 'absent')} -> {after.get(p, 'absent')}"
-        for p in sorted(set(before) | set(after))
-        if before.get(p) != after.get(p)
-    ]
+    return lab_snapshot(lab, host, SNAPSHOT)
 
 
 def run_up(ctx: Ctx) -> replay.Evaluation:
@@ -179,10 +161,6 @@ def run_up(ctx: Ctx) -> replay.Evaluation:
     # the tail of an error holds the host's own message; the head is the command text
     assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps) or ev.program_error
     return ev
-
-
-def changed(ev: replay.Evaluation) -> dict[str, str]:
-    return {s.name: s.op for s in ev.steps if s.op != "same"}
 
 
 def gitlab_ctl_calls(lab: Lab) -> list[str]:

@@ -23,6 +23,7 @@ from lab import replay
 from lab._names import GATEWAY, address_of
 from lab.hosts import Lab
 from tests.helpers.lab import NODES3, PROXY_IP, ROOT, SERVER_NAME, changed, diff, ping_through_proxy, snapshot
+from tests.helpers.lab import OrderedCtx as Ctx
 from tools import audit as audit_tool
 from tools.capture import analyze, capture
 from tools.load import Load
@@ -31,18 +32,6 @@ pytestmark = pytest.mark.lab
 
 NODES4 = NODES3 + [{"name": "mm4"}]
 BRIDGE = "mmtls-br0"
-
-class Ctx:
-    """What the ordered tests hand each other."""
-
-    def __init__(self, lab: Lab, state: Path):
-        self.lab = lab
-        self.state = state
-        self.before: dict[str, dict[str, str]] = {}
-        self.outputs: dict[str, Any] = {}
-        self.timings: dict[str, float] = {}
-        self.config: dict[str, Any] = {}
-        """Config overrides that stay in force for the rest of the lifecycle (like `pulumi config set`)."""
 
 
 PORTS_BPF = "tcp port 8065 or tcp port 5432 or tcp port 443 or tcp port 8074"

@@ -29,7 +29,7 @@ import pytest
 
 from lab import replay
 from lab.hosts import Lab
-from tests.helpers.lab import diff, snapshot
+from tests.helpers.lab import OrderedCtx, diff, snapshot
 
 pytestmark = pytest.mark.lab
 
@@ -57,11 +57,9 @@ def accounts(lab: Lab) -> dict[str, str]:
 ACCOUNTS_PASSWORD = "Lab-accounts-Pw-1"
 
 
-class Ctx:
+class Ctx(OrderedCtx):
     def __init__(self, lab: Lab, state: Path):
-        self.lab = lab
-        self.state = state
-        self.before: dict[str, dict[str, str]] = {}
+        super().__init__(lab, state)
         self.accounts: dict[str, str] = {}
         self.dsn = ""
 

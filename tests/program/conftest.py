@@ -11,6 +11,7 @@ Owns:
   addresses from host names, host keys, an SSH key file, database passwords) in a temp dir.
 - `replay_lab_config`: the config override that points the lab stack at that inventory, so
   the committed `stacks/Pulumi.lab.yaml` evaluates without a running lab.
+- `lab`: the committed `stacks/Pulumi.lab.yaml` evaluated with `replay_lab_config`; read-only.
 - `prod`: the committed `stacks/Pulumi.prod.yaml` evaluated once (its SSH key and the site's
   current database password given as config); read-only.
 
@@ -33,11 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from lab.replay import Evaluation, Secret, State, evaluate
-from tests.helpers.certs import ssh_host_key
+from tests.helpers.certs import ssh_host_key, ssh_private_key
 from tests.helpers.program import PROJECT_DIR, evaluate_prod
 
 # Addresses derive from the host NAME (design contract).
@@ -82,6 +81,11 @@ def replay(replay_project_dir: Path) -> Replay:
 
 
 @pytest.fixture(scope="session")
+def lab(replay: Replay, replay_lab_config: dict[str, Any]) -> Evaluation:
+    return replay(replay_lab_config)
+
+
+@pytest.fixture(scope="session")
 def prod() -> Evaluation:
     # the site's current database password from config: without it the DSN is only known once
     # the first node's current DSN has been read (apply time), so a first preview cannot show it
@@ -92,11 +96,7 @@ def prod() -> Evaluation:
 def replay_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("inventory")
     key_file = directory / "id_ed25519"
-    key_file.write_bytes(
-        ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-        )
-    )
+    key_file.write_text(ssh_private_key())
     key_file.chmod(0o600)
     inventory = {
         "subnet": "10.251.0.0/24",

@@ -9,13 +9,11 @@ import binascii
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from components import cluster_render as r
 from components.remote_files import stdin_contents
 from lab.replay import Evaluation, ReplayError, Resource
-from tests.helpers.certs import ssh_host_key
+from tests.helpers.certs import ssh_host_key, ssh_private_key
 from tests.helpers.program import files_in
 from tests.helpers.pulumi_mocks import runs
 
@@ -260,15 +258,6 @@ def test_cluster_disabled_registers_nothing_of_it(replay: Any, replay_lab_config
 # ---------------------------------------------------------------- growth with the node count
 
 
-def _public_key() -> str:
-    return (
-        ed25519.Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-        .decode()
-    )
-
-
 def edges(ev: Evaluation) -> int:
     """(resource, dependency) pairs from dependencies and property dependencies, parent excluded
     (what bench/run.py prints)."""
@@ -282,22 +271,18 @@ def edges(ev: Evaluation) -> int:
 def sizes(replay: Any) -> dict[int, Evaluation]:
     from lab.replay import Secret
 
-    key = (
-        ed25519.Ed25519PrivateKey.generate()
-        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
-        .decode()
-    )
+    key = ssh_private_key()
     out = {}
     for n in (3, 10, 50, 100):
         nodes = [
-            {"name": f"mm{i}", "address": f"10.20.{i // 200}.{i % 200 + 10}", "ssh": {"hostKey": _public_key()}}
+            {"name": f"mm{i}", "address": f"10.20.{i // 200}.{i % 200 + 10}", "ssh": {"hostKey": ssh_host_key()}}
             for i in range(1, n + 1)
         ]
         config = {
             "sshPrivateKey": Secret(key),
             "nodes": nodes,
             "cluster": {"enabled": True},
-            "database": {"engine": "postgres", "address": "10.20.9.1", "ssh": {"hostKey": _public_key()}},
+            "database": {"engine": "postgres", "address": "10.20.9.1", "ssh": {"hostKey": ssh_host_key()}},
             "mattermost": {"version": "11.1.0"},
         }
         out[n] = replay(config, stack="prod")

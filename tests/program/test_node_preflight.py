@@ -29,11 +29,6 @@ def prod() -> Evaluation:
     return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)})
 
 
-@pytest.fixture(scope="module")
-def lab(replay_lab_config: dict[str, Any]) -> Evaluation:
-    return evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
-
-
 @pytest.mark.parametrize("stack", ["prod", "lab"])
 def test_one_read_only_preflight_per_node_with_the_stacks_values(stack: str, prod: Evaluation, lab: Evaluation) -> None:
     ev = prod if stack == "prod" else lab

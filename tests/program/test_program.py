@@ -16,11 +16,6 @@ from tests.helpers.pulumi_mocks import COMMAND
 from tests.helpers.stack_config import BAD, good
 
 
-@pytest.fixture(scope="module")
-def lab(replay_lab_config: dict[str, Any]) -> Evaluation:
-    return evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
-
-
 @pytest.mark.parametrize("stack", ["prod", "lab"])
 def test_full_graph(stack: str, prod: Evaluation, lab: Evaluation) -> None:
     ev = prod if stack == "prod" else lab

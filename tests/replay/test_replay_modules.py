@@ -7,7 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from lab.replay.runtime import _forget_program_modules
+from lab.replay.runtime import forget_program_modules
 
 
 def test_in_tree_venv_packages_stay_and_program_modules_go(tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_in_tree_venv_packages_stay_and_program_modules_go(tmp_path: Path) -> No
     try:
         importlib.import_module("mmtls_fake_provider")
         importlib.import_module("mmtls_fake_component")
-        _forget_program_modules(tmp_path, before)
+        forget_program_modules(tmp_path, before)
         assert "mmtls_fake_provider" in sys.modules, "an installed package must not be imported twice"
         assert "mmtls_fake_component" not in sys.modules, "the program's own module is imported afresh"
     finally:

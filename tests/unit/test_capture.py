@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.capture import _mysql_skip, _postgres_skip, analyze, capture, tls_plaintext
+from tools.capture import analyze, capture, mysql_skip, postgres_skip, tls_plaintext
 
 
 def test_tls_record_walk() -> None:
@@ -25,18 +25,18 @@ def test_tls_record_walk() -> None:
 
 def test_postgres_negotiation() -> None:
     ssl_request = struct.pack(">II", 8, 80877103)
-    assert _postgres_skip(ssl_request + b"\x16\x03", b"S\x16") == (8, 1)
+    assert postgres_skip(ssl_request + b"\x16\x03", b"S\x16") == (8, 1)
     startup = struct.pack(">II", 30, 196608) + b"user\0mmuser\0\0"
-    assert _postgres_skip(startup, b"R") is None
-    assert _postgres_skip(ssl_request, b"N") is None, "server refused TLS: the rest is plaintext"
+    assert postgres_skip(startup, b"R") is None
+    assert postgres_skip(ssl_request, b"N") is None, "server refused TLS: the rest is plaintext"
 
 
 def test_mysql_negotiation() -> None:
     greeting = (10).to_bytes(3, "little") + b"\0" + b"x" * 10
     ssl_req = (32).to_bytes(3, "little") + b"\1" + (0x800 | 0x200).to_bytes(4, "little") + b"\0" * 28
-    assert _mysql_skip(ssl_req, greeting) == (36, 14)
+    assert mysql_skip(ssl_req, greeting) == (36, 14)
     login = (60).to_bytes(3, "little") + b"\1" + (0x200).to_bytes(4, "little") + b"\0" * 28 + b"mmuser\0" + b"\0" * 25
-    assert _mysql_skip(login, greeting) is None
+    assert mysql_skip(login, greeting) is None
 
 
 @pytest.fixture

@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components import cluster_render as r
 from components import config
 from components.config import ConfigError, Node, StackConfig
+from tests.helpers.certs import ssh_keypair
 
 SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]
 AES_CPU = any(
@@ -42,17 +42,8 @@ AES_CPU = any(
 # ---------------------------------------------------------------- fixtures
 
 
-def _private_openssh() -> tuple[str, str]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    priv = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
-    ).decode()
-    pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    return priv, pub
-
-
-_ADMIN_KEY, _ = _private_openssh()
-_HOST_PRIV, HOST_KEY = _private_openssh()
+_ADMIN_KEY, _ = ssh_keypair()
+_HOST_PRIV, HOST_KEY = ssh_keypair()
 
 
 def raw_config(nodes: list[dict[str, Any]], **cluster: Any) -> dict[str, Any]:
@@ -81,7 +72,7 @@ def pair_ports(plan: r.ClusterPlan) -> dict[tuple[str, str], tuple[int, ...]]:
 
 
 def fake_pubkeys(plan: r.ClusterPlan) -> dict[str, str]:
-    return {m.name: _private_openssh()[1] for m in plan.members}
+    return {m.name: ssh_keypair()[1] for m in plan.members}
 
 
 # ---------------------------------------------------------------- the plan
@@ -973,9 +964,9 @@ def test_real_sshd_and_tunnel_from_the_rendered_files() -> None:
     sshd with our Match block and authorized_keys, mm1 running the rendered tunnel command as the
     tunnel account with our DNAT: gossip to mm2:8074 arrives through the tunnel; everything the
     key must not do is refused."""
-    host_priv, host_pub = _private_openssh()
-    priv1, pub1 = _private_openssh()
-    _, pub2 = _private_openssh()
+    host_priv, host_pub = ssh_keypair()
+    priv1, pub1 = ssh_keypair()
+    _, pub2 = ssh_keypair()
     cfg = config.parse(
         raw_config(
             [
@@ -986,7 +977,7 @@ def test_real_sshd_and_tunnel_from_the_rendered_files() -> None:
         )
     )
     plan = r.plan_cluster(cfg, cfg.nodes)
-    pubs = {"mm1": pub1, "mm2": pub2, "mm3": _private_openssh()[1]}
+    pubs = {"mm1": pub1, "mm2": pub2, "mm3": ssh_keypair()[1]}
     wrong_kh = r.render_known_hosts(plan, "mm1").replace(host_pub.split()[1], HOST_KEY.split()[1])
     local = plan.local_ports("mm2")[0]
     files = {

@@ -28,6 +28,7 @@ from components.remote_files import FileSpec, encode_bundle, render_files_apply
 from tests.helpers.certs import make_ca, make_leaf
 from tests.helpers.nginx import NGINX, SERVER, UPSTREAM, needs_nginx, needs_root, nginx_t, nginx_tree, parse, site
 from tests.helpers.scripts import SHELLS
+from tests.helpers.stubs import CLOCK, curl_stub, install_stubs
 
 PROXY_SSL = {
     "proxy_pass": "https://backend",
@@ -261,27 +262,13 @@ def test_real_nginx_only_proxies_to_verified_nodes(tmp_path: Path, node_cert: st
 
 RELOAD_STUBS = {
     "systemctl": '#!/bin/sh\nprintf "systemctl %s\\n" "$*" >> "$STUB_DIR/calls"\n[ -e "$STUB_DIR/reload_fails" ] && { echo "nginx.service is not active, cannot reload." >&2; exit 1; }\nexit 0\n',
-    "curl": r"""#!/bin/sh
-printf 'curl %s\n' "$*" >> "$STUB_DIR/calls"
-n=$(cat "$STUB_DIR/curl_count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$STUB_DIR/curl_count"
-if [ -e "$STUB_DIR/curl_ok_after" ] && [ "$n" -gt "$(cat "$STUB_DIR/curl_ok_after")" ]; then exit 0; fi
-if [ -e "$STUB_DIR/curl_ok_if_good" ] && grep -q GOOD "$(cat "$STUB_DIR/curl_ok_if_good")"; then exit 0; fi
-echo "curl: (22) The requested URL returned error: 502" >&2
-exit 22
-""",
-    "date": '#!/bin/sh\nif [ "$1" = "+%s" ]; then cat "$STUB_DIR/clock"; else exec /bin/date "$@"; fi\n',
-    "sleep": '#!/bin/sh\nc=$(cat "$STUB_DIR/clock"); echo $((c + $1)) > "$STUB_DIR/clock"\n',
+    "curl": curl_stub("curl: (22) The requested URL returned error: 502", 22),
+    **CLOCK,
 }
 
 
 def make_stubs(root: Path, names: list[str] | None = None) -> Path:
-    d = root / "stubs"
-    d.mkdir()
-    for name in names or list(RELOAD_STUBS):
-        (d / name).write_text(RELOAD_STUBS[name])
-        (d / name).chmod(0o755)
-    (d / "clock").write_text("1000\n")
-    return d
+    return install_stubs(root, {n: RELOAD_STUBS[n] for n in names or list(RELOAD_STUBS)})
 
 
 def stub_env(d: Path, path: str | None = None) -> dict[str, str]:

@@ -33,8 +33,8 @@ from components.node_render import (
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
 from tests.helpers.certs import make_ca, make_leaf, pem
-from tests.helpers.node_stubs import JOURNAL, UPSTREAM, Stubs, run
 from tests.helpers.scripts import SHELLS
+from tests.helpers.stubs import JOURNAL, UPSTREAM, Stubs, run
 
 LIBSYSTEMD_SHARED = next(
     (p for p in Path("/usr/lib").glob("*/systemd/libsystemd-shared-*.so")), None

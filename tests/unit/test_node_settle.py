@@ -13,7 +13,7 @@ import pytest
 
 from components import node_render
 from components.node_render import node_paths, render_activate_script
-from tests.helpers.node_stubs import UPSTREAM, Stubs, run
+from tests.helpers.stubs import UPSTREAM, Stubs, run
 
 
 def activate(tmp_path: Path, settle: int) -> tuple[Stubs, str]:

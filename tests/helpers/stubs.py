@@ -4,6 +4,7 @@ no real time. Each stub logs its call; flag files in the stub directory steer it
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,39 @@ UPSTREAM = "mattermost-app.internal"
 """The name NGINX verifies the nodes' certificates for (proxy_ssl_name)."""
 
 JOURNAL = '{"level":"error","msg":"Failed to start server","error":"open /etc/mattermost-tls/node.key: permission denied"}'
+
+
+def curl_stub(failure: str, code: int) -> str:
+    """A `curl` that logs its call and fails with `failure` (exit `code`), unless the flag file
+    curl_ok_after (a count) or curl_ok_if_good (a file that must hold GOOD) lets it succeed."""
+    return (
+        "#!/bin/sh\n"
+        "printf 'curl %s\\n' \"$*\" >> \"$STUB_DIR/calls\"\n"
+        'n=$(cat "$STUB_DIR/curl_count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$STUB_DIR/curl_count"\n'
+        'if [ -e "$STUB_DIR/curl_ok_after" ] && [ "$n" -gt "$(cat "$STUB_DIR/curl_ok_after")" ]; then exit 0; fi\n'
+        'if [ -e "$STUB_DIR/curl_ok_if_good" ] && grep -q GOOD "$(cat "$STUB_DIR/curl_ok_if_good")"; then exit 0; fi\n'
+        f"echo {shlex.quote(failure)} >&2\n"
+        f"exit {code}\n"
+    )
+
+
+CLOCK = {
+    # a fake clock: `sleep` advances what `date +%s` says, so timeouts cost no real time
+    "date": '#!/bin/sh\nif [ "$1" = "+%s" ]; then cat "$STUB_DIR/clock"; else exec /bin/date "$@"; fi\n',
+    "sleep": '#!/bin/sh\nc=$(cat "$STUB_DIR/clock"); echo $((c + $1)) > "$STUB_DIR/clock"\n',
+}
+
+
+def install_stubs(root: Path, scripts: dict[str, str]) -> Path:
+    """`scripts` as executables in root/stubs (the clock at 1000); returns that directory."""
+    d = root / "stubs"
+    d.mkdir()
+    for name, text in scripts.items():
+        (d / name).write_text(text)
+        (d / name).chmod(0o755)
+    (d / "clock").write_text("1000\n")
+    return d
+
 
 STUBS = {
     "systemctl": r"""#!/bin/sh
@@ -36,32 +70,16 @@ case "$1" in
 esac
 exit 0
 """,
-    "curl": r"""#!/bin/sh
-d=$STUB_DIR
-printf 'curl %s\n' "$*" >> "$d/calls"
-n=$(cat "$d/curl_count" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$d/curl_count"
-if [ -e "$d/curl_ok_after" ] && [ "$n" -gt "$(cat "$d/curl_ok_after")" ]; then exit 0; fi
-if [ -e "$d/curl_ok_if_good" ] && grep -q GOOD "$(cat "$d/curl_ok_if_good")"; then exit 0; fi
-echo "curl: (7) Failed to connect to mattermost-app.internal port 8065 after 0 ms: Couldn't connect to server" >&2
-exit 7
-""",
+    "curl": curl_stub("curl: (7) Failed to connect to mattermost-app.internal port 8065 after 0 ms: Couldn't connect to server", 7),
     "journalctl": "#!/bin/sh\nprintf 'journalctl %s\\n' \"$*\" >> \"$STUB_DIR/calls\"\necho '" + JOURNAL + "'\n",
     "update-ca-certificates": "#!/bin/sh\nprintf 'update-ca-certificates %s\\n' \"$*\" >> \"$STUB_DIR/calls\"\n",
-    # a fake clock: `sleep` advances what `date +%s` says, so timeouts cost no real time
-    "date": '#!/bin/sh\nif [ "$1" = "+%s" ]; then cat "$STUB_DIR/clock"; else exec /bin/date "$@"; fi\n',
-    "sleep": '#!/bin/sh\nc=$(cat "$STUB_DIR/clock"); echo $((c + $1)) > "$STUB_DIR/clock"\n',
+    **CLOCK,
 }
 
 
 class Stubs:
     def __init__(self, root: Path, names: list[str] | None = None):
-        self.dir = root / "stubs"
-        self.dir.mkdir()
-        for name in names or list(STUBS):
-            f = self.dir / name
-            f.write_text(STUBS[name])
-            f.chmod(0o755)
-        (self.dir / "clock").write_text("1000\n")
+        self.dir = install_stubs(root, {n: STUBS[n] for n in names or list(STUBS)})
 
     def env(self) -> dict[str, str]:
         return {"PATH": f"{self.dir}:/usr/sbin:/usr/bin:/sbin:/bin", "STUB_DIR": str(self.dir), "LC_ALL": "C"}
