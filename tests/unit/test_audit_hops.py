@@ -12,43 +12,29 @@ import time
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from lab.standin.mmstandin import gossip
+from tests.helpers.certs import make_ca, make_leaf
 from tools import audit
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _cert(cn: str, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None, ca: bool = False):
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer_name, issuer_key = issuer or (_name(cn), key)
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(issuer_key, hashes.SHA256())
-    )
+def _ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key, cert = make_ca(cn, days=30)
     return cert, key
 
 
-STACK_CA, STACK_KEY = _cert("stack CA", ca=True)
-PUBLIC_CA, PUBLIC_KEY = _cert("public CA (Let's Encrypt stand-in)", ca=True)
-OURS, _ = _cert("mattermost.example.com", (STACK_CA.subject, STACK_KEY))
-ADMINS, _ = _cert("mattermost.example.com", (PUBLIC_CA.subject, PUBLIC_KEY))
+def _leaf(issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> x509.Certificate:
+    cert_pem, _ = make_leaf((issuer[1], issuer[0]), ["mattermost.example.com"], days=30)
+    return x509.load_pem_x509_certificate(cert_pem.encode())
+
+
+STACK_CA, STACK_KEY = _ca("stack CA")
+PUBLIC_CA, PUBLIC_KEY = _ca("public CA (Let's Encrypt stand-in)")
+OURS = _leaf((STACK_CA, STACK_KEY))
+ADMINS = _leaf((PUBLIC_CA, PUBLIC_KEY))
 # same subject and issuer name as the stack CA, another key: not issued by it
-IMPOSTOR_CA, IMPOSTOR_KEY = _cert("stack CA", ca=True)
-IMPOSTOR, _ = _cert("mattermost.example.com", (IMPOSTOR_CA.subject, IMPOSTOR_KEY))
+IMPOSTOR = _leaf(_ca("stack CA"))
 
 
 @pytest.mark.parametrize(
@@ -77,8 +63,8 @@ def test_the_browser_hop_is_verified_with_the_trust_its_certificate_needs(
 def test_during_a_ca_rotation_a_leaf_of_either_ca_of_the_bundle_is_the_stacks() -> None:
     """caCertPem holds the old and the new CA while servers switch (components/pki.py): NGINX may
     serve a leaf of the new one; was judged 'not the stack CA' when only the first was read."""
-    new_ca, new_key = _cert("stack CA generation 2", ca=True)
-    leaf, _ = _cert("mattermost.example.com", (new_ca.subject, new_key))
+    new_ca, new_key = _ca("stack CA generation 2")
+    leaf = _leaf((new_ca, new_key))
     row, trust = audit.judge_browser_cert("ca", [leaf], [STACK_CA, new_ca], None)
     assert (row.ok, trust) == (True, "stack CA"), row.detail
     row, trust = audit.judge_browser_cert("ca", [leaf], [STACK_CA], None)
