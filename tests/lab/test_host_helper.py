@@ -33,7 +33,7 @@ pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 PRE_HELPER = "fc8141b0129b5bfdba86a32d3a8a71c0785e4019"
 """main just before the host helper: every command carried its whole script in its text (same
-remote_files as in tests/unit/fixtures/remote_files_v0.py), with today's per-node cluster design."""
+remote_files as at 2d3e109, which tests/unit/test_host_helper.py reads from git history), with today's per-node cluster design."""
 OWNERS = 12
 
 RACE_MAIN = '''

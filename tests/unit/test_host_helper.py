@@ -25,8 +25,12 @@ from components.remote_files import (
     render_files_restore,
     render_run_manifest,
 )
+from tests.helpers.history import module_at
 from tests.helpers.scripts import tree_digest
-from tests.unit.fixtures import remote_files_v0 as v0
+
+v0 = module_at("2d3e109", "components/remote_files.py", "remote_files_v0")
+"""components/remote_files.py before the host helper: hosts configured by that layout converge
+under the helper and still restore."""
 
 HELPER = str(host_helper.HELPER_SOURCE)
 SHELLS = [s for s in ("/bin/dash", "/bin/bash") if Path(s).exists()]
