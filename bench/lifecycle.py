@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 def bench_lifecycle() -> None:
     from lab.hosts import Lab
+    from tests.helpers.lab_session import SESSION_LOCK
     from tests.lab import test_zero_failures as t
-    from tests.lab.conftest import SESSION_LOCK
 
     with open(SESSION_LOCK, "a") as lock, tempfile.TemporaryDirectory() as tmp:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -25,7 +25,7 @@ import pytest
 
 from lab import _base
 from lab.hosts import Lab
-from tests.helpers.lab_session import SESSION_LOCK, session_lock  # noqa: F401 - SESSION_LOCK: bench/lifecycle.py
+from tests.helpers.lab_session import session_lock
 
 
 def _cannot_run_lab() -> str | None:
