@@ -26,7 +26,9 @@ put the plain original back (NGINX would send http:// to nodes that still serve 
 hands the files back to the transition, installing the transitional site in the transition's name
 (nginx_render.render_site_handback). The nodes then go back to plain one at a time (the
 transitional site falls back per request), and the transition's delete, last, restores the
-originals. A rollout that stopped before step 2 leaves the transition in the ledger, and its
+originals - after a drain where the original served browsers over plain HTTP: for a second its
+port 80 proxies as the original did while 443 still answers, so a browser redirected just before
+that reload is not refused (nginx_render.render_transition_drain). A rollout that stopped before step 2 leaves the transition in the ledger, and its
 delete restores the originals. Neither is ever replaced (no triggers), so create-before-delete
 never runs one's delete after the other.
 """
@@ -180,13 +182,19 @@ class NginxProxy(pulumi.ComponentResource):
         self.transition = self._files_command(
             owner,
             apply,
-            render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH),
+            # a drain first (nginx_render.render_transition_drain), then the originals back
+            self._live_site.apply(
+                lambda site: nginx_render.render_transition_drain(
+                    site_file=proxy.site_file, target=nginx_live.drain_proxy(site), service=proxy.service
+                )
+                + render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH)
+            ),
             files,
             pulumi.ResourceOptions(parent=self),
         )
 
     def _files_command(
-        self, owner: str, apply: str, delete: str, files: Sequence[ManagedFile], opts: pulumi.ResourceOptions
+        self, owner: str, apply: str, delete: pulumi.Input[str], files: Sequence[ManagedFile], opts: pulumi.ResourceOptions
     ) -> pulumi.Resource:
         """A command whose self-contained scripts read the files' contents as an `encode_bundle`
         on stdin (secret: the public key may be among them)."""

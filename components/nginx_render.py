@@ -197,6 +197,43 @@ fi
 """
 
 
+DRAIN_SECONDS = 1
+"""How long the drained transitional site stays before the original comes back: a browser
+follows a redirect within milliseconds."""
+
+
+def render_transition_drain(*, site_file: str, target: str | None, service: str) -> str:
+    """Shell for the start of the transition's delete: before the original (plain HTTP) site
+    comes back, the transitional site's port-80 redirects proxy to `target` (the original's own
+    proxy_pass, nginx_live.drain_proxy; the nodes are plain again by then) while its 443 server
+    still answers, for DRAIN_SECONDS. Without it, a browser that got the redirect just before
+    the reload that removes 443 is refused (the lab's zero-failure destroy saw it: one request).
+    Nothing happens unless the file is still the transitional site; if NGINX refuses the drained
+    site, the transitional one is put back and the restore goes on as before."""
+    FileSpec(site_file)  # validates the path
+    if target is None:
+        return ""
+    transitional = TRANSITION_HEADER.splitlines()[0]
+    redirect = r"return 301 https://\$host\$request_uri;"
+    sed = f"s|^\\([[:space:]]*\\){redirect}$|\\1proxy_set_header Host $http_host; proxy_pass {target};|"
+    return f"""site={_q(site_file)}
+if [ -f "$site" ] && grep -qxF {_q(transitional)} "$site"; then
+  sed -e {_q(sed)} "$site" > "$site.mtm-drain"
+  if ! cmp -s "$site" "$site.mtm-drain"; then
+    cp -p "$site" "$site.mtm-undrain"
+    cat "$site.mtm-drain" > "$site"
+    if nginx -t >/dev/null 2>&1 && systemctl reload {_q(service)}; then
+      sleep {DRAIN_SECONDS}
+    else
+      cat "$site.mtm-undrain" > "$site"
+    fi
+    rm -f "$site.mtm-undrain"
+  fi
+  rm -f "$site.mtm-drain"
+fi
+"""
+
+
 def render_transition_apply(
     *,
     owner: str,

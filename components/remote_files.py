@@ -575,25 +575,26 @@ def run_script(
     *,
     connection: remote.ConnectionArgs,
     create: str,
-    delete: str | None = None,
+    delete: pulumi.Input[str] | None = None,
     update: str | None = None,
     stdin: pulumi.Input[str] | None = None,
     secret: bool = False,
     triggers: Sequence[pulumi.Input[object]] | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> remote.Command:
-    """A one-off action (create/update/delete scripts, values already quoted by the caller).
+    """A one-off action (create/update/delete scripts, values already quoted by the caller;
+    `delete` may be an Output, e.g. one that depends on what a capture found).
 
     The scripts travel in the manifest on stdin with the caller's `stdin` as their input; the
     command text is the helper call, which holds the host's lock while the script runs."""
-    manifest = pulumi.Output.from_input(stdin if stdin is not None else "").apply(
-        lambda data: render_run_manifest(
+    manifest = pulumi.Output.all(stdin if stdin is not None else "", delete if delete is not None else "").apply(
+        lambda args: render_run_manifest(
             name,
             create=strict(create),
             # the helper runs `create` when there is no update script
             update=strict(update) if update is not None and update != create else None,
-            delete=strict(delete) if delete is not None else None,
-            input=data if stdin is not None else None,
+            delete=strict(args[1]) if delete is not None else None,
+            input=args[0] if stdin is not None else None,
         )
     )
     return remote.Command(

@@ -529,3 +529,26 @@ def test_the_nginx_transition_calls_the_installed_helper_not_a_copy() -> None:
     assert HELPER_PATH in m.sections["create"] and HELPER_PATH in m.sections["delete"]
     assert "mtm_keep_original" not in m.sections["create"] + m.sections["delete"]
     assert "update" not in m.sections, "update is create: sent once"
+
+
+def test_the_transitions_delete_drains_a_plain_site_before_its_original_returns() -> None:
+    """A live site that served browsers over plain HTTP got a redirect to 443 in the transition;
+    the transition's delete first makes port 80 proxy as the original did (443 still answering),
+    then restores the original (tests/unit/test_nginx_drain.py runs the drain)."""
+    from lab import _seed
+
+    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
+    plain = _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE).replace(
+        _seed.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal"),
+        _seed.render_nginx_site(["10.251.0.101", "10.251.0.102"]),
+    )
+    run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={"proxy-live-site": plain})
+    delete = runs(run.by_name("proxy-transition"), "delete")
+    assert "proxy_pass http://backend;" in delete and "sleep 1" in delete
+    assert delete.index("mtm-drain") < delete.index("files-restore proxy-transition")
+    # the admin's HTTPS site (no redirect was added): the delete only restores
+    guide = run_program(
+        make_cfg(["mm1", "mm2"], proxy=proxy),
+        stdout={"proxy-live-site": _guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)},
+    )
+    assert "mtm-drain" not in runs(guide.by_name("proxy-transition"), "delete")
