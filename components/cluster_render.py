@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from components.config import PROJECT, ConfigError, Node, StackConfig, version_tuple
 from components.remote_files import STATE_DIR
+from components.shell import q
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -107,9 +107,6 @@ def _plain(what: str, value: object) -> str:
         raise ValueError(f"{what} {text!r} cannot go into a unit or rules file (whitespace, quotes or '%')")
     return text
 
-
-def _q(value: object) -> str:
-    return shlex.quote(str(value))
 
 
 def _config_error(key: str, message: str) -> ConfigError:
@@ -388,11 +385,11 @@ def render_sshd_validate(plan: ClusterPlan, node: str) -> str:
     ]
     lines = [
         "sshd -t",
-        f"eff=$(sshd -T -C user={_q(plan.tunnel_user)},host=mm-cluster-check,addr={_q(me.address)})",
+        f"eff=$(sshd -T -C user={q(plan.tunnel_user)},host=mm-cluster-check,addr={q(me.address)})",
     ]
     for e in expect:
         lines.append(
-            f"printf '%s\\n' \"$eff\" | grep -qxF {_q(e)} || {{ echo {_q(f'sshd does not apply {SSHD_DROPIN} (expected: {e}); make sure sshd_config has: Include /etc/ssh/sshd_config.d/*.conf')} >&2; exit 1; }}"
+            f"printf '%s\\n' \"$eff\" | grep -qxF {q(e)} || {{ echo {q(f'sshd does not apply {SSHD_DROPIN} (expected: {e}); make sure sshd_config has: Include /etc/ssh/sshd_config.d/*.conf')} >&2; exit 1; }}"
         )
     return "\n".join(lines) + "\n"
 
@@ -624,15 +621,15 @@ def render_units_activate() -> str:
     """Make systemd read the target, the drift check and the Mattermost drop-in (Mattermost
     restarts with its node, not here) and start the drift check; once the target's file is gone
     (delete), stop what is left of them."""
-    target = _q(f"{SYSTEMD_DIR}/{TUNNELS_TARGET}")
-    timer = _q(HEAL_TIMER)
+    target = q(f"{SYSTEMD_DIR}/{TUNNELS_TARGET}")
+    timer = q(HEAL_TIMER)
     return (
         "systemctl daemon-reload\n"
         f"if [ -e {target} ]; then\n"
         f"  systemctl start {timer}\n"
         "else\n"
-        f"  systemctl stop {timer} {_q(HEAL_SERVICE)} {_q(TUNNELS_TARGET)} 2>/dev/null || true\n"
-        f"  systemctl reset-failed {timer} {_q(HEAL_SERVICE)} 2>/dev/null || true\n"
+        f"  systemctl stop {timer} {q(HEAL_SERVICE)} {q(TUNNELS_TARGET)} 2>/dev/null || true\n"
+        f"  systemctl reset-failed {timer} {q(HEAL_SERVICE)} 2>/dev/null || true\n"
         "fi\n"
     )
 
@@ -643,7 +640,7 @@ def render_tunnels_activate() -> str:
     install, or delete) every instance stops; the helper may be gone by then (delete order)."""
     return (
         "systemctl daemon-reload\n"
-        f"if [ -x {_q(HELPER)} ]; then {_q(HELPER)} tunnels-apply; "
+        f"if [ -x {q(HELPER)} ]; then {q(HELPER)} tunnels-apply; "
         "else systemctl stop 'mm-tunnel@*.service' 2>/dev/null || true; fi\n"
     )
 
@@ -731,10 +728,10 @@ def render_firewall_activate() -> str:
     """Load the rules: reload when running (a restart would take Mattermost down with it through
     Requires=), start otherwise; then prove both jumps are there. Without the unit file (rollback
     of a first install, or delete) remove everything instead."""
-    u = _q(FIREWALL_UNIT)
+    u = q(FIREWALL_UNIT)
     return (
         "systemctl daemon-reload\n"
-        f"if [ -e {_q(f'{SYSTEMD_DIR}/{FIREWALL_UNIT}')} ]; then\n"
+        f"if [ -e {q(f'{SYSTEMD_DIR}/{FIREWALL_UNIT}')} ]; then\n"
         f"  if systemctl is-active --quiet {u}; then systemctl reload {u}; else systemctl start {u}; fi\n"
         f"  iptables -w -t nat -C OUTPUT -j {NAT_CHAIN}\n"
         f"  iptables -w -t filter -C INPUT -j {IN_CHAIN}\n"
@@ -750,7 +747,7 @@ def render_firewall_activate() -> str:
 
 
 def _params(**values: object) -> str:
-    return "".join(f"{k}={_q(v)}\n" for k, v in values.items())
+    return "".join(f"{k}={q(v)}\n" for k, v in values.items())
 
 
 def render_preflight(plan: ClusterPlan, node: str) -> str:

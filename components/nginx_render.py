@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from components.remote_files import STATE_DIR, FileSpec, render_files_apply
+from components.shell import q
 
 TEMPLATE = Path(__file__).parent / "templates" / "nginx-site.conf"
 TRANSITION_TEMPLATE = Path(__file__).parent / "templates" / "nginx-site-transition.conf"
@@ -186,12 +186,12 @@ def render_transition_guard(*, owner: str, site_file: str) -> str:
     one (a rollout that stopped half-way) is installed again."""
     FileSpec(site_file)  # validates the path
     final, transitional = HEADER.splitlines()[0], TRANSITION_HEADER.splitlines()[0]
-    return f"""site={_q(site_file)}
-if ! [ -f "$site" ] || grep -qxF {_q(final)} "$site" || {{ ! grep -qxF {_q(transitional)} "$site" &&
+    return f"""site={q(site_file)}
+if ! [ -f "$site" ] || grep -qxF {q(final)} "$site" || {{ ! grep -qxF {q(transitional)} "$site" &&
     ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site" && {{
     ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+https://' "$site" ||
     grep -Eq '^[[:space:]]*proxy_ssl_verify[[:space:]]+on;' "$site"; }}; }}; then
-  printf '%s\\n' {_q(owner)}": $site proxies over neither plain HTTP nor unverified TLS; no transitional site needed"
+  printf '%s\\n' {q(owner)}": $site proxies over neither plain HTTP nor unverified TLS; no transitional site needed"
   exit 0
 fi
 """
@@ -257,9 +257,6 @@ def render_validate_script() -> str:
     return "nginx -t\n"
 
 
-def _q(value: object) -> str:
-    return shlex.quote(str(value))
-
 
 def render_reload_script(
     *,
@@ -285,14 +282,14 @@ def render_reload_script(
         raise ValueError(f"timeout_seconds must be a positive integer: {timeout_seconds!r}")
     if not _PROSE.match(answers):  # it goes inside double quotes
         raise ValueError(f"answers must be plain words: {answers!r}")
-    trust = f"--cacert {_q(ca_file)}" if ca_file else "--insecure"
+    trust = f"--cacert {q(ca_file)}" if ca_file else "--insecure"
     url = f"https://{server_name}{'' if https_port == 443 else f':{https_port}'}{PING_PATH}"
     return f"""set -eu
-service={_q(service)}
-url={_q(url)}
-resolve={_q(f"{server_name}:{https_port}:127.0.0.1")}
-limit={_q(timeout_seconds)}
-errlog={_q(error_log)}
+service={q(service)}
+url={q(url)}
+resolve={q(f"{server_name}:{https_port}:127.0.0.1")}
+limit={q(timeout_seconds)}
+errlog={q(error_log)}
 systemctl reload "$service"
 if ! command -v curl >/dev/null 2>&1; then
   printf '%s\\n' "$service reloaded; curl is not installed, so the site was not checked end to end"
@@ -321,4 +318,4 @@ done
 
 def render_restore_activate_script(*, service: str) -> str:
     """On delete, after the original site is back: validate, then reload."""
-    return f"nginx -t && systemctl reload {_q(service)}\n"
+    return f"nginx -t && systemctl reload {q(service)}\n"
