@@ -49,7 +49,7 @@ from pathlib import Path
 
 from components.config import PROJECT, ConfigError, Node, StackConfig, version_tuple
 from components.remote_files import STATE_DIR
-from components.shell import q
+from components.shell import q, script
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -689,21 +689,19 @@ FIREWALL_STOP = (
 
 def render_helper() -> str:
     """/usr/local/sbin/mm-cluster: loads and removes the rules, waits for a tunnel's ports."""
-    text = (TEMPLATES / "cluster-helper.sh").read_text()
-    for k, v in {
-        "@RULES@": FIREWALL_RULES,
-        "@NAT_CHAIN@": NAT_CHAIN,
-        "@IN_CHAIN@": IN_CHAIN,
-        "@HEADER@": HEADER,
-        "@TABLE@": TUNNEL_TABLE,
-        "@TEMPLATE@": f"{SYSTEMD_DIR}/{TUNNEL_TEMPLATE}",
-        "@FIREWALL_UNIT@": FIREWALL_UNIT,
-        "@AES_CIPHERS@": AES_CIPHERS,
-        "@SSH_BIN@": SSH_BIN,
-        "@CLIENT_KEY@": CLIENT_KEY,
-    }.items():
-        text = text.replace(k, v)
-    return text.replace("@FIREWALL_STOP@\n", FIREWALL_STOP)
+    return script(
+        "cluster-helper.sh",
+        code={"HEADER": HEADER, "FIREWALL_STOP": FIREWALL_STOP.removesuffix("\n")},
+        RULES=FIREWALL_RULES,
+        NAT_CHAIN=NAT_CHAIN,
+        IN_CHAIN=IN_CHAIN,
+        TABLE=TUNNEL_TABLE,
+        TEMPLATE=f"{SYSTEMD_DIR}/{TUNNEL_TEMPLATE}",
+        FIREWALL_UNIT=FIREWALL_UNIT,
+        AES_CIPHERS=AES_CIPHERS,
+        SSH_BIN=SSH_BIN,
+        CLIENT_KEY=CLIENT_KEY,
+    )
 
 
 def render_firewall_unit(plan: ClusterPlan, node: str) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.remote_files import STATE_DIR, FileSpec, render_files_apply
-from components.shell import q
+from components.shell import fill, q
 
 TEMPLATE = Path(__file__).parent / "templates" / "nginx-site.conf"
 TRANSITION_TEMPLATE = Path(__file__).parent / "templates" / "nginx-site-transition.conf"
@@ -42,7 +42,6 @@ TRANSITION_HEADER = (
 )
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._/+-]+$")
-_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 _PROSE = re.compile(r"^[A-Za-z0-9 ,.;:()/-]+$")
 
 
@@ -88,16 +87,6 @@ def _server_line(b: Backend, params: str = "") -> str:
     return f"    server {host}:{b.port}{params};"
 
 
-def fill_template(template: str, values: dict[str, str]) -> str:
-    """Replace every {{name}}; a placeholder without a value or a value without a placeholder is a
-    bug (NGINX's own `$variables` and braces are left alone)."""
-    used = set(_PLACEHOLDER.findall(template))
-    missing, unused = used - set(values), set(values) - used
-    if missing or unused:
-        raise ValueError(f"template placeholders do not match: missing {sorted(missing)}, unused {sorted(unused)}")
-    return _PLACEHOLDER.sub(lambda m: values[m[1]], template)
-
-
 def render_nginx_site(
     *,
     server_name: str,
@@ -121,7 +110,7 @@ def render_nginx_site(
     )
     values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
     text = template if template is not None else TEMPLATE.read_text()
-    return fill_template(text, values)
+    return fill(text, values)
 
 
 def _upstream_body(backends: Sequence[Backend], keepalive: int, params: str = "") -> str:
@@ -171,7 +160,7 @@ def render_transition_site(
     values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
     values["plain_upstream_body"] = _upstream_body(backends, keepalive)
     text = template if template is not None else TRANSITION_TEMPLATE.read_text()
-    return fill_template(text, values)
+    return fill(text, values)
 
 
 def render_transition_guard(*, owner: str, site_file: str) -> str:

@@ -8,16 +8,12 @@ in, text out; `components/teleport.py` wires them to hosts.
 
 from __future__ import annotations
 
-from importlib import resources
-from string import Template
 from typing import Any
 
 import tomli_w
 
 from components.remote_files import STATE_DIR
-from components.shell import q
-
-TEMPLATES = resources.files("components") / "templates"
+from components.shell import fill, q, template
 
 PID_FILE = "/var/run/teleport-mattermost.pid"
 """The pid file of the documented ExecStart."""
@@ -56,10 +52,6 @@ def render_plugin_toml(config: dict[str, Any]) -> str:
     )
 
 
-def _template(name: str) -> str:
-    return (TEMPLATES / name).read_text()
-
-
 def ssl_cert_dir(ca_dir: str) -> str:
     """SSL_CERT_DIR for the plugin: its own CA directory first, then Debian's usual one.
 
@@ -77,19 +69,22 @@ def render_unit(*, binary: str, config_file: str, ca_dir: str, pid_file: str = P
         # systemd expands $ and % and splits on whitespace; config already forbids these
         if not value.startswith("/") or any(c in value for c in " \t\n\"'\\$%;"):
             raise ValueError(f"not a plain absolute path for a unit file: {value!r}")
-    return Template(_template("teleport-mattermost.service")).substitute(
-        binary=binary,
-        config_file=config_file,
-        pid_file=pid_file,
-        # same file through Debian's /var/run -> /run link; systemd warns about the legacy path
-        pid_file_run=pid_file.replace("/var/run/", "/run/", 1),
-        ssl_cert_dir=ssl_cert_dir(ca_dir),
+    return fill(
+        template("teleport-mattermost.service"),
+        {
+            "binary": binary,
+            "config_file": config_file,
+            "pid_file": pid_file,
+            # same file through Debian's /var/run -> /run link; systemd warns about the legacy path
+            "pid_file_run": pid_file.replace("/var/run/", "/run/", 1),
+            "ssl_cert_dir": ssl_cert_dir(ca_dir),
+        },
     )
 
 
 def rbac_files() -> dict[str, str]:
     """File name -> YAML content of the optional RBAC resources."""
-    return {name: _template(tpl) for name, tpl in RBAC_FILES.items()}
+    return {name: template(tpl) for name, tpl in RBAC_FILES.items()}
 
 
 
