@@ -435,6 +435,29 @@ def _stdin(manifest: pulumi.Output[str], secret: bool) -> pulumi.Output[str]:
     return pulumi.Output.secret(manifest) if secret else manifest
 
 
+def _helper_command(
+    name: str,
+    kind: str,
+    connection: remote.ConnectionArgs,
+    manifest: pulumi.Output[str],
+    secret: bool,
+    opts: pulumi.ResourceOptions | None,
+) -> remote.Command:
+    """The command of managed_files/managed_block: `KIND-apply` on create and update,
+    `KIND-restore` on delete, the manifest on stdin."""
+    return remote.Command(
+        name,
+        connection=connection,
+        create=render_call(f"{kind}-apply", name, sudo=needs_sudo(connection)),
+        update=render_call(f"{kind}-apply", name, sudo=needs_sudo(connection)),
+        delete=render_call(f"{kind}-restore", name, sudo=needs_sudo(connection)),
+        stdin=_stdin(manifest, secret),
+        logging=_logging(secret),
+        add_previous_output_in_env=False,
+        opts=_command_opts(opts, secret, connection),
+    )
+
+
 def managed_files(
     name: str,
     *,
@@ -457,17 +480,7 @@ def managed_files(
             name, specs, contents, validate=validate, activate=activate, restore_activate=restore_activate
         )
     )
-    return remote.Command(
-        name,
-        connection=connection,
-        create=render_call("files-apply", name, sudo=needs_sudo(connection)),
-        update=render_call("files-apply", name, sudo=needs_sudo(connection)),
-        delete=render_call("files-restore", name, sudo=needs_sudo(connection)),
-        stdin=_stdin(manifest, secret),
-        logging=_logging(secret),
-        add_previous_output_in_env=False,
-        opts=_command_opts(opts, secret, connection),
-    )
+    return _helper_command(name, "files", connection, manifest, secret, opts)
 
 
 def managed_block(
@@ -492,17 +505,7 @@ def managed_block(
             validate=validate, activate=activate, restore_activate=restore_activate,
         )
     )
-    return remote.Command(
-        name,
-        connection=connection,
-        create=render_call("block-apply", name, sudo=needs_sudo(connection)),
-        update=render_call("block-apply", name, sudo=needs_sudo(connection)),
-        delete=render_call("block-restore", name, sudo=needs_sudo(connection)),
-        stdin=_stdin(manifest, secret),
-        logging=_logging(secret),
-        add_previous_output_in_env=False,
-        opts=_command_opts(opts, secret, connection),
-    )
+    return _helper_command(name, "block", connection, manifest, secret, opts)
 
 
 def strict(script: str) -> str:
