@@ -45,13 +45,10 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from components.config import PROJECT, ConfigError, Node, StackConfig, version_tuple
 from components.remote_files import STATE_DIR
 from components.shell import q, script
-
-TEMPLATES = Path(__file__).with_name("templates")
 
 CONF_DIR = "/etc/mattermost-cluster"
 CLIENT_KEY = f"{CONF_DIR}/id_ed25519"
@@ -744,24 +741,17 @@ def render_firewall_activate() -> str:
 # ---------------------------------------------------------------- one-off scripts
 
 
-def _params(**values: object) -> str:
-    return "".join(f"{k}={q(v)}\n" for k, v in values.items())
-
-
 def render_preflight(plan: ClusterPlan, node: str) -> str:
     """Read-only check before anything changes on `node`: refuses a host that still carries the
-    manual tunnel procedure and says exactly what to remove."""
+    manual tunnel procedure and says exactly what to remove (templates/cluster-preflight.sh)."""
     me = plan.member(node)
-    body = (TEMPLATES / "cluster-preflight.sh").read_text()
-    return (
-        _params(
-            node=me.name,
-            unit=me.unit,
-            ports=" ".join(map(str, plan.ports)),
-            ours=CLIENT_KEY,
-            nat_chain=NAT_CHAIN,
-        )
-        + body
+    return script(
+        "cluster-preflight.sh",
+        node=me.name,
+        unit=me.unit,
+        ports=" ".join(map(str, plan.ports)),
+        ours=CLIENT_KEY,
+        nat_chain=NAT_CHAIN,
     )
 
 
@@ -769,58 +759,32 @@ def account_marker(plan: ClusterPlan) -> str:
     return f"{STATE_DIR}/cluster-account-{plan.tunnel_user}"
 
 
-SHADOW_BACKUPS = ("passwd-", "group-", "shadow-", "gshadow-")
-
-
 def render_account_create(plan: ClusterPlan) -> str:
     """Create the tunnel account (system user, no login shell, no password) unless it exists;
-    an existing account is used only if it cannot log in either."""
-    return _params(
-        user=plan.tunnel_user, home=plan.tunnel_home, marker=account_marker(plan), state=STATE_DIR, nologin=NOLOGIN
-    ) + (
-        'if getent passwd "$user" >/dev/null; then\n'
-        '  if [ ! -e "$marker" ]; then\n'
-        '    shell=$(getent passwd "$user" | cut -d: -f7)\n'
-        '    case "$shell" in\n'
-        '      */nologin|*/false) echo "$user: existing account without a login shell, used as it is" ;;\n'
-        '      *) echo "account $user already exists with the login shell $shell; it must not be the tunnel account: '
-        'set cluster.tunnelUser to an unused name (the default is mmtunnel)" >&2; exit 1 ;;\n'
-        "    esac\n"
-        "  fi\n"
-        "else\n"
-        '  mkdir -p "$marker.orig"\n  chmod 0700 "$state" "$marker.orig"\n'
-        # useradd/usermod/userdel rewrite the tools' own backups (/etc/passwd- ...): keep them
-        # so delete leaves /etc byte-identical
-        f"  for f in {' '.join(SHADOW_BACKUPS)}; do\n"
-        '    if [ -e "/etc/$f" ]; then cp -a "/etc/$f" "$marker.orig/$f"; else : > "$marker.orig/$f.absent"; fi\n'
-        "  done\n"
-        '  useradd --system --user-group --home-dir "$home" --create-home --shell "$nologin" '
-        '--comment "Mattermost cluster SSH tunnels" "$user"\n'
-        # '*' instead of useradd's '!': no password either way, but sshd without PAM treats
-        # '!' as a locked account and would refuse the key
-        "  usermod -p '*' \"$user\"\n"
-        '  : > "$marker"\n'
-        '  echo "$user: created"\n'
-        "fi\n"
+    an existing account is used only if it cannot log in either (templates/cluster-account-create.sh).
+
+    useradd/usermod/userdel rewrite the tools' own backups (/etc/passwd- ...): they are kept so
+    delete leaves /etc byte-identical. The password field is '*' instead of useradd's '!': no
+    password either way, but sshd without PAM treats '!' as a locked account and would refuse
+    the key."""
+    return script(
+        "cluster-account-create.sh",
+        user=plan.tunnel_user,
+        home=plan.tunnel_home,
+        marker=account_marker(plan),
+        state=STATE_DIR,
+        nologin=NOLOGIN,
     )
 
 
 def render_account_delete(plan: ClusterPlan) -> str:
-    """Remove the account only if create made it, and put the tools' backups back."""
-    return _params(user=plan.tunnel_user, marker=account_marker(plan), state=STATE_DIR) + (
-        'if [ -e "$marker" ]; then\n'
-        '  if getent passwd "$user" >/dev/null; then\n'
-        '    pkill -u "$user" 2>/dev/null || true\n'
-        '    userdel --remove "$user" 2>/dev/null || userdel "$user"\n'
-        "  fi\n"
-        f"  for f in {' '.join(SHADOW_BACKUPS)}; do\n"
-        '    if [ -e "$marker.orig/$f" ]; then cp -a "$marker.orig/$f" "/etc/$f"; fi\n'
-        '    if [ -e "$marker.orig/$f.absent" ]; then rm -f "/etc/$f"; fi\n'
-        "  done\n"
-        '  rm -rf "$marker" "$marker.orig"\n'
-        '  rmdir "$state" 2>/dev/null || true\n'
-        '  echo "$user: removed"\n'
-        "fi\n"
+    """Remove the account only if create made it, and put the tools' backups back
+    (templates/cluster-account-delete.sh)."""
+    return script(
+        "cluster-account-delete.sh",
+        user=plan.tunnel_user,
+        marker=account_marker(plan),
+        state=STATE_DIR,
     )
 
 
@@ -837,26 +801,11 @@ def render_gossip_stop(plan: ClusterPlan, node: str) -> str:
     its own restart brings it into the cluster. Stopping it would only turn any failure between
     this stop and its restart (the database, another node) into an outage of every node. It does
     not gossip if its main process has no UDP socket of its own: memberlist always binds one on
-    the gossip port, and Mattermost binds UDP for nothing else. Without `ss` it is stopped, as before.
+    the gossip port, and Mattermost binds UDP for nothing else. Without `ss` it is stopped, as before
+    (templates/cluster-gossip-stop.sh).
     """
     m = plan.member(node)
     want = "true" if plan.gossip_encryption else "false"
-    return _params(unit=f"{m.unit}.service", want=want, new=GOSSIP_ENCRYPTION_VAR, old=GOSSIP_ENCRYPTION_VAR_OLD) + (
-        'pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)\n'
-        'if [ -z "$pid" ] || [ "$pid" = 0 ] || [ ! -r "/proc/$pid/environ" ]; then\n'
-        '  echo "$unit: not running; its restart will use gossip encryption=$want"\n'
-        "  exit 0\n"
-        "fi\n"
-        "if tr '\\000' '\\n' < \"/proc/$pid/environ\" | grep -qxE \"($new|$old)=$want\"; then\n"
-        '  echo "$unit: already running with gossip encryption=$want"\n'
-        "  exit 0\n"
-        "fi\n"
-        'if command -v ss >/dev/null 2>&1 && ! ss -Hlunp 2>/dev/null | grep -q "pid=$pid,"; then\n'
-        '  echo "$unit: not gossiping (clustering is off in the running server): no mode to mix, left running; '
-        'its restart brings it into the cluster with gossip encryption=$want"\n'
-        "  exit 0\n"
-        "fi\n"
-        'echo "$unit: stopping for the switch to gossip encryption=$want (nodes cannot mix modes; '
-        'every node stops, each comes back with its own restart)"\n'
-        'systemctl stop "$unit"\n'
+    return script(
+        "cluster-gossip-stop.sh", unit=f"{m.unit}.service", want=want, new=GOSSIP_ENCRYPTION_VAR, old=GOSSIP_ENCRYPTION_VAR_OLD
     )

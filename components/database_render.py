@@ -30,7 +30,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from components.remote_files import encode_bundle
-from components.shell import q
+from components.shell import q, script
 
 Engine = Literal["mysql", "postgres"]
 ENGINES: tuple[Engine, ...] = ("mysql", "postgres")
@@ -955,24 +955,13 @@ def render_read_current_dsn(*, unit: str, install_dir: str, env_file: str) -> st
     3. the config.json the server reads (`MM_CONFIG` if it names a file, else
        `<installDir>/config/config.json`).
 
-    `current_password` picks from them. Nothing is changed on the node."""
-    return f"""umask 077
-unit={q(unit + ".service")}
-cfg={q(install_dir.rstrip("/") + "/config/config.json")}
-envfile={q(env_file)}
-b64() {{ base64 | tr -d '\\n'; echo; }}
-proc=''
-pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || true)
-case "$pid" in ''|0|*[!0-9]*) pid='' ;; esac
-if [ -n "$pid" ] && [ -r "/proc/$pid/environ" ]; then
-  proc=$(tr '\\000' '\\n' < "/proc/$pid/environ" | grep -i '^mm_sqlsettings_' || true)
-  own=$(tr '\\000' '\\n' < "/proc/$pid/environ" | sed -n 's/^MM_CONFIG=//p' | head -n 1)
-  case "$own" in /*) [ -r "$own" ] && cfg=$own ;; esac
-fi
-printf '%s' "$proc" | b64
-if [ -r "$envfile" ]; then grep -i '^mm_sqlsettings_' "$envfile" | b64 || echo; else echo; fi
-if [ -r "$cfg" ]; then b64 < "$cfg"; else echo; fi
-"""
+    `current_password` picks from them. Nothing is changed on the node (templates/read-current-dsn.sh)."""
+    return script(
+        "read-current-dsn.sh",
+        unit=unit + ".service",
+        config=install_dir.rstrip("/") + "/config/config.json",
+        env_file=env_file,
+    )
 
 
 _ENV_DQ_UNESCAPE = re.compile(r"\\([\"\\`$])")

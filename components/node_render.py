@@ -14,12 +14,11 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from components.shell import q
+from components.shell import q, script, template
 
 DROPIN_NAME = "50-transport-encryption.conf"
 SYSTEM_CA_NAME = "mattermost-transport-ca.crt"
@@ -446,7 +445,6 @@ def cert_fingerprint_sha256(cert_pem: str) -> str:
 
 # ---------------------------------------------------------------- preflight (read-only)
 
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 def render_preflight_script(
@@ -523,8 +521,4 @@ def render_preflight_script(
         "search_key": search_key,
         "search_targets": " ".join(search_targets),
     }
-    return (
-        "".join(f"{k}={q(v)}\n" for k, v in params.items())
-        + (TEMPLATES / "dsn-checks.sh").read_text()
-        + (TEMPLATES / "node-preflight.sh").read_text()
-    )
+    return script("node-preflight.sh", code={"dsn_checks": template("dsn-checks.sh").removesuffix("\n")}, **params)

@@ -8,7 +8,9 @@ bug and raises. `@name@` and not `{{name}}` or `$name` because it is a plain wor
 
 In a shell template a parameter is one shell word: `script()` quotes every value with `q`, and
 only what it takes as `code=` (shell the renderer built from quoted parts, e.g. a client
-command) goes in as it is. Pure: no Pulumi, no I/O but reading the templates.
+command, or a shared fragment such as dsn-checks.sh) goes in as it is. A script template
+assigns its parameters to variables in its first lines (`node=@node@`) and reads only those
+variables below, so the file itself is a valid script for shellcheck. Pure: no Pulumi, no I/O but reading the templates.
 """
 
 from __future__ import annotations
@@ -25,11 +27,6 @@ _PLACEHOLDER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
 def q(value: object) -> str:
     """One shell word for `value` (str() of it), safe to interpolate anywhere in a script."""
     return shlex.quote(str(value))
-
-
-def assignments(**values: object) -> str:
-    """`name='value'` lines, one a parameter, for a script whose body reads them as `$name`."""
-    return "".join(f"{name}={q(value)}\n" for name, value in values.items())
 
 
 def template(name: str) -> str:

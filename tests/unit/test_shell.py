@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from components.shell import TEMPLATES, assignments, fill, q, script
+from components.shell import TEMPLATES, fill, q, script
 
 
 def test_q_makes_one_word_of_anything() -> None:
@@ -36,10 +36,6 @@ def test_script_quotes_values_and_keeps_code(tmp_path, monkeypatch) -> None:  # 
     assert script("t.sh", code={"body": "echo \"$v\""}, v="a b") == "v='a b'\necho \"$v\"\n"
     with pytest.raises(ValueError, match="both"):
         script("t.sh", code={"v": "x", "body": ""}, v="y")
-
-
-def test_assignments_are_quoted_lines() -> None:
-    assert assignments(node="mm1", ports="8074 8075") == "node=mm1\nports='8074 8075'\n"
 
 
 def test_templates_use_only_the_one_convention() -> None:
