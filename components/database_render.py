@@ -31,6 +31,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from components.remote_files import encode_bundle
 from components.shell import q, script
+from components.tls_files import TlsFiles
 
 Engine = Literal["mysql", "postgres"]
 ENGINES: tuple[Engine, ...] = ("mysql", "postgres")
@@ -161,12 +162,8 @@ def _conninfo_value(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class TlsPaths:
+class TlsPaths(TlsFiles):
     """Where the server's CA, certificate and key live on the database host."""
-
-    ca: str
-    cert: str
-    key: str
 
 
 def tls_paths(tls_dir: str) -> TlsPaths:

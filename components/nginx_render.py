@@ -21,9 +21,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict, Unpack
 
 from components.remote_files import STATE_DIR, FileSpec, render_files_apply
 from components.shell import fill, q
+from components.tls_files import TlsFiles
 
 TEMPLATE = Path(__file__).parent / "templates" / "nginx-site.conf"
 TRANSITION_TEMPLATE = Path(__file__).parent / "templates" / "nginx-site-transition.conf"
@@ -46,15 +48,9 @@ _PROSE = re.compile(r"^[A-Za-z0-9 ,.;:()/-]+$")
 
 
 @dataclass(frozen=True)
-class ProxyPaths:
-    """The proxy's TLS files (absolute)."""
-
-    cert: str
-    """The public certificate (chain) NGINX presents to browsers."""
-    key: str
-    """Its private key (0600 root)."""
-    ca: str
-    """The stack CA, used to verify the nodes (proxy_ssl_trusted_certificate)."""
+class ProxyPaths(TlsFiles):
+    """The proxy's TLS files: `cert` is what NGINX presents to browsers, `key` is 0600 root, `ca`
+    verifies the nodes (proxy_ssl_trusted_certificate)."""
 
 
 def proxy_paths(tls_dir: str) -> ProxyPaths:
@@ -87,15 +83,7 @@ def _server_line(b: Backend, params: str = "") -> str:
     return f"    server {host}:{b.port}{params};"
 
 
-def render_nginx_site(
-    *,
-    server_name: str,
-    backends: Sequence[Backend],
-    upstream_name: str,
-    keepalive: int,
-    paths: ProxyPaths,
-    template: str | None = None,
-) -> str:
+def render_nginx_site(**site: Unpack[SiteArgs]) -> str:
     """The Mattermost site: port 80 redirects, port 443 terminates TLS and proxies to every node
     over TLS, verifying each node's certificate against the stack CA for `upstream_name`.
 
@@ -105,12 +93,7 @@ def render_nginx_site(
     marks that node down for 10 s, so by the last node's restart no node was left and NGINX
     answered 502 (4 of 208 requests in the lab's password rotation). With 0 a refused
     connection only moves that request on to the next node (proxy_next_upstream error)."""
-    values = _site_values(
-        server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
-    )
-    values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
-    text = template if template is not None else TEMPLATE.read_text()
-    return fill(text, values)
+    return fill(_site_template(site, TEMPLATE), _site_values(site))
 
 
 def _upstream_body(backends: Sequence[Backend], keepalive: int, params: str = "") -> str:
@@ -121,32 +104,41 @@ def _upstream_body(backends: Sequence[Backend], keepalive: int, params: str = ""
     return "\n".join(servers + ([f"    keepalive {keepalive};"] if keepalive else []))
 
 
-def _site_values(
-    *, server_name: str, backends: Sequence[Backend], upstream_name: str, keepalive: int, paths: ProxyPaths
-) -> dict[str, str]:
+class SiteArgs(TypedDict):
+    """What both sites are rendered from (render_nginx_site, render_transition_site)."""
+
+    server_name: str
+    backends: Sequence[Backend]
+    upstream_name: str
+    keepalive: int
+    paths: ProxyPaths
+    template: NotRequired[str | None]
+    """Another template's text instead of the file beside this module."""
+
+
+def _site_template(site: SiteArgs, default: Path) -> str:
+    text = site.get("template")
+    return text if text is not None else default.read_text()
+
+
+def _site_values(site: SiteArgs) -> dict[str, str]:
+    """The placeholders both sites share; the TLS upstream's servers with max_fails=0."""
+    backends, keepalive, paths = site["backends"], site["keepalive"], site["paths"]
     if not backends:
         raise ValueError("the upstream needs at least one node")
     if not isinstance(keepalive, int) or keepalive < 0:
         raise ValueError(f"keepalive must be a non-negative integer: {keepalive!r}")
     return {
-        "upstream_body": _upstream_body(backends, keepalive),
-        "server_name": _token("server name", server_name),
+        "upstream_body": _upstream_body(backends, keepalive, " max_fails=0"),
+        "server_name": _token("server name", site["server_name"]),
         "cert_file": _token("certificate path", paths.cert),
         "key_file": _token("key path", paths.key),
         "trusted_ca_file": _token("CA path", paths.ca),
-        "upstream_name": _token("upstream name", upstream_name),
+        "upstream_name": _token("upstream name", site["upstream_name"]),
     }
 
 
-def render_transition_site(
-    *,
-    server_name: str,
-    backends: Sequence[Backend],
-    upstream_name: str,
-    keepalive: int,
-    paths: ProxyPaths,
-    template: str | None = None,
-) -> str:
+def render_transition_site(**site: Unpack[SiteArgs]) -> str:
     """The transitional site (templates/nginx-site-transition.conf): browsers as in the final site;
     towards the nodes verified TLS first, plain HTTP only when no node answers over TLS.
 
@@ -154,13 +146,9 @@ def render_transition_site(
     request once it is back, not skip it for `fail_timeout` after a refused connection during its
     restart (then no node would answer over TLS and the request would fall back to plain HTTP,
     which a switched node answers with 400)."""
-    values = _site_values(
-        server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
-    )
-    values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
-    values["plain_upstream_body"] = _upstream_body(backends, keepalive)
-    text = template if template is not None else TRANSITION_TEMPLATE.read_text()
-    return fill(text, values)
+    values = _site_values(site)
+    values["plain_upstream_body"] = _upstream_body(site["backends"], site["keepalive"])
+    return fill(_site_template(site, TRANSITION_TEMPLATE), values)
 
 
 def render_transition_guard(*, owner: str, site_file: str) -> str:

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from components.shell import q, script, template
+from components.tls_files import TlsFiles
 
 DROPIN_NAME = "50-transport-encryption.conf"
 SYSTEM_CA_NAME = "mattermost-transport-ca.crt"
@@ -34,15 +35,10 @@ _DQ_ESCAPE = re.compile(r'(["\\`$])')
 
 
 @dataclass(frozen=True)
-class NodePaths:
-    """Every path a node's TLS setup installs (absolute)."""
+class NodePaths(TlsFiles):
+    """Every path a node's TLS setup installs (absolute): `cert` (0644), `key` (0640 root:<service
+    group>), `ca` (the PostgreSQL DSN's sslrootcert points here), and:"""
 
-    cert: str
-    """The node's certificate (PEM, 0644)."""
-    key: str
-    """The node's private key (PEM, 0640 root:<service group>)."""
-    ca: str
-    """The stack CA; the PostgreSQL DSN's sslrootcert points here."""
     system_ca: str
     """The stack CA in the system trust store source dir (MySQL `tls=true` verifies with system roots)."""
     env: str
