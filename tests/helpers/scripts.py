@@ -44,9 +44,9 @@ SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]
 
 def run_script(
     script: str,
-    *,
     stdin: str = "",
     shell: str = "/bin/sh",
+    *,
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     path: str | Path | None = None,

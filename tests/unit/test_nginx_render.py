@@ -32,11 +32,11 @@ from components.nginx_render import (
     render_validate_script,
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_apply
+from tests.helpers.scripts import SHELLS
 
 SERVER = "mattermost.example.com"
 UPSTREAM = "mattermost-app.internal"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
 IS_ROOT = os.geteuid() == 0
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx not installed (apt-get install nginx-light)")
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root")

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from components.node_render import render_preflight_script
+from tests.helpers.scripts import SHELLS
 
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
 SECRET = "s3cr3t-pw"
 OWN_ENV = "/etc/mattermost-tls/mattermost.env"
 

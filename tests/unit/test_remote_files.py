@@ -18,12 +18,11 @@ from components.remote_files import (
     render_files_apply,
     render_files_restore,
 )
-
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
+from tests.helpers.scripts import SHELLS, run_script
 
 
 def run(script: str, stdin: str = "", shell: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([shell, "-c", script], input=stdin, capture_output=True, text=True, timeout=30)
+    return run_script(script, stdin, shell, timeout=30)
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
