@@ -1158,24 +1158,9 @@ def render_rotation_hba_block(database: str, user: str, login: str, client_addre
 
 def render_rotation_script(*, who: str, client: str, state_dir: str = STATE_DIR, sql_line: int = 1) -> str:
     """Run one SQL of stdin (base64 lines: admin credentials file or "", then SQL lines; line
-    `sql_line` is run) as the admin. The admin file lives 0600 in a private temp dir, removed on exit."""
+    `sql_line` is run) as the admin. The admin file lives 0600 in a private temp dir, removed on exit
+    (templates/db-rotation.sh)."""
     if sql_line < 1:
         raise ValueError("sql_line counts from 1")
-    return (
-        "umask 077\n"
-        "cd /\n"
-        f"state={q(state_dir)}\nwho={q(who)}\n"
-        "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
-        f'sql() {{ {client} "$@"; }}\n'
-        "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
-        + "".join(f"IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL {i + 1}'\n" for i in range(sql_line))
-        + 'made=; [ -d "$state" ] || made=1\n'
-        'mkdir -p "$state"\nchmod 0700 "$state"\n'
-        'tmp=$(mktemp -d "$state/tmp.XXXXXX")\n'
-        'trap \'rm -rf "$tmp"; if [ -n "$made" ]; then rmdir "$state" 2>/dev/null || true; fi\' EXIT\n'
-        "printf '%s' \"$mtm_admin\" | base64 -d > \"$tmp/admin\" || mtm_fail 'the admin credentials are not valid base64'\n"
-        "printf '%s' \"$mtm_sql\" | base64 -d > \"$tmp/change.sql\" || mtm_fail 'the SQL is not valid base64'\n"
-        "unset mtm_admin mtm_sql\n"
-        'sql < "$tmp/change.sql"\n'
-        'echo "$who: done"\n'
-    )
+    reads = [f"IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL {i + 1}'" for i in range(sql_line)]
+    return script("db-rotation.sh", code={"sql_client": client, "read_sql": "\n".join(reads)}, state=state_dir, who=who)
