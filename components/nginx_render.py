@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import NotRequired, TypedDict, Unpack
 
 from components.remote_files import STATE_DIR, FileSpec, render_files_apply
-from components.shell import fill, q
+from components.shell import fill, q, script
 from components.tls_files import TlsFiles
 
 TEMPLATE = Path(__file__).parent / "templates" / "nginx-site.conf"
@@ -254,6 +254,7 @@ def render_reload_script(
     host's trust store) - what it proves is the upstream hop. Reload is asynchronous (old
     workers keep the old configuration for a moment), hence the retry until the deadline.
     `answers` completes the success message (the transitional site may answer over plain HTTP).
+    The script: templates/nginx-reload.sh.
     """
     if not isinstance(timeout_seconds, int) or timeout_seconds < 1:
         raise ValueError(f"timeout_seconds must be a positive integer: {timeout_seconds!r}")
@@ -261,36 +262,15 @@ def render_reload_script(
         raise ValueError(f"answers must be plain words: {answers!r}")
     trust = f"--cacert {q(ca_file)}" if ca_file else "--insecure"
     url = f"https://{server_name}{'' if https_port == 443 else f':{https_port}'}{PING_PATH}"
-    return f"""set -eu
-service={q(service)}
-url={q(url)}
-resolve={q(f"{server_name}:{https_port}:127.0.0.1")}
-limit={q(timeout_seconds)}
-errlog={q(error_log)}
-systemctl reload "$service"
-if ! command -v curl >/dev/null 2>&1; then
-  printf '%s\\n' "$service reloaded; curl is not installed, so the site was not checked end to end"
-  exit 0
-fi
-start=$(date +%s)
-while :; do
-  if last=$(curl --silent --show-error --fail --noproxy '*' --proto '=https' --max-time 10 {trust} \\
-      --resolve "$resolve" --output /dev/null "$url" 2>&1); then
-    printf '%s\\n' "$service reloaded; $url {answers}"
-    exit 0
-  fi
-  now=$(date +%s)
-  if [ $((now - start)) -ge "$limit" ]; then
-    printf '%s\\n' "$url does not answer through the new configuration within $limit s: $last" >&2
-    if [ -r "$errlog" ]; then
-      printf '%s\\n' "--- tail -n 20 $errlog ---" >&2
-      tail -n 20 "$errlog" >&2 || true
-    fi
-    exit 1
-  fi
-  sleep 1
-done
-"""
+    return script(
+        "nginx-reload.sh",
+        code={"trust": trust, "answers": answers},
+        service=service,
+        url=url,
+        resolve=f"{server_name}:{https_port}:127.0.0.1",
+        limit=timeout_seconds,
+        error_log=error_log,
+    )
 
 
 def render_restore_activate_script(*, service: str) -> str:
