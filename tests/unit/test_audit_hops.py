@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import subprocess
 import threading
 import time
 
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lab.standin.mmstandin import gossip
+from tests.helpers.scripts import run_script
 from tools import audit
 
 
@@ -164,7 +164,7 @@ def test_the_capture_script_records_real_datagrams_with_tcpdump() -> None:
         sender.start()
         try:
             script = f"seconds=3\ncount=20\nport={port}\n" + audit._GOSSIP_CAPTURE
-            r = subprocess.run(["/bin/sh", "-c", "set -eu\n" + script], capture_output=True, text=True, timeout=30)
+            r = run_script("set -eu\n" + script, timeout=30)
         finally:
             stop.set()
             sender.join()

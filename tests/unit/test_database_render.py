@@ -40,8 +40,7 @@ from components.remote_files import (
     render_files_restore,
     strict,
 )
-
-SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]
+from tests.helpers.scripts import SHELLS, run_script
 
 HOSTILE = [
     "a'b",
@@ -59,10 +58,6 @@ HOSTILE = [
     "a;b c",
     "-_.~",
 ]
-
-
-def sh(script: str, stdin: str = "", shell: str = "/bin/sh", timeout: int = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([shell, "-c", script], input=stdin, capture_output=True, text=True, timeout=timeout)
 
 
 # ---------------------------------------------------------------- server configuration
@@ -350,14 +345,14 @@ def test_activate_prints_the_servers_log_when_the_restart_fails(tmp_path: Path) 
     script = r.render_activate(
         fake_control(restart="echo 'Job failed' >&2; false"), config_file="/nonexistent", tls_probe="true"
     )
-    res = sh(script)
+    res = run_script(script)
     assert res.returncode == 1
     assert "fakedb: restart failed" in res.stdout and "Job failed" in res.stdout
     assert "FATAL: the server said why" in res.stdout
 
 
 def test_activate_gives_up_after_a_bounded_wait(tmp_path: Path) -> None:
-    res = sh(r.render_activate(fake_control(probe="false"), config_file="/x", tls_probe="true", wait_seconds=2))
+    res = run_script(r.render_activate(fake_control(probe="false"), config_file="/x", tls_probe="true", wait_seconds=2))
     assert res.returncode == 1
     assert "does not answer 2 s after the restart" in res.stdout and "FATAL: the server said why" in res.stdout
 
@@ -366,12 +361,12 @@ def test_activate_fails_if_tls_is_not_served_and_skips_the_probe_without_our_con
     conf = tmp_path / "90-mattermost-tls.conf"
     conf.write_text("ssl = on\n")
     bad_probe = "echo 'verify error:num=19:self-signed certificate' >&2; false"
-    res = sh(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
+    res = run_script(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
     assert res.returncode == 1 and "does not serve the stack CA's certificate" in res.stdout
     assert "self-signed certificate" in res.stdout and "FATAL: the server said why" in res.stdout
     # after a rollback of the first apply our file is gone: restart only, no probe
     conf.unlink()
-    res = sh(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
+    res = run_script(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
     assert res.returncode == 0 and "fakedb: restarted" in res.stdout
 
 
@@ -391,7 +386,7 @@ def test_user_restore_of_a_replaced_resource_leaves_the_new_state(tmp_path: Path
         script = strict(
             r.render_user_restore(engine, user="mmuser", client=_recording_client(tmp_path), state_dir=str(state))
         )
-        res = sh(script, r.user_stdin("old-token", "", "x"))
+        res = run_script(script, r.user_stdin("old-token", "", "x"))
         assert res.returncode == 0, res.stderr
         assert "owned by another resource now" in res.stdout
     assert not (tmp_path / "client.log").exists(), "the old owner's delete must not touch the database"
@@ -406,7 +401,7 @@ def test_user_restore_without_its_backup_fails_and_says_how_to_proceed(tmp_path:
     script = strict(
         r.render_user_restore("mysql", user="mmuser", client=_recording_client(tmp_path), state_dir=str(state))
     )
-    res = sh(script, r.user_stdin("tok", "", "x"))
+    res = run_script(script, r.user_stdin("tok", "", "x"))
     assert res.returncode == 1 and "backup" in res.stderr and "missing" in res.stderr
 
 
@@ -414,9 +409,9 @@ def test_user_scripts_refuse_truncated_or_forged_stdin(tmp_path: Path) -> None:
     script = strict(
         r.render_user_apply("postgres", user="mmuser", database="mattermost", client="false", state_dir=str(tmp_path))
     )
-    res = sh(script, encode_bundle(["tok"]))
+    res = run_script(script, encode_bundle(["tok"]))
     assert res.returncode == 1 and "stdin ended" in res.stderr
-    res = sh(script, encode_bundle(["tok; rm -rf /", "", ""]))
+    res = run_script(script, encode_bundle(["tok; rm -rf /", "", ""]))
     assert res.returncode == 1 and "owner token must be" in res.stderr
 
 
@@ -547,10 +542,10 @@ class Server:
             activate=self.activate(),
             state_dir=self.state,
         )
-        return sh(script, encode_bundle([self.pki.ca_pem, self.pki.cert_pem, key_pem or self.pki.key_pem, conf]))
+        return run_script(script, encode_bundle([self.pki.ca_pem, self.pki.cert_pem, key_pem or self.pki.key_pem, conf]))
 
     def tls_restore(self) -> subprocess.CompletedProcess[str]:
-        return sh(
+        return run_script(
             render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
         )
 
@@ -572,9 +567,9 @@ class Server:
                 ),
                 state_dir=self.state,
             )
-            return sh(script, encode_bundle([r.render_pg_hba_enforce_block(user)]))
+            return run_script(script, encode_bundle([r.render_pg_hba_enforce_block(user)]))
         path = r.mysql_enforce_config_path(self.config_dir)
-        files = sh(
+        files = run_script(
             render_files_apply(
                 owner,
                 [FileSpec(path, "0644")],
@@ -585,7 +580,7 @@ class Server:
         )
         if files.returncode != 0:
             return files
-        res = sh(
+        res = run_script(
             strict(r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state)),
             encode_bundle(["", *render_require_ssl_sql(user, hosts)]),
         )
@@ -597,8 +592,8 @@ class Server:
         owner = f"db-enforce-tls-{user}"
         if self.engine == "postgres":
             hba = f"{self.config_dir}/pg_hba.conf"
-            return sh(render_block_restore(owner, hba, restore_activate=self.control.reload, state_dir=self.state))
-        res = sh(
+            return run_script(render_block_restore(owner, hba, restore_activate=self.control.reload, state_dir=self.state))
+        res = run_script(
             strict(
                 r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state, restore=True)
             ),
@@ -608,14 +603,14 @@ class Server:
             return res
         path = r.mysql_enforce_config_path(self.config_dir)
         activate = r.render_mysql_enforce_activate(self.control, config_file=path)
-        return sh(
+        return run_script(
             render_files_restore(owner, [FileSpec(path, "0644")], restore_activate=activate, state_dir=self.state)
         )
 
     def admin(self, sql: str) -> str:
         """Run SQL as the local superuser; return its output."""
         flags = "-N -B -r -e" if self.engine == "mysql" else "-At -c"
-        res = sh(f"cd / && {self.control.local_sql} {flags} {_shq(sql)}")
+        res = run_script(f"cd / && {self.control.local_sql} {flags} {_shq(sql)}")
         assert res.returncode == 0, res.stderr
         return res.stdout.strip()
 
@@ -635,7 +630,7 @@ class Server:
             )
         )
         sql = r.render_user_sql(self.engine, user=user, database=database, password=password)
-        return sh(script, r.user_stdin(token, admin_secret, sql))
+        return run_script(script, r.user_stdin(token, admin_secret, sql))
 
     def user_restore(
         self, user: str, token: str, *, client: str | None = None, admin_secret: str = ""
@@ -643,7 +638,7 @@ class Server:
         script = strict(
             r.render_user_restore(self.engine, user=user, client=client or self.control.local_sql, state_dir=self.state)
         )
-        return sh(script, r.user_stdin(token, admin_secret, "-- unused by delete"))
+        return run_script(script, r.user_stdin(token, admin_secret, "-- unused by delete"))
 
     def login(
         self,
@@ -796,7 +791,7 @@ def mysql_server() -> Iterator[Server]:
             config_check=f"mariadbd --defaults-file={root}/my.cnf --help --verbose",
         )
         srv = Server("mysql", root, port, control, str(conf), make_pki())
-        res = sh(control.restart)
+        res = run_script(control.restart)
         assert res.returncode == 0, res.stdout + (root / "run/err.log").read_text()
         # the "before" state of a manual install: no TLS, the user without REQUIRE SSL
         srv.admin("DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES")
@@ -806,7 +801,7 @@ def mysql_server() -> Iterator[Server]:
         )
         yield srv
     finally:
-        sh(f"sh {root}/ctl.sh stop")
+        run_script(f"sh {root}/ctl.sh stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -869,14 +864,14 @@ def pg_server() -> Iterator[Server]:
             local_sql=f"{as_pg} psql -X -q -v ON_ERROR_STOP=1 -h {root}/run -p {port} -d postgres",
         )
         srv = Server("postgres", root, port, control, str(etc), make_pki())
-        res = sh(f"cd / && {as_pg} {pg_ctl} -D {etc} -l {log} -w -t 60 start")
+        res = run_script(f"cd / && {as_pg} {pg_ctl} -D {etc} -l {log} -w -t 60 start")
         assert res.returncode == 0, res.stdout + res.stderr
         srv.admin("CREATE ROLE mmuser LOGIN PASSWORD 'before-pw'")
         srv.admin("CREATE DATABASE mattermost OWNER mmuser")
         srv.admin("CREATE DATABASE mmnewdb")
         yield srv
     finally:
-        sh(f"cd / && runuser -u postgres -- {pg_ctl} -D {etc} -m immediate -w stop")
+        run_script(f"cd / && runuser -u postgres -- {pg_ctl} -D {etc} -m immediate -w stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -901,7 +896,7 @@ def test_tls_config_rolls_back_a_broken_key_then_applies_and_restores(
     server_words = "Failed to setup SSL" if engine == "mysql" else "private key"
     assert server_words in res.stderr, res.stderr
     assert _tree(srv.config_dir) == before, "the broken files are gone"
-    assert sh(srv.control.probe).returncode == 0, "the server is back, on the previous configuration"
+    assert run_script(srv.control.probe).returncode == 0, "the server is back, on the previous configuration"
     assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "and still the old (plain) way"
 
     res = srv.tls_apply()
@@ -988,7 +983,7 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
     if srv.engine == "postgres":
         hba = f"{srv.config_dir}/pg_hba.conf"
         block = r.render_pg_hba_block("mattermost", "mmuser", ["127.0.0.1"])
-        res = sh(
+        res = run_script(
             render_block_apply(
                 "db-pg-hba",
                 hba,
@@ -1058,7 +1053,7 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
         assert not Path(srv.state, "db-user-mmuser.require").exists()
     else:
         # the activation re-run after a rollback (block gone) only reloads, it proves nothing
-        again = sh(
+        again = run_script(
             r.render_pg_enforce_activate(
                 srv.control, hba_file=hba, address="127.0.0.1", port=srv.port, user="mmuser", database="mattermost"
             )
@@ -1071,7 +1066,7 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
     assert _user_state(srv, "mmuser") == before, "hash, plugin, flags and grants as before"
     assert not Path(backup).exists() and not Path(owner).exists()
     if srv.engine == "postgres":
-        res = sh(render_block_restore("db-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
+        res = run_script(render_block_restore("db-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
         assert res.returncode == 0, res.stderr
         assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "plain login back as it was"
     assert srv.login("mmuser", "before-pw", tls=True).returncode == 0
@@ -1087,7 +1082,7 @@ def test_new_user_with_hostile_passwords_then_removed(tls_on: Server) -> None:
     assert "absent" in before
     if srv.engine == "postgres":
         hba = f"{srv.config_dir}/pg_hba.conf"
-        res = sh(
+        res = run_script(
             render_block_apply("db-pg-hba-new", hba, position="top", activate=srv.control.reload, state_dir=srv.state),
             encode_bundle([r.render_pg_hba_block(database, "mmnew", ["127.0.0.1"])]),
         )
@@ -1116,7 +1111,7 @@ def test_new_user_with_hostile_passwords_then_removed(tls_on: Server) -> None:
     assert _user_state(srv, "mmnew") == before, "a user that did not exist is gone again"
     if srv.engine == "postgres":
         assert (
-            sh(
+            run_script(
                 render_block_restore("db-pg-hba-new", hba, restore_activate=srv.control.reload, state_dir=srv.state)
             ).returncode
             == 0
@@ -1144,7 +1139,7 @@ def test_pg_role_that_came_to_own_tables_is_kept_without_login(pg_server: Server
     assert res.returncode == 0, res.stderr
     assert srv.admin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mmnewdb'") == "mmkeep"
     # Mattermost's tables belong to its role
-    res = sh(
+    res = run_script(
         f"cd / && {srv.control.local_sql} -d mmnewdb -c 'SET ROLE mmkeep; CREATE TABLE posts (id int); INSERT INTO posts VALUES (1)'"
     )
     assert res.returncode == 0, res.stderr
@@ -1159,10 +1154,10 @@ def test_pg_role_that_came_to_own_tables_is_kept_without_login(pg_server: Server
             == "false NULL"
         )
         assert srv.admin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mmnewdb'") == "postgres"
-        rows = sh(f"cd / && {srv.control.local_sql} -d mmnewdb -At -c 'SELECT count(*) FROM posts'")
+        rows = run_script(f"cd / && {srv.control.local_sql} -d mmnewdb -At -c 'SELECT count(*) FROM posts'")
         assert rows.stdout.strip() == "1"
     finally:
-        sh(f"cd / && {srv.control.local_sql} -d mmnewdb -c 'DROP TABLE IF EXISTS posts'")
+        run_script(f"cd / && {srv.control.local_sql} -d mmnewdb -c 'DROP TABLE IF EXISTS posts'")
         srv.admin("DROP ROLE IF EXISTS mmkeep")
 
 
@@ -1250,7 +1245,7 @@ def test_gitlab_role_gets_its_own_database_created_then_dropped(tls_on: Server) 
     before = _pg_user_state(srv, user), _pg_user_state(srv, "mmuser")
     assert before[0].startswith("absent") and database not in before[0]
     hba = f"{srv.config_dir}/pg_hba.conf"
-    res = sh(
+    res = run_script(
         render_block_apply("db-gitlab-pg-hba", hba, position="top", activate=srv.control.reload, state_dir=srv.state),
         encode_bundle([r.render_pg_hba_block(database, user, ["127.0.0.1"])]),
     )
@@ -1263,14 +1258,14 @@ def test_gitlab_role_gets_its_own_database_created_then_dropped(tls_on: Server) 
             before=r.render_gitlab_database_create(user=user, database=database, state_dir=srv.state),
         )
         sql = r.render_user_sql("postgres", user=user, database=database, password="gl pw 'x'")
-        return sh(strict(script), r.user_stdin(token, "", sql))
+        return run_script(strict(script), r.user_stdin(token, "", sql))
 
     def restore(token: str) -> subprocess.CompletedProcess[str]:
         script = r.render_user_restore(
             "postgres", user=user, client=client, state_dir=srv.state,
             before=r.render_gitlab_database_drop(user=user, database=database, state_dir=srv.state),
         )
-        return sh(strict(script), r.user_stdin(token, "", "-- unused by delete"))
+        return run_script(strict(script), r.user_stdin(token, "", "-- unused by delete"))
 
     res = apply("tok")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -1290,5 +1285,5 @@ def test_gitlab_role_gets_its_own_database_created_then_dropped(tls_on: Server) 
     assert f"dropped database {database}" in res.stdout
     assert (_pg_user_state(srv, user), _pg_user_state(srv, "mmuser")) == before, "role and database gone, nodes' as before"
     assert not Path(r.gitlab_database_marker(user, srv.state)).exists()
-    assert sh(render_block_restore("db-gitlab-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state)).returncode == 0
+    assert run_script(render_block_restore("db-gitlab-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state)).returncode == 0
     assert restore("tok").returncode == 0, "a second delete is harmless"

@@ -37,6 +37,7 @@ from components.nginx_render import (
     render_transition_site,
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_restore
+from tests.helpers.scripts import run_script
 from tests.unit.test_nginx_render import (
     SERVER,
     UPSTREAM,
@@ -382,7 +383,7 @@ def test_guard_acts_only_on_a_site_that_proxies_over_plain_http(tmp_path: Path, 
     if live is not None:
         site.write_text(live)
     script = "set -eu\n" + render_transition_guard(owner="proxy-transition", site_file=str(site)) + "echo ACTS\n"
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True)
+    r = run_script(script)
     assert r.returncode == 0, r.stderr
     assert ("ACTS" in r.stdout) == acts, r.stdout
     if not acts:

@@ -38,8 +38,8 @@ from components.node_render import (
     tls_env,
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
+from tests.helpers.scripts import SHELLS, run_script, syntax_ok
 
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
 UPSTREAM = "mattermost-app.internal"
 LIBSYSTEMD_SHARED = next(
     (p for p in Path("/usr/lib").glob("*/systemd/libsystemd-shared-*.so")), None
@@ -253,7 +253,7 @@ def test_hostile_values_are_quoted(tmp_path: Path) -> None:
         unit="mm; touch owned", port=8065, upstream_name="a$(touch pwned)", ca_file=paths.ca, timeout_seconds=1
     )
     for s in (script, *all_scripts(paths)):
-        assert subprocess.run(["sh", "-n", "-c", s]).returncode == 0
+        assert syntax_ok(s)
     assert "'mm; touch owned.service'" in script
 
 
@@ -336,7 +336,7 @@ class Stubs:
 
 
 def run(script: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["/bin/sh", "-c", script], input=stdin, capture_output=True, text=True, env=env, timeout=60)
+    return run_script(script, stdin, env=env, timeout=60)
 
 
 @pytest.fixture

@@ -18,12 +18,11 @@ from components.remote_files import (
     render_files_apply,
     render_files_restore,
 )
-
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
+from tests.helpers.scripts import SHELLS, run_script, syntax_ok
 
 
 def run(script: str, stdin: str = "", shell: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([shell, "-c", script], input=stdin, capture_output=True, text=True, timeout=30)
+    return run_script(script, stdin, shell, timeout=30)
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
@@ -356,7 +355,7 @@ def test_scripts_parse_in_every_shell(env: dict[str, Path]) -> None:
             render_block_apply("o", "/etc/x"),
             render_block_restore("o", "/etc/x"),
         ):
-            assert subprocess.run([sh, "-n", "-c", script], capture_output=True).returncode == 0
+            assert syntax_ok(script, sh)
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("install"), reason="needs root")
@@ -376,13 +375,13 @@ def test_a_large_read_only_script_travels_packed_and_runs_as_it_is(tmp_path: Pat
     assert len(stdin) * 3 < len(script) and read_script_source(stdin) == script
     env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")}
     cmd = READ_COMMAND.replace("/bin/sh ", f"{shell} ", 1)
-    r = subprocess.run(["/bin/sh", "-c", cmd], input=stdin, capture_output=True, text=True, env=env)
+    r = run_script(cmd, stdin, env=env)
     assert (r.returncode, r.stdout) == (3, "checked\n"), r.stderr
     assert (tmp_path / "out").read_text().startswith("ran ")
     lines = stdin.splitlines()
     broken = "\n".join([*lines[:5], "!!!!", *lines[6:]]) + "\n"
     (tmp_path / "out").unlink()
-    r = subprocess.run(["/bin/sh", "-c", cmd], input=broken, capture_output=True, text=True, env=env)
+    r = run_script(cmd, broken, env=env)
     assert r.returncode != 0 and not (tmp_path / "out").exists()
     # a small script travels as it is, readable
     assert render_read_stdin(strict("echo ok\n")) == strict("echo ok\n")
