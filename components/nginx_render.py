@@ -186,29 +186,20 @@ def render_transition_drain(*, site_file: str, target: str | None, service: str)
     still answers, for DRAIN_SECONDS. Without it, a browser that got the redirect just before
     the reload that removes 443 is refused (the lab's zero-failure destroy saw it: one request).
     Nothing happens unless the file is still the transitional site; if NGINX refuses the drained
-    site, the transitional one is put back and the restore goes on as before."""
+    site, the transitional one is put back and the restore goes on as before.
+    The script: templates/nginx-transition-drain.sh."""
     FileSpec(site_file)  # validates the path
     if target is None:
         return ""
-    transitional = TRANSITION_HEADER.splitlines()[0]
     redirect = r"return 301 https://\$host\$request_uri;"
-    sed = f"s|^\\([[:space:]]*\\){redirect}$|\\1proxy_set_header Host $http_host; proxy_pass {target};|"
-    return f"""site={_q(site_file)}
-if [ -f "$site" ] && grep -qxF {_q(transitional)} "$site"; then
-  sed -e {_q(sed)} "$site" > "$site.mtm-drain"
-  if ! cmp -s "$site" "$site.mtm-drain"; then
-    cp -p "$site" "$site.mtm-undrain"
-    cat "$site.mtm-drain" > "$site"
-    if nginx -t >/dev/null 2>&1 && systemctl reload {_q(service)}; then
-      sleep {DRAIN_SECONDS}
-    else
-      cat "$site.mtm-undrain" > "$site"
-    fi
-    rm -f "$site.mtm-undrain"
-  fi
-  rm -f "$site.mtm-drain"
-fi
-"""
+    return script(
+        "nginx-transition-drain.sh",
+        site=site_file,
+        transitional=TRANSITION_HEADER.splitlines()[0],
+        service=service,
+        seconds=DRAIN_SECONDS,
+        sed=f"s|^\\([[:space:]]*\\){redirect}$|\\1proxy_set_header Host $http_host; proxy_pass {target};|",
+    )
 
 
 def render_transition_apply(

@@ -544,7 +544,7 @@ def test_the_transitions_delete_drains_a_plain_site_before_its_original_returns(
     )
     run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={"proxy-live-site": plain})
     delete = runs(run.by_name("proxy-transition"), "delete")
-    assert "proxy_pass http://backend;" in delete and "sleep 1" in delete
+    assert "proxy_pass http://backend;" in delete and "seconds=1" in delete
     assert delete.index("mtm-drain") < delete.index("files-restore proxy-transition")
     # the admin's HTTPS site (no redirect was added): the delete only restores
     guide = run_program(
