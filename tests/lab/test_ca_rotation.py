@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NODES3 = [{"name": "mm1"}, {"name": "mm2"}, {"name": "mm3"}]
 HOSTS = ("mm1", "mm2", "mm3", "proxy", "postgres")
 CA = {"commonName": "Mattermost lab transport CA", "organization": "Lab"}
+SWITCH_CHECKS = {f"ca-switch-check-{h}" for h in ("mm1", "mm2", "mm3", "proxy", "database")}
+"""components/ca_switch.py's read-only checks (only during `switch`; deleted, undoing nothing, after)."""
 LEAVES = {"mm1-server-cert", "mm2-server-cert", "mm3-server-cert", "database-server-cert", "proxy-public-cert"}
 # every trust file on the hosts (host, path): nodes (their own CA file for the DB hop and their
 # system store), NGINX (verifies the nodes), the DB server
@@ -160,6 +162,27 @@ def test_renewing_the_certificates_fails_no_request(ctx: Ctx) -> None:
     assert ctx.figures["renew the certificates"].failed == 0, ctx.figures["renew the certificates"]
 
 
+def test_switch_without_stage_is_refused_before_any_host_changes(ctx: Ctx, tmp_path: Path) -> None:
+    """components/ca_switch.py: `switch` straight after generation 1 (no `stage` applied) stops at
+    the read-only checks, naming ca.rotation and the fix; every host is byte-identical after.
+    Run on a copy of the state, so the real rotation below starts from the untouched one."""
+    state = tmp_path / "skipped-stage.json"
+    state.write_bytes(ctx.state.read_bytes())
+    before = {h: snapshot(ctx.lab, h) for h in HOSTS}
+    ev = replay.up(ROOT, "lab", state_path=state, config={**ctx.config, "ca": {**ctx.config["ca"], "rotation": "switch"}})
+    assert not ev.ok
+    failed = {s.name: s.error for s in ev.failed_steps}
+    # the first refusal stops the run (as `pulumi up` without --continue-on-error): at least one
+    assert failed and set(failed) <= SWITCH_CHECKS, failed
+    for error in failed.values():
+        assert "ca.rotation is 'switch', but CA generation 2 is not yet trusted" in error, error
+        assert "pulumi config set --path ca.rotation stage && pulumi up" in error, error
+    done = {s.name for s in ev.steps if s.result == "ok" and s.op != "same" and s.type == "command:remote:Command"}
+    assert not done - SWITCH_CHECKS - {"preflights-passed"}, f"a host command ran: {done}"
+    for host, was in before.items():
+        assert diff(was, snapshot(ctx.lab, host)) == [], host
+
+
 def test_stage_trusts_both_cas_everywhere_without_a_failed_request(ctx: Ctx) -> None:
     ctx.config["ca"] = {**ctx.config["ca"], "rotation": "stage"}
     ctx.load = Load(SERVER_NAME, PROXY_IP, ctx.old_ca, interval=0.02, max_seconds=1800)
@@ -205,7 +228,7 @@ def test_finish_drops_the_old_ca_without_a_failed_request(ctx: Ctx) -> None:
     ctx.config["ca"] = {**CA, "certValidityHours": 8759, "generation": 2}
     ev = ctx.step("CA rotation: finish", ctx.load, keep_running=False)
     ch = changed(ev)
-    assert {n for n, op in ch.items() if op == "delete"} == {"pki-ca-key", "pki-ca-cert"}, ch
+    assert {n for n, op in ch.items() if op == "delete"} == {"pki-ca-key", "pki-ca-cert", *SWITCH_CHECKS}, ch
     assert not {n for n, op in ch.items() if op in ("create", "replace", "delete-replaced")}, ch
     assert certs(ctx.outputs["caCertPem"]) == [new_ca]
     for where, found in ctx.ca_files().items():
