@@ -25,13 +25,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _run(tests: list[Callable[[Any], None]], arg: object) -> None:
-    """The test functions themselves (each asserts its 0: a failed one is printed, not fatal)."""
-    for test in tests:
+def _run(tests: list[Callable[..., None]], *args: object) -> None:
+    """The test functions themselves, in order (each asserts its 0). A failed assertion is
+    printed, not fatal: its step's figure is recorded and the next step runs. Any other error
+    (e.g. the load a failed step stopped) ends the sequence, since each step builds on the one
+    before; the table then shows what was measured."""
+    for i, test in enumerate(tests):
         try:
-            test(arg)
+            test(*args[: test.__code__.co_argcount])
         except AssertionError as e:
-            print(f"{test.__name__}: {(str(e).splitlines() or ['assertion failed'])[0][:200]}")
+            print(f"{test.__name__} FAILED: {(str(e).splitlines() or ['assertion failed'])[0][:300]}")
+        except Exception as e:  # noqa: BLE001 - printed; the lab still goes down, the table still prints
+            print(f"{test.__name__} ERROR: {type(e).__name__}: {str(e)[-300:]}")
+            print("  not run after it:", ", ".join(t.__name__ for t in tests[i + 1 :]) or "-")
+            return
 
 
 def bench_lifecycle() -> None:
@@ -59,11 +66,12 @@ def bench_lifecycle() -> None:
             try:
                 _run([
                     ca.test_renewing_the_certificates_fails_no_request,
+                    ca.test_switch_without_stage_is_refused_before_any_host_changes,
                     ca.test_stage_trusts_both_cas_everywhere_without_a_failed_request,
                     ca.test_switch_serves_new_certificates_without_a_failed_request,
                     ca.test_finish_drops_the_old_ca_without_a_failed_request,
                     ca.test_after_the_rotation_up_changes_nothing_audit_passes_and_destroy_restores,
-                ], rotation)
+                ], rotation, Path(tmp))
             finally:
                 rotation.close()
                 figures += rotation.figures.values()
