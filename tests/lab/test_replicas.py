@@ -137,7 +137,8 @@ def test_up_switches_every_connection_to_verified_tls(ctx: Ctx) -> None:
 def replication_login(lab: Lab, sslmode: str, root: str = "") -> tuple[int, str]:
     """A replication connection from the replica to the primary, as the WAL receiver makes it
     (user replicator, its password from ~postgres/.pgpass): exit code and what psql said."""
-    conninfo = f"host={PRIMARY} port=5432 user=replicator replication=true sslmode={sslmode} connect_timeout=10"
+    # dbname=replication as the WAL receiver sets it: ~/.pgpass matches the entry by it
+    conninfo = f"host={PRIMARY} port=5432 user=replicator dbname=replication replication=true sslmode={sslmode} connect_timeout=10"
     conninfo += f" sslrootcert={root}" if root else ""
     r = lab.ssh(
         "pgreplica", f"runuser -u postgres -- psql {shlex.quote(conninfo)} -XAtqc IDENTIFY_SYSTEM 2>&1", check=False
@@ -164,7 +165,7 @@ def test_the_replication_link_verifies_the_primary_with_the_stack_ca(ctx: Ctx) -
     while (now := psql(lab, "postgres", walsenders, db="postgres").split()) and (now == before or len(now) != 1):
         assert time.monotonic() < deadline, (before, now)
         time.sleep(0.5)
-    assert len(now) == 1 and now[0].endswith("|t") and now != before, (before, now)
+    assert len(now) == 1 and now[0].endswith("|true") and now != before, (before, now)  # boolean::text
     rc, said = replication_login(lab, "verify-full", REPLICA_CA)
     assert rc == 0, said
     # verification means something: a root that did not issue the primary's certificate fails
