@@ -5,6 +5,7 @@ the order the rollout needs (CA -> database TLS -> cluster tunnels, and NGINX's 
 import pulumi
 
 from components import cluster_render, config
+from components.ca_switch import ca_switch_preflights
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs, database_preflight
 from components.db_replicas import config_store_preflight, database_replicas, node_db_env
@@ -38,8 +39,9 @@ pki = Pki("pki", PkiArgs(ca=cfg.ca))
 preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
 store_check = config_store_preflight(cfg)  # the database-stored configuration, if a node has one
 db_preflight = database_preflight(cfg)  # MySQL: the accounts the nodes log in through
+ca_checks = ca_switch_preflights(cfg, pki)  # ca.rotation: switch only: every trust file holds the new CA
 passed = preflights_passed(
-    cfg, [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources]
+    cfg, [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks]
 )
 after_preflight = pulumi.ResourceOptions(depends_on=[passed])
 install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before

@@ -550,20 +550,26 @@ def read_script(
     name: str,
     *,
     connection: remote.ConnectionArgs,
-    script: str,
+    script: str | pulumi.Output[str],
     secret: bool = False,
     opts: pulumi.ResourceOptions | None = None,
 ) -> remote.Command:
     """A read-only check that changes nothing on the host, so it needs neither the host helper
     nor its lock (and can run before anything, the helper included, is installed). The script
     travels on stdin, so the command text stays short whatever its size; a changed script runs
-    again (an update runs create). No delete: there is nothing to undo."""
+    again (an update runs create). No delete: there is nothing to undo. The script may be an
+    Output (e.g. it names a certificate the stack creates)."""
     extra = pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"] if secret else None)
+    stdin = (
+        pulumi.Output.from_input(render_read_stdin(strict(script)))
+        if isinstance(script, str)
+        else script.apply(lambda s: render_read_stdin(strict(s)))
+    )
     return remote.Command(
         name,
         connection=connection,
         create=(SUDO if needs_sudo(connection) else "") + READ_COMMAND,
-        stdin=_stdin(pulumi.Output.from_input(render_read_stdin(strict(script))), secret),
+        stdin=_stdin(stdin, secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), extra),
