@@ -18,7 +18,6 @@ trusted-certs file and the Teleport plugin's CA file.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from components.config import HostSsh, StackConfig
 from components.connection import connection_for
 from components.pki import Pki
 from components.remote_files import read_script
+from components.shell import script
 from components.teleport import CA_FILE_NAME
 
 
@@ -81,39 +81,19 @@ def pem_body(pem: str) -> str:
 
 def render_switch_check(*, host: str, generation: int, new_ca_pem: str, files: Sequence[str]) -> str:
     """The read-only check on one host: exit 1, naming `ca.rotation` and the fix, unless every
-    file in `files` exists and holds the certificate `new_ca_pem` (CA `generation`)."""
+    file in `files` exists and holds the certificate `new_ca_pem` (CA `generation`).
+    The script: templates/ca-switch-check.sh."""
     if not files:
         raise ValueError("no trust file to check")
-    body = pem_body(new_ca_pem)
-    head = (
-        f"host={shlex.quote(host)}\ngeneration={int(generation)}\nexpected={shlex.quote(body)}\n"
-        f"files={shlex.quote(chr(10).join(files))}\n"
+    return script(
+        "ca-switch-check.sh",
+        host=host,
+        generation=int(generation),
+        expected=pem_body(new_ca_pem),
+        files="\n".join(files),
     )
-    return head + _CHECK
 
 
-_CHECK = r"""missing=""
-old_ifs=$IFS
-IFS='
-'
-set -f
-for f in $files; do
-    if [ ! -r "$f" ]; then
-        missing="$missing $f (absent)"
-    elif ! tr -d ' \t\r\n' <"$f" | grep -qF -- "$expected"; then
-        missing="$missing $f"
-    fi
-done
-set +f
-IFS=$old_ifs
-if [ -n "$missing" ]; then
-    echo "ca.rotation is 'switch', but CA generation $generation is not yet trusted on $host:$missing." >&2
-    echo "switch re-issues every server certificate from that CA; a verifier that does not trust it would refuse its peer, so nothing was changed." >&2
-    echo "Fix: apply the stage phase first (pulumi config set --path ca.rotation stage && pulumi up), then set ca.rotation back to switch." >&2
-    exit 1
-fi
-echo "CA generation $generation trusted in every trust file on $host"
-"""
 
 
 def ca_switch_preflights(cfg: StackConfig, pki: Pki) -> list[pulumi.Resource]:
