@@ -1,0 +1,86 @@
+"""Restructuring the program never renames a resource: every URN the program registered before
+the `Deployment` component (captured from main, tests/program/data/urns_main.json) is still
+registered, or is an alias of the resource that took its place (so a real stack moves the
+resource in its state instead of deleting and creating it: a replaced host command is an outage).
+
+Regenerate the baseline only on purpose (a rename that ships with its aliases):
+`venv/bin/python -m tests.program.test_urns > tests/program/data/urns_main.json` on main."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.replay import Secret, evaluate
+from tests.program.conftest import PROJECT_DIR
+
+BASELINE = Path(__file__).parent / "data" / "urns_main.json"
+
+EVERYTHING = {
+    "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab", "externalPostgres": True},
+    "teleport": {"enabled": True, "host": "plugin"},
+    "teleportToken": Secret("bot-token-abcdefghijklmnop"),
+}
+
+
+def cases(lab: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The full lab config (every hop on), the MySQL and replica labs, and a password rotation."""
+    return {
+        "lab, everything on": ("lab", {**lab, **EVERYTHING}),
+        "lab-mysql": ("lab-mysql", lab),
+        "lab-replicas": ("lab-replicas", lab),
+        "lab, password rotation": (
+            "lab",
+            {k: v for k, v in lab.items() if k != "dbPassword"}
+            | {"database": {"engine": "postgres", "host": "postgres", "rotatePassword": True}},
+        ),
+    }
+
+
+def registered(stack: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """URN -> its parent and the alias URNs it carries, as the replay engine registered them."""
+    ev = evaluate(PROJECT_DIR, stack, config=config)
+    assert not ev.program_error, ev.program_error
+    return {r.urn: {"parent": r.parent_urn, "aliases": sorted(r.aliases)} for r in ev.resources}
+
+
+@pytest.mark.parametrize("case", list(cases({})))
+def test_every_urn_of_main_is_kept_or_aliased(case: str, replay_lab_config: dict[str, Any]) -> None:
+    stack, config = cases(replay_lab_config)[case]
+    before: dict[str, str | None] = json.loads(BASELINE.read_text())[case]
+    now = registered(stack, config)
+    by_alias = {alias: urn for urn, r in now.items() for alias in r["aliases"]}
+    kept = {urn for urn in before if urn in now}
+    moved = {urn: by_alias[urn] for urn in before if urn not in now and urn in by_alias}
+    assert set(before) - kept - set(moved) == set(), "URNs of main neither registered nor aliased"
+    for urn in kept:  # same URN: same parent (a URN carries its parent's type, not its name)
+        assert now[urn]["parent"] == before[urn], urn
+    for old, new in moved.items():
+        # a move keeps the name and the type; only the parent chain may differ
+        assert old.rsplit("::", 1)[1] == new.rsplit("::", 1)[1], (old, new)
+        assert old.split("::")[2].rsplit("$", 1)[-1] == new.split("::")[2].rsplit("$", 1)[-1], (old, new)
+    # nothing new appears beside them but the components that own a step now (their children
+    # are the moved resources)
+    added = set(now) - kept - set(moved.values())
+    assert all(now[urn]["aliases"] == [] and "::mattermost-tls:" in urn for urn in added), sorted(added)
+
+
+if __name__ == "__main__":  # the baseline, from the tree this runs in
+    import tempfile
+
+    from tests.program import conftest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory = conftest.replay_inventory.__wrapped__(  # type: ignore[attr-defined]
+            type("F", (), {"mktemp": staticmethod(lambda _n: Path(tmp))})()
+        )
+        lab = conftest.replay_lab_config.__wrapped__(inventory)  # type: ignore[attr-defined]
+        out = {}
+        for name, (stack, config) in cases(lab).items():
+            ev = evaluate(PROJECT_DIR, stack, config=config)
+            assert not ev.program_error, ev.program_error
+            out[name] = {r.urn: r.parent_urn for r in ev.resources}
+        print(json.dumps(out, indent=1, sort_keys=True))
