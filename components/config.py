@@ -850,7 +850,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     elif cfg.db_password is None:
         add("dbPassword", "the read of the site's current database password", "database-current-password")
     add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")
-    add("database", "the database", "database-enforce-tls")
+    add("database", "the database", "database-tls-enforced", "database-enforce-tls")
     if db.engine == "mysql" and db.admin_user is None:  # components/database.py database_preflight
         add("database.user", "the check of the database user's accounts", "database-accounts", "database-accounts-checked")
     if db.engine == "mysql":
@@ -859,7 +859,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
 
     for key, server in replica_servers(cfg):  # components/db_replicas.py
         p = f"database-replica-{server.label}"
-        add(key, f"the replica {server.address}", p, *server_cert(f"{p}-server"), f"{p}-server-tls", f"{p}-pg-hba", f"{p}-enforce-tls")
+        add(key, f"the replica {server.address}", p, *server_cert(f"{p}-server"), f"{p}-server-tls", f"{p}-pg-hba", f"{p}-tls-enforced", f"{p}-enforce-tls")
     if any(cfg.node_setting(n, "config_store") == "database" for n in cfg.nodes):
         add("mattermost.configStore", "the check of the database-stored configuration", "database-config-store-preflight")
     if cfg.cluster.enabled:  # components/cluster.py
@@ -871,7 +871,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     add("proxy", "the proxy", "proxy")  # components/nginx.py
     if cfg.proxy.tls.source in ("ca", None):  # unset: decided on the live site, the CA cert is issued either way
         add("proxy", "the proxy", *server_cert("proxy-public"))
-    add("proxy", "the proxy", "proxy-live-site", "proxy-transition", "proxy-site")
+    add("proxy", "the proxy", "proxy-live-site", "proxy-transition", "proxy-final-site", "proxy-site")
     for i, n in enumerate(cfg.nodes):  # components/node.py
         add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-db-ca", f"{n.name}-tls-files")
         add(f"nodes[{i}].name", f"node {n.name}'s preflight", f"{n.name}-preflight")  # components/node.py node_preflight
@@ -885,7 +885,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         if gl.external_postgres:  # components/database.py Database._gitlab
             user = f"database-gitlab-db-user-{gl.database_user}"
             add("gitlab.databaseUser", "GitLab's database role", "database-gitlab-password", f"{user}-owner", user)
-            add("gitlab", "GitLab's database access", "database-gitlab-pg-hba", "database-gitlab-enforce-tls")
+            add("gitlab", "GitLab's database access", "database-gitlab-pg-hba", "database-gitlab-tls-enforced", "database-gitlab-enforce-tls")
     tp = cfg.teleport  # components/teleport.py
     if tp.enabled:
         add("teleport", "the Teleport plugin", "teleport")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from lab.replay import State, evaluate
 from lab.replay.api import destroy
-from lab.replay.state import save
 from lab.replay.runners import LocalRunner
+from lab.replay.state import save
 from lab.replay.testing import write_project
 
 PROGRAM = """
