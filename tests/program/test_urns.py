@@ -9,6 +9,8 @@ Regenerate the baseline only on purpose (a rename that ships with its aliases):
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from lab.replay import Secret, evaluate
 from tests.program.conftest import PROJECT_DIR
 
 BASELINE = Path(__file__).parent / "data" / "urns_main.json"
+MAIN = "be1639d"
+"""The commit of main the baseline was captured from."""
 
 EVERYTHING = {
     "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab", "externalPostgres": True},
@@ -62,10 +66,34 @@ def test_every_urn_of_main_is_kept_or_aliased(case: str, replay_lab_config: dict
         # a move keeps the name and the type; only the parent chain may differ
         assert old.rsplit("::", 1)[1] == new.rsplit("::", 1)[1], (old, new)
         assert old.split("::")[2].rsplit("$", 1)[-1] == new.split("::")[2].rsplit("$", 1)[-1], (old, new)
-    # nothing new appears beside them but the components that own a step now (their children
-    # are the moved resources)
-    added = set(now) - kept - set(moved.values())
-    assert all(now[urn]["aliases"] == [] and "::mattermost-tls:" in urn for urn in added), sorted(added)
+    assert moved, "the two-phase steps' resources moved under their own components"
+
+
+@pytest.fixture(scope="module")
+def main_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A git worktree of MAIN, removed afterwards."""
+    tree = tmp_path_factory.mktemp("main") / "tree"
+    r = subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "add", "--detach", str(tree), MAIN], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    yield tree
+    subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "remove", "--force", str(tree)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize("case", list(cases({})))
+def test_an_upgrade_from_main_changes_nothing(case: str, replay_lab_config: dict[str, Any], main_tree: Path) -> None:
+    """The preview of this program against the state main's program left: every resource the
+    same (the moved ones found through their aliases), only the steps' new components created,
+    nothing deleted or replaced."""
+    stack, config = cases(replay_lab_config)[case]
+    before = evaluate(main_tree, stack, config=config)
+    assert before.state is not None and not before.program_error, before.program_error
+    now = evaluate(PROJECT_DIR, stack, config=config, state=before.state)
+    ops = {s.name: s.op for s in now.steps}
+    # resources added since MAIN (this branch's components, other work merged later) are creates;
+    # nothing of main's is deleted, replaced or changed
+    assert {op for op in ops.values()} <= {"same", "create"}, {n: op for n, op in ops.items() if op not in ("same", "create")}
+    assert all(ops[r.name] == "same" for r in before.resources), [r.name for r in before.resources if ops[r.name] != "same"]
+    assert {"proxy-site", "database-enforce-tls"} <= {r.name for r in now.resources if r.aliases}
 
 
 if __name__ == "__main__":  # the baseline, from the tree this runs in
