@@ -27,19 +27,19 @@ from typing import Any
 
 import pulumi
 
-from components import cluster_render
+from components import adapter, cluster_render
 from components.cluster import Cluster, ClusterArgs
 from components.config import StackConfig
 from components.database import Database, DatabaseArgs, database_preflight
 from components.database_enforcement import TlsEnforcement, TlsEnforcementArgs
 from components.db_replicas import config_store_preflight, database_replicas, node_db_env
-from components.gitlab import GitlabMattermost, GitlabMattermostArgs
+from components.gitlab import GitlabMattermost
 from components.host_helper import install_helpers_after
 from components.nginx import NginxProxy, NginxProxyArgs
 from components.nginx_site import NginxFinalSite, NginxFinalSiteArgs
 from components.node import MattermostNode, MattermostNodeArgs, node_preflight, preflights_passed
 from components.pki import Pki, PkiArgs
-from components.teleport import TeleportPlugin, TeleportPluginArgs
+from components.teleport import TeleportPlugin
 
 
 class Deployment:
@@ -121,9 +121,9 @@ class Deployment:
         if cfg.gitlab.enabled:
             gitlab = GitlabMattermost(
                 "gitlab",
-                GitlabMattermostArgs(
-                    cfg=cfg,
-                    pki=pki,
+                adapter.gitlab_args(
+                    cfg,
+                    pki,
                     dsn=database.gitlab_dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
                     depends_on=database.gitlab_ready,
                 ),
@@ -151,7 +151,7 @@ class Deployment:
                 pulumi.ResourceOptions(parent=database),
             )
         if cfg.teleport.enabled:
-            teleport = TeleportPlugin("teleport", TeleportPluginArgs(cfg=cfg, pki=pki, depends_on=[proxy]))
+            teleport = TeleportPlugin("teleport", adapter.teleport_args(cfg, pki, depends_on=[proxy]))
             self.exports["teleportPlugin"] = {"mattermostUrl": teleport.mattermost_url, "installed": teleport.installed}
 
 
