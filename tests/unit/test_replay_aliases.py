@@ -6,6 +6,7 @@ moved without an alias is created anew and the old one deleted, as the real engi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lab.replay import State, evaluate
 from lab.replay.api import destroy
@@ -60,11 +61,17 @@ def _project(tmp_path: Path) -> tuple[Path, Path]:
     return write_project(tmp_path / "proj", PROGRAM.format(log=str(log))), log
 
 
-def test_a_moved_resource_with_its_alias_keeps_its_record(tmp_path: Path) -> None:
+def _upgrade(tmp_path: Path, mode: str) -> tuple[Path, Path, Any]:
+    """`up` of the program as it was ("before"), then of it in `mode`; the log holds the second
+    run's commands only."""
     project, log = _project(tmp_path)
     before = _run(project, "before", None)
     log.write_text("")
-    after = _run(project, "moved", before.state)
+    return project, log, _run(project, mode, before.state)
+
+
+def test_a_moved_resource_with_its_alias_keeps_its_record(tmp_path: Path) -> None:
+    _, log, after = _upgrade(tmp_path, "moved")
     ops = {s.name: s.op for s in after.steps}
     assert ops["proxy-site"] == "same" and "delete" not in ops.values(), ops
     assert log.read_text() == ""
@@ -76,19 +83,13 @@ def test_a_moved_resource_with_its_alias_keeps_its_record(tmp_path: Path) -> Non
 
 
 def test_a_moved_resource_without_an_alias_is_created_and_the_old_one_deleted(tmp_path: Path) -> None:
-    project, log = _project(tmp_path)
-    before = _run(project, "before", None)
-    log.write_text("")
-    after = _run(project, "unaliased", before.state)
+    _, log, after = _upgrade(tmp_path, "unaliased")
     assert sorted(log.read_text().splitlines()) == ["create proxy-site", "delete proxy-site"]
     assert [s.op for s in after.steps if s.name == "proxy-site"] == ["create", "delete"]
 
 
 def test_a_child_follows_its_renamed_parent(tmp_path: Path) -> None:
-    project, log = _project(tmp_path)
-    before = _run(project, "before", None)
-    log.write_text("")
-    after = _run(project, "renamed", before.state)
+    _, log, after = _upgrade(tmp_path, "renamed")
     ops = {s.name: s.op for s in after.steps}
     # inheritedChildAlias: "proxy2-site" under "proxy2" was "proxy-site" under "proxy"; an
     # update (its create text names it), never a create and a delete
@@ -98,9 +99,7 @@ def test_a_child_follows_its_renamed_parent(tmp_path: Path) -> None:
 
 
 def test_destroy_after_a_move_deletes_the_moved_resource_once(tmp_path: Path) -> None:
-    project, log = _project(tmp_path)
-    before = _run(project, "before", None)
-    after = _run(project, "moved", before.state)
+    project, log, after = _upgrade(tmp_path, "moved")
     log.write_text("")
     state_file = tmp_path / "state.json"
     save(state_file, after.state)
