@@ -650,7 +650,7 @@ _HOSTKEY_MISSING = (
 
 def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     """Every Pulumi resource name the program registers for `cfg`, as (name, config key that puts
-    it there, what it is). Mirrors the name f-strings of __main__.py and components/*.py;
+    it there, what it is). Mirrors the name f-strings of components/*.py (deployment.py among them);
     tests/program/test_resource_names.py compares it with the names the real program registers,
     so a component that names a resource differently fails that test until this follows."""
     names: list[tuple[str, str, str]] = []
