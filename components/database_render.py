@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from components.passwords import check_password  # re-exported: database.py checks dbPassword with it
 from components.remote_files import encode_bundle
 from components.shell import q, script
 from components.tls_files import TlsFiles
@@ -94,23 +95,6 @@ def _hostport(host: str, port: int) -> str:
 
 
 # ---------------------------------------------------------------- values and quoting
-
-
-def check_password(value: str, key: str = "dbPassword") -> str:
-    """A configured password, or ValueError naming the key. Any printable character is fine
-    (quotes, backslashes, '@', ':', '/', spaces, non-ASCII): every consumer here escapes or
-    takes it raw. Control characters would break the one-line stdin framing of the admin file,
-    Mattermost's environment file and log lines, so they are refused."""
-    if not value:
-        raise ValueError(f"{key}: the password is empty")
-    if len(value) > 1024:
-        raise ValueError(f"{key}: the password is longer than 1024 characters")
-    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 32 or 127 <= ord(c) < 160})
-    if bad:
-        raise ValueError(
-            f"{key}: the password contains control characters ({', '.join(bad)}); use printable characters only"
-        )
-    return value
 
 
 def mysql_string(value: str) -> str:

@@ -125,7 +125,7 @@ _helpers: dict[tuple[str, int], remote.Command] = {}
 _helpers_run: list[object] = []
 
 
-_after: list[pulumi.Resource] = []
+_after: list[pulumi.Input[pulumi.Resource]] = []
 
 
 def _registry() -> dict[tuple[str, int], remote.Command]:
@@ -138,7 +138,7 @@ def _registry() -> dict[tuple[str, int], remote.Command]:
     return _helpers
 
 
-def install_helpers_after(resources: list[pulumi.Resource]) -> None:
+def install_helpers_after(resources: list[pulumi.Input[pulumi.Resource]]) -> None:
     """Every host helper created from now on in this program run waits for `resources`: the
     node preflights, so that nothing at all is installed on any host before every node passed
     (the preflights themselves run without the helper: remote_files.read_script)."""

@@ -16,8 +16,9 @@ The rollout has two steps, because the nodes switch to TLS one at a time in betw
    while the live site still proxies over plain HTTP (or over TLS without verification: then the
    hop stays and only the upstream keeps restarting nodes, nginx_live.needs_transition).
    `transition` is what the first node's restart waits for.
-2. `finish_rollout(nodes)`, after the nodes: `<name>-site` installs the https-only site once every
-   node's `ready` completed; no plain fallback remains.
+2. `install_final_site(nodes, parent)`, after the nodes, called by the step's own component
+   (components/nginx_site.py NginxFinalSite): `<name>-site` installs the https-only site once
+   every node's `ready` completed; no plain fallback remains.
 
 Both own the same four files. remote_files keeps the ORIGINAL of each path once, whoever changes
 it first, and the ledger names the last installer. A destroy is the rollout backwards: `<name>-site`
@@ -73,8 +74,8 @@ class NginxProxyArgs:
 
 
 class NginxProxy(pulumi.ComponentResource):
-    """The proxy (see the module docstring). Build it before the nodes, then call
-    `finish_rollout(nodes)` once they exist."""
+    """The proxy (see the module docstring). Build it before the nodes, then its NginxFinalSite
+    once they exist."""
 
     url: str
     """The site's public URL, https://<server name>/."""
@@ -192,6 +193,7 @@ class NginxProxy(pulumi.ComponentResource):
             files,
             pulumi.ResourceOptions(parent=self),
         )
+        self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
 
     def _files_command(
         self, owner: str, apply: str, delete: pulumi.Input[str], files: Sequence[ManagedFile], opts: pulumi.ResourceOptions
@@ -220,11 +222,12 @@ class NginxProxy(pulumi.ComponentResource):
             **kw,
         )
 
-    def finish_rollout(self, nodes: Sequence[MattermostNode]) -> None:
-        """Install the https-only site (every node in `nodes` an upstream server) once each of
-        them is `ready`; call exactly once, after the nodes are built."""
+    def install_final_site(self, nodes: Sequence[MattermostNode], parent: pulumi.Resource) -> pulumi.Resource:
+        """`<name>-site`, a child of `parent` (the NginxFinalSite): the https-only site (every node
+        in `nodes` an upstream server) once each of them is `ready`; exactly once. Its alias keeps
+        the place it had as this component's child in existing stacks (no replacement)."""
         if self._site is not None:
-            raise RuntimeError(f"{self._name}: finish_rollout() was already called")
+            raise RuntimeError(f"{self._name}: install_final_site() was already called")
         if not nodes:
             raise ValueError("NginxProxy needs at least one node")
         proxy = self._cfg.proxy
@@ -263,9 +266,13 @@ class NginxProxy(pulumi.ComponentResource):
             [*files, *handback],
             # https upstreams only work once every node serves TLS; after the transition, so a
             # destroy deletes this one first (see the module docstring)
-            pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
+            pulumi.ResourceOptions(
+                parent=parent,
+                depends_on=[*(n.ready for n in nodes), self.transition],
+                aliases=[pulumi.Alias(parent=self)] if parent is not self else None,
+            ),
         )
-        self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
+        return self._site
 
 
 def _pem_file(text: str) -> str:

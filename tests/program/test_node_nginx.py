@@ -60,6 +60,7 @@ HOST_KEYS = {n: _host_key() for n in ("mm1", "mm2", "mm3", "proxy", "postgres")}
 def make_cfg(node_names: list[str], **overrides: Any) -> config_mod.StackConfig:
     raw: dict[str, Any] = {
         "sshPrivateKey": SSH_KEY,
+        "dbPassword": DB_PASSWORD,  # the site's password given (its other source is a read at apply time)
         "nodes": [
             {"name": n, "address": f"10.251.0.{100 + int(n[2:])}", "ssh": {"hostKey": HOST_KEYS[n]}} for n in node_names
         ],
@@ -113,6 +114,8 @@ class Mocks(pulumi.runtime.Mocks):
             state["certRequestPem"] = "CSR " + args.name
         elif args.typ == "command:remote:Command":
             state.update({"stdout": self.stdout.get(args.name, ""), "stderr": ""})
+        elif args.typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
+            state["result"] = "r" * int(args.inputs.get("length", 16))  # the database's owner tokens
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
@@ -185,46 +188,52 @@ class Run:
         return {r.urn for r in self.monitor.registrations if r.type != "pulumi:pulumi:Stack"}
 
 
-def run_program(
-    cfg: config_mod.StackConfig,
-    extra_env: dict[str, dict[str, Any]] | None = None,
-    stdout: dict[str, str] | None = None,
-) -> Run:
-    from components.nginx import NginxProxy, NginxProxyArgs
-    from components.node import MattermostNode, MattermostNodeArgs
-    from components.pki import Pki, PkiArgs
-
+def _start(stdout: dict[str, str] | None) -> Run:
     mocks = Mocks(stdout)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
-    outputs: dict[str, Any] = {}
+    return Run(monitor, mocks, {})
+
+
+def run_node(cfg: config_mod.StackConfig, extra_env: dict[str, Any]) -> Run:
+    """One MattermostNode alone (the stack CA, a stand-in database), given `extra_env`."""
+    from components.node import MattermostNode, MattermostNodeArgs
+    from components.pki import Pki, PkiArgs
+
+    run = _start(None)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        node = cfg.nodes[0]
+        args = MattermostNodeArgs(cfg=cfg, node=node, pki=pki, database=FakeDatabase(), extra_env=extra_env)
+        run.outputs["node"] = MattermostNode(node.name, args)
+
+    program()
+    return run
+
+
+def run_program(cfg: config_mod.StackConfig, stdout: dict[str, str] | None = None) -> Run:
+    """The whole program's graph for `cfg`, built by the Deployment in its rollout order."""
+    from components.deployment import Deployment
+
+    run = _start(stdout)
+    outputs = run.outputs
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        pki = Pki("pki", PkiArgs(ca=cfg.ca))
-        db = FakeDatabase()
-        proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki))
-        # wired as __main__.py does: one node at a time, the first after the transitional site
-        nodes: list[MattermostNode] = []
-        for n in cfg.nodes:
-            nodes.append(
-                MattermostNode(
-                    n.name,
-                    MattermostNodeArgs(
-                        cfg=cfg, node=n, pki=pki, database=db, extra_env=(extra_env or {}).get(n.name, {}),
-                        depends_on=[nodes[-1].ready if nodes else proxy.transition],
-                    ),
-                )
-            )
-        proxy.finish_rollout(nodes)
+        # the real rollout order (components/deployment.py), not a copy of it
+        deployment = Deployment(cfg)
+        nodes = deployment.nodes
         outputs["nodes"] = nodes
-        outputs["proxy"] = proxy
+        outputs["proxy"] = deployment.proxy
+        outputs["final_site"] = deployment.final_site
         return pulumi.Output.all(
             *[n.cert_fingerprint_sha256 for n in nodes], *[n.cert_expiry for n in nodes]
         ).apply(lambda vals: outputs.__setitem__("node_values", vals))
 
     program()
-    return Run(monitor, mocks, outputs)
+    return run
 
 
 def unwrap(value: Any) -> tuple[Any, bool]:
@@ -290,8 +299,8 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
 
 def test_node_waits_for_the_database_and_owns_its_certificate(two: Run) -> None:
     cmd = two.by_name("mm1-tls-files")
-    db_ready = two.by_name("database-ready").urn
-    assert db_ready in cmd.dependencies
+    for ready in ("database-server-tls", "database-pg-hba", "database-db-user-mmuser"):  # the Database's phase 1
+        assert two.by_name(ready).urn in cmd.dependencies, ready
     csr = two.by_name("mm1-server-csr")
     assert csr.inputs["dnsNames"] == ["mm1", "mattermost-app.internal"]
     assert csr.inputs["ipAddresses"] == ["10.251.0.101"]
@@ -324,7 +333,9 @@ def test_node_outputs(two: Run) -> None:
 
 def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
     site = two.by_name("proxy-site")
-    assert site.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
+    # its own component's child, which is the proxy's (components/nginx_site.py)
+    assert site.parent == two.by_name("proxy-final-site").urn
+    assert two.by_name("proxy-final-site").parent == two.by_name("proxy").urn
     for n in ("mm1", "mm2"):
         assert two.by_name(f"{n}-tls-files").urn in site.dependencies
     # deleted before the transition on destroy: it is the one that restores the original site
@@ -439,10 +450,10 @@ def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> No
     assert three.by_name("mm2-tls-files").urn in three.by_name("mm3-tls-files").dependencies
 
 
-def test_finish_rollout_once() -> None:
+def test_the_final_site_is_installed_once() -> None:
     run = run_program(make_cfg(["mm1"]))
     with pytest.raises(RuntimeError, match="already called"):
-        run.outputs["proxy"].finish_rollout(run.outputs["nodes"])
+        run.outputs["proxy"].install_final_site(run.outputs["nodes"], parent=run.outputs["final_site"])
 
 
 def test_no_duplicate_urns(two: Run) -> None:
@@ -466,9 +477,9 @@ def test_per_node_overrides() -> None:
 
 
 def test_extra_env_goes_into_the_same_secret_file() -> None:
-    run = run_program(
+    run = run_node(
         make_cfg(["mm1"]),
-        extra_env={"mm1": {"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")}},
+        extra_env={"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")},
     )
     env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[2]
     assert 'MM_CLUSTERSETTINGS_ENABLE="true"' in env and 'MM_CLUSTERSETTINGS_GOSSIPPORT="8074"' in env
@@ -476,7 +487,7 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
 
 def test_extra_env_may_not_override_tls_settings() -> None:
     with pytest.raises(Exception, match="must not override"):
-        run_program(make_cfg(["mm1"]), extra_env={"mm1": {"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""}})
+        run_node(make_cfg(["mm1"]), extra_env={"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""})
 
 
 # ---------------------------------------------------------------- the admin's live site (nginx_live)
