@@ -214,11 +214,19 @@ class NginxProxy(pulumi.ComponentResource):
 
     def finish_rollout(self, nodes: Sequence[MattermostNode]) -> None:
         """Install the https-only site (every node in `nodes` an upstream server) once each of
-        them is `ready`; call exactly once, after the nodes are built."""
+        them is `ready`; call exactly once, after the nodes are built. The nodes roll out one
+        after another (each node's `ready` waits for the one before, as __main__.py builds them),
+        so the site waits for the last one's `ready` only."""
         if self._site is not None:
             raise RuntimeError(f"{self._name}: finish_rollout() was already called")
         if not nodes:
             raise ValueError("NginxProxy needs at least one node")
+        for before, node in zip(nodes, nodes[1:]):
+            if before.ready not in node.waits_for:
+                raise ValueError(
+                    f"{self._name}: node {node.node_name} does not wait for {before.node_name}'s ready: the "
+                    "https-only site waits for the last node only, so the nodes must roll out one after another"
+                )
         proxy = self._cfg.proxy
         backends = [nginx_render.Backend(n.address, n.port) for n in nodes]
         hop = nginx_live.Hop(**{**self._hop.__dict__, "backends": backends})
@@ -254,8 +262,11 @@ class NginxProxy(pulumi.ComponentResource):
             # the final files, then the transitional ones (what the delete hands back)
             [*files, *handback],
             # https upstreams only work once every node serves TLS; after the transition, so a
-            # destroy deletes this one first (see the module docstring)
-            pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
+            # destroy deletes this one first (see the module docstring). The LAST node's `ready`
+            # stands for every node's: the rollout is serial (each node waits for the one before,
+            # see `finish_rollout`), and each listed resource costs the SDK's cycle check a walk
+            # of its whole upstream (N nodes made it N walks of the rollout)
+            pulumi.ResourceOptions(parent=self, depends_on=[nodes[-1].ready, self.transition]),
         )
         self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
 

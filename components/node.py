@@ -78,6 +78,8 @@ class MattermostNode(pulumi.ComponentResource):
     """The CA file on the node (the DSN's sslrootcert)."""
     db_ca: pulumi.Resource
     """`<node>-db-ca`: installs `ca_file`; `ready` depends on it, so a destroy removes it last."""
+    waits_for: tuple[pulumi.Resource, ...]
+    """What this node's restart waits for besides the database and its preflight (`depends_on`)."""
 
     def __init__(self, name: str, args: MattermostNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:node:MattermostNode", name, None, opts)
@@ -89,6 +91,7 @@ class MattermostNode(pulumi.ComponentResource):
         paths = node_render.node_paths(mm.tls_dir, unit)
 
         self.node_name = node.name
+        self.waits_for = tuple(args.depends_on)
         self.address = node.address
         self.port = mm.port
         self.ca_file = paths.ca

@@ -189,6 +189,7 @@ def run_program(
     cfg: config_mod.StackConfig,
     extra_env: dict[str, dict[str, Any]] | None = None,
     stdout: dict[str, str] | None = None,
+    serial: bool = True,
 ) -> Run:
     from components.nginx import NginxProxy, NginxProxyArgs
     from components.node import MattermostNode, MattermostNodeArgs
@@ -212,7 +213,7 @@ def run_program(
                     n.name,
                     MattermostNodeArgs(
                         cfg=cfg, node=n, pki=pki, database=db, extra_env=(extra_env or {}).get(n.name, {}),
-                        depends_on=[nodes[-1].ready if nodes else proxy.transition],
+                        depends_on=[nodes[-1].ready if nodes and serial else proxy.transition],
                     ),
                 )
             )
@@ -320,15 +321,6 @@ def test_node_outputs(two: Run) -> None:
 
 
 # ---------------------------------------------------------------- proxy
-
-
-def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
-    site = two.by_name("proxy-site")
-    assert site.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
-    for n in ("mm1", "mm2"):
-        assert two.by_name(f"{n}-tls-files").urn in site.dependencies
-    # deleted before the transition on destroy: it is the one that restores the original site
-    assert two.by_name("proxy-transition").urn in site.dependencies
 
 
 def test_transitional_site_comes_first_and_nodes_switch_one_at_a_time(two: Run) -> None:
@@ -443,6 +435,38 @@ def test_finish_rollout_once() -> None:
     run = run_program(make_cfg(["mm1"]))
     with pytest.raises(RuntimeError, match="already called"):
         run.outputs["proxy"].finish_rollout(run.outputs["nodes"])
+
+
+def test_proxy_reloads_only_after_every_node_is_ready_through_the_last_one(three_run: Run) -> None:
+    """One edge to the last node's `ready` (the rollout is serial), not one per node: each edge
+    costs the SDK's cycle check a walk of the whole rollout. Every node is still upstream of the
+    site, so an `up` installs it after every node and a destroy deletes it before any node."""
+    run = three_run
+    by_urn = {r.urn: r for r in run.monitor.registrations}
+    site = run.by_name("proxy-site")
+    assert site.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
+    ready = {run.by_name(f"mm{i}-tls-files").urn for i in (1, 2, 3)}
+    assert ready & set(site.dependencies) == {run.by_name("mm3-tls-files").urn}
+    # deleted before the transition on destroy: it is the one that restores the original site
+    assert run.by_name("proxy-transition").urn in site.dependencies
+    seen: set[str] = set()
+    todo = list(site.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen and urn in by_urn:
+            seen.add(urn)
+            todo.extend(by_urn[urn].dependencies)
+    assert ready <= seen
+
+
+@pytest.fixture(scope="module")
+def three_run() -> Run:
+    return run_program(make_cfg(["mm1", "mm2", "mm3"]))
+
+
+def test_final_site_refuses_nodes_that_do_not_roll_out_one_after_another() -> None:
+    with pytest.raises(ValueError, match="mm2 does not wait for mm1's ready"):
+        run_program(make_cfg(["mm1", "mm2"]), serial=False)
 
 
 def test_no_duplicate_urns(two: Run) -> None:
