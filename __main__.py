@@ -70,8 +70,8 @@ for n in cfg.nodes:
                 depends_on=[
                     *(cluster.ready_for(n.name) if cluster else []),
                     *(res for rep in replicas for res in rep.ready),
-                    nodes[-1].ready if nodes else proxy.transition,
                 ],
+                previous=nodes[-1].ready if nodes else proxy.transition,
             ),
         )
     )

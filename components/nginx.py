@@ -215,14 +215,14 @@ class NginxProxy(pulumi.ComponentResource):
     def finish_rollout(self, nodes: Sequence[MattermostNode]) -> None:
         """Install the https-only site (every node in `nodes` an upstream server) once each of
         them is `ready`; call exactly once, after the nodes are built. The nodes roll out one
-        after another (each node's `ready` waits for the one before, as __main__.py builds them),
+        after another (each node's `previous` is the one before's `ready`, as __main__.py builds them),
         so the site waits for the last one's `ready` only."""
         if self._site is not None:
             raise RuntimeError(f"{self._name}: finish_rollout() was already called")
         if not nodes:
             raise ValueError("NginxProxy needs at least one node")
         for before, node in zip(nodes, nodes[1:]):
-            if before.ready not in node.waits_for:
+            if node.previous is not before.ready:
                 raise ValueError(
                     f"{self._name}: node {node.node_name} does not wait for {before.node_name}'s ready: the "
                     "https-only site waits for the last node only, so the nodes must roll out one after another"

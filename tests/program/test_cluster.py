@@ -162,8 +162,12 @@ def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop
         # one edge (the SDK walks each edge's whole upstream), the same for every node, and no
         # barrier of its own (a resource per node for nothing); the node's own firewall, units and
         # tunnels are behind it
-        assert urn["cluster-gossip-stopped"] in three.get(f"{n}-tls-files").dependencies
-        assert not [d for d in three.get(f"{n}-tls-files").dependencies if "Cluster$" in d and "gossip-stopped" not in d]
+        # (the restart waits for it through the node's CA file, components/node.py)
+        assert urn["cluster-gossip-stopped"] in three.get(f"{n}-db-ca").dependencies
+        assert urn[f"{n}-db-ca"] in three.get(f"{n}-tls-files").dependencies
+        for step in ("db-ca", "tls-files"):
+            deps = three.get(f"{n}-{step}").dependencies
+            assert not [d for d in deps if "Cluster$" in d and "gossip-stopped" not in d], (step, deps)
         assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} <= upstream(three, "cluster-gossip-stopped")
     assert not [name for name in urn if name.endswith("-cluster-ready")]
 
