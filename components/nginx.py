@@ -33,6 +33,7 @@ never runs one's delete after the other.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
@@ -221,7 +222,7 @@ class NginxProxy(pulumi.ComponentResource):
             raise RuntimeError(f"{self._name}: finish_rollout() was already called")
         if not nodes:
             raise ValueError("NginxProxy needs at least one node")
-        for before, node in zip(nodes, nodes[1:]):
+        for before, node in itertools.pairwise(nodes):
             if node.previous is not before.ready:
                 raise ValueError(
                     f"{self._name}: node {node.node_name} does not wait for {before.node_name}'s ready: the "
