@@ -94,8 +94,9 @@ class Deployment:
                         depends_on=[
                             *(cluster.ready_for(n.name) if cluster else []),
                             *(res for rep in replicas for res in rep.ready),
-                            nodes[-1].ready if nodes else proxy.transition,
                         ],
+                        # only the restart waits for the node before (MattermostNodeArgs.previous)
+                        previous=nodes[-1].ready if nodes else proxy.transition,
                     ),
                 )
             )

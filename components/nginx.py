@@ -36,6 +36,7 @@ never runs one's delete after the other.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
@@ -225,11 +226,19 @@ class NginxProxy(pulumi.ComponentResource):
     def install_final_site(self, nodes: Sequence[MattermostNode], parent: pulumi.Resource) -> pulumi.Resource:
         """`<name>-site`, a child of `parent` (the NginxFinalSite): the https-only site (every node
         in `nodes` an upstream server) once each of them is `ready`; exactly once. Its alias keeps
-        the place it had as this component's child in existing stacks (no replacement)."""
-        if self._site is not None:
-            raise RuntimeError(f"{self._name}: install_final_site() was already called")
+        the place it had as this component's child in existing stacks (no replacement). The nodes
+        roll out one after another (each node's `previous` is the one before's `ready`, as
+        components/deployment.py builds them), so the site waits for the last one's `ready` only."""
         if not nodes:
             raise ValueError("NginxProxy needs at least one node")
+        for before, node in itertools.pairwise(nodes):
+            if node.previous is not before.ready:
+                raise ValueError(
+                    f"{self._name}: node {node.node_name} does not wait for {before.node_name}'s ready: the "
+                    "https-only site waits for the last node only, so the nodes must roll out one after another"
+                )
+        if self._site is not None:
+            raise RuntimeError(f"{self._name}: install_final_site() was already called")
         proxy = self._cfg.proxy
         backends = [nginx_render.Backend(n.address, n.port) for n in nodes]
         hop = nginx_live.Hop(**{**self._hop.__dict__, "backends": backends})
@@ -265,10 +274,13 @@ class NginxProxy(pulumi.ComponentResource):
             # the final files, then the transitional ones (what the delete hands back)
             [*files, *handback],
             # https upstreams only work once every node serves TLS; after the transition, so a
-            # destroy deletes this one first (see the module docstring)
+            # destroy deletes this one first (see the module docstring). The LAST node's `ready`
+            # stands for every node's: the rollout is serial (each node waits for the one before,
+            # see `install_final_site`), and each listed resource costs the SDK's cycle check a walk
+            # of its whole upstream (N nodes made it N walks of the rollout)
             pulumi.ResourceOptions(
                 parent=parent,
-                depends_on=[*(n.ready for n in nodes), self.transition],
+                depends_on=[nodes[-1].ready, self.transition],
                 aliases=[pulumi.Alias(parent=self)] if parent is not self else None,
             ),
         )

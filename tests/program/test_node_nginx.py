@@ -299,8 +299,10 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
 
 def test_node_waits_for_the_database_and_owns_its_certificate(two: Run) -> None:
     cmd = two.by_name("mm1-tls-files")
+    # through its CA file, which the restart waits for (listed once: see the test above)
     for ready in ("database-server-tls", "database-pg-hba", "database-db-user-mmuser"):  # the Database's phase 1
-        assert two.by_name(ready).urn in cmd.dependencies, ready
+        assert two.by_name(ready).urn in two.by_name("mm1-db-ca").dependencies, ready
+    assert two.by_name("mm1-db-ca").urn in cmd.dependencies
     csr = two.by_name("mm1-server-csr")
     assert csr.inputs["dnsNames"] == ["mm1", "mattermost-app.internal"]
     assert csr.inputs["ipAddresses"] == ["10.251.0.101"]
@@ -329,17 +331,6 @@ def test_node_outputs(two: Run) -> None:
 
 
 # ---------------------------------------------------------------- proxy
-
-
-def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
-    site = two.by_name("proxy-site")
-    # its own component's child, which is the proxy's (components/nginx_site.py)
-    assert site.parent == two.by_name("proxy-final-site").urn
-    assert two.by_name("proxy-final-site").parent == two.by_name("proxy").urn
-    for n in ("mm1", "mm2"):
-        assert two.by_name(f"{n}-tls-files").urn in site.dependencies
-    # deleted before the transition on destroy: it is the one that restores the original site
-    assert two.by_name("proxy-transition").urn in site.dependencies
 
 
 def test_transitional_site_comes_first_and_nodes_switch_one_at_a_time(two: Run) -> None:
@@ -454,6 +445,58 @@ def test_the_final_site_is_installed_once() -> None:
     run = run_program(make_cfg(["mm1"]))
     with pytest.raises(RuntimeError, match="already called"):
         run.outputs["proxy"].install_final_site(run.outputs["nodes"], parent=run.outputs["final_site"])
+
+
+def test_proxy_reloads_only_after_every_node_is_ready_through_the_last_one(three_run: Run) -> None:
+    """One edge to the last node's `ready` (the rollout is serial), not one per node: each edge
+    costs the SDK's cycle check a walk of the whole rollout. Every node is still upstream of the
+    site, so an `up` installs it after every node and a destroy deletes it before any node."""
+    run = three_run
+    by_urn = {r.urn: r for r in run.monitor.registrations}
+    site = run.by_name("proxy-site")
+    # its own component's child, which is the proxy's (components/nginx_site.py)
+    assert site.parent == run.by_name("proxy-final-site").urn
+    assert run.by_name("proxy-final-site").parent == run.by_name("proxy").urn
+    ready = {run.by_name(f"mm{i}-tls-files").urn for i in (1, 2, 3)}
+    assert ready & set(site.dependencies) == {run.by_name("mm3-tls-files").urn}
+    # deleted before the transition on destroy: it is the one that restores the original site
+    assert run.by_name("proxy-transition").urn in site.dependencies
+    seen: set[str] = set()
+    todo = list(site.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen and urn in by_urn:
+            seen.add(urn)
+            todo.extend(by_urn[urn].dependencies)
+    assert ready <= seen
+
+
+@pytest.fixture(scope="module")
+def three_run() -> Run:
+    return run_program(make_cfg(["mm1", "mm2", "mm3"]))
+
+
+def test_only_the_restart_waits_for_the_node_before_and_lists_nothing_its_ca_file_waits_for(three_run: Run) -> None:
+    """A node's CA file (`<node>-db-ca`) goes on as soon as the database is ready, in parallel on
+    every node (nothing reads it before the node's own restart); the restart (`<node>-tls-files`)
+    waits for its CA file and the node before, and lists nothing the CA file already waits for:
+    each listed dependency costs the SDK's cycle check a walk of its whole upstream, and a serial
+    chain of one command per node instead of two halves the SDK's rounds."""
+    run = three_run
+    db_ready = run.by_name("database-server-tls").urn  # the Database's phase 1 (one of its ready)
+    for i, previous in ((1, "proxy-transition"), (2, "mm1-tls-files"), (3, "mm2-tls-files")):
+        db_ca, files = run.by_name(f"mm{i}-db-ca"), run.by_name(f"mm{i}-tls-files")
+        assert {db_ca.urn, run.by_name(previous).urn} <= set(files.dependencies), i
+        assert db_ready in db_ca.dependencies and db_ready not in files.dependencies, i
+        assert run.by_name(previous).urn not in db_ca.dependencies, i
+        assert not {d for d in db_ca.dependencies if d.endswith(("-tls-files", "-transition"))}, i
+
+
+def test_final_site_refuses_nodes_that_do_not_roll_out_one_after_another() -> None:
+    run = run_program(make_cfg(["mm1", "mm2"]))
+    mm1, mm2 = run.outputs["nodes"]
+    with pytest.raises(ValueError, match="mm1 does not wait for mm2's ready"):
+        run.outputs["proxy"].install_final_site([mm2, mm1], parent=run.outputs["final_site"])
 
 
 def test_no_duplicate_urns(two: Run) -> None:
