@@ -7,8 +7,8 @@ VENV  := venv
 PY    := $(VENV)/bin/python
 STACK ?= lab
 # Everything the tests use on this machine itself: the lab's tools, and the real servers the unit
-# tests start privately on loopback (MariaDB, PostgreSQL, sshd, nginx); shellcheck checks the host
-# helper. A test that skips fails `make test`.
+# tests start privately on loopback (MariaDB, PostgreSQL, sshd, nginx); shellcheck checks every
+# .sh file and every script the program renders (`make lint`). A test that skips fails `make test`.
 APT_PACKAGES := debootstrap systemd-container iproute2 iptables openssh-client openssh-server curl openssl \
   tcpdump ruby nginx-light systemd mariadb-server postgresql util-linux jq shellcheck
 
@@ -45,9 +45,14 @@ destroy: setup
 lab-down: setup
 	$(PY) -m lab.hosts down
 
-test: setup
+# ruff, mypy, and shellcheck: every .sh file in components/ (tests/unit/test_shellcheck.py) and
+# every script the stacks render, with the allowances and their reasons in tests/helpers/scripts.py
+lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_shellcheck.py tests/program/test_shellcheck_rendered.py
+
+test: lint
 	$(PY) -m pytest
 
 bench: setup

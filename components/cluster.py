@@ -13,7 +13,7 @@ cannot ride SSH); and the full-cluster stop that a gossip-encryption switch need
 
 Built BEFORE the nodes: `env_for(node)` goes into MattermostNode(extra_env=...), `ready_for(node)`
 (one barrier) into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode
-switch) the stop of every node are done. Linear in nodes: 10 resources per node (names
+switch) the stop of every node are done. Linear in nodes: 9 resources per node (names
 `<node>-cluster-<role>`) and 4 shared ones, a bounded number of dependencies each (barriers carry
 the all-to-all ordering), and command texts that do not grow with the node count. Adding a node
 adds its own resources and updates the others' peer lists (authorized_keys, firewall rules,
@@ -215,15 +215,14 @@ class Cluster(pulumi.ComponentResource):
             )
             for m in plan.members
         }
-        stopped = self._barrier("cluster-gossip-stopped", first, list(stops.values()))
         # `stopped` comes after every stop, every stop after `mesh_ready`, and that after every
-        # node's tunnels, units and firewall: one dependency says it all. The SDK's cycle check
-        # walks each dependency's whole upstream (pulumi/runtime/resource_cycle_breaker.py
+        # node's tunnels, units and firewall: one dependency says it all, for every node (a
+        # barrier per node only cost a resource each). The SDK's cycle check walks each
+        # dependency's whole upstream (pulumi/runtime/resource_cycle_breaker.py
         # `declare_dependency`), so listing them too would walk the cluster four times per node.
-        ready = {m.name: self._barrier(f"{m.name}-cluster-ready", conn[m.name], [stopped]) for m in plan.members}
+        self._stopped = self._barrier("cluster-gossip-stopped", first, list(stops.values()))
 
         self._env = {m.name: r.gossip_env(plan, m.name) for m in plan.members}
-        self._ready = ready
         fingerprints = pulumi.Output.all(**{n: k.public_key_fingerprint_sha256 for n, k in keys.items()})
         self.summary = fingerprints.apply(
             lambda fps: {
@@ -256,4 +255,4 @@ class Cluster(pulumi.ComponentResource):
     def ready_for(self, node_name: str) -> list[pulumi.Resource]:
         """What MattermostNode(depends_on=...) must wait for before it restarts this node."""
         self.plan.member(node_name)
-        return [self._ready[node_name]]
+        return [self._stopped]

@@ -43,15 +43,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from components.config import PROJECT, ConfigError, Node, StackConfig, version_tuple
 from components.remote_files import STATE_DIR
-
-TEMPLATES = Path(__file__).with_name("templates")
+from components.shell import q, script
 
 CONF_DIR = "/etc/mattermost-cluster"
 CLIENT_KEY = f"{CONF_DIR}/id_ed25519"
@@ -107,9 +104,6 @@ def _plain(what: str, value: object) -> str:
         raise ValueError(f"{what} {text!r} cannot go into a unit or rules file (whitespace, quotes or '%')")
     return text
 
-
-def _q(value: object) -> str:
-    return shlex.quote(str(value))
 
 
 def _config_error(key: str, message: str) -> ConfigError:
@@ -388,11 +382,11 @@ def render_sshd_validate(plan: ClusterPlan, node: str) -> str:
     ]
     lines = [
         "sshd -t",
-        f"eff=$(sshd -T -C user={_q(plan.tunnel_user)},host=mm-cluster-check,addr={_q(me.address)})",
+        f"eff=$(sshd -T -C user={q(plan.tunnel_user)},host=mm-cluster-check,addr={q(me.address)})",
     ]
     for e in expect:
         lines.append(
-            f"printf '%s\\n' \"$eff\" | grep -qxF {_q(e)} || {{ echo {_q(f'sshd does not apply {SSHD_DROPIN} (expected: {e}); make sure sshd_config has: Include /etc/ssh/sshd_config.d/*.conf')} >&2; exit 1; }}"
+            f"printf '%s\\n' \"$eff\" | grep -qxF {q(e)} || {{ echo {q(f'sshd does not apply {SSHD_DROPIN} (expected: {e}); make sure sshd_config has: Include /etc/ssh/sshd_config.d/*.conf')} >&2; exit 1; }}"
         )
     return "\n".join(lines) + "\n"
 
@@ -624,15 +618,15 @@ def render_units_activate() -> str:
     """Make systemd read the target, the drift check and the Mattermost drop-in (Mattermost
     restarts with its node, not here) and start the drift check; once the target's file is gone
     (delete), stop what is left of them."""
-    target = _q(f"{SYSTEMD_DIR}/{TUNNELS_TARGET}")
-    timer = _q(HEAL_TIMER)
+    target = q(f"{SYSTEMD_DIR}/{TUNNELS_TARGET}")
+    timer = q(HEAL_TIMER)
     return (
         "systemctl daemon-reload\n"
         f"if [ -e {target} ]; then\n"
         f"  systemctl start {timer}\n"
         "else\n"
-        f"  systemctl stop {timer} {_q(HEAL_SERVICE)} {_q(TUNNELS_TARGET)} 2>/dev/null || true\n"
-        f"  systemctl reset-failed {timer} {_q(HEAL_SERVICE)} 2>/dev/null || true\n"
+        f"  systemctl stop {timer} {q(HEAL_SERVICE)} {q(TUNNELS_TARGET)} 2>/dev/null || true\n"
+        f"  systemctl reset-failed {timer} {q(HEAL_SERVICE)} 2>/dev/null || true\n"
         "fi\n"
     )
 
@@ -643,7 +637,7 @@ def render_tunnels_activate() -> str:
     install, or delete) every instance stops; the helper may be gone by then (delete order)."""
     return (
         "systemctl daemon-reload\n"
-        f"if [ -x {_q(HELPER)} ]; then {_q(HELPER)} tunnels-apply; "
+        f"if [ -x {q(HELPER)} ]; then {q(HELPER)} tunnels-apply; "
         "else systemctl stop 'mm-tunnel@*.service' 2>/dev/null || true; fi\n"
     )
 
@@ -692,21 +686,19 @@ FIREWALL_STOP = (
 
 def render_helper() -> str:
     """/usr/local/sbin/mm-cluster: loads and removes the rules, waits for a tunnel's ports."""
-    text = (TEMPLATES / "cluster-helper.sh").read_text()
-    for k, v in {
-        "@RULES@": FIREWALL_RULES,
-        "@NAT_CHAIN@": NAT_CHAIN,
-        "@IN_CHAIN@": IN_CHAIN,
-        "@HEADER@": HEADER,
-        "@TABLE@": TUNNEL_TABLE,
-        "@TEMPLATE@": f"{SYSTEMD_DIR}/{TUNNEL_TEMPLATE}",
-        "@FIREWALL_UNIT@": FIREWALL_UNIT,
-        "@AES_CIPHERS@": AES_CIPHERS,
-        "@SSH_BIN@": SSH_BIN,
-        "@CLIENT_KEY@": CLIENT_KEY,
-    }.items():
-        text = text.replace(k, v)
-    return text.replace("@FIREWALL_STOP@\n", FIREWALL_STOP)
+    return script(
+        "cluster-helper.sh",
+        code={"HEADER": HEADER, "FIREWALL_STOP": FIREWALL_STOP.removesuffix("\n")},
+        RULES=FIREWALL_RULES,
+        NAT_CHAIN=NAT_CHAIN,
+        IN_CHAIN=IN_CHAIN,
+        TABLE=TUNNEL_TABLE,
+        TEMPLATE=f"{SYSTEMD_DIR}/{TUNNEL_TEMPLATE}",
+        FIREWALL_UNIT=FIREWALL_UNIT,
+        AES_CIPHERS=AES_CIPHERS,
+        SSH_BIN=SSH_BIN,
+        CLIENT_KEY=CLIENT_KEY,
+    )
 
 
 def render_firewall_unit(plan: ClusterPlan, node: str) -> str:
@@ -731,10 +723,10 @@ def render_firewall_activate() -> str:
     """Load the rules: reload when running (a restart would take Mattermost down with it through
     Requires=), start otherwise; then prove both jumps are there. Without the unit file (rollback
     of a first install, or delete) remove everything instead."""
-    u = _q(FIREWALL_UNIT)
+    u = q(FIREWALL_UNIT)
     return (
         "systemctl daemon-reload\n"
-        f"if [ -e {_q(f'{SYSTEMD_DIR}/{FIREWALL_UNIT}')} ]; then\n"
+        f"if [ -e {q(f'{SYSTEMD_DIR}/{FIREWALL_UNIT}')} ]; then\n"
         f"  if systemctl is-active --quiet {u}; then systemctl reload {u}; else systemctl start {u}; fi\n"
         f"  iptables -w -t nat -C OUTPUT -j {NAT_CHAIN}\n"
         f"  iptables -w -t filter -C INPUT -j {IN_CHAIN}\n"
@@ -749,24 +741,17 @@ def render_firewall_activate() -> str:
 # ---------------------------------------------------------------- one-off scripts
 
 
-def _params(**values: object) -> str:
-    return "".join(f"{k}={_q(v)}\n" for k, v in values.items())
-
-
 def render_preflight(plan: ClusterPlan, node: str) -> str:
     """Read-only check before anything changes on `node`: refuses a host that still carries the
-    manual tunnel procedure and says exactly what to remove."""
+    manual tunnel procedure and says exactly what to remove (templates/cluster-preflight.sh)."""
     me = plan.member(node)
-    body = (TEMPLATES / "cluster-preflight.sh").read_text()
-    return (
-        _params(
-            node=me.name,
-            unit=me.unit,
-            ports=" ".join(map(str, plan.ports)),
-            ours=CLIENT_KEY,
-            nat_chain=NAT_CHAIN,
-        )
-        + body
+    return script(
+        "cluster-preflight.sh",
+        node=me.name,
+        unit=me.unit,
+        ports=" ".join(map(str, plan.ports)),
+        ours=CLIENT_KEY,
+        nat_chain=NAT_CHAIN,
     )
 
 
@@ -774,58 +759,32 @@ def account_marker(plan: ClusterPlan) -> str:
     return f"{STATE_DIR}/cluster-account-{plan.tunnel_user}"
 
 
-SHADOW_BACKUPS = ("passwd-", "group-", "shadow-", "gshadow-")
-
-
 def render_account_create(plan: ClusterPlan) -> str:
     """Create the tunnel account (system user, no login shell, no password) unless it exists;
-    an existing account is used only if it cannot log in either."""
-    return _params(
-        user=plan.tunnel_user, home=plan.tunnel_home, marker=account_marker(plan), state=STATE_DIR, nologin=NOLOGIN
-    ) + (
-        'if getent passwd "$user" >/dev/null; then\n'
-        '  if [ ! -e "$marker" ]; then\n'
-        '    shell=$(getent passwd "$user" | cut -d: -f7)\n'
-        '    case "$shell" in\n'
-        '      */nologin|*/false) echo "$user: existing account without a login shell, used as it is" ;;\n'
-        '      *) echo "account $user already exists with the login shell $shell; it must not be the tunnel account: '
-        'set cluster.tunnelUser to an unused name (the default is mmtunnel)" >&2; exit 1 ;;\n'
-        "    esac\n"
-        "  fi\n"
-        "else\n"
-        '  mkdir -p "$marker.orig"\n  chmod 0700 "$state" "$marker.orig"\n'
-        # useradd/usermod/userdel rewrite the tools' own backups (/etc/passwd- ...): keep them
-        # so delete leaves /etc byte-identical
-        f"  for f in {' '.join(SHADOW_BACKUPS)}; do\n"
-        '    if [ -e "/etc/$f" ]; then cp -a "/etc/$f" "$marker.orig/$f"; else : > "$marker.orig/$f.absent"; fi\n'
-        "  done\n"
-        '  useradd --system --user-group --home-dir "$home" --create-home --shell "$nologin" '
-        '--comment "Mattermost cluster SSH tunnels" "$user"\n'
-        # '*' instead of useradd's '!': no password either way, but sshd without PAM treats
-        # '!' as a locked account and would refuse the key
-        "  usermod -p '*' \"$user\"\n"
-        '  : > "$marker"\n'
-        '  echo "$user: created"\n'
-        "fi\n"
+    an existing account is used only if it cannot log in either (templates/cluster-account-create.sh).
+
+    useradd/usermod/userdel rewrite the tools' own backups (/etc/passwd- ...): they are kept so
+    delete leaves /etc byte-identical. The password field is '*' instead of useradd's '!': no
+    password either way, but sshd without PAM treats '!' as a locked account and would refuse
+    the key."""
+    return script(
+        "cluster-account-create.sh",
+        user=plan.tunnel_user,
+        home=plan.tunnel_home,
+        marker=account_marker(plan),
+        state=STATE_DIR,
+        nologin=NOLOGIN,
     )
 
 
 def render_account_delete(plan: ClusterPlan) -> str:
-    """Remove the account only if create made it, and put the tools' backups back."""
-    return _params(user=plan.tunnel_user, marker=account_marker(plan), state=STATE_DIR) + (
-        'if [ -e "$marker" ]; then\n'
-        '  if getent passwd "$user" >/dev/null; then\n'
-        '    pkill -u "$user" 2>/dev/null || true\n'
-        '    userdel --remove "$user" 2>/dev/null || userdel "$user"\n'
-        "  fi\n"
-        f"  for f in {' '.join(SHADOW_BACKUPS)}; do\n"
-        '    if [ -e "$marker.orig/$f" ]; then cp -a "$marker.orig/$f" "/etc/$f"; fi\n'
-        '    if [ -e "$marker.orig/$f.absent" ]; then rm -f "/etc/$f"; fi\n'
-        "  done\n"
-        '  rm -rf "$marker" "$marker.orig"\n'
-        '  rmdir "$state" 2>/dev/null || true\n'
-        '  echo "$user: removed"\n'
-        "fi\n"
+    """Remove the account only if create made it, and put the tools' backups back
+    (templates/cluster-account-delete.sh)."""
+    return script(
+        "cluster-account-delete.sh",
+        user=plan.tunnel_user,
+        marker=account_marker(plan),
+        state=STATE_DIR,
     )
 
 
@@ -842,26 +801,11 @@ def render_gossip_stop(plan: ClusterPlan, node: str) -> str:
     its own restart brings it into the cluster. Stopping it would only turn any failure between
     this stop and its restart (the database, another node) into an outage of every node. It does
     not gossip if its main process has no UDP socket of its own: memberlist always binds one on
-    the gossip port, and Mattermost binds UDP for nothing else. Without `ss` it is stopped, as before.
+    the gossip port, and Mattermost binds UDP for nothing else. Without `ss` it is stopped, as before
+    (templates/cluster-gossip-stop.sh).
     """
     m = plan.member(node)
     want = "true" if plan.gossip_encryption else "false"
-    return _params(unit=f"{m.unit}.service", want=want, new=GOSSIP_ENCRYPTION_VAR, old=GOSSIP_ENCRYPTION_VAR_OLD) + (
-        'pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)\n'
-        'if [ -z "$pid" ] || [ "$pid" = 0 ] || [ ! -r "/proc/$pid/environ" ]; then\n'
-        '  echo "$unit: not running; its restart will use gossip encryption=$want"\n'
-        "  exit 0\n"
-        "fi\n"
-        "if tr '\\000' '\\n' < \"/proc/$pid/environ\" | grep -qxE \"($new|$old)=$want\"; then\n"
-        '  echo "$unit: already running with gossip encryption=$want"\n'
-        "  exit 0\n"
-        "fi\n"
-        'if command -v ss >/dev/null 2>&1 && ! ss -Hlunp 2>/dev/null | grep -q "pid=$pid,"; then\n'
-        '  echo "$unit: not gossiping (clustering is off in the running server): no mode to mix, left running; '
-        'its restart brings it into the cluster with gossip encryption=$want"\n'
-        "  exit 0\n"
-        "fi\n"
-        'echo "$unit: stopping for the switch to gossip encryption=$want (nodes cannot mix modes; '
-        'every node stops, each comes back with its own restart)"\n'
-        'systemctl stop "$unit"\n'
+    return script(
+        "cluster-gossip-stop.sh", unit=f"{m.unit}.service", want=want, new=GOSSIP_ENCRYPTION_VAR, old=GOSSIP_ENCRYPTION_VAR_OLD
     )

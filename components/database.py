@@ -31,6 +31,7 @@ from components import database_accounts as accounts
 from components import database_render as r
 from components.config import PROJECT, ConfigError, StackConfig
 from components.connection import connection_for
+from components.database_enforcement import moved_child
 from components.node_render import node_paths
 from components.pki import Pki, split_sans
 from components.remote_files import (
@@ -338,16 +339,19 @@ class Database(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(self.ready))),
         )
 
-    def enforce_tls(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    def enforce_tls(self, after: Sequence[pulumi.Resource], parent: pulumi.Resource | None = None) -> list[pulumi.Resource]:
         """Phase 2: refuse plain logins of the Mattermost user, once everything in `after` (every
-        node's `ready`, and any other client's) completed; call exactly once, after the clients."""
+        node's `ready`, and any other client's) completed; call exactly once, after the clients.
+        `parent` (components/database_enforcement.py) parents the resources; their alias keeps the
+        place they had as this component's children in existing stacks."""
         if self._enforced is not None:
             raise RuntimeError(f"{self._name}: enforce_tls() was already called")
         assert self._connection is not None and self._control is not None
         db = self._db
         assert db.address is not None
         control = self._control
-        opts = pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.ready])
+        child = moved_child(self, parent)
+        opts = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[*after, *self.ready]))
         owner = f"{self._name}-enforce-tls"
         if self._engine == "postgres":
             hba_file = f"{self._config_dir}/pg_hba.conf"
@@ -393,7 +397,7 @@ class Database(pulumi.ComponentResource):
                 delete=r.render_mysql_require_ssl(user=db.user, client=self._client, restore=True),
                 stdin=stdin,
                 secret=True,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[server]),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[server])),
             )
             enforced = [server, user]
         if self._rotating:
@@ -451,9 +455,11 @@ class Database(pulumi.ComponentResource):
         )
         return [server_tls, hba, role]
 
-    def enforce_gitlab_tls(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    def enforce_gitlab_tls(
+        self, after: Sequence[pulumi.Resource], parent: pulumi.Resource | None = None
+    ) -> list[pulumi.Resource]:
         """Phase 2 for GitLab's own role: its reject line, once GitLab's Mattermost (`after`) uses
-        its TLS DSN; independent of the nodes' enforce step (another role)."""
+        its TLS DSN; independent of the nodes' enforce step (another role). `parent` as for enforce_tls."""
         if not self.gitlab_ready:
             return []
         assert self._connection is not None and self._control is not None and self._db.address is not None
@@ -476,7 +482,9 @@ class Database(pulumi.ComponentResource):
                     database=gl.database_name,
                 ),
                 restore_activate=self._control.reload,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.gitlab_ready]),
+                opts=pulumi.ResourceOptions.merge(
+                    moved_child(self, parent), pulumi.ResourceOptions(depends_on=[*after, *self.gitlab_ready])
+                ),
             )
         ]
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from components.shell import q
 
 # MariaDB's HOSTNAME_LENGTH bound in get_magic_sort; only the relative order of patterns
 # matters here, and that is the same for any bound at least as long as the patterns.
@@ -69,7 +70,7 @@ def render_accounts_read(*, user: str, client: str) -> str:
         "set -eu\ncd /\n"
         f'sql() {{ {client} "$@"; }}\n'
         "printf 'skip_name_resolve %s\\n' \"$(sql -N -B -r -e 'SELECT @@GLOBAL.skip_name_resolve' </dev/null)\"\n"
-        f"sql -N -B -r -e {shlex.quote(query)} </dev/null\n"
+        f"sql -N -B -r -e {q(query)} </dev/null\n"
     )
 
 

@@ -24,13 +24,15 @@ import base64
 import ipaddress
 import json
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from components.passwords import check_password  # re-exported: database.py checks dbPassword with it
 from components.remote_files import encode_bundle
+from components.shell import q, script
+from components.tls_files import TlsFiles
 
 Engine = Literal["mysql", "postgres"]
 ENGINES: tuple[Engine, ...] = ("mysql", "postgres")
@@ -59,9 +61,6 @@ _UNIT = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
 _DEBIAN_PG_DIR = re.compile(r"^/etc/postgresql/([0-9.]+)/([A-Za-z0-9_.-]+)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-
-def _q(value: str) -> str:
-    return shlex.quote(value)
 
 
 def _engine(engine: str) -> Engine:
@@ -96,23 +95,6 @@ def _hostport(host: str, port: int) -> str:
 
 
 # ---------------------------------------------------------------- values and quoting
-
-
-def check_password(value: str, key: str = "dbPassword") -> str:
-    """A configured password, or ValueError naming the key. Any printable character is fine
-    (quotes, backslashes, '@', ':', '/', spaces, non-ASCII): every consumer here escapes or
-    takes it raw. Control characters would break the one-line stdin framing of the admin file,
-    Mattermost's environment file and log lines, so they are refused."""
-    if not value:
-        raise ValueError(f"{key}: the password is empty")
-    if len(value) > 1024:
-        raise ValueError(f"{key}: the password is longer than 1024 characters")
-    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 32 or 127 <= ord(c) < 160})
-    if bad:
-        raise ValueError(
-            f"{key}: the password contains control characters ({', '.join(bad)}); use printable characters only"
-        )
-    return value
 
 
 def mysql_string(value: str) -> str:
@@ -164,12 +146,8 @@ def _conninfo_value(value: str) -> str:
 
 
 @dataclass(frozen=True)
-class TlsPaths:
+class TlsPaths(TlsFiles):
     """Where the server's CA, certificate and key live on the database host."""
-
-    ca: str
-    cert: str
-    key: str
 
 
 def tls_paths(tls_dir: str) -> TlsPaths:
@@ -225,8 +203,8 @@ def render_mysql_enforce_activate(control: ServerControl, *, config_file: str) -
         "  TRUE|ON|1) mtm_v=ON ;;\n"
         "  *) mtm_v=OFF ;;\n"
         "esac\n"
-        f'if [ -e {_q(config_file)} ] && [ "$mtm_v" != ON ]; then\n'
-        f'  echo "the server would not use "{_q(config_file)}" as written (a later option file overrides it?)"; exit 1\n'
+        f'if [ -e {q(config_file)} ] && [ "$mtm_v" != ON ]; then\n'
+        f'  echo "the server would not use "{q(config_file)}" as written (a later option file overrides it?)"; exit 1\n'
         "fi\n"
         f'{control.local_sql} -e "SET GLOBAL require_secure_transport = $mtm_v" </dev/null\n'
         f'mtm_now=$({control.local_sql} -N -B -r -e "SELECT @@GLOBAL.require_secure_transport" </dev/null)\n'
@@ -316,24 +294,24 @@ def debian_control(engine: str, *, service: str, port: int, config_dir: str) -> 
         unit = service
         return ServerControl(
             name=unit,
-            restart=f"systemctl restart {_q(unit)}",
-            reload=f"systemctl restart {_q(unit)}",
+            restart=f"systemctl restart {q(unit)}",
+            reload=f"systemctl restart {q(unit)}",
             probe="mysqladmin --connect-timeout=2 ping",
-            logs=f"journalctl -u {_q(unit)} -n {LOG_LINES} --no-pager",
+            logs=f"journalctl -u {q(unit)} -n {LOG_LINES} --no-pager",
             local_sql="mysql --protocol=socket",
             config_check='srv=$(command -v mariadbd || command -v mysqld) && "$srv" --help --verbose',
         )
     m = _DEBIAN_PG_DIR.match(config_dir.rstrip("/"))
     unit = f"postgresql@{m[1]}-{m[2]}" if m and service == "postgresql" else service
     logfile = f"/var/log/postgresql/postgresql-{m[1]}-{m[2]}.log" if m else None
-    logs = f"journalctl -u {_q(unit)} -n {LOG_LINES} --no-pager"
+    logs = f"journalctl -u {q(unit)} -n {LOG_LINES} --no-pager"
     if logfile:
-        logs += f"; if [ -r {_q(logfile)} ]; then echo '--- '{_q(logfile)}; tail -n {LOG_LINES} {_q(logfile)}; fi"
+        logs += f"; if [ -r {q(logfile)} ]; then echo '--- '{q(logfile)}; tail -n {LOG_LINES} {q(logfile)}; fi"
     sock = "/var/run/postgresql"
     return ServerControl(
         name=unit,
-        restart=f"systemctl restart {_q(unit)}",
-        reload=f"systemctl reload {_q(unit)}",
+        restart=f"systemctl restart {q(unit)}",
+        reload=f"systemctl reload {q(unit)}",
         probe=f"pg_isready -q -h {sock} -p {int(port)} -t 2",
         logs=logs,
         local_sql=f"runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h {sock} -p {int(port)} -d postgres",
@@ -343,10 +321,10 @@ def debian_control(engine: str, *, service: str, port: int, config_dir: str) -> 
 def render_tls_probe(engine: str, *, address: str, port: int, ca_file: str, server_name: str) -> str:
     """Exit 0 only if the server, asked the way Mattermost asks (STARTTLS of its protocol), serves
     a certificate from the stack CA that is valid for `server_name` (verify-full)."""
-    verify = f"-verify_ip {_q(server_name)}" if _is_ip(server_name) else f"-verify_hostname {_q(server_name)}"
+    verify = f"-verify_ip {q(server_name)}" if _is_ip(server_name) else f"-verify_hostname {q(server_name)}"
     return (
-        f"timeout 20 openssl s_client -starttls {_engine(engine)} -connect {_q(_hostport(address, port))} "
-        f"-CAfile {_q(_path(ca_file))} -verify_return_error {verify} -brief </dev/null"
+        f"timeout 20 openssl s_client -starttls {_engine(engine)} -connect {q(_hostport(address, port))} "
+        f"-CAfile {q(_path(ca_file))} -verify_return_error {verify} -brief </dev/null"
     )
 
 
@@ -357,7 +335,7 @@ def render_activate(
     prove it serves our certificate. Any failure prints the server's own log lines and exits
     non-zero, so remote_files puts the previous files back and runs this again. After a
     rollback of the first apply our config file is gone and the probe is skipped."""
-    n = _q(control.name)
+    n = q(control.name)
     return (
         "cd /\n"
         f'mtm_db_logs() {{ echo "--- last log lines of "{n}; {{ {control.logs}; }} 2>&1 || true; }}\n'
@@ -372,7 +350,7 @@ def render_activate(
         "  fi\n"
         "  sleep 1\n"
         "done\n"
-        f"if [ -e {_q(config_file)} ]; then\n"
+        f"if [ -e {q(config_file)} ]; then\n"
         "  if command -v openssl >/dev/null 2>&1; then\n"
         f"    if ! mtm_out=$({{ {tls_probe}; }} 2>&1); then\n"
         f'      echo {n}": answers, but does not serve the stack CA\'s certificate over TLS:"\n'
@@ -403,7 +381,7 @@ def render_pg_reload_activate(
     that is down is started as `render_activate` does. The TLS probe is retried (a reload is
     applied asynchronously) for up to PROBE_RETRY_SECONDS; failing it, the previous files come back and
     this runs again."""
-    n = _q(control.name)
+    n = q(control.name)
     return (
         "cd /\n"
         f'mtm_db_logs() {{ echo "--- last log lines of "{n}; {{ {control.logs}; }} 2>&1 || true; }}\n'
@@ -426,7 +404,7 @@ def render_pg_reload_activate(
         "  fi\n"
         "  sleep 1\n"
         "done\n"
-        f"if [ -e {_q(config_file)} ]; then\n"
+        f"if [ -e {q(config_file)} ]; then\n"
         "  if command -v openssl >/dev/null 2>&1; then\n"
         "    mtm_n=0\n"
         f"    until mtm_out=$({{ {tls_probe}; }} 2>&1); do\n"
@@ -456,8 +434,8 @@ def render_validate(engine: str, control: ServerControl, *, config_file: str, tl
     svc_user = SERVICE_USER[_engine(engine)]
     out = [
         "cd /\n",
-        f"if ! runuser -u {svc_user} -- test -r {_q(p.key)}; then\n"
-        f'  echo "the server user {svc_user} cannot read "{_q(p.key)}; exit 1\nfi\n',
+        f"if ! runuser -u {svc_user} -- test -r {q(p.key)}; then\n"
+        f'  echo "the server user {svc_user} cannot read "{q(p.key)}; exit 1\nfi\n',
     ]
     if engine == "mysql":
         if control.config_check is None:
@@ -469,8 +447,8 @@ def render_validate(engine: str, control: ServerControl, *, config_file: str, tl
             "fi\n"
             'mtm_got=$(printf \'%s\\n\' "$mtm_out" | awk \'$1 == "ssl-ca" || $1 == "ssl-cert" || $1 == "ssl-key" '
             '{ print $1 "=" $2 }\' | sort)\n'
-            f'if [ "$mtm_got" != {_q(want)} ]; then\n'
-            f'  echo "the server would not use "{_q(config_file)}" as written (a later option file overrides it?); it would start with:"\n'
+            f'if [ "$mtm_got" != {q(want)} ]; then\n'
+            f'  echo "the server would not use "{q(config_file)}" as written (a later option file overrides it?); it would start with:"\n'
             "  printf '%s\\n' \"$mtm_got\"; exit 1\n"
             "fi\n"
         )
@@ -487,11 +465,11 @@ def render_validate(engine: str, control: ServerControl, *, config_file: str, tl
         f"FROM pg_catalog.pg_file_settings WHERE name IN ({names}) OR error IS NOT NULL ORDER BY seqno"
     )
     out.append(
-        f"if mtm_out=$({control.local_sql} -At -c {_q(check)} 2>&1 </dev/null); then\n"
-        f'  if [ "$mtm_out" != {_q(want)} ]; then\n'
-        f'    echo "PostgreSQL would not apply "{_q(config_file)}" as written (is include_dir = \'conf.d\' in postgresql.conf? '
+        f"if mtm_out=$({control.local_sql} -At -c {q(check)} 2>&1 </dev/null); then\n"
+        f'  if [ "$mtm_out" != {q(want)} ]; then\n'
+        f'    echo "PostgreSQL would not apply "{q(config_file)}" as written (is include_dir = \'conf.d\' in postgresql.conf? '
         'is a setting overridden later, e.g. by ALTER SYSTEM?):"\n'
-        f"    {control.local_sql} -At -c {_q(explain)} </dev/null || true\n"
+        f"    {control.local_sql} -At -c {q(explain)} </dev/null || true\n"
         "    exit 1\n"
         "  fi\n"
         "else\n"
@@ -511,11 +489,11 @@ def render_hba_validate(control: ServerControl, *, hba_file: str) -> str:
     )
     return (
         "cd /\n"
-        f"if mtm_out=$({control.local_sql} -At -c {_q(setting)} 2>&1 </dev/null); then\n"
-        f'  if [ "$mtm_out" != {_q(hba_file)} ]; then\n'
-        f'    echo "the server reads $mtm_out, not "{_q(hba_file)}": set database.configDir to the cluster\'s directory"; exit 1\n'
+        f"if mtm_out=$({control.local_sql} -At -c {q(setting)} 2>&1 </dev/null); then\n"
+        f'  if [ "$mtm_out" != {q(hba_file)} ]; then\n'
+        f'    echo "the server reads $mtm_out, not "{q(hba_file)}": set database.configDir to the cluster\'s directory"; exit 1\n'
         "  fi\n"
-        f"  mtm_out=$({control.local_sql} -At -c {_q(errors)} </dev/null)\n"
+        f"  mtm_out=$({control.local_sql} -At -c {q(errors)} </dev/null)\n"
         '  if [ -n "$mtm_out" ]; then echo "pg_hba.conf has errors:"; printf \'%s\\n\' "$mtm_out"; exit 1; fi\n'
         "else\n"
         '  echo "note: could not ask the running server to check pg_hba.conf"\n'
@@ -591,18 +569,18 @@ def render_pg_enforce_activate(
         "cd /\n"
         f"{control.reload}\n"
         # after a rollback (or the delete) the block is gone: nothing to prove
-        f"if ! grep -qxF {_q(line)} {_q(_path(hba_file))}; then echo 'reloaded'; exit 0; fi\n"
+        f"if ! grep -qxF {q(line)} {q(_path(hba_file))}; then echo 'reloaded'; exit 0; fi\n"
         "mtm_n=0\n"
         "while :; do\n"
-        f"  mtm_out=$(psql -X -w {_q(conninfo)} -c '' 2>&1 </dev/null || true)\n"
+        f"  mtm_out=$(psql -X -w {q(conninfo)} -c '' 2>&1 </dev/null || true)\n"
         '  case "$mtm_out" in *"no encryption"*) break ;; esac\n'
         "  mtm_n=$((mtm_n + 1))\n"
         f'  if [ "$mtm_n" -ge {WAIT_SECONDS} ]; then\n'
-        f'    echo "a plain login of "{_q(user)}" is not refused after the reload:"; printf \'%s\\n\' "$mtm_out"; exit 1\n'
+        f'    echo "a plain login of "{q(user)}" is not refused after the reload:"; printf \'%s\\n\' "$mtm_out"; exit 1\n'
         "  fi\n"
         "  sleep 1\n"
         "done\n"
-        f'echo "plain logins of "{_q(user)}" are refused"\n'
+        f'echo "plain logins of "{q(user)}" are refused"\n'
     )
 
 
@@ -619,8 +597,8 @@ def render_mysql_require_ssl(*, user: str, client: str, state_dir: str = STATE_D
     out = (
         "umask 077\n"
         "cd /\n"
-        f"state={_q(state_dir)}\nsaved={_q(saved)}\n"
-        f"who={_q('database user ' + user)}\n"
+        f"state={q(state_dir)}\nsaved={q(saved)}\n"
+        f"who={q('database user ' + user)}\n"
         "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
         f'sql() {{ {client} "$@"; }}\n'
         "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
@@ -688,7 +666,7 @@ def admin_client(
             ("sslrootcert", _path(ca_file)),
         )
     )
-    return f'PGPASSFILE="$tmp/admin" psql -X -q -v ON_ERROR_STOP=1 {_q(conninfo)}'
+    return f'PGPASSFILE="$tmp/admin" psql -X -q -v ON_ERROR_STOP=1 {q(conninfo)}'
 
 
 def render_admin_secret(
@@ -731,8 +709,8 @@ def _user_prelude(user: str, state_dir: str, client: str) -> str:
     return (
         "umask 077\n"
         "cd /\n"
-        f"state={_q(state_dir)}\nbackup={_q(backup)}\nowner={_q(owner)}\n"
-        f"who={_q('database user ' + user)}\n"
+        f"state={q(state_dir)}\nbackup={q(backup)}\nowner={q(owner)}\n"
+        f"who={q('database user ' + user)}\n"
         "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
         f'sql() {{ {client} "$@"; }}\n'
         "IFS= read -r mtm_token || mtm_fail 'stdin ended before the owner token'\n"
@@ -762,11 +740,11 @@ def _mysql_backup(user: str, database: str, host: str) -> str:
     exists_db = f"SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {mysql_string(_ident(database))}"
     accounts = f"SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE User = {u_lit} ORDER BY Host"
     return (
-        f"mtm_db=$(sql -N -B -r -e {_q(exists_db)} </dev/null)\n"
-        f'[ "$mtm_db" = 1 ] || mtm_fail {_q(f"database {database} does not exist on the server: create it first")}\n'
+        f"mtm_db=$(sql -N -B -r -e {q(exists_db)} </dev/null)\n"
+        f'[ "$mtm_db" = 1 ] || mtm_fail {q(f"database {database} does not exist on the server: create it first")}\n'
         'if [ ! -e "$backup" ]; then\n'
-        f"  printf '%s\\n' {_q(f'DROP USER IF EXISTS {u};')} > \"$tmp/backup.sql\"\n"
-        f'  sql -N -B -r -e {_q(accounts)} > "$tmp/accounts" </dev/null\n'
+        f"  printf '%s\\n' {q(f'DROP USER IF EXISTS {u};')} > \"$tmp/backup.sql\"\n"
+        f'  sql -N -B -r -e {q(accounts)} > "$tmp/accounts" </dev/null\n'
         # QUOTE() wrote each name as an SQL literal; the shell only passes it on, unparsed
         '  while IFS= read -r mtm_acct; do\n'
         "    printf 'DROP USER IF EXISTS %s;\\n' \"$mtm_acct\" >> \"$tmp/backup.sql\"\n"
@@ -810,16 +788,16 @@ def _pg_backup(user: str, database: str) -> str:
         f"FROM pg_catalog.pg_database WHERE datname = {pg_string(database)}"
     )
     return (
-        f"mtm_db=$(sql -At -c {_q(exists_db)} </dev/null)\n"
-        f'[ "$mtm_db" = 1 ] || mtm_fail {_q(f"database {database} does not exist on the server: create it first")}\n'
+        f"mtm_db=$(sql -At -c {q(exists_db)} </dev/null)\n"
+        f'[ "$mtm_db" = 1 ] || mtm_fail {q(f"database {database} does not exist on the server: create it first")}\n'
         'if [ ! -e "$backup" ]; then\n'
-        f'  if [ "$(sql -At -c {_q(exists)} </dev/null)" = 1 ]; then\n'
-        f'    sql -At -c {_q(role)} > "$tmp/backup.sql" </dev/null\n'
+        f'  if [ "$(sql -At -c {q(exists)} </dev/null)" = 1 ]; then\n'
+        f'    sql -At -c {q(role)} > "$tmp/backup.sql" </dev/null\n'
         "    grep -q . \"$tmp/backup.sql\" || mtm_fail 'could not read the role from pg_authid (the admin must be a superuser)'\n"
         "  else\n"
         # a role we create owns the database; give it back, then drop the role if nothing else holds it
-        f'    sql -At -c {_q(owner)} > "$tmp/backup.sql" </dev/null\n'
-        f"    printf '%s\\n' {_q(_pg_drop_created_role(user))} >> \"$tmp/backup.sql\"\n"
+        f'    sql -At -c {q(owner)} > "$tmp/backup.sql" </dev/null\n'
+        f"    printf '%s\\n' {q(_pg_drop_created_role(user))} >> \"$tmp/backup.sql\"\n"
         "  fi\n"
         '  mv -f "$tmp/backup.sql" "$backup"\n'
         '  echo "$who: previous state saved in $backup"\n'
@@ -895,11 +873,11 @@ def render_gitlab_database_create(*, user: str, database: str, state_dir: str = 
     exists = f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}"
     marker = gitlab_database_marker(user, state_dir)
     return (
-        f'if [ "$(sql -At -c {_q(exists)} </dev/null)" != 1 ]; then\n'
-        f"  : > {_q(marker)}\n"
+        f'if [ "$(sql -At -c {q(exists)} </dev/null)" != 1 ]; then\n'
+        f"  : > {q(marker)}\n"
         # CREATE DATABASE cannot run inside a transaction block: its own statement
-        f"  sql -c {_q(f'CREATE DATABASE {pg_ident(database)}')} </dev/null\n"
-        f'  echo "$who: created database "{_q(database)}\n'
+        f"  sql -c {q(f'CREATE DATABASE {pg_ident(database)}')} </dev/null\n"
+        f'  echo "$who: created database "{q(database)}\n'
         "fi\n"
     )
 
@@ -912,10 +890,10 @@ def render_gitlab_database_drop(*, user: str, database: str, state_dir: str = ST
     under a running site)."""
     marker = gitlab_database_marker(user, state_dir)
     return (
-        f"if [ -e {_q(marker)} ]; then\n"
-        f"  sql -c {_q(f'DROP DATABASE IF EXISTS {pg_ident(database)}')} </dev/null\n"
-        f"  rm -f {_q(marker)}\n"
-        f'  echo "$who: dropped database "{_q(database)}" (created by this program)"\n'
+        f"if [ -e {q(marker)} ]; then\n"
+        f"  sql -c {q(f'DROP DATABASE IF EXISTS {pg_ident(database)}')} </dev/null\n"
+        f"  rm -f {q(marker)}\n"
+        f'  echo "$who: dropped database "{q(database)}" (created by this program)"\n'
         "fi\n"
     )
 
@@ -958,24 +936,13 @@ def render_read_current_dsn(*, unit: str, install_dir: str, env_file: str) -> st
     3. the config.json the server reads (`MM_CONFIG` if it names a file, else
        `<installDir>/config/config.json`).
 
-    `current_password` picks from them. Nothing is changed on the node."""
-    return f"""umask 077
-unit={_q(unit + ".service")}
-cfg={_q(install_dir.rstrip("/") + "/config/config.json")}
-envfile={_q(env_file)}
-b64() {{ base64 | tr -d '\\n'; echo; }}
-proc=''
-pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || true)
-case "$pid" in ''|0|*[!0-9]*) pid='' ;; esac
-if [ -n "$pid" ] && [ -r "/proc/$pid/environ" ]; then
-  proc=$(tr '\\000' '\\n' < "/proc/$pid/environ" | grep -i '^mm_sqlsettings_' || true)
-  own=$(tr '\\000' '\\n' < "/proc/$pid/environ" | sed -n 's/^MM_CONFIG=//p' | head -n 1)
-  case "$own" in /*) [ -r "$own" ] && cfg=$own ;; esac
-fi
-printf '%s' "$proc" | b64
-if [ -r "$envfile" ]; then grep -i '^mm_sqlsettings_' "$envfile" | b64 || echo; else echo; fi
-if [ -r "$cfg" ]; then b64 < "$cfg"; else echo; fi
-"""
+    `current_password` picks from them. Nothing is changed on the node (templates/read-current-dsn.sh)."""
+    return script(
+        "read-current-dsn.sh",
+        unit=unit + ".service",
+        config=install_dir.rstrip("/") + "/config/config.json",
+        env_file=env_file,
+    )
 
 
 _ENV_DQ_UNESCAPE = re.compile(r"\\([\"\\`$])")
@@ -1175,24 +1142,9 @@ def render_rotation_hba_block(database: str, user: str, login: str, client_addre
 
 def render_rotation_script(*, who: str, client: str, state_dir: str = STATE_DIR, sql_line: int = 1) -> str:
     """Run one SQL of stdin (base64 lines: admin credentials file or "", then SQL lines; line
-    `sql_line` is run) as the admin. The admin file lives 0600 in a private temp dir, removed on exit."""
+    `sql_line` is run) as the admin. The admin file lives 0600 in a private temp dir, removed on exit
+    (templates/db-rotation.sh)."""
     if sql_line < 1:
         raise ValueError("sql_line counts from 1")
-    return (
-        "umask 077\n"
-        "cd /\n"
-        f"state={_q(state_dir)}\nwho={_q(who)}\n"
-        "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
-        f'sql() {{ {client} "$@"; }}\n'
-        "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
-        + "".join(f"IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL {i + 1}'\n" for i in range(sql_line))
-        + 'made=; [ -d "$state" ] || made=1\n'
-        'mkdir -p "$state"\nchmod 0700 "$state"\n'
-        'tmp=$(mktemp -d "$state/tmp.XXXXXX")\n'
-        'trap \'rm -rf "$tmp"; if [ -n "$made" ]; then rmdir "$state" 2>/dev/null || true; fi\' EXIT\n'
-        "printf '%s' \"$mtm_admin\" | base64 -d > \"$tmp/admin\" || mtm_fail 'the admin credentials are not valid base64'\n"
-        "printf '%s' \"$mtm_sql\" | base64 -d > \"$tmp/change.sql\" || mtm_fail 'the SQL is not valid base64'\n"
-        "unset mtm_admin mtm_sql\n"
-        'sql < "$tmp/change.sql"\n'
-        'echo "$who: done"\n'
-    )
+    reads = [f"IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL {i + 1}'" for i in range(sql_line)]
+    return script("db-rotation.sh", code={"sql_client": client, "read_sql": "\n".join(reads)}, state=state_dir, who=who)

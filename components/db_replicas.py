@@ -30,6 +30,7 @@ from components import db_replicas_render as rr
 from components.config import DatabaseReplica as DatabaseReplicaConfig
 from components.config import StackConfig
 from components.connection import connection_for
+from components.database_enforcement import moved_child
 from components.node_render import node_paths
 from components.pki import Pki, split_sans
 from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files, read_script
@@ -62,11 +63,13 @@ class DatabaseReplica(pulumi.ComponentResource):
     ready: list[pulumi.Resource]
     """What the nodes wait for: TLS live on the replica and the hostssl lines."""
     server_cert_expiry: pulumi.Output[str]
+    resource_name: str
+    """The component's name, which its resources' names start with."""
 
     def __init__(self, name: str, args: DatabaseReplicaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:db_replicas:DatabaseReplica", name, None, opts)
         db, server = args.cfg.database, args.server
-        self._name = name
+        self._name = self.resource_name = name
         self._user, self._database, self._port = db.user, db.name, db.effective_port
         self._address = server.address
         self._connection = connection_for(args.cfg, server.address, server.ssh)
@@ -119,9 +122,10 @@ class DatabaseReplica(pulumi.ComponentResource):
         self._enforced: list[pulumi.Resource] | None = None
         self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
 
-    def enforce_tls(self, after: Sequence[pulumi.Resource]) -> list[pulumi.Resource]:
+    def enforce_tls(self, after: Sequence[pulumi.Resource], parent: pulumi.Resource | None = None) -> list[pulumi.Resource]:
         """Phase 2 on the replica: refuse plain logins of the Mattermost user once every node in
-        `after` uses its TLS DSNs (the primary's components/database.py enforce_tls, same text)."""
+        `after` uses its TLS DSNs (the primary's components/database.py enforce_tls, same text;
+        `parent` and the alias as there)."""
         if self._enforced is not None:
             raise RuntimeError(f"{self._name}: enforce_tls() was already called")
         self._enforced = [
@@ -141,7 +145,9 @@ class DatabaseReplica(pulumi.ComponentResource):
                     database=self._database,
                 ),
                 restore_activate=self._control.reload,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.ready]),
+                opts=pulumi.ResourceOptions.merge(
+                    moved_child(self, parent), pulumi.ResourceOptions(depends_on=[*after, *self.ready])
+                ),
             )
         ]
         return list(self._enforced)

@@ -22,17 +22,15 @@ Plain values in, text out: no Pulumi, no I/O.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from components.config import HostSsh, StackConfig
+from components.shell import script, template
 
 REPLICAS_ENV = "MM_SQLSETTINGS_DATASOURCEREPLICAS"
 SEARCH_REPLICAS_ENV = "MM_SQLSETTINGS_DATASOURCESEARCHREPLICAS"
 CONFIG_ENV = "MM_CONFIG"
-TEMPLATES = Path(__file__).parent / "templates"
 
 _LABEL = re.compile(r"[^a-z0-9-]+")
 
@@ -144,6 +142,5 @@ def render_config_store_preflight(
         "search_targets": " ".join(search_targets),
     }
     # local_sql is trusted text built by database_render.debian_control (like its other scripts)
-    head = "".join(f"{k}={shlex.quote(v)}\n" for k, v in params.items())
-    head += f"sql() {{ {local_sql} \"$@\"; }}\n"
-    return head + (TEMPLATES / "dsn-checks.sh").read_text() + (TEMPLATES / "config-store-preflight.sh").read_text()
+    code = {"local_sql": local_sql, "dsn_checks": template("dsn-checks.sh").removesuffix("\n")}
+    return script("config-store-preflight.sh", code=code, **params)

@@ -21,25 +21,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+from pulumi_command import remote
 
 from components import gitlab_render
-from components.config import StackConfig
-from components.connection import connection_for
+from components.config import Gitlab
 from components.pki import Pki, split_sans
 from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files
 
 
 @dataclass(frozen=True)
 class GitlabMattermostArgs:
-    """Inputs of the GitLab host's bundled Mattermost."""
+    """Inputs of the GitLab host's bundled Mattermost (built from the stack config by
+    components/adapter.py)."""
 
-    cfg: StackConfig
-    """Validated stack config; `gitlab` must be enabled."""
+    gitlab: Gitlab
+    """The validated `gitlab` section (enabled, with an address)."""
+    connection: remote.ConnectionArgs
+    """SSH to the GitLab host."""
     pki: Pki
     """Issues the vhost certificate (tlsSource 'ca'); its CA goes onto the GitLab host."""
+    tls_key: pulumi.Output[str] | None = None
+    """gitlabTlsKey (secret): the vhost key with tlsSource 'provided', else None."""
     dsn: pulumi.Input[str] | None = None
     """Secret PostgreSQL DSN for the bundled Mattermost, built by the database component for the
-    CA at `cfg.gitlab.ca_file` (`database.gitlab_dsn(cfg.gitlab.ca_file)`: its own role and database); required when
+    CA at `gitlab.ca_file` (`database.gitlab_dsn(gitlab.ca_file)`: its own role and database); required when
     gitlab.externalPostgres, else None."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     """What must be live before gitlab.rb points Mattermost at the database (`database.gitlab_ready`)."""
@@ -59,12 +64,9 @@ class GitlabMattermost(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GitlabMattermostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:gitlab:GitlabMattermost", name, None, opts)
-        cfg, gl = args.cfg, args.cfg.gitlab
-        if not gl.enabled or gl.address is None:  # the schema guarantees an address when enabled
-            raise ValueError("GitlabMattermost needs gitlab.enabled and gitlab.address")
+        gl, conn = args.gitlab, args.connection
         if gl.external_postgres != (args.dsn is not None):
             raise ValueError("pass dsn exactly when gitlab.externalPostgres is true")
-        conn = connection_for(cfg, gl.address, gl.ssh)
         host = gl.mattermost_host
         paths = gitlab_render.gitlab_paths(gl.ssl_dir, host, gl.ca_file)
 
@@ -73,9 +75,9 @@ class GitlabMattermost(pulumi.ComponentResource):
             cert_pem, key_pem = issued.cert_pem, issued.key_pem
             self.cert_expiry = issued.cert.validity_end_time
         else:
-            assert gl.tls_cert is not None and cfg.gitlab_tls_key is not None  # schema cross-check
+            assert gl.tls_cert is not None and args.tls_key is not None  # schema cross-check
             cert_pem = pulumi.Output.from_input(gl.tls_cert)
-            key_pem = pulumi.Output.secret(cfg.gitlab_tls_key.get_secret_value())
+            key_pem = pulumi.Output.secret(args.tls_key)
             self.cert_expiry = pulumi.Output.from_input(_expiry(gl.tls_cert))
 
         files = managed_files(

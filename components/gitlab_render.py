@@ -11,9 +11,10 @@ text out; `components/gitlab.py` calls these inside `Output.apply` and hands the
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
+
+from components.shell import q
 
 # The bundled Mattermost, Rails and gitlab-ctl all come with Omnibus; the PATH remote_files sets
 # has /usr/bin (gitlab-ctl's symlink) but not Omnibus' embedded tools.
@@ -107,9 +108,6 @@ def render_gitlab_rb_block(external_url: str, paths: GitlabPaths, dsn: str | Non
     return "\n".join(lines) + "\n"
 
 
-def _q(value: str) -> str:
-    return shlex.quote(value)
-
 
 def render_check_keypair(cert: str, key: str) -> str:
     """`validate` for the TLS files: the key must belong to the certificate (a provided pair
@@ -118,9 +116,9 @@ def render_check_keypair(cert: str, key: str) -> str:
         _openssl()
         + "if [ ! -x \"$o\" ]; then echo 'no openssl on this host: certificate/key pair not checked'; exit 0; fi\n"
         # each in its own substitution: a failing pipeline's first step would go unnoticed
-        f'c=$("$o" x509 -noout -pubkey -in {_q(cert)})\n'
-        f'k=$("$o" pkey -pubout -in {_q(key)})\n'
-        f'[ "$c" = "$k" ] || {{ echo {_q(f"{key} is not the key of {cert}")} >&2; exit 1; }}\n'
+        f'c=$("$o" x509 -noout -pubkey -in {q(cert)})\n'
+        f'k=$("$o" pkey -pubout -in {q(key)})\n'
+        f'[ "$c" = "$k" ] || {{ echo {q(f"{key} is not the key of {cert}")} >&2; exit 1; }}\n'
     )
 
 
@@ -131,7 +129,7 @@ def render_nginx_reload() -> str:
 
 
 def _openssl() -> str:
-    return f'o=$(command -v openssl 2>/dev/null || true)\n[ -n "$o" ] || o={_q(EMBEDDED_BIN + "/openssl")}\n'
+    return f'o=$(command -v openssl 2>/dev/null || true)\n[ -n "$o" ] || o={q(EMBEDDED_BIN + "/openssl")}\n'
 
 
 def render_files_activate(ca_file: str) -> str:
@@ -149,9 +147,9 @@ def render_files_activate(ca_file: str) -> str:
         render_nginx_reload()
         + _openssl()
         + 'if [ ! -x "$o" ]; then exit 0; fi\n'
-        + f'linked=0 current=0\nh=$("$o" x509 -hash -noout -in {_q(ca_file)})\n'
-        + f"for l in {_q(d)}/*.[0-9]*; do\n"
-        + f'  if [ -L "$l" ] && [ "$(readlink "$l")" = {_q(f)} ]; then\n'
+        + f'linked=0 current=0\nh=$("$o" x509 -hash -noout -in {q(ca_file)})\n'
+        + f"for l in {q(d)}/*.[0-9]*; do\n"
+        + f'  if [ -L "$l" ] && [ "$(readlink "$l")" = {q(f)} ]; then\n'
         + "    linked=1\n"
         + '    case "${l##*/}" in "$h".[0-9]*) current=1 ;; esac\n'
         + "  fi\n"
@@ -173,8 +171,8 @@ def render_ruby_check(gitlab_rb: str) -> str:
     when present. Without any Ruby, `gitlab-ctl reconfigure` (activate) still refuses bad syntax
     and remote_files then rolls the file back."""
     return (
-        f'for r in {_q(EMBEDDED_BIN + "/ruby")} "$(command -v ruby 2>/dev/null || true)"; do\n'
-        f'  if [ -n "$r" ] && [ -x "$r" ]; then exec "$r" -c {_q(gitlab_rb)}; fi\n'
+        f'for r in {q(EMBEDDED_BIN + "/ruby")} "$(command -v ruby 2>/dev/null || true)"; do\n'
+        f'  if [ -n "$r" ] && [ -x "$r" ]; then exec "$r" -c {q(gitlab_rb)}; fi\n'
         "done\n"
         "echo 'no ruby on this host to check gitlab.rb; gitlab-ctl reconfigure will'\n"
     )

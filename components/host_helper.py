@@ -26,11 +26,12 @@ import base64
 import functools
 import gzip
 import hashlib
-import shlex
 from pathlib import Path
 
 import pulumi
 from pulumi_command import remote
+
+from components.shell import q
 
 STATE_DIR = "/var/lib/mattermost-transport-encryption"
 HELPER_INTERFACE = 1
@@ -63,9 +64,6 @@ def helper_stdin(source: str | None = None) -> str:
     return f"mmtls-helper.sh sha256 {hashlib.sha256(data).hexdigest()} {len(data)} bytes, gzip+base64\n{packed}"
 
 
-def _q(value: str) -> str:
-    return shlex.quote(value)
-
 
 def needs_sudo(connection: remote.ConnectionArgs) -> bool:
     """True when the SSH user is not root: every command then runs through `sudo -n`."""
@@ -86,7 +84,7 @@ required"). Nothing secret is in either: the command's input stays on stdin."""
 
 
 def _as_root(script: str, sudo: bool) -> str:
-    return f"{SUDO}/bin/sh -c {_q(script)}" if sudo else script
+    return f"{SUDO}/bin/sh -c {q(script)}" if sudo else script
 
 
 def render_install(helper: str = HELPER_PATH) -> str:
@@ -95,7 +93,7 @@ def render_install(helper: str = HELPER_PATH) -> str:
     d = helper.rsplit("/", 1)[0]
     return (
         "set -eu\numask 022\n"
-        f"d={_q(d)}\nf={_q(helper)}\n"
+        f"d={q(d)}\nf={q(helper)}\n"
         '[ -d "$d" ] || mkdir -m 0755 "$d"\n'
         "IFS= read -r head\n"
         'base64 -d | gzip -dc > "$f.new"\n'
@@ -112,7 +110,7 @@ def render_uninstall(helper: str = HELPER_PATH, state_dir: str = STATE_DIR, lock
     d = helper.rsplit("/", 1)[0]
     return (
         "set -eu\n"
-        f"d={_q(d)}\nf={_q(helper)}\nstate={_q(state_dir)}\nlock={_q(lock)}\n"
+        f"d={q(d)}\nf={q(helper)}\nstate={q(state_dir)}\nlock={q(lock)}\n"
         'if [ -d "$state" ]; then\n'
         '  echo "host helper kept: $state still holds backups or ledger entries"\n'
         "  exit 0\n"
@@ -127,7 +125,7 @@ _helpers: dict[tuple[str, int], remote.Command] = {}
 _helpers_run: list[object] = []
 
 
-_after: list[pulumi.Resource] = []
+_after: list[pulumi.Input[pulumi.Resource]] = []
 
 
 def _registry() -> dict[tuple[str, int], remote.Command]:
@@ -140,7 +138,7 @@ def _registry() -> dict[tuple[str, int], remote.Command]:
     return _helpers
 
 
-def install_helpers_after(resources: list[pulumi.Resource]) -> None:
+def install_helpers_after(resources: list[pulumi.Input[pulumi.Resource]]) -> None:
     """Every host helper created from now on in this program run waits for `resources`: the
     node preflights, so that nothing at all is installed on any host before every node passed
     (the preflights themselves run without the helper: remote_files.read_script)."""

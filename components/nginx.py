@@ -16,8 +16,9 @@ The rollout has two steps, because the nodes switch to TLS one at a time in betw
    while the live site still proxies over plain HTTP (or over TLS without verification: then the
    hop stays and only the upstream keeps restarting nodes, nginx_live.needs_transition).
    `transition` is what the first node's restart waits for.
-2. `finish_rollout(nodes)`, after the nodes: `<name>-site` installs the https-only site once every
-   node's `ready` completed; no plain fallback remains.
+2. `install_final_site(nodes, parent)`, after the nodes, called by the step's own component
+   (components/nginx_site.py NginxFinalSite): `<name>-site` installs the https-only site once
+   every node's `ready` completed; no plain fallback remains.
 
 Both own the same four files. remote_files keeps the ORIGINAL of each path once, whoever changes
 it first, and the ledger names the last installer. A destroy is the rollout backwards: `<name>-site`
@@ -26,13 +27,16 @@ put the plain original back (NGINX would send http:// to nodes that still serve 
 hands the files back to the transition, installing the transitional site in the transition's name
 (nginx_render.render_site_handback). The nodes then go back to plain one at a time (the
 transitional site falls back per request), and the transition's delete, last, restores the
-originals. A rollout that stopped before step 2 leaves the transition in the ledger, and its
+originals - after a drain where the original served browsers over plain HTTP: for a second its
+port 80 proxies as the original did while 443 still answers, so a browser redirected just before
+that reload is not refused (nginx_render.render_transition_drain). A rollout that stopped before step 2 leaves the transition in the ledger, and its
 delete restores the originals. Neither is ever replaced (no triggers), so create-before-delete
 never runs one's delete after the other.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypedDict, Unpack
@@ -71,8 +75,8 @@ class NginxProxyArgs:
 
 
 class NginxProxy(pulumi.ComponentResource):
-    """The proxy (see the module docstring). Build it before the nodes, then call
-    `finish_rollout(nodes)` once they exist."""
+    """The proxy (see the module docstring). Build it before the nodes, then its NginxFinalSite
+    once they exist."""
 
     url: str
     """The site's public URL, https://<server name>/."""
@@ -180,13 +184,20 @@ class NginxProxy(pulumi.ComponentResource):
         self.transition = self._files_command(
             owner,
             apply,
-            render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH),
+            # a drain first (nginx_render.render_transition_drain), then the originals back
+            self._live_site.apply(
+                lambda site: nginx_render.render_transition_drain(
+                    site_file=proxy.site_file, target=nginx_live.drain_proxy(site), service=proxy.service
+                )
+                + render_files_restore(owner, specs, restore_activate=self._restore_activate, helper=HELPER_PATH)
+            ),
             files,
             pulumi.ResourceOptions(parent=self),
         )
+        self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
 
     def _files_command(
-        self, owner: str, apply: str, delete: str, files: Sequence[ManagedFile], opts: pulumi.ResourceOptions
+        self, owner: str, apply: str, delete: pulumi.Input[str], files: Sequence[ManagedFile], opts: pulumi.ResourceOptions
     ) -> pulumi.Resource:
         """A command whose self-contained scripts read the files' contents as an `encode_bundle`
         on stdin (secret: the public key may be among them)."""
@@ -212,13 +223,22 @@ class NginxProxy(pulumi.ComponentResource):
             **kw,
         )
 
-    def finish_rollout(self, nodes: Sequence[MattermostNode]) -> None:
-        """Install the https-only site (every node in `nodes` an upstream server) once each of
-        them is `ready`; call exactly once, after the nodes are built."""
-        if self._site is not None:
-            raise RuntimeError(f"{self._name}: finish_rollout() was already called")
+    def install_final_site(self, nodes: Sequence[MattermostNode], parent: pulumi.Resource) -> pulumi.Resource:
+        """`<name>-site`, a child of `parent` (the NginxFinalSite): the https-only site (every node
+        in `nodes` an upstream server) once each of them is `ready`; exactly once. Its alias keeps
+        the place it had as this component's child in existing stacks (no replacement). The nodes
+        roll out one after another (each node's `previous` is the one before's `ready`, as
+        components/deployment.py builds them), so the site waits for the last one's `ready` only."""
         if not nodes:
             raise ValueError("NginxProxy needs at least one node")
+        for before, node in itertools.pairwise(nodes):
+            if node.previous is not before.ready:
+                raise ValueError(
+                    f"{self._name}: node {node.node_name} does not wait for {before.node_name}'s ready: the "
+                    "https-only site waits for the last node only, so the nodes must roll out one after another"
+                )
+        if self._site is not None:
+            raise RuntimeError(f"{self._name}: install_final_site() was already called")
         proxy = self._cfg.proxy
         backends = [nginx_render.Backend(n.address, n.port) for n in nodes]
         hop = nginx_live.Hop(**{**self._hop.__dict__, "backends": backends})
@@ -254,10 +274,17 @@ class NginxProxy(pulumi.ComponentResource):
             # the final files, then the transitional ones (what the delete hands back)
             [*files, *handback],
             # https upstreams only work once every node serves TLS; after the transition, so a
-            # destroy deletes this one first (see the module docstring)
-            pulumi.ResourceOptions(parent=self, depends_on=[*(n.ready for n in nodes), self.transition]),
+            # destroy deletes this one first (see the module docstring). The LAST node's `ready`
+            # stands for every node's: the rollout is serial (each node waits for the one before,
+            # see `install_final_site`), and each listed resource costs the SDK's cycle check a walk
+            # of its whole upstream (N nodes made it N walks of the rollout)
+            pulumi.ResourceOptions(
+                parent=parent,
+                depends_on=[nodes[-1].ready, self.transition],
+                aliases=[pulumi.Alias(parent=self)] if parent is not self else None,
+            ),
         )
-        self.register_outputs({"url": self.url, "site_file": self.site_file, "upstream_name": self.upstream_name})
+        return self._site
 
 
 def _pem_file(text: str) -> str:

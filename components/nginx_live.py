@@ -588,6 +588,35 @@ def _fallback(site: Site, srv: Stmt, block: list[Stmt], stmt: Stmt, name: str, p
     ]
 
 
+DRAIN_TARGET = re.compile(r"https?://[A-Za-z0-9._\[\]:-]+")
+"""A proxy_pass target the drain puts in a sed replacement as it is: no URI, no sed or shell
+metacharacter."""
+
+
+def drain_proxy(site: Site | None) -> str | None:
+    """Where the port-80 redirects of the transitional site proxy to while its delete drains
+    (nginx_render.render_transition_drain): the original site's one proxy_pass target to the
+    nodes from the servers that served browsers over plain HTTP (they are the ones that became a
+    redirect), e.g. `http://backend`. None (no drain) when there is no such server, or they
+    proxied to more than one target, or the target carries a URI (a `location /` could not
+    stand in for it)."""
+    if site is None:
+        return None
+    every = list(_servers(site.tree))
+    targets: set[str] = set()
+    for srv in (every[i] for i in site.servers):
+        if _is_ssl_server(srv):
+            continue
+        for _block, stmt in _proxies(srv["block"]):
+            target = _proxy_target(stmt)
+            if target is not None and target[1] in site.upstreams:
+                targets.add(stmt["args"][0])
+    if len(targets) != 1:
+        return None
+    (only,) = targets
+    return only if DRAIN_TARGET.fullmatch(only) else None
+
+
 def needs_transition(site: Site | None) -> bool:
     """A site that proxies to the nodes over plain HTTP needs the transitional fallback; one that
     proxies over TLS without verification needs the transitional upstream (max_fails=0): with

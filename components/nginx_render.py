@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict, Unpack
 
 from components.remote_files import STATE_DIR, FileSpec, render_files_apply
+from components.shell import fill, q, script
+from components.tls_files import TlsFiles
 
 TEMPLATE = Path(__file__).parent / "templates" / "nginx-site.conf"
 TRANSITION_TEMPLATE = Path(__file__).parent / "templates" / "nginx-site-transition.conf"
@@ -42,20 +44,13 @@ TRANSITION_HEADER = (
 )
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._/+-]+$")
-_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 _PROSE = re.compile(r"^[A-Za-z0-9 ,.;:()/-]+$")
 
 
 @dataclass(frozen=True)
-class ProxyPaths:
-    """The proxy's TLS files (absolute)."""
-
-    cert: str
-    """The public certificate (chain) NGINX presents to browsers."""
-    key: str
-    """Its private key (0600 root)."""
-    ca: str
-    """The stack CA, used to verify the nodes (proxy_ssl_trusted_certificate)."""
+class ProxyPaths(TlsFiles):
+    """The proxy's TLS files: `cert` is what NGINX presents to browsers, `key` is 0600 root, `ca`
+    verifies the nodes (proxy_ssl_trusted_certificate)."""
 
 
 def proxy_paths(tls_dir: str) -> ProxyPaths:
@@ -88,25 +83,7 @@ def _server_line(b: Backend, params: str = "") -> str:
     return f"    server {host}:{b.port}{params};"
 
 
-def fill_template(template: str, values: dict[str, str]) -> str:
-    """Replace every {{name}}; a placeholder without a value or a value without a placeholder is a
-    bug (NGINX's own `$variables` and braces are left alone)."""
-    used = set(_PLACEHOLDER.findall(template))
-    missing, unused = used - set(values), set(values) - used
-    if missing or unused:
-        raise ValueError(f"template placeholders do not match: missing {sorted(missing)}, unused {sorted(unused)}")
-    return _PLACEHOLDER.sub(lambda m: values[m[1]], template)
-
-
-def render_nginx_site(
-    *,
-    server_name: str,
-    backends: Sequence[Backend],
-    upstream_name: str,
-    keepalive: int,
-    paths: ProxyPaths,
-    template: str | None = None,
-) -> str:
+def render_nginx_site(**site: Unpack[SiteArgs]) -> str:
     """The Mattermost site: port 80 redirects, port 443 terminates TLS and proxies to every node
     over TLS, verifying each node's certificate against the stack CA for `upstream_name`.
 
@@ -116,12 +93,7 @@ def render_nginx_site(
     marks that node down for 10 s, so by the last node's restart no node was left and NGINX
     answered 502 (4 of 208 requests in the lab's password rotation). With 0 a refused
     connection only moves that request on to the next node (proxy_next_upstream error)."""
-    values = _site_values(
-        server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
-    )
-    values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
-    text = template if template is not None else TEMPLATE.read_text()
-    return fill_template(text, values)
+    return fill(_site_template(site, TEMPLATE), _site_values(site))
 
 
 def _upstream_body(backends: Sequence[Backend], keepalive: int, params: str = "") -> str:
@@ -132,32 +104,41 @@ def _upstream_body(backends: Sequence[Backend], keepalive: int, params: str = ""
     return "\n".join(servers + ([f"    keepalive {keepalive};"] if keepalive else []))
 
 
-def _site_values(
-    *, server_name: str, backends: Sequence[Backend], upstream_name: str, keepalive: int, paths: ProxyPaths
-) -> dict[str, str]:
+class SiteArgs(TypedDict):
+    """What both sites are rendered from (render_nginx_site, render_transition_site)."""
+
+    server_name: str
+    backends: Sequence[Backend]
+    upstream_name: str
+    keepalive: int
+    paths: ProxyPaths
+    template: NotRequired[str | None]
+    """Another template's text instead of the file beside this module."""
+
+
+def _site_template(site: SiteArgs, default: Path) -> str:
+    text = site.get("template")
+    return text if text is not None else default.read_text()
+
+
+def _site_values(site: SiteArgs) -> dict[str, str]:
+    """The placeholders both sites share; the TLS upstream's servers with max_fails=0."""
+    backends, keepalive, paths = site["backends"], site["keepalive"], site["paths"]
     if not backends:
         raise ValueError("the upstream needs at least one node")
     if not isinstance(keepalive, int) or keepalive < 0:
         raise ValueError(f"keepalive must be a non-negative integer: {keepalive!r}")
     return {
-        "upstream_body": _upstream_body(backends, keepalive),
-        "server_name": _token("server name", server_name),
+        "upstream_body": _upstream_body(backends, keepalive, " max_fails=0"),
+        "server_name": _token("server name", site["server_name"]),
         "cert_file": _token("certificate path", paths.cert),
         "key_file": _token("key path", paths.key),
         "trusted_ca_file": _token("CA path", paths.ca),
-        "upstream_name": _token("upstream name", upstream_name),
+        "upstream_name": _token("upstream name", site["upstream_name"]),
     }
 
 
-def render_transition_site(
-    *,
-    server_name: str,
-    backends: Sequence[Backend],
-    upstream_name: str,
-    keepalive: int,
-    paths: ProxyPaths,
-    template: str | None = None,
-) -> str:
+def render_transition_site(**site: Unpack[SiteArgs]) -> str:
     """The transitional site (templates/nginx-site-transition.conf): browsers as in the final site;
     towards the nodes verified TLS first, plain HTTP only when no node answers over TLS.
 
@@ -165,13 +146,9 @@ def render_transition_site(
     request once it is back, not skip it for `fail_timeout` after a refused connection during its
     restart (then no node would answer over TLS and the request would fall back to plain HTTP,
     which a switched node answers with 400)."""
-    values = _site_values(
-        server_name=server_name, backends=backends, upstream_name=upstream_name, keepalive=keepalive, paths=paths
-    )
-    values["upstream_body"] = _upstream_body(backends, keepalive, " max_fails=0")
-    values["plain_upstream_body"] = _upstream_body(backends, keepalive)
-    text = template if template is not None else TRANSITION_TEMPLATE.read_text()
-    return fill_template(text, values)
+    values = _site_values(site)
+    values["plain_upstream_body"] = _upstream_body(site["backends"], site["keepalive"])
+    return fill(_site_template(site, TRANSITION_TEMPLATE), values)
 
 
 def render_transition_guard(*, owner: str, site_file: str) -> str:
@@ -186,15 +163,43 @@ def render_transition_guard(*, owner: str, site_file: str) -> str:
     one (a rollout that stopped half-way) is installed again."""
     FileSpec(site_file)  # validates the path
     final, transitional = HEADER.splitlines()[0], TRANSITION_HEADER.splitlines()[0]
-    return f"""site={_q(site_file)}
-if ! [ -f "$site" ] || grep -qxF {_q(final)} "$site" || {{ ! grep -qxF {_q(transitional)} "$site" &&
+    return f"""site={q(site_file)}
+if ! [ -f "$site" ] || grep -qxF {q(final)} "$site" || {{ ! grep -qxF {q(transitional)} "$site" &&
     ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site" && {{
     ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+https://' "$site" ||
     grep -Eq '^[[:space:]]*proxy_ssl_verify[[:space:]]+on;' "$site"; }}; }}; then
-  printf '%s\\n' {_q(owner)}": $site proxies over neither plain HTTP nor unverified TLS; no transitional site needed"
+  printf '%s\\n' {q(owner)}": $site proxies over neither plain HTTP nor unverified TLS; no transitional site needed"
   exit 0
 fi
 """
+
+
+DRAIN_SECONDS = 1
+"""How long the drained transitional site stays before the original comes back: a browser
+follows a redirect within milliseconds."""
+
+
+def render_transition_drain(*, site_file: str, target: str | None, service: str) -> str:
+    """Shell for the start of the transition's delete: before the original (plain HTTP) site
+    comes back, the transitional site's port-80 redirects proxy to `target` (the original's own
+    proxy_pass, nginx_live.drain_proxy; the nodes are plain again by then) while its 443 server
+    still answers, for DRAIN_SECONDS. Without it, a browser that got the redirect just before
+    the reload that removes 443 is refused (the lab's zero-failure destroy saw it: one request).
+    Nothing happens unless the file is still the transitional site; if NGINX refuses the drained
+    site, the transitional one is put back and the restore goes on as before.
+    The script: templates/nginx-transition-drain.sh."""
+    FileSpec(site_file)  # validates the path
+    if target is None:
+        return ""
+    redirect = r"return 301 https://\$host\$request_uri;"
+    return script(
+        "nginx-transition-drain.sh",
+        site=site_file,
+        transitional=TRANSITION_HEADER.splitlines()[0],
+        service=service,
+        seconds=DRAIN_SECONDS,
+        sed=f"s|^\\([[:space:]]*\\){redirect}$|\\1proxy_set_header Host $http_host; proxy_pass {target};|",
+    )
 
 
 def render_transition_apply(
@@ -257,9 +262,6 @@ def render_validate_script() -> str:
     return "nginx -t\n"
 
 
-def _q(value: object) -> str:
-    return shlex.quote(str(value))
-
 
 def render_reload_script(
     *,
@@ -280,45 +282,25 @@ def render_reload_script(
     host's trust store) - what it proves is the upstream hop. Reload is asynchronous (old
     workers keep the old configuration for a moment), hence the retry until the deadline.
     `answers` completes the success message (the transitional site may answer over plain HTTP).
+    The script: templates/nginx-reload.sh.
     """
     if not isinstance(timeout_seconds, int) or timeout_seconds < 1:
         raise ValueError(f"timeout_seconds must be a positive integer: {timeout_seconds!r}")
     if not _PROSE.match(answers):  # it goes inside double quotes
         raise ValueError(f"answers must be plain words: {answers!r}")
-    trust = f"--cacert {_q(ca_file)}" if ca_file else "--insecure"
+    trust = f"--cacert {q(ca_file)}" if ca_file else "--insecure"
     url = f"https://{server_name}{'' if https_port == 443 else f':{https_port}'}{PING_PATH}"
-    return f"""set -eu
-service={_q(service)}
-url={_q(url)}
-resolve={_q(f"{server_name}:{https_port}:127.0.0.1")}
-limit={_q(timeout_seconds)}
-errlog={_q(error_log)}
-systemctl reload "$service"
-if ! command -v curl >/dev/null 2>&1; then
-  printf '%s\\n' "$service reloaded; curl is not installed, so the site was not checked end to end"
-  exit 0
-fi
-start=$(date +%s)
-while :; do
-  if last=$(curl --silent --show-error --fail --noproxy '*' --proto '=https' --max-time 10 {trust} \\
-      --resolve "$resolve" --output /dev/null "$url" 2>&1); then
-    printf '%s\\n' "$service reloaded; $url {answers}"
-    exit 0
-  fi
-  now=$(date +%s)
-  if [ $((now - start)) -ge "$limit" ]; then
-    printf '%s\\n' "$url does not answer through the new configuration within $limit s: $last" >&2
-    if [ -r "$errlog" ]; then
-      printf '%s\\n' "--- tail -n 20 $errlog ---" >&2
-      tail -n 20 "$errlog" >&2 || true
-    fi
-    exit 1
-  fi
-  sleep 1
-done
-"""
+    return script(
+        "nginx-reload.sh",
+        code={"trust": trust, "answers": answers},
+        service=service,
+        url=url,
+        resolve=f"{server_name}:{https_port}:127.0.0.1",
+        limit=timeout_seconds,
+        error_log=error_log,
+    )
 
 
 def render_restore_activate_script(*, service: str) -> str:
     """On delete, after the original site is back: validate, then reload."""
-    return f"nginx -t && systemctl reload {_q(service)}\n"
+    return f"nginx -t && systemctl reload {q(service)}\n"

@@ -55,9 +55,12 @@ class MattermostNodeArgs:
     preflight: pulumi.Resource | None = None
     """This node's read-only preflight (`node_preflight`): nothing of the node changes before it passed."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
-    """Resources that must be live before the node restarts: e.g. its cluster tunnels and, for a
-    rollout without downtime, the previous node's `ready` (the first node: NGINX's transitional
-    site), so nodes restart one at a time while the others serve."""
+    """Resources that must be live before anything of the node changes: e.g. its cluster tunnels."""
+    previous: pulumi.Resource | None = None
+    """What only the node's restart waits for: for a rollout without downtime the previous node's
+    `ready` (the first node: NGINX's transitional site), so nodes restart one at a time while the
+    others serve. Its CA file (`db_ca`) does not wait for it: nothing reads that file before this
+    node's own restart, and a serial chain of two commands per node is twice the SDK's work."""
 
 
 class MattermostNode(pulumi.ComponentResource):
@@ -78,6 +81,8 @@ class MattermostNode(pulumi.ComponentResource):
     """The CA file on the node (the DSN's sslrootcert)."""
     db_ca: pulumi.Resource
     """`<node>-db-ca`: installs `ca_file`; `ready` depends on it, so a destroy removes it last."""
+    previous: pulumi.Resource | None
+    """MattermostNodeArgs.previous: what this node's restart waits for besides its own inputs."""
 
     def __init__(self, name: str, args: MattermostNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:node:MattermostNode", name, None, opts)
@@ -89,6 +94,7 @@ class MattermostNode(pulumi.ComponentResource):
         paths = node_render.node_paths(mm.tls_dir, unit)
 
         self.node_name = node.name
+        self.previous = args.previous
         self.address = node.address
         self.port = mm.port
         self.ca_file = paths.ca
@@ -183,7 +189,11 @@ class MattermostNode(pulumi.ComponentResource):
                 unit=unit, system_ca=paths.system_ca, port=mm.port, wait_seconds=mm.start_timeout_seconds
             ),
             secret=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self.db_ca]),
+            # `db_ca` waits for everything in `after`: listing them again would only make the SDK's
+            # cycle check walk each one's whole upstream a second time (resource_cycle_breaker.py)
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.db_ca, *([args.previous] if args.previous else [])]
+            ),
         )
 
         self.cert_fingerprint_sha256 = issued.cert_pem.apply(node_render.cert_fingerprint_sha256)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+
+from components.shell import q, script, template
+from components.tls_files import TlsFiles
 
 DROPIN_NAME = "50-transport-encryption.conf"
 SYSTEM_CA_NAME = "mattermost-transport-ca.crt"
@@ -34,15 +35,10 @@ _DQ_ESCAPE = re.compile(r'(["\\`$])')
 
 
 @dataclass(frozen=True)
-class NodePaths:
-    """Every path a node's TLS setup installs (absolute)."""
+class NodePaths(TlsFiles):
+    """Every path a node's TLS setup installs (absolute): `cert` (0644), `key` (0640 root:<service
+    group>), `ca` (the PostgreSQL DSN's sslrootcert points here), and:"""
 
-    cert: str
-    """The node's certificate (PEM, 0644)."""
-    key: str
-    """The node's private key (PEM, 0640 root:<service group>)."""
-    ca: str
-    """The stack CA; the PostgreSQL DSN's sslrootcert points here."""
     system_ca: str
     """The stack CA in the system trust store source dir (MySQL `tls=true` verifies with system roots)."""
     env: str
@@ -168,9 +164,6 @@ def render_dropin(env_file: str) -> str:
     )
 
 
-def _q(value: object) -> str:
-    return shlex.quote(str(value))
-
 
 def _require_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -183,12 +176,12 @@ def _wait_prelude(*, unit: str, port: int, upstream_name: str, ca_file: str, tim
     _require_positive("journal_lines", journal_lines)
     url = f"https://{upstream_name}:{port}{PING_PATH}"
     return f"""set -eu
-unit={_q(unit + ".service")}
-url={_q(url)}
-resolve={_q(f"{upstream_name}:{port}:127.0.0.1")}
-ca={_q(ca_file)}
-limit={_q(timeout_seconds)}
-lines={_q(journal_lines)}
+unit={q(unit + ".service")}
+url={q(url)}
+resolve={q(f"{upstream_name}:{port}:127.0.0.1")}
+ca={q(ca_file)}
+limit={q(timeout_seconds)}
+lines={q(journal_lines)}
 mtm_node_fail() {{
   # the node's own words: what systemd and Mattermost said
   printf '%s\\n' "$1" >&2
@@ -343,7 +336,7 @@ def render_activate_script(
         prelude
         + _system_trust(require_system_trust)
         + "systemctl daemon-reload\n"
-        + f"if [ ! -e {_q(paths.dropin)} ]; then\n"
+        + f"if [ ! -e {q(paths.dropin)} ]; then\n"
         + "  systemctl restart --no-block \"$unit\"\n"
         + "  printf '%s\\n' \"$unit: TLS drop-in absent (original configuration); restart queued, not waited for\"\n"
         + "  exit 0\n"
@@ -371,7 +364,7 @@ def render_restore_activate_script(
     only once this one serves again, as in the rollout. Not answering in time, or systemd giving
     up on the start (failed / auto-restart), is a warning. The trust store is refreshed as in
     `render_trust_restore_script`."""
-    return f"""unit={_q(unit + ".service")}
+    return f"""unit={q(unit + ".service")}
 """ + render_trust_restore_script(system_ca) + """systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
 mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
 if systemctl restart --no-block "$unit"; then
@@ -402,7 +395,7 @@ fi
 for link in /etc/ssl/certs/*; do
   if [ -L "$link" ] && [ ! -e "$link" ]; then
     case "$(readlink "$link")" in
-      {_q(pem)}|{_q(system_ca)}) rm -f "$link" ;;
+      {q(pem)}|{q(system_ca)}) rm -f "$link" ;;
     esac
   fi
 done
@@ -417,8 +410,8 @@ def _restore_wait(port: int, wait_seconds: int) -> str:
 while :; do
   mtm_now=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
   if [ "$mtm_now" != 0 ] && [ "$mtm_now" != "$mtm_pid" ] &&
-    {{ curl --silent --fail --noproxy '*' --max-time 2 --output /dev/null {_q("http://" + ping)} ||
-      curl --silent --fail --noproxy '*' --max-time 2 --insecure --output /dev/null {_q("https://" + ping)}; }}; then
+    {{ curl --silent --fail --noproxy '*' --max-time 2 --output /dev/null {q("http://" + ping)} ||
+      curl --silent --fail --noproxy '*' --max-time 2 --insecure --output /dev/null {q("https://" + ping)}; }}; then
     printf '%s\\n' "$unit answers again on port {int(port)}"
     exit 0
   fi
@@ -448,7 +441,6 @@ def cert_fingerprint_sha256(cert_pem: str) -> str:
 
 # ---------------------------------------------------------------- preflight (read-only)
 
-TEMPLATES = Path(__file__).parent / "templates"
 
 
 def render_preflight_script(
@@ -525,8 +517,4 @@ def render_preflight_script(
         "search_key": search_key,
         "search_targets": " ".join(search_targets),
     }
-    return (
-        "".join(f"{k}={_q(v)}\n" for k, v in params.items())
-        + (TEMPLATES / "dsn-checks.sh").read_text()
-        + (TEMPLATES / "node-preflight.sh").read_text()
-    )
+    return script("node-preflight.sh", code={"dsn_checks": template("dsn-checks.sh").removesuffix("\n")}, **params)

@@ -124,6 +124,11 @@ class Pki(pulumi.ComponentResource):
         self.ca_expiry = self._certs[ca.issuer].validity_end_time
         self.register_outputs({"ca_cert_pem": self.ca_cert_pem, "ca_expiry": self.ca_expiry})
 
+    def ca_cert_of(self, generation: int) -> pulumi.Output[str]:
+        """The certificate of one trusted CA generation alone (public), e.g. the one a
+        `switch` issues from (components/ca_switch.py looks for it in every trust file)."""
+        return self._certs[generation].cert_pem
+
     def issue_server_cert(
         self, name: str, spec: ServerCertSpec, parent: pulumi.Resource
     ) -> IssuedCert:

@@ -41,7 +41,6 @@ import base64
 import gzip
 import hashlib
 import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,6 +48,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, SUDO, helper_for, helper_source, needs_sudo
+from components.shell import q
 
 __all__ = [
     "HELPER_PATH", "LOCK_FILE", "MARKER", "STATE_DIR", "FileSpec", "ManagedFile", "encode_bundle",
@@ -100,9 +100,6 @@ def encode_bundle(contents: Sequence[str]) -> str:
     """Frame file contents for stdin: one base64 line per file, in order."""
     return "".join(base64.b64encode(c.encode()).decode() + "\n" for c in contents)
 
-
-def _q(value: str) -> str:
-    return shlex.quote(value)
 
 
 MANIFEST_MAGIC = "mattermost-transport-encryption helper input v1"
@@ -334,7 +331,7 @@ def command_script(command: str, stdin: str) -> str:
 
 def _helper_opts(state_dir: str) -> str:
     # another state dir (tests) gets its own lock beside it
-    return "" if state_dir == STATE_DIR else f" --state {_q(state_dir)} --lock {_q(state_dir + '.lock')}"
+    return "" if state_dir == STATE_DIR else f" --state {q(state_dir)} --lock {q(state_dir + '.lock')}"
 
 
 def render_call(
@@ -342,18 +339,18 @@ def render_call(
 ) -> str:
     """The command text: one short call of the installed helper (its input comes on stdin);
     `sudo`: the SSH user is not root and has passwordless sudo (`-n`: never wait for a password)."""
-    return f"{SUDO if sudo else ''}/bin/sh {_q(helper)}{_helper_opts(state_dir)} {op} {_q(owner)}"
+    return f"{SUDO if sudo else ''}/bin/sh {q(helper)}{_helper_opts(state_dir)} {op} {q(owner)}"
 
 
 def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: str | None) -> str:
     """A script that runs the helper (`helper`, or its text inline) with `header` followed by
     the base64 bundle this script reads on its own stdin."""
     if helper is None:
-        run = f'/bin/sh -c "$mtm_helper" mmtls-helper{_helper_opts(state_dir)} {op} {_q(owner)}'
+        run = f'/bin/sh -c "$mtm_helper" mmtls-helper{_helper_opts(state_dir)} {op} {q(owner)}'
     else:
         run = render_call(op, owner, helper=helper, state_dir=state_dir)
-    source = f"mtm_helper={_q(helper_source())}\n" if helper is None else ""
-    return f"set -eu\n{source}{{ printf '%s' {_q(header)}; cat; }} | {run}\n"
+    source = f"mtm_helper={q(helper_source())}\n" if helper is None else ""
+    return f"set -eu\n{source}{{ printf '%s' {q(header)}; cat; }} | {run}\n"
 
 
 def render_files_apply(
@@ -438,6 +435,29 @@ def _stdin(manifest: pulumi.Output[str], secret: bool) -> pulumi.Output[str]:
     return pulumi.Output.secret(manifest) if secret else manifest
 
 
+def _helper_command(
+    name: str,
+    kind: str,
+    connection: remote.ConnectionArgs,
+    manifest: pulumi.Output[str],
+    secret: bool,
+    opts: pulumi.ResourceOptions | None,
+) -> remote.Command:
+    """The command of managed_files/managed_block: `KIND-apply` on create and update,
+    `KIND-restore` on delete, the manifest on stdin."""
+    return remote.Command(
+        name,
+        connection=connection,
+        create=render_call(f"{kind}-apply", name, sudo=needs_sudo(connection)),
+        update=render_call(f"{kind}-apply", name, sudo=needs_sudo(connection)),
+        delete=render_call(f"{kind}-restore", name, sudo=needs_sudo(connection)),
+        stdin=_stdin(manifest, secret),
+        logging=_logging(secret),
+        add_previous_output_in_env=False,
+        opts=_command_opts(opts, secret, connection),
+    )
+
+
 def managed_files(
     name: str,
     *,
@@ -460,17 +480,7 @@ def managed_files(
             name, specs, contents, validate=validate, activate=activate, restore_activate=restore_activate
         )
     )
-    return remote.Command(
-        name,
-        connection=connection,
-        create=render_call("files-apply", name, sudo=needs_sudo(connection)),
-        update=render_call("files-apply", name, sudo=needs_sudo(connection)),
-        delete=render_call("files-restore", name, sudo=needs_sudo(connection)),
-        stdin=_stdin(manifest, secret),
-        logging=_logging(secret),
-        add_previous_output_in_env=False,
-        opts=_command_opts(opts, secret, connection),
-    )
+    return _helper_command(name, "files", connection, manifest, secret, opts)
 
 
 def managed_block(
@@ -495,17 +505,7 @@ def managed_block(
             validate=validate, activate=activate, restore_activate=restore_activate,
         )
     )
-    return remote.Command(
-        name,
-        connection=connection,
-        create=render_call("block-apply", name, sudo=needs_sudo(connection)),
-        update=render_call("block-apply", name, sudo=needs_sudo(connection)),
-        delete=render_call("block-restore", name, sudo=needs_sudo(connection)),
-        stdin=_stdin(manifest, secret),
-        logging=_logging(secret),
-        add_previous_output_in_env=False,
-        opts=_command_opts(opts, secret, connection),
-    )
+    return _helper_command(name, "block", connection, manifest, secret, opts)
 
 
 def strict(script: str) -> str:
@@ -550,20 +550,26 @@ def read_script(
     name: str,
     *,
     connection: remote.ConnectionArgs,
-    script: str,
+    script: str | pulumi.Output[str],
     secret: bool = False,
     opts: pulumi.ResourceOptions | None = None,
 ) -> remote.Command:
     """A read-only check that changes nothing on the host, so it needs neither the host helper
     nor its lock (and can run before anything, the helper included, is installed). The script
     travels on stdin, so the command text stays short whatever its size; a changed script runs
-    again (an update runs create). No delete: there is nothing to undo."""
+    again (an update runs create). No delete: there is nothing to undo. The script may be an
+    Output (e.g. it names a certificate the stack creates)."""
     extra = pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"] if secret else None)
+    stdin = (
+        pulumi.Output.from_input(render_read_stdin(strict(script)))
+        if isinstance(script, str)
+        else script.apply(lambda s: render_read_stdin(strict(s)))
+    )
     return remote.Command(
         name,
         connection=connection,
         create=(SUDO if needs_sudo(connection) else "") + READ_COMMAND,
-        stdin=_stdin(pulumi.Output.from_input(render_read_stdin(strict(script))), secret),
+        stdin=_stdin(stdin, secret),
         logging=_logging(secret),
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), extra),
@@ -575,25 +581,26 @@ def run_script(
     *,
     connection: remote.ConnectionArgs,
     create: str,
-    delete: str | None = None,
+    delete: pulumi.Input[str] | None = None,
     update: str | None = None,
     stdin: pulumi.Input[str] | None = None,
     secret: bool = False,
     triggers: Sequence[pulumi.Input[object]] | None = None,
     opts: pulumi.ResourceOptions | None = None,
 ) -> remote.Command:
-    """A one-off action (create/update/delete scripts, values already quoted by the caller).
+    """A one-off action (create/update/delete scripts, values already quoted by the caller;
+    `delete` may be an Output, e.g. one that depends on what a capture found).
 
     The scripts travel in the manifest on stdin with the caller's `stdin` as their input; the
     command text is the helper call, which holds the host's lock while the script runs."""
-    manifest = pulumi.Output.from_input(stdin if stdin is not None else "").apply(
-        lambda data: render_run_manifest(
+    manifest = pulumi.Output.all(stdin if stdin is not None else "", delete if delete is not None else "").apply(
+        lambda args: render_run_manifest(
             name,
             create=strict(create),
             # the helper runs `create` when there is no update script
             update=strict(update) if update is not None and update != create else None,
-            delete=strict(delete) if delete is not None else None,
-            input=data if stdin is not None else None,
+            delete=strict(args[1]) if delete is not None else None,
+            input=args[0] if stdin is not None else None,
         )
     )
     return remote.Command(

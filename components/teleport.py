@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
+from pulumi_command import remote
 
 from components import teleport_render
-from components.config import StackConfig
-from components.connection import connection_for
+from components.config import Teleport
 from components.pki import Pki
 from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
 
@@ -35,10 +35,16 @@ CA_FILE_NAME = "mattermost-transport-ca.crt"
 
 @dataclass(frozen=True)
 class TeleportPluginArgs:
-    """Inputs of the plugin host."""
+    """Inputs of the plugin host (built from the stack config by components/adapter.py)."""
 
-    cfg: StackConfig
-    """Validated stack config; `teleport` must be enabled and `teleportToken` set."""
+    teleport: Teleport
+    """The validated `teleport` section (enabled, with an address)."""
+    connection: remote.ConnectionArgs
+    """SSH to the plugin host."""
+    mattermost_url: str
+    """The https URL the plugin posts to."""
+    token: pulumi.Output[str]
+    """The Mattermost bot token (secret)."""
     pki: Pki
     """Its CA is what the plugin trusts for the Mattermost URL."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
@@ -59,15 +65,10 @@ class TeleportPlugin(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TeleportPluginArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:teleport:TeleportPlugin", name, None, opts)
-        cfg, tp = args.cfg, args.cfg.teleport
-        if not tp.enabled or tp.address is None or cfg.teleport_token is None:  # the schema guarantees these
-            raise ValueError("TeleportPlugin needs teleport.enabled, teleport.address and teleportToken")
-        conn = connection_for(cfg, tp.address, tp.ssh)
-        url = tp.effective_mattermost_url(cfg.proxy.server_name)
+        tp, conn, url = args.teleport, args.connection, args.mattermost_url
         ca_file = f"{tp.ca_dir}/{CA_FILE_NAME}"
 
-        token = pulumi.Output.secret(cfg.teleport_token.get_secret_value())
-        toml = token.apply(
+        toml = args.token.apply(  # secret, as the token
             lambda t: teleport_render.render_plugin_toml(
                 teleport_render.plugin_config(
                     addr=tp.auth_addr,

@@ -8,16 +8,12 @@ in, text out; `components/teleport.py` wires them to hosts.
 
 from __future__ import annotations
 
-import shlex
-from importlib import resources
-from string import Template
 from typing import Any
 
 import tomli_w
 
 from components.remote_files import STATE_DIR
-
-TEMPLATES = resources.files("components") / "templates"
+from components.shell import fill, q, template
 
 PID_FILE = "/var/run/teleport-mattermost.pid"
 """The pid file of the documented ExecStart."""
@@ -56,10 +52,6 @@ def render_plugin_toml(config: dict[str, Any]) -> str:
     )
 
 
-def _template(name: str) -> str:
-    return (TEMPLATES / name).read_text()
-
-
 def ssl_cert_dir(ca_dir: str) -> str:
     """SSL_CERT_DIR for the plugin: its own CA directory first, then Debian's usual one.
 
@@ -77,31 +69,31 @@ def render_unit(*, binary: str, config_file: str, ca_dir: str, pid_file: str = P
         # systemd expands $ and % and splits on whitespace; config already forbids these
         if not value.startswith("/") or any(c in value for c in " \t\n\"'\\$%;"):
             raise ValueError(f"not a plain absolute path for a unit file: {value!r}")
-    return Template(_template("teleport-mattermost.service")).substitute(
-        binary=binary,
-        config_file=config_file,
-        pid_file=pid_file,
-        # same file through Debian's /var/run -> /run link; systemd warns about the legacy path
-        pid_file_run=pid_file.replace("/var/run/", "/run/", 1),
-        ssl_cert_dir=ssl_cert_dir(ca_dir),
+    return fill(
+        template("teleport-mattermost.service"),
+        {
+            "binary": binary,
+            "config_file": config_file,
+            "pid_file": pid_file,
+            # same file through Debian's /var/run -> /run link; systemd warns about the legacy path
+            "pid_file_run": pid_file.replace("/var/run/", "/run/", 1),
+            "ssl_cert_dir": ssl_cert_dir(ca_dir),
+        },
     )
 
 
 def rbac_files() -> dict[str, str]:
     """File name -> YAML content of the optional RBAC resources."""
-    return {name: _template(tpl) for name, tpl in RBAC_FILES.items()}
+    return {name: template(tpl) for name, tpl in RBAC_FILES.items()}
 
-
-def _q(value: str) -> str:
-    return shlex.quote(value)
 
 
 def render_reload(unit: str, unit_file: str) -> str:
     """`activate`/`restore_activate` for the plugin's files: systemd re-reads the unit, and a
     running plugin restarts onto its new config, token or CA (try-restart leaves a stopped one
     stopped)."""
-    u = _q(f"{unit}.service")
-    return f"systemctl daemon-reload\nif [ -e {_q(unit_file)} ]; then systemctl try-restart {u}; fi\n"
+    u = q(f"{unit}.service")
+    return f"systemctl daemon-reload\nif [ -e {q(unit_file)} ]; then systemctl try-restart {u}; fi\n"
 
 
 def _marker(unit: str, state_dir: str) -> str:
@@ -111,11 +103,11 @@ def _marker(unit: str, state_dir: str) -> str:
 def render_enable(unit: str, binary: str, state_dir: str = STATE_DIR) -> str:
     """Enable (not start) the unit. The first run records whether it was enabled and active
     before, so `render_disable` can put that back. Never fails for a missing binary: says so."""
-    u, m, b = _q(f"{unit}.service"), _q(_marker(unit, state_dir)), _q(binary)
-    start = _q(f"systemctl start {unit}.service")
+    u, m, b = q(f"{unit}.service"), q(_marker(unit, state_dir)), q(binary)
+    start = q(f"systemctl start {unit}.service")
     return (
-        f"mkdir -p {_q(state_dir)}\n"
-        f"chmod 0700 {_q(state_dir)}\n"
+        f"mkdir -p {q(state_dir)}\n"
+        f"chmod 0700 {q(state_dir)}\n"
         f"if [ ! -e {m} ]; then\n"
         f"  e=$(systemctl is-enabled {u} 2>/dev/null || true)\n"
         f"  a=$(systemctl is-active {u} 2>/dev/null || true)\n"
@@ -125,9 +117,9 @@ def render_enable(unit: str, binary: str, state_dir: str = STATE_DIR) -> str:
         "systemctl daemon-reload\n"
         f'if [ "$(systemctl is-enabled {u} 2>/dev/null || true)" != enabled ]; then systemctl enable {u}; fi\n'
         f"if [ -x {b} ]; then\n"
-        f"  echo {_q(f'{unit}.service enabled; plugin binary {binary} present')}\n"
+        f"  echo {q(f'{unit}.service enabled; plugin binary {binary} present')}\n"
         "else\n"
-        f"  echo {_q(f'{unit}.service enabled but not started: the plugin binary {binary} is absent; install it, then run: ')}{start}\n"
+        f"  echo {q(f'{unit}.service enabled but not started: the plugin binary {binary} is absent; install it, then run: ')}{start}\n"
         "fi\n"
     )
 
@@ -135,7 +127,7 @@ def render_enable(unit: str, binary: str, state_dir: str = STATE_DIR) -> str:
 def render_disable(unit: str, state_dir: str = STATE_DIR) -> str:
     """Undo `render_enable`: disable (and stop) the unit only if it was not enabled (and not
     running) before this program enabled it."""
-    u, m = _q(f"{unit}.service"), _q(_marker(unit, state_dir))
+    u, m = q(f"{unit}.service"), q(_marker(unit, state_dir))
     return (
         f"before=$(cat {m} 2>/dev/null || echo 'disabled inactive')\n"
         'case "$before" in\n'
@@ -152,5 +144,5 @@ def render_disable(unit: str, state_dir: str = STATE_DIR) -> str:
         "esac\n"
         f"rm -f {m}\n"
         # remote_files removes its state dir once empty; this marker must not keep it alive
-        f"rmdir {_q(state_dir)} 2>/dev/null || true\n"
+        f"rmdir {q(state_dir)} 2>/dev/null || true\n"
     )

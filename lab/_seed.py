@@ -388,3 +388,49 @@ def plain_replica_steps(replica_dsn: str) -> list[tuple[str, str]]:
     """(command, stdin) pairs that give a node's config.json the replica for reads and search,
     in clear, as an admin adds one by hand, then restart it."""
     return [(f"set -eu; python3 -c {shlex.quote(_ADD_REPLICAS)}", replica_dsn), (_RESTART, "")]
+
+
+REPLICATION_BEFORE = "/var/lib/mmtls-lab/primary_conninfo.before"
+"""The replica's primary_conninfo as seeded (sslmode=require), kept for replication_restore_step."""
+
+_SET_CONNINFO = (
+    "printf '%s\\n' \"ALTER SYSTEM SET primary_conninfo = :'ci';\" 'SELECT pg_reload_conf();' | "
+    'runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -v ci="$new" >/dev/null\n'
+    # the reload restarts the WAL receiver with the new conninfo (PostgreSQL 13+): wait for it to stream
+    "i=0\n"
+    "until [ \"$(runuser -u postgres -- psql -XAtq -c \"SELECT status FROM pg_stat_wal_receiver WHERE conninfo LIKE '%sslmode=$mode%'\")\" = streaming ]; do\n"
+    "    i=$((i + 1)); [ \"$i\" -lt 120 ] || { echo \"the WAL receiver does not stream with sslmode=$mode\" >&2; exit 1; }\n"
+    "    sleep 0.5\n"
+    "done\n"
+)
+
+
+def replication_verify_step(ca_file: str) -> str:
+    """On the replica, once the stack serves the primary's certificate: the admin tightens the
+    replication link from `sslmode=require` to `verify-full` against the stack CA the program
+    installed on the replica (`ca_file`). verify-full, not verify-ca: the replica dials the
+    primary by address and the primary's certificate carries it as an IP SAN (database address;
+    libpq matches IP SANs since PostgreSQL 14). The seeded value is kept for the restore."""
+    q = shlex.quote
+    return (
+        "set -eu\n"
+        f"ca={q(ca_file)}\nbefore={q(REPLICATION_BEFORE)}\nmode=verify-full\n"
+        '[ -r "$ca" ] || { echo "no stack CA at $ca" >&2; exit 1; }\n'
+        "old=$(runuser -u postgres -- psql -XAtq -c 'SHOW primary_conninfo')\n"
+        'case "$old" in *sslmode=require*) ;; *) echo "primary_conninfo is not the seeded sslmode=require one" >&2; exit 1 ;; esac\n'
+        '[ -e "$before" ] || { umask 077; printf \'%s\' "$old" > "$before"; }\n'
+        'new=$(printf \'%s\' "$old" | sed "s#sslmode=require#sslmode=verify-full sslrootcert=$ca#")\n'
+        + _SET_CONNINFO
+    )
+
+
+def replication_restore_step() -> str:
+    """On the replica: primary_conninfo back to the seeded value (before a destroy takes the
+    stack CA and the primary's stack certificate away), the WAL receiver streaming again."""
+    return (
+        "set -eu\n"
+        f"before={shlex.quote(REPLICATION_BEFORE)}\nmode=require\n"
+        'new=$(cat "$before")\n'
+        + _SET_CONNINFO
+        + 'rm -f "$before"\n'
+    )

@@ -92,6 +92,10 @@ class Hosts:
         yield from ((n.address, n.ssh) for n in c.nodes)
         yield c.proxy.address, c.proxy.ssh
         yield c.database.address, c.database.ssh
+        if c.gitlab.enabled:
+            yield c.gitlab.address, c.gitlab.ssh
+        if c.teleport.enabled:
+            yield c.teleport.address, c.teleport.ssh
 
     def run(
         self, address: str | None, ssh, script: str, timeout: int = 30, input: str | None = None
@@ -109,13 +113,15 @@ class Hosts:
             return subprocess.CompletedProcess(cmd, 124, "", "timed out")
 
 
-def _tls_probe(target: str, name: str, ca_path: str, starttls: str | None = None) -> str:
-    """Shell that connects with openssl, verifies chain + name, prints the peer's notAfter."""
+def _tls_probe(target: str, name: str, ca_path: str, starttls: str | None = None, ca_dir: str | None = None) -> str:
+    """Shell that connects with openssl, verifies chain + name, prints the peer's notAfter.
+    `ca_dir`: also trust that hashed directory (e.g. the host's /etc/ssl/certs)."""
     st = f"-starttls {shlex.quote(starttls)} " if starttls else ""
     flag = "-verify_ip" if name.replace(".", "").isdigit() or ":" in name else "-verify_hostname"
+    capath = f"-CApath {shlex.quote(ca_dir)} " if ca_dir else ""
     return (
         f"out=$(echo | timeout 10 openssl s_client {st}-connect {shlex.quote(target)} -servername {shlex.quote(name)} "
-        f"-CAfile {shlex.quote(ca_path)} {flag} {shlex.quote(name)} -verify_return_error 2>&1 || true)\n"
+        f"-CAfile {shlex.quote(ca_path)} {capath}{flag} {shlex.quote(name)} -verify_return_error 2>&1 || true)\n"
         # judge the verification, not s_client's exit code: servers that close without a TLS
         # close_notify make it exit 1 after a perfectly verified handshake
         "echo \"$out\" | grep -q 'Verify return code: 0 (ok)' || "
@@ -132,6 +138,12 @@ def _days_left(enddate_line: str) -> int | None:
     return (when - dt.datetime.utcnow()).days
 
 
+def ca_upload(ca_pem: str) -> tuple[str, str]:
+    """(shell that writes the stack's CA bundle on a host, the path it writes)."""
+    ca_tmp = "/tmp/.mmtls-audit-ca.pem"
+    return f"umask 022; printf '%s' {shlex.quote(ca_pem)} > {ca_tmp}\n", ca_tmp
+
+
 def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca: str | None = None) -> list[Check]:
     """Every hop's checks; `browser_ca`: the PEM bundle browsers trust (default: the proxy host's
     system store) for a public certificate the stack did not issue (proxy.tls.source 'keep')."""
@@ -140,8 +152,7 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
     # during a CA rotation caCertPem is the trust bundle, old CA first (components/pki.py)
     cas = x509.load_pem_x509_certificates(ca_pem.encode())
     checks += ca_expiry_checks(cas, dt.datetime.now(dt.UTC))
-    ca_tmp = "/tmp/.mmtls-audit-ca.pem"
-    put_ca = f"umask 022; printf '%s' {shlex.quote(ca_pem)} > {ca_tmp}\n"
+    put_ca, ca_tmp = ca_upload(ca_pem)
     port = cfg.mattermost.port
     upstream = cfg.mattermost.upstream_name
     proxy = cfg.proxy
@@ -233,6 +244,76 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
             )
     checks += gossip_setting_checks(cfg, hosts)
     checks += gossip_wire_checks(cfg, hosts)
+    checks += gitlab_checks(cfg, hosts, put_ca, ca_tmp)
+    checks += teleport_checks(cfg, hosts)
+    return checks
+
+
+# ---------------------------------------------------------------- GitLab and Teleport
+
+
+def _psql_plain_refused(address: str, port: int, dbname: str, user: str) -> str:
+    """Shell: a plaintext login of `user` (a wrong password: the refusal comes first) must be
+    refused by the server's TLS rule. psql from PATH, else Omnibus' embedded one."""
+    conninfo = f"host={address} port={port} dbname={dbname} user={user} sslmode=disable"
+    return (
+        "psql=$(command -v psql || echo /opt/gitlab/embedded/bin/psql)\n"
+        f"out=$(PGPASSWORD=wrong-password PGCONNECT_TIMEOUT=5 \"$psql\" {shlex.quote(conninfo)} -c 'select 1' 2>&1 || true)\n"
+        'echo "$out"; echo "$out" | grep -Eq \'no encryption|rejects connection\''
+    )
+
+
+def gitlab_checks(cfg: StackConfig, hosts: Hosts, put_ca: str, ca_tmp: str) -> list[Check]:
+    """GitLab's bundled Mattermost (gitlab.enabled), probed on the GitLab host: its certificate
+    chains to the stack CA (or, provided, to the host's public roots) and names the Mattermost
+    host; the CA file the DSN verifies with verifies the database server; GitLab's own role is
+    refused without TLS. (No live probe of its HTTPS: Omnibus' NGINX serves the certificate
+    checked here once `gitlab-ctl reconfigure` ran, which the program runs.)"""
+    gl = cfg.gitlab
+    if not gl.enabled or gl.address is None:
+        return []
+    host = gl.mattermost_host
+    cert = f"{gl.ssl_dir}/{host}.crt"
+    trust = f"-CAfile {ca_tmp}" if gl.tls_source == "ca" else "-CApath /etc/ssl/certs"
+    flag = "-verify_ip" if host.replace(".", "").isdigit() or ":" in host else "-verify_hostname"
+    r = hosts.run(gl.address, gl.ssh, put_ca + f"openssl verify {trust} {flag} {shlex.quote(host)} {shlex.quote(cert)} 2>&1")
+    source = "the stack CA" if gl.tls_source == "ca" else "the host's public roots"
+    checks = [Check("browser -> gitlab mattermost", f"{cert} from {source} for {host}", r.returncode == 0, r.stdout.strip()[-160:])]
+    if gl.external_postgres:
+        db = cfg.database
+        assert db.address is not None  # StackConfig validation requires it
+        name = db.server_name or db.address
+        r = hosts.run(gl.address, gl.ssh, _tls_probe(f"{db.address}:{db.effective_port}", name, gl.ca_file, "postgres"))
+        checks.append(Check("gitlab -> database", f"TLS verified as {name} with {gl.ca_file}", r.returncode == 0, (r.stdout + r.stderr).strip()[-160:]))
+        r = hosts.run(gl.address, gl.ssh, _psql_plain_refused(db.address, db.effective_port, gl.database_name, gl.database_user))
+        checks.append(Check("gitlab -> database", f"plaintext login of {gl.database_user} refused", r.returncode == 0, r.stdout.strip()[-160:]))
+    return checks
+
+
+def teleport_checks(cfg: StackConfig, hosts: Hosts) -> list[Check]:
+    """The Teleport plugin host (teleport.enabled): the Mattermost URL it posts to answers over
+    TLS that verifies with the plugin's trust (its CA directory, then the host's public roots,
+    as the unit's SSL_CERT_DIR says); its config, which holds the bot token, is root's alone."""
+    tp = cfg.teleport
+    if not tp.enabled or tp.address is None:
+        return []
+    from urllib.parse import urlsplit
+
+    from components.teleport import CA_FILE_NAME
+
+    url = urlsplit(tp.effective_mattermost_url(cfg.proxy.server_name))
+    name, port = url.hostname or "", url.port or 443
+    # the default URL is the proxy's server name: connect where it must resolve to
+    target = f"{cfg.proxy.address}:{port}" if name == cfg.proxy.server_name and cfg.proxy.address else f"{name}:{port}"
+    r = hosts.run(tp.address, tp.ssh, _tls_probe(target, name, f"{tp.ca_dir}/{CA_FILE_NAME}", ca_dir="/etc/ssl/certs"))
+    checks = [Check("plugin -> mattermost", f"TLS verified as {name} with the plugin's trust", r.returncode == 0, (r.stdout + r.stderr).strip()[-160:])]
+    config = shlex.quote(tp.config_file)
+    r = hosts.run(
+        tp.address, tp.ssh,
+        f"m=$(stat -c '%a %U:%G' {config}); echo \"$m\"; [ \"$m\" = '600 root:root' ] || exit 1\n"
+        f"! grep -Eiq '^[[:space:]]*insecure[[:space:]]*=[[:space:]]*true' {config} || {{ echo 'insecure = true'; exit 1; }}",
+    )
+    checks.append(Check("plugin -> mattermost", f"{tp.config_file} root's alone, no insecure", r.returncode == 0, r.stdout.strip()[-120:]))
     return checks
 
 

@@ -8,8 +8,9 @@ logins fails requests, as it fails real users' requests. The bare ping answers f
 Bounded in requests and seconds, it stops by itself; it only talks to the address it is given
 (the lab proxy), pinned with `resolve_to` so no DNS is involved.
 
-`under_load(step, load)` runs one lifecycle step (e.g. a replay `up`) under a load and returns
-its figures, `(requests, failed, seconds)`, for lab tests and benches.
+`under_load(step, load, label=...)` runs one lifecycle step (e.g. a replay `up`) under a load and
+returns its figures, `(requests, failed, seconds)`: the one helper of tests/lab/test_zero_failures.py,
+tests/lab/test_ca_rotation.py and bench/lifecycle.py (`figures_table` prints them).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import http.client
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -137,6 +138,8 @@ class Load:
 class StepUnderLoad(Generic[T]):
     """What the load saw during one step: unpacks as `(requests, failed, seconds)`."""
 
+    label: str
+    """The step's name in printouts and the README's figures (e.g. "first up")."""
     requests: int
     """Requests sent from just before the step started until just after it ended."""
     failed: int
@@ -145,19 +148,22 @@ class StepUnderLoad(Generic[T]):
     value: T
     """What the step returned (e.g. the replay's Evaluation)."""
     errors: dict[str, int] = field(default_factory=dict)
+    failure_times: list[float] = field(default_factory=list)
+    """Seconds from the step's start to each of its failed requests (negative: before it)."""
 
     def __iter__(self) -> Iterator[float]:
         return iter((self.requests, self.failed, self.seconds))
 
     def __str__(self) -> str:
         errors = f", errors {self.errors}" if self.errors else ""
-        return f"{self.requests} requests, {self.failed} failed, {self.seconds:.1f}s{errors}"
+        return f"{self.label}: {self.requests} requests, {self.failed} failed, {self.seconds:.1f}s{errors}"
 
 
 def under_load(
     step: Callable[[], T],
     load: Load,
     *,
+    label: str = "",
     before: int = 5,
     after: int = 5,
     keep_running: bool = False,
@@ -182,8 +188,8 @@ def under_load(
 
     sent0, failed0, errors0 = r.sent, r.failed, dict(r.errors)
     wait_for(sent0 + before)
+    t0 = time.monotonic()
     try:
-        t0 = time.monotonic()
         value = step()
         seconds = time.monotonic() - t0
         wait_for(r.sent + after)
@@ -193,7 +199,16 @@ def under_load(
     if not keep_running:
         load.stop()
     errors = {k: v - errors0.get(k, 0) for k, v in r.errors.items() if v - errors0.get(k, 0)}
-    return StepUnderLoad(r.sent - sent0, r.failed - failed0, seconds, value, errors)
+    offset = r.started - t0
+    times = [round(t + offset, 2) for t in r.failure_times[failed0 : r.failed]]
+    return StepUnderLoad(label, r.sent - sent0, r.failed - failed0, round(seconds, 1), value, errors, times)
+
+
+def figures_table(figures: Iterable[StepUnderLoad[Any]], title: str = "step") -> str:
+    """The README's figures table (markdown): one row per step, requests, failed, seconds."""
+    rows = [f"| {title} | requests | failed | seconds |", "|---|---|---|---|"]
+    rows += [f"| {f.label} | {f.requests:,} | **{f.failed}** | {f.seconds:.1f} |" for f in figures]
+    return "\n".join(rows)
 
 
 def _connect_with_sni(conn: http.client.HTTPSConnection, server_name: str):

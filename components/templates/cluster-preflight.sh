@@ -1,3 +1,8 @@
+node=@node@
+unit=@unit@
+ports=@ports@
+ours=@ours@
+nat_chain=@nat_chain@
 # Preflight of the cluster tunnels (read-only). Parameters set above: node, unit, ports,
 # ours (our tunnel key: processes using it are ours), nat_chain.
 # Finds what the manual SSH-tunnel procedure leaves on a host and stops with the exact steps to

@@ -1,3 +1,12 @@
+engine=@engine@
+database=@database@
+address=@address@
+cluster_enabled=@cluster_enabled@
+accept_pg=@accept_pg@
+replica_targets=@replica_targets@
+search_targets=@search_targets@
+sql() { @local_sql@ "$@"; }
+@dsn_checks@
 # Preflight of the configuration stored in the stack's database (read-only), run on the database
 # host as its local admin. Parameters set above: engine, database, address, cluster_enabled,
 # accept_pg, replica_targets, search_targets, and sql() (the local admin client).

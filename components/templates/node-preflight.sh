@@ -1,3 +1,23 @@
+node=@node@
+address=@address@
+unit=@unit@
+install_dir=@install_dir@
+version=@version@
+version_key=@version_key@
+cluster_enabled=@cluster_enabled@
+own_env=@own_env@
+accept_pg=@accept_pg@
+accept_my=@accept_my@
+driver=@driver@
+proc=@proc@
+config_store=@config_store@
+store_key=@store_key@
+store_targets=@store_targets@
+replica_key=@replica_key@
+replica_targets=@replica_targets@
+search_key=@search_key@
+search_targets=@search_targets@
+@dsn_checks@
 # Preflight of one Mattermost node (read-only). Parameters set above: node, address, unit,
 # install_dir, version, version_key, cluster_enabled, own_env, accept_pg, accept_my, driver, proc,
 # config_store, store_key, store_targets, replica_key, replica_targets, search_key, search_targets.

@@ -107,6 +107,8 @@ class Engine:
         self.stack_outputs: dict[str, Any] = {}
         self.stack_secret_outputs: set[str] = set()
         self._by_urn: dict[str, Resource] = {}
+        self._aliased: dict[str, str] = {}
+        """Old URN -> the new URN that claimed it through an alias (step_generator.go `aliased`)."""
         self._failed: set[str] = set()
         self._any_failure = False
         self._cancelled = False
@@ -125,12 +127,15 @@ class Engine:
         with self._lock:
             if res.urn in self._by_urn:
                 raise ReplayError(f"Duplicate resource URN '{res.urn}'; try giving it a unique name")
+            if res.urn in self._aliased:
+                raise ReplayError(f"Duplicate resource alias '{res.urn}' applied to resource with URN '{self._aliased[res.urn]}'")
             self._by_urn[res.urn] = res
             self.resources.append(res)
+            res_old = self._claim_old(res)
         if not res.custom:
-            res.status = "same" if res.urn in self.old_by_urn else "create"
-            if res.urn in self.old_by_urn:
-                res.outputs = self.old_by_urn[res.urn].outputs
+            res.status = "same" if res_old is not None else "create"
+            if res_old is not None:
+                res.outputs = res_old.outputs
             self._record(Step(res.status, res.urn, res.type, res.name, result=self._done_result()))
             return res
         provider = self._provider(res.type)
@@ -143,6 +148,32 @@ class Engine:
             return res
         self._step(provider, res)
         return res
+
+    def _claim_old(self, res: Resource) -> Resource | None:
+        """The old record of `res`: by its URN first, then by each alias; one found through an
+        alias is this resource's from now on and is not deleted as removed
+        (step_generator.go `getOldResource`). Called with the lock held."""
+        if (old := self.old_by_urn.get(res.urn)) is not None:
+            return old
+        for alias in res.aliases:
+            if (old := self.old_by_urn.get(alias)) is None:
+                continue
+            if alias in self._by_urn or alias in self._aliased:
+                claimed = self._aliased.get(alias, alias)
+                raise ReplayError(f"Duplicate resource alias '{alias}' applied to resource with URN '{res.urn}' ({claimed} has it)")
+            self._aliased[alias] = res.urn
+            return old
+        return None
+
+    def alias_of(self, urn: str) -> str | None:
+        """The old URN a registered resource took over through an alias (step_generator.go `aliases`)."""
+        with self._lock:
+            return next((old for old, new in self._aliased.items() if new == urn), None)
+
+    def _old(self, urn: str) -> Resource | None:
+        """The old record of the registered resource `urn` (its own, or the one its alias claimed)."""
+        with self._lock:
+            return self.old_by_urn.get(urn) or self.old_by_urn.get(self.alias_of(urn) or "")
 
     def set_outputs(self, urn: str, outputs: dict[str, Any], secret_paths: set[str], stack_urn: str) -> None:
         """RegisterResourceOutputs: stack exports, or a component's registered outputs."""
@@ -179,7 +210,7 @@ class Engine:
         return op, sorted(changed)
 
     def _step(self, provider: Provider, res: Resource) -> None:
-        old = self.old_by_urn.get(res.urn)
+        old = self._old(res.urn)
         op, changed = self._plan(provider, res, old)
         res.secret_outputs = (
             set(provider.secret_outputs) | set(res.options.additional_secret_outputs) | set(res.secret_inputs)
@@ -292,7 +323,7 @@ class Engine:
 
     def finish(self, program_ok: bool) -> State:
         """Delete what is gone (removed resources, replaced old versions), then the new state."""
-        registered = set(self._by_urn)
+        registered = set(self._by_urn) | set(self._aliased)
         removed = [r for r in self.old.resources if r.urn not in registered]
         replaced = list(self.old.pending_deletes) + self.pending_deletes
         with self._lock:
@@ -409,9 +440,9 @@ class Engine:
                     state.resources.append(res)
                 elif res.urn not in self._old_deleted:
                     # failed, skipped, or (in a checkpoint) still running: the old record stands.
-                    if (old := self.old_by_urn.get(res.urn)) is not None:
+                    if (old := self._old(res.urn)) is not None:
                         state.resources.append(old)
-            registered = set(self._by_urn)
+            registered = set(self._by_urn) | set(self._aliased)
             state.resources += [r for r in self.old.resources if r.urn not in registered and id(r) not in self._deleted]
             state.pending_deletes = [
                 r for r in self.old.pending_deletes + self.pending_deletes if id(r) not in self._deleted

@@ -69,6 +69,9 @@ class Resource:
     """Plain input values (camelCase keys, numbers as floats, `props.UNKNOWN` where unknown)."""
     secret_inputs: set[str] = field(default_factory=set)
     """Paths of inputs that arrived secret (`connection`, `stdin`, ...)."""
+    aliases: list[str] = field(default_factory=list)
+    """The URNs this resource may have had before (its `aliases` option, and its parent's, as
+    the engine computes them: ReplayMonitor.alias_urns). Not kept in the state."""
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     id: str | None = None

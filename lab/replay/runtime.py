@@ -73,6 +73,51 @@ class ReplayMonitor(mocks.MockMonitor):
             chain = parent.split("::")[2] + "$" + type_
         return f"urn:pulumi:{self.stack}::{self.project}::{chain}::{name}"
 
+    def _urn(self, stack: str, project: str, parent: str, type_: str, name: str) -> str:
+        """resource.CreateURN: the parent's type chain unless the parent is none or the root Stack."""
+        chain = type_
+        if parent and parent.split("::")[2] != STACK_TYPE:
+            chain = parent.split("::")[2] + "$" + type_
+        return f"urn:pulumi:{stack}::{project}::{chain}::{name}"
+
+    def alias_urns(self, request: Any) -> list[str]:
+        """The URNs a registration's aliases stand for, as the engine computes them
+        (pkg/resource/deploy/step_generator.go `generateAliases`, `collapseAliasToUrn`,
+        `inheritedChildAlias`). The SDK sends specs: MockMonitor supports "aliasSpecs"."""
+        found: list[str] = []
+
+        def add(urn: str) -> None:
+            if urn not in found:
+                found.append(urn)
+
+        parent = request.parent or ""
+        parent_alias = self.engine.alias_of(parent) if parent else None
+        for alias in request.aliases:
+            if alias.WhichOneof("alias") == "urn":
+                urns = [alias.urn]
+            else:
+                spec = alias.spec
+                alias_parent = spec.parentUrn or parent
+                alias_parent = self.engine.alias_of(alias_parent) or alias_parent
+                if spec.noParent:
+                    alias_parent = ""
+                urns = [self._urn(spec.stack or self.stack, spec.project or self.project, alias_parent,
+                                  spec.type or request.type, spec.name or request.name)]
+            for urn in urns:
+                add(urn)
+                if parent_alias:  # multiplied out by the parent's alias, as the engine does
+                    add(self._inherited(urn.split("::")[2].rsplit("$", 1)[-1], urn.rsplit("::", 1)[1], parent, parent_alias))
+        if parent_alias:
+            add(self._inherited(request.type, request.name, parent, parent_alias))
+        return found
+
+    def _inherited(self, type_: str, name: str, parent: str, parent_alias: str) -> str:
+        """step_generator.go `inheritedChildAlias`: the child under its parent's old URN, its name's
+        parent-name prefix swapped for the old one."""
+        parent_name, old_name = parent.rsplit("::", 1)[1], parent_alias.rsplit("::", 1)[1]
+        alias_name = old_name + name[len(parent_name):] if name.startswith(parent_name) else name
+        return self._urn(self.stack, self.project, parent_alias, type_, alias_name)
+
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == STACK_TYPE:
@@ -98,6 +143,7 @@ class ReplayMonitor(mocks.MockMonitor):
             ),
             inputs=inputs,
             secret_inputs=secret_paths,
+            aliases=self.alias_urns(request),
         )
         self.engine.register(res)
         if res.status in ("failed", "skipped"):

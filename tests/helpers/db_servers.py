@@ -26,7 +26,7 @@ from components import database_render as r
 from components import remote_files as rf
 from components.database_accounts import render_require_ssl_sql
 from tests.helpers.certs import make_ca, make_leaf, pem
-from tests.helpers.scripts import sh
+from tests.helpers.scripts import run_script
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -119,10 +119,10 @@ class Server:
             activate=self.activate(),
             state_dir=self.state,
         )
-        return sh(script, rf.encode_bundle([self.pki.ca_pem, self.pki.cert_pem, key_pem or self.pki.key_pem, conf]))
+        return run_script(script, rf.encode_bundle([self.pki.ca_pem, self.pki.cert_pem, key_pem or self.pki.key_pem, conf]))
 
     def tls_restore(self) -> subprocess.CompletedProcess[str]:
-        return sh(
+        return run_script(
             rf.render_files_restore("db-server-tls", self.specs(), restore_activate=self.activate(), state_dir=self.state)
         )
 
@@ -144,9 +144,9 @@ class Server:
                 ),
                 state_dir=self.state,
             )
-            return sh(script, rf.encode_bundle([r.render_pg_hba_enforce_block(user)]))
+            return run_script(script, rf.encode_bundle([r.render_pg_hba_enforce_block(user)]))
         path = r.mysql_enforce_config_path(self.config_dir)
-        files = sh(
+        files = run_script(
             rf.render_files_apply(
                 owner,
                 [rf.FileSpec(path, "0644")],
@@ -157,7 +157,7 @@ class Server:
         )
         if files.returncode != 0:
             return files
-        res = sh(
+        res = run_script(
             rf.strict(r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state)),
             rf.encode_bundle(["", *render_require_ssl_sql(user, hosts)]),
         )
@@ -169,8 +169,8 @@ class Server:
         owner = f"db-enforce-tls-{user}"
         if self.engine == "postgres":
             hba = f"{self.config_dir}/pg_hba.conf"
-            return sh(rf.render_block_restore(owner, hba, restore_activate=self.control.reload, state_dir=self.state))
-        res = sh(
+            return run_script(rf.render_block_restore(owner, hba, restore_activate=self.control.reload, state_dir=self.state))
+        res = run_script(
             rf.strict(
                 r.render_mysql_require_ssl(user=user, client=self.control.local_sql, state_dir=self.state, restore=True)
             ),
@@ -180,14 +180,14 @@ class Server:
             return res
         path = r.mysql_enforce_config_path(self.config_dir)
         activate = r.render_mysql_enforce_activate(self.control, config_file=path)
-        return sh(
+        return run_script(
             rf.render_files_restore(owner, [rf.FileSpec(path, "0644")], restore_activate=activate, state_dir=self.state)
         )
 
     def admin(self, sql: str) -> str:
         """Run SQL as the local superuser; return its output."""
         flags = "-N -B -r -e" if self.engine == "mysql" else "-At -c"
-        res = sh(f"cd / && {self.control.local_sql} {flags} {shq(sql)}")
+        res = run_script(f"cd / && {self.control.local_sql} {flags} {shq(sql)}")
         assert res.returncode == 0, res.stderr
         return res.stdout.strip()
 
@@ -207,7 +207,7 @@ class Server:
             )
         )
         sql = r.render_user_sql(self.engine, user=user, database=database, password=password)
-        return sh(script, r.user_stdin(token, admin_secret, sql))
+        return run_script(script, r.user_stdin(token, admin_secret, sql))
 
     def user_restore(
         self, user: str, token: str, *, client: str | None = None, admin_secret: str = ""
@@ -215,7 +215,7 @@ class Server:
         script = rf.strict(
             r.render_user_restore(self.engine, user=user, client=client or self.control.local_sql, state_dir=self.state)
         )
-        return sh(script, r.user_stdin(token, admin_secret, "-- unused by delete"))
+        return run_script(script, r.user_stdin(token, admin_secret, "-- unused by delete"))
 
     def login(
         self,
@@ -368,7 +368,7 @@ def mysql_server() -> Iterator[Server]:
             config_check=f"mariadbd --defaults-file={root}/my.cnf --help --verbose",
         )
         srv = Server("mysql", root, port, control, str(conf), make_pki())
-        res = sh(control.restart)
+        res = run_script(control.restart)
         assert res.returncode == 0, res.stdout + (root / "run/err.log").read_text()
         # the "before" state of a manual install: no TLS, the user without REQUIRE SSL
         srv.admin("DELETE FROM mysql.global_priv WHERE User = ''; FLUSH PRIVILEGES")
@@ -378,7 +378,7 @@ def mysql_server() -> Iterator[Server]:
         )
         yield srv
     finally:
-        sh(f"sh {root}/ctl.sh stop")
+        run_script(f"sh {root}/ctl.sh stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -441,14 +441,14 @@ def pg_server() -> Iterator[Server]:
             local_sql=f"{as_pg} psql -X -q -v ON_ERROR_STOP=1 -h {root}/run -p {port} -d postgres",
         )
         srv = Server("postgres", root, port, control, str(etc), make_pki())
-        res = sh(f"cd / && {as_pg} {pg_ctl} -D {etc} -l {log} -w -t 60 start")
+        res = run_script(f"cd / && {as_pg} {pg_ctl} -D {etc} -l {log} -w -t 60 start")
         assert res.returncode == 0, res.stdout + res.stderr
         srv.admin("CREATE ROLE mmuser LOGIN PASSWORD 'before-pw'")
         srv.admin("CREATE DATABASE mattermost OWNER mmuser")
         srv.admin("CREATE DATABASE mmnewdb")
         yield srv
     finally:
-        sh(f"cd / && runuser -u postgres -- {pg_ctl} -D {etc} -m immediate -w stop")
+        run_script(f"cd / && runuser -u postgres -- {pg_ctl} -D {etc} -m immediate -w stop")
         shutil.rmtree(root, ignore_errors=True)
 
 

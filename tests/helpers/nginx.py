@@ -1,7 +1,8 @@
 """NGINX scaffolding shared by the unit and program tests: the rendered site and a parser that
 reads it as NGINX tokenizes it; a throwaway NGINX prefix (certificates, main conf) checked with
 `nginx -t`; real NGINX in a private network namespace in front of stand-in nodes (`run_nodes`);
-and what `nginx -T` prints for a site installed by Mattermost's Ubuntu guide."""
+and what `nginx -T` prints for a site installed by Mattermost's Ubuntu guide (`guide_capture`), or
+for any live sites (`capture`, with the guide's and the lab's plain sites, `guide` and `plain`)."""
 
 from __future__ import annotations
 
@@ -287,3 +288,38 @@ def guide_capture(site_path: str, real_path: str) -> str:
         f"# configuration file {main}:\nhttp {{ include /etc/nginx/sites-enabled/*; }}\n\n"
         f"# configuration file {site_path}:\n{site}\n"
     )
+
+
+# ---------------------------------------------------------------- live sites (components/nginx_live.py)
+
+NODES = [Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065)]
+MAIN = "/etc/nginx/nginx.conf"
+AVAILABLE = "/etc/nginx/sites-available/mattermost"
+ENABLED = "/etc/nginx/sites-enabled/mattermost"
+
+
+def guide(nodes: list[Backend] = NODES) -> str:
+    """The site Mattermost's Ubuntu guide installs (lab/seed)."""
+    return _seed.render_guide_site([b.address for b in nodes], SERVER)
+
+
+def plain() -> str:
+    """The lab's plain-HTTP reference site."""
+    return _seed.render_nginx_site([b.address for b in NODES])
+
+
+def capture(sites: dict[str, tuple[str, str]], site_file: str = AVAILABLE) -> nginx_live.Capture:
+    """sites: path as NGINX includes it -> (its real path, its text)."""
+    files = {MAIN: "http {\n    include /etc/nginx/conf.d/*.conf;\n    include /etc/nginx/sites-enabled/*;\n}\n"}
+    real = {MAIN: MAIN}
+    for path, (realpath, text) in sites.items():
+        files[path], real[path] = text, realpath
+    dump = "".join(f"# configuration file {p}:\n{t}\n" for p, t in files.items())
+    head = "".join(f"file\t{p}\t{r}\n" for p, r in real.items())
+    return nginx_live.parse_capture(f"{nginx_live.CAPTURE_FILES}\n{head}{nginx_live.CAPTURE_DUMP}\n{dump}", site_file=site_file)
+
+
+def runnable(text: str, d: Path, cert: str, key: str) -> str:
+    """The site for a throwaway NGINX under `d`: its own certificate, its proxy cache in `d/cache`."""
+    gcert, gkey = _seed.guide_cert_paths(SERVER)
+    return text.replace(gcert, cert).replace(gkey, key).replace("/var/cache/nginx", str(d / "cache"))

@@ -1,34 +1,105 @@
-"""Running rendered shell scripts the way the program's commands run them (`sh -c`, the payload
-on stdin), and fingerprinting the file trees they change."""
+"""Running and checking rendered shell scripts: the one helper the unit tests share.
+
+- `SHELLS`: the POSIX shells a script must work under (the hosts' /bin/sh is dash on Debian
+  and Ubuntu; bash as sh is the other common one).
+- `run_script(script, ...)`: run the TEXT as `SHELL -c script [ARGS]`, output captured as text,
+  optional stdin, env, stub directory first on PATH, working directory, timeout.
+- `syntax_ok(script, shell)`: `SHELL -n -c script` (parses, runs nothing).
+- `tree_digest(root)`: every path below a directory with its content hash and mode, to prove a
+  script changed nothing (or exactly what it should).
+- `shellcheck(scripts)`: shellcheck -s sh over many scripts at once (one process), findings as
+  `name:line:col: level: message [SCxxxx]` lines, less what `ALLOWED` and `ALLOWED_LINES` let
+  through (each with its reason); empty when clean.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+# Codes that the renderers' quoting style sets off on purpose, everywhere:
+ALLOWED = {
+    "SC2140": 'a q()-quoted value spliced between double-quoted text ("a plain login of "\'x y\'" is ...") '
+    "is one correctly quoted word; shellcheck takes it for a missing escape",
+    "SC2016": "q() single-quotes every value, so SQL, awk and sh text carrying $ stays literal: the intent",
+    "SC2209": "q() leaves a plain word bare, so `config_store=file` assigns the word `file` (a command's name "
+    "too): the intent",
+}
+# Single lines (code, text in the offending line) kept as they are: each changes no behaviour, and
+# its fix would change an installed file or a command in every existing stack.
+ALLOWED_LINES = {
+    ("SC2086", "set -- $spec"): "cluster helper: splits a tunnel table line into its fields (none has blanks)",
+    ("SC2086", "set -- $line"): "cluster helper: the same, for `tunnel PEER`",
+    ("SC2086", 'wait_listen "$3" $ports'): "cluster helper: one argument per port",
+    ("SC2086", "systemctl restart $todo || true"): "cluster helper: one argument per unit name",
+    ("SC2086", "portre=$(printf '%s\\n' $ports | paste -sd '|' -)"): "cluster preflight: one line per port",
+    ("SC2120", "sql() { "): "the admin client wrapper every database script defines alike; some only feed it stdin",
+    ("SC2119", "sql < "): "the same: SQL on stdin, no arguments meant",
+    ("SC2119", "} | sql"): "the same",
+    ("SC2009", "ps -ww -eo pid=,args= 2>/dev/null | grep -E"): "cluster preflight: needs pid and full command "
+    "line of every ssh -L, which it filters in three steps",
+}
 
 SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]
 """Every POSIX shell a host may run the scripts with: each script must behave alike in all."""
 
 
-def sh(
+def run_script(
     script: str,
     stdin: str = "",
     shell: str = "/bin/sh",
+    *,
+    args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
-    timeout: int = 120,
+    path: str | Path | None = None,
+    cwd: str | Path | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """`shell -c script` with `stdin`; `env` replaces the environment when given."""
+    """Run `script` under `shell` (`args` become $0 $1 ...). `path`: a directory of stubs put
+    first on the inherited (or given) PATH."""
+    environ = dict(os.environ if env is None else env)
+    if path is not None:
+        environ["PATH"] = f"{path}:{environ.get('PATH', os.defpath)}"
     return subprocess.run(
-        [shell, "-c", script],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=dict(env) if env is not None else None,
-        timeout=timeout,
+        [shell, "-c", script, *args], input=stdin, capture_output=True, text=True, env=environ, cwd=cwd, timeout=timeout
     )
+
+
+def syntax_ok(script: str, shell: str = "/bin/sh") -> bool:
+    return subprocess.run([shell, "-n", "-c", script], capture_output=True).returncode == 0
+
+
+def shellcheck(scripts: Mapping[str, str], *, exclude: Sequence[str] = (), severity: str = "style") -> list[str]:
+    """shellcheck -s sh every script (name -> text) in one run; the findings not allowed above
+    (with the line they are on), [] when clean. `exclude`: more codes left out, for this call."""
+    exe = shutil.which("shellcheck")
+    assert exe, "shellcheck is in the Makefile's APT_PACKAGES: run `make deps`"
+    with tempfile.TemporaryDirectory() as d:
+        files, texts = {}, {}
+        for i, (name, text) in enumerate(scripts.items()):
+            f = Path(d) / f"{i}.sh"
+            f.write_text(text)
+            files[str(f)], texts[str(f)] = name, text
+        cmd = [exe, "-s", "sh", "-S", severity, "-f", "gcc"]
+        if exclude:
+            cmd += ["-e", ",".join(exclude)]
+        r = subprocess.run([*cmd, *files], capture_output=True, text=True)
+    if r.returncode not in (0, 1) or (r.returncode == 1 and not r.stdout):
+        raise RuntimeError(f"shellcheck failed: {r.stderr}")
+    out = []
+    for finding in r.stdout.splitlines():
+        file, lineno, rest = finding.split(":", 2)
+        code = finding.rsplit("[", 1)[-1].rstrip("]")
+        line = texts[file].splitlines()[int(lineno) - 1].strip()
+        if code in ALLOWED or any(c == code and t in line for c, t in ALLOWED_LINES):
+            continue
+        out.append(f"{files[file]}:{lineno}:{rest} | {line[:160]}")
+    return out
 
 
 def tree_digest(root: Path) -> dict[str, tuple[str, int]]:

@@ -8,7 +8,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from tests.helpers.scripts import sh
+from tests.helpers.scripts import run_script
 
 UPSTREAM = "mattermost-app.internal"
 """The name NGINX verifies the nodes' certificates for (proxy_ssl_name)."""
@@ -101,4 +101,4 @@ class Stubs:
 
 def run(script: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     """`sh -c script` in exactly `env` (e.g. `Stubs.env()`)."""
-    return sh(script, stdin, env=env, timeout=60)
+    return run_script(script, stdin, env=env, timeout=60)

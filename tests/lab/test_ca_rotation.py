@@ -5,7 +5,9 @@ The lab stack as committed: 3 nodes, cluster mesh on, PostgreSQL, NGINX with the
 public certificate. The load is tools.load's: GET /api/v4/system/ping?get_server_status=true
 through NGINX, every request a database write on the node; the client trusts what a consumer of
 `caCertPem` trusts, and re-reads it after each `up` (Load.trust). Each step runs under
-tools.load.under_load, which returns (requests, failed, seconds); the figures are printed.
+tools.load.under_load, which returns (requests, failed, seconds); the figures are printed, and
+bench/lifecycle.py (`bench/run.py --only lifecycle`) runs these very test functions for the
+README's figures table.
 
 1. Renewal: the leaves a clock past `ca.certEarlyRenewalHours` renews (a preview with the
    replay's clock moved: exactly the leaf certificates) are replaced by an `up` under load, 0
@@ -48,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[2]
 NODES3 = [{"name": "mm1"}, {"name": "mm2"}, {"name": "mm3"}]
 HOSTS = ("mm1", "mm2", "mm3", "proxy", "postgres")
 CA = {"commonName": "Mattermost lab transport CA", "organization": "Lab"}
+SWITCH_CHECKS = {f"ca-switch-check-{h}" for h in ("mm1", "mm2", "mm3", "proxy", "database")}
+"""components/ca_switch.py's read-only checks (only during `switch`; deleted, undoing nothing, after)."""
 LEAVES = {"mm1-server-cert", "mm2-server-cert", "mm3-server-cert", "database-server-cert", "proxy-public-cert"}
 # every trust file on the hosts (host, path): nodes (their own CA file for the DB hop and their
 # system store), NGINX (verifies the nodes), the DB server
@@ -69,12 +73,22 @@ class Ctx:
         self.load: Load | None = None
         self.old_ca = ""
         self.figures: dict[str, StepUnderLoad[Any]] = {}
-        self.up_started = 0.0
         self.milestones: dict[str, float] = {}
+
+    def boot(self) -> None:
+        """Fresh lab (3 nodes), the hosts' before state, the first `up` (CA generation 1)."""
+        self.lab.down()
+        self.lab.up(nodes=3, extra=[])
+        self.before = {h: snapshot(self.lab, h) for h in HOSTS}
+        self.up()
+        self.old_ca = self.outputs["caCertPem"]
+
+    def close(self) -> None:
+        if self.load is not None:
+            self.load.stop()
 
     def up(self) -> replay.Evaluation:
         t0 = time.monotonic()
-        self.up_started = t0
         self.milestones = {}
 
         def on_step(step: replay.Step) -> None:
@@ -87,14 +101,12 @@ class Ctx:
         return ev
 
     def step(self, label: str, load: Load, *, keep_running: bool) -> replay.Evaluation:
-        r = under_load(self.up, load, keep_running=keep_running)
+        r = under_load(self.up, load, label=label, keep_running=keep_running)
         self.figures[label] = r
-        print(f"{label}: {r}")
+        print(r)
         if r.failed:
             # where the failures fall among the up's steps, and what NGINX said
-            offset = load.result.started - self.up_started
-            times = [round(t + offset, 2) for t in load.result.failure_times[-r.failed:]]
-            print(f"  failures at {times} s after the up started; steps done at "
+            print(f"  failures at {r.failure_times} s after the up started; steps done at "
                   + ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.milestones.items(), key=lambda kv: kv[1])))
             print(self.lab.ssh("proxy", "tail -n 15 /var/log/nginx/error.log", check=False).stdout)
         return r.value
@@ -124,15 +136,10 @@ def certs(pem: str) -> list[x509.Certificate]:
 
 @pytest.fixture(scope="module")
 def ctx(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    lab.down()
-    lab.up(nodes=3, extra=[])
     c = Ctx(lab, tmp_path_factory.mktemp("carotate") / "lab.json")
-    c.before = {h: snapshot(lab, h) for h in HOSTS}
-    c.up()
-    c.old_ca = c.outputs["caCertPem"]
+    c.boot()
     yield c
-    if c.load is not None:
-        c.load.stop()
+    c.close()
     print("figures (requests, failed, seconds): " + "; ".join(f"{k} {tuple(v)}" for k, v in c.figures.items()))
 
 
@@ -146,13 +153,34 @@ def test_renewing_the_certificates_fails_no_request(ctx: Ctx) -> None:
     assert renewed == LEAVES, changed(due)
     ctx.config["ca"] = {**CA, "certValidityHours": 8759}
     load = Load(SERVER_NAME, PROXY_IP, ctx.outputs["caCertPem"], interval=0.02, max_seconds=900)
-    ev = ctx.step("renew", load, keep_running=False)
+    ev = ctx.step("renew the certificates", load, keep_running=False)
     ch = changed(ev)
     assert {n for n, op in ch.items() if op in ("replace", "delete-replaced")} == renewed, ch
     assert {n for n, op in ch.items() if op == "update"} == set(changed(due)) - renewed, (ch, changed(due))
     assert ctx.outputs["caCertPem"] == ctx.old_ca, "renewal keeps the CA"
-    assert ctx.figures["renew"].requests > 20, "the load must span the renewal"
-    assert ctx.figures["renew"].failed == 0, ctx.figures["renew"]
+    assert ctx.figures["renew the certificates"].requests > 20, "the load must span the renewal"
+    assert ctx.figures["renew the certificates"].failed == 0, ctx.figures["renew the certificates"]
+
+
+def test_switch_without_stage_is_refused_before_any_host_changes(ctx: Ctx, tmp_path: Path) -> None:
+    """components/ca_switch.py: `switch` straight after generation 1 (no `stage` applied) stops at
+    the read-only checks, naming ca.rotation and the fix; every host is byte-identical after.
+    Run on a copy of the state, so the real rotation below starts from the untouched one."""
+    state = tmp_path / "skipped-stage.json"
+    state.write_bytes(ctx.state.read_bytes())
+    before = {h: snapshot(ctx.lab, h) for h in HOSTS}
+    ev = replay.up(ROOT, "lab", state_path=state, config={**ctx.config, "ca": {**ctx.config["ca"], "rotation": "switch"}})
+    assert not ev.ok
+    failed = {s.name: s.error for s in ev.failed_steps}
+    # the first refusal stops the run (as `pulumi up` without --continue-on-error): at least one
+    assert failed and set(failed) <= SWITCH_CHECKS, failed
+    for error in failed.values():
+        assert "ca.rotation is 'switch', but CA generation 2 is not yet trusted" in error, error
+        assert "pulumi config set --path ca.rotation stage && pulumi up" in error, error
+    done = {s.name for s in ev.steps if s.result == "ok" and s.op != "same" and s.type == "command:remote:Command"}
+    assert not done - SWITCH_CHECKS - {"preflights-passed"}, f"a host command ran: {done}"
+    for host, was in before.items():
+        assert diff(was, snapshot(ctx.lab, host)) == [], host
 
 
 def test_stage_trusts_both_cas_everywhere_without_a_failed_request(ctx: Ctx) -> None:
@@ -200,7 +228,7 @@ def test_finish_drops_the_old_ca_without_a_failed_request(ctx: Ctx) -> None:
     ctx.config["ca"] = {**CA, "certValidityHours": 8759, "generation": 2}
     ev = ctx.step("CA rotation: finish", ctx.load, keep_running=False)
     ch = changed(ev)
-    assert {n for n, op in ch.items() if op == "delete"} == {"pki-ca-key", "pki-ca-cert"}, ch
+    assert {n for n, op in ch.items() if op == "delete"} == {"pki-ca-key", "pki-ca-cert", *SWITCH_CHECKS}, ch
     assert not {n for n, op in ch.items() if op in ("create", "replace", "delete-replaced")}, ch
     assert certs(ctx.outputs["caCertPem"]) == [new_ca]
     for where, found in ctx.ca_files().items():

@@ -172,9 +172,7 @@ def test_disabled_cluster_is_inert() -> None:
 # ---------------------------------------------------------------- the lab (real hosts)
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLES = (
-    "ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready"
-)
+ROLES = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
 AES_CPU = any(
     line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[1].split()
     for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -700,7 +698,8 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
 ) -> None:
     """Hosts the previous layout configured: the helper is updated in place, the tunnel sets get
     the short table (every tunnel restarts once, its line changed) and lose their known_hosts
-    file (its original, none, is back), nothing is replaced or deleted, no Mattermost restarts,
+    file (its original, none, is back), nothing is replaced, only the per-node barriers (no
+    command) are deleted, no Mattermost restarts,
     the next `up` changes nothing and destroy gives back every byte."""
     lab.down()
     lab.up(nodes=3, extra=[])
@@ -718,7 +717,10 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         # ledger hands the path over, its original kept) since that layout: no other create
         created = {n for n, o in ops.items() if o == "create"}
         assert created == {f"{n}-db-ca" for n in NODES3}, ops
-        assert set(ops.values()) == {"update", "create"}, ops
+        # and the per-node barriers (`<node>-cluster-ready`, no command) are gone: each node's
+        # restart waits for `cluster-gossip-stopped` itself
+        assert {n for n, o in ops.items() if o == "delete"} == {f"{n}-cluster-ready" for n in NODES3}, ops
+        assert set(ops.values()) == {"update", "create", "delete"}, ops
         assert {f"{n}-cluster-tunnels" for n in NODES3} <= set(ops) and any(k.startswith("host-helper-") for k in ops), ops
         for n in NODES3:
             peers = [p for p in NODES3 if p != n]

@@ -31,12 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from components.config import PROJECT, parse
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.gitlab import HARNESS
 from tests.helpers.lab import OrderedCtx, changed, diff
 from tests.helpers.lab import snapshot as lab_snapshot
+from tools import audit as audit_tool
 
 pytestmark = pytest.mark.lab
 
@@ -481,6 +484,38 @@ def test_up_again_changes_nothing(ctx: Ctx) -> None:
     assert changed(ev) == {}, changed(ev)
     assert ev.ssh_sessions == 0
     assert gitlab_ctl_calls(ctx.lab) == calls, "no reconfigure without a change"
+
+
+def test_the_audit_checks_gitlab_and_teleport(ctx: Ctx) -> None:
+    """tools/audit.py's GitLab and Teleport rows pass on the applied hosts and fail on what they
+    look for: a plugin config others can read, a GitLab CA file that no longer verifies the
+    database (each put back after)."""
+    data = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())["config"]
+    raw = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith(PROJECT + ":")}
+    cfg = parse({**raw, **ctx.config}, base_dir=ROOT)
+    put_ca, ca_tmp = audit_tool.ca_upload(str(audit_tool.stack_outputs("lab", str(ctx.state))["caCertPem"]))
+
+    def rows() -> dict[str, bool]:
+        with audit_tool._private_dir() as d:
+            hosts = audit_tool.Hosts(cfg, d)
+            checks = audit_tool.gitlab_checks(cfg, hosts, put_ca, ca_tmp) + audit_tool.teleport_checks(cfg, hosts)
+        print(audit_tool.render(checks))
+        return {f"{c.hop}: {c.check}": c.ok for c in checks}
+
+    ok = rows()
+    assert len(ok) == 5 and all(ok.values()), ok
+    ctx.lab.ssh("plugin", f"chmod 0644 {PLUGIN_TOML}")
+    try:
+        assert [k for k, v in rows().items() if not v] == [f"plugin -> mattermost: {PLUGIN_TOML} root's alone, no insecure"]
+    finally:
+        ctx.lab.ssh("plugin", f"chmod 0600 {PLUGIN_TOML}")
+    ctx.lab.ssh("gitlab", f"cp -p {GITLAB_CA} /root/ca.keep && cp /etc/ssl/certs/ca-certificates.crt {GITLAB_CA}")
+    try:
+        failed = [k for k, v in rows().items() if not v]
+        assert failed == [f"gitlab -> database: TLS verified as {cfg.database.server_name or cfg.database.address} with {GITLAB_CA}"]
+    finally:
+        ctx.lab.ssh("gitlab", f"cp -p /root/ca.keep {GITLAB_CA} && rm -f /root/ca.keep")
+    assert all(rows().values())
 
 
 def test_destroy_puts_every_host_back_byte_for_byte(ctx: Ctx) -> None:

@@ -186,6 +186,8 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
     # and each node's CA file, now its own command (`<node>-db-ca`): the helper's ledger hands the
     # path over from `<node>-tls-files` with its original kept (destroy below proves it)
     new_steps = new_steps | {f"{n}-db-ca" for n in ("mm1", "mm2", "mm3")}
+    # and the two-phase steps' own components (no command: their children moved under them by alias)
+    new_steps = new_steps | {"proxy-final-site", "database-tls-enforced"}
     assert {n for n, o in ops.items() if o == "create"} == {n for n in ops if n.startswith("host-helper-")} | new_steps
     for res in ev.resources:
         stdout = str(res.outputs.get("stdout") or "")

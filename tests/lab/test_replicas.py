@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STACK = "lab-replicas"
 HOSTS = ("mm1", "mm2", "mm3", "postgres", "pgreplica")
 PRIMARY, REPLICA = "10.251.0.21", "10.251.0.22"
+REPLICA_CA = "/etc/postgresql/15/main/mattermost-tls/ca.crt"
+"""The stack CA the program installs on the replica (database.tlsDir's default)."""
 STATUS = (
     "curl -fsS --cacert /etc/mattermost-tls/ca.crt --resolve mattermost-app.internal:8065:127.0.0.1 "
     "https://mattermost-app.internal:8065/standin/status"
@@ -66,6 +69,8 @@ class Ctx:
         self.before: dict[str, dict[str, str]] = {}
         self.rows = ""
         self.outputs: dict[str, Any] = {}
+        self.conninfo = ""
+        """The replica's primary_conninfo as seeded (sslmode=require)."""
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +134,49 @@ def test_up_switches_every_connection_to_verified_tls(ctx: Ctx) -> None:
     assert rows and set(rows) == {"t"}, rows
 
 
+def replication_login(lab: Lab, sslmode: str, root: str = "") -> tuple[int, str]:
+    """A replication connection from the replica to the primary, as the WAL receiver makes it
+    (user replicator, its password from ~postgres/.pgpass): exit code and what psql said."""
+    # dbname=replication as the WAL receiver sets it: ~/.pgpass matches the entry by it
+    conninfo = f"host={PRIMARY} port=5432 user=replicator dbname=replication replication=true sslmode={sslmode} connect_timeout=10"
+    conninfo += f" sslrootcert={root}" if root else ""
+    r = lab.ssh(
+        "pgreplica", f"runuser -u postgres -- psql {shlex.quote(conninfo)} -XAtqc IDENTIFY_SYSTEM 2>&1", check=False
+    )
+    return r.returncode, r.stdout.strip()
+
+
+def test_the_replication_link_verifies_the_primary_with_the_stack_ca(ctx: Ctx) -> None:
+    """Once the primary serves its stack certificate, the lab's admin tightens the replication
+    link from sslmode=require to verify-full against the stack CA the program installed on the
+    replica (lab/_seed.replication_verify_step; verify-full: the replica dials the primary's
+    address, an IP SAN of its certificate). The primary sees a TLS replication connection, a
+    wrong root is refused, and plain replication is refused (hostssl only)."""
+    lab = ctx.lab
+    walsenders = "SELECT r.pid || '|' || s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE r.usename = 'replicator'"
+    before = psql(lab, "postgres", walsenders, db="postgres").split()
+    ctx.conninfo = psql(lab, "pgreplica", "SHOW primary_conninfo", db="postgres")
+    assert "sslmode=require" in ctx.conninfo, ctx.conninfo
+    lab.ssh("pgreplica", _seed.replication_verify_step(REPLICA_CA), timeout=120)
+    streaming = psql(lab, "pgreplica", "SELECT conninfo FROM pg_stat_wal_receiver WHERE status = 'streaming'", db="postgres")
+    assert "sslmode=verify-full" in streaming and f"sslrootcert={REPLICA_CA}" in streaming, streaming
+    # the primary's side: one replication connection, a new one (the receiver reconnected), TLS
+    deadline = time.monotonic() + 30
+    while (now := psql(lab, "postgres", walsenders, db="postgres").split()) and (now == before or len(now) != 1):
+        assert time.monotonic() < deadline, (before, now)
+        time.sleep(0.5)
+    assert len(now) == 1 and now[0].endswith("|true") and now != before, (before, now)  # boolean::text
+    rc, said = replication_login(lab, "verify-full", REPLICA_CA)
+    assert rc == 0, said
+    # verification means something: a root that did not issue the primary's certificate fails
+    rc, said = replication_login(lab, "verify-full", "/etc/ssl/certs/ssl-cert-snakeoil.pem")
+    assert rc != 0 and "certificate verify failed" in said, said
+    # and plain replication is refused by the primary's pg_hba.conf (hostssl replication only)
+    rc, said = replication_login(lab, "disable")
+    assert rc != 0 and "no pg_hba.conf entry for replication connection" in said and "no encryption" in said, said
+    assert ctx.password not in said
+
+
 def test_plain_logins_to_the_replica_are_refused_and_verified_ones_work(ctx: Ctx) -> None:
     plain = login(ctx.lab, REPLICA, ctx.password, "disable")
     assert "rejects connection" in plain and "no encryption" in plain, plain
@@ -156,6 +204,10 @@ def test_a_second_up_changes_nothing(ctx: Ctx) -> None:
 
 
 def test_destroy_gives_every_byte_back(ctx: Ctx) -> None:
+    # the admin first gives the replication link back its seeded conninfo: destroy takes the
+    # stack CA and the primary's stack certificate away (README "Read replicas")
+    ctx.lab.ssh("pgreplica", _seed.replication_restore_step(), timeout=120)
+    assert psql(ctx.lab, "pgreplica", "SHOW primary_conninfo", db="postgres") == ctx.conninfo
     ev = replay.destroy(ROOT, STACK, state_path=ctx.state)
     assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps)
     lab = ctx.lab

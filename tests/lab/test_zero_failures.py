@@ -10,9 +10,10 @@ first `up` (the rollout) -> second `up` (no change) -> add mm4 -> remove mm4 -> 
 host byte-identical after); then up again, rotate the database password
 (`database.rotatePassword`), destroy.
 
-Each step asserts 0 failed requests; each figure (step, requests, failed, seconds) is printed and
-collected in FIGURES, which `bench/lifecycle.py` prints as a table (the README's figures); the
-bench runs these very test functions.
+Each step runs under tools.load.under_load and asserts 0 failed requests; each figure (step,
+requests, failed, seconds) is printed and collected in `Lifecycle.figures`, which
+`bench/lifecycle.py` prints as a table (the README's figures); the bench runs these very test
+functions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import pytest
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.lab import PING, PROXY_IP, SERVER_NAME, BrowserLoad, Ctx, diff, snapshot, stack_value
-from tools.load import LoadResult
+from tools.load import StepUnderLoad, under_load
 
 pytestmark = pytest.mark.lab
 
@@ -37,61 +37,39 @@ ROOT = Path(__file__).resolve().parents[2]
 NODES3 = [{"name": "mm1"}, {"name": "mm2"}, {"name": "mm3"}]
 NODES4 = [*NODES3, {"name": "mm4"}]
 HOSTS = ("mm1", "mm2", "mm3", "mm4", "proxy", "postgres", "mariadb")
+Figure = StepUnderLoad[replay.Evaluation]
 
 
-@dataclass
-class Figure:
-    """What the load saw during one step."""
-
-    step: str
-    requests: int
-    failed: int
-    seconds: float
-    errors: dict[str, int] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.step}: {self.requests} requests, {self.failed} failed, {self.seconds:.1f} s, errors {self.errors}"
-
-
-def under_load(
-    ctx: Ctx, step: str, run: Callable[[Callable[[replay.Step], None]], replay.Evaluation]
-) -> tuple[replay.Evaluation, Figure]:
-    """Run `run(on_step)` (one `up` or `destroy`) while the browser load goes through NGINX: 5
-    requests answered before it starts, 5 after it ended. The step must succeed. With failures,
-    the steps that completed are printed with their times, next to the failure window."""
+def run_under_load(
+    ctx: Ctx, label: str, run: Callable[[Callable[[replay.Step], None]], replay.Evaluation]
+) -> tuple[replay.Evaluation, StepUnderLoad[replay.Evaluation]]:
+    """Run `run(on_step)` (one `up` or `destroy`) under tools.load.under_load with the browser
+    load through NGINX (5 requests answered before it starts, 5 after it ended). The step must
+    succeed. With failures, the steps that completed are printed with their times, next to the
+    failure times (both from the step's start)."""
     load = BrowserLoad(SERVER_NAME, PROXY_IP, ctx.browser_ca, PING, interval=0.02, max_seconds=900)
-    load.start()
-    start = t0 = time.monotonic()
-    while load.result.sent < 5 and time.monotonic() - t0 < 30:
-        time.sleep(0.02)
-    t0 = time.monotonic()
     done: list[str] = []
+    t0 = [0.0]
 
-    def on_step(s: replay.Step) -> None:
-        if s.op != "same":
-            done.append(f"{time.monotonic() - start:.1f}s {s.name} {s.op} {s.result}")
+    def step() -> replay.Evaluation:
+        t0[0] = time.monotonic()
 
-    try:
-        ev = run(on_step)
-        seconds = time.monotonic() - t0
-        after = load.result.sent
-        while load.result.sent < after + 5 and time.monotonic() - t0 < seconds + 30:
-            time.sleep(0.02)
-    finally:
-        result: LoadResult = load.stop()
+        def on_step(s: replay.Step) -> None:
+            if s.op != "same":
+                done.append(f"{time.monotonic() - t0[0]:.1f}s {s.name} {s.op} {s.result}")
+
+        return run(on_step)
+
+    r = under_load(step, load, label=label)
+    ev = r.value
     assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps) or ev.program_error
-    figure = Figure(step, result.sent, result.failed, round(seconds, 1), dict(result.errors))
-    FIGURES.append(figure)
-    print(figure)
-    if result.failed:
-        print(f"  failures from {result.first_failure:.1f}s to {result.last_failure:.1f}s; steps:", *done, sep="\n  ")
+    print(r)
+    if r.failed:
+        print(f"  failures at {r.failure_times} s; steps:", *done, sep="\n  ")
         for node in ("mm1", "mm2", "mm3", "mm4"):  # what the nodes said (the stand-in logs the DB error)
             said = ctx.lab.ssh(node, "journalctl -q -u mattermost --since -120s | grep -m3 'Unable to write' || true", check=False)
             print(f"  {node}: {said.stdout.strip()[-600:]}")
-    return ev, figure
-
-
-FIGURES: list[Figure] = []
+    return ev, r
 
 
 class Lifecycle:
@@ -105,6 +83,8 @@ class Lifecycle:
         self.stack = "lab"
         self.extra: dict[str, Any] = {}
         """More config overrides (e.g. dbPassword)."""
+        self.figures: list[Figure] = []
+        """What the load saw in each step, in order (bench/lifecycle.py prints them)."""
 
     def boot(self) -> None:
         """The seeded before state with mm4 booted (plain, not in the stack yet)."""
@@ -112,11 +92,16 @@ class Lifecycle:
         self.ctx.lab.up(nodes=4, extra=[])
         self.ctx.before = {h: snapshot(self.ctx.lab, h) for h in HOSTS}
 
+    def run(
+        self, label: str, run: Callable[[Callable[[replay.Step], None]], replay.Evaluation]
+    ) -> tuple[replay.Evaluation, Figure]:
+        ev, figure = run_under_load(self.ctx, label, run)
+        self.figures.append(figure)
+        return ev, figure
+
     def up(self, step: str) -> tuple[replay.Evaluation, Figure]:
         config = {**self.ctx.config, "nodes": self.nodes, "database": self.database, **self.extra}
-        return under_load(
-            self.ctx, step, lambda cb: replay.up(ROOT, self.stack, state_path=self.state, config=config, on_step=cb)
-        )
+        return self.run(step, lambda cb: replay.up(ROOT, self.stack, state_path=self.state, config=config, on_step=cb))
 
     def first_up(self) -> Figure:
         return self.up("first up")[1]
@@ -144,9 +129,7 @@ class Lifecycle:
         return fig
 
     def destroy(self, step: str = "destroy", compare: bool = True) -> Figure:
-        _, fig = under_load(
-            self.ctx, step, lambda cb: replay.destroy(ROOT, self.stack, state_path=self.state, on_step=cb)
-        )
+        _, fig = self.run(step, lambda cb: replay.destroy(ROOT, self.stack, state_path=self.state, on_step=cb))
         if compare:
             self.compare()
         return fig
@@ -197,7 +180,7 @@ def test_destroy_after_a_rotation(life: Lifecycle) -> None:
     try:
         assert life.destroy("destroy after a rotation").failed == 0
     finally:
-        print("\n".join(str(f) for f in FIGURES))
+        print("\n".join(str(f) for f in life.figures))
 
 
 VERSION_FILE = "/opt/mattermost/bin/mmstandin/VERSION"
@@ -219,11 +202,11 @@ def test_mariadb_rotation_and_its_destroy(life: Lifecycle) -> None:
         life.up("MariaDB: nodes move onto it")
         life.extra = {}
         rotated = life.rotate_password()
-        rotated.step = "MariaDB: " + rotated.step
+        rotated.label = "MariaDB: " + rotated.label
         gone = life.destroy("MariaDB: destroy after a rotation", compare=False)
     finally:
         for n, text in own.items():
             lab.ssh(n, f"printf '%s\\n' {shlex.quote(text.strip())} > {VERSION_FILE}")
-        print("\n".join(str(f) for f in FIGURES))
+        print("\n".join(str(f) for f in life.figures))
     life.compare()
     assert rotated.failed == 0 and gone.failed == 0, (rotated, gone)

@@ -49,6 +49,10 @@ TRUST_FILES = {
 }
 
 
+SWITCH_CHECKS = {f"ca-switch-check-{h}" for h in ("mm1", "mm2", "mm3", "proxy", "database", "gitlab", "teleport")}
+"""components/ca_switch.py: one read-only check per host holding a trust file, during `switch` only."""
+
+
 def certs(pem: str) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(pem.encode())
 
@@ -151,7 +155,8 @@ def test_switch_replaces_every_leaf_with_one_from_the_new_ca_and_keeps_both_trus
     ch = ops(ev)
     replaced = {n for n, op in ch.items() if op in ("replace", "delete-replaced")}
     assert replaced == LEAVES, ch
-    assert not {n for n, op in ch.items() if op in ("create", "delete")}, ch
+    assert {n for n, op in ch.items() if op == "create"} == SWITCH_CHECKS, "only the read-only checks are new"
+    assert not {n for n, op in ch.items() if op == "delete"}, ch
     assert ev.outputs["caCertPem"] == phases["stage"].outputs["caCertPem"], "trust unchanged while servers switch"
     new_ca = certs(ev.outputs["caCertPem"])[1]
     for leaf in LEAVES:
@@ -163,12 +168,44 @@ def test_switch_replaces_every_leaf_with_one_from_the_new_ca_and_keeps_both_trus
 def test_finish_drops_and_deletes_the_old_ca_and_leaves_the_leaves(phases: dict[str, Evaluation]) -> None:
     ev = phases["finish"]
     ch = ops(ev)
-    assert {n for n, op in ch.items() if op == "delete"} == {"pki-ca-key", "pki-ca-cert"}, ch
+    # the switch's read-only checks go too (nothing to undo on a host: a read script has no delete)
+    assert {n for n, op in ch.items() if op == "delete"} == {"pki-ca-key", "pki-ca-cert", *SWITCH_CHECKS}, ch
     assert not {n for n, op in ch.items() if op in ("create", "replace", "delete-replaced")}, ch
     new_ca = certs(phases["switch"].outputs["caCertPem"])[1]
     assert certs(ev.outputs["caCertPem"]) == [new_ca]
     for name in TRUST_FILES:
         assert all(certs(f) == [new_ca] for f in trust_contents(ev, name)), name
+
+
+def test_switch_waits_for_a_check_of_every_trust_file_that_it_holds_the_new_ca(phases: dict[str, Evaluation]) -> None:
+    """A `switch` whose `stage` never ran would give servers certificates their verifiers do not
+    trust yet: every host's trust files are checked first (the script itself is run against
+    files in tests/unit/test_ca_switch.py), and every host change waits for the checks."""
+    ev = phases["switch"]
+    passed = ev.get("preflights-passed")
+    new_ca = certs(ev.outputs["caCertPem"])[1]
+    from components.ca_switch import pem_body
+    from components.remote_files import read_script_source
+
+    for name in SWITCH_CHECKS:
+        check = ev.get(name, "command:remote:Command")
+        assert check.urn in passed.dependencies, name
+        stdin = check.inputs["stdin"]
+        script = read_script_source(stdin["value"] if isinstance(stdin, dict) else stdin)
+        assert pem_body(_pem_of(new_ca)) in script and "generation=2" in script, name
+        assert "delete" not in check.inputs, "read-only: nothing to undo"
+    scripts = {n: read_script_source(_stdin(ev, n)) for n in ("ca-switch-check-mm1", "ca-switch-check-proxy")}
+    assert "/etc/mattermost-tls/ca.crt" in scripts["ca-switch-check-mm1"]
+    assert "mattermost-transport-ca.crt" in scripts["ca-switch-check-mm1"]
+    assert "/etc/nginx/mattermost-tls/ca.crt" in scripts["ca-switch-check-proxy"]
+    for phase in ("none", "stage", "finish"):
+        assert not [r for r in phases[phase].resources if r.name.startswith("ca-switch-check-")], phase
+
+
+def _pem_of(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 # ---------------------------------------------------------------- the pieces (pure)

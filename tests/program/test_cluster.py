@@ -19,7 +19,7 @@ from tests.helpers.pulumi_mocks import runs
 
 CLUSTER_TYPE = "mattermost-tls:cluster:Cluster"
 NODES = ("mm1", "mm2", "mm3")
-ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
+ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
 SHARED = ("cluster-public-keys", "cluster-sshd-ready", "cluster-mesh-ready", "cluster-gossip-stopped")
 MM4_HOST_KEY = ssh_host_key()
 
@@ -114,7 +114,7 @@ def test_each_nodes_tunnel_set_pins_every_peers_configured_host_key(three: Evalu
 
 
 def test_barriers_run_nothing_and_open_no_connection(three: Evaluation) -> None:
-    for name in (*SHARED, *(f"{n}-cluster-ready" for n in NODES)):
+    for name in SHARED:
         res = three.get(name)
         assert not any(res.inputs.get(k) for k in ("create", "update", "delete")), name
     # the key list carries public keys only
@@ -135,7 +135,7 @@ def test_tunnels_wait_for_every_peer_to_admit_their_key_through_one_barrier(thre
 
 
 def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop(three: Evaluation) -> None:
-    """Through barriers: tunnels -> mesh-ready -> every stop -> gossip-stopped -> each node's ready."""
+    """Through barriers: tunnels -> mesh-ready -> every stop -> gossip-stopped -> each node's restart."""
     urn = {res.name: res.urn for res in three.resources}
     mesh = set(three.get("cluster-mesh-ready").dependencies)
     assert {urn[f"{n}-cluster-tunnels"] for n in NODES} <= mesh
@@ -144,11 +144,17 @@ def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop
     for n in NODES:
         # the stop waits for the whole mesh: the downtime starts as late as possible
         assert urn["cluster-mesh-ready"] in three.get(f"{n}-cluster-gossip-mode").dependencies
-        # one edge (the SDK walks each edge's whole upstream); the node's own firewall, units and
+        # one edge (the SDK walks each edge's whole upstream), the same for every node, and no
+        # barrier of its own (a resource per node for nothing); the node's own firewall, units and
         # tunnels are behind it
-        assert set(three.get(f"{n}-cluster-ready").dependencies) == {urn["cluster-gossip-stopped"]}
-        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} <= upstream(three, f"{n}-cluster-ready")
-        assert urn[f"{n}-cluster-ready"] in three.get(f"{n}-tls-files").dependencies
+        # (the restart waits for it through the node's CA file, components/node.py)
+        assert urn["cluster-gossip-stopped"] in three.get(f"{n}-db-ca").dependencies
+        assert urn[f"{n}-db-ca"] in three.get(f"{n}-tls-files").dependencies
+        for step in ("db-ca", "tls-files"):
+            deps = three.get(f"{n}-{step}").dependencies
+            assert not [d for d in deps if "Cluster$" in d and "gossip-stopped" not in d], (step, deps)
+        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} <= upstream(three, "cluster-gossip-stopped")
+    assert not [name for name in urn if name.endswith("-cluster-ready")]
 
 
 def upstream(ev: Evaluation, name: str) -> set[str]:
@@ -297,8 +303,8 @@ def test_resources_and_edges_grow_linearly_with_the_node_count(sizes: dict[int, 
         per_node, fixed = (m10 - m3) / 7, m3 - 3 * (m10 - m3) / 7
         for n in (50, 100):
             assert measure(sizes[n]) == fixed + per_node * n, (n, measure(sizes[n]), fixed, per_node)
-    # the cluster itself: 10 resources per node and 4 shared ones
-    assert len(cluster_resources(sizes[100])) == 10 * 100 + len(SHARED)
+    # the cluster itself: 9 resources per node and 4 shared ones
+    assert len(cluster_resources(sizes[100])) == 9 * 100 + len(SHARED)
     assert edges(sizes[100]) < 40 * len(sizes[100].resources)
 
 

@@ -103,7 +103,7 @@ def start_mocks(cfg: config_mod.StackConfig, accounts_stdout: str = "") -> Run:
 
 def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()) -> Run:
     """The component alone; with `enforce_after`, one stand-in command per name (a node's
-    `ready`) and `enforce_tls` after them, as __main__.py wires it."""
+    `ready`) and `enforce_tls` after them, as components/deployment.py wires it."""
     from pulumi_command import remote
 
     from components.database import Database, DatabaseArgs
@@ -509,7 +509,7 @@ GITLAB_CA = "/etc/gitlab/trusted-certs/mattermost-transport-ca.crt"
 
 def run_gitlab(cfg: config_mod.StackConfig) -> Run:
     """The component with GitLab's bundled Mattermost on the external PostgreSQL: one stand-in
-    command for GitLab's `ready`, then enforce_gitlab_tls after it, as __main__.py wires it."""
+    command for GitLab's `ready`, then enforce_gitlab_tls after it, as components/deployment.py wires it."""
     from pulumi_command import remote
 
     from components.database import Database, DatabaseArgs
@@ -588,7 +588,7 @@ def accounts_output(*accounts: str, skip: bool = False) -> str:
 
 
 def run_accounts(cfg: config_mod.StackConfig, accounts_stdout: str) -> tuple[Run, BaseException | None]:
-    """database_preflight, its barrier and the Database after it, as __main__.py wires them."""
+    """database_preflight, its barrier and the Database after it, as components/deployment.py wires them."""
     from pulumi_command import remote
 
     from components.database import Database, DatabaseArgs, database_preflight

@@ -14,11 +14,12 @@ from typing import Any
 import pulumi
 import pytest
 
+from components import adapter
 from components.config import StackConfig, parse
-from components.gitlab import GitlabMattermost, GitlabMattermostArgs
+from components.gitlab import GitlabMattermost
 from components.pki import Pki, PkiArgs
 from components.remote_files import stdin_contents
-from components.teleport import TeleportPlugin, TeleportPluginArgs
+from components.teleport import TeleportPlugin
 from tests.helpers.certs import self_signed
 from tests.helpers.pulumi_mocks import (
     COMMAND,
@@ -93,20 +94,14 @@ def build_gitlab(cfg: StackConfig, dsn: str | None = DSN) -> Any:
     pki = Pki("pki", PkiArgs(ca=cfg.ca))
     db_ready = pulumi.CustomResource(COMMAND, "postgres-ready", {"create": "true"})
     return GitlabMattermost(
-        "gitlab",
-        GitlabMattermostArgs(
-            cfg=cfg,
-            pki=pki,
-            dsn=pulumi.Output.secret(dsn) if dsn is not None else None,
-            depends_on=[db_ready],
-        ),
+        "gitlab", adapter.gitlab_args(cfg, pki, pulumi.Output.secret(dsn) if dsn is not None else None, [db_ready])
     )
 
 
 def build_teleport(cfg: StackConfig) -> Any:
     pki = Pki("pki", PkiArgs(ca=cfg.ca))
     proxy_ready = pulumi.CustomResource(COMMAND, "proxy-ready", {"create": "true"})
-    return TeleportPlugin("teleport", TeleportPluginArgs(cfg=cfg, pki=pki, depends_on=[proxy_ready]))
+    return TeleportPlugin("teleport", adapter.teleport_args(cfg, pki, [proxy_ready]))
 
 
 # ------------------------------------------------------------------ GitLab

@@ -30,6 +30,11 @@ DB_PASSWORD = "s3cr3t&p@ss?=%"
 PROVIDED_KEY_MARKER = "PROVIDED-KEY-MATERIAL"
 
 
+def make_cfg(nodes: list[str], **overrides: Any) -> config_mod.StackConfig:
+    """The lab-like stack with the site's password given (its other source is a read at apply time)."""
+    return lab_like(nodes, **{"dbPassword": DB_PASSWORD, **overrides})
+
+
 # ---------------------------------------------------------------- mocks
 
 
@@ -42,6 +47,11 @@ class Mocks(ProviderMocks):
 
     def private_key_pem(self, name: str) -> str:
         return certs.key_pem()
+
+    def other(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        if args.typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
+            return {"result": "r" * int(args.inputs.get("length", 16))}  # the database's owner tokens
+        return {}
 
     def cert_pem(self, name: str) -> str:
         return self.certs.setdefault(name, certs.self_signed([name])[0])
@@ -76,45 +86,50 @@ class Run:
         return {r.urn for r in self.monitor.registrations if r.type != "pulumi:pulumi:Stack"}
 
 
-def run_program(
-    cfg: config_mod.StackConfig,
-    extra_env: dict[str, dict[str, Any]] | None = None,
-    stdout: dict[str, str] | None = None,
-) -> Run:
-    from components.nginx import NginxProxy, NginxProxyArgs
+def _start(stdout: dict[str, str] | None) -> Run:
+    mocks = Mocks(stdout)
+    return Run(start(mocks), mocks, {})
+
+
+def run_node(cfg: config_mod.StackConfig, extra_env: dict[str, Any]) -> Run:
+    """One MattermostNode alone (the stack CA, a stand-in database), given `extra_env`."""
     from components.node import MattermostNode, MattermostNodeArgs
     from components.pki import Pki, PkiArgs
 
-    mocks = Mocks(stdout)
-    monitor = start(mocks)
-    outputs: dict[str, Any] = {}
+    run = _start(None)
+
+    @pulumi.runtime.test
+    def program() -> None:
+        pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        node = cfg.nodes[0]
+        args = MattermostNodeArgs(cfg=cfg, node=node, pki=pki, database=FakeDatabase(), extra_env=extra_env)
+        run.outputs["node"] = MattermostNode(node.name, args)
+
+    program()
+    return run
+
+
+def run_program(cfg: config_mod.StackConfig, stdout: dict[str, str] | None = None) -> Run:
+    """The whole program's graph for `cfg`, built by the Deployment in its rollout order."""
+    from components.deployment import Deployment
+
+    run = _start(stdout)
+    outputs = run.outputs
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        pki = Pki("pki", PkiArgs(ca=cfg.ca))
-        db = FakeDatabase()
-        proxy = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki))
-        # wired as __main__.py does: one node at a time, the first after the transitional site
-        nodes: list[MattermostNode] = []
-        for n in cfg.nodes:
-            nodes.append(
-                MattermostNode(
-                    n.name,
-                    MattermostNodeArgs(
-                        cfg=cfg, node=n, pki=pki, database=db, extra_env=(extra_env or {}).get(n.name, {}),
-                        depends_on=[nodes[-1].ready if nodes else proxy.transition],
-                    ),
-                )
-            )
-        proxy.finish_rollout(nodes)
+        # the real rollout order (components/deployment.py), not a copy of it
+        deployment = Deployment(cfg)
+        nodes = deployment.nodes
         outputs["nodes"] = nodes
-        outputs["proxy"] = proxy
+        outputs["proxy"] = deployment.proxy
+        outputs["final_site"] = deployment.final_site
         return pulumi.Output.all(
             *[n.cert_fingerprint_sha256 for n in nodes], *[n.cert_expiry for n in nodes]
         ).apply(lambda vals: outputs.__setitem__("node_values", vals))
 
     program()
-    return Run(monitor, mocks, outputs)
+    return run
 
 
 def files_in(stdin: str) -> list[str]:
@@ -126,7 +141,7 @@ def files_in(stdin: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two() -> Run:
-    return run_program(lab_like(["mm1", "mm2"]))
+    return run_program(make_cfg(["mm1", "mm2"]))
 
 
 def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run) -> None:
@@ -174,8 +189,10 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
 
 def test_node_waits_for_the_database_and_owns_its_certificate(two: Run) -> None:
     cmd = two.by_name("mm1-tls-files")
-    db_ready = two.by_name("database-ready").urn
-    assert db_ready in cmd.dependencies
+    # through its CA file, which the restart waits for (listed once: see the test above)
+    for ready in ("database-server-tls", "database-pg-hba", "database-db-user-mmuser"):  # the Database's phase 1
+        assert two.by_name(ready).urn in two.by_name("mm1-db-ca").dependencies, ready
+    assert two.by_name("mm1-db-ca").urn in cmd.dependencies
     csr = two.by_name("mm1-server-csr")
     assert csr.inputs["dnsNames"] == ["mm1", "mattermost-app.internal"]
     assert csr.inputs["ipAddresses"] == ["10.251.0.101"]
@@ -204,15 +221,6 @@ def test_node_outputs(two: Run) -> None:
 
 
 # ---------------------------------------------------------------- proxy
-
-
-def test_proxy_reloads_only_after_every_node_is_ready(two: Run) -> None:
-    site = two.by_name("proxy-site")
-    assert site.parent.endswith("mattermost-tls:nginx:NginxProxy::proxy")
-    for n in ("mm1", "mm2"):
-        assert two.by_name(f"{n}-tls-files").urn in site.dependencies
-    # deleted before the transition on destroy: it is the one that restores the original site
-    assert two.by_name("proxy-transition").urn in site.dependencies
 
 
 def test_transitional_site_comes_first_and_nodes_switch_one_at_a_time(two: Run) -> None:
@@ -279,7 +287,7 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
 
 def test_provided_public_certificate(tmp_path: Any) -> None:
     cert, _ = certs.self_signed(["chat.example.com"])
-    cfg = lab_like(
+    cfg = make_cfg(
         ["mm1"], proxy={"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]},
                         "serverName": "chat.example.com", "tls": {"source": "provided", "cert": cert}},
         proxyTlsKey=PROVIDED_KEY_MARKER,
@@ -307,7 +315,7 @@ def _stable_view(run: Run, prefix: str) -> dict[str, Any]:
 
 
 def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> None:
-    three = run_program(lab_like(["mm1", "mm2", "mm3"]))
+    three = run_program(make_cfg(["mm1", "mm2", "mm3"]))
     assert two.urns() <= three.urns()
     assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name or r.name == "host-helper-10.251.0.103"}
     for n in ("mm1", "mm2"):
@@ -323,10 +331,62 @@ def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> No
     assert three.by_name("mm2-tls-files").urn in three.by_name("mm3-tls-files").dependencies
 
 
-def test_finish_rollout_once() -> None:
-    run = run_program(lab_like(["mm1"]))
+def test_the_final_site_is_installed_once() -> None:
+    run = run_program(make_cfg(["mm1"]))
     with pytest.raises(RuntimeError, match="already called"):
-        run.outputs["proxy"].finish_rollout(run.outputs["nodes"])
+        run.outputs["proxy"].install_final_site(run.outputs["nodes"], parent=run.outputs["final_site"])
+
+
+def test_proxy_reloads_only_after_every_node_is_ready_through_the_last_one(three_run: Run) -> None:
+    """One edge to the last node's `ready` (the rollout is serial), not one per node: each edge
+    costs the SDK's cycle check a walk of the whole rollout. Every node is still upstream of the
+    site, so an `up` installs it after every node and a destroy deletes it before any node."""
+    run = three_run
+    by_urn = {r.urn: r for r in run.monitor.registrations}
+    site = run.by_name("proxy-site")
+    # its own component's child, which is the proxy's (components/nginx_site.py)
+    assert site.parent == run.by_name("proxy-final-site").urn
+    assert run.by_name("proxy-final-site").parent == run.by_name("proxy").urn
+    ready = {run.by_name(f"mm{i}-tls-files").urn for i in (1, 2, 3)}
+    assert ready & set(site.dependencies) == {run.by_name("mm3-tls-files").urn}
+    # deleted before the transition on destroy: it is the one that restores the original site
+    assert run.by_name("proxy-transition").urn in site.dependencies
+    seen: set[str] = set()
+    todo = list(site.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen and urn in by_urn:
+            seen.add(urn)
+            todo.extend(by_urn[urn].dependencies)
+    assert ready <= seen
+
+
+@pytest.fixture(scope="module")
+def three_run() -> Run:
+    return run_program(make_cfg(["mm1", "mm2", "mm3"]))
+
+
+def test_only_the_restart_waits_for_the_node_before_and_lists_nothing_its_ca_file_waits_for(three_run: Run) -> None:
+    """A node's CA file (`<node>-db-ca`) goes on as soon as the database is ready, in parallel on
+    every node (nothing reads it before the node's own restart); the restart (`<node>-tls-files`)
+    waits for its CA file and the node before, and lists nothing the CA file already waits for:
+    each listed dependency costs the SDK's cycle check a walk of its whole upstream, and a serial
+    chain of one command per node instead of two halves the SDK's rounds."""
+    run = three_run
+    db_ready = run.by_name("database-server-tls").urn  # the Database's phase 1 (one of its ready)
+    for i, previous in ((1, "proxy-transition"), (2, "mm1-tls-files"), (3, "mm2-tls-files")):
+        db_ca, files = run.by_name(f"mm{i}-db-ca"), run.by_name(f"mm{i}-tls-files")
+        assert {db_ca.urn, run.by_name(previous).urn} <= set(files.dependencies), i
+        assert db_ready in db_ca.dependencies and db_ready not in files.dependencies, i
+        assert run.by_name(previous).urn not in db_ca.dependencies, i
+        assert not {d for d in db_ca.dependencies if d.endswith(("-tls-files", "-transition"))}, i
+
+
+def test_final_site_refuses_nodes_that_do_not_roll_out_one_after_another() -> None:
+    run = run_program(make_cfg(["mm1", "mm2"]))
+    mm1, mm2 = run.outputs["nodes"]
+    with pytest.raises(ValueError, match="mm1 does not wait for mm2's ready"):
+        run.outputs["proxy"].install_final_site([mm2, mm1], parent=run.outputs["final_site"])
 
 
 def test_no_duplicate_urns(two: Run) -> None:
@@ -335,7 +395,7 @@ def test_no_duplicate_urns(two: Run) -> None:
 
 
 def test_per_node_overrides() -> None:
-    cfg = lab_like(["mm1"])
+    cfg = make_cfg(["mm1"])
     node = cfg.nodes[0].model_copy(update={"unit": "mm-chat", "service_group": "chat"})
     cfg = cfg.model_copy(update={"nodes": [node]})
     run = run_program(cfg)
@@ -350,9 +410,9 @@ def test_per_node_overrides() -> None:
 
 
 def test_extra_env_goes_into_the_same_secret_file() -> None:
-    run = run_program(
-        lab_like(["mm1"]),
-        extra_env={"mm1": {"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")}},
+    run = run_node(
+        make_cfg(["mm1"]),
+        extra_env={"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")},
     )
     env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[2]
     assert 'MM_CLUSTERSETTINGS_ENABLE="true"' in env and 'MM_CLUSTERSETTINGS_GOSSIPPORT="8074"' in env
@@ -360,7 +420,7 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
 
 def test_extra_env_may_not_override_tls_settings() -> None:
     with pytest.raises(Exception, match="must not override"):
-        run_program(lab_like(["mm1"]), extra_env={"mm1": {"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""}})
+        run_node(make_cfg(["mm1"]), extra_env={"MM_SERVICESETTINGS_CONNECTIONSECURITY": ""})
 
 
 # ---------------------------------------------------------------- the admin's live site (nginx_live)
@@ -370,7 +430,7 @@ def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> 
     from lab import _seed
 
     proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
-    cfg = lab_like(["mm1", "mm2"], proxy=proxy)
+    cfg = make_cfg(["mm1", "mm2"], proxy=proxy)
     capture = guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
     run = run_program(cfg, stdout={"proxy-live-site": capture})
     live = run.by_name("proxy-live-site")
@@ -393,10 +453,33 @@ def test_the_nginx_transition_calls_the_installed_helper_not_a_copy() -> None:
     from lab import _seed
 
     proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
-    run = run_program(lab_like(["mm1", "mm2"], proxy=proxy), stdout={
+    run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={
         "proxy-live-site": guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
     })
     m = read_manifest(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
     assert HELPER_PATH in m.sections["create"] and HELPER_PATH in m.sections["delete"]
     assert "mtm_keep_original" not in m.sections["create"] + m.sections["delete"]
     assert "update" not in m.sections, "update is create: sent once"
+
+
+def test_the_transitions_delete_drains_a_plain_site_before_its_original_returns() -> None:
+    """A live site that served browsers over plain HTTP got a redirect to 443 in the transition;
+    the transition's delete first makes port 80 proxy as the original did (443 still answering),
+    then restores the original (tests/unit/test_nginx_drain.py runs the drain)."""
+    from lab import _seed
+
+    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
+    plain = guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE).replace(
+        _seed.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal"),
+        _seed.render_nginx_site(["10.251.0.101", "10.251.0.102"]),
+    )
+    run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={"proxy-live-site": plain})
+    delete = runs(run.by_name("proxy-transition"), "delete")
+    assert "proxy_pass http://backend;" in delete and "seconds=1" in delete
+    assert delete.index("mtm-drain") < delete.index("files-restore proxy-transition")
+    # the admin's HTTPS site (no redirect was added): the delete only restores
+    guide = run_program(
+        make_cfg(["mm1", "mm2"], proxy=proxy),
+        stdout={"proxy-live-site": guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)},
+    )
+    assert "mtm-drain" not in runs(guide.by_name("proxy-transition"), "delete")

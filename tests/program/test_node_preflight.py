@@ -69,8 +69,10 @@ def test_no_host_changes_before_every_node_passed_its_preflight(stack: str, prod
     for name in commands:
         assert preflights | db_checks <= deps(ev, name), f"{name} may run before a preflight"
     for n in NODES:
-        # the node's own step waits for it directly, not only through the other components
-        assert ev.get(f"{n}-preflight").urn in ev.get(f"{n}-tls-files").dependencies
+        # the node's own first step (its CA file; the restart waits for that) waits for it
+        # directly, not only through the other components
+        assert ev.get(f"{n}-preflight").urn in ev.get(f"{n}-db-ca").dependencies
+        assert ev.get(f"{n}-db-ca").urn in ev.get(f"{n}-tls-files").dependencies
         assert not {d for d in deps(ev, f"{n}-preflight") if ev.get(d).custom}, "the preflight waits for nothing"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import subprocess
 import threading
 import time
 
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from lab.standin.mmstandin import gossip
 from tests.helpers.certs import make_ca, make_leaf
+from tests.helpers.scripts import run_script
 from tools import audit
 
 
@@ -150,7 +150,7 @@ def test_the_capture_script_records_real_datagrams_with_tcpdump() -> None:
         sender.start()
         try:
             script = f"seconds=3\ncount=20\nport={port}\n" + audit._GOSSIP_CAPTURE
-            r = subprocess.run(["/bin/sh", "-c", "set -eu\n" + script], capture_output=True, text=True, timeout=30)
+            r = run_script("set -eu\n" + script, timeout=30)
         finally:
             stop.set()
             sender.join()

@@ -30,8 +30,8 @@ from components import cluster_render as r
 from components import config
 from components.config import ConfigError, Node, StackConfig
 from tests.helpers.certs import ssh_keypair
+from tests.helpers.scripts import SHELLS, run_script
 
-SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]
 AES_CPU = any(
     line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[1].split()
     for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -620,8 +620,7 @@ def _stub_dir(tmp: Path, stubs: Mapping[str, str]) -> Path:
 
 
 def _run_with_path(script: str, bindir: Path, shell: str = "/bin/sh") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"}
-    return subprocess.run([shell, "-c", "set -eu\n" + script], capture_output=True, text=True, env=env, timeout=60)
+    return run_script("set -eu\n" + script, shell=shell, path=bindir, timeout=60)
 
 
 # a running server; with a UDP socket of its own it gossips (memberlist binds one), without none

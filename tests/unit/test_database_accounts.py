@@ -23,7 +23,7 @@ from components.database_accounts import (
 )
 from components.remote_files import strict
 from tests.helpers.db_servers import Server
-from tests.helpers.scripts import sh
+from tests.helpers.scripts import run_script
 
 NODES = {"mm1": "10.251.0.11", "mm2": "10.251.0.12", "mm3": "10.251.0.13"}
 
@@ -130,7 +130,7 @@ def _login_user(srv: Server, password: str) -> str:
 
 
 def _plan_from_server(srv: Server) -> list[str]:
-    res = sh(render_accounts_read(user="mmuser", client=srv.control.local_sql))
+    res = run_script(render_accounts_read(user="mmuser", client=srv.control.local_sql))
     assert res.returncode == 0, res.stderr
     found, skip = parse_accounts(res.stdout)
     return plan_hosts(found, user="mmuser", clients={"local": "127.0.0.1"}, skip_name_resolve=skip)
@@ -188,7 +188,7 @@ def test_every_account_the_nodes_use_needs_tls_and_gets_back_what_it_had(tls_on:
             r.render_user_sql("mysql", user="mmuser", database="mattermost", password="new pw", host=h) for h in hosts
         )
         apply = strict(r.render_user_apply("mysql", user="mmuser", database="mattermost", client=srv.control.local_sql, state_dir=srv.state))
-        res = sh(apply, r.user_stdin("tok", "", sql))
+        res = run_script(apply, r.user_stdin("tok", "", sql))
         assert res.returncode == 0, res.stdout + res.stderr
         assert "previous state of 3 account(s) saved" in res.stdout
         assert _login_user(srv, "new pw") == "mmuser@127.0.0.1", "the node's own account has the site's password"

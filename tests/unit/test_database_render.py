@@ -24,7 +24,7 @@ from components.remote_files import (
     strict,
 )
 from tests.helpers.db_servers import Server, make_pki, mysql_user_state, pg_user_state, user_state
-from tests.helpers.scripts import SHELLS, sh
+from tests.helpers.scripts import SHELLS, run_script
 
 HOSTILE = [
     "a'b",
@@ -329,14 +329,14 @@ def test_activate_prints_the_servers_log_when_the_restart_fails(tmp_path: Path) 
     script = r.render_activate(
         fake_control(restart="echo 'Job failed' >&2; false"), config_file="/nonexistent", tls_probe="true"
     )
-    res = sh(script)
+    res = run_script(script)
     assert res.returncode == 1
     assert "fakedb: restart failed" in res.stdout and "Job failed" in res.stdout
     assert "FATAL: the server said why" in res.stdout
 
 
 def test_activate_gives_up_after_a_bounded_wait(tmp_path: Path) -> None:
-    res = sh(r.render_activate(fake_control(probe="false"), config_file="/x", tls_probe="true", wait_seconds=2))
+    res = run_script(r.render_activate(fake_control(probe="false"), config_file="/x", tls_probe="true", wait_seconds=2))
     assert res.returncode == 1
     assert "does not answer 2 s after the restart" in res.stdout and "FATAL: the server said why" in res.stdout
 
@@ -345,12 +345,12 @@ def test_activate_fails_if_tls_is_not_served_and_skips_the_probe_without_our_con
     conf = tmp_path / "90-mattermost-tls.conf"
     conf.write_text("ssl = on\n")
     bad_probe = "echo 'verify error:num=19:self-signed certificate' >&2; false"
-    res = sh(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
+    res = run_script(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
     assert res.returncode == 1 and "does not serve the stack CA's certificate" in res.stdout
     assert "self-signed certificate" in res.stdout and "FATAL: the server said why" in res.stdout
     # after a rollback of the first apply our file is gone: restart only, no probe
     conf.unlink()
-    res = sh(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
+    res = run_script(r.render_activate(fake_control(), config_file=str(conf), tls_probe=bad_probe))
     assert res.returncode == 0 and "fakedb: restarted" in res.stdout
 
 
@@ -370,7 +370,7 @@ def test_user_restore_of_a_replaced_resource_leaves_the_new_state(tmp_path: Path
         script = strict(
             r.render_user_restore(engine, user="mmuser", client=_recording_client(tmp_path), state_dir=str(state))
         )
-        res = sh(script, r.user_stdin("old-token", "", "x"))
+        res = run_script(script, r.user_stdin("old-token", "", "x"))
         assert res.returncode == 0, res.stderr
         assert "owned by another resource now" in res.stdout
     assert not (tmp_path / "client.log").exists(), "the old owner's delete must not touch the database"
@@ -385,7 +385,7 @@ def test_user_restore_without_its_backup_fails_and_says_how_to_proceed(tmp_path:
     script = strict(
         r.render_user_restore("mysql", user="mmuser", client=_recording_client(tmp_path), state_dir=str(state))
     )
-    res = sh(script, r.user_stdin("tok", "", "x"))
+    res = run_script(script, r.user_stdin("tok", "", "x"))
     assert res.returncode == 1 and "backup" in res.stderr and "missing" in res.stderr
 
 
@@ -393,9 +393,9 @@ def test_user_scripts_refuse_truncated_or_forged_stdin(tmp_path: Path) -> None:
     script = strict(
         r.render_user_apply("postgres", user="mmuser", database="mattermost", client="false", state_dir=str(tmp_path))
     )
-    res = sh(script, encode_bundle(["tok"]))
+    res = run_script(script, encode_bundle(["tok"]))
     assert res.returncode == 1 and "stdin ended" in res.stderr
-    res = sh(script, encode_bundle(["tok; rm -rf /", "", ""]))
+    res = run_script(script, encode_bundle(["tok; rm -rf /", "", ""]))
     assert res.returncode == 1 and "owner token must be" in res.stderr
 
 
@@ -422,7 +422,7 @@ def test_tls_config_rolls_back_a_broken_key_then_applies_and_restores(
     server_words = "Failed to setup SSL" if engine == "mysql" else "private key"
     assert server_words in res.stderr, res.stderr
     assert _tree(srv.config_dir) == before, "the broken files are gone"
-    assert sh(srv.control.probe).returncode == 0, "the server is back, on the previous configuration"
+    assert run_script(srv.control.probe).returncode == 0, "the server is back, on the previous configuration"
     assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "and still the old (plain) way"
 
     res = srv.tls_apply()
@@ -477,7 +477,7 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
     if srv.engine == "postgres":
         hba = f"{srv.config_dir}/pg_hba.conf"
         block = r.render_pg_hba_block("mattermost", "mmuser", ["127.0.0.1"])
-        res = sh(
+        res = run_script(
             render_block_apply(
                 "db-pg-hba",
                 hba,
@@ -547,7 +547,7 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
         assert not Path(srv.state, "db-user-mmuser.require").exists()
     else:
         # the activation re-run after a rollback (block gone) only reloads, it proves nothing
-        again = sh(
+        again = run_script(
             r.render_pg_enforce_activate(
                 srv.control, hba_file=hba, address="127.0.0.1", port=srv.port, user="mmuser", database="mattermost"
             )
@@ -560,7 +560,7 @@ def test_existing_user_needs_tls_and_gets_back_exactly_what_it_had(tls_on: Serve
     assert user_state(srv, "mmuser") == before, "hash, plugin, flags and grants as before"
     assert not Path(backup).exists() and not Path(owner).exists()
     if srv.engine == "postgres":
-        res = sh(render_block_restore("db-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
+        res = run_script(render_block_restore("db-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
         assert res.returncode == 0, res.stderr
         assert srv.login("mmuser", "before-pw", tls=False).returncode == 0, "plain login back as it was"
     assert srv.login("mmuser", "before-pw", tls=True).returncode == 0
@@ -576,7 +576,7 @@ def test_new_user_with_hostile_passwords_then_removed(tls_on: Server) -> None:
     assert "absent" in before
     if srv.engine == "postgres":
         hba = f"{srv.config_dir}/pg_hba.conf"
-        res = sh(
+        res = run_script(
             render_block_apply("db-pg-hba-new", hba, position="top", activate=srv.control.reload, state_dir=srv.state),
             encode_bundle([r.render_pg_hba_block(database, "mmnew", ["127.0.0.1"])]),
         )
@@ -605,7 +605,7 @@ def test_new_user_with_hostile_passwords_then_removed(tls_on: Server) -> None:
     assert user_state(srv, "mmnew") == before, "a user that did not exist is gone again"
     if srv.engine == "postgres":
         assert (
-            sh(
+            run_script(
                 render_block_restore("db-pg-hba-new", hba, restore_activate=srv.control.reload, state_dir=srv.state)
             ).returncode
             == 0
@@ -633,7 +633,7 @@ def test_pg_role_that_came_to_own_tables_is_kept_without_login(pg_server: Server
     assert res.returncode == 0, res.stderr
     assert srv.admin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mmnewdb'") == "mmkeep"
     # Mattermost's tables belong to its role
-    res = sh(
+    res = run_script(
         f"cd / && {srv.control.local_sql} -d mmnewdb -c 'SET ROLE mmkeep; CREATE TABLE posts (id int); INSERT INTO posts VALUES (1)'"
     )
     assert res.returncode == 0, res.stderr
@@ -648,10 +648,10 @@ def test_pg_role_that_came_to_own_tables_is_kept_without_login(pg_server: Server
             == "false NULL"
         )
         assert srv.admin("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'mmnewdb'") == "postgres"
-        rows = sh(f"cd / && {srv.control.local_sql} -d mmnewdb -At -c 'SELECT count(*) FROM posts'")
+        rows = run_script(f"cd / && {srv.control.local_sql} -d mmnewdb -At -c 'SELECT count(*) FROM posts'")
         assert rows.stdout.strip() == "1"
     finally:
-        sh(f"cd / && {srv.control.local_sql} -d mmnewdb -c 'DROP TABLE IF EXISTS posts'")
+        run_script(f"cd / && {srv.control.local_sql} -d mmnewdb -c 'DROP TABLE IF EXISTS posts'")
         srv.admin("DROP ROLE IF EXISTS mmkeep")
 
 
@@ -739,7 +739,7 @@ def test_gitlab_role_gets_its_own_database_created_then_dropped(tls_on: Server) 
     before = pg_user_state(srv, user), pg_user_state(srv, "mmuser")
     assert before[0].startswith("absent") and database not in before[0]
     hba = f"{srv.config_dir}/pg_hba.conf"
-    res = sh(
+    res = run_script(
         render_block_apply("db-gitlab-pg-hba", hba, position="top", activate=srv.control.reload, state_dir=srv.state),
         encode_bundle([r.render_pg_hba_block(database, user, ["127.0.0.1"])]),
     )
@@ -752,14 +752,14 @@ def test_gitlab_role_gets_its_own_database_created_then_dropped(tls_on: Server) 
             before=r.render_gitlab_database_create(user=user, database=database, state_dir=srv.state),
         )
         sql = r.render_user_sql("postgres", user=user, database=database, password="gl pw 'x'")
-        return sh(strict(script), r.user_stdin(token, "", sql))
+        return run_script(strict(script), r.user_stdin(token, "", sql))
 
     def restore(token: str) -> subprocess.CompletedProcess[str]:
         script = r.render_user_restore(
             "postgres", user=user, client=client, state_dir=srv.state,
             before=r.render_gitlab_database_drop(user=user, database=database, state_dir=srv.state),
         )
-        return sh(strict(script), r.user_stdin(token, "", "-- unused by delete"))
+        return run_script(strict(script), r.user_stdin(token, "", "-- unused by delete"))
 
     res = apply("tok")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -779,5 +779,5 @@ def test_gitlab_role_gets_its_own_database_created_then_dropped(tls_on: Server) 
     assert f"dropped database {database}" in res.stdout
     assert (pg_user_state(srv, user), pg_user_state(srv, "mmuser")) == before, "role and database gone, nodes' as before"
     assert not Path(r.gitlab_database_marker(user, srv.state)).exists()
-    assert sh(render_block_restore("db-gitlab-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state)).returncode == 0
+    assert run_script(render_block_restore("db-gitlab-pg-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state)).returncode == 0
     assert restore("tok").returncode == 0, "a second delete is harmless"

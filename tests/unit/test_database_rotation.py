@@ -18,7 +18,7 @@ import pytest
 from components import database_render as r
 from components.remote_files import encode_bundle, render_block_apply, render_block_restore, strict
 from tests.helpers.db_servers import Server, user_state
-from tests.helpers.scripts import sh
+from tests.helpers.scripts import run_script
 
 OLD = "before-pw"
 
@@ -50,7 +50,7 @@ def test_the_password_travels_only_in_the_sql_never_in_the_script() -> None:
 
 def _run(srv: Server, sql_lines: list[str], line: int = 1) -> subprocess.CompletedProcess[str]:
     script = strict(r.render_rotation_script(who="rotation", client=srv.control.local_sql, state_dir=srv.state, sql_line=line))
-    return sh(script, encode_bundle(["", *sql_lines]))
+    return run_script(script, encode_bundle(["", *sql_lines]))
 
 
 def _login(srv: Server, login: str, password: str) -> list[str]:
@@ -79,12 +79,12 @@ def test_two_rotations_and_destroy_never_leave_a_node_without_a_login(tls_on: Se
         if srv.engine == "postgres":
             block = r.render_rotation_hba_block("mattermost", "mmuser", login, ["127.0.0.1"])
             script = render_block_apply("db-login-hba", hba, position="top", activate=srv.control.reload, state_dir=srv.state)
-            res = sh(script, encode_bundle([block]))
+            res = run_script(script, encode_bundle([block]))
             assert res.returncode == 0, res.stderr
 
     # the user command during a rotation leaves the user's password alone
     script = strict(r.render_user_apply(srv.engine, user="mmuser", database="mattermost", client=srv.control.local_sql, state_dir=srv.state))
-    res = sh(script, r.user_stdin("tok", "", r.render_rotation_owner_sql(srv.engine, user="mmuser", database="mattermost")))
+    res = run_script(script, r.user_stdin("tok", "", r.render_rotation_owner_sql(srv.engine, user="mmuser", database="mattermost")))
     assert res.returncode == 0, res.stderr
     assert user_state(srv, "mmuser") == before
 
@@ -125,7 +125,7 @@ def test_two_rotations_and_destroy_never_leave_a_node_without_a_login(tls_on: Se
     assert res.returncode == 0, res.stderr
     assert not _ok(srv, "mmuser_bbbb2222", "new pw two")
     if srv.engine == "postgres":
-        res = sh(render_block_restore("db-login-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
+        res = run_script(render_block_restore("db-login-hba", hba, restore_activate=srv.control.reload, state_dir=srv.state))
         assert res.returncode == 0, res.stderr
     assert user_state(srv, "mmuser") == before
     assert srv.user_restore("mmuser", "tok").returncode == 0

@@ -11,6 +11,7 @@ import pytest
 from components import database_render as r
 from components import db_replicas_render as rr
 from tests.helpers.db_servers import Server
+from tests.helpers.scripts import run_script
 
 PW = "Secret-pw_1"
 
@@ -94,7 +95,7 @@ def _run(srv: Server, **kw: object) -> subprocess.CompletedProcess[str]:
         "search_targets": (),
     } | kw
     script = "set -eu\n" + rr.render_config_store_preflight(**args)  # type: ignore[arg-type]
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, cwd="/")
+    return run_script(script, timeout=60, cwd="/")
 
 
 def _store(srv: Server, cfg: dict) -> None:

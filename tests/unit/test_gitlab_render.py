@@ -18,6 +18,7 @@ from components.config import ConfigError, parse
 from components.remote_files import encode_bundle, render_block_apply, render_block_restore
 from tests.helpers.certs import self_signed
 from tests.helpers.gitlab import HARNESS
+from tests.helpers.scripts import run_script, syntax_ok
 from tests.helpers.stack_config import HOSTKEY, good
 
 RUBY = shutil.which("ruby")
@@ -150,7 +151,7 @@ def test_realistic_gitlab_rb_with_block_passes_ruby_c_overrides_and_restores_byt
         state_dir=state,
     )
     block = gr.render_gitlab_rb_block("https://mattermost.example.com", PATHS, DSN)
-    r = subprocess.run(["/bin/sh", "-c", apply], input=encode_bundle([block]), capture_output=True, text=True)
+    r = run_script(apply, encode_bundle([block]))
     assert r.returncode == 0, r.stderr
     assert log.read_text().splitlines() == ["reconfigure", "restart mattermost"]
     assert oct(rb.stat().st_mode & 0o777) == "0o600"
@@ -164,7 +165,7 @@ def test_realistic_gitlab_rb_with_block_passes_ruby_c_overrides_and_restores_byt
     assert out["gitlab_rails"]["smtp_address"] == "smtp.example.com"
 
     # converge again: nothing changes, nothing is reconfigured
-    r = subprocess.run(["/bin/sh", "-c", apply], input=encode_bundle([block]), capture_output=True, text=True)
+    r = run_script(apply, encode_bundle([block]))
     assert r.returncode == 0 and "unchanged" in r.stdout
     assert len(log.read_text().splitlines()) == 2
 
@@ -174,7 +175,7 @@ def test_realistic_gitlab_rb_with_block_passes_ruby_c_overrides_and_restores_byt
         restore_activate=use_standin + gr.render_reconfigure(restart_mattermost=True),
         state_dir=state,
     )
-    r = subprocess.run(["/bin/sh", "-c", restore], capture_output=True, text=True)
+    r = run_script(restore)
     assert r.returncode == 0, r.stderr
     assert rb.read_bytes() == before
     assert log.read_text().splitlines()[2:] == ["reconfigure", "restart mattermost"]
@@ -281,7 +282,7 @@ def test_scripts_quote_hostile_paths(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "pwned").exists()
     for script in (gr.render_ruby_check(str(weird / "g;rm -rf x.rb")), gr.render_check_keypair("/a b", "/c'd")):
-        assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+        assert syntax_ok(script)
 
 
 # ------------------------------------------------------------------ config validation

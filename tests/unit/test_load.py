@@ -160,3 +160,31 @@ def test_trust_swaps_the_clients_ca_mid_run(server: Server, cas: tuple, tmp: Pat
         time.sleep(0.005)
     after = under_load(lambda: time.sleep(0.05), load)
     assert after.failed == 0 and after.requests > 0
+
+
+def test_a_step_carries_its_label_and_when_its_failures_fell(server: Server, cas: tuple) -> None:  # type: ignore[type-arg]
+    load = _load(server, _pem(cas[0][1]))
+
+    def late_outage() -> None:
+        time.sleep(0.1)
+        server.status = 503
+        time.sleep(0.1)
+        server.status = 200
+        time.sleep(0.05)
+
+    r = under_load(late_outage, load, label="renew")
+    assert str(r).startswith("renew: ") and r.failed > 0
+    # counted from the step's start, not the load's: the outage began 0.1 s into the step
+    assert len(r.failure_times) == r.failed and all(0.05 <= t <= 1.0 for t in r.failure_times), r.failure_times
+
+
+def test_figures_table_is_the_readmes_markdown_table() -> None:
+    from tools.load import StepUnderLoad, figures_table
+
+    rows = [StepUnderLoad("first up", 1508, 0, 39.94, None), StepUnderLoad("CA rotation: switch", 12, 3, 4.0, None)]
+    assert figures_table(rows).splitlines() == [
+        "| step | requests | failed | seconds |",
+        "|---|---|---|---|",
+        "| first up | 1,508 | **0** | 39.9 |",
+        "| CA rotation: switch | 12 | **3** | 4.0 |",
+    ]

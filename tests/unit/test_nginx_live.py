@@ -22,49 +22,33 @@ from components import nginx_live as live
 from components.nginx_render import HEADER, TRANSITION_HEADER, Backend, proxy_paths
 from lab import _seed
 from tests.helpers.nginx import (
+    AVAILABLE,
+    ENABLED,
+    NODES,
     PING,
     SERVER,
     UPSTREAM,
+    capture,
+    guide,
     marked,
     needs_nginx,
     needs_root,
     nginx_t,
     nginx_tree,
+    plain,
     real_nginx,
     run_nodes,
+    runnable,
 )
 
-NODES = [Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065)]
 NODES3 = [*NODES, Backend("10.251.0.103", 8065)]
-MAIN = "/etc/nginx/nginx.conf"
-AVAILABLE = "/etc/nginx/sites-available/mattermost"
-ENABLED = "/etc/nginx/sites-enabled/mattermost"
 CONFD = "/etc/nginx/conf.d/mattermost.conf"
 PATHS = proxy_paths("/etc/nginx/mattermost-tls")
-
-
-def guide(nodes: list[Backend] = NODES) -> str:
-    return _seed.render_guide_site([b.address for b in nodes], SERVER)
-
-
-def plain() -> str:
-    return _seed.render_nginx_site([b.address for b in NODES])
 
 
 def https_unverified() -> str:
     """The manual guide's result: the reference site with only proxy_pass switched to https://."""
     return plain().replace("proxy_pass http://backend;", "proxy_pass https://backend;")
-
-
-def capture(sites: dict[str, tuple[str, str]], site_file: str = AVAILABLE) -> live.Capture:
-    """sites: path as NGINX includes it -> (its real path, its text)."""
-    files = {MAIN: "http {\n    include /etc/nginx/conf.d/*.conf;\n    include /etc/nginx/sites-enabled/*;\n}\n"}
-    real = {MAIN: MAIN}
-    for path, (realpath, text) in sites.items():
-        files[path], real[path] = text, realpath
-    dump = "".join(f"# configuration file {p}:\n{t}\n" for p, t in files.items())
-    head = "".join(f"file\t{p}\t{r}\n" for p, r in real.items())
-    return live.parse_capture(f"{live.CAPTURE_FILES}\n{head}{live.CAPTURE_DUMP}\n{dump}", site_file=site_file)
 
 
 def hop(tls: str | None = None, nodes: list[Backend] = NODES) -> live.Hop:
@@ -314,12 +298,6 @@ def test_a_proxy_pass_with_a_uri_is_refused_for_the_transition() -> None:
 # ---------------------------------------------------------------- real NGINX
 
 
-def _runnable(text: str, d: Path, cert: str, key: str) -> str:
-    """The site for a throwaway NGINX under `d`: its own certificate, its proxy cache in `d/cache`."""
-    gcert, gkey = _seed.guide_cert_paths(SERVER)
-    return text.replace(gcert, cert).replace(gkey, key).replace("/var/cache/nginx", str(d / "cache"))
-
-
 @pytest.fixture
 def world_dir() -> Iterator[Path]:
     """A directory NGINX's workers (user nobody) can reach: pytest's tmp_path is 0700 root."""
@@ -338,7 +316,7 @@ def world_dir() -> Iterator[Path]:
 def test_nginx_accepts_the_changed_site(tmp_path: Path, stage: str, kind: str) -> None:
     paths, main, _ = nginx_tree(tmp_path)
     original = {"guide": guide, "plain": plain, "https_unverified": https_unverified}[kind]()
-    original = _runnable(original, tmp_path, paths.cert, paths.key)
+    original = runnable(original, tmp_path, paths.cert, paths.key)
     site = live.find_site(capture({ENABLED: (AVAILABLE, original)}), NODES)
     assert site is not None
     h = live.Hop(NODES, UPSTREAM, paths.ca, None, paths.cert, paths.key)
@@ -393,7 +371,7 @@ def _transition_of(kind: str, nodes: list[int], cache_root: Path):  # type: igno
         backends = [Backend(f"127.0.0.{i + 1}", 8065) for i in nodes]
         addresses = [b.address for b in backends]
         if kind == "guide":
-            text = _runnable(_seed.render_guide_site(addresses, SERVER), cache_root, paths.cert, paths.key)
+            text = runnable(_seed.render_guide_site(addresses, SERVER), cache_root, paths.cert, paths.key)
         else:  # the lab's plain reference site: browsers move to 443 as well
             text = _seed.render_nginx_site(addresses)
         site = live.find_site(capture({ENABLED: (AVAILABLE, text)}), backends)

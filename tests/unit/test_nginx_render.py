@@ -6,6 +6,7 @@ validate scripts against stubs and inside the real remote_files apply script."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,9 @@ import pytest
 
 from components.nginx_render import (
     TEMPLATE,
+    TRANSITION_TEMPLATE,
     Backend,
     ProxyPaths,
-    fill_template,
     proxy_paths,
     render_nginx_site,
     render_reload_script,
@@ -27,7 +28,7 @@ from components.nginx_render import (
 from components.remote_files import FileSpec, encode_bundle, render_files_apply
 from tests.helpers.certs import make_ca, make_leaf
 from tests.helpers.nginx import NGINX, SERVER, UPSTREAM, needs_nginx, needs_root, nginx_t, nginx_tree, parse, site
-from tests.helpers.scripts import SHELLS
+from tests.helpers.scripts import SHELLS, run_script, syntax_ok
 from tests.helpers.stubs import CLOCK, curl_stub, install_stubs
 
 PROXY_SSL = {
@@ -102,12 +103,10 @@ def test_browser_tls_settings() -> None:
 
 
 def test_template_placeholders_are_exactly_filled() -> None:
-    assert "{{" not in site() and "}}" not in site()
-    with pytest.raises(ValueError, match="missing"):
-        fill_template("a {{x}} {{y}}", {"x": "1"})
-    with pytest.raises(ValueError, match="unused"):
-        fill_template("a {{x}}", {"x": "1", "z": "2"})
+    assert "@server_name@" in TEMPLATE.read_text()
+    assert not re.search(r"@[A-Za-z_]\w*@", site())
     assert "$http_upgrade" in TEMPLATE.read_text(), "NGINX variables are not placeholders"
+    assert "location @websocket_plain" in TRANSITION_TEMPLATE.read_text(), "named locations are not placeholders"
 
 
 @pytest.mark.parametrize(
@@ -287,14 +286,14 @@ def test_proxy_scripts_parse(shell: str) -> None:
         render_reload_script(service="nginx", server_name=SERVER, ca_file=None, https_port=8443),
         render_restore_activate_script(service="nginx"),
     ):
-        assert subprocess.run([shell, "-n", "-c", s], capture_output=True).returncode == 0
+        assert syntax_ok(s, shell)
 
 
 def test_reload_then_check_through_the_proxy(tmp_path: Path) -> None:
     d = make_stubs(tmp_path)
     (d / "curl_ok_after").write_text("2")
     script = render_reload_script(service="nginx", server_name=SERVER, ca_file="/etc/nginx/t/ca.crt")
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d))
+    r = run_script(script, env=stub_env(d))
     assert r.returncode == 0, r.stderr
     c = calls(d)
     assert c[0] == "systemctl reload nginx"
@@ -311,7 +310,7 @@ def test_reload_check_failure_shows_nginx_error_log(tmp_path: Path) -> None:
     log = tmp_path / "error.log"
     log.write_text("2025/01/01 [error] upstream SSL certificate verify error: (19:self-signed certificate in certificate chain)\n")
     script = render_reload_script(service="nginx", server_name=SERVER, ca_file=None, timeout_seconds=5, error_log=str(log))
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d))
+    r = run_script(script, env=stub_env(d))
     assert r.returncode == 1
     assert "does not answer through the new configuration within 5 s" in r.stderr and "502" in r.stderr
     assert "upstream SSL certificate verify error" in r.stderr
@@ -322,7 +321,7 @@ def test_reload_failure_fails(tmp_path: Path) -> None:
     d = make_stubs(tmp_path)
     (d / "reload_fails").write_text("")
     script = render_reload_script(service="nginx", server_name=SERVER, ca_file=None)
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d))
+    r = run_script(script, env=stub_env(d))
     assert r.returncode != 0 and "cannot reload" in r.stderr
 
 
@@ -331,7 +330,7 @@ def test_reload_without_curl_skips_the_check(tmp_path: Path) -> None:
     for tool in ("cat",):
         (d / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
     script = render_reload_script(service="nginx", server_name=SERVER, ca_file=None)
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=stub_env(d, str(d)))
+    r = run_script(script, env=stub_env(d, str(d)))
     assert r.returncode == 0 and "not checked end to end" in r.stdout
 
 
@@ -359,13 +358,13 @@ def test_broken_site_is_refused_by_nginx_t_and_the_previous_one_stays(tmp_path: 
         activate=pre + render_reload_script(service="nginx", server_name=SERVER, ca_file=paths.ca),
         state_dir=str(tmp_path / "state"),
     )
-    r = subprocess.run(["/bin/sh", "-c", apply], input=encode_bundle([good_site]), capture_output=True, text=True, env=stub_env(d))
+    r = run_script(apply, encode_bundle([good_site]), env=stub_env(d))
     assert r.returncode == 0, r.stderr
     assert "systemctl reload nginx" in calls(d)
 
     broken = good_site.replace(paths.ca, str(prefix / "tls/missing-ca.crt"))
     n_before = len(calls(d))
-    r = subprocess.run(["/bin/sh", "-c", apply], input=encode_bundle([broken]), capture_output=True, text=True, env=stub_env(d))
+    r = run_script(apply, encode_bundle([broken]), env=stub_env(d))
     assert r.returncode != 0
     assert "missing-ca.crt" in r.stderr and "validation failed" in r.stderr
     assert site_file.read_text() == good_site

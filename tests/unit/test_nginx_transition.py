@@ -45,6 +45,7 @@ from tests.helpers.nginx import (
     real_nginx,
     run_nodes,
 )
+from tests.helpers.scripts import run_script
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = [Backend("10.251.0.101", 8065), Backend("10.251.0.102", 8065), Backend("10.251.0.103", 8065)]
@@ -239,7 +240,7 @@ def test_guard_acts_only_on_a_site_that_proxies_over_plain_http(tmp_path: Path, 
     if live is not None:
         site.write_text(live)
     script = "set -eu\n" + render_transition_guard(owner="proxy-transition", site_file=str(site)) + "echo ACTS\n"
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True)
+    r = run_script(script)
     assert r.returncode == 0, r.stderr
     assert ("ACTS" in r.stdout) == acts, r.stdout
     if not acts:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from components.node_render import render_preflight_script
+from tests.helpers.scripts import SHELLS, run_script, syntax_ok
 
-SHELLS = [s for s in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(s).exists()]
 SECRET = "s3cr3t-pw"
 OWN_ENV = "/etc/mattermost-tls/mattermost.env"
 
@@ -332,7 +332,7 @@ def test_jq_is_used_without_python3(node: Node, tmp_path: Path) -> None:
         tls_mode="verify-full", proc=str(node.proc),
     )
     env = {"PATH": f"{node.stubs}:{bindir}", "STUB_DIR": str(node.stubs)}
-    r = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True, env=env)
+    r = run_script(script, env=env)
     assert "ClusterSettings.Enable is true" in refused(r)
 
 
@@ -389,7 +389,7 @@ def test_audit_judges_the_setting_the_running_version_reads(probe: str, ok: bool
 def test_audit_probe_parses(shell: str) -> None:
     from tools.audit import _GOSSIP_PROBE
 
-    assert subprocess.run([shell, "-n", "-c", "unit=mattermost\n" + _GOSSIP_PROBE], capture_output=True).returncode == 0
+    assert syntax_ok("unit=mattermost\n" + _GOSSIP_PROBE, shell)
 
 
 STORE = ("mmuser@db:5432/mattermost", "mmuser@10.0.0.21:5432/mattermost")

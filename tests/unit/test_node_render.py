@@ -33,7 +33,7 @@ from components.node_render import (
 )
 from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
 from tests.helpers.certs import make_ca, make_leaf, pem
-from tests.helpers.scripts import SHELLS
+from tests.helpers.scripts import SHELLS, syntax_ok
 from tests.helpers.stubs import JOURNAL, UPSTREAM, Stubs, run
 
 LIBSYSTEMD_SHARED = next(
@@ -248,7 +248,7 @@ def test_hostile_values_are_quoted(tmp_path: Path) -> None:
         unit="mm; touch owned", port=8065, upstream_name="a$(touch pwned)", ca_file=paths.ca, timeout_seconds=1
     )
     for s in (script, *all_scripts(paths)):
-        assert subprocess.run(["sh", "-n", "-c", s]).returncode == 0
+        assert syntax_ok(s)
     assert "'mm; touch owned.service'" in script
 
 

@@ -3,16 +3,15 @@
 another left every node marked failed in NGINX while the last one restarted (lab: 11-16
 requests answered 502 "no live upstreams", tests/lab/test_ca_rotation.py). The first switch
 from plain HTTP and a node being added do not wait. Run against stubs with a fake clock."""
-
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from components import node_render
 from components.node_render import node_paths, render_activate_script
+from tests.helpers.scripts import syntax_ok
 from tests.helpers.stubs import UPSTREAM, Stubs, run
 
 
@@ -56,7 +55,7 @@ def test_a_single_node_stack_renders_no_wait() -> None:
     settled = render_activate_script(**kw, settle_seconds=node_render.NGINX_FAIL_TIMEOUT + 1)  # type: ignore[arg-type]
     assert "sleep 11" in settled
     for shell in ("sh", "bash"):
-        assert subprocess.run([shell, "-n", "-c", settled]).returncode == 0
+        assert syntax_ok(settled, shell)
 
 
 @pytest.mark.parametrize("bad", [-1, True])

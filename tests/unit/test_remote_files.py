@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from components.remote_files import (
     render_files_apply,
     render_files_restore,
 )
-from tests.helpers.scripts import SHELLS, sh, tree_digest
+from tests.helpers.scripts import SHELLS, run_script, syntax_ok, tree_digest
 
 
 @pytest.fixture
@@ -51,7 +50,7 @@ def test_apply_is_idempotent_and_restore_is_byte_identical(env: dict[str, Path],
     s = specs(env)
     apply = render_files_apply("owner-a", s, activate=activate(env), state_dir=str(env["state"]))
     bundle = encode_bundle(["new = 2\n", "SECRET KEY\n"])
-    r = sh(apply, bundle, shell)
+    r = run_script(apply, bundle, shell)
     assert r.returncode == 0, r.stderr
     assert "owner-a: changed" in r.stdout
     assert (env["etc"] / "app.conf").read_text() == "new = 2\n"
@@ -60,13 +59,13 @@ def test_apply_is_idempotent_and_restore_is_byte_identical(env: dict[str, Path],
     assert activations(env) == 1
     assert "SECRET" not in r.stdout + r.stderr
 
-    r = sh(apply, bundle, shell)
+    r = run_script(apply, bundle, shell)
     assert r.returncode == 0, r.stderr
     assert "owner-a: unchanged" in r.stdout
     assert activations(env) == 1, "unchanged content must not activate again"
 
     restore = render_files_restore("owner-a", s, restore_activate=activate(env), state_dir=str(env["state"]))
-    r = sh(restore, "", shell)
+    r = run_script(restore, "", shell)
     assert r.returncode == 0, r.stderr
     assert tree_digest(env["etc"]) == before, "originals back, created dirs gone"
     assert not env["state"].exists(), "no state left behind"
@@ -80,7 +79,7 @@ def test_failed_validation_keeps_previous_files(env: dict[str, Path]) -> None:
         "owner-a", s, validate="echo 'config test failed: bad line 3' >&2; false",
         activate=activate(env), state_dir=str(env["state"]),
     )
-    r = sh(apply, encode_bundle(["bad\n", "k\n"]))
+    r = run_script(apply, encode_bundle(["bad\n", "k\n"]))
     assert r.returncode != 0
     assert "bad line 3" in r.stderr and "validation failed" in r.stderr
     assert tree_digest(env["etc"]) == before
@@ -91,17 +90,17 @@ def test_failed_validation_keeps_previous_files(env: dict[str, Path]) -> None:
 def test_multi_step_activation_failure_rolls_back_and_reactivates(env: dict[str, Path]) -> None:
     s = specs(env)
     good = render_files_apply("o", s, activate=activate(env), state_dir=str(env["state"]))
-    assert sh(good, encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    assert run_script(good, encode_bundle(["v1\n", "k1\n"])).returncode == 0
     # first step fails, second succeeds: the failure must still count
     bad = render_files_apply(
         "o", s, activate=f"false\n{activate(env)}", state_dir=str(env["state"])
     )
-    r = sh(bad, encode_bundle(["v2\n", "k2\n"]))
+    r = run_script(bad, encode_bundle(["v2\n", "k2\n"]))
     assert r.returncode != 0 and "activation failed" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "v1\n"
     assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
     # restore still brings back the true original, not v1
-    r = sh(render_files_restore("o", s, state_dir=str(env["state"])))
+    r = run_script(render_files_restore("o", s, state_dir=str(env["state"])))
     assert r.returncode == 0, r.stderr
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
     assert not (env["etc"] / "new").exists()
@@ -111,19 +110,19 @@ def test_create_before_delete_old_delete_leaves_new_files(env: dict[str, Path]) 
     """Replacement: the new owner's create runs first, then the old owner's delete."""
     s = specs(env)
     st = str(env["state"])
-    assert sh(render_files_apply("old", s, state_dir=st), encode_bundle(["old\n", "k\n"])).returncode == 0
-    assert sh(render_files_apply("new", s, state_dir=st), encode_bundle(["new\n", "k2\n"])).returncode == 0
-    r = sh(render_files_restore("old", s, state_dir=st))
+    assert run_script(render_files_apply("old", s, state_dir=st), encode_bundle(["old\n", "k\n"])).returncode == 0
+    assert run_script(render_files_apply("new", s, state_dir=st), encode_bundle(["new\n", "k2\n"])).returncode == 0
+    r = run_script(render_files_restore("old", s, state_dir=st))
     assert r.returncode == 0 and "belongs to another resource" in r.stdout
     assert (env["etc"] / "app.conf").read_text() == "new\n"
-    r = sh(render_files_restore("new", s, state_dir=st))
+    r = run_script(render_files_restore("new", s, state_dir=st))
     assert r.returncode == 0
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
 
 
 def test_truncated_input_fails_without_touching_files(env: dict[str, Path]) -> None:
     before = tree_digest(env["etc"])
-    r = sh(render_files_apply("o", specs(env), state_dir=str(env["state"])), encode_bundle(["only one\n"]))
+    r = run_script(render_files_apply("o", specs(env), state_dir=str(env["state"])), encode_bundle(["only one\n"]))
     assert r.returncode != 0 and "input ended after 1 of 2" in r.stderr
     assert tree_digest(env["etc"]) == before
 
@@ -131,12 +130,12 @@ def test_truncated_input_fails_without_touching_files(env: dict[str, Path]) -> N
 def test_restore_activate_failure_fails_delete_but_files_are_back(env: dict[str, Path]) -> None:
     s = specs(env)
     st = str(env["state"])
-    assert sh(render_files_apply("o", s, state_dir=st), encode_bundle(["x\n", "y\n"])).returncode == 0
-    r = sh(render_files_restore("o", s, restore_activate="echo reload failed >&2; exit 3", state_dir=st))
+    assert run_script(render_files_apply("o", s, state_dir=st), encode_bundle(["x\n", "y\n"])).returncode == 0
+    r = run_script(render_files_restore("o", s, restore_activate="echo reload failed >&2; exit 3", state_dir=st))
     assert r.returncode != 0 and "reload failed" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
     # a retry converges
-    assert sh(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert run_script(render_files_restore("o", s, state_dir=st)).returncode == 0
 
 
 def test_symlinked_path_is_replaced_and_link_restored(env: dict[str, Path]) -> None:
@@ -147,10 +146,10 @@ def test_symlinked_path_is_replaced_and_link_restored(env: dict[str, Path]) -> N
     s = [FileSpec(str(link))]
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert sh(render_files_apply("o", s, state_dir=st), encode_bundle(["mine\n"])).returncode == 0
+    assert run_script(render_files_apply("o", s, state_dir=st), encode_bundle(["mine\n"])).returncode == 0
     assert not link.is_symlink() and link.read_text() == "mine\n"
     assert target.read_text() == "site\n"
-    assert sh(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert run_script(render_files_restore("o", s, state_dir=st)).returncode == 0
     assert tree_digest(env["etc"]) == before
 
 
@@ -160,7 +159,7 @@ def test_a_file_that_cannot_be_installed_puts_back_what_was_replaced(env: dict[s
     st = str(env["state"])
     s = [FileSpec(str(env["etc"] / "app.conf")), FileSpec(str(env["etc"] / "blocker" / "key.pem"), "0600")]
     before = tree_digest(env["etc"])
-    r = sh(render_files_apply("o", s, activate=activate(env), state_dir=st), encode_bundle(["new\n", "k\n"]))
+    r = run_script(render_files_apply("o", s, activate=activate(env), state_dir=st), encode_bundle(["new\n", "k\n"]))
     assert r.returncode != 0
     assert f"could not install {env['etc']}/blocker/key.pem" in r.stderr, r.stderr
     assert "the previous files are back in place" in r.stderr
@@ -171,16 +170,16 @@ def test_a_file_that_cannot_be_installed_puts_back_what_was_replaced(env: dict[s
 def test_a_failed_install_on_update_keeps_the_previous_version(env: dict[str, Path]) -> None:
     st = str(env["state"])
     s = specs(env)
-    assert sh(render_files_apply("o", s, state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    assert run_script(render_files_apply("o", s, state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
     (env["etc"] / "blocker").write_text("x\n")
     grown = [*s, FileSpec(str(env["etc"] / "blocker" / "more.pem"))]
-    r = sh(render_files_apply("o", grown, activate=activate(env), state_dir=st), encode_bundle(["v2\n", "k2\n", "m\n"]))
+    r = run_script(render_files_apply("o", grown, activate=activate(env), state_dir=st), encode_bundle(["v2\n", "k2\n", "m\n"]))
     assert r.returncode != 0 and "could not install" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "v1\n"
     assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
     assert activations(env) == 0
     (env["etc"] / "blocker").unlink()
-    assert sh(render_files_restore("o", s, state_dir=st)).returncode == 0
+    assert run_script(render_files_restore("o", s, state_dir=st)).returncode == 0
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
     assert not env["state"].exists()
 
@@ -197,8 +196,8 @@ def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -
     """A moved TLS dir must not leave the old key behind (destroy only knows the new paths)."""
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert sh(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "SECRET\n"])).returncode == 0
-    r = sh(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
+    assert run_script(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "SECRET\n"])).returncode == 0
+    r = run_script(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
     assert r.returncode == 0, r.stderr
     assert "is no longer managed; its original is back" in r.stdout
     assert (env["etc"] / "app.conf").read_text() == "original = 1\n"
@@ -206,9 +205,9 @@ def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -
     assert (env["etc"] / "app-v2.conf").read_text() == "v2\n"
     assert activations(env) == 1
     # applying the same again changes nothing
-    r = sh(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
+    r = run_script(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
     assert "o: unchanged" in r.stdout and activations(env) == 1
-    assert sh(render_files_restore("o", moved(env), state_dir=st)).returncode == 0
+    assert run_script(render_files_restore("o", moved(env), state_dir=st)).returncode == 0
     assert tree_digest(env["etc"]) == before
     assert not env["state"].exists()
 
@@ -216,15 +215,15 @@ def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -
 def test_a_failed_move_keeps_the_old_paths(env: dict[str, Path]) -> None:
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert sh(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    assert run_script(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
     bad = render_files_apply("o", moved(env), activate="echo 'service did not start' >&2; exit 1", state_dir=st)
-    r = sh(bad, encode_bundle(["v2\n", "k2\n"]))
+    r = run_script(bad, encode_bundle(["v2\n", "k2\n"]))
     assert r.returncode != 0 and "service did not start" in r.stderr
     assert (env["etc"] / "app.conf").read_text() == "v1\n"
     assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
     assert not (env["etc"] / "app-v2.conf").exists() and not (env["etc"] / "other").exists()
     # the state still holds the old inputs: their delete restores everything
-    assert sh(render_files_restore("o", specs(env), state_dir=st)).returncode == 0
+    assert run_script(render_files_restore("o", specs(env), state_dir=st)).returncode == 0
     assert tree_digest(env["etc"]) == before
     assert not env["state"].exists()
 
@@ -233,8 +232,8 @@ def test_delete_also_restores_paths_it_no_longer_lists(env: dict[str, Path]) -> 
     """What an older version of the same owner installed (before moved paths were restored)."""
     st = str(env["state"])
     before = tree_digest(env["etc"])
-    assert sh(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
-    r = sh(render_files_restore("o", specs(env)[:1], restore_activate=activate(env), state_dir=st))
+    assert run_script(render_files_apply("o", specs(env), state_dir=st), encode_bundle(["v1\n", "k1\n"])).returncode == 0
+    r = run_script(render_files_restore("o", specs(env)[:1], restore_activate=activate(env), state_dir=st))
     assert r.returncode == 0, r.stderr
     assert tree_digest(env["etc"]) == before and activations(env) == 1
     assert not env["state"].exists()
@@ -245,20 +244,20 @@ def test_a_rollback_leaves_the_state_dir_as_it_found_it(env: dict[str, Path]) ->
     st = env["state"]
     # recorded in creation order (a, b); the cleanup walks them deepest/last first
     s = [FileSpec(str(env["etc"] / "a" / "one.pem")), FileSpec(str(env["etc"] / "b" / "two.pem"))]
-    assert sh(render_files_apply("o", s, state_dir=str(st)), encode_bundle(["1\n", "2\n"])).returncode == 0
+    assert run_script(render_files_apply("o", s, state_dir=str(st)), encode_bundle(["1\n", "2\n"])).returncode == 0
     before = tree_digest(st)
     bad = render_files_apply("o", s, activate="exit 1", state_dir=str(st))
-    assert sh(bad, encode_bundle(["1b\n", "2b\n"])).returncode != 0
+    assert run_script(bad, encode_bundle(["1b\n", "2b\n"])).returncode != 0
     assert tree_digest(st) == before
 
 
 def test_another_owners_paths_are_never_swept(env: dict[str, Path]) -> None:
     st = str(env["state"])
-    assert sh(render_files_apply("a", specs(env)[:1], state_dir=st), encode_bundle(["a\n"])).returncode == 0
-    assert sh(render_files_apply("b", specs(env)[1:], state_dir=st), encode_bundle(["b\n"])).returncode == 0
-    assert sh(render_files_apply("a", moved(env)[:1], state_dir=st), encode_bundle(["a2\n"])).returncode == 0
+    assert run_script(render_files_apply("a", specs(env)[:1], state_dir=st), encode_bundle(["a\n"])).returncode == 0
+    assert run_script(render_files_apply("b", specs(env)[1:], state_dir=st), encode_bundle(["b\n"])).returncode == 0
+    assert run_script(render_files_apply("a", moved(env)[:1], state_dir=st), encode_bundle(["a2\n"])).returncode == 0
     assert (env["etc"] / "new/deep/key.pem").read_text() == "b\n"
-    assert sh(render_files_restore("a", moved(env)[:1], state_dir=st)).returncode == 0
+    assert run_script(render_files_restore("a", moved(env)[:1], state_dir=st)).returncode == 0
     assert (env["etc"] / "new/deep/key.pem").read_text() == "b\n"
 
 
@@ -271,7 +270,7 @@ def test_block_roundtrip_is_byte_identical(env: dict[str, Path], original: str, 
     st = str(env["state"])
     before = tree_digest(env["etc"])
     apply = render_block_apply("blk", str(f), position=position, activate=activate(env), state_dir=st)
-    r = sh(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"]))
+    r = run_script(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"]))
     assert r.returncode == 0, r.stderr
     text = f.read_text()
     assert "hostssl all mm" in text
@@ -279,12 +278,12 @@ def test_block_roundtrip_is_byte_identical(env: dict[str, Path], original: str, 
     begin = lines.index("# BEGIN mattermost-transport-encryption blk")
     assert (begin == 0) if position == "top" else (lines[-1] == "# END mattermost-transport-encryption blk")
     assert oct(f.stat().st_mode & 0o777) == "0o640"
-    assert sh(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"])).returncode == 0
+    assert run_script(apply, encode_bundle(["hostssl all mm 10.0.0.1/32 scram-sha-256"])).returncode == 0
     assert f.read_text() == text and activations(env) == 1
     # a changed block replaces ours instead of adding a second one
-    assert sh(apply, encode_bundle(["new line\n"])).returncode == 0
+    assert run_script(apply, encode_bundle(["new line\n"])).returncode == 0
     assert f.read_text().count("BEGIN mattermost-transport-encryption blk") == 1
-    r = sh(render_block_restore("blk", str(f), state_dir=st))
+    r = run_script(render_block_restore("blk", str(f), state_dir=st))
     assert r.returncode == 0, r.stderr
     assert tree_digest(env["etc"]) == before
     assert not env["state"].exists()
@@ -294,19 +293,19 @@ def test_block_keeps_other_edits_and_rolls_back_on_failed_validation(env: dict[s
     f = env["etc"] / "after.rules"
     f.write_text("*filter\nCOMMIT\n")
     st = str(env["state"])
-    assert sh(render_block_apply("b", str(f), state_dir=st), encode_bundle(["*nat\nCOMMIT\n"])).returncode == 0
+    assert run_script(render_block_apply("b", str(f), state_dir=st), encode_bundle(["*nat\nCOMMIT\n"])).returncode == 0
     bad = render_block_apply("b", str(f), validate="exit 1", state_dir=st)
     snapshot = f.read_text()
-    assert sh(bad, encode_bundle(["broken\n"])).returncode != 0
+    assert run_script(bad, encode_bundle(["broken\n"])).returncode != 0
     assert f.read_text() == snapshot
     # someone else edits the file meanwhile: delete removes only our block
     f.write_text("# admin note\n" + f.read_text())
-    assert sh(render_block_restore("b", str(f), state_dir=st)).returncode == 0
+    assert run_script(render_block_restore("b", str(f), state_dir=st)).returncode == 0
     assert f.read_text() == "# admin note\n*filter\nCOMMIT\n"
 
 
 def test_block_on_missing_file_fails_clearly(env: dict[str, Path]) -> None:
-    r = sh(render_block_apply("b", str(env["etc"] / "nope"), state_dir=str(env["state"])), encode_bundle(["x"]))
+    r = run_script(render_block_apply("b", str(env["etc"] / "nope"), state_dir=str(env["state"])), encode_bundle(["x"]))
     assert r.returncode != 0 and "does not exist" in r.stderr
 
 
@@ -314,11 +313,11 @@ def test_hostile_paths_are_quoted(env: dict[str, Path]) -> None:
     weird = env["etc"] / "we'ird $(touch pwned) dir" / "f;rm -rf x.conf"
     s = [FileSpec(str(weird))]
     st = str(env["state"])
-    r = sh(render_files_apply("o; touch owned", s, state_dir=st), encode_bundle(["ok\n"]))
+    r = run_script(render_files_apply("o; touch owned", s, state_dir=st), encode_bundle(["ok\n"]))
     assert r.returncode == 0, r.stderr
     assert weird.read_text() == "ok\n"
     assert not Path("pwned").exists() and not Path("owned").exists()
-    assert sh(render_files_restore("o; touch owned", s, state_dir=st)).returncode == 0
+    assert run_script(render_files_restore("o; touch owned", s, state_dir=st)).returncode == 0
     assert not weird.exists()
 
 
@@ -339,7 +338,7 @@ def test_scripts_parse_in_every_shell(env: dict[str, Path]) -> None:
             render_block_apply("o", "/etc/x"),
             render_block_restore("o", "/etc/x"),
         ):
-            assert subprocess.run([shell, "-n", "-c", script], capture_output=True).returncode == 0
+            assert syntax_ok(script, shell)
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("install"), reason="needs root")
@@ -359,13 +358,13 @@ def test_a_large_read_only_script_travels_packed_and_runs_as_it_is(tmp_path: Pat
     assert len(stdin) * 3 < len(script) and read_script_source(stdin) == script
     env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")}
     cmd = READ_COMMAND.replace("/bin/sh ", f"{shell} ", 1)
-    r = subprocess.run(["/bin/sh", "-c", cmd], input=stdin, capture_output=True, text=True, env=env)
+    r = run_script(cmd, stdin, env=env)
     assert (r.returncode, r.stdout) == (3, "checked\n"), r.stderr
     assert (tmp_path / "out").read_text().startswith("ran ")
     lines = stdin.splitlines()
     broken = "\n".join([*lines[:5], "!!!!", *lines[6:]]) + "\n"
     (tmp_path / "out").unlink()
-    r = subprocess.run(["/bin/sh", "-c", cmd], input=broken, capture_output=True, text=True, env=env)
+    r = run_script(cmd, broken, env=env)
     assert r.returncode != 0 and not (tmp_path / "out").exists()
     # a small script travels as it is, readable
     assert render_read_stdin(strict("echo ok\n")) == strict("echo ok\n")

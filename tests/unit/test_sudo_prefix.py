@@ -4,12 +4,12 @@ command itself never runs; passwordless sudo runs it with its stdin."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from pathlib import Path
 
 from components.host_helper import SUDO, _as_root
+from tests.helpers.scripts import run_script
 
 PASSWORD_REQUIRED = "#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n"
 PASSWORDLESS = '#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n'
@@ -20,8 +20,7 @@ def run(tmp_path: Path, sudo: str, command: str, stdin: str = "") -> subprocess.
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "sudo").write_text(sudo)
     (bin_dir / "sudo").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    return subprocess.run(["/bin/sh", "-c", command], input=stdin, capture_output=True, text=True, env=env)
+    return run_script(command, stdin, path=bin_dir)
 
 
 def test_a_sudo_that_wants_a_password_fails_naming_user_host_and_fix(tmp_path: Path) -> None:

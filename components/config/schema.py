@@ -1,216 +1,44 @@
-"""The stack configuration: one schema, read once, validated once, before any resource exists.
-
-Owns every decision about what a valid configuration is and every default. A bad value raises
-`ConfigError` naming the full key (e.g. `mattermost-transport-encryption:nodes[1].address`) and
-the fix; pulumi then stops the preview with that message and registers nothing.
-
-Values that reach a shell script or a configuration file (names, paths, users, addresses) are
-restricted to characters that cannot break out of either, on top of the quoting every renderer
-does. Secrets (SSH private key, database passwords, tokens) are separate secret config keys and
-come back as `SecretStr`; components wrap them in `pulumi.Output.secret` at once.
-"""
+"""The stack configuration's schema: every section, its defaults, and the checks across
+sections (a bad value fails naming its key and the fix, before any resource exists)."""
 
 from __future__ import annotations
 
-import base64
-import difflib
 import ipaddress
-import json
 import re
-import struct
-from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import pulumi
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from components.host_helper import helper_name
-
-PROJECT = "mattermost-transport-encryption"
-
-SECRET_KEYS = ("sshPrivateKey", "dbPassword", "dbAdminPassword", "proxyTlsKey", "teleportToken", "gitlabTlsKey")
-
-
-class ConfigError(pulumi.RunError):
-    """A configuration value is wrong; the message names the key and the fix."""
-
-
-# ---------------------------------------------------------------- restricted value types
-
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
-_ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_UNIT_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
-_DNS_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_SQL_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-# [0-9], not \d: Python's \d also matches other scripts' digits, which int() accepts
-_VERSION_RE = re.compile(r"^([0-9]{1,3})\.([0-9]{1,3})(?:\.([0-9]{1,4}))?$")
-_HOSTKEY_TYPES = (
-    "ssh-ed25519",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "ssh-rsa",
+from components.config.fields import (
+    SECRET_SET_COMMANDS,
+    AbsPath,
+    Account,
+    Address,
+    DnsName,
+    HostKey,
+    HostPort,
+    Ip,
+    Name,
+    PemCert,
+    Port,
+    SqlIdent,
+    Unit,
+    Version,
+    _abs_path,
+    _address,
+    at_key,
+    version_tuple,
 )
-
-
-def _name(v: str) -> str:
-    if not _NAME_RE.match(v):
-        raise ValueError(
-            f"{v!r} is not a valid name: use 1-32 lowercase letters, digits and '-', starting with a "
-            "letter (it becomes part of unit names, file names and resource names)"
-        )
-    return v
-
-
-# Room below Linux' PATH_MAX (4096) and NAME_MAX (255) for what the program appends: file names
-# inside configured directories and the `.mtm-new`/`.mtm-restore` siblings of every installed file.
-PATH_MAX_CHARS = 1024
-PATH_COMPONENT_MAX_CHARS = 200
-
-
-def _abs_path(v: str) -> str:
-    if not _PATH_RE.match(v) or "/../" in v + "/" or "//" in v or v.endswith("/.."):
-        raise ValueError(
-            f"{v!r} is not an absolute, plain path: start with '/', use letters, digits and . _ / + - only, no '..'"
-        )
-    if len(v) > PATH_MAX_CHARS:
-        raise ValueError(f"the path is {len(v)} characters long; at most {PATH_MAX_CHARS} are allowed")
-    longest = max(v.split("/"), key=len)
-    if len(longest) > PATH_COMPONENT_MAX_CHARS:
-        raise ValueError(
-            f"the path component {longest[:40]!r}... is {len(longest)} characters long; at most "
-            f"{PATH_COMPONENT_MAX_CHARS} are allowed per component"
-        )
-    return v.rstrip("/") or "/"
-
-
-def _account(v: str) -> str:
-    if not _ACCOUNT_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid user or group name (lowercase letters, digits, '_' and '-')")
-    return v
-
-
-def _unit(v: str) -> str:
-    v = v.removesuffix(".service")
-    if not _UNIT_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid systemd unit name (letters, digits and _ . @ - only)")
-    return v
-
-
-def _address(v: str) -> str:
-    try:
-        return str(ipaddress.ip_address(v))
-    except ValueError:
-        pass
-    if _DNS_RE.match(v) and not v.replace(".", "").isdigit():
-        return v.lower()
-    raise ValueError(f"{v!r} is neither an IP address nor a DNS name")
-
-
-def _ip(v: str) -> str:
-    try:
-        return str(ipaddress.ip_address(v))
-    except ValueError:
-        raise ValueError(f"{v!r} is not an IP address (Mattermost nodes need one: it goes into certificates and firewall rules)") from None
-
-
-def _dns(v: str) -> str:
-    if not _DNS_RE.match(v):
-        raise ValueError(f"{v!r} is not a valid DNS name")
-    return v.lower()
-
-
-def _sql_ident(v: str) -> str:
-    if not _SQL_IDENT_RE.match(v):
-        raise ValueError(f"{v!r} is not a plain SQL identifier (letters, digits, '_', not starting with a digit)")
-    return v
-
-
-def _version(v: str) -> str:
-    if not _VERSION_RE.match(str(v)):
-        raise ValueError(f"{v!r} is not a Mattermost version like '10.11.3'")
-    return str(v)
-
-
-def _host_key(v: str) -> str:
-    parts = v.strip().split()
-    if len(parts) < 2 or parts[0] not in _HOSTKEY_TYPES:
-        raise ValueError(
-            "expected an SSH host public key in authorized_keys format, e.g. 'ssh-ed25519 AAAA...' "
-            "(read it on the host from /etc/ssh/ssh_host_ed25519_key.pub)"
-        )
-    try:
-        blob = base64.b64decode(parts[1], validate=True)
-        (n,) = struct.unpack(">I", blob[:4])
-        embedded = blob[4 : 4 + n].decode()
-    except Exception:
-        raise ValueError("the host key's base64 part does not decode") from None
-    if embedded != parts[0]:
-        raise ValueError(f"the host key says {parts[0]} but its data is a {embedded} key")
-    return f"{parts[0]} {parts[1]}"
-
-
-def _host_port(v: str) -> str:
-    """`host:port` with an ASCII DNS name or IP (IPv6 in brackets) and a decimal port 1-65535."""
-    if not v.isascii():
-        raise ValueError(f"{v!r} has non-ASCII characters: use host:port with an ASCII DNS name or an IP address")
-    host, sep, port = v.rpartition(":")
-    if not sep or not host or not port.isdigit() or len(port) > 5 or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{v!r} is not host:port with a port 1-65535 (e.g. teleport.example.com:443)")
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address in brackets") from None
-        return f"[{ipaddress.IPv6Address(host[1:-1])}]:{int(port)}"
-    if ":" in host:
-        raise ValueError(f"{v!r}: write an IPv6 address in brackets, e.g. [2001:db8::1]:3025")
-    return f"{_address(host)}:{int(port)}"
-
-
-def _pem(v: str) -> str:
-    if "-----BEGIN CERTIFICATE-----" not in v:
-        raise ValueError("expected a PEM certificate (-----BEGIN CERTIFICATE-----)")
-    from cryptography import x509
-
-    try:
-        x509.load_pem_x509_certificates(v.encode())
-    except ValueError as e:
-        raise ValueError(f"the PEM certificate does not parse: {e}") from None
-    return v
-
-
-Name = Annotated[str, AfterValidator(_name)]
-AbsPath = Annotated[str, AfterValidator(_abs_path)]
-Account = Annotated[str, AfterValidator(_account)]
-Unit = Annotated[str, AfterValidator(_unit)]
-Address = Annotated[str, AfterValidator(_address)]
-Ip = Annotated[str, AfterValidator(_ip)]
-DnsName = Annotated[str, AfterValidator(_dns)]
-SqlIdent = Annotated[str, AfterValidator(_sql_ident)]
-Version = Annotated[str, AfterValidator(_version)]
-HostKey = Annotated[str, AfterValidator(_host_key)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-HostPort = Annotated[str, AfterValidator(_host_port)]
-PemCert = Annotated[str, AfterValidator(_pem)]
-
-
-def version_tuple(v: str) -> tuple[int, int, int]:
-    m = _VERSION_RE.match(v)
-    assert m, v
-    return int(m[1]), int(m[2]), int(m[3] or 0)
+from components.host_helper import helper_name
+from components.passwords import check_password
 
 
 class Model(BaseModel):
@@ -278,16 +106,16 @@ class Ca(Model):
     @model_validator(mode="after")
     def _renewal_window(self) -> Ca:
         if self.early_renewal_hours >= self.validity_hours:
-            raise _at(
+            raise at_key(
                 "ca.earlyRenewalHours", "must be shorter than ca.validityHours, or every `pulumi up` would renew the CA"
             )
         if self.cert_early_renewal_hours >= self.cert_validity_hours:
-            raise _at(
+            raise at_key(
                 "ca.certEarlyRenewalHours",
                 "must be shorter than ca.certValidityHours, or every `pulumi up` would renew the certificates",
             )
         if self.cert_validity_hours > self.validity_hours:
-            raise _at("ca.certValidityHours", "must not exceed ca.validityHours (a certificate cannot outlive its CA)")
+            raise at_key("ca.certValidityHours", "must not exceed ca.validityHours (a certificate cannot outlive its CA)")
         return self
 
 
@@ -425,9 +253,9 @@ class Database(Model):
         mode = self.effective_tls_mode
         allowed = MYSQL_TLS_MODES if self.engine == "mysql" else POSTGRES_SSLMODES
         if mode not in allowed:
-            raise _at("database.tlsMode", f"{mode!r} does not apply to {self.engine}: use one of {', '.join(allowed)}")
+            raise at_key("database.tlsMode", f"{mode!r} does not apply to {self.engine}: use one of {', '.join(allowed)}")
         if mode in ("skip-verify", "require") and not self.allow_unverified_tls:
-            raise _at(
+            raise at_key(
                 "database.tlsMode",
                 f"{mode!r} encrypts without verifying the server; set database.allowUnverifiedTls: true to choose "
                 "it knowingly, or use the default (verified) mode",
@@ -541,19 +369,19 @@ class Gitlab(Model):
     @model_validator(mode="after")
     def _gitlab_checks(self) -> Gitlab:
         if self.enabled and version_tuple(self.version) >= (19, 0, 0):
-            raise _at(
+            raise at_key(
                 "gitlab.version",
                 f"GitLab {self.version} has no bundled Mattermost (removed in 19.0): run Mattermost standalone with "
                 "this program's nodes, proxy and database sections and set gitlab.enabled to false",
             )
         if self.sslmode == "require" and not self.allow_unverified_tls:
-            raise _at(
+            raise at_key(
                 "gitlab.sslmode",
                 "'require' encrypts without verifying the server; set gitlab.allowUnverifiedTls: true to choose it "
                 "knowingly, or use 'verify-full'",
             )
         if self.tls_cert is not None and not self._cert_covers_host():
-            raise _at(
+            raise at_key(
                 "gitlab.tlsCert",
                 f"the certificate does not name {self.mattermost_host} (the host of gitlab.mattermostExternalUrl) "
                 "in its subjectAltName; browsers would refuse it",
@@ -658,7 +486,7 @@ class Teleport(Model):
         email = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
         for i, r in enumerate(v):
             if not (team_channel.match(r) or email.match(r)):
-                raise _at(
+                raise at_key(
                     f"teleport.recipients[{i}]",
                     f"{r!r} is neither 'team/channel' (the team's and channel's URL names, lowercase) nor an email address",
                 )
@@ -703,12 +531,12 @@ class StackConfig(Model):
         _unique("nodes", [n.name for n in self.nodes], "name")
         for i, n in enumerate(self.nodes):
             if n.address is None:
-                raise _at(f"nodes[{i}].address", "missing: every node needs its IP address")
+                raise at_key(f"nodes[{i}].address", "missing: every node needs its IP address")
             if n.ssh.host_key is None:
-                raise _at(f"nodes[{i}].ssh.hostKey", _HOSTKEY_MISSING)
+                raise at_key(f"nodes[{i}].ssh.hostKey", _HOSTKEY_MISSING)
             _check_pin(f"nodes[{i}].ssh.hostKey", n.ssh, n.address, self.ssh.port)
             if self.version_of(n) >= (11, 0, 0) and self.database.engine == "mysql":
-                raise _at(
+                raise at_key(
                     "database.engine",
                     f"node {n.name} runs Mattermost {self.version_of(n)[0]}.x, which no longer supports MySQL "
                     "(support ended with v11; v10.11 ESR was the last): use engine 'postgres'",
@@ -719,7 +547,7 @@ class StackConfig(Model):
             first = self.node_setting(self.nodes[0], "version")
             for i, n in enumerate(self.nodes):
                 if self.version_of(n) != version_tuple(first):
-                    raise _at(
+                    raise at_key(
                         f"nodes[{i}].version",
                         f"node {n.name} says {self.node_setting(n, 'version')} but {self.nodes[0].name} says {first}: "
                         "one cluster runs one Mattermost version; upgrade all nodes, then set mattermost.version "
@@ -727,45 +555,43 @@ class StackConfig(Model):
                     )
         for key, section in (("proxy", self.proxy), ("database", self.database)):
             if section.address is None:
-                raise _at(f"{key}.address", "missing: the host's address is required")
+                raise at_key(f"{key}.address", "missing: the host's address is required")
             if section.ssh.host_key is None:
-                raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+                raise at_key(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
             _check_pin(f"{key}.ssh.hostKey", section.ssh, section.address, self.ssh.port)
         _check_replicas(self)
         if self.proxy.address in {n.address for n in self.nodes}:
-            raise _at("proxy.address", "the proxy must not be one of the nodes (they would share port 443/8065 roles)")
+            raise at_key("proxy.address", "the proxy must not be one of the nodes (they would share port 443/8065 roles)")
         if self.proxy.tls.source == "provided" and (self.proxy.tls.cert is None or self.proxy_tls_key is None):
-            raise _at(
+            raise at_key(
                 "proxy.tls",
                 "source 'provided' needs proxy.tls.cert and the secret key proxyTlsKey "
                 f"(`{SECRET_SET_COMMANDS['proxyTlsKey']}`)",
             )
         if self.database.admin_user and self.db_admin_password is None:
-            raise _at("dbAdminPassword", f"database.adminUser is set: set its password with `{SECRET_SET_COMMANDS['dbAdminPassword']}`")
+            raise at_key("dbAdminPassword", f"database.adminUser is set: set its password with `{SECRET_SET_COMMANDS['dbAdminPassword']}`")
         for key, optional in (("gitlab", self.gitlab), ("teleport", self.teleport)):
             if optional.enabled:
                 if optional.address is None:
-                    raise _at(f"{key}.address", "missing: the host's address is required")
+                    raise at_key(f"{key}.address", "missing: the host's address is required")
                 if optional.ssh.host_key is None:
-                    raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+                    raise at_key(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
                 _check_pin(f"{key}.ssh.hostKey", optional.ssh, optional.address, self.ssh.port)
-        from components.database_render import check_password  # pure; imported late to keep config first
-
         for key, secret in (("dbPassword", self.db_password), ("dbAdminPassword", self.db_admin_password)):
             if secret is not None:
                 try:
                     check_password(secret.get_secret_value(), key)
                 except ValueError as e:
-                    raise _at(key, str(e).split(": ", 1)[-1]) from None
+                    raise at_key(key, str(e).split(": ", 1)[-1]) from None
         if self.teleport.enabled and self.teleport_token is None:
-            raise _at("teleportToken", f"missing: set the Mattermost bot token with `{SECRET_SET_COMMANDS['teleportToken']}`")
+            raise at_key("teleportToken", f"missing: set the Mattermost bot token with `{SECRET_SET_COMMANDS['teleportToken']}`")
         if self.teleport.enabled:
             token = self.teleport_token.get_secret_value() if self.teleport_token else ""
             # the plugin reads a token starting with "/" as a file path; never echo the value
             if token.startswith("/") or not token or any(c.isspace() or not c.isprintable() for c in token):
-                raise _at("teleportToken", "not a Mattermost bot token (one word, no spaces; a leading '/' would be read as a file path)")
+                raise at_key("teleportToken", "not a Mattermost bot token (one word, no spaces; a leading '/' would be read as a file path)")
         if self.gitlab.enabled and self.gitlab.external_postgres and self.database.engine != "postgres":
-            raise _at(
+            raise at_key(
                 "gitlab.externalPostgres",
                 "the bundled Mattermost can use the stack's database only with database.engine postgres; "
                 "set gitlab.externalPostgres: false to keep Omnibus' own PostgreSQL",
@@ -774,13 +600,13 @@ class StackConfig(Model):
             _check_gitlab_database_apart(self.gitlab, self.database)
         if self.gitlab.enabled and self.gitlab.tls_source == "provided":
             if self.gitlab.tls_cert is None or self.gitlab_tls_key is None:
-                raise _at(
+                raise at_key(
                     "gitlab.tlsSource",
                     "'provided' needs gitlab.tlsCert and the secret key gitlabTlsKey "
                     f"(`{SECRET_SET_COMMANDS['gitlabTlsKey']}`)",
                 )
             if not self.gitlab.key_matches_cert(self.gitlab_tls_key.get_secret_value()):
-                raise _at("gitlabTlsKey", "is not an unencrypted PEM private key belonging to gitlab.tlsCert")
+                raise at_key("gitlabTlsKey", "is not an unencrypted PEM private key belonging to gitlab.tlsCert")
         _check_resource_names(self)
         return self
 
@@ -806,7 +632,7 @@ def _check_gitlab_database_apart(gl: Gitlab, db: Database) -> None:
         if mine.lower() == theirs.lower():
             default = str(Gitlab.model_fields[field].default)
             hint = default if default.lower() != theirs.lower() else f"gitlab_{theirs}"
-            raise _at(
+            raise at_key(
                 key,
                 f"{mine!r} is the nodes' {node_key} on the same PostgreSQL server ({db.address}): GitLab's bundled "
                 f"Mattermost needs its own; set {key} to another name (e.g. {hint!r})",
@@ -824,7 +650,7 @@ _HOSTKEY_MISSING = (
 
 def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     """Every Pulumi resource name the program registers for `cfg`, as (name, config key that puts
-    it there, what it is). Mirrors the name f-strings of __main__.py and components/*.py;
+    it there, what it is). Mirrors the name f-strings of components/*.py (deployment.py among them);
     tests/program/test_resource_names.py compares it with the names the real program registers,
     so a component that names a resource differently fails that test until this follows."""
     names: list[tuple[str, str, str]] = []
@@ -850,28 +676,28 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     elif cfg.db_password is None:
         add("dbPassword", "the read of the site's current database password", "database-current-password")
     add("database.user", "the database user", f"database-db-user-{db.user}-owner", f"database-db-user-{db.user}")
-    add("database", "the database", "database-enforce-tls")
+    add("database", "the database", "database-tls-enforced", "database-enforce-tls")
     if db.engine == "mysql" and db.admin_user is None:  # components/database.py database_preflight
         add("database.user", "the check of the database user's accounts", "database-accounts", "database-accounts-checked")
     if db.engine == "mysql":
         add("database.user", "the database user", f"database-enforce-tls-user-{db.user}")
-    from components.db_replicas_render import replica_servers  # pure; late like check_password
+    from components.db_replicas_render import replica_servers  # pure; late: it imports this schema
 
     for key, server in replica_servers(cfg):  # components/db_replicas.py
         p = f"database-replica-{server.label}"
-        add(key, f"the replica {server.address}", p, *server_cert(f"{p}-server"), f"{p}-server-tls", f"{p}-pg-hba", f"{p}-enforce-tls")
+        add(key, f"the replica {server.address}", p, *server_cert(f"{p}-server"), f"{p}-server-tls", f"{p}-pg-hba", f"{p}-tls-enforced", f"{p}-enforce-tls")
     if any(cfg.node_setting(n, "config_store") == "database" for n in cfg.nodes):
         add("mattermost.configStore", "the check of the database-stored configuration", "database-config-store-preflight")
     if cfg.cluster.enabled:  # components/cluster.py
         shared = ("public-keys", "sshd-ready", "mesh-ready", "gossip-stopped")
         add("cluster", "the cluster mesh", "cluster", *(f"cluster-{k}" for k in shared))
         for i, n in enumerate(cfg.nodes):
-            kinds = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode", "ready")
+            kinds = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
             add(f"nodes[{i}].name", f"node {n.name}'s cluster setup", *(f"{n.name}-cluster-{k}" for k in kinds))
     add("proxy", "the proxy", "proxy")  # components/nginx.py
     if cfg.proxy.tls.source in ("ca", None):  # unset: decided on the live site, the CA cert is issued either way
         add("proxy", "the proxy", *server_cert("proxy-public"))
-    add("proxy", "the proxy", "proxy-live-site", "proxy-transition", "proxy-site")
+    add("proxy", "the proxy", "proxy-live-site", "proxy-transition", "proxy-final-site", "proxy-site")
     for i, n in enumerate(cfg.nodes):  # components/node.py
         add(f"nodes[{i}].name", f"node {n.name}", n.name, *server_cert(f"{n.name}-server"), f"{n.name}-db-ca", f"{n.name}-tls-files")
         add(f"nodes[{i}].name", f"node {n.name}'s preflight", f"{n.name}-preflight")  # components/node.py node_preflight
@@ -885,7 +711,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         if gl.external_postgres:  # components/database.py Database._gitlab
             user = f"database-gitlab-db-user-{gl.database_user}"
             add("gitlab.databaseUser", "GitLab's database role", "database-gitlab-password", f"{user}-owner", user)
-            add("gitlab", "GitLab's database access", "database-gitlab-pg-hba", "database-gitlab-enforce-tls")
+            add("gitlab", "GitLab's database access", "database-gitlab-pg-hba", "database-gitlab-tls-enforced", "database-gitlab-enforce-tls")
     tp = cfg.teleport  # components/teleport.py
     if tp.enabled:
         add("teleport", "the Teleport plugin", "teleport")
@@ -918,24 +744,24 @@ def _check_replicas(cfg: StackConfig) -> None:
         for i, rep in enumerate(replicas):
             key = f"{list_key}[{i}]"
             if db.engine != "postgres":
-                raise _at(
+                raise at_key(
                     list_key,
                     "read replicas are supported with database.engine postgres only (the MySQL replica's "
                     "REQUIRE SSL and server TLS are not managed): remove the list, or keep the replicas out of the stack",
                 )
             if rep.address is None:
-                raise _at(f"{key}.address", "missing: the replica's address is required")
+                raise at_key(f"{key}.address", "missing: the replica's address is required")
             if rep.ssh.host_key is None:
-                raise _at(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
+                raise at_key(f"{key}.ssh.hostKey", _HOSTKEY_MISSING)
             _check_pin(f"{key}.ssh.hostKey", rep.ssh, rep.address, cfg.ssh.port)
             if rep.address in seen:
-                raise _at(f"{key}.address", f"{rep.address} is listed twice in {list_key}")
+                raise at_key(f"{key}.address", f"{rep.address} is listed twice in {list_key}")
             seen.add(rep.address)
             if rep.address == db.address or rep.address in {n.address for n in cfg.nodes}:
-                raise _at(f"{key}.address", f"{rep.address} is the primary database or a node, not a replica")
+                raise at_key(f"{key}.address", f"{rep.address} is the primary database or a node, not a replica")
     first = cfg.nodes[0]
     if cfg.node_setting(first, "config_store") == "database" and cfg.db_password is None and not db.rotate_password:
-        raise _at(
+        raise at_key(
             "dbPassword",
             f"node {first.name} keeps its configuration in the database, so the site's current password cannot be "
             f"read from its files: set it with `{SECRET_SET_COMMANDS['dbPassword']}` (or list a node with a "
@@ -959,7 +785,7 @@ def _check_resource_names(cfg: StackConfig) -> None:
     name, key, what, (other_key, other_what) = next((c for c in clashes if c[1].startswith("nodes[")), clashes[0])
     if not key.startswith("nodes[") and other_key.startswith("nodes["):
         key, what, other_key, other_what = other_key, other_what, key, what
-    raise _at(
+    raise at_key(
         key,
         f"gives {what} the resource name {name!r}, which {other_what} also has ({other_key}); "
         "resource names must be unique: choose another name",
@@ -976,7 +802,7 @@ def _check_pin(key: str, ssh: HostSsh, address: str | None, default_port: int) -
     host = ssh.address or address or "HOST"
     port = ssh.port or default_port
     keyscan = f"ssh-keyscan -t ed25519{f' -p {port}' if port != 22 else ''} {host}"
-    raise _at(
+    raise at_key(
         key,
         "is an RSA key: pulumi-command pins by offering only the pinned key's own algorithm, for RSA "
         "'ssh-rsa' (SHA-1), which OpenSSH >= 8.8 refuses ('no common algorithm for host key'). Pin the "
@@ -985,21 +811,12 @@ def _check_pin(key: str, ssh: HostSsh, address: str | None, default_port: int) -
     )
 
 
-class _KeyedError(ValueError):
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
-
-
-def _at(key: str, message: str) -> _KeyedError:
-    return _KeyedError(key, message)
-
 
 def _unique(section: str, values: list[Any], field: str) -> None:
     seen: dict[Any, int] = {}
     for i, v in enumerate(values):
         if v in seen:
-            raise _at(f"{section}[{i}].{field}", f"{v!r} is used twice (also {section}[{seen[v]}].{field})")
+            raise at_key(f"{section}[{i}].{field}", f"{v!r} is used twice (also {section}[{seen[v]}].{field})")
         seen[v] = i
 
 
@@ -1017,227 +834,3 @@ def _check_private_key(pem: str) -> None:
         raise ValueError(f"the private key does not parse ({type(e).__name__}); expected an unencrypted PEM or OpenSSH key") from None
 
 
-# ---------------------------------------------------------------- loading
-
-
-def _merge_inventory(raw: dict[str, Any], inventory: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill addresses, host keys and the SSH key from a lab inventory; explicit config wins."""
-    hosts = inventory.get("hosts", {})
-
-    def fill(section: dict[str, Any], host: str) -> None:
-        inv = hosts.get(host)
-        if not inv:
-            return
-        section.setdefault("address", inv["address"])
-        ssh = section.setdefault("ssh", {})
-        ssh.setdefault("hostKey", inv.get("hostKey"))
-        if inv.get("port", 22) != 22:
-            ssh.setdefault("port", inv["port"])
-
-    for node in raw.get("nodes", []) or []:
-        if isinstance(node, dict) and "name" in node:
-            fill(node, node["name"])
-    proxy = raw.setdefault("proxy", {})
-    if isinstance(proxy, dict):
-        fill(proxy, proxy.get("host", "proxy"))
-    db = raw.setdefault("database", {})
-    if isinstance(db, dict):
-        fill(db, db.get("host") or ("mariadb" if db.get("engine") == "mysql" else "postgres"))
-        for key in ("replicas", "searchReplicas"):
-            for rep in db.get(key) or []:
-                if isinstance(rep, dict) and rep.get("host"):
-                    fill(rep, rep["host"])
-    for key, default in (("gitlab", "gitlab"), ("teleport", "plugin")):
-        sec = raw.get(key)
-        if isinstance(sec, dict) and sec.get("enabled"):
-            fill(sec, sec.get("host", default))
-    if "sshPrivateKey" not in raw and inventory.get("sshPrivateKeyFile"):
-        raw["sshPrivateKey"] = Path(inventory["sshPrivateKeyFile"]).read_text()
-    if inventory.get("sshUser"):
-        raw.setdefault("ssh", {}).setdefault("user", inventory["sshUser"])
-    return raw
-
-
-# Keys that existed once and did nothing: a stack file still carrying one gets this instead of a guess.
-REMOVED_KEYS = {
-    ("mattermost", "serviceUser"): "the node key is readable by the service group (serviceGroup), not by a user, so it had no effect",
-    ("nodes", "serviceUser"): "the node key is readable by the service group (serviceGroup), not by a user, so it had no effect",
-}
-
-# What to run when a secret the program needs is missing.
-SECRET_SET_COMMANDS = {
-    "sshPrivateKey": "pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519",
-    "dbPassword": "pulumi config set --secret dbPassword",
-    "dbAdminPassword": "pulumi config set --secret dbAdminPassword",
-    "proxyTlsKey": "pulumi config set --secret proxyTlsKey < mattermost.example.com.key",
-    "teleportToken": "pulumi config set --secret teleportToken",
-    "gitlabTlsKey": "pulumi config set --secret gitlabTlsKey < gitlab-mattermost.key",
-}
-
-
-def _key_of(loc: tuple[Any, ...]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
-
-
-def _model_fields(model: type[BaseModel]) -> dict[str, Any]:
-    """The model's fields by the name a stack file uses (camelCase)."""
-    return {f.alias or to_camel(n): f.annotation for n, f in model.model_fields.items()}
-
-
-def _submodel(tp: Any) -> type[BaseModel] | None:
-    """The config section (a Model) inside an annotation such as `HostSsh`, `list[Node]`, `X | None`."""
-    import typing
-
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return tp
-    for arg in typing.get_args(tp):
-        found = _submodel(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = StackConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue  # a list item: _submodel already looked through the list
-        if model is None:
-            return None
-        model = _submodel(_model_fields(model).get(str(part)))
-    return model
-
-
-def _unknown_key_message(loc: tuple[Any, ...]) -> str:
-    name = str(loc[-1])
-    section = next((p for p in loc if isinstance(p, str)), "")
-    removed = REMOVED_KEYS.get((section, name)) if len(loc) in (2, 3) else None
-    if removed:
-        return f"removed: {removed}; delete it from the stack file (pulumi config rm --path '{_key_of(loc)}')"
-    model = _section_at(loc[:-1])
-    known = sorted(_model_fields(model)) if model else []
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) or [
-        k for k in known if k.lower() == name.lower()
-    ]
-    if close:
-        return f"unknown key (did you mean {_key_of((*loc[:-1], close[0]))!r}?)"
-    where = _key_of(loc[:-1])
-    return f"unknown key; {where} takes {', '.join(known)}" if known else "unknown key"
-
-
-def _not_text_message(value: Any, loc: tuple[Any, ...]) -> str | None:
-    """A YAML scalar that was meant as text but arrived as a number or boolean."""
-    leaf = str(loc[-1])
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-        return f"is a boolean (YAML reads an unquoted {text} as one), but this key takes text: quote it, {leaf}: \"{text}\""
-    if isinstance(value, (int, float)):
-        hint = ""
-        if isinstance(value, float):
-            hint = f" (YAML reads it as the number {value!r} and drops trailing zeros, so 10.10 becomes 10.1)"
-        example = '"10.11.3"' if leaf == "version" else f'"{value}"'
-        return f"is a number{hint}, but this key takes text: quote it, e.g. {leaf}: {example}"
-    return None
-
-
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    # inputs are used to explain type errors, never printed: they may be secrets
-    for e in err.errors(include_url=False, include_input=True):
-        loc = tuple(e.get("loc", ()))
-        ctx_err = (e.get("ctx") or {}).get("error")
-        msg = None
-        if isinstance(ctx_err, _KeyedError):
-            key, msg = ctx_err.key, str(ctx_err)
-        else:
-            key = _key_of(loc)
-            if e["type"] == "extra_forbidden" and loc:
-                msg = _unknown_key_message(loc)
-            elif e["type"] == "missing" and loc and str(loc[-1]) in SECRET_SET_COMMANDS and len(loc) == 1:
-                msg = f"missing: set it with `{SECRET_SET_COMMANDS[str(loc[-1])]}`"
-            elif e["type"] == "string_type" and loc and str(loc[0]) not in SECRET_KEYS:
-                msg = _not_text_message(e.get("input"), loc)
-            if msg is None:
-                msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{PROJECT}:{key}: {msg}" if key else f"{PROJECT}: {msg}")
-    return "invalid stack configuration:\n  " + "\n  ".join(lines)
-
-
-def parse(raw: Mapping[str, Any], base_dir: Path | None = None) -> StackConfig:
-    """Validate a raw config mapping (keys without namespace, objects already decoded)."""
-    data: dict[str, Any] = json.loads(json.dumps(dict(raw)))  # deep copy, plain types
-    inv_file = data.pop("inventoryFile", None) or None
-    if inv_file is not None:
-        path = Path(inv_file)
-        if not path.is_absolute():
-            path = (base_dir or Path.cwd()) / path
-        if not path.exists():
-            raise ConfigError(
-                f"{PROJECT}:inventoryFile: {path} does not exist; start the lab first (`make lab` or `python -m lab.hosts up`)"
-            )
-        try:
-            inventory = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{PROJECT}:inventoryFile: {path} is not valid JSON ({e})") from None
-        data = _merge_inventory(data, inventory)
-    try:
-        return StackConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(_format_errors(e)) from None
-
-
-def _decode(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
-# Pulumi.yaml declares these optional keys with `default: ""`: the CLI makes a declared key without
-# a default required (pkg/workspace/config.go, mergeConfig), and merges a default into the config
-# the program reads. Empty therefore means "not set" for them.
-EMPTY_DEFAULT_KEYS = frozenset({"inventoryFile", *SECRET_KEYS})
-
-
-def known_keys() -> list[str]:
-    return ["inventoryFile", *[f.alias or to_camel(n) for n, f in StackConfig.model_fields.items()]]
-
-
-def _set_keys() -> set[str]:
-    from pulumi.runtime import config as runtime_config
-
-    names = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env() or {})
-    return {k.split(":", 1)[1] for k in names if k.startswith(PROJECT + ":")}
-
-
-def load(
-    get_config: Callable[[str], str | None] | None = None,
-    set_keys: set[str] | None = None,
-    is_secret: Callable[[str], bool] | None = None,
-) -> StackConfig:
-    """Read every key of this project's config once (secrets included, as plain values for
-    validation only) and validate it. Raises ConfigError before any resource is registered."""
-    from pulumi.runtime import config as runtime_config
-
-    getter = get_config or runtime_config.get_config
-    secret = is_secret or runtime_config.is_config_secret
-    keys = known_keys()
-    unknown = sorted((set_keys if set_keys is not None else _set_keys()) - set(keys))
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, keys, n=1)
-            hints.append(f"{PROJECT}:{k}: unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError("invalid stack configuration:\n  " + "\n  ".join(hints))
-    raw: dict[str, Any] = {}
-    for key in keys:
-        value = getter(f"{PROJECT}:{key}")
-        if value is None or (value == "" and key in EMPTY_DEFAULT_KEYS):
-            continue
-        if key in SECRET_KEYS and not secret(f"{PROJECT}:{key}"):
-            raise ConfigError(
-                f"{PROJECT}:{key}: this value is a secret but is stored in plain text; "
-                f"set it with `pulumi config set --secret {key}`"
-            )
-        raw[key] = value if key in SECRET_KEYS or key == "inventoryFile" else _decode(value)
-    return parse(raw, base_dir=Path.cwd())

@@ -1,0 +1,117 @@
+"""The `ca.rotation: switch` guard: read-only checks that every trust file the stack manages
+already holds the new CA before any server certificate comes from it.
+
+`switch` re-issues every server certificate from CA generation N+1. That loses no request only
+if the `stage` phase ran first and finished: every verifier (NGINX for the nodes, the nodes for
+the database, GitLab, the Teleport plugin) trusts N+1 before any server presents a certificate
+from it. A preview cannot see the previous phase (the program has no access to its last state),
+but the hosts can: one read-only check per host, among the checks everything waits for
+(`preflights-passed`), looks for the new CA in each trust file. A `switch` whose `stage` was
+never applied, or did not finish on some host, stops there, before any host changes, naming the
+config key and the fix. Outside `switch` nothing is created.
+
+Which files: exactly those the components install the trust bundle into (same path helpers):
+the node's CA file (DSN's sslrootcert) and system-store copy, NGINX's
+proxy_ssl_trusted_certificate, the database server's and each replica's CA file, GitLab's
+trusted-certs file and the Teleport plugin's CA file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from components import database_render, db_replicas_render, nginx_render, node_render
+from components.config import HostSsh, StackConfig
+from components.connection import connection_for
+from components.pki import Pki
+from components.remote_files import read_script
+from components.shell import script
+from components.teleport import CA_FILE_NAME
+
+
+@dataclass(frozen=True)
+class TrustHost:
+    """One host's trust files, as the stack installs them."""
+
+    label: str
+    """Stable identity for the check's resource name (node name, proxy, database, ...)."""
+    address: str
+    ssh: HostSsh
+    files: tuple[str, ...]
+
+
+def trust_hosts(cfg: StackConfig) -> list[TrustHost]:
+    """Every host the stack installs the trust bundle on, with the paths (config order)."""
+    out: list[TrustHost] = []
+    for n in cfg.nodes:
+        if n.address:
+            paths = node_render.node_paths(cfg.mattermost.tls_dir, cfg.node_setting(n, "unit"))
+            out.append(TrustHost(n.name, n.address, n.ssh, (paths.ca, paths.system_ca)))
+    proxy = cfg.proxy
+    if proxy.address:
+        out.append(TrustHost("proxy", proxy.address, proxy.ssh, (nginx_render.proxy_paths(proxy.tls_dir).ca,)))
+    db = cfg.database
+    db_ca = database_render.tls_paths(db.effective_tls_dir).ca
+    if db.address:
+        out.append(TrustHost("database", db.address, db.ssh, (db_ca,)))
+    for _, rep in db_replicas_render.replica_servers(cfg):
+        out.append(TrustHost(f"database-replica-{rep.label}", rep.address, rep.ssh, (db_ca,)))
+    gl = cfg.gitlab
+    if gl.enabled and gl.address:
+        out.append(TrustHost("gitlab", gl.address, gl.ssh, (gl.ca_file,)))
+    tp = cfg.teleport
+    if tp.enabled and tp.address:
+        out.append(TrustHost("teleport", tp.address, tp.ssh, (f"{tp.ca_dir}/{CA_FILE_NAME}",)))
+    return out
+
+
+def pem_body(pem: str) -> str:
+    """A certificate's base64 body without its armour and whitespace: what the check looks for
+    in a trust file with its whitespace removed (so line lengths and CRLF do not matter)."""
+    lines = [ln.strip() for ln in pem.strip().splitlines()]
+    if len(lines) < 3 or not lines[0].startswith("-----BEGIN ") or not lines[-1].startswith("-----END "):
+        raise ValueError("not one PEM certificate")
+    if any(ln.startswith("-----") for ln in lines[1:-1]):
+        raise ValueError("more than one PEM block: pass the new CA's certificate alone")
+    return "".join(lines[1:-1])
+
+
+def render_switch_check(*, host: str, generation: int, new_ca_pem: str, files: Sequence[str]) -> str:
+    """The read-only check on one host: exit 1, naming `ca.rotation` and the fix, unless every
+    file in `files` exists and holds the certificate `new_ca_pem` (CA `generation`).
+    The script: templates/ca-switch-check.sh."""
+    if not files:
+        raise ValueError("no trust file to check")
+    return script(
+        "ca-switch-check.sh",
+        host=host,
+        generation=int(generation),
+        expected=pem_body(new_ca_pem),
+        files="\n".join(files),
+    )
+
+
+
+
+def ca_switch_preflights(cfg: StackConfig, pki: Pki) -> list[pulumi.Resource]:
+    """`ca-switch-check-<host>` for every trust host during `ca.rotation: switch`; none otherwise.
+    Everything that changes a host must wait for them (__main__ puts them among the preflights)."""
+    ca = cfg.ca
+    if ca.rotation != "switch":
+        return []
+    new_ca = pki.ca_cert_of(ca.issuer)
+    checks: list[pulumi.Resource] = []
+    for h in trust_hosts(cfg):
+
+        def script(pem: str, h: TrustHost = h) -> str:
+            return render_switch_check(host=h.label, generation=ca.issuer, new_ca_pem=pem, files=h.files)
+
+        checks.append(
+            read_script(
+                f"ca-switch-check-{h.label}", connection=connection_for(cfg, h.address, h.ssh), script=new_ca.apply(script)
+            )
+        )
+    return checks

@@ -1,0 +1,88 @@
+"""The stack configuration: one schema, read once, validated once, before any resource exists.
+
+Owns every decision about what a valid configuration is and every default. A bad value raises
+`ConfigError` naming the full key (e.g. `mattermost-transport-encryption:nodes[1].address`) and
+the fix; pulumi then stops the preview with that message and registers nothing.
+
+Values that reach a shell script or a configuration file (names, paths, users, addresses) are
+restricted to characters that cannot break out of either, on top of the quoting every renderer
+does. Secrets (SSH private key, database passwords, tokens) are separate secret config keys and
+come back as `SecretStr`; components wrap them in `pulumi.Output.secret` at once.
+
+The package: `fields` (restricted value types, the project's keys and ConfigError), `schema`
+(the sections, StackConfig and the checks across them, the resource names a config plans),
+`loading` (reading the keys, `parse`, `load`, error messages). The lab's inventory merge lives in
+lab/stack_inventory.py, outside the production schema.
+"""
+
+from components.config.fields import (
+    _NAME_RE,
+    PROJECT,
+    SECRET_KEYS,
+    SECRET_SET_COMMANDS,
+    ConfigError,
+    version_tuple,
+)
+from components.config.loading import (
+    EMPTY_DEFAULT_KEYS,
+    REMOVED_KEYS,
+    _model_fields,
+    _submodel,
+    known_keys,
+    load,
+    parse,
+)
+from components.config.schema import (
+    MYSQL_TLS_MODES,
+    POSTGRES_SSLMODES,
+    Ca,
+    Cluster,
+    Database,
+    DatabaseReplica,
+    Gitlab,
+    HostSsh,
+    MattermostDefaults,
+    Model,
+    Node,
+    Proxy,
+    ProxyTls,
+    SshDefaults,
+    StackConfig,
+    Teleport,
+    ca_prefix,
+    planned_resource_names,
+)
+
+__all__ = [
+    "EMPTY_DEFAULT_KEYS",
+    "MYSQL_TLS_MODES",
+    "POSTGRES_SSLMODES",
+    "PROJECT",
+    "REMOVED_KEYS",
+    "SECRET_KEYS",
+    "SECRET_SET_COMMANDS",
+    "_NAME_RE",
+    "Ca",
+    "Cluster",
+    "ConfigError",
+    "Database",
+    "DatabaseReplica",
+    "Gitlab",
+    "HostSsh",
+    "MattermostDefaults",
+    "Model",
+    "Node",
+    "Proxy",
+    "ProxyTls",
+    "SshDefaults",
+    "StackConfig",
+    "Teleport",
+    "_model_fields",
+    "_submodel",
+    "ca_prefix",
+    "known_keys",
+    "load",
+    "parse",
+    "planned_resource_names",
+    "version_tuple",
+]

@@ -1,0 +1,170 @@
+"""Deployment: the rollout, in the one order that keeps the site answering. `__main__.py` loads
+the config, builds a Deployment and exports `Deployment.exports`; adding a hop means giving its
+component a place here.
+
+The order (each step waits for the one before it, unless said otherwise):
+1. Read-only checks of every host: each node's preflight, the database-stored configuration,
+   the MySQL accounts the nodes log in through; `preflights-passed` is the barrier after them
+   (nothing, not even the host helper, is installed on a host before).
+2. The CA, and NGINX's capture of its live site: a refused site stops the run before the
+   database or a node changes.
+3. Database TLS offered (plain logins still let in), its read replicas, the cluster tunnels.
+4. NGINX's transitional site (verified TLS to every node, plain only where a node has none yet).
+5. The nodes, one at a time in config order (the others keep serving while one restarts).
+6. NGINX's https-only site (NginxFinalSite), GitLab's bundled Mattermost.
+7. The databases refuse plain logins (TlsEnforcement: primary, replicas, GitLab's role), once
+   every client uses its TLS DSN; the Teleport plugin.
+
+It is not a Pulumi resource itself: as the parent of every component it would change every URN
+(a URN carries its parent's type chain), and existing stacks would need an alias on each. The
+two-phase steps are their own components (NginxFinalSite, TlsEnforcement), with aliases that keep
+their resources' places in existing stacks (tests/program/test_urns.py)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import pulumi
+
+from components import adapter, cluster_render
+from components.ca_switch import ca_switch_preflights
+from components.cluster import Cluster, ClusterArgs
+from components.config import StackConfig
+from components.database import Database, DatabaseArgs, database_preflight
+from components.database_enforcement import TlsEnforcement, TlsEnforcementArgs
+from components.db_replicas import config_store_preflight, database_replicas, node_db_env
+from components.gitlab import GitlabMattermost
+from components.host_helper import install_helpers_after
+from components.nginx import NginxProxy, NginxProxyArgs
+from components.nginx_site import NginxFinalSite, NginxFinalSiteArgs
+from components.node import MattermostNode, MattermostNodeArgs, node_preflight, preflights_passed
+from components.pki import Pki, PkiArgs
+from components.teleport import TeleportPlugin
+
+
+class Deployment:
+    """Every component of the stack, built in rollout order (see the module docstring)."""
+
+    exports: dict[str, Any]
+    """The stack outputs other stacks consume, by name."""
+
+    def __init__(self, cfg: StackConfig) -> None:
+        if cfg.cluster.enabled:
+            # port plan errors (slot collisions, overflow) stop the preview before any resource exists
+            cluster_render.plan_cluster(cfg, cfg.nodes)
+        self.pki = pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        # 1. read-only checks of every node: no host changes before each is what the stack says
+        preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
+        store_check = config_store_preflight(cfg)  # the database-stored configuration, if a node has one
+        db_preflight = database_preflight(cfg)  # MySQL: the accounts the nodes log in through
+        ca_checks = ca_switch_preflights(cfg, pki)  # ca.rotation: switch only: every trust file holds the new CA
+        passed = preflights_passed(
+            cfg, [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks]
+        )
+        install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
+        # 2. the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
+        self.proxy = proxy = NginxProxy(
+            "proxy", NginxProxyArgs(cfg=cfg, pki=pki), pulumi.ResourceOptions(depends_on=[passed])
+        )
+        after_checks = pulumi.ResourceOptions(depends_on=[passed, proxy.site_checked])
+        install_helpers_after([passed, proxy.site_checked])  # every other host's helper, too (the proxy's runs the capture)
+        # 3. database TLS offered, replicas, cluster
+        db_clients = [n.address for n in cfg.nodes if n.address]  # GitLab gets its own role and lines (Database._gitlab)
+        self.database = database = Database(
+            "database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients, preflight=db_preflight), after_checks
+        )
+        replicas = database_replicas(cfg, pki, [n.address for n in cfg.nodes if n.address], after_checks)
+        self.cluster = cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_checks) if cfg.cluster.enabled else None
+        # 4-5. one node at a time, in config order; the first waits for NGINX's transitional site,
+        # which reaches each node over TLS or, not switched yet, plain HTTP
+        nodes: list[MattermostNode] = []
+        self.nodes = nodes
+        for n in cfg.nodes:
+            nodes.append(
+                MattermostNode(
+                    n.name,
+                    MattermostNodeArgs(
+                        cfg=cfg,
+                        node=n,
+                        pki=pki,
+                        preflight=preflights[n.name],
+                        database=database,
+                        extra_env={**(cluster.env_for(n.name) if cluster else {}), **node_db_env(cfg, n.name, database)},
+                        depends_on=[
+                            *(cluster.ready_for(n.name) if cluster else []),
+                            *(res for rep in replicas for res in rep.ready),
+                        ],
+                        # only the restart waits for the node before (MattermostNodeArgs.previous)
+                        previous=nodes[-1].ready if nodes else proxy.transition,
+                    ),
+                )
+            )
+        # 6. the https-only site
+        self.final_site = NginxFinalSite("proxy-final-site", NginxFinalSiteArgs(proxy=proxy, nodes=nodes))
+        self.exports = {
+            "caCertPem": pki.ca_cert_pem,
+            "caExpiry": pki.ca_expiry,
+            "proxyUrl": proxy.url,
+            "databaseDriver": database.driver_name,
+            "mattermostDsn": pulumi.Output.secret(database.dsn(nodes[0].ca_file)),
+            "nodes": {
+                n.node_name: {
+                    "address": n.address,
+                    "certFingerprintSha256": n.cert_fingerprint_sha256,
+                    "certExpiry": n.cert_expiry,
+                    "installed": n.installed,
+                }
+                for n in nodes
+            },
+        }
+        if cluster:
+            self.exports["cluster"] = cluster.summary.apply(_numbers_as_text)
+        gitlab: GitlabMattermost | None = None
+        if cfg.gitlab.enabled:
+            gitlab = GitlabMattermost(
+                "gitlab",
+                adapter.gitlab_args(
+                    cfg,
+                    pki,
+                    dsn=database.gitlab_dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
+                    depends_on=database.gitlab_ready,
+                ),
+            )
+            self.exports["gitlabMattermostUrl"] = gitlab.url
+        # 7. plain DB logins are refused only once every client uses its TLS DSN (components/database.py).
+        # The last node's `ready` stands for every node's: the rollout above is serial. (Each listed
+        # resource costs the SDK's cycle check a walk of its whole upstream: N nodes made it N walks.)
+        clients_ready = [nodes[-1].ready] if nodes else []
+        for rep in replicas:
+            TlsEnforcement(
+                f"{rep.resource_name}-tls-enforced",
+                TlsEnforcementArgs(enforce=partial(rep.enforce_tls, clients_ready)),
+                pulumi.ResourceOptions(parent=rep),
+            )
+        TlsEnforcement(
+            "database-tls-enforced",
+            TlsEnforcementArgs(enforce=partial(database.enforce_tls, clients_ready)),
+            pulumi.ResourceOptions(parent=database),
+        )
+        if gitlab is not None and database.gitlab_ready:
+            TlsEnforcement(
+                "database-gitlab-tls-enforced",
+                TlsEnforcementArgs(enforce=partial(database.enforce_gitlab_tls, [gitlab.ready])),
+                pulumi.ResourceOptions(parent=database),
+            )
+        if cfg.teleport.enabled:
+            teleport = TeleportPlugin("teleport", adapter.teleport_args(cfg, pki, depends_on=[proxy]))
+            self.exports["teleportPlugin"] = {"mattermostUrl": teleport.mattermost_url, "installed": teleport.installed}
+
+
+def _numbers_as_text(value: object) -> object:
+    """Integers (ports, slots) as decimal strings: Pulumi carries every output number as a
+    double, so a Python StackReference consumer would read 8074 as 8074.0."""
+    if isinstance(value, dict):
+        return {k: _numbers_as_text(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_numbers_as_text(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value

@@ -1,0 +1,54 @@
+"""Shell for the hosts: the one quoting function and the one template convention.
+
+Every value a renderer puts into shell goes through `q` (shlex.quote). Long scripts and files
+live as templates in components/templates/; a template names each parameter `@name@`, and
+`fill` replaces every one: a placeholder without a value, or a value without a placeholder, is a
+bug and raises. `@name@` and not `{{name}}` or `$name` because it is a plain word to sh (so a
+`.sh` template is itself valid shell that shellcheck reads), to NGINX and to systemd.
+
+In a shell template a parameter is one shell word: `script()` quotes every value with `q`, and
+only what it takes as `code=` (shell the renderer built from quoted parts, e.g. a client
+command, or a shared fragment such as dsn-checks.sh) goes in as it is. A script template
+assigns its parameters to variables in its first lines (`node=@node@`) and reads only those
+variables below, so the file itself is a valid script for shellcheck. Pure: no Pulumi, no I/O but reading the templates.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+TEMPLATES = Path(__file__).with_name("templates")
+_PLACEHOLDER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
+
+
+def q(value: object) -> str:
+    """One shell word for `value` (str() of it), safe to interpolate anywhere in a script."""
+    return shlex.quote(str(value))
+
+
+def template(name: str) -> str:
+    """The text of components/templates/NAME."""
+    return (TEMPLATES / name).read_text()
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    """Replace every `@name@` in `text` with `values[name]`, as it is (one pass: a value is never
+    read for placeholders). Missing and unused names both raise."""
+    used = set(_PLACEHOLDER.findall(text))
+    missing, unused = used - set(values), set(values) - used
+    if missing or unused:
+        raise ValueError(f"template placeholders do not match: missing {sorted(missing)}, unused {sorted(unused)}")
+    return _PLACEHOLDER.sub(lambda m: values[m[1]], text)
+
+
+def script(name: str, *, code: Mapping[str, str] | None = None, **values: object) -> str:
+    """The shell template NAME with every value quoted (`q`) and every `code` block as it is."""
+    filled = {k: q(v) for k, v in values.items()}
+    for k, v in (code or {}).items():
+        if k in filled:
+            raise ValueError(f"{name}: {k} given both as a value and as code")
+        filled[k] = v
+    return fill(template(name), filled)

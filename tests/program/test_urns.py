@@ -1,0 +1,148 @@
+"""Restructuring the program never renames a resource: every URN the program registered before
+the `Deployment` component (captured from main, tests/program/data/urns_main.json) is still
+registered, or is an alias of the resource that took its place (so a real stack moves the
+resource in its state instead of deleting and creating it: a replaced host command is an outage).
+
+Regenerate the baseline only on purpose (a rename that ships with its aliases):
+`venv/bin/python -m tests.program.test_urns > tests/program/data/urns_main.json` on main."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.replay import Secret, State, evaluate
+from lab.replay.state import load as load_state
+from tests.helpers.program import PROJECT_DIR
+
+BASELINE = Path(__file__).parent / "data" / "urns_main.json"
+MAIN = "be1639d"
+"""The commit of main the baseline was captured from."""
+
+REMOVED_SINCE_MAIN = ("-cluster-ready",)
+"""Name endings of resources main had that this program drops on purpose: `<node>-cluster-ready`,
+a barrier without a host command (each node's restart now waits for `cluster-gossip-stopped`
+directly, issue 11); an upgrade deletes it and nothing runs on a host."""
+
+
+def _removed(urn_or_name: str) -> bool:
+    return urn_or_name.endswith(REMOVED_SINCE_MAIN)
+
+
+EVERYTHING = {
+    "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab", "externalPostgres": True},
+    "teleport": {"enabled": True, "host": "plugin"},
+    "teleportToken": Secret("bot-token-abcdefghijklmnop"),
+}
+
+
+def cases(lab: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """The full lab config (every hop on), the MySQL and replica labs, and a password rotation."""
+    return {
+        "lab, everything on": ("lab", {**lab, **EVERYTHING}),
+        "lab-mysql": ("lab-mysql", lab),
+        "lab-replicas": ("lab-replicas", lab),
+        "lab, password rotation": (
+            "lab",
+            {k: v for k, v in lab.items() if k != "dbPassword"}
+            | {"database": {"engine": "postgres", "host": "postgres", "rotatePassword": True}},
+        ),
+    }
+
+
+def registered(stack: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """URN -> its parent and the alias URNs it carries, as the replay engine registered them."""
+    ev = evaluate(PROJECT_DIR, stack, config=config)
+    assert not ev.program_error, ev.program_error
+    return {r.urn: {"parent": r.parent_urn, "aliases": sorted(r.aliases)} for r in ev.resources}
+
+
+@pytest.mark.parametrize("case", list(cases({})))
+def test_every_urn_of_main_is_kept_or_aliased(case: str, replay_lab_config: dict[str, Any]) -> None:
+    stack, config = cases(replay_lab_config)[case]
+    before: dict[str, str | None] = json.loads(BASELINE.read_text())[case]
+    now = registered(stack, config)
+    by_alias = {alias: urn for urn, r in now.items() for alias in r["aliases"]}
+    kept = {urn for urn in before if urn in now}
+    moved = {urn: by_alias[urn] for urn in before if urn not in now and urn in by_alias}
+    assert {u for u in set(before) - kept - set(moved) if not _removed(u)} == set(), "URNs of main neither registered nor aliased"
+    for urn in kept:  # same URN: same parent (a URN carries its parent's type, not its name)
+        assert now[urn]["parent"] == before[urn], urn
+    for old, new in moved.items():
+        # a move keeps the name and the type; only the parent chain may differ
+        assert old.rsplit("::", 1)[1] == new.rsplit("::", 1)[1], (old, new)
+        assert old.split("::")[2].rsplit("$", 1)[-1] == new.split("::")[2].rsplit("$", 1)[-1], (old, new)
+    assert moved, "the two-phase steps' resources moved under their own components"
+
+
+@pytest.fixture(scope="module")
+def main_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A git worktree of MAIN, removed afterwards."""
+    tree = tmp_path_factory.mktemp("main") / "tree"
+    r = subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "add", "--detach", str(tree), MAIN], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    yield tree
+    subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "remove", "--force", str(tree)], capture_output=True, check=False)
+
+
+def _main_state(tree: Path, stack: str, config: dict[str, Any], out: Path) -> State:
+    """The state main's program leaves (a preview's), evaluated in its own process: this one has
+    imported this tree's `components` already."""
+    secrets = [k for k, v in config.items() if isinstance(v, Secret)]
+    code = "\n".join([
+        "import json, pathlib",
+        "from lab.replay import Secret, evaluate",
+        "from lab.replay.state import save",
+        f"config = json.loads({json.dumps(config)!r})",
+        f"config = {{k: Secret(v) if k in {secrets!r} else v for k, v in config.items()}}",
+        f"ev = evaluate({str(tree)!r}, {stack!r}, config=config)",
+        f"save(pathlib.Path({str(out)!r}), ev.state)",
+    ])
+    r = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return load_state(out)
+
+
+@pytest.mark.parametrize("case", list(cases({})))
+def test_an_upgrade_from_main_changes_nothing(
+    case: str, replay_lab_config: dict[str, Any], main_tree: Path, tmp_path: Path
+) -> None:
+    """The preview of this program against the state main's program left: every resource the
+    same (the moved ones found through their aliases), only the steps' new components created,
+    nothing deleted or replaced."""
+    stack, config = cases(replay_lab_config)[case]
+    before = _main_state(main_tree, stack, config, tmp_path / "main.json")
+    now = evaluate(PROJECT_DIR, stack, config=config, state=before)
+    ops = {s.name: s.op for s in now.steps}
+    # resources added since MAIN (this branch's components, other work merged later) are creates;
+    # nothing of main's is deleted, replaced or changed
+    changed = {n: op for n, op in ops.items() if op not in ("same", "create")}
+    assert {n: op for n, op in changed.items() if not (_removed(n) and op == "delete")} == {}, changed
+    assert all(ops[r.name] == "same" for r in before.resources if not _removed(r.name)), [
+        r.name for r in before.resources if ops[r.name] != "same"
+    ]
+    assert {"proxy-site", "database-enforce-tls"} <= {r.name for r in now.resources if r.aliases}
+
+
+if __name__ == "__main__":  # the baseline, from the tree this runs in
+    import tempfile
+
+    from tests.program import conftest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inventory = conftest.replay_inventory.__wrapped__(  # type: ignore[attr-defined]
+            type("F", (), {"mktemp": staticmethod(lambda _n: Path(tmp))})()
+        )
+        lab = conftest.replay_lab_config.__wrapped__(inventory)  # type: ignore[attr-defined]
+        out = {}
+        for name, (stack, config) in cases(lab).items():
+            ev = evaluate(PROJECT_DIR, stack, config=config)
+            assert not ev.program_error, ev.program_error
+            out[name] = {r.urn: r.parent_urn for r in ev.resources}
+        print(json.dumps(out, indent=1, sort_keys=True))

@@ -1,0 +1,44 @@
+"""components.shell: the one quoting function and the one template convention (`@name@`)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from components.shell import TEMPLATES, fill, q, script
+
+
+def test_q_makes_one_word_of_anything() -> None:
+    hostile = "a b'c\"$(touch /tmp/x)`;\n*"
+    out = subprocess.run(["sh", "-c", f"printf '%s' {q(hostile)}"], capture_output=True, text=True, check=True)
+    assert out.stdout == hostile
+    assert q(8065) == "8065" and q("") == "''"
+
+
+def test_fill_replaces_every_placeholder_once() -> None:
+    assert fill("a=@a@ b=@b@ a=@a@", {"a": "1", "b": "@a@"}) == "a=1 b=@a@ a=1"
+    assert fill("mail user@example.com; location @named {", {}) == "mail user@example.com; location @named {"
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "match"),
+    [("a @x@ @y@", {"x": "1"}, "missing \\['y'\\]"), ("a @x@", {"x": "1", "z": "2"}, "unused \\['z'\\]")],
+)
+def test_fill_refuses_a_missing_or_unused_value(text: str, values: dict[str, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fill(text, values)
+
+
+def test_script_quotes_values_and_keeps_code(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr("components.shell.TEMPLATES", tmp_path)
+    (tmp_path / "t.sh").write_text("v=@v@\n@body@\n")
+    assert script("t.sh", code={"body": "echo \"$v\""}, v="a b") == "v='a b'\necho \"$v\"\n"
+    with pytest.raises(ValueError, match="both"):
+        script("t.sh", code={"v": "x", "body": ""}, v="y")
+
+
+def test_templates_use_only_the_one_convention() -> None:
+    for path in TEMPLATES.iterdir():
+        text = path.read_text()
+        assert "{{" not in text and "${" + "binary}" not in text, f"{path.name}: placeholders are @name@"
