@@ -308,6 +308,11 @@ class Engine:
     def _done_result(self) -> str:
         return "planned" if self.preview else "ok"
 
+    def _record_target(self, target: tuple[Resource, str], result: str, error: str) -> None:
+        """A delete target's step that did not run its delete (skipped, or part of a cycle)."""
+        record, op = target
+        self._record(Step(op, record.urn, record.type, record.name, result=result, error=error))
+
     def _record(self, step: Step) -> None:
         with self._lock:
             self.steps.append(step)
@@ -368,34 +373,14 @@ class Engine:
                     if must_wait[i] & blocked:
                         pending.discard(i)
                         blocked.add(i)
-                        record, op = targets[i]
-                        self._record(
-                            Step(
-                                op,
-                                record.urn,
-                                record.type,
-                                record.name,
-                                result="skipped",
-                                error="a resource that depends on it could not be deleted",
-                            )
-                        )
+                        self._record_target(targets[i], "skipped", "a resource that depends on it could not be deleted")
                     elif not must_wait[i] & (pending | set(running.values())):
                         pending.discard(i)
                         running[pool.submit(self._delete_target, *targets[i])] = i
                 if not running:
                     # Nothing can start: only a dependency cycle does that; report, do not spin.
                     for i in sorted(pending):
-                        record, op = targets[i]
-                        self._record(
-                            Step(
-                                op,
-                                record.urn,
-                                record.type,
-                                record.name,
-                                result="failed",
-                                error="dependency cycle among resources to delete",
-                            )
-                        )
+                        self._record_target(targets[i], "failed", "dependency cycle among resources to delete")
                     break
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in done:

@@ -111,13 +111,10 @@ class _Counters:
             self.sessions += sessions
 
 
-class LocalRunner:
-    """Runs command text with /bin/sh on this machine (tests); records every call."""
+class _Counted:
+    """The counts a CommandRunner reports (read-only for the engine)."""
 
-    def __init__(self) -> None:
-        self._counters = _Counters()
-        self.calls: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+    _counters: _Counters
 
     @property
     def connections(self) -> int:
@@ -126,6 +123,15 @@ class LocalRunner:
     @property
     def sessions(self) -> int:
         return self._counters.sessions
+
+
+class LocalRunner(_Counted):
+    """Runs command text with /bin/sh on this machine (tests); records every call."""
+
+    def __init__(self) -> None:
+        self._counters = _Counters()
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
 
     def run(
         self,
@@ -250,7 +256,7 @@ class _Transport(paramiko.Transport):
         super()._parse_kex_init(m)  # type: ignore[misc]  # paramiko private API (paramiko/transport.py), absent from types-paramiko
 
 
-class SshRunner:
+class SshRunner(_Counted):
     """pulumi-command's remote execution, over paramiko."""
 
     def __init__(self, retry_delay: float = RETRY_DELAY) -> None:
@@ -258,14 +264,6 @@ class SshRunner:
         self.retry_delay = retry_delay
         self.sleep = time.sleep
         """How the runner waits between dials (tests replace it to record the waits)."""
-
-    @property
-    def connections(self) -> int:
-        return self._counters.connections
-
-    @property
-    def sessions(self) -> int:
-        return self._counters.sessions
 
     def run(
         self,
