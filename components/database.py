@@ -76,8 +76,12 @@ def database_preflight(cfg: StackConfig) -> DatabasePreflight:
     if db.engine != "mysql" or db.admin_user is not None:
         return DatabasePreflight([], pulumi.Output.from_input(["%"]))
     assert db.address is not None  # the schema requires it
-    control = r.debian_control(
-        db.engine, service=db.effective_service, port=db.effective_port, config_dir=db.effective_config_dir
+    control = r.server_control(
+        db.engine,
+        service=db.effective_service,
+        port=db.effective_port,
+        config_dir=db.effective_config_dir,
+        platform=db.host_platform,
     )
     connection = connection_for(cfg, db.address, db.ssh)
     read = read_script(
@@ -164,7 +168,9 @@ class Database(pulumi.ComponentResource):
         tls_dir = db.effective_tls_dir
         paths = r.tls_paths(tls_dir)
         config_file = r.server_config_path(engine, config_dir)
-        control = r.debian_control(engine, service=db.effective_service, port=port, config_dir=config_dir)
+        control = r.server_control(
+            engine, service=db.effective_service, port=port, config_dir=config_dir, platform=db.host_platform
+        )
         svc_user = r.SERVICE_USER[engine]
         self._control = control
         self._config_dir = config_dir

@@ -30,6 +30,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from components.passwords import check_password  # re-exported: database.py checks dbPassword with it
+from components.platform import DEBIAN, Platform
 from components.remote_files import encode_bundle
 from components.shell import q, script
 from components.tls_files import TlsFiles
@@ -58,7 +59,6 @@ SERVICE_USER: dict[str, str] = {"mysql": "mysql", "postgres": "postgres"}
 _PLAIN_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _UNIT = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
-_DEBIAN_PG_DIR = re.compile(r"^/etc/postgresql/([0-9.]+)/([A-Za-z0-9_.-]+)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -284,10 +284,13 @@ class ServerControl:
     """MySQL/MariaDB: print the options the server would start with (`mariadbd --help --verbose`)."""
 
 
-def debian_control(engine: str, *, service: str, port: int, config_dir: str) -> ServerControl:
-    """How the Debian packages run the server. For PostgreSQL, Debian's `postgresql` unit is an
+def server_control(
+    engine: str, *, service: str, port: int, config_dir: str, platform: Platform = DEBIAN
+) -> ServerControl:
+    """How the host's packages run the server. For PostgreSQL, Debian's `postgresql` unit is an
     umbrella whose restart returns before (and regardless of whether) the cluster is back, so
-    the cluster's own unit (postgresql@15-main) is used when the config dir names it."""
+    the cluster's own unit (postgresql@15-main) is used when the config dir names it
+    (`Platform.postgres_unit`)."""
     if not _UNIT.match(service):
         raise ValueError(f"not a unit name: {service!r}")
     if _engine(engine) == "mysql":
@@ -299,15 +302,17 @@ def debian_control(engine: str, *, service: str, port: int, config_dir: str) -> 
             probe="mysqladmin --connect-timeout=2 ping",
             logs=f"journalctl -u {q(unit)} -n {LOG_LINES} --no-pager",
             local_sql="mysql --protocol=socket",
-            config_check='srv=$(command -v mariadbd || command -v mysqld) && "$srv" --help --verbose',
+            config_check="srv=$("
+            + " || ".join(f"command -v {q(b)}" for b in platform.mysql_server_binaries)
+            + ') && "$srv" --help --verbose',
         )
-    m = _DEBIAN_PG_DIR.match(config_dir.rstrip("/"))
-    unit = f"postgresql@{m[1]}-{m[2]}" if m and service == "postgresql" else service
-    logfile = f"/var/log/postgresql/postgresql-{m[1]}-{m[2]}.log" if m else None
+    cluster = platform.postgres_unit(config_dir)
+    unit = cluster[0] if cluster and service == platform.postgres_service else service
+    logfile = cluster[1] if cluster else None
     logs = f"journalctl -u {q(unit)} -n {LOG_LINES} --no-pager"
     if logfile:
         logs += f"; if [ -r {q(logfile)} ]; then echo '--- '{q(logfile)}; tail -n {LOG_LINES} {q(logfile)}; fi"
-    sock = "/var/run/postgresql"
+    sock = q(platform.postgres_socket_dir)
     return ServerControl(
         name=unit,
         restart=f"systemctl restart {q(unit)}",

@@ -77,8 +77,8 @@ class DatabaseReplica(pulumi.ComponentResource):
         self._hba_file = f"{config_dir}/pg_hba.conf"
         paths = r.tls_paths(db.effective_tls_dir)
         config_file = r.server_config_path("postgres", config_dir)
-        self._control = control = r.debian_control(
-            "postgres", service=db.effective_service, port=self._port, config_dir=config_dir
+        self._control = control = r.server_control(
+            "postgres", service=db.effective_service, port=self._port, config_dir=config_dir, platform=db.host_platform
         )
         svc_user = r.SERVICE_USER["postgres"]
         child = pulumi.ResourceOptions(parent=self)
@@ -239,7 +239,13 @@ def config_store_preflight(cfg: StackConfig, opts: pulumi.ResourceOptions | None
         return None
     db = cfg.database
     assert db.address is not None  # the schema requires it
-    control = r.debian_control(db.engine, service=db.effective_service, port=db.effective_port, config_dir=db.effective_config_dir)
+    control = r.server_control(
+        db.engine,
+        service=db.effective_service,
+        port=db.effective_port,
+        config_dir=db.effective_config_dir,
+        platform=db.host_platform,
+    )
     local_sql = control.local_sql.replace(" -d postgres", "") if db.engine == "postgres" else control.local_sql
     mode = db.effective_tls_mode
     targets = preflight_targets(cfg)
@@ -255,6 +261,7 @@ def config_store_preflight(cfg: StackConfig, opts: pulumi.ResourceOptions | None
             accept_pg=" ".join(["verify-full"] + ([mode] if db.engine == "postgres" and mode != "verify-full" else [])),
             replica_targets=targets["replica_targets"],
             search_targets=targets["search_targets"],
+            platform=db.host_platform,
         ),
         opts=opts,
     )
