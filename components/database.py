@@ -171,7 +171,7 @@ class Database(pulumi.ComponentResource):
         control = r.server_control(
             engine, service=db.effective_service, port=port, config_dir=config_dir, platform=db.host_platform
         )
-        svc_user = r.SERVICE_USER[engine]
+        svc_user = db.host_platform.server_user(engine)
         self._control = control
         self._config_dir = config_dir
 
@@ -196,7 +196,9 @@ class Database(pulumi.ComponentResource):
                 ManagedFile(FileSpec(paths.key, "0600", svc_user, svc_user), issued.key_pem),
                 ManagedFile(FileSpec(config_file, "0644"), conf),
             ],
-            validate=r.render_validate(engine, control, config_file=config_file, tls_dir=tls_dir),
+            validate=r.render_validate(
+                engine, control, config_file=config_file, tls_dir=tls_dir, platform=db.host_platform
+            ),
             activate=activate,
             # after delete our config file is gone, so the same script restarts without probing TLS
             restore_activate=activate,

@@ -53,8 +53,6 @@ RANDOM_PASSWORD_SPECIALS = "-_.~"
 a systemd EnvironmentFile or shell; one of them is always present for password policies
 (MariaDB simple_password_check, MySQL validate_password) that demand a special character."""
 
-SERVICE_USER: dict[str, str] = {"mysql": "mysql", "postgres": "postgres"}
-"""Who the server runs as on Debian: owner of the private key (0600)."""
 
 _PLAIN_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -266,7 +264,7 @@ def render_pg_hba_enforce_block(user: str) -> str:
 @dataclass(frozen=True)
 class ServerControl:
     """Shell fragments that operate the database server on its host (trusted text: built from
-    validated config by `debian_control`, or by tests for a throwaway server)."""
+    validated config by `server_control`, or by tests for a throwaway server)."""
 
     name: str
     """What to call the server in messages, e.g. the unit name."""
@@ -319,7 +317,7 @@ def server_control(
         reload=f"systemctl reload {q(unit)}",
         probe=f"pg_isready -q -h {sock} -p {int(port)} -t 2",
         logs=logs,
-        local_sql=f"runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h {sock} -p {int(port)} -d postgres",
+        local_sql=f"runuser -u {q(platform.postgres_user)} -- psql -X -q -v ON_ERROR_STOP=1 -h {sock} -p {int(port)} -d postgres",
     )
 
 
@@ -430,13 +428,15 @@ def render_pg_reload_activate(
     )
 
 
-def render_validate(engine: str, control: ServerControl, *, config_file: str, tls_dir: str) -> str:
+def render_validate(
+    engine: str, control: ServerControl, *, config_file: str, tls_dir: str, platform: Platform = DEBIAN
+) -> str:
     """Before the restart: the key is readable by the server's user, and the server would really
     use our settings (not shadowed by a later file or ALTER SYSTEM). MariaDB answers from its
     option parser; PostgreSQL from pg_file_settings (needs the running server; skipped if it is
     down, the post-restart TLS probe still decides)."""
     p = tls_paths(tls_dir)
-    svc_user = SERVICE_USER[_engine(engine)]
+    svc_user = q(platform.server_user(_engine(engine)))
     out = [
         "cd /\n",
         f"if ! runuser -u {svc_user} -- test -r {q(p.key)}; then\n"

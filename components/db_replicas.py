@@ -80,7 +80,7 @@ class DatabaseReplica(pulumi.ComponentResource):
         self._control = control = r.server_control(
             "postgres", service=db.effective_service, port=self._port, config_dir=config_dir, platform=db.host_platform
         )
-        svc_user = r.SERVICE_USER["postgres"]
+        svc_user = db.host_platform.server_user("postgres")
         child = pulumi.ResourceOptions(parent=self)
 
         issued = args.pki.issue_server_cert(f"{name}-server", split_sans([server.server_name, server.address]), parent=self)
@@ -101,7 +101,9 @@ class DatabaseReplica(pulumi.ComponentResource):
                 ManagedFile(FileSpec(paths.key, "0600", svc_user, svc_user), issued.key_pem),
                 ManagedFile(FileSpec(config_file, "0644"), r.render_pg_conf(db.effective_tls_dir)),
             ],
-            validate=r.render_validate("postgres", control, config_file=config_file, tls_dir=db.effective_tls_dir),
+            validate=r.render_validate(
+                "postgres", control, config_file=config_file, tls_dir=db.effective_tls_dir, platform=db.host_platform
+            ),
             activate=activate,
             restore_activate=activate,
             secret=True,

@@ -57,12 +57,16 @@ class Platform:
     postgres_cluster_log: str
     """The cluster's log file, filled as `postgres_cluster_unit`."""
     postgres_socket_dir: str
+    postgres_user: str
+    """The OS user the PostgreSQL server runs as (owns its key; the local admin over the socket)."""
     # ---- MySQL / MariaDB
     mysql_service: str
     mysql_config_dir: str
     """The server's conf.d, read after the packaged defaults."""
     mysql_server_binaries: tuple[str, ...]
     """The server binary names, first found wins (MariaDB's, then MySQL's)."""
+    mysql_user: str
+    """The OS user the MySQL/MariaDB server runs as (owns its key)."""
     # ---- NGINX
     nginx_service: str
     nginx_site_file: str
@@ -92,7 +96,7 @@ class Platform:
             for v in value if isinstance(value, tuple) else (value,):
                 if isinstance(v, str) and not _TEXT.match(v):
                     raise ValueError(f"Platform {self.name!r}: {f.name} {v!r} is not plain text")
-        for word in (self.trust_update, self.iptables, self.iptables_restore, *self.sshd_units, *self.mysql_server_binaries):
+        for word in (self.trust_update, self.postgres_user, self.mysql_user, self.iptables, self.iptables_restore, *self.sshd_units, *self.mysql_server_binaries):
             if not _WORD.match(word):
                 raise ValueError(f"Platform {self.name!r}: {word!r} is not one command or unit name")
 
@@ -100,6 +104,10 @@ class Platform:
         """The command an error message suggests for installing `packages`."""
         names = (packages,) if isinstance(packages, str) else packages
         return f"{self.install_hint} {' '.join(names)}"
+
+    def server_user(self, engine: str) -> str:
+        """The OS user the `engine` ("mysql" or "postgres") server runs as."""
+        return {"mysql": self.mysql_user, "postgres": self.postgres_user}[engine]
 
     def postgres_unit(self, config_dir: str) -> tuple[str, str] | None:
         """(the cluster's unit, its log file) when `config_dir` is one of this family's cluster dirs."""
@@ -129,9 +137,11 @@ DEBIAN = Platform(
     postgres_cluster_unit="postgresql@{version}-{cluster}",
     postgres_cluster_log="/var/log/postgresql/postgresql-{version}-{cluster}.log",
     postgres_socket_dir="/var/run/postgresql",
+    postgres_user="postgres",
     mysql_service="mariadb",
     mysql_config_dir="/etc/mysql/mariadb.conf.d",
     mysql_server_binaries=("mariadbd", "mysqld"),
+    mysql_user="mysql",
     nginx_service="nginx",
     nginx_site_file="/etc/nginx/conf.d/mattermost.conf",
     nginx_tls_dir="/etc/nginx/mattermost-tls",
