@@ -774,6 +774,7 @@ def render_preflight(plan: ClusterPlan, node: str, platform: Platform = DEBIAN) 
         code={
             "IPTABLES": q(platform.iptables),
             "IPTABLES_RESTORE": q(platform.iptables_restore),
+            "FIREWALL_FILES": " ".join(q(f) for f in platform.firewall_rule_files),
             # inside a double-quoted message: Platform values are plain text (no $, quotes, `)
             "TOOLS_HINT": f"{platform.label}: {platform.install(platform.cluster_packages)}",
         },

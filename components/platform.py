@@ -81,6 +81,9 @@ class Platform:
     iptables_restore: str
     firewall_units: tuple[str, ...]
     """Units that load the host's own firewall rules: ours load after them (After=)."""
+    firewall_rule_files: tuple[str, ...]
+    """Where the host's own firewall keeps rules: the cluster preflight looks there for the manual
+    procedure's DNAT lines."""
     # ---- packages named in error messages
     install_hint: str
     """The command that installs packages, as an error message suggests it."""
@@ -150,6 +153,7 @@ DEBIAN = Platform(
     iptables="iptables",
     iptables_restore="iptables-restore",
     firewall_units=("ufw.service", "netfilter-persistent.service"),
+    firewall_rule_files=("/etc/ufw/before.rules", "/etc/ufw/after.rules", "/etc/iptables/rules.v4"),
     install_hint="apt-get install",
     jq_package="jq",
     cluster_packages=("openssh-client", "openssh-server", "iptables", "iproute2", "procps", "passwd"),

@@ -38,7 +38,7 @@ if systemctl cat "$unit.service" >/dev/null 2>&1; then
 fi
 
 # 2. DNAT lines for our ports in the firewall files
-for f in /etc/ufw/before.rules /etc/ufw/after.rules /etc/iptables/rules.v4; do
+for f in @FIREWALL_FILES@; do
   [ -f "$f" ] || continue
   grep -nE -- "-j[[:space:]]+DNAT" "$f" 2>/dev/null | grep -E -- "--dport[ =]+($portre)([^0-9]|$)" | while IFS= read -r hit; do
     say "$f line ${hit%%:*}: '${hit#*:}' (a DNAT of a gossip port from the manual procedure). Delete that line, and its '*nat' and 'COMMIT' lines if nothing else is left between them."

@@ -39,6 +39,7 @@ FAKE = dataclasses.replace(
     iptables="iptables-nft",
     iptables_restore="iptables-nft-restore",
     firewall_units=("firewalld.service",),
+    firewall_rule_files=("/etc/sysconfig/iptables",),
     install_hint="fakepkg add",
     jq_package="jq1",
     cluster_packages=("openssh", "iptables-nft"),

@@ -53,6 +53,7 @@ def test_debian_holds_the_values_the_renderers_used_before() -> None:
     assert (d.sshd_dropin_dir, d.sshd_units) == ("/etc/ssh/sshd_config.d", ("ssh.service", "sshd.service"))
     assert (d.iptables, d.iptables_restore) == ("iptables", "iptables-restore")
     assert d.firewall_units == ("ufw.service", "netfilter-persistent.service")
+    assert d.firewall_rule_files == ("/etc/ufw/before.rules", "/etc/ufw/after.rules", "/etc/iptables/rules.v4")
     assert d.install(d.jq_package) == "apt-get install jq"
     assert d.install(d.cluster_packages) == "apt-get install openssh-client openssh-server iptables iproute2 procps passwd"
     assert d.server_user("mysql") == "mysql" and d.server_user("postgres") == "postgres"
@@ -249,10 +250,11 @@ def test_cluster_preflight_checks_the_platforms_tools(plan: cluster_render.Clust
     news = [new for _, new in lines]
     assert news[0] == "for tool in ssh sshd iptables-nft iptables-nft-restore systemctl ss useradd ps journalctl; do"
     assert news[1] == '  say "missing tools:$missing (Fake: fakepkg add openssh iptables-nft)"'
-    assert news[2] == "if command -v iptables-nft >/dev/null 2>&1; then"
-    assert news[3].startswith("  iptables-nft -w -t nat -S OUTPUT")
-    assert "Remove it: iptables-nft -t nat" in news[4]
-    assert len(lines) == 5
+    assert news[2] == "for f in /etc/sysconfig/iptables; do"
+    assert news[3] == "if command -v iptables-nft >/dev/null 2>&1; then"
+    assert news[4].startswith("  iptables-nft -w -t nat -S OUTPUT")
+    assert "Remove it: iptables-nft -t nat" in news[5]
+    assert len(lines) == 6
 
 
 # ---------------------------------------------------------------- chosen per host, in the config
