@@ -30,6 +30,7 @@ from components import db_replicas_render as rr
 from components.config import DatabaseReplica as DatabaseReplicaConfig
 from components.config import StackConfig
 from components.connection import connection_for
+from components.database import database_control
 from components.database_enforcement import moved_child
 from components.node_render import node_paths
 from components.pki import Pki, split_sans
@@ -77,9 +78,7 @@ class DatabaseReplica(pulumi.ComponentResource):
         self._hba_file = f"{config_dir}/pg_hba.conf"
         paths = r.tls_paths(db.effective_tls_dir)
         config_file = r.server_config_path("postgres", config_dir)
-        self._control = control = r.server_control(
-            "postgres", service=db.effective_service, port=self._port, config_dir=config_dir, platform=db.host_platform
-        )
+        self._control = control = database_control(db, "postgres")
         svc_user = db.host_platform.server_user("postgres")
         child = pulumi.ResourceOptions(parent=self)
 
@@ -241,13 +240,7 @@ def config_store_preflight(cfg: StackConfig, opts: pulumi.ResourceOptions | None
         return None
     db = cfg.database
     assert db.address is not None  # the schema requires it
-    control = r.server_control(
-        db.engine,
-        service=db.effective_service,
-        port=db.effective_port,
-        config_dir=db.effective_config_dir,
-        platform=db.host_platform,
-    )
+    control = database_control(db)
     local_sql = control.local_sql.replace(" -d postgres", "") if db.engine == "postgres" else control.local_sql
     mode = db.effective_tls_mode
     targets = preflight_targets(cfg)
