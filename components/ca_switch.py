@@ -27,6 +27,7 @@ from components import database_render, db_replicas_render, nginx_render, node_r
 from components.config import HostSsh, StackConfig
 from components.connection import connection_for
 from components.pki import Pki
+from components.platform import platform_for
 from components.remote_files import read_script
 from components.shell import script
 from components.teleport import CA_FILE_NAME
@@ -48,7 +49,9 @@ def trust_hosts(cfg: StackConfig) -> list[TrustHost]:
     out: list[TrustHost] = []
     for n in cfg.nodes:
         if n.address:
-            paths = node_render.node_paths(cfg.mattermost.tls_dir, cfg.node_setting(n, "unit"))
+            paths = node_render.node_paths(
+                cfg.mattermost.tls_dir, cfg.node_setting(n, "unit"), platform=platform_for(n.platform)
+            )
             out.append(TrustHost(n.name, n.address, n.ssh, (paths.ca, paths.system_ca)))
     proxy = cfg.proxy
     if proxy.address:

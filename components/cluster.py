@@ -36,6 +36,7 @@ from pulumi_command import remote
 from components import cluster_render as r
 from components.config import Node, StackConfig
 from components.connection import connection_for
+from components.platform import platform_for
 from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
 
 
@@ -71,6 +72,7 @@ class Cluster(pulumi.ComponentResource):
         cfg = args.cfg
         user = plan.tunnel_user
         conn = {n.name: connection_for(cfg, n.address, n.ssh) for n in args.nodes if n.address}
+        platform = {n.name: platform_for(n.platform) for n in args.nodes}
 
         def child(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(parent=self, depends_on=list(deps))
@@ -107,7 +109,7 @@ class Cluster(pulumi.ComponentResource):
             preflight[m.name] = run_script(
                 f"{m.name}-cluster-preflight",
                 connection=c,
-                create=r.render_preflight(plan, m.name),
+                create=r.render_preflight(plan, m.name, platform[m.name]),
                 # re-checked when what it looks for changes; it changes nothing itself
                 triggers=[m.unit, *map(str, plan.ports)],
                 opts=child(),
@@ -135,26 +137,26 @@ class Cluster(pulumi.ComponentResource):
                 connection=c,
                 files=[
                     ManagedFile(FileSpec(r.AUTHORIZED_KEYS, "0644"), authorized),
-                    ManagedFile(FileSpec(r.SSHD_DROPIN, "0644"), r.render_sshd_dropin(plan, m.name)),
+                    ManagedFile(FileSpec(r.sshd_dropin(platform[m.name]), "0644"), r.render_sshd_dropin(plan, m.name)),
                 ],
-                validate=r.render_sshd_validate(plan, m.name),
-                activate=r.SSHD_RELOAD,
-                restore_activate=r.SSHD_RELOAD,
+                validate=r.render_sshd_validate(plan, m.name, platform[m.name]),
+                activate=r.render_sshd_reload(platform[m.name]),
+                restore_activate=r.render_sshd_reload(platform[m.name]),
                 opts=child(account[m.name]),
             )
             firewall[m.name] = managed_files(
                 f"{m.name}-cluster-firewall",
                 connection=c,
                 files=[
-                    ManagedFile(FileSpec(r.HELPER, "0755"), r.render_helper()),
+                    ManagedFile(FileSpec(r.HELPER, "0755"), r.render_helper(platform[m.name])),
                     ManagedFile(FileSpec(r.FIREWALL_RULES, "0644"), r.render_firewall_rules(plan, m.name)),
                     ManagedFile(
-                        FileSpec(f"{r.SYSTEMD_DIR}/{r.FIREWALL_UNIT}", "0644"), r.render_firewall_unit(plan, m.name)
+                        FileSpec(f"{r.SYSTEMD_DIR}/{r.FIREWALL_UNIT}", "0644"), r.render_firewall_unit(plan, m.name, platform[m.name])
                     ),
                 ],
                 validate=f"{r.HELPER} check",
-                activate=r.render_firewall_activate(),
-                restore_activate=r.render_firewall_activate(),
+                activate=r.render_firewall_activate(platform[m.name]),
+                restore_activate=r.render_firewall_activate(platform[m.name]),
                 opts=child(preflight[m.name]),
             )
             units[m.name] = managed_files(

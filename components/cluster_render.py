@@ -47,6 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from components.config import PROJECT, ConfigError, Node, StackConfig, version_tuple
+from components.platform import DEBIAN, Platform
 from components.remote_files import STATE_DIR
 from components.shell import q, script
 
@@ -59,7 +60,16 @@ the instance stops): the helper writes the peer's pin there from its table line.
 TUNNEL_TABLE = f"{CONF_DIR}/tunnels"
 FIREWALL_RULES = f"{CONF_DIR}/firewall.rules"
 HELPER = "/usr/local/sbin/mm-cluster"
-SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf"
+SSHD_DROPIN_NAME = "50-mattermost-cluster-tunnel.conf"
+
+
+def sshd_dropin(platform: Platform = DEBIAN) -> str:
+    """Where the tunnel account's Match block goes: the dir the host's sshd_config includes."""
+    return f"{platform.sshd_dropin_dir}/{SSHD_DROPIN_NAME}"
+
+
+SSHD_DROPIN = sshd_dropin()
+"""The Match block's path on a Debian host."""
 SYSTEMD_DIR = "/etc/systemd/system"
 FIREWALL_UNIT = "mm-cluster-firewall.service"
 TUNNELS_TARGET = "mm-cluster-tunnels.target"
@@ -371,9 +381,10 @@ def render_sshd_dropin(plan: ClusterPlan, node: str) -> str:
     )
 
 
-def render_sshd_validate(plan: ClusterPlan, node: str) -> str:
+def render_sshd_validate(plan: ClusterPlan, node: str, platform: Platform = DEBIAN) -> str:
     """`sshd -t`, then prove sshd really applies our Match block (an sshd_config without the
     `Include /etc/ssh/sshd_config.d/*.conf` line would ignore it and the tunnels would fail)."""
+    dropin, include = sshd_dropin(platform), f"Include {platform.sshd_dropin_dir}/*.conf"
     me = plan.member(node)
     expect = [
         f"authorizedkeysfile {AUTHORIZED_KEYS}",
@@ -386,18 +397,24 @@ def render_sshd_validate(plan: ClusterPlan, node: str) -> str:
     ]
     for e in expect:
         lines.append(
-            f"printf '%s\\n' \"$eff\" | grep -qxF {q(e)} || {{ echo {q(f'sshd does not apply {SSHD_DROPIN} (expected: {e}); make sure sshd_config has: Include /etc/ssh/sshd_config.d/*.conf')} >&2; exit 1; }}"
+            f"printf '%s\\n' \"$eff\" | grep -qxF {q(e)} || {{ echo {q(f'sshd does not apply {dropin} (expected: {e}); make sure sshd_config has: {include}')} >&2; exit 1; }}"
         )
     return "\n".join(lines) + "\n"
 
 
-# Debian names the unit ssh.service; others sshd.service; with socket activation nothing runs
-# that could be reloaded and every new connection reads the configuration anyway.
-SSHD_RELOAD = (
-    "for u in ssh.service sshd.service; do\n"
-    '  if systemctl is-active --quiet "$u"; then systemctl reload "$u"; exit 0; fi\n'
-    "done\n"
-)
+def render_sshd_reload(platform: Platform = DEBIAN) -> str:
+    """Reload whichever of the platform's sshd units runs (Debian names it ssh.service, others
+    sshd.service); with socket activation nothing runs that could be reloaded and every new
+    connection reads the configuration anyway."""
+    return (
+        f"for u in {' '.join(q(u) for u in platform.sshd_units)}; do\n"
+        '  if systemctl is-active --quiet "$u"; then systemctl reload "$u"; exit 0; fi\n'
+        "done\n"
+    )
+
+
+SSHD_RELOAD = render_sshd_reload()
+"""The reload on a Debian host."""
 
 
 # ---------------------------------------------------------------- client side (the node tunnels start from)
@@ -674,21 +691,28 @@ def render_firewall_rules(plan: ClusterPlan, node: str) -> str:
     return "\n".join(out) + "\n"
 
 
-# Removes both jumps and both chains; shared by the helper's `stop` and the delete path, which
-# runs after the helper itself is gone.
-FIREWALL_STOP = (
-    f"while iptables -w -t nat -D OUTPUT -j {NAT_CHAIN} 2>/dev/null; do :; done\n"
-    f"while iptables -w -t filter -D INPUT -j {IN_CHAIN} 2>/dev/null; do :; done\n"
-    f"if iptables -w -t nat -n -L {NAT_CHAIN} >/dev/null 2>&1; then iptables -w -t nat -F {NAT_CHAIN}; iptables -w -t nat -X {NAT_CHAIN}; fi\n"
-    f"if iptables -w -t filter -n -L {IN_CHAIN} >/dev/null 2>&1; then iptables -w -t filter -F {IN_CHAIN}; iptables -w -t filter -X {IN_CHAIN}; fi\n"
-)
+def firewall_stop(platform: Platform = DEBIAN) -> str:
+    """Removes both jumps and both chains; shared by the helper's `stop` and the delete path,
+    which runs after the helper itself is gone."""
+    ipt = q(platform.iptables)
+    return (
+        f"while {ipt} -w -t nat -D OUTPUT -j {NAT_CHAIN} 2>/dev/null; do :; done\n"
+        f"while {ipt} -w -t filter -D INPUT -j {IN_CHAIN} 2>/dev/null; do :; done\n"
+        f"if {ipt} -w -t nat -n -L {NAT_CHAIN} >/dev/null 2>&1; then {ipt} -w -t nat -F {NAT_CHAIN}; {ipt} -w -t nat -X {NAT_CHAIN}; fi\n"
+        f"if {ipt} -w -t filter -n -L {IN_CHAIN} >/dev/null 2>&1; then {ipt} -w -t filter -F {IN_CHAIN}; {ipt} -w -t filter -X {IN_CHAIN}; fi\n"
+    )
 
 
-def render_helper() -> str:
+def render_helper(platform: Platform = DEBIAN) -> str:
     """/usr/local/sbin/mm-cluster: loads and removes the rules, waits for a tunnel's ports."""
     return script(
         "cluster-helper.sh",
-        code={"HEADER": HEADER, "FIREWALL_STOP": FIREWALL_STOP.removesuffix("\n")},
+        code={
+            "HEADER": HEADER,
+            "FIREWALL_STOP": firewall_stop(platform).removesuffix("\n"),
+            "IPTABLES": q(platform.iptables),
+            "IPTABLES_RESTORE": q(platform.iptables_restore),
+        },
         RULES=FIREWALL_RULES,
         NAT_CHAIN=NAT_CHAIN,
         IN_CHAIN=IN_CHAIN,
@@ -701,12 +725,12 @@ def render_helper() -> str:
     )
 
 
-def render_firewall_unit(plan: ClusterPlan, node: str) -> str:
+def render_firewall_unit(plan: ClusterPlan, node: str, platform: Platform = DEBIAN) -> str:
     return (
         f"{HEADER}\n"
         "[Unit]\n"
         "Description=Mattermost cluster firewall: TCP gossip into the SSH tunnels, gossip ports for peers only\n"
-        "After=ufw.service netfilter-persistent.service\n"
+        f"After={' '.join(platform.firewall_units)}\n"
         f"Before={_plain('unit', plan.member(node).unit)}.service {TUNNELS_TARGET}\n"
         "\n"
         "[Service]\n"
@@ -719,21 +743,21 @@ def render_firewall_unit(plan: ClusterPlan, node: str) -> str:
     )
 
 
-def render_firewall_activate() -> str:
+def render_firewall_activate(platform: Platform = DEBIAN) -> str:
     """Load the rules: reload when running (a restart would take Mattermost down with it through
     Requires=), start otherwise; then prove both jumps are there. Without the unit file (rollback
     of a first install, or delete) remove everything instead."""
-    u = q(FIREWALL_UNIT)
+    u, ipt = q(FIREWALL_UNIT), q(platform.iptables)
     return (
         "systemctl daemon-reload\n"
         f"if [ -e {q(f'{SYSTEMD_DIR}/{FIREWALL_UNIT}')} ]; then\n"
         f"  if systemctl is-active --quiet {u}; then systemctl reload {u}; else systemctl start {u}; fi\n"
-        f"  iptables -w -t nat -C OUTPUT -j {NAT_CHAIN}\n"
-        f"  iptables -w -t filter -C INPUT -j {IN_CHAIN}\n"
+        f"  {ipt} -w -t nat -C OUTPUT -j {NAT_CHAIN}\n"
+        f"  {ipt} -w -t filter -C INPUT -j {IN_CHAIN}\n"
         "else\n"
         f"  systemctl stop {u} 2>/dev/null || true\n"
         f"  systemctl reset-failed {u} 2>/dev/null || true\n"
-        + "".join(f"  {line}\n" for line in FIREWALL_STOP.splitlines())
+        + "".join(f"  {line}\n" for line in firewall_stop(platform).splitlines())
         + "fi\n"
     )
 
@@ -741,12 +765,19 @@ def render_firewall_activate() -> str:
 # ---------------------------------------------------------------- one-off scripts
 
 
-def render_preflight(plan: ClusterPlan, node: str) -> str:
+def render_preflight(plan: ClusterPlan, node: str, platform: Platform = DEBIAN) -> str:
     """Read-only check before anything changes on `node`: refuses a host that still carries the
     manual tunnel procedure and says exactly what to remove (templates/cluster-preflight.sh)."""
     me = plan.member(node)
     return script(
         "cluster-preflight.sh",
+        code={
+            "IPTABLES": q(platform.iptables),
+            "IPTABLES_RESTORE": q(platform.iptables_restore),
+            "FIREWALL_FILES": " ".join(q(f) for f in platform.firewall_rule_files),
+            # inside a double-quoted message: Platform values are plain text (no $, quotes, `)
+            "TOOLS_HINT": f"{platform.label}: {platform.install(platform.cluster_packages)}",
+        },
         node=me.name,
         unit=me.unit,
         ports=" ".join(map(str, plan.ports)),

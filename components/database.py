@@ -30,6 +30,7 @@ from pulumi_command import remote
 from components import database_accounts as accounts
 from components import database_render as r
 from components.config import PROJECT, ConfigError, StackConfig
+from components.config import Database as DatabaseConfig
 from components.connection import connection_for
 from components.database_enforcement import moved_child
 from components.node_render import node_paths
@@ -57,6 +58,18 @@ class DatabasePreflight:
     node logs in through: database_accounts.plan_hosts)."""
 
 
+def database_control(db: DatabaseConfig, engine: str | None = None) -> r.ServerControl:
+    """How the database host's packages run the server (`engine`: default database.engine),
+    from the database's config and its host's Platform."""
+    return r.server_control(
+        engine or db.engine,
+        service=db.effective_service,
+        port=db.effective_port,
+        config_dir=db.effective_config_dir,
+        platform=db.host_platform,
+    )
+
+
 def database_preflight(cfg: StackConfig) -> DatabasePreflight:
     """`database-accounts` (MySQL/MariaDB): read-only, before anything changes on any host, it
     lists the Mattermost user's accounts (and the anonymous ones) on the database host; at apply
@@ -76,9 +89,7 @@ def database_preflight(cfg: StackConfig) -> DatabasePreflight:
     if db.engine != "mysql" or db.admin_user is not None:
         return DatabasePreflight([], pulumi.Output.from_input(["%"]))
     assert db.address is not None  # the schema requires it
-    control = r.debian_control(
-        db.engine, service=db.effective_service, port=db.effective_port, config_dir=db.effective_config_dir
-    )
+    control = database_control(db)
     connection = connection_for(cfg, db.address, db.ssh)
     read = read_script(
         "database-accounts",
@@ -164,8 +175,8 @@ class Database(pulumi.ComponentResource):
         tls_dir = db.effective_tls_dir
         paths = r.tls_paths(tls_dir)
         config_file = r.server_config_path(engine, config_dir)
-        control = r.debian_control(engine, service=db.effective_service, port=port, config_dir=config_dir)
-        svc_user = r.SERVICE_USER[engine]
+        control = database_control(db)
+        svc_user = db.host_platform.server_user(engine)
         self._control = control
         self._config_dir = config_dir
 
@@ -190,7 +201,9 @@ class Database(pulumi.ComponentResource):
                 ManagedFile(FileSpec(paths.key, "0600", svc_user, svc_user), issued.key_pem),
                 ManagedFile(FileSpec(config_file, "0644"), conf),
             ],
-            validate=r.render_validate(engine, control, config_file=config_file, tls_dir=tls_dir),
+            validate=r.render_validate(
+                engine, control, config_file=config_file, tls_dir=tls_dir, platform=db.host_platform
+            ),
             activate=activate,
             # after delete our config file is gone, so the same script restarts without probing TLS
             restore_activate=activate,

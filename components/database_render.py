@@ -30,6 +30,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from components.passwords import check_password  # re-exported: database.py checks dbPassword with it
+from components.platform import DEBIAN, Platform
 from components.remote_files import encode_bundle
 from components.shell import q, script
 from components.tls_files import TlsFiles
@@ -52,13 +53,10 @@ RANDOM_PASSWORD_SPECIALS = "-_.~"
 a systemd EnvironmentFile or shell; one of them is always present for password policies
 (MariaDB simple_password_check, MySQL validate_password) that demand a special character."""
 
-SERVICE_USER: dict[str, str] = {"mysql": "mysql", "postgres": "postgres"}
-"""Who the server runs as on Debian: owner of the private key (0600)."""
 
 _PLAIN_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _UNIT = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
-_DEBIAN_PG_DIR = re.compile(r"^/etc/postgresql/([0-9.]+)/([A-Za-z0-9_.-]+)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -266,7 +264,7 @@ def render_pg_hba_enforce_block(user: str) -> str:
 @dataclass(frozen=True)
 class ServerControl:
     """Shell fragments that operate the database server on its host (trusted text: built from
-    validated config by `debian_control`, or by tests for a throwaway server)."""
+    validated config by `server_control`, or by tests for a throwaway server)."""
 
     name: str
     """What to call the server in messages, e.g. the unit name."""
@@ -284,10 +282,13 @@ class ServerControl:
     """MySQL/MariaDB: print the options the server would start with (`mariadbd --help --verbose`)."""
 
 
-def debian_control(engine: str, *, service: str, port: int, config_dir: str) -> ServerControl:
-    """How the Debian packages run the server. For PostgreSQL, Debian's `postgresql` unit is an
+def server_control(
+    engine: str, *, service: str, port: int, config_dir: str, platform: Platform = DEBIAN
+) -> ServerControl:
+    """How the host's packages run the server. For PostgreSQL, Debian's `postgresql` unit is an
     umbrella whose restart returns before (and regardless of whether) the cluster is back, so
-    the cluster's own unit (postgresql@15-main) is used when the config dir names it."""
+    the cluster's own unit (postgresql@15-main) is used when the config dir names it
+    (`Platform.postgres_unit`)."""
     if not _UNIT.match(service):
         raise ValueError(f"not a unit name: {service!r}")
     if _engine(engine) == "mysql":
@@ -299,22 +300,24 @@ def debian_control(engine: str, *, service: str, port: int, config_dir: str) -> 
             probe="mysqladmin --connect-timeout=2 ping",
             logs=f"journalctl -u {q(unit)} -n {LOG_LINES} --no-pager",
             local_sql="mysql --protocol=socket",
-            config_check='srv=$(command -v mariadbd || command -v mysqld) && "$srv" --help --verbose',
+            config_check="srv=$("
+            + " || ".join(f"command -v {q(b)}" for b in platform.mysql_server_binaries)
+            + ') && "$srv" --help --verbose',
         )
-    m = _DEBIAN_PG_DIR.match(config_dir.rstrip("/"))
-    unit = f"postgresql@{m[1]}-{m[2]}" if m and service == "postgresql" else service
-    logfile = f"/var/log/postgresql/postgresql-{m[1]}-{m[2]}.log" if m else None
+    cluster = platform.postgres_unit(config_dir)
+    unit = cluster[0] if cluster and service == platform.postgres_service else service
+    logfile = cluster[1] if cluster else None
     logs = f"journalctl -u {q(unit)} -n {LOG_LINES} --no-pager"
     if logfile:
         logs += f"; if [ -r {q(logfile)} ]; then echo '--- '{q(logfile)}; tail -n {LOG_LINES} {q(logfile)}; fi"
-    sock = "/var/run/postgresql"
+    sock = q(platform.postgres_socket_dir)
     return ServerControl(
         name=unit,
         restart=f"systemctl restart {q(unit)}",
         reload=f"systemctl reload {q(unit)}",
         probe=f"pg_isready -q -h {sock} -p {int(port)} -t 2",
         logs=logs,
-        local_sql=f"runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h {sock} -p {int(port)} -d postgres",
+        local_sql=f"runuser -u {q(platform.postgres_user)} -- psql -X -q -v ON_ERROR_STOP=1 -h {sock} -p {int(port)} -d postgres",
     )
 
 
@@ -425,13 +428,15 @@ def render_pg_reload_activate(
     )
 
 
-def render_validate(engine: str, control: ServerControl, *, config_file: str, tls_dir: str) -> str:
+def render_validate(
+    engine: str, control: ServerControl, *, config_file: str, tls_dir: str, platform: Platform = DEBIAN
+) -> str:
     """Before the restart: the key is readable by the server's user, and the server would really
     use our settings (not shadowed by a later file or ALTER SYSTEM). MariaDB answers from its
     option parser; PostgreSQL from pg_file_settings (needs the running server; skipped if it is
     down, the post-restart TLS probe still decides)."""
     p = tls_paths(tls_dir)
-    svc_user = SERVICE_USER[_engine(engine)]
+    svc_user = q(platform.server_user(_engine(engine)))
     out = [
         "cd /\n",
         f"if ! runuser -u {svc_user} -- test -r {q(p.key)}; then\n"

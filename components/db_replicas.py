@@ -30,6 +30,7 @@ from components import db_replicas_render as rr
 from components.config import DatabaseReplica as DatabaseReplicaConfig
 from components.config import StackConfig
 from components.connection import connection_for
+from components.database import database_control
 from components.database_enforcement import moved_child
 from components.node_render import node_paths
 from components.pki import Pki, split_sans
@@ -77,10 +78,8 @@ class DatabaseReplica(pulumi.ComponentResource):
         self._hba_file = f"{config_dir}/pg_hba.conf"
         paths = r.tls_paths(db.effective_tls_dir)
         config_file = r.server_config_path("postgres", config_dir)
-        self._control = control = r.debian_control(
-            "postgres", service=db.effective_service, port=self._port, config_dir=config_dir
-        )
-        svc_user = r.SERVICE_USER["postgres"]
+        self._control = control = database_control(db, "postgres")
+        svc_user = db.host_platform.server_user("postgres")
         child = pulumi.ResourceOptions(parent=self)
 
         issued = args.pki.issue_server_cert(f"{name}-server", split_sans([server.server_name, server.address]), parent=self)
@@ -101,7 +100,9 @@ class DatabaseReplica(pulumi.ComponentResource):
                 ManagedFile(FileSpec(paths.key, "0600", svc_user, svc_user), issued.key_pem),
                 ManagedFile(FileSpec(config_file, "0644"), r.render_pg_conf(db.effective_tls_dir)),
             ],
-            validate=r.render_validate("postgres", control, config_file=config_file, tls_dir=db.effective_tls_dir),
+            validate=r.render_validate(
+                "postgres", control, config_file=config_file, tls_dir=db.effective_tls_dir, platform=db.host_platform
+            ),
             activate=activate,
             restore_activate=activate,
             secret=True,
@@ -239,7 +240,7 @@ def config_store_preflight(cfg: StackConfig, opts: pulumi.ResourceOptions | None
         return None
     db = cfg.database
     assert db.address is not None  # the schema requires it
-    control = r.debian_control(db.engine, service=db.effective_service, port=db.effective_port, config_dir=db.effective_config_dir)
+    control = database_control(db)
     local_sql = control.local_sql.replace(" -d postgres", "") if db.engine == "postgres" else control.local_sql
     mode = db.effective_tls_mode
     targets = preflight_targets(cfg)
@@ -255,6 +256,7 @@ def config_store_preflight(cfg: StackConfig, opts: pulumi.ResourceOptions | None
             accept_pg=" ".join(["verify-full"] + ([mode] if db.engine == "postgres" and mode != "verify-full" else [])),
             replica_targets=targets["replica_targets"],
             search_targets=targets["search_targets"],
+            platform=db.host_platform,
         ),
         opts=opts,
     )

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from components.config import HostSsh, StackConfig
+from components.platform import DEBIAN, Platform
 from components.shell import script, template
 
 REPLICAS_ENV = "MM_SQLSETTINGS_DATASOURCEREPLICAS"
@@ -125,6 +126,7 @@ def render_config_store_preflight(
     accept_pg: str,
     replica_targets: Sequence[str],
     search_targets: Sequence[str],
+    platform: Platform = DEBIAN,
 ) -> str:
     """The read-only check, on the database host, of the configuration stored there
     (templates/config-store-preflight.sh): the settings a node cannot show its preflight."""
@@ -141,6 +143,11 @@ def render_config_store_preflight(
         "replica_targets": " ".join(replica_targets),
         "search_targets": " ".join(search_targets),
     }
-    # local_sql is trusted text built by database_render.debian_control (like its other scripts)
-    code = {"local_sql": local_sql, "dsn_checks": template("dsn-checks.sh").removesuffix("\n")}
+    # local_sql is trusted text built by database_render.server_control (like its other scripts)
+    code = {
+        "local_sql": local_sql,
+        "dsn_checks": template("dsn-checks.sh").removesuffix("\n"),
+        # inside a double-quoted message: Platform values are plain text (no $, quotes, `)
+        "INSTALL_JQ": platform.install(platform.jq_package),
+    }
     return script("config-store-preflight.sh", code=code, **params)

@@ -26,6 +26,7 @@ from components.config import Node, StackConfig
 from components.connection import connection_for
 from components.db_replicas import preflight_targets
 from components.pki import Pki, split_sans
+from components.platform import platform_for
 from components.remote_files import FileSpec, ManagedFile, managed_files, read_script
 
 
@@ -91,7 +92,8 @@ class MattermostNode(pulumi.ComponentResource):
             raise ValueError(f"node {node.name} has no address")
         unit: str = cfg.node_setting(node, "unit")
         group: str = cfg.node_setting(node, "service_group")
-        paths = node_render.node_paths(mm.tls_dir, unit)
+        platform = platform_for(node.platform)
+        paths = node_render.node_paths(mm.tls_dir, unit, platform=platform)
 
         self.node_name = node.name
         self.previous = args.previous
@@ -153,9 +155,9 @@ class MattermostNode(pulumi.ComponentResource):
                 ManagedFile(FileSpec(paths.system_ca, "0644"), args.pki.ca_cert_pem),
             ],
             activate=node_render.render_trust_activate_script(
-                require_system_trust=args.database.driver_name == "mysql"
+                require_system_trust=args.database.driver_name == "mysql", platform=platform
             ),
-            restore_activate=node_render.render_trust_restore_script(paths.system_ca),
+            restore_activate=node_render.render_trust_restore_script(paths.system_ca, platform),
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
         files = [
@@ -183,10 +185,15 @@ class MattermostNode(pulumi.ComponentResource):
                 # a renewal or CA rotation restarts every node: pause so NGINX never has them
                 # all marked failed at once (node_render._settle); one node has no other to serve
                 settle_seconds=node_render.NGINX_FAIL_TIMEOUT + 1 if len(cfg.nodes) > 1 else 0,
+                platform=platform,
             ),
             # a destroy restarts the nodes one after another (each waits for the one before)
             restore_activate=node_render.render_restore_activate_script(
-                unit=unit, system_ca=paths.system_ca, port=mm.port, wait_seconds=mm.start_timeout_seconds
+                unit=unit,
+                system_ca=paths.system_ca,
+                port=mm.port,
+                wait_seconds=mm.start_timeout_seconds,
+                platform=platform,
             ),
             secret=True,
             # `db_ca` waits for everything in `after`: listing them again would only make the SDK's
@@ -239,6 +246,7 @@ def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | 
             config_store=cfg.node_setting(node, "config_store"),
             store_key=f"nodes[{index}].configStore" if node.config_store is not None else "mattermost.configStore",
             **targets,
+            platform=platform_for(node.platform),
         ),
         opts=opts,
     )

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from components.platform import DEBIAN, Platform
 from components.shell import q, script, template
 from components.tls_files import TlsFiles
 
 DROPIN_NAME = "50-transport-encryption.conf"
-SYSTEM_CA_NAME = "mattermost-transport-ca.crt"
+SYSTEM_CA_STEM = "mattermost-transport-ca"
 SYSTEMD_DIR = "/etc/systemd/system"
-SYSTEM_CA_DIR = "/usr/local/share/ca-certificates"
 PING_PATH = "/api/v4/system/ping"
 POLL_SECONDS = 2
 
@@ -57,17 +57,16 @@ class NodePaths(TlsFiles):
         }
 
 
-def node_paths(
-    tls_dir: str, unit: str, *, systemd_dir: str = SYSTEMD_DIR, system_ca_dir: str = SYSTEM_CA_DIR
-) -> NodePaths:
+def node_paths(tls_dir: str, unit: str, *, systemd_dir: str = SYSTEMD_DIR, platform: Platform = DEBIAN) -> NodePaths:
     """Where a node's files go. The env file is named after the unit so two Mattermost units on
-    one host (unusual, but config allows it) never share one."""
+    one host (unusual, but config allows it) never share one; the system CA goes where the
+    host's trust-store command reads it."""
     tls_dir = tls_dir.rstrip("/")
     return NodePaths(
         cert=f"{tls_dir}/node.crt",
         key=f"{tls_dir}/node.key",
         ca=f"{tls_dir}/ca.crt",
-        system_ca=f"{system_ca_dir.rstrip('/')}/{SYSTEM_CA_NAME}",
+        system_ca=f"{platform.system_ca_dir.rstrip('/')}/{SYSTEM_CA_STEM}{platform.system_ca_suffix}",
         env=f"{tls_dir}/{unit}.env",
         dropin=f"{systemd_dir.rstrip('/')}/{unit}.service.d/{DROPIN_NAME}",
     )
@@ -245,16 +244,17 @@ def render_wait_script(
     return prelude + _WAIT_BODY
 
 
-def _system_trust(require: bool) -> str:
+def _system_trust(require: bool, platform: Platform) -> str:
+    update = platform.trust_update
     missing = (
-        'mtm_node_fail "update-ca-certificates is not installed; the database driver verifies the '
-        'server with the system trust store, so the CA must be added there (install ca-certificates)"'
+        f'mtm_node_fail "{update} is not installed; the database driver verifies the '
+        f'server with the system trust store, so the CA must be added there (install {platform.trust_package})"'
         if require
-        else "printf '%s\\n' 'update-ca-certificates is not installed; system trust left as it is'"
+        else f"printf '%s\\n' '{update} is not installed; system trust left as it is'"
     )
     return (
-        "if command -v update-ca-certificates >/dev/null 2>&1; then\n"
-        "  update-ca-certificates\n"
+        f"if command -v {update} >/dev/null 2>&1; then\n"
+        f"  {update}\n"
         "else\n"
         f"  {missing}\n"
         "fi\n"
@@ -307,6 +307,7 @@ def render_activate_script(
     require_system_trust: bool,
     journal_lines: int = 30,
     settle_seconds: int = 0,
+    platform: Platform = DEBIAN,
 ) -> str:
     """What runs after the node's files changed: refresh the system trust store, reload systemd,
     restart and wait (render_wait_script).
@@ -334,7 +335,7 @@ def render_activate_script(
     )
     return (
         prelude
-        + _system_trust(require_system_trust)
+        + _system_trust(require_system_trust, platform)
         + "systemctl daemon-reload\n"
         + f"if [ ! -e {q(paths.dropin)} ]; then\n"
         + "  systemctl restart --no-block \"$unit\"\n"
@@ -349,9 +350,10 @@ def render_activate_script(
 def render_restore_activate_script(
     *,
     unit: str,
-    system_ca: str = "/usr/local/share/ca-certificates/mattermost-transport-ca.crt",
+    system_ca: str | None = None,
     port: int | None = None,
     wait_seconds: int = 60,
+    platform: Platform = DEBIAN,
 ) -> str:
     """What runs on delete after the original files are back: refresh trust, reload systemd and
     queue a restart that never fails the delete. During a destroy the database may still refuse
@@ -363,9 +365,11 @@ def render_restore_activate_script(
     may be either): a destroy restarts the nodes one after another, so the next node goes down
     only once this one serves again, as in the rollout. Not answering in time, or systemd giving
     up on the start (failed / auto-restart), is a warning. The trust store is refreshed as in
-    `render_trust_restore_script`."""
+    `render_trust_restore_script`. `system_ca` defaults to where `node_paths` puts it."""
+    if system_ca is None:
+        system_ca = node_paths("/", unit, platform=platform).system_ca
     return f"""unit={q(unit + ".service")}
-""" + render_trust_restore_script(system_ca) + """systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
+""" + render_trust_restore_script(system_ca, platform) + """systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
 mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
 if systemctl restart --no-block "$unit"; then
   printf '%s\\n' "$unit: restart queued with the restored configuration"
@@ -376,23 +380,24 @@ fi
 """ + ("" if port is None else _restore_wait(port, wait_seconds))
 
 
-def render_trust_activate_script(*, require_system_trust: bool) -> str:
+def render_trust_activate_script(*, require_system_trust: bool, platform: Platform = DEBIAN) -> str:
     """After the CA files changed (`<node>-db-ca`): refresh the system trust store (MySQL's
     `tls=true` verifies with it; required then)."""
-    return 'mtm_node_fail() { printf \'%s\\n\' "$1" >&2; exit 1; }\n' + _system_trust(require_system_trust)
+    return 'mtm_node_fail() { printf \'%s\\n\' "$1" >&2; exit 1; }\n' + _system_trust(require_system_trust, platform)
 
 
-def render_trust_restore_script(system_ca: str) -> str:
+def render_trust_restore_script(system_ca: str, platform: Platform = DEBIAN) -> str:
     """After the CA files are gone: refresh the system trust store, never failing.
 
-    `update-ca-certificates` leaves the links of a removed local CA behind (only `--fresh`
-    drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs by
-    hand), so exactly the dangling links that point at our CA are removed."""
-    pem = posixpath.basename(system_ca).removesuffix(".crt") + ".pem"
-    return f"""if command -v update-ca-certificates >/dev/null 2>&1; then
-  update-ca-certificates || printf '%s\\n' "warning: update-ca-certificates failed" >&2
+    Debian's `update-ca-certificates` leaves the links of a removed local CA behind (only
+    `--fresh` drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs
+    by hand), so exactly the dangling links that point at our CA are removed."""
+    pem = posixpath.basename(system_ca).removesuffix(platform.system_ca_suffix) + platform.trust_link_suffix
+    update = platform.trust_update
+    return f"""if command -v {update} >/dev/null 2>&1; then
+  {update} || printf '%s\\n' "warning: {update} failed" >&2
 fi
-for link in /etc/ssl/certs/*; do
+for link in {q(platform.system_cert_dir)}/*; do
   if [ -L "$link" ] && [ ! -e "$link" ]; then
     case "$(readlink "$link")" in
       {q(pem)}|{q(system_ca)}) rm -f "$link" ;;
@@ -463,6 +468,7 @@ def render_preflight_script(
     replica_targets: Sequence[str] = (),
     search_key: str = "database.searchReplicas",
     search_targets: Sequence[str] = (),
+    platform: Platform = DEBIAN,
 ) -> str:
     """The read-only check that runs on a node before any host is changed (templates/node-preflight.sh).
 
@@ -517,4 +523,9 @@ def render_preflight_script(
         "search_key": search_key,
         "search_targets": " ".join(search_targets),
     }
-    return script("node-preflight.sh", code={"dsn_checks": template("dsn-checks.sh").removesuffix("\n")}, **params)
+    code = {
+        "dsn_checks": template("dsn-checks.sh").removesuffix("\n"),
+        # inside a double-quoted message: Platform values are plain text (no $, quotes, `)
+        "INSTALL_JQ": platform.install(platform.jq_package),
+    }
+    return script("node-preflight.sh", code=code, **params)

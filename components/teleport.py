@@ -26,6 +26,7 @@ from pulumi_command import remote
 from components import teleport_render
 from components.config import Teleport
 from components.pki import Pki
+from components.platform import platform_for
 from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
 
 UNIT = "teleport-mattermost"
@@ -85,7 +86,9 @@ class TeleportPlugin(pulumi.ComponentResource):
             ManagedFile(FileSpec(tp.config_file, "0600"), toml),
             ManagedFile(
                 FileSpec(UNIT_FILE, "0644"),
-                teleport_render.render_unit(binary=tp.binary, config_file=tp.config_file, ca_dir=tp.ca_dir),
+                teleport_render.render_unit(
+                    binary=tp.binary, config_file=tp.config_file, ca_dir=tp.ca_dir, platform=platform_for(tp.platform)
+                ),
             ),
             ManagedFile(FileSpec(ca_file, "0644"), args.pki.ca_cert_pem),
         ]

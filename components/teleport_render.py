@@ -12,6 +12,7 @@ from typing import Any
 
 import tomli_w
 
+from components.platform import DEBIAN, Platform
 from components.remote_files import STATE_DIR
 from components.shell import fill, q, template
 
@@ -52,18 +53,20 @@ def render_plugin_toml(config: dict[str, Any]) -> str:
     )
 
 
-def ssl_cert_dir(ca_dir: str) -> str:
-    """SSL_CERT_DIR for the plugin: its own CA directory first, then Debian's usual one.
+def ssl_cert_dir(ca_dir: str, platform: Platform = DEBIAN) -> str:
+    """SSL_CERT_DIR for the plugin: its own CA directory first, then the host's usual one.
 
-    Go reads the system bundle FILE (/etc/ssl/certs/ca-certificates.crt) whether or not
+    Go reads the system bundle FILE (`Platform.system_bundle`) whether or not
     SSL_CERT_DIR is set, and SSL_CERT_DIR only replaces the directories it scans, so this adds the
     stack CA for this one process and keeps every public root. SSL_CERT_FILE would instead
     replace the bundle and leave the plugin trusting the stack CA alone.
     """
-    return f"{ca_dir}:/etc/ssl/certs"
+    return f"{ca_dir}:{platform.system_cert_dir}"
 
 
-def render_unit(*, binary: str, config_file: str, ca_dir: str, pid_file: str = PID_FILE) -> str:
+def render_unit(
+    *, binary: str, config_file: str, ca_dir: str, pid_file: str = PID_FILE, platform: Platform = DEBIAN
+) -> str:
     """The documented systemd unit for the plugin (paths are config-validated, plain)."""
     for value in (binary, config_file, ca_dir, pid_file):
         # systemd expands $ and % and splits on whitespace; config already forbids these
@@ -77,7 +80,7 @@ def render_unit(*, binary: str, config_file: str, ca_dir: str, pid_file: str = P
             "pid_file": pid_file,
             # same file through Debian's /var/run -> /run link; systemd warns about the legacy path
             "pid_file_run": pid_file.replace("/var/run/", "/run/", 1),
-            "ssl_cert_dir": ssl_cert_dir(ca_dir),
+            "ssl_cert_dir": ssl_cert_dir(ca_dir, platform),
         },
     )
 

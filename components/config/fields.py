@@ -16,6 +16,8 @@ from pydantic import (
     Field,
 )
 
+from components.platform import platform_for
+
 PROJECT = "mattermost-transport-encryption"
 
 SECRET_KEYS = ("sshPrivateKey", "dbPassword", "dbAdminPassword", "proxyTlsKey", "teleportToken", "gitlabTlsKey")
@@ -85,6 +87,11 @@ def _unit(v: str) -> str:
     v = v.removesuffix(".service")
     if not _UNIT_RE.match(v):
         raise ValueError(f"{v!r} is not a valid systemd unit name (letters, digits and _ . @ - only)")
+    return v
+
+
+def _platform(v: str) -> str:
+    platform_for(v)  # a ValueError naming the supported families otherwise
     return v
 
 
@@ -176,6 +183,8 @@ AbsPath = Annotated[str, AfterValidator(_abs_path)]
 Account = Annotated[str, AfterValidator(_account)]
 Unit = Annotated[str, AfterValidator(_unit)]
 Address = Annotated[str, AfterValidator(_address)]
+PlatformName = Annotated[str, AfterValidator(_platform)]
+"""A host's OS family, a key of components.platform.PLATFORMS."""
 Ip = Annotated[str, AfterValidator(_ip)]
 DnsName = Annotated[str, AfterValidator(_dns)]
 SqlIdent = Annotated[str, AfterValidator(_sql_ident)]

@@ -28,6 +28,7 @@ from components.config.fields import (
     Ip,
     Name,
     PemCert,
+    PlatformName,
     Port,
     SqlIdent,
     Unit,
@@ -39,6 +40,7 @@ from components.config.fields import (
 )
 from components.host_helper import helper_name
 from components.passwords import check_password
+from components.platform import PLATFORMS, Platform, platform_for
 
 
 class Model(BaseModel):
@@ -146,6 +148,8 @@ class Node(Model):
     name: Name
     address: Ip | None = None
     ssh: HostSsh = HostSsh()
+    platform: PlatformName = "debian"
+    """The host's OS family (components/platform.py): its paths, units and trust-store command."""
     version: Version | None = None
     install_dir: AbsPath | None = None
     service_group: Account | None = None
@@ -172,14 +176,39 @@ class Proxy(Model):
     host: Name = "proxy"
     """Inventory host name (lab)."""
     ssh: HostSsh = HostSsh()
+    platform: PlatformName = "debian"
+    """The host's OS family (components/platform.py): its paths, units and trust-store command."""
     server_name: DnsName = "mattermost.example.com"
     site_file: AbsPath = "/etc/nginx/conf.d/mattermost.conf"
+    """Default: the platform's (`Platform.nginx_site_file`)."""
     tls_dir: AbsPath = "/etc/nginx/mattermost-tls"
+    """Default: the platform's (`Platform.nginx_tls_dir`)."""
     service: Unit = "nginx"
+    """Default: the platform's (`Platform.nginx_service`)."""
     tls: ProxyTls = ProxyTls()
     upstream_keepalive: Annotated[int, Field(ge=0, le=1024)] | None = None
     """Idle keepalive connections from NGINX to the nodes. Unset: the live site's own `keepalive`
     stays as the admin set it (a site the program writes from its template gets 32)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _platform_defaults(cls, data: Any) -> Any:
+        """siteFile, tlsDir and service default to the host platform's (an unknown platform is
+        left to the `platform` field's own error)."""
+        if not isinstance(data, dict):
+            return data
+        platform = PLATFORMS.get(data.get("platform", "debian"))
+        if platform is None:
+            return data
+        data = dict(data)
+        for field, alias, value in (
+            ("site_file", "siteFile", platform.nginx_site_file),
+            ("tls_dir", "tlsDir", platform.nginx_tls_dir),
+            ("service", "service", platform.nginx_service),
+        ):
+            if field not in data and alias not in data:
+                data[alias] = value
+        return data
 
 
 MYSQL_TLS_MODES = ("true", "skip-verify")
@@ -207,6 +236,8 @@ class Database(Model):
     host: Name | None = None
     """Inventory host name (lab); default 'mariadb' for mysql, 'postgres' for postgres."""
     ssh: HostSsh = HostSsh()
+    platform: PlatformName = "debian"
+    """The host's OS family (components/platform.py); the replicas share it (same server layout)."""
     port: Port | None = None
     name: SqlIdent = "mattermost"
     user: SqlIdent = "mmuser"
@@ -219,9 +250,10 @@ class Database(Model):
     admin_user: SqlIdent | None = None
     """Admin over TCP with secret `dbAdminPassword`; default: local admin over the socket on the DB host."""
     service: Unit | None = None
-    """Server unit: default 'mariadb' for mysql, 'postgresql' for postgres."""
+    """Server unit: default the platform's ('mariadb' for mysql, 'postgresql' for postgres on Debian)."""
     config_dir: AbsPath | None = None
-    """mysql: the server's conf.d (default /etc/mysql/mariadb.conf.d); postgres: the cluster's config dir (default /etc/postgresql/15/main)."""
+    """mysql: the server's conf.d; postgres: the cluster's config dir. Default the platform's
+    (Debian: /etc/mysql/mariadb.conf.d, /etc/postgresql/15/main)."""
     tls_dir: AbsPath | None = None
     """Where the server's certificate and key go (default <configDir>/mattermost-tls)."""
     replicas: Annotated[list[DatabaseReplica], Field(max_length=16)] = []
@@ -271,12 +303,18 @@ class Database(Model):
         return self.port or (3306 if self.engine == "mysql" else 5432)
 
     @property
+    def host_platform(self) -> Platform:
+        return platform_for(self.platform)
+
+    @property
     def effective_service(self) -> str:
-        return self.service or ("mariadb" if self.engine == "mysql" else "postgresql")
+        p = self.host_platform
+        return self.service or (p.mysql_service if self.engine == "mysql" else p.postgres_service)
 
     @property
     def effective_config_dir(self) -> str:
-        return self.config_dir or ("/etc/mysql/mariadb.conf.d" if self.engine == "mysql" else "/etc/postgresql/15/main")
+        p = self.host_platform
+        return self.config_dir or (p.mysql_config_dir if self.engine == "mysql" else p.postgres_config_dir)
 
     @property
     def effective_tls_dir(self) -> str:
@@ -308,6 +346,8 @@ class Gitlab(Model):
     """Inventory host name (lab); part of resource names."""
     address: Address | None = None
     ssh: HostSsh = HostSsh()
+    platform: PlatformName = "debian"
+    """The host's OS family (components/platform.py): its paths, units and trust-store command."""
     version: Version = "18.5.0"
     """GitLab's version on the host: 19.0 removed the bundled Mattermost."""
     mattermost_external_url: str = "https://mattermost.example.com"
@@ -439,6 +479,8 @@ class Teleport(Model):
     """Inventory host name (lab); part of resource names."""
     address: Address | None = None
     ssh: HostSsh = HostSsh()
+    platform: PlatformName = "debian"
+    """The host's OS family (components/platform.py): its paths, units and trust-store command."""
     auth_addr: HostPort = "teleport.example.com:443"
     """[teleport] addr: the Auth Service (:3025) or Proxy Service (:443/:3080) address."""
     identity_file: AbsPath = "/var/lib/teleport/plugins/mattermost/auth_id"

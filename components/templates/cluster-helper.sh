@@ -71,8 +71,8 @@ drift() {
   if [ -r "$rules" ] && systemctl is-active --quiet "$firewall_unit"; then
     for spec in "nat $nat_chain OUTPUT" "filter $in_chain INPUT"; do
       set -- $spec
-      iptables -w -t "$1" -C "$3" -j "$2" 2>/dev/null || echo "firewall: no jump from $1 $3 to $2"
-      now=$(iptables -w -t "$1" -S "$2" 2>/dev/null | grep -- '^-A ' || true)
+      @IPTABLES@ -w -t "$1" -C "$3" -j "$2" 2>/dev/null || echo "firewall: no jump from $1 $3 to $2"
+      now=$(@IPTABLES@ -w -t "$1" -S "$2" 2>/dev/null | grep -- '^-A ' || true)
       [ "$now" = "$(expected_chain "$1" "$2")" ] || echo "firewall: chain $2 differs from $rules"
     done
   fi
@@ -85,15 +85,15 @@ drift() {
 
 jump() {
   # $1 table, $2 builtin chain, $3 our chain
-  if ! iptables -w -t "$1" -C "$2" -j "$3" 2>/dev/null; then
-    iptables -w -t "$1" -I "$2" 1 -j "$3"
+  if ! @IPTABLES@ -w -t "$1" -C "$2" -j "$3" 2>/dev/null; then
+    @IPTABLES@ -w -t "$1" -I "$2" 1 -j "$3"
   fi
 }
 
 case "${1:-}" in
 start|reload)
   [ -r "$rules" ] || fail "$rules is missing"
-  iptables-restore -w -n < "$rules"
+  @IPTABLES_RESTORE@ -w -n < "$rules"
   jump nat OUTPUT "$nat_chain"
   jump filter INPUT "$in_chain"
   ;;
@@ -101,7 +101,7 @@ stop)
 @FIREWALL_STOP@
   ;;
 check)
-  iptables-restore -w --test -n < "${2:-$rules}"
+  @IPTABLES_RESTORE@ -w --test -n < "${2:-$rules}"
   ;;
 wait-listen)
   [ "$#" -ge 3 ] || fail "usage: mm-cluster wait-listen SECONDS PORT..."

@@ -13,11 +13,11 @@ trap 'rm -f "$found" "$found.pre"' EXIT
 say() { printf '  - %s\n' "$*" >> "$found"; }
 
 missing=""
-for tool in ssh sshd iptables iptables-restore systemctl ss useradd ps journalctl; do
+for tool in ssh sshd @IPTABLES@ @IPTABLES_RESTORE@ systemctl ss useradd ps journalctl; do
   command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
 done
 if [ -n "$missing" ]; then
-  say "missing tools:$missing (Debian: apt-get install openssh-client openssh-server iptables iproute2 procps passwd)"
+  say "missing tools:$missing (@TOOLS_HINT@)"
 fi
 
 # any of our tunnelled ports as a DNAT match: --dport 8074 / --dport=8074
@@ -38,7 +38,7 @@ if systemctl cat "$unit.service" >/dev/null 2>&1; then
 fi
 
 # 2. DNAT lines for our ports in the firewall files
-for f in /etc/ufw/before.rules /etc/ufw/after.rules /etc/iptables/rules.v4; do
+for f in @FIREWALL_FILES@; do
   [ -f "$f" ] || continue
   grep -nE -- "-j[[:space:]]+DNAT" "$f" 2>/dev/null | grep -E -- "--dport[ =]+($portre)([^0-9]|$)" | while IFS= read -r hit; do
     say "$f line ${hit%%:*}: '${hit#*:}' (a DNAT of a gossip port from the manual procedure). Delete that line, and its '*nat' and 'COMMIT' lines if nothing else is left between them."
@@ -46,9 +46,9 @@ for f in /etc/ufw/before.rules /etc/ufw/after.rules /etc/iptables/rules.v4; do
 done
 
 # 3. the same rules live in the kernel
-if command -v iptables >/dev/null 2>&1; then
-  iptables -w -t nat -S OUTPUT 2>/dev/null | grep -E -- "-j[[:space:]]+DNAT" | grep -E -- "--dport[ =]+($portre)([^0-9]|$)" | while IFS= read -r rule; do
-    say "live rule '$rule'. Remove it: iptables -t nat $(printf '%s' "$rule" | sed 's/^-A /-D /')"
+if command -v @IPTABLES@ >/dev/null 2>&1; then
+  @IPTABLES@ -w -t nat -S OUTPUT 2>/dev/null | grep -E -- "-j[[:space:]]+DNAT" | grep -E -- "--dport[ =]+($portre)([^0-9]|$)" | while IFS= read -r rule; do
+    say "live rule '$rule'. Remove it: @IPTABLES@ -t nat $(printf '%s' "$rule" | sed 's/^-A /-D /')"
   done
 fi
 

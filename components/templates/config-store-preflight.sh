@@ -50,7 +50,7 @@ rc=0
 read_config_json "$cfg" > "$out" 2>/dev/null || rc=$?
 case $rc in
   0) ;;
-  3) say "cannot read $row: neither python3 nor jq is installed on the database host (apt-get install jq)." ;;
+  3) say "cannot read $row: neither python3 nor jq is installed on the database host (@INSTALL_JQ@)." ;;
   *) say "$row is not readable JSON, so its ClusterSettings and SqlSettings cannot be checked. Fix it (Mattermost refuses it too)." ;;
 esac
 

@@ -172,7 +172,7 @@ if [ -n "$config_file" ]; then
     elif command -v python3 >/dev/null 2>&1 || command -v jq >/dev/null 2>&1; then
       say "$config_file is not readable JSON, so its ClusterSettings and SqlSettings cannot be checked. Fix the file (Mattermost refuses it too)."
     else
-      say "cannot read $config_file: neither python3 nor jq is installed (apt-get install jq)."
+      say "cannot read $config_file: neither python3 nor jq is installed (@INSTALL_JQ@)."
     fi
   fi
   # a file that does not exist yet is created with Mattermost's defaults: clustering off, no replicas

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from components import database_render as r
 from components import remote_files as rf
 from components.database_accounts import render_require_ssl_sql
+from components.platform import DEBIAN
 from tests.helpers.certs import make_ca, make_leaf, pem
 from tests.helpers.scripts import run_script
 
@@ -90,7 +91,7 @@ class Server:
 
     def specs(self) -> list[rf.FileSpec]:
         p = r.tls_paths(self.tls_dir)
-        svc = r.SERVICE_USER[self.engine]
+        svc = DEBIAN.server_user(self.engine)
         return [
             rf.FileSpec(p.ca, "0644"),
             rf.FileSpec(p.cert, "0644"),

@@ -448,7 +448,7 @@ def test_user_command_reads_token_admin_file_and_sql_from_stdin(pg: Run) -> None
             "postgres",
             user="mmuser",
             database="mattermost",
-            client=r.debian_control(
+            client=r.server_control(
                 "postgres", service="postgresql", port=5432, config_dir="/etc/postgresql/15/main"
             ).local_sql,
         )

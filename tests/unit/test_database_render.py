@@ -260,18 +260,18 @@ def test_option_file_and_passfile_escaping() -> None:
     assert pgpass == "*:*:*:admin:a\\:b\\\\c\n"
 
 
-def test_debian_control_restarts_the_postgres_cluster_unit_not_the_umbrella() -> None:
-    c = r.debian_control("postgres", service="postgresql", port=5433, config_dir="/etc/postgresql/15/main")
+def test_server_control_restarts_the_postgres_cluster_unit_not_the_umbrella() -> None:
+    c = r.server_control("postgres", service="postgresql", port=5433, config_dir="/etc/postgresql/15/main")
     assert c.restart == "systemctl restart postgresql@15-main"
     assert c.reload == "systemctl reload postgresql@15-main"
     assert "-p 5433" in c.probe and "-p 5433" in c.local_sql
     assert "/var/log/postgresql/postgresql-15-main.log" in c.logs
-    own = r.debian_control("postgres", service="pg-custom", port=5432, config_dir="/srv/pg")
+    own = r.server_control("postgres", service="pg-custom", port=5432, config_dir="/srv/pg")
     assert own.restart == "systemctl restart pg-custom"
-    m = r.debian_control("mysql", service="mariadb", port=3306, config_dir="/etc/mysql/mariadb.conf.d")
+    m = r.server_control("mysql", service="mariadb", port=3306, config_dir="/etc/mysql/mariadb.conf.d")
     assert m.restart == "systemctl restart mariadb" and "journalctl -u mariadb -n 30" in m.logs
     with pytest.raises(ValueError):
-        r.debian_control("mysql", service="mariadb; reboot", port=3306, config_dir="/etc/mysql")
+        r.server_control("mysql", service="mariadb; reboot", port=3306, config_dir="/etc/mysql")
 
 
 def test_tls_probe_verifies_the_name_the_dsn_uses() -> None:
@@ -294,7 +294,7 @@ def test_user_stdin_frames_token_admin_and_sql() -> None:
 def _all_scripts() -> list[str]:
     out = []
     for engine in r.ENGINES:
-        control = r.debian_control(engine, service="x", port=5432, config_dir="/etc/postgresql/15/main")
+        control = r.server_control(engine, service="x", port=5432, config_dir="/etc/postgresql/15/main")
         client = r.admin_client(engine, control, admin_user="admin", address="10.0.0.1", port=1, ca_file="/t/ca.crt")
         for c in (control.local_sql, client):
             out.append(strict(r.render_user_apply(engine, user="mmuser", database="mattermost", client=c)))

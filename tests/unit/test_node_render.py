@@ -6,6 +6,7 @@ real remote_files apply script to show the rollback."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import http.server
 import os
 import shutil
@@ -31,6 +32,7 @@ from components.node_render import (
     render_wait_script,
     tls_env,
 )
+from components.platform import DEBIAN
 from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
 from tests.helpers.certs import make_ca, make_leaf, pem
 from tests.helpers.scripts import SHELLS, syntax_ok
@@ -488,7 +490,8 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("install")
 def node_files(root: Path) -> tuple[NodePaths, list[FileSpec]]:
     paths = node_paths(
         str(root / "etc/mattermost-tls"), "mattermost",
-        systemd_dir=str(root / "etc/systemd/system"), system_ca_dir=str(root / "usr/local/share/ca-certificates"),
+        systemd_dir=str(root / "etc/systemd/system"),
+        platform=dataclasses.replace(DEBIAN, system_ca_dir=str(root / "usr/local/share/ca-certificates")),
     )
     specs = [
         FileSpec(paths.cert), FileSpec(paths.key, "0640"), FileSpec(paths.ca), FileSpec(paths.system_ca),

@@ -64,7 +64,7 @@ def test_database_scripts_the_lab_preview_leaves_unknown_are_clean() -> None:
     representative values, for both engines and every variant."""
     scripts: dict[str, str] = {}
     for engine in ("mysql", "postgres"):
-        client = database_render.debian_control(engine, service="db", port=5432, config_dir="/etc/db").local_sql
+        client = database_render.server_control(engine, service="db", port=5432, config_dir="/etc/db").local_sql
         gitlab = {"user": "gitlab", "database": "gitlab_mm"}
         scripts[f"{engine} user apply"] = database_render.render_user_apply(
             engine, user="mmuser", database="mattermost", client=client

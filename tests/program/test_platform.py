@@ -1,0 +1,68 @@
+"""The platform is chosen per host: the components hand each host's own Platform to its renderers.
+
+A second family (the unit tests' FAKE, registered for this test only) on ONE node changes what
+that node gets (trust store, sshd drop-in, firewall tools) and nothing on its peers, and an
+unknown family fails the preview before any resource exists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.platform import PLATFORMS
+from components.remote_files import read_manifest
+from lab.replay import Evaluation, ReplayError, evaluate
+from tests.helpers.platform import FAKE
+from tests.helpers.program import PROJECT_DIR
+
+
+def _stdin(ev: Evaluation, name: str) -> str:
+    stdin = ev.get(name).inputs["stdin"]
+    return str(getattr(stdin, "value", stdin))
+
+
+def _everything(ev: Evaluation, host: str) -> str:
+    """Every command text and helper input of the resources named after `host`."""
+    out = []
+    for r in ev.resources:
+        if not r.name.startswith(f"{host}-"):
+            continue
+        out += r.command_texts()
+        stdin = r.inputs.get("stdin")
+        text = getattr(stdin, "value", stdin)
+        if isinstance(text, str) and text.startswith("mattermost-transport-encryption helper input"):
+            manifest = read_manifest(text)
+            out += [*manifest.sections.values(), *manifest.entries]
+    return "\n".join(out)
+
+
+@pytest.fixture(scope="module")
+def fake_mm1(replay_lab_config: dict[str, Any]) -> Evaluation:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(PLATFORMS, FAKE.name, FAKE)
+        nodes = [{"name": "mm1", "platform": FAKE.name}, {"name": "mm2"}, {"name": "mm3"}]
+        return evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "nodes": nodes})
+
+
+def test_only_the_node_that_names_another_family_gets_its_paths_and_commands(fake_mm1: Evaluation) -> None:
+    mm1, mm2 = _everything(fake_mm1, "mm1"), _everything(fake_mm1, "mm2")
+    assert "update-fake-trust" in mm1 and "update-ca-certificates" not in mm1
+    assert "/etc/pki/ca-trust/source/anchors/mattermost-transport-ca.pem" in mm1
+    assert "/etc/ssh/sshd.d/50-mattermost-cluster-tunnel.conf" in mm1 and "/etc/ssh/sshd_config.d" not in mm1
+    assert "iptables-nft-restore -w -n" in mm1
+    assert "update-ca-certificates" in mm2 and "update-fake-trust" not in mm2
+    assert "/etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf" in mm2 and "iptables-nft" not in mm2
+
+
+def test_the_trust_files_go_where_the_hosts_family_reads_them(fake_mm1: Evaluation) -> None:
+    paths = {e.rsplit(" ", 1)[1] for e in read_manifest(_stdin(fake_mm1, "mm1-db-ca")).entries}
+    assert "/etc/pki/ca-trust/source/anchors/mattermost-transport-ca.pem" in paths
+    paths = {e.rsplit(" ", 1)[1] for e in read_manifest(_stdin(fake_mm1, "mm2-db-ca")).entries}
+    assert "/usr/local/share/ca-certificates/mattermost-transport-ca.crt" in paths
+
+
+def test_an_unknown_family_fails_the_preview_naming_the_key(replay_lab_config: dict[str, Any]) -> None:
+    nodes = [{"name": "mm1"}, {"name": "mm2", "platform": "rhel"}, {"name": "mm3"}]
+    with pytest.raises(ReplayError, match=r"nodes\[1\]\.platform: unknown platform 'rhel': supported: debian"):
+        evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "nodes": nodes})
