@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from cryptography import x509
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 
 from components import cluster_render
 from components.config import PROJECT, StackConfig, parse
+from components.teleport import CA_FILE_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 WARN_DAYS = 14
@@ -49,9 +51,12 @@ class Check:
     detail: str
 
 
-def load_stack(stack: str) -> StackConfig:
+def load_stack(stack: str, overrides: dict[str, object] | None = None) -> StackConfig:
+    """The stack file's config; `overrides` replace whole top-level keys (as the replay's
+    `config=` does, like `pulumi config set`)."""
     data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
     raw = {k.split(":", 1)[1]: v for k, v in (data.get("config") or {}).items() if k.startswith(PROJECT + ":")}
+    raw.update(overrides or {})
     key_file = os.environ.get("MMTLS_SSH_PRIVATE_KEY_FILE")
     if key_file:
         raw["sshPrivateKey"] = Path(key_file).read_text()
@@ -113,11 +118,16 @@ class Hosts:
             return subprocess.CompletedProcess(cmd, 124, "", "timed out")
 
 
+def _verify_flag(name: str) -> str:
+    """openssl's option that checks `name` against the certificate: an address or a host name."""
+    return "-verify_ip" if name.replace(".", "").isdigit() or ":" in name else "-verify_hostname"
+
+
 def _tls_probe(target: str, name: str, ca_path: str, starttls: str | None = None, ca_dir: str | None = None) -> str:
     """Shell that connects with openssl, verifies chain + name, prints the peer's notAfter.
     `ca_dir`: also trust that hashed directory (e.g. the host's /etc/ssl/certs)."""
     st = f"-starttls {shlex.quote(starttls)} " if starttls else ""
-    flag = "-verify_ip" if name.replace(".", "").isdigit() or ":" in name else "-verify_hostname"
+    flag = _verify_flag(name)
     capath = f"-CApath {shlex.quote(ca_dir)} " if ca_dir else ""
     return (
         f"out=$(echo | timeout 10 openssl s_client {st}-connect {shlex.quote(target)} -servername {shlex.quote(name)} "
@@ -209,11 +219,7 @@ def audit(cfg: StackConfig, outputs: dict[str, object], hosts: Hosts, browser_ca
             " || { echo 'and the same login over verified TLS failed too'; exit 1; }"
         )
     else:
-        probe = (
-            f"out=$(PGPASSWORD=wrong-password PGCONNECT_TIMEOUT=5 psql 'host={db.address} port={db.effective_port} "
-            f"dbname={db.name} user={db.user} sslmode=disable' -c 'select 1' 2>&1 || true); echo \"$out\"; "
-            "echo \"$out\" | grep -Eq 'no encryption|rejects connection'"
-        )
+        probe = _psql_plain_refused(db.address, db.effective_port, db.name, db.user)
     r = hosts.run(db.address, db.ssh, probe, input=secret_input)
     checks.append(Check("nodes -> database", f"plaintext login of {db.user} refused", r.returncode == 0, r.stdout.strip()[-160:]))
 
@@ -275,8 +281,7 @@ def gitlab_checks(cfg: StackConfig, hosts: Hosts, put_ca: str, ca_tmp: str) -> l
     host = gl.mattermost_host
     cert = f"{gl.ssl_dir}/{host}.crt"
     trust = f"-CAfile {ca_tmp}" if gl.tls_source == "ca" else "-CApath /etc/ssl/certs"
-    flag = "-verify_ip" if host.replace(".", "").isdigit() or ":" in host else "-verify_hostname"
-    r = hosts.run(gl.address, gl.ssh, put_ca + f"openssl verify {trust} {flag} {shlex.quote(host)} {shlex.quote(cert)} 2>&1")
+    r = hosts.run(gl.address, gl.ssh, put_ca + f"openssl verify {trust} {_verify_flag(host)} {shlex.quote(host)} {shlex.quote(cert)} 2>&1")
     source = "the stack CA" if gl.tls_source == "ca" else "the host's public roots"
     checks = [Check("browser -> gitlab mattermost", f"{cert} from {source} for {host}", r.returncode == 0, r.stdout.strip()[-160:])]
     if gl.external_postgres:
@@ -297,10 +302,6 @@ def teleport_checks(cfg: StackConfig, hosts: Hosts) -> list[Check]:
     tp = cfg.teleport
     if not tp.enabled or tp.address is None:
         return []
-    from urllib.parse import urlsplit
-
-    from components.teleport import CA_FILE_NAME
-
     url = urlsplit(tp.effective_mattermost_url(cfg.proxy.server_name))
     name, port = url.hostname or "", url.port or 443
     # the default URL is the proxy's server name: connect where it must resolve to

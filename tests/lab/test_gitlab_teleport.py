@@ -31,9 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from components.config import PROJECT, parse
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.gitlab import HARNESS
@@ -490,9 +488,7 @@ def test_the_audit_checks_gitlab_and_teleport(ctx: Ctx) -> None:
     """tools/audit.py's GitLab and Teleport rows pass on the applied hosts and fail on what they
     look for: a plugin config others can read, a GitLab CA file that no longer verifies the
     database (each put back after)."""
-    data = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())["config"]
-    raw = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith(PROJECT + ":")}
-    cfg = parse({**raw, **ctx.config}, base_dir=ROOT)
+    cfg = audit_tool.load_stack("lab", ctx.config)
     put_ca, ca_tmp = audit_tool.ca_upload(str(audit_tool.stack_outputs("lab", str(ctx.state))["caCertPem"]))
 
     def rows() -> dict[str, bool]:

@@ -34,10 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography import x509
 
-from components.config import PROJECT, parse
 from lab import _seed, replay
 from lab.hosts import Lab
 from tests.helpers.lab import (
@@ -139,9 +137,7 @@ def test_guide_layout_with_the_default_site_file_is_refused_naming_both_paths(ct
 def audit_browser_hop(config: dict[str, Any], state: Path, browser_ca: str | None) -> list[audit_tool.Check]:
     """tools/audit.py's browser-hop rows for this test's config (the lab stack file with the
     test's top-level overrides, as replay.up applies them)."""
-    data = yaml.safe_load((ROOT / "stacks" / "Pulumi.lab.yaml").read_text())["config"]
-    raw = {k.split(":", 1)[1]: v for k, v in data.items() if k.startswith(PROJECT + ":")}
-    cfg = parse({**raw, **config}, base_dir=ROOT)
+    cfg = audit_tool.load_stack("lab", config)
     cas = x509.load_pem_x509_certificates(str(audit_tool.stack_outputs("lab", str(state))["caCertPem"]).encode())
     with audit_tool._private_dir() as d:
         return audit_tool.browser_hop_checks(cfg, cas, audit_tool.Hosts(cfg, d), browser_ca)
