@@ -16,6 +16,7 @@ import ssl
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from . import dsn as dsnmod
@@ -324,6 +325,24 @@ class Pool:
             }
 
 
+SYSTEMS_TABLE = "CREATE TABLE IF NOT EXISTS Systems (Name VARCHAR(64) PRIMARY KEY, Value VARCHAR(1024))"
+
+
+def create_tables(query: Callable[[str], Any], *statements: str) -> None:
+    """Run the CREATE TABLE IF NOT EXISTS `statements` in order, all again on an error, up to 5
+    times: nodes starting together (a full-cluster restart) can collide on them in PostgreSQL's
+    catalog, and the loser retries. The last attempt's error propagates."""
+    for attempt in range(5):
+        try:
+            for statement in statements:
+                query(statement)
+            return
+        except Exception:  # noqa: BLE001 - retried; the last attempt's error propagates
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _is_bad_conn(exc: BaseException) -> bool:
     """Whether a driver error means "this connection is dead, try another" (driver.ErrBadConn):
     the server closed it or the socket broke, as opposed to an error the query itself caused."""
@@ -421,16 +440,7 @@ class Database:
         self.thread.start()
 
     def _migrate(self) -> None:
-        # two nodes starting together can collide on CREATE TABLE IF NOT EXISTS in PostgreSQL's
-        # catalog; the loser retries
-        for attempt in range(5):
-            try:
-                self.pool.query("CREATE TABLE IF NOT EXISTS Systems (Name VARCHAR(64) PRIMARY KEY, Value VARCHAR(1024))")
-                return
-            except Exception:  # noqa: BLE001 - retried; the last attempt's error propagates
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        create_tables(self.pool.query, SYSTEMS_TABLE)
 
     def _clean_loop(self) -> None:
         interval = self.pool.cleaner_interval()

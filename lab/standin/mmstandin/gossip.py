@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any
 
+from .database import SYSTEMS_TABLE, create_tables
 from .runtime import Context, StartupError
 
 PLAIN_MARKER = "mmstandin-gossip-plain"
@@ -336,21 +337,14 @@ class Gossip:
         return str(self.ctx.config.get("SqlSettings", "DriverName"))
 
     def _ensure_tables(self) -> None:
-        # nodes restart together after a full-cluster stop, and two concurrent CREATE TABLE IF
-        # NOT EXISTS can collide in PostgreSQL's catalog: retry
-        for attempt in range(5):
-            try:
-                self.db.query(
-                    "CREATE TABLE IF NOT EXISTS ClusterDiscovery (Id VARCHAR(26) PRIMARY KEY, Type VARCHAR(64), "
-                    "ClusterName VARCHAR(64), Hostname VARCHAR(512), GossipPort INTEGER, Port INTEGER, "
-                    "CreateAt BIGINT, LastPingAt BIGINT)"
-                )
-                self.db.query("CREATE TABLE IF NOT EXISTS Systems (Name VARCHAR(64) PRIMARY KEY, Value VARCHAR(1024))")
-                return
-            except Exception:  # noqa: BLE001 - retried; the last attempt's error propagates
-                if attempt == 4:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
+        # nodes restart together after a full-cluster stop: create_tables retries the collision
+        create_tables(
+            self.db.query,
+            "CREATE TABLE IF NOT EXISTS ClusterDiscovery (Id VARCHAR(26) PRIMARY KEY, Type VARCHAR(64), "
+            "ClusterName VARCHAR(64), Hostname VARCHAR(512), GossipPort INTEGER, Port INTEGER, "
+            "CreateAt BIGINT, LastPingAt BIGINT)",
+            SYSTEMS_TABLE,
+        )
 
     def _encryption_key(self) -> bytes:
         """The cluster's key: the first node that needs it creates it; everyone reads the winner."""
