@@ -338,16 +338,23 @@ class Cluster(Model):
     gossip_encryption: bool = True
 
 
-class Gitlab(Model):
-    """GitLab Omnibus with its bundled Mattermost (GitLab 18.x and older; removed in GitLab 19.0)."""
+class Integration(Model):
+    """What every integration host (GitLab, the Teleport plugin) has: off unless enabled, its
+    inventory name, how to reach it and its OS family."""
 
     enabled: bool = False
-    host: Name = "gitlab"
+    host: Name
     """Inventory host name (lab); part of resource names."""
     address: Address | None = None
     ssh: HostSsh = HostSsh()
     platform: PlatformName = "debian"
     """The host's OS family (components/platform.py): its paths, units and trust-store command."""
+
+
+class Gitlab(Integration):
+    """GitLab Omnibus with its bundled Mattermost (GitLab 18.x and older; removed in GitLab 19.0)."""
+
+    host: Name = "gitlab"
     version: Version = "18.5.0"
     """GitLab's version on the host: 19.0 removed the bundled Mattermost."""
     mattermost_external_url: str = "https://mattermost.example.com"
@@ -471,16 +478,10 @@ class Gitlab(Model):
         return bool(key.public_key().public_bytes(*spki) == leaf.public_key().public_bytes(*spki))
 
 
-class Teleport(Model):
+class Teleport(Integration):
     """The Teleport Mattermost access-request plugin."""
 
-    enabled: bool = False
     host: Name = "plugin"
-    """Inventory host name (lab); part of resource names."""
-    address: Address | None = None
-    ssh: HostSsh = HostSsh()
-    platform: PlatformName = "debian"
-    """The host's OS family (components/platform.py): its paths, units and trust-store command."""
     auth_addr: HostPort = "teleport.example.com:443"
     """[teleport] addr: the Auth Service (:3025) or Proxy Service (:443/:3080) address."""
     identity_file: AbsPath = "/var/lib/teleport/plugins/mattermost/auth_id"

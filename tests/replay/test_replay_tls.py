@@ -35,10 +35,13 @@ def resource(type_: str) -> Resource:
     return Resource(urn=f"urn:pulumi:s::p::{type_}::r", type=type_, name="r", parent_urn=None, custom=True)
 
 
+def create(provider, inputs: dict) -> tuple[str, dict]:
+    """(id, outputs) of `provider` creating a resource from `inputs`, checked as the engine does."""
+    return provider.create(ctx(), resource(provider.type), provider.check(inputs))
+
+
 def make_key(**inputs) -> dict:
-    provider = PrivateKey()
-    _, out = provider.create(ctx(), resource(provider.type), provider.check(inputs))
-    return out
+    return create(PrivateKey(), inputs)[1]
 
 
 @pytest.mark.parametrize(
@@ -104,35 +107,26 @@ def test_bad_algorithm_fails_the_step() -> None:
 
 def issue_chain(ca_algo: dict, leaf_algo: dict, **leaf_inputs):
     ca_key = make_key(**ca_algo)
-    ca_provider = SelfSignedCert()
-    _, ca = ca_provider.create(
-        ctx(),
-        resource(ca_provider.type),
-        ca_provider.check(
-            {
-                "privateKeyPem": ca_key["privateKeyPem"],
-                "subject": {"commonName": "Lab CA", "organization": "Lab"},
-                "isCaCertificate": True,
-                "validityPeriodHours": 87600.0,
-                "allowedUses": ["cert_signing", "crl_signing"],
-            }
-        ),
+    _, ca = create(
+        SelfSignedCert(),
+        {
+            "privateKeyPem": ca_key["privateKeyPem"],
+            "subject": {"commonName": "Lab CA", "organization": "Lab"},
+            "isCaCertificate": True,
+            "validityPeriodHours": 87600.0,
+            "allowedUses": ["cert_signing", "crl_signing"],
+        },
     )
     leaf_key = make_key(**leaf_algo)
-    csr_provider = CertRequest()
-    _, csr = csr_provider.create(
-        ctx(),
-        resource(csr_provider.type),
-        csr_provider.check(
-            {
-                "privateKeyPem": leaf_key["privateKeyPem"],
-                "subject": {"commonName": "mm1"},
-                "dnsNames": ["mm1.lab", "localhost"],
-                "ipAddresses": ["10.251.0.101", "127.0.0.1"],
-            }
-        ),
+    _, csr = create(
+        CertRequest(),
+        {
+            "privateKeyPem": leaf_key["privateKeyPem"],
+            "subject": {"commonName": "mm1"},
+            "dnsNames": ["mm1.lab", "localhost"],
+            "ipAddresses": ["10.251.0.101", "127.0.0.1"],
+        },
     )
-    signer = LocallySignedCert()
     inputs = {
         "certRequestPem": csr["certRequestPem"],
         "caCertPem": ca["certPem"],
@@ -142,7 +136,7 @@ def issue_chain(ca_algo: dict, leaf_algo: dict, **leaf_inputs):
         "allowedUses": ["digital_signature", "key_encipherment", "server_auth", "client_auth"],
         **leaf_inputs,
     }
-    serial, leaf = signer.create(ctx(), resource(signer.type), signer.check(inputs))
+    serial, leaf = create(LocallySignedCert(), inputs)
     return ca, leaf, serial
 
 
@@ -223,34 +217,23 @@ def test_wrong_ca_key_is_refused() -> None:
     _, csr = csr_provider.create(
         ctx(), resource(csr_provider.type), {"privateKeyPem": other["privateKeyPem"], "subject": {"commonName": "x"}}
     )
-    signer = LocallySignedCert()
     with pytest.raises(StepFailed, match="doesn't match parent's PublicKey"):
-        signer.create(
-            ctx(),
-            resource(signer.type),
-            signer.check(
-                {
-                    "certRequestPem": csr["certRequestPem"],
-                    "caCertPem": ca["certPem"],
-                    "caPrivateKeyPem": other["privateKeyPem"],
-                    "validityPeriodHours": 1.0,
-                    "allowedUses": [],
-                }
-            ),
+        create(
+            LocallySignedCert(),
+            {
+                "certRequestPem": csr["certRequestPem"],
+                "caCertPem": ca["certPem"],
+                "caPrivateKeyPem": other["privateKeyPem"],
+                "validityPeriodHours": 1.0,
+                "allowedUses": [],
+            },
         )
 
 
 def test_ca_needs_a_subject() -> None:
     key = make_key(algorithm="ED25519")
-    provider = SelfSignedCert()
     with pytest.raises(StepFailed, match="Distinguished Name"):
-        provider.create(
-            ctx(),
-            resource(provider.type),
-            provider.check(
-                {"privateKeyPem": key["privateKeyPem"], "isCaCertificate": True, "validityPeriodHours": 1.0}
-            ),
-        )
+        create(SelfSignedCert(), {"privateKeyPem": key["privateKeyPem"], "isCaCertificate": True, "validityPeriodHours": 1.0})
 
 
 PKI_PROGRAM = """
@@ -311,9 +294,7 @@ def test_changed_inputs_replace_but_early_renewal_hours_updates(pki_project: Pat
 
 
 def password(**inputs) -> str:
-    provider = RandomPassword()
-    _, out = provider.create(ctx(), resource(provider.type), provider.check(inputs))
-    return out["result"]
+    return create(RandomPassword(), inputs)[1]["result"]
 
 
 def test_password_classes_and_minimums() -> None:
@@ -335,7 +316,7 @@ def test_password_classes_and_minimums() -> None:
 
 def test_password_bcrypt_hash_verifies() -> None:
     provider = RandomPassword()
-    _, out = provider.create(ctx(), resource(provider.type), provider.check({"length": 16}))
+    _, out = create(provider, {"length": 16})
     assert out["bcryptHash"].startswith("$2a$10$")
     assert bcrypt.checkpw(out["result"].encode(), out["bcryptHash"].encode())
     assert provider.secret_outputs == {"result", "bcryptHash"}
