@@ -768,6 +768,19 @@ def run_in_base(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def run_ok(script: str, files: Mapping[str, tuple[str, int]] | None = None) -> str:
+    """`run_in_base`, which must exit 0: its stdout."""
+    res = run_in_base(script, files)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def assert_prints(out: str, *lines: str) -> None:
+    """Every one of `lines` is in the script's output `out`."""
+    for line in lines:
+        assert line in out, out
+
+
 @base
 def test_rules_for_eight_nodes_pass_iptables_restore_test_and_a_broken_one_fails() -> None:
     cfg = make_config(8, streamingPort=8075)
@@ -824,7 +837,7 @@ iptables-save > /after.txt
 grep -E '^(-|:MMTLS)' /before.txt > /b || true; grep -E '^(-|:MMTLS)' /after.txt > /a || true
 if cmp -s /a /b; then echo "tables restored"; else diff /b /a; fi
 """
-    res = run_in_base(
+    out = run_ok(
         script,
         {
             r.HELPER: (r.render_helper(), 0o755),
@@ -832,9 +845,8 @@ if cmp -s /a /b; then echo "tables restored"; else diff /b /a; fi
             "/p4.rules": (r.render_firewall_rules(p4, "mm1"), 0o644),
         },
     )
-    assert res.returncode == 0, res.stdout + res.stderr
-    out = res.stdout
-    for line in (
+    assert_prints(
+        out,
         "nat jumps: 1",
         "in jumps: 1",
         "first: -A OUTPUT -j MMTLS-CLUSTER-NAT",
@@ -844,8 +856,7 @@ if cmp -s /a /b; then echo "tables restored"; else diff /b /a; fi
         "sysctl: 0 0",
         "dnat: via-loopback",
         "tables restored",
-    ):
-        assert line in out, out
+    )
 
 
 @base
@@ -893,9 +904,7 @@ if sh -eu /preflight.sh > /manual.out 2>&1; then echo "manual: passed"; else ech
 cat /manual.out
 cmp -s /etc/ufw/after.rules /snapshot && echo "unchanged"
 """
-    res = run_in_base(script, files)
-    out = res.stdout
-    assert res.returncode == 0, out + res.stderr
+    out = run_ok(script, files)
     assert "clean: ok" in out and "ours: ok" in out and "manual: refused" in out and "unchanged" in out, out
     pid = re.search(r"manual pid (\d+)", out)[1]  # type: ignore[index]
     assert (
@@ -942,18 +951,16 @@ sh -eu /delete-x.sh; getent passwd tunnelx >/dev/null && echo "tunnelx kept"
 usermod -s /usr/sbin/nologin tunnelx
 sh -eu /create-x.sh; sh -eu /delete-x.sh; getent passwd tunnelx >/dev/null && echo "nologin kept"
 """
-    res = run_in_base(script, files)
-    out = res.stdout
-    assert res.returncode == 0, out + res.stderr
-    for line in (
+    out = run_ok(script, files)
+    assert_prints(
+        out,
         "passwd: /var/lib/mmtunnel:/usr/sbin/nologin",
         "shadow: *",
         "gone",
         "no state",
         "tunnelx kept",
         "nologin kept",
-    ):
-        assert line in out, out
+    )
     assert "refused: account tunnelx already exists with the login shell /bin/bash" in out
 
 
@@ -1055,10 +1062,9 @@ grep -q "Host key verification failed" /hostkey.err && echo "host key verificati
 grep -q "administratively prohibited" /other.err && echo "permitopen enforced"
 kill $tunnel
 """
-    res = run_in_base(script, files)
-    out = res.stdout
-    assert res.returncode == 0, out + res.stderr
-    for line in (
+    out = run_ok(script, files)
+    assert_prints(
+        out,
         "sshd validate ok",
         "tunnel listening",
         "on loopback only",
@@ -1074,8 +1080,7 @@ kill $tunnel
         "other source refused",
         "wrong host key refused",
         "host key verification failed",
-    ):
-        assert line in out, out + res.stderr
+    )
 
 
 @base
@@ -1091,10 +1096,11 @@ sh -eu /validate.sh && echo "with include: ok"
 sed -i '/^Include/d' /etc/ssh/sshd_config
 if sh -eu /validate.sh 2>/err; then echo "without include: ok"; else echo "without include: $(cat /err)"; fi
 """
-    res = run_in_base(script, files)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "with include: ok" in res.stdout
-    assert "without include: sshd does not apply /etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf" in res.stdout
+    assert_prints(
+        run_ok(script, files),
+        "with include: ok",
+        "without include: sshd does not apply /etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf",
+    )
 
 
 # systemctl played by a stub that keeps unit state in /st (no systemd in the chroot); restarting a
@@ -1151,11 +1157,10 @@ step remove; cp /t3 {r.TUNNEL_TABLE}; mm-cluster tunnels-apply >/dev/null; calls
 step bad; cp /tbad {r.TUNNEL_TABLE}; if mm-cluster tunnels-apply >/out 2>&1; then echo "bad: passed"; else echo "bad: failed"; fi; cat /out; calls
 step gone; rm {r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}; mm-cluster tunnels-apply >/dev/null; calls
 """
-    res = run_in_base(script, files)
-    assert res.returncode == 0, res.stdout + res.stderr
+    out = run_ok(script, files)
     steps = dict(
         (chunk.split("\n", 1)[0], chunk.split("\n", 1)[1] if "\n" in chunk else "")
-        for chunk in res.stdout.split("== ")[1:]
+        for chunk in out.split("== ")[1:]
     )
     # the per-pair unit of the earlier design makes way for its successor, all start in one job
     assert steps["first"] == "stop mm-tunnel-mm2.service\nrestart mm-tunnel@mm2.service mm-tunnel@mm3.service\n"
@@ -1202,9 +1207,7 @@ mm-cluster drift > /d2 || echo "second: $(cat /d2 | tr '\\n' ';')"
 mm-cluster heal 2>/dev/null; mm-cluster drift && echo "after second heal: no drift"
 echo "tunnel: $(cat /st/mm-tunnel@mm3.service)"
 """
-    res = run_in_base(script, files)
-    out = res.stdout
-    assert res.returncode == 0, out + res.stderr
+    out = run_ok(script, files)
     assert "clean: no drift" in out
     assert f"flushed: firewall: chain {r.NAT_CHAIN} differs from {r.FIREWALL_RULES}" in out
     heal = next(line for line in out.splitlines() if line.startswith("heal calls:"))
