@@ -51,7 +51,7 @@ from tests.helpers.lab import (
     stack_value,
 )
 from tools import audit as audit_tool
-from tools.load import Load
+from tools.load import Load, LoadResult
 
 pytestmark = pytest.mark.lab
 
@@ -143,17 +143,23 @@ def audit_browser_hop(config: dict[str, Any], state: Path, browser_ca: str | Non
         return audit_tool.browser_hop_checks(cfg, cas, audit_tool.Hosts(cfg, d), browser_ca)
 
 
-def lifecycle(ctx: Ctx, config: dict[str, Any], site_path: str, label: str) -> str:
-    """up under a browser load that trusts only the public CA, the checks, up again, the audit's
-    browser hop, destroy. Returns the live site as it was after the up."""
-    state = ctx.tmp / f"{label}.json"
-    load = Load(SERVER_NAME, PROXY_IP, ctx.public_ca, PING, interval=0.02, max_seconds=900)
+def up_under(load: Load, state: Path, config: dict[str, Any]) -> LoadResult:
+    """`up` (which must succeed) while `load` runs: started before it, stopped after it (also when
+    it raises). What the load saw."""
     load.start()
     try:
         ev = replay.up(ROOT, "lab", state_path=state, config=config)
     finally:
         result = load.stop()
     assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps) or ev.program_error
+    return result
+
+
+def lifecycle(ctx: Ctx, config: dict[str, Any], site_path: str, label: str) -> str:
+    """up under a browser load that trusts only the public CA, the checks, up again, the audit's
+    browser hop, destroy. Returns the live site as it was after the up."""
+    state = ctx.tmp / f"{label}.json"
+    result = up_under(Load(SERVER_NAME, PROXY_IP, ctx.public_ca, PING, interval=0.02, max_seconds=900), state, config)
     print(f"{label}: {result.sent} requests through the public certificate, {result.failed} failed")
     assert result.sent > 20 and result.failed == 0, result
 
@@ -233,12 +239,7 @@ def test_https_without_verification_gets_verified_without_a_failed_request(ctx: 
     }
     state = ctx.tmp / "unverified.json"
     load = BrowserLoad(SERVER_NAME, PROXY_IP, ctx.public_ca, PING, interval=0.02, max_seconds=900)
-    load.start()
-    try:
-        ev = replay.up(ROOT, "lab", state_path=state, config=config)
-    finally:
-        result = load.stop()
-    assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps) or ev.program_error
+    result = up_under(load, state, config)
     print(f"https-unverified: {result.sent} requests ({load.https_ok} over HTTPS), {result.failed} failed")
     print(f"https-unverified: {load.plain_ok} answered on port 80, {load.https_ok} after the redirect")
     # without the transitional upstream NGINX marked each restarting node down for fail_timeout
