@@ -170,6 +170,14 @@ def destroy_and_compare(f: Fresh) -> None:
     f.restored = True
 
 
+def serves_audits_and_destroys(f: Fresh, ca_pem: str) -> None:
+    """The end of every test here: the site answers through the proxy (verified with `ca_pem`),
+    the audit passes, and destroy gives back every byte."""
+    assert ping_through_proxy(ca_pem) == 5
+    assert audit(f) == 0
+    destroy_and_compare(f)
+
+
 @pytest.fixture
 def fresh(lab: Lab, tmp_path: Path) -> Iterator[Fresh]:
     lab.down()
@@ -226,9 +234,7 @@ def test_a_node_that_drops_off_mid_run_fails_the_run_by_name_and_nothing_is_half
     lab.netns_exec("mm2", ["iptables", "-w", "-D", *DROP_OFF])
     ev = converge(fresh)
     assert ran(ev) >= {"mm2-tls-files", "mm3-tls-files", "proxy-site"}
-    assert ping_through_proxy(fresh.outputs["caCertPem"]) == 5
-    assert audit(fresh) == 0
-    destroy_and_compare(fresh)
+    serves_audits_and_destroys(fresh, fresh.outputs["caCertPem"])
 
 
 def test_nginx_refusing_the_new_site_keeps_the_old_one_and_the_site_answering(fresh: Fresh) -> None:
@@ -260,9 +266,7 @@ def test_nginx_refusing_the_new_site_keeps_the_old_one_and_the_site_answering(fr
     ev = converge(fresh, {"proxy": changed_proxy})
     assert {s.name for s in ev.steps if s.op != "same"} <= {"proxy-site", "proxy-transition"}
     assert "keepalive 16;" in lab.ssh("proxy", f"cat {SITE_FILE}").stdout
-    assert ping_through_proxy(ca) == 5
-    assert audit(fresh) == 0
-    destroy_and_compare(fresh)
+    serves_audits_and_destroys(fresh, ca)
 
 
 def test_postgres_not_coming_back_with_tls_gets_its_previous_config_and_plain_logins(fresh: Fresh) -> None:
@@ -296,9 +300,7 @@ def test_postgres_not_coming_back_with_tls_gets_its_previous_config_and_plain_lo
 
     lab.ssh("postgres", f"rm -f {fault}")
     converge(fresh)
-    assert ping_through_proxy(fresh.outputs["caCertPem"]) == 5
-    assert audit(fresh) == 0
-    destroy_and_compare(fresh)
+    serves_audits_and_destroys(fresh, fresh.outputs["caCertPem"])
 
 
 def test_a_node_not_coming_back_with_tls_gets_its_previous_files_and_serves_again(fresh: Fresh) -> None:

@@ -15,8 +15,8 @@ import os
 import ssl
 import threading
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import dsn as dsnmod
