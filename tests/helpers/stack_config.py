@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from components.config import StackConfig, parse
+from components.config import PROJECT, ConfigError, StackConfig, parse
 from tests.helpers.certs import ssh_keypair
 
 
@@ -40,6 +41,21 @@ def good() -> dict[str, Any]:
         "proxy": {"address": "10.10.250.107", "ssh": {"hostKey": HOSTKEY}, "serverName": "chat.example.com"},
         "database": {"engine": "mysql", "address": "10.10.250.148", "ssh": {"hostKey": HOSTKEY}},
     }
+
+
+def parse_error(raw: dict[str, Any]) -> str:
+    """The message `parse` refuses `raw` with (the test fails if it accepts it)."""
+    with pytest.raises(ConfigError) as e:
+        parse(raw)
+    return str(e.value)
+
+
+def assert_names_key_and_fix(raw: dict[str, Any], key: str, fix: str) -> str:
+    """`parse` refuses `raw` with a message naming the config `key` and containing `fix`; the message."""
+    msg = parse_error(raw)
+    assert f"{PROJECT}:{key}:" in msg, msg
+    assert fix in msg, msg
+    return msg
 
 
 def set_path(path: str, value: Any):

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.config import PROJECT, ConfigError, load, parse
-from tests.helpers.stack_config import BAD, HOSTKEY, PRIV, good, with_gitlab
+from components.config import ConfigError, load, parse
+from tests.helpers.stack_config import BAD, HOSTKEY, PRIV, assert_names_key_and_fix, good, with_gitlab
 
 
 def test_good_config_and_defaults() -> None:
@@ -55,11 +55,7 @@ def test_unit_suffix_is_normalised_and_overrides_win() -> None:
 def test_bad_config_names_key_and_fix(mutate: Any, key: str, fix: str) -> None:
     d = copy.deepcopy(good())
     mutate(d)
-    with pytest.raises(ConfigError) as e:
-        parse(d)
-    msg = str(e.value)
-    assert f"{PROJECT}:{key}" in msg, msg
-    assert fix in msg, msg
+    msg = assert_names_key_and_fix(d, key, fix)
     assert "PRIVATE KEY" not in msg and PRIV.splitlines()[1] not in msg, "a secret leaked into the error"
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from components import gitlab_render as gr
-from components.config import ConfigError, parse
+from components.config import parse
 from components.remote_files import encode_bundle, render_block_apply, render_block_restore
 from tests.helpers.certs import self_signed
 from tests.helpers.gitlab import HARNESS
 from tests.helpers.scripts import run_script, syntax_ok
-from tests.helpers.stack_config import HOSTKEY, good
+from tests.helpers.stack_config import HOSTKEY, assert_names_key_and_fix, good, parse_error
 
 RUBY = shutil.which("ruby")
 needs_ruby = pytest.mark.skipif(RUBY is None, reason="ruby not installed (apt-get install ruby)")
@@ -295,12 +295,6 @@ def _cfg(**gitlab: object) -> dict:
     return d
 
 
-def _error(d: dict) -> str:
-    with pytest.raises(ConfigError) as e:
-        parse(d)
-    return str(e.value)
-
-
 def test_defaults_and_normalised_url() -> None:
     g = parse(_cfg(mattermostExternalUrl="https://Chat.Example.com:8443/")).gitlab
     assert g.mattermost_external_url == "https://chat.example.com:8443"
@@ -330,9 +324,7 @@ def test_defaults_and_normalised_url() -> None:
     ],
 )
 def test_bad_gitlab_values_name_the_key_and_fix(gitlab: dict, key: str, fix: str) -> None:
-    msg = _error(_cfg(**gitlab))
-    assert f"mattermost-transport-encryption:{key}:" in msg
-    assert fix in msg
+    assert_names_key_and_fix(_cfg(**gitlab), key, fix)
 
 
 def test_version_19_is_fine_while_gitlab_is_disabled() -> None:
@@ -348,7 +340,7 @@ def test_require_is_accepted_knowingly() -> None:
 def test_external_postgres_needs_postgres_engine() -> None:
     d = _cfg()
     d["database"]["engine"] = "mysql"
-    assert "gitlab.externalPostgres:" in _error(d)
+    assert "gitlab.externalPostgres:" in parse_error(d)
     d["gitlab"]["externalPostgres"] = False
     assert parse(d).gitlab.external_postgres is False
 
@@ -360,10 +352,10 @@ def test_provided_certificate_must_name_the_host_and_match_the_key() -> None:
     assert parse(d).gitlab.tls_cert == cert.strip()
     _, other_key = self_signed(["x.example.com"])
     d["gitlabTlsKey"] = other_key
-    msg = _error(d)
+    msg = parse_error(d)
     assert "gitlabTlsKey:" in msg and "BEGIN" not in msg and other_key[40:80] not in msg
     d["gitlabTlsKey"] = key
     d["gitlab"]["mattermostExternalUrl"] = "https://mm.other.org"
-    assert "gitlab.tlsCert:" in _error(d)
+    assert "gitlab.tlsCert:" in parse_error(d)
     d["gitlab"]["mattermostExternalUrl"] = "https://a.b.example.com"
-    assert "gitlab.tlsCert:" in _error(d), "a wildcard covers one label only"
+    assert "gitlab.tlsCert:" in parse_error(d), "a wildcard covers one label only"

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from components import teleport_render as tr
-from components.config import ConfigError, parse
+from components.config import parse
 from tests.helpers.scripts import syntax_ok
-from tests.helpers.stack_config import HOSTKEY, good
+from tests.helpers.stack_config import HOSTKEY, assert_names_key_and_fix, good, parse_error
 
 HOSTILE_TOKEN = "tok\"en\\with'quotes#[x]\n\t= ünï\x00"
 
@@ -259,12 +259,6 @@ def _cfg(**teleport: object) -> dict:
     return d
 
 
-def _error(d: dict) -> str:
-    with pytest.raises(ConfigError) as e:
-        parse(d)
-    return str(e.value)
-
-
 def test_defaults() -> None:
     cfg = parse(_cfg())
     t = cfg.teleport
@@ -298,16 +292,14 @@ def test_defaults() -> None:
     ],
 )
 def test_bad_teleport_values_name_the_key(teleport: dict, key: str, fix: str) -> None:
-    msg = _error(_cfg(**teleport))
-    assert f"mattermost-transport-encryption:{key}:" in msg
-    assert fix in msg
+    assert_names_key_and_fix(_cfg(**teleport), key, fix)
 
 
 @pytest.mark.parametrize("token", ["/etc/mattermost-token", "two words", "tab\tin", ""])
 def test_token_that_the_plugin_would_misread_is_refused_without_echo(token: str) -> None:
     d = _cfg()
     d["teleportToken"] = token
-    msg = _error(d)
+    msg = parse_error(d)
     assert "teleportToken:" in msg
     assert not token or token not in msg
 
@@ -315,4 +307,4 @@ def test_token_that_the_plugin_would_misread_is_refused_without_echo(token: str)
 def test_token_is_required() -> None:
     d = _cfg()
     del d["teleportToken"]
-    assert "teleportToken:" in _error(d)
+    assert "teleportToken:" in parse_error(d)
