@@ -9,6 +9,7 @@ its first boot. Inside the host, ``mmtls-lab-seed*.service`` run
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import string
 from pathlib import Path
 
 from ._names import GATEWAY, SUBNET, HostSpec, address_of
+from .standin.mmstandin import config as standin_config
 
 SEED_DIR = Path(__file__).with_name("seed")
 STANDIN_DIR = Path(__file__).with_name("standin")
@@ -56,58 +58,29 @@ def postgres_datasource(password: str) -> str:
     return f"postgres://mmuser:{password}@{address_of('postgres')}:5432/mattermost?sslmode=disable&connect_timeout=10"
 
 
+def _after(section: dict[str, object], key: str, **extra: object) -> dict[str, object]:
+    """`section` with `extra` inserted right after `key` (where a real config.json has them)."""
+    out: dict[str, object] = {}
+    for k, v in section.items():
+        out[k] = v
+        if k == key:
+            out.update(extra)
+    return out
+
+
 def render_config_json(pg_password: str, site_url: str = "") -> str:
-    """A node's /opt/mattermost/config/config.json before encryption."""
-    cfg = {
-        "ServiceSettings": {
-            "SiteURL": site_url,
-            "ListenAddress": ":8065",
-            "ConnectionSecurity": "",
-            "TLSCertFile": "",
-            "TLSKeyFile": "",
-            "TLSMinVer": "1.2",
-            "TLSStrictTransport": False,
-            "TLSStrictTransportMaxAge": 63072000,
-            "TLSOverwriteCiphers": [],
-            "UseLetsEncrypt": False,
-            "Forward80To443": False,
-            "ReadTimeout": 300,
-            "WriteTimeout": 300,
-            "IdleTimeout": 60,
-        },
-        "SqlSettings": {
-            "DriverName": "postgres",
-            "DataSource": postgres_datasource(pg_password),
-            "DataSourceReplicas": [],
-            "DataSourceSearchReplicas": [],
-            **LAB_POOL,
-            "MaxOpenConns": 300,
-            "Trace": False,
-            "AtRestEncryptKey": "",
-            "QueryTimeout": 30,
-        },
-        "ClusterSettings": {
-            "Enable": False,
-            "ClusterName": "",
-            "OverrideHostname": "",
-            "NetworkInterface": "",
-            "BindAddress": "",
-            "AdvertiseAddress": "",
-            "UseIPAddress": True,
-            "EnableGossipCompression": True,
-            "EnableExperimentalGossipEncryption": False,
-            "ReadOnlyConfig": True,
-            "GossipPort": 8074,
-            "StreamingPort": 8075,
-        },
-        "LogSettings": {
-            "EnableConsole": True,
-            "ConsoleLevel": "INFO",
-            "ConsoleJson": True,
-            "EnableFile": False,
-            "FileLocation": "",
-        },
-    }
+    """A node's /opt/mattermost/config/config.json before encryption: Mattermost's defaults for
+    what the stand-in reads (its DEFAULTS, model/config.go), the lab's database, pool and logging,
+    and three settings every real file carries that the stand-in never reads. The file is one a
+    pre-10.11 Mattermost could have written too: without the settings that version lacks (SINCE)."""
+    cfg = copy.deepcopy(standin_config.DEFAULTS)
+    for section, key in standin_config.SINCE:
+        del cfg[section][key]
+    cfg["ServiceSettings"]["SiteURL"] = site_url
+    cfg["ServiceSettings"] = _after(cfg["ServiceSettings"], "UseLetsEncrypt", Forward80To443=False)
+    cfg["SqlSettings"].update(DataSource=postgres_datasource(pg_password), **LAB_POOL)
+    cfg["SqlSettings"] = _after(cfg["SqlSettings"], "MaxOpenConns", Trace=False, AtRestEncryptKey="")
+    cfg["LogSettings"]["EnableFile"] = False
     return json.dumps(cfg, indent=4) + "\n"
 
 
