@@ -184,6 +184,13 @@ def test_a_failed_install_on_update_keeps_the_previous_version(env: dict[str, Pa
     assert not env["state"].exists()
 
 
+def assert_restored(env: dict[str, Path], s: list[FileSpec], before: dict[str, tuple[str, int]]) -> None:
+    """Owner "o"'s delete of `s` succeeds, leaves /etc as it was (`before`) and no state behind."""
+    assert run_script(render_files_restore("o", s, state_dir=str(env["state"]))).returncode == 0
+    assert tree_digest(env["etc"]) == before
+    assert not env["state"].exists()
+
+
 def moved(env: dict[str, Path]) -> list[FileSpec]:
     """specs(env) after a config change moved both files elsewhere."""
     return [
@@ -207,9 +214,7 @@ def test_paths_no_longer_listed_get_their_originals_back(env: dict[str, Path]) -
     # applying the same again changes nothing
     r = run_script(render_files_apply("o", moved(env), activate=activate(env), state_dir=st), encode_bundle(["v2\n", "K\n"]))
     assert "o: unchanged" in r.stdout and activations(env) == 1
-    assert run_script(render_files_restore("o", moved(env), state_dir=st)).returncode == 0
-    assert tree_digest(env["etc"]) == before
-    assert not env["state"].exists()
+    assert_restored(env, moved(env), before)
 
 
 def test_a_failed_move_keeps_the_old_paths(env: dict[str, Path]) -> None:
@@ -223,9 +228,7 @@ def test_a_failed_move_keeps_the_old_paths(env: dict[str, Path]) -> None:
     assert (env["etc"] / "new/deep/key.pem").read_text() == "k1\n"
     assert not (env["etc"] / "app-v2.conf").exists() and not (env["etc"] / "other").exists()
     # the state still holds the old inputs: their delete restores everything
-    assert run_script(render_files_restore("o", specs(env), state_dir=st)).returncode == 0
-    assert tree_digest(env["etc"]) == before
-    assert not env["state"].exists()
+    assert_restored(env, specs(env), before)
 
 
 def test_delete_also_restores_paths_it_no_longer_lists(env: dict[str, Path]) -> None:
