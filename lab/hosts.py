@@ -175,23 +175,11 @@ class Lab:
     def __init__(self, state_dir: Path | str | None = None, log: Callable[[str], None] | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir else DEFAULT_STATE_DIR
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-
-    # ---- paths
-    @property
-    def key_file(self) -> Path:
-        return self.state_dir / "id_ed25519"
-
-    @property
-    def known_hosts_file(self) -> Path:
-        return self.state_dir / "known_hosts"
-
-    @property
-    def inventory_file(self) -> Path:
-        return self.state_dir / "inventory.json"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.state_dir / "run"
+        # ---- paths
+        self.key_file = self.state_dir / "id_ed25519"
+        self.known_hosts_file = self.state_dir / "known_hosts"
+        self.inventory_file = self.state_dir / "inventory.json"
+        self.run_dir = self.state_dir / "run"
 
     def upper_dir(self, name: str) -> Path:
         return self.state_dir / "hosts" / name / "upper"
