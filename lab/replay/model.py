@@ -6,7 +6,7 @@ which is also the state file's per-resource record. No behaviour beyond lookups 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from lab.replay import props
@@ -30,15 +30,9 @@ class Options:
     retain_on_delete: bool = False
     protect: bool = False
 
+    # the JSON form (the state file's and the SDK's names): each field under its camelCase name
     def to_json(self) -> dict[str, Any]:
-        return {
-            "deleteBeforeReplace": self.delete_before_replace,
-            "additionalSecretOutputs": self.additional_secret_outputs,
-            "replaceOnChanges": self.replace_on_changes,
-            "ignoreChanges": self.ignore_changes,
-            "retainOnDelete": self.retain_on_delete,
-            "protect": self.protect,
-        }
+        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Options:
@@ -50,6 +44,11 @@ class Options:
             retain_on_delete=bool(data.get("retainOnDelete", False)),
             protect=bool(data.get("protect", False)),
         )
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(part.title() for part in rest)
 
 
 @dataclass
