@@ -2,8 +2,9 @@
 
 `good()` is a fresh raw config (the dict `components.config.parse` takes) of three nodes, a proxy
 and a MariaDB server, every host pinned to `HOSTKEY`; `BAD` lists mutations of it, each with the
-key its error must name and a word of the fix it must give (tests/unit/test_config.py checks the
-parser, tests/program/test_program.py the whole program).
+key its error must name and a word of the fix it must give, for every section the GitLab and
+Teleport ones included (tests/unit/test_config.py checks the parser, tests/program/test_program.py
+the whole program).
 """
 
 from __future__ import annotations
@@ -89,6 +90,19 @@ def both(*ms):
     return mutate
 
 
+def with_postgres_gitlab(**extra: Any):
+    """GitLab on, its bundled Mattermost on the nodes' PostgreSQL server (its default)."""
+    return both(set_path("database.engine", "postgres"), with_gitlab(**extra))
+
+
+def with_teleport(**extra: Any):
+    """The Teleport plugin on, with its token."""
+    return both(
+        set_path("teleport", {"enabled": True, "address": "10.10.250.160", "ssh": {"hostKey": HOSTKEY}, **extra}),
+        set_path("teleportToken", "xq7nd3kgm8r1bz4yyu5cw9ptoa"),
+    )
+
+
 # (id, mutation, key expected in the message, a word of the fix expected in the message)
 BAD: list[tuple[str, Any, str, str]] = [
     ("no nodes", set_path("nodes", []), "nodes", "at least 1"),
@@ -169,10 +183,34 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("node name equals a tunnel name", both(set_path("cluster", {"enabled": True}), set_path("nodes.2.name", "mm1-cluster-tunnels")), "nodes[2].name", "node mm1's cluster setup"),
     ("node named like the proxy", set_path("nodes.0.name", "proxy"), "nodes[0].name", "resource names must be unique"),
     ("node named like the database", set_path("nodes.1.name", "database"), "nodes[1].name", "'database'"),
-    ("gitlab shares the nodes' database", both(set_path("database.engine", "postgres"), with_gitlab(databaseName="mattermost")), "gitlab.databaseName", "set gitlab.databaseName to another name (e.g. 'gitlab_mattermost')"),
-    ("gitlab shares the nodes' role", both(set_path("database.engine", "postgres"), with_gitlab(databaseUser="mmuser")), "gitlab.databaseUser", "the nodes' database.user on the same PostgreSQL server (10.10.250.148)"),
-    ("gitlab shares a renamed role, other case", both(set_path("database.engine", "postgres"), set_path("database.user", "chat"), with_gitlab(databaseUser="Chat")), "gitlab.databaseUser", "(e.g. 'gitlab_mmuser')"),
-    ("gitlab's default is the nodes' name", both(set_path("database.engine", "postgres"), set_path("database.name", "gitlab_mattermost"), with_gitlab()), "gitlab.databaseName", "(e.g. 'gitlab_gitlab_mattermost')"),
+    ("gitlab shares the nodes' database", with_postgres_gitlab(databaseName="mattermost"), "gitlab.databaseName", "set gitlab.databaseName to another name (e.g. 'gitlab_mattermost')"),
+    ("gitlab shares the nodes' role", with_postgres_gitlab(databaseUser="mmuser"), "gitlab.databaseUser", "the nodes' database.user on the same PostgreSQL server (10.10.250.148)"),
+    ("gitlab shares a renamed role, other case", both(set_path("database.user", "chat"), with_postgres_gitlab(databaseUser="Chat")), "gitlab.databaseUser", "(e.g. 'gitlab_mmuser')"),
+    ("gitlab's default is the nodes' name", both(set_path("database.name", "gitlab_mattermost"), with_postgres_gitlab()), "gitlab.databaseName", "(e.g. 'gitlab_gitlab_mattermost')"),
+    ("gitlab 19 has no bundled Mattermost", with_postgres_gitlab(version="19.0.0"), "gitlab.version", "run Mattermost standalone"),
+    ("gitlab 19.2", with_postgres_gitlab(version="19.2"), "gitlab.version", "removed in 19.0"),
+    ("gitlab sslmode typo", with_postgres_gitlab(sslmode="required"), "gitlab.sslmode", "use 'verify-full' (recommended) or 'require'"),
+    ("gitlab sslmode disable", with_postgres_gitlab(sslmode="disable"), "gitlab.sslmode", "verify-full"),
+    ("gitlab require without opt-in", with_postgres_gitlab(sslmode="require"), "gitlab.sslmode", "allowUnverifiedTls"),
+    ("gitlab url over http", with_postgres_gitlab(mattermostExternalUrl="http://mm.example.com"), "gitlab.mattermostExternalUrl", "'https://mm.example.com'"),
+    ("gitlab url with a path", with_postgres_gitlab(mattermostExternalUrl="https://mm.example.com/sub"), "gitlab.mattermostExternalUrl", "no path"),
+    ("gitlab url with credentials", with_postgres_gitlab(mattermostExternalUrl="https://u:p@mm.example.com"), "gitlab.mattermostExternalUrl", "https://<host>"),
+    ("gitlab url with a bad host", with_postgres_gitlab(mattermostExternalUrl="https://bad host"), "gitlab.mattermostExternalUrl", ""),
+    ("gitlab provided tls without key", with_postgres_gitlab(tlsSource="provided"), "gitlab.tlsSource", "gitlabTlsKey"),
+    ("gitlab relative ssl dir", with_postgres_gitlab(sslDir="etc/gitlab/ssl"), "gitlab.sslDir", "absolute"),
+    ("gitlab dotdot ca file", with_postgres_gitlab(caFile="/etc/../x"), "gitlab.caFile", "absolute"),
+    ("teleport recipient with a space", with_teleport(recipients=["ok/fine", "Town Square"]), "teleport.recipients[1]", "team/channel"),
+    ("teleport recipient too deep", with_teleport(recipients=["team/chan/extra"]), "teleport.recipients[0]", "email"),
+    ("teleport recipient without a user", with_teleport(recipients=["@example.com"]), "teleport.recipients[0]", "email"),
+    ("teleport without recipients", with_teleport(recipients=[]), "teleport.recipients", "at least 1"),
+    ("teleport url over http", with_teleport(mattermostUrl="http://mm.example.com"), "teleport.mattermostUrl", "https://"),
+    ("teleport url with a query", with_teleport(mattermostUrl="https://mm.example.com/?q=1"), "teleport.mattermostUrl", "https://<host>"),
+    ("teleport relative identity file", with_teleport(identityFile="auth_id"), "teleport.identityFile", "absolute"),
+    ("teleport dotdot identity file", with_teleport(identityFile="/var/lib/../auth_id"), "teleport.identityFile", "no '..'"),
+    ("teleport log to syslog", with_teleport(logOutput="syslog"), "teleport.logOutput", "absolute"),
+    ("teleport log severity", with_teleport(logSeverity="TRACE"), "teleport.logSeverity", ""),
+    ("teleport auth addr without port", with_teleport(authAddr="teleport.example.com"), "teleport.authAddr", ""),
+    ("teleport auth port out of range", with_teleport(authAddr="teleport.example.com:70000"), "teleport.authAddr", "1-65535"),
 ]
 
 
