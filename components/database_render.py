@@ -996,7 +996,8 @@ def render_rotation_script(*, who: str, client: str, state_dir: str = STATE_DIR,
     (templates/db-rotation.sh)."""
     if sql_line < 1:
         raise ValueError("sql_line counts from 1")
-    reads = [f"IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL {i + 1}'" for i in range(sql_line)]
+    # the lines before `sql_line` are read and dropped (the same variable, overwritten)
+    reads = [piece("db-read-sql.sh", n=i + 1) for i in range(sql_line)]
     code = {
         "who_and_sql": _who_and_sql(who, client),
         "read_sql": "\n".join(reads),
