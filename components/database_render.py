@@ -324,13 +324,12 @@ def render_activate(
     prove it serves our certificate. Any failure prints the server's own log lines and exits
     non-zero, so remote_files puts the previous files back and runs this again. After a
     rollback of the first apply our config file is gone and the probe is skipped."""
+    probe = piece("db-tls-probe-once.sh", code={"tls_probe": tls_probe}, name=control.name)
     code = {
         "logs": control.logs,
         "restart": control.restart,
         "wait_answer": _wait_answer(control, wait_seconds, after="the restart"),
-        "tls_check": _tls_check(
-            control, config_file, how="restarted", probe=piece("db-tls-probe-once.sh", code={"tls_probe": tls_probe}, name=control.name)
-        ),
+        "tls_check": _tls_check(control, config_file, how="restarted", probe=probe),
     }
     return script("db-activate.sh", code=code, name=control.name)
 
