@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from components.shell import q
+from components.shell import script
 
 # MariaDB's HOSTNAME_LENGTH bound in get_magic_sort; only the relative order of patterns
 # matters here, and that is the same for any bound at least as long as the patterns.
@@ -66,12 +66,7 @@ def render_accounts_read(*, user: str, client: str) -> str:
     `<hex user> <hex host>` per account of `user` and per anonymous account (hex: a host may
     hold any character). `client` is the admin client command (the local socket by default)."""
     query = f"SELECT HEX(User), HEX(Host) FROM mysql.user WHERE User IN ({sql_string(user)}, '')"
-    return (
-        "set -eu\ncd /\n"
-        f'sql() {{ {client} "$@"; }}\n'
-        "printf 'skip_name_resolve %s\\n' \"$(sql -N -B -r -e 'SELECT @@GLOBAL.skip_name_resolve' </dev/null)\"\n"
-        f"sql -N -B -r -e {q(query)} </dev/null\n"
-    )
+    return script("db-accounts-read.sh", code={"sql_client": client}, query=query)
 
 
 def parse_accounts(stdout: str) -> tuple[list[Account], bool]:

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from components.passwords import check_password  # re-exported: database.py checks dbPassword with it
 from components.platform import DEBIAN, Platform
 from components.remote_files import encode_bundle
-from components.shell import q, script
+from components.shell import piece, q, script
 from components.tls_files import TlsFiles
 
 Engine = Literal["mysql", "postgres"]
@@ -77,14 +77,6 @@ def _ident(value: str) -> str:
     if not _IDENT.match(value):
         raise ValueError(f"not a plain SQL identifier: {value!r}")
     return value
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _hostport(host: str, port: int) -> str:
@@ -194,21 +186,10 @@ def render_mysql_enforce_activate(control: ServerControl, *, config_file: str) -
     whatever the remaining option files say (so a destroy puts the previous value back)."""
     if control.config_check is None:
         raise ValueError("MySQL/MariaDB control without config_check")
-    return (
-        "cd /\n"
-        f"mtm_out=$({{ {control.config_check}; }} 2>/dev/null) || {{ echo 'the server rejects its configuration'; exit 1; }}\n"
-        'case "$(printf \'%s\\n\' "$mtm_out" | awk \'$1 == "require-secure-transport" { print $2 }\')" in\n'
-        "  TRUE|ON|1) mtm_v=ON ;;\n"
-        "  *) mtm_v=OFF ;;\n"
-        "esac\n"
-        f'if [ -e {q(config_file)} ] && [ "$mtm_v" != ON ]; then\n'
-        f'  echo "the server would not use "{q(config_file)}" as written (a later option file overrides it?)"; exit 1\n'
-        "fi\n"
-        f'{control.local_sql} -e "SET GLOBAL require_secure_transport = $mtm_v" </dev/null\n'
-        f'mtm_now=$({control.local_sql} -N -B -r -e "SELECT @@GLOBAL.require_secure_transport" </dev/null)\n'
-        'case "$mtm_now" in 1|ON) mtm_now=ON ;; *) mtm_now=OFF ;; esac\n'
-        '[ "$mtm_now" = "$mtm_v" ] || { echo "require_secure_transport is $mtm_now, not $mtm_v"; exit 1; }\n'
-        'echo "require_secure_transport = $mtm_v"\n'
+    return script(
+        "db-mysql-enforce-activate.sh",
+        code={"config_check": control.config_check, "local_sql": control.local_sql},
+        config_file=config_file,
     )
 
 
@@ -324,7 +305,12 @@ def server_control(
 def render_tls_probe(engine: str, *, address: str, port: int, ca_file: str, server_name: str) -> str:
     """Exit 0 only if the server, asked the way Mattermost asks (STARTTLS of its protocol), serves
     a certificate from the stack CA that is valid for `server_name` (verify-full)."""
-    verify = f"-verify_ip {q(server_name)}" if _is_ip(server_name) else f"-verify_hostname {q(server_name)}"
+    try:
+        ipaddress.ip_address(server_name)
+        flag = "-verify_ip"  # an address is checked against the certificate's IP SANs
+    except ValueError:
+        flag = "-verify_hostname"
+    verify = f"{flag} {q(server_name)}"
     return (
         f"timeout 20 openssl s_client -starttls {_engine(engine)} -connect {q(_hostport(address, port))} "
         f"-CAfile {q(_path(ca_file))} -verify_return_error {verify} -brief </dev/null"
@@ -338,34 +324,28 @@ def render_activate(
     prove it serves our certificate. Any failure prints the server's own log lines and exits
     non-zero, so remote_files puts the previous files back and runs this again. After a
     rollback of the first apply our config file is gone and the probe is skipped."""
-    n = q(control.name)
-    return (
-        "cd /\n"
-        f'mtm_db_logs() {{ echo "--- last log lines of "{n}; {{ {control.logs}; }} 2>&1 || true; }}\n'
-        f"if ! {{ {control.restart}; }} 2>&1; then\n"
-        f'  echo {n}": restart failed"; mtm_db_logs; exit 1\n'
-        "fi\n"
-        "mtm_n=0\n"
-        f"until {{ {control.probe}; }} >/dev/null 2>&1; do\n"
-        "  mtm_n=$((mtm_n + 1))\n"
-        f'  if [ "$mtm_n" -ge {int(wait_seconds)} ]; then\n'
-        f'    echo {n}": does not answer {int(wait_seconds)} s after the restart"; mtm_db_logs; exit 1\n'
-        "  fi\n"
-        "  sleep 1\n"
-        "done\n"
-        f"if [ -e {q(config_file)} ]; then\n"
-        "  if command -v openssl >/dev/null 2>&1; then\n"
-        f"    if ! mtm_out=$({{ {tls_probe}; }} 2>&1); then\n"
-        f'      echo {n}": answers, but does not serve the stack CA\'s certificate over TLS:"\n'
-        "      printf '%s\\n' \"$mtm_out\" | tail -n 8; mtm_db_logs; exit 1\n"
-        "    fi\n"
-        f'    echo {n}": restarted; TLS verified with the stack CA"\n'
-        "  else\n"
-        f'    echo {n}": restarted; openssl is not installed, TLS not probed"\n'
-        "  fi\n"
-        "else\n"
-        f'  echo {n}": restarted"\n'
-        "fi\n"
+    probe = piece("db-tls-probe-once.sh", code={"tls_probe": tls_probe}, name=control.name)
+    code = {
+        "logs": control.logs,
+        "restart": control.restart,
+        "wait_answer": _wait_answer(control, wait_seconds, after="the restart"),
+        "tls_check": _tls_check(control, config_file, how="restarted", probe=probe),
+    }
+    return script("db-activate.sh", code=code, name=control.name)
+
+
+def _tls_check(control: ServerControl, config_file: str, *, how: str, probe: str) -> str:
+    """While our config file is in place (not after a rollback of the first apply), `probe`
+    proves the server serves our certificate; `how` says what happened (shell text inside double
+    quotes)."""
+    return piece("db-tls-check.sh", code={"probe": probe, "how": how}, name=control.name, config_file=config_file)
+
+
+def _wait_answer(control: ServerControl, wait_seconds: int, *, after: str) -> str:
+    """Wait (bounded) until the server answers locally; `after` ends the message (shell text
+    inside double quotes)."""
+    return piece(
+        "db-wait-answer.sh", code={"probe": control.probe, "what": after}, name=control.name, wait_seconds=int(wait_seconds)
     )
 
 
@@ -384,48 +364,21 @@ def render_pg_reload_activate(
     that is down is started as `render_activate` does. The TLS probe is retried (a reload is
     applied asynchronously) for up to PROBE_RETRY_SECONDS; failing it, the previous files come back and
     this runs again."""
-    n = q(control.name)
-    return (
-        "cd /\n"
-        f'mtm_db_logs() {{ echo "--- last log lines of "{n}; {{ {control.logs}; }} 2>&1 || true; }}\n'
-        f"if {{ {control.probe}; }} >/dev/null 2>&1; then\n"
-        f"  if ! {{ {control.reload}; }} 2>&1; then\n"
-        f'    echo {n}": reload failed"; mtm_db_logs; exit 1\n'
-        "  fi\n"
-        "  mtm_how=reloaded\n"
-        "else\n"
-        f"  if ! {{ {control.restart}; }} 2>&1; then\n"
-        f'    echo {n}": restart failed"; mtm_db_logs; exit 1\n'
-        "  fi\n"
-        "  mtm_how=restarted\n"
-        "fi\n"
-        "mtm_n=0\n"
-        f"until {{ {control.probe}; }} >/dev/null 2>&1; do\n"
-        "  mtm_n=$((mtm_n + 1))\n"
-        f'  if [ "$mtm_n" -ge {int(wait_seconds)} ]; then\n'
-        f'    echo {n}": does not answer {int(wait_seconds)} s after being $mtm_how"; mtm_db_logs; exit 1\n'
-        "  fi\n"
-        "  sleep 1\n"
-        "done\n"
-        f"if [ -e {q(config_file)} ]; then\n"
-        "  if command -v openssl >/dev/null 2>&1; then\n"
-        "    mtm_n=0\n"
-        f"    until mtm_out=$({{ {tls_probe}; }} 2>&1); do\n"
-        "      mtm_n=$((mtm_n + 1))\n"
-        f'      if [ "$mtm_n" -ge {min(int(wait_seconds), PROBE_RETRY_SECONDS)} ]; then\n'
-        f'        echo {n}": answers, but does not serve the stack CA\'s certificate over TLS:"\n'
-        "        printf '%s\\n' \"$mtm_out\" | tail -n 8; mtm_db_logs; exit 1\n"
-        "      fi\n"
-        "      sleep 1\n"
-        "    done\n"
-        f'    echo {n}": $mtm_how; TLS verified with the stack CA"\n'
-        "  else\n"
-        f'    echo {n}": $mtm_how; openssl is not installed, TLS not probed"\n'
-        "  fi\n"
-        "else\n"
-        f'  echo {n}": $mtm_how"\n'
-        "fi\n"
+    probe = piece(
+        "db-tls-probe-retry.sh",
+        code={"tls_probe": tls_probe},
+        name=control.name,
+        probe_seconds=min(int(wait_seconds), PROBE_RETRY_SECONDS),
     )
+    code = {
+        "logs": control.logs,
+        "reload": control.reload,
+        "restart": control.restart,
+        "probe": control.probe,
+        "wait_answer": _wait_answer(control, wait_seconds, after="being $mtm_how"),
+        "tls_check": _tls_check(control, config_file, how="$mtm_how", probe=probe),
+    }
+    return script("db-reload-activate.sh", code=code, name=control.name)
 
 
 def render_validate(
@@ -436,28 +389,15 @@ def render_validate(
     option parser; PostgreSQL from pg_file_settings (needs the running server; skipped if it is
     down, the post-restart TLS probe still decides)."""
     p = tls_paths(tls_dir)
-    svc_user = q(platform.server_user(_engine(engine)))
-    out = [
-        "cd /\n",
-        f"if ! runuser -u {svc_user} -- test -r {q(p.key)}; then\n"
-        f'  echo "the server user {svc_user} cannot read "{q(p.key)}; exit 1\nfi\n',
-    ]
+    # the server user is a Platform value (no shell characters): one bare word, also in the message
+    key = script("db-validate-key.sh", server_user=platform.server_user(_engine(engine)), key=p.key)
     if engine == "mysql":
         if control.config_check is None:
-            return "".join(out)
+            return key
         want = "\n".join(sorted([f"ssl-ca={p.ca}", f"ssl-cert={p.cert}", f"ssl-key={p.key}"]))
-        out.append(
-            f"if ! mtm_out=$({{ {control.config_check}; }} 2>&1); then\n"
-            "  echo 'the server rejects its configuration:'; printf '%s\\n' \"$mtm_out\" | grep -v '^ ' | tail -n 20; exit 1\n"
-            "fi\n"
-            'mtm_got=$(printf \'%s\\n\' "$mtm_out" | awk \'$1 == "ssl-ca" || $1 == "ssl-cert" || $1 == "ssl-key" '
-            '{ print $1 "=" $2 }\' | sort)\n'
-            f'if [ "$mtm_got" != {q(want)} ]; then\n'
-            f'  echo "the server would not use "{q(config_file)}" as written (a later option file overrides it?); it would start with:"\n'
-            "  printf '%s\\n' \"$mtm_got\"; exit 1\n"
-            "fi\n"
+        return key + script(
+            "db-validate-mysql.sh", code={"config_check": control.config_check}, want=want, config_file=config_file
         )
-        return "".join(out)
     names = ", ".join(pg_string(s) for s in PG_SETTINGS)
     want = "\n".join(f"{s}=t" for s in PG_SETTINGS)
     check = (
@@ -469,19 +409,14 @@ def render_validate(
         "CASE WHEN applied THEN ' (applied)' ELSE ' (not applied)' END || coalesce(' ' || error, '') "
         f"FROM pg_catalog.pg_file_settings WHERE name IN ({names}) OR error IS NOT NULL ORDER BY seqno"
     )
-    out.append(
-        f"if mtm_out=$({control.local_sql} -At -c {q(check)} 2>&1 </dev/null); then\n"
-        f'  if [ "$mtm_out" != {q(want)} ]; then\n'
-        f'    echo "PostgreSQL would not apply "{q(config_file)}" as written (is include_dir = \'conf.d\' in postgresql.conf? '
-        'is a setting overridden later, e.g. by ALTER SYSTEM?):"\n'
-        f"    {control.local_sql} -At -c {q(explain)} </dev/null || true\n"
-        "    exit 1\n"
-        "  fi\n"
-        "else\n"
-        '  echo "note: could not ask the running server about its settings; the TLS probe after the restart decides"\n'
-        "fi\n"
+    return key + script(
+        "db-validate-postgres.sh",
+        code={"local_sql": control.local_sql},
+        check=check,
+        want=want,
+        config_file=config_file,
+        explain=explain,
     )
-    return "".join(out)
 
 
 def render_hba_validate(control: ServerControl, *, hba_file: str) -> str:
@@ -492,17 +427,8 @@ def render_hba_validate(control: ServerControl, *, hba_file: str) -> str:
         "SELECT line_number || ': ' || error FROM pg_catalog.pg_hba_file_rules "
         "WHERE error IS NOT NULL ORDER BY line_number"
     )
-    return (
-        "cd /\n"
-        f"if mtm_out=$({control.local_sql} -At -c {q(setting)} 2>&1 </dev/null); then\n"
-        f'  if [ "$mtm_out" != {q(hba_file)} ]; then\n'
-        f'    echo "the server reads $mtm_out, not "{q(hba_file)}": set database.configDir to the cluster\'s directory"; exit 1\n'
-        "  fi\n"
-        f"  mtm_out=$({control.local_sql} -At -c {q(errors)} </dev/null)\n"
-        '  if [ -n "$mtm_out" ]; then echo "pg_hba.conf has errors:"; printf \'%s\\n\' "$mtm_out"; exit 1; fi\n'
-        "else\n"
-        '  echo "note: could not ask the running server to check pg_hba.conf"\n'
-        "fi\n"
+    return script(
+        "db-hba-validate.sh", code={"local_sql": control.local_sql}, setting=setting, errors=errors, hba_file=hba_file
     )
 
 
@@ -570,22 +496,15 @@ def render_pg_enforce_activate(
         )
     )
     line = f"hostnossl all {hba_word(user)} all reject"
-    return (
-        "cd /\n"
-        f"{control.reload}\n"
+    return script(
+        "db-pg-enforce-activate.sh",
+        code={"reload": control.reload},
         # after a rollback (or the delete) the block is gone: nothing to prove
-        f"if ! grep -qxF {q(line)} {q(_path(hba_file))}; then echo 'reloaded'; exit 0; fi\n"
-        "mtm_n=0\n"
-        "while :; do\n"
-        f"  mtm_out=$(psql -X -w {q(conninfo)} -c '' 2>&1 </dev/null || true)\n"
-        '  case "$mtm_out" in *"no encryption"*) break ;; esac\n'
-        "  mtm_n=$((mtm_n + 1))\n"
-        f'  if [ "$mtm_n" -ge {WAIT_SECONDS} ]; then\n'
-        f'    echo "a plain login of "{q(user)}" is not refused after the reload:"; printf \'%s\\n\' "$mtm_out"; exit 1\n'
-        "  fi\n"
-        "  sleep 1\n"
-        "done\n"
-        f'echo "plain logins of "{q(user)}" are refused"\n'
+        line=line,
+        hba_file=_path(hba_file),
+        conninfo=conninfo,
+        wait_seconds=WAIT_SECONDS,
+        user=user,
     )
 
 
@@ -599,52 +518,16 @@ def render_mysql_require_ssl(*, user: str, client: str, state_dir: str = STATE_D
     saved statements and forget them. The user command's own backup (taken before any change)
     still restores every account afterwards, so nothing is lost."""
     saved = f"{state_dir}/db-user-{_ident(user)}.require"
-    out = (
-        "umask 077\n"
-        "cd /\n"
-        f"state={q(state_dir)}\nsaved={q(saved)}\n"
-        f"who={q('database user ' + user)}\n"
-        "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
-        f'sql() {{ {client} "$@"; }}\n'
-        "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
-    )
-    if restore:
-        out += '[ -e "$saved" ] || { echo "$who: no saved REQUIRE flags; left as it is"; exit 0; }\n'
-    else:
-        out += (
-            "IFS= read -r mtm_prev || mtm_fail 'stdin ended before the SELECT of the REQUIRE flags'\n"
-            "IFS= read -r mtm_req || mtm_fail 'stdin ended before the REQUIRE SSL statements'\n"
-        )
-    out += (
-        'mkdir -p "$state"\nchmod 0700 "$state"\n'
-        'tmp=$(mktemp -d "$state/tmp.XXXXXX")\ntrap \'rm -rf "$tmp"\' EXIT\n'
-        "printf '%s' \"$mtm_admin\" | base64 -d > \"$tmp/admin\" || mtm_fail 'the admin credentials are not valid base64'\n"
-        "unset mtm_admin\n"
-    )
-    if restore:
-        return out + (
-            '{ echo "SET SESSION sql_mode = \'\';"; cat "$saved"; } | sql\n'
-            'rm -f "$saved"\n'
-            'rm -rf "$tmp"\ntrap - EXIT\n'
-            'rmdir "$state" 2>/dev/null || true\n'
-            'echo "$who: previous REQUIRE flags restored"\n'
-        )
-    return out + (
-        "printf '%s' \"$mtm_prev\" | base64 -d > \"$tmp/prev\" || mtm_fail 'the SELECT is not valid base64'\n"
-        "printf '%s' \"$mtm_req\" | base64 -d > \"$tmp/req\" || mtm_fail 'the REQUIRE SSL statements are not valid base64'\n"
-        "unset mtm_prev mtm_req\n"
-        "mtm_mode=\"SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES';\"\n"
-        '{ echo "$mtm_mode"; cat "$tmp/prev"; echo; } | sql -N -B -r > "$tmp/require"\n'
-        "grep -q . \"$tmp/require\" || mtm_fail 'does not exist on the server'\n"
-        'touch "$saved"\n'
-        'cp "$saved" "$tmp/saved"\n'
-        'while IFS= read -r mtm_line; do\n'
-        '  mtm_acct=${mtm_line%% REQUIRE *}\n'
-        '  grep -qF -- "$mtm_acct REQUIRE " "$saved" || printf \'%s\\n\' "$mtm_line" >> "$tmp/saved"\n'
-        'done < "$tmp/require"\n'
-        'mv -f "$tmp/saved" "$saved"\n'
-        '{ echo "$mtm_mode"; cat "$tmp/req"; echo; } | sql\n'
-        'echo "$who: logs in with TLS only ($(wc -l < "$tmp/require") account(s))"\n'
+    step = "restore" if restore else "apply"
+    return script(
+        "db-require-ssl.sh",
+        code={
+            "who_and_sql": _who_and_sql("database user " + user, client),
+            "read_rest": piece(f"db-require-ssl-read-{step}.sh"),
+            "run": piece(f"db-require-ssl-{step}.sh"),
+        },
+        state=state_dir,
+        saved=saved,
     )
 
 
@@ -709,60 +592,42 @@ def user_stdin(token: str, admin_secret: str, sql: str) -> str:
     return encode_bundle([token, admin_secret, sql])
 
 
-def _user_prelude(user: str, state_dir: str, client: str) -> str:
+def _user_head(user: str, state_dir: str, client: str) -> str:
     backup, owner = user_state_files(user, state_dir)
-    return (
-        "umask 077\n"
-        "cd /\n"
-        f"state={q(state_dir)}\nbackup={q(backup)}\nowner={q(owner)}\n"
-        f"who={q('database user ' + user)}\n"
-        "mtm_fail() { printf '%s\\n' \"$who: $*\" >&2; exit 1; }\n"
-        f'sql() {{ {client} "$@"; }}\n'
-        "IFS= read -r mtm_token || mtm_fail 'stdin ended before the owner token'\n"
-        "IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'\n"
-        "IFS= read -r mtm_sql || mtm_fail 'stdin ended before the SQL'\n"
-        "token=$(printf '%s' \"$mtm_token\" | base64 -d) || mtm_fail 'the owner token is not valid base64'\n"
-        "case \"$token\" in ''|*[!A-Za-z0-9_-]*) mtm_fail 'the owner token must be [A-Za-z0-9_-]' ;; esac\n"
+    return script(
+        "db-user-head.sh",
+        code={"who_and_sql": _who_and_sql("database user " + user, client)},
+        state=state_dir,
+        backup=backup,
+        owner=owner,
     )
 
 
-_UNPACK = (
-    'mkdir -p "$state"\nchmod 0700 "$state"\n'
-    'tmp=$(mktemp -d "$state/tmp.XXXXXX")\ntrap \'rm -rf "$tmp"\' EXIT\n'
-    "printf '%s' \"$mtm_admin\" | base64 -d > \"$tmp/admin\" || mtm_fail 'the admin credentials are not valid base64'\n"
-    "printf '%s' \"$mtm_sql\" | base64 -d > \"$tmp/change.sql\" || mtm_fail 'the SQL is not valid base64'\n"
-    "unset mtm_admin mtm_sql\n"
-)
+def _who_and_sql(who: str, client: str) -> str:
+    """The lines every database script starts with: `who` (for messages), `mtm_fail`, and `sql`,
+    the admin client."""
+    return piece("db-who.sh", code={"sql_client": client}, who=who)
+
+
+def _unpack(on_exit: str = 'rm -rf "$tmp"') -> str:
+    """The private temp dir (removed by `on_exit`) with the admin file and the SQL from stdin."""
+    return script("db-unpack.sh", on_exit=on_exit)
 
 
 def _mysql_backup(user: str, database: str, host: str) -> str:
     """Save, once, what puts back EVERY account of the user (each host: dropped, then created
     with its hash, plugin and REQUIRE flags, and granted as before), and drops the `host`
     account this may create; then apply the SQL (which changes the planned accounts only:
-    database_accounts.plan_hosts)."""
+    database_accounts.plan_hosts). QUOTE() writes each account name as an SQL literal, which
+    the shell only passes on, unparsed; MySQL 8 prints caching_sha2 hashes as binary unless
+    asked for hex (MariaDB has no such switch)."""
     u_lit, h_lit = mysql_string(_ident(user)), mysql_string(host)
-    u = f"{u_lit}@{h_lit}"
-    exists_db = f"SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {mysql_string(_ident(database))}"
-    accounts = f"SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE User = {u_lit} ORDER BY Host"
-    return (
-        f"mtm_db=$(sql -N -B -r -e {q(exists_db)} </dev/null)\n"
-        f'[ "$mtm_db" = 1 ] || mtm_fail {q(f"database {database} does not exist on the server: create it first")}\n'
-        'if [ ! -e "$backup" ]; then\n'
-        f"  printf '%s\\n' {q(f'DROP USER IF EXISTS {u};')} > \"$tmp/backup.sql\"\n"
-        f'  sql -N -B -r -e {q(accounts)} > "$tmp/accounts" </dev/null\n'
-        # QUOTE() wrote each name as an SQL literal; the shell only passes it on, unparsed
-        '  while IFS= read -r mtm_acct; do\n'
-        "    printf 'DROP USER IF EXISTS %s;\\n' \"$mtm_acct\" >> \"$tmp/backup.sql\"\n"
-        # MySQL 8 prints caching_sha2 hashes as binary unless asked for hex; MariaDB has no such switch
-        '    sql -N -B -r -e "SET SESSION print_identified_with_as_hex = ON; SHOW CREATE USER $mtm_acct" > "$tmp/create" 2>/dev/null </dev/null'
-        ' || sql -N -B -r -e "SHOW CREATE USER $mtm_acct" > "$tmp/create" </dev/null\n'
-        '    sql -N -B -r -e "SHOW GRANTS FOR $mtm_acct" > "$tmp/grants" </dev/null\n'
-        '    sed \'s/$/;/\' "$tmp/create" "$tmp/grants" >> "$tmp/backup.sql"\n'
-        '  done < "$tmp/accounts"\n'
-        '  mv -f "$tmp/backup.sql" "$backup"\n'
-        '  echo "$who: previous state of $(wc -l < "$tmp/accounts") account(s) saved in $backup"\n'
-        "fi\n"
-        'sql < "$tmp/change.sql"\n'
+    return script(
+        "db-user-backup-mysql.sh",
+        exists_db=f"SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {mysql_string(_ident(database))}",
+        missing_db=f"database {database} does not exist on the server: create it first",
+        drop_new=f"DROP USER IF EXISTS {u_lit}@{h_lit};",
+        accounts=f"SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.user WHERE User = {u_lit} ORDER BY Host",
     )
 
 
@@ -779,9 +644,8 @@ def _pg_drop_created_role(user: str) -> str:
 
 
 def _pg_backup(user: str, database: str) -> str:
-    exists_db = f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}"
-    exists = f"SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = {pg_string(_ident(user))}"
-    # pg_authid holds the password hash; only a superuser may read it
+    """The role's password hash and LOGIN flag (pg_authid: only a superuser may read it); or, for
+    a role this creates, what gives the database back and drops the role if nothing else holds it."""
     role = (
         "SELECT format('ALTER ROLE %I WITH %s PASSWORD %s;', rolname, "
         "CASE WHEN rolcanlogin THEN 'LOGIN' ELSE 'NOLOGIN' END, coalesce(quote_literal(rolpassword), 'NULL')) "
@@ -792,22 +656,14 @@ def _pg_backup(user: str, database: str) -> str:
         "THEN ALTER DATABASE %I OWNER TO %I; END IF; END $mtm$;', datname, datname, pg_catalog.pg_get_userbyid(datdba)) "
         f"FROM pg_catalog.pg_database WHERE datname = {pg_string(database)}"
     )
-    return (
-        f"mtm_db=$(sql -At -c {q(exists_db)} </dev/null)\n"
-        f'[ "$mtm_db" = 1 ] || mtm_fail {q(f"database {database} does not exist on the server: create it first")}\n'
-        'if [ ! -e "$backup" ]; then\n'
-        f'  if [ "$(sql -At -c {q(exists)} </dev/null)" = 1 ]; then\n'
-        f'    sql -At -c {q(role)} > "$tmp/backup.sql" </dev/null\n'
-        "    grep -q . \"$tmp/backup.sql\" || mtm_fail 'could not read the role from pg_authid (the admin must be a superuser)'\n"
-        "  else\n"
-        # a role we create owns the database; give it back, then drop the role if nothing else holds it
-        f'    sql -At -c {q(owner)} > "$tmp/backup.sql" </dev/null\n'
-        f"    printf '%s\\n' {q(_pg_drop_created_role(user))} >> \"$tmp/backup.sql\"\n"
-        "  fi\n"
-        '  mv -f "$tmp/backup.sql" "$backup"\n'
-        '  echo "$who: previous state saved in $backup"\n'
-        "fi\n"
-        'sql < "$tmp/change.sql"\n'
+    return script(
+        "db-user-backup-postgres.sh",
+        exists_db=f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}",
+        missing_db=f"database {database} does not exist on the server: create it first",
+        exists_role=f"SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = {pg_string(_ident(user))}",
+        role=role,
+        owner_back=owner,
+        drop_created=_pg_drop_created_role(user),
     )
 
 
@@ -831,12 +687,11 @@ def render_user_apply(
     so the delete of a replaced resource (another token) leaves the new state alone."""
     body = _mysql_backup(user, database, host) if _engine(engine) == "mysql" else _pg_backup(user, database)
     return (
-        _user_prelude(user, state_dir, client)
-        + _UNPACK
+        _user_head(user, state_dir, client)
+        + _unpack()
         + before  # e.g. render_gitlab_database_create: before the backup records the state
         + body
-        + 'printf \'%s\\n\' "$token" > "$owner.new"\nmv -f "$owner.new" "$owner"\n'
-        + 'echo "$who: ready (TLS offered; required once the enforce step ran)"\n'
+        + script("db-user-apply-done.sh")
     )
 
 
@@ -844,20 +699,13 @@ def render_user_restore(engine: str, *, user: str, client: str, state_dir: str =
     """Delete script: if this resource (token) still owns the user, run the saved backup, which
     puts the user back as it was (or removes it, if it did not exist), and forget it. The root
     shell opens the 0600 backup and hands it over stdin (psql may run as postgres)."""
-    run = 'sql < "$backup"\n' if _engine(engine) == "mysql" else 'sql -1 -f - < "$backup"\n'
+    run = 'sql < "$backup"' if _engine(engine) == "mysql" else 'sql -1 -f - < "$backup"'
     return (
-        _user_prelude(user, state_dir, client) + 'if [ "$(cat "$owner" 2>/dev/null || true)" != "$token" ]; then\n'
-        '  echo "$who: owned by another resource now (or already restored); left as it is"\n'
-        "  exit 0\n"
-        "fi\n"
-        '[ -e "$backup" ] || mtm_fail "the backup $backup is missing; the user is left as it is (remove $owner to let this delete pass)"\n'
-        + _UNPACK
+        _user_head(user, state_dir, client)
+        + script("db-user-restore-check.sh")
+        + _unpack()
         + before  # e.g. render_gitlab_database_drop: the role can go only once it owns nothing
-        + run
-        + 'rm -f "$backup" "$owner"\n'
-        'rm -rf "$tmp"\ntrap - EXIT\n'
-        'rmdir "$state" 2>/dev/null || true\n'
-        'echo "$who: previous state restored"\n'
+        + script("db-user-restore-done.sh", code={"run_backup": run})
     )
 
 
@@ -875,15 +723,13 @@ def render_gitlab_database_create(*, user: str, database: str, state_dir: str = 
     is missing, marked first so that destroy drops it even if this run stops right after. Runs
     before the user's backup, which then records the new database's owner (the admin) and that
     the role did not exist: a role created next becomes the owner (render_user_sql)."""
-    exists = f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}"
-    marker = gitlab_database_marker(user, state_dir)
-    return (
-        f'if [ "$(sql -At -c {q(exists)} </dev/null)" != 1 ]; then\n'
-        f"  : > {q(marker)}\n"
+    return script(
+        "db-gitlab-database-create.sh",
+        exists=f"SELECT count(*) FROM pg_catalog.pg_database WHERE datname = {pg_string(_ident(database))}",
+        marker=gitlab_database_marker(user, state_dir),
         # CREATE DATABASE cannot run inside a transaction block: its own statement
-        f"  sql -c {q(f'CREATE DATABASE {pg_ident(database)}')} </dev/null\n"
-        f'  echo "$who: created database "{q(database)}\n'
-        "fi\n"
+        create=f"CREATE DATABASE {pg_ident(database)}",
+        database=database,
     )
 
 
@@ -893,13 +739,11 @@ def render_gitlab_database_drop(*, user: str, database: str, state_dir: str = ST
     Runs after gitlab.rb's block is gone, so GitLab's Mattermost is back on its own database; a
     session still open makes DROP DATABASE fail, and the delete fails with it (nothing dropped
     under a running site)."""
-    marker = gitlab_database_marker(user, state_dir)
-    return (
-        f"if [ -e {q(marker)} ]; then\n"
-        f"  sql -c {q(f'DROP DATABASE IF EXISTS {pg_ident(database)}')} </dev/null\n"
-        f"  rm -f {q(marker)}\n"
-        f'  echo "$who: dropped database "{q(database)}" (created by this program)"\n'
-        "fi\n"
+    return script(
+        "db-gitlab-database-drop.sh",
+        marker=gitlab_database_marker(user, state_dir),
+        drop=f"DROP DATABASE IF EXISTS {pg_ident(database)}",
+        database=database,
     )
 
 
@@ -1151,5 +995,12 @@ def render_rotation_script(*, who: str, client: str, state_dir: str = STATE_DIR,
     (templates/db-rotation.sh)."""
     if sql_line < 1:
         raise ValueError("sql_line counts from 1")
-    reads = [f"IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL {i + 1}'" for i in range(sql_line)]
-    return script("db-rotation.sh", code={"sql_client": client, "read_sql": "\n".join(reads)}, state=state_dir, who=who)
+    # the lines before `sql_line` are read and dropped (the same variable, overwritten)
+    reads = [piece("db-read-sql.sh", n=i + 1) for i in range(sql_line)]
+    code = {
+        "who_and_sql": _who_and_sql(who, client),
+        "read_sql": "\n".join(reads),
+        # a state dir this run made goes with it
+        "unpack": _unpack('rm -rf "$tmp"; if [ -n "$made" ]; then rmdir "$state" 2>/dev/null || true; fi').removesuffix("\n"),
+    }
+    return script("db-rotation.sh", code=code, state=state_dir)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from components.shell import q
+from components.shell import script
 
 # The bundled Mattermost, Rails and gitlab-ctl all come with Omnibus; the PATH remote_files sets
 # has /usr/bin (gitlab-ctl's symlink) but not Omnibus' embedded tools.
@@ -112,24 +112,23 @@ def render_gitlab_rb_block(external_url: str, paths: GitlabPaths, dsn: str | Non
 def render_check_keypair(cert: str, key: str) -> str:
     """`validate` for the TLS files: the key must belong to the certificate (a provided pair
     that does not match would take the Mattermost vhost down at the next nginx reload)."""
-    return (
-        _openssl()
-        + "if [ ! -x \"$o\" ]; then echo 'no openssl on this host: certificate/key pair not checked'; exit 0; fi\n"
+    return _openssl() + script(
         # each in its own substitution: a failing pipeline's first step would go unnoticed
-        f'c=$("$o" x509 -noout -pubkey -in {q(cert)})\n'
-        f'k=$("$o" pkey -pubout -in {q(key)})\n'
-        f'[ "$c" = "$k" ] || {{ echo {q(f"{key} is not the key of {cert}")} >&2; exit 1; }}\n'
+        "gitlab-check-keypair.sh",
+        cert=cert,
+        key=key,
+        mismatch=f"{key} is not the key of {cert}",
     )
 
 
 def render_nginx_reload() -> str:
     """A renewed certificate takes effect when Omnibus' nginx re-reads it (HUP); nothing to do
     while nginx is not running."""
-    return "if gitlab-ctl status nginx >/dev/null 2>&1; then gitlab-ctl hup nginx; fi\n"
+    return script("gitlab-nginx-reload.sh")
 
 
 def _openssl() -> str:
-    return f'o=$(command -v openssl 2>/dev/null || true)\n[ -n "$o" ] || o={q(EMBEDDED_BIN + "/openssl")}\n'
+    return script("gitlab-openssl.sh", embedded_openssl=EMBEDDED_BIN + "/openssl")
 
 
 def render_files_activate(ca_file: str) -> str:
@@ -146,15 +145,7 @@ def render_files_activate(ca_file: str) -> str:
     return (
         render_nginx_reload()
         + _openssl()
-        + 'if [ ! -x "$o" ]; then exit 0; fi\n'
-        + f'linked=0 current=0\nh=$("$o" x509 -hash -noout -in {q(ca_file)})\n'
-        + f"for l in {q(d)}/*.[0-9]*; do\n"
-        + f'  if [ -L "$l" ] && [ "$(readlink "$l")" = {q(f)} ]; then\n'
-        + "    linked=1\n"
-        + '    case "${l##*/}" in "$h".[0-9]*) current=1 ;; esac\n'
-        + "  fi\n"
-        + "done\n"
-        + 'if [ "$linked" = 1 ] && [ "$current" = 0 ]; then gitlab-ctl reconfigure; fi\n'
+        + script("gitlab-files-activate.sh", ca_file=ca_file, ca_dir=d, ca_name=f)
     )
 
 
@@ -163,19 +154,14 @@ def render_files_restore_activate() -> str:
     what its last reconfigure derived from it (c_rehash's hash links there, the link in its
     embedded trust store), which leaves /etc/gitlab as it was; then nginx re-reads the original
     certificate. Runs after the gitlab.rb block is gone (the block depends on these files)."""
-    return "gitlab-ctl reconfigure\n" + render_nginx_reload()
+    return script("gitlab-reconfigure.sh", code={"restart_mattermost": ""}) + render_nginx_reload()
 
 
 def render_ruby_check(gitlab_rb: str) -> str:
     """`validate` for the gitlab.rb block: Ruby's own syntax check, with Omnibus' embedded Ruby
     when present. Without any Ruby, `gitlab-ctl reconfigure` (activate) still refuses bad syntax
     and remote_files then rolls the file back."""
-    return (
-        f'for r in {q(EMBEDDED_BIN + "/ruby")} "$(command -v ruby 2>/dev/null || true)"; do\n'
-        f'  if [ -n "$r" ] && [ -x "$r" ]; then exec "$r" -c {q(gitlab_rb)}; fi\n'
-        "done\n"
-        "echo 'no ruby on this host to check gitlab.rb; gitlab-ctl reconfigure will'\n"
-    )
+    return script("gitlab-ruby-check.sh", embedded_ruby=EMBEDDED_BIN + "/ruby", gitlab_rb=gitlab_rb)
 
 
 def render_reconfigure(restart_mattermost: bool) -> str:
@@ -184,4 +170,5 @@ def render_reconfigure(restart_mattermost: bool) -> str:
 
     remote_files activates only when the block's bytes change, and a changed DSN always changes
     them, so Mattermost restarts exactly when its DSN (or another setting of the block) changes."""
-    return "gitlab-ctl reconfigure\n" + ("gitlab-ctl restart mattermost\n" if restart_mattermost else "")
+    restart = "gitlab-ctl restart mattermost" if restart_mattermost else ""
+    return script("gitlab-reconfigure.sh", code={"restart_mattermost": restart})

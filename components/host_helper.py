@@ -31,7 +31,7 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
-from components.shell import q
+from components.shell import q, script
 
 STATE_DIR = "/var/lib/mattermost-transport-encryption"
 HELPER_INTERFACE = 1
@@ -91,34 +91,14 @@ def render_install(helper: str = HELPER_PATH) -> str:
     """Command text: the helper arrives on stdin (helper_stdin), is checked against the SHA-256
     its first line names, and replaces the installed one atomically."""
     d = helper.rsplit("/", 1)[0]
-    return (
-        "set -eu\numask 022\n"
-        f"d={q(d)}\nf={q(helper)}\n"
-        '[ -d "$d" ] || mkdir -m 0755 "$d"\n'
-        "IFS= read -r head\n"
-        'base64 -d | gzip -dc > "$f.new"\n'
-        'sha=$(sha256sum < "$f.new" | cut -c1-64)\n'
-        'case "$head" in *" sha256 $sha "*) ;; *) rm -f "$f.new"; echo "host helper: damaged input ($head)" >&2; exit 1 ;; esac\n'
-        'chmod 0755 "$f.new"\nmv -f "$f.new" "$f"\n'
-        'echo "host helper $f: sha256 $sha"\n'
-    )
+    return script("host-helper-install.sh", dir=d, helper=helper)
 
 
 def render_uninstall(helper: str = HELPER_PATH, state_dir: str = STATE_DIR, lock: str = LOCK_FILE) -> str:
     """Command text: remove the helper (and its lock and directory) unless the state directory
     still holds something a later command will need it for."""
     d = helper.rsplit("/", 1)[0]
-    return (
-        "set -eu\n"
-        f"d={q(d)}\nf={q(helper)}\nstate={q(state_dir)}\nlock={q(lock)}\n"
-        'if [ -d "$state" ]; then\n'
-        '  echo "host helper kept: $state still holds backups or ledger entries"\n'
-        "  exit 0\n"
-        "fi\n"
-        'rm -f "$f" "$f.new" "$lock"\n'
-        'rmdir "$d" 2>/dev/null || :\n'
-        'echo "host helper removed"\n'
-    )
+    return script("host-helper-uninstall.sh", dir=d, helper=helper, state=state_dir, lock=lock)
 
 
 _helpers: dict[tuple[str, int], remote.Command] = {}

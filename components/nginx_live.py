@@ -47,6 +47,7 @@ from typing import Any
 import crossplane
 
 from components.nginx_render import HEADER, TRANSITION_HEADER, Backend
+from components.shell import script
 
 CAPTURE_FILES = "mtm-capture-files"
 CAPTURE_DUMP = "mtm-capture-dump"
@@ -116,20 +117,7 @@ class Site:
 def render_capture_script() -> str:
     """Read-only: `nginx -T` and the real path of every file it loaded. Constant text (no config
     value in it), so the command never runs again after its create (see the module docstring)."""
-    return f"""dump=$(mktemp)
-trap 'rm -f "$dump"' EXIT
-if ! nginx -T > "$dump" 2>/dev/null; then
-  nginx -t >&2 || true
-  echo "nginx -T failed: NGINX's live configuration does not load; fix it first" >&2
-  exit 1
-fi
-printf '%s\\n' {CAPTURE_FILES}
-sed -n 's/^# configuration file \\(.*\\):$/\\1/p' "$dump" | while IFS= read -r f; do
-  printf 'file\\t%s\\t%s\\n' "$f" "$(readlink -f "$f")"
-done
-printf '%s\\n' {CAPTURE_DUMP}
-cat "$dump"
-"""
+    return script("nginx-capture.sh", files_mark=CAPTURE_FILES, dump_mark=CAPTURE_DUMP)
 
 
 def parse_capture(stdout: str, *, site_file: str) -> Capture:

@@ -163,15 +163,7 @@ def render_transition_guard(*, owner: str, site_file: str) -> str:
     one (a rollout that stopped half-way) is installed again."""
     FileSpec(site_file)  # validates the path
     final, transitional = HEADER.splitlines()[0], TRANSITION_HEADER.splitlines()[0]
-    return f"""site={q(site_file)}
-if ! [ -f "$site" ] || grep -qxF {q(final)} "$site" || {{ ! grep -qxF {q(transitional)} "$site" &&
-    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site" && {{
-    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+https://' "$site" ||
-    grep -Eq '^[[:space:]]*proxy_ssl_verify[[:space:]]+on;' "$site"; }}; }}; then
-  printf '%s\\n' {q(owner)}": $site proxies over neither plain HTTP nor unverified TLS; no transitional site needed"
-  exit 0
-fi
-"""
+    return script("nginx-transition-guard.sh", site=site_file, final=final, transitional=transitional, owner=owner)
 
 
 DRAIN_SECONDS = 1

@@ -9,6 +9,7 @@ capture their output and roll the files back when they fail.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import posixpath
 import re
@@ -19,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from components.platform import DEBIAN, Platform
-from components.shell import q, script, template
+from components.shell import piece, script, template
 from components.tls_files import TlsFiles
 
 DROPIN_NAME = "50-transport-encryption.conf"
@@ -47,27 +48,18 @@ class NodePaths(TlsFiles):
     """The systemd drop-in that loads `env`."""
 
     def as_dict(self) -> dict[str, str]:
-        return {
-            "cert": self.cert,
-            "key": self.key,
-            "ca": self.ca,
-            "systemCa": self.system_ca,
-            "env": self.env,
-            "dropin": self.dropin,
-        }
+        """Every path by its output name (camelCase, as the stack's outputs spell keys)."""
+        return {"systemCa" if k == "system_ca" else k: v for k, v in dataclasses.asdict(self).items()}
 
 
 def node_paths(tls_dir: str, unit: str, *, systemd_dir: str = SYSTEMD_DIR, platform: Platform = DEBIAN) -> NodePaths:
     """Where a node's files go. The env file is named after the unit so two Mattermost units on
     one host (unusual, but config allows it) never share one; the system CA goes where the
     host's trust-store command reads it."""
-    tls_dir = tls_dir.rstrip("/")
+    in_tls_dir = {"cert": "node.crt", "key": "node.key", "ca": "ca.crt", "env": f"{unit}.env"}
     return NodePaths(
-        cert=f"{tls_dir}/node.crt",
-        key=f"{tls_dir}/node.key",
-        ca=f"{tls_dir}/ca.crt",
+        **{field: f"{tls_dir.rstrip('/')}/{name}" for field, name in in_tls_dir.items()},
         system_ca=f"{platform.system_ca_dir.rstrip('/')}/{SYSTEM_CA_STEM}{platform.system_ca_suffix}",
-        env=f"{tls_dir}/{unit}.env",
         dropin=f"{systemd_dir.rstrip('/')}/{unit}.service.d/{DROPIN_NAME}",
     )
 
@@ -173,47 +165,20 @@ def _wait_prelude(*, unit: str, port: int, upstream_name: str, ca_file: str, tim
     _require_positive("port", port)
     _require_positive("timeout_seconds", timeout_seconds)
     _require_positive("journal_lines", journal_lines)
-    url = f"https://{upstream_name}:{port}{PING_PATH}"
-    return f"""set -eu
-unit={q(unit + ".service")}
-url={q(url)}
-resolve={q(f"{upstream_name}:{port}:127.0.0.1")}
-ca={q(ca_file)}
-limit={q(timeout_seconds)}
-lines={q(journal_lines)}
-mtm_node_fail() {{
-  # the node's own words: what systemd and Mattermost said
-  printf '%s\\n' "$1" >&2
-  printf '%s\\n' "--- systemctl status $unit ---" >&2
-  systemctl status "$unit" --no-pager --lines=0 >&2 2>&1 || true
-  printf '%s\\n' "--- journalctl -u $unit -n $lines ---" >&2
-  journalctl -u "$unit" -n "$lines" --no-pager >&2 2>&1 || true
-  exit 1
-}}
-"""
+    return script(
+        "node-wait-head.sh",
+        unit=unit + ".service",
+        url=f"https://{upstream_name}:{port}{PING_PATH}",
+        resolve=f"{upstream_name}:{port}:127.0.0.1",
+        ca=ca_file,
+        limit=timeout_seconds,
+        lines=journal_lines,
+    )
 
 
-_WAIT_BODY = f"""command -v curl >/dev/null 2>&1 || mtm_node_fail "curl is not installed on this node; it is needed to check that $unit answers over TLS"
-start=$(date +%s)
-if ! out=$(timeout "$limit" systemctl restart "$unit" 2>&1); then
-  mtm_node_fail "$unit did not restart: $out"
-fi
-while :; do
-  if last=$(curl --silent --show-error --fail --noproxy '*' --proto '=https' --tlsv1.2 --max-time 5 \\
-      --cacert "$ca" --resolve "$resolve" --output /dev/null "$url" 2>&1); then
-    printf '%s\\n' "$unit answers over TLS on $url (certificate verified with $ca)"
-    exit 0
-  fi
-  if systemctl is-failed --quiet "$unit"; then
-    mtm_node_fail "$unit failed after the restart; last TLS check: $last"
-  fi
-  now=$(date +%s)
-  if [ $((now - start)) -ge "$limit" ]; then
-    mtm_node_fail "$unit did not answer over TLS on $url within $limit s; last TLS check: $last"
-  fi
-  sleep {POLL_SECONDS}
-done
-"""
+def _wait_body(settle: str = "") -> str:
+    """Restart and wait (templates/node-wait.sh); `settle` runs once the node answers."""
+    return script("node-wait.sh", code={"settle": settle}, poll_seconds=POLL_SECONDS)
 
 
 def render_wait_script(
@@ -241,33 +206,23 @@ def render_wait_script(
         timeout_seconds=timeout_seconds,
         journal_lines=journal_lines,
     )
-    return prelude + _WAIT_BODY
+    return prelude + _wait_body()
 
 
 def _system_trust(require: bool, platform: Platform) -> str:
-    update = platform.trust_update
-    missing = (
-        f'mtm_node_fail "{update} is not installed; the database driver verifies the '
-        f'server with the system trust store, so the CA must be added there (install {platform.trust_package})"'
-        if require
-        else f"printf '%s\\n' '{update} is not installed; system trust left as it is'"
-    )
-    return (
-        f"if command -v {update} >/dev/null 2>&1; then\n"
-        f"  {update}\n"
-        "else\n"
-        f"  {missing}\n"
-        "fi\n"
-    )
+    # Platform values are plain text (no shell characters): they stand in the messages as they are
+    update = {"update": platform.trust_update}
+    if require:
+        missing = piece("node-trust-required.sh", code={**update, "package": platform.trust_package})
+    else:
+        missing = piece("node-trust-optional.sh", code=update)
+    return script("node-system-trust.sh", code={**update, "missing": missing})
 
 
 NGINX_FAIL_TIMEOUT = 10
 """NGINX's default `fail_timeout` of an upstream `server` (ngx_http_upstream_module): after a
 failed attempt (`max_fails` 1 by default) NGINX sends that server nothing for this long."""
 
-_READY_EXIT = """    printf '%s\\n' "$unit answers over TLS on $url (certificate verified with $ca)"
-    exit 0
-"""
 
 
 def _settle(seconds: int) -> tuple[str, str]:
@@ -280,21 +235,7 @@ def _settle(seconds: int) -> tuple[str, str]:
     "no live upstreams" (502; measured in the lab: 11-16 requests in 0.4 s per renewal). Waiting
     out the mark before the next node goes down keeps at least one node live."""
     _require_positive("settle_seconds", seconds)
-    before = (
-        "was_tls=0\n"
-        "if curl --silent --fail --noproxy '*' --proto '=https' --tlsv1.2 --max-time 3 \\\n"
-        '    --cacert "$ca" --resolve "$resolve" --output /dev/null "$url" 2>/dev/null; then was_tls=1; fi\n'
-    )
-    after = _READY_EXIT.replace(
-        "    exit 0\n",
-        '    if [ "$was_tls" = 1 ]; then\n'
-        f"      printf '%s\\n' \"$unit served TLS before this restart: waiting {seconds} s so NGINX uses it again \"\\\n"
-        "\"before the next node restarts (fail_timeout)\"\n"
-        f"      sleep {seconds}\n"
-        "    fi\n"
-        "    exit 0\n",
-    )
-    return before, after
+    return piece("node-settle-probe.sh"), piece("node-settle-wait.sh", seconds=seconds)
 
 
 def render_activate_script(
@@ -319,12 +260,7 @@ def render_activate_script(
 
     `settle_seconds` > 0 (a stack with more than one node): see `_settle`.
     """
-    body, before = _WAIT_BODY, ""
-    if settle_seconds:
-        before, after = _settle(settle_seconds)
-        if body.count(_READY_EXIT) != 1:  # the wait loop's success branch changed shape
-            raise AssertionError("render_activate_script: the wait body's success exit was not found")
-        body = body.replace(_READY_EXIT, after)
+    before, after = _settle(settle_seconds) if settle_seconds else ("", "")
     prelude = _wait_prelude(
         unit=unit,
         port=port,
@@ -333,18 +269,12 @@ def render_activate_script(
         timeout_seconds=timeout_seconds,
         journal_lines=journal_lines,
     )
-    return (
-        prelude
-        + _system_trust(require_system_trust, platform)
-        + "systemctl daemon-reload\n"
-        + f"if [ ! -e {q(paths.dropin)} ]; then\n"
-        + "  systemctl restart --no-block \"$unit\"\n"
-        + "  printf '%s\\n' \"$unit: TLS drop-in absent (original configuration); restart queued, not waited for\"\n"
-        + "  exit 0\n"
-        + "fi\n"
-        + before
-        + body
+    activate = script(
+        "node-activate.sh",
+        code={"system_trust": _system_trust(require_system_trust, platform).removesuffix("\n"), "settle_probe": before},
+        dropin=paths.dropin,
     )
+    return prelude + activate + _wait_body(after)
 
 
 def render_restore_activate_script(
@@ -368,22 +298,22 @@ def render_restore_activate_script(
     `render_trust_restore_script`. `system_ca` defaults to where `node_paths` puts it."""
     if system_ca is None:
         system_ca = node_paths("/", unit, platform=platform).system_ca
-    return f"""unit={q(unit + ".service")}
-""" + render_trust_restore_script(system_ca, platform) + """systemctl daemon-reload || printf '%s\\n' "warning: systemctl daemon-reload failed" >&2
-mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
-if systemctl restart --no-block "$unit"; then
-  printf '%s\\n' "$unit: restart queued with the restored configuration"
-else
-  printf '%s\\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
-  exit 0
-fi
-""" + ("" if port is None else _restore_wait(port, wait_seconds))
+    return script(
+        "node-restore-activate.sh",
+        code={
+            "trust_restore": render_trust_restore_script(system_ca, platform).removesuffix("\n"),
+            "wait": "" if port is None else _restore_wait(port, wait_seconds).removesuffix("\n"),
+        },
+        unit=unit + ".service",
+    )
 
 
 def render_trust_activate_script(*, require_system_trust: bool, platform: Platform = DEBIAN) -> str:
     """After the CA files changed (`<node>-db-ca`): refresh the system trust store (MySQL's
     `tls=true` verifies with it; required then)."""
-    return 'mtm_node_fail() { printf \'%s\\n\' "$1" >&2; exit 1; }\n' + _system_trust(require_system_trust, platform)
+    return script(
+        "node-trust-activate.sh", code={"system_trust": _system_trust(require_system_trust, platform).removesuffix("\n")}
+    )
 
 
 def render_trust_restore_script(system_ca: str, platform: Platform = DEBIAN) -> str:
@@ -393,48 +323,26 @@ def render_trust_restore_script(system_ca: str, platform: Platform = DEBIAN) -> 
     `--fresh` drops them, and `--fresh` would also drop anything an admin put into /etc/ssl/certs
     by hand), so exactly the dangling links that point at our CA are removed."""
     pem = posixpath.basename(system_ca).removesuffix(platform.system_ca_suffix) + platform.trust_link_suffix
-    update = platform.trust_update
-    return f"""if command -v {update} >/dev/null 2>&1; then
-  {update} || printf '%s\\n' "warning: {update} failed" >&2
-fi
-for link in {q(platform.system_cert_dir)}/*; do
-  if [ -L "$link" ] && [ ! -e "$link" ]; then
-    case "$(readlink "$link")" in
-      {q(pem)}|{q(system_ca)}) rm -f "$link" ;;
-    esac
-  fi
-done
-"""
+    return script(
+        "node-trust-restore.sh",
+        code={"update": platform.trust_update},  # plain text (Platform), also inside the message
+        cert_dir=platform.system_cert_dir,
+        pem=pem,
+        system_ca=system_ca,
+    )
 
 
 def _restore_wait(port: int, wait_seconds: int) -> str:
     _require_positive("port", port)
     _require_positive("wait_seconds", wait_seconds)
     ping = f"127.0.0.1:{int(port)}{PING_PATH}"
-    return f"""mtm_start=$(date +%s)
-while :; do
-  mtm_now=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
-  if [ "$mtm_now" != 0 ] && [ "$mtm_now" != "$mtm_pid" ] &&
-    {{ curl --silent --fail --noproxy '*' --max-time 2 --output /dev/null {q("http://" + ping)} ||
-      curl --silent --fail --noproxy '*' --max-time 2 --insecure --output /dev/null {q("https://" + ping)}; }}; then
-    printf '%s\\n' "$unit answers again on port {int(port)}"
-    exit 0
-  fi
-  # a node that cannot start (e.g. a removed node whose plain login the database refuses) is
-  # not waited for: systemd has given up on this start (failed, or waiting to try again)
-  mtm_state="$(systemctl show -p ActiveState --value "$unit" 2>/dev/null || true) $(systemctl show -p SubState --value "$unit" 2>/dev/null || true)"
-  case "$mtm_state" in
-    "failed "*|*" auto-restart")
-      printf '%s\\n' "warning: $unit did not start ($mtm_state); not waiting for it" >&2
-      exit 0 ;;
-  esac
-  if [ $(($(date +%s) - mtm_start)) -ge {int(wait_seconds)} ]; then
-    printf '%s\\n' "warning: $unit does not answer on port {int(port)} {int(wait_seconds)} s after its restart; not waiting longer" >&2
-    exit 0
-  fi
-  sleep 1
-done
-"""
+    return script(
+        "node-restore-wait.sh",
+        http_ping="http://" + ping,
+        https_ping="https://" + ping,
+        port=int(port),
+        wait_seconds=int(wait_seconds),
+    )
 
 
 def cert_fingerprint_sha256(cert_pem: str) -> str:

@@ -10,7 +10,15 @@ In a shell template a parameter is one shell word: `script()` quotes every value
 only what it takes as `code=` (shell the renderer built from quoted parts, e.g. a client
 command, or a shared fragment such as dsn-checks.sh) goes in as it is. A script template
 assigns its parameters to variables in its first lines (`node=@node@`) and reads only those
-variables below, so the file itself is a valid script for shellcheck. Pure: no Pulumi, no I/O but reading the templates.
+variables below, so the file itself is a valid script for shellcheck. Where a rendered script
+must keep the bytes existing stacks ran (a changed command text re-runs the command on every
+host), a placeholder may also stand where its one word is used: `echo @name@": restarted"`. A
+number, or a Platform value (plain text, no shell characters), may stand inside quoted text.
+
+An optional piece is a `code` placeholder alone on its line (at its start): given "", the
+whole line goes, so the script reads as before without it. Conditional pieces are small
+templates of their own, passed as `code` (`piece`) or put one after another.
+Pure: no Pulumi, no I/O but reading the templates.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from pathlib import Path
 
 TEMPLATES = Path(__file__).with_name("templates")
 _PLACEHOLDER = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)@")
+_ALONE = re.compile(r"^@([A-Za-z_][A-Za-z0-9_]*)@\n", re.MULTILINE)
 
 
 def q(value: object) -> str:
@@ -36,15 +45,17 @@ def template(name: str) -> str:
 
 def fill(text: str, values: Mapping[str, str]) -> str:
     """Replace every `@name@` in `text` with `values[name]`, as it is (one pass: a value is never
-    read for placeholders). Missing and unused names both raise."""
+    read for placeholders). Missing and unused names both raise. A placeholder alone on its line
+    whose value is "" removes the line."""
     used = set(_PLACEHOLDER.findall(text))
     missing, unused = used - set(values), set(values) - used
     if missing or unused:
         raise ValueError(f"template placeholders do not match: missing {sorted(missing)}, unused {sorted(unused)}")
+    text = _ALONE.sub(lambda m: m[0] if values[m[1]] else "", text)
     return _PLACEHOLDER.sub(lambda m: values[m[1]], text)
 
 
-def script(name: str, *, code: Mapping[str, str] | None = None, **values: object) -> str:
+def script(name: str, /, *, code: Mapping[str, str] | None = None, **values: object) -> str:
     """The shell template NAME with every value quoted (`q`) and every `code` block as it is."""
     filled = {k: q(v) for k, v in values.items()}
     for k, v in (code or {}).items():
@@ -52,3 +63,9 @@ def script(name: str, *, code: Mapping[str, str] | None = None, **values: object
             raise ValueError(f"{name}: {k} given both as a value and as code")
         filled[k] = v
     return fill(template(name), filled)
+
+
+def piece(name: str, /, *, code: Mapping[str, str] | None = None, **values: object) -> str:
+    """The shell template NAME filled as `script` does, for a `code` placeholder alone on its line
+    (the line's own newline ends it)."""
+    return script(name, code=code, **values).removesuffix("\n")

@@ -14,7 +14,7 @@ import tomli_w
 
 from components.platform import DEBIAN, Platform
 from components.remote_files import STATE_DIR
-from components.shell import fill, q, template
+from components.shell import fill, script, template
 
 PID_FILE = "/var/run/teleport-mattermost.pid"
 """The pid file of the documented ExecStart."""
@@ -95,8 +95,7 @@ def render_reload(unit: str, unit_file: str) -> str:
     """`activate`/`restore_activate` for the plugin's files: systemd re-reads the unit, and a
     running plugin restarts onto its new config, token or CA (try-restart leaves a stopped one
     stopped)."""
-    u = q(f"{unit}.service")
-    return f"systemctl daemon-reload\nif [ -e {q(unit_file)} ]; then systemctl try-restart {u}; fi\n"
+    return script("teleport-reload.sh", unit_file=unit_file, unit=f"{unit}.service")
 
 
 def _marker(unit: str, state_dir: str) -> str:
@@ -106,46 +105,20 @@ def _marker(unit: str, state_dir: str) -> str:
 def render_enable(unit: str, binary: str, state_dir: str = STATE_DIR) -> str:
     """Enable (not start) the unit. The first run records whether it was enabled and active
     before, so `render_disable` can put that back. Never fails for a missing binary: says so."""
-    u, m, b = q(f"{unit}.service"), q(_marker(unit, state_dir)), q(binary)
-    start = q(f"systemctl start {unit}.service")
-    return (
-        f"mkdir -p {q(state_dir)}\n"
-        f"chmod 0700 {q(state_dir)}\n"
-        f"if [ ! -e {m} ]; then\n"
-        f"  e=$(systemctl is-enabled {u} 2>/dev/null || true)\n"
-        f"  a=$(systemctl is-active {u} 2>/dev/null || true)\n"
-        f'  printf \'%s %s\\n\' "${{e:-unknown}}" "${{a:-unknown}}" > {m}.new\n'
-        f"  mv -f {m}.new {m}\n"
-        "fi\n"
-        "systemctl daemon-reload\n"
-        f'if [ "$(systemctl is-enabled {u} 2>/dev/null || true)" != enabled ]; then systemctl enable {u}; fi\n'
-        f"if [ -x {b} ]; then\n"
-        f"  echo {q(f'{unit}.service enabled; plugin binary {binary} present')}\n"
-        "else\n"
-        f"  echo {q(f'{unit}.service enabled but not started: the plugin binary {binary} is absent; install it, then run: ')}{start}\n"
-        "fi\n"
+    return script(
+        "teleport-enable.sh",
+        state=state_dir,
+        marker=_marker(unit, state_dir),
+        unit=f"{unit}.service",
+        binary=binary,
+        present=f"{unit}.service enabled; plugin binary {binary} present",
+        absent=f"{unit}.service enabled but not started: the plugin binary {binary} is absent; install it, then run: ",
+        start=f"systemctl start {unit}.service",
     )
 
 
 def render_disable(unit: str, state_dir: str = STATE_DIR) -> str:
     """Undo `render_enable`: disable (and stop) the unit only if it was not enabled (and not
     running) before this program enabled it."""
-    u, m = q(f"{unit}.service"), q(_marker(unit, state_dir))
-    return (
-        f"before=$(cat {m} 2>/dev/null || echo 'disabled inactive')\n"
-        'case "$before" in\n'
-        "  enabled*) ;;\n"
-        "  *)\n"
-        f'    if [ "$(systemctl is-enabled {u} 2>/dev/null || true)" = enabled ]; then systemctl disable {u}; fi\n'
-        "    ;;\n"
-        "esac\n"
-        'case "$before" in\n'
-        "  *' active') ;;\n"
-        "  *)\n"
-        f"    if systemctl is-active --quiet {u}; then systemctl stop {u}; fi\n"
-        "    ;;\n"
-        "esac\n"
-        f"rm -f {m}\n"
-        # remote_files removes its state dir once empty; this marker must not keep it alive
-        f"rmdir {q(state_dir)} 2>/dev/null || true\n"
-    )
+    # remote_files removes its state dir once empty; this marker must not keep it alive
+    return script("teleport-disable.sh", marker=_marker(unit, state_dir), unit=f"{unit}.service", state=state_dir)

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from components.shell import TEMPLATES, fill, q, script
+from components.shell import TEMPLATES, fill, piece, q, script
 
 
 def test_q_makes_one_word_of_anything() -> None:
@@ -36,6 +36,28 @@ def test_script_quotes_values_and_keeps_code(tmp_path, monkeypatch) -> None:  # 
     assert script("t.sh", code={"body": "echo \"$v\""}, v="a b") == "v='a b'\necho \"$v\"\n"
     with pytest.raises(ValueError, match="both"):
         script("t.sh", code={"v": "x", "body": ""}, v="y")
+
+
+def test_an_empty_piece_alone_on_its_line_takes_the_line_with_it() -> None:
+    """An optional piece leaves no blank line where it is absent (so a script reads byte for byte
+    as before); an empty value anywhere else is only an empty value."""
+    text = "a\n@opt@\nb @v@\n  @inner@\n"
+    assert fill(text, {"opt": "", "v": "", "inner": ""}) == "a\nb \n  \n"
+    assert fill(text, {"opt": "x\ny", "v": "1", "inner": "2"}) == "a\nx\ny\nb 1\n  2\n"
+    assert fill("@opt@\n@opt@\n", {"opt": ""}) == ""
+
+
+def test_piece_is_a_filled_template_without_its_last_newline(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr("components.shell.TEMPLATES", tmp_path)
+    (tmp_path / "p.sh").write_text("echo @v@\n@more@\n")
+    assert piece("p.sh", code={"more": ""}, v="a b") == "echo 'a b'"
+    assert script("p.sh", code={"more": "x"}, v=1) == "echo 1\nx\n"
+
+
+def test_script_takes_a_value_called_name(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr("components.shell.TEMPLATES", tmp_path)
+    (tmp_path / "n.sh").write_text("echo @name@\n")
+    assert script("n.sh", name="db x") == "echo 'db x'\n"
 
 
 def test_templates_use_only_the_one_convention() -> None:

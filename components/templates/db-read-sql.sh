@@ -1,0 +1,1 @@
+IFS= read -r mtm_sql || mtm_fail 'stdin ended before SQL @n@'

@@ -1,0 +1,2 @@
+gitlab-ctl reconfigure
+@restart_mattermost@

@@ -1,0 +1,2 @@
+systemctl daemon-reload
+if [ -e @unit_file@ ]; then systemctl try-restart @unit@; fi
