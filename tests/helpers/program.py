@@ -107,10 +107,14 @@ def current_dsn_output(dsn: str) -> str:
     return "\n".join(base64.b64encode(x.encode()).decode() for x in ("", "", config_json)) + "\n"
 
 
-STDOUT = {"database-accounts": accounts_output("mmuser@%")}
+STDOUT = {
+    "database-accounts": accounts_output("mmuser@%"),
+    "database-current-password": current_dsn_output("mmuser:site-Pw-1@tcp(10.10.250.148:3306)/mattermost"),
+}
 """What the hosts answer the reads the program decides on: a MySQL server whose one `mmuser`
-account is `mmuser@%` (a PostgreSQL stack has no such read; an empty live-site capture is a site
-that does not exist yet)."""
+account is `mmuser@%`, and a first node whose config.json holds a MySQL DataSource (the prod
+stack's, read when no dbPassword is set). A PostgreSQL stack without dbPassword needs its own
+DataSource here; an empty live-site capture is a site that does not exist yet."""
 
 
 # ---------------------------------------------------------------- one run of the program
@@ -255,6 +259,11 @@ def _resource(reg: Registration, state: dict[str, Any]) -> Resource:
         outputs=state,
         registration=reg,
     )
+
+
+def stack_values(stack: str, config: dict[str, Any] | None = None) -> dict[str, str]:
+    """The config map the program sees for `stack` with `config`: `{"<namespace>:<key>": "<string>"}`."""
+    return load_config(load_project(PROJECT_DIR), stack, config)
 
 
 def run_stack(stack: str = "lab", config: dict[str, Any] | None = None, stdout: dict[str, str] | None = None) -> Program:
