@@ -1,33 +1,42 @@
 """The whole program (`__main__.py`) on Pulumi's mock runtime, for the program tests that look at
 the complete graph of a stack: `run_stack(stack, config)` -> `Program`, the registrations the
-SDK sent (tests/helpers/pulumi_mocks.py RecordingMonitor) as plain values with their secret paths.
+SDK sent (tests/helpers/pulumi_mocks.py RecordingMonitor, CertMocks) as plain values with their
+secret paths.
 
-The stack's config is read as the CLI hands it to a program (Pulumi.yaml defaults, then
-stacks/Pulumi.<stack>.yaml, then `config`; a `Secret` value is set secret): lab.replay.project
-owns that reading, nothing of the replay engine runs. Also owns the synthetic lab inventory
-(`write_inventory`, `lab_config`), the prod stack's inputs (`prod_config`), the transitive
-dependency walk (`deps`) and reading a managed-files command's payload (`files_in`).
+Of lab.replay only what is not the engine: the stack's config read as the CLI hands it to a
+program (lab/replay/project.py: Pulumi.yaml defaults, then stacks/Pulumi.<stack>.yaml, then
+`config`; a `Secret` value is set secret) and the result types (lab/replay/model.py), so a test
+asks a mock run and a replay evaluation the same questions. Also owns the synthetic lab inventory
+and the fixtures over it (`inventory`, `lab_config`: tests/program and tests/replay import them
+into their conftest.py), the prod stack's inputs (`prod_config`), what the hosts answer the
+program's reads (`STDOUT`), the transitive dependency walk (`deps`) and reading a managed-files
+command's payload (`files_in`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 import yaml
+from google.protobuf import struct_pb2
 
 from components.remote_files import stdin_contents
+from lab.replay.model import Evaluation, Options, Resource
 from lab.replay.project import Secret, load_config, load_project, secret_keys
+from lab.replay.props import decode_struct
 from tests.helpers.certs import ssh_host_key, ssh_private_key
-from tests.helpers.pulumi_mocks import COMMAND, SECRET_SIG, SIG_KEY, CertMocks, RecordingMonitor, Registration, run_main
+from tests.helpers.pulumi_mocks import CertMocks, RecordingMonitor, Registration, run_main
 from tests.helpers.stack_config import SSH_KEY
 
 __all__ = ["Secret"]
 
+T = TypeVar("T")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 KEY = SSH_KEY
 """The SSH private key a prod run is given (the committed stack keeps it out)."""
@@ -82,6 +91,32 @@ def lab_config_for(inventory: Path) -> dict[str, Any]:
     return {"inventoryFile": str(inventory), "dbPassword": Secret(password)}
 
 
+def cached(run: Callable[..., T]) -> Callable[..., T]:
+    """`run`, its result kept per arguments (compared as JSON) for the session: many tests inspect
+    one run cheaply, and treat it as read-only."""
+    results: dict[str, T] = {}
+
+    def once(*args: Any, **kwargs: Any) -> T:
+        key = json.dumps([args, kwargs], sort_keys=True, default=str)
+        if key not in results:
+            results[key] = run(*args, **kwargs)
+        return results[key]
+
+    return once
+
+
+@pytest.fixture(scope="session")
+def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic lab inventory in a temp dir (`write_inventory`)."""
+    return write_inventory(tmp_path_factory.mktemp("inventory"))
+
+
+@pytest.fixture(scope="session")
+def lab_config(inventory: Path) -> dict[str, Any]:
+    """The config override that points the lab stacks at `inventory` (`lab_config_for`)."""
+    return lab_config_for(inventory)
+
+
 def prod_config(**overrides: Any) -> dict[str, Any]:
     """Config for stacks/Pulumi.prod.yaml: the SSH key it needs, plus `overrides`."""
     return {"sshPrivateKey": Secret(KEY), **overrides}
@@ -120,124 +155,19 @@ DataSource here; an empty live-site capture is a site that does not exist yet.""
 # ---------------------------------------------------------------- one run of the program
 
 
-def _strip(value: Any, path: str, secrets: set[str]) -> Any:
-    """A wire value without secret markers; the paths that carried one go to `secrets`."""
-    if isinstance(value, dict):
-        if value.get(SIG_KEY) == SECRET_SIG:
-            secrets.add(path)
-            return _strip(value.get("value"), path, secrets)
-        return {k: _strip(v, f"{path}.{k}" if path else k, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strip(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
-    return value
-
-
-def _under(path: str, paths: Iterable[str]) -> bool:
-    return any(path == s or path.startswith(s + ".") or path.startswith(s + "[") for s in paths)
-
-
 @dataclass
-class Options:
-    additional_secret_outputs: list[str]
-    delete_before_replace: bool
-    replace_on_changes: list[str]
-    ignore_changes: list[str]
-    retain_on_delete: bool
-    protect: bool
+class Program(Evaluation):
+    """What one run of `__main__.py` on the mock runtime told the engine, in the replay's result
+    types (lab/replay/model.py: the same questions are asked of both): resources in
+    registration order with plain inputs and their secret paths, `secret_outputs` the outputs
+    the engine is told to keep secret, `outputs` the mocks' answers; the stack's exports; the
+    error the program stopped with ('' if none). No steps and no state: nothing ran an engine."""
 
-
-@dataclass
-class Resource:
-    """One RegisterResource request as the engine receives it, inputs as plain values."""
-
-    urn: str
-    type: str
-    name: str
-    parent_urn: str | None
-    custom: bool
-    dependencies: list[str]
-    property_dependencies: dict[str, list[str]]
-    options: Options
-    inputs: dict[str, Any]
-    secret_inputs: set[str]
-    """Paths of inputs that arrived secret (`connection`, `stdin`, ...)."""
-    outputs: dict[str, Any] = field(default_factory=dict)
-    """What the mocks answered (tests/helpers/pulumi_mocks.py CertMocks)."""
-    registration: Registration | None = None
-
-    @property
-    def secret_outputs(self) -> set[str]:
-        """The outputs the engine is told to keep secret (the provider SDKs' own list included)."""
-        return set(self.options.additional_secret_outputs)
-
-    def all_dependencies(self) -> set[str]:
-        """Every URN this resource must outlive: dependencies, property dependencies, parent."""
-        found = set(self.dependencies)
-        for urns in self.property_dependencies.values():
-            found.update(urns)
-        if self.parent_urn:
-            found.add(self.parent_urn)
-        return found
-
-    def command_texts(self) -> list[str]:
-        """create/update/delete strings of a remote.Command (empty for other types)."""
-        if self.type != COMMAND:
-            return []
-        return [v for k in ("create", "update", "delete") if isinstance(v := self.inputs.get(k), str)]
-
-    def is_secret_input(self, path: str) -> bool:
-        """True if `path` or an enclosing value was sent secret."""
-        return _under(path, self.secret_inputs)
-
-    def is_secret_output(self, path: str) -> bool:
-        return _under(path, self.secret_outputs)
-
-
-@dataclass
-class Program:
-    """What one run of `__main__.py` told the engine: resources in registration order, the
-    stack's exports, and the error it stopped with ('' if none)."""
-
-    resources: list[Resource]
-    outputs: dict[str, Any]
-    secret_outputs: set[str]
-    program_error: str
-    monitor: RecordingMonitor
-
-    def by_type(self, type_: str) -> list[Resource]:
-        return [r for r in self.resources if r.type == type_]
-
-    def get(self, name: str, type_: str | None = None) -> Resource:
-        """The one resource with this name (and type); KeyError if none or several."""
-        found = [r for r in self.resources if r.name == name and (type_ is None or r.type == type_)]
-        if len(found) != 1:
-            raise KeyError(f"{len(found)} resources named {name!r}" + (f" of type {type_}" if type_ else ""))
-        return found[0]
-
-    def by_urn(self, urn: str) -> Resource:
-        (found,) = [r for r in self.resources if r.urn == urn]
-        return found
-
-    def descendants(self, parent: Resource) -> list[Resource]:
-        out: list[Resource] = []
-        todo = [parent.urn]
-        while todo:
-            urn = todo.pop()
-            kids = [r for r in self.resources if r.parent_urn == urn]
-            out += kids
-            todo += [r.urn for r in kids]
-        return out
-
-    def commands(self) -> list[Resource]:
-        return self.by_type(COMMAND)
-
-    def any_command_contains(self, text: str) -> bool:
-        return any(text in t for r in self.commands() for t in r.command_texts())
+    monitor: RecordingMonitor | None = None
 
 
 def _resource(reg: Registration, state: dict[str, Any]) -> Resource:
-    secrets: set[str] = set()
-    inputs = _strip(reg.inputs, "", secrets)
+    inputs, secrets = _plain(reg.inputs)
     return Resource(
         urn=reg.urn,
         type=reg.type,
@@ -246,19 +176,22 @@ def _resource(reg: Registration, state: dict[str, Any]) -> Resource:
         custom=reg.custom,
         dependencies=reg.dependencies,
         property_dependencies=reg.property_dependencies,
-        options=Options(
-            additional_secret_outputs=reg.additional_secret_outputs,
-            delete_before_replace=reg.delete_before_replace,
-            replace_on_changes=reg.replace_on_changes,
-            ignore_changes=reg.ignore_changes,
-            retain_on_delete=reg.retain_on_delete,
-            protect=reg.protect,
-        ),
+        options=Options(additional_secret_outputs=reg.additional_secret_outputs, **reg.options),
         inputs=inputs,
         secret_inputs=secrets,
         outputs=state,
-        registration=reg,
+        secret_outputs=set(reg.additional_secret_outputs),
+        id=f"{reg.name}-id" if reg.custom else None,
+        status="create",
     )
+
+
+def _plain(wire: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """A wire struct as plain values and the paths that were secret (lab/replay/props.py reads
+    the engine's protobuf the same way)."""
+    struct = struct_pb2.Struct()
+    struct.update(wire)
+    return decode_struct(struct)
 
 
 def stack_values(stack: str, config: dict[str, Any] | None = None) -> dict[str, str]:
@@ -285,12 +218,18 @@ def run_stack(stack: str = "lab", config: dict[str, Any] | None = None, stdout: 
         for reg in monitor.registrations
         if reg.type != STACK_TYPE
     ]
-    secret_outputs: set[str] = set()
-    outputs: dict[str, Any] = {}
-    for urn, values in monitor.outputs.items():
-        if f"::{STACK_TYPE}::" in urn:
-            outputs = _strip(values, "", secret_outputs)
-    return Program(resources, outputs, {p.split(".")[0] for p in secret_outputs}, error, monitor)
+    exports = [values for urn, values in monitor.outputs.items() if f"::{STACK_TYPE}::" in urn]
+    outputs, secret_outputs = _plain(exports[0] if exports else {})
+    return Program(
+        project=project.name,
+        stack=stack,
+        preview=False,
+        resources=resources,
+        outputs=outputs,
+        secret_outputs={p.split(".")[0] for p in secret_outputs},
+        program_error=error,
+        monitor=monitor,
+    )
 
 
 CLUSTER_TYPE = "mattermost-tls:cluster:Cluster"

@@ -164,11 +164,9 @@ class Registration:
     """Raw wire inputs: secrets still wrapped in {SIG_KEY: SECRET_SIG, "value": ...}."""
     custom: bool = True
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
-    delete_before_replace: bool = False
-    replace_on_changes: list[str] = field(default_factory=list)
-    ignore_changes: list[str] = field(default_factory=list)
-    retain_on_delete: bool = False
-    protect: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    """The other resource options sent: delete_before_replace, replace_on_changes, ignore_changes,
+    retain_on_delete, protect."""
 
 
 class RecordingMonitor(MockMonitor):
@@ -193,11 +191,13 @@ class RecordingMonitor(MockMonitor):
             inputs=json_format.MessageToDict(request.object),
             custom=bool(request.custom),
             property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
-            delete_before_replace=bool(request.deleteBeforeReplace),
-            replace_on_changes=list(request.replaceOnChanges),
-            ignore_changes=list(request.ignoreChanges),
-            retain_on_delete=bool(request.retainOnDelete),
-            protect=bool(request.protect),
+            options={
+                "delete_before_replace": bool(request.deleteBeforeReplace),
+                "replace_on_changes": list(request.replaceOnChanges),
+                "ignore_changes": list(request.ignoreChanges),
+                "retain_on_delete": bool(request.retainOnDelete),
+                "protect": bool(request.protect),
+            },
         )
         with self._lock:
             self.registrations.append(reg)

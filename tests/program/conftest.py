@@ -8,9 +8,9 @@ Owns:
   commands' answers by resource name (default tests/helpers/program.py STDOUT). Results are cached per
   (stack, config) for the session, so many tests can inspect one run cheaply: treat them as
   read-only.
-- `inventory`: a synthetic lab inventory (the format `python -m lab.hosts up` writes) in a temp dir.
-- `lab_config`: the config override that points the lab stacks at that inventory, so the
-  committed `stacks/Pulumi.lab*.yaml` run without a running lab.
+- `inventory`, `lab_config` (tests/helpers/program.py, shared with tests/replay): a synthetic lab
+  inventory (the format `python -m lab.hosts up` writes) in a temp dir, and the config override
+  that points the lab stacks at it, so the committed `stacks/Pulumi.lab*.yaml` run without a lab.
 - `lab`: the committed `stacks/Pulumi.lab.yaml` run with `lab_config`; read-only.
 - `prod`: the committed `stacks/Pulumi.prod.yaml` run once (its SSH key and the site's current
   database password given as config); read-only.
@@ -25,39 +25,27 @@ replay engine in tests/replay.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers.program import Program, Secret, lab_config_for, prod_config, run_stack, write_inventory
+from tests.helpers import program as shared
+from tests.helpers.program import Program, Secret, cached, prod_config, run_stack
 
 Run = Callable[..., Program]
+
+inventory = shared.inventory
+lab_config = shared.lab_config
+"""The shared fixtures (tests/helpers/program.py)."""
 
 
 @pytest.fixture(scope="session")
 def program() -> Run:
-    cache: dict[str, Program] = {}
-
     def run(config: dict[str, Any] | None = None, stack: str = "lab", stdout: dict[str, str] | None = None) -> Program:
-        key = json.dumps([stack, config, stdout], sort_keys=True, default=str)
-        if key not in cache:
-            cache[key] = run_stack(stack, config, stdout)
-        return cache[key]
+        return run_stack(stack, config, stdout)
 
-    return run
-
-
-@pytest.fixture(scope="session")
-def inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_inventory(tmp_path_factory.mktemp("inventory"))
-
-
-@pytest.fixture(scope="session")
-def lab_config(inventory: Path) -> dict[str, Any]:
-    return lab_config_for(inventory)
+    return cached(run)
 
 
 @pytest.fixture(scope="session")

@@ -7,29 +7,35 @@ Owns:
   preview (no SSH, nothing written; keys, certificates and passwords are real). Without `state`,
   results are cached per (stack, config, now) for the session: treat them as read-only. With
   `state` (a `lab.replay.State`, e.g. `earlier.state`) it is a diff against that earlier run.
-- `replay_inventory`, `replay_lab_config`: the synthetic lab inventory and the override that points
-  the lab stacks at it (tests/helpers/program.py `write_inventory`, `lab_config_for`).
+- `inventory`, `lab_config` (tests/helpers/program.py, shared with tests/program): the synthetic
+  lab inventory and the override that points the lab stacks at it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab.replay import Evaluation, State, evaluate
-from tests.helpers.program import PROJECT_DIR, lab_config_for, write_inventory
+from tests.helpers import program as shared
+from tests.helpers.program import PROJECT_DIR, cached
 
 Replay = Callable[..., Evaluation]
+
+inventory = shared.inventory
+lab_config = shared.lab_config
+"""The shared fixtures (tests/helpers/program.py)."""
 
 
 @pytest.fixture(scope="session")
 def replay() -> Replay:
-    cache: dict[str, Evaluation] = {}
+    def fresh(config: dict[str, Any] | None, stack: str, now: datetime | None) -> Evaluation:
+        return evaluate(PROJECT_DIR, stack, config=config, now=now)
+
+    once = cached(fresh)
 
     def run(
         config: dict[str, Any] | None = None,
@@ -39,19 +45,6 @@ def replay() -> Replay:
     ) -> Evaluation:
         if state is not None:
             return evaluate(PROJECT_DIR, stack, config=config, state=state, now=now)
-        key = json.dumps([stack, config, now.isoformat() if now else None], sort_keys=True, default=str)
-        if key not in cache:
-            cache[key] = evaluate(PROJECT_DIR, stack, config=config, now=now)
-        return cache[key]
+        return once(config, stack, now)
 
     return run
-
-
-@pytest.fixture(scope="session")
-def replay_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_inventory(tmp_path_factory.mktemp("inventory"))
-
-
-@pytest.fixture(scope="session")
-def replay_lab_config(replay_inventory: Path) -> dict[str, Any]:
-    return lab_config_for(replay_inventory)

@@ -81,8 +81,8 @@ def signed_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 @pytest.fixture(scope="module")
-def phases(replay_lab_config: dict[str, Any]) -> dict[str, Evaluation]:
-    base_cfg = {**replay_lab_config, **EXTRAS}
+def phases(lab_config: dict[str, Any]) -> dict[str, Evaluation]:
+    base_cfg = {**lab_config, **EXTRAS}
     ca = {"commonName": "Mattermost lab transport CA", "organization": "Lab"}
     out: dict[str, Evaluation] = {}
     out["none"] = evaluate(PROJECT_DIR, "lab", config={**base_cfg, "ca": ca})
@@ -116,7 +116,7 @@ def test_stage_adds_the_new_ca_to_every_trust_file_and_changes_nothing_served(ph
 
 
 def test_stage_restarts_a_mysql_node_but_not_a_postgres_one(
-    phases: dict[str, Evaluation], replay_lab_config: dict[str, Any], replay_inventory: Any
+    phases: dict[str, Evaluation], lab_config: dict[str, Any], inventory: Any
 ) -> None:
     """go-sql-driver verifies against Go's system roots, read once per process: a MySQL node must
     restart (`<node>-tls-files`, whose env file carries the bundle's hash) to trust the staged CA
@@ -126,9 +126,9 @@ def test_stage_restarts_a_mysql_node_but_not_a_postgres_one(
 
     pg = ops(phases["stage"])
     assert not {f"mm{i}-tls-files" for i in (1, 2, 3)} & set(pg), pg
-    mysql_password = json.loads(Path(replay_inventory).read_text())["databases"]["mysql"]["password"]
+    mysql_password = json.loads(Path(inventory).read_text())["databases"]["mysql"]["password"]
     cfg = {
-        **replay_lab_config, "dbPassword": Secret(mysql_password), "mattermost": {"version": "10.11.3"},
+        **lab_config, "dbPassword": Secret(mysql_password), "mattermost": {"version": "10.11.3"},
         "database": {"engine": "mysql", "host": "mariadb"},
     }
     ca = {"commonName": "Mattermost lab transport CA", "organization": "Lab"}

@@ -61,14 +61,14 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it() -> No
 
 
 @pytest.fixture(scope="module")
-def three(replay: Any, replay_lab_config: dict[str, Any]) -> Evaluation:
-    return replay(cluster_config(replay_lab_config))
+def three(replay: Any, lab_config: dict[str, Any]) -> Evaluation:
+    return replay(cluster_config(lab_config))
 
 
 def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_its_lines(
-    replay: Any, replay_lab_config: dict[str, Any], three: Evaluation
+    replay: Any, lab_config: dict[str, Any], three: Evaluation
 ) -> None:
-    four = replay(cluster_config(replay_lab_config, mm4_host_key=MM4_HOST_KEY), state=three.state)
+    four = replay(cluster_config(lab_config, mm4_host_key=MM4_HOST_KEY), state=three.state)
     assert not four.program_error, four.program_error
     ops = {s.name: s.op for s in four.steps if s.type != CLUSTER_TYPE}
     mine = {res.name for res in cluster_resources(four)}
@@ -99,9 +99,9 @@ def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_
 
 
 def test_switching_gossip_encryption_stops_every_node_before_any_restart(
-    replay: Any, replay_lab_config: dict[str, Any], three: Evaluation
+    replay: Any, lab_config: dict[str, Any], three: Evaluation
 ) -> None:
-    off = replay(cluster_config(replay_lab_config, gossipEncryption=False), state=three.state)
+    off = replay(cluster_config(lab_config, gossipEncryption=False), state=three.state)
     ops = {s.name: s.op for s in off.steps}
     assert {ops[f"{n}-cluster-gossip-mode"] for n in NODES} == {"replace"}
     assert {ops[f"{n}-tls-files"] for n in NODES} == {"update"}
@@ -119,15 +119,15 @@ def test_switching_gossip_encryption_stops_every_node_before_any_restart(
 # ---------------------------------------------------------------- the node preflight
 
 
-def test_the_preflight_runs_again_when_what_it_checks_changes(replay_lab_config: dict[str, Any]) -> None:
-    base = evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
-    again = evaluate(PROJECT_DIR, "lab", config=replay_lab_config, state=base.state)
+def test_the_preflight_runs_again_when_what_it_checks_changes(lab_config: dict[str, Any]) -> None:
+    base = evaluate(PROJECT_DIR, "lab", config=lab_config)
+    again = evaluate(PROJECT_DIR, "lab", config=lab_config, state=base.state)
     assert {s.name: s.op for s in again.steps if s.name.endswith("-preflight")} == {
         "mm1-preflight": "same", "mm2-preflight": "same", "mm3-preflight": "same",
         "mm1-cluster-preflight": "same", "mm2-cluster-preflight": "same", "mm3-cluster-preflight": "same",
     }
     newer = evaluate(
-        PROJECT_DIR, "lab", config={**replay_lab_config, "mattermost": {"version": "11.2.0"}}, state=base.state
+        PROJECT_DIR, "lab", config={**lab_config, "mattermost": {"version": "11.2.0"}}, state=base.state
     )
     ops = {s.name: s.op for s in newer.steps}
     assert {ops[f"{n}-preflight"] for n in NODES} == {"update"}, ops

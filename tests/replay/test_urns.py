@@ -64,8 +64,8 @@ def registered(stack: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("case", list(cases({})))
-def test_every_urn_of_main_is_kept_or_aliased(case: str, replay_lab_config: dict[str, Any]) -> None:
-    stack, config = cases(replay_lab_config)[case]
+def test_every_urn_of_main_is_kept_or_aliased(case: str, lab_config: dict[str, Any]) -> None:
+    stack, config = cases(lab_config)[case]
     before: dict[str, str | None] = json.loads(BASELINE.read_text())[case]
     now = registered(stack, config)
     by_alias = {alias: urn for urn, r in now.items() for alias in r["aliases"]}
@@ -111,12 +111,12 @@ def _main_state(tree: Path, stack: str, config: dict[str, Any], out: Path) -> St
 
 @pytest.mark.parametrize("case", list(cases({})))
 def test_an_upgrade_from_main_changes_nothing(
-    case: str, replay_lab_config: dict[str, Any], main_tree: Path, tmp_path: Path
+    case: str, lab_config: dict[str, Any], main_tree: Path, tmp_path: Path
 ) -> None:
     """The preview of this program against the state main's program left: every resource the
     same (the moved ones found through their aliases), only the steps' new components created,
     nothing deleted or replaced."""
-    stack, config = cases(replay_lab_config)[case]
+    stack, config = cases(lab_config)[case]
     before = _main_state(main_tree, stack, config, tmp_path / "main.json")
     now = evaluate(PROJECT_DIR, stack, config=config, state=before)
     ops = {s.name: s.op for s in now.steps}
