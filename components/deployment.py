@@ -18,7 +18,7 @@ The order (each step waits for the one before it, unless said otherwise):
 It is not a Pulumi resource itself: as the parent of every component it would change every URN
 (a URN carries its parent's type chain), and existing stacks would need an alias on each. The
 two-phase steps are their own components (NginxFinalSite, TlsEnforcement), with aliases that keep
-their resources' places in existing stacks (tests/program/test_urns.py)."""
+their resources' places in existing stacks (tests/replay/test_urns.py)."""
 
 from __future__ import annotations
 

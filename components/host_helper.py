@@ -83,7 +83,7 @@ a check whose failure names the user, the host and the fix (sudo alone says only
 required"). Nothing secret is in either: the command's input stays on stdin."""
 
 
-def _as_root(script: str, sudo: bool) -> str:
+def as_root(script: str, sudo: bool) -> str:
     return f"{SUDO}/bin/sh -c {q(script)}" if sudo else script
 
 
@@ -144,9 +144,9 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
         helpers[key] = remote.Command(
             name,
             connection=connection,
-            create=_as_root(render_install(), needs_sudo(connection)),
-            update=_as_root(render_install(), needs_sudo(connection)),
-            delete=_as_root(render_uninstall(), needs_sudo(connection)),
+            create=as_root(render_install(), needs_sudo(connection)),
+            update=as_root(render_install(), needs_sudo(connection)),
+            delete=as_root(render_uninstall(), needs_sudo(connection)),
             # its version (SHA-256) readable in a preview's diff, the text packed (helper_stdin)
             stdin=helper_stdin(source),
             triggers=None,

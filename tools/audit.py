@@ -403,7 +403,7 @@ def browser_hop_checks(cfg: StackConfig, stack_cas: list[x509.Certificate], host
 
 # ---------------------------------------------------------------- gossip-encryption setting per node
 
-_GOSSIP_PROBE = r"""
+GOSSIP_PROBE = r"""
 v=$(timeout 60 "$bin" version 2>/dev/null | sed -n 's/^Version:[[:space:]]*\([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -n 1) || v=""
 echo "version=$v"
 pid=$(systemctl show -p MainPID --value "$unit.service" 2>/dev/null || echo 0)
@@ -460,7 +460,7 @@ def gossip_setting_checks(cfg: StackConfig, hosts: Hosts) -> list[Check]:
             f"bin={shlex.quote(install_dir + '/bin/mattermost')}\n"
             f"config={shlex.quote(install_dir + '/config/config.json')}\n"
         )
-        r = hosts.run(n.address, n.ssh, params + _GOSSIP_PROBE, timeout=90)
+        r = hosts.run(n.address, n.ssh, params + GOSSIP_PROBE, timeout=90)
         checks.append(judge_gossip_setting(n.name, r.stdout))
     return checks
 
@@ -597,7 +597,8 @@ def render(checks: list[Check]) -> str:
 
 
 @contextmanager
-def _private_dir() -> Iterator[Path]:
+def private_dir() -> Iterator[Path]:
+    """A temporary directory only its owner can enter (mode 0700), removed on exit."""
     with tempfile.TemporaryDirectory(prefix="mmtls-audit-") as d:
         os.chmod(d, 0o700)
         yield Path(d)
@@ -617,7 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_stack(args.stack)
     outputs = stack_outputs(args.stack, args.state)
     checks = capture_evidence(cfg, outputs, args.capture) if args.capture else []
-    with _private_dir() as d:
+    with private_dir() as d:
         browser_ca = Path(args.browser_ca).read_text() if args.browser_ca else None
         checks += audit(cfg, outputs, Hosts(cfg, d), browser_ca)
     if args.json:

@@ -26,11 +26,11 @@ from components.config.fields import (
 from components.config.loading import (
     EMPTY_DEFAULT_KEYS,
     REMOVED_KEYS,
-    _model_fields,
-    _submodel,
+    fields_of,
     known_keys,
     load,
     parse,
+    section_of,
 )
 from components.config.schema import (
     MYSQL_TLS_MODES,
@@ -77,12 +77,12 @@ __all__ = [
     "SshDefaults",
     "StackConfig",
     "Teleport",
-    "_model_fields",
-    "_submodel",
     "ca_prefix",
+    "fields_of",
     "known_keys",
     "load",
     "parse",
     "planned_resource_names",
+    "section_of",
     "version_tuple",
 ]

@@ -32,19 +32,19 @@ def _key_of(loc: tuple[Any, ...]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
 
 
-def _model_fields(model: type[BaseModel]) -> dict[str, Any]:
+def fields_of(model: type[BaseModel]) -> dict[str, Any]:
     """The model's fields by the name a stack file uses (camelCase)."""
     return {f.alias or to_camel(n): f.annotation for n, f in model.model_fields.items()}
 
 
-def _submodel(tp: Any) -> type[BaseModel] | None:
+def section_of(tp: Any) -> type[BaseModel] | None:
     """The config section (a Model) inside an annotation such as `HostSsh`, `list[Node]`, `X | None`."""
     import typing
 
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
     for arg in typing.get_args(tp):
-        found = _submodel(arg)
+        found = section_of(arg)
         if found is not None:
             return found
     return None
@@ -54,10 +54,10 @@ def _section_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     model: type[BaseModel] | None = StackConfig
     for part in loc:
         if isinstance(part, int):
-            continue  # a list item: _submodel already looked through the list
+            continue  # a list item: section_of already looked through the list
         if model is None:
             return None
-        model = _submodel(_model_fields(model).get(str(part)))
+        model = section_of(fields_of(model).get(str(part)))
     return model
 
 
@@ -68,7 +68,7 @@ def _unknown_key_message(loc: tuple[Any, ...]) -> str:
     if removed:
         return f"removed: {removed}; delete it from the stack file (pulumi config rm --path '{_key_of(loc)}')"
     model = _section_at(loc[:-1])
-    known = sorted(_model_fields(model)) if model else []
+    known = sorted(fields_of(model)) if model else []
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6) or [
         k for k in known if k.lower() == name.lower()
     ]

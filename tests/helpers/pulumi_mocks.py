@@ -5,21 +5,41 @@ what the engine is told.
 `RecordingMonitor` here keeps each one as the engine would receive it (parent, dependencies,
 additionalSecretOutputs, inputs still carrying their secret markers) and every
 RegisterResourceOutputs. `ProviderMocks` stands in for the providers' outputs (pulumi-tls PEMs,
-pulumi-command stdout); a test subclasses it to change one answer. No lab.replay involved.
+pulumi-command stdout); a test subclasses it to change one answer; `CertMocks` answers with real
+keys and certificates (a CA, leaves it issues, OpenSSH keys) for code that parses them.
+`start` sets the mock runtime up for a `@pulumi.runtime.test` function in this thread;
+`run_main` runs a whole program directory (`__main__.py`) as the Python language host does.
+No lab.replay involved.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import os
+import runpy
+import sys
 import threading
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from google.protobuf import json_format
+from pulumi.runtime import settings
+from pulumi.runtime.config import set_all_config
 from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.stack import run_in_stack
 
 from components.config import PROJECT
 from components.remote_files import command_script
+from tests.helpers import certs
 
 # pulumi/sdk/python/lib/pulumi/runtime/rpc.py: _special_sig_key and _special_secret_sig, how a
 # secret travels on the wire ({SIG_KEY: SECRET_SIG, "value": ...})
@@ -70,6 +90,68 @@ class ProviderMocks(pulumi.runtime.Mocks):
         return {}, None
 
 
+class CertMocks(ProviderMocks):
+    """Real material where the program parses it: each PrivateKey a real key (ED25519 as asked,
+    else EC P-256: the algorithm of the others is not what these tests check) with its OpenSSH
+    forms; a CA certificate self-signed by its own key; a locally signed certificate issued by the
+    CA key it is given; random strings of their length."""
+
+    def __init__(self, stdout: dict[str, str] | None = None) -> None:
+        super().__init__(stdout)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        rid, state = super().new_resource(args)
+        if args.typ == "tls:index/privateKey:PrivateKey":
+            key: Any = ed25519.Ed25519PrivateKey.generate() if args.inputs.get("algorithm") == "ED25519" else (
+                ec.generate_private_key(ec.SECP256R1()))
+            state.update(_key_outputs(key))
+        elif args.typ == "tls:index/selfSignedCert:SelfSignedCert":
+            key = serialization.load_pem_private_key(plain(args.inputs["privateKeyPem"]).encode(), None)
+            subject = (args.inputs.get("subject") or {}).get("commonName") or args.name
+            state["certPem"] = _issue(key, key.public_key(), subject, subject, ca=bool(args.inputs.get("isCaCertificate")))
+        elif args.typ == "tls:index/locallySignedCert:LocallySignedCert":
+            ca_key = serialization.load_pem_private_key(plain(args.inputs["caPrivateKeyPem"]).encode(), None)
+            ca_cert = x509.load_pem_x509_certificate(plain(args.inputs["caCertPem"]).encode())
+            leaf = ec.generate_private_key(ec.SECP256R1())
+            state["certPem"] = _issue(ca_key, leaf.public_key(), args.name, ca_cert.subject)
+        elif args.typ in ("random:index/randomString:RandomString", "random:index/randomPassword:RandomPassword"):
+            state["result"] = "r" * int(args.inputs.get("length", 16))
+        return rid, state
+
+
+def _issue(signer: Any, public_key: Any, subject: str, issuer: str | x509.Name, ca: bool = False) -> str:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(certs.name(subject))
+        .issuer_name(issuer if isinstance(issuer, x509.Name) else certs.name(issuer))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    return certs.pem(builder.sign(signer, None if isinstance(signer, ed25519.Ed25519PrivateKey) else hashes.SHA256()))
+
+
+def _key_outputs(key: Any) -> dict[str, str]:
+    pub = key.public_key()
+    blob = base64.b64decode(pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).split()[1])
+    return {
+        # pulumi-tls's format: ssh-keygen's, the unpadded base64 of the key blob's SHA-256
+        "publicKeyFingerprintSha256": "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("="),
+        "privateKeyPem": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode(),
+        "privateKeyOpenssh": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ).decode(),
+        "publicKeyPem": pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(),
+        "publicKeyOpenssh": pub.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+        + "\n",
+    }
+
+
 @dataclass
 class Registration:
     urn: str
@@ -80,6 +162,11 @@ class Registration:
     additional_secret_outputs: list[str]
     inputs: dict[str, Any]
     """Raw wire inputs: secrets still wrapped in {SIG_KEY: SECRET_SIG, "value": ...}."""
+    custom: bool = True
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    """The other resource options sent: delete_before_replace, replace_on_changes, ignore_changes,
+    retain_on_delete, protect."""
 
 
 class RecordingMonitor(MockMonitor):
@@ -102,6 +189,15 @@ class RecordingMonitor(MockMonitor):
             dependencies=list(request.dependencies),
             additional_secret_outputs=list(request.additionalSecretOutputs),
             inputs=json_format.MessageToDict(request.object),
+            custom=bool(request.custom),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            options={
+                "delete_before_replace": bool(request.deleteBeforeReplace),
+                "replace_on_changes": list(request.replaceOnChanges),
+                "ignore_changes": list(request.ignoreChanges),
+                "retain_on_delete": bool(request.retainOnDelete),
+                "protect": bool(request.protect),
+            },
         )
         with self._lock:
             self.registrations.append(reg)
@@ -145,3 +241,60 @@ def runs(res: Any, field: str) -> str:
     """Command `field` of a recorded command with the scripts it runs from the helper manifest on
     its stdin."""
     return command_script(res.inputs[field], plain(res.inputs["stdin"]))
+
+
+class _Root:
+    """Stands in as root while set_mocks runs, so run_in_stack registers the program's own Stack."""
+
+
+_PROGRAM_LOCK = threading.Lock()
+"""One program at a time per process: cwd, sys.path and the SDK's settings are process-wide."""
+
+
+def run_main(
+    directory: Path,
+    monitor: MockMonitor,
+    *,
+    project: str,
+    stack: str,
+    config: dict[str, str],
+    secret_keys: list[str] | None = None,
+) -> str:
+    """Run `directory/__main__.py` on Pulumi's mock runtime as the Python language host runs a
+    program (run_in_stack, cwd and sys.path = its directory, `config` set, `secret_keys` secret),
+    on its own thread and event loop; '' or the error it stopped with."""
+    error: list[str] = []
+
+    def target() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        # spare workers: components wait on each other's outputs in the default executor
+        executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="mock-program")
+        loop.set_default_executor(executor)
+        settings.ROOT.set(_Root())  # type: ignore[arg-type]
+        pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+        settings.ROOT.set(None)
+        set_all_config(config, secret_keys or [])
+        cwd, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
+        os.chdir(directory)
+        sys.path.insert(0, str(directory))
+        try:
+            main = str(directory / "__main__.py")
+            loop.run_until_complete(run_in_stack(lambda: runpy.run_path(main, run_name="__main__")))
+        except BaseException as e:  # noqa: BLE001 - reported to the test
+            error.append(f"{type(e).__name__}: {e}")
+        finally:
+            os.chdir(cwd)
+            sys.path[:] = path
+            for name in set(sys.modules) - modules:  # the directory's own modules, imported afresh next time
+                origin = getattr(sys.modules[name], "__file__", "") or ""
+                if origin.startswith(str(directory) + os.sep) and "site-packages" not in origin:
+                    del sys.modules[name]
+            loop.close()
+            executor.shutdown(wait=True)
+
+    with _PROGRAM_LOCK:
+        thread = threading.Thread(target=target, name=f"mock-{stack}")
+        thread.start()
+        thread.join()
+    return "\n".join(error)

@@ -492,7 +492,7 @@ def test_the_audit_checks_gitlab_and_teleport(ctx: Ctx) -> None:
     put_ca, ca_tmp = audit_tool.ca_upload(str(audit_tool.stack_outputs("lab", str(ctx.state))["caCertPem"]))
 
     def rows() -> dict[str, bool]:
-        with audit_tool._private_dir() as d:
+        with audit_tool.private_dir() as d:
             hosts = audit_tool.Hosts(cfg, d)
             checks = audit_tool.gitlab_checks(cfg, hosts, put_ca, ca_tmp) + audit_tool.teleport_checks(cfg, hosts)
         print(audit_tool.render(checks))

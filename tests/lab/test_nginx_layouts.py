@@ -139,7 +139,7 @@ def audit_browser_hop(config: dict[str, Any], state: Path, browser_ca: str | Non
     test's top-level overrides, as replay.up applies them)."""
     cfg = audit_tool.load_stack("lab", config)
     cas = x509.load_pem_x509_certificates(str(audit_tool.stack_outputs("lab", str(state))["caCertPem"]).encode())
-    with audit_tool._private_dir() as d:
+    with audit_tool.private_dir() as d:
         return audit_tool.browser_hop_checks(cfg, cas, audit_tool.Hosts(cfg, d), browser_ca)
 
 

@@ -179,7 +179,7 @@ def test_a_node_with_its_config_in_the_database_is_refused(
 
 def gossip_rows() -> dict[str, audit_tool.Check]:
     cfg = audit_tool.load_stack("lab")
-    with audit_tool._private_dir() as d:
+    with audit_tool.private_dir() as d:
         rows = audit_tool.gossip_setting_checks(cfg, audit_tool.Hosts(cfg, d))
     return {c.hop.split(" ")[0]: c for c in rows}
 

@@ -1,6 +1,7 @@
-"""The Cluster component inside the REAL program (replay engine preview, no SSH): what it
-registers, what is secret, what the nodes wait for, and what a fourth node or a gossip-mode
-switch changes.
+"""The Cluster component inside the REAL program on Pulumi's mock runtime (tests/helpers/program.py,
+no SSH): what it registers, what is secret, what the nodes wait for, and how the graph grows with
+the node count. What a fourth node or a gossip-mode switch changes over an earlier state is the
+replay engine's (tests/replay/test_program_over_state.py).
 """
 
 from __future__ import annotations
@@ -12,33 +13,28 @@ import pytest
 
 from components import cluster_render as r
 from components.remote_files import stdin_contents
-from lab.replay import Evaluation, ReplayError, Resource
 from tests.helpers.certs import ssh_host_key, ssh_private_key
-from tests.helpers.program import files_in
-from tests.helpers.pulumi_mocks import runs
+from tests.helpers.program import (
+    CLUSTER_TYPE,
+    STDOUT,
+    Program,
+    Secret,
+    cluster_config,
+    cluster_resources,
+    current_dsn_output,
+    files_in,
+)
 
-CLUSTER_TYPE = "mattermost-tls:cluster:Cluster"
 NODES = ("mm1", "mm2", "mm3")
 ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
 SHARED = ("cluster-public-keys", "cluster-sshd-ready", "cluster-mesh-ready", "cluster-gossip-stopped")
-MM4_HOST_KEY = ssh_host_key()
-
-
-def cluster_config(lab: dict[str, Any], *, four: bool = False, **cluster: Any) -> dict[str, Any]:
-    nodes: list[dict[str, Any]] = [{"name": n} for n in NODES]
-    if four:
-        nodes.append({"name": "mm4", "address": "10.251.0.104", "ssh": {"hostKey": MM4_HOST_KEY}})
-    return {**lab, "nodes": nodes, "cluster": {"enabled": True, **cluster}}
 
 
 @pytest.fixture(scope="module")
-def three(replay: Any, replay_lab_config: dict[str, Any]) -> Evaluation:
-    return replay(cluster_config(replay_lab_config))
-
-
-def cluster_resources(ev: Evaluation) -> list[Resource]:
-    (component,) = ev.by_type(CLUSTER_TYPE)
-    return ev.descendants(component)
+def three(program: Any, lab_config: dict[str, Any]) -> Program:
+    ev = program(cluster_config(lab_config))
+    assert not ev.program_error, ev.program_error
+    return ev
 
 
 def _decoded(stdin: str) -> list[str]:
@@ -50,7 +46,7 @@ def _decoded(stdin: str) -> list[str]:
         return []
 
 
-def test_every_node_gets_a_fixed_set_of_stably_named_children_of_the_component(three: Evaluation) -> None:
+def test_every_node_gets_a_fixed_set_of_stably_named_children_of_the_component(three: Program) -> None:
     names = {res.name for res in cluster_resources(three)}
     expected = {f"{n}-cluster-{role}" for n in NODES for role in ROLES}
     expected |= {f"{n}-cluster-ssh-key" for n in NODES}
@@ -60,7 +56,7 @@ def test_every_node_gets_a_fixed_set_of_stably_named_children_of_the_component(t
     assert all(res.parent_urn == component.urn for res in cluster_resources(three))
 
 
-def test_private_keys_are_secret_everywhere_and_public_material_is_not(three: Evaluation) -> None:
+def test_private_keys_are_secret_everywhere_and_public_material_is_not(three: Program) -> None:
     for n in NODES:
         key = three.get(f"{n}-cluster-ssh-key")
         assert key.inputs["algorithm"] == "ED25519"
@@ -82,7 +78,7 @@ def test_private_keys_are_secret_everywhere_and_public_material_is_not(three: Ev
     assert "cluster" in three.outputs and "cluster" not in three.secret_outputs
 
 
-def test_authorized_keys_admit_exactly_the_peers_keys(three: Evaluation) -> None:
+def test_authorized_keys_admit_exactly_the_peers_keys(three: Program) -> None:
     pubs = {n: three.get(f"{n}-cluster-ssh-key").outputs["publicKeyOpenssh"].split()[1] for n in NODES}
     for n in NODES:
         authorized, dropin = files_in(three.get(f"{n}-cluster-sshd"))
@@ -91,10 +87,10 @@ def test_authorized_keys_admit_exactly_the_peers_keys(three: Evaluation) -> None
             assert (pubs[p] in authorized) is (p != n)
 
 
-def test_each_nodes_tunnel_set_pins_every_peers_configured_host_key(three: Evaluation, replay_inventory: Any) -> None:
+def test_each_nodes_tunnel_set_pins_every_peers_configured_host_key(three: Program, inventory: Any) -> None:
     import json
 
-    inventory = json.loads(replay_inventory.read_text())
+    inventory = json.loads(inventory.read_text())
     for n in NODES:
         table, template, dropin = files_in(three.get(f"{n}-cluster-tunnels"))
         peers = [p for p in NODES if p != n]
@@ -113,7 +109,7 @@ def test_each_nodes_tunnel_set_pins_every_peers_configured_host_key(three: Evalu
         assert dropin.endswith("Wants=" + " ".join(f"mm-tunnel@{p}.service" for p in peers) + "\n")
 
 
-def test_barriers_run_nothing_and_open_no_connection(three: Evaluation) -> None:
+def test_barriers_run_nothing_and_open_no_connection(three: Program) -> None:
     for name in SHARED:
         res = three.get(name)
         assert not any(res.inputs.get(k) for k in ("create", "update", "delete")), name
@@ -121,7 +117,7 @@ def test_barriers_run_nothing_and_open_no_connection(three: Evaluation) -> None:
     assert "PRIVATE" not in three.get("cluster-public-keys").inputs["stdin"]
 
 
-def test_tunnels_wait_for_every_peer_to_admit_their_key_through_one_barrier(three: Evaluation) -> None:
+def test_tunnels_wait_for_every_peer_to_admit_their_key_through_one_barrier(three: Program) -> None:
     barrier = three.get("cluster-sshd-ready")
     assert {three.get(f"{n}-cluster-sshd").urn for n in NODES} <= set(barrier.dependencies)
     for n in NODES:
@@ -134,7 +130,7 @@ def test_tunnels_wait_for_every_peer_to_admit_their_key_through_one_barrier(thre
         assert not any(three.get(f"{p}-cluster-ssh-key").urn in sshd for p in NODES)
 
 
-def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop(three: Evaluation) -> None:
+def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop(three: Program) -> None:
     """Through barriers: tunnels -> mesh-ready -> every stop -> gossip-stopped -> each node's restart."""
     urn = {res.name: res.urn for res in three.resources}
     mesh = set(three.get("cluster-mesh-ready").dependencies)
@@ -157,7 +153,7 @@ def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop
     assert not [name for name in urn if name.endswith("-cluster-ready")]
 
 
-def upstream(ev: Evaluation, name: str) -> set[str]:
+def upstream(ev: Program, name: str) -> set[str]:
     """Every URN `name` waits for, directly or through others."""
     by_urn = {res.urn: res for res in ev.resources}
     seen: set[str] = set()
@@ -170,7 +166,7 @@ def upstream(ev: Evaluation, name: str) -> set[str]:
     return seen
 
 
-def test_node_environment_carries_the_cluster_settings(three: Evaluation) -> None:
+def test_node_environment_carries_the_cluster_settings(three: Program) -> None:
     for n, last in zip(NODES, (101, 102, 103), strict=True):
         restart = three.get(f"{n}-tls-files")
         assert restart.is_secret_input("stdin")  # the env file also carries the DSN
@@ -187,7 +183,7 @@ def test_node_environment_carries_the_cluster_settings(three: Evaluation) -> Non
             assert line in env.splitlines(), (n, line)
 
 
-def test_summary_output_lists_the_tunnel_ports(three: Evaluation) -> None:
+def test_summary_output_lists_the_tunnel_ports(three: Program) -> None:
     summary = three.outputs["cluster"]
     assert summary["ports"] == ["8074"]
     # per node the loopback ports its peers reach it on (the same on every peer): one entry per
@@ -197,66 +193,16 @@ def test_summary_output_lists_the_tunnel_ports(three: Evaluation) -> None:
     assert summary["nodes"]["mm2"]["keyFingerprint"].startswith("SHA256:")
 
 
-def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_its_lines(
-    replay: Any, replay_lab_config: dict[str, Any], three: Evaluation
-) -> None:
-    four = replay(cluster_config(replay_lab_config, four=True), state=three.state)
-    assert not four.program_error, four.program_error
-    ops = {s.name: s.op for s in four.steps if s.type != CLUSTER_TYPE}
-    mine = {res.name for res in cluster_resources(four)}
-    created = {n for n in mine if ops.get(n) == "create"}
-    changed = {n for n in mine if ops.get(n) in ("update", "replace")}
-    assert created == {f"mm4-cluster-{role}" for role in ROLES} | {"mm4-cluster-ssh-key"}
-    # the only existing resources that change: the files listing every peer gain mm4's lines
-    assert changed == {f"{n}-cluster-{role}" for n in NODES for role in ("sshd", "firewall", "tunnels")} | {
-        "cluster-public-keys"
-    }
-    assert {s.op for s in four.steps if s.name in changed} == {"update"}
-    for n in NODES:
-        old_auth, old_dropin = files_in(three.get(f"{n}-cluster-sshd"))
-        new_auth, new_dropin = files_in(four.get(f"{n}-cluster-sshd"))
-        assert old_dropin == new_dropin
-        assert set(old_auth.splitlines()) <= set(new_auth.splitlines())
-        assert len(set(new_auth.splitlines()) - set(old_auth.splitlines())) == 1
-        old_files, new_files = files_in(three.get(f"{n}-cluster-tunnels")), files_in(four.get(f"{n}-cluster-tunnels"))
-        assert old_files[1] == new_files[1]  # the template: no tunnel restarts for it
-        old, new = old_files[0], new_files[0]  # the table (with the pins): one line more
-        assert set(old.splitlines()) <= set(new.splitlines())
-        assert [x.split()[0] for x in set(new.splitlines()) - set(old.splitlines())] == ["mm4"]
-    # nothing about existing pairs moved, and no existing node restarts for it
-    for n in NODES:
-        assert ops[f"{n}-tls-files"] == "same"
-        assert ops[f"{n}-cluster-gossip-mode"] == "same"
-    assert four.outputs["cluster"]["nodes"]["mm2"]["localPorts"] == ["28102"]
-
-
-def test_switching_gossip_encryption_stops_every_node_before_any_restart(
-    replay: Any, replay_lab_config: dict[str, Any], three: Evaluation
-) -> None:
-    off = replay(cluster_config(replay_lab_config, gossipEncryption=False), state=three.state)
-    ops = {s.name: s.op for s in off.steps}
-    assert {ops[f"{n}-cluster-gossip-mode"] for n in NODES} == {"replace"}
-    assert {ops[f"{n}-tls-files"] for n in NODES} == {"update"}
-    # nothing else of the mesh changes
-    others = {res.name for res in cluster_resources(off)} - {f"{n}-cluster-gossip-mode" for n in NODES}
-    assert {ops[n] for n in others} == {"same"}
-    for n in NODES:
-        stop = off.get(f"{n}-cluster-gossip-mode")
-        assert "want=false" in runs(stop, "create")
-        assert 'MM_CLUSTERSETTINGS_ENABLEGOSSIPENCRYPTION="false"' in next(
-            f for f in files_in(off.get(f"{n}-tls-files")) if "MM_SQLSETTINGS_DATASOURCE" in f
-        )
-
-
-def test_a_slot_collision_stops_the_program_naming_the_key(replay: Any, replay_lab_config: dict[str, Any]) -> None:
-    cfg = cluster_config(replay_lab_config)
+def test_a_slot_collision_stops_the_program_naming_the_key(program: Any, lab_config: dict[str, Any]) -> None:
+    cfg = cluster_config(lab_config)
     cfg["nodes"][2]["tunnelSlot"] = 101  # mm1 derives 101 from 10.251.0.101
-    with pytest.raises(ReplayError, match=r"nodes\[2\]\.tunnelSlot: node 'mm3' gets tunnel slot 101 \(explicit\)"):
-        replay(cfg)
+    ev = program(cfg)
+    assert "nodes[2].tunnelSlot: node 'mm3' gets tunnel slot 101 (explicit)" in ev.program_error, ev.program_error
+    assert not [res for res in ev.resources if res.custom]
 
 
-def test_cluster_disabled_registers_nothing_of_it(replay: Any, replay_lab_config: dict[str, Any]) -> None:
-    ev = replay({**replay_lab_config, "cluster": {"enabled": False}})
+def test_cluster_disabled_registers_nothing_of_it(program: Any, lab_config: dict[str, Any]) -> None:
+    ev = program({**lab_config, "cluster": {"enabled": False}})
     assert not ev.by_type(CLUSTER_TYPE)
     assert not ev.any_command_contains(r.HELPER)
 
@@ -264,7 +210,7 @@ def test_cluster_disabled_registers_nothing_of_it(replay: Any, replay_lab_config
 # ---------------------------------------------------------------- growth with the node count
 
 
-def edges(ev: Evaluation) -> int:
+def edges(ev: Program) -> int:
     """(resource, dependency) pairs from dependencies and property dependencies, parent excluded
     (what bench/run.py prints)."""
     return sum(
@@ -273,10 +219,11 @@ def edges(ev: Evaluation) -> int:
     )
 
 
-@pytest.fixture(scope="module")
-def sizes(replay: Any) -> dict[int, Evaluation]:
-    from lab.replay import Secret
+SITE_DSN = "postgres://mmuser:site-Pw-1@10.20.9.1:5432/mattermost?sslmode=disable&connect_timeout=10"
 
+
+@pytest.fixture(scope="module")
+def sizes(program: Any) -> dict[int, Program]:
     key = ssh_private_key()
     out = {}
     for n in (3, 10, 50, 100):
@@ -291,11 +238,14 @@ def sizes(replay: Any) -> dict[int, Evaluation]:
             "database": {"engine": "postgres", "address": "10.20.9.1", "ssh": {"hostKey": ssh_host_key()}},
             "mattermost": {"version": "11.1.0"},
         }
-        out[n] = replay(config, stack="prod")
+        # no dbPassword: the first node's host also runs the read of the site's current DSN
+        read = {**STDOUT, "database-current-password": current_dsn_output(SITE_DSN)}
+        out[n] = program(config, stack="prod", stdout=read)
+        assert not out[n].program_error, out[n].program_error
     return out
 
 
-def test_resources_and_edges_grow_linearly_with_the_node_count(sizes: dict[int, Evaluation]) -> None:
+def test_resources_and_edges_grow_linearly_with_the_node_count(sizes: dict[int, Program]) -> None:
     """Exactly a + b*N: fitted on 3 and 10 nodes, 50 and 100 nodes lie on the same line (the
     per-pair design had N*(N-1) tunnels and every stop depending on every tunnel: N^3 edges)."""
     for measure in (lambda ev: len(ev.resources), edges, lambda ev: len(cluster_resources(ev))):
@@ -308,7 +258,7 @@ def test_resources_and_edges_grow_linearly_with_the_node_count(sizes: dict[int, 
     assert edges(sizes[100]) < 40 * len(sizes[100].resources)
 
 
-def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(sizes: dict[int, Evaluation]) -> None:
+def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(sizes: dict[int, Program]) -> None:
     largest = {n: max(len(t) for c in ev.commands() for t in c.command_texts()) for n, ev in sizes.items()}
     # the node name's digits are the only difference; Linux refuses one exec argument > 128 KiB
     assert max(largest.values()) - min(largest.values()) <= 8 and max(largest.values()) < 128 * 1024, largest
@@ -328,7 +278,7 @@ def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(s
 
 
 def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_parallelism(
-    sizes: dict[int, Evaluation],
+    sizes: dict[int, Program],
 ) -> None:
     """The graph itself bounds the SSH connections open at once to one node host (the engine runs
     4 x cores steps in parallel; sshd's MaxStartups starts dropping unauthenticated ones past 10):
@@ -366,7 +316,7 @@ def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_para
             assert widest == (4 if host == "10.20.0.11" else 3), (n, host, widest)
 
 
-def test_enforcing_db_tls_waits_for_every_node_through_one_edge(three: Evaluation) -> None:
+def test_enforcing_db_tls_waits_for_every_node_through_one_edge(three: Program) -> None:
     """Plain DB logins are refused only after every node switched; the serial rollout lets one
     edge (the last node) say so, so the SDK's cycle check walks the graph once, not per node."""
     enforce = three.get("database-enforce-tls")

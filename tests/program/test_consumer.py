@@ -1,5 +1,6 @@
 """examples/consumer: a second stack reading this stack's outputs through `pulumi.StackReference`,
-run under Pulumi's mock runtime against the outputs the REAL program produced (replay engine).
+run under Pulumi's mock runtime against the outputs the REAL program exported on the same mock
+runtime (the lab stack, tests/program/conftest.py `lab`: real CA and node certificates).
 
 The mock answers the StackReference read as the engine's builtin provider does
 (pulumi pkg/resource/deploy/builtins.go, `readStackReference`): state `name`, `outputs` (secret
@@ -8,23 +9,17 @@ as the engine's would, so a number comes back as a float, as it does from a real
 
 from __future__ import annotations
 
-import asyncio
-import os
-import runpy
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 from google.protobuf import json_format
-from pulumi.runtime import mocks, settings
-from pulumi.runtime.config import set_all_config
-from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime import mocks
 
 from tests.helpers.certs import self_signed
-from tests.helpers.program import PROJECT_DIR
+from tests.helpers.program import PROJECT_DIR, Program
+from tests.helpers.pulumi_mocks import run_main
 
 CONSUMER_DIR = PROJECT_DIR / "examples" / "consumer"
 PRODUCER = "organization/mattermost-transport-encryption/lab"
@@ -63,43 +58,14 @@ class _Monitor(mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
-class _Root:
-    """Stands in as root while set_mocks runs, so run_in_stack registers the only Stack."""
-
-
 def run_consumer(outputs: dict[str, Any], secret_names: set[str]) -> tuple[_Monitor, _Producer, str]:
     """Run examples/consumer as the Python language host would (cwd and sys.path = its directory,
-    config set), on its own thread and event loop; returns the monitor, the mock and the error."""
+    config set); returns the monitor, the mock and the error."""
     producer = _Producer(outputs, secret_names)
     monitor = _Monitor(producer)
-    error: list[str] = []
-
-    def target() -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        settings.ROOT.set(_Root())  # type: ignore[arg-type]
-        mocks.set_mocks(producer, project="mattermost-tls-consumer", stack="dev", preview=False, monitor=monitor)
-        settings.ROOT.set(None)
-        set_all_config({"mattermost-tls-consumer:producer": PRODUCER}, [])
-        cwd, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
-        os.chdir(CONSUMER_DIR)
-        sys.path.insert(0, str(CONSUMER_DIR))
-        try:
-            loop.run_until_complete(run_in_stack(lambda: runpy.run_path(str(CONSUMER_DIR / "__main__.py"))))
-        except BaseException as e:  # noqa: BLE001 - reported to the test
-            error.append(f"{type(e).__name__}: {e}")
-        finally:
-            os.chdir(cwd)
-            sys.path[:] = path
-            for name in set(sys.modules) - modules:
-                if (getattr(sys.modules[name], "__file__", "") or "").startswith(str(CONSUMER_DIR)):
-                    del sys.modules[name]
-            loop.close()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
-    return monitor, producer, "\n".join(error)
+    config = {"mattermost-tls-consumer:producer": PRODUCER}
+    error = run_main(CONSUMER_DIR, monitor, project="mattermost-tls-consumer", stack="dev", config=config)
+    return monitor, producer, error
 
 
 def _plain(value: Any) -> Any:
@@ -111,8 +77,8 @@ def _plain(value: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def lab_outputs(replay: Any, replay_lab_config: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
-    ev = replay(replay_lab_config)
+def lab_outputs(lab: Program) -> tuple[dict[str, Any], set[str]]:
+    ev = lab
     assert not ev.program_error, ev.program_error
     return ev.outputs, set(ev.secret_outputs)
 

@@ -140,10 +140,6 @@ def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()
     return run
 
 
-def lines_of(stdin: str) -> list[str]:
-    return stdin_contents(stdin)
-
-
 @pytest.fixture(scope="module")
 def pg() -> Run:
     return run_program(make_cfg("postgres"))
@@ -197,7 +193,7 @@ def test_server_tls_files_are_the_ca_cert_key_and_conf_d_snippet(pg: Run, my: Ru
         cmd = run.by_name("database-server-tls")
         stdin, secret = unwrap(cmd.inputs["stdin"])
         assert secret, "the bundle carries the private key"
-        ca, cert, key, conf = lines_of(stdin)
+        ca, cert, key, conf = stdin_contents(stdin)
         assert "CERTIFICATE" in ca and "database-server-cert" in cert and key == KEY_PEM
         tls_dir = conf_path.rsplit("/", 2 if svc == "postgres" else 1)[0] + "/mattermost-tls"
         expected = r.render_pg_conf(tls_dir) if svc == "postgres" else r.render_mysql_cnf(tls_dir)
@@ -213,7 +209,7 @@ def test_postgres_restarts_the_cluster_unit_and_blocks_plain_logins(pg: Run) -> 
     assert "systemctl restart postgresql@15-main" in runs(tls, "create")
     assert "pg_isready" in runs(tls, "create") and "journalctl -u postgresql@15-main -n 30" in runs(tls, "create")
     hba = pg.by_name("database-pg-hba")
-    (block,) = lines_of(unwrap(hba.inputs["stdin"])[0])
+    (block,) = stdin_contents(unwrap(hba.inputs["stdin"])[0])
     assert block == r.render_pg_hba_block("mattermost", "mmuser", ["10.251.0.101", "10.251.0.102"])
     assert "/etc/postgresql/15/main/pg_hba.conf" in runs(hba, "create")
     assert "systemctl reload postgresql@15-main" in runs(hba, "create")
@@ -244,7 +240,7 @@ def test_adding_a_node_changes_only_the_hba_block() -> None:
         if unwrap(x.inputs.get("stdin"))[0] != unwrap(three.by_name(x.name).inputs.get("stdin"))[0]
     }
     assert changed == {"database-pg-hba"}
-    assert "10.251.0.103/32" in lines_of(unwrap(three.by_name("database-pg-hba").inputs["stdin"])[0])[0]
+    assert "10.251.0.103/32" in stdin_contents(unwrap(three.by_name("database-pg-hba").inputs["stdin"])[0])[0]
 
 
 # ---------------------------------------------------------------- phase 2: enforcing TLS
@@ -261,7 +257,7 @@ def _phase1_texts(run: Run) -> str:
         if stdin:
             out.append(str(stdin))
             if not x.name.startswith("host-helper-"):
-                out += lines_of(stdin)
+                out += stdin_contents(stdin)
     return "\n".join(out)
 
 
@@ -292,7 +288,7 @@ def test_postgres_enforce_is_its_own_reject_block_after_every_node(pg_enforced: 
     deps = set(enforce.dependencies)
     assert {run.by_name(n).urn for n in ("mm1-ready", "mm2-ready")} <= deps, "after every node's switch"
     assert {run.by_name(n).urn for n in ("database-server-tls", "database-pg-hba", "database-db-user-mmuser")} <= deps
-    (block,) = lines_of(unwrap(enforce.inputs["stdin"])[0])
+    (block,) = stdin_contents(unwrap(enforce.inputs["stdin"])[0])
     assert block == r.render_pg_hba_enforce_block("mmuser")
     assert 'hostnossl all "mmuser" all reject' in block
     create = runs(enforce, "create")
@@ -313,7 +309,7 @@ def test_mysql_enforce_sets_require_secure_transport_and_require_ssl_after_every
     nodes = {run.by_name(n).urn for n in ("mm1-ready", "mm2-ready")}
     assert nodes <= set(server.dependencies)
     assert server.urn in user.dependencies, "the user step runs after (and is deleted before) the server step"
-    (cnf,) = lines_of(unwrap(server.inputs["stdin"])[0])
+    (cnf,) = stdin_contents(unwrap(server.inputs["stdin"])[0])
     assert cnf == r.render_mysql_enforce_cnf()
     assert "/etc/mysql/mariadb.conf.d/91-mattermost-tls-enforce.cnf" in runs(server, "create")
     assert "SET GLOBAL require_secure_transport" in runs(server, "create")
@@ -436,7 +432,7 @@ def test_no_secret_in_any_command_text(engine: str) -> None:
 
 def test_user_command_reads_token_admin_file_and_sql_from_stdin(pg: Run) -> None:
     cmd = pg.by_name("database-db-user-mmuser")
-    token, admin, sql = lines_of(unwrap(cmd.inputs["stdin"])[0])
+    token, admin, sql = stdin_contents(unwrap(cmd.inputs["stdin"])[0])
     assert token == "tok10251021"
     assert admin == "", "local socket admin: no credentials"
     assert sql == r.render_user_sql("postgres", user="mmuser", database="mattermost", password=SITE_PW)
@@ -460,7 +456,7 @@ def test_user_command_reads_token_admin_file_and_sql_from_stdin(pg: Run) -> None
 def test_admin_user_goes_through_a_credentials_file_not_argv() -> None:
     run = run_program(make_cfg("mysql", dbAdminPassword=ADMIN_PW, database={"adminUser": "dbadmin"}))
     cmd = run.by_name("database-db-user-mmuser")
-    _, admin, _ = lines_of(unwrap(cmd.inputs["stdin"])[0])
+    _, admin, _ = stdin_contents(unwrap(cmd.inputs["stdin"])[0])
     assert "user = dbadmin" in admin and "ssl-ca = /etc/mysql/mariadb.conf.d/mattermost-tls/ca.crt" in admin
     assert "host = 10.251.0.20" in admin and "ssl-verify-server-cert" in admin
     assert 'mysql --defaults-file="$tmp/admin"' in runs(cmd, "create")
@@ -544,15 +540,15 @@ def test_gitlab_gets_its_own_role_database_hba_line_and_reject_line() -> None:
     assert run.values["ready"] == [tls.urn, hba.urn, user.urn]
     assert tls.urn in hba.dependencies and {tls.urn, hba.urn} <= set(user.dependencies)
     # the GitLab host is admitted to its own database as its own role, over TLS, and nothing else
-    (gl_block,) = lines_of(unwrap(hba.inputs["stdin"])[0])
+    (gl_block,) = stdin_contents(unwrap(hba.inputs["stdin"])[0])
     assert gl_block == r.render_pg_hba_block("gitlab_mattermost", "gitlab_mmuser", ["10.251.0.31"])
     assert 'hostssl "gitlab_mattermost" "gitlab_mmuser" 10.251.0.31/32 scram-sha-256' in gl_block
-    (nodes_block,) = lines_of(unwrap(run.by_name("database-pg-hba").inputs["stdin"])[0])
+    (nodes_block,) = stdin_contents(unwrap(run.by_name("database-pg-hba").inputs["stdin"])[0])
     assert "hostssl" in nodes_block and "10.251.0.31" not in nodes_block, "the nodes' lines do not admit GitLab"
     enforce = run.by_name("database-gitlab-enforce-tls")
     gitlab = run.by_name("gitlab-gitlab-rb")
     assert gitlab.urn in enforce.dependencies and user.urn in enforce.dependencies
-    (enforce_block,) = lines_of(unwrap(enforce.inputs["stdin"])[0])
+    (enforce_block,) = stdin_contents(unwrap(enforce.inputs["stdin"])[0])
     assert enforce_block == r.render_pg_hba_enforce_block("gitlab_mmuser")
     assert "no encryption" in runs(enforce, "create"), "the reload is followed by proof plain logins are refused"
     # its own secret DSN: own role, own database, generated password, the GitLab host's CA
@@ -626,11 +622,11 @@ def test_mysql_accounts_preflight_gates_everything_and_feeds_every_account_the_n
     assert read.urn in checked.dependencies and checked.urn in passed.dependencies
     assert "create" not in checked.inputs, "the decision runs no command"
     assert run.values["hosts"] == ["%", "10.251.0.102"], "mm2 logs in through its own account"
-    sql = "".join(lines_of(unwrap(run.by_name("database-db-user-mmuser").inputs["stdin"])[0]))
+    sql = "".join(stdin_contents(unwrap(run.by_name("database-db-user-mmuser").inputs["stdin"])[0]))
     for host in ("'%'", "'10.251.0.102'"):
         assert f"ALTER USER 'mmuser'@{host} IDENTIFIED BY" in sql and f"TO 'mmuser'@{host}" in sql
     assert "'localhost'" not in sql
-    _, previous, require = lines_of(unwrap(run.by_name("database-enforce-tls-user-mmuser").inputs["stdin"])[0])
+    _, previous, require = stdin_contents(unwrap(run.by_name("database-enforce-tls-user-mmuser").inputs["stdin"])[0])
     assert "Host IN ('%', '10.251.0.102')" in previous
     assert require.splitlines() == ["ALTER USER 'mmuser'@'%' REQUIRE SSL;", "ALTER USER 'mmuser'@'10.251.0.102' REQUIRE SSL;"]
 

@@ -1,4 +1,4 @@
-"""The host helper inside the REAL program (replay engine preview, no SSH): one helper per host,
+"""The host helper inside the REAL program (Pulumi's mock runtime, no SSH): one helper per host,
 every command on that host depends on it, and no command text grows with the files it installs.
 """
 
@@ -10,30 +10,30 @@ import pytest
 
 from components.host_helper import SUDO
 from components.remote_files import READ_COMMAND, read_manifest
-from lab.replay import Evaluation
+from tests.helpers.program import Program
 
 COMMAND = "command:remote:Command"
 LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
-def cluster(replay: Any, replay_lab_config: dict[str, Any]) -> Evaluation:
+def cluster(program: Any, lab_config: dict[str, Any]) -> Program:
     nodes = [{"name": n} for n in ("mm1", "mm2", "mm3")]
-    return replay(config={**replay_lab_config, "nodes": nodes, "cluster": {"enabled": True}})
+    return program({**lab_config, "nodes": nodes, "cluster": {"enabled": True}})
 
 
-def commands(ev: Evaluation) -> list[Any]:
+def commands(ev: Program) -> list[Any]:
     """Commands that run something (the cluster's barriers and key directory run nothing)."""
     return [r for r in ev.resources if r.type == COMMAND and r.inputs.get("create")]
 
 
-def test_no_command_text_is_over_4_kb(cluster: Evaluation) -> None:
+def test_no_command_text_is_over_4_kb(cluster: Program) -> None:
     sizes = {(r.name, k): len(t.encode()) for r in commands(cluster) for k in ("create", "update", "delete")
              if isinstance(t := r.inputs.get(k), str)}
     assert sizes and max(sizes.values()) <= LIMIT, sorted(sizes.items(), key=lambda x: -x[1])[:5]
 
 
-def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Evaluation) -> None:
+def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Program) -> None:
     """Except the read-only node preflights, which run before anything (the helper included) is
     installed on any host: every helper waits for all of them, through one barrier."""
     helpers = {r.inputs["connection"]["host"]: r for r in commands(cluster) if r.name.startswith("host-helper-")}
@@ -56,7 +56,7 @@ def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Eval
         )
 
 
-def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Evaluation) -> None:
+def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Program) -> None:
     """Only secret manifests are hidden: the rest names every file (path, mode, owner, hash) and
     the commands that will run, so a preview's stdin diff reads like a plan."""
     readable = 0
@@ -72,14 +72,14 @@ def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Eva
     assert readable >= 3
 
 
-def test_a_non_root_ssh_user_runs_every_command_through_sudo(replay: Any, replay_lab_config: dict[str, Any]) -> None:
+def test_a_non_root_ssh_user_runs_every_command_through_sudo(program: Any, lab_config: dict[str, Any]) -> None:
     """README promises a user with passwordless sudo (issue 10): `sudo -n` never waits for a
     password, it fails at once if sudo would ask."""
-    ev = replay(config={**replay_lab_config, "ssh": {"user": "deploy"}})
+    ev = program({**lab_config, "ssh": {"user": "deploy"}})
     texts = [t for r in commands(ev) for k in ("create", "update", "delete") if isinstance(t := r.inputs.get(k), str)]
     assert texts and all(t.startswith(SUDO + "/bin/sh ") for t in texts), [t[:60] for t in texts if not t.startswith("sudo")][:3]
 
 
-def test_root_runs_the_helper_directly(cluster: Evaluation) -> None:
+def test_root_runs_the_helper_directly(cluster: Program) -> None:
     texts = [r.inputs["create"] for r in commands(cluster)]
     assert not any("sudo" in t.split("\n", 1)[0] for t in texts)

@@ -10,14 +10,13 @@ import pulumi
 import pytest
 
 from lab import _seed
-from lab.replay import Evaluation
 from tests.helpers.nginx import guide_capture
-from tests.helpers.program import deps
+from tests.helpers.program import Program, deps
 from tests.helpers.pulumi_mocks import COMMAND, ProviderMocks, start
 from tests.helpers.stack_config import HOST_KEYS, lab_like
 
 
-def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Evaluation) -> None:
+def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Program) -> None:
     gated = [
         r.name
         for r in prod.by_type(COMMAND)
@@ -33,7 +32,7 @@ def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Eval
     assert not {n for n in deps(prod, "proxy-live-site") - read_only if n.startswith("database") or "cluster" in n}
 
 
-def test_no_host_but_the_proxy_gets_its_helper_before_the_live_site_is_accepted(prod: Evaluation) -> None:
+def test_no_host_but_the_proxy_gets_its_helper_before_the_live_site_is_accepted(prod: Program) -> None:
     """A refused site leaves every other host untouched: not even the host helper is installed
     there (the proxy's own helper runs the read-only capture)."""
     helpers = {r.name: r for r in prod.by_type(COMMAND) if r.name.startswith("host-helper-")}

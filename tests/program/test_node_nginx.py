@@ -132,10 +132,6 @@ def run_program(cfg: config_mod.StackConfig, stdout: dict[str, str] | None = Non
     return run
 
 
-def files_in(stdin: str) -> list[str]:
-    return stdin_contents(stdin)
-
-
 # ---------------------------------------------------------------- node
 
 
@@ -152,14 +148,14 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
     assert secret, "stdin carries the key and the DSN"
     assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"}
     assert cmd.inputs["logging"] == "none"
-    files = files_in(stdin)
+    files = stdin_contents(stdin)
     assert len(files) == 4
     cert, key, env, dropin = files
     # the CA the DSN verifies with (file and system trust) is its own command, created before this
     # one and so deleted after it: a destroy restarts the node onto its original DSN before the
     # CA goes (components/node.py)
     db_ca = two.by_name("mm1-db-ca")
-    ca, system_ca = files_in(unwrap(db_ca.inputs["stdin"])[0])
+    ca, system_ca = stdin_contents(unwrap(db_ca.inputs["stdin"])[0])
     assert db_ca.urn in cmd.dependencies and "/etc/mattermost-tls/ca.crt" in runs(db_ca, "create")
     assert "update-ca-certificates" in runs(db_ca, "create") and "update-ca-certificates" in runs(db_ca, "delete")
     assert "/usr/local/share/ca-certificates/mattermost-transport-ca.crt" in runs(db_ca, "create")
@@ -239,8 +235,8 @@ def test_transitional_site_is_guarded_secret_and_restores_like_the_final_one(two
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret, "stdin carries the public key"
     assert set(cmd.additional_secret_outputs) >= {"stdout", "stderr"} and cmd.inputs["logging"] == "none"
-    cert, key, ca, site = files_in(stdin)
-    final_cert, final_key, final_ca, _ = files_in(unwrap(two.by_name("proxy-site").inputs["stdin"])[0])[:4]
+    cert, key, ca, site = stdin_contents(stdin)
+    final_cert, final_key, final_ca, _ = stdin_contents(unwrap(two.by_name("proxy-site").inputs["stdin"])[0])[:4]
     assert (cert, key, ca) == (final_cert, final_key, final_ca), "the same browser certificate and CA as the final site"
     assert "proxy_pass http://backend_plain;" in site and site.count("proxy_ssl_verify on;") == 4
     assert "server 10.251.0.101:8065 max_fails=0;" in site and "server 10.251.0.102:8065;" in site
@@ -260,8 +256,8 @@ def test_proxy_site_verifies_the_nodes(two: Run) -> None:
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret, "stdin carries the public key"
     # the final files, then the transitional ones its delete hands back (the rollout backwards)
-    cert, key, ca, site, *handback = files_in(stdin)
-    assert handback == files_in(unwrap(two.by_name("proxy-transition").inputs["stdin"])[0])
+    cert, key, ca, site, *handback = stdin_contents(stdin)
+    assert handback == stdin_contents(unwrap(two.by_name("proxy-transition").inputs["stdin"])[0])
     assert "PRIVATE KEY" in key and "PRIVATE KEY" not in runs(cmd, "create")
     assert site.count("proxy_ssl_verify on;") == 2
     assert site.count("proxy_pass https://backend;") == 2 and "http://backend" not in site
@@ -297,7 +293,7 @@ def test_provided_public_certificate(tmp_path: Any) -> None:
     cmd = run.by_name("proxy-site")
     stdin, secret = unwrap(cmd.inputs["stdin"])
     assert secret
-    got_cert, got_key, _, _, *_ = files_in(stdin)
+    got_cert, got_key, _, _, *_ = stdin_contents(stdin)
     assert got_cert == cert.strip() + "\n" and got_key == PROVIDED_KEY_MARKER + "\n"
     assert PROVIDED_KEY_MARKER not in str(runs(cmd, "create")) + str(runs(cmd, "delete"))
     assert "--insecure" in runs(cmd, "create"), "the provided cert's issuer may be unknown to the proxy host"
@@ -323,9 +319,9 @@ def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> No
     # the proxy's scripts are the same; only its site contents (stdin) gain mm3
     assert _stable_view(two, "proxy-site") == _stable_view(three, "proxy-site")
     assert _stable_view(two, "proxy-transition") == _stable_view(three, "proxy-transition")
-    site = files_in(unwrap(three.by_name("proxy-site").inputs["stdin"])[0])[3]
+    site = stdin_contents(unwrap(three.by_name("proxy-site").inputs["stdin"])[0])[3]
     assert "server 10.251.0.103:8065 max_fails=0;" in site
-    transitional = files_in(unwrap(three.by_name("proxy-transition").inputs["stdin"])[0])[3]
+    transitional = stdin_contents(unwrap(three.by_name("proxy-transition").inputs["stdin"])[0])[3]
     assert "server 10.251.0.103:8065 max_fails=0;" in transitional and "server 10.251.0.103:8065;" in transitional
     # the new node restarts after the last of the others
     assert three.by_name("mm2-tls-files").urn in three.by_name("mm3-tls-files").dependencies
@@ -404,8 +400,8 @@ def test_per_node_overrides() -> None:
     assert "file 0640 root:chat" in create
     assert "/etc/systemd/system/mm-chat.service.d/50-transport-encryption.conf" in create
     assert "unit=mm-chat.service" in create
-    env = files_in(unwrap(cmd.inputs["stdin"])[0])[2]
-    assert files_in(unwrap(cmd.inputs["stdin"])[0])[3].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
+    env = stdin_contents(unwrap(cmd.inputs["stdin"])[0])[2]
+    assert stdin_contents(unwrap(cmd.inputs["stdin"])[0])[3].endswith("EnvironmentFile=/etc/mattermost-tls/mm-chat.env\n")
     assert "MM_SERVICESETTINGS_CONNECTIONSECURITY" in env
 
 
@@ -414,7 +410,7 @@ def test_extra_env_goes_into_the_same_secret_file() -> None:
         make_cfg(["mm1"]),
         extra_env={"MM_CLUSTERSETTINGS_ENABLE": "true", "MM_CLUSTERSETTINGS_GOSSIPPORT": pulumi.Output.from_input("8074")},
     )
-    env = files_in(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[2]
+    env = stdin_contents(unwrap(run.by_name("mm1-tls-files").inputs["stdin"])[0])[2]
     assert 'MM_CLUSTERSETTINGS_ENABLE="true"' in env and 'MM_CLUSTERSETTINGS_GOSSIPPORT="8074"' in env
 
 
@@ -436,8 +432,8 @@ def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> 
     live = run.by_name("proxy-live-site")
     assert {"stdout", "stderr"} <= set(live.additional_secret_outputs), "nginx -T may print credentials"
     assert "nginx -T" in runs(live, "create") and "delete" not in live.inputs
-    *_, transitional = files_in(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
-    final = files_in(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])[3]
+    *_, transitional = stdin_contents(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
+    final = stdin_contents(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])[3]
     cert, _ = _seed.guide_cert_paths("mattermost.lab.internal")
     for site in (transitional, final):
         assert f"ssl_certificate {cert};" in site and "listen [::]:443 ssl http2;" in site

@@ -1,6 +1,8 @@
-"""The per-node preflight in the program graph (replay engine, no SSH): one `<node>-preflight`
+"""The per-node preflight in the program graph (Pulumi's mock runtime, no SSH): one `<node>-preflight`
 per node, read-only (no delete), checked against the values the stack decides, and ahead of
-every command that changes any host; mixed versions in one cluster stop the preview."""
+every command that changes any host; mixed versions in one cluster stop the program. That it
+runs again when what it checks changes is a diff over an earlier state: the replay engine's
+(tests/replay/test_program_over_state.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,7 @@ from typing import Any
 import pytest
 
 from components.remote_files import READ_COMMAND, read_script_source
-from lab.replay import Evaluation, Secret, evaluate
-from tests.helpers.program import KEY, PROJECT_DIR, deps, prod_nodes
+from tests.helpers.program import Program, deps, prod_config, prod_nodes
 from tests.helpers.pulumi_mocks import COMMAND
 
 NODES = ("mm1", "mm2", "mm3")
@@ -25,12 +26,16 @@ def script(res: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def prod() -> Evaluation:
-    return evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)})
+def prod(program: Any) -> Program:
+    # without dbPassword: the first node's current DSN is read (and waits for the preflights too)
+    ev = program(prod_config(), stack="prod")
+    assert not ev.program_error, ev.program_error
+    assert "database-current-password" in {r.name for r in ev.resources}
+    return ev
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
-def test_one_read_only_preflight_per_node_with_the_stacks_values(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+def test_one_read_only_preflight_per_node_with_the_stacks_values(stack: str, prod: Program, lab: Program) -> None:
     ev = prod if stack == "prod" else lab
     version = "10.11.3" if stack == "prod" else "11.1.0"
     driver = "mysql" if stack == "prod" else "postgres"
@@ -58,7 +63,7 @@ def test_one_read_only_preflight_per_node_with_the_stacks_values(stack: str, pro
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
-def test_no_host_changes_before_every_node_passed_its_preflight(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+def test_no_host_changes_before_every_node_passed_its_preflight(stack: str, prod: Program, lab: Program) -> None:
     ev = prod if stack == "prod" else lab
     preflights = {f"{n}-preflight" for n in NODES}
     # MySQL: the database's read-only accounts check (and its no-command verdict) is a preflight too
@@ -76,41 +81,23 @@ def test_no_host_changes_before_every_node_passed_its_preflight(stack: str, prod
         assert not {d for d in deps(ev, f"{n}-preflight") if ev.get(d).custom}, "the preflight waits for nothing"
 
 
-def test_a_per_node_version_is_checked_under_its_own_key(replay_lab_config: dict[str, Any]) -> None:
+def test_a_per_node_version_is_checked_under_its_own_key(program: Any, lab_config: dict[str, Any]) -> None:
     nodes = [{"name": "mm1"}, {"name": "mm2", "version": "11.1"}, {"name": "mm3"}]
-    ev = evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "nodes": nodes, "cluster": {"enabled": False}})
+    ev = program({**lab_config, "nodes": nodes, "cluster": {"enabled": False}})
     create = script(ev.get("mm2-preflight"))
     assert "version=11.1\n" in create and "version_key='nodes[1].version'\n" in create
     assert "cluster_enabled=false\n" in create
     assert "version_key=mattermost.version\n" in script(ev.get("mm1-preflight"))
 
 
-def test_mixed_versions_in_one_cluster_stop_the_preview() -> None:
+def test_mixed_versions_in_one_cluster_stop_the_preview(program: Any) -> None:
     nodes = copy.deepcopy(prod_nodes())
     nodes[2]["version"] = "10.5.1"
-    ev = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, raise_on_error=False)
+    ev = program(prod_config(nodes=nodes), stack="prod")
     assert ev.program_error
     assert "mattermost-transport-encryption:nodes[2].version" in ev.program_error
     assert "node mm3 says 10.5.1 but mm1 says 10.11.3" in ev.program_error
     assert [r for r in ev.resources if r.custom] == []
     # the same versions without a cluster are separate servers: allowed
-    ok = evaluate(
-        PROJECT_DIR, "prod",
-        config={"sshPrivateKey": Secret(KEY), "nodes": nodes, "cluster": {"enabled": False}},
-        raise_on_error=False,
-    )
+    ok = program(prod_config(nodes=nodes, cluster={"enabled": False}), stack="prod")
     assert not ok.program_error, ok.program_error
-
-
-def test_the_preflight_runs_again_when_what_it_checks_changes(replay_lab_config: dict[str, Any]) -> None:
-    base = evaluate(PROJECT_DIR, "lab", config=replay_lab_config)
-    again = evaluate(PROJECT_DIR, "lab", config=replay_lab_config, state=base.state)
-    assert {s.name: s.op for s in again.steps if s.name.endswith("-preflight")} == {
-        "mm1-preflight": "same", "mm2-preflight": "same", "mm3-preflight": "same",
-        "mm1-cluster-preflight": "same", "mm2-cluster-preflight": "same", "mm3-cluster-preflight": "same",
-    }
-    newer = evaluate(
-        PROJECT_DIR, "lab", config={**replay_lab_config, "mattermost": {"version": "11.2.0"}}, state=base.state
-    )
-    ops = {s.name: s.op for s in newer.steps}
-    assert {ops[f"{n}-preflight"] for n in NODES} == {"update"}, ops

@@ -9,20 +9,19 @@ from typing import Any
 
 import pytest
 
-from lab.replay import Evaluation, Secret
-from tests.helpers.program import PROJECT_DIR
+from tests.helpers.program import PROJECT_DIR, Program, Secret
 
 
 @pytest.fixture(scope="module")
-def everything(replay: Any, replay_lab_config: dict[str, Any]) -> Evaluation:
+def everything(program: Any, lab_config: dict[str, Any]) -> Program:
     """The lab stack (cluster on) with GitLab and the Teleport plugin on as well."""
     config = {
-        **replay_lab_config,
+        **lab_config,
         "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab"},
         "teleport": {"enabled": True, "host": "plugin"},
         "teleportToken": Secret("bot-token-abcdefghijklmnop"),
     }
-    ev = replay(config)
+    ev = program(config)
     assert not ev.program_error, ev.program_error
     return ev
 
@@ -46,7 +45,7 @@ def _floats(value: Any, path: str = "") -> list[str]:
     return []
 
 
-def test_readme_outputs_table_matches_the_program(everything: Evaluation) -> None:
+def test_readme_outputs_table_matches_the_program(everything: Program) -> None:
     documented = readme_outputs()
     assert set(documented) == set(everything.outputs), (
         f"README lists {sorted(set(documented) - set(everything.outputs))} that the program does not export; "
@@ -55,7 +54,7 @@ def test_readme_outputs_table_matches_the_program(everything: Evaluation) -> Non
     assert {k for k, secret in documented.items() if secret} == set(everything.secret_outputs)
 
 
-def test_no_output_number_reaches_a_consumer_as_a_float(everything: Evaluation) -> None:
+def test_no_output_number_reaches_a_consumer_as_a_float(everything: Program) -> None:
     assert _floats(everything.outputs) == []
     cluster = everything.outputs["cluster"]
     assert cluster["ports"] == ["8074"]

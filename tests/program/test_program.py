@@ -1,23 +1,24 @@
-"""The whole program under Pulumi's mock runtime (replay engine, no SSH): the full graph of the
-lab and prod stacks, rollout order, secrets, outputs, stable names, and bad input that stops
-the program before any resource exists."""
+"""The whole program on Pulumi's mock runtime (tests/helpers/program.py, no SSH): the full graph of
+the lab and prod stacks, rollout order, secrets, outputs, and bad input that stops the program
+before any resource exists. Adding a node over an earlier state is the replay engine's
+(tests/replay/test_program_over_state.py)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from components.config import SECRET_KEYS
-from lab.replay import Evaluation, ReplayError, Secret, evaluate
-from tests.helpers.program import KEY, PROJECT_DIR, deps, prod_nodes
+from tests.helpers.program import KEY, Program, Secret, deps, run_stack
 from tests.helpers.pulumi_mocks import COMMAND
 from tests.helpers.stack_config import BAD, good
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
-def test_full_graph(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+def test_full_graph(stack: str, prod: Program, lab: Program) -> None:
     ev = prod if stack == "prod" else lab
     names = {r.name for r in ev.resources}
     for node in ("mm1", "mm2", "mm3"):
@@ -36,7 +37,7 @@ def test_full_graph(stack: str, prod: Evaluation, lab: Evaluation) -> None:
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
-def test_rollout_order_db_then_nodes_then_proxy(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+def test_rollout_order_db_then_nodes_then_proxy(stack: str, prod: Program, lab: Program) -> None:
     ev = prod if stack == "prod" else lab
     all_db = {r.name for r in ev.by_type(COMMAND) if r.name.startswith("database-")}
     enforce = {n for n in all_db if n.startswith("database-enforce-tls")}
@@ -60,7 +61,7 @@ def test_rollout_order_db_then_nodes_then_proxy(stack: str, prod: Evaluation, la
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])
-def test_no_secret_value_reaches_command_text_or_plain_outputs(stack: str, prod: Evaluation, lab: Evaluation) -> None:
+def test_no_secret_value_reaches_command_text_or_plain_outputs(stack: str, prod: Program, lab: Program) -> None:
     ev = prod if stack == "prod" else lab
     secrets: set[str] = set()
     for r in ev.resources:
@@ -86,7 +87,7 @@ def test_no_secret_value_reaches_command_text_or_plain_outputs(stack: str, prod:
         assert s not in repr(plain_outputs)
 
 
-def test_outputs_other_stacks_consume(prod: Evaluation) -> None:
+def test_outputs_other_stacks_consume(prod: Program) -> None:
     out = prod.outputs
     assert out["caCertPem"].startswith("-----BEGIN CERTIFICATE-----")
     assert out["proxyUrl"] == "https://mattermost.example.com/"
@@ -100,30 +101,6 @@ def test_outputs_other_stacks_consume(prod: Evaluation) -> None:
         assert k not in prod.secret_outputs
 
 
-def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it(prod: Evaluation) -> None:
-    base = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY)}, preview=True)
-    nodes = copy.deepcopy(prod_nodes())
-    nodes.append({"name": "mm4", "address": "10.10.250.170", "ssh": {"hostKey": nodes[0]["ssh"]["hostKey"]}})
-    more = evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodes": nodes}, state=base.state)
-    assert {r.urn for r in base.resources} < {r.urn for r in more.resources}
-    changed = {s.name: s.op for s in more.steps if s.op != "same"}
-    created = {n for n, op in changed.items() if op == "create"}
-    own = {"mm4", "host-helper-10.10.250.170", "mm4-preflight", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-db-ca", "mm4-tls-files"}
-    # prod runs a cluster: mm4 gets its own cluster resources (one tunnel set for all its peers)
-    cluster_roles = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
-    own |= {f"mm4-cluster-{role}" for role in cluster_roles}
-    assert created == own, changed
-    # the key list, and the old nodes' sshd (authorized_keys), firewall and tunnel set admit and
-    # reach the new peer. Both proxy sites list the nodes; on the host the transition finds the site
-    # on TLS and skips. Their content is rendered from the capture of the live NGINX site
-    # (components/nginx_live.py), which a preview-only state never ran: the replay shows them
-    # unchanged (unknown inputs), where Pulumi would show an update with unknown content.
-    # tests/lab proves the real change.
-    cluster = {"cluster-public-keys"} | {f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall", "tunnels")}
-    others = {n for n, op in changed.items() if op != "create"}
-    assert cluster <= others <= cluster | {"proxy-site", "proxy-transition"}, changed
-
-
 def _override(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: Secret(v) if k in SECRET_KEYS else v for k, v in raw.items()}
 
@@ -132,21 +109,21 @@ def _override(raw: dict[str, Any]) -> dict[str, Any]:
 def test_bad_config_stops_the_program_before_any_resource(mutate: Any, key: str, fix: str) -> None:
     raw = copy.deepcopy(good())
     mutate(raw)
-    ev = evaluate(PROJECT_DIR, "prod", config=_override(raw), raise_on_error=False)
+    ev = run_stack("prod", _override(raw))
     assert ev.program_error, "the program must fail"
     assert f"mattermost-transport-encryption:{key}" in ev.program_error and fix in ev.program_error
     assert [r for r in ev.resources if r.custom] == [], "no resource may be registered"
-    assert not ev.steps or all(s.type != COMMAND for s in ev.steps)
 
 
 def test_unknown_key_and_plain_secret_stop_the_program() -> None:
-    with pytest.raises(ReplayError, match="nodez: unknown key"):
-        evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": Secret(KEY), "nodez": []})
-    with pytest.raises(ReplayError, match="sshPrivateKey: this value is a secret but is stored in plain text"):
-        evaluate(PROJECT_DIR, "prod", config={"sshPrivateKey": KEY})
+    unknown = run_stack("prod", {"sshPrivateKey": Secret(KEY), "nodez": []})
+    assert "nodez: unknown key" in unknown.program_error and not unknown.resources
+    plain = run_stack("prod", {"sshPrivateKey": KEY})
+    assert "sshPrivateKey: this value is a secret but is stored in plain text" in plain.program_error
+    assert not plain.resources
 
 
-def test_gitlab_gets_its_own_role_and_its_own_enforce_step(replay_lab_config: dict[str, Any]) -> None:
+def test_gitlab_gets_its_own_role_and_its_own_enforce_step(program: Callable[..., Program], lab_config: dict[str, Any]) -> None:
     """GitLab's bundled Mattermost logs in to the external PostgreSQL with its own role: its
     gitlab.rb waits for that role (and its hostssl line), its own reject block waits for its
     switch, and the nodes' reject block waits for the nodes only. With the bundled database
@@ -157,7 +134,7 @@ def test_gitlab_gets_its_own_role_and_its_own_enforce_step(replay_lab_config: di
         "mattermostExternalUrl": "https://mm.gitlab.lab",
         "externalPostgres": True,
     }
-    ev = evaluate(PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": gitlab})
+    ev = program({**lab_config, "gitlab": gitlab})
     gitlab_ready = ev.get("gitlab").name
     role = "database-gitlab-db-user-gitlab_mmuser"
     assert {role, "database-gitlab-pg-hba", "database-server-tls"} <= deps(ev, "gitlab-gitlab-rb")
@@ -167,7 +144,5 @@ def test_gitlab_gets_its_own_role_and_its_own_enforce_step(replay_lab_config: di
     assert gitlab_cmds and gitlab_cmds <= waits | {gitlab_ready}, (gitlab_cmds, waits)
     assert not {c for c in deps(ev, "database-enforce-tls") if c.startswith("gitlab-")}
     assert not {n for c in gitlab_cmds for n in deps(ev, c) if n.endswith("enforce-tls")}
-    bundled = evaluate(
-        PROJECT_DIR, "lab", config={**replay_lab_config, "gitlab": {**gitlab, "externalPostgres": False}}
-    )
+    bundled = program({**lab_config, "gitlab": {**gitlab, "externalPostgres": False}})
     assert not {r.name for r in bundled.resources if r.name.startswith("database-gitlab")}

@@ -9,9 +9,7 @@ from typing import Any
 import pytest
 
 from components.config import parse, planned_resource_names
-from lab.replay import Secret, evaluate
-from lab.replay.project import load_config, load_project
-from tests.helpers.program import KEY, PROJECT_DIR
+from tests.helpers.program import KEY, PROJECT_DIR, Secret, stack_values
 
 HOSTS = {
     "gitlab": {"enabled": True, "host": "gitlab", "mattermostExternalUrl": "https://mm.gitlab.lab"},
@@ -31,13 +29,12 @@ def _cases(lab: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("case", list(_cases({})))
-def test_planned_names_are_the_registered_names(case: str, replay_lab_config: dict[str, Any]) -> None:
-    stack, overrides = _cases(replay_lab_config)[case]
-    ev = evaluate(PROJECT_DIR, stack, config=overrides)
+def test_planned_names_are_the_registered_names(case: str, program: Any, lab_config: dict[str, Any]) -> None:
+    stack, overrides = _cases(lab_config)[case]
+    ev = program(overrides, stack=stack)
     assert not ev.program_error, ev.program_error
     registered = sorted(r.name for r in ev.resources)
-    project = load_project(PROJECT_DIR)
-    raw = {k.split(":", 1)[1]: v for k, v in load_config(project, stack, overrides).items()}
+    raw = {k.split(":", 1)[1]: v for k, v in stack_values(stack, overrides).items()}
     cfg = parse({k: _decode(k, v) for k, v in raw.items() if v != ""}, base_dir=PROJECT_DIR)
     planned = sorted(name for name, _, _ in planned_resource_names(cfg))
     assert planned == registered

@@ -1,5 +1,5 @@
-"""shellcheck over every script the program renders: the stacks' commands as the replay engine
-evaluates them (command text, every script the helper input carries, every read-only check and
+"""shellcheck over every script the program renders: the stacks' commands as the program
+registers them on Pulumi's mock runtime (command text, every script the helper input carries, every read-only check and
 every installed file that is a sh script), with real keys and the lab's values. tests/unit/test_shellcheck.py checks
 the .sh files themselves and that the check fails on a broken script."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.remote_files import read_manifest, read_script_source
-from lab.replay import Evaluation, Secret
+from tests.helpers.program import Program, Secret
 from tests.helpers.scripts import shellcheck
 
 EVERYTHING_ON = {
@@ -18,7 +18,7 @@ EVERYTHING_ON = {
 }
 
 
-def _scripts(name: str, ev: Evaluation) -> dict[str, str]:
+def _scripts(name: str, ev: Program) -> dict[str, str]:
     assert not ev.program_error, ev.program_error
     out: dict[str, str] = {}
     for r in ev.resources:
@@ -38,17 +38,17 @@ def _scripts(name: str, ev: Evaluation) -> dict[str, str]:
     return out
 
 
-def test_every_rendered_script_is_shellcheck_clean(replay: Any, replay_lab_config: dict[str, Any]) -> None:
+def test_every_rendered_script_is_shellcheck_clean(program: Any, lab_config: dict[str, Any]) -> None:
     cases = {
-        "lab": ("lab", replay_lab_config),
-        "lab, GitLab and Teleport on": ("lab", {**replay_lab_config, **EVERYTHING_ON}),
-        "lab, CA rotation staged": ("lab", {**replay_lab_config, "ca": {"generation": 4, "rotation": "stage"}}),
-        "lab-mysql": ("lab-mysql", replay_lab_config),
-        "lab-replicas": ("lab-replicas", replay_lab_config),
+        "lab": ("lab", lab_config),
+        "lab, GitLab and Teleport on": ("lab", {**lab_config, **EVERYTHING_ON}),
+        "lab, CA rotation staged": ("lab", {**lab_config, "ca": {"generation": 4, "rotation": "stage"}}),
+        "lab-mysql": ("lab-mysql", lab_config),
+        "lab-replicas": ("lab-replicas", lab_config),
     }
     scripts: dict[str, str] = {}
     for name, (stack, config) in cases.items():
-        for key, text in _scripts(name, replay(config=config, stack=stack)).items():
+        for key, text in _scripts(name, program(config, stack=stack)).items():
             if text not in scripts.values():
                 scripts[key] = text
     kinds = {key.rsplit(" ", 1)[1] for key in scripts}

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from components.config import SECRET_KEYS, StackConfig, _model_fields, _submodel, known_keys
+from components.config import SECRET_KEYS, StackConfig, fields_of, known_keys, section_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -40,9 +40,9 @@ def documented_keys() -> set[str]:
 def schema_paths(model: type[BaseModel] = StackConfig, prefix: str = "") -> dict[str, Any]:
     """Every key path of the schema (`proxy.tls.source`, `nodes[].name`) -> its annotation."""
     paths: dict[str, Any] = {}
-    for name, annotation in _model_fields(model).items():
+    for name, annotation in fields_of(model).items():
         path = f"{prefix}{name}"
-        sub = _submodel(annotation)
+        sub = section_of(annotation)
         is_list = "list[" in str(annotation)
         paths[path + ("[]" if is_list else "")] = annotation
         if sub is not None:
@@ -85,7 +85,7 @@ def test_every_schema_key_is_documented() -> None:
     nodes_row = next(meaning for keys, meaning in readme_rows() if keys == ["nodes[]"])
     missing = []
     for path, annotation in schema_paths().items():
-        if _submodel(annotation) is not None and not path.endswith("[]"):
+        if section_of(annotation) is not None and not path.endswith("[]"):
             continue  # a section: its keys are checked one by one
         if path.startswith("nodes[]."):
             field = path.split(".")[1]
@@ -118,11 +118,11 @@ def test_declaration_follows_the_schema_and_the_cli_rules(key: str) -> None:
         assert field.annotation in (SecretStr, SecretStr | None), key
         # typed + secret + an empty default would be refused by the CLI whenever the key is unset
         assert decl.get("secret") is True and "type" not in decl and decl.get("default") == "", decl
-    elif _submodel(field.annotation) is not None and "list[" in str(field.annotation):
+    elif section_of(field.annotation) is not None and "list[" in str(field.annotation):
         assert decl["type"] == "array" and decl["items"] == {"type": "object"}
         assert ("default" in decl) == (not field.is_required()), "required exactly when the schema requires it"
     else:
-        assert _submodel(field.annotation) is not None, key
+        assert section_of(field.annotation) is not None, key
         assert decl["type"] == "object" and decl["default"] == {}, "an optional section defaults to {}"
 
 

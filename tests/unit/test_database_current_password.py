@@ -124,5 +124,7 @@ def test_a_dsn_of_the_other_engine_is_refused() -> None:
 
 
 def test_datasource_replicas_are_not_the_datasource() -> None:
-    lines = [f"MM_SQLSETTINGS_DATASOURCEREPLICAS={_pg(pw='replica')}"]
-    assert r._datasource_from_env(lines, quoted=False) is None
+    proc = base64.b64encode(f"MM_SQLSETTINGS_DATASOURCEREPLICAS={_pg(pw='replica')}\n".encode()).decode()
+    with pytest.raises(ValueError, match="no SqlSettings.DataSource found") as err:
+        r.current_password("postgres", "mmuser", proc + "\n\n", node="mm1")
+    assert "replica" not in str(err.value)

@@ -387,9 +387,9 @@ def test_audit_judges_the_setting_the_running_version_reads(probe: str, ok: bool
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_audit_probe_parses(shell: str) -> None:
-    from tools.audit import _GOSSIP_PROBE
+    from tools.audit import GOSSIP_PROBE
 
-    assert syntax_ok("unit=mattermost\n" + _GOSSIP_PROBE, shell)
+    assert syntax_ok("unit=mattermost\n" + GOSSIP_PROBE, shell)
 
 
 STORE = ("mmuser@db:5432/mattermost", "mmuser@10.0.0.21:5432/mattermost")

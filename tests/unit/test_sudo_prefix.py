@@ -8,7 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from components.host_helper import SUDO, _as_root
+from components.host_helper import SUDO, as_root
 from tests.helpers.scripts import run_script
 
 PASSWORD_REQUIRED = "#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n"
@@ -25,7 +25,7 @@ def run(tmp_path: Path, sudo: str, command: str, stdin: str = "") -> subprocess.
 
 def test_a_sudo_that_wants_a_password_fails_naming_user_host_and_fix(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    r = run(tmp_path, PASSWORD_REQUIRED, _as_root(f"touch {marker}", sudo=True))
+    r = run(tmp_path, PASSWORD_REQUIRED, as_root(f"touch {marker}", sudo=True))
     assert r.returncode == 1 and not marker.exists()
     user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
     assert f"{user}@{socket.gethostname()} cannot run sudo without a password" in r.stderr, r.stderr

@@ -1,10 +1,10 @@
 """Restructuring the program never renames a resource: every URN the program registered before
-the `Deployment` component (captured from main, tests/program/data/urns_main.json) is still
+the `Deployment` component (captured from main, tests/replay/data/urns_main.json) is still
 registered, or is an alias of the resource that took its place (so a real stack moves the
 resource in its state instead of deleting and creating it: a replaced host command is an outage).
 
 Regenerate the baseline only on purpose (a rename that ships with its aliases):
-`venv/bin/python -m tests.program.test_urns > tests/program/data/urns_main.json` on main."""
+`venv/bin/python -m tests.replay.test_urns > tests/replay/data/urns_main.json` on main."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 
 from lab.replay import Secret, State, evaluate
 from lab.replay.state import load as load_state
-from tests.helpers.program import PROJECT_DIR
+from tests.helpers.program import PROJECT_DIR, lab_config_for, write_inventory
 
 BASELINE = Path(__file__).parent / "data" / "urns_main.json"
 MAIN = "be1639d"
@@ -64,8 +64,8 @@ def registered(stack: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("case", list(cases({})))
-def test_every_urn_of_main_is_kept_or_aliased(case: str, replay_lab_config: dict[str, Any]) -> None:
-    stack, config = cases(replay_lab_config)[case]
+def test_every_urn_of_main_is_kept_or_aliased(case: str, lab_config: dict[str, Any]) -> None:
+    stack, config = cases(lab_config)[case]
     before: dict[str, str | None] = json.loads(BASELINE.read_text())[case]
     now = registered(stack, config)
     by_alias = {alias: urn for urn, r in now.items() for alias in r["aliases"]}
@@ -111,12 +111,12 @@ def _main_state(tree: Path, stack: str, config: dict[str, Any], out: Path) -> St
 
 @pytest.mark.parametrize("case", list(cases({})))
 def test_an_upgrade_from_main_changes_nothing(
-    case: str, replay_lab_config: dict[str, Any], main_tree: Path, tmp_path: Path
+    case: str, lab_config: dict[str, Any], main_tree: Path, tmp_path: Path
 ) -> None:
     """The preview of this program against the state main's program left: every resource the
     same (the moved ones found through their aliases), only the steps' new components created,
     nothing deleted or replaced."""
-    stack, config = cases(replay_lab_config)[case]
+    stack, config = cases(lab_config)[case]
     before = _main_state(main_tree, stack, config, tmp_path / "main.json")
     now = evaluate(PROJECT_DIR, stack, config=config, state=before)
     ops = {s.name: s.op for s in now.steps}
@@ -133,13 +133,8 @@ def test_an_upgrade_from_main_changes_nothing(
 if __name__ == "__main__":  # the baseline, from the tree this runs in
     import tempfile
 
-    from tests.program import conftest
-
     with tempfile.TemporaryDirectory() as tmp:
-        inventory = conftest.replay_inventory.__wrapped__(  # type: ignore[attr-defined]
-            type("F", (), {"mktemp": staticmethod(lambda _n: Path(tmp))})()
-        )
-        lab = conftest.replay_lab_config.__wrapped__(inventory)  # type: ignore[attr-defined]
+        lab = lab_config_for(write_inventory(Path(tmp)))
         out = {}
         for name, (stack, config) in cases(lab).items():
             ev = evaluate(PROJECT_DIR, stack, config=config)
