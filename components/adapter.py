@@ -3,19 +3,34 @@ both. A component whose args are built here sees only what it uses (its config s
 connection, its secrets as secret Outputs), so it can be built and tested without a whole stack
 config, and a change to another section cannot reach it.
 
-Narrow so far: GitlabMattermost, TeleportPlugin. The others still take the StackConfig."""
+Narrow: GitlabMattermost, TeleportPlugin, NginxProxy, Database (and its accounts preflight),
+DatabaseReplica (and the nodes' replica DSNs, the stored-configuration preflight). The nodes and
+the cluster still take the StackConfig."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import pulumi
+from pulumi_command import remote
+from pydantic import SecretStr
 
-from components.config import StackConfig
+from components import db_replicas_render
+from components.config import PROJECT, ConfigError, Node, StackConfig
 from components.connection import connection_for
+from components.database import DatabaseArgs, DatabasePreflight, DatabasePreflightArgs, SitePasswordSource
+from components.db_replicas import ConfigStorePreflightArgs, DatabaseReplicaArgs, NodeDbEnvArgs
 from components.gitlab import GitlabMattermostArgs
+from components.nginx import NginxProxyArgs
+from components.nginx_render import Backend
+from components.node_render import node_paths
 from components.pki import Pki
 from components.teleport import TeleportPluginArgs
+
+
+def _secret(value: SecretStr | None) -> pulumi.Output[str] | None:
+    """A secret config value as a secret Output (None when unset)."""
+    return pulumi.Output.secret(value.get_secret_value()) if value is not None else None
 
 
 def gitlab_args(
@@ -25,12 +40,11 @@ def gitlab_args(
     gl = cfg.gitlab
     if not gl.enabled or gl.address is None:  # the schema guarantees an address when enabled
         raise ValueError("GitlabMattermost needs gitlab.enabled and gitlab.address")
-    key = cfg.gitlab_tls_key
     return GitlabMattermostArgs(
         gitlab=gl,
         connection=connection_for(cfg, gl.address, gl.ssh),
         pki=pki,
-        tls_key=pulumi.Output.secret(key.get_secret_value()) if key is not None else None,
+        tls_key=_secret(cfg.gitlab_tls_key),
         dsn=dsn,
         depends_on=list(depends_on),
     )
@@ -49,4 +63,105 @@ def teleport_args(cfg: StackConfig, pki: Pki, depends_on: Sequence[pulumi.Resour
         token=pulumi.Output.secret(cfg.teleport_token.get_secret_value()),
         pki=pki,
         depends_on=list(depends_on),
+    )
+
+
+def proxy_args(cfg: StackConfig, pki: Pki) -> NginxProxyArgs:
+    """NginxProxy's args: the `proxy` section, its connection, every node's address with
+    mattermost.port (the transitional site's upstream servers), mattermost.upstreamName and
+    proxyTlsKey (secret)."""
+    proxy = cfg.proxy
+    if proxy.address is None:  # the schema refuses this; keep the promise if misused
+        raise ValueError("proxy.address is not set")
+    return NginxProxyArgs(
+        proxy=proxy,
+        connection=connection_for(cfg, proxy.address, proxy.ssh),
+        pki=pki,
+        backends=[Backend(n.address, cfg.mattermost.port) for n in cfg.nodes if n.address],
+        upstream_name=cfg.mattermost.upstream_name,
+        tls_key=_secret(cfg.proxy_tls_key),
+    )
+
+
+def _database_connection(cfg: StackConfig) -> remote.ConnectionArgs:
+    db = cfg.database
+    if db.address is None:  # the schema refuses this; keep the promise even if misused
+        raise ConfigError(f"{PROJECT}:database.address: missing")
+    return connection_for(cfg, db.address, db.ssh)
+
+
+def _node_clients(cfg: StackConfig) -> dict[str, str]:
+    """Node name -> address: the Mattermost user's clients (GitLab gets its own role and lines)."""
+    return {n.name: n.address for n in cfg.nodes if n.address}
+
+
+def database_preflight_args(cfg: StackConfig) -> DatabasePreflightArgs:
+    """database_preflight's args: the `database` section, its connection, the nodes by name."""
+    return DatabasePreflightArgs(database=cfg.database, connection=_database_connection(cfg), clients=_node_clients(cfg))
+
+
+def database_args(cfg: StackConfig, pki: Pki, preflight: DatabasePreflight | None = None) -> DatabaseArgs:
+    """Database's args: the `database` section, its connection, the nodes' addresses (the
+    Mattermost user's clients), dbPassword and dbAdminPassword (secret), where the site's current
+    password is read (the first node), and the `gitlab` section when its Mattermost uses this
+    PostgreSQL (gitlab.enabled and gitlab.externalPostgres)."""
+    return DatabaseArgs(
+        database=cfg.database,
+        connection=_database_connection(cfg),
+        pki=pki,
+        client_addresses=list(_node_clients(cfg).values()),
+        password=_secret(cfg.db_password),
+        admin_password=_secret(cfg.db_admin_password),
+        site_password=_site_password(cfg, cfg.nodes[0]) if cfg.nodes else None,
+        gitlab=cfg.gitlab if cfg.gitlab.enabled and cfg.gitlab.external_postgres else None,
+        preflight=preflight,
+    )
+
+
+def _site_password(cfg: StackConfig, node: Node) -> SitePasswordSource:
+    if node.address is None:  # the schema requires it
+        raise ConfigError(f"{PROJECT}:nodes[0].address: missing")
+    unit: str = cfg.node_setting(node, "unit")
+    return SitePasswordSource(
+        node=node.name,
+        connection=connection_for(cfg, node.address, node.ssh),
+        unit=unit,
+        install_dir=cfg.node_setting(node, "install_dir"),
+        env_file=node_paths(cfg.mattermost.tls_dir, unit).env,
+    )
+
+
+def replica_args(cfg: StackConfig, pki: Pki) -> list[DatabaseReplicaArgs]:
+    """Each distinct replica server's args (reads first, then search; none without replicas): the
+    `database` section, the server, its connection and the nodes' addresses."""
+    clients = list(_node_clients(cfg).values())
+    return [
+        DatabaseReplicaArgs(
+            database=cfg.database,
+            server=server,
+            connection=connection_for(cfg, server.address, server.ssh),
+            pki=pki,
+            client_addresses=clients,
+        )
+        for _, server in db_replicas_render.replica_servers(cfg)
+    ]
+
+
+def node_db_env_args(cfg: StackConfig, node: Node) -> NodeDbEnvArgs:
+    """node_db_env's args for one node: the `database` section, the node's CA file (its unit's
+    paths under mattermost.tlsDir) and its configStore."""
+    return NodeDbEnvArgs(
+        database=cfg.database,
+        ca_file=node_paths(cfg.mattermost.tls_dir, cfg.node_setting(node, "unit")).ca,
+        config_store=cfg.node_setting(node, "config_store"),
+    )
+
+
+def config_store_preflight_args(cfg: StackConfig) -> ConfigStorePreflightArgs | None:
+    """config_store_preflight's args when any node keeps its configuration in the database
+    (configStore 'database'), else None: the `database` section, its connection, cluster.enabled."""
+    if not any(cfg.node_setting(n, "config_store") == "database" for n in cfg.nodes):
+        return None
+    return ConfigStorePreflightArgs(
+        database=cfg.database, connection=_database_connection(cfg), cluster_enabled=cfg.cluster.enabled
     )

@@ -29,11 +29,9 @@ from pulumi_command import remote
 
 from components import database_accounts as accounts
 from components import database_render as r
-from components.config import PROJECT, ConfigError, StackConfig
+from components.config import PROJECT, ConfigError, Gitlab
 from components.config import Database as DatabaseConfig
-from components.connection import connection_for
 from components.database_enforcement import moved_child
-from components.node_render import node_paths
 from components.pki import Pki, split_sans
 from components.remote_files import (
     FileSpec,
@@ -70,7 +68,19 @@ def database_control(db: DatabaseConfig, engine: str | None = None) -> r.ServerC
     )
 
 
-def database_preflight(cfg: StackConfig) -> DatabasePreflight:
+@dataclass(frozen=True)
+class DatabasePreflightArgs:
+    """Inputs of `database_preflight` (built from the stack config by components/adapter.py)."""
+
+    database: DatabaseConfig
+    """The validated `database` section."""
+    connection: remote.ConnectionArgs
+    """SSH to the database host."""
+    clients: Mapping[str, str]
+    """Node name -> address: the clients whose login account is decided."""
+
+
+def database_preflight(args: DatabasePreflightArgs) -> DatabasePreflight:
     """`database-accounts` (MySQL/MariaDB): read-only, before anything changes on any host, it
     lists the Mattermost user's accounts (and the anonymous ones) on the database host; at apply
     time `database_accounts.plan_hosts` decides which one each node logs in through, and refuses,
@@ -85,18 +95,17 @@ def database_preflight(cfg: StackConfig) -> DatabasePreflight:
     The read uses the local admin socket. With database.adminUser the admin logs in over
     verified TLS, which the server offers only once this program installed it: then nothing is
     read and '%' stays the only account handled (as before; README)."""
-    db = cfg.database
+    db = args.database
     if db.engine != "mysql" or db.admin_user is not None:
         return DatabasePreflight([], pulumi.Output.from_input(["%"]))
-    assert db.address is not None  # the schema requires it
     control = database_control(db)
-    connection = connection_for(cfg, db.address, db.ssh)
+    connection = args.connection
     read = read_script(
         "database-accounts",
         connection=connection,
         script=accounts.render_accounts_read(user=db.user, client=control.local_sql),
     )
-    clients = {n.name: n.address for n in cfg.nodes if n.address}
+    clients = dict(args.clients)
     user = db.user
 
     def plan(out: str) -> list[str]:
@@ -112,17 +121,45 @@ def database_preflight(cfg: StackConfig) -> DatabasePreflight:
 
 
 @dataclass(frozen=True)
-class DatabaseArgs:
-    """Inputs of the Database component."""
+class SitePasswordSource:
+    """Where the running site's database password is read (the first node's current DSN:
+    database_render.render_read_current_dsn)."""
 
-    cfg: StackConfig
-    """The validated stack config (database section, dbPassword, dbAdminPassword, SSH)."""
+    node: str
+    """The node's name (for messages)."""
+    connection: remote.ConnectionArgs
+    """SSH to the node."""
+    unit: str
+    """The node's Mattermost systemd unit."""
+    install_dir: str
+    """The node's Mattermost install directory (its config.json)."""
+    env_file: str
+    """The EnvironmentFile this program writes on the node."""
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    """Inputs of the Database component (built from the stack config by components/adapter.py)."""
+
+    database: DatabaseConfig
+    """The validated `database` section (with an address)."""
+    connection: remote.ConnectionArgs
+    """SSH to the database host."""
     pki: Pki
     """The stack CA that issues the server certificate."""
     client_addresses: list[str]
     """IP addresses that connect as the Mattermost user (the nodes); each gets a hostssl line."""
+    password: pulumi.Output[str] | None = None
+    """dbPassword (secret), else None: the site's current one, or a rotation's."""
+    admin_password: pulumi.Output[str] | None = None
+    """dbAdminPassword (secret): needed with database.adminUser, else None."""
+    site_password: SitePasswordSource | None = None
+    """Where the site's current password is read when neither dbPassword nor a rotation gives one."""
+    gitlab: Gitlab | None = None
+    """The `gitlab` section when GitLab's bundled Mattermost uses this PostgreSQL
+    (gitlab.externalPostgres): it gets its own role, database and lines; else None."""
     preflight: DatabasePreflight | None = None
-    """`database_preflight(cfg)`: the MySQL/MariaDB accounts the nodes log in through (None:
+    """`database_preflight(...)`: the MySQL/MariaDB accounts the nodes log in through (None:
     '%' only, as for a program that does not read them)."""
 
 
@@ -147,14 +184,13 @@ class Database(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:database:Database", name, None, opts)
-        cfg = args.cfg
-        db = cfg.database
+        db = args.database
         if db.address is None:  # the schema refuses this; keep the promise even if misused
             raise ConfigError(f"{PROJECT}:database.address: missing")
         engine = db.engine
         self._engine = engine
         self._db = db
-        self._cfg_gitlab = cfg.gitlab
+        self._gitlab_cfg = args.gitlab
         self._mysql_hosts = args.preflight.mysql_hosts if args.preflight else pulumi.Output.from_input(["%"])
         self._connection: remote.ConnectionArgs | None = None
         self._enforced: list[pulumi.Resource] | None = None
@@ -162,12 +198,12 @@ class Database(pulumi.ComponentResource):
         self.server_name = db.server_name or db.address
         child = pulumi.ResourceOptions(parent=self)
 
-        self._rotating = cfg.db_password is None and db.rotate_password
+        self._rotating = args.password is None and db.rotate_password
         self.login: pulumi.Output[str] = pulumi.Output.from_input(db.user)
         """The user the nodes log in as: database.user, or a rotation's own login (`_rotation`)."""
-        self.password = self._password(name, cfg, child)
+        self.password = self._password(name, args, child)
 
-        connection = connection_for(cfg, db.address, db.ssh)
+        connection = args.connection
         self._connection = connection
         self._control = None
         port = db.effective_port
@@ -229,13 +265,13 @@ class Database(pulumi.ComponentResource):
 
         self._name = name
         self._ca_file = paths.ca
-        self.ready.append(self._user(name, cfg, connection, control, paths.ca, child))
+        self.ready.append(self._user(name, args.admin_password, connection, control, paths.ca, child))
         if self._rotating:
             self.ready.extend(self._rotation_login(name, connection, control, list(args.client_addresses)))
-        self.gitlab_ready = self._gitlab(name, cfg, server_tls) if cfg.gitlab.enabled and cfg.gitlab.external_postgres else []
+        self.gitlab_ready = self._gitlab(name, args.gitlab, server_tls) if args.gitlab is not None else []
         self.register_outputs({"server_cert_expiry": self.server_cert_expiry})
 
-    def _password(self, name: str, cfg: StackConfig, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
+    def _password(self, name: str, args: DatabaseArgs, child: pulumi.ResourceOptions) -> pulumi.Output[str]:
         """The Mattermost user's password. A running site's password is never changed by
         surprise: the nodes open new database connections all the time (database/sql), and a
         password changed before a node switched to its new DSN fails that node's next login.
@@ -245,12 +281,8 @@ class Database(pulumi.ComponentResource):
         - else (default): the one the site uses now, read at apply time from the first node's
           current DSN (its running environment, this program's EnvironmentFile, or config.json;
           database_render.render_read_current_dsn) and carried on as a secret, never typed."""
-        if cfg.db_password is not None:
-            try:
-                value = r.check_password(cfg.db_password.get_secret_value())
-            except ValueError as e:
-                raise ConfigError(f"{PROJECT}:{e}") from None
-            return pulumi.Output.secret(value)
+        if args.password is not None:  # the schema checked it (components/passwords.py)
+            return pulumi.Output.secret(args.password)
         if self._db.rotate_password:
             # the rotation's login (database_render "password rotation"); a new one, and with it a
             # new password, is a new rotation: `pulumi up --replace` this resource
@@ -268,21 +300,19 @@ class Database(pulumi.ComponentResource):
                 raise ConfigError(f"{PROJECT}:{e}") from None
             self.login = suffix.result.apply(lambda sfx: r.rotation_login(engine, user, sfx))
             return _generated_password(f"{name}-password", child, keepers={"login": suffix.result})
-        node = cfg.nodes[0]
-        assert node.address is not None  # the schema requires it
-        unit: str = cfg.node_setting(node, "unit")
+        source = args.site_password
+        if source is None:  # the schema requires a node
+            raise ValueError("Database needs site_password (the first node) without dbPassword or a rotation")
         read = run_script(
             f"{name}-current-password",
-            connection=connection_for(cfg, node.address, node.ssh),
+            connection=source.connection,
             create=r.render_read_current_dsn(
-                unit=unit,
-                install_dir=cfg.node_setting(node, "install_dir"),
-                env_file=node_paths(cfg.mattermost.tls_dir, unit).env,
+                unit=source.unit, install_dir=source.install_dir, env_file=source.env_file
             ),
             secret=True,
             opts=child,
         )
-        engine, user, node_name = self._engine, self._db.user, node.name
+        engine, user, node_name = self._engine, self._db.user, source.node
         return pulumi.Output.secret(
             read.stdout.apply(lambda out: r.current_password(engine, user, out, node=node_name))
         )
@@ -290,7 +320,7 @@ class Database(pulumi.ComponentResource):
     def _user(
         self,
         name: str,
-        cfg: StackConfig,
+        admin_password: pulumi.Output[str] | None,
         connection: remote.ConnectionArgs,
         control: r.ServerControl,
         ca_file: str,
@@ -305,19 +335,18 @@ class Database(pulumi.ComponentResource):
         token = _owner_token(f"{name}-db-user-{db.user}-owner", db.ssh.address or db.address, child)
         admin_user = db.admin_user
         if admin_user is not None:
-            assert cfg.db_admin_password is not None  # the schema requires it with adminUser
-            try:
-                secret_file = r.render_admin_secret(
-                    engine,
-                    admin_user=admin_user,
-                    admin_password=cfg.db_admin_password.get_secret_value(),
-                    address=db.address,
-                    port=db.effective_port,
-                    ca_file=ca_file,
-                )
-            except ValueError as e:
-                raise ConfigError(f"{PROJECT}:{e}") from None
-            admin_secret: pulumi.Output[str] = pulumi.Output.secret(secret_file)
+            assert admin_password is not None  # the schema requires it with adminUser
+            address, port = db.address, db.effective_port
+
+            def secret_file(password: str) -> str:
+                try:
+                    return r.render_admin_secret(
+                        engine, admin_user=admin_user, admin_password=password, address=address, port=port, ca_file=ca_file
+                    )
+                except ValueError as e:  # the schema checked the password (components/passwords.py)
+                    raise ConfigError(f"{PROJECT}:{e}") from None
+
+            admin_secret: pulumi.Output[str] = pulumi.Output.secret(admin_password.apply(secret_file))
         else:
             admin_secret = pulumi.Output.from_input("")
         self._admin_secret = admin_secret
@@ -418,12 +447,12 @@ class Database(pulumi.ComponentResource):
         self._enforced = enforced
         return list(enforced)
 
-    def _gitlab(self, name: str, cfg: StackConfig, server_tls: pulumi.Resource) -> list[pulumi.Resource]:
+    def _gitlab(self, name: str, gl: Gitlab, server_tls: pulumi.Resource) -> list[pulumi.Resource]:
         """GitLab's bundled Mattermost gets its own role and database on this PostgreSQL (the
         config refuses the nodes' name or user): its own generated password, its own hostssl
         line for the GitLab host only, and (enforce_gitlab_tls) its own reject line. The role
         and a database this creates go again on destroy; an existing one gets its state back."""
-        gl, db = cfg.gitlab, self._db
+        db = self._db
         assert gl.address is not None and self._connection is not None and self._control is not None
         child = pulumi.ResourceOptions(parent=self)
         self._gitlab_password = _generated_password(f"{name}-gitlab-password", child)
@@ -475,8 +504,9 @@ class Database(pulumi.ComponentResource):
         its TLS DSN; independent of the nodes' enforce step (another role). `parent` as for enforce_tls."""
         if not self.gitlab_ready:
             return []
-        assert self._connection is not None and self._control is not None and self._db.address is not None
-        gl = self._cfg_gitlab
+        gl = self._gitlab_cfg
+        assert gl is not None and self._connection is not None and self._control is not None
+        assert self._db.address is not None
         hba_file = f"{self._config_dir}/pg_hba.conf"
         return [
             managed_block(
@@ -506,7 +536,8 @@ class Database(pulumi.ComponentResource):
         `ca_file` is where the GitLab host keeps the stack CA."""
         if not self.gitlab_ready:
             raise RuntimeError(f"{self._name}: gitlab_dsn() needs gitlab.enabled and gitlab.externalPostgres")
-        gl, db = self._cfg_gitlab, self._db
+        gl, db = self._gitlab_cfg, self._db
+        assert gl is not None  # gitlab_ready is empty without it
         return pulumi.Output.secret(
             self._gitlab_password.apply(
                 lambda pw: r.render_dsn(

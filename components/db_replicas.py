@@ -24,15 +24,14 @@ from operator import itemgetter
 from typing import Protocol, TypedDict
 
 import pulumi
+from pulumi_command import remote
 
 from components import database_render as r
 from components import db_replicas_render as rr
+from components.config import Database as DatabaseConfig
 from components.config import DatabaseReplica as DatabaseReplicaConfig
-from components.config import StackConfig
-from components.connection import connection_for
 from components.database import database_control
 from components.database_enforcement import moved_child
-from components.node_render import node_paths
 from components.pki import Pki, split_sans
 from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files, read_script
 
@@ -46,12 +45,14 @@ class DatabaseLike(Protocol):
 
 @dataclass(frozen=True)
 class DatabaseReplicaArgs:
-    """Inputs of one replica server."""
+    """Inputs of one replica server (built from the stack config by components/adapter.py)."""
 
-    cfg: StackConfig
-    """The validated stack config (database section: engine, port, dirs, user)."""
+    database: DatabaseConfig
+    """The validated `database` section (port, dirs, user, database name, host platform)."""
     server: rr.ReplicaServer
     """The replica (address, DSN name, SSH)."""
+    connection: remote.ConnectionArgs
+    """SSH to the replica host."""
     pki: Pki
     """The stack CA that issues the replica's certificate."""
     client_addresses: list[str]
@@ -69,11 +70,11 @@ class DatabaseReplica(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DatabaseReplicaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:db_replicas:DatabaseReplica", name, None, opts)
-        db, server = args.cfg.database, args.server
+        db, server = args.database, args.server
         self._name = self.resource_name = name
         self._user, self._database, self._port = db.user, db.name, db.effective_port
         self._address = server.address
-        self._connection = connection_for(args.cfg, server.address, server.ssh)
+        self._connection = args.connection
         config_dir = db.effective_config_dir
         self._hba_file = f"{config_dir}/pg_hba.conf"
         paths = r.tls_paths(db.effective_tls_dir)
@@ -155,27 +156,30 @@ class DatabaseReplica(pulumi.ComponentResource):
 
 
 def database_replicas(
-    cfg: StackConfig, pki: Pki, client_addresses: list[str], opts: pulumi.ResourceOptions | None = None
+    replicas: Sequence[DatabaseReplicaArgs], opts: pulumi.ResourceOptions | None = None
 ) -> list[DatabaseReplica]:
-    """One DatabaseReplica per distinct replica server of the stack (none without replicas)."""
-    return [
-        DatabaseReplica(
-            f"database-replica-{server.label}",
-            DatabaseReplicaArgs(cfg=cfg, server=server, pki=pki, client_addresses=client_addresses),
-            opts,
-        )
-        for _, server in rr.replica_servers(cfg)
-    ]
+    """One DatabaseReplica per distinct replica server of the stack (none without replicas), named
+    after the server's stable label."""
+    return [DatabaseReplica(f"database-replica-{args.server.label}", args, opts) for args in replicas]
 
 
-def node_db_env(cfg: StackConfig, node_name: str, database: DatabaseLike) -> dict[str, pulumi.Output[str]]:
+@dataclass(frozen=True)
+class NodeDbEnvArgs:
+    """What `node_db_env` needs of one node and the config (built by components/adapter.py)."""
+
+    database: DatabaseConfig
+    """The validated `database` section (engine, user, port, name, TLS mode, replicas)."""
+    ca_file: str
+    """Where the node keeps the stack CA (the DSNs' sslrootcert)."""
+    config_store: str
+    """The node's configStore: 'database' adds MM_CONFIG."""
+
+
+def node_db_env(args: NodeDbEnvArgs, database: DatabaseLike) -> dict[str, pulumi.Output[str]]:
     """The node's replica DSNs and, with configStore database, its MM_CONFIG: secret Outputs for
     the node's EnvironmentFile (MattermostNodeArgs.extra_env). Same user, password, database and
     TLS verification as the node's main DataSource; `sslrootcert` is the node's CA file."""
-    node = next(n for n in cfg.nodes if n.name == node_name)
-    db = cfg.database
-    ca_file = node_paths(cfg.mattermost.tls_dir, cfg.node_setting(node, "unit")).ca
-    store: str = cfg.node_setting(node, "config_store")
+    db, ca_file, store = args.database, args.ca_file, args.config_store
     engine = db.engine
     hosts = {
         "replicas": [rep.server_name or rep.address for rep in db.replicas],
@@ -214,9 +218,20 @@ class PreflightTargets(TypedDict):
     search_targets: list[str]
 
 
-def preflight_targets(cfg: StackConfig) -> PreflightTargets:
+class WithDatabase(Protocol):
+    """Anything carrying the validated `database` section (the StackConfig, for node.py)."""
+
+    @property
+    def database(self) -> DatabaseConfig: ...
+
+
+def preflight_targets(cfg: WithDatabase) -> PreflightTargets:
     """What the node preflight compares the node's DSNs with (render_preflight_script)."""
-    db = cfg.database
+    return database_targets(cfg.database)
+
+
+def database_targets(db: DatabaseConfig) -> PreflightTargets:
+    """`preflight_targets` of the `database` section: plain values in and out."""
     assert db.address is not None  # the schema requires it
 
     def targets(hosts: list[str]) -> list[str]:
@@ -232,27 +247,38 @@ def preflight_targets(cfg: StackConfig) -> PreflightTargets:
     }
 
 
-def config_store_preflight(cfg: StackConfig, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource | None:
+@dataclass(frozen=True)
+class ConfigStorePreflightArgs:
+    """Inputs of `config_store_preflight` (built by components/adapter.py when a node keeps its
+    configuration in the database)."""
+
+    database: DatabaseConfig
+    """The validated `database` section (with an address)."""
+    connection: remote.ConnectionArgs
+    """SSH to the database host."""
+    cluster_enabled: bool
+    """`cluster.enabled`: the stored configuration's cluster settings are checked against it."""
+
+
+def config_store_preflight(args: ConfigStorePreflightArgs, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource:
     """`database-config-store-preflight`: the read-only check of the configuration stored in the
-    stack's database (db_replicas_render.render_config_store_preflight), when any node keeps its
-    configuration there; None otherwise."""
-    if not any(cfg.node_setting(n, "config_store") == "database" for n in cfg.nodes):
-        return None
-    db = cfg.database
+    stack's database (db_replicas_render.render_config_store_preflight); built only when a node
+    keeps its configuration there (components/adapter.py config_store_preflight_args)."""
+    db = args.database
     assert db.address is not None  # the schema requires it
     control = database_control(db)
     local_sql = control.local_sql.replace(" -d postgres", "") if db.engine == "postgres" else control.local_sql
     mode = db.effective_tls_mode
-    targets = preflight_targets(cfg)
+    targets = database_targets(db)
     return read_script(
         "database-config-store-preflight",
-        connection=connection_for(cfg, db.address, db.ssh),
+        connection=args.connection,
         script=rr.render_config_store_preflight(
             engine=db.engine,
             local_sql=local_sql,
             database=db.name,
             address=db.address,
-            cluster_enabled=cfg.cluster.enabled,
+            cluster_enabled=args.cluster_enabled,
             accept_pg=" ".join(["verify-full"] + ([mode] if db.engine == "postgres" and mode != "verify-full" else [])),
             replica_targets=targets["replica_targets"],
             search_targets=targets["search_targets"],

@@ -31,12 +31,12 @@ from components import adapter, cluster_render
 from components.ca_switch import ca_switch_preflights
 from components.cluster import Cluster, ClusterArgs
 from components.config import StackConfig
-from components.database import Database, DatabaseArgs, database_preflight
+from components.database import Database, database_preflight
 from components.database_enforcement import TlsEnforcement, TlsEnforcementArgs
 from components.db_replicas import config_store_preflight, database_replicas, node_db_env
 from components.gitlab import GitlabMattermost
 from components.host_helper import install_helpers_after
-from components.nginx import NginxProxy, NginxProxyArgs
+from components.nginx import NginxProxy
 from components.nginx_site import NginxFinalSite, NginxFinalSiteArgs
 from components.node import MattermostNode, MattermostNodeArgs, node_preflight, preflights_passed
 from components.pki import Pki, PkiArgs
@@ -56,8 +56,9 @@ class Deployment:
         self.pki = pki = Pki("pki", PkiArgs(ca=cfg.ca))
         # 1. read-only checks of every node: no host changes before each is what the stack says
         preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
-        store_check = config_store_preflight(cfg)  # the database-stored configuration, if a node has one
-        db_preflight = database_preflight(cfg)  # MySQL: the accounts the nodes log in through
+        store_args = adapter.config_store_preflight_args(cfg)  # the database-stored configuration, if a node has one
+        store_check = config_store_preflight(store_args) if store_args else None
+        db_preflight = database_preflight(adapter.database_preflight_args(cfg))  # MySQL: the accounts the nodes log in through
         ca_checks = ca_switch_preflights(cfg, pki)  # ca.rotation: switch only: every trust file holds the new CA
         passed = preflights_passed(
             cfg, [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks]
@@ -65,16 +66,13 @@ class Deployment:
         install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
         # 2. the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
         self.proxy = proxy = NginxProxy(
-            "proxy", NginxProxyArgs(cfg=cfg, pki=pki), pulumi.ResourceOptions(depends_on=[passed])
+            "proxy", adapter.proxy_args(cfg, pki), pulumi.ResourceOptions(depends_on=[passed])
         )
         after_checks = pulumi.ResourceOptions(depends_on=[passed, proxy.site_checked])
         install_helpers_after([passed, proxy.site_checked])  # every other host's helper, too (the proxy's runs the capture)
         # 3. database TLS offered, replicas, cluster
-        db_clients = [n.address for n in cfg.nodes if n.address]  # GitLab gets its own role and lines (Database._gitlab)
-        self.database = database = Database(
-            "database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=db_clients, preflight=db_preflight), after_checks
-        )
-        replicas = database_replicas(cfg, pki, [n.address for n in cfg.nodes if n.address], after_checks)
+        self.database = database = Database("database", adapter.database_args(cfg, pki, preflight=db_preflight), after_checks)
+        replicas = database_replicas(adapter.replica_args(cfg, pki), after_checks)
         self.cluster = cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_checks) if cfg.cluster.enabled else None
         # 4-5. one node at a time, in config order; the first waits for NGINX's transitional site,
         # which reaches each node over TLS or, not switched yet, plain HTTP
@@ -90,7 +88,7 @@ class Deployment:
                         pki=pki,
                         preflight=preflights[n.name],
                         database=database,
-                        extra_env={**(cluster.env_for(n.name) if cluster else {}), **node_db_env(cfg, n.name, database)},
+                        extra_env={**(cluster.env_for(n.name) if cluster else {}), **node_db_env(adapter.node_db_env_args(cfg, n), database)},
                         depends_on=[
                             *(cluster.ready_for(n.name) if cluster else []),
                             *(res for rep in replicas for res in rep.ready),

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from typing import TypedDict, Unpack
 
 import pulumi
+from pulumi_command import remote
 
 from components import nginx_live, nginx_render
-from components.config import StackConfig
-from components.connection import connection_for
+from components.config import Proxy
 from components.node import MattermostNode
 from components.pki import Pki, split_sans
 from components.remote_files import (
@@ -66,12 +66,20 @@ class _ReloadOptions(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class NginxProxyArgs:
-    """Inputs of the proxy."""
+    """Inputs of the proxy (built from the stack config by components/adapter.py)."""
 
-    cfg: StackConfig
-    """Validated stack config (section `proxy`, `mattermost.upstreamName`, `proxyTlsKey`)."""
+    proxy: Proxy
+    """The validated `proxy` section (with an address)."""
+    connection: remote.ConnectionArgs
+    """SSH to the proxy host."""
     pki: Pki
     """The stack CA: verifies the nodes, and issues the public certificate when proxy.tls.source is 'ca'."""
+    backends: Sequence[nginx_render.Backend]
+    """Every node's address and Mattermost port (`mattermost.port`): the transitional site's upstream servers."""
+    upstream_name: str
+    """`mattermost.upstreamName`: the name NGINX verifies in every node certificate."""
+    tls_key: pulumi.Output[str] | None = None
+    """proxyTlsKey (secret): the public key with proxy.tls.source 'provided', else None."""
 
 
 class NginxProxy(pulumi.ComponentResource):
@@ -90,19 +98,19 @@ class NginxProxy(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NginxProxyArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:nginx:NginxProxy", name, None, opts)
-        cfg, proxy = args.cfg, args.cfg.proxy
+        proxy = args.proxy
         if proxy.address is None:  # the schema refuses this; keep the promise if misused
             raise ValueError("proxy.address is not set")
-        if not cfg.nodes:
+        if not args.backends:
             raise ValueError("NginxProxy needs at least one node")
         self._name = name
-        self._cfg = cfg
+        self._proxy = proxy
         self._paths = paths = nginx_render.proxy_paths(proxy.tls_dir)
-        self._connection = connection_for(cfg, proxy.address, proxy.ssh)
+        self._connection = args.connection
         self._site: pulumi.Resource | None = None
         self.url = f"https://{proxy.server_name}/"
         self.site_file = proxy.site_file
-        self.upstream_name = cfg.mattermost.upstream_name
+        self.upstream_name = upstream_name = args.upstream_name
 
         if proxy.tls.source in ("ca", None):
             issued = args.pki.issue_server_cert(
@@ -111,11 +119,11 @@ class NginxProxy(pulumi.ComponentResource):
             public_cert: pulumi.Input[str] = issued.cert_pem
             public_key: pulumi.Input[str] = issued.key_pem
         elif proxy.tls.source == "provided":
-            if proxy.tls.cert is None or cfg.proxy_tls_key is None:  # refused by the schema
+            if proxy.tls.cert is None or args.tls_key is None:  # refused by the schema
                 raise ValueError("proxy.tls.source 'provided' needs proxy.tls.cert and proxyTlsKey")
             # config strips surrounding whitespace; a PEM file ends with a newline
             public_cert = _pem_file(proxy.tls.cert)
-            public_key = pulumi.Output.secret(_pem_file(cfg.proxy_tls_key.get_secret_value()))
+            public_key = pulumi.Output.secret(args.tls_key.apply(_pem_file))
         self._tls_files = [
             ManagedFile(FileSpec(paths.ca, "0644"), args.pki.ca_cert_pem),
         ]
@@ -130,8 +138,8 @@ class NginxProxy(pulumi.ComponentResource):
         self._validate = nginx_render.render_validate_script()
         self._restore_activate = nginx_render.render_restore_activate_script(service=proxy.service)
         self._hop = nginx_live.Hop(
-            backends=[nginx_render.Backend(n.address, cfg.mattermost.port) for n in cfg.nodes if n.address],
-            upstream_name=cfg.mattermost.upstream_name,
+            backends=list(args.backends),
+            upstream_name=upstream_name,
             ca_file=paths.ca,
             tls=proxy.tls.source,
             cert_file=paths.cert,
@@ -157,7 +165,7 @@ class NginxProxy(pulumi.ComponentResource):
             lambda site: nginx_render.render_transition_site(
                 server_name=proxy.server_name,
                 backends=self._hop.backends,
-                upstream_name=cfg.mattermost.upstream_name,
+                upstream_name=upstream_name,
                 keepalive=_template_keepalive(proxy.upstream_keepalive),
                 paths=paths,
             )
@@ -213,7 +221,7 @@ class NginxProxy(pulumi.ComponentResource):
         )
 
     def _reload(self, **kw: Unpack[_ReloadOptions]) -> str:
-        proxy = self._cfg.proxy
+        proxy = self._proxy
         return nginx_render.render_reload_script(
             service=proxy.service,
             server_name=proxy.server_name,
@@ -239,14 +247,14 @@ class NginxProxy(pulumi.ComponentResource):
                 )
         if self._site is not None:
             raise RuntimeError(f"{self._name}: install_final_site() was already called")
-        proxy = self._cfg.proxy
+        proxy = self._proxy
         backends = [nginx_render.Backend(n.address, n.port) for n in nodes]
         hop = nginx_live.Hop(**{**self._hop.__dict__, "backends": backends})
         site = self._live_site.apply(
             lambda live: nginx_render.render_nginx_site(
                 server_name=proxy.server_name,
                 backends=backends,
-                upstream_name=self._cfg.mattermost.upstream_name,
+                upstream_name=self.upstream_name,
                 keepalive=_template_keepalive(proxy.upstream_keepalive),
                 paths=self._paths,
             )

@@ -106,7 +106,8 @@ def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()
     `ready`) and `enforce_tls` after them, as components/deployment.py wires it."""
     from pulumi_command import remote
 
-    from components.database import Database, DatabaseArgs
+    from components import adapter
+    from components.database import Database
     from components.pki import Pki, PkiArgs
 
     run = start_mocks(cfg)
@@ -114,7 +115,7 @@ def run_program(cfg: config_mod.StackConfig, enforce_after: tuple[str, ...] = ()
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
         pki = Pki("pki", PkiArgs(ca=cfg.ca))
-        db = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes]))
+        db = Database("database", adapter.database_args(cfg, pki))
         run.values["db"] = db
         if enforce_after:
             after = [
@@ -508,7 +509,8 @@ def run_gitlab(cfg: config_mod.StackConfig) -> Run:
     command for GitLab's `ready`, then enforce_gitlab_tls after it, as components/deployment.py wires it."""
     from pulumi_command import remote
 
-    from components.database import Database, DatabaseArgs
+    from components import adapter
+    from components.database import Database
     from components.pki import Pki, PkiArgs
 
     run = start_mocks(cfg)
@@ -516,7 +518,7 @@ def run_gitlab(cfg: config_mod.StackConfig) -> Run:
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
         pki = Pki("pki", PkiArgs(ca=cfg.ca))
-        db = Database("database", DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes]))
+        db = Database("database", adapter.database_args(cfg, pki))
         gitlab = remote.Command("gitlab-gitlab-rb", connection=remote.ConnectionArgs(host="10.251.0.31"), create="true")
         run.values["enforced"] = db.enforce_gitlab_tls([gitlab])
         run.values["db"] = db
@@ -587,21 +589,22 @@ def run_accounts(cfg: config_mod.StackConfig, accounts_stdout: str) -> tuple[Run
     """database_preflight, its barrier and the Database after it, as components/deployment.py wires them."""
     from pulumi_command import remote
 
-    from components.database import Database, DatabaseArgs, database_preflight
+    from components import adapter
+    from components.database import Database, database_preflight
     from components.pki import Pki, PkiArgs
 
     run = start_mocks(cfg, accounts_stdout)
 
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
-        pre = database_preflight(cfg)
+        pre = database_preflight(adapter.database_preflight_args(cfg))
         passed = remote.Command(
             "preflights-passed", connection=remote.ConnectionArgs(host="10.251.0.250"), opts=pulumi.ResourceOptions(depends_on=pre.resources)
         )
         pki = Pki("pki", PkiArgs(ca=cfg.ca), pulumi.ResourceOptions(depends_on=[passed]))
         db = Database(
             "database",
-            DatabaseArgs(cfg=cfg, pki=pki, client_addresses=[n.address for n in cfg.nodes], preflight=pre),
+            adapter.database_args(cfg, pki, preflight=pre),
             pulumi.ResourceOptions(depends_on=[passed]),
         )
         run.values["enforced"] = db.enforce_tls([])

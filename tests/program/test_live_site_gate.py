@@ -45,7 +45,8 @@ def test_no_host_but_the_proxy_gets_its_helper_before_the_live_site_is_accepted(
 def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
     """NginxProxy with this capture, and a resource gated like __main__'s database and cluster;
     the names registered go to `registered` (also when the program fails)."""
-    from components.nginx import NginxProxy, NginxProxyArgs
+    from components import adapter
+    from components.nginx import NginxProxy
     from components.pki import Pki, PkiArgs
 
     proxy: dict[str, Any] = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}}
@@ -57,7 +58,7 @@ def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
     @pulumi.runtime.test
     def program() -> pulumi.Output[Any]:
         pki = Pki("pki", PkiArgs(ca=cfg.ca))
-        nginx = NginxProxy("proxy", NginxProxyArgs(cfg=cfg, pki=pki))
+        nginx = NginxProxy("proxy", adapter.proxy_args(cfg, pki))
         gated = pulumi.CustomResource(
             "test:index:Gated", "database-stand-in", {}, opts=pulumi.ResourceOptions(depends_on=[nginx.site_checked])
         )

@@ -1,0 +1,187 @@
+"""components/adapter.py: each narrowed component's args carry exactly what the config says, each
+value from its key (a key that reaches the wrong field, or none, fails here), secrets as secret
+Outputs (resolved under Pulumi's mock runtime, hence here and not in tests/unit); and the narrowed
+components never see the whole StackConfig (they do not import it). The resource graph they build
+from these args: test_database, test_live_site_gate, test_db_replicas, test_urns."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from components import adapter
+from components.config import StackConfig, parse
+from components.nginx_render import Backend
+from tests.helpers.certs import self_signed
+from tests.helpers.pulumi_mocks import ProviderMocks, start
+from tests.helpers.stack_config import HOSTKEY, good
+
+ROOT = Path(__file__).resolve().parents[2]
+PKI: Any = object()
+"""The adapter hands the Pki on as it is: a stand-in shows it is the same object."""
+
+NARROWED = ("gitlab", "teleport", "nginx", "nginx_site", "database", "database_enforcement", "database_accounts", "db_replicas")
+"""The components whose args components/adapter.py builds (and their helper modules)."""
+
+
+def config(**over: Any) -> StackConfig:
+    d = good()
+    for key, value in over.items():
+        d[key] = {**d[key], **value} if isinstance(value, dict) and isinstance(d.get(key), dict) else value
+    return parse(d)
+
+
+def resolved(build: Callable[[], Any], *outputs: Callable[[Any], pulumi.Output[Any] | None]) -> tuple[Any, list[Any]]:
+    """The args `build` returns (under Pulumi's mock runtime) and, for each of `outputs`, (value,
+    secret) of that Output, or None."""
+    start(ProviderMocks())
+    got: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        args = got["args"] = build()
+        picked = [pick(args) for pick in outputs]
+        pairs = [
+            pulumi.Output.from_input(None)
+            if out is None
+            else pulumi.Output.all(out, pulumi.Output.from_input(out.is_secret())).apply(tuple)
+            for out in picked
+        ]
+        return pulumi.Output.all(*pairs).apply(lambda vs: got.update(values=list(vs)))
+
+    program()
+    return got["args"], got["values"]
+
+
+def test_proxy_args_take_the_proxy_section_nodes_port_and_upstream_name() -> None:
+    cfg = config(
+        mattermost={"port": 8443, "upstreamName": "mm-app.example.internal"},
+        proxy={"ssh": {"hostKey": HOSTKEY, "port": 2222, "address": "192.0.2.7"}},
+        ssh={"user": "deploy"},
+    )
+    args, _ = resolved(lambda: adapter.proxy_args(cfg, PKI))
+    assert args.proxy is cfg.proxy and args.pki is PKI
+    assert args.backends == [Backend(n.address, 8443) for n in cfg.nodes]
+    assert args.upstream_name == "mm-app.example.internal"
+    assert (args.connection.host, args.connection.port, args.connection.user) == ("192.0.2.7", 2222, "deploy")
+    assert args.tls_key is None
+
+
+def test_proxy_args_carry_proxy_tls_key_as_a_secret() -> None:
+    cert, key = self_signed(["chat.example.com"])
+    cfg = config(proxy={"tls": {"source": "provided", "cert": cert}}, proxyTlsKey=key)
+    _, [tls_key] = resolved(lambda: adapter.proxy_args(cfg, PKI), lambda a: a.tls_key)
+    assert tls_key == (key.strip(), True)  # the config strips it; NginxProxy ends it with a newline
+
+
+def test_database_args_take_the_database_section_clients_and_secrets() -> None:
+    cfg = config(
+        database={"adminUser": "dbadmin", "ssh": {"hostKey": HOSTKEY, "address": "192.0.2.9"}},
+        dbPassword="nodes-pw",
+        dbAdminPassword="admin-pw",
+    )
+    args, [password, admin] = resolved(
+        lambda: adapter.database_args(cfg, PKI), lambda a: a.password, lambda a: a.admin_password
+    )
+    assert args.database is cfg.database and args.pki is PKI and args.preflight is None
+    assert args.client_addresses == [n.address for n in cfg.nodes]
+    assert args.connection.host == "192.0.2.9"
+    assert password == ("nodes-pw", True) and admin == ("admin-pw", True)
+    assert args.gitlab is None
+
+
+def test_database_args_without_passwords_read_the_first_nodes_current_one() -> None:
+    first = {"name": "mm1", "address": "10.10.250.146", "unit": "mm-server", "installDir": "/srv/mm", "ssh": {"hostKey": HOSTKEY}}
+    cfg = config(nodes=[first, *good()["nodes"][1:]], mattermost={"tlsDir": "/etc/mm-tls"})
+    args, [password, admin] = resolved(
+        lambda: adapter.database_args(cfg, PKI), lambda a: a.password, lambda a: a.admin_password
+    )
+    assert password is None and admin is None
+    source = args.site_password
+    assert (source.node, source.unit, source.install_dir) == ("mm1", "mm-server", "/srv/mm")
+    assert source.env_file.startswith("/etc/mm-tls/") and "mm-server" in source.env_file
+    assert source.connection.host == "10.10.250.146"
+
+
+@pytest.mark.parametrize(("external", "expected"), [(True, True), (False, False)])
+def test_database_args_carry_gitlab_only_when_it_uses_this_postgres(external: bool, expected: bool) -> None:
+    gitlab = {"enabled": True, "address": "10.10.250.150", "ssh": {"hostKey": HOSTKEY}, "externalPostgres": external}
+    cfg = config(database={"engine": "postgres"}, gitlab=gitlab, dbPassword="pw")
+    args, _ = resolved(lambda: adapter.database_args(cfg, PKI))
+    assert (args.gitlab is cfg.gitlab) is expected and (args.gitlab is None) is not expected
+
+
+def test_database_preflight_args_name_each_node_by_its_address() -> None:
+    cfg = config()
+    args, _ = resolved(lambda: adapter.database_preflight_args(cfg))
+    assert args.database is cfg.database
+    assert args.clients == {n.name: n.address for n in cfg.nodes}
+    assert args.connection.host == cfg.database.address
+
+
+def test_replica_args_one_per_distinct_server_with_its_own_connection() -> None:
+    replica = {"address": "10.10.250.160", "host": "pgreplica", "ssh": {"hostKey": HOSTKEY}}
+    search = [{"address": "10.10.250.161", "ssh": {"hostKey": HOSTKEY, "port": 2200}}, dict(replica)]
+    cfg = config(database={"engine": "postgres", "replicas": [replica], "searchReplicas": search}, dbPassword="pw")
+    args, _ = resolved(lambda: adapter.replica_args(cfg, PKI))
+    assert [(a.server.label, a.connection.host, a.connection.port) for a in args] == [
+        ("pgreplica", "10.10.250.160", 22),
+        ("10-10-250-161", "10.10.250.161", 2200),
+    ]
+    assert all(a.database is cfg.database and a.pki is PKI for a in args)
+    assert all(a.client_addresses == [n.address for n in cfg.nodes] for a in args)
+
+
+def test_node_db_env_args_take_the_nodes_own_config_store_and_the_tls_dir() -> None:
+    nodes = good()["nodes"]
+    nodes[1] = {**nodes[1], "configStore": "database"}
+    cfg = config(nodes=nodes, mattermost={"tlsDir": "/etc/mm-tls"}, dbPassword="pw")
+    one, two = (adapter.node_db_env_args(cfg, n) for n in cfg.nodes[:2])
+    assert (one.config_store, two.config_store) == ("file", "database")
+    assert one.ca_file == two.ca_file == "/etc/mm-tls/ca.crt"
+    assert one.database is cfg.database
+
+
+def test_config_store_preflight_args_only_when_a_node_stores_its_config_in_the_database() -> None:
+    assert adapter.config_store_preflight_args(config()) is None
+    nodes = good()["nodes"]
+    nodes[2] = {**nodes[2], "configStore": "database"}
+    cfg = config(nodes=nodes, cluster={"enabled": True, "name": "c1"}, dbPassword="pw")
+    args, _ = resolved(lambda: adapter.config_store_preflight_args(cfg))
+    assert args is not None and args.database is cfg.database and args.cluster_enabled is True
+    assert args.connection.host == cfg.database.address
+
+
+def _names_used(module: str) -> set[str]:
+    tree = ast.parse((ROOT / "components" / f"{module}.py").read_text())
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    names |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return names
+
+
+@pytest.mark.parametrize("module", NARROWED)
+def test_a_narrowed_component_never_sees_the_stack_config(module: str) -> None:
+    used = _names_used(module)
+    assert "StackConfig" not in used and "connection_for" not in used, module
+
+
+def test_the_probe_sees_the_stack_config_where_it_is_used() -> None:
+    assert {"StackConfig", "connection_for"} <= _names_used("adapter")
+
+
+def test_the_accounts_decision_imports_no_pulumi() -> None:
+    """database_accounts decides on plain values (the Database component runs its scripts)."""
+    code = "import sys, components.database_accounts\nprint('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert "components.database_accounts" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("pulumi", "pulumi_command")}, sorted(loaded)
