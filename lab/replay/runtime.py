@@ -206,6 +206,11 @@ def _run(
     settings.ROOT.set(_Placeholder())  # type: ignore[arg-type]
     mocks.set_mocks(_NoMocks(), project=project.name, stack=stack, preview=preview, monitor=monitor)
     settings.ROOT.set(None)
+    # This program's own set of pending outputs, as a fresh Settings gives each run of the
+    # Automation API's in-process server (pulumi/automation/_server.py Run -> reset_options).
+    # MockSettings (pulumi/runtime/mocks.py) keeps the process-wide set, where a failed earlier
+    # program's outputs stay and wait_for_rpcs (runtime/stack.py) would re-raise their error here.
+    settings.SETTINGS.outputs = set()
     settings.SETTINGS.root_directory = str(project.root)
     set_all_config(config, secrets)
     cwd, path, modules = os.getcwd(), list(sys.path), set(sys.modules)

@@ -274,6 +274,9 @@ def run_main(
         settings.ROOT.set(_Root())  # type: ignore[arg-type]
         pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
         settings.ROOT.set(None)
+        # its own set of pending outputs: set_mocks keeps the process-wide one, where a failed
+        # earlier program's outputs stay to fail this run (why: lab/replay/runtime.py `_run`)
+        settings.SETTINGS.outputs = set()
         set_all_config(config, secret_keys or [])
         cwd, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
         os.chdir(directory)
@@ -298,3 +301,35 @@ def run_main(
         thread.start()
         thread.join()
     return "\n".join(error)
+
+
+class Refused(Exception):
+    """The error of `fail_a_program`."""
+
+
+def _refuse(value: Any) -> Any:
+    raise Refused(f"refused {value}")
+
+
+def fail_a_program() -> None:
+    """Run, on this thread, a program whose resource waits on an output that fails (as NGINX's
+    refused live site does, tests/program/test_live_site_gate.py): the registration fails, so the
+    SDK stops before it drains its pending outputs and keeps the failed one in the process-wide
+    `SETTINGS.outputs`. Asserts that it did, so a test that runs a program after this one runs it
+    after a real leftover (if a Pulumi release stops leaving it, the reset in `run_main` and
+    lab/replay/runtime.py `_run` can go)."""
+    start(ProviderMocks())
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
+        refused = pulumi.Output.from_input("site").apply(_refuse)
+        return pulumi.CustomResource("test:index:Gated", "gated", {"site": refused}).urn
+
+    try:
+        program()
+    except Refused:
+        pass
+    else:
+        raise AssertionError("the program did not fail")
+    left = [t for t in settings.SETTINGS.outputs if t.done() and not t.cancelled() and t.exception()]
+    assert any(isinstance(t.exception(), Refused) for t in left), "the SDK kept no failed output"
