@@ -37,15 +37,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import _base, _names, _seed
-from ._names import BRIDGE, CGROUP_NAME, GATEWAY, PREFIX_LEN, SUBNET, HostSpec
+from . import base_image, naming, seeding
+from .naming import BRIDGE, CGROUP_NAME, GATEWAY, PREFIX_LEN, SUBNET, HostSpec
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(os.environ.get("MMTLS_LAB_DIR", REPO / ".lab"))
 CGROUP_HIERARCHIES = ("systemd", "unified", "memory")
 NETNS_DIR = Path("/run/netns")
 PROPAGATE_DIR = Path("/run/systemd/nspawn/propagate")
-NSPAWN_MARKER = f"--network-namespace-path={NETNS_DIR}/{_names.NETNS_PREFIX}"
+NSPAWN_MARKER = f"--network-namespace-path={NETNS_DIR}/{naming.NETNS_PREFIX}"
 BOOT_TIMEOUT = float(os.environ.get("MMTLS_LAB_BOOT_TIMEOUT", "180"))
 STOP_GRACE = 10.0
 LOCK_FILE = Path("/run/mmtls-lab.lock")
@@ -65,17 +65,17 @@ def _run(argv: Sequence[str], check: bool = True, **kw: Any) -> subprocess.Compl
     return proc
 
 
-def _links() -> set[str]:
+def link_names() -> set[str]:
     """Names of the network interfaces in the VM's namespace."""
     out = _run(["ip", "-o", "link", "show"]).stdout
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
 
 
-def _netns_names() -> set[str]:
+def netns_names() -> set[str]:
     return {p.name for p in NETNS_DIR.iterdir()} if NETNS_DIR.is_dir() else set()
 
 
-def _cgroup_roots() -> list[Path]:
+def cgroup_roots() -> list[Path]:
     roots = []
     for h in CGROUP_HIERARCHIES:
         p = Path("/sys/fs/cgroup") / h
@@ -106,7 +106,7 @@ def _rmdir_tree(path: Path) -> bool:
     return not path.exists()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie counts as gone; our own children are reaped)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
@@ -124,7 +124,7 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def _lab_nspawn_pids() -> dict[str, int]:
+def lab_nspawn_pids() -> dict[str, int]:
     """host name -> PID of every lab nspawn process on the VM (also from killed runs)."""
     found: dict[str, int] = {}
     for entry in Path("/proc").iterdir():
@@ -202,10 +202,10 @@ class Lab:
             if {"mysql", "postgres", "replication"} <= data.keys():
                 return data
             if {"mysql", "postgres"} <= data.keys():  # a lab from before the replica host: keep them
-                data["replication"] = _seed.new_password()
+                data["replication"] = seeding.new_password()
                 self._write_private(path, json.dumps(data, indent=2) + "\n")
                 return data
-        data = {"mysql": _seed.new_password(), "postgres": _seed.new_password(), "replication": _seed.new_password()}
+        data = {"mysql": seeding.new_password(), "postgres": seeding.new_password(), "replication": seeding.new_password()}
         self._write_private(path, json.dumps(data, indent=2) + "\n")
         return data
 
@@ -231,7 +231,7 @@ class Lab:
             return None
         pid = int(rec["pid"])
         argv = _cmdline(pid)
-        if _alive(pid) and f"{NSPAWN_MARKER}{name}" in argv:
+        if pid_alive(pid) and f"{NSPAWN_MARKER}{name}" in argv:
             return pid
         return None
 
@@ -264,7 +264,7 @@ class Lab:
             return host
         with contextlib.suppress(LabError, KeyError):
             return self.inventory()["hosts"][host]["address"]
-        return _names.address_of(host)
+        return naming.address_of(host)
 
     def ssh_argv(self, host: str, command: str | None = None) -> list[str]:
         """The system ``ssh`` command line for ``host`` (lab key, pinned host keys)."""
@@ -314,7 +314,7 @@ class Lab:
         input: str | None = None,  # noqa: A002
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` (a VM program) inside ``host``'s network namespace, for probing."""
-        cmd = ["ip", "netns", "exec", _names.NETNS_PREFIX + host, *argv]
+        cmd = ["ip", "netns", "exec", naming.NETNS_PREFIX + host, *argv]
         proc = subprocess.run(cmd, text=True, capture_output=True, timeout=timeout, input=input)
         if check and proc.returncode != 0:
             raise LabError(f"{shlex.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -342,10 +342,10 @@ class Lab:
         if nodes is None:
             nodes = previous.get("nodes", 3)
         extra_list = list(previous.get("extra", [])) if extra is None else [e for e in extra if e]
-        hosts = _names.plan(nodes, extra_list)
+        hosts = naming.plan(nodes, extra_list)
         wanted = {h.name for h in hosts}
 
-        base = _base.ensure_base(self.log)
+        base = base_image.ensure_base(self.log)
         pubkey = self._ensure_key()
         passwords = self._passwords()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -369,7 +369,7 @@ class Lab:
         if new and keep:
             # Kept hosts learn the names of the new ones (the lab has no DNS).
             for name in sorted(keep):
-                self.ssh(name, "cat > /etc/hosts", input=_seed.render_hosts_file(hosts, name))
+                self.ssh(name, "cat > /etc/hosts", input=seeding.render_hosts_file(hosts, name))
         inv = self._write_inventory(hosts, passwords)
         self.log(f"lab: up in {time.monotonic() - started:.1f}s ({len(hosts)} hosts, inventory {self.inventory_file})")
         return inv
@@ -385,8 +385,8 @@ class Lab:
 
     def _healthy(self, name: str) -> bool:
         """A running host we can keep: its namespace, link and SSH with the known key work."""
-        spec = _names.spec(name)
-        if spec.netns not in _netns_names() or spec.veth not in _links() or not self.host_key(name):
+        spec = naming.spec(name)
+        if spec.netns not in netns_names() or spec.veth not in link_names() or not self.host_key(name):
             return False
         self._write_known_hosts([spec])
         # A host whose first-boot seeding failed is not worth keeping.
@@ -395,7 +395,7 @@ class Lab:
         return proc.returncode == 0
 
     def _ensure_bridge(self, fresh: bool) -> None:
-        links = _links()
+        links = link_names()
         if fresh and BRIDGE in links:
             _run(["ip", "link", "del", BRIDGE])
             links.discard(BRIDGE)
@@ -408,9 +408,9 @@ class Lab:
         self, h: HostSpec, hosts: list[HostSpec], base: Path, pubkey: str, passwords: dict[str, str]
     ) -> None:
         upper = self.upper_dir(h.name)
-        _seed.reset_upper(upper)
+        seeding.reset_upper(upper)
         upper.mkdir(parents=True)
-        _seed.stage_host(upper, base, h, hosts, passwords, pubkey)
+        seeding.stage_host(upper, base, h, hosts, passwords, pubkey)
 
         # Network: a namespace per host, a veth into the bridge, the address from the name.
         _run(["ip", "netns", "add", h.netns])
@@ -422,7 +422,7 @@ class Lab:
         _run([*ns, "link", "set", "eth0", "up"])
         _run([*ns, "route", "add", "default", "via", GATEWAY])
 
-        cgroups = [root / h.name for root in _cgroup_roots()]
+        cgroups = [root / h.name for root in cgroup_roots()]
         for d in cgroups:
             d.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -525,17 +525,17 @@ class Lab:
     def _leftover_names(self) -> set[str]:
         """Every host name any trace of a lab (this or a killed run) exists for."""
         names: set[str] = set()
-        names |= {n[len(_names.NETNS_PREFIX) :] for n in _netns_names() if n.startswith(_names.NETNS_PREFIX)}
-        names |= {n[len(_names.VETH_PREFIX) :] for n in _links() if n.startswith(_names.VETH_PREFIX)}
-        for root in _cgroup_roots():
+        names |= {n[len(naming.NETNS_PREFIX) :] for n in netns_names() if n.startswith(naming.NETNS_PREFIX)}
+        names |= {n[len(naming.VETH_PREFIX) :] for n in link_names() if n.startswith(naming.VETH_PREFIX)}
+        for root in cgroup_roots():
             if root.is_dir():
                 names |= {p.name for p in root.iterdir() if p.is_dir()}
         if PROPAGATE_DIR.is_dir():
             names |= {
-                p.name[len(_names.MACHINE_PREFIX) :] for p in PROPAGATE_DIR.iterdir()
-                if p.name.startswith(_names.MACHINE_PREFIX)
+                p.name[len(naming.MACHINE_PREFIX) :] for p in PROPAGATE_DIR.iterdir()
+                if p.name.startswith(naming.MACHINE_PREFIX)
             }  # fmt: skip
-        names |= set(_lab_nspawn_pids())
+        names |= set(lab_nspawn_pids())
         hosts_dir = self.state_dir / "hosts"
         if hosts_dir.is_dir():
             names |= {p.name for p in hosts_dir.iterdir()}
@@ -550,14 +550,14 @@ class Lab:
             self.log(f"lab: clearing {', '.join(doomed)}")
             self._stop(doomed)
         if not keep:
-            if BRIDGE in _links():
+            if BRIDGE in link_names():
                 _run(["ip", "link", "del", BRIDGE])
-            for root in _cgroup_roots():
+            for root in cgroup_roots():
                 _rmdir_tree(root)
 
     def _stop(self, names: list[str]) -> None:
         """Stop hosts by PID (nspawn first, politely), then remove all their traces."""
-        scanned = _lab_nspawn_pids()
+        scanned = lab_nspawn_pids()
         nspawn: dict[str, int] = {}
         for name in names:
             pid = self.host_pid(name) or scanned.get(name)
@@ -567,16 +567,16 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
-        while any(_alive(p) for p in nspawn.values()) and time.monotonic() < deadline:
+        while any(pid_alive(p) for p in nspawn.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
         for name in names:
             # Whatever still runs in the host's cgroups (the container's init
             # outlives a killed nspawn) is killed by PID.
             for _ in range(50):
-                pids = {p for root in _cgroup_roots() for p in _cgroup_pids(root / name)}
-                if name in nspawn and _alive(nspawn[name]):
+                pids = {p for root in cgroup_roots() for p in _cgroup_pids(root / name)}
+                if name in nspawn and pid_alive(nspawn[name]):
                     pids.add(nspawn[name])
-                pids = {p for p in pids if _alive(p)}
+                pids = {p for p in pids if pid_alive(p)}
                 if not pids:
                     break
                 for pid in pids:
@@ -589,16 +589,16 @@ class Lab:
             self._remove_traces(name)
 
     def _remove_traces(self, name: str) -> None:
-        spec_netns = _names.NETNS_PREFIX + name
-        veth = _names.VETH_PREFIX + name
-        if veth in _links():
+        spec_netns = naming.NETNS_PREFIX + name
+        veth = naming.VETH_PREFIX + name
+        if veth in link_names():
             _run(["ip", "link", "del", veth], check=False)
-        if spec_netns in _netns_names():
+        if spec_netns in netns_names():
             _run(["ip", "netns", "del", spec_netns], check=False)
-        for root in _cgroup_roots():
+        for root in cgroup_roots():
             if not _rmdir_tree(root / name):
                 raise LabError(f"host {name}: cannot remove cgroup dir {root / name}")
-        shutil.rmtree(PROPAGATE_DIR / (_names.MACHINE_PREFIX + name), ignore_errors=True)
+        shutil.rmtree(PROPAGATE_DIR / (naming.MACHINE_PREFIX + name), ignore_errors=True)
         host_dir = self.state_dir / "hosts" / name
         if host_dir.exists():
             shutil.rmtree(host_dir)
@@ -623,12 +623,12 @@ class Lab:
             return self._reset_host(name, timeout)
 
     def _reset_host(self, name: str, timeout: float) -> dict[str, Any]:
-        hosts = _names.plan(self._plan_record().get("nodes", 3), self._plan_record().get("extra", []))
+        hosts = naming.plan(self._plan_record().get("nodes", 3), self._plan_record().get("extra", []))
         spec = next((h for h in hosts if h.name == name), None)
         if spec is None:
             raise LabError(f"{name} is not a host of the running lab ({', '.join(h.name for h in hosts)})")
         self._stop([name])
-        base = _base.ensure_base(self.log)
+        base = base_image.ensure_base(self.log)
         self._start_host(spec, hosts, base, self._ensure_key(), self._passwords())
         self._wait_ready(hosts, [name], timeout)
         return self._write_inventory(hosts, self._passwords())
@@ -658,7 +658,7 @@ class Lab:
         hosts = {}
         leftovers = sorted(self._leftover_names() - set(self.running_hosts()))
         for name in self.running_hosts():
-            spec = _names.spec(name)
+            spec = naming.spec(name)
             ssh_ok = self.ssh(name, "true", check=False, timeout=15).returncode == 0
             du = _run(["du", "-sm", str(self.upper_dir(name))], check=False).stdout.split()
             hosts[name] = {
@@ -669,7 +669,7 @@ class Lab:
                 **self.memory(name),
                 "overlayMiB": int(du[0]) if du else None,
             }
-        return {"hosts": hosts, "leftovers": leftovers, "bridge": BRIDGE in _links()}
+        return {"hosts": hosts, "leftovers": leftovers, "bridge": BRIDGE in link_names()}
 
 
 # --------------------------------------------------------------------------- module-level API
@@ -740,8 +740,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "ssh":
             return subprocess.call(lab.ssh_argv(args.name, " ".join(args.command) if args.command else None))
         elif args.cmd == "build-base":
-            print(_base.ensure_base(lab.log))
-    except (LabError, _base.BaseError, _names.LabNameError) as exc:
+            print(base_image.ensure_base(lab.log))
+    except (LabError, base_image.BaseError, naming.LabNameError) as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
     return 0

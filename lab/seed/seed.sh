@@ -3,7 +3,7 @@
 # program then encrypts). Runs inside the host, from two oneshot units:
 #   seed.sh files  (mmtls-lab-seed.service, before the role's services start)
 #   seed.sh sql    (mmtls-lab-seed-sql.service, after the database started)
-# Inputs were staged by lab/_seed.py into /usr/local/lib/mmtls-lab and
+# Inputs were staged by lab/seeding.py into /usr/local/lib/mmtls-lab and
 # /etc/mmtls-lab/host.env (NAME, ROLE, passwords of this host's database).
 set -eu
 stage=/usr/local/lib/mmtls-lab

@@ -19,7 +19,7 @@ import pytest
 
 from components import nginx_live
 from components.nginx_render import Backend, ProxyPaths, proxy_paths, render_nginx_site, render_transition_site
-from lab import _seed
+from lab import seeding
 from tests.helpers.certs import make_ca, make_leaf, pem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,7 +281,7 @@ def marked(marks: list[pytest.MarkDecorator]):  # type: ignore[no-untyped-def]
 def guide_capture(site_path: str, real_path: str) -> str:
     """The live-site capture of a proxy whose enabled `site_path` (a link to `real_path`) is the
     guide's site for two nodes, as components/nginx_live.py's capture script prints it."""
-    site = _seed.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal")
+    site = seeding.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal")
     main = "/etc/nginx/nginx.conf"
     return (
         f"{nginx_live.CAPTURE_FILES}\nfile\t{main}\t{main}\nfile\t{site_path}\t{real_path}\n{nginx_live.CAPTURE_DUMP}\n"
@@ -300,12 +300,12 @@ ENABLED = "/etc/nginx/sites-enabled/mattermost"
 
 def guide(nodes: list[Backend] = NODES) -> str:
     """The site Mattermost's Ubuntu guide installs (lab/seed)."""
-    return _seed.render_guide_site([b.address for b in nodes], SERVER)
+    return seeding.render_guide_site([b.address for b in nodes], SERVER)
 
 
 def plain() -> str:
     """The lab's plain-HTTP reference site."""
-    return _seed.render_nginx_site([b.address for b in NODES])
+    return seeding.render_nginx_site([b.address for b in NODES])
 
 
 def capture(sites: dict[str, tuple[str, str]], site_file: str = AVAILABLE) -> nginx_live.Capture:
@@ -321,5 +321,5 @@ def capture(sites: dict[str, tuple[str, str]], site_file: str = AVAILABLE) -> ng
 
 def runnable(text: str, d: Path, cert: str, key: str) -> str:
     """The site for a throwaway NGINX under `d`: its own certificate, its proxy cache in `d/cache`."""
-    gcert, gkey = _seed.guide_cert_paths(SERVER)
+    gcert, gkey = seeding.guide_cert_paths(SERVER)
     return text.replace(gcert, cert).replace(gkey, key).replace("/var/cache/nginx", str(d / "cache"))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import _base
+from lab import base_image
 from lab.hosts import Lab
 from tests.helpers.lab_session import session_lock
 
@@ -33,7 +33,7 @@ def _cannot_run_lab() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, cgroups, systemd-nspawn)"
     try:
-        _base.ensure_vm_tools()
+        base_image.ensure_vm_tools()
     except (OSError, subprocess.CalledProcessError) as exc:
         return f"cannot install debootstrap/systemd-container: {exc}"
     if shutil.which("systemd-nspawn") is None:

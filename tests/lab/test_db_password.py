@@ -2,7 +2,7 @@
 
 The lab's "before" state is a running site: three nodes whose config.json DSN carries the
 Mattermost user's password, and a database that accepts it. The nodes' stand-ins go through a
-database/sql-like pool with 1-2 s connection lifetimes (lab/_seed.py LAB_POOL), so each node logs
+database/sql-like pool with 1-2 s connection lifetimes (lab/seeding.py LAB_POOL), so each node logs
 in to its database again every few seconds, as a busy real node does over an hour. The load asks
 for /api/v4/system/ping?get_server_status=true, which needs such a login whenever the pool has no
 live connection.

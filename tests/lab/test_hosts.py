@@ -20,25 +20,25 @@ from pathlib import Path
 
 import pytest
 
-from lab import _names
+from lab import naming
 from lab.hosts import (
     BRIDGE,
     NETNS_DIR,
     PROPAGATE_DIR,
     REPO,
     Lab,
-    _alive,
-    _cgroup_roots,
-    _lab_nspawn_pids,
-    _links,
-    _netns_names,
+    cgroup_roots,
+    lab_nspawn_pids,
+    link_names,
+    netns_names,
+    pid_alive,
 )
 
 pytestmark = pytest.mark.lab
 
 DEFAULT_HOSTS = ["mm1", "mm2", "mm3", "proxy", "mariadb", "postgres"]
 NODES = ["mm1", "mm2", "mm3"]
-PROXY = _names.address_of("proxy")
+PROXY = naming.address_of("proxy")
 
 
 def _curl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -48,13 +48,13 @@ def _curl(*args: str) -> subprocess.CompletedProcess[str]:
 def _traces(lab: Lab) -> dict[str, list[str]]:
     """Everything on the VM that belongs to a lab host."""
     return {
-        "netns": sorted(n for n in _netns_names() if n.startswith(_names.NETNS_PREFIX)),
-        "links": sorted(n for n in _links() if n.startswith(_names.VETH_PREFIX) or n == BRIDGE),
-        "cgroups": sorted(str(r) for r in _cgroup_roots() if r.exists()),
+        "netns": sorted(n for n in netns_names() if n.startswith(naming.NETNS_PREFIX)),
+        "links": sorted(n for n in link_names() if n.startswith(naming.VETH_PREFIX) or n == BRIDGE),
+        "cgroups": sorted(str(r) for r in cgroup_roots() if r.exists()),
         "propagate": sorted(
             p.name for p in (PROPAGATE_DIR.iterdir() if PROPAGATE_DIR.is_dir() else []) if p.name.startswith("mmtls-")
         ),
-        "nspawn": sorted(_lab_nspawn_pids()),
+        "nspawn": sorted(lab_nspawn_pids()),
         "overlays": sorted(p.name for p in (lab.state_dir / "hosts").glob("*")),
     }
 
@@ -91,7 +91,7 @@ def test_hosts_boot_with_their_own_identity(lab: Lab) -> None:
         out = lab.ssh(name, "hostname; cat /etc/machine-id; ip -4 -o addr show dev eth0; systemctl is-system-running")
         hostname, machine_id, addr, state = out.stdout.split("\n")[:4]
         assert hostname == name
-        assert f"{_names.address_of(name)}/24" in addr
+        assert f"{naming.address_of(name)}/24" in addr
         assert state in ("running", "degraded"), f"{name}: systemd state {state}"
         machine_ids.add(machine_id)
     assert len(machine_ids) == len(DEFAULT_HOSTS)
@@ -147,7 +147,7 @@ def test_proxy_runs_the_reference_site(lab: Lab) -> None:
     ).stdout
     assert out.startswith("/etc/nginx/sites-available/mattermost\nnodefault\n")
     for node in NODES:
-        assert f"server {_names.address_of(node)}:8065;" in out
+        assert f"server {naming.address_of(node)}:8065;" in out
     assert "proxy_pass http://backend;" in out and "ssl" not in out
 
 
@@ -289,7 +289,7 @@ def test_five_nodes_and_back(lab: Lab) -> None:
     assert lab.ssh("mm1", "getent hosts plugin").stdout.split()[0] == "10.251.0.30"
     inv = lab.up(nodes=3, extra=[])
     assert sorted(inv["hosts"]) == sorted(DEFAULT_HOSTS)
-    assert not {"mmtls-mm4", "mmtls-mm5", "mmtls-plugin"} & _netns_names()
+    assert not {"mmtls-mm4", "mmtls-mm5", "mmtls-plugin"} & netns_names()
 
 
 def test_down_leaves_nothing_behind(lab: Lab) -> None:
@@ -297,7 +297,7 @@ def test_down_leaves_nothing_behind(lab: Lab) -> None:
     assert all(pids)
     lab.down()
     assert _traces(lab) == {k: [] for k in _traces(lab)}
-    assert not any(_alive(p) for p in pids if p)
+    assert not any(pid_alive(p) for p in pids if p)
     assert not lab.inventory_file.exists()
     lab.up(nodes=3, extra=[])
 
@@ -327,14 +327,14 @@ def test_up_clears_what_a_killed_run_left(lab: Lab) -> None:
     victim = lab.host_pid("mm1")
     assert victim
     os.kill(victim, signal.SIGKILL)
-    orphans = {p for root in _cgroup_roots() for p in _pids_under(root / "mm1")}
+    orphans = {p for root in cgroup_roots() for p in _pids_under(root / "mm1")}
     left = _traces(lab)
     assert left["netns"] and left["links"] and left["cgroups"] and left["overlays"]
     assert (NETNS_DIR / "mmtls-mm1").exists() and orphans
 
     lab.up(nodes=3, extra=[])
-    assert not any(_alive(p) for p in orphans | {victim})
-    assert sorted(_lab_nspawn_pids()) == sorted(DEFAULT_HOSTS)
+    assert not any(pid_alive(p) for p in orphans | {victim})
+    assert sorted(lab_nspawn_pids()) == sorted(DEFAULT_HOSTS)
     assert lab.status()["leftovers"] == []
     for name in DEFAULT_HOSTS:
         assert lab.ssh(name, "hostname").stdout.strip() == name

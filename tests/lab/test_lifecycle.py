@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from lab import replay
-from lab._names import GATEWAY, address_of
 from lab.hosts import Lab
+from lab.naming import GATEWAY, address_of
 from tests.helpers.lab import NODES3, PROXY_IP, ROOT, SERVER_NAME, changed, diff, ping_through_proxy, snapshot
 from tests.helpers.lab import OrderedCtx as Ctx
 from tools import audit as audit_tool

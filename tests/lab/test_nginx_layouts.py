@@ -1,7 +1,7 @@
 """The NGINX proxy hop on real admin's sites (issue 10): the program finds the live Mattermost
 site in what NGINX loads, changes only the hop to the nodes, and keeps the rest of the site.
 
-Before-state "guide": Mattermost's Ubuntu guide layout (lab/_seed.proxy_layout_steps):
+Before-state "guide": Mattermost's Ubuntu guide layout (lab/seeding.proxy_layout_steps):
 sites-available/mattermost linked from sites-enabled, HTTPS with a public certificate from a
 second "public" CA of this test standing in for Let's Encrypt, http2, `listen [::]:443`, a proxy
 cache, `client_max_body_size 100M`; plain HTTP to the nodes.
@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from lab import _seed, replay
+from lab import replay, seeding
 from lab.hosts import Lab
 from tests.helpers.lab import (
     PING,
@@ -76,7 +76,7 @@ class Ctx:
     def seed(self, layout: str) -> None:
         self.lab.down()
         self.lab.up(nodes=3, extra=[])
-        for command, stdin in _seed.proxy_layout_steps(layout, NODE_IPS, SERVER_NAME, self.cert, self.key):
+        for command, stdin in seeding.proxy_layout_steps(layout, NODE_IPS, SERVER_NAME, self.cert, self.key):
             self.lab.ssh("proxy", command, input=stdin)
         self.before = {h: snapshot(self.lab, h) for h in HOSTS}
 
@@ -169,7 +169,7 @@ def lifecycle(ctx: Ctx, config: dict[str, Any], site_path: str, label: str) -> s
     # every node, never marked down while the nodes restart one after another (nginx_live)
     assert all(f"server {ip}:8065 max_fails=0;" in site for ip in NODE_IPS), site
     # the rest of the admin's site
-    cert, key = _seed.guide_cert_paths(SERVER_NAME)
+    cert, key = seeding.guide_cert_paths(SERVER_NAME)
     for kept in (
         f"ssl_certificate {cert};",
         f"ssl_certificate_key {key};",
@@ -211,15 +211,15 @@ def lifecycle(ctx: Ctx, config: dict[str, Any], site_path: str, label: str) -> s
 
 
 def test_guide_layout_keeps_the_admins_site_and_verifies_the_nodes(ctx: Ctx) -> None:
-    lifecycle(ctx, ctx.config, _seed.GUIDE_SITE, "guide")
-    assert ctx.lab.ssh("proxy", "readlink /etc/nginx/sites-enabled/mattermost").stdout.strip() == _seed.GUIDE_SITE
+    lifecycle(ctx, ctx.config, seeding.GUIDE_SITE, "guide")
+    assert ctx.lab.ssh("proxy", "readlink /etc/nginx/sites-enabled/mattermost").stdout.strip() == seeding.GUIDE_SITE
 
 
 def test_conf_d_layout_with_keep(ctx: Ctx) -> None:
     ctx.seed("confd")
     proxy = {k: v for k, v in ctx.config["proxy"].items() if k != "siteFile"}  # the default: conf.d
     config = {**ctx.config, "proxy": {**proxy, "tls": {"source": "keep"}}}
-    lifecycle(ctx, config, _seed.CONFD_SITE, "confd")
+    lifecycle(ctx, config, seeding.CONFD_SITE, "confd")
 
 
 def test_https_without_verification_gets_verified_without_a_failed_request(ctx: Ctx) -> None:
@@ -227,9 +227,9 @@ def test_https_without_verification_gets_verified_without_a_failed_request(ctx: 
     ctx.lab.up(nodes=3, extra=[])
     _, node_cert, node_key = public_cert()  # the admin's own node certificate, never verified
     for node in ("mm1", "mm2", "mm3"):
-        for command, stdin in _seed.manual_tls_node_steps(node_cert, node_key):
+        for command, stdin in seeding.manual_tls_node_steps(node_cert, node_key):
             ctx.lab.ssh(node, command, input=stdin)
-    for command, stdin in _seed.https_unverified_proxy_steps():
+    for command, stdin in seeding.https_unverified_proxy_steps():
         ctx.lab.ssh("proxy", command, input=stdin)
     ctx.before = {h: snapshot(ctx.lab, h) for h in HOSTS}
     config = {
@@ -248,7 +248,7 @@ def test_https_without_verification_gets_verified_without_a_failed_request(ctx: 
     # last step, so the load saw no HTTPS answer at all
     assert result.sent > 20 and result.failed == 0, result
     assert load.https_ok > 0, f"{load.https_ok} of {result.sent} requests answered over HTTPS"
-    site = ctx.lab.ssh("proxy", f"cat {_seed.GUIDE_SITE}").stdout
+    site = ctx.lab.ssh("proxy", f"cat {seeding.GUIDE_SITE}").stdout
     assert site.count("proxy_ssl_verify on;") == 2 and "mmtls" not in site and "proxy_pass http://" not in site
     again = replay.up(ROOT, "lab", state_path=state, config=config)
     assert again.ok and {s.name for s in again.steps if s.op != "same"} == set()

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from lab import _seed, replay
+from lab import replay, seeding
 from lab.hosts import Lab
 from tests.helpers.lab import diff, snapshot
 
@@ -79,9 +79,9 @@ def ctx(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
     lab.up(nodes=3, extra=["pgreplica"])
     password = lab.inventory()["databases"]["postgres"]["password"]
     plain = f"postgres://mmuser:{password}@{PRIMARY}:5432/mattermost?sslmode=disable&connect_timeout=10"
-    for cmd, stdin in _seed.plain_replica_steps(plain.replace(PRIMARY, REPLICA)):
+    for cmd, stdin in seeding.plain_replica_steps(plain.replace(PRIMARY, REPLICA)):
         lab.ssh("mm1", cmd, input=stdin, timeout=120)
-    for cmd, stdin in _seed.config_in_database_steps(plain):
+    for cmd, stdin in seeding.config_in_database_steps(plain):
         lab.ssh("mm2", cmd, input=stdin, timeout=120)
     c = Ctx(lab, tmp_path_factory.mktemp("replicas") / "state.json", password)
     for h in HOSTS:
@@ -149,7 +149,7 @@ def replication_login(lab: Lab, sslmode: str, root: str = "") -> tuple[int, str]
 def test_the_replication_link_verifies_the_primary_with_the_stack_ca(ctx: Ctx) -> None:
     """Once the primary serves its stack certificate, the lab's admin tightens the replication
     link from sslmode=require to verify-full against the stack CA the program installed on the
-    replica (lab/_seed.replication_verify_step; verify-full: the replica dials the primary's
+    replica (lab/seeding.replication_verify_step; verify-full: the replica dials the primary's
     address, an IP SAN of its certificate). The primary sees a TLS replication connection, a
     wrong root is refused, and plain replication is refused (hostssl only)."""
     lab = ctx.lab
@@ -157,7 +157,7 @@ def test_the_replication_link_verifies_the_primary_with_the_stack_ca(ctx: Ctx) -
     before = psql(lab, "postgres", walsenders, db="postgres").split()
     ctx.conninfo = psql(lab, "pgreplica", "SHOW primary_conninfo", db="postgres")
     assert "sslmode=require" in ctx.conninfo, ctx.conninfo
-    lab.ssh("pgreplica", _seed.replication_verify_step(REPLICA_CA), timeout=120)
+    lab.ssh("pgreplica", seeding.replication_verify_step(REPLICA_CA), timeout=120)
     streaming = psql(lab, "pgreplica", "SELECT conninfo FROM pg_stat_wal_receiver WHERE status = 'streaming'", db="postgres")
     assert "sslmode=verify-full" in streaming and f"sslrootcert={REPLICA_CA}" in streaming, streaming
     # the primary's side: one replication connection, a new one (the receiver reconnected), TLS
@@ -206,7 +206,7 @@ def test_a_second_up_changes_nothing(ctx: Ctx) -> None:
 def test_destroy_gives_every_byte_back(ctx: Ctx) -> None:
     # the admin first gives the replication link back its seeded conninfo: destroy takes the
     # stack CA and the primary's stack certificate away (README "Read replicas")
-    ctx.lab.ssh("pgreplica", _seed.replication_restore_step(), timeout=120)
+    ctx.lab.ssh("pgreplica", seeding.replication_restore_step(), timeout=120)
     assert psql(ctx.lab, "pgreplica", "SHOW primary_conninfo", db="postgres") == ctx.conninfo
     ev = replay.destroy(ROOT, STACK, state_path=ctx.state)
     assert ev.ok, "\n".join(f"{s.name}: ...{s.error[-1500:]}" for s in ev.failed_steps)

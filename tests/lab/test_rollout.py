@@ -4,7 +4,7 @@ bounded load generator sends requests through NGINX fails no request.
 The load is a browser: it asks for http://<server name>/api/v4/system/ping?get_server_status=true
 (the only way into the seeded plain site) and follows a redirect to https:// the way a browser
 does, verifying the certificate. That ping writes and deletes a row through the node's database
-pool, whose connections the lab keeps short-lived (lab/_seed.py LAB_POOL): a node that cannot log
+pool, whose connections the lab keeps short-lived (lab/seeding.py LAB_POOL): a node that cannot log
 in to its database (old password, TLS refused) fails the request. NGINX's public certificate is therefore a provided one from a CA this test makes
 (proxy.tls.source 'provided'), so the HTTPS leg is verified from the first request on; the hop
 under test (NGINX -> nodes) is the same as with the stack CA.

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from lab import _seed
+from lab import seeding
 from tests.helpers.nginx import guide_capture
 from tests.helpers.program import Program, deps
 from tests.helpers.pulumi_mocks import COMMAND, ProviderMocks, start
@@ -70,12 +70,12 @@ def _run(capture: str, site_file: str | None, registered: list[str]) -> None:
         registered.extend(r.name for r in monitor.registrations)
 
 
-GUIDE = guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+GUIDE = guide_capture("/etc/nginx/sites-enabled/mattermost", seeding.GUIDE_SITE)
 
 
 def test_an_accepted_live_site_lets_the_gated_resource_register() -> None:
     registered: list[str] = []
-    _run(GUIDE, _seed.GUIDE_SITE, registered)
+    _run(GUIDE, seeding.GUIDE_SITE, registered)
     assert "proxy-live-site" in registered and "database-stand-in" in registered
 
 
@@ -84,5 +84,5 @@ def test_a_refused_live_site_stops_the_gated_resource_before_it_registers() -> N
     registered: list[str] = []
     with pytest.raises(Exception, match="proxy.siteFile") as err:
         _run(GUIDE, None, registered)
-    assert _seed.GUIDE_SITE in str(err.value)
+    assert seeding.GUIDE_SITE in str(err.value)
     assert "proxy-live-site" in registered and "database-stand-in" not in registered

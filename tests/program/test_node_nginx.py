@@ -423,18 +423,18 @@ def test_extra_env_may_not_override_tls_settings() -> None:
 
 
 def test_the_admins_https_site_keeps_its_certificate_and_gets_verification() -> None:
-    from lab import _seed
+    from lab import seeding
 
-    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
+    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": seeding.GUIDE_SITE}
     cfg = make_cfg(["mm1", "mm2"], proxy=proxy)
-    capture = guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+    capture = guide_capture("/etc/nginx/sites-enabled/mattermost", seeding.GUIDE_SITE)
     run = run_program(cfg, stdout={"proxy-live-site": capture})
     live = run.by_name("proxy-live-site")
     assert {"stdout", "stderr"} <= set(live.additional_secret_outputs), "nginx -T may print credentials"
     assert "nginx -T" in runs(live, "create") and "delete" not in live.inputs
     *_, transitional = stdin_contents(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
     final = stdin_contents(unwrap(run.by_name("proxy-site").inputs["stdin"])[0])[3]
-    cert, _ = _seed.guide_cert_paths("mattermost.lab.internal")
+    cert, _ = seeding.guide_cert_paths("mattermost.lab.internal")
     for site in (transitional, final):
         assert f"ssl_certificate {cert};" in site and "listen [::]:443 ssl http2;" in site
         assert "client_max_body_size 100M;" in site and "proxy_cache mattermost_cache;" in site
@@ -446,11 +446,11 @@ def test_the_nginx_transition_calls_the_installed_helper_not_a_copy() -> None:
     """The transition's guarded apply and its restore call the host helper installed once per host
     (components/host_helper.py) instead of carrying a copy of its functions; update is create,
     sent once."""
-    from lab import _seed
+    from lab import seeding
 
-    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
+    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": seeding.GUIDE_SITE}
     run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={
-        "proxy-live-site": guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)
+        "proxy-live-site": guide_capture("/etc/nginx/sites-enabled/mattermost", seeding.GUIDE_SITE)
     })
     m = read_manifest(unwrap(run.by_name("proxy-transition").inputs["stdin"])[0])
     assert HELPER_PATH in m.sections["create"] and HELPER_PATH in m.sections["delete"]
@@ -462,12 +462,12 @@ def test_the_transitions_delete_drains_a_plain_site_before_its_original_returns(
     """A live site that served browsers over plain HTTP got a redirect to 443 in the transition;
     the transition's delete first makes port 80 proxy as the original did (443 still answering),
     then restores the original (tests/unit/test_nginx_drain.py runs the drain)."""
-    from lab import _seed
+    from lab import seeding
 
-    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": _seed.GUIDE_SITE}
-    plain = guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE).replace(
-        _seed.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal"),
-        _seed.render_nginx_site(["10.251.0.101", "10.251.0.102"]),
+    proxy = {"address": "10.251.0.10", "ssh": {"hostKey": HOST_KEYS["proxy"]}, "siteFile": seeding.GUIDE_SITE}
+    plain = guide_capture("/etc/nginx/sites-enabled/mattermost", seeding.GUIDE_SITE).replace(
+        seeding.render_guide_site(["10.251.0.101", "10.251.0.102"], "mattermost.lab.internal"),
+        seeding.render_nginx_site(["10.251.0.101", "10.251.0.102"]),
     )
     run = run_program(make_cfg(["mm1", "mm2"], proxy=proxy), stdout={"proxy-live-site": plain})
     delete = runs(run.by_name("proxy-transition"), "delete")
@@ -476,6 +476,6 @@ def test_the_transitions_delete_drains_a_plain_site_before_its_original_returns(
     # the admin's HTTPS site (no redirect was added): the delete only restores
     guide = run_program(
         make_cfg(["mm1", "mm2"], proxy=proxy),
-        stdout={"proxy-live-site": guide_capture("/etc/nginx/sites-enabled/mattermost", _seed.GUIDE_SITE)},
+        stdout={"proxy-live-site": guide_capture("/etc/nginx/sites-enabled/mattermost", seeding.GUIDE_SITE)},
     )
     assert "mtm-drain" not in runs(guide.by_name("proxy-transition"), "delete")

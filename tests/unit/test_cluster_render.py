@@ -719,7 +719,7 @@ def lab_base() -> Path:
     global BASE
     if os.geteuid() != 0 or not shutil.which("unshare"):
         pytest.skip("needs root and unshare (util-linux)")
-    from lab._base import ensure_base
+    from lab.base_image import ensure_base
 
     BASE = ensure_base(log=lambda *_: None)
     assert (BASE / "usr/sbin/sshd").exists() and os.path.lexists(BASE / "usr/sbin/iptables"), BASE

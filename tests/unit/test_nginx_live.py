@@ -20,7 +20,7 @@ import pytest
 
 from components import nginx_live as live
 from components.nginx_render import HEADER, TRANSITION_HEADER, Backend, proxy_paths
-from lab import _seed
+from lab import seeding
 from tests.helpers.nginx import (
     AVAILABLE,
     ENABLED,
@@ -199,7 +199,7 @@ def test_own_certificate_replaces_only_the_certificate_lines() -> None:
     gone, new = delta(
         live.render_site(site, hop(None), stage="final"), live.render_site(site, hop("ca"), stage="final")
     )
-    cert, key = _seed.guide_cert_paths(SERVER)
+    cert, key = seeding.guide_cert_paths(SERVER)
     assert sorted(gone) == [("/server", "ssl_certificate", (cert,)), ("/server", "ssl_certificate_key", (key,))]
     assert sorted(new) == [
         ("/server", "ssl_certificate", (PATHS.cert,)),
@@ -371,9 +371,9 @@ def _transition_of(kind: str, nodes: list[int], cache_root: Path):  # type: igno
         backends = [Backend(f"127.0.0.{i + 1}", 8065) for i in nodes]
         addresses = [b.address for b in backends]
         if kind == "guide":
-            text = runnable(_seed.render_guide_site(addresses, SERVER), cache_root, paths.cert, paths.key)
+            text = runnable(seeding.render_guide_site(addresses, SERVER), cache_root, paths.cert, paths.key)
         else:  # the lab's plain reference site: browsers move to 443 as well
-            text = _seed.render_nginx_site(addresses)
+            text = seeding.render_nginx_site(addresses)
         site = live.find_site(capture({ENABLED: (AVAILABLE, text)}), backends)
         assert site is not None
         h = live.Hop(backends, UPSTREAM, paths.ca, None, paths.cert, paths.key)

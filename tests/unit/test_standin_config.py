@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import _seed
+from lab import naming, seeding
 from lab.standin import mmstandin
 from lab.standin.mmstandin import config as cfgmod
 from lab.standin.mmstandin import server
@@ -96,8 +96,8 @@ def test_the_version_is_the_binarys_own(tmp_path: Path, capsys: pytest.CaptureFi
     upper, base = tmp_path / "upper", tmp_path / "base"
     upper.mkdir()
     base.mkdir()
-    host = next(h for h in __import__("lab._names", fromlist=["plan"]).plan(1, []) if h.role == "node")
-    _seed.stage_host(upper, base, host, [host], {"postgres": "pw", "mysql": "pw"}, "ssh-ed25519 AAAA test", version="10.5.3")
-    staged = upper / _seed.STAGE / "standin/mmstandin/VERSION"
+    host = next(h for h in naming.plan(1, []) if h.role == "node")
+    seeding.stage_host(upper, base, host, [host], {"postgres": "pw", "mysql": "pw"}, "ssh-ed25519 AAAA test", version="10.5.3")
+    staged = upper / seeding.STAGE / "standin/mmstandin/VERSION"
     assert staged.read_text() == "10.5.3\n"
     assert not (Path(mmstandin.__file__).parent / "VERSION").exists(), "the repository must not pin a version"

@@ -18,7 +18,7 @@ import shutil
 import string
 from pathlib import Path
 
-from ._names import GATEWAY, SUBNET, HostSpec, address_of
+from .naming import GATEWAY, SUBNET, HostSpec, address_of
 from .standin.mmstandin import config as standin_config
 
 SEED_DIR = Path(__file__).with_name("seed")
