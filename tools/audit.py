@@ -475,7 +475,7 @@ PRINTABLE_RUN = 24
 """A run this long of printable ASCII is text (the stand-in's plain frames are JSON); in random
 bytes it occurs with a probability of about (95/256)^24 = 4e-11 per position."""
 
-_GOSSIP_CAPTURE = r"""
+GOSSIP_CAPTURE = r"""
 command -v tcpdump >/dev/null 2>&1 || { echo "tcpdump is not installed on this node"; exit 3; }
 f=$(mktemp); trap 'rm -f "$f"' EXIT
 timeout "$seconds" tcpdump -i any -y LINUX_SLL -nn -U -c "$count" -w "$f" "udp port $port" >/dev/null 2>&1 || true
@@ -550,7 +550,7 @@ def gossip_wire_checks(cfg: StackConfig, hosts: Hosts, seconds: float = 3.0, cou
     port = cfg.cluster.gossip_port
     params = f"seconds={seconds:g}\ncount={count}\nport={port}\n"
     with ThreadPoolExecutor(max_workers=len(cfg.nodes)) as pool:
-        runs = list(pool.map(lambda n: hosts.run(n.address, n.ssh, params + _GOSSIP_CAPTURE, timeout=int(seconds) + 30), cfg.nodes))
+        runs = list(pool.map(lambda n: hosts.run(n.address, n.ssh, params + GOSSIP_CAPTURE, timeout=int(seconds) + 30), cfg.nodes))
     return [judge_gossip_wire(n.name, r.stdout + r.stderr, port, seconds) for n, r in zip(cfg.nodes, runs, strict=True)]
 
 

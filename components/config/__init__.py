@@ -16,7 +16,7 @@ lab/stack_inventory.py, outside the production schema.
 """
 
 from components.config.fields import (
-    _NAME_RE,
+    NAME_RE,
     PROJECT,
     SECRET_KEYS,
     SECRET_SET_COMMANDS,
@@ -56,12 +56,12 @@ from components.config.schema import (
 __all__ = [
     "EMPTY_DEFAULT_KEYS",
     "MYSQL_TLS_MODES",
+    "NAME_RE",
     "POSTGRES_SSLMODES",
     "PROJECT",
     "REMOVED_KEYS",
     "SECRET_KEYS",
     "SECRET_SET_COMMANDS",
-    "_NAME_RE",
     "Ca",
     "Cluster",
     "ConfigError",

@@ -29,7 +29,7 @@ class ConfigError(pulumi.RunError):
 
 # ---------------------------------------------------------------- restricted value types
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$|^[a-z]$")
 _PATH_RE = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _ACCOUNT_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _UNIT_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,200}$")
@@ -47,7 +47,7 @@ _HOSTKEY_TYPES = (
 
 
 def _name(v: str) -> str:
-    if not _NAME_RE.match(v):
+    if not NAME_RE.match(v):
         raise ValueError(
             f"{v!r} is not a valid name: use 1-32 lowercase letters, digits and '-', starting with a "
             "letter (it becomes part of unit names, file names and resource names)"

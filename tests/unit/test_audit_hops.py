@@ -132,7 +132,7 @@ def test_no_datagram_or_no_capture_proves_nothing() -> None:
 
 
 def test_the_capture_script_records_real_datagrams_with_tcpdump() -> None:
-    """_GOSSIP_CAPTURE as the audit runs it (tcpdump on every interface), on loopback."""
+    """GOSSIP_CAPTURE as the audit runs it (tcpdump on every interface), on loopback."""
     assert os.geteuid() == 0, "tcpdump on 'any' needs root (the unit suite runs as root, like CI)"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rx:
         rx.bind(("127.0.0.1", 0))
@@ -149,7 +149,7 @@ def test_the_capture_script_records_real_datagrams_with_tcpdump() -> None:
         sender = threading.Thread(target=send)
         sender.start()
         try:
-            script = f"seconds=3\ncount=20\nport={port}\n" + audit._GOSSIP_CAPTURE
+            script = f"seconds=3\ncount=20\nport={port}\n" + audit.GOSSIP_CAPTURE
             r = run_script("set -eu\n" + script, timeout=30)
         finally:
             stop.set()

@@ -267,7 +267,7 @@ def test_schema_refuses_names_that_would_break_a_unit_or_file_name(bad: str) -> 
 
 
 @settings(max_examples=300, deadline=None)
-@given(name=st.from_regex(config._NAME_RE, fullmatch=True))
+@given(name=st.from_regex(config.NAME_RE, fullmatch=True))
 def test_every_name_the_schema_accepts_makes_valid_unit_and_file_names(name: str) -> None:
     config.parse(raw_config([{"name": name, "address": "10.0.0.1"}]))
     unit = r.tunnel_unit_name(name)

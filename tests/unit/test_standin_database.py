@@ -121,9 +121,12 @@ def test_system_roots_are_read_once_per_process_as_go_does(tmp_path: Path, monke
     bundle.write_text("old CA\n")
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    monkeypatch.setattr(database, "_SYSTEM_ROOTS", None)
-    assert database.system_roots() == "old CA\n"
-    bundle.write_text("old CA\nnew CA\n")
-    assert database.system_roots() == "old CA\n"
-    monkeypatch.setattr(database, "_SYSTEM_ROOTS", None)  # a restarted process
-    assert database.system_roots() == "old CA\nnew CA\n"
+    database.system_roots.cache_clear()
+    try:
+        assert database.system_roots() == "old CA\n"
+        bundle.write_text("old CA\nnew CA\n")
+        assert database.system_roots() == "old CA\n"
+        database.system_roots.cache_clear()  # a restarted process
+        assert database.system_roots() == "old CA\nnew CA\n"
+    finally:
+        database.system_roots.cache_clear()  # the next caller reads this process's real store

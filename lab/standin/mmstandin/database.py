@@ -11,6 +11,7 @@ outcome of the last use), the TLS of the newest connection and pool counters.
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import threading
@@ -34,23 +35,19 @@ def system_ca_file() -> str:
     return os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
 
 
-_SYSTEM_ROOTS: str | None = None
-
-
+@functools.cache
 def system_roots() -> str:
     """Go's system roots as go-sql-driver's `tls=true` uses them: read ONCE per process
     (crypto/x509/cert_pool.go SystemCertPool -> systemRootsPool, `once.Do(initSystemRoots)`;
     root_unix.go loadSystemRoots: SSL_CERT_FILE else the distribution's bundle, then the
     SSL_CERT_DIR files). A CA added to the store later is not trusted until the process
     restarts, as in Mattermost. Of SSL_CERT_DIR only *.pem / *.crt are read, where Go reads every
-    file (readUniqueDirectoryEntries): stricter, never kinder."""
-    global _SYSTEM_ROOTS
-    if _SYSTEM_ROOTS is None:
-        pems = [Path(system_ca_file()).read_text()] if Path(system_ca_file()).is_file() else []
-        for d in filter(None, os.environ.get("SSL_CERT_DIR", "").split(":")):
-            pems += [f.read_text() for f in sorted(Path(d).iterdir()) if f.is_file() and f.suffix in (".pem", ".crt")]
-        _SYSTEM_ROOTS = "".join(pems)
-    return _SYSTEM_ROOTS
+    file (readUniqueDirectoryEntries): stricter, never kinder. `system_roots.cache_clear()` is
+    the restart."""
+    pems = [Path(system_ca_file()).read_text()] if Path(system_ca_file()).is_file() else []
+    for d in filter(None, os.environ.get("SSL_CERT_DIR", "").split(":")):
+        pems += [f.read_text() for f in sorted(Path(d).iterdir()) if f.is_file() and f.suffix in (".pem", ".crt")]
+    return "".join(pems)
 
 
 def _client_context(target: dsnmod.Target) -> ssl.SSLContext:
