@@ -4,12 +4,12 @@ connection, its secrets as secret Outputs), so it can be built and tested withou
 config, and a change to another section cannot reach it.
 
 Narrow: GitlabMattermost, TeleportPlugin, NginxProxy, Database (and its accounts preflight),
-DatabaseReplica (and the nodes' replica DSNs, the stored-configuration preflight). The nodes and
-the cluster still take the StackConfig."""
+DatabaseReplica (and the nodes' replica DSNs, the stored-configuration preflight), MattermostNode
+(and its preflight, the preflights' barrier). The cluster still takes the StackConfig."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 from pulumi_command import remote
@@ -23,6 +23,7 @@ from components.db_replicas import ConfigStorePreflightArgs, DatabaseReplicaArgs
 from components.gitlab import GitlabMattermostArgs
 from components.nginx import NginxProxyArgs
 from components.nginx_render import Backend
+from components.node import DatabaseLike, MattermostNodeArgs, NodePreflightArgs, NodeSettings
 from components.node_render import node_paths
 from components.pki import Pki
 from components.teleport import TeleportPluginArgs
@@ -164,4 +165,75 @@ def config_store_preflight_args(cfg: StackConfig) -> ConfigStorePreflightArgs | 
         return None
     return ConfigStorePreflightArgs(
         database=cfg.database, connection=_database_connection(cfg), cluster_enabled=cfg.cluster.enabled
+    )
+
+
+def node_connection(cfg: StackConfig, node: Node) -> remote.ConnectionArgs:
+    """SSH to `node` (for preflights_passed: the first node's)."""
+    if node.address is None:  # the schema requires it
+        raise ConfigError(f"{PROJECT}:nodes[{_index(cfg, node)}].address: missing")
+    return connection_for(cfg, node.address, node.ssh)
+
+
+def _index(cfg: StackConfig, node: Node) -> int:
+    return next(i for i, n in enumerate(cfg.nodes) if n.name == node.name)
+
+
+def node_settings(cfg: StackConfig, node: Node) -> NodeSettings:
+    """One node's values: its own, else the `mattermost` section's, and the key each came from."""
+    if node.address is None:  # the schema requires it
+        raise ConfigError(f"{PROJECT}:nodes[{_index(cfg, node)}].address: missing")
+    mm, key = cfg.mattermost, f"nodes[{_index(cfg, node)}]"
+    return NodeSettings(
+        name=node.name,
+        address=node.address,
+        platform=node.platform,
+        unit=cfg.node_setting(node, "unit"),
+        service_group=cfg.node_setting(node, "service_group"),
+        install_dir=cfg.node_setting(node, "install_dir"),
+        version=cfg.node_setting(node, "version"),
+        version_key=f"{key}.version" if node.version is not None else "mattermost.version",
+        config_store=cfg.node_setting(node, "config_store"),
+        store_key=f"{key}.configStore" if node.config_store is not None else "mattermost.configStore",
+        port=mm.port,
+        tls_dir=mm.tls_dir,
+        upstream_name=mm.upstream_name,
+        start_timeout_seconds=mm.start_timeout_seconds,
+    )
+
+
+def node_preflight_args(cfg: StackConfig, node: Node) -> NodePreflightArgs:
+    """node_preflight's args for one node: its values, its connection, cluster.enabled and the
+    `database` section."""
+    return NodePreflightArgs(
+        node=node_settings(cfg, node),
+        connection=node_connection(cfg, node),
+        cluster_enabled=cfg.cluster.enabled,
+        database=cfg.database,
+    )
+
+
+def node_args(
+    cfg: StackConfig,
+    node: Node,
+    pki: Pki,
+    database: DatabaseLike,
+    *,
+    extra_env: Mapping[str, pulumi.Input[str]] | None = None,
+    preflight: pulumi.Resource | None = None,
+    depends_on: Sequence[pulumi.Resource] = (),
+    previous: pulumi.Resource | None = None,
+) -> MattermostNodeArgs:
+    """MattermostNode's args: the node's values, its connection, whether other nodes serve while it
+    restarts (more than one in `nodes`), and what the deployment hands on as it is."""
+    return MattermostNodeArgs(
+        node=node_settings(cfg, node),
+        connection=node_connection(cfg, node),
+        others_serve=len(cfg.nodes) > 1,
+        pki=pki,
+        database=database,
+        extra_env=dict(extra_env or {}),
+        preflight=preflight,
+        depends_on=list(depends_on),
+        previous=previous,
     )

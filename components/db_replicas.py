@@ -218,20 +218,9 @@ class PreflightTargets(TypedDict):
     search_targets: list[str]
 
 
-class WithDatabase(Protocol):
-    """Anything carrying the validated `database` section (the StackConfig, for node.py)."""
-
-    @property
-    def database(self) -> DatabaseConfig: ...
-
-
-def preflight_targets(cfg: WithDatabase) -> PreflightTargets:
-    """What the node preflight compares the node's DSNs with (render_preflight_script)."""
-    return database_targets(cfg.database)
-
-
 def database_targets(db: DatabaseConfig) -> PreflightTargets:
-    """`preflight_targets` of the `database` section: plain values in and out."""
+    """What the node preflight compares the node's DSNs with (render_preflight_script), from the
+    `database` section: plain values in and out."""
     assert db.address is not None  # the schema requires it
 
     def targets(hosts: list[str]) -> list[str]:

@@ -38,7 +38,7 @@ from components.gitlab import GitlabMattermost
 from components.host_helper import install_helpers_after
 from components.nginx import NginxProxy
 from components.nginx_site import NginxFinalSite, NginxFinalSiteArgs
-from components.node import MattermostNode, MattermostNodeArgs, node_preflight, preflights_passed
+from components.node import MattermostNode, node_preflight, preflights_passed
 from components.pki import Pki, PkiArgs
 from components.teleport import TeleportPlugin
 
@@ -55,13 +55,14 @@ class Deployment:
             cluster_render.plan_cluster(cfg, cfg.nodes)
         self.pki = pki = Pki("pki", PkiArgs(ca=cfg.ca))
         # 1. read-only checks of every node: no host changes before each is what the stack says
-        preflights = {n.name: node_preflight(cfg, n) for n in cfg.nodes}
+        preflights = {n.name: node_preflight(adapter.node_preflight_args(cfg, n)) for n in cfg.nodes}
         store_args = adapter.config_store_preflight_args(cfg)  # the database-stored configuration, if a node has one
         store_check = config_store_preflight(store_args) if store_args else None
         db_preflight = database_preflight(adapter.database_preflight_args(cfg))  # MySQL: the accounts the nodes log in through
         ca_checks = ca_switch_preflights(cfg, pki)  # ca.rotation: switch only: every trust file holds the new CA
         passed = preflights_passed(
-            cfg, [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks]
+            adapter.node_connection(cfg, cfg.nodes[0]),
+            [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks]
         )
         install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
         # 2. the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
@@ -82,12 +83,12 @@ class Deployment:
             nodes.append(
                 MattermostNode(
                     n.name,
-                    MattermostNodeArgs(
-                        cfg=cfg,
-                        node=n,
-                        pki=pki,
+                    adapter.node_args(
+                        cfg,
+                        n,
+                        pki,
+                        database,
                         preflight=preflights[n.name],
-                        database=database,
                         extra_env={**(cluster.env_for(n.name) if cluster else {}), **node_db_env(adapter.node_db_env_args(cfg, n), database)},
                         depends_on=[
                             *(cluster.ready_for(n.name) if cluster else []),

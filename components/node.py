@@ -22,9 +22,8 @@ import pulumi
 from pulumi_command import remote
 
 from components import node_render
-from components.config import Node, StackConfig
-from components.connection import connection_for
-from components.db_replicas import preflight_targets
+from components.config import Database as DatabaseConfig
+from components.db_replicas import database_targets
 from components.pki import Pki, split_sans
 from components.platform import platform_for
 from components.remote_files import FileSpec, ManagedFile, managed_files, read_script
@@ -40,13 +39,41 @@ class DatabaseLike(Protocol):
 
 
 @dataclass(frozen=True)
-class MattermostNodeArgs:
-    """Inputs of one node."""
+class NodeSettings:
+    """One node's values: its own entry in `nodes`, else the `mattermost` defaults (built from the
+    stack config by components/adapter.py)."""
 
-    cfg: StackConfig
-    """Validated stack config (defaults under `mattermost`)."""
-    node: Node
-    """This node's entry in `nodes` (its own values override the defaults)."""
+    name: str
+    address: str
+    platform: str
+    """The host's OS family (components/platform.py)."""
+    unit: str
+    service_group: str
+    """The group that may read the TLS key (the group Mattermost runs as)."""
+    install_dir: str
+    version: str
+    version_key: str
+    """The config key `version` comes from (`nodes[i].version` or `mattermost.version`)."""
+    config_store: str
+    store_key: str
+    """The config key `config_store` comes from (`nodes[i].configStore` or `mattermost.configStore`)."""
+    port: int
+    tls_dir: str
+    upstream_name: str
+    """The name NGINX verifies every node against."""
+    start_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class MattermostNodeArgs:
+    """Inputs of one node (built from the stack config by components/adapter.py)."""
+
+    node: NodeSettings
+    """This node's values."""
+    connection: remote.ConnectionArgs
+    """SSH to the node."""
+    others_serve: bool
+    """Other nodes serve while this one restarts (more than one node): a renewal pauses between them."""
     pki: Pki
     """Issues the node certificate; its CA goes onto the node."""
     database: DatabaseLike
@@ -87,23 +114,20 @@ class MattermostNode(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MattermostNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mattermost-tls:node:MattermostNode", name, None, opts)
-        cfg, node, mm = args.cfg, args.node, args.cfg.mattermost
-        if node.address is None:  # the schema refuses this; keep the promise if misused
-            raise ValueError(f"node {node.name} has no address")
-        unit: str = cfg.node_setting(node, "unit")
-        group: str = cfg.node_setting(node, "service_group")
+        node = args.node
+        unit, group = node.unit, node.service_group
         platform = platform_for(node.platform)
-        paths = node_render.node_paths(mm.tls_dir, unit, platform=platform)
+        paths = node_render.node_paths(node.tls_dir, unit, platform=platform)
 
         self.node_name = node.name
         self.previous = args.previous
         self.address = node.address
-        self.port = mm.port
+        self.port = node.port
         self.ca_file = paths.ca
         self.installed = paths.as_dict()
 
         issued = args.pki.issue_server_cert(
-            f"{node.name}-server", split_sans([node.name, node.address, mm.upstream_name]), parent=self
+            f"{node.name}-server", split_sans([node.name, node.address, node.upstream_name]), parent=self
         )
 
         env_keys = sorted(args.extra_env)
@@ -140,7 +164,7 @@ class MattermostNode(pulumi.ComponentResource):
             )
         )
 
-        connection = connection_for(cfg, node.address, node.ssh)
+        connection = args.connection
         after = [*args.database.ready, *args.depends_on, *([args.preflight] if args.preflight else [])]
         # The CA the DSN verifies the database with (PostgreSQL: the sslrootcert file, read at
         # every new login by lib/pq; MySQL: the system trust store) is its own command, created
@@ -176,23 +200,23 @@ class MattermostNode(pulumi.ComponentResource):
             files=files,
             activate=node_render.render_activate_script(
                 unit=unit,
-                port=mm.port,
-                upstream_name=mm.upstream_name,
+                port=node.port,
+                upstream_name=node.upstream_name,
                 paths=paths,
-                timeout_seconds=mm.start_timeout_seconds,
+                timeout_seconds=node.start_timeout_seconds,
                 # go-sql-driver's tls=true verifies against the system roots only
                 require_system_trust=args.database.driver_name == "mysql",
                 # a renewal or CA rotation restarts every node: pause so NGINX never has them
                 # all marked failed at once (node_render._settle); one node has no other to serve
-                settle_seconds=node_render.NGINX_FAIL_TIMEOUT + 1 if len(cfg.nodes) > 1 else 0,
+                settle_seconds=node_render.NGINX_FAIL_TIMEOUT + 1 if args.others_serve else 0,
                 platform=platform,
             ),
             # a destroy restarts the nodes one after another (each waits for the one before)
             restore_activate=node_render.render_restore_activate_script(
                 unit=unit,
                 system_ca=paths.system_ca,
-                port=mm.port,
-                wait_seconds=mm.start_timeout_seconds,
+                port=node.port,
+                wait_seconds=node.start_timeout_seconds,
                 platform=platform,
             ),
             secret=True,
@@ -214,8 +238,22 @@ class MattermostNode(pulumi.ComponentResource):
         )
 
 
-def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource:
-    """`<node>-preflight`: the read-only check of what is really installed on `node`
+@dataclass(frozen=True)
+class NodePreflightArgs:
+    """Inputs of one node's preflight (built from the stack config by components/adapter.py)."""
+
+    node: NodeSettings
+    """This node's values."""
+    connection: remote.ConnectionArgs
+    """SSH to the node."""
+    cluster_enabled: bool
+    """`cluster.enabled`: the node's cluster setting is checked against it."""
+    database: DatabaseConfig
+    """The validated `database` section: the engine, TLS mode and DSN targets the node's are checked against."""
+
+
+def node_preflight(args: NodePreflightArgs, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource:
+    """`<node>-preflight`: the read-only check of what is really installed on the node
     (node_render.render_preflight_script). It runs before anything is changed on any host: pass
     it in `depends_on` of every component that changes a host, and as MattermostNodeArgs.preflight.
 
@@ -224,42 +262,37 @@ def node_preflight(cfg: StackConfig, node: Node, opts: pulumi.ResourceOptions | 
     change of any of them (version, cluster.enabled, unit, database TLS mode, configStore, the
     replica lists) runs it again.
     """
-    if node.address is None:  # the schema refuses this; keep the promise if misused
-        raise ValueError(f"node {node.name} has no address")
-    index = next(i for i, n in enumerate(cfg.nodes) if n.name == node.name)
-    unit: str = cfg.node_setting(node, "unit")
-    targets = preflight_targets(cfg)
+    node, db = args.node, args.database
     return read_script(
         f"{node.name}-preflight",
-        connection=connection_for(cfg, node.address, node.ssh),
+        connection=args.connection,
         script=node_render.render_preflight_script(
             node=node.name,
             address=node.address,
-            unit=unit,
-            install_dir=cfg.node_setting(node, "install_dir"),
-            version=cfg.node_setting(node, "version"),
-            version_key=f"nodes[{index}].version" if node.version is not None else "mattermost.version",
-            cluster_enabled=cfg.cluster.enabled,
-            own_env=node_render.node_paths(cfg.mattermost.tls_dir, unit).env,
-            driver=cfg.database.engine,
-            tls_mode=cfg.database.effective_tls_mode,
-            config_store=cfg.node_setting(node, "config_store"),
-            store_key=f"nodes[{index}].configStore" if node.config_store is not None else "mattermost.configStore",
-            **targets,
+            unit=node.unit,
+            install_dir=node.install_dir,
+            version=node.version,
+            version_key=node.version_key,
+            cluster_enabled=args.cluster_enabled,
+            own_env=node_render.node_paths(node.tls_dir, node.unit).env,
+            driver=db.engine,
+            tls_mode=db.effective_tls_mode,
+            config_store=node.config_store,
+            store_key=node.store_key,
+            **database_targets(db),
             platform=platform_for(node.platform),
         ),
         opts=opts,
     )
 
 
-def preflights_passed(cfg: StackConfig, preflights: list[pulumi.Resource]) -> pulumi.Resource:
+def preflights_passed(connection: remote.ConnectionArgs, preflights: list[pulumi.Resource]) -> pulumi.Resource:
     """`preflights-passed`: done when every node's preflight is; it runs no command and opens no
-    connection (pulumi-command runs nothing without `create`). Everything that changes a host
-    waits for this one resource instead of for each preflight: linear edges at any node count."""
-    first = cfg.nodes[0]
-    assert first.address is not None  # the schema requires it
+    connection (pulumi-command runs nothing without `create`; `connection`, the first node's, is
+    only its required input). Everything that changes a host waits for this one resource instead
+    of for each preflight: linear edges at any node count."""
     return remote.Command(
         "preflights-passed",
-        connection=connection_for(cfg, first.address, first.ssh),
+        connection=connection,
         opts=pulumi.ResourceOptions(depends_on=preflights),
     )

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PKI: Any = object()
 """The adapter hands the Pki on as it is: a stand-in shows it is the same object."""
 
-NARROWED = ("gitlab", "teleport", "nginx", "nginx_site", "database", "database_enforcement", "database_accounts", "db_replicas")
+NARROWED = (
+    "gitlab", "teleport", "nginx", "nginx_site", "database", "database_enforcement", "database_accounts", "db_replicas", "node"
+)
 """The components whose args components/adapter.py builds (and their helper modules)."""
 
 
@@ -157,6 +159,90 @@ def test_config_store_preflight_args_only_when_a_node_stores_its_config_in_the_d
     args, _ = resolved(lambda: adapter.config_store_preflight_args(cfg))
     assert args is not None and args.database is cfg.database and args.cluster_enabled is True
     assert args.connection.host == cfg.database.address
+
+
+def _own_node_config() -> StackConfig:
+    """Three nodes: mm1 with every per-node setting of its own, mm2 with its own SSH, mm3 with the
+    `mattermost` defaults (each default set, so a field read from the wrong place shows)."""
+    nodes = good()["nodes"]
+    nodes[0] = {
+        **nodes[0],
+        "unit": "mm-a",
+        "installDir": "/srv/mm",
+        "serviceGroup": "mmgrp",
+        "version": "10.11.2",
+        "configStore": "database",
+    }
+    nodes[1] = {**nodes[1], "ssh": {"hostKey": HOSTKEY, "port": 2222, "user": "deploy", "address": "192.0.2.44"}}
+    mattermost = {
+        "version": "10.10.0",
+        "unit": "mmsrv",
+        "installDir": "/opt/mm2",
+        "serviceGroup": "mmg",
+        "configStore": "file",
+        "tlsDir": "/etc/mm-tls",
+        "port": 8443,
+        "upstreamName": "app.mm.internal",
+        "startTimeoutSeconds": 300,
+    }
+    return config(nodes=nodes, mattermost=mattermost, database={"engine": "postgres"}, dbPassword="pw", ssh={"user": "ops"})
+
+
+def test_node_settings_take_the_nodes_own_values_else_the_mattermost_defaults() -> None:
+    cfg = _own_node_config()
+    own, _, default = (adapter.node_settings(cfg, n) for n in cfg.nodes)
+    shared = ("port", "tls_dir", "upstream_name", "start_timeout_seconds")
+    assert (own.name, own.address, own.platform) == ("mm1", cfg.nodes[0].address, "debian")
+    assert (own.unit, own.install_dir, own.service_group, own.version, own.config_store) == (
+        "mm-a", "/srv/mm", "mmgrp", "10.11.2", "database"
+    )
+    assert (own.version_key, own.store_key) == ("nodes[0].version", "nodes[0].configStore")
+    assert (default.name, default.address) == ("mm3", cfg.nodes[2].address)
+    assert (default.unit, default.install_dir, default.service_group, default.version, default.config_store) == (
+        "mmsrv", "/opt/mm2", "mmg", "10.10.0", "file"
+    )
+    assert (default.version_key, default.store_key) == ("mattermost.version", "mattermost.configStore")
+    for s in (own, default):
+        assert tuple(getattr(s, f) for f in shared) == (8443, "/etc/mm-tls", "app.mm.internal", 300)
+
+
+def test_node_args_carry_the_nodes_settings_connection_and_whether_others_serve() -> None:
+    cfg = _own_node_config()
+    database: Any = object()
+    before = pulumi.CustomResource("test:index:Before", "before", {})
+    env = {"MM_X": "1"}
+    args, [key] = resolved(
+        lambda: adapter.node_args(cfg, cfg.nodes[1], PKI, database, extra_env=env, depends_on=[before], previous=before),
+        lambda a: a.connection.private_key,
+    )
+    assert args.node == adapter.node_settings(cfg, cfg.nodes[1])
+    assert (args.connection.host, args.connection.port, args.connection.user) == ("192.0.2.44", 2222, "deploy")
+    assert args.connection.host_key == HOSTKEY
+    assert key == (cfg.ssh_private_key.get_secret_value().strip() + "\n", True)
+    assert args.pki is PKI and args.database is database and args.others_serve is True
+    assert args.extra_env == env and args.depends_on == [before] and args.previous is before and args.preflight is None
+    one = config(nodes=good()["nodes"][:1])
+    alone, _ = resolved(lambda: adapter.node_args(one, one.nodes[0], PKI, database))
+    assert alone.others_serve is False and (alone.connection.host, alone.connection.user) == (one.nodes[0].address, "root")
+
+
+@pytest.mark.parametrize("cluster", [True, False])
+def test_node_preflight_args_take_the_node_cluster_enabled_and_the_database_section(cluster: bool) -> None:
+    cfg = _own_node_config().model_copy(update={"cluster": config(cluster={"enabled": cluster, "name": "c1"}).cluster})
+    args, _ = resolved(lambda: adapter.node_preflight_args(cfg, cfg.nodes[0]))
+    assert args.node == adapter.node_settings(cfg, cfg.nodes[0])
+    assert args.cluster_enabled is cluster and args.database is cfg.database
+    assert (args.connection.host, args.connection.port, args.connection.user) == (cfg.nodes[0].address, 22, "ops")
+
+
+def test_node_connection_is_the_nodes_own() -> None:
+    cfg = _own_node_config()
+    conns, _ = resolved(lambda: [adapter.node_connection(cfg, n) for n in cfg.nodes])
+    assert [(c.host, c.port, c.user) for c in conns] == [
+        (cfg.nodes[0].address, 22, "ops"),
+        ("192.0.2.44", 2222, "deploy"),
+        (cfg.nodes[2].address, 22, "ops"),
+    ]
 
 
 def _names_used(module: str) -> set[str]:

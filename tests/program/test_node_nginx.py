@@ -93,7 +93,8 @@ def _start(stdout: dict[str, str] | None) -> Run:
 
 def run_node(cfg: config_mod.StackConfig, extra_env: dict[str, Any]) -> Run:
     """One MattermostNode alone (the stack CA, a stand-in database), given `extra_env`."""
-    from components.node import MattermostNode, MattermostNodeArgs
+    from components import adapter
+    from components.node import MattermostNode
     from components.pki import Pki, PkiArgs
 
     run = _start(None)
@@ -102,7 +103,7 @@ def run_node(cfg: config_mod.StackConfig, extra_env: dict[str, Any]) -> Run:
     def program() -> None:
         pki = Pki("pki", PkiArgs(ca=cfg.ca))
         node = cfg.nodes[0]
-        args = MattermostNodeArgs(cfg=cfg, node=node, pki=pki, database=FakeDatabase(), extra_env=extra_env)
+        args = adapter.node_args(cfg, node, pki, FakeDatabase(), extra_env=extra_env)
         run.outputs["node"] = MattermostNode(node.name, args)
 
     program()
