@@ -40,6 +40,21 @@ from components.platform import platform_for
 from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
 
 
+def _reactivated(
+    name: str,
+    connection: Any,
+    files: list[ManagedFile],
+    activate: str,
+    opts: pulumi.ResourceOptions,
+    validate: str | None = None,
+) -> remote.Command:
+    """managed_files whose delete runs `activate` again once the originals are back: the same
+    reload (sshd, systemd, the firewall, the tunnels) makes either set of files live."""
+    return managed_files(
+        name, connection=connection, files=files, validate=validate, activate=activate, restore_activate=activate, opts=opts
+    )
+
+
 @dataclass(frozen=True)
 class ClusterArgs:
     """Inputs of the cluster mesh."""
@@ -132,37 +147,35 @@ class Cluster(pulumi.ComponentResource):
                 return r.render_authorized_keys(plan, node, json.loads(text))
 
             authorized = key_directory.apply(authorized_keys)
-            sshd[m.name] = managed_files(
+            sshd[m.name] = _reactivated(
                 f"{m.name}-cluster-sshd",
-                connection=c,
-                files=[
+                c,
+                [
                     ManagedFile(FileSpec(r.AUTHORIZED_KEYS, "0644"), authorized),
                     ManagedFile(FileSpec(r.sshd_dropin(platform[m.name]), "0644"), r.render_sshd_dropin(plan, m.name)),
                 ],
+                r.render_sshd_reload(platform[m.name]),
+                child(account[m.name]),
                 validate=r.render_sshd_validate(plan, m.name, platform[m.name]),
-                activate=r.render_sshd_reload(platform[m.name]),
-                restore_activate=r.render_sshd_reload(platform[m.name]),
-                opts=child(account[m.name]),
             )
-            firewall[m.name] = managed_files(
+            firewall[m.name] = _reactivated(
                 f"{m.name}-cluster-firewall",
-                connection=c,
-                files=[
+                c,
+                [
                     ManagedFile(FileSpec(r.HELPER, "0755"), r.render_helper(platform[m.name])),
                     ManagedFile(FileSpec(r.FIREWALL_RULES, "0644"), r.render_firewall_rules(plan, m.name)),
                     ManagedFile(
                         FileSpec(f"{r.SYSTEMD_DIR}/{r.FIREWALL_UNIT}", "0644"), r.render_firewall_unit(plan, m.name, platform[m.name])
                     ),
                 ],
+                r.render_firewall_activate(platform[m.name]),
+                child(preflight[m.name]),
                 validate=f"{r.HELPER} check",
-                activate=r.render_firewall_activate(platform[m.name]),
-                restore_activate=r.render_firewall_activate(platform[m.name]),
-                opts=child(preflight[m.name]),
             )
-            units[m.name] = managed_files(
+            units[m.name] = _reactivated(
                 f"{m.name}-cluster-units",
-                connection=c,
-                files=[
+                c,
+                [
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNELS_TARGET}", "0644"), r.render_tunnels_target()),
                     ManagedFile(
                         FileSpec(r.mattermost_dropin_path(m.unit), "0644"), r.render_mattermost_dropin(plan, m.name)
@@ -170,9 +183,8 @@ class Cluster(pulumi.ComponentResource):
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_SERVICE}", "0644"), r.render_heal_service()),
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_TIMER}", "0644"), r.render_heal_timer()),
                 ],
-                activate=r.render_units_activate(),
-                restore_activate=r.render_units_activate(),
-                opts=child(firewall[m.name]),
+                r.render_units_activate(),
+                child(firewall[m.name]),
             )
 
         # Barriers (remote.Command without create: pulumi-command runs nothing and opens no
@@ -186,10 +198,10 @@ class Cluster(pulumi.ComponentResource):
         for m in plan.members:
             # the node's whole peer set as one resource with a fixed number of files: its command
             # text does not grow with the cluster, and a failed change rolls back only this node
-            tunnels[m.name] = managed_files(
+            tunnels[m.name] = _reactivated(
                 f"{m.name}-cluster-tunnels",
-                connection=conn[m.name],
-                files=[
+                conn[m.name],
+                [
                     ManagedFile(FileSpec(r.TUNNEL_TABLE, "0644"), r.render_tunnel_table(plan, m.name)),
                     ManagedFile(
                         FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}", "0644"),
@@ -197,10 +209,9 @@ class Cluster(pulumi.ComponentResource):
                     ),
                     ManagedFile(FileSpec(r.TUNNELS_DROPIN, "0644"), r.render_tunnels_dropin(plan, m.name)),
                 ],
-                activate=r.render_tunnels_activate(),
-                restore_activate=r.render_tunnels_activate(),
+                r.render_tunnels_activate(),
                 # the peers must admit our key before the tunnels can come up
-                opts=child(client_key[m.name], units[m.name], firewall[m.name], sshd_ready),
+                child(client_key[m.name], units[m.name], firewall[m.name], sshd_ready),
             )
 
         # The stop runs last (shortest downtime): once every node's tunnels and DNAT are live.
