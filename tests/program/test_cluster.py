@@ -19,7 +19,7 @@ from tests.helpers.pulumi_mocks import runs
 
 CLUSTER_TYPE = "mattermost-tls:cluster:Cluster"
 NODES = ("mm1", "mm2", "mm3")
-ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
+ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
 SHARED = ("cluster-public-keys", "cluster-sshd-ready", "cluster-mesh-ready", "cluster-gossip-stopped")
 MM4_HOST_KEY = ssh_host_key()
 
@@ -126,7 +126,7 @@ def test_tunnels_wait_for_every_peer_to_admit_their_key_through_one_barrier(thre
     assert {three.get(f"{n}-cluster-sshd").urn for n in NODES} <= set(barrier.dependencies)
     for n in NODES:
         deps = three.get(f"{n}-cluster-tunnels").all_dependencies()
-        for needed in ("cluster-sshd-ready", f"{n}-cluster-client-key", f"{n}-cluster-units", f"{n}-cluster-firewall"):
+        for needed in ("cluster-sshd-ready", f"{n}-cluster-client-key", f"{n}-cluster-firewall"):
             assert three.get(needed).urn in deps, needed
         # authorized_keys read from the one key list, not from every key resource
         sshd = three.get(f"{n}-cluster-sshd").all_dependencies()
@@ -145,15 +145,15 @@ def test_nodes_restart_only_after_their_tunnels_dnat_and_every_nodes_gossip_stop
         # the stop waits for the whole mesh: the downtime starts as late as possible
         assert urn["cluster-mesh-ready"] in three.get(f"{n}-cluster-gossip-mode").dependencies
         # one edge (the SDK walks each edge's whole upstream), the same for every node, and no
-        # barrier of its own (a resource per node for nothing); the node's own firewall, units and
-        # tunnels are behind it
+        # barrier of its own (a resource per node for nothing); the node's own firewall (with its
+        # units) and tunnels are behind it
         # (the restart waits for it through the node's CA file, components/node.py)
         assert urn["cluster-gossip-stopped"] in three.get(f"{n}-db-ca").dependencies
         assert urn[f"{n}-db-ca"] in three.get(f"{n}-tls-files").dependencies
         for step in ("db-ca", "tls-files"):
             deps = three.get(f"{n}-{step}").dependencies
             assert not [d for d in deps if "Cluster$" in d and "gossip-stopped" not in d], (step, deps)
-        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "units", "tunnels")} <= upstream(three, "cluster-gossip-stopped")
+        assert {urn[f"{n}-cluster-{x}"] for x in ("firewall", "tunnels")} <= upstream(three, "cluster-gossip-stopped")
     assert not [name for name in urn if name.endswith("-cluster-ready")]
 
 
@@ -303,8 +303,8 @@ def test_resources_and_edges_grow_linearly_with_the_node_count(sizes: dict[int, 
         per_node, fixed = (m10 - m3) / 7, m3 - 3 * (m10 - m3) / 7
         for n in (50, 100):
             assert measure(sizes[n]) == fixed + per_node * n, (n, measure(sizes[n]), fixed, per_node)
-    # the cluster itself: 9 resources per node and 4 shared ones
-    assert len(cluster_resources(sizes[100])) == 9 * 100 + len(SHARED)
+    # the cluster itself: 8 resources per node (the key and 7 commands) and 4 shared ones
+    assert len(cluster_resources(sizes[100])) == 8 * 100 + len(SHARED)
     assert edges(sizes[100]) < 40 * len(sizes[100].resources)
 
 
@@ -324,7 +324,7 @@ def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(s
     # first node has one more: the database's read of the site's current password; every host has
     # its host helper, which all the others depend on; every node its DSN's CA file apart from its
     # other files, so a destroy removes that file only after the node's restart: components/node.py)
-    assert len({frozenset(v) for v in counts.values()}) == 1 and max(counts[100]) <= 13, counts
+    assert len({frozenset(v) for v in counts.values()}) == 1 and max(counts[100]) <= 12, counts
 
 
 def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_parallelism(
