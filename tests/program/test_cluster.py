@@ -389,3 +389,21 @@ def test_the_program_lets_the_sdks_short_lived_objects_die_young(replay_lab_conf
         assert gc.get_threshold()[0] >= 50_000
     finally:
         gc.set_threshold(*before)
+
+
+def test_the_firewall_command_owns_the_units_and_stops_the_drift_check_before_the_rules(three: Evaluation) -> None:
+    """The units joined the firewall's command (issue 11): its rules go live before the drift check
+    that keeps them starts, and on delete the drift check stops before the rules go, so it can
+    never put back what the delete is removing."""
+    from components.remote_files import read_manifest
+
+    for n in NODES:
+        fw = three.get(f"{n}-cluster-firewall")
+        m = read_manifest(fw.inputs["stdin"])
+        paths = [e.rsplit(" ", 1)[1] for e in m.entries]
+        assert {f"{r.SYSTEMD_DIR}/{r.TUNNELS_TARGET}", f"{r.SYSTEMD_DIR}/{r.HEAL_SERVICE}", f"{r.SYSTEMD_DIR}/{r.HEAL_TIMER}",
+                r.mattermost_dropin_path("mattermost")} <= set(paths), paths
+        fw_part, units_part = r.render_firewall_activate().strip(), r.render_units_activate().strip()
+        assert m.sections["activate"].strip() == f"{fw_part}\n{units_part}"
+        assert m.sections["restore-activate"].strip() == f"{units_part}\n{fw_part}"
+        assert not [x for x in three.resources if x.name == f"{n}-cluster-units"]
