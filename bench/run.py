@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 _EVAL = r"""
-import json, resource, sys, time
+import gc, json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -48,13 +48,21 @@ nodes = [{"name": f"mm{i}", "address": f"10.20.{i // 200}.{i % 200 + 10}", "ssh"
 config = {"sshPrivateKey": Secret(key), "nodes": nodes, "cluster": {"enabled": True},
           "database": {"engine": "postgres", "address": "10.20.9.1", "ssh": {"hostKey": pub()}},
           "mattermost": {"version": "11.1.0"}}
+gc_time, gc_start = [0.0], [0.0]
+def gc_clock(phase, info):
+    if phase == "start":
+        gc_start[0] = time.thread_time()
+    else:
+        gc_time[0] += time.thread_time() - gc_start[0]
+gc.callbacks.append(gc_clock)
 cpu0, t0 = time.process_time(), time.perf_counter()
 ev = evaluate(sys.argv[1], "prod", config=config)
 cpu, took = time.process_time() - cpu0, time.perf_counter() - t0
+gc.callbacks.remove(gc_clock)
 edges = sum(len((set(r.dependencies) | {u for us in r.property_dependencies.values() for u in us}) - {r.parent_urn})
             for r in ev.resources)
 commands = [c for c in ev.commands() if any(c.command_texts())]
-print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "seconds": round(took, 2), "resources": len(ev.resources),
+print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "gc_cpu": round(gc_time[0], 2), "seconds": round(took, 2), "resources": len(ev.resources),
                   "edges": edges, "commands": len(commands),
                   "state_bytes": len(json.dumps(ev.state.to_json(), indent=1)) + 1,
                   "largest_command": max(len(t) for c in commands for t in c.command_texts()),
@@ -65,7 +73,9 @@ print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "seconds": round(took, 2), "
 """One evaluation in a fresh process. Edges are (resource, dependency) pairs from `dependencies`
 and `propertyDependencies` (the parent excluded). `commands_per_node_host` is the most remote
 commands with a create/update/delete that target one node's host: each is one SSH connection in a
-fresh `up` (pulumi-command dials per command; so does the replay engine)."""
+fresh `up` (pulumi-command dials per command; so does the replay engine). `gc_cpu` is the CPU
+of Python's cyclic garbage collections (thread CPU between gc.callbacks' start and stop; they hold
+the GIL, so no other thread's CPU counts)."""
 
 BASELINE_REF = "2d3e109"
 """main before this change (per-pair tunnels, every stop on every tunnel): evaluated side by side
@@ -96,7 +106,8 @@ def _evaluate_once(root: Path, n: int, timeout: float | None) -> dict[str, float
 
 def print_row(label: str, row: dict[str, float]) -> None:
     print(
-        f"  {label}{row['nodes']:>4} nodes: CPU {row['cpu']:>7.2f} s ({1000 * row['cpu'] / row['resources']:.1f} ms/resource), "
+        f"  {label}{row['nodes']:>4} nodes: CPU {row['cpu']:>7.2f} s ({1000 * row['cpu'] / row['resources']:.1f} ms/resource, "
+        f"garbage collection {row.get('gc_cpu', 0):.2f} s), "
         f"{row['resources']:>5} resources, {row['edges']:>7} edges, state {row['state_bytes'] / 1024:,.0f} KiB, "
         f"largest command {row['largest_command'] / 1024:.1f} KiB, SSH connections per node host (fresh up) "
         f"{row['commands_per_node_host']}, peak RSS {row['max_rss_mib']} MiB"

@@ -13,7 +13,7 @@ cannot ride SSH); and the full-cluster stop that a gossip-encryption switch need
 
 Built BEFORE the nodes: `env_for(node)` goes into MattermostNode(extra_env=...), `ready_for(node)`
 (one barrier) into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode
-switch) the stop of every node are done. Linear in nodes: 9 resources per node (names
+switch) the stop of every node are done. Linear in nodes: 8 resources per node (names
 `<node>-cluster-<role>`) and 4 shared ones, a bounded number of dependencies each (barriers carry
 the all-to-all ordering), and command texts that do not grow with the node count. Adding a node
 adds its own resources and updates the others' peer lists (authorized_keys, firewall rules,
@@ -38,6 +38,21 @@ from components.config import Node, StackConfig
 from components.connection import connection_for
 from components.platform import platform_for
 from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
+
+
+def _reactivated(
+    name: str,
+    connection: Any,
+    files: list[ManagedFile],
+    activate: str,
+    opts: pulumi.ResourceOptions,
+    validate: str | None = None,
+) -> remote.Command:
+    """managed_files whose delete runs `activate` again once the originals are back: the same
+    reload (sshd, systemd, the firewall, the tunnels) makes either set of files live."""
+    return managed_files(
+        name, connection=connection, files=files, validate=validate, activate=activate, restore_activate=activate, opts=opts
+    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +98,6 @@ class Cluster(pulumi.ComponentResource):
         sshd: dict[str, pulumi.Resource] = {}
         client_key: dict[str, pulumi.Resource] = {}
         firewall: dict[str, pulumi.Resource] = {}
-        units: dict[str, pulumi.Resource] = {}
         for m in plan.members:
             keys[m.name] = tls.PrivateKey(
                 f"{m.name}-cluster-ssh-key",
@@ -132,18 +146,23 @@ class Cluster(pulumi.ComponentResource):
                 return r.render_authorized_keys(plan, node, json.loads(text))
 
             authorized = key_directory.apply(authorized_keys)
-            sshd[m.name] = managed_files(
+            sshd[m.name] = _reactivated(
                 f"{m.name}-cluster-sshd",
-                connection=c,
-                files=[
+                c,
+                [
                     ManagedFile(FileSpec(r.AUTHORIZED_KEYS, "0644"), authorized),
                     ManagedFile(FileSpec(r.sshd_dropin(platform[m.name]), "0644"), r.render_sshd_dropin(plan, m.name)),
                 ],
+                r.render_sshd_reload(platform[m.name]),
+                child(account[m.name]),
                 validate=r.render_sshd_validate(plan, m.name, platform[m.name]),
-                activate=r.render_sshd_reload(platform[m.name]),
-                restore_activate=r.render_sshd_reload(platform[m.name]),
-                opts=child(account[m.name]),
             )
+            # The firewall and the units that use it (the tunnels target, the drift check, the
+            # Mattermost drop-in that Requires= the firewall) are one command: one rollback for
+            # the node's whole host setup and one resource and SSH connection fewer per node.
+            # Until issue 11 the units were `<node>-cluster-units`: an `up` over such a state
+            # takes the four paths over in the helper's owner ledger, and that resource's delete
+            # then leaves them as they are ("belongs to another resource now").
             firewall[m.name] = managed_files(
                 f"{m.name}-cluster-firewall",
                 connection=c,
@@ -153,16 +172,6 @@ class Cluster(pulumi.ComponentResource):
                     ManagedFile(
                         FileSpec(f"{r.SYSTEMD_DIR}/{r.FIREWALL_UNIT}", "0644"), r.render_firewall_unit(plan, m.name, platform[m.name])
                     ),
-                ],
-                validate=f"{r.HELPER} check",
-                activate=r.render_firewall_activate(platform[m.name]),
-                restore_activate=r.render_firewall_activate(platform[m.name]),
-                opts=child(preflight[m.name]),
-            )
-            units[m.name] = managed_files(
-                f"{m.name}-cluster-units",
-                connection=c,
-                files=[
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNELS_TARGET}", "0644"), r.render_tunnels_target()),
                     ManagedFile(
                         FileSpec(r.mattermost_dropin_path(m.unit), "0644"), r.render_mattermost_dropin(plan, m.name)
@@ -170,9 +179,12 @@ class Cluster(pulumi.ComponentResource):
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_SERVICE}", "0644"), r.render_heal_service()),
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_TIMER}", "0644"), r.render_heal_timer()),
                 ],
-                activate=r.render_units_activate(),
-                restore_activate=r.render_units_activate(),
-                opts=child(firewall[m.name]),
+                validate=f"{r.HELPER} check",
+                # the rules first, then the drift check that keeps them; on delete the drift
+                # check stops before the rules go, so it never puts back what is being removed
+                activate=r.render_firewall_activate(platform[m.name]) + r.render_units_activate(),
+                restore_activate=r.render_units_activate() + r.render_firewall_activate(platform[m.name]),
+                opts=child(preflight[m.name]),
             )
 
         # Barriers (remote.Command without create: pulumi-command runs nothing and opens no
@@ -186,10 +198,10 @@ class Cluster(pulumi.ComponentResource):
         for m in plan.members:
             # the node's whole peer set as one resource with a fixed number of files: its command
             # text does not grow with the cluster, and a failed change rolls back only this node
-            tunnels[m.name] = managed_files(
+            tunnels[m.name] = _reactivated(
                 f"{m.name}-cluster-tunnels",
-                connection=conn[m.name],
-                files=[
+                conn[m.name],
+                [
                     ManagedFile(FileSpec(r.TUNNEL_TABLE, "0644"), r.render_tunnel_table(plan, m.name)),
                     ManagedFile(
                         FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}", "0644"),
@@ -197,10 +209,9 @@ class Cluster(pulumi.ComponentResource):
                     ),
                     ManagedFile(FileSpec(r.TUNNELS_DROPIN, "0644"), r.render_tunnels_dropin(plan, m.name)),
                 ],
-                activate=r.render_tunnels_activate(),
-                restore_activate=r.render_tunnels_activate(),
+                r.render_tunnels_activate(),
                 # the peers must admit our key before the tunnels can come up
-                opts=child(client_key[m.name], units[m.name], firewall[m.name], sshd_ready),
+                child(client_key[m.name], firewall[m.name], sshd_ready),
             )
 
         # The stop runs last (shortest downtime): once every node's tunnels and DNAT are live.
@@ -218,7 +229,7 @@ class Cluster(pulumi.ComponentResource):
             for m in plan.members
         }
         # `stopped` comes after every stop, every stop after `mesh_ready`, and that after every
-        # node's tunnels, units and firewall: one dependency says it all, for every node (a
+        # node's tunnels and firewall: one dependency says it all, for every node (a
         # barrier per node only cost a resource each). The SDK's cycle check walks each
         # dependency's whole upstream (pulumi/runtime/resource_cycle_breaker.py
         # `declare_dependency`), so listing them too would walk the cluster four times per node.

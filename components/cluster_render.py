@@ -289,15 +289,11 @@ def plan_cluster(cfg: StackConfig, nodes: Sequence[Node]) -> ClusterPlan:
             )
         by_slot[m.slot] = m
 
+    # grouped: who, which ports, the account and the gossip mode
     return ClusterPlan(
-        name=cl.name,
-        members=tuple(members),
-        ports=ports,
-        gossip_port=cl.gossip_port,
-        streaming_port=cl.streaming_port,
-        port_base=cl.tunnel_port_base,
-        tunnel_user=cl.tunnel_user,
-        gossip_encryption=cl.gossip_encryption,
+        name=cl.name, members=tuple(members),
+        ports=ports, gossip_port=cl.gossip_port, streaming_port=cl.streaming_port, port_base=cl.tunnel_port_base,
+        tunnel_user=cl.tunnel_user, gossip_encryption=cl.gossip_encryption,
     )
 
 

@@ -43,6 +43,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import pulumi
 from pulumi_command import remote
@@ -458,16 +459,33 @@ def _helper_command(
     )
 
 
+class HelperOptions(TypedDict, total=False):
+    """What managed_files and managed_block take besides what they install (all optional)."""
+
+    validate: str | None
+    """Runs after a change, before activate (e.g. `nginx -t`); failing, the change is rolled back."""
+    activate: str | None
+    """Runs after a change (e.g. a reload); failing, the previous files are put back and re-activated."""
+    restore_activate: str | None
+    """Runs on delete, after the originals are back."""
+    secret: bool
+    """The content is secret: the whole manifest stays secret and the command logs nothing."""
+    opts: pulumi.ResourceOptions | None
+
+
+def _hooks_of(name: str, options: HelperOptions) -> dict[str, str | None]:
+    unknown = set(options) - set(HelperOptions.__annotations__)
+    if unknown:  # **options accepts any keyword at run time; a misspelt hook must not vanish
+        raise TypeError(f"{name}: unknown option(s) {sorted(unknown)}")
+    return {
+        "validate": options.get("validate"),
+        "activate": options.get("activate"),
+        "restore_activate": options.get("restore_activate"),
+    }
+
+
 def managed_files(
-    name: str,
-    *,
-    connection: remote.ConnectionArgs,
-    files: Sequence[ManagedFile],
-    validate: str | None = None,
-    activate: str | None = None,
-    restore_activate: str | None = None,
-    secret: bool = False,
-    opts: pulumi.ResourceOptions | None = None,
+    name: str, *, connection: remote.ConnectionArgs, files: Sequence[ManagedFile], **options: Unpack[HelperOptions]
 ) -> remote.Command:
     """A remote command that owns `files` on one host (see the module docstring).
 
@@ -475,12 +493,11 @@ def managed_files(
     """
     specs = [f.spec for f in files]
     _check_specs(name, specs)
+    hooks = _hooks_of(name, options)
     manifest = pulumi.Output.all(*[f.content for f in files]).apply(
-        lambda contents: render_files_manifest(
-            name, specs, contents, validate=validate, activate=activate, restore_activate=restore_activate
-        )
+        lambda contents: render_files_manifest(name, specs, contents, **hooks)
     )
-    return _helper_command(name, "files", connection, manifest, secret, opts)
+    return _helper_command(name, "files", connection, manifest, options.get("secret", False), options.get("opts"))
 
 
 def managed_block(
@@ -491,21 +508,15 @@ def managed_block(
     content: pulumi.Input[str],
     comment: str = "#",
     position: str = "bottom",
-    validate: str | None = None,
-    activate: str | None = None,
-    restore_activate: str | None = None,
-    secret: bool = False,
-    opts: pulumi.ResourceOptions | None = None,
+    **options: Unpack[HelperOptions],
 ) -> remote.Command:
     """A remote command that owns one marked block inside an existing file."""
     _check_block(path, comment, position)
+    hooks = _hooks_of(name, options)
     manifest = pulumi.Output.from_input(content).apply(
-        lambda c: render_block_manifest(
-            name, path, c, comment=comment, position=position,
-            validate=validate, activate=activate, restore_activate=restore_activate,
-        )
+        lambda c: render_block_manifest(name, path, c, comment=comment, position=position, **hooks)
     )
-    return _helper_command(name, "block", connection, manifest, secret, opts)
+    return _helper_command(name, "block", connection, manifest, options.get("secret", False), options.get("opts"))
 
 
 def strict(script: str) -> str:

@@ -172,7 +172,7 @@ def test_disabled_cluster_is_inert() -> None:
 # ---------------------------------------------------------------- the lab (real hosts)
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLES = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
+ROLES = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
 AES_CPU = any(
     line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[1].split()
     for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -526,9 +526,9 @@ NODES10 = [f"mm{i}" for i in range(1, 11)]
 CA2 = {"commonName": "Mattermost lab transport CA 2", "organization": "Lab"}
 
 
-NODE_HOST_CONNECTIONS = {12, 13}
+NODE_HOST_CONNECTIONS = {11, 12}
 """SSH connections to each node host in a fresh `up`, whatever the node count: the node's preflight,
-its host helper, 8 cluster commands, its DSN's CA file (deleted after the node's restart in a
+its host helper, 7 cluster commands, its DSN's CA file (deleted after the node's restart in a
 destroy: components/node.py) and its TLS files; the first node one more (the read of the site's
 current database password)."""
 
@@ -660,9 +660,18 @@ def test_upgrade_from_per_pair_tunnels_keeps_the_mesh_and_destroy_gives_back_eve
         legacy = {f"{n}-cluster-tunnel-{p}" for n in NODES3 for p in NODES3 if p != n}
         # and the old design's generated password: the new program keeps the password the site
         # uses (read from mm1's current DSN), so nothing changes on the database
-        assert {k for k, v in ops.items() if v == "delete"} == legacy | {"database-password"}, ops
+        units = {f"{n}-cluster-units" for n in NODES3}  # their files joined the firewall command
+        assert {k for k, v in ops.items() if v == "delete"} == legacy | units | {"database-password"}, ops
         order = [s.name for s in ev.steps if s.op != "same"]
         assert max(order.index(f"{n}-cluster-tunnels") for n in NODES3) < min(order.index(k) for k in legacy)
+        # the firewall command takes the unit files over before the units' own command goes,
+        # and that delete leaves them: the drift check and the tunnels target stay
+        assert max(order.index(f"{n}-cluster-firewall") for n in NODES3) < min(order.index(k) for k in units)
+        for n in NODES3:
+            kept = lab.ssh(
+                n, f"systemctl is-active {r.HEAL_TIMER}; test -f {r.SYSTEMD_DIR}/{r.TUNNELS_TARGET} && echo target", check=False
+            ).stdout.split()
+            assert kept == ["active", "target"], (n, kept)
         for n in NODES3:
             peers = [p for p in NODES3 if p != n]
             state_ = lab.ssh(
@@ -721,7 +730,9 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         assert created == {f"{n}-db-ca" for n in NODES3} | {"proxy-final-site", "database-tls-enforced"}, ops
         # and the per-node barriers (`<node>-cluster-ready`, no command) are gone: each node's
         # restart waits for `cluster-gossip-stopped` itself
-        assert {n for n, o in ops.items() if o == "delete"} == {f"{n}-cluster-ready" for n in NODES3}, ops
+        # and the units' own command (its files joined the firewall's: the ledger hands them over)
+        units = {f"{n}-cluster-units" for n in NODES3}
+        assert {n for n, o in ops.items() if o == "delete"} == {f"{n}-cluster-ready" for n in NODES3} | units, ops
         assert set(ops.values()) == {"update", "create", "delete"}, ops
         assert {f"{n}-cluster-tunnels" for n in NODES3} <= set(ops) and any(k.startswith("host-helper-") for k in ops), ops
         for n in NODES3:

@@ -26,7 +26,7 @@ from tests.helpers.program import (
 from tests.helpers.pulumi_mocks import runs
 
 NODES = CLUSTER_NODES
-ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
+ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
 MM4_HOST_KEY = ssh_host_key()
 
 
@@ -43,7 +43,7 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it() -> No
     created = {n for n, op in changed.items() if op == "create"}
     own = {"mm4", "host-helper-10.10.250.170", "mm4-preflight", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-db-ca", "mm4-tls-files"}
     # prod runs a cluster: mm4 gets its own cluster resources (one tunnel set for all its peers)
-    cluster_roles = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "units", "tunnels", "gossip-mode")
+    cluster_roles = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
     own |= {f"mm4-cluster-{role}" for role in cluster_roles}
     assert created == own, changed
     # the key list, and the old nodes' sshd (authorized_keys), firewall and tunnel set admit and

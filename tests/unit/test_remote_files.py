@@ -11,7 +11,10 @@ import pytest
 
 from components.remote_files import (
     FileSpec,
+    ManagedFile,
     encode_bundle,
+    managed_block,
+    managed_files,
     render_block_apply,
     render_block_restore,
     render_files_apply,
@@ -371,3 +374,13 @@ def test_a_large_read_only_script_travels_packed_and_runs_as_it_is(tmp_path: Pat
     assert r.returncode != 0 and not (tmp_path / "out").exists()
     # a small script travels as it is, readable
     assert render_read_stdin(strict("echo ok\n")) == strict("echo ok\n")
+
+
+@pytest.mark.parametrize("kind", ["files", "block"])
+def test_a_misspelt_hook_fails_before_anything_is_registered(kind: str) -> None:
+    # the shared options arrive as **options: a keyword nobody reads would otherwise be dropped
+    with pytest.raises(TypeError, match=r"x: unknown option\(s\) \['activte'\]"):
+        if kind == "files":
+            managed_files("x", connection=None, files=[ManagedFile(FileSpec("/etc/x"), "a")], activte="true")  # type: ignore[arg-type, call-arg]
+        else:
+            managed_block("x", connection=None, path="/etc/x", content="a", activte="true")  # type: ignore[arg-type, call-arg]
