@@ -93,7 +93,7 @@ def test_database_scripts_the_lab_preview_leaves_unknown_are_clean() -> None:
 
 # Modules whose shell is still built in Python (owned by another session when the rest moved to
 # templates; see the README's shell section): each one leaves this list when its shell moves.
-SHELL_STILL_IN_PYTHON = {"cluster_render.py", "remote_files.py"}
+SHELL_STILL_IN_PYTHON = {"remote_files.py"}
 _SHELL = re.compile(r"set -eu|; (then|do)\n|(^|\n) *(fi|done|esac)\n")
 
 
