@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -379,34 +380,34 @@ def render_sshd_dropin(plan: ClusterPlan, node: str) -> str:
 
 def render_sshd_validate(plan: ClusterPlan, node: str, platform: Platform = DEBIAN) -> str:
     """`sshd -t`, then prove sshd really applies our Match block (an sshd_config without the
-    `Include /etc/ssh/sshd_config.d/*.conf` line would ignore it and the tunnels would fail)."""
+    `Include /etc/ssh/sshd_config.d/*.conf` line would ignore it and the tunnels would fail;
+    templates/cluster-sshd-validate.sh)."""
     dropin, include = sshd_dropin(platform), f"Include {platform.sshd_dropin_dir}/*.conf"
     me = plan.member(node)
-    expect = [
-        f"authorizedkeysfile {AUTHORIZED_KEYS}",
-        "allowtcpforwarding local",
-        "permitopen " + " ".join(f"{me.address}:{p}" for p in plan.ports),
-    ]
-    lines = [
-        "sshd -t",
-        f"eff=$(sshd -T -C user={q(plan.tunnel_user)},host=mm-cluster-check,addr={q(me.address)})",
-    ]
-    for e in expect:
-        lines.append(
-            f"printf '%s\\n' \"$eff\" | grep -qxF {q(e)} || {{ echo {q(f'sshd does not apply {dropin} (expected: {e}); make sure sshd_config has: {include}')} >&2; exit 1; }}"
-        )
-    return "\n".join(lines) + "\n"
+    keys, forwarding = f"authorizedkeysfile {AUTHORIZED_KEYS}", "allowtcpforwarding local"
+    permitopen = "permitopen " + " ".join(f"{me.address}:{p}" for p in plan.ports)
+
+    def missing(expected: str) -> str:
+        return f"sshd does not apply {dropin} (expected: {expected}); make sure sshd_config has: {include}"
+
+    return script(
+        "cluster-sshd-validate.sh",
+        user=plan.tunnel_user,
+        address=me.address,
+        keys=keys,
+        keys_missing=missing(keys),
+        forwarding=forwarding,
+        forwarding_missing=missing(forwarding),
+        permitopen=permitopen,
+        permitopen_missing=missing(permitopen),
+    )
 
 
 def render_sshd_reload(platform: Platform = DEBIAN) -> str:
     """Reload whichever of the platform's sshd units runs (Debian names it ssh.service, others
     sshd.service); with socket activation nothing runs that could be reloaded and every new
-    connection reads the configuration anyway."""
-    return (
-        f"for u in {' '.join(q(u) for u in platform.sshd_units)}; do\n"
-        '  if systemctl is-active --quiet "$u"; then systemctl reload "$u"; exit 0; fi\n'
-        "done\n"
-    )
+    connection reads the configuration anyway (templates/cluster-sshd-reload.sh)."""
+    return script("cluster-sshd-reload.sh", code={"units": " ".join(q(u) for u in platform.sshd_units)})
 
 
 SSHD_RELOAD = render_sshd_reload()
@@ -630,29 +631,22 @@ def render_mattermost_dropin(plan: ClusterPlan, node: str) -> str:
 def render_units_activate() -> str:
     """Make systemd read the target, the drift check and the Mattermost drop-in (Mattermost
     restarts with its node, not here) and start the drift check; once the target's file is gone
-    (delete), stop what is left of them."""
-    target = q(f"{SYSTEMD_DIR}/{TUNNELS_TARGET}")
-    timer = q(HEAL_TIMER)
-    return (
-        "systemctl daemon-reload\n"
-        f"if [ -e {target} ]; then\n"
-        f"  systemctl start {timer}\n"
-        "else\n"
-        f"  systemctl stop {timer} {q(HEAL_SERVICE)} {q(TUNNELS_TARGET)} 2>/dev/null || true\n"
-        f"  systemctl reset-failed {timer} {q(HEAL_SERVICE)} 2>/dev/null || true\n"
-        "fi\n"
+    (delete), stop what is left of them (templates/cluster-units-activate.sh)."""
+    return script(
+        "cluster-units-activate.sh",
+        target_file=f"{SYSTEMD_DIR}/{TUNNELS_TARGET}",
+        timer=HEAL_TIMER,
+        heal_service=HEAL_SERVICE,
+        target=TUNNELS_TARGET,
     )
 
 
 def render_tunnels_activate() -> str:
     """(Re)start exactly the tunnels whose table line changed, stop those no longer listed, and
     fail with the journal of any that does not come up. Without the template (rollback of a first
-    install, or delete) every instance stops; the helper may be gone by then (delete order)."""
-    return (
-        "systemctl daemon-reload\n"
-        f"if [ -x {q(HELPER)} ]; then {q(HELPER)} tunnels-apply; "
-        "else systemctl stop 'mm-tunnel@*.service' 2>/dev/null || true; fi\n"
-    )
+    install, or delete) every instance stops; the helper may be gone by then (delete order;
+    templates/cluster-tunnels-activate.sh)."""
+    return script("cluster-tunnels-activate.sh", helper=HELPER, instances="mm-tunnel@*.service")
 
 
 # ---------------------------------------------------------------- firewall
@@ -689,14 +683,8 @@ def render_firewall_rules(plan: ClusterPlan, node: str) -> str:
 
 def firewall_stop(platform: Platform = DEBIAN) -> str:
     """Removes both jumps and both chains; shared by the helper's `stop` and the delete path,
-    which runs after the helper itself is gone."""
-    ipt = q(platform.iptables)
-    return (
-        f"while {ipt} -w -t nat -D OUTPUT -j {NAT_CHAIN} 2>/dev/null; do :; done\n"
-        f"while {ipt} -w -t filter -D INPUT -j {IN_CHAIN} 2>/dev/null; do :; done\n"
-        f"if {ipt} -w -t nat -n -L {NAT_CHAIN} >/dev/null 2>&1; then {ipt} -w -t nat -F {NAT_CHAIN}; {ipt} -w -t nat -X {NAT_CHAIN}; fi\n"
-        f"if {ipt} -w -t filter -n -L {IN_CHAIN} >/dev/null 2>&1; then {ipt} -w -t filter -F {IN_CHAIN}; {ipt} -w -t filter -X {IN_CHAIN}; fi\n"
-    )
+    which runs after the helper itself is gone (templates/cluster-firewall-stop.sh)."""
+    return script("cluster-firewall-stop.sh", iptables=platform.iptables, nat_chain=NAT_CHAIN, in_chain=IN_CHAIN)
 
 
 def render_helper(platform: Platform = DEBIAN) -> str:
@@ -742,19 +730,16 @@ def render_firewall_unit(plan: ClusterPlan, node: str, platform: Platform = DEBI
 def render_firewall_activate(platform: Platform = DEBIAN) -> str:
     """Load the rules: reload when running (a restart would take Mattermost down with it through
     Requires=), start otherwise; then prove both jumps are there. Without the unit file (rollback
-    of a first install, or delete) remove everything instead."""
-    u, ipt = q(FIREWALL_UNIT), q(platform.iptables)
-    return (
-        "systemctl daemon-reload\n"
-        f"if [ -e {q(f'{SYSTEMD_DIR}/{FIREWALL_UNIT}')} ]; then\n"
-        f"  if systemctl is-active --quiet {u}; then systemctl reload {u}; else systemctl start {u}; fi\n"
-        f"  {ipt} -w -t nat -C OUTPUT -j {NAT_CHAIN}\n"
-        f"  {ipt} -w -t filter -C INPUT -j {IN_CHAIN}\n"
-        "else\n"
-        f"  systemctl stop {u} 2>/dev/null || true\n"
-        f"  systemctl reset-failed {u} 2>/dev/null || true\n"
-        + "".join(f"  {line}\n" for line in firewall_stop(platform).splitlines())
-        + "fi\n"
+    of a first install, or delete) remove everything instead (templates/cluster-firewall-activate.sh)."""
+    return script(
+        "cluster-firewall-activate.sh",
+        # the stop lines inside the else branch
+        code={"firewall_stop": textwrap.indent(firewall_stop(platform), "  ").removesuffix("\n")},
+        unit_file=f"{SYSTEMD_DIR}/{FIREWALL_UNIT}",
+        unit=FIREWALL_UNIT,
+        iptables=platform.iptables,
+        nat_chain=NAT_CHAIN,
+        in_chain=IN_CHAIN,
     )
 
 

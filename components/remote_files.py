@@ -49,7 +49,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.host_helper import HELPER_PATH, LOCK_FILE, STATE_DIR, SUDO, helper_for, helper_source, needs_sudo
-from components.shell import q
+from components.shell import q, script, template
 
 __all__ = [
     "HELPER_PATH", "LOCK_FILE", "MARKER", "STATE_DIR", "FileSpec", "ManagedFile", "encode_bundle",
@@ -344,14 +344,16 @@ def render_call(
 
 
 def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: str | None) -> str:
-    """A script that runs the helper (`helper`, or its text inline) with `header` followed by
-    the base64 bundle this script reads on its own stdin."""
+    """A script that runs the helper (`helper`, or its text inline) with `header` followed, for
+    an apply, by the base64 bundle this script reads on its own stdin (a restore reads none):
+    templates/self-contained-apply.sh and -restore.sh."""
     if helper is None:
         run = f'/bin/sh -c "$mtm_helper" mmtls-helper{_helper_opts(state_dir)} {op} {q(owner)}'
     else:
         run = render_call(op, owner, helper=helper, state_dir=state_dir)
-    source = f"mtm_helper={q(helper_source())}\n" if helper is None else ""
-    return f"set -eu\n{source}{{ printf '%s' {q(header)}; cat; }} | {run}\n"
+    inline = f"mtm_helper={q(helper_source())}" if helper is None else ""
+    step = op.rsplit("-", 1)[1]
+    return script(f"self-contained-{step}.sh", code={"inline_helper": inline, "run": run}, header=header)
 
 
 def render_files_apply(
@@ -381,7 +383,7 @@ def render_files_restore(
     """Self-contained script that puts back the originals of files this owner still owns, then
     re-activates (ignores its stdin)."""
     header = render_files_manifest(owner, specs, None, restore_activate=restore_activate)
-    return _self_contained("files-restore", owner, header, state_dir, helper).replace("cat; }", "}", 1)
+    return _self_contained("files-restore", owner, header, state_dir, helper)
 
 
 def render_block_apply(
@@ -414,7 +416,7 @@ def render_block_restore(
 ) -> str:
     """Self-contained script that removes exactly this owner's block, leaving the rest of the file."""
     header = render_block_manifest(owner, path, None, comment=comment, restore_activate=restore_activate)
-    return _self_contained("block-restore", owner, header, state_dir, helper).replace("cat; }", "}", 1)
+    return _self_contained("block-restore", owner, header, state_dir, helper)
 
 def _command_opts(
     opts: pulumi.ResourceOptions | None, secret: bool, connection: remote.ConnectionArgs
@@ -519,9 +521,9 @@ def managed_block(
     return _helper_command(name, "block", connection, manifest, options.get("secret", False), options.get("opts"))
 
 
-def strict(script: str) -> str:
-    """Prefix a script with the shell settings every script here runs with."""
-    return "set -eu\nexport LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n" + script
+def strict(text: str) -> str:
+    """Prefix a script with the shell settings every script here runs with (templates/script-head.sh)."""
+    return template("script-head.sh") + text
 
 
 READ_COMMAND = "/bin/sh -c 's=$(cat) && exec /bin/sh -c \"$s\" </dev/null'"
@@ -532,20 +534,18 @@ stdin closed, so nothing the script starts can swallow the script's own rest."""
 PACKED_MARK = "MMTLS_PACKED"
 
 
-def render_read_stdin(script: str) -> str:
+def render_read_stdin(text: str) -> str:
     """A read-only script's stdin: the script itself, or, when large (COMPRESS_OVER, saving a
     third), a short script naming its size and SHA-256 that unpacks it (gzip+base64 in a quoted
     here-document) and runs it. base64 and gzip are on every Debian/Ubuntu host (coreutils and
-    gzip are Essential), and the helper is not needed: preflights run before it exists."""
-    packed = _packed(script)
+    gzip are Essential), and the helper is not needed: preflights run before it exists
+    (templates/read-packed.sh, whose here-document ends at PACKED_MARK)."""
+    packed = _packed(text)
     if packed is None:
-        return script
-    data = script.encode()
-    return (
-        f"# read-only check, packed: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} (gzip+base64 below)\n"
-        "set -eu\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
-        f"s=$(base64 -d <<'{PACKED_MARK}' | gzip -dc\n{packed}{PACKED_MARK}\n)\n"
-        'exec /bin/sh -c "$s"\n'
+        return text
+    data = text.encode()
+    return script(
+        "read-packed.sh", code={"packed": packed.removesuffix("\n")}, size=len(data), sha256=hashlib.sha256(data).hexdigest()
     )
 
 

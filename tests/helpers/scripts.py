@@ -45,6 +45,8 @@ ALLOWED_LINES = {
     "line of every ssh -L, which it filters in three steps",
     ("SC2043", "for f in @FIREWALL_FILES@; do"): "cluster preflight template: the placeholder is the "
     "platform's firewall rule files, several words once rendered (the rendered script is checked too)",
+    ("SC2043", "for u in @units@; do"): "cluster sshd reload template: the placeholder is the platform's "
+    "sshd units, several words once rendered (the rendered script is checked too)",
 }
 
 SHELLS = [s for s in ("/bin/sh", "/bin/dash", "/bin/bash") if Path(s).exists()]

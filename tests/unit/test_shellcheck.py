@@ -91,9 +91,6 @@ def test_database_scripts_the_lab_preview_leaves_unknown_are_clean() -> None:
     assert shellcheck(scripts) == []
 
 
-# Modules whose shell is still built in Python (owned by another session when the rest moved to
-# templates; see the README's shell section): each one leaves this list when its shell moves.
-SHELL_STILL_IN_PYTHON = {"cluster_render.py", "remote_files.py"}
 _SHELL = re.compile(r"set -eu|; (then|do)\n|(^|\n) *(fi|done|esac)\n")
 
 
@@ -109,11 +106,8 @@ def _shell_strings(tree: ast.AST) -> list[str]:
 
 def test_multi_line_shell_lives_in_templates() -> None:
     """No component module assembles an if/for/while/case or a `set -eu` script from strings."""
-    found = {
-        p.name: _shell_strings(ast.parse(p.read_text()))
-        for p in sorted(COMPONENTS.glob("*.py"))
-        if p.name not in SHELL_STILL_IN_PYTHON
-    }
+    found = {p.name: _shell_strings(ast.parse(p.read_text())) for p in sorted(COMPONENTS.glob("*.py"))}
+    assert "cluster_render.py" in found and "remote_files.py" in found
     assert {k: v for k, v in found.items() if v} == {}
 
 

@@ -1,0 +1,2 @@
+systemctl daemon-reload
+if [ -x @helper@ ]; then @helper@ tunnels-apply; else systemctl stop @instances@ 2>/dev/null || true; fi

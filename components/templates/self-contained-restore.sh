@@ -1,0 +1,3 @@
+set -eu
+@inline_helper@
+{ printf '%s' @header@; } | @run@
