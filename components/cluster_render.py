@@ -272,19 +272,8 @@ def plan_cluster(cl: Cluster, nodes: Sequence[ClusterNode]) -> ClusterPlan:
                 )
         else:
             slot, source = derived_slot(n.address, cl.tunnel_port_base, width), "address"
-        members.append(
-            Member(
-                name=n.name,
-                index=i,
-                address=n.address,
-                ssh_port=n.ssh_port,
-                host_key=n.host_key,
-                unit=n.unit,
-                version=version_tuple(n.version),
-                slot=slot,
-                slot_source=source,
-            )
-        )
+        # the node as checked (Member's fields in order), with its slot and where the slot came from
+        members.append(Member(n.name, i, n.address, n.ssh_port, n.host_key, n.unit, version_tuple(n.version), slot, source))
 
     by_slot: dict[int, Member] = {}
     for m in members:
