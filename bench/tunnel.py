@@ -276,11 +276,11 @@ def bench_tunnel() -> dict[str, float]:
 
 
 def _bench_applied(lab: Any) -> dict[str, float]:
-    from components import cluster_render
+    from components import adapter, cluster_render
     from tools.audit import load_stack
 
     cfg = load_stack("lab")
-    plan = cluster_render.plan_cluster(cfg, cfg.nodes)
+    plan = adapter.cluster_plan(cfg)
     peer = plan.member(PEER)
     unit = cluster_render.tunnel_unit_name(PEER)
     local = plan.local_ports(PEER)[0]

@@ -5,7 +5,8 @@ config, and a change to another section cannot reach it.
 
 Narrow: GitlabMattermost, TeleportPlugin, NginxProxy, Database (and its accounts preflight),
 DatabaseReplica (and the nodes' replica DSNs, the stored-configuration preflight), MattermostNode
-(and its preflight, the preflights' barrier). The cluster still takes the StackConfig."""
+(and its preflight, the preflights' barrier), Cluster (and its plan), the `ca.rotation: switch`
+checks."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import pulumi
 from pulumi_command import remote
 from pydantic import SecretStr
 
-from components import db_replicas_render
-from components.config import PROJECT, ConfigError, Node, StackConfig
+from components import cluster_render, database_render, db_replicas_render, nginx_render
+from components.ca_switch import CaSwitchArgs, TrustHost
+from components.cluster import ClusterArgs
+from components.config import PROJECT, ConfigError, HostSsh, Node, StackConfig
 from components.connection import connection_for
 from components.database import DatabaseArgs, DatabasePreflight, DatabasePreflightArgs, SitePasswordSource
 from components.db_replicas import ConfigStorePreflightArgs, DatabaseReplicaArgs, NodeDbEnvArgs
@@ -26,7 +29,8 @@ from components.nginx_render import Backend
 from components.node import DatabaseLike, MattermostNodeArgs, NodePreflightArgs, NodeSettings
 from components.node_render import node_paths
 from components.pki import Pki
-from components.teleport import TeleportPluginArgs
+from components.platform import platform_for
+from components.teleport import CA_FILE_NAME, TeleportPluginArgs
 
 
 def _secret(value: SecretStr | None) -> pulumi.Output[str] | None:
@@ -237,3 +241,79 @@ def node_args(
         depends_on=list(depends_on),
         previous=previous,
     )
+
+
+def cluster_nodes(cfg: StackConfig, nodes: Sequence[Node] | None = None) -> list[cluster_render.ClusterNode]:
+    """What the cluster plan reads of each of `nodes` (default: every node), unchecked: its name,
+    its index in `nodes` (its position in the list given when it is not in the config), address,
+    sshd port (its own, else `ssh.port`), host key, unit, version and tunnelSlot."""
+    positions = {n.name: i for i, n in enumerate(cfg.nodes)}
+    return [
+        cluster_render.ClusterNode(
+            name=n.name,
+            index=positions.get(n.name, pos),
+            address=n.address,
+            ssh_port=n.ssh.port or cfg.ssh.port,
+            host_key=n.ssh.host_key,
+            unit=cfg.node_setting(n, "unit"),
+            version=cfg.node_setting(n, "version"),
+            tunnel_slot=n.tunnel_slot,
+        )
+        for pos, n in enumerate(cfg.nodes if nodes is None else nodes)
+    ]
+
+
+def cluster_plan(cfg: StackConfig, nodes: Sequence[Node] | None = None) -> cluster_render.ClusterPlan:
+    """The cluster plan of `nodes` (default: every node); raises ConfigError naming the key."""
+    return cluster_render.plan_cluster(cfg.cluster, cluster_nodes(cfg, nodes))
+
+
+def cluster_args(cfg: StackConfig) -> ClusterArgs:
+    """Cluster's args: the `cluster` section, what its plan reads of each node (cluster_nodes),
+    each node's connection and platform. The plan is checked first, so a config error names its
+    key before a connection is built."""
+    cluster_plan(cfg)
+    return ClusterArgs(
+        cluster=cfg.cluster,
+        nodes=cluster_nodes(cfg),
+        connections={n.name: node_connection(cfg, n) for n in cfg.nodes},
+        platforms={n.name: platform_for(n.platform) for n in cfg.nodes},
+    )
+
+
+def trust_hosts(cfg: StackConfig) -> list[TrustHost]:
+    """Every host the stack installs the trust bundle on, with its connection and the paths the
+    components install it to (the same path helpers), in config order."""
+    out: list[TrustHost] = []
+
+    def add(label: str, address: str, ssh: HostSsh, *files: str) -> None:
+        out.append(TrustHost(label, connection_for(cfg, address, ssh), files))
+
+    for n in cfg.nodes:
+        if n.address:
+            paths = node_paths(cfg.mattermost.tls_dir, cfg.node_setting(n, "unit"), platform=platform_for(n.platform))
+            add(n.name, n.address, n.ssh, paths.ca, paths.system_ca)
+    proxy = cfg.proxy
+    if proxy.address:
+        add("proxy", proxy.address, proxy.ssh, nginx_render.proxy_paths(proxy.tls_dir).ca)
+    db = cfg.database
+    db_ca = database_render.tls_paths(db.effective_tls_dir).ca
+    if db.address:
+        add("database", db.address, db.ssh, db_ca)
+    for _, rep in db_replicas_render.replica_servers(cfg):
+        add(f"database-replica-{rep.label}", rep.address, rep.ssh, db_ca)
+    gl = cfg.gitlab
+    if gl.enabled and gl.address:
+        add("gitlab", gl.address, gl.ssh, gl.ca_file)
+    tp = cfg.teleport
+    if tp.enabled and tp.address:
+        add("teleport", tp.address, tp.ssh, f"{tp.ca_dir}/{CA_FILE_NAME}")
+    return out
+
+
+def ca_switch_args(cfg: StackConfig, pki: Pki) -> CaSwitchArgs | None:
+    """The `ca.rotation: switch` checks' args during `switch` (None otherwise): the generation
+    that issues (ca.generation + 1), every trust host (trust_hosts) and the Pki."""
+    if cfg.ca.rotation != "switch":
+        return None
+    return CaSwitchArgs(generation=cfg.ca.issuer, hosts=trust_hosts(cfg), pki=pki)

@@ -10,7 +10,8 @@ but the hosts can: one read-only check per host, among the checks everything wai
 never applied, or did not finish on some host, stops there, before any host changes, naming the
 config key and the fix. Outside `switch` nothing is created.
 
-Which files: exactly those the components install the trust bundle into (same path helpers):
+Which files (components/adapter.py trust_hosts builds the list from the config, with each host's
+connection): exactly those the components install the trust bundle into (same path helpers):
 the node's CA file (DSN's sslrootcert) and system-store copy, NGINX's
 proxy_ssl_trusted_certificate, the database server's and each replica's CA file, GitLab's
 trusted-certs file and the Teleport plugin's CA file.
@@ -22,53 +23,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
+from pulumi_command import remote
 
-from components import database_render, db_replicas_render, nginx_render, node_render
-from components.config import HostSsh, StackConfig
-from components.connection import connection_for
 from components.pki import Pki
-from components.platform import platform_for
 from components.remote_files import read_script
 from components.shell import script
-from components.teleport import CA_FILE_NAME
 
 
 @dataclass(frozen=True)
 class TrustHost:
-    """One host's trust files, as the stack installs them."""
+    """One host's trust files, as the stack installs them (components/adapter.py trust_hosts)."""
 
     label: str
     """Stable identity for the check's resource name (node name, proxy, database, ...)."""
-    address: str
-    ssh: HostSsh
+    connection: remote.ConnectionArgs
     files: tuple[str, ...]
 
 
-def trust_hosts(cfg: StackConfig) -> list[TrustHost]:
-    """Every host the stack installs the trust bundle on, with the paths (config order)."""
-    out: list[TrustHost] = []
-    for n in cfg.nodes:
-        if n.address:
-            paths = node_render.node_paths(
-                cfg.mattermost.tls_dir, cfg.node_setting(n, "unit"), platform=platform_for(n.platform)
-            )
-            out.append(TrustHost(n.name, n.address, n.ssh, (paths.ca, paths.system_ca)))
-    proxy = cfg.proxy
-    if proxy.address:
-        out.append(TrustHost("proxy", proxy.address, proxy.ssh, (nginx_render.proxy_paths(proxy.tls_dir).ca,)))
-    db = cfg.database
-    db_ca = database_render.tls_paths(db.effective_tls_dir).ca
-    if db.address:
-        out.append(TrustHost("database", db.address, db.ssh, (db_ca,)))
-    for _, rep in db_replicas_render.replica_servers(cfg):
-        out.append(TrustHost(f"database-replica-{rep.label}", rep.address, rep.ssh, (db_ca,)))
-    gl = cfg.gitlab
-    if gl.enabled and gl.address:
-        out.append(TrustHost("gitlab", gl.address, gl.ssh, (gl.ca_file,)))
-    tp = cfg.teleport
-    if tp.enabled and tp.address:
-        out.append(TrustHost("teleport", tp.address, tp.ssh, (f"{tp.ca_dir}/{CA_FILE_NAME}",)))
-    return out
+@dataclass(frozen=True)
+class CaSwitchArgs:
+    """Inputs of the `switch` checks (components/adapter.py ca_switch_args builds them)."""
+
+    generation: int
+    """The CA generation that issues during `switch` (ca.generation + 1)."""
+    hosts: Sequence[TrustHost]
+    """Every host holding a trust file, in config order."""
+    pki: Pki
 
 
 def pem_body(pem: str) -> str:
@@ -99,22 +79,15 @@ def render_switch_check(*, host: str, generation: int, new_ca_pem: str, files: S
 
 
 
-def ca_switch_preflights(cfg: StackConfig, pki: Pki) -> list[pulumi.Resource]:
-    """`ca-switch-check-<host>` for every trust host during `ca.rotation: switch`; none otherwise.
-    Everything that changes a host must wait for them (__main__ puts them among the preflights)."""
-    ca = cfg.ca
-    if ca.rotation != "switch":
-        return []
-    new_ca = pki.ca_cert_of(ca.issuer)
+def ca_switch_preflights(args: CaSwitchArgs) -> list[pulumi.Resource]:
+    """`ca-switch-check-<host>` for every trust host (built only during `ca.rotation: switch`).
+    Everything that changes a host must wait for them (the deployment puts them among the preflights)."""
+    new_ca = args.pki.ca_cert_of(args.generation)
     checks: list[pulumi.Resource] = []
-    for h in trust_hosts(cfg):
+    for h in args.hosts:
 
         def script(pem: str, h: TrustHost = h) -> str:
-            return render_switch_check(host=h.label, generation=ca.issuer, new_ca_pem=pem, files=h.files)
+            return render_switch_check(host=h.label, generation=args.generation, new_ca_pem=pem, files=h.files)
 
-        checks.append(
-            read_script(
-                f"ca-switch-check-{h.label}", connection=connection_for(cfg, h.address, h.ssh), script=new_ca.apply(script)
-            )
-        )
+        checks.append(read_script(f"ca-switch-check-{h.label}", connection=h.connection, script=new_ca.apply(script)))
     return checks

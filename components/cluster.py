@@ -25,7 +25,7 @@ Decisions and their reasons are in components/cluster_render.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +34,8 @@ import pulumi_tls as tls
 from pulumi_command import remote
 
 from components import cluster_render as r
-from components.config import Node, StackConfig
-from components.connection import connection_for
-from components.platform import platform_for
+from components.config import Cluster as ClusterSection
+from components.platform import Platform
 from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
 
 
@@ -57,12 +56,17 @@ def _reactivated(
 
 @dataclass(frozen=True)
 class ClusterArgs:
-    """Inputs of the cluster mesh."""
+    """Inputs of the cluster mesh (components/adapter.py cluster_args builds them from the config)."""
 
-    cfg: StackConfig
-    """Validated stack config (section `cluster`, SSH defaults, node defaults)."""
-    nodes: Sequence[Node]
-    """The cluster members, in config order (normally `cfg.nodes`)."""
+    cluster: ClusterSection
+    """The `cluster` section."""
+    nodes: Sequence[r.ClusterNode]
+    """The members, in config order: what the plan reads of each (address, sshd port, host key,
+    unit, version, tunnelSlot)."""
+    connections: Mapping[str, remote.ConnectionArgs]
+    """Per member name, its SSH connection."""
+    platforms: Mapping[str, Platform]
+    """Per member name, its OS family (paths of sshd's drop-in, the firewall's commands)."""
 
 
 class Cluster(pulumi.ComponentResource):
@@ -81,13 +85,11 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         # every config error surfaces before anything is registered
-        plan = r.plan_cluster(args.cfg, args.nodes)
+        plan = r.plan_cluster(args.cluster, args.nodes)
         super().__init__("mattermost-tls:cluster:Cluster", name, None, opts)
         self.plan = plan
-        cfg = args.cfg
         user = plan.tunnel_user
-        conn = {n.name: connection_for(cfg, n.address, n.ssh) for n in args.nodes if n.address}
-        platform = {n.name: platform_for(n.platform) for n in args.nodes}
+        conn, platform = args.connections, args.platforms
 
         def child(*deps: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(parent=self, depends_on=list(deps))

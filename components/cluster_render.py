@@ -47,7 +47,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from components.config import PROJECT, ConfigError, Node, StackConfig, version_tuple
+from components.config import PROJECT, Cluster, ConfigError, version_tuple
 from components.platform import DEBIAN, Platform
 from components.remote_files import STATE_DIR
 from components.shell import q, script
@@ -122,6 +122,23 @@ def _config_error(key: str, message: str) -> ConfigError:
 
 
 # ---------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    """One cluster node as the config gives it (components/adapter.py builds it from `nodes[i]`
+    and the defaults): what the plan decides from, not yet checked."""
+
+    name: str
+    index: int
+    """Position in the stack's `nodes` list (for error messages only)."""
+    address: str | None
+    ssh_port: int
+    """Its sshd's port: `nodes[i].ssh.port`, else `ssh.port`."""
+    host_key: str | None
+    unit: str
+    version: str
+    tunnel_slot: int | None
 
 
 @dataclass(frozen=True)
@@ -208,10 +225,8 @@ def local_port(base: int, slot: int, width: int, index: int) -> int:
     return base + slot * width + index
 
 
-def plan_cluster(cfg: StackConfig, nodes: Sequence[Node]) -> ClusterPlan:
-    """Validate the cluster part of the config and decide slots; raises ConfigError naming the key."""
-    cl = cfg.cluster
-    positions = {n.name: i for i, n in enumerate(cfg.nodes)}
+def plan_cluster(cl: Cluster, nodes: Sequence[ClusterNode]) -> ClusterPlan:
+    """Validate the `cluster` section and its nodes and decide slots; raises ConfigError naming the key."""
     if not nodes:
         raise _config_error("nodes", "the cluster needs at least one node")
     if cl.streaming_port is not None and cl.streaming_port == cl.gossip_port:
@@ -228,8 +243,8 @@ def plan_cluster(cfg: StackConfig, nodes: Sequence[Node]) -> ClusterPlan:
     members: list[Member] = []
     seen_names: dict[str, str] = {}
     seen_addr: dict[str, str] = {}
-    for pos, n in enumerate(nodes):
-        i = positions.get(n.name, pos)
+    for n in nodes:
+        i = n.index
         key = f"nodes[{i}]"
         if n.name in seen_names:
             raise _config_error(f"{key}.name", f"{n.name!r} is used twice (also {seen_names[n.name]}.name)")
@@ -244,7 +259,7 @@ def plan_cluster(cfg: StackConfig, nodes: Sequence[Node]) -> ClusterPlan:
         if n.address in seen_addr:
             raise _config_error(f"{key}.address", f"{n.address} is used twice (also {seen_addr[n.address]}.address)")
         seen_addr[n.address] = key
-        if n.ssh.host_key is None:
+        if n.host_key is None:
             raise _config_error(f"{key}.ssh.hostKey", "missing: peers pin this host key for their tunnels")
         if n.tunnel_slot is not None:
             slot, source = n.tunnel_slot, "tunnelSlot"
@@ -258,19 +273,8 @@ def plan_cluster(cfg: StackConfig, nodes: Sequence[Node]) -> ClusterPlan:
                 )
         else:
             slot, source = derived_slot(n.address, cl.tunnel_port_base, width), "address"
-        members.append(
-            Member(
-                name=n.name,
-                index=i,
-                address=n.address,
-                ssh_port=n.ssh.port or cfg.ssh.port,
-                host_key=n.ssh.host_key,
-                unit=cfg.node_setting(n, "unit"),
-                version=version_tuple(cfg.node_setting(n, "version")),
-                slot=slot,
-                slot_source=source,
-            )
-        )
+        # the node as checked (Member's fields in order), with its slot and where the slot came from
+        members.append(Member(n.name, i, n.address, n.ssh_port, n.host_key, n.unit, version_tuple(n.version), slot, source))
 
     by_slot: dict[int, Member] = {}
     for m in members:

@@ -27,9 +27,9 @@ from typing import Any
 
 import pulumi
 
-from components import adapter, cluster_render
+from components import adapter
 from components.ca_switch import ca_switch_preflights
-from components.cluster import Cluster, ClusterArgs
+from components.cluster import Cluster
 from components.config import StackConfig
 from components.database import Database, database_preflight
 from components.database_enforcement import TlsEnforcement, TlsEnforcementArgs
@@ -52,14 +52,15 @@ class Deployment:
     def __init__(self, cfg: StackConfig) -> None:
         if cfg.cluster.enabled:
             # port plan errors (slot collisions, overflow) stop the preview before any resource exists
-            cluster_render.plan_cluster(cfg, cfg.nodes)
+            adapter.cluster_plan(cfg)
         self.pki = pki = Pki("pki", PkiArgs(ca=cfg.ca))
         # 1. read-only checks of every node: no host changes before each is what the stack says
         preflights = {n.name: node_preflight(adapter.node_preflight_args(cfg, n)) for n in cfg.nodes}
         store_args = adapter.config_store_preflight_args(cfg)  # the database-stored configuration, if a node has one
         store_check = config_store_preflight(store_args) if store_args else None
         db_preflight = database_preflight(adapter.database_preflight_args(cfg))  # MySQL: the accounts the nodes log in through
-        ca_checks = ca_switch_preflights(cfg, pki)  # ca.rotation: switch only: every trust file holds the new CA
+        ca_args = adapter.ca_switch_args(cfg, pki)
+        ca_checks = ca_switch_preflights(ca_args) if ca_args else []  # ca.rotation: switch only: every trust file holds the new CA
         passed = preflights_passed(
             adapter.node_connection(cfg, cfg.nodes[0]),
             [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks]
@@ -74,7 +75,7 @@ class Deployment:
         # 3. database TLS offered, replicas, cluster
         self.database = database = Database("database", adapter.database_args(cfg, pki, preflight=db_preflight), after_checks)
         replicas = database_replicas(adapter.replica_args(cfg, pki), after_checks)
-        self.cluster = cluster = Cluster("cluster", ClusterArgs(cfg=cfg, nodes=cfg.nodes), after_checks) if cfg.cluster.enabled else None
+        self.cluster = cluster = Cluster("cluster", adapter.cluster_args(cfg), after_checks) if cfg.cluster.enabled else None
         # 4-5. one node at a time, in config order; the first waits for NGINX's transitional site,
         # which reaches each node over TLS or, not switched yet, plain HTTP
         nodes: list[MattermostNode] = []

@@ -17,8 +17,11 @@ import pulumi
 import pytest
 
 from components import adapter
+from components.cluster_render import ClusterNode
 from components.config import StackConfig, parse
 from components.nginx_render import Backend
+from components.node_render import node_paths
+from components.platform import DEBIAN
 from tests.helpers.certs import self_signed
 from tests.helpers.pulumi_mocks import ProviderMocks, start
 from tests.helpers.stack_config import HOSTKEY, good
@@ -28,7 +31,8 @@ PKI: Any = object()
 """The adapter hands the Pki on as it is: a stand-in shows it is the same object."""
 
 NARROWED = (
-    "gitlab", "teleport", "nginx", "nginx_site", "database", "database_enforcement", "database_accounts", "db_replicas", "node"
+    "gitlab", "teleport", "nginx", "nginx_site", "database", "database_enforcement", "database_accounts", "db_replicas", "node",
+    "cluster", "cluster_render", "ca_switch",
 )
 """The components whose args components/adapter.py builds (and their helper modules)."""
 
@@ -243,6 +247,81 @@ def test_node_connection_is_the_nodes_own() -> None:
         ("192.0.2.44", 2222, "deploy"),
         (cfg.nodes[2].address, 22, "ops"),
     ]
+
+
+def _cluster_config() -> StackConfig:
+    """A cluster whose every per-node value the plan reads differs from its default somewhere:
+    mm1 its own unit and tunnelSlot, mm2 its own SSH, mm3 the defaults (ssh.port 2200)."""
+    nodes = good()["nodes"]
+    nodes[0] = {**nodes[0], "unit": "mm-a", "tunnelSlot": 5}
+    nodes[1] = {**nodes[1], "ssh": {"hostKey": HOSTKEY, "port": 2222, "user": "deploy", "address": "192.0.2.44"}}
+    cluster = {"enabled": True, "name": "c-2", "gossipPort": 9074, "streamingPort": 9075, "tunnelPortBase": 30000, "tunnelUser": "tunnelx"}
+    return config(nodes=nodes, mattermost={"unit": "mmsrv", "version": "10.10.0"}, ssh={"user": "ops", "port": 2200}, cluster=cluster)
+
+
+def test_cluster_args_take_the_cluster_section_and_what_the_plan_reads_of_each_node() -> None:
+    cfg = _cluster_config()
+    args, [key] = resolved(lambda: adapter.cluster_args(cfg), lambda a: a.connections["mm2"].private_key)
+    assert args.cluster is cfg.cluster
+    a1, a2, a3 = (n.address for n in cfg.nodes)
+    assert list(args.nodes) == [
+        ClusterNode("mm1", 0, a1, 2200, HOSTKEY, "mm-a", "10.10.0", 5),
+        ClusterNode("mm2", 1, a2, 2222, HOSTKEY, "mmsrv", "10.10.0", None),
+        ClusterNode("mm3", 2, a3, 2200, HOSTKEY, "mmsrv", "10.10.0", None),
+    ]
+    assert {n: (c.host, c.port, c.user, c.host_key) for n, c in args.connections.items()} == {
+        "mm1": (a1, 2200, "ops", HOSTKEY),
+        "mm2": ("192.0.2.44", 2222, "deploy", HOSTKEY),
+        "mm3": (a3, 2200, "ops", HOSTKEY),
+    }
+    assert key == (cfg.ssh_private_key.get_secret_value().strip() + "\n", True)
+    assert args.platforms == {"mm1": DEBIAN, "mm2": DEBIAN, "mm3": DEBIAN}
+    plan = adapter.cluster_plan(cfg)
+    assert [(m.name, m.ssh_port, m.unit, m.version, m.slot_source) for m in plan.members] == [
+        ("mm1", 2200, "mm-a", (10, 10, 0), "tunnelSlot"),
+        ("mm2", 2222, "mmsrv", (10, 10, 0), "address"),
+        ("mm3", 2200, "mmsrv", (10, 10, 0), "address"),
+    ]
+    assert (plan.name, plan.ports, plan.port_base, plan.tunnel_user) == ("c-2", (9074, 9075), 30000, "tunnelx")
+
+
+def test_cluster_nodes_outside_the_config_are_named_by_their_place_in_the_list() -> None:
+    cfg = _cluster_config()
+    extra = cfg.nodes[0].model_copy(update={"name": "mm9", "tunnel_slot": None})
+    got = adapter.cluster_nodes(cfg, [cfg.nodes[2], extra])
+    assert [(n.name, n.index, n.unit, n.tunnel_slot) for n in got] == [("mm3", 2, "mmsrv", None), ("mm9", 1, "mm-a", None)]
+
+
+@pytest.mark.parametrize("rotation", [None, "stage"])
+def test_ca_switch_args_are_none_outside_switch(rotation: str | None) -> None:
+    assert adapter.ca_switch_args(config(ca={"rotation": rotation}), PKI) is None
+
+
+def test_ca_switch_args_carry_the_issuing_generation_and_every_trust_host() -> None:
+    tp = {"enabled": True, "address": "10.10.250.151", "caDir": "/etc/tca", "ssh": {"hostKey": HOSTKEY, "port": 2202, "address": "192.0.2.51"}}
+    cfg = config(
+        ca={"generation": 3, "rotation": "switch"},
+        nodes=good()["nodes"][:2],
+        mattermost={"tlsDir": "/etc/mm-tls", "unit": "mmsrv"},
+        proxy={"tlsDir": "/etc/nginx/mmtls"},
+        database={"engine": "postgres", "tlsDir": "/var/lib/pgtls", "replicas": [{"address": "10.10.250.160", "ssh": {"hostKey": HOSTKEY, "user": "pgops"}}]},
+        gitlab={"enabled": True, "address": "10.10.250.150", "caFile": "/etc/gitlab/trusted-certs/x.crt", "ssh": {"hostKey": HOSTKEY}},
+        teleport=tp,
+        teleportToken="bot-token-abcdefghijklmnop",
+        dbPassword="pw",
+    )
+    args, _ = resolved(lambda: adapter.ca_switch_args(cfg, PKI))
+    assert args.generation == 4 and args.pki is PKI
+    got = {h.label: (h.connection.host, h.connection.port, h.connection.user, h.files) for h in args.hosts}
+    rep = "database-replica-10-10-250-160"
+    assert list(got) == ["mm1", "mm2", "proxy", "database", rep, "gitlab", "teleport"]
+    paths = node_paths("/etc/mm-tls", "mmsrv")  # where MattermostNode installs the bundle
+    assert got["mm1"] == (cfg.nodes[0].address, 22, "root", (paths.ca, paths.system_ca))
+    assert got["proxy"] == (cfg.proxy.address, 22, "root", ("/etc/nginx/mmtls/ca.crt",))
+    assert got["database"][3] == got[rep][3] == ("/var/lib/pgtls/ca.crt",)
+    assert got[rep][:3] == ("10.10.250.160", 22, "pgops")
+    assert got["gitlab"][3] == ("/etc/gitlab/trusted-certs/x.crt",)
+    assert got["teleport"][:3] == ("192.0.2.51", 2202, "root") and got["teleport"][3][0].startswith("/etc/tca/")
 
 
 def _names_used(module: str) -> set[str]:

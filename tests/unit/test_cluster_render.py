@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from components import adapter, config
 from components import cluster_render as r
-from components import config
 from components.config import ConfigError, Node, StackConfig
 from tests.helpers.certs import ssh_keypair
 from tests.helpers.scripts import SHELLS, run_script
@@ -64,7 +64,7 @@ def make_config(n: int = 3, **cluster: Any) -> StackConfig:
 
 def plan_of(nodes: list[dict[str, Any]], **cluster: Any) -> r.ClusterPlan:
     cfg = config.parse(raw_config(nodes, **cluster))
-    return r.plan_cluster(cfg, cfg.nodes)
+    return adapter.cluster_plan(cfg)
 
 
 def pair_ports(plan: r.ClusterPlan) -> dict[tuple[str, str], tuple[int, ...]]:
@@ -79,7 +79,7 @@ def fake_pubkeys(plan: r.ClusterPlan) -> dict[str, str]:
 
 
 def test_lab_plan_slots_follow_the_address_and_ports_are_readable() -> None:
-    plan = r.plan_cluster(make_config(3), make_config(3).nodes)
+    plan = adapter.cluster_plan(make_config(3))
     assert [(m.name, m.slot, m.slot_source) for m in plan.members] == [
         ("mm1", 101, "address"),
         ("mm2", 102, "address"),
@@ -244,14 +244,14 @@ def test_peer_without_address_or_duplicate_address_fails_in_schema_and_in_the_pl
     # ... and the plan keeps the promise for node lists built outside the schema
     cfg = make_config(2)
     with pytest.raises(ConfigError, match=r"nodes\[1\]\.address: missing: cluster node 'mm2'"):
-        r.plan_cluster(cfg, [cfg.nodes[0], Node(name="mm2", ssh=cfg.nodes[1].ssh)])
+        adapter.cluster_plan(cfg, [cfg.nodes[0], Node(name="mm2", ssh=cfg.nodes[1].ssh)])
     dup = Node(name="mm2", address="10.251.0.101", ssh=cfg.nodes[1].ssh)
     with pytest.raises(
         ConfigError, match=r"nodes\[1\]\.address: 10.251.0.101 is used twice \(also nodes\[0\]\.address\)"
     ):
-        r.plan_cluster(cfg, [cfg.nodes[0], dup])
+        adapter.cluster_plan(cfg, [cfg.nodes[0], dup])
     with pytest.raises(ConfigError, match=r"nodes\[1\]\.ssh\.hostKey: missing"):
-        r.plan_cluster(cfg, [cfg.nodes[0], Node(name="mm2", address="10.251.0.102")])
+        adapter.cluster_plan(cfg, [cfg.nodes[0], Node(name="mm2", address="10.251.0.102")])
 
 
 UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\-]+@?[A-Za-z0-9:_.\\-]*\.(service|target|conf)$")
@@ -289,7 +289,7 @@ def test_every_name_the_schema_accepts_makes_valid_unit_and_file_names(name: str
 )
 def test_gossip_env_per_version(version: str, var: str) -> None:
     cfg = config.parse({**raw_config([{"name": "mm1", "address": "10.251.0.101"}]), "mattermost": {"version": version}})
-    env = r.gossip_env(r.plan_cluster(cfg, cfg.nodes), "mm1")
+    env = r.gossip_env(adapter.cluster_plan(cfg), "mm1")
     assert env == {
         "MM_CLUSTERSETTINGS_ENABLE": "true",
         "MM_CLUSTERSETTINGS_CLUSTERNAME": "mattermost",
@@ -313,7 +313,7 @@ def test_gossip_env_with_streaming_port_and_encryption_off() -> None:
 
 
 def test_authorized_keys_one_restricted_line_per_peer_and_ssh_keygen_reads_it(tmp_path: Path) -> None:
-    plan = r.plan_cluster(make_config(8, streamingPort=8075), make_config(8, streamingPort=8075).nodes)
+    plan = adapter.cluster_plan(make_config(8, streamingPort=8075))
     pubs = fake_pubkeys(plan)
     text = r.render_authorized_keys(plan, "mm3", pubs)
     lines = [x for x in text.splitlines() if x and not x.startswith("#")]
@@ -329,13 +329,13 @@ def test_authorized_keys_one_restricted_line_per_peer_and_ssh_keygen_reads_it(tm
 
 
 def test_authorized_keys_refuses_a_non_ed25519_key() -> None:
-    plan = r.plan_cluster(make_config(2), make_config(2).nodes)
+    plan = adapter.cluster_plan(make_config(2))
     with pytest.raises(ValueError, match="mm2"):
         r.render_authorized_keys(plan, "mm1", {"mm1": "x", "mm2": "ssh-rsa AAAA"})
 
 
 def test_known_hosts_pins_the_configured_key_under_the_alias(tmp_path: Path) -> None:
-    plan = r.plan_cluster(make_config(2), make_config(2).nodes)
+    plan = adapter.cluster_plan(make_config(2))
     f = tmp_path / "kh"
     f.write_text(r.render_known_hosts(plan, "mm1"))
     out = subprocess.run(["ssh-keygen", "-F", "mm-cluster-mm2", "-f", str(f)], capture_output=True, text=True)
@@ -507,7 +507,7 @@ needs_systemd_analyze = pytest.mark.skipif(
 @needs_systemd_analyze
 def test_eight_node_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     cfg = make_config(8, streamingPort=8075)
-    plan = r.plan_cluster(cfg, cfg.nodes)
+    plan = adapter.cluster_plan(cfg)
     units = cluster_units(plan, "mm5")
     root = _systemd_root(tmp_path, units)
     names = [Path(p).name for p in units if p.endswith((".service", ".target", ".timer")) and "@" not in p]
@@ -520,7 +520,7 @@ def test_eight_node_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 @needs_systemd_analyze
 def test_systemd_analyze_catches_a_broken_unit(tmp_path: Path) -> None:
     """The verification above can fail."""
-    plan = r.plan_cluster(make_config(2), make_config(2).nodes)
+    plan = adapter.cluster_plan(make_config(2))
     broken = r.render_tunnel_template(plan, "mm1").replace("RestartSec=2", "RestartSec=two")
     root = _systemd_root(tmp_path, {f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}": broken})
     with pytest.raises(AssertionError, match="RestartSec|sec value"):
@@ -534,7 +534,7 @@ def test_tunnel_unit_supervision_and_order() -> None:
             "mattermost": {"unit": "mattermost-app"},
         }
     )
-    plan = r.plan_cluster(cfg, cfg.nodes)
+    plan = adapter.cluster_plan(cfg)
     unit = r.render_tunnel_template(plan, "mm1")
     for line in (
         "Restart=always",
@@ -564,7 +564,7 @@ def test_tunnel_unit_supervision_and_order() -> None:
 
 def test_adding_a_node_leaves_every_existing_pair_file_byte_identical() -> None:
     three, four = make_config(3), make_config(4)
-    p3, p4 = r.plan_cluster(three, three.nodes), r.plan_cluster(four, four.nodes)
+    p3, p4 = adapter.cluster_plan(three), adapter.cluster_plan(four)
     for m in p3.members:
         assert r.render_sshd_dropin(p3, m.name) == r.render_sshd_dropin(p4, m.name)
         assert r.render_mattermost_dropin(p3, m.name) == r.render_mattermost_dropin(p4, m.name)
@@ -588,7 +588,7 @@ def test_adding_a_node_leaves_every_existing_pair_file_byte_identical() -> None:
 
 
 def test_every_rendered_script_parses_in_every_shell() -> None:
-    plan = r.plan_cluster(make_config(3), make_config(3).nodes)
+    plan = adapter.cluster_plan(make_config(3))
     scripts = [
         r.render_helper(),
         r.render_preflight(plan, "mm1"),
@@ -669,7 +669,7 @@ def test_gossip_stop_stops_only_a_gossiping_node_in_the_other_mode(
             {"systemctl": f'echo "$*" >> {log}\ncase "$1" in show) echo {pid} ;; esac\n'},
         )
         cfg = make_config(2, gossipEncryption=want)
-        script = r.render_gossip_stop(r.plan_cluster(cfg, cfg.nodes), "mm1")
+        script = r.render_gossip_stop(adapter.cluster_plan(cfg), "mm1")
         res = _run_with_path(script, bindir, shell)
         assert res.returncode == 0, res.stderr
         calls = log.read_text().splitlines()
@@ -784,7 +784,7 @@ def assert_prints(out: str, *lines: str) -> None:
 @base
 def test_rules_for_eight_nodes_pass_iptables_restore_test_and_a_broken_one_fails() -> None:
     cfg = make_config(8, streamingPort=8075)
-    plan = r.plan_cluster(cfg, cfg.nodes)
+    plan = adapter.cluster_plan(cfg)
     good = r.render_firewall_rules(plan, "mm4")
     bad = good.replace("--to-destination 127.0.0.1:", "--to-destination 127.0.0.1:9")
     res = run_in_base(
@@ -804,8 +804,8 @@ def test_firewall_load_is_idempotent_replaces_content_and_stop_restores_the_tabl
     """start twice, reload with a fourth peer, stop: one jump per chain, content equals the file,
     a foreign nat rule survives, and DNAT to 127.0.0.1 works with route_localnet=0 and
     ip_forward=0 (a connection to the peer's gossip port lands on the tunnel's loopback port)."""
-    p3 = r.plan_cluster(make_config(3), make_config(3).nodes)
-    p4 = r.plan_cluster(make_config(4), make_config(4).nodes)
+    p3 = adapter.cluster_plan(make_config(3))
+    p4 = adapter.cluster_plan(make_config(4))
     script = r"""
 ip link add mm1 type veth peer name mm1-peer
 ip addr add 10.251.0.101/24 dev mm1
@@ -862,7 +862,7 @@ if cmp -s /a /b; then echo "tables restored"; else diff /b /a; fi
 @base
 def test_preflight_passes_a_clean_host_and_lists_every_manual_artifact() -> None:
     cfg = make_config(3, streamingPort=8075)
-    plan = r.plan_cluster(cfg, cfg.nodes)
+    plan = adapter.cluster_plan(cfg)
     after_rules = (
         "*filter\n:ufw-after-input - [0:0]\nCOMMIT\n"
         "*nat\n:OUTPUT ACCEPT [0:0]\n"
@@ -924,8 +924,8 @@ cmp -s /etc/ufw/after.rules /snapshot && echo "unchanged"
 @base
 def test_account_create_is_idempotent_delete_removes_only_what_create_made() -> None:
     cfg = make_config(2)
-    plan = r.plan_cluster(cfg, cfg.nodes)
-    other = r.plan_cluster(make_config(2, tunnelUser="tunnelx"), make_config(2).nodes)
+    plan = adapter.cluster_plan(cfg)
+    other = adapter.cluster_plan(make_config(2, tunnelUser="tunnelx"))
     files = {
         "/create.sh": (r.render_account_create(plan), 0o644),
         "/delete.sh": (r.render_account_delete(plan), 0o644),
@@ -982,7 +982,7 @@ def test_real_sshd_and_tunnel_from_the_rendered_files() -> None:
             ]
         )
     )
-    plan = r.plan_cluster(cfg, cfg.nodes)
+    plan = adapter.cluster_plan(cfg)
     pubs = {"mm1": pub1, "mm2": pub2, "mm3": ssh_keypair()[1]}
     wrong_kh = r.render_known_hosts(plan, "mm1").replace(host_pub.split()[1], HOST_KEY.split()[1])
     local = plan.local_ports("mm2")[0]
@@ -1085,7 +1085,7 @@ kill $tunnel
 
 @base
 def test_sshd_validate_fails_when_sshd_ignores_the_drop_in_directory() -> None:
-    plan = r.plan_cluster(make_config(2), make_config(2).nodes)
+    plan = adapter.cluster_plan(make_config(2))
     files = {
         r.SSHD_DROPIN: (r.render_sshd_dropin(plan, "mm1"), 0o644),
         "/validate.sh": (r.render_sshd_validate(plan, "mm1"), 0o644),
@@ -1132,8 +1132,8 @@ exit 0
 
 @base
 def test_tunnels_apply_restarts_exactly_the_changed_tunnels_and_stops_the_rest() -> None:
-    p3 = r.plan_cluster(make_config(3), make_config(3).nodes)
-    p4 = r.plan_cluster(make_config(4), make_config(4).nodes)
+    p3 = adapter.cluster_plan(make_config(3))
+    p4 = adapter.cluster_plan(make_config(4))
     bad = r.render_tunnel_table(p4, "mm1").replace("\nmm4 ", "\nmm4bad ")
     files = {
         r.HELPER: (r.render_helper(), 0o755),
@@ -1183,7 +1183,7 @@ def test_drift_is_reported_and_healed_without_restarting_anything() -> None:
     audit reports) and put back by `heal` (what the timer runs): the firewall unit is reloaded,
     never restarted (a restart would take Mattermost down through Requires=)."""
     cfg = make_config(3, streamingPort=8075)
-    plan = r.plan_cluster(cfg, cfg.nodes)
+    plan = adapter.cluster_plan(cfg)
     files = {
         r.HELPER: (r.render_helper(), 0o755),
         "/usr/local/sbin/systemctl": (_SYSTEMCTL, 0o755),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components import cluster_render, database_render, db_replicas_render, node_render, teleport_render
+from components import adapter, cluster_render, database_render, db_replicas_render, node_render, teleport_render
 from components.config import StackConfig, parse
 from components.platform import DEBIAN, PLATFORMS, platform_for
 from tests.helpers.platform import FAKE
@@ -211,7 +211,7 @@ def test_teleport_unit_scans_the_platforms_cert_dir() -> None:
 @pytest.fixture(scope="module")
 def plan() -> cluster_render.ClusterPlan:
     cfg = parse({**good(), "cluster": {"enabled": True}})
-    return cluster_render.plan_cluster(cfg, cfg.nodes)
+    return adapter.cluster_plan(cfg)
 
 
 def test_cluster_sshd_and_firewall_take_paths_units_and_tools_from_the_platform(plan: cluster_render.ClusterPlan) -> None:
