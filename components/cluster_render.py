@@ -48,8 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from components.config import PROJECT, Cluster, ConfigError, version_tuple
-from components.platform import DEBIAN, Platform
-from components.remote_files import STATE_DIR
+from components.platform import DEBIAN, STATE_DIR, Platform
 from components.shell import q, script
 
 CONF_DIR = "/etc/mattermost-cluster"

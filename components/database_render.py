@@ -30,7 +30,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from components.passwords import check_password  # re-exported: database.py checks dbPassword with it
-from components.platform import DEBIAN, Platform
+from components.platform import DEBIAN, STATE_DIR, Platform
 from components.remote_files import encode_bundle
 from components.shell import piece, q, script
 from components.tls_files import TlsFiles
@@ -38,7 +38,6 @@ from components.tls_files import TlsFiles
 Engine = Literal["mysql", "postgres"]
 ENGINES: tuple[Engine, ...] = ("mysql", "postgres")
 
-STATE_DIR = "/var/lib/mattermost-transport-encryption"
 MYSQL_CNF = "90-mattermost-tls.cnf"
 MYSQL_ENFORCE_CNF = "91-mattermost-tls-enforce.cnf"
 PG_CONF = "conf.d/90-mattermost-tls.conf"

@@ -31,9 +31,9 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
+from components.platform import STATE_DIR
 from components.shell import q, script
 
-STATE_DIR = "/var/lib/mattermost-transport-encryption"
 HELPER_INTERFACE = 1
 """Interface version of the host helper; part of its installed path (see HELPER_PATH)."""
 HELPER_DIR = "/usr/local/lib/mattermost-transport-encryption"

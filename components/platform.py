@@ -18,6 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 
+STATE_DIR = "/var/lib/mattermost-transport-encryption"
+"""The program's state directory on every host (the host helper's backups and owner ledger, the
+database users' saved state, the cluster account marker); shared by every OS family."""
+
 _TEXT = re.compile(r"^[A-Za-z0-9 ._/@{}+:-]*$")
 _WORD = re.compile(r"^[A-Za-z0-9._@+-]+$")
 
