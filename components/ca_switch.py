@@ -99,7 +99,7 @@ def render_switch_check(*, host: str, generation: int, new_ca_pem: str, files: S
 
 
 
-def ca_switch_preflights(cfg: StackConfig, pki: Pki) -> list[pulumi.Resource]:
+def ca_switch_preflights(cfg: StackConfig, pki: Pki, opts: pulumi.ResourceOptions | None = None) -> list[pulumi.Resource]:
     """`ca-switch-check-<host>` for every trust host during `ca.rotation: switch`; none otherwise.
     Everything that changes a host must wait for them (__main__ puts them among the preflights)."""
     ca = cfg.ca
@@ -114,7 +114,7 @@ def ca_switch_preflights(cfg: StackConfig, pki: Pki) -> list[pulumi.Resource]:
 
         checks.append(
             read_script(
-                f"ca-switch-check-{h.label}", connection=connection_for(cfg, h.address, h.ssh), script=new_ca.apply(script)
+                f"ca-switch-check-{h.label}", connection=connection_for(cfg, h.address, h.ssh), script=new_ca.apply(script), opts=opts
             )
         )
     return checks
