@@ -79,7 +79,7 @@ def render_switch_check(*, host: str, generation: int, new_ca_pem: str, files: S
 
 
 
-def ca_switch_preflights(args: CaSwitchArgs) -> list[pulumi.Resource]:
+def ca_switch_preflights(args: CaSwitchArgs, opts: pulumi.ResourceOptions | None = None) -> list[pulumi.Resource]:
     """`ca-switch-check-<host>` for every trust host (built only during `ca.rotation: switch`).
     Everything that changes a host must wait for them (the deployment puts them among the preflights)."""
     new_ca = args.pki.ca_cert_of(args.generation)
@@ -89,5 +89,7 @@ def ca_switch_preflights(args: CaSwitchArgs) -> list[pulumi.Resource]:
         def script(pem: str, h: TrustHost = h) -> str:
             return render_switch_check(host=h.label, generation=args.generation, new_ca_pem=pem, files=h.files)
 
-        checks.append(read_script(f"ca-switch-check-{h.label}", connection=h.connection, script=new_ca.apply(script)))
+        checks.append(
+            read_script(f"ca-switch-check-{h.label}", connection=h.connection, script=new_ca.apply(script), opts=opts)
+        )
     return checks

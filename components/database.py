@@ -80,7 +80,7 @@ class DatabasePreflightArgs:
     """Node name -> address: the clients whose login account is decided."""
 
 
-def database_preflight(args: DatabasePreflightArgs) -> DatabasePreflight:
+def database_preflight(args: DatabasePreflightArgs, opts: pulumi.ResourceOptions | None = None) -> DatabasePreflight:
     """`database-accounts` (MySQL/MariaDB): read-only, before anything changes on any host, it
     lists the Mattermost user's accounts (and the anonymous ones) on the database host; at apply
     time `database_accounts.plan_hosts` decides which one each node logs in through, and refuses,
@@ -104,6 +104,7 @@ def database_preflight(args: DatabasePreflightArgs) -> DatabasePreflight:
         "database-accounts",
         connection=connection,
         script=accounts.render_accounts_read(user=db.user, client=control.local_sql),
+        opts=opts,
     )
     clients = dict(args.clients)
     user = db.user
@@ -116,7 +117,7 @@ def database_preflight(args: DatabasePreflightArgs) -> DatabasePreflight:
             raise ConfigError(f"{PROJECT}:database.user: {e}") from None
 
     hosts = read.stdout.apply(plan)
-    checked = remote.Command("database-accounts-checked", connection=connection, triggers=[hosts])
+    checked = remote.Command("database-accounts-checked", connection=connection, triggers=[hosts], opts=opts)
     return DatabasePreflight([checked], hosts)
 
 

@@ -15,10 +15,16 @@ The order (each step waits for the one before it, unless said otherwise):
 7. The databases refuse plain logins (TlsEnforcement: primary, replicas, GitLab's role), once
    every client uses its TLS DSN; the Teleport plugin.
 
-It is not a Pulumi resource itself: as the parent of every component it would change every URN
-(a URN carries its parent's type chain), and existing stacks would need an alias on each. The
-two-phase steps are their own components (NginxFinalSite, TlsEnforcement), with aliases that keep
-their resources' places in existing stacks (tests/replay/test_urns.py)."""
+It is a component (`mattermost-tls:deployment:Deployment`, named `deployment`), the parent of
+everything it builds. A URN carries its parent's type chain, so that moved every resource's URN:
+each resource it parents directly carries `Alias(parent=ROOT_STACK_RESOURCE)` (its URN as a
+stack-level resource, before the Deployment). The engine derives each descendant's alias from
+its parent's (pkg/resource/deploy/step_generator.go `generateAliases`, `inheritedChildAlias`),
+but only once the parent was found through its alias; an inherited transformation
+(`_alias_before_deployment`) also gives each descendant its URN from before as an explicit
+alias, so every old URN is named whatever the engine found first. An existing stack moves every
+resource in its state and creates only the Deployment itself. The two-phase steps are their own components (NginxFinalSite, TlsEnforcement),
+with aliases that keep their resources' places in existing stacks (tests/replay/test_urns.py)."""
 
 from __future__ import annotations
 
@@ -43,35 +49,48 @@ from components.pki import Pki, PkiArgs
 from components.teleport import TeleportPlugin
 
 
-class Deployment:
+class Deployment(pulumi.ComponentResource):
     """Every component of the stack, built in rollout order (see the module docstring)."""
 
     exports: dict[str, Any]
     """The stack outputs other stacks consume, by name."""
 
-    def __init__(self, cfg: StackConfig) -> None:
+    def __init__(self, cfg: StackConfig, name: str = "deployment", opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(DEPLOYMENT_TYPE, name, None, opts)
+        # every direct child was a stack-level resource before this component: its alias keeps
+        # its (and, inherited, its descendants') place in existing stacks
+        child = pulumi.ResourceOptions(
+            parent=self,
+            aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)],
+            transformations=[_alias_before_deployment],
+        )
+
+        def after(*deps: pulumi.Input[pulumi.Resource]) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(deps)))
+
         if cfg.cluster.enabled:
             # port plan errors (slot collisions, overflow) stop the preview before any resource exists
             adapter.cluster_plan(cfg)
-        self.pki = pki = Pki("pki", PkiArgs(ca=cfg.ca))
+        self.pki = pki = Pki("pki", PkiArgs(ca=cfg.ca), child)
         # 1. read-only checks of every node: no host changes before each is what the stack says
-        preflights = {n.name: node_preflight(adapter.node_preflight_args(cfg, n)) for n in cfg.nodes}
+        preflights = {n.name: node_preflight(adapter.node_preflight_args(cfg, n), child) for n in cfg.nodes}
         store_args = adapter.config_store_preflight_args(cfg)  # the database-stored configuration, if a node has one
-        store_check = config_store_preflight(store_args) if store_args else None
-        db_preflight = database_preflight(adapter.database_preflight_args(cfg))  # MySQL: the accounts the nodes log in through
+        store_check = config_store_preflight(store_args, child) if store_args else None
+        db_preflight = database_preflight(adapter.database_preflight_args(cfg), child)  # MySQL: the accounts the nodes log in through
         ca_args = adapter.ca_switch_args(cfg, pki)
-        ca_checks = ca_switch_preflights(ca_args) if ca_args else []  # ca.rotation: switch only: every trust file holds the new CA
+        ca_checks = ca_switch_preflights(ca_args, child) if ca_args else []  # ca.rotation: switch only: every trust file holds the new CA
         passed = preflights_passed(
             adapter.node_connection(cfg, cfg.nodes[0]),
-            [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks]
+            [*preflights.values(), *([store_check] if store_check else []), *db_preflight.resources, *ca_checks],
+            child,
         )
-        install_helpers_after([passed])  # nothing, not even the host helper, is installed on a host before
+        install_helpers_after([passed], child)  # nothing, not even the host helper, is installed on a host before
         # 2. the live NGINX site found and accepted: a refused site stops the run before the DB or a node changes
         self.proxy = proxy = NginxProxy(
-            "proxy", adapter.proxy_args(cfg, pki), pulumi.ResourceOptions(depends_on=[passed])
+            "proxy", adapter.proxy_args(cfg, pki), after(passed)
         )
-        after_checks = pulumi.ResourceOptions(depends_on=[passed, proxy.site_checked])
-        install_helpers_after([passed, proxy.site_checked])  # every other host's helper, too (the proxy's runs the capture)
+        after_checks = after(passed, proxy.site_checked)
+        install_helpers_after([passed, proxy.site_checked], child)  # every other host's helper, too (the proxy's runs the capture)
         # 3. database TLS offered, replicas, cluster
         self.database = database = Database("database", adapter.database_args(cfg, pki, preflight=db_preflight), after_checks)
         replicas = database_replicas(adapter.replica_args(cfg, pki), after_checks)
@@ -98,10 +117,11 @@ class Deployment:
                         # only the restart waits for the node before (MattermostNodeArgs.previous)
                         previous=nodes[-1].ready if nodes else proxy.transition,
                     ),
+                    child,
                 )
             )
         # 6. the https-only site
-        self.final_site = NginxFinalSite("proxy-final-site", NginxFinalSiteArgs(proxy=proxy, nodes=nodes))
+        self.final_site = NginxFinalSite("proxy-final-site", NginxFinalSiteArgs(proxy=proxy, nodes=nodes))  # the proxy's child
         self.exports = {
             "caCertPem": pki.ca_cert_pem,
             "caExpiry": pki.ca_expiry,
@@ -130,6 +150,7 @@ class Deployment:
                     dsn=database.gitlab_dsn(cfg.gitlab.ca_file) if cfg.gitlab.external_postgres else None,
                     depends_on=database.gitlab_ready,
                 ),
+                child,
             )
             self.exports["gitlabMattermostUrl"] = gitlab.url
         # 7. plain DB logins are refused only once every client uses its TLS DSN (components/database.py).
@@ -154,8 +175,44 @@ class Deployment:
                 pulumi.ResourceOptions(parent=database),
             )
         if cfg.teleport.enabled:
-            teleport = TeleportPlugin("teleport", adapter.teleport_args(cfg, pki, depends_on=[proxy]))
+            teleport = TeleportPlugin("teleport", adapter.teleport_args(cfg, pki, depends_on=[proxy]), child)
             self.exports["teleportPlugin"] = {"mattermostUrl": teleport.mattermost_url, "installed": teleport.installed}
+        self.register_outputs(self.exports)
+
+
+DEPLOYMENT_TYPE = "mattermost-tls:deployment:Deployment"
+
+
+def _before_deployment(urn: str) -> str:
+    """`urn` as it was before the Deployment component: its type dropped from the parent chain."""
+    return urn.replace(DEPLOYMENT_TYPE + "$", "", 1)
+
+
+def _alias_before_deployment(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult | None:
+    """Every descendant of the Deployment's children (this transformation is inherited down the
+    tree) gets its URN from before the Deployment as an explicit alias, and so does each alias it
+    names by its parent: the engine would derive the same ones from its parent's alias, but only
+    once that parent has been found through it (step_generator.go `generateAliases` reads
+    `sg.aliases`, set when an old resource is found), so a preview without state, or one where a
+    parent is new, would not list them (tests/replay/test_urns.py compares a fresh evaluation)."""
+    parent = args.opts.parent
+    if parent is None or isinstance(parent, Deployment):
+        return None  # the Deployment's own children carry Alias(parent=ROOT_STACK_RESOURCE)
+    aliases: list[pulumi.Input[str | pulumi.Alias]] = [pulumi.Alias(parent=parent.urn.apply(_before_deployment))]
+    for alias in args.opts.aliases or []:
+        if isinstance(alias, pulumi.Alias) and isinstance(alias.parent, pulumi.Resource):
+            aliases.append(
+                pulumi.Alias(
+                    name=alias.name,
+                    type_=alias.type_,
+                    stack=alias.stack,
+                    project=alias.project,
+                    parent=alias.parent.urn.apply(_before_deployment),
+                )
+            )
+    return pulumi.ResourceTransformationResult(
+        args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(aliases=aliases))
+    )
 
 
 def _numbers_as_text(value: object) -> object:

@@ -106,6 +106,7 @@ _helpers_run: list[object] = []
 
 
 _after: list[pulumi.Input[pulumi.Resource]] = []
+_opts: list[pulumi.ResourceOptions] = []
 
 
 def _registry() -> dict[tuple[str, int], remote.Command]:
@@ -114,16 +115,21 @@ def _registry() -> dict[tuple[str, int], remote.Command]:
     if not _helpers_run or _helpers_run[0] is not monitor:
         _helpers.clear()
         _after.clear()
+        _opts.clear()
         _helpers_run[:] = [monitor]
     return _helpers
 
 
-def install_helpers_after(resources: list[pulumi.Input[pulumi.Resource]]) -> None:
+def install_helpers_after(
+    resources: list[pulumi.Input[pulumi.Resource]], opts: pulumi.ResourceOptions | None = None
+) -> None:
     """Every host helper created from now on in this program run waits for `resources`: the
     node preflights, so that nothing at all is installed on any host before every node passed
-    (the preflights themselves run without the helper: remote_files.read_script)."""
+    (the preflights themselves run without the helper: remote_files.read_script). `opts` (the
+    Deployment's parent and alias) are given to each of them."""
     _registry()
     _after[:] = list(resources)
+    _opts[:] = [opts] if opts else []
 
 
 def helper_name(host: str, port: int) -> str:
@@ -152,7 +158,9 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
             triggers=None,
             logging=remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(depends_on=list(_after)) if _after else None,
+            opts=pulumi.ResourceOptions.merge(
+                _opts[0] if _opts else None, pulumi.ResourceOptions(depends_on=list(_after)) if _after else None
+            ),
         )
         pulumi.log.debug(f"{name}: helper sha256 {hashlib.sha256(source.encode()).hexdigest()}")
     return helpers[key]

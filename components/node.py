@@ -286,7 +286,9 @@ def node_preflight(args: NodePreflightArgs, opts: pulumi.ResourceOptions | None 
     )
 
 
-def preflights_passed(connection: remote.ConnectionArgs, preflights: list[pulumi.Resource]) -> pulumi.Resource:
+def preflights_passed(
+    connection: remote.ConnectionArgs, preflights: list[pulumi.Resource], opts: pulumi.ResourceOptions | None = None
+) -> pulumi.Resource:
     """`preflights-passed`: done when every node's preflight is; it runs no command and opens no
     connection (pulumi-command runs nothing without `create`; `connection`, the first node's, is
     only its required input). Everything that changes a host waits for this one resource instead
@@ -294,5 +296,5 @@ def preflights_passed(connection: remote.ConnectionArgs, preflights: list[pulumi
     return remote.Command(
         "preflights-passed",
         connection=connection,
-        opts=pulumi.ResourceOptions(depends_on=preflights),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=preflights)),
     )

@@ -704,6 +704,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
     def server_cert(prefix: str) -> tuple[str, ...]:  # Pki.issue_server_cert(name): key, csr, cert
         return (f"{prefix}-key", f"{prefix}-csr", f"{prefix}-cert")
 
+    add("nodes", "the Deployment component, every resource's parent", "deployment")  # components/deployment.py
     add("ca", "the stack CA", "pki")  # components/pki.py
     for gen in cfg.ca.trusted:
         add("ca.generation", f"CA generation {gen}", f"{ca_prefix(gen)}-key", f"{ca_prefix(gen)}-cert")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from components.deployment import DEPLOYMENT_TYPE
 from components.host_helper import SUDO
 from components.remote_files import READ_COMMAND, read_manifest
 from tests.helpers.program import Program
@@ -49,7 +50,7 @@ def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Prog
     assert {p.urn for p in preflights} <= set(passed.dependencies)
     for h in helpers.values():
         assert h.name == f"host-helper-{h.inputs['connection']['host']}" and not h.inputs.get("triggers")
-        assert h.parent_urn is None or "pulumi:pulumi:Stack" in h.parent_urn
+        assert h.parent_urn == cluster.get("deployment", DEPLOYMENT_TYPE).urn
         # and, but for the proxy's (it runs the capture), after NGINX's live site was accepted
         assert passed.urn in h.dependencies and set(h.dependencies) <= {passed.urn, live.urn}, (
             f"{h.name} is installed before every preflight passed"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from components.deployment import DEPLOYMENT_TYPE
 from components.remote_files import READ_COMMAND, read_script_source
 from tests.helpers.program import Program, deps, prod_config, prod_nodes
 from tests.helpers.pulumi_mocks import COMMAND
@@ -42,7 +43,7 @@ def test_one_read_only_preflight_per_node_with_the_stacks_values(stack: str, pro
     for i, node in enumerate(NODES):
         r = ev.get(f"{node}-preflight")
         assert r.type == COMMAND
-        assert "::pulumi:pulumi:Stack::" in r.parent_urn
+        assert r.parent_urn == ev.get("deployment", DEPLOYMENT_TYPE).urn
         assert r.inputs.get("delete") is None, "it changes nothing, so it undoes nothing"
         assert "update" not in r.inputs, "an update runs the same read"
         create = script(r)

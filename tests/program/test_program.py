@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from components.config import SECRET_KEYS
-from tests.helpers.program import KEY, Program, Secret, deps, run_stack
+from components.deployment import DEPLOYMENT_TYPE
+from tests.helpers.program import KEY, STACK_TYPE, Program, Secret, deps, run_stack
 from tests.helpers.pulumi_mocks import COMMAND
 from tests.helpers.stack_config import BAD, good
 
@@ -34,6 +35,22 @@ def test_full_graph(stack: str, prod: Program, lab: Program) -> None:
         "mattermost-tls:nginx:NginxProxy",
         "mattermost-tls:database:Database",
     } <= components
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_the_deployment_is_the_parent_of_every_top_level_resource(stack: str, prod: Program, lab: Program) -> None:
+    """One `Deployment` component under the stack; every other resource under it or under one of
+    its descendants (none left at the stack's level); its outputs registered: the exports."""
+    ev = prod if stack == "prod" else lab
+    (deployment,) = ev.by_type(DEPLOYMENT_TYPE)
+    assert deployment.name == "deployment" and f"::{STACK_TYPE}::" in str(deployment.parent_urn)
+    urns = {r.urn for r in ev.resources}
+    assert [r.name for r in ev.resources if r.parent_urn not in urns] == ["deployment"]
+    top = [r for r in ev.resources if r.parent_urn == deployment.urn]
+    assert {"pki", "proxy", "database", "preflights-passed", "mm1", "mm1-preflight"} <= {r.name for r in top}
+    assert any(r.name.startswith("host-helper-") for r in top)
+    assert ev.monitor is not None
+    assert set(ev.monitor.outputs[deployment.urn]) == set(ev.outputs), "register_outputs: the exports"
 
 
 @pytest.mark.parametrize("stack", ["prod", "lab"])

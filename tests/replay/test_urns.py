@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from components.deployment import DEPLOYMENT_TYPE
 from lab.replay import Secret, State, evaluate
 from lab.replay.state import load as load_state
-from tests.helpers.program import PROJECT_DIR, lab_config_for, write_inventory
+from tests.helpers.program import CLUSTER_TYPE, KEY, PROJECT_DIR, lab_config_for, write_inventory
 
 BASELINE = Path(__file__).parent / "data" / "urns_main.json"
 MAIN = "be1639d"
@@ -94,14 +95,28 @@ def test_every_urn_of_main_is_kept_or_aliased(case: str, lab_config: dict[str, A
     assert moved, "the two-phase steps' resources moved under their own components"
 
 
-@pytest.fixture(scope="module")
-def main_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A git worktree of MAIN, removed afterwards."""
-    tree = tmp_path_factory.mktemp("main") / "tree"
-    r = subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "add", "--detach", str(tree), MAIN], capture_output=True, text=True)
+def _worktree(tmp_path_factory: pytest.TempPathFactory, commit: str) -> Iterator[Path]:
+    """A git worktree of `commit`, removed afterwards."""
+    tree = tmp_path_factory.mktemp(commit) / "tree"
+    r = subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "add", "--detach", str(tree), commit], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     yield tree
     subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "remove", "--force", str(tree)], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def main_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A git worktree of MAIN, removed afterwards."""
+    yield from _worktree(tmp_path_factory, MAIN)
+
+
+BEFORE_DEPLOYMENT = "30d4036"
+"""The last commit of main whose `Deployment` was a plain class: every component stack-level."""
+
+@pytest.fixture(scope="module")
+def before_deployment_tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A git worktree of BEFORE_DEPLOYMENT, removed afterwards."""
+    yield from _worktree(tmp_path_factory, BEFORE_DEPLOYMENT)
 
 
 def _main_state(tree: Path, stack: str, config: dict[str, Any], out: Path) -> State:
@@ -142,6 +157,23 @@ def test_an_upgrade_from_main_changes_nothing(
         r.name for r in before.resources if ops[r.name] != "same"
     ]
     assert {"proxy-site", "database-enforce-tls"} <= {r.name for r in now.resources if r.aliases}
+
+
+def test_the_deployment_component_moves_the_prod_stack_without_a_change(before_deployment_tree: Path, tmp_path: Path) -> None:
+    """The prod stack (cluster on) as BEFORE_DEPLOYMENT's program left it, previewed with this
+    program: the Deployment component is the one create, every resource of the state is `same`
+    (found through its own alias or the one inherited from its parent), nothing is deleted."""
+    config = {"sshPrivateKey": Secret(KEY)}
+    before = _main_state(before_deployment_tree, "prod", config, tmp_path / "before.json")
+    assert any(r.type == CLUSTER_TYPE for r in before.resources), "the prod stack runs a cluster"
+    assert not [r for r in before.resources if r.type == DEPLOYMENT_TYPE]
+    now = evaluate(PROJECT_DIR, "prod", config=config, state=before)
+    assert not now.program_error, now.program_error
+    ops = {s.urn: s.op for s in now.steps}
+    (deployment,) = now.by_type(DEPLOYMENT_TYPE)
+    assert {u: op for u, op in ops.items() if op != "same"} == {deployment.urn: "create"}
+    assert len(now.resources) == len(before.resources) + 1
+    assert {r.urn for r in before.resources} <= {a for r in now.resources for a in r.aliases}, "each old URN claimed"
 
 
 if __name__ == "__main__":  # the baseline, from the tree this runs in
