@@ -71,10 +71,37 @@ def cases(lab: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def registered(stack: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """URN -> its parent and the alias URNs it carries, as the replay engine registered them."""
+    """URN -> its parent and the alias URNs it stands for: those it carries, multiplied out by its
+    parent's as the engine does once the parent was found through one of its aliases
+    (pkg/resource/deploy/step_generator.go `generateAliases` + `inheritedChildAlias`: the child
+    under the parent's old URN, its name's parent-name prefix swapped for the old one)."""
     ev = evaluate(PROJECT_DIR, stack, config=config)
     assert not ev.program_error, ev.program_error
-    return {r.urn: {"parent": r.parent_urn, "aliases": sorted(r.aliases)} for r in ev.resources}
+    aliases: dict[str, list[str]] = {}
+    for r in ev.resources:  # parents register before their children
+        own = list(r.aliases)
+        if r.parent_urn:
+            name, type_ = r.urn.rsplit("::", 1)[1], r.urn.split("::")[2].rsplit("$", 1)[-1]
+            parent_name = r.parent_urn.rsplit("::", 1)[1]
+            for old_parent in aliases.get(r.parent_urn, []):
+                old_name = old_parent.rsplit("::", 1)[1] + name[len(parent_name):] if name.startswith(parent_name) else name
+                head, chain = old_parent.split("::")[:2], old_parent.split("::")[2]
+                chain = type_ if chain == "pulumi:pulumi:Stack" else f"{chain}${type_}"
+                own.append("::".join([*head, chain, old_name]))
+        aliases[r.urn] = own
+    # an alias that names its parent (Alias(parent=...)) is under that parent's old URN once the
+    # parent was found through its alias (`collapseAliasToUrn`: the named parent mapped through
+    # `sg.aliased`); the old chains of every aliased parent, by its current chain
+    old_chains = {
+        r.urn.split("::")[2]: {a.split("::")[2] for a in aliases[r.urn]} for r in ev.resources if aliases[r.urn]
+    }
+    for r in ev.resources:
+        for a in list(aliases[r.urn]):
+            head, chain, name = a.split("::")[:2], a.split("::")[2], a.rsplit("::", 1)[1]
+            parent_chain = chain.rsplit("$", 1)[0] if "$" in chain else ""
+            for old in old_chains.get(parent_chain, ()):
+                aliases[r.urn].append("::".join([*head, f"{old}${chain.rsplit('$', 1)[1]}", name]))
+    return {r.urn: {"parent": r.parent_urn, "aliases": sorted(set(aliases[r.urn]))} for r in ev.resources}
 
 
 @pytest.mark.parametrize("case", list(cases({})))
