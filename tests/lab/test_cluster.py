@@ -727,7 +727,8 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         created = {n for n, o in ops.items() if o == "create"}
         # and the two-phase steps' own components (no command: their children moved under them
         # by alias, components/deployment.py)
-        assert created == {f"{n}-db-ca" for n in NODES3} | {"proxy-final-site", "database-tls-enforced"}, ops
+        # and the Deployment component (no command: everything moves under it by alias)
+        assert created == {f"{n}-db-ca" for n in NODES3} | {"proxy-final-site", "database-tls-enforced", "deployment"}, ops
         # and the per-node barriers (`<node>-cluster-ready`, no command) are gone: each node's
         # restart waits for `cluster-gossip-stopped` itself
         # and the units' own command (its files joined the firewall's: the ledger hands them over)

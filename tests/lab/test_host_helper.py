@@ -195,6 +195,8 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
     new_steps = new_steps | {f"{n}-db-ca" for n in ("mm1", "mm2", "mm3")}
     # and the two-phase steps' own components (no command: their children moved under them by alias)
     new_steps = new_steps | {"proxy-final-site", "database-tls-enforced"}
+    # and the Deployment component, the parent of everything (no command; the rest moves under it by alias)
+    new_steps = new_steps | {"deployment"}
     assert {n for n, o in ops.items() if o == "create"} == {n for n in ops if n.startswith("host-helper-")} | new_steps
     for res in ev.resources:
         stdout = str(res.outputs.get("stdout") or "")
