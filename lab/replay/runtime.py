@@ -97,8 +97,10 @@ class ReplayMonitor(mocks.MockMonitor):
                 urns = [alias.urn]
             else:
                 spec = alias.spec
-                alias_parent = spec.parentUrn or parent
-                alias_parent = self.engine.alias_of(alias_parent) or alias_parent
+                # only a NAMED parent is taken at its old URN (`collapseAliasToUrn`); an alias
+                # without one stays under the new parent, and the parent's alias reaches it
+                # through `inheritedChildAlias` below (with its name-prefix swap), as in the engine
+                alias_parent = (self.engine.alias_of(spec.parentUrn) or spec.parentUrn) if spec.parentUrn else parent
                 if spec.noParent:
                     alias_parent = ""
                 urns = [self._urn(spec.stack or self.stack, spec.project or self.project, alias_parent,

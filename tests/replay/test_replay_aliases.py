@@ -32,6 +32,11 @@ class Owner(pulumi.ComponentResource):
         super().__init__("x:index:Owner", name, None, opts)
         self.register_outputs({{}})
 
+class Owner2(pulumi.ComponentResource):
+    def __init__(self, name, opts=None):
+        super().__init__("x:index:Owner2", name, None, opts)
+        self.register_outputs({{}})
+
 class Step(pulumi.ComponentResource):
     def __init__(self, name, owner, alias):
         super().__init__("x:index:Step", name, None, pulumi.ResourceOptions(parent=owner))
@@ -40,9 +45,15 @@ class Step(pulumi.ComponentResource):
 
 if MODE == "renamed":  # the owner itself renamed, with an alias: its child follows it
     owner = Owner("proxy2", pulumi.ResourceOptions(aliases=[pulumi.Alias(name="proxy")]))
+elif MODE == "unparented":  # the owner renamed AND of a new type, with an alias to both
+    owner = Owner2("proxy2", pulumi.ResourceOptions(aliases=[pulumi.Alias(name="proxy", type_="x:index:Owner")]))
 else:
     owner = Owner("proxy")
-if MODE == "before" or MODE == "renamed":
+if MODE == "before-prefixed":  # a child named with its parent's NEW name, under the old parent
+    command("proxy2-site", pulumi.ResourceOptions(parent=owner))
+elif MODE == "unparented":  # the child renamed too, its alias naming no parent
+    command("z", pulumi.ResourceOptions(parent=owner, aliases=[pulumi.Alias(name="proxy2-site")]))
+elif MODE == "before" or MODE == "renamed":
     command("proxy-site" if MODE == "before" else "proxy2-site", pulumi.ResourceOptions(parent=owner))
 else:
     Step("final", owner, alias=MODE == "moved")
@@ -61,11 +72,11 @@ def _project(tmp_path: Path) -> tuple[Path, Path]:
     return write_project(tmp_path / "proj", PROGRAM.format(log=str(log))), log
 
 
-def _upgrade(tmp_path: Path, mode: str) -> tuple[Path, Path, Any]:
-    """`up` of the program as it was ("before"), then of it in `mode`; the log holds the second
-    run's commands only."""
+def _upgrade(tmp_path: Path, mode: str, before_mode: str = "before") -> tuple[Path, Path, Any]:
+    """`up` of the program as it was (`before_mode`), then of it in `mode`; the log holds the
+    second run's commands only."""
     project, log = _project(tmp_path)
-    before = _run(project, "before", None)
+    before = _run(project, before_mode, None)
     log.write_text("")
     return project, log, _run(project, mode, before.state)
 
@@ -96,6 +107,18 @@ def test_a_child_follows_its_renamed_parent(tmp_path: Path) -> None:
     assert ops == {"proxy2": "same", "proxy2-site": "update"}, ops
     assert "delete" not in log.read_text()
     assert after.get("proxy2-site").aliases == ["urn:pulumi:dev::demo::x:index:Owner$command:remote:Command::proxy-site"]
+
+
+def test_an_alias_naming_no_parent_stays_under_the_new_parent(tmp_path: Path) -> None:
+    """`collapseAliasToUrn` takes only a NAMED alias parent at its old URN; an alias without one (the
+    Python SDK sends no parentUrn for `Alias(name=...)`: runtime/resource.py `create_alias_spec`) is
+    under the new parent, of a new type here, and reaches the old parent only through
+    `inheritedChildAlias`, which swaps the name's parent prefix ("proxy2-site" -> "proxy-site"). So
+    "proxy2-site" under the old `x:index:Owner` is not found: the engine creates "z" and deletes
+    it (the replay once found it)."""
+    _, log, after = _upgrade(tmp_path, "unparented", before_mode="before-prefixed")
+    assert sorted(log.read_text().splitlines()) == ["create z", "delete proxy2-site"]
+    assert [s.op for s in after.steps if s.name in ("z", "proxy2-site")] == ["create", "delete"]
 
 
 def test_destroy_after_a_move_deletes_the_moved_resource_once(tmp_path: Path) -> None:
