@@ -59,21 +59,25 @@ cpu0, t0 = time.process_time(), time.perf_counter()
 ev = evaluate(sys.argv[1], "prod", config=config)
 cpu, took = time.process_time() - cpu0, time.perf_counter() - t0
 gc.callbacks.remove(gc_clock)
+if ev.program_error or ev.failed_steps:  # a half-evaluated program's figures would flatter it
+    sys.exit(f"evaluation failed: {ev.program_error or ev.failed_steps[0].error}")
 edges = sum(len((set(r.dependencies) | {u for us in r.property_dependencies.values() for u in us}) - {r.parent_urn})
             for r in ev.resources)
 commands = [c for c in ev.commands() if any(c.command_texts())]
+dials = commands + ev.by_type("command:remote:CopyToRemote")
 print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "gc_cpu": round(gc_time[0], 2), "seconds": round(took, 2), "resources": len(ev.resources),
                   "edges": edges, "commands": len(commands),
                   "state_bytes": len(json.dumps(ev.state.to_json(), indent=1)) + 1,
                   "largest_command": max(len(t) for c in commands for t in c.command_texts()),
-                  "commands_per_node_host": max(sum(1 for c in commands if c.inputs["connection"]["host"] == x["address"])
+                  "commands_per_node_host": max(sum(1 for c in dials if c.inputs["connection"]["host"] == x["address"])
                                                 for x in nodes),
                   "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
 """
 """One evaluation in a fresh process. Edges are (resource, dependency) pairs from `dependencies`
 and `propertyDependencies` (the parent excluded). `commands_per_node_host` is the most remote
-commands with a create/update/delete that target one node's host: each is one SSH connection in a
-fresh `up` (pulumi-command dials per command; so does the replay engine). `gc_cpu` is the CPU
+commands with a create/update/delete, and file copies (CopyToRemote), that target one node's
+host: each is one SSH connection in a fresh `up` (pulumi-command dials per command and per copy;
+so does the replay engine). `gc_cpu` is the CPU
 of Python's cyclic garbage collections (thread CPU between gc.callbacks' start and stop; they hold
 the GIL, so no other thread's CPU counts)."""
 

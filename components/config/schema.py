@@ -38,7 +38,7 @@ from components.config.fields import (
     at_key,
     version_tuple,
 )
-from components.host_helper import helper_name
+from components.host_helper import UPLOAD_SUFFIX, helper_name
 from components.passwords import check_password
 from components.platform import PLATFORMS, Platform, platform_for
 
@@ -775,7 +775,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         helper = helper_name(ssh.address or address, ssh.port or cfg.ssh.port)
         if helper not in helpers:
             helpers.add(helper)
-            add(key, "the host helper", helper)
+            add(key, "the host helper", helper, helper + UPLOAD_SUFFIX)
     return names
 
 

@@ -2,11 +2,18 @@ set -eu
 umask 022
 d=@dir@
 f=@helper@
+want=@sha@
 [ -d "$d" ] || mkdir -m 0755 "$d"
-IFS= read -r head
-base64 -d | gzip -dc > "$f.new"
+cat > "$f.new"
+if [ ! -s "$f.new" ]; then
+  rm -f "$f.new"
+  # no upload: an earlier run installed it (an unchanged file is not copied again)
+  [ "$(sha256sum < "$f" 2>/dev/null | cut -c1-64)" = "$want" ] && echo "host helper $f: sha256 $want" && exit 0
+  echo "host helper on $(hostname): no upload in the SSH user's home, $f is not $want: pulumi up --replace this host's host-helper-...-upload" >&2
+  exit 1
+fi
 sha=$(sha256sum < "$f.new" | cut -c1-64)
-case "$head" in *" sha256 $sha "*) ;; *) rm -f "$f.new"; echo "host helper: damaged input ($head)" >&2; exit 1 ;; esac
+[ "$sha" = "$want" ] || { rm -f "$f.new"; echo "host helper on $(hostname): the upload is $sha, not $want (changed after the copy): pulumi up --replace this host's host-helper-...-upload" >&2; exit 1; }
 chmod 0755 "$f.new"
 mv -f "$f.new" "$f"
 echo "host helper $f: sha256 $sha"

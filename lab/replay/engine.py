@@ -200,7 +200,11 @@ class Engine:
         old_inputs = provider.check(old.inputs)
         inputs = apply_ignore_changes(res.options.ignore_changes, old_inputs, inputs)
         res.inputs = inputs
-        changed = {k for k in set(old_inputs) | set(inputs) if old_inputs.get(k) != inputs.get(k)}
+        changed = {
+            k for k in set(old_inputs) | set(inputs)
+            if old_inputs.get(k) != inputs.get(k)
+            and props.by_asset_hash(old_inputs.get(k)) != props.by_asset_hash(inputs.get(k))
+        }
         op = "same"
         if changed:
             forced = provider.replace_keys(changed) | replace_on_changes(res.options.replace_on_changes, changed)

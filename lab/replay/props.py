@@ -10,7 +10,9 @@ Paths are strings: `connection`, `subject.commonName`, `triggers[0]`.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
@@ -20,6 +22,8 @@ from google.protobuf import json_format, struct_pb2
 
 SIG_KEY = "4dabf18193072939515e22adb298388d"
 SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+ASSET_SIG = "c44067f5952c0a294b673a41bacd8c17"
+"""pulumi sdk/go/common/resource/sig/sig.go `AssetSig` (the Python SDK's `_ASSET_SIG`)."""
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 """The SDK's sentinel for a value not known yet (preview, or an input from a failed resource)."""
 
@@ -75,6 +79,40 @@ def _wrap(value: Any, path: str, secrets: set[str]) -> Any:
     if path and path in secrets:
         return {SIG_KEY: SECRET_SIG, "value": inner}
     return inner
+
+
+def is_asset(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SIG_KEY) == ASSET_SIG
+
+
+def with_asset_hashes(value: Any, wd: str) -> Any:
+    """`value` with every asset given its `hash` where it has none, as the engine does when a
+    program registers a resource (resmon `RegisterResource` unmarshals with
+    `ComputeAssetHashes`; asset.go `EnsureHashWithWD`: SHA-256 of the file's bytes, a relative
+    path read against the working directory). Only path assets: the program sends no others."""
+    if is_asset(value):
+        if value.get("hash") or not value.get("path"):
+            return value
+        path = value["path"] if os.path.isabs(value["path"]) else os.path.join(wd, value["path"])
+        with open(path, "rb") as f:
+            return {**value, "hash": hashlib.sha256(f.read()).hexdigest()}
+    if isinstance(value, dict):
+        return {k: with_asset_hashes(v, wd) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_asset_hashes(v, wd) for v in value]
+    return value
+
+
+def by_asset_hash(value: Any) -> Any:
+    """`value` with each asset reduced to its hash: assets are equal when their hashes are,
+    wherever their contents come from (asset.go `Asset.Equals`)."""
+    if is_asset(value):
+        return (ASSET_SIG, value.get("hash"))
+    if isinstance(value, dict):
+        return {k: by_asset_hash(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [by_asset_hash(v) for v in value]
+    return value
 
 
 def contains_unknown(value: Any) -> bool:

@@ -34,11 +34,14 @@ import base64
 import errno
 import io
 import os
+import posixpath
 import socket
+import stat
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 import paramiko
@@ -97,6 +100,17 @@ class CommandRunner(Protocol):
         environment: dict[str, str] | None,
         previous: tuple[str, str] | None,
     ) -> RunResult: ...
+
+    def copy(self, connection: dict[str, Any], source: str, remote_path: str) -> None:
+        """pulumi-command `CopyToRemote` of a local file (raises RunnerError with the provider's text)."""
+        ...
+
+
+def copy_destination(remote_path: str, source: str, is_dir: bool | None) -> str:
+    """Where pulumi-command's `sftpCopy` writes a FILE source (copy.go's table: an existing
+    directory gets dest/<basename>; a missing or existing file path is the file itself).
+    `is_dir`: None when `remote_path` does not exist."""
+    return remote_path.rstrip("/") + "/" + os.path.basename(source) if is_dir else remote_path
 
 
 @dataclass
@@ -158,6 +172,21 @@ class LocalRunner(_Counted):
             ["/bin/sh", "-c", command], input=stdin or "", capture_output=True, text=True, env=env, check=False
         )
         return RunResult(proc.returncode, proc.stdout, proc.stderr, proc.stdout + proc.stderr)
+
+    def copy(self, connection: dict[str, Any], source: str, remote_path: str) -> None:
+        """The file copied on this machine, a relative path against $HOME (where sshd starts the
+        SFTP server: OpenSSH session.c `do_child`)."""
+        self._counters.count(connections=1, sessions=1)
+        with self._lock:
+            self.calls.append({"host": connection.get("host"), "copy": source, "remotePath": remote_path})
+        dest = os.path.join(os.path.expanduser("~"), remote_path)
+        dest = copy_destination(dest, source, os.path.isdir(dest) if os.path.exists(dest) else None)
+        try:
+            os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+            with open(source, "rb") as src, open(dest, "wb") as out:
+                out.write(src.read())
+        except OSError as exc:
+            raise RunnerError(f"failed to copy file {source} to remote path {dest}: {exc.strerror}") from None
 
 
 def load_client_key(text: str, password: str | None = None) -> paramiko.PKey:
@@ -284,6 +313,63 @@ class SshRunner(_Counted):
                 channel.close()
         finally:
             transport.close()
+
+    def copy(self, connection: dict[str, Any], source: str, remote_path: str) -> None:
+        """`copyToRemote` for a file asset (pulumi-command `provider/pkg/provider/remote/
+        copyController.go`): one dial, an SFTP client on it, then `sftpCopy`: stat the
+        destination, an existing directory gets dest/<basename>, a missing one has its parent
+        directories made (`MkdirAll`), and `Create` (O_RDWR|O_CREATE|O_TRUNC, the server's mode)
+        writes the file. Errors are worded as copy.go's."""
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise RunnerError(f"open {source}: {exc.strerror.lower() if exc.strerror else exc}") from None
+        transport = self._dial(connection)
+        try:
+            try:
+                sftp = paramiko.SFTPClient.from_transport(transport)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                # the server has no SFTP subsystem (sshd_config without `Subsystem sftp`)
+                raise RunnerError(f"ssh: subsystem request failed: {exc}") from None
+            if sftp is None:
+                raise RunnerError("ssh: subsystem request failed")
+            self._counters.count(sessions=1)
+            try:
+                self._sftp_copy(sftp, source, data, remote_path)
+            finally:
+                sftp.close()
+        finally:
+            transport.close()
+
+    @staticmethod
+    def _sftp_copy(sftp: paramiko.SFTPClient, source: str, data: bytes, remote_path: str) -> None:
+        try:
+            st = sftp.stat(remote_path)
+            is_dir: bool | None = stat.S_ISDIR(st.st_mode or 0)
+        except FileNotFoundError:
+            is_dir = None
+        except OSError as exc:
+            raise RunnerError(f"failed to stat remote path {remote_path}: {exc}") from None
+        dest = copy_destination(remote_path, source, is_dir)
+        if is_dir is None:
+            parent = posixpath.dirname(dest)
+            parts = [p for p in parent.split("/") if p]
+            cur = "/" if parent.startswith("/") else ""
+            for part in parts:
+                cur = posixpath.join(cur, part) if cur else part
+                try:
+                    sftp.mkdir(cur)
+                except OSError:
+                    try:
+                        if not stat.S_ISDIR(sftp.stat(cur).st_mode or 0):
+                            raise RunnerError(f"failed to create parent directories for {dest}: not a directory") from None
+                    except FileNotFoundError:
+                        raise RunnerError(f"failed to create parent directories for {dest}: permission denied") from None
+        try:
+            with sftp.open(dest, "w") as out:
+                out.write(data)
+        except OSError as exc:
+            raise RunnerError(f"failed to create remote file {dest}: {exc}") from None
 
     def _open_session(self, transport: _Transport, connection: dict[str, Any]) -> paramiko.Channel:
         """`client.NewSession()`; commandOutputs.go `run` returns its error as it is (no command)."""

@@ -127,6 +127,7 @@ class ReplayMonitor(mocks.MockMonitor):
         if request.remote:
             raise ReplayError(f"{request.type} {request.name}: remote (multi-language) components are not supported")
         inputs, secret_paths = props.decode_struct(request.object)
+        inputs = props.with_asset_hashes(inputs, os.getcwd())
         res = Resource(
             urn=urn,
             type=request.type,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pulumi
 import pytest
 import yaml
 from google.protobuf import struct_pb2
@@ -29,7 +30,7 @@ from google.protobuf import struct_pb2
 from components.remote_files import stdin_contents
 from lab.replay.model import Evaluation, Options, Resource
 from lab.replay.project import Secret, load_config, load_project, secret_keys
-from lab.replay.props import decode_struct
+from lab.replay.props import ASSET_SIG, SIG_KEY, decode_struct
 from tests.helpers.certs import ssh_host_key, ssh_private_key
 from tests.helpers.pulumi_mocks import CertMocks, RecordingMonitor, Registration, run_main
 from tests.helpers.stack_config import SSH_KEY
@@ -191,8 +192,20 @@ def _plain(wire: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     """A wire struct as plain values and the paths that were secret (lab/replay/props.py reads
     the engine's protobuf the same way)."""
     struct = struct_pb2.Struct()
-    struct.update(wire)
+    struct.update(_wire_assets(wire))
     return decode_struct(struct)
+
+
+def _wire_assets(value: Any) -> Any:
+    """The mocks hand over the SDK's own objects; a `FileAsset` goes on the wire as its signature
+    and path (pulumi sdk/python/lib/pulumi/runtime/rpc.py `serialize_property`)."""
+    if isinstance(value, pulumi.FileAsset):
+        return {SIG_KEY: ASSET_SIG, "path": str(value.path)}
+    if isinstance(value, dict):
+        return {k: _wire_assets(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wire_assets(v) for v in value]
+    return value
 
 
 def stack_values(stack: str, config: dict[str, Any] | None = None) -> dict[str, str]:

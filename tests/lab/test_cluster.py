@@ -728,7 +728,10 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         # and the two-phase steps' own components (no command: their children moved under them
         # by alias, components/deployment.py)
         # and the Deployment component (no command: everything moves under it by alias)
-        assert created == {f"{n}-db-ca" for n in NODES3} | {"proxy-final-site", "database-tls-enforced", "deployment"}, ops
+        # and each host's helper upload (the helper travels as a file asset: issue 11)
+        uploads = {n for n in created if n.startswith("host-helper-") and n.endswith("-upload")}
+        assert len(uploads) == len({n for n in ops if n.startswith("host-helper-") and not n.endswith("-upload")}) > 0, ops
+        assert created == {f"{n}-db-ca" for n in NODES3} | {"proxy-final-site", "database-tls-enforced", "deployment"} | uploads, ops
         # and the per-node barriers (`<node>-cluster-ready`, no command) are gone: each node's
         # restart waits for `cluster-gossip-stopped` itself
         # and the units' own command (its files joined the firewall's: the ledger hands them over)

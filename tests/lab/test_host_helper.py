@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from components import cluster_render
-from components.host_helper import HELPER_DIR, HELPER_PATH, LOCK_FILE
+from components.host_helper import HELPER_DIR, HELPER_PATH, LOCK_FILE, UPLOAD_PATH
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.lab import PROXY_IP, SERVER_NAME, diff, snapshot
@@ -126,6 +126,9 @@ def test_a_non_root_user_with_passwordless_sudo_works_end_to_end(lab: Lab, tmp_p
         assert ev.ok, _failures(ev)
         owner = lab.ssh("mm2", f"stat -c %U.%a /etc/mmtls-race/d1/sub/f.conf {HELPER_PATH}")
         assert owner.stdout.split() == ["root.644", "root.755"], owner.stdout
+        # the helper came as the user's SFTP upload into its home, and the install removed it
+        home = lab.ssh("mm2", f"ls -A /home/{SUDO_USER}").stdout.split()
+        assert home and UPLOAD_PATH not in home, home
         ev = replay.destroy(project, "race", state_path=state, parallel=4)
         assert ev.ok, _failures(ev)
         assert diff(before, snapshot(lab, "mm2")) == []

@@ -4,16 +4,19 @@ every command on that host depends on it, and no command text grows with the fil
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
 
 from components.deployment import DEPLOYMENT_TYPE
-from components.host_helper import SUDO
+from components.host_helper import HELPER_SOURCE, SUDO, UPLOAD_PATH
 from components.remote_files import READ_COMMAND, read_manifest
+from lab.replay.props import ASSET_SIG, SIG_KEY
 from tests.helpers.program import Program
 
 COMMAND = "command:remote:Command"
+COPY = "command:remote:CopyToRemote"
 LIMIT = 4096
 
 
@@ -51,10 +54,14 @@ def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Prog
     for h in helpers.values():
         assert h.name == f"host-helper-{h.inputs['connection']['host']}" and not h.inputs.get("triggers")
         assert h.parent_urn == cluster.get("deployment", DEPLOYMENT_TYPE).urn
+        upload = cluster.get(f"{h.name}-upload", COPY)
+        assert upload.parent_urn == h.parent_urn and upload.inputs["connection"] == h.inputs["connection"]
+        assert upload.urn in h.dependencies, f"{h.name} installs before its upload"
         # and, but for the proxy's (it runs the capture), after NGINX's live site was accepted
-        assert passed.urn in h.dependencies and set(h.dependencies) <= {passed.urn, live.urn}, (
-            f"{h.name} is installed before every preflight passed"
-        )
+        for r in (h, upload):
+            assert passed.urn in r.dependencies and set(r.dependencies) <= {passed.urn, live.urn, upload.urn}, (
+                f"{r.name} is on the host before every preflight passed"
+            )
 
 
 def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Program) -> None:
@@ -77,8 +84,30 @@ def test_a_non_root_ssh_user_runs_every_command_through_sudo(program: Any, lab_c
     """README promises a user with passwordless sudo (issue 10): `sudo -n` never waits for a
     password, it fails at once if sudo would ask."""
     ev = program({**lab_config, "ssh": {"user": "deploy"}})
-    texts = [t for r in commands(ev) for k in ("create", "update", "delete") if isinstance(t := r.inputs.get(k), str)]
+    texts = [t for r in commands(ev) for k in ("create", "update", "delete") if isinstance(t := r.inputs.get(k), str)
+             if not r.name.startswith("host-helper-")]
     assert texts and all(t.startswith(SUDO + "/bin/sh ") for t in texts), [t[:60] for t in texts if not t.startswith("sudo")][:3]
+    # the helper's install and uninstall read and remove the upload in the user's home as that
+    # user; what they do as root runs through the same sudo
+    helpers = [r for r in commands(ev) if r.name.startswith("host-helper-")]
+    for r in helpers:
+        for k in ("create", "delete"):
+            lines = r.inputs[k].split("\n")
+            assert lines[0] == "set -eu" and any(line.startswith(SUDO + "/bin/sh -c ") for line in lines), (r.name, k)
+            assert not any(line.startswith("/bin/sh") for line in lines), (r.name, k)
+
+
+def test_the_helper_travels_as_a_file_asset_and_its_version_shows_in_the_install(cluster: Program) -> None:
+    """The state holds the helper's path and SHA-256, not its text (issue 11: state per node);
+    the install's text names the SHA-256 it accepts, so a preview shows a new helper version."""
+    sha = hashlib.sha256(HELPER_SOURCE.read_bytes()).hexdigest()
+    uploads = [r for r in cluster.resources if r.type == COPY]
+    assert uploads and all(r.name.startswith("host-helper-") and r.name.endswith("-upload") for r in uploads)
+    for r in uploads:
+        assert r.inputs["source"] == {SIG_KEY: ASSET_SIG, "path": str(HELPER_SOURCE)} and r.inputs["remotePath"] == UPLOAD_PATH
+        install = cluster.get(r.name.removesuffix("-upload"))
+        assert not install.inputs.get("stdin") and f"want={sha}" in install.inputs["create"]
+        assert "update" not in install.inputs, "an update runs `create`: the text is stored once"
 
 
 def test_root_runs_the_helper_directly(cluster: Program) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from components.deployment import DEPLOYMENT_TYPE
+from components.host_helper import UPLOAD_SUFFIX
 from lab.replay import Secret, State, evaluate
 from lab.replay.state import load as load_state
 from tests.helpers.program import CLUSTER_TYPE, KEY, PROJECT_DIR, lab_config_for, write_inventory
@@ -41,8 +42,14 @@ lists the four unit files of the removed `<node>-cluster-units` (every byte the 
 so the helper installs and activates nothing; it only records the new owner in its ledger)."""
 
 
+HELPER_INSTALL = "host-helper-"
+"""Each host's helper install (`host-helper-<address>`) is updated on purpose since the helper
+travels as a file asset (issue 11: state per node): its upload `host-helper-<address>-upload` is
+a create, and the install's new text reads the upload (same helper bytes on the host)."""
+
+
 def _updated(name: str) -> bool:
-    return name.endswith(UPDATED_SINCE_MAIN)
+    return name.endswith(UPDATED_SINCE_MAIN) or (name.startswith(HELPER_INSTALL) and not name.endswith(UPLOAD_SUFFIX))
 
 
 def _removed(urn_or_name: str) -> bool:
@@ -189,7 +196,8 @@ def test_an_upgrade_from_main_changes_nothing(
 def test_the_deployment_component_moves_the_prod_stack_without_a_change(before_deployment_tree: Path, tmp_path: Path) -> None:
     """The prod stack (cluster on) as BEFORE_DEPLOYMENT's program left it, previewed with this
     program: the Deployment component is the one create, every resource of the state is `same`
-    (found through its own alias or the one inherited from its parent), nothing is deleted."""
+    (found through its own alias or the one inherited from its parent), nothing is deleted; but
+    for each host's helper upload (a create) and install (an update): see HELPER_INSTALL."""
     config = {"sshPrivateKey": Secret(KEY)}
     before = _main_state(before_deployment_tree, "prod", config, tmp_path / "before.json")
     assert any(r.type == CLUSTER_TYPE for r in before.resources), "the prod stack runs a cluster"
@@ -198,8 +206,11 @@ def test_the_deployment_component_moves_the_prod_stack_without_a_change(before_d
     assert not now.program_error, now.program_error
     ops = {s.urn: s.op for s in now.steps}
     (deployment,) = now.by_type(DEPLOYMENT_TYPE)
-    assert {u: op for u, op in ops.items() if op != "same"} == {deployment.urn: "create"}
-    assert len(now.resources) == len(before.resources) + 1
+    uploads = {r.urn: "create" for r in now.resources if r.name.startswith(HELPER_INSTALL) and r.name.endswith(UPLOAD_SUFFIX)}
+    installs = {r.urn: "update" for r in now.resources if _updated(r.name) and r.name.startswith(HELPER_INSTALL)}
+    assert uploads and installs
+    assert {u: op for u, op in ops.items() if op != "same"} == {deployment.urn: "create", **uploads, **installs}
+    assert len(now.resources) == len(before.resources) + 1 + len(uploads)
     assert {r.urn for r in before.resources} <= {a for r in now.resources for a in r.aliases}, "each old URN claimed"
 
 

@@ -293,30 +293,48 @@ def test_self_contained_restore_ignores_its_stdin(tree: Path) -> None:
 
 
 def test_install_and_uninstall_keep_the_helper_while_state_remains(tmp_path: Path) -> None:
-    helper = tmp_path / "lib" / "helper-v1"
+    """The install command as the SSH user's shell runs it: the upload (CopyToRemote's copy in
+    the user's home) is checked against the SHA-256 in the command text, installed and removed."""
+    home, helper = tmp_path / "home", tmp_path / "lib" / "helper-v1"
     state, lock = tmp_path / "state", tmp_path / "lock"
-    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=host_helper.helper_stdin(), capture_output=True, text=True)
+    home.mkdir()
+    upload = home / host_helper.UPLOAD_PATH
+    env = {**os.environ, "HOME": str(home)}
+    install = host_helper.install_command(False, str(helper))
+
+    def run(text: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/bin/sh", "-c", text], capture_output=True, text=True, env=env)
+
+    upload.write_bytes(host_helper.HELPER_SOURCE.read_bytes())
+    r = run(install)
     assert r.returncode == 0, r.stderr
     assert helper.read_text() == host_helper.helper_source() and oct(helper.stat().st_mode & 0o777) == "0o755"
     assert r.stdout.strip().endswith(hashlib.sha256(helper.read_bytes()).hexdigest())
-    # the first line is readable and names the version; the rest is packed
-    head = host_helper.helper_stdin().split("\n", 1)[0]
-    assert head.startswith("mmtls-helper.sh sha256 ") and len(host_helper.helper_stdin()) * 2 < len(host_helper.helper_source())
-    # an input that does not match the hash its first line names leaves the installed helper alone
-    other = host_helper.helper_stdin(host_helper.helper_source() + "# changed\n").split("\n", 1)[1]
-    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=head + "\n" + other, capture_output=True, text=True)
-    assert r.returncode != 0 and "damaged input" in r.stderr
+    assert not upload.exists() and os.listdir(home) == [], "the upload stays in the user's home"
+    # run again (an update of the command text only: the unchanged file is not copied again)
+    r = run(install)
+    assert r.returncode == 0 and r.stdout.strip() == f"host helper {helper}: sha256 {host_helper.helper_sha256()}", r.stderr
+    # an upload that is not the version the command names leaves the installed helper alone
+    upload.write_text(host_helper.helper_source() + "# changed\n")
+    r = run(install)
+    assert r.returncode != 0 and "not " + host_helper.helper_sha256() in r.stderr and "--replace" in r.stderr, r.stderr
     assert helper.read_text() == host_helper.helper_source() and not Path(f"{helper}.new").exists()
-    uninstall = host_helper.render_uninstall(str(helper), str(state), str(lock))
+    # no upload and an installed helper of another version: refused, naming the fix
+    upload.unlink()
+    r = run(host_helper.install_command(False, str(helper), sha256="0" * 64))
+    assert r.returncode != 0 and "no upload" in r.stderr and helper.read_text() == host_helper.helper_source()
+    uninstall = host_helper.uninstall_command(False, str(helper), str(state), str(lock))
     state.mkdir()
     lock.write_text("")
-    r = subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True)
+    upload.write_text("left by a failed install\n")
+    r = run(uninstall)
     assert r.returncode == 0 and helper.exists() and "kept" in r.stdout
+    assert not upload.exists()
     state.rmdir()
-    r = subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True)
+    r = run(uninstall)
     assert r.returncode == 0 and not helper.exists() and not lock.exists() and not helper.parent.exists()
     # safe to run twice
-    assert subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True).returncode == 0
+    assert run(uninstall).returncode == 0
 
 
 def test_run_scripts_keep_the_callers_umask(tree: Path) -> None:

@@ -11,6 +11,8 @@ Go-quoted and ALL of stdout and stderr as received (pulumi-command v1.2.1
 `fmt.Errorf("%w: running %q:\n%s", err, cmd, stdouterrbuf.String())`). The provider does this
 whether the command text, its stdin or its stdout/stderr are secret, and whatever `logging`
 says; the engine then masks only secret config values (see `props.Redactor`).
+
+Also `remote.CopyToRemote` for file assets (see `CopyToRemote`).
 """
 
 from __future__ import annotations
@@ -119,4 +121,48 @@ class Command(Provider):
         return _trim(result.stdout), _trim(result.stderr)
 
 
-PROVIDERS: list[Provider] = [Command()]
+class CopyToRemote(Provider):
+    """pulumi-command `remote.CopyToRemote` (provider/pkg/provider/remote/copyController.go):
+    outputs are exactly the inputs (`CopyToRemoteOutputs{input}`); a preview copies nothing;
+    create copies; an update copies only when the source's hash or `remotePath` changed
+    (`needCopy`); only `triggers` replaces (the SDK's `replaceOnChanges: triggers[*]`); delete
+    does nothing (no `Delete` method: a copied file stays on the host). Only file assets: the
+    program copies nothing else (archives and text assets fail the step here)."""
+
+    type = "command:remote:CopyToRemote"
+
+    def replace_keys(self, changed: set[str]) -> set[str]:
+        return changed & {"triggers"}
+
+    def create(self, ctx: Context, res: Resource, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if ctx.preview:
+            return "", dict(inputs)
+        self._copy(ctx, inputs)
+        return secrets.token_hex(8), dict(inputs)
+
+    def update(self, ctx: Context, old: Resource, res: Resource, inputs: dict[str, Any]) -> dict[str, Any]:
+        if ctx.preview:
+            return dict(inputs)
+        olds = old.inputs
+        if _hash(inputs) != _hash(olds) or inputs.get("remotePath") != olds.get("remotePath"):
+            self._copy(ctx, inputs)
+        return dict(inputs)
+
+    def _copy(self, ctx: Context, inputs: dict[str, Any]) -> None:
+        if ctx.runner is None:
+            raise StepFailed("no command runner configured")
+        source = inputs.get("source")
+        if not isinstance(source, dict) or not props.is_asset(source) or not source.get("path"):
+            raise StepFailed("the replay engine copies only file assets (pulumi.FileAsset)")
+        try:
+            ctx.runner.copy(dict(inputs.get("connection") or {}), str(source["path"]), str(inputs["remotePath"]))
+        except RunnerError as exc:
+            raise StepFailed(str(exc)) from None
+
+
+def _hash(inputs: dict[str, Any]) -> Any:
+    source = inputs.get("source")
+    return source.get("hash") if isinstance(source, dict) else None
+
+
+PROVIDERS: list[Provider] = [Command(), CopyToRemote()]

@@ -1,0 +1,3 @@
+set -eu
+@uninstall@
+rm -f -- "$HOME"/@upload@
