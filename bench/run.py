@@ -36,6 +36,12 @@ sys.path.insert(0, sys.argv[1])
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from lab.replay import Secret, evaluate
+import importlib.util
+# this tree's measure of the sealed state, also for an older tree's evaluation
+_spec = importlib.util.spec_from_file_location("bench_sealed_state", sys.argv[3] + "/lab/replay/state.py")
+sealed = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = sealed  # its dataclasses look their module up
+_spec.loader.exec_module(sealed)
 
 def pub():
     return ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
@@ -68,6 +74,7 @@ dials = commands + ev.by_type("command:remote:CopyToRemote")
 print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "gc_cpu": round(gc_time[0], 2), "seconds": round(took, 2), "resources": len(ev.resources),
                   "edges": edges, "commands": len(commands),
                   "state_bytes": len(json.dumps(ev.state.to_json(), indent=1)) + 1,
+                  "state_sealed_bytes": sealed.encrypted_bytes(ev.state),
                   "largest_command": max(len(t) for c in commands for t in c.command_texts()),
                   "commands_per_node_host": max(sum(1 for c in dials if c.inputs["connection"]["host"] == x["address"])
                                                 for x in nodes),
@@ -98,7 +105,7 @@ def evaluate_size(root: Path, n: int, timeout: float | None = None, repeat: int 
 def _evaluate_once(root: Path, n: int, timeout: float | None) -> dict[str, float] | None:
     try:
         r = subprocess.run(
-            [sys.executable, "-c", _EVAL, str(root), str(n)], capture_output=True, text=True, cwd=root, timeout=timeout
+            [sys.executable, "-c", _EVAL, str(root), str(n), str(ROOT)], capture_output=True, text=True, cwd=root, timeout=timeout
         )
     except subprocess.TimeoutExpired:
         return None
@@ -112,7 +119,8 @@ def print_row(label: str, row: dict[str, float]) -> None:
     print(
         f"  {label}{row['nodes']:>4} nodes: CPU {row['cpu']:>7.2f} s ({1000 * row['cpu'] / row['resources']:.1f} ms/resource, "
         f"garbage collection {row.get('gc_cpu', 0):.2f} s), "
-        f"{row['resources']:>5} resources, {row['edges']:>7} edges, state {row['state_bytes'] / 1024:,.0f} KiB, "
+        f"{row['resources']:>5} resources, {row['edges']:>7} edges, state {row['state_bytes'] / 1024:,.0f} KiB "
+        f"({row['state_sealed_bytes'] / 1024:,.0f} KiB with secrets sealed as a backend stores them), "
         f"largest command {row['largest_command'] / 1024:.1f} KiB, SSH connections per node host (fresh up) "
         f"{row['commands_per_node_host']}, peak RSS {row['max_rss_mib']} MiB"
     )
@@ -130,6 +138,9 @@ def bench_program(sizes: list[int], repeat: int = 1) -> list[dict[str, float]]:
         a, b = by_n[10], by_n[100]
         per = (b["cpu"] / b["resources"]) / (a["cpu"] / a["resources"])
         print(f"  CPU per resource, 100 vs 10 nodes: x{per:.2f} (target <= x1.5)")
+    for r in rows:
+        print(f"  state per node at {r['nodes']} nodes: {r['state_bytes'] / r['nodes'] / 1000:,.0f} kB "
+              f"({r['state_sealed_bytes'] / r['nodes'] / 1000:,.0f} kB sealed; target < 100 kB)")
     return rows
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.replay import props
 from lab.replay.model import ReplayError, Resource
 
 VERSION = 1
@@ -55,6 +56,50 @@ class State:
             outputs=data.get("outputs", {}),
             secret_outputs=set(data.get("secretOutputs", [])),
         )
+
+
+NONCE_BYTES, TAG_BYTES = 12, 16
+"""AES-256-GCM as Pulumi's passphrase and service secrets managers use it: a 12-byte nonce and a
+16-byte tag (pulumi sdk/go/common/resource/config/crypt.go `symmetricCrypter.EncryptValue`:
+`v1:<base64 nonce>:<base64 sealed>`)."""
+
+
+def encrypted_bytes(state: State) -> int:
+    """Bytes of this state's file if every secret value were stored as a Pulumi backend stores
+    it: `{sig: secret, ciphertext: "v1:<nonce>:<sealed>"}` of the value's compact JSON (Go's
+    `json.Marshal`, which also writes <, > and & as \\u003c...). The replay keeps secrets in clear,
+    which is smaller: a figure from this file alone would flatter the program."""
+    data = state.to_json()
+    records = data["resources"] + data["pendingDeletes"]
+    for record, res in zip(records, [*state.resources, *state.pending_deletes], strict=True):
+        for side, paths in (("inputs", res.secret_inputs), ("outputs", res.secret_outputs)):
+            record[side] = _sealed(record.get(side) or {}, paths)
+    data["outputs"] = _sealed(data["outputs"], state.secret_outputs)
+    return len(json.dumps(data, indent=1)) + 1
+
+
+def _sealed(values: dict[str, Any], paths: set[str]) -> dict[str, Any]:
+    out = json.loads(json.dumps(values))
+    for path in sorted(paths, key=len, reverse=True):  # innermost first
+        parts: list[Any] = [int(p) if p.isdigit() else p for p in path.replace("[", ".").replace("]", "").split(".") if p]
+        parent: Any = out
+        for part in parts[:-1]:
+            parent = parent[part] if isinstance(parent, (dict, list)) else None
+        last = parts[-1] if parts else None
+        if parent is None or last is None:
+            continue
+        if isinstance(parent, dict) and last not in parent:
+            continue
+        plain = json.dumps(parent[last], separators=(",", ":"), ensure_ascii=False)
+        plain = plain.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+        sealed = len(plain.encode()) + TAG_BYTES
+        ciphertext = f"v1:{'A' * _b64(NONCE_BYTES)}:{'A' * _b64(sealed)}"
+        parent[last] = {props.SIG_KEY: props.SECRET_SIG, "ciphertext": ciphertext}
+    return out
+
+
+def _b64(n: int) -> int:
+    return 4 * ((n + 2) // 3)
 
 
 def load(path: Path) -> State:

@@ -1,0 +1,43 @@
+"""The state's size as a Pulumi backend would store it: every secret value sealed (AES-256-GCM,
+`v1:<nonce>:<sealed>`), never smaller than the replay's clear-text file."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from pathlib import Path
+
+from lab.replay.model import Resource
+from lab.replay.props import SECRET_SIG, SIG_KEY
+from lab.replay.state import State, encrypted_bytes, save
+
+
+def _state(secret: bool) -> State:
+    conn = {"host": "10.0.0.1", "privateKey": "-----BEGIN KEY-----\nabc&<>\n-----END KEY-----\n"}
+    res = Resource(urn="urn:x", type="command:remote:Command", name="x", parent_urn=None, custom=True,
+                   inputs={"connection": conn, "create": "true"}, outputs={"connection": conn, "stdout": ""},
+                   secret_inputs={"connection"} if secret else set(), secret_outputs={"connection"} if secret else set())
+    return State(project="p", stack="s", resources=[res])
+
+
+def test_without_secrets_it_is_the_state_file(tmp_path: Path) -> None:
+    state = _state(secret=False)
+    save(tmp_path / "s.json", state)
+    assert encrypted_bytes(state) == len((tmp_path / "s.json").read_text())
+
+
+def test_a_secret_is_counted_as_its_sealed_json(tmp_path: Path) -> None:
+    state = _state(secret=True)
+    save(tmp_path / "s.json", state)
+    clear = len((tmp_path / "s.json").read_text())
+    conn = state.resources[0].inputs["connection"]
+    # Go's json.Marshal: compact, with <, > and & escaped (6 bytes each)
+    plain = json.dumps(conn, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    sealed = "v1:" + base64.b64encode(bytes(12)).decode() + ":" + base64.b64encode(bytes(len(plain) + 16)).decode()
+    record = {SIG_KEY: SECRET_SIG, "ciphertext": sealed}
+    data = copy.deepcopy(state.to_json())  # to_json shares the resources' dicts
+    data["resources"][0]["inputs"]["connection"] = record
+    data["resources"][0]["outputs"]["connection"] = record
+    assert encrypted_bytes(state) == len(json.dumps(data, indent=1)) + 1
+    assert encrypted_bytes(state) > clear, "sealing adds the tag, the nonce and base64"
