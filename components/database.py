@@ -44,6 +44,13 @@ from components.remote_files import (
 )
 
 
+class ConfigRunError(ConfigError, pulumi.RunError):
+    """A ConfigError found inside an apply. It surfaces after __main__.py returned (the SDK
+    re-raises it from `wait_for_rpcs`, pulumi/pulumi sdk/python/lib/pulumi/runtime/stack.py),
+    where __main__'s conversion cannot catch it; as a RunError the CLI still prints the message
+    alone (sdk/python/cmd/pulumi-language-python-exec)."""
+
+
 @dataclass(frozen=True)
 class DatabasePreflight:
     """What `database_preflight` hands on: the read-only checks `preflights-passed` waits for, and
@@ -114,7 +121,7 @@ def database_preflight(args: DatabasePreflightArgs, opts: pulumi.ResourceOptions
             found, skip = accounts.parse_accounts(out)
             return accounts.plan_hosts(found, user=user, clients=clients, skip_name_resolve=skip)
         except accounts.AccountError as e:
-            raise ConfigError(f"{PROJECT}:database.user: {e}") from None
+            raise ConfigRunError(f"{PROJECT}:database.user: {e}") from None
 
     hosts = read.stdout.apply(plan)
     checked = remote.Command("database-accounts-checked", connection=connection, triggers=[hosts], opts=opts)
@@ -345,7 +352,7 @@ class Database(pulumi.ComponentResource):
                         engine, admin_user=admin_user, admin_password=password, address=address, port=port, ca_file=ca_file
                     )
                 except ValueError as e:  # the schema checked the password (components/passwords.py)
-                    raise ConfigError(f"{PROJECT}:{e}") from None
+                    raise ConfigRunError(f"{PROJECT}:{e}") from None
 
             admin_secret: pulumi.Output[str] = pulumi.Output.secret(admin_password.apply(secret_file))
         else:
