@@ -33,15 +33,8 @@ from components.config import PROJECT, ConfigError, Gitlab
 from components.config import Database as DatabaseConfig
 from components.database_enforcement import moved_child
 from components.pki import Pki, split_sans
-from components.remote_files import (
-    FileSpec,
-    ManagedFile,
-    encode_bundle,
-    managed_block,
-    managed_files,
-    read_script,
-    run_script,
-)
+from components.remote_files import ManagedFile, managed_block, managed_files, read_script, run_script
+from components.remote_files_render import FileSpec, encode_bundle
 
 
 class ConfigRunError(ConfigError, pulumi.RunError):

@@ -20,7 +20,7 @@ import pytest
 from components import config as config_mod
 from components import database_render as r
 from components.config import PROJECT
-from components.remote_files import stdin_contents
+from components.remote_files_render import stdin_contents
 from tests.helpers.pulumi_mocks import ProviderMocks, RecordingMonitor, Registration, runs, start, unwrap
 from tests.helpers.stack_config import HOST_KEYS, lab_like
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from components.deployment import DEPLOYMENT_TYPE
-from components.host_helper import SUDO
-from components.remote_files import READ_COMMAND, read_manifest
+from components.host_helper_render import SUDO
+from components.remote_files_render import READ_COMMAND, read_manifest
 from tests.helpers.program import Program
 
 COMMAND = "command:remote:Command"

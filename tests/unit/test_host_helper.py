@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from components import host_helper
-from components.remote_files import (
+from components import host_helper_render
+from components.remote_files_render import (
     FileSpec,
     encode_bundle,
     read_manifest,
@@ -32,7 +32,7 @@ v0 = module_at("2d3e109", "components/remote_files.py", "remote_files_v0")
 """components/remote_files.py before the host helper: hosts configured by that layout converge
 under the helper and still restore."""
 
-HELPER = str(host_helper.HELPER_SOURCE)
+HELPER = str(host_helper_render.HELPER_SOURCE)
 SHELLS = [s for s in ("/bin/dash", "/bin/bash") if Path(s).exists()]
 
 
@@ -60,7 +60,7 @@ def test_shellcheck_finds_nothing_in_the_helper() -> None:
 def test_the_stored_interface_is_pinned() -> None:
     """Delete commands already in a stack's state call exactly these texts: changing them (or the
     path) would strand every stored delete, so a new interface must be helper-v2 beside v1."""
-    assert host_helper.HELPER_PATH == "/usr/local/lib/mattermost-transport-encryption/helper-v1"
+    assert host_helper_render.HELPER_PATH == "/usr/local/lib/mattermost-transport-encryption/helper-v1"
     assert render_call("files-restore", "mm1-tls-files") == (
         "/bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-restore mm1-tls-files"
     )
@@ -295,19 +295,19 @@ def test_self_contained_restore_ignores_its_stdin(tree: Path) -> None:
 def test_install_and_uninstall_keep_the_helper_while_state_remains(tmp_path: Path) -> None:
     helper = tmp_path / "lib" / "helper-v1"
     state, lock = tmp_path / "state", tmp_path / "lock"
-    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=host_helper.helper_stdin(), capture_output=True, text=True)
+    r = subprocess.run(["/bin/sh", "-c", host_helper_render.render_install(str(helper))], input=host_helper_render.helper_stdin(), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert helper.read_text() == host_helper.helper_source() and oct(helper.stat().st_mode & 0o777) == "0o755"
+    assert helper.read_text() == host_helper_render.helper_source() and oct(helper.stat().st_mode & 0o777) == "0o755"
     assert r.stdout.strip().endswith(hashlib.sha256(helper.read_bytes()).hexdigest())
     # the first line is readable and names the version; the rest is packed
-    head = host_helper.helper_stdin().split("\n", 1)[0]
-    assert head.startswith("mmtls-helper.sh sha256 ") and len(host_helper.helper_stdin()) * 2 < len(host_helper.helper_source())
+    head = host_helper_render.helper_stdin().split("\n", 1)[0]
+    assert head.startswith("mmtls-helper.sh sha256 ") and len(host_helper_render.helper_stdin()) * 2 < len(host_helper_render.helper_source())
     # an input that does not match the hash its first line names leaves the installed helper alone
-    other = host_helper.helper_stdin(host_helper.helper_source() + "# changed\n").split("\n", 1)[1]
-    r = subprocess.run(["/bin/sh", "-c", host_helper.render_install(str(helper))], input=head + "\n" + other, capture_output=True, text=True)
+    other = host_helper_render.helper_stdin(host_helper_render.helper_source() + "# changed\n").split("\n", 1)[1]
+    r = subprocess.run(["/bin/sh", "-c", host_helper_render.render_install(str(helper))], input=head + "\n" + other, capture_output=True, text=True)
     assert r.returncode != 0 and "damaged input" in r.stderr
-    assert helper.read_text() == host_helper.helper_source() and not Path(f"{helper}.new").exists()
-    uninstall = host_helper.render_uninstall(str(helper), str(state), str(lock))
+    assert helper.read_text() == host_helper_render.helper_source() and not Path(f"{helper}.new").exists()
+    uninstall = host_helper_render.render_uninstall(str(helper), str(state), str(lock))
     state.mkdir()
     lock.write_text("")
     r = subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True)
