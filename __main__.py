@@ -15,6 +15,14 @@ from components.deployment import Deployment
 # grew faster than the resources (bench/run.py prints the GC share). Fewer young collections
 # let them die young; the memory cost is a few MB of garbage held a little longer.
 gc.set_threshold(50_000, 10, 10)
-deployment = Deployment(config.load())
+try:
+    deployment = Deployment(config.load())
+except config.ConfigError as e:
+    # A RunError is printed as its message alone; any other exception as "Program failed with an
+    # unhandled exception" and a traceback (pulumi/pulumi sdk/python/cmd/pulumi-language-python-exec,
+    # `except pulumi.RunError as e: pulumi.log.error(str(e))`). ConfigError stays plain so the
+    # config and the renderers never import Pulumi; the checks that run inside an apply raise
+    # components.database.ConfigRunError, because they fail after this line has returned.
+    raise pulumi.RunError(str(e)) from None
 for name, value in deployment.exports.items():
     pulumi.export(name, value)

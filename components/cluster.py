@@ -36,7 +36,8 @@ from pulumi_command import remote
 from components import cluster_render as r
 from components.config import Cluster as ClusterSection
 from components.platform import Platform
-from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
+from components.remote_files import ManagedFile, managed_files, run_script
+from components.remote_files_render import FileSpec
 
 
 def _reactivated(

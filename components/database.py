@@ -33,15 +33,15 @@ from components.config import PROJECT, ConfigError, Gitlab
 from components.config import Database as DatabaseConfig
 from components.database_enforcement import moved_child
 from components.pki import Pki, split_sans
-from components.remote_files import (
-    FileSpec,
-    ManagedFile,
-    encode_bundle,
-    managed_block,
-    managed_files,
-    read_script,
-    run_script,
-)
+from components.remote_files import ManagedFile, managed_block, managed_files, read_script, run_script
+from components.remote_files_render import FileSpec, encode_bundle
+
+
+class ConfigRunError(ConfigError, pulumi.RunError):
+    """A ConfigError found inside an apply. It surfaces after __main__.py returned (the SDK
+    re-raises it from `wait_for_rpcs`, pulumi/pulumi sdk/python/lib/pulumi/runtime/stack.py),
+    where __main__'s conversion cannot catch it; as a RunError the CLI still prints the message
+    alone (sdk/python/cmd/pulumi-language-python-exec)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def database_preflight(args: DatabasePreflightArgs, opts: pulumi.ResourceOptions
             found, skip = accounts.parse_accounts(out)
             return accounts.plan_hosts(found, user=user, clients=clients, skip_name_resolve=skip)
         except accounts.AccountError as e:
-            raise ConfigError(f"{PROJECT}:database.user: {e}") from None
+            raise ConfigRunError(f"{PROJECT}:database.user: {e}") from None
 
     hosts = read.stdout.apply(plan)
     checked = remote.Command("database-accounts-checked", connection=connection, triggers=[hosts], opts=opts)
@@ -345,7 +345,7 @@ class Database(pulumi.ComponentResource):
                         engine, admin_user=admin_user, admin_password=password, address=address, port=port, ca_file=ca_file
                     )
                 except ValueError as e:  # the schema checked the password (components/passwords.py)
-                    raise ConfigError(f"{PROJECT}:{e}") from None
+                    raise ConfigRunError(f"{PROJECT}:{e}") from None
 
             admin_secret: pulumi.Output[str] = pulumi.Output.secret(admin_password.apply(secret_file))
         else:

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from components.passwords import check_password  # re-exported: database.py checks dbPassword with it
 from components.platform import DEBIAN, STATE_DIR, Platform
-from components.remote_files import encode_bundle
+from components.remote_files_render import encode_bundle
 from components.shell import piece, q, script
 from components.tls_files import TlsFiles
 

@@ -33,7 +33,8 @@ from components.config import DatabaseReplica as DatabaseReplicaConfig
 from components.database import database_control
 from components.database_enforcement import moved_child
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files, read_script
+from components.remote_files import ManagedFile, managed_block, managed_files, read_script
+from components.remote_files_render import FileSpec
 
 
 class DatabaseLike(Protocol):

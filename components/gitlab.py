@@ -26,7 +26,8 @@ from pulumi_command import remote
 from components import gitlab_render
 from components.config import Gitlab
 from components.pki import Pki, split_sans
-from components.remote_files import FileSpec, ManagedFile, managed_block, managed_files
+from components.remote_files import ManagedFile, managed_block, managed_files
+from components.remote_files_render import FileSpec
 
 
 @dataclass(frozen=True)

@@ -48,14 +48,8 @@ from components import nginx_live, nginx_render
 from components.config import Proxy
 from components.node import MattermostNode
 from components.pki import Pki, split_sans
-from components.remote_files import (
-    HELPER_PATH,
-    FileSpec,
-    ManagedFile,
-    encode_bundle,
-    render_files_restore,
-    run_script,
-)
+from components.remote_files import ManagedFile, run_script
+from components.remote_files_render import HELPER_PATH, FileSpec, encode_bundle, render_files_restore
 
 
 class _ReloadOptions(TypedDict, total=False):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NotRequired, TypedDict, Unpack
 
-from components.remote_files import STATE_DIR, FileSpec, render_files_apply
+from components.remote_files_render import STATE_DIR, FileSpec, render_files_apply
 from components.shell import fill, q, script
 from components.tls_files import TlsFiles
 
@@ -244,7 +244,7 @@ def render_site_handback(
         transition_owner, transition_specs, validate=validate, activate=transition_activate,
         state_dir=state_dir, helper=helper,
     )
-    # "cat; }" is where the script reads the bundle (remote_files._self_contained)
+    # "cat; }" is where the script reads the bundle (remote_files_render._self_contained)
     assert apply.count("cat; }") == back.count("cat; }") == 1
     return apply.replace("cat; }", f"{head}; }}", 1), back.replace("cat; }", f"{tail}; }}", 1)
 

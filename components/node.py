@@ -26,7 +26,8 @@ from components.config import Database as DatabaseConfig
 from components.db_replicas import database_targets
 from components.pki import Pki, split_sans
 from components.platform import platform_for
-from components.remote_files import FileSpec, ManagedFile, managed_files, read_script
+from components.remote_files import ManagedFile, managed_files, read_script
+from components.remote_files_render import FileSpec
 
 
 class DatabaseLike(Protocol):

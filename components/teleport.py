@@ -27,7 +27,8 @@ from components import teleport_render
 from components.config import Teleport
 from components.pki import Pki
 from components.platform import platform_for
-from components.remote_files import FileSpec, ManagedFile, managed_files, run_script
+from components.remote_files import ManagedFile, managed_files, run_script
+from components.remote_files_render import FileSpec
 
 UNIT = "teleport-mattermost"
 UNIT_FILE = f"/etc/systemd/system/{UNIT}.service"

@@ -13,7 +13,7 @@ from typing import Any
 import tomli_w
 
 from components.platform import DEBIAN, Platform
-from components.remote_files import STATE_DIR
+from components.remote_files_render import STATE_DIR
 from components.shell import fill, script, template
 
 PID_FILE = "/var/run/teleport-mattermost.pid"

@@ -2,7 +2,8 @@
 
 Owns every decision about what a valid configuration is and every default. A bad value raises
 `ConfigError` naming the full key (e.g. `mattermost-transport-encryption:nodes[1].address`) and
-the fix; pulumi then stops the preview with that message and registers nothing.
+the fix; __main__.py hands it to Pulumi as a RunError, which stops the preview with that message
+(no traceback) and registers nothing.
 
 Values that reach a shell script or a configuration file (names, paths, users, addresses) are
 restricted to characters that cannot break out of either, on top of the quoting every renderer

@@ -10,7 +10,6 @@ import re
 import struct
 from typing import Annotated
 
-import pulumi
 from pydantic import (
     AfterValidator,
     Field,
@@ -23,8 +22,10 @@ PROJECT = "mattermost-transport-encryption"
 SECRET_KEYS = ("sshPrivateKey", "dbPassword", "dbAdminPassword", "proxyTlsKey", "teleportToken", "gitlabTlsKey")
 
 
-class ConfigError(pulumi.RunError):
-    """A configuration value is wrong; the message names the key and the fix."""
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the key and the fix. A plain exception,
+    so the config and the renderers stay free of Pulumi: __main__.py hands it to the Pulumi CLI
+    as a RunError (printed as the message alone, no traceback)."""
 
 
 # ---------------------------------------------------------------- restricted value types

@@ -38,7 +38,6 @@ from components.config.fields import (
     at_key,
     version_tuple,
 )
-from components.host_helper import UPLOAD_SUFFIX, helper_name
 from components.passwords import check_password
 from components.platform import PLATFORMS, Platform, platform_for
 
@@ -689,6 +688,16 @@ _HOSTKEY_MISSING = (
 
 
 # ---------------------------------------------------------------- resource names
+
+
+def helper_name(host: str, port: int) -> str:
+    """The host helper resource's name (components/host_helper.py registers it under this one):
+    the host's stable identity, its SSH address and port."""
+    return f"host-helper-{host}" + ("" if port == 22 else f"-{port}")
+
+
+UPLOAD_SUFFIX = "-upload"
+"""The helper's upload (a CopyToRemote) is named after its install: `host-helper-<address>-upload`."""
 
 
 def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:

@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from components import database_render as r
-from components import remote_files as rf
+from components import remote_files_render as rf
 from components.database_accounts import render_require_ssl_sql
 from components.platform import DEBIAN
 from tests.helpers.certs import make_ca, make_leaf, pem

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from components.host_helper import HELPER_DIR, LOCK_FILE
+from components.host_helper_render import HELPER_DIR, LOCK_FILE
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.certs import make_ca, make_leaf, pem

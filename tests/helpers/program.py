@@ -27,7 +27,7 @@ import pytest
 import yaml
 from google.protobuf import struct_pb2
 
-from components.remote_files import stdin_contents
+from components.remote_files_render import stdin_contents
 from lab.replay.model import Evaluation, Options, Resource
 from lab.replay.project import Secret, load_config, load_project, secret_keys
 from lab.replay.props import ASSET_SIG, SIG_KEY, decode_struct

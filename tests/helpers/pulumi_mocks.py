@@ -38,7 +38,7 @@ from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_in_stack
 
 from components.config import PROJECT
-from components.remote_files import command_script
+from components.remote_files_render import command_script
 from tests.helpers import certs
 
 # pulumi/sdk/python/lib/pulumi/runtime/rpc.py: _special_sig_key and _special_secret_sig, how a

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from components import cluster_render
-from components.host_helper import HELPER_DIR, HELPER_PATH, LOCK_FILE, UPLOAD_PATH
+from components.host_helper_render import HELPER_DIR, HELPER_PATH, LOCK_FILE, UPLOAD_PATH
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.lab import PROXY_IP, SERVER_NAME, diff, snapshot
@@ -45,7 +45,8 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
-from components.remote_files import FileSpec, ManagedFile, managed_files
+from components.remote_files import ManagedFile, managed_files
+from components.remote_files_render import FileSpec
 
 host = json.loads(Path(__file__).with_name("host.json").read_text())
 conn = remote.ConnectionArgs(

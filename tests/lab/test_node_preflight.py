@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from components.node_render import node_paths, render_preflight_script
-from components.remote_files import strict
+from components.remote_files_render import strict
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.lab import diff, snapshot

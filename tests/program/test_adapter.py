@@ -7,8 +7,6 @@ from these args: test_database, test_live_site_gate, test_db_replicas, test_urns
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -341,12 +339,3 @@ def test_a_narrowed_component_never_sees_the_stack_config(module: str) -> None:
 
 def test_the_probe_sees_the_stack_config_where_it_is_used() -> None:
     assert {"StackConfig", "connection_for"} <= _names_used("adapter")
-
-
-def test_the_accounts_decision_imports_no_pulumi() -> None:
-    """database_accounts decides on plain values (the Database component runs its scripts)."""
-    code = "import sys, components.database_accounts\nprint('\\n'.join(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    loaded = set(out.stdout.split())
-    assert "components.database_accounts" in loaded
-    assert not {m for m in loaded if m.split(".")[0] in ("pulumi", "pulumi_command")}, sorted(loaded)

@@ -93,7 +93,7 @@ def test_every_node_of_a_multi_node_stack_waits_out_nginx_fail_timeout_after_a_t
 ) -> None:
     """A renewal and each rotation phase restart every node one after another; each waits
     (node_render._settle) so NGINX never has them all marked failed at once."""
-    from components.remote_files import read_manifest
+    from components.remote_files_render import read_manifest
 
     ca = {"commonName": "Mattermost lab transport CA", "organization": "Lab", "rotation": "switch"}
     switch: Program = program({**lab_config, **EXTRAS, "ca": ca})

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from components import cluster_render as r
-from components.remote_files import stdin_contents
+from components.remote_files_render import stdin_contents
 from tests.helpers.certs import ssh_host_key, ssh_private_key
 from tests.helpers.program import (
     CLUSTER_TYPE,
@@ -346,7 +346,7 @@ def test_the_firewall_command_owns_the_units_and_stops_the_drift_check_before_th
     """The units joined the firewall's command (issue 11): its rules go live before the drift check
     that keeps them starts, and on delete the drift check stops before the rules go, so it can
     never put back what the delete is removing."""
-    from components.remote_files import read_manifest
+    from components.remote_files_render import read_manifest
 
     for n in NODES:
         fw = three.get(f"{n}-cluster-firewall")

@@ -20,7 +20,7 @@ import pytest
 from components import config as config_mod
 from components import database_render as r
 from components.config import PROJECT
-from components.remote_files import stdin_contents
+from components.remote_files_render import stdin_contents
 from tests.helpers.pulumi_mocks import ProviderMocks, RecordingMonitor, Registration, runs, start, unwrap
 from tests.helpers.stack_config import HOST_KEYS, lab_like
 
@@ -645,13 +645,16 @@ def test_mysql_anonymous_winner_stops_the_run_before_anything_changes() -> None:
         "import json, runpy, sys\n"
         "m = runpy.run_path(sys.argv[1])  # this module's own functions, in a fresh runtime\n"
         "run, error = m['run_accounts'](m['make_cfg']('mysql'), m['accounts_output']('mmuser@%', '@10.251.0.101'))\n"
-        "print(json.dumps({'error': str(error or ''), 'names': sorted(run.names())}))\n"
+        "import pulumi\n"
+        "print(json.dumps({'error': str(error or ''), 'run_error': isinstance(error, pulumi.RunError), 'names': sorted(run.names())}))\n"
     )
     root = Path(__file__).resolve().parents[2]
     res = subprocess.run([sys.executable, "-c", script, __file__], cwd=root, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert "mattermost-transport-encryption:database.user: node mm1 (10.251.0.101) would log in as the anonymous account ''@'10.251.0.101'" in out["error"]
+    # raised inside an apply, after __main__.py returned: a RunError itself, so the CLI prints it alone
+    assert out["run_error"], "the refusal must reach the language host as a RunError"
     names = set(out["names"])
     assert "database-accounts" in names
     assert not names & {"database-accounts-checked", "preflights-passed", "database-server-tls", "database-db-user-mmuser"}

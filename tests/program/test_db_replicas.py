@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from components.remote_files import READ_COMMAND, read_script_source
+from components.remote_files_render import READ_COMMAND, read_script_source
 from tests.helpers.certs import ssh_host_key
 from tests.helpers.program import Program, deps, files_in, run_stack
 

@@ -18,7 +18,7 @@ from components import adapter
 from components.config import StackConfig, parse
 from components.gitlab import GitlabMattermost
 from components.pki import Pki, PkiArgs
-from components.remote_files import stdin_contents
+from components.remote_files_render import stdin_contents
 from components.teleport import TeleportPlugin
 from tests.helpers.certs import self_signed
 from tests.helpers.pulumi_mocks import (

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from components.deployment import DEPLOYMENT_TYPE
-from components.host_helper import HELPER_SOURCE, SUDO, UPLOAD_PATH
-from components.remote_files import READ_COMMAND, read_manifest
+from components.host_helper_render import HELPER_SOURCE, SUDO, UPLOAD_PATH
+from components.remote_files_render import READ_COMMAND, read_manifest
 from lab.replay.props import ASSET_SIG, SIG_KEY
 from tests.helpers.program import Program
 

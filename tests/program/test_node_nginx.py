@@ -18,9 +18,9 @@ import pulumi
 import pytest
 
 from components import config as config_mod
-from components.host_helper import HELPER_PATH
+from components.host_helper_render import HELPER_PATH
 from components.node_render import cert_fingerprint_sha256
-from components.remote_files import read_manifest, stdin_contents
+from components.remote_files_render import read_manifest, stdin_contents
 from tests.helpers import certs
 from tests.helpers.nginx import guide_capture
 from tests.helpers.pulumi_mocks import ProviderMocks, RecordingMonitor, Registration, runs, start, unwrap

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from components.deployment import DEPLOYMENT_TYPE
-from components.remote_files import READ_COMMAND, read_script_source
+from components.remote_files_render import READ_COMMAND, read_script_source
 from tests.helpers.program import Program, deps, prod_config, prod_nodes
 from tests.helpers.pulumi_mocks import COMMAND
 

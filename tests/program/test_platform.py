@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from components.platform import PLATFORMS
-from components.remote_files import read_manifest
+from components.remote_files_render import read_manifest
 from tests.helpers.platform import FAKE
 from tests.helpers.program import Program, run_stack
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.remote_files import read_manifest, read_script_source
+from components.remote_files_render import read_manifest, read_script_source
 from tests.helpers.program import Program, Secret
 from tests.helpers.scripts import shellcheck
 

@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from components.remote_files import stdin_contents
+from components.remote_files_render import stdin_contents
 from lab.replay import Evaluation, Secret, evaluate
 from tests.helpers.program import PROJECT_DIR
 
@@ -68,7 +68,7 @@ def trust_contents(ev: Evaluation, name: str) -> list[str]:
     contents = stdin_contents(stdin)
     entries = [line for line in stdin.split("\n") if line.startswith("file ")]
     assert len(entries) == len(contents), name
-    # an entry line is `file MODE OWNER:GROUP SHA SIZE PATH` (remote_files._file_line)
+    # an entry line is `file MODE OWNER:GROUP SHA SIZE PATH` (remote_files_render._file_line)
     return [c for e, c in zip(entries, contents, strict=True) if e.split(" ", 5)[5].endswith(TRUST_FILES[name])]
 
 
@@ -184,7 +184,7 @@ def test_switch_waits_for_a_check_of_every_trust_file_that_it_holds_the_new_ca(p
     passed = ev.get("preflights-passed")
     new_ca = certs(ev.outputs["caCertPem"])[1]
     from components.ca_switch import pem_body
-    from components.remote_files import read_script_source
+    from components.remote_files_render import read_script_source
 
     for name in SWITCH_CHECKS:
         check = ev.get(name, "command:remote:Command")

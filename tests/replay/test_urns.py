@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from components.config.schema import UPLOAD_SUFFIX
 from components.deployment import DEPLOYMENT_TYPE
-from components.host_helper import UPLOAD_SUFFIX
 from lab.replay import Secret, State, evaluate
 from lab.replay.state import load as load_state
 from tests.helpers.program import CLUSTER_TYPE, KEY, PROJECT_DIR, lab_config_for, write_inventory

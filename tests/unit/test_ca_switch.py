@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from components.ca_switch import pem_body, render_switch_check
 from components.pki import trust_bundle
-from components.remote_files import strict
+from components.remote_files_render import strict
 
 
 def _ca(cn: str) -> str:

@@ -21,7 +21,7 @@ from components.database_accounts import (
     render_accounts_read,
     render_require_ssl_sql,
 )
-from components.remote_files import strict
+from components.remote_files_render import strict
 from tests.helpers.db_servers import Server
 from tests.helpers.scripts import run_script
 

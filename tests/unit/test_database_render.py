@@ -17,12 +17,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from components import database_render as r
-from components.remote_files import (
-    encode_bundle,
-    render_block_apply,
-    render_block_restore,
-    strict,
-)
+from components.remote_files_render import encode_bundle, render_block_apply, render_block_restore, strict
 from tests.helpers.db_servers import Server, make_pki, mysql_user_state, pg_user_state, user_state
 from tests.helpers.scripts import SHELLS, run_script
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from components import database_render as r
-from components.remote_files import encode_bundle, render_block_apply, render_block_restore, strict
+from components.remote_files_render import encode_bundle, render_block_apply, render_block_restore, strict
 from tests.helpers.db_servers import Server, user_state
 from tests.helpers.scripts import run_script
 

@@ -15,7 +15,7 @@ import pytest
 
 from components import gitlab_render as gr
 from components.config import parse
-from components.remote_files import encode_bundle, render_block_apply, render_block_restore
+from components.remote_files_render import encode_bundle, render_block_apply, render_block_restore
 from tests.helpers.certs import self_signed
 from tests.helpers.gitlab import HARNESS
 from tests.helpers.scripts import run_script, syntax_ok

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from components import host_helper
-from components.remote_files import (
+from components import host_helper_render
+from components.remote_files_render import (
     FileSpec,
     encode_bundle,
     read_manifest,
@@ -32,7 +32,7 @@ v0 = module_at("2d3e109", "components/remote_files.py", "remote_files_v0")
 """components/remote_files.py before the host helper: hosts configured by that layout converge
 under the helper and still restore."""
 
-HELPER = str(host_helper.HELPER_SOURCE)
+HELPER = str(host_helper_render.HELPER_SOURCE)
 SHELLS = [s for s in ("/bin/dash", "/bin/bash") if Path(s).exists()]
 
 
@@ -60,7 +60,7 @@ def test_shellcheck_finds_nothing_in_the_helper() -> None:
 def test_the_stored_interface_is_pinned() -> None:
     """Delete commands already in a stack's state call exactly these texts: changing them (or the
     path) would strand every stored delete, so a new interface must be helper-v2 beside v1."""
-    assert host_helper.HELPER_PATH == "/usr/local/lib/mattermost-transport-encryption/helper-v1"
+    assert host_helper_render.HELPER_PATH == "/usr/local/lib/mattermost-transport-encryption/helper-v1"
     assert render_call("files-restore", "mm1-tls-files") == (
         "/bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-restore mm1-tls-files"
     )
@@ -298,32 +298,32 @@ def test_install_and_uninstall_keep_the_helper_while_state_remains(tmp_path: Pat
     home, helper = tmp_path / "home", tmp_path / "lib" / "helper-v1"
     state, lock = tmp_path / "state", tmp_path / "lock"
     home.mkdir()
-    upload = home / host_helper.UPLOAD_PATH
+    upload = home / host_helper_render.UPLOAD_PATH
     env = {**os.environ, "HOME": str(home)}
-    install = host_helper.install_command(False, str(helper))
+    install = host_helper_render.install_command(False, str(helper))
 
     def run(text: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["/bin/sh", "-c", text], capture_output=True, text=True, env=env)
 
-    upload.write_bytes(host_helper.HELPER_SOURCE.read_bytes())
+    upload.write_bytes(host_helper_render.HELPER_SOURCE.read_bytes())
     r = run(install)
     assert r.returncode == 0, r.stderr
-    assert helper.read_text() == host_helper.helper_source() and oct(helper.stat().st_mode & 0o777) == "0o755"
+    assert helper.read_text() == host_helper_render.helper_source() and oct(helper.stat().st_mode & 0o777) == "0o755"
     assert r.stdout.strip().endswith(hashlib.sha256(helper.read_bytes()).hexdigest())
     assert not upload.exists() and os.listdir(home) == [], "the upload stays in the user's home"
     # run again (an update of the command text only: the unchanged file is not copied again)
     r = run(install)
-    assert r.returncode == 0 and r.stdout.strip() == f"host helper {helper}: sha256 {host_helper.helper_sha256()}", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == f"host helper {helper}: sha256 {host_helper_render.helper_sha256()}", r.stderr
     # an upload that is not the version the command names leaves the installed helper alone
-    upload.write_text(host_helper.helper_source() + "# changed\n")
+    upload.write_text(host_helper_render.helper_source() + "# changed\n")
     r = run(install)
-    assert r.returncode != 0 and "not " + host_helper.helper_sha256() in r.stderr and "--replace" in r.stderr, r.stderr
-    assert helper.read_text() == host_helper.helper_source() and not Path(f"{helper}.new").exists()
+    assert r.returncode != 0 and "not " + host_helper_render.helper_sha256() in r.stderr and "--replace" in r.stderr, r.stderr
+    assert helper.read_text() == host_helper_render.helper_source() and not Path(f"{helper}.new").exists()
     # no upload and an installed helper of another version: refused, naming the fix
     upload.unlink()
-    r = run(host_helper.install_command(False, str(helper), sha256="0" * 64))
-    assert r.returncode != 0 and "no upload" in r.stderr and helper.read_text() == host_helper.helper_source()
-    uninstall = host_helper.uninstall_command(False, str(helper), str(state), str(lock))
+    r = run(host_helper_render.install_command(False, str(helper), sha256="0" * 64))
+    assert r.returncode != 0 and "no upload" in r.stderr and helper.read_text() == host_helper_render.helper_source()
+    uninstall = host_helper_render.uninstall_command(False, str(helper), str(state), str(lock))
     state.mkdir()
     lock.write_text("")
     upload.write_text("left by a failed install\n")

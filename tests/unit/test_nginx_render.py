@@ -25,7 +25,7 @@ from components.nginx_render import (
     render_restore_activate_script,
     render_validate_script,
 )
-from components.remote_files import FileSpec, encode_bundle, render_files_apply
+from components.remote_files_render import FileSpec, encode_bundle, render_files_apply
 from tests.helpers.certs import make_ca, make_leaf
 from tests.helpers.nginx import NGINX, SERVER, UPSTREAM, needs_nginx, needs_root, nginx_t, nginx_tree, parse, site
 from tests.helpers.scripts import SHELLS, run_script, syntax_ok

@@ -30,7 +30,7 @@ from components.nginx_render import (
     render_transition_guard,
     render_transition_site,
 )
-from components.remote_files import FileSpec, encode_bundle, render_files_restore
+from components.remote_files_render import FileSpec, encode_bundle, render_files_restore
 from tests.helpers.nginx import (
     PING,
     SERVER,

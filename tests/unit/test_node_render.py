@@ -33,7 +33,7 @@ from components.node_render import (
     tls_env,
 )
 from components.platform import DEBIAN
-from components.remote_files import FileSpec, encode_bundle, render_files_apply, render_files_restore
+from components.remote_files_render import FileSpec, encode_bundle, render_files_apply, render_files_restore
 from tests.helpers.certs import make_ca, make_leaf, pem
 from tests.helpers.scripts import SHELLS, syntax_ok
 from tests.helpers.stubs import JOURNAL, UPSTREAM, Stubs, run

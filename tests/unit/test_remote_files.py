@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from components.remote_files import (
+from components.remote_files import ManagedFile, managed_block, managed_files
+from components.remote_files_render import (
     FileSpec,
-    ManagedFile,
     encode_bundle,
-    managed_block,
-    managed_files,
     render_block_apply,
     render_block_restore,
     render_files_apply,
@@ -355,7 +353,7 @@ def test_a_large_read_only_script_travels_packed_and_runs_as_it_is(tmp_path: Pat
     """A read-only check over COMPRESS_OVER goes gzip+base64 behind a line naming its size and
     SHA-256; READ_COMMAND runs it exactly (stdin closed, its exit status, its output); a damaged
     pack fails instead of running anything."""
-    from components.remote_files import READ_COMMAND, read_script_source, render_read_stdin, strict
+    from components.remote_files_render import READ_COMMAND, read_script_source, render_read_stdin, strict
 
     body = "".join(f"# check {i}: {'x' * 60}\n" for i in range(200))
     script = strict(body + "if read -r line; then echo 'stdin open'; fi\necho \"ran $$\" > \"$OUT\"\necho checked\nexit 3\n")

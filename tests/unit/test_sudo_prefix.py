@@ -1,4 +1,4 @@
-"""components.host_helper.SUDO run for real with stand-in `sudo` commands: a user whose sudo
+"""components.host_helper_render.SUDO run for real with stand-in `sudo` commands: a user whose sudo
 asks for a password fails at once with a line naming the user, the host and the fix, and the
 command itself never runs; passwordless sudo runs it with its stdin."""
 
@@ -8,7 +8,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from components.host_helper import SUDO, as_root
+from components.host_helper_render import SUDO, as_root
 from tests.helpers.scripts import run_script
 
 PASSWORD_REQUIRED = "#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n"

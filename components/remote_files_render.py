@@ -1,0 +1,414 @@
+"""The pure half of components/remote_files.py (plain values in, text out; no Pulumi): the host
+helper's inputs (manifests), the calls of it, and the read-only checks' stdin; tested by running
+the helper. `render_files_apply` and friends render self-contained scripts (the helper inline,
+the manifest in the script, contents as `encode_bundle` lines on stdin) for tests and for scripts
+that apply files themselves (the nginx transition, which points them at the installed helper).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from components.host_helper_render import HELPER_PATH, LOCK_FILE, STATE_DIR, SUDO, helper_source
+from components.shell import q, script, template
+
+__all__ = [
+    "HELPER_PATH", "LOCK_FILE", "MARKER", "READ_COMMAND", "STATE_DIR", "FileSpec", "Manifest", "check_block", "check_specs",
+    "command_script", "encode_bundle", "read_manifest", "read_script_source", "render_block_apply", "render_block_manifest",
+    "render_block_restore", "render_call", "render_files_apply", "render_files_manifest", "render_files_restore",
+    "render_read_stdin", "render_run_manifest", "stdin_contents", "strict",
+]
+MARKER = "mattermost-transport-encryption"
+"""The word in a block's BEGIN/END lines (the helper writes `<comment> BEGIN <MARKER> <owner>`)."""
+
+_MODE = re.compile(r"^0?[0-7]{3}$")
+_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """Where and how one file is installed."""
+
+    path: str
+    """Absolute path on the host."""
+    mode: str = "0644"
+    """Octal mode, e.g. "0640"."""
+    owner: str = "root"
+    group: str = "root"
+
+    def __post_init__(self) -> None:
+        if (
+            not self.path.startswith("/")
+            or self.path != self.path.strip()
+            or "\n" in self.path
+            or "/../" in f"{self.path}/"
+        ):
+            raise ValueError(f"file path must be absolute and plain: {self.path!r}")
+        if not _MODE.match(self.mode):
+            raise ValueError(f"file mode must be octal like 0640: {self.mode!r}")
+        for who in (self.owner, self.group):
+            if not _NAME.match(who):
+                raise ValueError(f"not a valid user or group name: {who!r}")
+
+
+def encode_bundle(contents: Sequence[str]) -> str:
+    """Frame file contents for stdin: one base64 line per file, in order."""
+    return "".join(base64.b64encode(c.encode()).decode() + "\n" for c in contents)
+
+
+
+MANIFEST_MAGIC = "mattermost-transport-encryption helper input v1"
+MANIFEST_MAGIC_V2 = "mattermost-transport-encryption helper input v2"
+"""Format 2 = format 1 plus gzip+base64 sections; sent only by inputs that have one, so every
+input without a large content is byte for byte what format 1 wrote (no update on upgrade)."""
+COMPRESS_OVER = 4096
+"""A file's content larger than this (bytes) travels gzip+base64 when that saves a third of it:
+pulumi-command stores stdin twice per resource (inputs, and outputs that embed the inputs:
+provider/pkg/provider/remote/command.go `CommandOutputs`, commandController.go `Create`), and a
+node's peer tables grow with the cluster. The file line (path, mode, owner, size, SHA-256) stays
+readable, so a preview still names every file that changes; small files stay readable in full."""
+GZIP = "gzip+base64"
+
+
+def _sha(content: str) -> str:
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def _packed(content: str) -> str | None:
+    """`content` as gzip, base64 lines (76 columns) if it is large and that saves a third of it."""
+    data = content.encode()
+    if len(data) <= COMPRESS_OVER:
+        return None
+    packed = base64.encodebytes(gzip.compress(data, compresslevel=9, mtime=0)).decode()
+    return packed if len(packed) * 3 <= len(data) * 2 else None
+
+
+def _section(name: str, content: str, label: str = "", *, pack: bool = False) -> str:
+    """One manifest section: a header with the exact byte count, then the lines prefixed "| ".
+    `pack`: a large content goes gzip+base64 (_packed), the header saying so."""
+    packed = _packed(content) if pack else None
+    if packed is not None:
+        head = f"section {name} {len(content.encode())} {GZIP}{' ' + label if label else ''}\n"
+        return head + "".join(f"| {line}\n" for line in packed.splitlines())
+    lines = content.split("\n")
+    if content.endswith("\n") or not content:
+        lines = lines[:-1]
+    head = f"section {name} {len(content.encode())}{' ' + label if label else ''}\n"
+    return head + "".join(f"| {line}\n" for line in lines)
+
+
+def _hooks(**hooks: str | None) -> str:
+    return "".join(
+        _section(name.replace("_", "-"), body.strip() + "\n", f"({_HOOK_LABEL[name]})")
+        for name, body in hooks.items()
+        if body and body.strip()
+    )
+
+
+_HOOK_LABEL = {
+    "validate": "runs after a change, before activate",
+    "activate": "runs after a change",
+    "restore_activate": "runs on delete, after the originals are back",
+    "create": "runs on create",
+    "update": "runs on update",
+    "delete": "runs on delete",
+}
+
+
+def _file_line(spec: FileSpec, content: str | None) -> str:
+    sha, size = (_sha(content), str(len(content.encode()))) if content is not None else ("-", "-")
+    return f"file {spec.mode} {spec.owner}:{spec.group} {sha} {size} {spec.path}\n"
+
+
+def check_specs(owner: str, specs: Sequence[FileSpec]) -> None:
+    if not specs:
+        raise ValueError("managed_files needs at least one file")
+    paths = [s.path for s in specs]
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"{owner}: a path appears twice: {paths}")
+
+
+def render_files_manifest(
+    owner: str,
+    specs: Sequence[FileSpec],
+    contents: Sequence[str] | None,
+    *,
+    validate: str | None = None,
+    activate: str | None = None,
+    restore_activate: str | None = None,
+) -> str:
+    """The helper's stdin for files-apply/files-restore: per file its path, mode, owner, size
+    and SHA-256, then the hooks, then each file's content as readable lines (a preview's diff
+    names every file that changes). `contents=None` leaves them out: they follow as base64 lines
+    (`encode_bundle`), for the self-contained renderers below."""
+    check_specs(owner, specs)
+    if contents is not None and len(contents) != len(specs):
+        raise ValueError(f"{owner}: {len(specs)} files but {len(contents)} contents")
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n"]
+    texts: Sequence[str | None] = [None] * len(specs) if contents is None else contents
+    out += [_file_line(s, c) for s, c in zip(specs, texts, strict=True)]
+    out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
+    if contents is None:
+        out.append("contents base64\n")
+    else:
+        out += [_section(f"content-{i}", c, f"(content of {s.path})", pack=True) for i, (s, c) in enumerate(zip(specs, contents, strict=True))]
+    return _versioned(out)
+
+
+def _versioned(parts: list[str]) -> str:
+    """The input with the format it needs: 2 only if a section is packed."""
+    text = "".join(parts)
+    if any(p.startswith("section ") and p.split("\n", 1)[0].split(" ")[3:4] == [GZIP] for p in parts):
+        return MANIFEST_MAGIC_V2 + text[len(MANIFEST_MAGIC):]
+    return text
+
+
+def check_block(path: str, comment: str, position: str) -> None:
+    FileSpec(path)  # validates the path
+    if position not in ("top", "bottom"):
+        raise ValueError(f"position must be top or bottom: {position!r}")
+    if not comment or any(c.isspace() for c in comment):
+        raise ValueError(f"comment must be a non-empty token without spaces: {comment!r}")
+
+
+def render_block_manifest(
+    owner: str,
+    path: str,
+    content: str | None,
+    *,
+    comment: str = "#",
+    position: str = "bottom",
+    validate: str | None = None,
+    activate: str | None = None,
+    restore_activate: str | None = None,
+) -> str:
+    """The helper's stdin for block-apply/block-restore (see render_files_manifest)."""
+    check_block(path, comment, position)
+    sha, size = (_sha(content), str(len(content.encode()))) if content is not None else ("-", "-")
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\nblock {comment} {position} {sha} {size} {path}\n"]
+    out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
+    out.append("contents base64\n" if content is None else _section("content-0", content, f"(block in {path})", pack=True))
+    return _versioned(out)
+
+
+def render_run_manifest(
+    owner: str, *, create: str, update: str | None = None, delete: str | None = None, input: str | None = None
+) -> str:
+    """The helper's stdin for run-create/run-update/run-delete: the scripts, and the input the
+    script reads on its stdin."""
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n", _hooks(create=create, update=update, delete=delete)]
+    if input is not None:
+        out.append(_section("input", input, "(the script's stdin)"))
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A helper input read back (tests, and the replay's preview): entries, sections, contents."""
+
+    owner: str
+    entries: list[str]
+    sections: dict[str, str]
+
+    @property
+    def contents(self) -> list[str]:
+        return [self.sections[f"content-{i}"] for i in range(len(self.entries))]
+
+
+def read_manifest(text: str) -> Manifest:
+    """Parse what render_*_manifest wrote (the same grammar the helper's awk reads)."""
+    lines = text.split("\n")
+    if not lines or lines[0] not in (MANIFEST_MAGIC, MANIFEST_MAGIC_V2):
+        raise ValueError("not a helper input for interface 1")
+    v2 = lines[0] == MANIFEST_MAGIC_V2
+    owner, entries, sections = "", [], {}
+    name, size, packed, body = "", 0, False, []  # type: ignore[var-annotated]
+
+    def close() -> None:
+        if name and packed:
+            sections[name] = gzip.decompress(base64.b64decode("".join(body))).decode()
+        elif name:
+            data = "".join(line + "\n" for line in body)
+            sections[name] = data[:size] if len(data.encode()) == size + 1 else data
+
+    for line in lines[1:]:
+        if line.startswith("| ") or line == "|":
+            body.append(line[2:])
+            continue
+        close()
+        name, body = "", []
+        if line.startswith("owner "):
+            owner = line[6:]
+        elif line.startswith(("file ", "block ")):
+            entries.append(line)
+        elif line.startswith("section "):
+            _, name, n, *rest = line.split(" ", 4)
+            size, packed = int(n), v2 and rest[:1] == [GZIP]
+        elif line in ("", "contents base64"):
+            continue
+        else:
+            raise ValueError(f"unexpected manifest line: {line[:80]!r}")
+    close()
+    return Manifest(owner, entries, sections)
+
+
+def stdin_contents(stdin: str) -> list[str]:
+    """What a command carries on stdin: the files' (or block's) contents in order, or for a
+    run_script its input's base64 lines decoded (the framing `encode_bundle` writes)."""
+    m = read_manifest(stdin)
+    if m.entries:
+        return m.contents
+    return [base64.b64decode(line).decode() for line in m.sections.get("input", "").splitlines()]
+
+
+_READS = {
+    "files-apply": ("validate", "activate"),
+    "block-apply": ("validate", "activate"),
+    "files-restore": ("restore-activate",),
+    "block-restore": ("restore-activate",),
+    "run-create": ("create",),
+    "run-update": ("update", "create"),
+    "run-delete": ("delete",),
+}
+
+
+def command_script(command: str, stdin: str) -> str:
+    """What a helper call runs, as text: the call, the manifest's entry lines and the scripts
+    this operation runs (not file contents nor a script's input). For reading a plan."""
+    m = read_manifest(stdin)
+    op = next((o for o in _READS if f" {o} " in command), "")
+    names = _READS.get(op, ())
+    scripts = [m.sections[n] for n in names if n in m.sections]
+    if op == "run-update":
+        scripts = scripts[:1]  # the update script, or create in its place
+    return "\n".join([command, *m.entries, *scripts])
+
+
+def _helper_opts(state_dir: str) -> str:
+    # another state dir (tests) gets its own lock beside it
+    return "" if state_dir == STATE_DIR else f" --state {q(state_dir)} --lock {q(state_dir + '.lock')}"
+
+
+def render_call(
+    op: str, owner: str, *, helper: str = HELPER_PATH, state_dir: str = STATE_DIR, sudo: bool = False
+) -> str:
+    """The command text: one short call of the installed helper (its input comes on stdin);
+    `sudo`: the SSH user is not root and has passwordless sudo (`-n`: never wait for a password)."""
+    return f"{SUDO if sudo else ''}/bin/sh {q(helper)}{_helper_opts(state_dir)} {op} {q(owner)}"
+
+
+def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: str | None) -> str:
+    """A script that runs the helper (`helper`, or its text inline) with `header` followed, for
+    an apply, by the base64 bundle this script reads on its own stdin (a restore reads none):
+    templates/self-contained-apply.sh and -restore.sh."""
+    if helper is None:
+        run = f'/bin/sh -c "$mtm_helper" mmtls-helper{_helper_opts(state_dir)} {op} {q(owner)}'
+    else:
+        run = render_call(op, owner, helper=helper, state_dir=state_dir)
+    inline = f"mtm_helper={q(helper_source())}" if helper is None else ""
+    step = op.rsplit("-", 1)[1]
+    return script(f"self-contained-{step}.sh", code={"inline_helper": inline, "run": run}, header=header)
+
+
+def render_files_apply(
+    owner: str,
+    specs: Sequence[FileSpec],
+    *,
+    validate: str | None = None,
+    activate: str | None = None,
+    state_dir: str = STATE_DIR,
+    helper: str | None = None,
+) -> str:
+    """Self-contained script that installs len(specs) files read from stdin (`encode_bundle`),
+    with backup and rollback: the helper (inline unless `helper` names an installed one) with the
+    manifest in the script. The program's own commands use `managed_files` (manifest on stdin)."""
+    header = render_files_manifest(owner, specs, None, validate=validate, activate=activate)
+    return _self_contained("files-apply", owner, header, state_dir, helper)
+
+
+def render_files_restore(
+    owner: str,
+    specs: Sequence[FileSpec],
+    *,
+    restore_activate: str | None = None,
+    state_dir: str = STATE_DIR,
+    helper: str | None = None,
+) -> str:
+    """Self-contained script that puts back the originals of files this owner still owns, then
+    re-activates (ignores its stdin)."""
+    header = render_files_manifest(owner, specs, None, restore_activate=restore_activate)
+    return _self_contained("files-restore", owner, header, state_dir, helper)
+
+
+def render_block_apply(
+    owner: str,
+    path: str,
+    *,
+    comment: str = "#",
+    position: str = "bottom",
+    validate: str | None = None,
+    activate: str | None = None,
+    state_dir: str = STATE_DIR,
+    helper: str | None = None,
+) -> str:
+    """Self-contained script that puts the block read from stdin (one base64 line) between marker
+    lines in an existing file, replacing this owner's earlier block; mode and owner of the file stay."""
+    header = render_block_manifest(
+        owner, path, None, comment=comment, position=position, validate=validate, activate=activate
+    )
+    return _self_contained("block-apply", owner, header, state_dir, helper)
+
+
+def render_block_restore(
+    owner: str,
+    path: str,
+    *,
+    comment: str = "#",
+    restore_activate: str | None = None,
+    state_dir: str = STATE_DIR,
+    helper: str | None = None,
+) -> str:
+    """Self-contained script that removes exactly this owner's block, leaving the rest of the file."""
+    header = render_block_manifest(owner, path, None, comment=comment, restore_activate=restore_activate)
+    return _self_contained("block-restore", owner, header, state_dir, helper)
+
+
+def strict(text: str) -> str:
+    """Prefix a script with the shell settings every script here runs with (templates/script-head.sh)."""
+    return template("script-head.sh") + text
+
+
+READ_COMMAND = "/bin/sh -c 's=$(cat) && exec /bin/sh -c \"$s\" </dev/null'"
+"""A read-only script's command text: the whole script is read from stdin first, then run with
+stdin closed, so nothing the script starts can swallow the script's own rest."""
+
+
+PACKED_MARK = "MMTLS_PACKED"
+
+
+def render_read_stdin(text: str) -> str:
+    """A read-only script's stdin: the script itself, or, when large (COMPRESS_OVER, saving a
+    third), a short script naming its size and SHA-256 that unpacks it (gzip+base64 in a quoted
+    here-document) and runs it. base64 and gzip are on every Debian/Ubuntu host (coreutils and
+    gzip are Essential), and the helper is not needed: preflights run before it exists
+    (templates/read-packed.sh, whose here-document ends at PACKED_MARK)."""
+    packed = _packed(text)
+    if packed is None:
+        return text
+    data = text.encode()
+    return script(
+        "read-packed.sh", code={"packed": packed.removesuffix("\n")}, size=len(data), sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+def read_script_source(stdin: str) -> str:
+    """The script a read-only check runs, from its stdin (render_read_stdin), for reading a plan."""
+    if not stdin.startswith("# read-only check, packed: "):
+        return stdin
+    body = stdin.split(f"<<'{PACKED_MARK}' | gzip -dc\n", 1)[1].split(f"{PACKED_MARK}\n", 1)[0]
+    return gzip.decompress(base64.b64decode(body)).decode()
