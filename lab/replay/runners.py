@@ -328,9 +328,10 @@ class SshRunner(_Counted):
         try:
             try:
                 sftp = paramiko.SFTPClient.from_transport(transport)
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                # the server has no SFTP subsystem (sshd_config without `Subsystem sftp`)
-                raise RunnerError(f"ssh: subsystem request failed: {exc}") from None
+            except (OSError, EOFError, paramiko.SSHException):
+                # no SFTP subsystem (sshd_config without `Subsystem sftp`): golang.org/x/crypto
+                # ssh/session.go `RequestSubsystem` says only this
+                raise RunnerError("ssh: subsystem request failed") from None
             if sftp is None:
                 raise RunnerError("ssh: subsystem request failed")
             self._counters.count(sessions=1)
