@@ -104,6 +104,30 @@ def test_concurrent_commands_on_one_host_neither_race_nor_leave_anything(lab: La
         assert lab.ssh("mm1", gone).returncode == 0
 
 
+SFTP_OFF = "set -eu; sed -i 's/^Subsystem/#mmtls-test Subsystem/' /etc/ssh/sshd_config; systemctl reload ssh"
+SFTP_ON = "set -eu; sed -i 's/^#mmtls-test Subsystem/Subsystem/' /etc/ssh/sshd_config; systemctl reload ssh"
+
+
+def test_a_host_without_sftp_fails_at_the_upload_and_gets_nothing(lab: Lab, tmp_path: Path) -> None:
+    """The helper travels by SFTP (pulumi-command CopyToRemote): an sshd without the subsystem
+    fails the upload with x/crypto's words, naming the resource, and nothing lands on the host."""
+    before = snapshot(lab, "mm3")
+    project = _race_project(tmp_path, lab, "mm3")
+    state = tmp_path / "nosftp.json"
+    assert lab.ssh("mm3", SFTP_OFF).returncode == 0
+    try:
+        ev = replay.up(project, "race", state_path=state, parallel=4)
+        failed = {s.name: s.error for s in ev.failed_steps}
+        upload = f"host-helper-{lab.inventory()['hosts']['mm3']['address']}-upload"
+        assert list(failed) == [upload] and "ssh: subsystem request failed" in failed[upload], failed
+        assert lab.ssh("mm3", f"test ! -e {HELPER_DIR}").returncode == 0
+    finally:
+        lab.ssh("mm3", SFTP_ON)
+    gone = replay.destroy(project, "race", state_path=state)
+    assert gone.ok, _failures(gone)
+    assert diff(before, snapshot(lab, "mm3")) == []
+
+
 SUDO_USER = "mmdeploy"
 ADD_USER = f"""set -eu
 useradd -m -s /bin/sh {SUDO_USER}
