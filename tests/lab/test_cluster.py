@@ -11,6 +11,7 @@ through the replay engine and checks it from the hosts and the bridge.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -494,13 +495,23 @@ class CountingRunner(SshRunner):
         self.peak: dict[str, int] = {}
 
     def run(self, connection: dict[str, Any], command: str, **kw: Any) -> Any:
+        with self._counted(connection):
+            return super().run(connection, command, **kw)
+
+    def copy(self, connection: dict[str, Any], source: str, remote_path: str) -> None:
+        """A CopyToRemote (the host helper's upload) dials its own connection too."""
+        with self._counted(connection):
+            super().copy(connection, source, remote_path)
+
+    @contextlib.contextmanager
+    def _counted(self, connection: dict[str, Any]) -> Iterator[None]:
         host = str(connection.get("host"))
         with self.lock:
             self.per_host[host] = self.per_host.get(host, 0) + 1
             self.open[host] = self.open.get(host, 0) + 1
             self.peak[host] = max(self.peak.get(host, 0), self.open[host])
         try:
-            return super().run(connection, command, **kw)
+            yield
         finally:
             with self.lock:
                 self.open[host] -= 1
@@ -526,9 +537,9 @@ NODES10 = [f"mm{i}" for i in range(1, 11)]
 CA2 = {"commonName": "Mattermost lab transport CA 2", "organization": "Lab"}
 
 
-NODE_HOST_CONNECTIONS = {11, 12}
+NODE_HOST_CONNECTIONS = {12, 13}
 """SSH connections to each node host in a fresh `up`, whatever the node count: the node's preflight,
-its host helper, 7 cluster commands, its DSN's CA file (deleted after the node's restart in a
+its host helper's upload (SFTP) and install, 7 cluster commands, its DSN's CA file (deleted after the node's restart in a
 destroy: components/node.py) and its TLS files; the first node one more (the read of the site's
 current database password)."""
 
