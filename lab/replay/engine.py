@@ -200,6 +200,8 @@ class Engine:
         old_inputs = provider.check(old.inputs)
         inputs = apply_ignore_changes(res.options.ignore_changes, old_inputs, inputs)
         res.inputs = inputs
+        # assets compare by hash alone (pulumi sdk/go/common/resource/properties.go
+        # `PropertyValue.DeepEquals` -> asset.go `Asset.Equals`)
         changed = {
             k for k in set(old_inputs) | set(inputs)
             if old_inputs.get(k) != inputs.get(k)

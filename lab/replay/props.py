@@ -126,7 +126,7 @@ def contains_unknown(value: Any) -> bool:
 def get_path(values: dict[str, Any], path: str) -> Any:
     """Value at a dotted path, or None."""
     cur: Any = values
-    for part in _split(path):
+    for part in split_path(path):
         if isinstance(part, int):
             if not isinstance(cur, list) or part >= len(cur):
                 return None
@@ -138,7 +138,8 @@ def get_path(values: dict[str, Any], path: str) -> Any:
     return cur
 
 
-def _split(path: str) -> Iterator[str | int]:
+def split_path(path: str) -> Iterator[str | int]:
+    """`a.b[0]` -> `a`, `b`, `0`."""
     for dotted in path.split("."):
         name, _, rest = dotted.partition("[")
         if name:

@@ -80,15 +80,14 @@ def encrypted_bytes(state: State) -> int:
 
 def _sealed(values: dict[str, Any], paths: set[str]) -> dict[str, Any]:
     out = json.loads(json.dumps(values))
-    for path in sorted(paths, key=len, reverse=True):  # innermost first
-        parts: list[Any] = [int(p) if p.isdigit() else p for p in path.replace("[", ".").replace("]", "").split(".") if p]
+    # outermost first: a secret inside a sealed value is not sealed again (pulumi
+    # pkg/resource/stack/deployment.go `SerializePropertyValue` encrypts the outer value whole)
+    for path in sorted(paths, key=len):
+        *head, last = props.split_path(path)
         parent: Any = out
-        for part in parts[:-1]:
-            parent = parent[part] if isinstance(parent, (dict, list)) else None
-        last = parts[-1] if parts else None
-        if parent is None or last is None:
-            continue
-        if isinstance(parent, dict) and last not in parent:
+        for part in head:
+            parent = parent[part] if isinstance(parent, dict) and part in parent else None
+        if not isinstance(parent, dict) or last not in parent:
             continue
         plain = json.dumps(parent[last], separators=(",", ":"), ensure_ascii=False)
         plain = plain.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

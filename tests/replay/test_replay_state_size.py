@@ -41,3 +41,16 @@ def test_a_secret_is_counted_as_its_sealed_json(tmp_path: Path) -> None:
     data["resources"][0]["outputs"]["connection"] = record
     assert encrypted_bytes(state) == len(json.dumps(data, indent=1)) + 1
     assert encrypted_bytes(state) > clear, "sealing adds the tag, the nonce and base64"
+
+
+def test_a_secret_inside_a_secret_is_sealed_once() -> None:
+    """The backend encrypts the outer value whole; its secret parts are not sealed again."""
+    outer = _state(secret=True)
+    both = _state(secret=True)
+    both.resources[0].secret_inputs = {"connection", "connection.privateKey"}
+    both.resources[0].secret_outputs = {"connection", "connection.privateKey"}
+
+    def added(state: State) -> int:  # what sealing adds to the clear file (whose path lists differ)
+        return encrypted_bytes(state) - (len(json.dumps(state.to_json(), indent=1)) + 1)
+
+    assert added(both) == added(outer) > 0
