@@ -5,6 +5,7 @@ from these."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -31,6 +32,53 @@ install does not remove again."""
 def helper_source() -> str:
     """The helper's shell text."""
     return HELPER_SOURCE.read_text()
+
+
+LIBRARY_HEAD = "#@lib "
+"""Starts each entry of the helper's library (the comment lines at the end of its file: an
+entry's header `#@lib ID BYTES`, then its lines prefixed "#|"; tools/helper_library.py writes
+them, the helper's `mtm_lib` reads them)."""
+LIBRARY_MIN = 256
+"""Only a text this long (bytes) becomes an entry: a shorter one stays readable in the input."""
+
+
+def library_id(text: str) -> str:
+    """An entry's ID: the first 16 hex digits of the SHA-256 of its lines, each ending in a newline."""
+    return hashlib.sha256(_lines(text).encode()).hexdigest()[:16]
+
+
+def _lines(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+@functools.cache
+def helper_library() -> dict[str, str]:
+    """The library at the end of the helper file: entry ID -> text (its lines, each ending in a newline)."""
+    out: dict[str, str] = {}
+    key = ""
+    for line in HELPER_SOURCE.read_text().split("\n"):
+        if line.startswith(LIBRARY_HEAD):
+            key = line.split(" ")[1]
+            out[key] = ""
+        elif key and line.startswith("#|"):
+            out[key] += line[2:] + "\n"
+        else:
+            key = ""
+    return out
+
+
+def helper_code() -> str:
+    """The helper without its library: what a self-contained script carries inline (its inputs
+    never name a library entry: see remote_files_render `render_files_manifest(library=False)`)."""
+    text = helper_source()
+    at = text.find("\n" + LIBRARY_HEAD)
+    return text if at < 0 else text[: at + 1]
+
+
+def library_entry(text: str) -> str:
+    """`text` as one library entry: header and "#|" lines."""
+    body = _lines(text)
+    return f"{LIBRARY_HEAD}{library_id(body)} {len(body.encode())}\n" + "".join(f"#|{line}\n" for line in body.split("\n")[:-1])
 
 
 SUDO = (

@@ -125,7 +125,13 @@ class HelperOptions(TypedDict, total=False):
     opts: pulumi.ResourceOptions | None
 
 
-def _hooks_of(name: str, options: HelperOptions) -> dict[str, str | None]:
+class _Hooks(TypedDict):
+    validate: str | None
+    activate: str | None
+    restore_activate: str | None
+
+
+def _hooks_of(name: str, options: HelperOptions) -> _Hooks:
     unknown = set(options) - set(HelperOptions.__annotations__)
     if unknown:  # **options accepts any keyword at run time; a misspelt hook must not vanish
         raise TypeError(f"{name}: unknown option(s) {sorted(unknown)}")

@@ -14,7 +14,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.host_helper_render import HELPER_PATH, LOCK_FILE, STATE_DIR, SUDO, helper_source
+from components.host_helper_render import (
+    HELPER_PATH,
+    LIBRARY_MIN,
+    LOCK_FILE,
+    STATE_DIR,
+    SUDO,
+    helper_code,
+    helper_library,
+)
 from components.shell import q, script, template
 
 __all__ = [
@@ -66,13 +74,18 @@ MANIFEST_MAGIC = "mattermost-transport-encryption helper input v1"
 MANIFEST_MAGIC_V2 = "mattermost-transport-encryption helper input v2"
 """Format 2 = format 1 plus gzip+base64 sections; sent only by inputs that have one, so every
 input without a large content is byte for byte what format 1 wrote (no update on upgrade)."""
-COMPRESS_OVER = 4096
+COMPRESS_OVER = 2048
 """A file's content larger than this (bytes) travels gzip+base64 when that saves a third of it:
 pulumi-command stores stdin twice per resource (inputs, and outputs that embed the inputs:
 provider/pkg/provider/remote/command.go `CommandOutputs`, commandController.go `Create`), and a
 node's peer tables grow with the cluster. The file line (path, mode, owner, size, SHA-256) stays
 readable, so a preview still names every file that changes; small files stay readable in full."""
 GZIP = "gzip+base64"
+MANIFEST_MAGIC_V3 = "mattermost-transport-encryption helper input v3"
+"""Format 3 = format 2 plus sections that end in an entry of the helper's library (`lib=ID`):
+the text every host gets alike lives once in the helper file, which the state holds as a hash;
+sent only by inputs that have such a section."""
+LIB = "lib="
 
 
 def _sha(content: str) -> str:
@@ -88,9 +101,28 @@ def _packed(content: str) -> str | None:
     return packed if len(packed) * 3 <= len(data) * 2 else None
 
 
-def _section(name: str, content: str, label: str = "", *, pack: bool = False) -> str:
+def _library_split(content: str) -> tuple[str, str] | None:
+    """(own lines, entry ID) if `content` ends, at a line's start, with an entry of the helper's
+    library (the longest that fits); the own lines are what comes before it (parameters)."""
+    text = content if content.endswith("\n") else content + "\n"
+    best: tuple[str, str] | None = None
+    for key, entry in helper_library().items():
+        if len(entry) >= LIBRARY_MIN and text.endswith(entry) and (len(text) == len(entry) or text[-len(entry) - 1] == "\n"):
+            if best is None or len(text) - len(entry) < len(best[0]):
+                best = (text[: len(text) - len(entry)], key)
+    return best
+
+
+def _section(name: str, content: str, label: str = "", *, pack: bool = False, library: bool = False) -> str:
     """One manifest section: a header with the exact byte count, then the lines prefixed "| ".
-    `pack`: a large content goes gzip+base64 (_packed), the header saying so."""
+    `library`: a content that ends in an entry of the helper's library sends only its own lines
+    and the entry's ID (format 3). `pack`: a large content goes gzip+base64 (_packed), the
+    header saying so."""
+    split = _library_split(content) if library and len(content) >= LIBRARY_MIN else None
+    if split is not None:
+        own, key = split
+        head = f"section {name} {len(content.encode())} {LIB}{key}{' ' + label if label else ''}\n"
+        return head + "".join(f"| {line}\n" for line in own.split("\n")[:-1])
     packed = _packed(content) if pack else None
     if packed is not None:
         head = f"section {name} {len(content.encode())} {GZIP}{' ' + label if label else ''}\n"
@@ -102,9 +134,9 @@ def _section(name: str, content: str, label: str = "", *, pack: bool = False) ->
     return head + "".join(f"| {line}\n" for line in lines)
 
 
-def _hooks(**hooks: str | None) -> str:
+def _hooks(library: bool, **hooks: str | None) -> str:
     return "".join(
-        _section(name.replace("_", "-"), body.strip() + "\n", f"({_HOOK_LABEL[name]})")
+        _section(name.replace("_", "-"), body.strip() + "\n", f"({_HOOK_LABEL[name]})", library=library)
         for name, body in hooks.items()
         if body and body.strip()
     )
@@ -141,29 +173,39 @@ def render_files_manifest(
     validate: str | None = None,
     activate: str | None = None,
     restore_activate: str | None = None,
+    library: bool = True,
 ) -> str:
     """The helper's stdin for files-apply/files-restore: per file its path, mode, owner, size
     and SHA-256, then the hooks, then each file's content as readable lines (a preview's diff
     names every file that changes). `contents=None` leaves them out: they follow as base64 lines
-    (`encode_bundle`), for the self-contained renderers below."""
+    (`encode_bundle`), for the self-contained renderers below. `library`: a hook or content that
+    is an entry of the installed helper's library goes by its ID (False: the self-contained
+    renderers, whose helper may be inline)."""
     check_specs(owner, specs)
     if contents is not None and len(contents) != len(specs):
         raise ValueError(f"{owner}: {len(specs)} files but {len(contents)} contents")
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\n"]
     texts: Sequence[str | None] = [None] * len(specs) if contents is None else contents
     out += [_file_line(s, c) for s, c in zip(specs, texts, strict=True)]
-    out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
+    out.append(_hooks(library, validate=validate, activate=activate, restore_activate=restore_activate))
     if contents is None:
         out.append("contents base64\n")
     else:
-        out += [_section(f"content-{i}", c, f"(content of {s.path})", pack=True) for i, (s, c) in enumerate(zip(specs, contents, strict=True))]
+        out += [
+            _section(f"content-{i}", c, f"(content of {s.path})", pack=True, library=library)
+            for i, (s, c) in enumerate(zip(specs, contents, strict=True))
+        ]
     return _versioned(out)
 
 
 def _versioned(parts: list[str]) -> str:
-    """The input with the format it needs: 2 only if a section is packed."""
+    """The input with the format it needs: 3 if a section names a library entry, 2 if one is
+    packed, else 1."""
     text = "".join(parts)
-    if any(p.startswith("section ") and p.split("\n", 1)[0].split(" ")[3:4] == [GZIP] for p in parts):
+    encodings = {"".join(line.split(" ")[3:4]) for line in text.split("\n") if line.startswith("section ")}
+    if any(e.startswith(LIB) for e in encodings):
+        return MANIFEST_MAGIC_V3 + text[len(MANIFEST_MAGIC):]
+    if GZIP in encodings:
         return MANIFEST_MAGIC_V2 + text[len(MANIFEST_MAGIC):]
     return text
 
@@ -186,13 +228,14 @@ def render_block_manifest(
     validate: str | None = None,
     activate: str | None = None,
     restore_activate: str | None = None,
+    library: bool = True,
 ) -> str:
     """The helper's stdin for block-apply/block-restore (see render_files_manifest)."""
     check_block(path, comment, position)
     sha, size = (_sha(content), str(len(content.encode()))) if content is not None else ("-", "-")
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\nblock {comment} {position} {sha} {size} {path}\n"]
-    out.append(_hooks(validate=validate, activate=activate, restore_activate=restore_activate))
-    out.append("contents base64\n" if content is None else _section("content-0", content, f"(block in {path})", pack=True))
+    out.append(_hooks(library, validate=validate, activate=activate, restore_activate=restore_activate))
+    out.append("contents base64\n" if content is None else _section("content-0", content, f"(block in {path})", pack=True, library=library))
     return _versioned(out)
 
 
@@ -201,10 +244,10 @@ def render_run_manifest(
 ) -> str:
     """The helper's stdin for run-create/run-update/run-delete: the scripts, and the input the
     script reads on its stdin."""
-    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n", _hooks(create=create, update=update, delete=delete)]
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n", _hooks(True, create=create, update=update, delete=delete)]
     if input is not None:
         out.append(_section("input", input, "(the script's stdin)"))
-    return "".join(out)
+    return _versioned(out)
 
 
 @dataclass(frozen=True)
@@ -223,17 +266,21 @@ class Manifest:
 def read_manifest(text: str) -> Manifest:
     """Parse what render_*_manifest wrote (the same grammar the helper's awk reads)."""
     lines = text.split("\n")
-    if not lines or lines[0] not in (MANIFEST_MAGIC, MANIFEST_MAGIC_V2):
+    if not lines or lines[0] not in (MANIFEST_MAGIC, MANIFEST_MAGIC_V2, MANIFEST_MAGIC_V3):
         raise ValueError("not a helper input for interface 1")
-    v2 = lines[0] == MANIFEST_MAGIC_V2
+    v2, v3 = lines[0] in (MANIFEST_MAGIC_V2, MANIFEST_MAGIC_V3), lines[0] == MANIFEST_MAGIC_V3
     owner, entries, sections = "", [], {}
-    name, size, packed, body = "", 0, False, []  # type: ignore[var-annotated]
+    name, size, packed, entry, body = "", 0, False, "", []  # type: ignore[var-annotated]
 
     def close() -> None:
         if name and packed:
             sections[name] = gzip.decompress(base64.b64decode("".join(body))).decode()
         elif name:
             data = "".join(line + "\n" for line in body)
+            if entry:
+                if entry not in helper_library():
+                    raise ValueError(f"section {name} names library entry {entry}, which the helper does not have")
+                data += helper_library()[entry]
             sections[name] = data[:size] if len(data.encode()) == size + 1 else data
 
     for line in lines[1:]:
@@ -249,6 +296,7 @@ def read_manifest(text: str) -> Manifest:
         elif line.startswith("section "):
             _, name, n, *rest = line.split(" ", 4)
             size, packed = int(n), v2 and rest[:1] == [GZIP]
+            entry = rest[0][len(LIB):] if v3 and rest[:1] and rest[0].startswith(LIB) else ""
         elif line in ("", "contents base64"):
             continue
         else:
@@ -310,7 +358,7 @@ def _self_contained(op: str, owner: str, header: str, state_dir: str, helper: st
         run = f'/bin/sh -c "$mtm_helper" mmtls-helper{_helper_opts(state_dir)} {op} {q(owner)}'
     else:
         run = render_call(op, owner, helper=helper, state_dir=state_dir)
-    inline = f"mtm_helper={q(helper_source())}" if helper is None else ""
+    inline = f"mtm_helper={q(helper_code())}" if helper is None else ""
     step = op.rsplit("-", 1)[1]
     return script(f"self-contained-{step}.sh", code={"inline_helper": inline, "run": run}, header=header)
 
@@ -327,7 +375,7 @@ def render_files_apply(
     """Self-contained script that installs len(specs) files read from stdin (`encode_bundle`),
     with backup and rollback: the helper (inline unless `helper` names an installed one) with the
     manifest in the script. The program's own commands use `managed_files` (manifest on stdin)."""
-    header = render_files_manifest(owner, specs, None, validate=validate, activate=activate)
+    header = render_files_manifest(owner, specs, None, validate=validate, activate=activate, library=False)
     return _self_contained("files-apply", owner, header, state_dir, helper)
 
 
@@ -341,7 +389,7 @@ def render_files_restore(
 ) -> str:
     """Self-contained script that puts back the originals of files this owner still owns, then
     re-activates (ignores its stdin)."""
-    header = render_files_manifest(owner, specs, None, restore_activate=restore_activate)
+    header = render_files_manifest(owner, specs, None, restore_activate=restore_activate, library=False)
     return _self_contained("files-restore", owner, header, state_dir, helper)
 
 
@@ -359,7 +407,7 @@ def render_block_apply(
     """Self-contained script that puts the block read from stdin (one base64 line) between marker
     lines in an existing file, replacing this owner's earlier block; mode and owner of the file stay."""
     header = render_block_manifest(
-        owner, path, None, comment=comment, position=position, validate=validate, activate=activate
+        owner, path, None, comment=comment, position=position, validate=validate, activate=activate, library=False
     )
     return _self_contained("block-apply", owner, header, state_dir, helper)
 
@@ -374,7 +422,7 @@ def render_block_restore(
     helper: str | None = None,
 ) -> str:
     """Self-contained script that removes exactly this owner's block, leaving the rest of the file."""
-    header = render_block_manifest(owner, path, None, comment=comment, restore_activate=restore_activate)
+    header = render_block_manifest(owner, path, None, comment=comment, restore_activate=restore_activate, library=False)
     return _self_contained("block-restore", owner, header, state_dir, helper)
 
 

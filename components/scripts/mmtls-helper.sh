@@ -26,6 +26,16 @@
 # at 100 nodes), so the state that stores every input twice stays small; file lines, hooks and
 # small contents stay readable. Format 1 inputs are read exactly as before.
 #
+# Input format 3 (first line "... helper input v3") is format 2 plus one more: a section whose
+# header reads `section NAME BYTES lib=ID [label]` is its own lines (none, or a few that set
+# parameters) followed by the text of entry ID of the library at the end of this file: the
+# scripts and files that are the same on every host (the firewall's and the tunnels' program,
+# the preflights' checks, units). The helper travels as a file asset, which the state holds as a
+# hash (components/host_helper.py), so those bytes are no longer stored twice per command per
+# node. ID is the first 16 hex digits of the entry's SHA-256 (of its lines, each ending in a
+# newline); the helper checks it. The library only grows (tools/helper_library.py appends), so
+# a delete command stored in a state keeps finding the entries its input names.
+#
 # Interface 1 is stable: delete commands stored in a stack's state call it long after they were
 # written, so it keeps reading every input format it ever accepted (tests/unit/test_host_helper.py
 # runs frozen format-1 inputs), and a change of OP or arguments ships as helper-v2 next to this file.
@@ -52,6 +62,9 @@ lock=/run/lock/mattermost-transport-encryption.lock
 lock_wait=1800
 MAGIC="mattermost-transport-encryption helper input v1"
 MAGIC2="mattermost-transport-encryption helper input v2"
+MAGIC3="mattermost-transport-encryption helper input v3"
+# this file, for its library (the program runs it as `/bin/sh PATH`)
+self=$0
 
 mtm_fail() { printf '%s\n' "$*" >&2; exit 1; }
 
@@ -96,9 +109,14 @@ trap 'mtm_exit || :' EXIT
 # ---------------------------------------------------------------------------------- the input
 mtm_parse() {
   # split stdin into $tmp/list (file/block lines), $tmp/s.NAME (sections), $tmp/b64.N
-  awk -v dir="$tmp" -v magic="$MAGIC" -v magic2="$MAGIC2" '
+  awk -v dir="$tmp" -v magic="$MAGIC" -v magic2="$MAGIC2" -v magic3="$MAGIC3" '
     function bad(msg) { print "helper: " msg > "/dev/stderr"; failed = 1; exit 2 }
-    NR == 1 { if ($0 == magic2) v2 = 1; else if ($0 != magic) bad("stdin is not a helper input for interface 1"); next }
+    NR == 1 {
+      if ($0 == magic3) { v2 = 1; v3 = 1 }
+      else if ($0 == magic2) v2 = 1
+      else if ($0 != magic) bad("stdin is not a helper input for interface 1")
+      next
+    }
     b64 { f = dir "/b64." (nb64 + 0); print > f; close(f); nb64++; next }
     /^\| / || $0 == "|" { if (out == "") bad("content line " NR " outside a section"); print substr($0, 3) > out; next }
     { if (out != "") { close(out); out = "" } }
@@ -107,7 +125,13 @@ mtm_parse() {
     $1 == "section" {
       if ($2 !~ /^[a-z0-9-]+$/ || $3 !~ /^[0-9]+$/) bad("bad section line " NR)
       out = dir "/s." $2; printf "" > out
-      print $2, $3, (v2 && $4 == "gzip+base64" ? "gzip" : "plain") > (dir "/sections"); next
+      enc = "plain"; id = "-"
+      if (v2 && $4 == "gzip+base64") enc = "gzip"
+      else if (v3 && $4 ~ /^lib=[0-9a-f]+$/) {
+        enc = "lib"; id = substr($4, 5)
+        if (length(id) != 16) bad("bad library entry in section line " NR)
+      }
+      print $2, $3, enc, id > (dir "/sections"); next
     }
     $0 == "contents base64" { b64 = 1; next }
     $0 == "" { next }
@@ -120,8 +144,16 @@ mtm_parse() {
   fi
   # each section ends with the newline awk printed; cut the one its content did not have
   if [ -e "$tmp/sections" ]; then
-    while IFS=' ' read -r name size enc <&3; do
+    while IFS=' ' read -r name size enc id <&3; do
       f="$tmp/s.$name"
+      if [ "$enc" = lib ]; then
+        # the section's own lines (parameters), then the library entry
+        mtm_lib "$id" > "$f.lib" ||
+          mtm_fail "$who: section $name needs entry $id of the helper's library, and $self has none (an older helper): pulumi up installs the program's helper first"
+        [ "$(sha256sum < "$f.lib" | cut -c1-16)" = "$id" ] || mtm_fail "$who: entry $id of the library in $self is damaged"
+        cat "$f.lib" >> "$f"
+        rm -f "$f.lib"
+      fi
       if [ "$enc" = gzip ]; then
         # base64 -d skips the line ends; the size (and a content's hash) check what came out
         { tr -d '\n' < "$f" | base64 -d | gzip -dc > "$f.plain"; } 2>/dev/null ||
@@ -137,6 +169,16 @@ mtm_parse() {
       fi
     done 3< "$tmp/sections"
   fi
+}
+
+mtm_lib() {
+  # $1 entry ID: its text (the "#|" lines after "#@lib ID" at the end of this file); status 3 if absent
+  awk -v id="$1" '
+    $1 == "#@lib" { if (on) exit; on = ($2 == id); if (on) found = 1; next }
+    on && substr($0, 1, 2) == "#|" { print substr($0, 3); next }
+    on { exit }
+    END { exit found ? 0 : 3 }
+  ' "$self"
 }
 
 mtm_contents() {
@@ -491,3 +533,509 @@ case "$op" in
   run-update) run_script update ;;
   run-delete) run_script delete ;;
 esac
+
+# ==================================================== the library (data: comments, see above)
+# Written by tools/helper_library.py: one "#@lib ID BYTES" line per entry, then its lines, each
+# prefixed "#|". Entries are only ever added.
+#@lib c90ca799137696a5 1144
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|user=mmtunnel
+#|home=/var/lib/mmtunnel
+#|marker=/var/lib/mattermost-transport-encryption/cluster-account-mmtunnel
+#|state=/var/lib/mattermost-transport-encryption
+#|nologin=/usr/sbin/nologin
+#|if getent passwd "$user" >/dev/null; then
+#|  if [ ! -e "$marker" ]; then
+#|    shell=$(getent passwd "$user" | cut -d: -f7)
+#|    case "$shell" in
+#|      */nologin|*/false) echo "$user: existing account without a login shell, used as it is" ;;
+#|      *) echo "account $user already exists with the login shell $shell; it must not be the tunnel account: set cluster.tunnelUser to an unused name (the default is mmtunnel)" >&2; exit 1 ;;
+#|    esac
+#|  fi
+#|else
+#|  mkdir -p "$marker.orig"
+#|  chmod 0700 "$state" "$marker.orig"
+#|  for f in passwd- group- shadow- gshadow-; do
+#|    if [ -e "/etc/$f" ]; then cp -a "/etc/$f" "$marker.orig/$f"; else : > "$marker.orig/$f.absent"; fi
+#|  done
+#|  useradd --system --user-group --home-dir "$home" --create-home --shell "$nologin" --comment "Mattermost cluster SSH tunnels" "$user"
+#|  usermod -p '*' "$user"
+#|  : > "$marker"
+#|  echo "$user: created"
+#|fi
+#@lib dca0e57a2362a2be 693
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|user=mmtunnel
+#|marker=/var/lib/mattermost-transport-encryption/cluster-account-mmtunnel
+#|state=/var/lib/mattermost-transport-encryption
+#|if [ -e "$marker" ]; then
+#|  if getent passwd "$user" >/dev/null; then
+#|    pkill -u "$user" 2>/dev/null || true
+#|    userdel --remove "$user" 2>/dev/null || userdel "$user"
+#|  fi
+#|  for f in passwd- group- shadow- gshadow-; do
+#|    if [ -e "$marker.orig/$f" ]; then cp -a "$marker.orig/$f" "/etc/$f"; fi
+#|    if [ -e "$marker.orig/$f.absent" ]; then rm -f "/etc/$f"; fi
+#|  done
+#|  rm -rf "$marker" "$marker.orig"
+#|  rmdir "$state" 2>/dev/null || true
+#|  echo "$user: removed"
+#|fi
+#@lib 8660e1ea1f5c8cea 1320
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-firewall.service ]; then
+#|  if systemctl is-active --quiet mm-cluster-firewall.service; then systemctl reload mm-cluster-firewall.service; else systemctl start mm-cluster-firewall.service; fi
+#|  iptables -w -t nat -C OUTPUT -j MMTLS-CLUSTER-NAT
+#|  iptables -w -t filter -C INPUT -j MMTLS-CLUSTER-IN
+#|else
+#|  systemctl stop mm-cluster-firewall.service 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-firewall.service 2>/dev/null || true
+#|  while iptables -w -t nat -D OUTPUT -j MMTLS-CLUSTER-NAT 2>/dev/null; do :; done
+#|  while iptables -w -t filter -D INPUT -j MMTLS-CLUSTER-IN 2>/dev/null; do :; done
+#|  if iptables -w -t nat -n -L MMTLS-CLUSTER-NAT >/dev/null 2>&1; then iptables -w -t nat -F MMTLS-CLUSTER-NAT; iptables -w -t nat -X MMTLS-CLUSTER-NAT; fi
+#|  if iptables -w -t filter -n -L MMTLS-CLUSTER-IN >/dev/null 2>&1; then iptables -w -t filter -F MMTLS-CLUSTER-IN; iptables -w -t filter -X MMTLS-CLUSTER-IN; fi
+#|fi
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-tunnels.target ]; then
+#|  systemctl start mm-cluster-heal.timer
+#|else
+#|  systemctl stop mm-cluster-heal.timer mm-cluster-heal.service mm-cluster-tunnels.target 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-heal.timer mm-cluster-heal.service 2>/dev/null || true
+#|fi
+#@lib 882635e68434c804 9034
+#|#!/bin/sh
+#|# Managed by mattermost-transport-encryption (cluster tunnels); `pulumi destroy` removes it.
+#|#
+#|# mm-cluster start|reload   load /etc/mattermost-cluster/firewall.rules (our chains are declared there, so
+#|#                           iptables-restore -n replaces their whole content at once), then
+#|#                           make sure exactly one jump to each chain sits first in its builtin
+#|# mm-cluster stop           remove the jumps and the chains
+#|# mm-cluster check [FILE]   iptables-restore --test of the rules
+#|# mm-cluster wait-listen SECONDS PORT...
+#|#                           wait until 127.0.0.1:PORT listen, i.e. ssh is logged in to the
+#|#                           pinned peer; fail early if ssh ($MAINPID) exits
+#|# mm-cluster tunnel PEER    (mm-tunnel@PEER's ExecStart) exec ssh from PEER's line in /etc/mattermost-cluster/tunnels,
+#|#                           with AES-GCM first where the CPU has AES instructions
+#|# mm-cluster wait-tunnel PEER SECONDS
+#|#                           (its ExecStartPost) wait-listen on PEER's local ports
+#|# mm-cluster tunnels-apply  restart the tunnels whose line changed, stop the ones not listed
+#|# mm-cluster drift          print what differs from the installed files (exit 1 if anything)
+#|# mm-cluster heal           (mm-cluster-heal.timer) put back what drifted, without restarting
+#|#                           anything that runs: the firewall unit is reloaded, never restarted
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|rules=/etc/mattermost-cluster/firewall.rules
+#|nat_chain=MMTLS-CLUSTER-NAT
+#|in_chain=MMTLS-CLUSTER-IN
+#|table=/etc/mattermost-cluster/tunnels
+#|template=/etc/systemd/system/mm-tunnel@.service
+#|firewall_unit=mm-cluster-firewall.service
+#|aes_ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes256-gcm@openssh.com
+#|ssh_bin=/usr/bin/ssh
+#|client_key=/etc/mattermost-cluster/id_ed25519
+#|
+#|fail() { printf 'mm-cluster: %s\n' "$*" >&2; exit 1; }
+#|
+#|tunnel_line() {
+#|  # $1 peer: its line of the table, empty if none
+#|  [ -r "$table" ] || return 0
+#|  awk -v p="$1" '$1 == p' "$table"
+#|}
+#|
+#|peers() {
+#|  [ -r "$table" ] || return 0
+#|  awk '$1 !~ /^#/ && NF { print $1 }' "$table"
+#|}
+#|
+#|wait_listen() {
+#|  secs=$1
+#|  shift
+#|  tries=0
+#|  while :; do
+#|    missing=""
+#|    for port in "$@"; do
+#|      if [ -z "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]; then missing="$missing $port"; fi
+#|    done
+#|    [ -n "$missing" ] || return 0
+#|    if [ -n "${MAINPID:-}" ] && [ ! -d "/proc/$MAINPID" ]; then
+#|      fail "ssh exited before 127.0.0.1:$missing listened"
+#|    fi
+#|    [ "$tries" -lt $((secs * 10)) ] || fail "127.0.0.1:$missing not listening after ${secs}s"
+#|    sleep 0.1
+#|    tries=$((tries + 1))
+#|  done
+#|}
+#|
+#|expected_chain() {
+#|  # $1 table, $2 chain: the rules of that chain in the rules file, as iptables -S prints them
+#|  awk -v t="*$1" -v c="$2" '$0 == t { s = 1; next } s && $0 == "COMMIT" { s = 0 } s && $1 == "-A" && $2 == c' "$rules"
+#|}
+#|
+#|drift() {
+#|  # one line per item that differs from the installed files
+#|  if [ -r "$rules" ] && systemctl is-active --quiet "$firewall_unit"; then
+#|    for spec in "nat $nat_chain OUTPUT" "filter $in_chain INPUT"; do
+#|      set -- $spec
+#|      iptables -w -t "$1" -C "$3" -j "$2" 2>/dev/null || echo "firewall: no jump from $1 $3 to $2"
+#|      now=$(iptables -w -t "$1" -S "$2" 2>/dev/null | grep -- '^-A ' || true)
+#|      [ "$now" = "$(expected_chain "$1" "$2")" ] || echo "firewall: chain $2 differs from $rules"
+#|    done
+#|  fi
+#|  if [ -e "$template" ]; then
+#|    for peer in $(peers); do
+#|      systemctl is-active --quiet "mm-tunnel@$peer.service" || echo "tunnel: mm-tunnel@$peer.service is not running"
+#|    done
+#|  fi
+#|}
+#|
+#|jump() {
+#|  # $1 table, $2 builtin chain, $3 our chain
+#|  if ! iptables -w -t "$1" -C "$2" -j "$3" 2>/dev/null; then
+#|    iptables -w -t "$1" -I "$2" 1 -j "$3"
+#|  fi
+#|}
+#|
+#|case "${1:-}" in
+#|start|reload)
+#|  [ -r "$rules" ] || fail "$rules is missing"
+#|  iptables-restore -w -n < "$rules"
+#|  jump nat OUTPUT "$nat_chain"
+#|  jump filter INPUT "$in_chain"
+#|  ;;
+#|stop)
+#|while iptables -w -t nat -D OUTPUT -j MMTLS-CLUSTER-NAT 2>/dev/null; do :; done
+#|while iptables -w -t filter -D INPUT -j MMTLS-CLUSTER-IN 2>/dev/null; do :; done
+#|if iptables -w -t nat -n -L MMTLS-CLUSTER-NAT >/dev/null 2>&1; then iptables -w -t nat -F MMTLS-CLUSTER-NAT; iptables -w -t nat -X MMTLS-CLUSTER-NAT; fi
+#|if iptables -w -t filter -n -L MMTLS-CLUSTER-IN >/dev/null 2>&1; then iptables -w -t filter -F MMTLS-CLUSTER-IN; iptables -w -t filter -X MMTLS-CLUSTER-IN; fi
+#|  ;;
+#|check)
+#|  iptables-restore -w --test -n < "${2:-$rules}"
+#|  ;;
+#|wait-listen)
+#|  [ "$#" -ge 3 ] || fail "usage: mm-cluster wait-listen SECONDS PORT..."
+#|  shift
+#|  wait_listen "$@"
+#|  ;;
+#|tunnel)
+#|  [ "$#" -eq 2 ] || fail "usage: mm-cluster tunnel PEER"
+#|  line=$(tunnel_line "$2")
+#|  [ -n "$line" ] || fail "no tunnel to $2 in $table"
+#|  # what this instance runs, for tunnels-apply to compare with the table
+#|  if [ -n "${RUNTIME_DIRECTORY:-}" ]; then printf '%s\n' "$line" > "$RUNTIME_DIRECTORY/line"; fi
+#|  set -f
+#|  set -- $line
+#|  case "$4" in
+#|  /*)
+#|    # a line of the table before it held only the per-peer values: its argv from field 4 on
+#|    shift 3
+#|    ;;
+#|  *)
+#|    # peer local-ports host-key host-key-type user@address ssh-port remote-ports
+#|    peer=$1 locals=$2 key=$3 ktype=$4 dest=$5 port=$6 remotes=$7
+#|    # the pin, from the table (the only file holding it) into the instance's runtime directory
+#|    [ -n "${RUNTIME_DIRECTORY:-}" ] || fail "tunnel $peer: no RuntimeDirectory (run it as mm-tunnel@$peer.service)"
+#|    known_hosts=$RUNTIME_DIRECTORY/known_hosts
+#|    printf 'mm-cluster-%s %s %s\n' "$peer" "$ktype" "$key" > "$known_hosts"
+#|    # an RSA pin is used with SHA-2 signatures only, never ssh-rsa (SHA-1)
+#|    case "$ktype" in ssh-rsa) algs=rsa-sha2-512,rsa-sha2-256 ;; *) algs=$ktype ;; esac
+#|    set -- "$ssh_bin" -F none -N -T -o BatchMode=yes -o IdentitiesOnly=yes -o "IdentityFile=$client_key" \
+#|      -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$known_hosts" -o GlobalKnownHostsFile=/dev/null \
+#|      -o "HostKeyAlias=mm-cluster-$peer" -o "HostKeyAlgorithms=$algs" -o UpdateHostKeys=no -o CheckHostIP=no \
+#|      -o ExitOnForwardFailure=yes -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -o ConnectTimeout=10 -p "$port"
+#|    # the i-th local port forwards to the i-th remote port of the peer
+#|    while [ -n "$locals" ]; do
+#|      [ -n "$remotes" ] || fail "$table: $peer has more local than remote ports"
+#|      set -- "$@" -L "127.0.0.1:${locals%%,*}:${dest#*@}:${remotes%%,*}"
+#|      case "$locals" in *,*) locals=${locals#*,} ;; *) locals="" ;; esac
+#|      case "$remotes" in *,*) remotes=${remotes#*,} ;; *) remotes="" ;; esac
+#|    done
+#|    [ -z "$remotes" ] || fail "$table: $peer has more remote than local ports"
+#|    set -- "$@" "$dest"
+#|    ;;
+#|  esac
+#|  bin=$1
+#|  shift
+#|  if grep -qw aes /proc/cpuinfo 2>/dev/null; then exec "$bin" -o "Ciphers=$aes_ciphers" "$@"; fi
+#|  exec "$bin" "$@"
+#|  ;;
+#|wait-tunnel)
+#|  [ "$#" -eq 3 ] || fail "usage: mm-cluster wait-tunnel PEER SECONDS"
+#|  line=$(tunnel_line "$2")
+#|  [ -n "$line" ] || fail "no tunnel to $2 in $table"
+#|  ports=$(printf '%s\n' "$line" | awk '{ print $2 }' | tr ',' ' ')
+#|  wait_listen "$3" $ports
+#|  ;;
+#|tunnels-apply)
+#|  for u in $(systemctl list-units --all --plain --no-legend 'mm-tunnel@*.service' | awk '{ print $1 }'); do
+#|    peer=${u#mm-tunnel@}
+#|    peer=${peer%.service}
+#|    if [ ! -e "$template" ] || [ -z "$(tunnel_line "$peer")" ]; then
+#|      systemctl stop "$u" 2>/dev/null || true
+#|      systemctl reset-failed "$u" 2>/dev/null || true
+#|      echo "mm-cluster: $u stopped (no longer a peer)"
+#|    fi
+#|  done
+#|  [ -e "$template" ] || exit 0
+#|  todo=""
+#|  for peer in $(peers); do
+#|    # the per-pair unit of the earlier design holds the same local ports: it makes way
+#|    if systemctl is-active --quiet "mm-tunnel-$peer.service"; then systemctl stop "mm-tunnel-$peer.service"; fi
+#|    u="mm-tunnel@$peer.service"
+#|    if systemctl is-active --quiet "$u" && [ "$(cat "/run/mm-tunnel-$peer/line" 2>/dev/null || true)" = "$(tunnel_line "$peer")" ]; then
+#|      continue
+#|    fi
+#|    todo="$todo $u"
+#|  done
+#|  [ -n "$todo" ] || exit 0
+#|  # all at once: systemd runs the jobs in parallel and waits for every one
+#|  systemctl restart $todo || true
+#|  failed=""
+#|  for u in $todo; do
+#|    if ! systemctl is-active --quiet "$u"; then
+#|      journalctl -u "$u" -n 20 --no-pager >&2 || true
+#|      systemctl stop "$u" 2>/dev/null || true
+#|      failed="$failed $u"
+#|    fi
+#|  done
+#|  [ -z "$failed" ] || fail "did not come up:$failed (journal above)"
+#|  echo "mm-cluster: (re)started$todo"
+#|  ;;
+#|drift)
+#|  out=$(drift)
+#|  [ -n "$out" ] || exit 0
+#|  printf '%s\n' "$out"
+#|  exit 1
+#|  ;;
+#|heal)
+#|  out=$(drift)
+#|  [ -n "$out" ] || exit 0
+#|  printf 'mm-cluster: drift: %s\n' "$out" >&2
+#|  if printf '%s\n' "$out" | grep -q '^firewall:'; then systemctl reload "$firewall_unit"; fi
+#|  for peer in $(peers); do
+#|    systemctl start --no-block "mm-tunnel@$peer.service"
+#|  done
+#|  ;;
+#|*)
+#|  fail "usage: mm-cluster start|reload|stop|check [FILE]|wait-listen SECONDS PORT...|tunnel PEER|wait-tunnel PEER SECONDS|tunnels-apply|drift|heal"
+#|  ;;
+#|esac
+#@lib 12aa5f6534702adc 475
+#|# Managed by mattermost-transport-encryption (cluster tunnels); `pulumi destroy` removes it.
+#|[Unit]
+#|Description=Mattermost cluster firewall: TCP gossip into the SSH tunnels, gossip ports for peers only
+#|After=ufw.service netfilter-persistent.service
+#|Before=mattermost.service mm-cluster-tunnels.target
+#|
+#|[Service]
+#|Type=oneshot
+#|RemainAfterExit=yes
+#|ExecStart=/usr/local/sbin/mm-cluster start
+#|ExecReload=/usr/local/sbin/mm-cluster reload
+#|ExecStop=-/usr/local/sbin/mm-cluster stop
+#@lib cf61ad8c6aa4c7ce 295
+#|# Managed by mattermost-transport-encryption (cluster tunnels); `pulumi destroy` removes it.
+#|[Unit]
+#|Description=Mattermost cluster drift check: puts back a flushed DNAT chain or a stopped tunnel
+#|After=mm-cluster-firewall.service
+#|
+#|[Service]
+#|Type=oneshot
+#|ExecStart=/usr/local/sbin/mm-cluster heal
+#@lib 1446eb650d87a1b8 1320
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-tunnels.target ]; then
+#|  systemctl start mm-cluster-heal.timer
+#|else
+#|  systemctl stop mm-cluster-heal.timer mm-cluster-heal.service mm-cluster-tunnels.target 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-heal.timer mm-cluster-heal.service 2>/dev/null || true
+#|fi
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-firewall.service ]; then
+#|  if systemctl is-active --quiet mm-cluster-firewall.service; then systemctl reload mm-cluster-firewall.service; else systemctl start mm-cluster-firewall.service; fi
+#|  iptables -w -t nat -C OUTPUT -j MMTLS-CLUSTER-NAT
+#|  iptables -w -t filter -C INPUT -j MMTLS-CLUSTER-IN
+#|else
+#|  systemctl stop mm-cluster-firewall.service 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-firewall.service 2>/dev/null || true
+#|  while iptables -w -t nat -D OUTPUT -j MMTLS-CLUSTER-NAT 2>/dev/null; do :; done
+#|  while iptables -w -t filter -D INPUT -j MMTLS-CLUSTER-IN 2>/dev/null; do :; done
+#|  if iptables -w -t nat -n -L MMTLS-CLUSTER-NAT >/dev/null 2>&1; then iptables -w -t nat -F MMTLS-CLUSTER-NAT; iptables -w -t nat -X MMTLS-CLUSTER-NAT; fi
+#|  if iptables -w -t filter -n -L MMTLS-CLUSTER-IN >/dev/null 2>&1; then iptables -w -t filter -F MMTLS-CLUSTER-IN; iptables -w -t filter -X MMTLS-CLUSTER-IN; fi
+#|fi
+#@lib a08d0618f76b6ab2 1051
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|unit=mattermost.service
+#|want=true
+#|new=MM_CLUSTERSETTINGS_ENABLEGOSSIPENCRYPTION
+#|old=MM_CLUSTERSETTINGS_ENABLEEXPERIMENTALGOSSIPENCRYPTION
+#|pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
+#|if [ -z "$pid" ] || [ "$pid" = 0 ] || [ ! -r "/proc/$pid/environ" ]; then
+#|  echo "$unit: not running; its restart will use gossip encryption=$want"
+#|  exit 0
+#|fi
+#|if tr '\000' '\n' < "/proc/$pid/environ" | grep -qxE "($new|$old)=$want"; then
+#|  echo "$unit: already running with gossip encryption=$want"
+#|  exit 0
+#|fi
+#|if command -v ss >/dev/null 2>&1 && ! ss -Hlunp 2>/dev/null | grep -q "pid=$pid,"; then
+#|  echo "$unit: not gossiping (clustering is off in the running server): no mode to mix, left running; its restart brings it into the cluster with gossip encryption=$want"
+#|  exit 0
+#|fi
+#|echo "$unit: stopping for the switch to gossip encryption=$want (nodes cannot mix modes; every node stops, each comes back with its own restart)"
+#|systemctl stop "$unit"
+#@lib bca77bb95d55b9ae 3866
+#|unit=mattermost
+#|ports=8074
+#|ours=/etc/mattermost-cluster/id_ed25519
+#|nat_chain=MMTLS-CLUSTER-NAT
+#|# Preflight of the cluster tunnels (read-only). Parameters set above: node, unit, ports,
+#|# ours (our tunnel key: processes using it are ours), nat_chain.
+#|# Finds what the manual SSH-tunnel procedure leaves on a host and stops with the exact steps to
+#|# remove it: its DNAT lines would sit beside ours (two DNAT rules for one port), and its
+#|# `ssh -f` tunnels and pre_start.sh would keep running beside our supervised ones.
+#|found=$(mktemp)
+#|trap 'rm -f "$found" "$found.pre"' EXIT
+#|say() { printf '  - %s\n' "$*" >> "$found"; }
+#|
+#|missing=""
+#|for tool in ssh sshd iptables iptables-restore systemctl ss useradd ps journalctl; do
+#|  command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+#|done
+#|if [ -n "$missing" ]; then
+#|  say "missing tools:$missing (Debian: apt-get install openssh-client openssh-server iptables iproute2 procps passwd)"
+#|fi
+#|
+#|# any of our tunnelled ports as a DNAT match: --dport 8074 / --dport=8074
+#|portre=$(printf '%s\n' $ports | paste -sd '|' -)
+#|
+#|# 1. ExecStartPre that starts tunnels (pre_start.sh)
+#|if systemctl cat "$unit.service" >/dev/null 2>&1; then
+#|  systemctl cat "$unit.service" 2>/dev/null | awk '/^# \//{file=$2} /^ExecStartPre=/{print file "\t" $0}' > "$found.pre" || true
+#|  while IFS="$(printf '\t')" read -r file line; do
+#|    cmd=$(printf '%s' "${line#ExecStartPre=}" | sed 's/^[-@:+!]*//')
+#|    prog=${cmd%% *}
+#|    if printf '%s\n' "$cmd" | grep -Eq '(^|[/ ])ssh .*-L' \
+#|      || { [ -f "$prog" ] && grep -Eq '(^|[^A-Za-z])ssh .*-L' "$prog"; }; then
+#|      say "$file: '$line' starts SSH tunnels before Mattermost (the manual procedure's pre_start.sh). Remove that line (or the drop-in adding it), run 'systemctl daemon-reload', and delete $prog if nothing else uses it."
+#|    fi
+#|  done < "$found.pre"
+#|  rm -f "$found.pre"
+#|fi
+#|
+#|# 2. DNAT lines for our ports in the firewall files
+#|for f in /etc/ufw/before.rules /etc/ufw/after.rules /etc/iptables/rules.v4; do
+#|  [ -f "$f" ] || continue
+#|  grep -nE -- "-j[[:space:]]+DNAT" "$f" 2>/dev/null | grep -E -- "--dport[ =]+($portre)([^0-9]|$)" | while IFS= read -r hit; do
+#|    say "$f line ${hit%%:*}: '${hit#*:}' (a DNAT of a gossip port from the manual procedure). Delete that line, and its '*nat' and 'COMMIT' lines if nothing else is left between them."
+#|  done
+#|done
+#|
+#|# 3. the same rules live in the kernel
+#|if command -v iptables >/dev/null 2>&1; then
+#|  iptables -w -t nat -S OUTPUT 2>/dev/null | grep -E -- "-j[[:space:]]+DNAT" | grep -E -- "--dport[ =]+($portre)([^0-9]|$)" | while IFS= read -r rule; do
+#|    say "live rule '$rule'. Remove it: iptables -t nat $(printf '%s' "$rule" | sed 's/^-A /-D /')"
+#|  done
+#|fi
+#|
+#|# 4. ssh tunnels to a gossip port that are not ours
+#|# -ww: never cut the command line to $COLUMNS (ps honours it even into a pipe)
+#|ps -ww -eo pid=,args= 2>/dev/null | grep -E '(^|[/ ])ssh .*-L' | grep -E -- ":($portre)([^0-9]|$)" | grep -vF -- "$ours" | while read -r pid args; do
+#|  case "$args" in *grep*) continue ;; esac
+#|  say "process $pid '$args' is an SSH tunnel to a gossip port (manual procedure). Stop it: kill $pid"
+#|done
+#|
+#|# 5. a ufw that flushes the builtin chains on every reload would drop our jumps
+#|if grep -qiE '^[[:space:]]*MANAGE_BUILTINS[[:space:]]*=[[:space:]]*"?yes' /etc/default/ufw 2>/dev/null; then
+#|  say "/etc/default/ufw has MANAGE_BUILTINS=yes: every 'ufw reload' would flush nat OUTPUT and INPUT, including the jumps to $nat_chain. Set MANAGE_BUILTINS=no."
+#|fi
+#|
+#|if [ -s "$found" ]; then
+#|  {
+#|    echo "node $node: refusing to set up the cluster tunnels: this host still carries the manual SSH-tunnel procedure (or something in its way)."
+#|    echo "Remove the following, then run 'pulumi up' again (nothing has been changed on this host):"
+#|    cat "$found"
+#|  } >&2
+#|  exit 1
+#|fi
+#|echo "node $node: no manual tunnel procedure found; ready for the cluster tunnels"
+#@lib 60ccd299f11049d7 463
+#|Wants=network-online.target
+#|After=network-online.target mm-cluster-firewall.service
+#|Before=mattermost.service mm-cluster-tunnels.target
+#|PartOf=mm-cluster-tunnels.target
+#|StartLimitIntervalSec=0
+#|
+#|[Service]
+#|Type=simple
+#|User=mmtunnel
+#|Group=mmtunnel
+#|RuntimeDirectory=mm-tunnel-%i
+#|ExecStart=/usr/local/sbin/mm-cluster tunnel %i
+#|ExecStartPost=/usr/local/sbin/mm-cluster wait-tunnel %i 15
+#|Restart=always
+#|RestartSec=2
+#|NoNewPrivileges=yes
+#|PrivateTmp=yes
+#|ProtectSystem=full
+#@lib 85cc5253db31407e 328
+#|mtm_node_fail() { printf '%s\n' "$1" >&2; exit 1; }
+#|if command -v update-ca-certificates >/dev/null 2>&1; then
+#|  update-ca-certificates
+#|else
+#|  mtm_node_fail "update-ca-certificates is not installed; the database driver verifies the server with the system trust store, so the CA must be added there (install ca-certificates)"
+#|fi
+#@lib 77eaf95265c76a31 394
+#|if command -v update-ca-certificates >/dev/null 2>&1; then
+#|  update-ca-certificates || printf '%s\n' "warning: update-ca-certificates failed" >&2
+#|fi
+#|for link in /etc/ssl/certs/*; do
+#|  if [ -L "$link" ] && [ ! -e "$link" ]; then
+#|    case "$(readlink "$link")" in
+#|      mattermost-transport-ca.pem|/usr/local/share/ca-certificates/mattermost-transport-ca.crt) rm -f "$link" ;;
+#|    esac
+#|  fi
+#|done
+#@lib 33bebc3cdce0d7e7 935
+#|cd /
+#|mtm_out=$({ srv=$(command -v mariadbd || command -v mysqld) && "$srv" --help --verbose; } 2>/dev/null) || { echo 'the server rejects its configuration'; exit 1; }
+#|case "$(printf '%s\n' "$mtm_out" | awk '$1 == "require-secure-transport" { print $2 }')" in
+#|  TRUE|ON|1) mtm_v=ON ;;
+#|  *) mtm_v=OFF ;;
+#|esac
+#|if [ -e /etc/mysql/mysql.conf.d/91-mattermost-tls-enforce.cnf ] && [ "$mtm_v" != ON ]; then
+#|  echo "the server would not use "/etc/mysql/mysql.conf.d/91-mattermost-tls-enforce.cnf" as written (a later option file overrides it?)"; exit 1
+#|fi
+#|mysql --protocol=socket -e "SET GLOBAL require_secure_transport = $mtm_v" </dev/null
+#|mtm_now=$(mysql --protocol=socket -N -B -r -e "SELECT @@GLOBAL.require_secure_transport" </dev/null)
+#|case "$mtm_now" in 1|ON) mtm_now=ON ;; *) mtm_now=OFF ;; esac
+#|[ "$mtm_now" = "$mtm_v" ] || { echo "require_secure_transport is $mtm_now, not $mtm_v"; exit 1; }
+#|echo "require_secure_transport = $mtm_v"
+#@lib 975e1118b53d55ac 664
+#|cd /
+#|systemctl reload postgresql@15-main
+#|if ! grep -qxF 'hostnossl all "mmuser" all reject' /etc/postgresql/15/main/pg_hba.conf; then echo 'reloaded'; exit 0; fi
+#|mtm_n=0
+#|while :; do
+#|  mtm_out=$(psql -X -w 'host='"'"'10.20.9.1'"'"' port='"'"'5432'"'"' user='"'"'mmuser'"'"' dbname='"'"'mattermost'"'"' sslmode='"'"'disable'"'"' connect_timeout='"'"'10'"'"'' -c '' 2>&1 </dev/null || true)
+#|  case "$mtm_out" in *"no encryption"*) break ;; esac
+#|  mtm_n=$((mtm_n + 1))
+#|  if [ "$mtm_n" -ge 60 ]; then
+#|    echo "a plain login of "mmuser" is not refused after the reload:"; printf '%s\n' "$mtm_out"; exit 1
+#|  fi
+#|  sleep 1
+#|done
+#|echo "plain logins of "mmuser" are refused"
+#@lib fbcb25f708e23660 857
+#|cd /
+#|if mtm_out=$(runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p 5432 -d postgres -At -c 'SELECT setting FROM pg_catalog.pg_settings WHERE name = '"'"'hba_file'"'"'' 2>&1 </dev/null); then
+#|  if [ "$mtm_out" != /etc/postgresql/15/main/pg_hba.conf ]; then
+#|    echo "the server reads $mtm_out, not "/etc/postgresql/15/main/pg_hba.conf": set database.configDir to the cluster's directory"; exit 1
+#|  fi
+#|  mtm_out=$(runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p 5432 -d postgres -At -c 'SELECT line_number || '"'"': '"'"' || error FROM pg_catalog.pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number' </dev/null)
+#|  if [ -n "$mtm_out" ]; then echo "pg_hba.conf has errors:"; printf '%s\n' "$mtm_out"; exit 1; fi
+#|else
+#|  echo "note: could not ask the running server to check pg_hba.conf"
+#|fi

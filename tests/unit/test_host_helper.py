@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from components import host_helper_render
+from components import host_helper_render, remote_files_render
 from components.remote_files_render import (
     FileSpec,
     encode_bundle,
     read_manifest,
     render_block_manifest,
     render_call,
+    render_files_apply,
     render_files_manifest,
     render_files_restore,
     render_run_manifest,
@@ -368,3 +369,98 @@ def test_a_block_changed_later_stays_where_it_is(tree: Path) -> None:
     assert call("block-restore", "enforce", second, st).returncode == 0
     assert call("block-restore", "hba", changed, st).returncode == 0
     assert f.read_text() == "local all all peer" and not st.exists()
+
+
+# ------------------------------------------------------------------------- format 3: the library
+LIB_BODY = """# a script every host gets alike: its parameters are set above it
+printf '%s from the library\\n' "$greeting"
+printf '%s\\n' "$greeting" > "$out"
+""" + "# padding, so the body is long enough to be an entry\n" * 6
+
+
+@pytest.fixture
+def lib_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the helper with one more library entry (LIB_BODY), which the renderers use."""
+    helper = tmp_path / "helper-v1"
+    helper.write_text(host_helper_render.helper_source() + host_helper_render.library_entry(LIB_BODY))
+    key = host_helper_render.library_id(LIB_BODY)
+    monkeypatch.setattr(remote_files_render, "helper_library", lambda: {**host_helper_render.helper_library(), key: LIB_BODY})
+    return helper
+
+
+def _call_helper(helper: Path, op: str, owner: str, stdin: str, state: Path) -> subprocess.CompletedProcess[str]:
+    cmd = render_call(op, owner, helper=str(helper), state_dir=str(state))
+    return subprocess.run(["/bin/sh", "-c", cmd], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_a_script_ending_in_a_library_entry_sends_its_parameters_and_the_entry_id(lib_helper: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    create = f"greeting='hello there'\nout={out}\n" + LIB_BODY
+    m = render_run_manifest("o", create=create)
+    key = host_helper_render.library_id(LIB_BODY)
+    assert m.splitlines()[:3] == [
+        "mattermost-transport-encryption helper input v3",
+        "owner o",
+        f"section create {len(create)} lib={key} (runs on create)",
+    ]
+    assert "from the library" not in m and "| greeting='hello there'" in m
+    assert read_manifest(m).sections["create"] == create
+    r = _call_helper(lib_helper, "run-create", "o", m, tmp_path / "state")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "hello there from the library\n" and out.read_text() == "hello there\n"
+
+
+def test_a_file_and_a_hook_from_the_library_install_the_same_bytes_and_restore(lib_helper: Path, tree: Path) -> None:
+    """A content that is an entry goes as its ID; the helper checks the file's hash as always."""
+    etc = tree / "etc"
+    before = tree_digest(etc)
+    hook = f"greeting=activated\nout={tree / 'hooked'}\n" + LIB_BODY
+    m = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], [LIB_BODY], activate=hook)
+    assert m.count(" lib=") == 2 and "padding" not in m
+    assert read_manifest(m).contents == [LIB_BODY] and read_manifest(m).sections["activate"] == hook
+    r = _call_helper(lib_helper, "files-apply", "o", m, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert (etc / "app.conf").read_text() == LIB_BODY and "activated from the library" in r.stdout
+    assert "o: unchanged" in _call_helper(lib_helper, "files-apply", "o", m, tree / "state").stdout
+    r = _call_helper(lib_helper, "files-restore", "o", m, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(etc) == before
+
+
+def test_an_entry_the_helper_lacks_fails_naming_the_fix_and_changes_nothing(lib_helper: Path, tree: Path) -> None:
+    """An older helper (here: the repo's, without the test's entry) refuses the input whole."""
+    etc = tree / "etc"
+    before = tree_digest(etc)
+    m = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], [LIB_BODY])
+    r = call("files-apply", "o", m, tree / "state")
+    key = host_helper_render.library_id(LIB_BODY)
+    assert r.returncode != 0
+    assert f"o: section content-0 needs entry {key} of the helper's library" in r.stderr
+    assert "pulumi up installs the program's helper first" in r.stderr
+    assert tree_digest(etc) == before
+
+
+def test_a_damaged_library_entry_is_refused(lib_helper: Path, tree: Path) -> None:
+    lib_helper.write_text(lib_helper.read_text().replace("#|# padding, so", "#|# padded, so", 1))
+    m = render_run_manifest("o", create="greeting=x\nout=/dev/null\n" + LIB_BODY)
+    r = _call_helper(lib_helper, "run-create", "o", m, tree / "state")
+    assert r.returncode != 0 and "library in" in r.stderr and "is damaged" in r.stderr
+
+
+def test_a_short_text_or_a_self_contained_script_never_names_an_entry(lib_helper: Path, tree: Path) -> None:
+    """Self-contained scripts may carry the helper inline (without its library), and a short
+    hook stays readable in the preview."""
+    spec = FileSpec(str(tree / "etc" / "app.conf"))
+    hook = f"section activate {len(LIB_BODY)} "
+    assert f"{hook}(runs after a change)" in render_files_apply("o", [spec], activate=LIB_BODY)
+    assert f"{hook}lib=" not in render_files_apply("o", [spec], activate=LIB_BODY)
+    assert f"section restore-activate {len(LIB_BODY)} lib=" not in render_files_restore("o", [spec], restore_activate=LIB_BODY)
+    assert not [line for line in render_files_apply("o", [spec]).splitlines() if line.startswith(host_helper_render.LIBRARY_HEAD)]
+    assert " lib=" not in render_run_manifest("o", create="echo short")
+
+
+def test_every_library_entry_is_named_by_its_hash_and_long_enough() -> None:
+    library = host_helper_render.helper_library()
+    assert library, "the helper ships a library (tools/helper_library.py writes it)"
+    for key, text in library.items():
+        assert host_helper_render.library_id(text) == key and len(text.encode()) >= host_helper_render.LIBRARY_MIN
