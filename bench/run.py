@@ -42,6 +42,10 @@ _spec = importlib.util.spec_from_file_location("bench_sealed_state", sys.argv[3]
 sealed = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = sealed  # its dataclasses look their module up
 _spec.loader.exec_module(sealed)
+# ... with this tree's property paths (an older tree's props module may lack what it uses)
+_spec = importlib.util.spec_from_file_location("bench_sealed_props", sys.argv[3] + "/lab/replay/props.py")
+sealed.props = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sealed.props)
 
 def pub():
     return ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
@@ -65,10 +69,25 @@ cpu0, t0 = time.process_time(), time.perf_counter()
 ev = evaluate(sys.argv[1], "prod", config=config)
 cpu, took = time.process_time() - cpu0, time.perf_counter() - t0
 gc.callbacks.remove(gc_clock)
+rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # before the apply below
 if ev.program_error or ev.failed_steps:  # a half-evaluated program's figures would flatter it
     sys.exit(f"evaluation failed: {ev.program_error or ev.failed_steps[0].error}")
 edges = sum(len((set(r.dependencies) | {u for us in r.property_dependencies.values() for u in us}) - {r.parent_urn})
             for r in ev.resources)
+applied = {}
+if sys.argv[4:] == ["applied"]:
+    # The state a fresh `up` leaves: a preview's holds no value that only the apply makes (an
+    # input built from a created resource's output stays unknown: a node's TLS files, the
+    # proxy's site), so it is smaller than any real state. Every command succeeds and prints
+    # nothing (bench_lab measures what real output adds); the database password is given, since
+    # no host answers its read.
+    from lab.replay.runners import SilentRunner
+
+    up = evaluate(sys.argv[1], "prod", config={**config, "dbPassword": Secret("bench-" + "x" * 24)}, preview=False, runner=SilentRunner())
+    if up.program_error or up.failed_steps:
+        sys.exit(f"apply failed: {up.program_error or up.failed_steps[0].error}")
+    applied = {"applied_state_bytes": len(json.dumps(up.state.to_json(), indent=1)) + 1,
+               "applied_state_sealed_bytes": sealed.encrypted_bytes(up.state)}
 commands = [c for c in ev.commands() if any(c.command_texts())]
 dials = commands + ev.by_type("command:remote:CopyToRemote")
 print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "gc_cpu": round(gc_time[0], 2), "seconds": round(took, 2), "resources": len(ev.resources),
@@ -78,7 +97,7 @@ print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "gc_cpu": round(gc_time[0], 
                   "largest_command": max(len(t) for c in commands for t in c.command_texts()),
                   "commands_per_node_host": max(sum(1 for c in dials if c.inputs["connection"]["host"] == x["address"])
                                                 for x in nodes),
-                  "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))
+                  "max_rss_mib": rss_mib, **applied}))
 """
 """One evaluation in a fresh process. Edges are (resource, dependency) pairs from `dependencies`
 and `propertyDependencies` (the parent excluded). `commands_per_node_host` is the most remote
@@ -97,15 +116,20 @@ def evaluate_size(root: Path, n: int, timeout: float | None = None, repeat: int 
     """The figures of `repeat` evaluations in fresh processes, the one with the least CPU: the
     machine is shared (other sessions' lab runs), and contention only ever adds CPU time, so the
     minimum is the least disturbed figure. Everything but the times is the same in every run."""
-    rows = [_evaluate_once(root, n, timeout) for _ in range(max(1, repeat))]
+    rows = [_evaluate_once(root, n, timeout, applied=i == 0 and root == ROOT) for i in range(max(1, repeat))]
     done = [r for r in rows if r is not None]
-    return min(done, key=lambda r: r["cpu"]) if len(done) == len(rows) else None
+    if len(done) != len(rows):
+        return None
+    return {**min(done, key=lambda r: r["cpu"]), **{k: v for k, v in done[0].items() if k.startswith("applied_")}}
 
 
-def _evaluate_once(root: Path, n: int, timeout: float | None) -> dict[str, float] | None:
+def _evaluate_once(root: Path, n: int, timeout: float | None, applied: bool = False) -> dict[str, float] | None:
+    """`applied`: also the state of a fresh `up` (this tree only: an older tree's replay may lack
+    the runner it takes)."""
     try:
         r = subprocess.run(
-            [sys.executable, "-c", _EVAL, str(root), str(n), str(ROOT)], capture_output=True, text=True, cwd=root, timeout=timeout
+            [sys.executable, "-c", _EVAL, str(root), str(n), str(ROOT), *(["applied"] if applied else [])],
+            capture_output=True, text=True, cwd=root, timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return None
@@ -139,8 +163,9 @@ def bench_program(sizes: list[int], repeat: int = 1) -> list[dict[str, float]]:
         per = (b["cpu"] / b["resources"]) / (a["cpu"] / a["resources"])
         print(f"  CPU per resource, 100 vs 10 nodes: x{per:.2f} (target <= x1.5)")
     for r in rows:
-        print(f"  state per node at {r['nodes']} nodes: {r['state_bytes'] / r['nodes'] / 1000:,.0f} kB "
-              f"({r['state_sealed_bytes'] / r['nodes'] / 1000:,.0f} kB sealed; target < 100 kB)")
+        print(f"  state per node at {r['nodes']} nodes after a fresh up: {r['applied_state_bytes'] / r['nodes'] / 1000:,.0f} kB "
+              f"({r['applied_state_sealed_bytes'] / r['nodes'] / 1000:,.0f} kB sealed; target < 100 kB); "
+              f"its preview's {r['state_bytes'] / r['nodes'] / 1000:,.0f} kB (inputs made by the apply still unknown)")
     return rows
 
 
@@ -184,11 +209,16 @@ def bench_lab() -> dict[str, float]:
 def _bench_lab(lab, replay) -> dict[str, float]:  # type: ignore[no-untyped-def]
     lab.down()
     t0 = time.monotonic()
-    lab.up(nodes=3, extra=[])
+    nodes = 3
+    lab.up(nodes=nodes, extra=[])
     boot = time.monotonic() - t0
     state = ROOT / ".lab" / "state" / "bench.json"
     state.unlink(missing_ok=True)
     first = replay.up(ROOT, "lab", state_path=state)
+    # the state a real `up` leaves holds every command's stdout and stderr, which a preview's
+    # (the program figures above) does not: measure it, per node, beside that preview's
+    applied = state.stat().st_size if state.exists() else 0
+    previewed = len(json.dumps(replay.evaluate(ROOT, "lab").state.to_json(), indent=1)) + 1
     again = replay.up(ROOT, "lab", state_path=state)
     gone = replay.destroy(ROOT, "lab", state_path=state)
     figures = {
@@ -199,9 +229,11 @@ def _bench_lab(lab, replay) -> dict[str, float]:  # type: ignore[no-untyped-def]
         "no-op up SSH sessions": again.ssh_sessions,
         "destroy": gone.duration,
         "destroy SSH sessions": gone.ssh_sessions,
+        "state per node after the fresh up, kB": applied / nodes / 1000,
+        "state per node of its preview, kB": previewed / nodes / 1000,
     }
     for k, v in figures.items():
-        print(f"  {k}: {v:.1f}" + ("" if "sessions" in k else " s"))
+        print(f"  {k}: {v:.1f}" + ("" if "sessions" in k or "kB" in k else " s"))
     assert first.ok and again.ok and gone.ok, "a lab run failed; figures above are not meaningful"
     return figures
 

@@ -94,17 +94,24 @@ def _sections(names: list[str], prefix: str, state: dict[str, Any]) -> dict[str,
     resources = state.get("deployment", state)["resources"]
     for r in resources:
         stdin = (r.get("inputs") or {}).get("stdin")
-        if not isinstance(stdin, str) or "stdin" in r.get("secretInputs", []):  # a secret never goes into a public file
+        if not isinstance(stdin, str):
             continue
         try:
             manifest = read_manifest(stdin)
-        except ValueError:  # a read-only script, not a helper input
+        except ValueError:  # a read-only script, or unknown in a preview
             continue
         name = generic.sub("N", r["urn"].split("::")[-1])
+        secret = "stdin" in r.get("secretInputs", [])
         for section, text in manifest.sections.items():
-            if section != "input":
+            # of a secret input only its scripts: its contents and script input are what is
+            # secret (and a text both runs share holds none of their independently made secrets)
+            if section != "input" and not (secret and section not in SCRIPTS):
                 out[f"{name} {section}"] = text
     return out
+
+
+SCRIPTS = ("validate", "activate", "restore-activate", "create", "update", "delete")
+"""The sections of a helper input that are scripts the program wrote (hooks, run scripts)."""
 
 
 def _common_tail(texts: list[str]) -> str:
@@ -119,19 +126,30 @@ def _common_tail(texts: list[str]) -> str:
 def collect() -> list[str]:
     """The texts the library should hold, in a stable order."""
     from components.host_helper_render import LIBRARY_MIN
-    from lab.replay import evaluate
+    from lab.replay import Secret, evaluate
+    from lab.replay.runners import SilentRunner
 
     found: list[str] = []
     for variant in VARIANTS:
         groups: dict[str, list[str]] = defaultdict(list)
-        runs = 0
-        for names, prefix, cluster in RUNS:
-            ev = evaluate(ROOT, "prod", config=sample_config(variant, names, prefix, cluster))
-            for key, text in _sections(names, prefix, ev.state.to_json()).items():
-                groups[key].append(text)
-            runs += 1
+        seen: dict[str, set[int]] = defaultdict(set)  # which of RUNS sent each group
+        for run, (names, prefix, cluster) in enumerate(RUNS):
+            config = sample_config(variant, names, prefix, cluster)
+            # a preview (the database password read from the hosts) and a fresh up (the password
+            # given; every input known, a node's TLS files too)
+            evaluations = [evaluate(ROOT, "prod", config=config)]
+            if variant.get("database", {}).get("engine") == "postgres":  # MySQL's account read needs a host's answer
+                applied = evaluate(
+                    ROOT, "prod", config={**config, "dbPassword": Secret(_private()[40:72])}, preview=False, runner=SilentRunner()
+                )
+                assert not applied.failed_steps, applied.failed_steps[0].error
+                evaluations.append(applied)
+            for ev in evaluations:
+                for key, text in _sections(names, prefix, ev.state.to_json()).items():
+                    groups[key].append(text)
+                    seen[key].add(run)
         for key in sorted(groups):
-            if len(groups[key]) < runs:  # not in every run: nothing to compare it with
+            if len(seen[key]) < len(RUNS):  # not sent by every run: nothing to compare it with
                 continue
             tail = _common_tail(groups[key])
             if len(tail.encode()) >= LIBRARY_MIN and tail not in found:

@@ -1039,3 +1039,449 @@ esac
 #|else
 #|  echo "note: could not ask the running server to check pg_hba.conf"
 #|fi
+#@lib eb399b264ce44b3f 820
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|umask 077
+#|unit=mattermost.service
+#|cfg=/opt/mattermost/config/config.json
+#|envfile=/etc/mattermost-tls/mattermost.env
+#|b64() { base64 | tr -d '\n'; echo; }
+#|proc=''
+#|pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || true)
+#|case "$pid" in ''|0|*[!0-9]*) pid='' ;; esac
+#|if [ -n "$pid" ] && [ -r "/proc/$pid/environ" ]; then
+#|  proc=$(tr '\000' '\n' < "/proc/$pid/environ" | grep -i '^mm_sqlsettings_' || true)
+#|  own=$(tr '\000' '\n' < "/proc/$pid/environ" | sed -n 's/^MM_CONFIG=//p' | head -n 1)
+#|  case "$own" in /*) [ -r "$own" ] && cfg=$own ;; esac
+#|fi
+#|printf '%s' "$proc" | b64
+#|if [ -r "$envfile" ]; then grep -i '^mm_sqlsettings_' "$envfile" | b64 || echo; else echo; fi
+#|if [ -r "$cfg" ]; then b64 < "$cfg"; else echo; fi
+#@lib 7b3979b1036cf57a 332
+#|      echo mysql": answers, but does not serve the stack CA's certificate over TLS:"
+#|      printf '%s\n' "$mtm_out" | tail -n 8; mtm_db_logs; exit 1
+#|    fi
+#|    echo mysql": restarted; TLS verified with the stack CA"
+#|  else
+#|    echo mysql": restarted; openssl is not installed, TLS not probed"
+#|  fi
+#|else
+#|  echo mysql": restarted"
+#|fi
+#@lib 267556c3026c00ef 930
+#|cd /
+#|if ! runuser -u mysql -- test -r /etc/mysql/mysql.conf.d/mattermost-tls/server.key; then
+#|  echo "the server user mysql cannot read "/etc/mysql/mysql.conf.d/mattermost-tls/server.key; exit 1
+#|fi
+#|if ! mtm_out=$({ srv=$(command -v mariadbd || command -v mysqld) && "$srv" --help --verbose; } 2>&1); then
+#|  echo 'the server rejects its configuration:'; printf '%s\n' "$mtm_out" | grep -v '^ ' | tail -n 20; exit 1
+#|fi
+#|mtm_got=$(printf '%s\n' "$mtm_out" | awk '$1 == "ssl-ca" || $1 == "ssl-cert" || $1 == "ssl-key" { print $1 "=" $2 }' | sort)
+#|if [ "$mtm_got" != 'ssl-ca=/etc/mysql/mysql.conf.d/mattermost-tls/ca.crt
+#|ssl-cert=/etc/mysql/mysql.conf.d/mattermost-tls/server.crt
+#|ssl-key=/etc/mysql/mysql.conf.d/mattermost-tls/server.key' ]; then
+#|  echo "the server would not use "/etc/mysql/mysql.conf.d/90-mattermost-tls.cnf" as written (a later option file overrides it?); it would start with:"
+#|  printf '%s\n' "$mtm_got"; exit 1
+#|fi
+#@lib d1427967402fb4ff 508
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|dump=$(mktemp)
+#|trap 'rm -f "$dump"' EXIT
+#|if ! nginx -T > "$dump" 2>/dev/null; then
+#|  nginx -t >&2 || true
+#|  echo "nginx -T failed: NGINX's live configuration does not load; fix it first" >&2
+#|  exit 1
+#|fi
+#|printf '%s\n' mtm-capture-files
+#|sed -n 's/^# configuration file \(.*\):$/\1/p' "$dump" | while IFS= read -r f; do
+#|  printf 'file\t%s\t%s\n' "$f" "$(readlink -f "$f")"
+#|done
+#|printf '%s\n' mtm-capture-dump
+#|cat "$dump"
+#@lib 7024ce5dc58ea7b9 2241
+#|set -eu
+#|unit=mattermost.service
+#|url=https://mattermost-app.internal:8065/api/v4/system/ping
+#|resolve=mattermost-app.internal:8065:127.0.0.1
+#|ca=/etc/mattermost-tls/ca.crt
+#|limit=120
+#|lines=30
+#|mtm_node_fail() {
+#|  # the node's own words: what systemd and Mattermost said
+#|  printf '%s\n' "$1" >&2
+#|  printf '%s\n' "--- systemctl status $unit ---" >&2
+#|  systemctl status "$unit" --no-pager --lines=0 >&2 2>&1 || true
+#|  printf '%s\n' "--- journalctl -u $unit -n $lines ---" >&2
+#|  journalctl -u "$unit" -n "$lines" --no-pager >&2 2>&1 || true
+#|  exit 1
+#|}
+#|if command -v update-ca-certificates >/dev/null 2>&1; then
+#|  update-ca-certificates
+#|else
+#|  printf '%s\n' 'update-ca-certificates is not installed; system trust left as it is'
+#|fi
+#|systemctl daemon-reload
+#|if [ ! -e /etc/systemd/system/mattermost.service.d/50-transport-encryption.conf ]; then
+#|  systemctl restart --no-block "$unit"
+#|  printf '%s\n' "$unit: TLS drop-in absent (original configuration); restart queued, not waited for"
+#|  exit 0
+#|fi
+#|was_tls=0
+#|if curl --silent --fail --noproxy '*' --proto '=https' --tlsv1.2 --max-time 3 \
+#|    --cacert "$ca" --resolve "$resolve" --output /dev/null "$url" 2>/dev/null; then was_tls=1; fi
+#|command -v curl >/dev/null 2>&1 || mtm_node_fail "curl is not installed on this node; it is needed to check that $unit answers over TLS"
+#|start=$(date +%s)
+#|if ! out=$(timeout "$limit" systemctl restart "$unit" 2>&1); then
+#|  mtm_node_fail "$unit did not restart: $out"
+#|fi
+#|while :; do
+#|  if last=$(curl --silent --show-error --fail --noproxy '*' --proto '=https' --tlsv1.2 --max-time 5 \
+#|      --cacert "$ca" --resolve "$resolve" --output /dev/null "$url" 2>&1); then
+#|    printf '%s\n' "$unit answers over TLS on $url (certificate verified with $ca)"
+#|    if [ "$was_tls" = 1 ]; then
+#|      printf '%s\n' "$unit served TLS before this restart: waiting 11 s so NGINX uses it again "\
+#|"before the next node restarts (fail_timeout)"
+#|      sleep 11
+#|    fi
+#|    exit 0
+#|  fi
+#|  if systemctl is-failed --quiet "$unit"; then
+#|    mtm_node_fail "$unit failed after the restart; last TLS check: $last"
+#|  fi
+#|  now=$(date +%s)
+#|  if [ $((now - start)) -ge "$limit" ]; then
+#|    mtm_node_fail "$unit did not answer over TLS on $url within $limit s; last TLS check: $last"
+#|  fi
+#|  sleep 2
+#|done
+#@lib 0b0b4fc33778f3ac 2008
+#|unit=mattermost.service
+#|if command -v update-ca-certificates >/dev/null 2>&1; then
+#|  update-ca-certificates || printf '%s\n' "warning: update-ca-certificates failed" >&2
+#|fi
+#|for link in /etc/ssl/certs/*; do
+#|  if [ -L "$link" ] && [ ! -e "$link" ]; then
+#|    case "$(readlink "$link")" in
+#|      mattermost-transport-ca.pem|/usr/local/share/ca-certificates/mattermost-transport-ca.crt) rm -f "$link" ;;
+#|    esac
+#|  fi
+#|done
+#|systemctl daemon-reload || printf '%s\n' "warning: systemctl daemon-reload failed" >&2
+#|mtm_pid=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
+#|if systemctl restart --no-block "$unit"; then
+#|  printf '%s\n' "$unit: restart queued with the restored configuration"
+#|else
+#|  printf '%s\n' "warning: could not queue a restart of $unit; restart it once the database is restored" >&2
+#|  exit 0
+#|fi
+#|mtm_start=$(date +%s)
+#|while :; do
+#|  mtm_now=$(systemctl show -p MainPID --value "$unit" 2>/dev/null || echo 0)
+#|  if [ "$mtm_now" != 0 ] && [ "$mtm_now" != "$mtm_pid" ] &&
+#|    { curl --silent --fail --noproxy '*' --max-time 2 --output /dev/null http://127.0.0.1:8065/api/v4/system/ping ||
+#|      curl --silent --fail --noproxy '*' --max-time 2 --insecure --output /dev/null https://127.0.0.1:8065/api/v4/system/ping; }; then
+#|    printf '%s\n' "$unit answers again on port 8065"
+#|    exit 0
+#|  fi
+#|  # a node that cannot start (e.g. a removed node whose plain login the database refuses) is
+#|  # not waited for: systemd has given up on this start (failed, or waiting to try again)
+#|  mtm_state="$(systemctl show -p ActiveState --value "$unit" 2>/dev/null || true) $(systemctl show -p SubState --value "$unit" 2>/dev/null || true)"
+#|  case "$mtm_state" in
+#|    "failed "*|*" auto-restart")
+#|      printf '%s\n' "warning: $unit did not start ($mtm_state); not waiting for it" >&2
+#|      exit 0 ;;
+#|  esac
+#|  if [ $(($(date +%s) - mtm_start)) -ge 120 ]; then
+#|    printf '%s\n' "warning: $unit does not answer on port 8065 120 s after its restart; not waiting longer" >&2
+#|    exit 0
+#|  fi
+#|  sleep 1
+#|done
+#@lib d83fd85d529f4810 2973
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|umask 077
+#|cd /
+#|state=/var/lib/mattermost-transport-encryption
+#|backup=/var/lib/mattermost-transport-encryption/db-user-mmuser.sql
+#|owner=/var/lib/mattermost-transport-encryption/db-user-mmuser.owner
+#|who='database user mmuser'
+#|mtm_fail() { printf '%s\n' "$who: $*" >&2; exit 1; }
+#|sql() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p 5432 -d postgres "$@"; }
+#|IFS= read -r mtm_token || mtm_fail 'stdin ended before the owner token'
+#|IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'
+#|IFS= read -r mtm_sql || mtm_fail 'stdin ended before the SQL'
+#|token=$(printf '%s' "$mtm_token" | base64 -d) || mtm_fail 'the owner token is not valid base64'
+#|case "$token" in ''|*[!A-Za-z0-9_-]*) mtm_fail 'the owner token must be [A-Za-z0-9_-]' ;; esac
+#|mkdir -p "$state"
+#|chmod 0700 "$state"
+#|tmp=$(mktemp -d "$state/tmp.XXXXXX")
+#|trap 'rm -rf "$tmp"' EXIT
+#|printf '%s' "$mtm_admin" | base64 -d > "$tmp/admin" || mtm_fail 'the admin credentials are not valid base64'
+#|printf '%s' "$mtm_sql" | base64 -d > "$tmp/change.sql" || mtm_fail 'the SQL is not valid base64'
+#|unset mtm_admin mtm_sql
+#|mtm_db=$(sql -At -c 'SELECT count(*) FROM pg_catalog.pg_database WHERE datname = '"'"'mattermost'"'"'' </dev/null)
+#|[ "$mtm_db" = 1 ] || mtm_fail 'database mattermost does not exist on the server: create it first'
+#|if [ ! -e "$backup" ]; then
+#|  if [ "$(sql -At -c 'SELECT count(*) FROM pg_catalog.pg_roles WHERE rolname = '"'"'mmuser'"'"'' </dev/null)" = 1 ]; then
+#|    sql -At -c 'SELECT format('"'"'ALTER ROLE %I WITH %s PASSWORD %s;'"'"', rolname, CASE WHEN rolcanlogin THEN '"'"'LOGIN'"'"' ELSE '"'"'NOLOGIN'"'"' END, coalesce(quote_literal(rolpassword), '"'"'NULL'"'"')) FROM pg_catalog.pg_authid WHERE rolname = '"'"'mmuser'"'"'' > "$tmp/backup.sql" </dev/null
+#|    grep -q . "$tmp/backup.sql" || mtm_fail 'could not read the role from pg_authid (the admin must be a superuser)'
+#|  else
+#|    sql -At -c 'SELECT format('"'"'DO $mtm$ BEGIN IF EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = %L) THEN ALTER DATABASE %I OWNER TO %I; END IF; END $mtm$;'"'"', datname, datname, pg_catalog.pg_get_userbyid(datdba)) FROM pg_catalog.pg_database WHERE datname = '"'"'mattermost'"'"'' > "$tmp/backup.sql" </dev/null
+#|    printf '%s\n' 'DO $mtm$ BEGIN DROP ROLE IF EXISTS "mmuser"; EXCEPTION WHEN dependent_objects_still_exist THEN ALTER ROLE "mmuser" WITH NOLOGIN PASSWORD NULL; RAISE WARNING '"'"'role "mmuser" was created by mattermost-transport-encryption but now owns objects (Mattermost'"'"''"'"'s tables): it is kept without login and password, so no data is lost'"'"'; END $mtm$;' >> "$tmp/backup.sql"
+#|  fi
+#|  mv -f "$tmp/backup.sql" "$backup"
+#|  echo "$who: previous state saved in $backup"
+#|fi
+#|sql < "$tmp/change.sql"
+#|printf '%s\n' "$token" > "$owner.new"
+#|mv -f "$owner.new" "$owner"
+#|echo "$who: ready (TLS offered; required once the enforce step ran)"
+#@lib 13844780d31b571c 1645
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|umask 077
+#|cd /
+#|state=/var/lib/mattermost-transport-encryption
+#|backup=/var/lib/mattermost-transport-encryption/db-user-mmuser.sql
+#|owner=/var/lib/mattermost-transport-encryption/db-user-mmuser.owner
+#|who='database user mmuser'
+#|mtm_fail() { printf '%s\n' "$who: $*" >&2; exit 1; }
+#|sql() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p 5432 -d postgres "$@"; }
+#|IFS= read -r mtm_token || mtm_fail 'stdin ended before the owner token'
+#|IFS= read -r mtm_admin || mtm_fail 'stdin ended before the admin credentials'
+#|IFS= read -r mtm_sql || mtm_fail 'stdin ended before the SQL'
+#|token=$(printf '%s' "$mtm_token" | base64 -d) || mtm_fail 'the owner token is not valid base64'
+#|case "$token" in ''|*[!A-Za-z0-9_-]*) mtm_fail 'the owner token must be [A-Za-z0-9_-]' ;; esac
+#|if [ "$(cat "$owner" 2>/dev/null || true)" != "$token" ]; then
+#|  echo "$who: owned by another resource now (or already restored); left as it is"
+#|  exit 0
+#|fi
+#|[ -e "$backup" ] || mtm_fail "the backup $backup is missing; the user is left as it is (remove $owner to let this delete pass)"
+#|mkdir -p "$state"
+#|chmod 0700 "$state"
+#|tmp=$(mktemp -d "$state/tmp.XXXXXX")
+#|trap 'rm -rf "$tmp"' EXIT
+#|printf '%s' "$mtm_admin" | base64 -d > "$tmp/admin" || mtm_fail 'the admin credentials are not valid base64'
+#|printf '%s' "$mtm_sql" | base64 -d > "$tmp/change.sql" || mtm_fail 'the SQL is not valid base64'
+#|unset mtm_admin mtm_sql
+#|sql -1 -f - < "$backup"
+#|rm -f "$backup" "$owner"
+#|rm -rf "$tmp"
+#|trap - EXIT
+#|rmdir "$state" 2>/dev/null || true
+#|echo "$who: previous state restored"
+#@lib 04a8ea28498335ac 1780
+#|cd /
+#|mtm_db_logs() { echo "--- last log lines of "postgresql@15-main; { journalctl -u postgresql@15-main -n 30 --no-pager; if [ -r /var/log/postgresql/postgresql-15-main.log ]; then echo '--- '/var/log/postgresql/postgresql-15-main.log; tail -n 30 /var/log/postgresql/postgresql-15-main.log; fi; } 2>&1 || true; }
+#|if { pg_isready -q -h /var/run/postgresql -p 5432 -t 2; } >/dev/null 2>&1; then
+#|  if ! { systemctl reload postgresql@15-main; } 2>&1; then
+#|    echo postgresql@15-main": reload failed"; mtm_db_logs; exit 1
+#|  fi
+#|  mtm_how=reloaded
+#|else
+#|  if ! { systemctl restart postgresql@15-main; } 2>&1; then
+#|    echo postgresql@15-main": restart failed"; mtm_db_logs; exit 1
+#|  fi
+#|  mtm_how=restarted
+#|fi
+#|mtm_n=0
+#|until { pg_isready -q -h /var/run/postgresql -p 5432 -t 2; } >/dev/null 2>&1; do
+#|  mtm_n=$((mtm_n + 1))
+#|  if [ "$mtm_n" -ge 60 ]; then
+#|    echo postgresql@15-main": does not answer 60 s after being $mtm_how"; mtm_db_logs; exit 1
+#|  fi
+#|  sleep 1
+#|done
+#|if [ -e /etc/postgresql/15/main/conf.d/90-mattermost-tls.conf ]; then
+#|  if command -v openssl >/dev/null 2>&1; then
+#|    mtm_n=0
+#|    until mtm_out=$({ timeout 20 openssl s_client -starttls postgres -connect 10.20.9.1:5432 -CAfile /etc/postgresql/15/main/mattermost-tls/ca.crt -verify_return_error -verify_ip 10.20.9.1 -brief </dev/null; } 2>&1); do
+#|      mtm_n=$((mtm_n + 1))
+#|      if [ "$mtm_n" -ge 10 ]; then
+#|        echo postgresql@15-main": answers, but does not serve the stack CA's certificate over TLS:"
+#|        printf '%s\n' "$mtm_out" | tail -n 8; mtm_db_logs; exit 1
+#|      fi
+#|      sleep 1
+#|    done
+#|    echo postgresql@15-main": $mtm_how; TLS verified with the stack CA"
+#|  else
+#|    echo postgresql@15-main": $mtm_how; openssl is not installed, TLS not probed"
+#|  fi
+#|else
+#|  echo postgresql@15-main": $mtm_how"
+#|fi
+#@lib 970402259afb27f8 1609
+#|cd /
+#|if ! runuser -u postgres -- test -r /etc/postgresql/15/main/mattermost-tls/server.key; then
+#|  echo "the server user postgres cannot read "/etc/postgresql/15/main/mattermost-tls/server.key; exit 1
+#|fi
+#|if mtm_out=$(runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p 5432 -d postgres -At -c 'SELECT name || '"'"'='"'"' || CASE WHEN applied AND error IS NULL THEN '"'"'t'"'"' ELSE '"'"'f'"'"' END FROM pg_catalog.pg_file_settings WHERE sourcefile = '"'"'/etc/postgresql/15/main/conf.d/90-mattermost-tls.conf'"'"' ORDER BY name' 2>&1 </dev/null); then
+#|  if [ "$mtm_out" != 'ssl=t
+#|ssl_ca_file=t
+#|ssl_cert_file=t
+#|ssl_key_file=t
+#|ssl_min_protocol_version=t' ]; then
+#|    echo "PostgreSQL would not apply "/etc/postgresql/15/main/conf.d/90-mattermost-tls.conf" as written (is include_dir = 'conf.d' in postgresql.conf? is a setting overridden later, e.g. by ALTER SYSTEM?):"
+#|    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql -p 5432 -d postgres -At -c 'SELECT sourcefile || '"'"':'"'"' || sourceline || '"'"' '"'"' || name || '"'"' = '"'"' || coalesce(setting, '"'"''"'"') || CASE WHEN applied THEN '"'"' (applied)'"'"' ELSE '"'"' (not applied)'"'"' END || coalesce('"'"' '"'"' || error, '"'"''"'"') FROM pg_catalog.pg_file_settings WHERE name IN ('"'"'ssl'"'"', '"'"'ssl_ca_file'"'"', '"'"'ssl_cert_file'"'"', '"'"'ssl_key_file'"'"', '"'"'ssl_min_protocol_version'"'"') OR error IS NOT NULL ORDER BY seqno' </dev/null || true
+#|    exit 1
+#|  fi
+#|else
+#|  echo "note: could not ask the running server about its settings; the TLS probe after the restart decides"
+#|fi
+#@lib 4c51f16cbd914d86 1709
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|set -eu
+#|{ printf '%s' 'mattermost-transport-encryption helper input v1
+#|owner proxy-site
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/server.crt
+#|file 0600 root:root - - /etc/nginx/mattermost-tls/server.key
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/ca.crt
+#|file 0644 root:root - - /etc/nginx/conf.d/mattermost.conf
+#|section validate 9 (runs after a change, before activate)
+#|| nginx -t
+#|section activate 954 (runs after a change)
+#|| set -eu
+#|| service=nginx
+#|| url=https://chat.example.org/api/v4/system/ping
+#|| resolve=chat.example.org:443:127.0.0.1
+#|| limit=30
+#|| errlog=/var/log/nginx/error.log
+#|| systemctl reload "$service"
+#|| if ! command -v curl >/dev/null 2>&1; then
+#||   printf '"'"'%s\n'"'"' "$service reloaded; curl is not installed, so the site was not checked end to end"
+#||   exit 0
+#|| fi
+#|| start=$(date +%s)
+#|| while :; do
+#||   if last=$(curl --silent --show-error --fail --noproxy '"'"'*'"'"' --proto '"'"'=https'"'"' --max-time 10 --insecure \
+#||       --resolve "$resolve" --output /dev/null "$url" 2>&1); then
+#||     printf '"'"'%s\n'"'"' "$service reloaded; $url answers through verified TLS to the nodes"
+#||     exit 0
+#||   fi
+#||   now=$(date +%s)
+#||   if [ $((now - start)) -ge "$limit" ]; then
+#||     printf '"'"'%s\n'"'"' "$url does not answer through the new configuration within $limit s: $last" >&2
+#||     if [ -r "$errlog" ]; then
+#||       printf '"'"'%s\n'"'"' "--- tail -n 20 $errlog ---" >&2
+#||       tail -n 20 "$errlog" >&2 || true
+#||     fi
+#||     exit 1
+#||   fi
+#||   sleep 1
+#|| done
+#|contents base64
+#|'; head -n 4; } | /bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-apply proxy-site
+#@lib 94e648259a78abe6 1718
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|set -eu
+#|{ printf '%s' 'mattermost-transport-encryption helper input v1
+#|owner proxy-transition
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/server.crt
+#|file 0600 root:root - - /etc/nginx/mattermost-tls/server.key
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/ca.crt
+#|file 0644 root:root - - /etc/nginx/conf.d/mattermost.conf
+#|section validate 9 (runs after a change, before activate)
+#|| nginx -t
+#|section activate 950 (runs after a change)
+#|| set -eu
+#|| service=nginx
+#|| url=https://chat.example.org/api/v4/system/ping
+#|| resolve=chat.example.org:443:127.0.0.1
+#|| limit=30
+#|| errlog=/var/log/nginx/error.log
+#|| systemctl reload "$service"
+#|| if ! command -v curl >/dev/null 2>&1; then
+#||   printf '"'"'%s\n'"'"' "$service reloaded; curl is not installed, so the site was not checked end to end"
+#||   exit 0
+#|| fi
+#|| start=$(date +%s)
+#|| while :; do
+#||   if last=$(curl --silent --show-error --fail --noproxy '"'"'*'"'"' --proto '"'"'=https'"'"' --max-time 10 --insecure \
+#||       --resolve "$resolve" --output /dev/null "$url" 2>&1); then
+#||     printf '"'"'%s\n'"'"' "$service reloaded; $url answers through the transitional site"
+#||     exit 0
+#||   fi
+#||   now=$(date +%s)
+#||   if [ $((now - start)) -ge "$limit" ]; then
+#||     printf '"'"'%s\n'"'"' "$url does not answer through the new configuration within $limit s: $last" >&2
+#||     if [ -r "$errlog" ]; then
+#||       printf '"'"'%s\n'"'"' "--- tail -n 20 $errlog ---" >&2
+#||       tail -n 20 "$errlog" >&2 || true
+#||     fi
+#||     exit 1
+#||   fi
+#||   sleep 1
+#|| done
+#|contents base64
+#|'; tail -n +5; } | /bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-apply proxy-transition
+#@lib 28dc76fabf38b628 2386
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|site=/etc/nginx/conf.d/mattermost.conf
+#|if ! [ -f "$site" ] || grep -qxF '# Changed by mattermost-transport-encryption: the hop to the Mattermost nodes is verified TLS.' "$site" || { ! grep -qxF '# mattermost-transport-encryption: TRANSITIONAL site, live only while the nodes switch to TLS one at a time:' "$site" &&
+#|    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+http://' "$site" && {
+#|    ! grep -Eq '^[[:space:]]*proxy_pass[[:space:]]+https://' "$site" ||
+#|    grep -Eq '^[[:space:]]*proxy_ssl_verify[[:space:]]+on;' "$site"; }; }; then
+#|  printf '%s\n' proxy-transition": $site proxies over neither plain HTTP nor unverified TLS; no transitional site needed"
+#|  exit 0
+#|fi
+#|set -eu
+#|{ printf '%s' 'mattermost-transport-encryption helper input v1
+#|owner proxy-transition
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/server.crt
+#|file 0600 root:root - - /etc/nginx/mattermost-tls/server.key
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/ca.crt
+#|file 0644 root:root - - /etc/nginx/conf.d/mattermost.conf
+#|section validate 9 (runs after a change, before activate)
+#|| nginx -t
+#|section activate 950 (runs after a change)
+#|| set -eu
+#|| service=nginx
+#|| url=https://chat.example.org/api/v4/system/ping
+#|| resolve=chat.example.org:443:127.0.0.1
+#|| limit=30
+#|| errlog=/var/log/nginx/error.log
+#|| systemctl reload "$service"
+#|| if ! command -v curl >/dev/null 2>&1; then
+#||   printf '"'"'%s\n'"'"' "$service reloaded; curl is not installed, so the site was not checked end to end"
+#||   exit 0
+#|| fi
+#|| start=$(date +%s)
+#|| while :; do
+#||   if last=$(curl --silent --show-error --fail --noproxy '"'"'*'"'"' --proto '"'"'=https'"'"' --max-time 10 --insecure \
+#||       --resolve "$resolve" --output /dev/null "$url" 2>&1); then
+#||     printf '"'"'%s\n'"'"' "$service reloaded; $url answers through the transitional site"
+#||     exit 0
+#||   fi
+#||   now=$(date +%s)
+#||   if [ $((now - start)) -ge "$limit" ]; then
+#||     printf '"'"'%s\n'"'"' "$url does not answer through the new configuration within $limit s: $last" >&2
+#||     if [ -r "$errlog" ]; then
+#||       printf '"'"'%s\n'"'"' "--- tail -n 20 $errlog ---" >&2
+#||       tail -n 20 "$errlog" >&2 || true
+#||     fi
+#||     exit 1
+#||   fi
+#||   sleep 1
+#|| done
+#|contents base64
+#|'; cat; } | /bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-apply proxy-transition
+#@lib 0ea43c0544a9c0a4 652
+#|set -eu
+#|export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+#|set -eu
+#|{ printf '%s' 'mattermost-transport-encryption helper input v1
+#|owner proxy-transition
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/server.crt
+#|file 0600 root:root - - /etc/nginx/mattermost-tls/server.key
+#|file 0644 root:root - - /etc/nginx/mattermost-tls/ca.crt
+#|file 0644 root:root - - /etc/nginx/conf.d/mattermost.conf
+#|section restore-activate 35 (runs on delete, after the originals are back)
+#|| nginx -t && systemctl reload nginx
+#|contents base64
+#|'; } | /bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-restore proxy-transition
