@@ -8,7 +8,7 @@
 #   helper-v1 [--state DIR] [--lock FILE] OP OWNER   < input
 #
 # OP: files-apply | files-restore | block-apply | block-restore | run-create | run-update | run-delete
-# The input on stdin is a readable manifest (components/remote_files.py renders it):
+# The input on stdin is a readable manifest (components/remote_files_render.py renders it):
 #
 #   mattermost-transport-encryption helper input v1
 #   owner OWNER

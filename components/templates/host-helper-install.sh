@@ -8,7 +8,7 @@ cat > "$f.new"
 if [ ! -s "$f.new" ]; then
   rm -f "$f.new"
   # no upload: an earlier run installed it (an unchanged file is not copied again)
-  [ "$(sha256sum < "$f" 2>/dev/null | cut -c1-64)" = "$want" ] && echo "host helper $f: sha256 $want" && exit 0
+  [ "$(sha256sum 2>/dev/null < "$f" | cut -c1-64)" = "$want" ] && echo "host helper $f: sha256 $want" && exit 0
   echo "host helper on $(hostname): no upload in the SSH user's home, $f is not $want: pulumi up --replace this host's host-helper-...-upload" >&2
   exit 1
 fi

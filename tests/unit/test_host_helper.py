@@ -324,6 +324,11 @@ def test_install_and_uninstall_keep_the_helper_while_state_remains(tmp_path: Pat
     upload.unlink()
     r = run(host_helper_render.install_command(False, str(helper), sha256="0" * 64))
     assert r.returncode != 0 and "no upload" in r.stderr and helper.read_text() == host_helper_render.helper_source()
+    # no upload and no helper installed (it was removed by hand): the one line that names the fix
+    moved = helper.rename(helper.with_name("aside"))
+    r = run(host_helper_render.install_command(False, str(helper), sha256="0" * 64))
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "no upload" in r.stderr, r.stderr
+    moved.rename(helper)
     uninstall = host_helper_render.uninstall_command(False, str(helper), str(state), str(lock))
     state.mkdir()
     lock.write_text("")
