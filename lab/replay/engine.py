@@ -136,6 +136,7 @@ class Engine:
             res.status = "same" if res_old is not None else "create"
             if res_old is not None:
                 res.outputs = res_old.outputs
+            self._stamp(res, res_old, res.status)
             self._record(Step(res.status, res.urn, res.type, res.name, result=self._done_result()))
             return res
         provider = self._provider(res.type)
@@ -231,6 +232,7 @@ class Engine:
             }
         if op == "same" and old is not None:
             res.id, res.outputs, res.status = old.id, old.outputs, "same"
+            self._stamp(res, old, "same")
             res.secret_outputs |= old.secret_outputs
             step.result = self._done_result()
             self._record(step)
@@ -259,6 +261,7 @@ class Engine:
                 self._fail(res, step, f"internal error in the replay engine: {exc!r}")
                 return
         res.id, res.outputs, res.status = resource_id, outputs, op
+        self._stamp(res, old, op)
         res.secret_outputs = {p for p in res.secret_outputs if props.top_key(p) in outputs}
         step.duration = time.monotonic() - started
         step.result = self._done_result()
@@ -421,6 +424,21 @@ class Engine:
             self._deleted.add(id(record))
         self._record(step)
         return True
+
+    def _stamp(self, res: Resource, old: Resource | None, op: str) -> None:
+        """The record's timestamps (pulumi pkg/resource/deploy/step.go): a create (or the new
+        half of a replace) sets both, an update `modified`, a same keeps both."""
+        now = self.ctx.now()
+        now = now.astimezone(UTC) if now.tzinfo else now
+        # Go writes a time.Time as RFC 3339 with its nanoseconds (a real clock's nearly always
+        # have 9 digits; this clock has microseconds)
+        stamp = f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond * 1000:09d}Z"
+        if op in ("same", "update") and old is not None:
+            res.created, res.modified = old.created, old.modified
+        if op in ("create", "replace") or (op == "update" and old is None):
+            res.created = stamp
+        if op != "same":
+            res.modified = stamp
 
     def snapshot(self, program_ok: bool = True) -> State:
         """The state as of now: new records for done steps, old ones for everything else."""

@@ -74,6 +74,21 @@ class Resource:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     id: str | None = None
+    provider: str = ""
+    """A custom resource's provider reference, as the engine stores it: its default provider's
+    URN and ID (`urn:...::pulumi:providers:<package>::default_<version>::<id>`)."""
+    created: str = ""
+    modified: str = ""
+    """When the engine created, and last changed, the resource (RFC 3339 with nanoseconds, as Go
+    writes a time.Time; pulumi pkg/resource/deploy/step.go: Create sets both, Update `Modified`,
+    Same keeps both)."""
+    source_position: str = ""
+    stack_trace: list[str] = field(default_factory=list)
+    """Where the program registered it and the stack it did so from, one position per frame
+    ("" where the SDK sent none), as the engine stores them in the state: the SDK sends both with
+    every registration (pulumi/runtime/resource.py `_get_stack_trace`), the engine keeps them
+    relative to the project (pkg/resource/deploy/source_eval.go `sourcePositions`) and writes
+    them in each resource's record (pkg/resource/stack/deployment.go `SerializeResource`)."""
     status: str = "pending"
     """same | create | update | replace | failed | skipped (custom); create | same (component)."""
 
@@ -114,6 +129,12 @@ class Resource:
             "secretInputs": sorted(self.secret_inputs),
             "outputs": self.outputs,
             "secretOutputs": sorted(self.secret_outputs),
+            # apitype.ResourceV3's omitempty fields: only when set
+            **({"provider": self.provider} if self.provider else {}),
+            **({"created": self.created} if self.created else {}),
+            **({"modified": self.modified} if self.modified else {}),
+            **({"sourcePosition": self.source_position} if self.source_position else {}),
+            **({"stackTrace": [{"sourcePosition": f} if f else {} for f in self.stack_trace]} if self.stack_trace else {}),
         }
 
     @classmethod
@@ -132,6 +153,11 @@ class Resource:
             secret_inputs=set(data.get("secretInputs", [])),
             outputs=data.get("outputs", {}),
             secret_outputs=set(data.get("secretOutputs", [])),
+            provider=data.get("provider", ""),
+            created=data.get("created", ""),
+            modified=data.get("modified", ""),
+            source_position=data.get("sourcePosition", ""),
+            stack_trace=[f.get("sourcePosition", "") for f in data.get("stackTrace", [])],
             status="same",
         )
 

@@ -15,6 +15,8 @@ import runpy
 import sys
 import threading
 import traceback
+import urllib.parse
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,21 @@ class _NoMocks(mocks.Mocks):
         raise ReplayError(f"the replay engine does not emulate provider functions (invoke {args.token})")
 
 
+def project_position(raw: Any, root: str) -> str:
+    """A source position as the engine stores it: `project:///<path relative to the project
+    root>#<line>[,<column>]`, "" for none or one it cannot parse (pulumi
+    pkg/resource/deploy/source_eval.go `sourcePositions.parseSourcePosition`: file URIs with
+    absolute paths only, `filepath.Rel` to the root, so a file outside it reads `../..`)."""
+    if raw is None or not raw.uri:
+        return ""
+    url = urllib.parse.urlsplit(raw.uri)
+    path = urllib.parse.unquote(url.path)
+    if url.scheme != "file" or not path.startswith("/") or raw.line < 0 or raw.column < 0:
+        return ""
+    where = f"{raw.line}" + (f",{raw.column}" if raw.column else "")
+    return f"project:///{urllib.parse.quote(os.path.relpath(path, root))}#{where}"
+
+
 def stack_urn(project: str, stack: str) -> str:
     return f"urn:pulumi:{stack}::{project}::{STACK_TYPE}::{project}-{stack}"
 
@@ -57,12 +74,24 @@ def stack_urn(project: str, stack: str) -> str:
 class ReplayMonitor(mocks.MockMonitor):
     """The resource monitor the SDK talks to; every decision is the engine's."""
 
-    def __init__(self, engine: Engine, project: str, stack: str) -> None:
+    def __init__(self, engine: Engine, project: str, stack: str, root: Path | None = None) -> None:
         super().__init__(_NoMocks())
         self.engine = engine
         self.project = project
         self.stack = stack
         self.stack_urn = stack_urn(project, stack)
+        self.root = str(root) if root is not None else "/"
+
+    def default_provider(self, type_: str, version: str) -> str:
+        """The reference to the default provider of `type_`'s package, as the engine stores it:
+        `<provider URN>::<ID>` (pkg/resource/deploy/providers/reference.go `Reference.String`),
+        the URN named `default_<version, dots as underscores>` (providers/registry.go
+        `defaultProviderName`), the ID a UUID the engine made when it created the provider (here
+        derived from the URN: the same on every run, as the engine keeps it once made)."""
+        package = type_.split(":", 1)[0]
+        name = "default_" + version.replace(".", "_") if version else "default"
+        urn = f"urn:pulumi:{self.stack}::{self.project}::pulumi:providers:{package}::{name}"
+        return f"{urn}::{uuid.uuid5(uuid.NAMESPACE_URL, urn)}"
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         """The engine's URN: parent type chain, without the root Stack's type."""
@@ -147,6 +176,9 @@ class ReplayMonitor(mocks.MockMonitor):
             inputs=inputs,
             secret_inputs=secret_paths,
             aliases=self.alias_urns(request),
+            provider=self.default_provider(request.type, request.version) if request.custom else "",
+            source_position=project_position(request.sourcePosition if request.HasField("sourcePosition") else None, self.root),
+            stack_trace=[project_position(f.pc if f.HasField("pc") else None, self.root) for f in request.stackTrace.frames],
         )
         self.engine.register(res)
         if res.status in ("failed", "skipped"):
@@ -205,7 +237,7 @@ def _run(
     # Spare threads beyond `parallel` so components and waiting steps never starve running ones.
     executor = ThreadPoolExecutor(max_workers=engine.parallel + 8, thread_name_prefix="replay-sdk")
     loop.set_default_executor(executor)
-    monitor = ReplayMonitor(engine, project.name, stack)
+    monitor = ReplayMonitor(engine, project.name, stack, project.root)
     settings.ROOT.set(_Placeholder())  # type: ignore[arg-type]
     mocks.set_mocks(_NoMocks(), project=project.name, stack=stack, preview=preview, monitor=monitor)
     settings.ROOT.set(None)

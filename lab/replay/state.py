@@ -64,17 +64,21 @@ NONCE_BYTES, TAG_BYTES = 12, 16
 `v1:<base64 nonce>:<base64 sealed>`)."""
 
 
-def encrypted_bytes(state: State) -> int:
+def encrypted_bytes(state: State, *, compact: bool = False) -> int:
     """Bytes of this state's file if every secret value were stored as a Pulumi backend stores
     it: `{sig: secret, ciphertext: "v1:<nonce>:<sealed>"}` of the value's compact JSON (Go's
     `json.Marshal`, which also writes <, > and & as \\u003c...). The replay keeps secrets in clear,
-    which is smaller: a figure from this file alone would flatter the program."""
+    which is smaller: a figure from this file alone would flatter the program. `compact`: the
+    whole checkpoint as the diy backend writes a `.json` stack file, compact and with <, > and &
+    as they are (pulumi pkg/backend/diy/state.go `compactJSONMarshaler`, at 1b5949891b)."""
     data = state.to_json()
     records = data["resources"] + data["pendingDeletes"]
     for record, res in zip(records, [*state.resources, *state.pending_deletes], strict=True):
         for side, paths in (("inputs", res.secret_inputs), ("outputs", res.secret_outputs)):
             record[side] = _sealed(record.get(side) or {}, paths)
     data["outputs"] = _sealed(data["outputs"], state.secret_outputs)
+    if compact:
+        return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
     return len(json.dumps(data, indent=1)) + 1
 
 

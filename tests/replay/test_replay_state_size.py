@@ -54,3 +54,14 @@ def test_a_secret_inside_a_secret_is_sealed_once() -> None:
         return encrypted_bytes(state) - (len(json.dumps(state.to_json(), indent=1)) + 1)
 
     assert added(both) == added(outer) > 0
+
+
+def test_as_the_diy_backend_writes_it_the_checkpoint_is_compact(tmp_path: Path) -> None:
+    """pulumi pkg/backend/diy/state.go `compactJSONMarshaler`: no indentation, <, > and & as they
+    are; sealing still counts the secret's Go-escaped JSON."""
+    state = _state(secret=False)
+    data = state.to_json()
+    assert encrypted_bytes(state, compact=True) == len(json.dumps(data, separators=(",", ":")))
+    assert encrypted_bytes(state, compact=True) < encrypted_bytes(state)
+    assert "&<>" in json.dumps(data, separators=(",", ":"))  # written as they are
+    assert encrypted_bytes(_state(secret=True), compact=True) > encrypted_bytes(state, compact=True)
