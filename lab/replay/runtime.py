@@ -84,10 +84,11 @@ class ReplayMonitor(mocks.MockMonitor):
 
     def default_provider(self, type_: str, version: str) -> str:
         """The reference to the default provider of `type_`'s package, as the engine stores it:
-        `<provider URN>::<ID>` (pkg/resource/deploy/providers/reference.go `Reference.String`),
-        the URN named `default_<version, dots as underscores>` (providers/registry.go
-        `defaultProviderName`), the ID a UUID the engine made when it created the provider (here
-        derived from the URN: the same on every run, as the engine keeps it once made)."""
+        `<provider URN>::<ID>` (sdk/go/common/providers/reference.go `Reference.String`), the URN
+        named `default_<major>_<minor>_<patch>` (pkg/resource/deploy/providers/provider.go
+        `ProviderRequest.DefaultName`; the packages here set no download URL), the ID a UUID the
+        engine made when it created the provider (here derived from the URN: the same on every
+        run, as the engine keeps it once made)."""
         package = type_.split(":", 1)[0]
         name = "default_" + version.replace(".", "_") if version else "default"
         urn = f"urn:pulumi:{self.stack}::{self.project}::pulumi:providers:{package}::{name}"

@@ -90,8 +90,8 @@ def _sealed(values: dict[str, Any], paths: set[str]) -> dict[str, Any]:
         *head, last = props.split_path(path)
         parent: Any = out
         for part in head:
-            parent = parent[part] if isinstance(parent, dict) and part in parent else None
-        if not isinstance(parent, dict) or last not in parent:
+            parent = parent[part] if _holds(parent, part) else None
+        if not _holds(parent, last):
             continue
         plain = json.dumps(parent[last], separators=(",", ":"), ensure_ascii=False)
         plain = plain.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -99,6 +99,13 @@ def _sealed(values: dict[str, Any], paths: set[str]) -> dict[str, Any]:
         ciphertext = f"v1:{'A' * _b64(NONCE_BYTES)}:{'A' * _b64(sealed)}"
         parent[last] = {props.SIG_KEY: props.SECRET_SIG, "ciphertext": ciphertext}
     return out
+
+
+def _holds(container: Any, key: str | int) -> bool:
+    """`container[key]` exists (a key of an object, or an index of a list: `a[0]` paths)."""
+    if isinstance(container, dict):
+        return key in container
+    return isinstance(container, list) and isinstance(key, int) and key < len(container)
 
 
 def _b64(n: int) -> int:

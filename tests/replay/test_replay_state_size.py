@@ -65,3 +65,15 @@ def test_as_the_diy_backend_writes_it_the_checkpoint_is_compact(tmp_path: Path) 
     assert encrypted_bytes(state, compact=True) < encrypted_bytes(state)
     assert "&<>" in json.dumps(data, separators=(",", ":"))  # written as they are
     assert encrypted_bytes(_state(secret=True), compact=True) > encrypted_bytes(state, compact=True)
+
+
+def test_a_secret_inside_a_list_is_sealed_too() -> None:
+    """A secret path with an index (`items[0]`) names a list element: it is sealed like a key's."""
+    value = "a-secret-of-some-length-" * 4
+    res = Resource(urn="urn:x", type="command:remote:Command", name="x", parent_urn=None, custom=True,
+                   inputs={"items": [value, "plain"]}, secret_inputs={"items[0]"})
+    clear = Resource(urn="urn:x", type="command:remote:Command", name="x", parent_urn=None, custom=True,
+                     inputs={"items": [value, "plain"]})
+    sealed, plain = State(resources=[res]), State(resources=[clear])
+    # the ciphertext of the JSON string, its tag, the nonce and the marker replace the value
+    assert encrypted_bytes(sealed, compact=True) > encrypted_bytes(plain, compact=True) + 60
