@@ -74,13 +74,34 @@ def stack_urn(project: str, stack: str) -> str:
 class ReplayMonitor(mocks.MockMonitor):
     """The resource monitor the SDK talks to; every decision is the engine's."""
 
-    def __init__(self, engine: Engine, project: str, stack: str, root: Path | None = None) -> None:
+    def __init__(
+        self, engine: Engine, project: str, stack: str, root: Path | None = None, launcher: list[tuple[str, int]] | None = None
+    ) -> None:
         super().__init__(_NoMocks())
         self.engine = engine
         self.project = project
         self.stack = stack
         self.stack_urn = stack_urn(project, stack)
         self.root = str(root) if root is not None else "/"
+        self.launcher = launcher or []
+        """(file, line) of the frames that start this replay's program thread, outermost first:
+        a real language host has none of them (see `_run`), so a stack that ends in them is
+        stored without them."""
+
+    def stack_frames(self, request: Any) -> list[str]:
+        """The stack the engine stores for a registration (`project_position` of each frame), as
+        the real language host's would read: its bottom frames are the program thread's start
+        (threading's bootstrap and run_program's `target`), which `pulumi-language-python-exec`
+        does not have (it runs the loop in its main thread at module level:
+        sdk/python/cmd/pulumi-language-python-exec, `loop.run_until_complete(coro)`)."""
+        frames = list(request.stackTrace.frames)
+        n = len(self.launcher)
+        if n and len(frames) > n and all(
+            f.HasField("pc") and (urllib.parse.unquote(urllib.parse.urlsplit(f.pc.uri).path), f.pc.line) == want
+            for f, want in zip(frames[-n:], reversed(self.launcher), strict=True)
+        ):
+            frames = frames[:-n]
+        return [project_position(f.pc if f.HasField("pc") else None, self.root) for f in frames]
 
     def default_provider(self, type_: str, version: str) -> str:
         """The reference to the default provider of `type_`'s package, as the engine stores it:
@@ -179,7 +200,7 @@ class ReplayMonitor(mocks.MockMonitor):
             aliases=self.alias_urns(request),
             provider=self.default_provider(request.type, request.version) if request.custom else "",
             source_position=project_position(request.sourcePosition if request.HasField("sourcePosition") else None, self.root),
-            stack_trace=[project_position(f.pc if f.HasField("pc") else None, self.root) for f in request.stackTrace.frames],
+            stack_trace=self.stack_frames(request),
         )
         self.engine.register(res)
         if res.status in ("failed", "skipped"):
@@ -238,7 +259,9 @@ def _run(
     # Spare threads beyond `parallel` so components and waiting steps never starve running ones.
     executor = ThreadPoolExecutor(max_workers=engine.parallel + 8, thread_name_prefix="replay-sdk")
     loop.set_default_executor(executor)
-    monitor = ReplayMonitor(engine, project.name, stack, project.root)
+    # this frame stands for the language host's module level; the ones below it start the thread
+    launcher = [(f.filename, f.lineno or 0) for f in traceback.extract_stack()[:-1]]
+    monitor = ReplayMonitor(engine, project.name, stack, project.root, launcher)
     settings.ROOT.set(_Placeholder())  # type: ignore[arg-type]
     mocks.set_mocks(_NoMocks(), project=project.name, stack=stack, preview=preview, monitor=monitor)
     settings.ROOT.set(None)
@@ -252,19 +275,20 @@ def _run(
     cwd, path, modules = os.getcwd(), list(sys.path), set(sys.modules)
     os.chdir(project.root)
     sys.path.insert(0, str(project.root))
+    main = str(project.main)
+
+    def run() -> None:
+        # as the language host's `run`: one frame between run_in_stack and runpy's
+        runpy.run_path(main, run_name="__main__")
+
     try:
-        loop.run_until_complete(run_in_stack(lambda: _run_main(project.main)))
+        loop.run_until_complete(run_in_stack(run))
     finally:
         os.chdir(cwd)
         sys.path[:] = path
         forget_program_modules(project.root, modules)
         loop.close()
         executor.shutdown(wait=True)
-
-
-def _run_main(main: Path) -> None:
-    """The program, as `pulumi up` runs it (as __main__); run_in_stack wants no result back."""
-    runpy.run_path(str(main), run_name="__main__")
 
 
 def forget_program_modules(root: Path, before: set[str]) -> None:

@@ -47,6 +47,12 @@ def test_a_record_names_its_provider_times_and_where_the_program_made_it(tmp_pat
     assert a.source_position == f"project:///__main__.py#{MADE}"
     assert a.stack_trace[:2] == [f"project:///__main__.py#{MADE}", f"project:///__main__.py#{CALLED}"]
     assert len(a.stack_trace) > 5
+    # at the bottom the language host's shape (sdk/python/cmd/pulumi-language-python-exec: the loop
+    # run at module level, its `run` calling runpy): two frames of the replay's launcher stand for
+    # those two, and the thread that runs the program adds none (threading's bootstrap, `target`)
+    assert not [f for f in a.stack_trace if "/threading.py#" in f], a.stack_trace
+    launcher = [i for i, f in enumerate(a.stack_trace) if "/lab/replay/runtime.py#" in f]
+    assert launcher[-1] == len(a.stack_trace) - 1 and len(launcher) == 2, a.stack_trace
     record = a.to_json()
     assert record["stackTrace"][0] == {"sourcePosition": a.source_position} and {} not in record["stackTrace"][:2]
     # kept through the state file
