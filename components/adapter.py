@@ -206,14 +206,24 @@ def node_settings(cfg: StackConfig, node: Node) -> NodeSettings:
     )
 
 
-def node_preflight_args(cfg: StackConfig, node: Node) -> NodePreflightArgs:
-    """node_preflight's args for one node: its values, its connection, cluster.enabled and the
-    `database` section."""
+def node_preflight_args(
+    cfg: StackConfig, node: Node, plan: cluster_render.ClusterPlan | None = None
+) -> NodePreflightArgs:
+    """node_preflight's args for one node: its values, its connection, cluster.enabled, the
+    `database` section and, with the cluster on, the tunnels' check of this node (from `plan`,
+    the whole cluster's: cluster_plan(cfg) when not given)."""
+    if cfg.cluster.enabled and plan is None:
+        plan = cluster_plan(cfg)
     return NodePreflightArgs(
         node=node_settings(cfg, node),
         connection=node_connection(cfg, node),
         cluster_enabled=cfg.cluster.enabled,
         database=cfg.database,
+        cluster_check=(
+            cluster_render.render_preflight(plan, node.name, platform_for(node.platform))
+            if cfg.cluster.enabled and plan is not None
+            else None
+        ),
     )
 
 

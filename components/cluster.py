@@ -13,11 +13,13 @@ cannot ride SSH); and the full-cluster stop that a gossip-encryption switch need
 
 Built BEFORE the nodes: `env_for(node)` goes into MattermostNode(extra_env=...), `ready_for(node)`
 (one barrier) into its depends_on, so a node restarts only when its tunnels, DNAT and (on a mode
-switch) the stop of every node are done. Linear in nodes: 8 resources per node (names
+switch) the stop of every node are done. Linear in nodes: 7 resources per node (names
 `<node>-cluster-<role>`) and 4 shared ones, a bounded number of dependencies each (barriers carry
 the all-to-all ordering), and command texts that do not grow with the node count. Adding a node
 adds its own resources and updates the others' peer lists (authorized_keys, firewall rules,
-tunnel set); it renames and replaces nothing.
+tunnel set); it renames and replaces nothing. The read-only check for the manual tunnel procedure
+runs in each node's preflight (cluster_render.render_preflight via components/adapter.py), before
+anything is installed on any host.
 
 Decisions and their reasons are in components/cluster_render.py.
 """
@@ -96,7 +98,6 @@ class Cluster(pulumi.ComponentResource):
             return pulumi.ResourceOptions(parent=self, depends_on=list(deps))
 
         keys: dict[str, tls.PrivateKey] = {}
-        preflight: dict[str, pulumi.Resource] = {}
         account: dict[str, pulumi.Resource] = {}
         sshd: dict[str, pulumi.Resource] = {}
         client_key: dict[str, pulumi.Resource] = {}
@@ -123,20 +124,16 @@ class Cluster(pulumi.ComponentResource):
 
         for m in plan.members:
             c = conn[m.name]
-            preflight[m.name] = run_script(
-                f"{m.name}-cluster-preflight",
-                connection=c,
-                create=r.render_preflight(plan, m.name, platform[m.name]),
-                # re-checked when what it looks for changes; it changes nothing itself
-                triggers=[m.unit, *map(str, plan.ports)],
-                opts=child(),
-            )
+            # No check of its own: the tunnels' read-only check (cluster_render.render_preflight)
+            # runs in each node's preflight (components/adapter.py node_preflight_args), before
+            # anything is installed on any host; every command here waits for it through the
+            # host helper (components.host_helper.install_helpers_after).
             account[m.name] = run_script(
                 f"{m.name}-cluster-account",
                 connection=c,
                 create=r.render_account_create(plan),
                 delete=r.render_account_delete(plan),
-                opts=child(preflight[m.name]),
+                opts=child(),
             )
             client_key[m.name] = managed_files(
                 f"{m.name}-cluster-client-key",
@@ -187,7 +184,7 @@ class Cluster(pulumi.ComponentResource):
                 # check stops before the rules go, so it never puts back what is being removed
                 activate=r.render_firewall_activate(platform[m.name]) + r.render_units_activate(),
                 restore_activate=r.render_units_activate() + r.render_firewall_activate(platform[m.name]),
-                opts=child(preflight[m.name]),
+                opts=child(),
             )
 
         # Barriers (remote.Command without create: pulumi-command runs nothing and opens no

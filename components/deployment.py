@@ -67,12 +67,12 @@ class Deployment(pulumi.ComponentResource):
         def after(*deps: pulumi.Input[pulumi.Resource]) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=list(deps)))
 
-        if cfg.cluster.enabled:
-            # port plan errors (slot collisions, overflow) stop the preview before any resource exists
-            adapter.cluster_plan(cfg)
+        # port plan errors (slot collisions, overflow) stop the preview before any resource exists
+        plan = adapter.cluster_plan(cfg) if cfg.cluster.enabled else None
         self.pki = pki = Pki("pki", PkiArgs(ca=cfg.ca), child)
         # 1. read-only checks of every node: no host changes before each is what the stack says
-        preflights = {n.name: node_preflight(adapter.node_preflight_args(cfg, n), child) for n in cfg.nodes}
+        # (with the cluster on, each node's also checks for the manual tunnel procedure)
+        preflights = {n.name: node_preflight(adapter.node_preflight_args(cfg, n, plan), child) for n in cfg.nodes}
         store_args = adapter.config_store_preflight_args(cfg)  # the database-stored configuration, if a node has one
         store_check = config_store_preflight(store_args, child) if store_args else None
         db_preflight = database_preflight(adapter.database_preflight_args(cfg), child)  # MySQL: the accounts the nodes log in through

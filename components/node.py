@@ -251,6 +251,9 @@ class NodePreflightArgs:
     """`cluster.enabled`: the node's cluster setting is checked against it."""
     database: DatabaseConfig
     """The validated `database` section: the engine, TLS mode and DSN targets the node's are checked against."""
+    cluster_check: str | None = None
+    """The cluster tunnels' read-only check of this node (cluster_render.render_preflight), run
+    after the node's own in the same command; None when cluster.enabled is false."""
 
 
 def node_preflight(args: NodePreflightArgs, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource:
@@ -282,6 +285,7 @@ def node_preflight(args: NodePreflightArgs, opts: pulumi.ResourceOptions | None 
             store_key=node.store_key,
             **database_targets(db),
             platform=platform_for(node.platform),
+            more=[args.cluster_check] if args.cluster_check else [],
         ),
         opts=opts,
     )

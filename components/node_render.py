@@ -377,6 +377,7 @@ def render_preflight_script(
     search_key: str = "database.searchReplicas",
     search_targets: Sequence[str] = (),
     platform: Platform = DEBIAN,
+    more: Sequence[str] = (),
 ) -> str:
     """The read-only check that runs on a node before any host is changed (templates/node-preflight.sh).
 
@@ -394,6 +395,12 @@ def render_preflight_script(
     because the program replaces it with the stack's database DSN. Replica lists: where the stack
     lists servers (`replica_targets` / `search_targets`), every entry of the node must be one of
     them (the program replaces the list); where it lists none, each entry must verify TLS.
+
+    `more`: other read-only checks of this host (the cluster tunnels' preflight), each run after
+    this one passed, in a subshell of its own (its variables, temporary files and EXIT trap stay
+    its own; a failing one fails the whole check, `set -e`). One command per host instead of one
+    per check: a resource and an SSH connection fewer per node, and every check runs before
+    anything, the host helper included, is installed on any host.
     """
     if config_store not in ("file", "database"):
         raise ValueError(f"config_store must be 'file' or 'database', not {config_store!r}")
@@ -436,4 +443,4 @@ def render_preflight_script(
         # inside a double-quoted message: Platform values are plain text (no $, quotes, `)
         "INSTALL_JQ": platform.install(platform.jq_package),
     }
-    return script("node-preflight.sh", code=code, **params)
+    return script("node-preflight.sh", code=code, **params) + "".join(f"(\n{check.rstrip(chr(10))}\n)\n" for check in more)

@@ -26,7 +26,7 @@ from tests.helpers.program import (
 from tests.helpers.pulumi_mocks import runs
 
 NODES = CLUSTER_NODES
-ROLES = ("preflight", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+ROLES = ("account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
 MM4_HOST_KEY = ssh_host_key()
 
 
@@ -43,7 +43,7 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it() -> No
     created = {n for n, op in changed.items() if op == "create"}
     own = {"mm4", "host-helper-10.10.250.170", "host-helper-10.10.250.170-upload", "mm4-preflight", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-db-ca", "mm4-tls-files"}
     # prod runs a cluster: mm4 gets its own cluster resources (one tunnel set for all its peers)
-    cluster_roles = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+    cluster_roles = ("ssh-key", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
     own |= {f"mm4-cluster-{role}" for role in cluster_roles}
     assert created == own, changed
     # the key list, and the old nodes' sshd (authorized_keys), firewall and tunnel set admit and
@@ -124,7 +124,6 @@ def test_the_preflight_runs_again_when_what_it_checks_changes(lab_config: dict[s
     again = evaluate(PROJECT_DIR, "lab", config=lab_config, state=base.state)
     assert {s.name: s.op for s in again.steps if s.name.endswith("-preflight")} == {
         "mm1-preflight": "same", "mm2-preflight": "same", "mm3-preflight": "same",
-        "mm1-cluster-preflight": "same", "mm2-cluster-preflight": "same", "mm3-cluster-preflight": "same",
     }
     newer = evaluate(
         PROJECT_DIR, "lab", config={**lab_config, "mattermost": {"version": "11.2.0"}}, state=base.state

@@ -28,19 +28,23 @@ BASELINE = Path(__file__).parent / "data" / "urns_main.json"
 MAIN = "be1639d"
 """The commit of main the baseline was captured from."""
 
-REMOVED_SINCE_MAIN = ("-cluster-ready", "-cluster-units")
+REMOVED_SINCE_MAIN = ("-cluster-ready", "-cluster-units", "-cluster-preflight")
 """Name endings of resources main had that this program drops on purpose: `<node>-cluster-ready`,
 a barrier without a host command (each node's restart now waits for `cluster-gossip-stopped`
 directly, issue 11); an upgrade deletes it and nothing runs on a host. `<node>-cluster-units`:
 its four unit files joined `<node>-cluster-firewall` (one command and SSH connection fewer per
 node, issue 11); an upgrade's firewall update takes the paths over in the helper's owner ledger,
-and the units' delete then leaves them as they are (tests/lab/test_cluster.py upgrade tests)."""
+and the units' delete then leaves them as they are (tests/lab/test_cluster.py upgrade tests).
+`<node>-cluster-preflight`: a read-only check (no delete script) that now runs in the node's
+own preflight; an upgrade deletes it and nothing runs on a host."""
 
 
-UPDATED_SINCE_MAIN = ("-cluster-firewall",)
+UPDATED_SINCE_MAIN = ("-cluster-firewall", "-preflight")
 """Name endings of main's resources this program updates on purpose: `<node>-cluster-firewall`
 lists the four unit files of the removed `<node>-cluster-units` (every byte the same on the host,
-so the helper installs and activates nothing; it only records the new owner in its ledger)."""
+so the helper installs and activates nothing; it only records the new owner in its ledger).
+A node's `<node>-preflight` (with the cluster on) also runs the removed `<node>-cluster-preflight`'s
+check: a read-only script, run again."""
 
 
 HELPER_INSTALL = "host-helper-"
@@ -217,7 +221,9 @@ def test_the_deployment_component_moves_the_prod_stack_without_a_change(before_d
     """The prod stack (cluster on) as BEFORE_DEPLOYMENT's program left it, previewed with this
     program: the Deployment component is the one create, every resource of the state is `same`
     (found through its own alias or the one inherited from its parent), nothing is deleted; but
-    for each host's helper upload (a create) and install (an update): see HELPER_INSTALL."""
+    for each host's helper upload (a create) and install (an update): see HELPER_INSTALL, and
+    what REMOVED_SINCE_MAIN and UPDATED_SINCE_MAIN name (the cluster's checks: deleted, and run
+    again in each node's preflight)."""
     config = {"sshPrivateKey": Secret(KEY)}
     before = _main_state(before_deployment_tree, "prod", config, tmp_path / "before.json")
     assert any(r.type == CLUSTER_TYPE for r in before.resources), "the prod stack runs a cluster"
@@ -231,9 +237,15 @@ def test_the_deployment_component_moves_the_prod_stack_without_a_change(before_d
     assert uploads and installs
     old = {r.name: r for r in before.resources}
     restated = {r.urn: "update" for r in now.resources if ops[r.urn] == "update" and r.name in old and _same_on_host(old[r.name], r)}
-    assert {u: op for u, op in ops.items() if op != "same"} == {deployment.urn: "create", **uploads, **installs, **restated}
-    assert len(now.resources) == len(before.resources) + 1 + len(uploads)
-    assert {r.urn for r in before.resources} <= {a for r in now.resources for a in r.aliases}, "each old URN claimed"
+    removed = {r.urn: "delete" for r in before.resources if _removed(r.name)}
+    checks = {r.urn: "update" for r in now.resources if r.name.endswith("-preflight") and _updated(r.name) and ops[r.urn] == "update"}
+    assert removed and checks
+    assert {u: op for u, op in ops.items() if op != "same"} == {
+        deployment.urn: "create", **uploads, **installs, **restated, **removed, **checks
+    }
+    assert len(now.resources) == len(before.resources) + 1 + len(uploads) - len(removed)
+    kept = {r.urn for r in before.resources if r.urn not in removed}
+    assert kept <= {a for r in now.resources for a in r.aliases}, "each old URN claimed"
 
 
 if __name__ == "__main__":  # the baseline, from the tree this runs in

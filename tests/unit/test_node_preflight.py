@@ -302,6 +302,64 @@ def test_all_findings_are_reported_at_once(node: Node) -> None:
     assert "no sslmode" in err
 
 
+# A check run after the node's own (the cluster tunnels' preflight has this shape: its own
+# findings file, EXIT trap and `node` variable, refusing with exit 1).
+MORE = """node=other
+found=$(mktemp)
+trap 'rm -f "$found"' EXIT
+[ ! -e "$STUB_DIR/more_fails" ] || echo 'stand-in finding' > "$found"
+if [ -s "$found" ]; then echo "more: refusing: $(cat "$found")" >&2; exit 1; fi
+echo "more: passed on $node"
+"""
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_more_checks_run_after_the_nodes_own_in_their_own_subshell(node: Node, shell: str, tmp_path: Path) -> None:
+    """components/node_render.render_preflight_script `more`: each runs once the node's own check
+    passed; a failing one fails the whole check and stops the ones after it; every temporary
+    file is gone either way (each check's EXIT trap is its own)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    before = node.snapshot()
+    env_tmp = {"TMPDIR": str(tmp)}
+    r = _run_with_env(node, shell, env_tmp, more=[MORE, MORE.replace("more:", "third:")])
+    assert r.returncode == 0, r.stderr
+    assert "Mattermost 10.11.3 (as mattermost.version says)" in r.stdout
+    assert "more: passed on other" in r.stdout and "third: passed on other" in r.stdout
+    (node.stubs / "more_fails").write_text("")
+    r = _run_with_env(node, shell, env_tmp, more=[MORE, MORE.replace("more:", "third:")])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "more: refusing: stand-in finding" in r.stderr and "Mattermost 10.11.3" in r.stdout
+    assert "third:" not in r.stdout + r.stderr, "a check after a refusing one ran"
+    assert {k: v for k, v in node.snapshot().items() if not k.startswith("stubs/")} == {
+        k: v for k, v in before.items() if not k.startswith("stubs/")
+    }
+    # the node refusing: the other check does not run
+    node.set_version_output("Version: 9.11.2\n")
+    r = _run_with_env(node, shell, env_tmp, more=[MORE])
+    assert "Mattermost 9.11.2 is installed" in refused(r) and "more:" not in r.stdout + r.stderr
+    assert list(tmp.iterdir()) == [], "a temporary file left behind"
+
+
+def _run_with_env(node: Node, shell: str, extra: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
+    args: dict[str, object] = {
+        "node": "mm1",
+        "address": "10.0.0.11",
+        "unit": "mattermost",
+        "install_dir": str(node.install),
+        "version": "10.11.3",
+        "version_key": "mattermost.version",
+        "cluster_enabled": False,
+        "own_env": OWN_ENV,
+        "driver": "postgres",
+        "tls_mode": "verify-full",
+        "proc": str(node.proc),
+    } | kw
+    script = "set -eu\n" + render_preflight_script(**args)  # type: ignore[arg-type]
+    env = {"PATH": f"{node.stubs}:/usr/bin:/bin", "STUB_DIR": str(node.stubs), "LC_ALL": "C", **extra}
+    return subprocess.run([shell, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+
 def test_a_config_file_that_is_not_json_is_refused(node: Node) -> None:
     (node.install / "config" / "config.json").write_text("{not json")
     assert "is not readable JSON" in refused(node.run())
