@@ -97,12 +97,15 @@ def _helper_command(
     opts: pulumi.ResourceOptions | None,
 ) -> remote.Command:
     """The command of managed_files/managed_block: `KIND-apply` on create and update,
-    `KIND-restore` on delete, the manifest on stdin."""
+    `KIND-restore` on delete, the manifest on stdin.
+
+    No `update` text: pulumi-command runs `create` for an update that has none
+    (provider/pkg/provider/remote/commandController.go `Command.Update`), and a state stores
+    every text twice (inputs, and outputs that embed them: `CommandOutputs`)."""
     return remote.Command(
         name,
         connection=connection,
         create=render_call(f"{kind}-apply", name, sudo=needs_sudo(connection)),
-        update=render_call(f"{kind}-apply", name, sudo=needs_sudo(connection)),
         delete=render_call(f"{kind}-restore", name, sudo=needs_sudo(connection)),
         stdin=_stdin(manifest, secret),
         logging=_logging(secret),

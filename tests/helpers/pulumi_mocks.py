@@ -239,8 +239,10 @@ def unwrap(value: Any) -> tuple[Any, bool]:
 
 def runs(res: Any, field: str) -> str:
     """Command `field` of a recorded command with the scripts it runs from the helper manifest on
-    its stdin."""
-    return command_script(res.inputs[field], plain(res.inputs["stdin"]))
+    its stdin; an `update` without a text of its own runs `create` (pulumi-command
+    commandController.go `Command.Update`)."""
+    text = res.inputs.get("update") or res.inputs["create"] if field == "update" else res.inputs[field]
+    return command_script(text, plain(res.inputs["stdin"]))
 
 
 class _Root:

@@ -110,6 +110,18 @@ def test_the_helper_travels_as_a_file_asset_and_its_version_shows_in_the_install
         assert "update" not in install.inputs, "an update runs `create`: the text is stored once"
 
 
+def test_file_commands_store_no_update_text(cluster: Program) -> None:
+    """managed_files/managed_block: an update runs `create` (pulumi-command commandController.go
+    `Command.Update` without an `update` text), the helper's `files-apply`/`block-apply`, so the
+    same text is not stored twice more per command."""
+    applies = [r for r in commands(cluster) if "-apply " in (r.inputs.get("create") or "")]
+    assert len(applies) >= 10
+    assert [r.name for r in applies if "update" in r.inputs] == []
+    # run scripts keep theirs: `run-update` runs the update script (the create one when none)
+    runs = [r for r in commands(cluster) if "run-create " in (r.inputs.get("create") or "")]
+    assert runs and all("run-update " in r.inputs["update"] for r in runs)
+
+
 def test_root_runs_the_helper_directly(cluster: Program) -> None:
     texts = [r.inputs["create"] for r in commands(cluster)]
     assert not any("sudo" in t.split("\n", 1)[0] for t in texts)

@@ -168,7 +168,8 @@ def test_node_files_command_is_secret_and_keeps_secrets_out_of_its_text(two: Run
     assert 'MM_SQLSETTINGS_DRIVERNAME="postgres"' in env
     assert "sslrootcert=/etc/mattermost-tls/ca.crt" in env and "%26" in env
     assert dropin.endswith("EnvironmentFile=/etc/mattermost-tls/mattermost.env\n")
-    for field in ("create", "update", "delete"):
+    assert "update" not in cmd.inputs, "an update runs `create`"
+    for field in ("create", "delete"):
         text = cmd.inputs[field]
         assert isinstance(text, str), f"{field} must be plain text"
         assert "PRIVATE KEY" not in text and "sslrootcert" not in text and "mmuser:" not in text

@@ -61,17 +61,29 @@ def _removed(urn_or_name: str) -> bool:
     return urn_or_name.endswith(REMOVED_SINCE_MAIN)
 
 
+def _as_run(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs as pulumi-command runs them: an `update` text equal to `create` is the same as
+    none (commandController.go `Command.Update` runs `create` then)."""
+    out = dict(inputs)
+    if "update" in out and out["update"] == out.get("create"):
+        del out["update"]
+    return out
+
+
 def _same_on_host(old: Any, new: Any) -> bool:
-    """An update whose only change is how its stdin is written, not what it does on the host:
-    every other input the same, and the helper input reads the same once its sections are
-    resolved (a section that now names an entry of the helper's library, format 3; a content
-    packed since the packing threshold went down), or the read-only script it unpacks is the
-    same. The helper then changes and activates nothing (its files are byte for byte the same),
-    and a run script is the same script run again (each is safe to run twice)."""
-    a, b = dict(old.inputs), dict(new.inputs)
+    """An update whose only change is how its inputs are written, not what it does on the host:
+    an `update` text equal to `create` dropped (_as_run), every other input the same, and the
+    helper input reads the same once its sections are resolved (a section that now names an
+    entry of the helper's library, format 3; a content packed since the packing threshold went
+    down), or the read-only script it unpacks is the same. The helper then changes and
+    activates nothing (its files are byte for byte the same), and a run script is the same
+    script run again (each is safe to run twice)."""
+    a, b = _as_run(old.inputs), _as_run(new.inputs)
     sa, sb = a.pop("stdin", None), b.pop("stdin", None)
-    if a != b or not isinstance(sa, str) or not isinstance(sb, str) or sa == sb:
+    if a != b or not isinstance(sa, str) or not isinstance(sb, str):
         return False
+    if sa == sb:
+        return _as_run(old.inputs) != dict(old.inputs)
     try:
         return read_manifest(sa) == read_manifest(sb)
     except ValueError:
