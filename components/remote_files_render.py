@@ -23,7 +23,7 @@ from components.host_helper_render import (
     helper_code,
     helper_library,
 )
-from components.shell import q, script, template
+from components.shell import q, script, template, without_comment_lines
 
 __all__ = [
     "HELPER_PATH", "LOCK_FILE", "MARKER", "READ_COMMAND", "STATE_DIR", "FileSpec", "Manifest", "check_block", "check_specs",
@@ -444,7 +444,10 @@ def render_read_stdin(text: str) -> str:
     third), a short script naming its size and SHA-256 that unpacks it (gzip+base64 in a quoted
     here-document) and runs it. base64 and gzip are on every Debian/Ubuntu host (coreutils and
     gzip are Essential), and the helper is not needed: preflights run before it exists
-    (templates/read-packed.sh, whose here-document ends at PACKED_MARK)."""
+    (templates/read-packed.sh, whose here-document ends at PACKED_MARK). The script goes
+    without its comment lines (components/shell.without_comment_lines)."""
+    # its comments document the template, and a state stores this text twice
+    text = without_comment_lines(text)
     packed = _packed(text)
     if packed is None:
         return text

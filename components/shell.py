@@ -69,3 +69,69 @@ def piece(name: str, /, *, code: Mapping[str, str] | None = None, **values: obje
     """The shell template NAME filled as `script` does, for a `code` placeholder alone on its line
     (the line's own newline ends it)."""
     return script(name, code=code, **values).removesuffix("\n")
+
+
+_HEREDOC = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]*)'|\"([^\"\n]*)\"|\\?([A-Za-z_][A-Za-z0-9_]*))")
+_COMMENT_AFTER = " \t;|&()"
+
+
+def _scan(line: str, single: bool, double: bool) -> tuple[bool, bool, list[tuple[str, bool]], bool]:
+    """One line of sh: whether a single- or double-quoted string is still open at its end, the
+    here-documents it starts (terminator, `<<-`), and whether it ends in a line continuation."""
+    starts: list[tuple[str, bool]] = []
+    i, n, cont = 0, len(line), False
+    while i < n:
+        c = line[i]
+        if single:
+            single = c != "'"
+        elif double:
+            if c == "\\":
+                if i == n - 1:
+                    cont = True
+                i += 1
+            elif c == '"':
+                double = False
+        elif c == "\\":
+            if i == n - 1:
+                cont = True
+            i += 1
+        elif c == "'":
+            single = True
+        elif c == '"':
+            double = True
+        elif c == "#" and (i == 0 or line[i - 1] in _COMMENT_AFTER):
+            break  # a comment to the end of the line: its quotes are no quotes
+        elif line.startswith("<<", i) and not line.startswith("<<<", i):
+            m = _HEREDOC.match(line, i)
+            if m:
+                starts.append((next(g for g in m.groups()[1:] if g is not None), m[1] == "-"))
+                i = m.end()
+                continue
+        i += 1
+    return single, double, starts, cont
+
+
+def without_comment_lines(text: str) -> str:
+    """`text`, a POSIX sh script, without its comment lines (a line whose first non-blank
+    character starts a comment), for a script that travels in a stack's state: its comments
+    document the template (components/templates/), not the run, and a state stores every
+    script twice. Kept as they are: every line of a here-document body, every line inside a
+    quoted string that spans lines (an awk or Python program, a message), a line that continues
+    the one before (a backslash at its end), comments after a command, and shellcheck directives."""
+    out: list[str] = []
+    single = double = cont = False
+    heredocs: list[tuple[str, bool]] = []
+    for line in text.split("\n"):
+        if heredocs:
+            out.append(line)
+            word, tabs = heredocs[0]
+            if (line.lstrip("\t") if tabs else line) == word:
+                heredocs.pop(0)
+            continue
+        bare = line.lstrip(" \t")
+        if not (single or double or cont) and bare.startswith("#") and not bare.startswith("# shellcheck "):
+            continue
+        out.append(line)
+        single, double, starts, cont = _scan(line, single, double)
+        heredocs.extend(starts)
+    return "\n".join(out)

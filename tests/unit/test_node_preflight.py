@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from components.node_render import render_preflight_script
+from components.shell import without_comment_lines
 from tests.helpers.scripts import SHELLS, run_script, syntax_ok
 
 SECRET = "s3cr3t-pw"
@@ -106,7 +107,8 @@ class Node:
             "tls_mode": "verify-full",
             "proc": str(self.proc),
         } | kw
-        script = "set -eu\n" + render_preflight_script(**args)  # type: ignore[arg-type]
+        # as it travels (remote_files_render.render_read_stdin): without its comment lines
+        script = "set -eu\n" + without_comment_lines(render_preflight_script(**args))  # type: ignore[arg-type]
         env = {"PATH": f"{self.stubs}:/usr/bin:/bin", "STUB_DIR": str(self.stubs), "LC_ALL": "C"}
         return subprocess.run([shell, "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
@@ -355,7 +357,8 @@ def _run_with_env(node: Node, shell: str, extra: dict[str, str], **kw: object) -
         "tls_mode": "verify-full",
         "proc": str(node.proc),
     } | kw
-    script = "set -eu\n" + render_preflight_script(**args)  # type: ignore[arg-type]
+    # as it travels (remote_files_render.render_read_stdin): without its comment lines
+    script = "set -eu\n" + without_comment_lines(render_preflight_script(**args))  # type: ignore[arg-type]
     env = {"PATH": f"{node.stubs}:/usr/bin:/bin", "STUB_DIR": str(node.stubs), "LC_ALL": "C", **extra}
     return subprocess.run([shell, "-c", script], capture_output=True, text=True, env=env, timeout=60)
 

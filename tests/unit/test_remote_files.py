@@ -355,9 +355,10 @@ def test_a_large_read_only_script_travels_packed_and_runs_as_it_is(tmp_path: Pat
     pack fails instead of running anything."""
     from components.remote_files_render import READ_COMMAND, read_script_source, render_read_stdin, strict
 
-    body = "".join(f"# check {i}: {'x' * 60}\n" for i in range(200))
+    body = "".join(f": check {i}: {'x' * 60}\n" for i in range(200))
     script = strict(body + "if read -r line; then echo 'stdin open'; fi\necho \"ran $$\" > \"$OUT\"\necho checked\nexit 3\n")
-    stdin = render_read_stdin(script)
+    # its comment lines stay at home (components/shell.without_comment_lines)
+    stdin = render_read_stdin(script.replace(": check 7:", "# a comment\n: check 7:"))
     assert stdin.startswith(f"# read-only check, packed: {len(script)} bytes, sha256 {hashlib.sha256(script.encode()).hexdigest()}")
     assert len(stdin) * 3 < len(script) and read_script_source(stdin) == script
     env = {"PATH": "/usr/bin:/bin", "OUT": str(tmp_path / "out")}
@@ -370,8 +371,8 @@ def test_a_large_read_only_script_travels_packed_and_runs_as_it_is(tmp_path: Pat
     (tmp_path / "out").unlink()
     r = run_script(cmd, broken, env=env)
     assert r.returncode != 0 and not (tmp_path / "out").exists()
-    # a small script travels as it is, readable
-    assert render_read_stdin(strict("echo ok\n")) == strict("echo ok\n")
+    # a small script travels as it is, readable, without its comment lines
+    assert render_read_stdin(strict("# say ok\necho ok\n")) == strict("echo ok\n")
 
 
 @pytest.mark.parametrize("kind", ["files", "block"])

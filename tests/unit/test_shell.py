@@ -64,3 +64,73 @@ def test_templates_use_only_the_one_convention() -> None:
     for path in TEMPLATES.iterdir():
         text = path.read_text()
         assert "{{" not in text and "${" + "binary}" not in text, f"{path.name}: placeholders are @name@"
+
+
+SCRIPT_WITH_COMMENTS = r"""set -eu
+# a comment with an apostrophe: don't
+x=1 # a comment after a command
+cat <<'EOF'
+# a here-document's line
+EOF
+cat <<EOT >/dev/null
+# another, unquoted terminator
+EOT
+awk '
+# an awk program comment
+{ print }' </dev/null
+echo "a message
+# over two lines"
+echo a \
+  # a continued line (it is the comment of echo's line)
+  # dropped
+	# shellcheck disable=SC2086
+y=$((1 << 2))
+z="${x#1}" # z is empty
+python3 - <<-PY 2>/dev/null || true
+	# Python's comment
+	PY
+# dropped too
+echo "end $y$z"
+"""
+
+
+def test_comment_lines_go_and_everything_else_stays() -> None:
+    from components.shell import without_comment_lines
+
+    out = without_comment_lines(SCRIPT_WITH_COMMENTS)
+    kept = [
+        "x=1 # a comment after a command",
+        "# a here-document's line",
+        "# another, unquoted terminator",
+        "# an awk program comment",
+        "# over two lines\"",
+        "  # a continued line (it is the comment of echo's line)",
+        "\t# shellcheck disable=SC2086",
+        "\t# Python's comment",
+    ]
+    for line in kept:
+        assert line in out.split("\n"), line
+    for gone in ("don't", "  # dropped", "# dropped too"):
+        assert gone not in out
+    # only comment lines went, in order
+    lines = SCRIPT_WITH_COMMENTS.split("\n")
+    assert [line for line in lines if line not in out.split("\n")] == [
+        "# a comment with an apostrophe: don't",
+        "  # dropped",
+        "# dropped too",
+    ]
+    for shell in ("/bin/sh", "/bin/bash"):
+        a = subprocess.run([shell, "-c", SCRIPT_WITH_COMMENTS], capture_output=True, text=True, timeout=30)
+        b = subprocess.run([shell, "-c", out], capture_output=True, text=True, timeout=30)
+        assert a.returncode == b.returncode == 0 and a.stdout == b.stdout and "end 4" in a.stdout, (a, b)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.glob("*.sh")))
+def test_every_template_without_its_comment_lines_parses_and_loses_only_comments(name: str) -> None:
+    from components.shell import without_comment_lines
+
+    text = (TEMPLATES / name).read_text()
+    out = without_comment_lines(text)
+    removed = [line for line in text.split("\n") if line not in out.split("\n")]
+    assert all(line.lstrip().startswith("#") for line in removed), removed
+    assert subprocess.run(["/bin/sh", "-n", "-c", out], capture_output=True, timeout=30).returncode == 0
