@@ -1485,3 +1485,12 @@ esac
 #|| nginx -t && systemctl reload nginx
 #|contents base64
 #|'; } | /bin/sh /usr/local/lib/mattermost-transport-encryption/helper-v1 files-restore proxy-transition
+#@lib 4017c49781ff4a53 474
+#|keys=/etc/mattermost-cluster/authorized_keys
+#|dropin=/etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf
+#|include='Include /etc/ssh/sshd_config.d/*.conf'
+#|sshd -t
+#|eff=$(sshd -T -C "user=$user,host=mm-cluster-check,addr=$address")
+#|for want in "authorizedkeysfile $keys" 'allowtcpforwarding local' "$permitopen"; do
+#|  printf '%s\n' "$eff" | grep -qxF "$want" || { echo "sshd does not apply $dropin (expected: $want); make sure sshd_config has: $include" >&2; exit 1; }
+#|done

@@ -40,12 +40,14 @@ and the units' delete then leaves them as they are (tests/lab/test_cluster.py up
 own preflight; an upgrade deletes it and nothing runs on a host."""
 
 
-UPDATED_SINCE_MAIN = ("-cluster-firewall", "-preflight")
+UPDATED_SINCE_MAIN = ("-cluster-firewall", "-preflight", "-cluster-sshd")
 """Name endings of main's resources this program updates on purpose: `<node>-cluster-firewall`
 lists the four unit files of the removed `<node>-cluster-units` (every byte the same on the host,
 so the helper installs and activates nothing; it only records the new owner in its ledger).
 A node's `<node>-preflight` (with the cluster on) also runs the removed `<node>-cluster-preflight`'s
-check: a read-only script, run again."""
+check: a read-only script, run again. `<node>-cluster-sshd`: its validate script reads the
+node's values from its first lines (the rest is a library entry); the files are the same, so
+the helper runs neither validate nor activate."""
 
 
 HELPER_INSTALL = "host-helper-"
@@ -253,7 +255,10 @@ def test_the_deployment_component_moves_the_prod_stack_without_a_change(before_d
     old = {r.name: r for r in before.resources}
     restated = {r.urn: "update" for r in now.resources if ops[r.urn] == "update" and r.name in old and _same_on_host(old[r.name], r)}
     removed = {r.urn: "delete" for r in before.resources if _removed(r.name)}
-    checks = {r.urn: "update" for r in now.resources if r.name.endswith("-preflight") and _updated(r.name) and ops[r.urn] == "update"}
+    checks = {
+        r.urn: "update" for r in now.resources
+        if _updated(r.name) and not r.name.startswith(HELPER_INSTALL) and ops[r.urn] == "update"
+    }
     assert removed and checks
     assert {u: op for u, op in ops.items() if op != "same"} == {
         deployment.urn: "create", **uploads, **installs, **restated, **removed, **checks

@@ -223,11 +223,10 @@ def test_cluster_sshd_and_firewall_take_paths_units_and_tools_from_the_platform(
         ("for u in ssh.service sshd.service; do", "for u in sshd.service; do"),
     ]
     validate = changed(r.render_sshd_validate(plan, "mm1"), r.render_sshd_validate(plan, "mm1", FAKE))
-    assert len(validate) == 3 and all(
-        "/etc/ssh/sshd.d/50-mattermost-cluster-tunnel.conf" in new and "Include /etc/ssh/sshd.d/*.conf" in new
-        and "/etc/ssh/sshd_config.d" not in new
-        for _, new in validate
-    )
+    assert validate == [
+        ("dropin=/etc/ssh/sshd_config.d/50-mattermost-cluster-tunnel.conf", "dropin=/etc/ssh/sshd.d/50-mattermost-cluster-tunnel.conf"),
+        ("include='Include /etc/ssh/sshd_config.d/*.conf'", "include='Include /etc/ssh/sshd.d/*.conf'"),
+    ]
     assert changed(r.render_firewall_unit(plan, "mm1"), r.render_firewall_unit(plan, "mm1", FAKE)) == [
         ("After=ufw.service netfilter-persistent.service", "After=firewalld.service"),
     ]
