@@ -84,17 +84,11 @@ def _scan(line: str, single: bool, double: bool) -> tuple[bool, bool, list[tuple
         c = line[i]
         if single:
             single = c != "'"
-        elif double:
-            if c == "\\":
-                if i == n - 1:
-                    cont = True
-                i += 1
-            elif c == '"':
-                double = False
-        elif c == "\\":
-            if i == n - 1:
-                cont = True
+        elif c == "\\":  # escapes the next character, in double quotes too; at the end, the newline
+            cont = i == n - 1
             i += 1
+        elif double:
+            double = c != '"'
         elif c == "'":
             single = True
         elif c == '"':

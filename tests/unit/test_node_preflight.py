@@ -93,7 +93,9 @@ class Node:
             if p.is_file()
         }
 
-    def run(self, shell: str = "/bin/sh", **kw: object) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, shell: str = "/bin/sh", extra_env: dict[str, str] | None = None, **kw: object
+    ) -> subprocess.CompletedProcess[str]:
         args: dict[str, object] = {
             "node": "mm1",
             "address": "10.0.0.11",
@@ -109,7 +111,7 @@ class Node:
         } | kw
         # as it travels (remote_files_render.render_read_stdin): without its comment lines
         script = "set -eu\n" + without_comment_lines(render_preflight_script(**args))  # type: ignore[arg-type]
-        env = {"PATH": f"{self.stubs}:/usr/bin:/bin", "STUB_DIR": str(self.stubs), "LC_ALL": "C"}
+        env = {"PATH": f"{self.stubs}:/usr/bin:/bin", "STUB_DIR": str(self.stubs), "LC_ALL": "C", **(extra_env or {})}
         return subprocess.run([shell, "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -324,12 +326,12 @@ def test_more_checks_run_after_the_nodes_own_in_their_own_subshell(node: Node, s
     tmp.mkdir()
     before = node.snapshot()
     env_tmp = {"TMPDIR": str(tmp)}
-    r = _run_with_env(node, shell, env_tmp, more=[MORE, MORE.replace("more:", "third:")])
+    r = node.run(shell, env_tmp, more=[MORE, MORE.replace("more:", "third:")])
     assert r.returncode == 0, r.stderr
     assert "Mattermost 10.11.3 (as mattermost.version says)" in r.stdout
     assert "more: passed on other" in r.stdout and "third: passed on other" in r.stdout
     (node.stubs / "more_fails").write_text("")
-    r = _run_with_env(node, shell, env_tmp, more=[MORE, MORE.replace("more:", "third:")])
+    r = node.run(shell, env_tmp, more=[MORE, MORE.replace("more:", "third:")])
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "more: refusing: stand-in finding" in r.stderr and "Mattermost 10.11.3" in r.stdout
     assert "third:" not in r.stdout + r.stderr, "a check after a refusing one ran"
@@ -338,29 +340,9 @@ def test_more_checks_run_after_the_nodes_own_in_their_own_subshell(node: Node, s
     }
     # the node refusing: the other check does not run
     node.set_version_output("Version: 9.11.2\n")
-    r = _run_with_env(node, shell, env_tmp, more=[MORE])
+    r = node.run(shell, env_tmp, more=[MORE])
     assert "Mattermost 9.11.2 is installed" in refused(r) and "more:" not in r.stdout + r.stderr
     assert list(tmp.iterdir()) == [], "a temporary file left behind"
-
-
-def _run_with_env(node: Node, shell: str, extra: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
-    args: dict[str, object] = {
-        "node": "mm1",
-        "address": "10.0.0.11",
-        "unit": "mattermost",
-        "install_dir": str(node.install),
-        "version": "10.11.3",
-        "version_key": "mattermost.version",
-        "cluster_enabled": False,
-        "own_env": OWN_ENV,
-        "driver": "postgres",
-        "tls_mode": "verify-full",
-        "proc": str(node.proc),
-    } | kw
-    # as it travels (remote_files_render.render_read_stdin): without its comment lines
-    script = "set -eu\n" + without_comment_lines(render_preflight_script(**args))  # type: ignore[arg-type]
-    env = {"PATH": f"{node.stubs}:/usr/bin:/bin", "STUB_DIR": str(node.stubs), "LC_ALL": "C", **extra}
-    return subprocess.run([shell, "-c", script], capture_output=True, text=True, env=env, timeout=60)
 
 
 def test_a_config_file_that_is_not_json_is_refused(node: Node) -> None:
