@@ -173,7 +173,7 @@ def test_disabled_cluster_is_inert() -> None:
 # ---------------------------------------------------------------- the lab (real hosts)
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLES = ("ssh-key", "preflight", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+ROLES = ("ssh-key", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
 AES_CPU = any(
     line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[1].split()
     for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -537,9 +537,10 @@ NODES10 = [f"mm{i}" for i in range(1, 11)]
 CA2 = {"commonName": "Mattermost lab transport CA 2", "organization": "Lab"}
 
 
-NODE_HOST_CONNECTIONS = {12, 13}
-"""SSH connections to each node host in a fresh `up`, whatever the node count: the node's preflight,
-its host helper's upload (SFTP) and install, 7 cluster commands, its DSN's CA file (deleted after the node's restart in a
+NODE_HOST_CONNECTIONS = {11, 12}
+"""SSH connections to each node host in a fresh `up`, whatever the node count: the node's preflight
+(with the cluster's check for the manual procedure), its host helper's upload (SFTP) and install,
+6 cluster commands, its DSN's CA file (deleted after the node's restart in a
 destroy: components/node.py) and its TLS files; the first node one more (the read of the site's
 current database password)."""
 
