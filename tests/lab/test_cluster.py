@@ -673,7 +673,9 @@ def test_upgrade_from_per_pair_tunnels_keeps_the_mesh_and_destroy_gives_back_eve
         # and the old design's generated password: the new program keeps the password the site
         # uses (read from mm1's current DSN), so nothing changes on the database
         units = {f"{n}-cluster-units" for n in NODES3}  # their files joined the firewall command
-        assert {k for k, v in ops.items() if v == "delete"} == legacy | units | {"database-password"}, ops
+        # and the cluster's checks: read-only, they now run in each node's preflight
+        checks = {f"{n}-cluster-preflight" for n in NODES3}
+        assert {k for k, v in ops.items() if v == "delete"} == legacy | units | checks | {"database-password"}, ops
         order = [s.name for s in ev.steps if s.op != "same"]
         assert max(order.index(f"{n}-cluster-tunnels") for n in NODES3) < min(order.index(k) for k in legacy)
         # the firewall command takes the unit files over before the units' own command goes,
@@ -748,7 +750,9 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         # restart waits for `cluster-gossip-stopped` itself
         # and the units' own command (its files joined the firewall's: the ledger hands them over)
         units = {f"{n}-cluster-units" for n in NODES3}
-        assert {n for n, o in ops.items() if o == "delete"} == {f"{n}-cluster-ready" for n in NODES3} | units, ops
+        # and the cluster's checks (read-only, no delete script): they run in each node's preflight
+        checks = {f"{n}-cluster-preflight" for n in NODES3}
+        assert {n for n, o in ops.items() if o == "delete"} == {f"{n}-cluster-ready" for n in NODES3} | units | checks, ops
         assert set(ops.values()) == {"update", "create", "delete"}, ops
         assert {f"{n}-cluster-tunnels" for n in NODES3} <= set(ops) and any(k.startswith("host-helper-") for k in ops), ops
         for n in NODES3:
