@@ -95,7 +95,12 @@ def sshd() -> Iterator[Callable[[str], int]]:
             conn, _ = listener.accept()
             transport = paramiko.Transport(conn)
             transport.add_server_key(HOST_KEY)
-            transport.start_server(server=Server(conn, reset_at))
+            try:
+                transport.start_server(server=Server(conn, reset_at))
+            except (EOFError, OSError, paramiko.SSHException):
+                # the reset this server makes can end its transport under a reply of its own
+                # (seen once, as an unhandled thread exception, with the other tests beside it)
+                return
             transport.join(10)
 
         thread = threading.Thread(target=serve, daemon=True)
