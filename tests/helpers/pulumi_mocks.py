@@ -241,7 +241,7 @@ def runs(res: Any, field: str) -> str:
     """Command `field` of a recorded command with the scripts it runs from the helper manifest on
     its stdin; an `update` without a text of its own runs `create` (pulumi-command
     commandController.go `Command.Update`)."""
-    text = res.inputs.get("update") or res.inputs["create"] if field == "update" else res.inputs[field]
+    text = (res.inputs.get("update") or res.inputs["create"]) if field == "update" else res.inputs[field]
     return command_script(text, plain(res.inputs["stdin"]))
 
 

@@ -83,11 +83,12 @@ def _same_on_host(old: Any, new: Any) -> bool:
     script run again (each is safe to run twice); a read-only check that lost only its comment
     lines runs the same commands."""
     a, b = _as_run(old.inputs), _as_run(new.inputs)
+    update_dropped = len(a) < len(old.inputs)
     sa, sb = a.pop("stdin", None), b.pop("stdin", None)
     if a != b or not isinstance(sa, str) or not isinstance(sb, str):
         return False
     if sa == sb:
-        return _as_run(old.inputs) != dict(old.inputs)
+        return update_dropped
     try:
         return read_manifest(sa) == read_manifest(sb)
     except ValueError:
