@@ -70,7 +70,8 @@ def encrypted_bytes(state: State, *, compact: bool = False) -> int:
     `json.Marshal`, which also writes <, > and & as \\u003c...). The replay keeps secrets in clear,
     which is smaller: a figure from this file alone would flatter the program. `compact`: the
     whole checkpoint as the diy backend writes a `.json` stack file, compact and with <, > and &
-    as they are (pulumi pkg/backend/diy/state.go `compactJSONMarshaler`, at 1b5949891b)."""
+    as they are (pulumi pkg/backend/diy/state.go `compactJSONMarshaler`, at 1b5949891b), each
+    resource as the engine serializes it (`_resource_v3`)."""
     data = state.to_json()
     records = data["resources"] + data["pendingDeletes"]
     for record, res in zip(records, [*state.resources, *state.pending_deletes], strict=True):
@@ -78,8 +79,41 @@ def encrypted_bytes(state: State, *, compact: bool = False) -> int:
             record[side] = _sealed(record.get(side) or {}, paths)
     data["outputs"] = _sealed(data["outputs"], state.secret_outputs)
     if compact:
+        data["resources"] = [_resource_v3(r) for r in data["resources"]]
+        data["pendingDeletes"] = [{**_resource_v3(r), "delete": True} for r in data["pendingDeletes"]]
         return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
     return len(json.dumps(data, indent=1)) + 1
+
+
+def _resource_v3(record: dict[str, Any]) -> dict[str, Any]:
+    """A (sealed) record as the engine writes a resource: apitype.ResourceV3 (pulumi
+    sdk/go/common/apitype/core.go, filled by pkg/resource/stack/deployment.go `SerializeResource`
+    at 1b5949891b). It has no name, no object of options (the ones the engine keeps are fields
+    of their own, left out when empty or false: `omitempty`) and no lists of secret paths (a
+    sealed value marks itself); `custom` and `type` are always written."""
+    options = record.get("options") or {}
+    out: dict[str, Any] = {"urn": record["urn"], "custom": record["custom"]}
+    candidates = {
+        "id": record.get("id"),
+        "type": record["type"],
+        "inputs": record.get("inputs"),
+        "outputs": record.get("outputs"),
+        "parent": record.get("parent"),
+        "protect": options.get("protect"),
+        "dependencies": record.get("dependencies"),
+        "provider": record.get("provider"),
+        "propertyDependencies": record.get("propertyDependencies"),
+        "additionalSecretOutputs": options.get("additionalSecretOutputs"),
+        "retainOnDelete": options.get("retainOnDelete"),
+        "created": record.get("created"),
+        "modified": record.get("modified"),
+        "sourcePosition": record.get("sourcePosition"),
+        "stackTrace": record.get("stackTrace"),
+        "ignoreChanges": options.get("ignoreChanges"),
+        "replaceOnChanges": options.get("replaceOnChanges"),
+    }
+    out.update({k: v for k, v in candidates.items() if v or k == "type"})
+    return out
 
 
 def _sealed(values: dict[str, Any], paths: set[str]) -> dict[str, Any]:

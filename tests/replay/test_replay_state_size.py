@@ -61,7 +61,13 @@ def test_as_the_diy_backend_writes_it_the_checkpoint_is_compact(tmp_path: Path) 
     are; sealing still counts the secret's Go-escaped JSON."""
     state = _state(secret=False)
     data = state.to_json()
-    assert encrypted_bytes(state, compact=True) == len(json.dumps(data, separators=(",", ":")))
+    # each resource as apitype.ResourceV3: no name, no options object, no secret-path lists,
+    # and what is empty or false left out (omitempty); urn, custom and type always
+    v3 = [{k: v for k, v in r.items() if k not in ("name", "options", "secretInputs", "secretOutputs") and (v or k in ("custom", "type"))}
+          for r in data["resources"]]
+    for record, res in zip(v3, state.resources, strict=True):
+        record.update({k: v for k, v in res.options.to_json().items() if v and k != "deleteBeforeReplace"})
+    assert encrypted_bytes(state, compact=True) == len(json.dumps({**data, "resources": v3}, separators=(",", ":")))
     assert encrypted_bytes(state, compact=True) < encrypted_bytes(state)
     assert "&<>" in json.dumps(data, separators=(",", ":"))  # written as they are
     assert encrypted_bytes(_state(secret=True), compact=True) > encrypted_bytes(state, compact=True)
