@@ -53,7 +53,14 @@ def _reactivated(
     """managed_files whose delete runs `activate` again once the originals are back: the same
     reload (sshd, systemd, the firewall, the tunnels) makes either set of files live."""
     return managed_files(
-        name, connection=connection, files=files, validate=validate, activate=activate, restore_activate=activate, opts=opts
+        name,
+        connection=connection,
+        files=files,
+        validate=validate,
+        activate=activate,
+        restore_activate=activate,
+        host_library=True,
+        opts=opts,
     )
 
 
@@ -133,6 +140,7 @@ class Cluster(pulumi.ComponentResource):
                 connection=c,
                 create=r.render_account_create(plan),
                 delete=r.render_account_delete(plan),
+                host_library=True,
                 opts=child(),
             )
             client_key[m.name] = managed_files(
@@ -184,6 +192,8 @@ class Cluster(pulumi.ComponentResource):
                 # check stops before the rules go, so it never puts back what is being removed
                 activate=r.render_firewall_activate(platform[m.name]) + r.render_units_activate(),
                 restore_activate=r.render_units_activate() + r.render_firewall_activate(platform[m.name]),
+                # what no command's output feeds goes to the host's copy of the helper (components.host_helper)
+                host_library=True,
                 opts=child(),
             )
 
@@ -224,6 +234,7 @@ class Cluster(pulumi.ComponentResource):
                 create=r.render_gossip_stop(plan, m.name),
                 # a new mode replaces every node's stop, so every node runs it again
                 triggers=[mode],
+                host_library=True,
                 opts=child(mesh_ready),
             )
             for m in plan.members

@@ -21,6 +21,14 @@ Lifecycle:
   (its text names the new SHA-256) replaces the installed file atomically under the same
   interface path, and commands already stored in a state keep calling it. An incompatible
   interface ships as `helper-v2` next to `helper-v1`.
+- Each host gets its own copy of the helper file: the helper and its library, then the entries
+  of the host's own library, the non-secret texts its commands' inputs name instead of carrying
+  them (components/remote_files_render.py HOST_ENTRIES: the cluster's peer tables, CA files,
+  scripts with a host's values). The program writes the copy under `.host-helpers/` in the
+  project (git-ignored) once every command of the program run is known, and the upload carries
+  it as a `FileAsset`: a state holds its path and SHA-256 where a command's stdin is stored twice
+  in full. A changed entry is a new copy: the upload and the install update (in place), before
+  the commands that name it. The install's text names the copy's SHA-256.
 - Its delete removes the helper only when nothing is left in the state directory (no backups,
   no ledger), so a helper deleted while something on the host still needs it stays. The upload
   has no delete (pulumi-command's CopyToRemote implements none): the install removes the
@@ -29,11 +37,25 @@ Lifecycle:
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
 import pulumi
 from pulumi_command import remote
 
 from components.config.schema import UPLOAD_SUFFIX, helper_name
-from components.host_helper_render import HELPER_SOURCE, UPLOAD_PATH, install_command, uninstall_command
+from components.host_helper_render import UPLOAD_PATH, host_helper_text, install_command, uninstall_command
+from components.remote_files_render import host_entries
+
+HOST_FILES = Path(__file__).resolve().parent.parent / ".host-helpers"
+"""Where the program writes each host's copy of the helper file (git-ignored), per project and
+stack: the engine hashes it when the upload is registered and the provider reads it when it
+copies, both during the same `pulumi up`."""
 
 
 def needs_sudo(connection: remote.ConnectionArgs) -> bool:
@@ -44,7 +66,17 @@ def needs_sudo(connection: remote.ConnectionArgs) -> bool:
     return user != "root"
 
 
-_helpers: dict[tuple[str, int], remote.Command] = {}
+@dataclass
+class _Host:
+    install: remote.Command
+    name: str
+    inputs: list[pulumi.Output[dict[str, str]]] = field(default_factory=list)
+    """The host-library entries each command's input names (components/remote_files)."""
+    sealed: bool = False
+    """The copy of the helper file was rendered: a later command's entries would be missing."""
+
+
+_helpers: dict[tuple[str, int], _Host] = {}
 _helpers_run: list[object] = []
 
 
@@ -52,7 +84,7 @@ _after: list[pulumi.Input[pulumi.Resource]] = []
 _opts: list[pulumi.ResourceOptions] = []
 
 
-def _registry() -> dict[tuple[str, int], remote.Command]:
+def _registry() -> dict[tuple[str, int], _Host]:
     # one program run per monitor: tests run the program many times in one process
     monitor = pulumi.runtime.settings.get_monitor()
     if not _helpers_run or _helpers_run[0] is not monitor:
@@ -77,6 +109,64 @@ def install_helpers_after(
 
 def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
     """The host helper of `connection`'s host (created on first use)."""
+    return _host(connection).install
+
+
+def add_host_entries(connection: remote.ConnectionArgs, owner: str, stdin: pulumi.Output[str]) -> None:
+    """The entries of the host's own library that `stdin` (a command's non-secret helper input)
+    names go into the host's copy of the helper file. Every command registers before the copy
+    is rendered: the copy is rendered in an apply, and Pulumi runs applies only after the
+    program's synchronous part, where every resource here is created."""
+    host = _host(connection)
+    if host.sealed:
+        raise RuntimeError(
+            f"{owner}: created after {host.name}'s copy of the helper file was written (inside an apply?): "
+            "create every command of a host before the program's applies run"
+        )
+    # unsecret: a secret input is rendered without host entries (remote_files), so its entries are {}
+    host.inputs.append(pulumi.Output.unsecret(stdin.apply(host_entries)))
+
+
+def _host_file(host: _Host) -> pulumi.Output[str]:
+    host.sealed = True
+    return pulumi.Output.all(*host.inputs).apply(lambda found: host_helper_text({k: v for d in found for k, v in d.items()}))
+
+
+KEEP_SECONDS = 86400
+"""A host's older copies are removed a day after they were written: long enough for any run
+that registered one to have copied it."""
+
+
+def _write(name: str, text: str) -> str:
+    """Write a host's copy (atomically; named by its SHA-256, so a run never reads another
+    run's copy); its absolute path. Copies of the host older than KEEP_SECONDS go."""
+    stack = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{pulumi.get_project()}.{pulumi.get_stack()}")
+    directory = HOST_FILES / stack
+    directory.mkdir(parents=True, exist_ok=True)
+    data = text.encode()
+    path = directory / f"{name}-{hashlib.sha256(data).hexdigest()[:16]}.sh"
+    for old in directory.glob(f"{name}-" + "?" * 16 + ".sh"):
+        try:
+            if old != path and time.time() - old.stat().st_mtime > KEEP_SECONDS:
+                old.unlink()
+        except FileNotFoundError:
+            pass
+    if path.exists() and path.read_bytes() == data:
+        os.utime(path)  # in use again: kept another day
+    else:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return str(path)
+
+
+def _host(connection: remote.ConnectionArgs) -> _Host:
     host, port = connection.host, connection.port if connection.port is not None else 22
     if not isinstance(host, str) or not isinstance(port, (int, float)):
         raise TypeError("host_helper needs a plain host address and port to identify the host")
@@ -88,6 +178,11 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
         opts = pulumi.ResourceOptions.merge(
             _opts[0] if _opts else None, pulumi.ResourceOptions(depends_on=list(_after)) if _after else None
         )
+        # Rendered once the program's synchronous part (every command) is done: an apply's
+        # callback runs only then (pulumi sdk/python/lib/pulumi/output.py `apply` schedules it).
+        record: list[_Host] = []
+        start: pulumi.Output[int] = pulumi.Output.from_input(0)
+        text: pulumi.Output[str] = start.apply(lambda _: _host_file(record[0]))
         # The file as an asset: the state stores its path and SHA-256 (about 200 bytes) where a
         # command's stdin is stored twice in full (inputs, and outputs that embed them:
         # pulumi-command provider/pkg/provider/remote/command.go `CommandOutputs`). The absolute
@@ -96,21 +191,23 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
         upload = remote.CopyToRemote(
             name + UPLOAD_SUFFIX,
             connection=connection,
-            source=pulumi.FileAsset(str(HELPER_SOURCE)),
+            source=text.apply(lambda t: pulumi.FileAsset(_write(name, t))),
             remote_path=UPLOAD_PATH,
             opts=opts,
         )
-        helpers[key] = remote.Command(
+        install = remote.Command(
             name,
             connection=connection,
             # the version (SHA-256) the install checks is in the text: readable in a preview's diff
             # no `update`: pulumi-command runs `create` for an update then (commandController.go `Command.Update`)
             # and the text is not stored twice more
-            create=install_command(sudo),
+            create=text.apply(lambda t: install_command(sudo, sha256=hashlib.sha256(t.encode()).hexdigest())),
             delete=uninstall_command(sudo),
             triggers=None,
             logging=remote.Logging.STDOUT_AND_STDERR,
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[upload])),
         )
+        record.append(_Host(install, name))
+        helpers[key] = record[0]
     return helpers[key]

@@ -67,6 +67,13 @@ def helper_library() -> dict[str, str]:
     return out
 
 
+def host_helper_text(entries: dict[str, str]) -> str:
+    """A host's copy of the helper file: the helper and its library, then the entries of the
+    host's own library (components/remote_files_render.py HOST_ENTRIES), in ID order so the same
+    entries always make the same file."""
+    return helper_source() + "".join(library_entry(entries[k]) for k in sorted(entries))
+
+
 def helper_code() -> str:
     """The helper without its library: what a self-contained script carries inline (its inputs
     never name a library entry: see remote_files_render `render_files_manifest(library=False)`)."""

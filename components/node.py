@@ -183,6 +183,7 @@ class MattermostNode(pulumi.ComponentResource):
                 require_system_trust=args.database.driver_name == "mysql", platform=platform
             ),
             restore_activate=node_render.render_trust_restore_script(paths.system_ca, platform),
+            host_library=True,  # the stack's CA (tls resources only: components.pki)
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
         files = [
@@ -199,6 +200,8 @@ class MattermostNode(pulumi.ComponentResource):
             f"{node.name}-tls-files",
             connection=connection,
             files=files,
+            # not the host's library (remote_files HelperOptions.host_library): the env file's
+            # DSN may come from a command's output (the read of the site's current password)
             activate=node_render.render_activate_script(
                 unit=unit,
                 port=node.port,

@@ -35,14 +35,14 @@ components/remote_files_render.py; this module turns them into remote commands.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import pulumi
 from pulumi_command import remote
 
-from components.host_helper import helper_for, needs_sudo
+from components.host_helper import add_host_entries, helper_for, needs_sudo
 from components.host_helper_render import SUDO
 from components.remote_files_render import (
     READ_COMMAND,
@@ -88,6 +88,29 @@ def _stdin(manifest: pulumi.Output[str], secret: bool) -> pulumi.Output[str]:
     return pulumi.Output.secret(manifest) if secret else manifest
 
 
+def _rendered(
+    connection: remote.ConnectionArgs,
+    name: str,
+    values: Sequence[pulumi.Input[Any]],
+    host_library: bool,
+    render: Callable[[list[Any], list[bool]], str],
+) -> pulumi.Output[str]:
+    """`render(values, plain)`, `plain[i]` true when the caller asked for the host's library and
+    value i is not secret: only such a text may go to the host's copy of the helper file, which
+    is neither secret in the state nor private on the host. The input's entries are registered
+    with the host (components.host_helper.add_host_entries)."""
+    outputs = [pulumi.Output.from_input(v) for v in values]
+    if not host_library:
+        return pulumi.Output.all(*outputs).apply(lambda v: render(v, [False] * len(outputs)))
+    # an awaitable is an Input (pulumi output.py `from_input`)
+    flags: list[pulumi.Output[bool]] = [pulumi.Output.from_input(o.is_secret()) for o in outputs]  # type: ignore[arg-type]
+    manifest = pulumi.Output.all(pulumi.Output.all(*outputs), pulumi.Output.all(*flags)).apply(
+        lambda a: render(a[0], [not s for s in a[1]])
+    )
+    add_host_entries(connection, name, manifest)
+    return manifest
+
+
 def _helper_command(
     name: str,
     kind: str,
@@ -125,6 +148,10 @@ class HelperOptions(TypedDict, total=False):
     """Runs on delete, after the originals are back."""
     secret: bool
     """The content is secret: the whole manifest stays secret and the command logs nothing."""
+    host_library: bool
+    """Texts go to the host's own library when neither secret nor in the shipped one (see
+    `_rendered`). Only where no content comes from a command's output: the host's copy of the
+    helper file waits for every such input, and every command waits for the helper."""
     opts: pulumi.ResourceOptions | None
 
 
@@ -155,10 +182,18 @@ def managed_files(
     specs = [f.spec for f in files]
     check_specs(name, specs)
     hooks = _hooks_of(name, options)
-    manifest = pulumi.Output.all(*[f.content for f in files]).apply(
-        lambda contents: render_files_manifest(name, specs, contents, **hooks)
+    secret = options.get("secret", False)
+    manifest = _rendered(
+        connection,
+        name,
+        [f.content for f in files],
+        options.get("host_library", False),
+        # the hooks go to the host's library with the contents only when nothing is secret
+        lambda contents, plain: render_files_manifest(
+            name, specs, contents, host=True if not secret and all(plain) else plain, **hooks
+        ),
     )
-    return _helper_command(name, "files", connection, manifest, options.get("secret", False), options.get("opts"))
+    return _helper_command(name, "files", connection, manifest, secret, options.get("opts"))
 
 
 def managed_block(
@@ -174,10 +209,17 @@ def managed_block(
     """A remote command that owns one marked block inside an existing file."""
     check_block(path, comment, position)
     hooks = _hooks_of(name, options)
-    manifest = pulumi.Output.from_input(content).apply(
-        lambda c: render_block_manifest(name, path, c, comment=comment, position=position, **hooks)
+    secret = options.get("secret", False)
+    manifest = _rendered(
+        connection,
+        name,
+        [content],
+        options.get("host_library", False),
+        lambda c, plain: render_block_manifest(
+            name, path, c[0], comment=comment, position=position, host=not secret and plain[0], **hooks
+        ),
     )
-    return _helper_command(name, "block", connection, manifest, options.get("secret", False), options.get("opts"))
+    return _helper_command(name, "block", connection, manifest, secret, options.get("opts"))
 
 
 def read_script(
@@ -220,22 +262,29 @@ def run_script(
     stdin: pulumi.Input[str] | None = None,
     secret: bool = False,
     triggers: Sequence[pulumi.Input[object]] | None = None,
+    host_library: bool = False,
     opts: pulumi.ResourceOptions | None = None,
 ) -> remote.Command:
     """A one-off action (create/update/delete scripts, values already quoted by the caller;
-    `delete` may be an Output, e.g. one that depends on what a capture found).
+    `delete` may be an Output, e.g. one that depends on what a capture found; `host_library`:
+    see HelperOptions).
 
     The scripts travel in the manifest on stdin with the caller's `stdin` as their input; the
     command text is the helper call, which holds the host's lock while the script runs."""
-    manifest = pulumi.Output.all(stdin if stdin is not None else "", delete if delete is not None else "").apply(
-        lambda args: render_run_manifest(
+    manifest = _rendered(
+        connection,
+        name,
+        [stdin if stdin is not None else "", delete if delete is not None else ""],
+        host_library,
+        lambda args, plain: render_run_manifest(
             name,
             create=strict(create),
             # the helper runs `create` when there is no update script
             update=strict(update) if update is not None and update != create else None,
             delete=strict(args[1]) if delete is not None else None,
             input=args[0] if stdin is not None else None,
-        )
+            host=not secret and all(plain),
+        ),
     )
     return remote.Command(
         name,

@@ -22,11 +22,12 @@ from components.host_helper_render import (
     SUDO,
     helper_code,
     helper_library,
+    library_id,
 )
 from components.shell import q, script, template, without_comment_lines
 
 __all__ = [
-    "HELPER_PATH", "LOCK_FILE", "MARKER", "READ_COMMAND", "STATE_DIR", "FileSpec", "Manifest", "check_block", "check_specs",
+    "HELPER_PATH", "LOCK_FILE", "MARKER", "READ_COMMAND", "STATE_DIR", "FileSpec", "Manifest", "check_block", "check_specs", "host_entries",
     "command_script", "encode_bundle", "read_manifest", "read_script_source", "render_block_apply", "render_block_manifest",
     "render_block_restore", "render_call", "render_files_apply", "render_files_manifest", "render_files_restore",
     "render_read_stdin", "render_run_manifest", "stdin_contents", "strict",
@@ -87,6 +88,20 @@ the text every host gets alike lives once in the helper file, which the state ho
 sent only by inputs that have such a section."""
 LIB = "lib="
 
+HOST_ENTRY_MIN = 64
+"""A text this long (bytes) goes to the host's own library (a shorter one is hardly longer than
+the section line that names it)."""
+HOST_ENTRIES: dict[str, str] = {}
+"""The texts this process rendered as entries of a host's own library (ID -> text, each line
+ending in a newline), so that `read_manifest` reads them back (tests, the replay's preview).
+
+A host's own library: a non-secret input's text that no entry of the shipped library covers
+(the cluster's peer tables, a node's CA file, a script with a node's values) travels as an
+entry appended to that host's copy of the helper file (components/host_helper.py), which the
+state holds as a path and a SHA-256, and the input names it (`lib=ID`, format 3, read by the
+helper since format 3 was written). The input keeps every file's path, mode, owner, size and
+SHA-256, so a preview's diff still names each file that changes."""
+
 
 def _sha(content: str) -> str:
     return hashlib.sha256(content.encode()).hexdigest()
@@ -113,12 +128,20 @@ def _library_split(content: str) -> tuple[str, str] | None:
     return best
 
 
-def _section(name: str, content: str, label: str = "", *, pack: bool = False, library: bool = False) -> str:
+def _section(
+    name: str, content: str, label: str = "", *, pack: bool = False, library: bool = False, host: bool = False
+) -> str:
     """One manifest section: a header with the exact byte count, then the lines prefixed "| ".
     `library`: a content that ends in an entry of the helper's library sends only its own lines
-    and the entry's ID (format 3). `pack`: a large content goes gzip+base64 (_packed), the
-    header saying so."""
+    and the entry's ID (format 3). `host` (never for a secret input): a content the library
+    does not cover is an entry of the host's own library
+    (HOST_ENTRIES) and sends only its ID (HOST_ENTRY_MIN bytes or more). `pack`: a large content goes gzip+base64 (_packed),
+    the header saying so."""
     split = _library_split(content) if library and len(content) >= LIBRARY_MIN else None
+    if split is None and host and len(content.encode()) >= HOST_ENTRY_MIN:
+        key = library_id(content)
+        HOST_ENTRIES[key] = content if content.endswith("\n") else content + "\n"
+        split = ("", key)
     if split is not None:
         own, key = split
         head = f"section {name} {len(content.encode())} {LIB}{key}{' ' + label if label else ''}\n"
@@ -134,9 +157,9 @@ def _section(name: str, content: str, label: str = "", *, pack: bool = False, li
     return head + "".join(f"| {line}\n" for line in lines)
 
 
-def _hooks(library: bool, **hooks: str | None) -> str:
+def _hooks(library: bool, host: bool, **hooks: str | None) -> str:
     return "".join(
-        _section(name.replace("_", "-"), body.strip() + "\n", f"({_HOOK_LABEL[name]})", library=library)
+        _section(name.replace("_", "-"), body.strip() + "\n", f"({_HOOK_LABEL[name]})", library=library, host=host)
         for name, body in hooks.items()
         if body and body.strip()
     )
@@ -174,26 +197,35 @@ def render_files_manifest(
     activate: str | None = None,
     restore_activate: str | None = None,
     library: bool = True,
+    host: bool | Sequence[bool] = False,
 ) -> str:
     """The helper's stdin for files-apply/files-restore: per file its path, mode, owner, size
     and SHA-256, then the hooks, then each file's content as readable lines (a preview's diff
     names every file that changes). `contents=None` leaves them out: they follow as base64 lines
     (`encode_bundle`), for the self-contained renderers below. `library`: a hook or content that
     is an entry of the installed helper's library goes by its ID (False: the self-contained
-    renderers, whose helper may be inline)."""
+    renderers, whose helper may be inline). `host`: one the library does not cover goes to the
+    host's own library (HOST_ENTRIES; never a secret): True for every hook and content, or per
+    content (the hooks then stay in the input)."""
     check_specs(owner, specs)
     if contents is not None and len(contents) != len(specs):
         raise ValueError(f"{owner}: {len(specs)} files but {len(contents)} contents")
+    flags = [host] * len(specs) if isinstance(host, bool) else list(host)
+    if len(flags) != len(specs):
+        raise ValueError(f"{owner}: {len(specs)} files but {len(flags)} host flags")
+    # and never a file that others may not read on the host: the helper's copy is 0755
+    per_file = [h and int(s.mode, 8) & 0o004 != 0 for h, s in zip(flags, specs, strict=True)]
+    hooks_host = host is True
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\n"]
     texts: Sequence[str | None] = [None] * len(specs) if contents is None else contents
     out += [_file_line(s, c) for s, c in zip(specs, texts, strict=True)]
-    out.append(_hooks(library, validate=validate, activate=activate, restore_activate=restore_activate))
+    out.append(_hooks(library, hooks_host, validate=validate, activate=activate, restore_activate=restore_activate))
     if contents is None:
         out.append("contents base64\n")
     else:
         out += [
-            _section(f"content-{i}", c, f"(content of {s.path})", pack=True, library=library)
-            for i, (s, c) in enumerate(zip(specs, contents, strict=True))
+            _section(f"content-{i}", c, f"(content of {s.path})", pack=True, library=library, host=h)
+            for i, (s, c, h) in enumerate(zip(specs, contents, per_file, strict=True))
         ]
     return _versioned(out)
 
@@ -229,24 +261,35 @@ def render_block_manifest(
     activate: str | None = None,
     restore_activate: str | None = None,
     library: bool = True,
+    host: bool = False,
 ) -> str:
     """The helper's stdin for block-apply/block-restore (see render_files_manifest)."""
     check_block(path, comment, position)
     sha, size = (_sha(content), str(len(content.encode()))) if content is not None else ("-", "-")
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\nblock {comment} {position} {sha} {size} {path}\n"]
-    out.append(_hooks(library, validate=validate, activate=activate, restore_activate=restore_activate))
-    out.append("contents base64\n" if content is None else _section("content-0", content, f"(block in {path})", pack=True, library=library))
+    out.append(_hooks(library, host, validate=validate, activate=activate, restore_activate=restore_activate))
+    out.append(
+        "contents base64\n"
+        if content is None
+        else _section("content-0", content, f"(block in {path})", pack=True, library=library, host=host)
+    )
     return _versioned(out)
 
 
 def render_run_manifest(
-    owner: str, *, create: str, update: str | None = None, delete: str | None = None, input: str | None = None
+    owner: str,
+    *,
+    create: str,
+    update: str | None = None,
+    delete: str | None = None,
+    input: str | None = None,
+    host: bool = False,
 ) -> str:
     """The helper's stdin for run-create/run-update/run-delete: the scripts, and the input the
-    script reads on its stdin."""
-    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n", _hooks(True, create=create, update=update, delete=delete)]
+    script reads on its stdin (`host`: see render_files_manifest)."""
+    out = [f"{MANIFEST_MAGIC}\nowner {owner}\n", _hooks(True, host, create=create, update=update, delete=delete)]
     if input is not None:
-        out.append(_section("input", input, "(the script's stdin)"))
+        out.append(_section("input", input, "(the script's stdin)", host=host))
     return _versioned(out)
 
 
@@ -278,9 +321,10 @@ def read_manifest(text: str) -> Manifest:
         elif name:
             data = "".join(line + "\n" for line in body)
             if entry:
-                if entry not in helper_library():
+                text = helper_library().get(entry, HOST_ENTRIES.get(entry))
+                if text is None:
                     raise ValueError(f"section {name} names library entry {entry}, which the helper does not have")
-                data += helper_library()[entry]
+                data += text
             sections[name] = data[:size] if len(data.encode()) == size + 1 else data
 
     for line in lines[1:]:
@@ -303,6 +347,21 @@ def read_manifest(text: str) -> Manifest:
             raise ValueError(f"unexpected manifest line: {line[:80]!r}")
     close()
     return Manifest(owner, entries, sections)
+
+
+def host_entries(stdin: str) -> dict[str, str]:
+    """The entries of the host's own library that a helper input names (ID -> text): what the
+    host's copy of the helper file must carry for it (components/host_helper.py)."""
+    out = {}
+    for line in stdin.split("\n"):
+        if line.startswith("section "):
+            word = (line.split(" ")[3:4] or [""])[0]
+            key = word[len(LIB):] if word.startswith(LIB) else ""
+            if key and key not in helper_library():
+                if key not in HOST_ENTRIES:
+                    raise ValueError(f"helper input names library entry {key}, which this process did not render")
+                out[key] = HOST_ENTRIES[key]
+    return out
 
 
 def stdin_contents(stdin: str) -> list[str]:

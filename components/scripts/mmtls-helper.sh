@@ -148,8 +148,15 @@ mtm_parse() {
       f="$tmp/s.$name"
       if [ "$enc" = lib ]; then
         # the section's own lines (parameters), then the library entry
-        mtm_lib "$id" > "$f.lib" ||
+        if ! mtm_lib "$id" > "$f.lib"; then
+          rm -f "$f.lib"
+          # a restore runs only its hook: an input stored before the host's copy of the helper
+          # changed may name contents that copy no longer has, which a restore does not read
+          case "$op:$name" in
+            *-restore:content-* | run-delete:input | run-delete:create | run-delete:update) : > "$f"; continue ;;
+          esac
           mtm_fail "$who: section $name needs entry $id of the helper's library, and $self has none (an older helper): pulumi up installs the program's helper first"
+        fi
         [ "$(sha256sum < "$f.lib" | cut -c1-16)" = "$id" ] || mtm_fail "$who: entry $id of the library in $self is damaged"
         cat "$f.lib" >> "$f"
         rm -f "$f.lib"
@@ -172,13 +179,19 @@ mtm_parse() {
 }
 
 mtm_lib() {
-  # $1 entry ID: its text (the "#|" lines after "#@lib ID" at the end of this file); status 3 if absent
-  awk -v id="$1" '
+  # $1 entry ID: its text (the "#|" lines after "#@lib ID" at the end of this file, or of the
+  # host's previous copy, $self.prev, which the install keeps for inputs stored before it);
+  # status 3 if absent
+  mtm_id=$1
+  set -- "$self"
+  [ ! -f "$self.prev" ] || set -- "$self" "$self.prev"
+  awk -v id="$mtm_id" '
+    FNR == 1 { if (found) exit; on = 0 }
     $1 == "#@lib" { if (on) exit; on = ($2 == id); if (on) found = 1; next }
     on && substr($0, 1, 2) == "#|" { print substr($0, 3); next }
     on { exit }
     END { exit found ? 0 : 3 }
-  ' "$self"
+  ' "$@"
 }
 
 mtm_contents() {

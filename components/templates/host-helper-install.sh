@@ -15,5 +15,10 @@ fi
 sha=$(sha256sum < "$f.new" | cut -c1-64)
 [ "$sha" = "$want" ] || { rm -f "$f.new"; echo "host helper on $(hostname): the upload is $sha, not $want (changed after the copy): pulumi up --replace this host's host-helper-...-upload" >&2; exit 1; }
 chmod 0755 "$f.new"
+# the copy it replaces stays as $f.prev: inputs stored before this run may name its host entries
+if [ -f "$f" ] && ! cmp -s "$f" "$f.new"; then
+  rm -f "$f.prev"
+  ln "$f" "$f.prev"
+fi
 mv -f "$f.new" "$f"
 echo "host helper $f: sha256 $sha"

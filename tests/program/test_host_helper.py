@@ -5,13 +5,15 @@ every command on that host depends on it, and no command text grows with the fil
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.deployment import DEPLOYMENT_TYPE
-from components.host_helper_render import HELPER_SOURCE, SUDO, UPLOAD_PATH
-from components.remote_files_render import READ_COMMAND, read_manifest
+from components.host_helper import HOST_FILES
+from components.host_helper_render import HELPER_SOURCE, SUDO, UPLOAD_PATH, host_helper_text
+from components.remote_files_render import READ_COMMAND, host_entries, read_manifest
 from lab.replay.props import ASSET_SIG, SIG_KEY
 from tests.helpers.program import Program
 
@@ -58,8 +60,11 @@ def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Prog
         assert upload.parent_urn == h.parent_urn and upload.inputs["connection"] == h.inputs["connection"]
         assert upload.urn in h.dependencies, f"{h.name} installs before its upload"
         # and, but for the proxy's (it runs the capture), after NGINX's live site was accepted
+        # (its copy's entries come from resources that change no host: keys, certificates, the
+        # key directory, which runs nothing)
+        quiet = {x.urn for x in cluster.resources if x.type != COMMAND or not x.inputs.get("create")}
         for r in (h, upload):
-            assert passed.urn in r.dependencies and set(r.dependencies) <= {passed.urn, live.urn, upload.urn}, (
+            assert passed.urn in r.dependencies and set(r.dependencies) <= {passed.urn, live.urn, upload.urn} | quiet, (
                 f"{r.name} is on the host before every preflight passed"
             )
 
@@ -99,15 +104,62 @@ def test_a_non_root_ssh_user_runs_every_command_through_sudo(program: Any, lab_c
 
 def test_the_helper_travels_as_a_file_asset_and_its_version_shows_in_the_install(cluster: Program) -> None:
     """The state holds the helper's path and SHA-256, not its text (issue 11: state per node);
-    the install's text names the SHA-256 it accepts, so a preview shows a new helper version."""
-    sha = hashlib.sha256(HELPER_SOURCE.read_bytes()).hexdigest()
+    the install's text names the SHA-256 it accepts, so a preview shows a new helper version.
+    Each host's copy is the helper, then the entries of the host's own library that its
+    commands' inputs name, and nothing else."""
     uploads = [r for r in cluster.resources if r.type == COPY]
     assert uploads and all(r.name.startswith("host-helper-") and r.name.endswith("-upload") for r in uploads)
+    with_entries = 0
     for r in uploads:
-        assert r.inputs["source"] == {SIG_KEY: ASSET_SIG, "path": str(HELPER_SOURCE)} and r.inputs["remotePath"] == UPLOAD_PATH
+        source = r.inputs["source"]
+        assert set(source) == {SIG_KEY, "path"} and source[SIG_KEY] == ASSET_SIG and r.inputs["remotePath"] == UPLOAD_PATH
+        path = Path(source["path"])
+        text = path.read_text()
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        assert path.parent.parent == HOST_FILES and path.name == f"{r.name.removesuffix('-upload')}-{sha[:16]}.sh"
         install = cluster.get(r.name.removesuffix("-upload"))
-        assert not install.inputs.get("stdin") and f"want={sha}" in install.inputs["create"]
+        assert not install.inputs.get("stdin") and f"want={hashlib.sha256(text.encode()).hexdigest()}" in install.inputs["create"]
         assert "update" not in install.inputs, "an update runs `create`: the text is stored once"
+        host = r.inputs["connection"]["host"]
+        named: dict[str, str] = {}
+        for c in commands(cluster):
+            if c.inputs["connection"]["host"] == host and isinstance(c.inputs.get("stdin"), str) and c.inputs["create"] != READ_COMMAND:
+                named.update(host_entries(c.inputs["stdin"]))
+        assert text == host_helper_text(named), r.name
+        assert text.startswith(HELPER_SOURCE.read_text())
+        with_entries += bool(named)
+    assert with_entries >= 3, "every node's cluster tables are entries of its host's library"
+
+
+def test_no_secret_reaches_a_hosts_copy_of_the_helper(cluster: Program) -> None:
+    """The copy is a plain file here and 0755 on the host: a secret input names no entry, and no
+    secret value (keys, passwords, the SSH key) appears in any copy."""
+    for c in commands(cluster):
+        if c.is_secret_input("stdin"):
+            assert host_entries(c.inputs["stdin"]) == {}, c.name
+    # the secret files' contents (what others may not read on the host) and the SSH key
+    secrets = [c.inputs["connection"]["privateKey"] for c in commands(cluster)]
+    for c in commands(cluster):
+        if c.is_secret_input("stdin") and c.inputs["create"] != READ_COMMAND and read_manifest(c.inputs["stdin"]).entries:
+            m = read_manifest(c.inputs["stdin"])
+            secrets += [text for entry, text in zip(m.entries, m.contents, strict=True) if int(entry.split(" ")[1], 8) & 0o004 == 0]
+    copies = [Path(r.inputs["source"]["path"]).read_text() for r in cluster.resources if r.type == COPY]
+    assert secrets and copies
+    for secret in secrets:
+        for line in secret.splitlines():
+            if len(line) > 20:
+                assert not any(line in copy for copy in copies), line[:30]
+
+
+def test_the_cluster_tables_travel_as_host_entries_not_in_the_inputs(cluster: Program) -> None:
+    """Each file line stays (a preview names the file that changes), the text does not."""
+    for c in commands(cluster):
+        if c.name.endswith(("-cluster-tunnels", "-cluster-sshd", "-cluster-firewall")):
+            stdin = c.inputs["stdin"]
+            m = read_manifest(stdin)
+            assert all(e.startswith("file ") for e in m.entries) and len(m.entries) >= 2
+            assert not [line for line in stdin.splitlines() if line.startswith("| ") and len(line) > 100], c.name
+            assert host_entries(stdin), c.name
 
 
 def test_file_commands_store_no_update_text(cluster: Program) -> None:

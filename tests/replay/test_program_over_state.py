@@ -53,8 +53,10 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it() -> No
     # unchanged (unknown inputs), where Pulumi would show an update with unknown content.
     # tests/lab proves the real change.
     cluster = {"cluster-public-keys"} | {f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall", "tunnels")}
+    # and each old node's copy of the host helper: its own library holds those tables (components/host_helper.py)
+    helpers = {f"host-helper-{n['address']}{s}" for n in nodes[:3] for s in ("", "-upload")}
     others = {n for n, op in changed.items() if op != "create"}
-    assert cluster <= others <= cluster | {"proxy-site", "proxy-transition"}, changed
+    assert cluster | helpers <= others <= cluster | helpers | {"proxy-site", "proxy-transition"}, changed
 
 
 # ---------------------------------------------------------------- the lab stack's cluster

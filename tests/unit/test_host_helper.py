@@ -469,3 +469,101 @@ def test_every_library_entry_is_named_by_its_hash_and_long_enough() -> None:
     assert library, "the helper ships a library (tools/helper_library.py writes it)"
     for key, text in library.items():
         assert host_helper_render.library_id(text) == key and len(text.encode()) >= host_helper_render.LIBRARY_MIN
+
+
+# ---------------------------------------------------------------- a host's own library (issue 11)
+def _host_copy(path: Path, *stdins: str) -> Path:
+    """A host's copy of the helper with the entries `stdins` name (components.host_helper)."""
+    entries = {k: v for s in stdins for k, v in remote_files_render.host_entries(s).items()}
+    path.write_text(host_helper_render.host_helper_text(entries))
+    return path
+
+
+def test_a_host_entry_carries_a_content_the_library_lacks_and_installs_every_byte(tree: Path) -> None:
+    """The input keeps the file line (path, mode, owner, size, SHA-256) and names the entry; the
+    host's copy of the helper carries the text; the helper checks the file's hash as always."""
+    etc = tree / "etc"
+    before = tree_digest(etc)
+    table = _table(300)  # a node's peer table: no shipped entry has it
+    hook = "echo activated-from-the-host-library\n" * 3
+    m = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], [table], activate=hook, host=True)
+    assert "peer-" not in m and "activated" not in m and m.count(" lib=") == 2
+    assert f"{hashlib.sha256(table.encode()).hexdigest()} {len(table.encode())} {etc / 'app.conf'}" in m
+    assert read_manifest(m).contents == [table] and read_manifest(m).sections["activate"] == hook
+    helper = _host_copy(tree / "helper-v1", m)
+    r = _call_helper(helper, "files-apply", "o", m, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert (etc / "app.conf").read_text() == table and "activated-from-the-host-library" in r.stdout
+    # the repo's helper (no host entries) refuses it whole, naming the fix
+    r = call("files-apply", "o", m, tree / "state2")
+    assert r.returncode != 0 and "needs entry" in r.stderr and (etc / "app.conf").read_text() == table
+    r = _call_helper(helper, "files-restore", "o", m, tree / "state")
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(etc) == before
+
+
+def test_a_secret_or_private_file_never_goes_to_the_host_library(tree: Path) -> None:
+    """The host's copy is 0755 and its state entry is a plain hash: per file, a content that is
+    secret (the caller's flag) or that others may not read on the host stays in the input."""
+    etc = tree / "etc"
+    text = "not for everyone\n" * 10
+    specs = [FileSpec(str(etc / "a"), "0644"), FileSpec(str(etc / "b"), "0600"), FileSpec(str(etc / "c"), "0644")]
+    m = render_files_manifest("o", specs, [text, text + "b", text + "c"], activate="echo " + "x" * 80, host=[True, True, False])
+    sections = [line for line in m.splitlines() if line.startswith("section ")]
+    assert [(" lib=" in line) for line in sections] == [False, True, False, False], sections  # hooks stay with a per-file flag
+    assert remote_files_render.host_entries(m) == {host_helper_render.library_id(text): text}
+    assert m.count("| not for everyone") == 20
+
+
+def test_a_restore_from_an_input_stored_before_the_copy_changed_still_restores(tree: Path) -> None:
+    """A resource whose update failed keeps its old input in the state; its delete then runs
+    with a copy that has only newer entries: a restore does not read contents, so a content's
+    missing entry does not stop it, and the previous copy ($self.prev) still has the old hook."""
+    etc = tree / "etc"
+    before = tree_digest(etc)
+    old = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], [_table(50)], restore_activate="echo restored-old\n" * 4, host=True)
+    helper = _host_copy(tree / "helper-v1", old)
+    assert _call_helper(helper, "files-apply", "o", old, tree / "state").returncode == 0
+    # the program's next copy names other texts only; the install keeps the old one as .prev
+    new = render_files_manifest("o", [FileSpec(str(etc / "app.conf"))], [_table(60)], restore_activate="echo restored-new\n" * 4, host=True)
+    os.link(helper, f"{helper}.prev")
+    helper.unlink()
+    _host_copy(helper, new)
+    r = _call_helper(helper, "files-restore", "o", old, tree / "state")
+    assert r.returncode == 0 and "restored-old" in r.stdout, r.stderr
+    assert tree_digest(etc) == before
+    # without the previous copy: an apply of the old input is refused (its content is gone), a
+    # restore only needs its hook, and fails naming it when that is gone too
+    Path(f"{helper}.prev").unlink()
+    assert _call_helper(helper, "files-apply", "o", old, tree / "state").returncode != 0
+    assert _call_helper(helper, "files-apply", "o", new, tree / "state").returncode == 0
+    hooks_only = {k: v for k, v in remote_files_render.host_entries(old).items() if "restored" in v}
+    helper.write_text(host_helper_render.host_helper_text(hooks_only))
+    r = _call_helper(helper, "files-restore", "o", old, tree / "state")
+    assert r.returncode == 0 and "restored-old" in r.stdout, r.stderr
+    assert tree_digest(etc) == before
+    helper.write_text(host_helper_render.helper_source())
+    r = _call_helper(helper, "files-restore", "o", old, tree / "state")
+    assert r.returncode != 0 and "section restore-activate needs entry" in r.stderr
+
+
+def test_the_install_keeps_the_copy_it_replaces_and_the_uninstall_removes_both(tmp_path: Path) -> None:
+    home, helper = tmp_path / "home", tmp_path / "lib" / "helper-v1"
+    home.mkdir()
+    upload = home / host_helper_render.UPLOAD_PATH
+    env = {**os.environ, "HOME": str(home)}
+
+    def install(text: str) -> subprocess.CompletedProcess[str]:
+        upload.write_text(text)
+        cmd = host_helper_render.install_command(False, str(helper), sha256=hashlib.sha256(text.encode()).hexdigest())
+        return subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, env=env)
+
+    first = host_helper_render.host_helper_text({host_helper_render.library_id("a\n" * 40): "a\n" * 40})
+    second = host_helper_render.host_helper_text({host_helper_render.library_id("b\n" * 40): "b\n" * 40})
+    assert install(first).returncode == 0 and not Path(f"{helper}.prev").exists()
+    assert install(first).returncode == 0 and not Path(f"{helper}.prev").exists(), "the same copy again keeps no .prev"
+    assert install(second).returncode == 0
+    assert helper.read_text() == second and Path(f"{helper}.prev").read_text() == first
+    uninstall = host_helper_render.uninstall_command(False, str(helper), str(tmp_path / "state"), str(tmp_path / "lock"))
+    r = subprocess.run(["/bin/sh", "-c", uninstall], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and not helper.parent.exists(), r.stderr
