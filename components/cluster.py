@@ -106,7 +106,6 @@ class Cluster(pulumi.ComponentResource):
 
         keys: dict[str, tls.PrivateKey] = {}
         account: dict[str, pulumi.Resource] = {}
-        sshd: dict[str, pulumi.Resource] = {}
         client_key: dict[str, pulumi.Resource] = {}
         firewall: dict[str, pulumi.Resource] = {}
         for m in plan.members:
@@ -154,23 +153,13 @@ class Cluster(pulumi.ComponentResource):
                 return r.render_authorized_keys(plan, node, json.loads(text))
 
             authorized = key_directory.apply(authorized_keys)
-            sshd[m.name] = _reactivated(
-                f"{m.name}-cluster-sshd",
-                c,
-                [
-                    ManagedFile(FileSpec(r.AUTHORIZED_KEYS, "0644"), authorized),
-                    ManagedFile(FileSpec(r.sshd_dropin(platform[m.name]), "0644"), r.render_sshd_dropin(plan, m.name)),
-                ],
-                r.render_sshd_reload(platform[m.name]),
-                child(account[m.name]),
-                validate=r.render_sshd_validate(plan, m.name, platform[m.name]),
-            )
-            # The firewall and the units that use it (the tunnels target, the drift check, the
-            # Mattermost drop-in that Requires= the firewall) are one command: one rollback for
-            # the node's whole host setup and one resource and SSH connection fewer per node.
-            # Until issue 11 the units were `<node>-cluster-units`: an `up` over such a state
-            # takes the four paths over in the helper's owner ledger, and that resource's delete
-            # then leaves them as they are ("belongs to another resource now").
+            # The node's whole host setup is one command: sshd's drop-in and authorized_keys, the
+            # firewall and the units that use it (the tunnels target, the drift check, the
+            # Mattermost drop-in that Requires= the firewall): one rollback, and one resource and
+            # SSH connection per node for all of it. Until issue 11 the units were
+            # `<node>-cluster-units`, and sshd's files `<node>-cluster-sshd`: an `up` over such a
+            # state takes those paths over in the helper's owner ledger, and that resource's
+            # delete then leaves them as they are ("belongs to another resource now").
             firewall[m.name] = managed_files(
                 f"{m.name}-cluster-firewall",
                 connection=c,
@@ -186,15 +175,21 @@ class Cluster(pulumi.ComponentResource):
                     ),
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_SERVICE}", "0644"), r.render_heal_service()),
                     ManagedFile(FileSpec(f"{r.SYSTEMD_DIR}/{r.HEAL_TIMER}", "0644"), r.render_heal_timer()),
+                    ManagedFile(FileSpec(r.AUTHORIZED_KEYS, "0644"), authorized),
+                    ManagedFile(FileSpec(r.sshd_dropin(platform[m.name]), "0644"), r.render_sshd_dropin(plan, m.name)),
                 ],
-                validate=f"{r.HELPER} check",
+                validate=f"{r.HELPER} check\n" + r.render_sshd_validate(plan, m.name, platform[m.name]),
                 # the rules first, then the drift check that keeps them; on delete the drift
-                # check stops before the rules go, so it never puts back what is being removed
-                activate=r.render_firewall_activate(platform[m.name]) + r.render_units_activate(),
-                restore_activate=r.render_units_activate() + r.render_firewall_activate(platform[m.name]),
+                # check stops before the rules go, so it never puts back what is being removed;
+                # sshd's reload last (it ends its script once one of sshd's units reloaded)
+                activate=r.render_firewall_activate(platform[m.name]) + r.render_units_activate() + r.render_sshd_reload(platform[m.name]),
+                restore_activate=r.render_units_activate()
+                + r.render_firewall_activate(platform[m.name])
+                + r.render_sshd_reload(platform[m.name]),
                 # what no command's output feeds goes to the host's copy of the helper (components.host_helper)
                 host_library=True,
-                opts=child(),
+                # sshd's drop-in names the tunnel account
+                opts=child(account[m.name]),
             )
 
         # Barriers (remote.Command without create: pulumi-command runs nothing and opens no
@@ -202,7 +197,7 @@ class Cluster(pulumi.ComponentResource):
         # each node's tunnels wait for ONE resource standing for "every sshd admits every key"
         # instead of for every peer's sshd, and so on. The Python SDK walks the graph per edge.
         first = conn[plan.members[0].name]
-        sshd_ready = self._barrier("cluster-sshd-ready", first, list(sshd.values()))
+        sshd_ready = self._barrier("cluster-sshd-ready", first, list(firewall.values()))
 
         tunnels: dict[str, pulumi.Resource] = {}
         for m in plan.members:
@@ -221,7 +216,7 @@ class Cluster(pulumi.ComponentResource):
                 ],
                 r.render_tunnels_activate(),
                 # the peers must admit our key before the tunnels can come up
-                child(client_key[m.name], firewall[m.name], sshd_ready),
+                child(client_key[m.name], sshd_ready),
             )
 
         # The stop runs last (shortest downtime): once every node's tunnels and DNAT are live.

@@ -44,6 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 from pulumi_command import remote
@@ -112,9 +113,11 @@ def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
     return _host(connection).install
 
 
-def add_host_entries(connection: remote.ConnectionArgs, owner: str, stdin: pulumi.Output[str]) -> None:
-    """The entries of the host's own library that `stdin` (a command's non-secret helper input)
-    names go into the host's copy of the helper file. Every command registers before the copy
+def add_host_entries(
+    connection: remote.ConnectionArgs, owner: str, stdin: pulumi.Output[Any], *, entries: bool = False
+) -> None:
+    """The entries of the host's own library that `stdin` (a command's helper input; `entries`:
+    the entries themselves, ID -> text) names go into the host's copy of the helper file. Every command registers before the copy
     is rendered: the copy is rendered in an apply, and Pulumi runs applies only after the
     program's synchronous part, where every resource here is created."""
     host = _host(connection)
@@ -124,7 +127,7 @@ def add_host_entries(connection: remote.ConnectionArgs, owner: str, stdin: pulum
             "create every command of a host before the program's applies run"
         )
     # unsecret: a secret input is rendered without host entries (remote_files), so its entries are {}
-    host.inputs.append(pulumi.Output.unsecret(stdin.apply(host_entries)))
+    host.inputs.append(pulumi.Output.unsecret(stdin if entries else stdin.apply(host_entries)))
 
 
 def _host_file(host: _Host) -> pulumi.Output[str]:

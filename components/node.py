@@ -187,12 +187,14 @@ class MattermostNode(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=after),
         )
         files = [
-            ManagedFile(FileSpec(paths.cert, "0644"), issued.cert_pem),
+            # the certificate and the drop-in go to the host's copy of the helper (the input stays
+            # secret for the key and the env file, whose DSN may come from a command's output)
+            ManagedFile(FileSpec(paths.cert, "0644"), issued.cert_pem, host_library=True),
             # the service reads its key as the service user; nobody else may
             ManagedFile(FileSpec(paths.key, "0640", "root", group), issued.key_pem),
             # read by systemd (root) only: it carries the database password
             ManagedFile(FileSpec(paths.env, "0600"), env_text),
-            ManagedFile(FileSpec(paths.dropin, "0644"), node_render.render_dropin(paths.env)),
+            ManagedFile(FileSpec(paths.dropin, "0644"), node_render.render_dropin(paths.env), host_library=True),
         ]
         # One command for everything the restart applies: one restart per change, and a failed
         # restart rolls back cert, key, env and drop-in together.
@@ -200,8 +202,6 @@ class MattermostNode(pulumi.ComponentResource):
             f"{node.name}-tls-files",
             connection=connection,
             files=files,
-            # not the host's library (remote_files HelperOptions.host_library): the env file's
-            # DSN may come from a command's output (the read of the site's current password)
             activate=node_render.render_activate_script(
                 unit=unit,
                 port=node.port,

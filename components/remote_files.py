@@ -49,6 +49,7 @@ from components.remote_files_render import (
     FileSpec,
     check_block,
     check_specs,
+    file_host_entries,
     render_block_manifest,
     render_call,
     render_files_manifest,
@@ -66,6 +67,9 @@ class ManagedFile:
 
     spec: FileSpec
     content: pulumi.Input[str]
+    host_library: bool = False
+    """This file's content may go to the host's own library even where the command's other
+    contents may not (HelperOptions.host_library): never fed by a command's output."""
 
 
 def _command_opts(
@@ -92,22 +96,36 @@ def _rendered(
     connection: remote.ConnectionArgs,
     name: str,
     values: Sequence[pulumi.Input[Any]],
-    host_library: bool,
+    eligible: Sequence[bool],
     render: Callable[[list[Any], list[bool]], str],
+    entries: Callable[[list[int], list[Any]], dict[str, str]] | None = None,
 ) -> pulumi.Output[str]:
-    """`render(values, plain)`, `plain[i]` true when the caller asked for the host's library and
-    value i is not secret: only such a text may go to the host's copy of the helper file, which
-    is neither secret in the state nor private on the host. The input's entries are registered
-    with the host (components.host_helper.add_host_entries)."""
+    """`render(values, plain)`, `plain[i]` true when value i is `eligible` for the host's library
+    and not secret: only such a text may go to the host's copy of the helper file, which is
+    neither secret in the state nor private on the host. What the input names there is
+    registered with the host (components.host_helper.add_host_entries): the whole input when
+    every value is eligible, else `entries(indexes, texts)` of the eligible values alone, so that
+    the host's copy never waits for a value fed by a command's output (a cycle: every command
+    waits for the helper)."""
     outputs = [pulumi.Output.from_input(v) for v in values]
-    if not host_library:
+    if not any(eligible):
         return pulumi.Output.all(*outputs).apply(lambda v: render(v, [False] * len(outputs)))
-    # an awaitable is an Input (pulumi output.py `from_input`)
-    flags: list[pulumi.Output[bool]] = [pulumi.Output.from_input(o.is_secret()) for o in outputs]  # type: ignore[arg-type]
+    # an awaitable is an Input (pulumi output.py `from_input`); only an eligible value is awaited
+    flags: list[pulumi.Output[bool]] = [
+        pulumi.Output.from_input(o.is_secret()) if e else pulumi.Output.from_input(True)  # type: ignore[arg-type]
+        for o, e in zip(outputs, eligible, strict=True)
+    ]
     manifest = pulumi.Output.all(pulumi.Output.all(*outputs), pulumi.Output.all(*flags)).apply(
         lambda a: render(a[0], [not s for s in a[1]])
     )
-    add_host_entries(connection, name, manifest)
+    if all(eligible):
+        add_host_entries(connection, name, manifest)
+    elif entries is not None:
+        at = [i for i, e in enumerate(eligible) if e]
+        plain = pulumi.Output.all(*[outputs[i] for i in at], *[flags[i] for i in at]).apply(
+            lambda a: entries([i for i, s in zip(at, a[len(at):], strict=True) if not s], [a[k] for k, s in enumerate(a[len(at):]) if not s])
+        )
+        add_host_entries(connection, name, plain, entries=True)
     return manifest
 
 
@@ -183,15 +201,17 @@ def managed_files(
     check_specs(name, specs)
     hooks = _hooks_of(name, options)
     secret = options.get("secret", False)
+    whole = options.get("host_library", False)
     manifest = _rendered(
         connection,
         name,
         [f.content for f in files],
-        options.get("host_library", False),
+        [whole or f.host_library for f in files],
         # the hooks go to the host's library with the contents only when nothing is secret
         lambda contents, plain: render_files_manifest(
-            name, specs, contents, host=True if not secret and all(plain) else plain, **hooks
+            name, specs, contents, host=True if whole and not secret and all(plain) else plain, **hooks
         ),
+        lambda at, texts: file_host_entries([specs[i] for i in at], texts),
     )
     return _helper_command(name, "files", connection, manifest, secret, options.get("opts"))
 
@@ -214,7 +234,7 @@ def managed_block(
         connection,
         name,
         [content],
-        options.get("host_library", False),
+        [options.get("host_library", False)],
         lambda c, plain: render_block_manifest(
             name, path, c[0], comment=comment, position=position, host=not secret and plain[0], **hooks
         ),
@@ -275,7 +295,7 @@ def run_script(
         connection,
         name,
         [stdin if stdin is not None else "", delete if delete is not None else ""],
-        host_library,
+        [host_library, host_library],
         lambda args, plain: render_run_manifest(
             name,
             create=strict(create),

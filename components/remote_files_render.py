@@ -27,7 +27,7 @@ from components.host_helper_render import (
 from components.shell import q, script, template, without_comment_lines
 
 __all__ = [
-    "HELPER_PATH", "LOCK_FILE", "MARKER", "READ_COMMAND", "STATE_DIR", "FileSpec", "Manifest", "check_block", "check_specs", "host_entries",
+    "HELPER_PATH", "LOCK_FILE", "MARKER", "READ_COMMAND", "STATE_DIR", "FileSpec", "Manifest", "check_block", "check_specs", "file_host_entries", "host_entries",
     "command_script", "encode_bundle", "read_manifest", "read_script_source", "render_block_apply", "render_block_manifest",
     "render_block_restore", "render_call", "render_files_apply", "render_files_manifest", "render_files_restore",
     "render_read_stdin", "render_run_manifest", "stdin_contents", "strict",
@@ -128,6 +128,33 @@ def _library_split(content: str) -> tuple[str, str] | None:
     return best
 
 
+def host_key(content: str, library: bool = True) -> str | None:
+    """The ID under which `content` goes to the host's own library, or None: too short
+    (HOST_ENTRY_MIN), or (`library`) covered by the shipped library."""
+    if len(content.encode()) < HOST_ENTRY_MIN:
+        return None
+    if library and len(content) >= LIBRARY_MIN and _library_split(content) is not None:
+        return None
+    return library_id(content)
+
+
+def readable_by_all(spec: FileSpec) -> bool:
+    """Others may read the file on the host: only such a file's content may go to the host's
+    copy of the helper, which is 0755 there."""
+    return int(spec.mode, 8) & 0o004 != 0
+
+
+def file_host_entries(specs: Sequence[FileSpec], contents: Sequence[str]) -> dict[str, str]:
+    """The host-library entries render_files_manifest(host=[True...]) makes of these files (the
+    same choice, file by file): what the host's copy must carry for them."""
+    out = {}
+    for spec, content in zip(specs, contents, strict=True):
+        if readable_by_all(spec) and (key := host_key(content)) is not None:
+            out[key] = content if content.endswith("\n") else content + "\n"
+            HOST_ENTRIES[key] = out[key]
+    return out
+
+
 def _section(
     name: str, content: str, label: str = "", *, pack: bool = False, library: bool = False, host: bool = False
 ) -> str:
@@ -138,8 +165,7 @@ def _section(
     (HOST_ENTRIES) and sends only its ID (HOST_ENTRY_MIN bytes or more). `pack`: a large content goes gzip+base64 (_packed),
     the header saying so."""
     split = _library_split(content) if library and len(content) >= LIBRARY_MIN else None
-    if split is None and host and len(content.encode()) >= HOST_ENTRY_MIN:
-        key = library_id(content)
+    if split is None and host and (key := host_key(content, library)) is not None:
         HOST_ENTRIES[key] = content if content.endswith("\n") else content + "\n"
         split = ("", key)
     if split is not None:
@@ -214,7 +240,7 @@ def render_files_manifest(
     if len(flags) != len(specs):
         raise ValueError(f"{owner}: {len(specs)} files but {len(flags)} host flags")
     # and never a file that others may not read on the host: the helper's copy is 0755
-    per_file = [h and int(s.mode, 8) & 0o004 != 0 for h, s in zip(flags, specs, strict=True)]
+    per_file = [h and readable_by_all(s) for h, s in zip(flags, specs, strict=True)]
     hooks_host = host is True
     out = [f"{MANIFEST_MAGIC}\nowner {owner}\n"]
     texts: Sequence[str | None] = [None] * len(specs) if contents is None else contents

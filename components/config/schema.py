@@ -745,7 +745,7 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         shared = ("public-keys", "sshd-ready", "mesh-ready", "gossip-stopped")
         add("cluster", "the cluster mesh", "cluster", *(f"cluster-{k}" for k in shared))
         for i, n in enumerate(cfg.nodes):
-            kinds = ("ssh-key", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+            kinds = ("ssh-key", "account", "client-key", "firewall", "tunnels", "gossip-mode")
             add(f"nodes[{i}].name", f"node {n.name}'s cluster setup", *(f"{n.name}-cluster-{k}" for k in kinds))
     add("proxy", "the proxy", "proxy")  # components/nginx.py
     if cfg.proxy.tls.source in ("ca", None):  # unset: decided on the live site, the CA cert is issued either way

@@ -1507,3 +1507,51 @@ esac
 #|for want in "authorizedkeysfile $keys" 'allowtcpforwarding local' "$permitopen"; do
 #|  printf '%s\n' "$eff" | grep -qxF "$want" || { echo "sshd does not apply $dropin (expected: $want); make sure sshd_config has: $include" >&2; exit 1; }
 #|done
+#@lib cd7b9662f031f4a8 1441
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-firewall.service ]; then
+#|  if systemctl is-active --quiet mm-cluster-firewall.service; then systemctl reload mm-cluster-firewall.service; else systemctl start mm-cluster-firewall.service; fi
+#|  iptables -w -t nat -C OUTPUT -j MMTLS-CLUSTER-NAT
+#|  iptables -w -t filter -C INPUT -j MMTLS-CLUSTER-IN
+#|else
+#|  systemctl stop mm-cluster-firewall.service 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-firewall.service 2>/dev/null || true
+#|  while iptables -w -t nat -D OUTPUT -j MMTLS-CLUSTER-NAT 2>/dev/null; do :; done
+#|  while iptables -w -t filter -D INPUT -j MMTLS-CLUSTER-IN 2>/dev/null; do :; done
+#|  if iptables -w -t nat -n -L MMTLS-CLUSTER-NAT >/dev/null 2>&1; then iptables -w -t nat -F MMTLS-CLUSTER-NAT; iptables -w -t nat -X MMTLS-CLUSTER-NAT; fi
+#|  if iptables -w -t filter -n -L MMTLS-CLUSTER-IN >/dev/null 2>&1; then iptables -w -t filter -F MMTLS-CLUSTER-IN; iptables -w -t filter -X MMTLS-CLUSTER-IN; fi
+#|fi
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-tunnels.target ]; then
+#|  systemctl start mm-cluster-heal.timer
+#|else
+#|  systemctl stop mm-cluster-heal.timer mm-cluster-heal.service mm-cluster-tunnels.target 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-heal.timer mm-cluster-heal.service 2>/dev/null || true
+#|fi
+#|for u in ssh.service sshd.service; do
+#|  if systemctl is-active --quiet "$u"; then systemctl reload "$u"; exit 0; fi
+#|done
+#@lib aeaf749899a55dc2 1441
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-tunnels.target ]; then
+#|  systemctl start mm-cluster-heal.timer
+#|else
+#|  systemctl stop mm-cluster-heal.timer mm-cluster-heal.service mm-cluster-tunnels.target 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-heal.timer mm-cluster-heal.service 2>/dev/null || true
+#|fi
+#|systemctl daemon-reload
+#|if [ -e /etc/systemd/system/mm-cluster-firewall.service ]; then
+#|  if systemctl is-active --quiet mm-cluster-firewall.service; then systemctl reload mm-cluster-firewall.service; else systemctl start mm-cluster-firewall.service; fi
+#|  iptables -w -t nat -C OUTPUT -j MMTLS-CLUSTER-NAT
+#|  iptables -w -t filter -C INPUT -j MMTLS-CLUSTER-IN
+#|else
+#|  systemctl stop mm-cluster-firewall.service 2>/dev/null || true
+#|  systemctl reset-failed mm-cluster-firewall.service 2>/dev/null || true
+#|  while iptables -w -t nat -D OUTPUT -j MMTLS-CLUSTER-NAT 2>/dev/null; do :; done
+#|  while iptables -w -t filter -D INPUT -j MMTLS-CLUSTER-IN 2>/dev/null; do :; done
+#|  if iptables -w -t nat -n -L MMTLS-CLUSTER-NAT >/dev/null 2>&1; then iptables -w -t nat -F MMTLS-CLUSTER-NAT; iptables -w -t nat -X MMTLS-CLUSTER-NAT; fi
+#|  if iptables -w -t filter -n -L MMTLS-CLUSTER-IN >/dev/null 2>&1; then iptables -w -t filter -F MMTLS-CLUSTER-IN; iptables -w -t filter -X MMTLS-CLUSTER-IN; fi
+#|fi
+#|for u in ssh.service sshd.service; do
+#|  if systemctl is-active --quiet "$u"; then systemctl reload "$u"; exit 0; fi
+#|done

@@ -173,7 +173,7 @@ def test_disabled_cluster_is_inert() -> None:
 # ---------------------------------------------------------------- the lab (real hosts)
 
 ROOT = Path(__file__).resolve().parents[2]
-ROLES = ("ssh-key", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+ROLES = ("ssh-key", "account", "client-key", "firewall", "tunnels", "gossip-mode")
 AES_CPU = any(
     line.split(":", 1)[0].strip() in ("flags", "Features") and "aes" in line.split(":", 1)[1].split()
     for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -414,7 +414,7 @@ def test_a_fourth_node_changes_only_its_resources_and_pair_entries(run: LabRun) 
     created = {k for k, v in ch.items() if v == "create"}
     assert created == {f"mm4-cluster-{role}" for role in ROLES}, ch
     assert {k for k, v in ch.items() if v != "create"} == {
-        f"{n}-cluster-{x}" for n in NODES3 for x in ("sshd", "firewall", "tunnels")
+        f"{n}-cluster-{x}" for n in NODES3 for x in ("firewall", "tunnels")
     }, ch
     assert {v for k, v in ch.items() if v != "create"} == {"update"}
     # existing Mattermost processes and tunnels were not restarted
@@ -537,10 +537,10 @@ NODES10 = [f"mm{i}" for i in range(1, 11)]
 CA2 = {"commonName": "Mattermost lab transport CA 2", "organization": "Lab"}
 
 
-NODE_HOST_CONNECTIONS = {11, 12}
+NODE_HOST_CONNECTIONS = {10, 11}
 """SSH connections to each node host in a fresh `up`, whatever the node count: the node's preflight
 (with the cluster's check for the manual procedure), its host helper's upload (SFTP) and install,
-6 cluster commands, its DSN's CA file (deleted after the node's restart in a
+5 cluster commands (sshd's files in the host setup's), its DSN's CA file (deleted after the node's restart in a
 destroy: components/node.py) and its TLS files; the first node one more (the read of the site's
 current database password)."""
 
@@ -574,7 +574,7 @@ def test_nine_nodes_whole_lifecycle_past_the_manual_six_node_limit(lab: Lab, tmp
     ch = changed(ev)
     assert {k for k, v in ch.items() if v == "create" and "-cluster-" in k} == {f"mm10-cluster-{x}" for x in ROLES}
     assert {k for k, v in ch.items() if v != "create" and k.startswith("mm")} == {
-        f"{n}-cluster-{x}" for n in NODES9 for x in ("sshd", "firewall", "tunnels")
+        f"{n}-cluster-{x}" for n in NODES9 for x in ("firewall", "tunnels")
     }, ch
     wait_all_alive(lab, NODES10)
 
@@ -673,6 +673,7 @@ def test_upgrade_from_per_pair_tunnels_keeps_the_mesh_and_destroy_gives_back_eve
         # and the old design's generated password: the new program keeps the password the site
         # uses (read from mm1's current DSN), so nothing changes on the database
         units = {f"{n}-cluster-units" for n in NODES3}  # their files joined the firewall command
+        units |= {f"{n}-cluster-sshd" for n in NODES3}  # and so did sshd's
         # and the cluster's checks: read-only, they now run in each node's preflight
         checks = {f"{n}-cluster-preflight" for n in NODES3}
         assert {k for k, v in ops.items() if v == "delete"} == legacy | units | checks | {"database-password"}, ops
@@ -749,7 +750,7 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         # and the per-node barriers (`<node>-cluster-ready`, no command) are gone: each node's
         # restart waits for `cluster-gossip-stopped` itself
         # and the units' own command (its files joined the firewall's: the ledger hands them over)
-        units = {f"{n}-cluster-units" for n in NODES3}
+        units = {f"{n}-cluster-units" for n in NODES3} | {f"{n}-cluster-sshd" for n in NODES3}  # sshd's files too
         # and the cluster's checks (read-only, no delete script): they run in each node's preflight
         checks = {f"{n}-cluster-preflight" for n in NODES3}
         assert {n for n, o in ops.items() if o == "delete"} == {f"{n}-cluster-ready" for n in NODES3} | units | checks, ops

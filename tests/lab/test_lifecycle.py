@@ -175,7 +175,7 @@ def test_adding_a_node_changes_only_what_mentions_it(ctx: Ctx) -> None:
     # (per-node cluster design, merged from main: the key directory lists mm4's key and each peer's
     # tunnel set gains a tunnel to it)
     allowed = {"proxy-site", "proxy-transition", "database-pg-hba", "cluster-public-keys"} | {
-        f"mm{i}-cluster-{x}" for i in (1, 2, 3) for x in ("sshd", "firewall", "tunnels")
+        f"mm{i}-cluster-{x}" for i in (1, 2, 3) for x in ("firewall", "tunnels")
     }
     # and each peer's copy of the host helper, whose own library holds those tables (issue 11:
     # components/host_helper.py): the upload and the install, in place

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from components import cluster_render as r
+from components.platform import DEBIAN
 from components.remote_files_render import stdin_contents
 from tests.helpers.certs import ssh_host_key, ssh_private_key
 from tests.helpers.program import (
@@ -27,7 +28,7 @@ from tests.helpers.program import (
 )
 
 NODES = ("mm1", "mm2", "mm3")
-ROLES = ("account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+ROLES = ("account", "client-key", "firewall", "tunnels", "gossip-mode")
 SHARED = ("cluster-public-keys", "cluster-sshd-ready", "cluster-mesh-ready", "cluster-gossip-stopped")
 
 
@@ -82,7 +83,7 @@ def test_private_keys_are_secret_everywhere_and_public_material_is_not(three: Pr
 def test_authorized_keys_admit_exactly_the_peers_keys(three: Program) -> None:
     pubs = {n: three.get(f"{n}-cluster-ssh-key").outputs["publicKeyOpenssh"].split()[1] for n in NODES}
     for n in NODES:
-        authorized, dropin = files_in(three.get(f"{n}-cluster-sshd"))
+        *_, authorized, dropin = files_in(three.get(f"{n}-cluster-firewall"))  # sshd's files, last
         assert "Match User mmtunnel" in dropin
         for p in NODES:
             assert (pubs[p] in authorized) is (p != n)
@@ -120,13 +121,13 @@ def test_barriers_run_nothing_and_open_no_connection(three: Program) -> None:
 
 def test_tunnels_wait_for_every_peer_to_admit_their_key_through_one_barrier(three: Program) -> None:
     barrier = three.get("cluster-sshd-ready")
-    assert {three.get(f"{n}-cluster-sshd").urn for n in NODES} <= set(barrier.dependencies)
+    assert {three.get(f"{n}-cluster-firewall").urn for n in NODES} <= set(barrier.dependencies)
     for n in NODES:
         deps = three.get(f"{n}-cluster-tunnels").all_dependencies()
-        for needed in ("cluster-sshd-ready", f"{n}-cluster-client-key", f"{n}-cluster-firewall"):
+        for needed in ("cluster-sshd-ready", f"{n}-cluster-client-key"):
             assert three.get(needed).urn in deps, needed
         # authorized_keys read from the one key list, not from every key resource
-        sshd = three.get(f"{n}-cluster-sshd").all_dependencies()
+        sshd = three.get(f"{n}-cluster-firewall").all_dependencies()
         assert three.get("cluster-public-keys").urn in sshd
         assert not any(three.get(f"{p}-cluster-ssh-key").urn in sshd for p in NODES)
 
@@ -254,8 +255,8 @@ def test_resources_and_edges_grow_linearly_with_the_node_count(sizes: dict[int, 
         per_node, fixed = (m10 - m3) / 7, m3 - 3 * (m10 - m3) / 7
         for n in (50, 100):
             assert measure(sizes[n]) == fixed + per_node * n, (n, measure(sizes[n]), fixed, per_node)
-    # the cluster itself: 7 resources per node (the key and 6 commands) and 4 shared ones
-    assert len(cluster_resources(sizes[100])) == 7 * 100 + len(SHARED)
+    # the cluster itself: 6 resources per node (the key and 5 commands) and 4 shared ones
+    assert len(cluster_resources(sizes[100])) == 6 * 100 + len(SHARED)
     assert edges(sizes[100]) < 40 * len(sizes[100].resources)
 
 
@@ -275,7 +276,7 @@ def test_command_text_and_connections_per_host_do_not_grow_with_the_node_count(s
     # first node has one more: the database's read of the site's current password; every host has
     # its host helper, which all the others depend on; every node its DSN's CA file apart from its
     # other files, so a destroy removes that file only after the node's restart: components/node.py)
-    assert len({frozenset(v) for v in counts.values()}) == 1 and max(counts[100]) <= 12, counts
+    assert len({frozenset(v) for v in counts.values()}) == 1 and max(counts[100]) <= 11, counts
 
 
 def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_parallelism(
@@ -307,15 +308,16 @@ def test_at_most_three_commands_can_run_at_once_on_a_node_host_whatever_the_para
             mine = [c.urn for c in ev.commands() if any(c.command_texts()) and c.inputs["connection"]["host"] == host]
             # the host helper; the DSN's CA file (node.py db_ca); the first node also the password read;
             # the cluster's check for the manual procedure runs in the node's preflight
-            assert 10 <= len(mine) <= 12, (n, host, len(mine))
+            assert 9 <= len(mine) <= 11, (n, host, len(mine))
 
             def independent(group: tuple[str, ...]) -> bool:
                 return all(a not in ancestors(b) and b not in ancestors(a) for a, b in combinations(group, 2))
 
             widest = max(k for k in range(1, len(mine) + 1) if any(independent(g) for g in combinations(mine, k)))
-            # 3 cluster commands at once; the first node's host may also run the read of the
+            # 2 cluster commands at once (the client key and the host setup, both after the
+            # account) and the CA file; the first node's host may also run the read of the
             # database password alongside them: far below MaxStartups' 10 at any size
-            assert widest == (4 if host == "10.20.0.11" else 3), (n, host, widest)
+            assert widest == (3 if host == "10.20.0.11" else 2), (n, host, widest)
 
 
 def test_enforcing_db_tls_waits_for_every_node_through_one_edge(three: Program) -> None:
@@ -356,6 +358,11 @@ def test_the_firewall_command_owns_the_units_and_stops_the_drift_check_before_th
         assert {f"{r.SYSTEMD_DIR}/{r.TUNNELS_TARGET}", f"{r.SYSTEMD_DIR}/{r.HEAL_SERVICE}", f"{r.SYSTEMD_DIR}/{r.HEAL_TIMER}",
                 r.mattermost_dropin_path("mattermost")} <= set(paths), paths
         fw_part, units_part = r.render_firewall_activate().strip(), r.render_units_activate().strip()
-        assert m.sections["activate"].strip() == f"{fw_part}\n{units_part}"
-        assert m.sections["restore-activate"].strip() == f"{units_part}\n{fw_part}"
-        assert not [x for x in three.resources if x.name == f"{n}-cluster-units"]
+        # and sshd's files joined it too: its reload comes last (its script ends once sshd reloaded)
+        reload = r.render_sshd_reload().strip()
+        assert {r.AUTHORIZED_KEYS, r.sshd_dropin(DEBIAN)} <= set(paths), paths
+        assert m.sections["activate"].strip() == f"{fw_part}\n{units_part}\n{reload}"
+        assert m.sections["restore-activate"].strip() == f"{units_part}\n{fw_part}\n{reload}"
+        validate = m.sections["validate"]
+        assert validate.startswith(f"{r.HELPER} check\n") and "\nsshd -t\n" in validate and 'eff=$(sshd -T -C "user=' in validate
+        assert not [x for x in three.resources if x.name in (f"{n}-cluster-units", f"{n}-cluster-sshd")]

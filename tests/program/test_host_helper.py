@@ -135,8 +135,11 @@ def test_no_secret_reaches_a_hosts_copy_of_the_helper(cluster: Program) -> None:
     """The copy is a plain file here and 0755 on the host: a secret input names no entry, and no
     secret value (keys, passwords, the SSH key) appears in any copy."""
     for c in commands(cluster):
-        if c.is_secret_input("stdin"):
-            assert host_entries(c.inputs["stdin"]) == {}, c.name
+        if c.is_secret_input("stdin") and c.inputs["create"] != READ_COMMAND and read_manifest(c.inputs["stdin"]).entries:
+            # a secret input names entries only for files others may read (a node's certificate)
+            m = read_manifest(c.inputs["stdin"])
+            readable = {t for e, t in zip(m.entries, m.contents, strict=True) if int(e.split(" ")[1], 8) & 0o004}
+            assert set(host_entries(c.inputs["stdin"]).values()) <= {t if t.endswith("\n") else t + "\n" for t in readable}, c.name
     # the secret files' contents (what others may not read on the host) and the SSH key
     secrets = [c.inputs["connection"]["privateKey"] for c in commands(cluster)]
     for c in commands(cluster):
@@ -154,7 +157,7 @@ def test_no_secret_reaches_a_hosts_copy_of_the_helper(cluster: Program) -> None:
 def test_the_cluster_tables_travel_as_host_entries_not_in_the_inputs(cluster: Program) -> None:
     """Each file line stays (a preview names the file that changes), the text does not."""
     for c in commands(cluster):
-        if c.name.endswith(("-cluster-tunnels", "-cluster-sshd", "-cluster-firewall")):
+        if c.name.endswith(("-cluster-tunnels", "-cluster-firewall")):
             stdin = c.inputs["stdin"]
             m = read_manifest(stdin)
             assert all(e.startswith("file ") for e in m.entries) and len(m.entries) >= 2
@@ -177,3 +180,17 @@ def test_file_commands_store_no_update_text(cluster: Program) -> None:
 def test_root_runs_the_helper_directly(cluster: Program) -> None:
     texts = [r.inputs["create"] for r in commands(cluster)]
     assert not any("sudo" in t.split("\n", 1)[0] for t in texts)
+
+
+def test_a_secret_input_sends_its_public_files_as_host_entries_and_keeps_the_rest(cluster: Program) -> None:
+    """A node's TLS files: the certificate and the drop-in are entries of the host's library
+    (ManagedFile.host_library); the key and the env file (the DSN's password, which may come from
+    a command's output) stay in the input, which stays secret."""
+    tls = cluster.get("mm1-tls-files")
+    assert tls.is_secret_input("stdin")
+    sections = {line.split(" (content of ")[1].rstrip(")"): line for line in tls.inputs["stdin"].splitlines()
+                if line.startswith("section content-")}
+    public = [p for p in sections if p.endswith((".crt", ".conf"))]
+    private = [p for p in sections if p.endswith((".key", ".env"))]
+    assert len(public) == 2 and len(private) == 2, sections
+    assert all(" lib=" in sections[p] for p in public) and not any(" lib=" in sections[p] for p in private), sections

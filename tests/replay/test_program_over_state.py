@@ -26,7 +26,7 @@ from tests.helpers.program import (
 from tests.helpers.pulumi_mocks import runs
 
 NODES = CLUSTER_NODES
-ROLES = ("account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+ROLES = ("account", "client-key", "firewall", "tunnels", "gossip-mode")
 MM4_HOST_KEY = ssh_host_key()
 
 
@@ -43,7 +43,7 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it() -> No
     created = {n for n, op in changed.items() if op == "create"}
     own = {"mm4", "host-helper-10.10.250.170", "host-helper-10.10.250.170-upload", "mm4-preflight", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-db-ca", "mm4-tls-files"}
     # prod runs a cluster: mm4 gets its own cluster resources (one tunnel set for all its peers)
-    cluster_roles = ("ssh-key", "account", "client-key", "sshd", "firewall", "tunnels", "gossip-mode")
+    cluster_roles = ("ssh-key", "account", "client-key", "firewall", "tunnels", "gossip-mode")
     own |= {f"mm4-cluster-{role}" for role in cluster_roles}
     assert created == own, changed
     # the key list, and the old nodes' sshd (authorized_keys), firewall and tunnel set admit and
@@ -52,7 +52,7 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it() -> No
     # (components/nginx_live.py), which a preview-only state never ran: the replay shows them
     # unchanged (unknown inputs), where Pulumi would show an update with unknown content.
     # tests/lab proves the real change.
-    cluster = {"cluster-public-keys"} | {f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("sshd", "firewall", "tunnels")}
+    cluster = {"cluster-public-keys"} | {f"{n}-cluster-{role}" for n in ("mm1", "mm2", "mm3") for role in ("firewall", "tunnels")}
     # and each old node's copy of the host helper: its own library holds those tables (components/host_helper.py)
     helpers = {f"host-helper-{n['address']}{s}" for n in nodes[:3] for s in ("", "-upload")}
     others = {n for n, op in changed.items() if op != "create"}
@@ -78,13 +78,13 @@ def test_a_fourth_node_adds_its_own_resources_and_changes_existing_ones_only_by_
     changed = {n for n in mine if ops.get(n) in ("update", "replace")}
     assert created == {f"mm4-cluster-{role}" for role in ROLES} | {"mm4-cluster-ssh-key"}
     # the only existing resources that change: the files listing every peer gain mm4's lines
-    assert changed == {f"{n}-cluster-{role}" for n in NODES for role in ("sshd", "firewall", "tunnels")} | {
+    assert changed == {f"{n}-cluster-{role}" for n in NODES for role in ("firewall", "tunnels")} | {
         "cluster-public-keys"
     }
     assert {s.op for s in four.steps if s.name in changed} == {"update"}
     for n in NODES:
-        old_auth, old_dropin = files_in(three.get(f"{n}-cluster-sshd"))
-        new_auth, new_dropin = files_in(four.get(f"{n}-cluster-sshd"))
+        *_, old_auth, old_dropin = files_in(three.get(f"{n}-cluster-firewall"))  # sshd's files, last
+        *_, new_auth, new_dropin = files_in(four.get(f"{n}-cluster-firewall"))
         assert old_dropin == new_dropin
         assert set(old_auth.splitlines()) <= set(new_auth.splitlines())
         assert len(set(new_auth.splitlines()) - set(old_auth.splitlines())) == 1

@@ -29,7 +29,7 @@ BASELINE = Path(__file__).parent / "data" / "urns_main.json"
 MAIN = "be1639d"
 """The commit of main the baseline was captured from."""
 
-REMOVED_SINCE_MAIN = ("-cluster-ready", "-cluster-units", "-cluster-preflight")
+REMOVED_SINCE_MAIN = ("-cluster-ready", "-cluster-units", "-cluster-preflight", "-cluster-sshd")
 """Name endings of resources main had that this program drops on purpose: `<node>-cluster-ready`,
 a barrier without a host command (each node's restart now waits for `cluster-gossip-stopped`
 directly, issue 11); an upgrade deletes it and nothing runs on a host. `<node>-cluster-units`:
@@ -37,17 +37,18 @@ its four unit files joined `<node>-cluster-firewall` (one command and SSH connec
 node, issue 11); an upgrade's firewall update takes the paths over in the helper's owner ledger,
 and the units' delete then leaves them as they are (tests/lab/test_cluster.py upgrade tests).
 `<node>-cluster-preflight`: a read-only check (no delete script) that now runs in the node's
-own preflight; an upgrade deletes it and nothing runs on a host."""
+own preflight; an upgrade deletes it and nothing runs on a host. `<node>-cluster-sshd`: its two
+files and its hooks joined `<node>-cluster-firewall` (as the units did); its delete then leaves
+the files, which belong to the firewall's command in the ledger."""
 
 
-UPDATED_SINCE_MAIN = ("-cluster-firewall", "-preflight", "-cluster-sshd")
+UPDATED_SINCE_MAIN = ("-cluster-firewall", "-preflight")
 """Name endings of main's resources this program updates on purpose: `<node>-cluster-firewall`
 lists the four unit files of the removed `<node>-cluster-units` (every byte the same on the host,
 so the helper installs and activates nothing; it only records the new owner in its ledger).
 A node's `<node>-preflight` (with the cluster on) also runs the removed `<node>-cluster-preflight`'s
-check: a read-only script, run again. `<node>-cluster-sshd`: its validate script reads the
-node's values from its first lines (the rest is a library entry); the files are the same, so
-the helper runs neither validate nor activate."""
+check: a read-only script, run again. `<node>-cluster-firewall` also lists sshd's two files
+(every byte the same: the ledger records the new owner; validate and activate do not run)."""
 
 
 HELPER_INSTALL = "host-helper-"
