@@ -140,6 +140,16 @@ KEEP_SECONDS = 86400
 that registered one to have copied it."""
 
 
+def _values_only(output: pulumi.Output[str]) -> pulumi.Output[str]:
+    """`output` without the resources its value came from (the keys, certificates and the key
+    list behind a host's entries): the upload and the install still wait for the value, and the
+    order they need is their own `depends_on`; the engine would store each of those URNs twice
+    more (dependencies and property dependencies) in both records, on every host. Known-ness and
+    secrecy stay (pulumi sdk/python/lib/pulumi/output.py `Output.__init__`)."""
+    # (the future is None while the value is unknown, as in every Output)
+    return pulumi.Output(set(), output.future(), output.is_known(), output.is_secret())  # type: ignore[arg-type]
+
+
 def _write(name: str, text: str) -> str:
     """Write a host's copy (atomically; named by its SHA-256, so a run never reads another
     run's copy); its absolute path. Copies of the host older than KEEP_SECONDS go."""
@@ -185,7 +195,7 @@ def _host(connection: remote.ConnectionArgs) -> _Host:
         # callback runs only then (pulumi sdk/python/lib/pulumi/output.py `apply` schedules it).
         record: list[_Host] = []
         start: pulumi.Output[int] = pulumi.Output.from_input(0)
-        text: pulumi.Output[str] = start.apply(lambda _: _host_file(record[0]))
+        text = _values_only(start.apply(lambda _: _host_file(record[0])))
         # The file as an asset: the state stores its path and SHA-256 (about 200 bytes) where a
         # command's stdin is stored twice in full (inputs, and outputs that embed them:
         # pulumi-command provider/pkg/provider/remote/command.go `CommandOutputs`). The absolute

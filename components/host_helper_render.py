@@ -10,7 +10,7 @@ import hashlib
 from pathlib import Path
 
 from components.platform import STATE_DIR
-from components.shell import q, script
+from components.shell import q, script, without_comment_lines
 
 HELPER_INTERFACE = 1
 """Interface version of the host helper; part of its installed path (see HELPER_PATH)."""
@@ -114,7 +114,8 @@ def render_install(helper: str = HELPER_PATH, sha256: str | None = None) -> str:
     upload left: an earlier run installed it) is fine when the installed helper is that version."""
     d = helper.rsplit("/", 1)[0]
     want = sha256 if sha256 is not None else helper_sha256()
-    return script("host-helper-install.sh", dir=d, helper=helper, sha=want)
+    # its comments document the template; a state stores this text twice per host
+    return without_comment_lines(script("host-helper-install.sh", dir=d, helper=helper, sha=want))
 
 
 def install_command(sudo: bool, helper: str = HELPER_PATH, sha256: str | None = None) -> str:

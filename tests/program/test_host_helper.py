@@ -60,13 +60,12 @@ def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Prog
         assert upload.parent_urn == h.parent_urn and upload.inputs["connection"] == h.inputs["connection"]
         assert upload.urn in h.dependencies, f"{h.name} installs before its upload"
         # and, but for the proxy's (it runs the capture), after NGINX's live site was accepted
-        # (its copy's entries come from resources that change no host: keys, certificates, the
-        # key directory, which runs nothing)
-        quiet = {x.urn for x in cluster.resources if x.type != COMMAND or not x.inputs.get("create")}
+        # (its copy's entries come from keys and certificates: their URNs are not stored again)
         for r in (h, upload):
-            assert passed.urn in r.dependencies and set(r.dependencies) <= {passed.urn, live.urn, upload.urn} | quiet, (
+            assert passed.urn in r.dependencies and set(r.dependencies) <= {passed.urn, live.urn, upload.urn}, (
                 f"{r.name} is on the host before every preflight passed"
             )
+            assert not [u for us in r.property_dependencies.values() for u in us if u not in (passed.urn, live.urn, upload.urn)], r.name
 
 
 def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Program) -> None:
