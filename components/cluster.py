@@ -42,28 +42,6 @@ from components.remote_files import ManagedFile, managed_files, run_script
 from components.remote_files_render import FileSpec
 
 
-def _reactivated(
-    name: str,
-    connection: Any,
-    files: list[ManagedFile],
-    activate: str,
-    opts: pulumi.ResourceOptions,
-    validate: str | None = None,
-) -> remote.Command:
-    """managed_files whose delete runs `activate` again once the originals are back: the same
-    reload (sshd, systemd, the firewall, the tunnels) makes either set of files live."""
-    return managed_files(
-        name,
-        connection=connection,
-        files=files,
-        validate=validate,
-        activate=activate,
-        restore_activate=activate,
-        host_library=True,
-        opts=opts,
-    )
-
-
 @dataclass(frozen=True)
 class ClusterArgs:
     """Inputs of the cluster mesh (components/adapter.py cluster_args builds them from the config)."""
@@ -203,10 +181,10 @@ class Cluster(pulumi.ComponentResource):
         for m in plan.members:
             # the node's whole peer set as one resource with a fixed number of files: its command
             # text does not grow with the cluster, and a failed change rolls back only this node
-            tunnels[m.name] = _reactivated(
+            tunnels[m.name] = managed_files(
                 f"{m.name}-cluster-tunnels",
-                conn[m.name],
-                [
+                connection=conn[m.name],
+                files=[
                     ManagedFile(FileSpec(r.TUNNEL_TABLE, "0644"), r.render_tunnel_table(plan, m.name)),
                     ManagedFile(
                         FileSpec(f"{r.SYSTEMD_DIR}/{r.TUNNEL_TEMPLATE}", "0644"),
@@ -214,9 +192,13 @@ class Cluster(pulumi.ComponentResource):
                     ),
                     ManagedFile(FileSpec(r.TUNNELS_DROPIN, "0644"), r.render_tunnels_dropin(plan, m.name)),
                 ],
-                r.render_tunnels_activate(),
+                # the same reload makes either set of files live: the tunnels' own, or on delete
+                # the originals once they are back
+                activate=r.render_tunnels_activate(),
+                restore_activate=r.render_tunnels_activate(),
+                host_library=True,
                 # the peers must admit our key before the tunnels can come up
-                child(client_key[m.name], sshd_ready),
+                opts=child(client_key[m.name], sshd_ready),
             )
 
         # The stop runs last (shortest downtime): once every node's tunnels and DNAT are live.
