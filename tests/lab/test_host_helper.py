@@ -24,6 +24,7 @@ import pytest
 
 from components import cluster_render
 from components.host_helper_render import HELPER_DIR, HELPER_PATH, LOCK_FILE, UPLOAD_PATH
+from components.platform import DEBIAN
 from lab import replay
 from lab.hosts import Lab
 from tests.helpers.lab import PROXY_IP, SERVER_NAME, diff, snapshot
@@ -190,11 +191,14 @@ HOSTS = ("mm1", "mm2", "mm3", "proxy", "postgres")
 
 
 NODE_CA_FILES = ("/etc/mattermost-tls/ca.crt", "/usr/local/share/ca-certificates/mattermost-transport-ca.crt")
-CLUSTER_UNIT_FILES = (
+CLUSTER_HOST_FILES = (
     f"{cluster_render.SYSTEMD_DIR}/{cluster_render.TUNNELS_TARGET}",
     f"{cluster_render.SYSTEMD_DIR}/{cluster_render.HEAL_SERVICE}",
     f"{cluster_render.SYSTEMD_DIR}/{cluster_render.HEAL_TIMER}",
     cluster_render.mattermost_dropin_path("mattermost"),
+    # and sshd's files, which joined it too (b40c197)
+    cluster_render.AUTHORIZED_KEYS,
+    cluster_render.sshd_dropin(DEBIAN),
 )
 
 
@@ -247,9 +251,9 @@ def test_upgrade_from_the_pre_helper_layout_converges_without_activation_and_des
                     "etc/mattermost-cluster/tunnels:", f"{known_hosts[1:]}:", hashlib.sha256(known_hosts.encode()).hexdigest()[:20],
                     # the node's CA files: their ledger entries now name `<node>-db-ca` (mtm_key: sha256, 20 hex)
                     *(hashlib.sha256(p.encode()).hexdigest()[:20] for p in NODE_CA_FILES),
-                    # the cluster's unit files: their ledger entries now name `<node>-cluster-firewall`
-                    # (the units joined its command; issue 11), every byte of the files the same
-                    *(hashlib.sha256(p.encode()).hexdigest()[:20] for p in CLUSTER_UNIT_FILES)}
+                    # the cluster's unit files and sshd's: their ledger entries now name
+                    # `<node>-cluster-firewall` (they joined its command; issue 11), every byte of the files the same
+                    *(hashlib.sha256(p.encode()).hexdigest()[:20] for p in CLUSTER_HOST_FILES)}
     for h in HOSTS:
         now = snapshot(lab, h)
         assert [d for d in diff(configured[h], now) if not any(f in d for f in helper_files)] == [], h
