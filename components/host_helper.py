@@ -37,6 +37,7 @@ Lifecycle:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -117,9 +118,9 @@ def add_host_entries(
     connection: remote.ConnectionArgs, owner: str, stdin: pulumi.Output[Any], *, entries: bool = False
 ) -> None:
     """The entries of the host's own library that `stdin` (a command's helper input; `entries`:
-    the entries themselves, ID -> text) names go into the host's copy of the helper file. Every command registers before the copy
-    is rendered: the copy is rendered in an apply, and Pulumi runs applies only after the
-    program's synchronous part, where every resource here is created."""
+    the entries themselves, ID -> text) names go into the host's copy of the helper file. Every
+    command registers before the copy is rendered: the copy is rendered in an apply, and Pulumi
+    runs applies only after the program's synchronous part, where every resource here is created."""
     host = _host(connection)
     if host.sealed:
         raise RuntimeError(
@@ -146,8 +147,11 @@ def _values_only(output: pulumi.Output[str]) -> pulumi.Output[str]:
     order they need is their own `depends_on`; the engine would store each of those URNs twice
     more (dependencies and property dependencies) in both records, on every host. Known-ness and
     secrecy stay (pulumi sdk/python/lib/pulumi/output.py `Output.__init__`)."""
-    # (the future is None while the value is unknown, as in every Output)
-    return pulumi.Output(set(), output.future(), output.is_known(), output.is_secret())  # type: ignore[arg-type]
+    # Tasks, not bare coroutines: a run that stops before the value exists never awaits the
+    # last two, which Python then reports ("coroutine ... was never awaited"); the SDK schedules
+    # its own the same way. The future is None while the value is unknown, as in every Output.
+    value, known, secret = (asyncio.ensure_future(c) for c in (output.future(), output.is_known(), output.is_secret()))
+    return pulumi.Output(set(), value, known, secret)  # type: ignore[arg-type]
 
 
 def _write(name: str, text: str) -> str:

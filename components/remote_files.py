@@ -122,9 +122,14 @@ def _rendered(
         add_host_entries(connection, name, manifest)
     elif entries is not None:
         at = [i for i, e in enumerate(eligible) if e]
-        plain = pulumi.Output.all(*[outputs[i] for i in at], *[flags[i] for i in at]).apply(
-            lambda a: entries([i for i, s in zip(at, a[len(at):], strict=True) if not s], [a[k] for k, s in enumerate(a[len(at):]) if not s])
-        )
+
+        def plain_entries(args: list[Any], at: list[int] = at) -> dict[str, str]:
+            # args: the eligible values, then whether each is secret
+            values, secret = args[: len(at)], args[len(at):]
+            keep = [k for k, s in enumerate(secret) if not s]
+            return entries([at[k] for k in keep], [values[k] for k in keep])
+
+        plain = pulumi.Output.all(*[outputs[i] for i in at], *[flags[i] for i in at]).apply(plain_entries)
         add_host_entries(connection, name, plain, entries=True)
     return manifest
 

@@ -138,6 +138,14 @@ def host_key(content: str, library: bool = True) -> str | None:
     return library_id(content)
 
 
+def _host_entry(content: str, library: bool = True) -> str | None:
+    """`host_key`, and the text kept in HOST_ENTRIES under it (each line ending in a newline)."""
+    key = host_key(content, library)
+    if key is not None:
+        HOST_ENTRIES[key] = content if content.endswith("\n") else content + "\n"
+    return key
+
+
 def readable_by_all(spec: FileSpec) -> bool:
     """Others may read the file on the host: only such a file's content may go to the host's
     copy of the helper, which is 0755 there."""
@@ -149,9 +157,8 @@ def file_host_entries(specs: Sequence[FileSpec], contents: Sequence[str]) -> dic
     same choice, file by file): what the host's copy must carry for them."""
     out = {}
     for spec, content in zip(specs, contents, strict=True):
-        if readable_by_all(spec) and (key := host_key(content)) is not None:
-            out[key] = content if content.endswith("\n") else content + "\n"
-            HOST_ENTRIES[key] = out[key]
+        if readable_by_all(spec) and (key := _host_entry(content)) is not None:
+            out[key] = HOST_ENTRIES[key]
     return out
 
 
@@ -165,8 +172,7 @@ def _section(
     (HOST_ENTRIES) and sends only its ID (HOST_ENTRY_MIN bytes or more). `pack`: a large content goes gzip+base64 (_packed),
     the header saying so."""
     split = _library_split(content) if library and len(content) >= LIBRARY_MIN else None
-    if split is None and host and (key := host_key(content, library)) is not None:
-        HOST_ENTRIES[key] = content if content.endswith("\n") else content + "\n"
+    if split is None and host and (key := _host_entry(content, library)) is not None:
         split = ("", key)
     if split is not None:
         own, key = split
@@ -347,10 +353,10 @@ def read_manifest(text: str) -> Manifest:
         elif name:
             data = "".join(line + "\n" for line in body)
             if entry:
-                text = helper_library().get(entry, HOST_ENTRIES.get(entry))
-                if text is None:
+                library_text = helper_library().get(entry, HOST_ENTRIES.get(entry))
+                if library_text is None:
                     raise ValueError(f"section {name} names library entry {entry}, which the helper does not have")
-                data += text
+                data += library_text
             sections[name] = data[:size] if len(data.encode()) == size + 1 else data
 
     for line in lines[1:]:
