@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.ssh_keys import compact_private_key
 from lab import replay
 from lab.hosts import Lab
 from lab.replay import report
@@ -122,8 +123,12 @@ def generated_secrets(f: Fresh) -> dict[str, str]:
         elif res.type == PASSWORD_TYPE and res.outputs.get("result"):
             found[f"{res.name}.result"] = str(res.outputs["result"])
     inventory = f.lab.inventory()
-    for i, line in enumerate(sorted(pem_lines(Path(inventory["sshPrivateKeyFile"]).read_text()))):
+    key = Path(inventory["sshPrivateKeyFile"]).read_text()
+    for i, line in enumerate(sorted(pem_lines(key))):
         found[f"lab SSH key line {i}"] = line
+    # ... and in the form the connections carry it (components/ssh_keys.py)
+    for i, line in enumerate(sorted(pem_lines(compact_private_key(key)))):
+        found[f"lab SSH key, as connected with, line {i}"] = line
     found["the database password the hosts had before"] = inventory["databases"]["postgres"]["password"]
     assert any(k.startswith("database-password") for k in found), "no generated database password seen"
     assert sum(".privateKeyPem " in k for k in found) >= 10, "too few private keys seen"

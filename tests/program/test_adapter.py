@@ -20,6 +20,7 @@ from components.config import StackConfig, parse
 from components.nginx_render import Backend
 from components.node_render import node_paths
 from components.platform import DEBIAN
+from components.ssh_keys import compact_private_key
 from tests.helpers.certs import self_signed
 from tests.helpers.pulumi_mocks import ProviderMocks, start
 from tests.helpers.stack_config import HOSTKEY, good
@@ -220,7 +221,7 @@ def test_node_args_carry_the_nodes_settings_connection_and_whether_others_serve(
     assert args.node == adapter.node_settings(cfg, cfg.nodes[1])
     assert (args.connection.host, args.connection.port, args.connection.user) == ("192.0.2.44", 2222, "deploy")
     assert args.connection.host_key == HOSTKEY
-    assert key == (cfg.ssh_private_key.get_secret_value().strip() + "\n", True)
+    assert key == (compact_private_key(cfg.ssh_private_key.get_secret_value().strip() + "\n"), True)
     assert args.pki is PKI and args.database is database and args.others_serve is True
     assert args.extra_env == env and args.depends_on == [before] and args.previous is before and args.preflight is None
     one = config(nodes=good()["nodes"][:1])
@@ -272,7 +273,7 @@ def test_cluster_args_take_the_cluster_section_and_what_the_plan_reads_of_each_n
         "mm2": ("192.0.2.44", 2222, "deploy", HOSTKEY),
         "mm3": (a3, 2200, "ops", HOSTKEY),
     }
-    assert key == (cfg.ssh_private_key.get_secret_value().strip() + "\n", True)
+    assert key == (compact_private_key(cfg.ssh_private_key.get_secret_value().strip() + "\n"), True)
     assert args.platforms == {"mm1": DEBIAN, "mm2": DEBIAN, "mm3": DEBIAN}
     plan = adapter.cluster_plan(cfg)
     assert [(m.name, m.ssh_port, m.unit, m.version, m.slot_source) for m in plan.members] == [

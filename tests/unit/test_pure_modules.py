@@ -29,6 +29,7 @@ PURE = (
     "components.platform",
     "components.remote_files_render",
     "components.shell",
+    "components.ssh_keys",
     "components.teleport_render",
     "components.tls_files",
 )
