@@ -90,7 +90,7 @@ if sys.argv[4:] == ["applied"]:
                "applied_state_sealed_bytes": sealed.encrypted_bytes(up.state),
                "applied_state_backend_bytes": sealed.encrypted_bytes(up.state, compact=True)}
 commands = [c for c in ev.commands() if any(c.command_texts())]
-dials = commands + ev.by_type("command:remote:CopyToRemote")
+dials = [c for c in commands if c.inputs.get("create")] + ev.by_type("command:remote:CopyToRemote")
 print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "gc_cpu": round(gc_time[0], 2), "seconds": round(took, 2), "resources": len(ev.resources),
                   "edges": edges, "commands": len(commands),
                   "state_bytes": len(json.dumps(ev.state.to_json(), indent=1)) + 1,
@@ -102,9 +102,9 @@ print(json.dumps({"nodes": n, "cpu": round(cpu, 2), "gc_cpu": round(gc_time[0], 
 """
 """One evaluation in a fresh process. Edges are (resource, dependency) pairs from `dependencies`
 and `propertyDependencies` (the parent excluded). `commands_per_node_host` is the most remote
-commands with a create/update/delete, and file copies (CopyToRemote), that target one node's
-host: each is one SSH connection in a fresh `up` (pulumi-command dials per command and per copy;
-so does the replay engine). `gc_cpu` is the CPU
+commands with a create, and file copies (CopyToRemote), that target one node's host: each is one
+SSH connection in a fresh `up` (pulumi-command dials per command and per copy, and not for a
+command without a create: commandController.go `Create`; so does the replay engine). `gc_cpu` is the CPU
 of Python's cyclic garbage collections (thread CPU between gc.callbacks' start and stop; they hold
 the GIL, so no other thread's CPU counts)."""
 

@@ -5,7 +5,8 @@ component a place here.
 The order (each step waits for the one before it, unless said otherwise):
 1. Read-only checks of every host: each node's preflight, the database-stored configuration,
    the MySQL accounts the nodes log in through; `preflights-passed` is the barrier after them
-   (nothing, not even the host helper, is installed on a host before).
+   (nothing, not even the host helper, is installed on a host before: a node host gets only the
+   copy of the helper file in the login user's home that its preflight reads its check from).
 2. The CA, and NGINX's capture of its live site: a refused site stops the run before the
    database or a node changes.
 3. Database TLS offered (plain logins still let in), its read replicas, the cluster tunnels.
@@ -93,7 +94,11 @@ class Deployment(pulumi.ComponentResource):
         # 3. database TLS offered, replicas, cluster
         self.database = database = Database("database", adapter.database_args(cfg, pki, preflight=db_preflight), after_checks)
         replicas = database_replicas(adapter.replica_args(cfg, pki), after_checks)
-        self.cluster = cluster = Cluster("cluster", adapter.cluster_args(cfg), after_checks) if cfg.cluster.enabled else None
+        # No depends_on of its own: its commands wait for the checks through their hosts' helpers,
+        # and its keys and the texts a node host's copy of the helper carries (which each node's
+        # preflight reads) must not wait for what waits for the preflights: the SDK registers a
+        # resource only once its depends_on are done, and a component's children once it is.
+        self.cluster = cluster = Cluster("cluster", adapter.cluster_args(cfg), child) if cfg.cluster.enabled else None
         # 4-5. one node at a time, in config order; the first waits for NGINX's transitional site,
         # which reaches each node over TLS or, not switched yet, plain HTTP
         nodes: list[MattermostNode] = []

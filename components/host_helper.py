@@ -12,8 +12,13 @@ Lifecycle:
 - Per (address, port) two resources named by the host's stable identity, never a list position:
   `host-helper-<address>[-<port>]-upload`, a `remote.CopyToRemote` of the helper file (a
   `FileAsset`: the state holds its path and SHA-256, not its text), and `host-helper-<address>
-  [-<port>]`, the `remote.Command` that installs the uploaded copy as root. Both are created by
-  the first command that needs the helper.
+  [-<port>]`, the `remote.Command` that installs the uploaded copy as root, created by the first
+  command that needs the helper. Both wait for every preflight (`install_helpers_after`), but
+  for a node host's upload: the node's preflight reads its check from that copy
+  (`copy_for_check`; a preflight's script is 15 kB, stored twice per node as a command's
+  stdin), so the copy in the login user's home is the one thing a host gets before every
+  preflight passed. `host-helper-<address>[-<port>]-copy` (no create, a delete only) removes it
+  on `destroy` when no install took it away (a refused run).
 - Every other command on that host `depends_on` the install, so it is created first and deleted
   LAST (the engine deletes dependents first, replaced resources' deletes included).
 - Its content changing is an in-place update of both (no triggers): the upload copies the new
@@ -50,8 +55,14 @@ from typing import Any
 import pulumi
 from pulumi_command import remote
 
-from components.config.schema import UPLOAD_SUFFIX, helper_name
-from components.host_helper_render import UPLOAD_PATH, host_helper_text, install_command, uninstall_command
+from components.config.schema import COPY_SUFFIX, UPLOAD_SUFFIX, helper_name
+from components.host_helper_render import (
+    UPLOAD_PATH,
+    host_helper_text,
+    install_command,
+    remove_copy_command,
+    uninstall_command,
+)
 from components.remote_files_render import host_entries
 
 HOST_FILES = Path(__file__).resolve().parent.parent / ".host-helpers"
@@ -70,8 +81,17 @@ def needs_sudo(connection: remote.ConnectionArgs) -> bool:
 
 @dataclass
 class _Host:
-    install: remote.Command
+    connection: remote.ConnectionArgs
     name: str
+    upload: remote.CopyToRemote
+    text: pulumi.Output[str]
+    """The host's copy of the helper file (its values only)."""
+    early: bool
+    """The upload waits for no preflight (`copy_for_check`)."""
+    install: remote.Command | None = None
+    """Created by the first command that needs the helper (`helper_for`)."""
+    copy_removal: remote.Command | None = None
+    """A node host's `<name>-copy` (`copy_for_check`)."""
     inputs: list[pulumi.Output[dict[str, str]]] = field(default_factory=list)
     """The host-library entries each command's input names (components/remote_files)."""
     sealed: bool = False
@@ -102,8 +122,9 @@ def install_helpers_after(
 ) -> None:
     """Every host helper created from now on in this program run waits for `resources`: the
     node preflights, so that nothing at all is installed on any host before every node passed
-    (the preflights themselves run without the helper: remote_files.read_script). `opts` (the
-    Deployment's parent and alias) are given to each of them."""
+    (the preflights themselves run without the helper: remote_files.read_script, or from a node
+    host's copy of it, which `copy_for_check` uploads first). `opts` (the Deployment's parent
+    and alias) are given to each of them."""
     _registry()
     _after[:] = list(resources)
     _opts[:] = [opts] if opts else []
@@ -111,7 +132,57 @@ def install_helpers_after(
 
 def helper_for(connection: remote.ConnectionArgs) -> remote.Command:
     """The host helper of `connection`'s host (created on first use)."""
-    return _host(connection).install
+    host = _host(connection)
+    if host.install is None:
+        sudo = needs_sudo(connection)
+        text = host.text
+        host.install = remote.Command(
+            host.name,
+            connection=connection,
+            # the version (SHA-256) the install checks is in the text: readable in a preview's diff
+            # no `update`: pulumi-command runs `create` for an update then (commandController.go `Command.Update`)
+            # and the text is not stored twice more
+            create=text.apply(lambda t: install_command(sudo, sha256=hashlib.sha256(t.encode()).hexdigest())),
+            delete=uninstall_command(sudo),
+            triggers=None,
+            logging=remote.Logging.STDOUT_AND_STDERR,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions.merge(_helper_opts(), pulumi.ResourceOptions(depends_on=[host.upload])),
+        )
+    return host.install
+
+
+@dataclass(frozen=True)
+class CheckCopy:
+    """What a check that reads the host's copy needs (`copy_for_check`)."""
+
+    upload_name: str
+    """The upload's resource name (for the check's error message)."""
+    removal: remote.Command
+    """`<helper>-copy`: the check waits for it (and so for the upload)."""
+
+
+def copy_for_check(connection: remote.ConnectionArgs, opts: pulumi.ResourceOptions | None = None) -> CheckCopy:
+    """For a read-only check that runs before any helper is installed and reads its text from
+    the host's copy of the helper file (remote_files.read_check_from_copy: the node preflights):
+    the host's upload, created now and so waiting for no preflight (`opts`: the parent and alias
+    the helpers get), and `<name>-copy`, which waits for it and is returned for the check to
+    wait for. That one runs nothing on `up` (no `create`: pulumi-command then does not connect,
+    commandController.go `Create`); its delete removes the copy from the login user's home, so
+    that a `destroy` after a refused run (no install ever took the copy away; a refused command
+    is not kept in the state, which pulumi-command gives no partial state for) leaves nothing.
+    A refused run keeps the copy: the next `up`, with the upload unchanged in its state, finds
+    it there."""
+    host = _host(connection, opts=opts, early=True)
+    if host.copy_removal is None:
+        host.copy_removal = remote.Command(
+            host.name + COPY_SUFFIX,
+            connection=connection,
+            delete=remove_copy_command(),
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[host.upload])),
+        )
+    return CheckCopy(host.name + UPLOAD_SUFFIX, host.copy_removal)
 
 
 def add_host_entries(
@@ -183,48 +254,43 @@ def _write(name: str, text: str) -> str:
     return str(path)
 
 
-def _host(connection: remote.ConnectionArgs) -> _Host:
+def _helper_opts() -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions.merge(
+        _opts[0] if _opts else None, pulumi.ResourceOptions(depends_on=list(_after)) if _after else None
+    )
+
+
+def _host(connection: remote.ConnectionArgs, opts: pulumi.ResourceOptions | None = None, early: bool = False) -> _Host:
     host, port = connection.host, connection.port if connection.port is not None else 22
     if not isinstance(host, str) or not isinstance(port, (int, float)):
         raise TypeError("host_helper needs a plain host address and port to identify the host")
     key = (host, int(port))
     helpers = _registry()
-    if key not in helpers:
-        name = helper_name(*key)
-        sudo = needs_sudo(connection)
-        opts = pulumi.ResourceOptions.merge(
-            _opts[0] if _opts else None, pulumi.ResourceOptions(depends_on=list(_after)) if _after else None
-        )
-        # Rendered once the program's synchronous part (every command) is done: an apply's
-        # callback runs only then (pulumi sdk/python/lib/pulumi/output.py `apply` schedules it).
-        record: list[_Host] = []
-        start: pulumi.Output[int] = pulumi.Output.from_input(0)
-        text = _values_only(start.apply(lambda _: _host_file(record[0])))
-        # The file as an asset: the state stores its path and SHA-256 (about 200 bytes) where a
-        # command's stdin is stored twice in full (inputs, and outputs that embed them:
-        # pulumi-command provider/pkg/provider/remote/command.go `CommandOutputs`). The absolute
-        # path differs between checkouts, which is no diff: assets compare by hash alone
-        # (pulumi sdk/go/common/resource/asset/asset.go `Asset.Equals`).
-        upload = remote.CopyToRemote(
-            name + UPLOAD_SUFFIX,
-            connection=connection,
-            source=text.apply(lambda t: pulumi.FileAsset(_write(name, t))),
-            remote_path=UPLOAD_PATH,
-            opts=opts,
-        )
-        install = remote.Command(
-            name,
-            connection=connection,
-            # the version (SHA-256) the install checks is in the text: readable in a preview's diff
-            # no `update`: pulumi-command runs `create` for an update then (commandController.go `Command.Update`)
-            # and the text is not stored twice more
-            create=text.apply(lambda t: install_command(sudo, sha256=hashlib.sha256(t.encode()).hexdigest())),
-            delete=uninstall_command(sudo),
-            triggers=None,
-            logging=remote.Logging.STDOUT_AND_STDERR,
-            add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[upload])),
-        )
-        record.append(_Host(install, name))
-        helpers[key] = record[0]
+    if key in helpers:
+        if early and not helpers[key].early:
+            # its upload waits for the preflights: a check waiting for it would wait forever
+            raise RuntimeError(f"{helpers[key].name}: a check that reads the host's copy is created after the host's helper")
+        return helpers[key]
+    name = helper_name(*key)
+    # Rendered once the program's synchronous part (every command) is done: an apply's
+    # callback runs only then (pulumi sdk/python/lib/pulumi/output.py `apply` schedules it).
+    record: list[_Host] = []
+    start: pulumi.Output[int] = pulumi.Output.from_input(0)
+    text = _values_only(start.apply(lambda _: _host_file(record[0])))
+    # The file as an asset: the state stores its path and SHA-256 (about 200 bytes) where a
+    # command's stdin is stored twice in full (inputs, and outputs that embed them:
+    # pulumi-command provider/pkg/provider/remote/command.go `CommandOutputs`). The absolute
+    # path differs between checkouts, which is no diff: assets compare by hash alone
+    # (pulumi sdk/go/common/resource/asset/asset.go `Asset.Equals`). A node host's (`early`:
+    # its preflight reads from it) waits for no preflight; every other host's waits as its
+    # install does.
+    upload = remote.CopyToRemote(
+        name + UPLOAD_SUFFIX,
+        connection=connection,
+        source=text.apply(lambda t: pulumi.FileAsset(_write(name, t))),
+        remote_path=UPLOAD_PATH,
+        opts=opts if early else _helper_opts(),
+    )
+    record.append(_Host(connection, name, upload, text, early))
+    helpers[key] = record[0]
     return helpers[key]

@@ -26,7 +26,7 @@ from components.config import Database as DatabaseConfig
 from components.db_replicas import database_targets
 from components.pki import Pki, split_sans
 from components.platform import platform_for
-from components.remote_files import ManagedFile, managed_files, read_script
+from components.remote_files import ManagedFile, managed_files, read_check_from_copy
 from components.remote_files_render import FileSpec
 
 
@@ -270,7 +270,7 @@ def node_preflight(args: NodePreflightArgs, opts: pulumi.ResourceOptions | None 
     replica lists) runs it again.
     """
     node, db = args.node, args.database
-    return read_script(
+    return read_check_from_copy(
         f"{node.name}-preflight",
         connection=args.connection,
         script=node_render.render_preflight_script(

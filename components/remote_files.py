@@ -42,9 +42,10 @@ from typing import Any, TypedDict, Unpack
 import pulumi
 from pulumi_command import remote
 
-from components.host_helper import add_host_entries, helper_for, needs_sudo
+from components.host_helper import add_host_entries, copy_for_check, helper_for, needs_sudo
 from components.host_helper_render import SUDO
 from components.remote_files_render import (
+    HOST_ENTRIES,
     READ_COMMAND,
     FileSpec,
     check_block,
@@ -52,6 +53,7 @@ from components.remote_files_render import (
     file_host_entries,
     render_block_manifest,
     render_call,
+    render_copy_read_stdin,
     render_files_manifest,
     render_read_stdin,
     render_run_manifest,
@@ -274,6 +276,37 @@ def read_script(
         logging=_logging(secret),
         add_previous_output_in_env=False,
         opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), extra),
+    )
+
+
+def read_check_from_copy(
+    name: str,
+    *,
+    connection: remote.ConnectionArgs,
+    script: str,
+    opts: pulumi.ResourceOptions | None = None,
+) -> remote.Command:
+    """A read-only check, as `read_script`, whose text travels as an entry of the host's own
+    library in the host's copy of the helper file, which the state holds as a path and a hash
+    (a node's preflight is 15 kB of shell, stored twice per node as stdin): the input holds the
+    entry's ID and SHA-256 (remote_files_render.render_copy_read_stdin). The host's upload then
+    comes before the check (host_helper.copy_for_check, whose `<helper>-copy` it waits for), and
+    is the one thing a host gets before every preflight passed: a file in the login user's
+    home, which the install takes away and `destroy` removes. Not for a secret script (the copy
+    is readable by all on the host), nor one fed by another command's output (the upload would
+    wait for it, and it for the checks)."""
+    gate = copy_for_check(connection, opts)
+    stdin, key = render_copy_read_stdin(strict(script), sudo=needs_sudo(connection), resource=gate.upload_name)
+    add_host_entries(connection, name, pulumi.Output.from_input({key: HOST_ENTRIES[key]}), entries=True)
+    return remote.Command(
+        name,
+        connection=connection,
+        # the stdin's own `sudo -n` runs the check as root (the copy is the login user's)
+        create=READ_COMMAND,
+        stdin=stdin,
+        logging=_logging(False),
+        add_previous_output_in_env=False,
+        opts=pulumi.ResourceOptions.merge(opts or pulumi.ResourceOptions(), pulumi.ResourceOptions(depends_on=[gate.removal])),
     )
 
 

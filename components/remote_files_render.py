@@ -20,6 +20,7 @@ from components.host_helper_render import (
     LOCK_FILE,
     STATE_DIR,
     SUDO,
+    UPLOAD_PATH,
     helper_code,
     helper_library,
     library_id,
@@ -30,7 +31,7 @@ __all__ = [
     "HELPER_PATH", "LOCK_FILE", "MARKER", "READ_COMMAND", "STATE_DIR", "FileSpec", "Manifest", "check_block", "check_specs", "file_host_entries", "host_entries",
     "command_script", "encode_bundle", "read_manifest", "read_script_source", "render_block_apply", "render_block_manifest",
     "render_block_restore", "render_call", "render_files_apply", "render_files_manifest", "render_files_restore",
-    "render_read_stdin", "render_run_manifest", "stdin_contents", "strict",
+    "render_read_stdin", "render_copy_read_stdin", "render_run_manifest", "stdin_contents", "strict",
 ]
 MARKER = "mattermost-transport-encryption"
 """The word in a block's BEGIN/END lines (the helper writes `<comment> BEGIN <MARKER> <owner>`)."""
@@ -383,7 +384,11 @@ def read_manifest(text: str) -> Manifest:
 
 def host_entries(stdin: str) -> dict[str, str]:
     """The entries of the host's own library that a helper input names (ID -> text): what the
-    host's copy of the helper file must carry for it (components/host_helper.py)."""
+    host's copy of the helper file must carry for it (components/host_helper.py); a read-only
+    check's stdin (render_copy_read_stdin) names the check's own."""
+    if stdin.startswith(COPY_READ_HEAD):
+        key = stdin[len(COPY_READ_HEAD) :].split(" ", 1)[0]
+        return {key: HOST_ENTRIES[key]}
     out = {}
     for line in stdin.split("\n"):
         if line.startswith("section "):
@@ -548,8 +553,35 @@ def render_read_stdin(text: str) -> str:
     )
 
 
+COPY_READ_HEAD = "# read-only check, entry "
+
+
+def render_copy_read_stdin(text: str, *, sudo: bool, resource: str, helper: str = HELPER_PATH) -> tuple[str, str]:
+    """(stdin, entry ID): a read-only check whose text is an entry of the host's own library
+    (templates/read-from-copy.sh), for a check that runs before the helper is installed: the
+    entry reaches the host in the copy of the helper file that the upload (`resource`) puts in
+    the login user's home, whose state is a path and a hash; the input holds the entry's ID and
+    SHA-256. A later run reads it from the installed helper (or the copy before it) once the
+    install took the upload away. The check runs as root (`sudo`: through `sudo -n`), with stdin
+    closed. The script goes without its comment lines; the caller puts the entry (HOST_ENTRIES)
+    in the host's copy (components.host_helper.add_host_entries)."""
+    body = without_comment_lines(text).rstrip("\n") + "\n"
+    key = library_id(body)
+    HOST_ENTRIES[key] = body
+    data = body.encode()
+    sha = hashlib.sha256(data).hexdigest()
+    run = SUDO.removesuffix("sudo -n ") + "exec sudo -n " if sudo else "exec "
+    wrapper = without_comment_lines(
+        script("read-from-copy.sh", code={"id": key, "sha256": sha, "exec": run}, upload=UPLOAD_PATH, helper=helper, resource=resource)
+    )
+    return f"{COPY_READ_HEAD}{key} ({len(data)} bytes) of the host's copy of the helper\n{wrapper}", key
+
+
 def read_script_source(stdin: str) -> str:
-    """The script a read-only check runs, from its stdin (render_read_stdin), for reading a plan."""
+    """The script a read-only check runs, from its stdin (render_read_stdin,
+    render_copy_read_stdin: its entry as this process rendered it), for reading a plan."""
+    if stdin.startswith(COPY_READ_HEAD):
+        return HOST_ENTRIES[stdin[len(COPY_READ_HEAD) :].split(" ", 1)[0]]
     if not stdin.startswith("# read-only check, packed: "):
         return stdin
     body = stdin.split(f"<<'{PACKED_MARK}' | gzip -dc\n", 1)[1].split(f"{PACKED_MARK}\n", 1)[0]

@@ -698,6 +698,9 @@ def helper_name(host: str, port: int) -> str:
 
 UPLOAD_SUFFIX = "-upload"
 """The helper's upload (a CopyToRemote) is named after its install: `host-helper-<address>-upload`."""
+COPY_SUFFIX = "-copy"
+"""A node host's copy of the helper in the login user's home, which the node's preflight reads
+its check from, is removed on destroy by `host-helper-<address>-copy` (a delete only)."""
 
 
 def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
@@ -785,6 +788,12 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
         if helper not in helpers:
             helpers.add(helper)
             add(key, "the host helper", helper, helper + UPLOAD_SUFFIX)
+    copies: set[str] = set()
+    for i, n in enumerate(cfg.nodes):  # the preflights' (node_preflight)
+        helper = helper_name(n.ssh.address or n.address or "", n.ssh.port or cfg.ssh.port)
+        if n.address is not None and helper not in copies:
+            copies.add(helper)
+            add(f"nodes[{i}]", "the removal of the host helper's copy", helper + COPY_SUFFIX)
     return names
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from components.host_helper_render import UPLOAD_PATH
 from components.node_render import node_paths, render_preflight_script
 from components.remote_files_render import strict
 from lab import replay
@@ -56,15 +57,24 @@ def version(lab: Lab) -> str:
     return versions["mm1"]
 
 
+def copies(lab: Lab) -> dict[str, bool]:
+    """Per node host: the copy of the helper (its upload) is in the login user's home."""
+    return {n: lab.ssh(n, f"test -f /root/{UPLOAD_PATH}", check=False).returncode == 0 for n in NODES}
+
+
 def refused_up(lab: Lab, tmp_path: Path, config: dict[str, Any]) -> replay.Evaluation:
-    """`up` that must be refused by the preflight, with every host's files unchanged."""
+    """`up` that must be refused by the preflight, with every host's files unchanged: each node
+    host got only the copy of the helper in the login user's home that its preflight read its
+    check from (the next run reads it there; `destroy` removes it)."""
     before = {h: snapshot(lab, h) for h in HOSTS}
     ev = replay.up(ROOT, "lab", state_path=tmp_path / "lab.json", config=config, show_secrets=True)
     assert not ev.ok, "the run must be refused"
     for host in HOSTS:
         assert diff(before[host], snapshot(lab, host)) == [], f"{host} changed although a preflight refused"
     ran = {s.name for s in ev.steps if s.type == COMMAND and s.result == "ok" and s.op != "same"}
-    assert ran <= {f"{n}-preflight" for n in NODES}, f"commands ran besides the preflights: {ran}"
+    # `<helper>-copy` has no create: it runs nothing on `up`
+    assert ran <= {f"{n}-preflight" for n in NODES} | {f"host-helper-{a}-copy" for a in ADDRESS.values()}, ran
+    assert copies(lab) == dict.fromkeys(NODES, True)
     return ev
 
 
@@ -150,6 +160,26 @@ def test_a_node_reporting_another_version_than_the_stack_is_refused(
     assert f"Mattermost {other} is installed ({BIN} version), but the stack says {version} (mattermost.version)" in err
     assert f"Set mattermost.version to {other}, or upgrade the node to {version} first" in err
     assert {s.name for s in ev.failed_steps} == {"mm3-preflight"}
+
+
+def test_a_refused_runs_copy_serves_the_next_run_and_destroy_removes_it(lab: Lab, version: str, tmp_path: Path) -> None:
+    """Refused, then fixed: the next `up` finds its upload unchanged in the state (no copy made
+    again) and runs the refused node's preflight from the copy this run left. `destroy` of the
+    refused run's state (no helper was installed, which would have taken the copy away) leaves
+    no copy in any home and every host as it was."""
+    with reports_version(lab, "mm3", "9.11.0"):
+        ev = refused_up(lab, tmp_path, {"mattermost": {"version": version}})
+        assert {s.name for s in ev.failed_steps} == {"mm3-preflight"}
+    (check,) = [r for r in ev.resources if r.name == "mm3-preflight"]
+    assert "mm3-preflight" not in {r.name for r in ev.state.resources}, "a refused command is not kept"
+    r = lab.ssh("mm3", check.inputs["create"], input=check.inputs["stdin"], check=False)
+    assert r.returncode == 0 and f"Mattermost {version} (as mattermost.version says)" in r.stdout, r.stderr
+    before = {h: snapshot(lab, h) for h in HOSTS}
+    gone = replay.destroy(ROOT, "lab", state_path=tmp_path / "lab.json")
+    assert gone.ok and not gone.state.resources, [s.name for s in gone.failed_steps]
+    assert copies(lab) == dict.fromkeys(NODES, False)
+    for host in HOSTS:
+        assert diff(before[host], snapshot(lab, host)) == [], host
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ def test_no_command_text_is_over_4_kb(cluster: Program) -> None:
 
 def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Program) -> None:
     """Except the read-only node preflights, which run before anything (the helper included) is
-    installed on any host: every helper waits for all of them, through one barrier."""
+    installed on any host: every helper waits for all of them, through one barrier. A node
+    host's upload waits for nothing: its preflight reads its check from the copy."""
     helpers = {r.inputs["connection"]["host"]: r for r in commands(cluster) if r.name.startswith("host-helper-")}
     preflights = [r for r in commands(cluster) if r.inputs["create"] == READ_COMMAND]
     assert sorted(r.name for r in preflights) == ["mm1-preflight", "mm2-preflight", "mm3-preflight"]
@@ -61,11 +62,17 @@ def test_one_helper_per_host_and_every_command_on_it_depends_on_it(cluster: Prog
         assert upload.urn in h.dependencies, f"{h.name} installs before its upload"
         # and, but for the proxy's (it runs the capture), after NGINX's live site was accepted
         # (its copy's entries come from keys and certificates: their URNs are not stored again)
+        assert passed.urn in h.dependencies and set(h.dependencies) <= {passed.urn, live.urn, upload.urn}, (
+            f"{h.name} is on the host before every preflight passed"
+        )
+        early = [r for r in preflights if r.inputs["connection"]["host"] == h.inputs["connection"]["host"]]
+        # a node host's copy comes first (the preflight reads its check from it), every other after
+        assert upload.dependencies == [] if early else set(upload.dependencies) <= {passed.urn, live.urn}, upload.name
         for r in (h, upload):
-            assert passed.urn in r.dependencies and set(r.dependencies) <= {passed.urn, live.urn, upload.urn}, (
-                f"{r.name} is on the host before every preflight passed"
-            )
             assert not [u for us in r.property_dependencies.values() for u in us if u not in (passed.urn, live.urn, upload.urn)], r.name
+        for p in early:
+            assert cluster.get(f"{h.name}-copy").urn in p.dependencies, p.name
+    assert sum(upload.dependencies == [] for upload in cluster.by_type(COPY)) == 3
 
 
 def test_plain_commands_show_their_files_and_scripts_in_the_preview(cluster: Program) -> None:
@@ -89,8 +96,14 @@ def test_a_non_root_ssh_user_runs_every_command_through_sudo(program: Any, lab_c
     password, it fails at once if sudo would ask."""
     ev = program({**lab_config, "ssh": {"user": "deploy"}})
     texts = [t for r in commands(ev) for k in ("create", "update", "delete") if isinstance(t := r.inputs.get(k), str)
-             if not r.name.startswith("host-helper-")]
+             if not r.name.startswith("host-helper-") and not r.name.endswith("-preflight")]
     assert texts and all(t.startswith(SUDO + "/bin/sh ") for t in texts), [t[:60] for t in texts if not t.startswith("sudo")][:3]
+    # a node's preflight reads its check from the copy of the helper in the user's home as that
+    # user, then runs it as root through the same sudo
+    preflights = [r for r in commands(ev) if r.name.endswith("-preflight")]
+    for r in preflights:
+        assert r.inputs["create"] == READ_COMMAND and "\n" + SUDO.removesuffix("sudo -n ") + "exec sudo -n /bin/sh -c " in r.inputs["stdin"]
+    assert len(preflights) == 3
     # the helper's install and uninstall read and remove the upload in the user's home as that
     # user; what they do as root runs through the same sudo
     helpers = [r for r in commands(ev) if r.name.startswith("host-helper-")]
@@ -122,7 +135,7 @@ def test_the_helper_travels_as_a_file_asset_and_its_version_shows_in_the_install
         host = r.inputs["connection"]["host"]
         named: dict[str, str] = {}
         for c in commands(cluster):
-            if c.inputs["connection"]["host"] == host and isinstance(c.inputs.get("stdin"), str) and c.inputs["create"] != READ_COMMAND:
+            if c.inputs["connection"]["host"] == host and isinstance(c.inputs.get("stdin"), str):
                 named.update(host_entries(c.inputs["stdin"]))
         assert text == host_helper_text(named), r.name
         assert text.startswith(HELPER_SOURCE.read_text())

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.config.schema import COPY_SUFFIX
 from lab import seeding
 from tests.helpers.nginx import guide_capture
 from tests.helpers.program import Program, deps
@@ -23,6 +24,8 @@ def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Prog
         if (r.name.startswith("database-") or r.name.startswith("cluster-") or "-cluster-" in r.name)
         # the read-only checks (e.g. MySQL's database-accounts) run before anything, the capture included
         and r.name not in deps(prod, "preflights-passed")
+        # a command with no text (the cluster's key list) runs nothing on any host
+        and any(r.inputs.get(k) for k in ("create", "update", "delete"))
     ]
     assert any(n.startswith("database-") for n in gated) and any("-cluster-" in n for n in gated), gated
     for name in gated:
@@ -35,7 +38,11 @@ def test_database_and_cluster_commands_wait_for_the_live_site_capture(prod: Prog
 def test_no_host_but_the_proxy_gets_its_helper_before_the_live_site_is_accepted(prod: Program) -> None:
     """A refused site leaves every other host untouched: not even the host helper is installed
     there (the proxy's own helper runs the read-only capture)."""
-    helpers = {r.name: r for r in prod.by_type(COMMAND) if r.name.startswith("host-helper-")}
+    # (a node host's `<helper>-copy` runs nothing on `up`: its delete removes the copy of the helper)
+    helpers = {r.name: r for r in prod.by_type(COMMAND) if r.name.startswith("host-helper-") and not r.name.endswith(COPY_SUFFIX)}
+    for r in prod.by_type(COMMAND):
+        if r.name.endswith(COPY_SUFFIX):
+            assert r.inputs.get("create") is None, r.name
     waiting = {n for n in helpers if "proxy-live-site" in deps(prod, n)}
     assert len(helpers) >= 3 and len(waiting) == len(helpers) - 1, (sorted(helpers), sorted(waiting))
     (first,) = set(helpers) - waiting

@@ -315,7 +315,7 @@ def _stable_view(run: Run, prefix: str) -> dict[str, Any]:
 def test_adding_a_node_renames_and_changes_nothing_of_the_others(two: Run) -> None:
     three = run_program(make_cfg(["mm1", "mm2", "mm3"]))
     assert two.urns() <= three.urns()
-    assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name or r.name in ("host-helper-10.251.0.103", "host-helper-10.251.0.103-upload")}
+    assert {u for u in three.urns() - two.urns()} == {r.urn for r in three.monitor.registrations if "mm3" in r.name or r.name in ("host-helper-10.251.0.103", "host-helper-10.251.0.103-upload", "host-helper-10.251.0.103-copy")}
     for n in ("mm1", "mm2"):
         assert _stable_view(two, n) == _stable_view(three, n)
     # the proxy's scripts are the same; only its site contents (stdin) gain mm3

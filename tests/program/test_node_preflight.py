@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from components.config.schema import COPY_SUFFIX, UPLOAD_SUFFIX, helper_name
 from components.deployment import DEPLOYMENT_TYPE
+from components.host_helper_render import remove_copy_command
 from components.remote_files_render import READ_COMMAND, read_script_source
 from tests.helpers.program import Program, deps, prod_config, prod_nodes
 from tests.helpers.pulumi_mocks import COMMAND
@@ -20,8 +22,9 @@ NODES = ("mm1", "mm2", "mm3")
 
 
 def script(res: Any) -> str:
-    """The preflight script a node runs: it travels on stdin to a short `sh` call, without the
-    host helper (nothing may be installed before every preflight passed)."""
+    """The preflight script a node runs: a short `sh` call runs what its stdin names in the
+    host's copy of the helper file, without the installed helper (nothing may be installed
+    before every preflight passed)."""
     assert res.inputs["create"] == READ_COMMAND, res.inputs["create"]
     return read_script_source(res.inputs["stdin"])
 
@@ -70,16 +73,28 @@ def test_no_host_changes_before_every_node_passed_its_preflight(stack: str, prod
     # MySQL: the database's read-only accounts check (and its no-command verdict) is a preflight too
     db_checks = {"database-accounts", "database-accounts-checked"} & {r.name for r in ev.by_type(COMMAND)}
     assert bool(db_checks) == (stack == "prod"), "prod runs MariaDB, lab PostgreSQL"
-    commands = {r.name for r in ev.by_type(COMMAND)} - preflights - db_checks
+    # each node host's `<helper>-copy` runs nothing on `up` (no create); its delete removes the
+    # copy of the helper the preflight read its check from (the one thing a host gets before)
+    copies = {r.name for r in ev.by_type(COMMAND) if r.name.endswith(COPY_SUFFIX)}
+    for name in copies:
+        assert ev.get(name).inputs.get("create") is None and ev.get(name).inputs["delete"] == remove_copy_command()
+    # (a command with no text, such as the cluster's key list, runs nothing on any host)
+    commands = {r.name for r in ev.by_type(COMMAND) if any(r.inputs.get(k) for k in ("create", "update", "delete"))}
+    commands -= preflights | db_checks | copies
     assert len(commands) > 20
     for name in commands:
         assert preflights | db_checks <= deps(ev, name), f"{name} may run before a preflight"
+    hosts = set()
     for n in NODES:
         # the node's own first step (its CA file; the restart waits for that) waits for it
         # directly, not only through the other components
         assert ev.get(f"{n}-preflight").urn in ev.get(f"{n}-db-ca").dependencies
         assert ev.get(f"{n}-db-ca").urn in ev.get(f"{n}-tls-files").dependencies
-        assert not {d for d in deps(ev, f"{n}-preflight") if ev.get(d).custom}, "the preflight waits for nothing"
+        helper = helper_name(ev.get(f"{n}-preflight").inputs["connection"]["host"], 22)
+        hosts.add(helper)
+        waits = {d for d in deps(ev, f"{n}-preflight") if ev.get(d).custom}
+        assert waits == {helper + UPLOAD_SUFFIX, helper + COPY_SUFFIX}, "the preflight waits for its host's copy alone"
+    assert copies == {h + COPY_SUFFIX for h in hosts}
 
 
 def test_a_per_node_version_is_checked_under_its_own_key(program: Any, lab_config: dict[str, Any]) -> None:

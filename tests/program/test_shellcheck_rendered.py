@@ -29,6 +29,7 @@ def _scripts(name: str, ev: Program) -> dict[str, str]:
         stdin = getattr(stdin, "value", stdin)
         if isinstance(stdin, str) and stdin.startswith("# read-only check"):
             out[f"{name} {r.name} read-only"] = read_script_source(stdin)
+            out[f"{name} {r.name} stdin"] = stdin  # the unpacking, or the read from the host's copy
         if not isinstance(stdin, str) or not stdin.startswith("mattermost-transport-encryption helper input"):
             continue
         for section, text in read_manifest(stdin).sections.items():

@@ -41,7 +41,7 @@ def test_adding_a_node_renames_nothing_and_changes_only_what_mentions_it() -> No
     assert {r.urn for r in base.resources} < {r.urn for r in more.resources}
     changed = {s.name: s.op for s in more.steps if s.op != "same"}
     created = {n for n, op in changed.items() if op == "create"}
-    own = {"mm4", "host-helper-10.10.250.170", "host-helper-10.10.250.170-upload", "mm4-preflight", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-db-ca", "mm4-tls-files"}
+    own = {"mm4", "host-helper-10.10.250.170", "host-helper-10.10.250.170-upload", "host-helper-10.10.250.170-copy", "mm4-preflight", "mm4-server-key", "mm4-server-csr", "mm4-server-cert", "mm4-db-ca", "mm4-tls-files"}
     # prod runs a cluster: mm4 gets its own cluster resources (one tunnel set for all its peers)
     cluster_roles = ("ssh-key", "account", "client-key", "firewall", "tunnels", "gossip-mode")
     own |= {f"mm4-cluster-{role}" for role in cluster_roles}

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from components.config.schema import UPLOAD_SUFFIX
+from components.config.schema import COPY_SUFFIX, UPLOAD_SUFFIX
 from components.deployment import DEPLOYMENT_TYPE
 from components.remote_files_render import read_manifest, read_script_source
 from components.shell import without_comment_lines
+from components.ssh_keys import compact_private_key
 from lab.replay import Secret, State, evaluate
 from lab.replay.state import load as load_state
 from tests.helpers.program import CLUSTER_TYPE, KEY, PROJECT_DIR, lab_config_for, write_inventory
@@ -54,11 +55,13 @@ check: a read-only script, run again. `<node>-cluster-firewall` also lists sshd'
 HELPER_INSTALL = "host-helper-"
 """Each host's helper install (`host-helper-<address>`) is updated on purpose since the helper
 travels as a file asset (issue 11: state per node): its upload `host-helper-<address>-upload` is
-a create, and the install's new text reads the upload (same helper bytes on the host)."""
+a create, and the install's new text reads the upload (same helper bytes on the host). A node
+host's `host-helper-<address>-copy` (a delete only: the removal of the copy a node's preflight
+reads its check from) is new, a create that runs nothing."""
 
 
 def _updated(name: str) -> bool:
-    return name.endswith(UPDATED_SINCE_MAIN) or (name.startswith(HELPER_INSTALL) and not name.endswith(UPLOAD_SUFFIX))
+    return name.endswith(UPDATED_SINCE_MAIN) or (name.startswith(HELPER_INSTALL) and not name.endswith((UPLOAD_SUFFIX, COPY_SUFFIX)))
 
 
 def _removed(urn_or_name: str) -> bool:
@@ -71,12 +74,17 @@ def _as_run(inputs: dict[str, Any]) -> dict[str, Any]:
     out = dict(inputs)
     if "update" in out and out["update"] == out.get("create"):
         del out["update"]
+    # the same SSH key in its shortest form (components/ssh_keys.py) logs in alike
+    connection = out.get("connection")
+    if isinstance(connection, dict) and isinstance(connection.get("privateKey"), str):
+        out["connection"] = {**connection, "privateKey": compact_private_key(connection["privateKey"])}
     return out
 
 
 def _same_on_host(old: Any, new: Any) -> bool:
     """An update whose only change is how its inputs are written, not what it does on the host:
-    an `update` text equal to `create` dropped (_as_run), every other input the same, and the
+    an `update` text equal to `create` dropped, the SSH key in another form (_as_run), every
+    other input the same, and the
     helper input reads the same once its sections are resolved (a section that now names an
     entry of the helper's library, format 3; a content packed since the packing threshold went
     down), or the read-only script it unpacks is the same. The helper then changes and
@@ -84,12 +92,13 @@ def _same_on_host(old: Any, new: Any) -> bool:
     script run again (each is safe to run twice); a read-only check that lost only its comment
     lines runs the same commands."""
     a, b = _as_run(old.inputs), _as_run(new.inputs)
-    update_dropped = len(a) < len(old.inputs)
     sa, sb = a.pop("stdin", None), b.pop("stdin", None)
-    if a != b or not isinstance(sa, str) or not isinstance(sb, str):
+    if a != b:
         return False
-    if sa == sb:
-        return update_dropped
+    if sa == sb:  # an update all the same: only how its inputs are written changed
+        return True
+    if not isinstance(sa, str) or not isinstance(sb, str):
+        return False
     try:
         return read_manifest(sa) == read_manifest(sb)
     except ValueError:
@@ -251,7 +260,9 @@ def test_the_deployment_component_moves_the_prod_stack_without_a_change(before_d
     assert not now.program_error, now.program_error
     ops = {s.urn: s.op for s in now.steps}
     (deployment,) = now.by_type(DEPLOYMENT_TYPE)
-    uploads = {r.urn: "create" for r in now.resources if r.name.startswith(HELPER_INSTALL) and r.name.endswith(UPLOAD_SUFFIX)}
+    uploads = {
+        r.urn: "create" for r in now.resources if r.name.startswith(HELPER_INSTALL) and r.name.endswith((UPLOAD_SUFFIX, COPY_SUFFIX))
+    }
     installs = {r.urn: "update" for r in now.resources if _updated(r.name) and r.name.startswith(HELPER_INSTALL)}
     assert uploads and installs
     old = {r.name: r for r in before.resources}

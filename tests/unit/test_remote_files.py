@@ -383,3 +383,57 @@ def test_a_misspelt_hook_fails_before_anything_is_registered(kind: str) -> None:
             managed_files("x", connection=None, files=[ManagedFile(FileSpec("/etc/x"), "a")], activte="true")  # type: ignore[arg-type, call-arg]
         else:
             managed_block("x", connection=None, path="/etc/x", content="a", activte="true")  # type: ignore[arg-type, call-arg]
+
+
+@pytest.mark.parametrize("shell", [s for s in ("/bin/dash", "/bin/bash") if Path(s).exists()])
+def test_a_check_read_from_the_hosts_copy_runs_as_it_is_and_refuses_a_missing_or_damaged_one(tmp_path: Path, shell: str) -> None:
+    """A node's preflight (render_copy_read_stdin): its stdin names an entry of the host's copy
+    of the helper; READ_COMMAND runs the entry's text found in the upload in $HOME, else in the
+    installed helper or the copy before it (an earlier run's install took the upload away),
+    exactly (stdin closed, its exit status and output). Found nowhere, or not the text whose
+    SHA-256 the stdin names, nothing runs and the error names the entry and the upload."""
+    from components.host_helper_render import UPLOAD_PATH, host_helper_text
+    from components.remote_files_render import (
+        READ_COMMAND,
+        host_entries,
+        read_script_source,
+        render_copy_read_stdin,
+        strict,
+    )
+
+    check = strict("# a comment\nif read -r line; then echo 'stdin open'; fi\necho \"ran $$\" > \"$OUT\"\necho checked\nexit 3\n")
+    helper = tmp_path / "lib" / "helper-v1"
+    stdin, key = render_copy_read_stdin(check, sudo=False, resource="host-helper-192.0.2.7-upload", helper=str(helper))
+    assert len(stdin) < 1024 and "echo checked" not in stdin and "a comment" not in read_script_source(stdin)
+    assert read_script_source(stdin) == strict("if read -r line; then echo 'stdin open'; fi\necho \"ran $$\" > \"$OUT\"\necho checked\nexit 3\n")
+    entries = host_entries(stdin)
+    assert list(entries) == [key]
+    copy = host_helper_text({**entries, "0123456789abcdef": "echo another entry\n"})
+    home, out = tmp_path / "home", tmp_path / "out"
+    home.mkdir()
+    helper.parent.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "OUT": str(out)}
+    cmd = READ_COMMAND.replace("/bin/sh ", f"{shell} ", 1)
+
+    def ran() -> tuple[int, str, str]:
+        out.unlink(missing_ok=True)
+        r = run_script(cmd, stdin, env=env)
+        return r.returncode, r.stdout, r.stderr
+
+    # the upload in the user's home
+    (home / UPLOAD_PATH).write_text(copy)
+    assert ran()[:2] == (3, "checked\n") and out.read_text().startswith("ran ")
+    # installed (the upload taken away), or only in the copy the install replaced
+    (home / UPLOAD_PATH).unlink()
+    helper.write_text(copy)
+    assert ran()[:2] == (3, "checked\n")
+    helper.rename(f"{helper}.prev")
+    helper.write_text(host_helper_text({}))
+    assert ran()[:2] == (3, "checked\n")
+    # nowhere, or damaged: nothing runs, and the error says what is missing and what brings it
+    Path(f"{helper}.prev").unlink()
+    code, stdout, stderr = ran()
+    assert code == 1 and stdout == "" and not out.exists()
+    assert f"check {key} is in neither {home}/{UPLOAD_PATH} nor {helper}" in stderr and "host-helper-192.0.2.7-upload" in stderr
+    (home / UPLOAD_PATH).write_text(copy.replace('echo checked', 'echo changed'))
+    assert ran()[0] == 1 and not out.exists()
