@@ -90,6 +90,13 @@ def diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
     return changes
 
 
+def runs_on_host(ev: replay.Evaluation) -> set[str]:
+    """Names of the remote commands with a create text: a command without one (the cluster's key
+    list and barriers, a node host's `<helper>-copy`) runs nothing on `up` (pulumi-command
+    provider/pkg/provider/remote/commandController.go `Create`)."""
+    return {r.name for r in ev.resources if r.type == "command:remote:Command" and r.inputs.get("create")}
+
+
 def changed(ev: replay.Evaluation) -> dict[str, str]:
     return {s.name: s.op for s in ev.steps if s.op != "same"}
 

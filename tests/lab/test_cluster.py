@@ -745,8 +745,13 @@ def test_upgrade_from_the_full_argv_table_restarts_no_mattermost_and_destroy_giv
         # and the Deployment component (no command: everything moves under it by alias)
         # and each host's helper upload (the helper travels as a file asset: issue 11)
         uploads = {n for n in created if n.startswith("host-helper-") and n.endswith("-upload")}
-        assert len(uploads) == len({n for n in ops if n.startswith("host-helper-") and not n.endswith("-upload")}) > 0, ops
-        assert created == {f"{n}-db-ca" for n in NODES3} | {"proxy-final-site", "database-tls-enforced", "deployment"} | uploads, ops
+        installs = {n for n in ops if n.startswith("host-helper-") and not n.endswith(("-upload", "-copy"))}
+        assert len(uploads) == len(installs) > 0, ops
+        # and each node host's `<helper>-copy` (a delete only: the node's preflight now reads its
+        # check from the host's copy of the helper, which that removes on destroy after a refusal)
+        copies = {n for n in created if n.startswith("host-helper-") and n.endswith("-copy")}
+        assert len(copies) == len(NODES3), ops
+        assert created == {f"{n}-db-ca" for n in NODES3} | {"proxy-final-site", "database-tls-enforced", "deployment"} | uploads | copies, ops
         # and the per-node barriers (`<node>-cluster-ready`, no command) are gone: each node's
         # restart waits for `cluster-gossip-stopped` itself
         # and the units' own command (its files joined the firewall's: the ledger hands them over)
