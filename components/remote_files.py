@@ -289,7 +289,7 @@ def read_check_from_copy(
     """A read-only check, as `read_script`, whose text travels as an entry of the host's own
     library in the host's copy of the helper file, which the state holds as a path and a hash
     (a node's preflight is 15 kB of shell, stored twice per node as stdin): the input holds the
-    entry's ID and SHA-256 (remote_files_render.render_copy_read_stdin). The host's upload then
+    entry's ID, a SHA-256 prefix (remote_files_render.render_copy_read_stdin). The host's upload then
     comes before the check (host_helper.copy_for_check, whose `<helper>-copy` it waits for), and
     is the one thing a host gets before every preflight passed: a file in the login user's
     home, which the install takes away and `destroy` removes. Not for a secret script (the copy

@@ -560,21 +560,19 @@ def render_copy_read_stdin(text: str, *, sudo: bool, resource: str, helper: str 
     """(stdin, entry ID): a read-only check whose text is an entry of the host's own library
     (templates/read-from-copy.sh), for a check that runs before the helper is installed: the
     entry reaches the host in the copy of the helper file that the upload (`resource`) puts in
-    the login user's home, whose state is a path and a hash; the input holds the entry's ID and
-    SHA-256. A later run reads it from the installed helper (or the copy before it) once the
+    the login user's home, whose state is a path and a hash; the input holds the entry's ID (the
+    first 16 hex digits of its SHA-256, checked as the helper checks its own entries). A later run reads it from the installed helper (or the copy before it) once the
     install took the upload away. The check runs as root (`sudo`: through `sudo -n`), with stdin
     closed. The script goes without its comment lines; the caller puts the entry (HOST_ENTRIES)
     in the host's copy (components.host_helper.add_host_entries)."""
     body = without_comment_lines(text).rstrip("\n") + "\n"
     key = library_id(body)
     HOST_ENTRIES[key] = body
-    data = body.encode()
-    sha = hashlib.sha256(data).hexdigest()
     run = SUDO.removesuffix("sudo -n ") + "exec sudo -n " if sudo else "exec "
     wrapper = without_comment_lines(
-        script("read-from-copy.sh", code={"id": key, "sha256": sha, "exec": run}, upload=UPLOAD_PATH, helper=helper, resource=resource)
+        script("read-from-copy.sh", code={"id": key, "exec": run}, upload=UPLOAD_PATH, helper=helper, resource=resource)
     )
-    return f"{COPY_READ_HEAD}{key} ({len(data)} bytes) of the host's copy of the helper\n{wrapper}", key
+    return f"{COPY_READ_HEAD}{key} ({len(body.encode())} bytes)\n{wrapper}", key
 
 
 def read_script_source(stdin: str) -> str:
