@@ -81,7 +81,6 @@ def needs_sudo(connection: remote.ConnectionArgs) -> bool:
 
 @dataclass
 class _Host:
-    connection: remote.ConnectionArgs
     name: str
     upload: remote.CopyToRemote
     text: pulumi.Output[str]
@@ -291,6 +290,6 @@ def _host(connection: remote.ConnectionArgs, opts: pulumi.ResourceOptions | None
         remote_path=UPLOAD_PATH,
         opts=opts if early else _helper_opts(),
     )
-    record.append(_Host(connection, name, upload, text, early))
+    record.append(_Host(name, upload, text, early))
     helpers[key] = record[0]
     return helpers[key]
