@@ -24,4 +24,3 @@ def connection_for(cfg: StackConfig, address: str, ssh: HostSsh) -> remote.Conne
         dial_error_limit=5,
         per_dial_timeout=15,
     )
-

@@ -147,4 +147,4 @@ def uninstall_command(sudo: bool, helper: str = HELPER_PATH, state_dir: str = ST
 def remove_copy_command() -> str:
     """Command text (the login user's own file: no root): remove the host's copy of the helper
     from the login user's home, if a run left one there (components.host_helper.copy_for_check)."""
-    return f'rm -f -- "$HOME"/{q(UPLOAD_PATH)}'
+    return script("host-helper-copy-remove.sh", upload=UPLOAD_PATH)

@@ -45,7 +45,6 @@ from pulumi_command import remote
 from components.host_helper import add_host_entries, copy_for_check, helper_for, needs_sudo
 from components.host_helper_render import SUDO
 from components.remote_files_render import (
-    HOST_ENTRIES,
     READ_COMMAND,
     FileSpec,
     check_block,
@@ -296,8 +295,8 @@ def read_check_from_copy(
     is readable by all on the host), nor one fed by another command's output (the upload would
     wait for it, and it for the checks)."""
     gate = copy_for_check(connection, opts)
-    stdin, key = render_copy_read_stdin(strict(script), sudo=needs_sudo(connection), resource=gate.upload_name)
-    add_host_entries(connection, name, pulumi.Output.from_input({key: HOST_ENTRIES[key]}), entries=True)
+    stdin, _ = render_copy_read_stdin(strict(script), sudo=needs_sudo(connection), resource=gate.upload_name)
+    add_host_entries(connection, name, pulumi.Output.from_input(stdin))
     return remote.Command(
         name,
         connection=connection,

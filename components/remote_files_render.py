@@ -386,8 +386,7 @@ def host_entries(stdin: str) -> dict[str, str]:
     """The entries of the host's own library that a helper input names (ID -> text): what the
     host's copy of the helper file must carry for it (components/host_helper.py); a read-only
     check's stdin (render_copy_read_stdin) names the check's own."""
-    if stdin.startswith(COPY_READ_HEAD):
-        key = stdin[len(COPY_READ_HEAD) :].split(" ", 1)[0]
+    if (key := _copy_read_key(stdin)) is not None:
         return {key: HOST_ENTRIES[key]}
     out = {}
     for line in stdin.split("\n"):
@@ -556,21 +555,28 @@ def render_read_stdin(text: str) -> str:
 COPY_READ_HEAD = "# read-only check, entry "
 
 
+def _copy_read_key(stdin: str) -> str | None:
+    """The entry ID a render_copy_read_stdin input names, else None."""
+    return stdin[len(COPY_READ_HEAD) :].split(" ", 1)[0] if stdin.startswith(COPY_READ_HEAD) else None
+
+
 def render_copy_read_stdin(text: str, *, sudo: bool, resource: str, helper: str = HELPER_PATH) -> tuple[str, str]:
     """(stdin, entry ID): a read-only check whose text is an entry of the host's own library
     (templates/read-from-copy.sh), for a check that runs before the helper is installed: the
     entry reaches the host in the copy of the helper file that the upload (`resource`) puts in
     the login user's home, whose state is a path and a hash; the input holds the entry's ID (the
-    first 16 hex digits of its SHA-256, checked as the helper checks its own entries). A later run reads it from the installed helper (or the copy before it) once the
-    install took the upload away. The check runs as root (`sudo`: through `sudo -n`), with stdin
-    closed. The script goes without its comment lines; the caller puts the entry (HOST_ENTRIES)
+    first 16 hex digits of its SHA-256, checked as the helper checks its own entries). A later
+    run reads it from the installed helper (or the copy before it) once the install took the
+    upload away. The check runs as root (`sudo`: through SUDO, as every other root command),
+    with stdin closed. The script goes without its comment lines; the caller puts the entry (HOST_ENTRIES)
     in the host's copy (components.host_helper.add_host_entries)."""
     body = without_comment_lines(text).rstrip("\n") + "\n"
     key = library_id(body)
     HOST_ENTRIES[key] = body
-    run = SUDO.removesuffix("sudo -n ") + "exec sudo -n " if sudo else "exec "
     wrapper = without_comment_lines(
-        script("read-from-copy.sh", code={"id": key, "exec": run}, upload=UPLOAD_PATH, helper=helper, resource=resource)
+        script(
+            "read-from-copy.sh", code={"id": key, "root": SUDO if sudo else "exec "}, upload=UPLOAD_PATH, helper=helper, resource=resource
+        )
     )
     return f"{COPY_READ_HEAD}{key} ({len(body.encode())} bytes)\n{wrapper}", key
 
@@ -578,8 +584,8 @@ def render_copy_read_stdin(text: str, *, sudo: bool, resource: str, helper: str 
 def read_script_source(stdin: str) -> str:
     """The script a read-only check runs, from its stdin (render_read_stdin,
     render_copy_read_stdin: its entry as this process rendered it), for reading a plan."""
-    if stdin.startswith(COPY_READ_HEAD):
-        return HOST_ENTRIES[stdin[len(COPY_READ_HEAD) :].split(" ", 1)[0]]
+    if (key := _copy_read_key(stdin)) is not None:
+        return HOST_ENTRIES[key]
     if not stdin.startswith("# read-only check, packed: "):
         return stdin
     body = stdin.split(f"<<'{PACKED_MARK}' | gzip -dc\n", 1)[1].split(f"{PACKED_MARK}\n", 1)[0]

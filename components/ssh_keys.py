@@ -8,6 +8,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 
+def load_private_key(text: str) -> object:
+    """The unencrypted private key in `text` (OpenSSH or PEM: PKCS#1, SEC1, PKCS#8); raises
+    ValueError or TypeError (cryptography's) when it does not parse."""
+    data = text.strip().encode()
+    if b"OPENSSH PRIVATE KEY" in data:
+        return serialization.load_ssh_private_key(data, password=None)
+    return serialization.load_pem_private_key(data, password=None)
+
+
 @functools.lru_cache(maxsize=4)
 def compact_private_key(text: str) -> str:
     """The same key in the shortest PEM form the provider reads, else `text` as it is.
@@ -22,13 +31,8 @@ def compact_private_key(text: str) -> str:
     `NewSignerFromKey` signs with any of them alike: the same key, the same signatures. A key
     the program cannot re-encode (DSA) is given as it came; the config schema already refused
     one that does not parse. Pure, no I/O; the value stays a secret at every caller."""
-    data = text.strip().encode()
-    key: object
     try:
-        if b"OPENSSH PRIVATE KEY" in data:
-            key = serialization.load_ssh_private_key(data, password=None)
-        else:
-            key = serialization.load_pem_private_key(data, password=None)
+        key = load_private_key(text)
     except (ValueError, TypeError):
         return text
     if isinstance(key, ed25519.Ed25519PrivateKey):

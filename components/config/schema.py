@@ -790,8 +790,10 @@ def planned_resource_names(cfg: StackConfig) -> list[tuple[str, str, str]]:
             add(key, "the host helper", helper, helper + UPLOAD_SUFFIX)
     copies: set[str] = set()
     for i, n in enumerate(cfg.nodes):  # the preflights' (node_preflight)
-        helper = helper_name(n.ssh.address or n.address or "", n.ssh.port or cfg.ssh.port)
-        if n.address is not None and helper not in copies:
+        if n.address is None:
+            continue
+        helper = helper_name(n.ssh.address or n.address, n.ssh.port or cfg.ssh.port)
+        if helper not in copies:
             copies.add(helper)
             add(f"nodes[{i}]", "the removal of the host helper's copy", helper + COPY_SUFFIX)
     return names
@@ -883,14 +885,10 @@ def _unique(section: str, values: list[Any], field: str) -> None:
 
 
 def _check_private_key(pem: str) -> None:
-    from cryptography.hazmat.primitives import serialization
+    from components.ssh_keys import load_private_key
 
-    data = pem.strip().encode()
     try:
-        if b"OPENSSH PRIVATE KEY" in data:
-            serialization.load_ssh_private_key(data, password=None)
-        else:
-            serialization.load_pem_private_key(data, password=None)
+        load_private_key(pem)
     except (ValueError, TypeError, Exception) as e:  # noqa: BLE001 - cryptography raises several types
         # never echo the value itself
         raise ValueError(f"the private key does not parse ({type(e).__name__}); expected an unencrypted PEM or OpenSSH key") from None
